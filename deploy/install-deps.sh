@@ -1,0 +1,46 @@
+#!/bin/sh
+# Install the Debian packages twig needs to build, test and run.
+# Idempotent: asks dpkg which packages are missing, runs `apt-get update` only when
+# something is missing, installs only those, and says what it installs.
+# It changes no machine setting (OPENBLAS_CORETYPE and friends are left alone).
+#
+# usage: deploy/install-deps.sh [build|test|bench|all]   (default: test)
+set -eu
+
+build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+ libuv1-dev libopenblas-dev libmujoco-dev libcyaml-dev gnuplot-nox"
+test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf protobuf-compiler"
+bench_pkgs="python3-torch"
+
+case "${1:-test}" in
+    build) want="$build_pkgs" ;;
+    test) want="$build_pkgs $test_pkgs" ;;
+    bench | all) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+    *)
+        echo "install-deps: unknown set '$1' (expected build, test, bench or all)" >&2
+        exit 2
+        ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages:$missing" >&2
+    echo "install-deps: run as root (or: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,111 @@
+/* tests of the small base modules: err, rng, crc32c, mem arena, gemm reference */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/mem.h"
+#include "common/nn_gemm.h"
+#include "common/rng.h"
+
+Test(err, names_and_detail_round_trip)
+{
+    cr_expect_str_eq(err_name(TWIG_ECORRUPT), "TWIG_ECORRUPT");
+    cr_expect_str_eq(err_name(-EINVAL), "EINVAL");
+    cr_expect_str_eq(err_name(0), "OK");
+    int rc = err_set(-EINVAL, "obs_dim is %u, expected %u", 5u, 3u);
+    cr_expect_eq(rc, -EINVAL);
+    cr_expect_eq(err_code(), -EINVAL);
+    cr_expect_str_eq(err_msg(), "obs_dim is 5, expected 3");
+    err_clear();
+    cr_expect_str_eq(err_msg(), "");
+}
+
+Test(crc32c, matches_the_standard_check_value)
+{
+    cr_expect_eq(crc32c("123456789", 9), 0xe3069283u);
+    /* continuing in pieces gives the same crc as one call */
+    const char *s = "the quick brown fox jumps over the lazy dog";
+    uint32_t whole = crc32c(s, strlen(s));
+    uint32_t part = crc32c_update(crc32c(s, 10), s + 10, strlen(s) - 10);
+    cr_expect_eq(whole, part);
+}
+
+Test(rng, same_seed_same_stream_and_sane_moments)
+{
+    rng_t a, b;
+    rng_seed(&a, 42);
+    rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) {
+        cr_expect_eq(rng_next_u64(&a), rng_next_u64(&b));
+    }
+    double sum = 0, sq = 0;
+    int n = 200000;
+    for (int i = 0; i < n; i++) {
+        float x = rng_normal_f32(&a);
+        sum += x;
+        sq += (double)x * x;
+    }
+    cr_expect(fabs(sum / n) < 0.01, "mean %f", sum / n);
+    cr_expect(fabs(sq / n - 1.0) < 0.02, "var %f", sq / n);
+    int counts[7] = {0};
+    for (int i = 0; i < 70000; i++) {
+        uint32_t k = rng_uniform_u32(&a, 7);
+        cr_assert_lt(k, 7u);
+        counts[k]++;
+    }
+    for (int k = 0; k < 7; k++) {
+        cr_expect(counts[k] > 9500 && counts[k] < 10500, "bucket %d has %d", k, counts[k]);
+    }
+}
+
+Test(arena, mark_reset_reuses_memory_and_aligns)
+{
+    arena_t a;
+    arena_init(&a, 4096);
+    size_t m = arena_mark(&a);
+    char *p = arena_alloc(&a, 100);
+    char *q = arena_alloc(&a, 100);
+    cr_expect_eq((uintptr_t)p % 64, 0);
+    cr_expect_eq((uintptr_t)q % 64, 0);
+    cr_expect(q > p);
+    arena_reset(&a, m);
+    cr_expect_eq(arena_alloc(&a, 100), p);
+    arena_free(&a);
+}
+
+Test(arena, overflow_panics, .signal = SIGABRT)
+{
+    arena_t a;
+    arena_init(&a, 128);
+    arena_alloc(&a, 4096);
+}
+
+Test(nn_gemm, blas_matches_naive_for_all_transposes)
+{
+    rng_t r;
+    rng_seed(&r, 7);
+    enum { M = 13, N = 9, K = 21 };
+    float a[K * K + M * K], b[K * N + N * K], c1[M * N], c2[M * N];
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t & 2;
+        for (int i = 0; i < M * K; i++) {
+            a[i] = rng_normal_f32(&r);
+        }
+        for (int i = 0; i < K * N; i++) {
+            b[i] = rng_normal_f32(&r);
+        }
+        for (int i = 0; i < M * N; i++) {
+            c1[i] = c2[i] = rng_normal_f32(&r);
+        }
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        nn_gemm(c1, a, b, M, N, K, ta, tb, 0.5f, 1.0f, lda, ldb, N);
+        nn_gemm_naive(c2, a, b, M, N, K, ta, tb, 0.5f, 1.0f, lda, ldb, N);
+        for (int i = 0; i < M * N; i++) {
+            cr_expect(fabsf(c1[i] - c2[i]) < 1e-4f, "trans %d elem %d: %f vs %f", t, i, c1[i],
+                      c2[i]);
+        }
+    }
+}
