@@ -12,8 +12,9 @@
 #include "common/mem.h"
 
 /* X(id, create): built-in tasks, by Gymnasium id */
-#define ENV_REGISTRY(X)                   \
-    X("Pendulum-v1", env_pendulum_create)
+#define ENV_REGISTRY(X)                                     \
+    X("Pendulum-v1", env_pendulum_create)                   \
+    X("InvertedPendulum-v4", env_inverted_pendulum_create)
 
 typedef struct env_entry {
     const char *id;

@@ -119,5 +119,7 @@ int env_pendulum_create(env_t *e);
 /* Gymnasium's reset options for Pendulum (x_init/y_init) in spirit: put the pendulum at
  * (th, thdot) after a reset, for tests and debugging. -EINVAL if e is not Pendulum-v1 */
 int env_pendulum_set_state(env_t *e, double th, double thdot);
+/* MuJoCo tasks (env_mujoco.h; one file each) */
+int env_inverted_pendulum_create(env_t *e);
 
 #endif
