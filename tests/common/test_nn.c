@@ -332,9 +332,9 @@ Test(mlp_file, save_then_load_gives_identical_outputs_and_optimizer_state)
     snprintf(path, sizeof(path), "%s/nets.bin", tmpdir);
     float extra[3] = {0.25f, -1.0f, 7.0f}, extra2[3] = {0};
     mlp_t *src[2] = {&a, &b}, *dst[2] = {&a2, &b2};
-    cr_assert_eq(mlp_save_file(path, src, 2, extra, 3), 0, "%s", err_msg());
-    cr_expect_eq(file_size(path), mlp_image_size(src, 2, 3));
-    cr_assert_eq(mlp_load_file(path, dst, 2, extra2, 3), 0, "%s", err_msg());
+    cr_assert_eq(mlp_save_file(path, src, 2, extra, sizeof(extra)), 0, "%s", err_msg());
+    cr_expect_eq(file_size(path), mlp_image_size(src, 2, sizeof(extra)));
+    cr_assert_eq(mlp_load_file(path, dst, 2, extra2, sizeof(extra2)), 0, "%s", err_msg());
     cr_expect_eq(memcmp(extra, extra2, sizeof(extra)), 0);
     cr_expect_eq(memcmp(a.params, a2.params, a.n_params * sizeof(float)), 0);
     cr_expect_eq(memcmp(a.adam.m, a2.adam.m, a.n_params * sizeof(float)), 0);
