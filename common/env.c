@@ -14,7 +14,9 @@
 /* X(id, create): built-in tasks, by Gymnasium id */
 #define ENV_REGISTRY(X)                                     \
     X("Pendulum-v1", env_pendulum_create)                   \
-    X("InvertedPendulum-v4", env_inverted_pendulum_create)
+    X("InvertedPendulum-v4", env_inverted_pendulum_create)   \
+    X("HalfCheetah-v4", env_half_cheetah_create)             \
+    X("Hopper-v4", env_hopper_create)
 
 typedef struct env_entry {
     const char *id;

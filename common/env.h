@@ -121,5 +121,7 @@ int env_pendulum_create(env_t *e);
 int env_pendulum_set_state(env_t *e, double th, double thdot);
 /* MuJoCo tasks (env_mujoco.h; one file each) */
 int env_inverted_pendulum_create(env_t *e);
+int env_half_cheetah_create(env_t *e);
+int env_hopper_create(env_t *e);
 
 #endif

@@ -176,23 +176,23 @@ void mlp_copy_params(mlp_t *dst, const mlp_t *src);
 /* ---- saving -------------------------------------------------------------------------- */
 
 /* binary format (little endian): magic "TWIGNN\0\0", u32 version, u32 n_nets, then per net
- * u32 n_layers, u32 act, u32 sizes[n_layers+1], i64 adam_t, f32 params, m, v (n_params each);
- * finally u32 crc32c of everything before it. */
+ * u32 n_layers, u32 act, u32 sizes[n_layers+1], i64 adam_t, u64 n_params, f32 params, m, v
+ * (n_params each); then the caller's extra bytes; finally u32 crc32c of everything before it. */
 #define MLP_FILE_VERSION 1u
 
 /* save several nets (with their Adam state) into one file, atomically (tmp + rename).
- * extra(n_extra) floats ride along (SAC's log_alpha and its moments). returns 0 or -errno */
-int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const float *extra,
-                  int n_extra);
+ * extra (n_extra bytes) rides along (SAC's temperature, counters, rng). returns 0 or -errno */
+int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const void *extra,
+                  size_t n_extra);
 /* load into nets already initialised with the same shapes; refuses a wrong magic, version,
  * shape, a short file, or a checksum mismatch with -TWIG_E* and err_msg naming the problem */
-int mlp_load_file(const char *path, mlp_t *const *nets, int n_nets, float *extra, int n_extra);
+int mlp_load_file(const char *path, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra);
 
 /* the same, in memory: size of the image, and writing/reading one */
-size_t mlp_image_size(mlp_t *const *nets, int n_nets, int n_extra);
-void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const float *extra,
-                     int n_extra);
-int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_nets, float *extra,
-                   int n_extra);
+size_t mlp_image_size(mlp_t *const *nets, int n_nets, size_t n_extra);
+void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *extra,
+                     size_t n_extra);
+int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_nets, void *extra,
+                   size_t n_extra);
 
 #endif

@@ -263,18 +263,18 @@ static bool get(cursor *c, void *p, size_t n)
     return true;
 }
 
-size_t mlp_image_size(mlp_t *const *nets, int n_nets, int n_extra)
+size_t mlp_image_size(mlp_t *const *nets, int n_nets, size_t n_extra)
 {
     size_t n = sizeof(MLP_MAGIC) + 3 * sizeof(uint32_t);
     for (int k = 0; k < n_nets; k++) {
         n += 2 * sizeof(uint32_t) + sizeof(uint32_t) * (size_t)(nets[k]->n_layers + 1);
         n += sizeof(int64_t) + sizeof(uint64_t) + 3 * nets[k]->n_params * sizeof(float);
     }
-    return n + (size_t)n_extra * sizeof(float) + sizeof(uint32_t);
+    return n + n_extra + sizeof(uint32_t);
 }
 
-void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const float *extra,
-                     int n_extra)
+void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *extra,
+                     size_t n_extra)
 {
     cursor c = {.w = buf};
     put(&c, MLP_MAGIC, sizeof(MLP_MAGIC));
@@ -296,13 +296,13 @@ void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const float *
         put(&c, n->adam.v, np * sizeof(float));
     }
     if (n_extra > 0) {
-        put(&c, extra, (size_t)n_extra * sizeof(float));
+        put(&c, extra, n_extra);
     }
     put_u32(&c, crc32c(buf, c.pos));
 }
 
 /* one pass checks everything (apply false), a second copies (apply true) */
-static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, float *extra, int n_extra,
+static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra,
                       bool apply)
 {
     uint32_t u = 0;
@@ -316,7 +316,7 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, float *extra, i
         return err_set(TWIG_ECORRUPT, "nn image: header truncated");
     }
     if (u != (uint32_t)n_extra) {
-        return err_set(TWIG_EMISMATCH, "nn image: holds %u extra floats, expected %d", u,
+        return err_set(TWIG_EMISMATCH, "nn image: holds %u extra bytes, expected %zu", u,
                        n_extra);
     }
     for (int k = 0; k < n_nets; k++) {
@@ -356,8 +356,8 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, float *extra, i
             n->adam.t = t;
         }
     }
-    if (n_extra > 0 && !get(c, apply ? extra : NULL, (size_t)n_extra * sizeof(float))) {
-        return err_set(TWIG_ECORRUPT, "nn image: extra floats truncated");
+    if (n_extra > 0 && !get(c, apply ? extra : NULL, n_extra)) {
+        return err_set(TWIG_ECORRUPT, "nn image: extra bytes truncated");
     }
     if (c->len - c->pos != sizeof(uint32_t)) {
         return err_set(TWIG_ECORRUPT, "nn image: %zu bytes after the data, expected 4",
@@ -366,8 +366,8 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, float *extra, i
     return 0;
 }
 
-int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_nets, float *extra,
-                   int n_extra)
+int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_nets, void *extra,
+                   size_t n_extra)
 {
     size_t head = sizeof(MLP_MAGIC) + sizeof(uint32_t);
     if (len < head + sizeof(uint32_t)) {
@@ -398,8 +398,8 @@ int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_net
     return image_walk(&c, nets, n_nets, extra, n_extra, true);
 }
 
-int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const float *extra,
-                  int n_extra)
+int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const void *extra,
+                  size_t n_extra)
 {
     size_t n = mlp_image_size(nets, n_nets, n_extra);
     uint8_t *buf = xmalloc(n);
@@ -442,7 +442,7 @@ int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const float 
     return rc;
 }
 
-int mlp_load_file(const char *path, mlp_t *const *nets, int n_nets, float *extra, int n_extra)
+int mlp_load_file(const char *path, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
