@@ -28,4 +28,10 @@ double bench_median(double *v, int n);
 /* bench_nn.c */
 int bench_sac_update(const bench_opts *o);
 
+/* bench_ensemble.c */
+int bench_ensemble_train_step(const bench_opts *o);
+int bench_ensemble_train_step_out34(const bench_opts *o);
+int bench_rollout_all_members(const bench_opts *o);
+int bench_rollout_one_member(const bench_opts *o);
+
 #endif
