@@ -165,6 +165,14 @@ static inline void mlp_predict(mlp_t *net, float *y, const float *x, int B)
  * net that only passes gradients back to its input). */
 void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params);
 
+/* the input gradient of the last forward for some rows only (a frozen net): rows(n_rows)
+ * index the batch, dy is the full (B, out) gradient whose other rows count as zero, and only
+ * input columns [col0, col0 + ncols) are wanted. Writes dx(n_rows, ncols) in rows' order.
+ * Grads untouched. Cost scales with n_rows: SAC's actor step back-propagates each row
+ * through the one critic that is the minimum there. */
+void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows,
+                             int n_rows, int col0, int ncols);
+
 void mlp_zero_grad(mlp_t *net);
 void mlp_adam_step(mlp_t *net, const nn_adam_cfg *cfg);
 

@@ -189,6 +189,41 @@ void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params
     }
 }
 
+void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows,
+                             int n_rows, int col0, int ncols)
+{
+    const int L = net->n_layers;
+    const int *s = net->sizes;
+    const int B = net->last_batch;
+    TWIG_ASSERT(n_rows >= 0 && n_rows <= B && col0 >= 0 && ncols >= 1 && col0 + ncols <= s[0]);
+    if (n_rows == 0) {
+        return;
+    }
+    // gather the wanted rows of dy
+    float *dz = net->dh[0];
+    for (int r = 0; r < n_rows; r++) {
+        TWIG_ASSERT(rows[r] >= 0 && rows[r] < B);
+        memcpy(dz + (size_t)r * s[L], dy + (size_t)rows[r] * s[L], sizeof(float) * s[L]);
+    }
+    int buf = 1;
+    for (int l = L - 1; l > 0; l--) {
+        // da = dz w^T, then through the activation of the gathered rows
+        float *da = net->dh[buf];
+        net->gemm(da, dz, net->w[l], n_rows, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
+                  s[l + 1], s[l]);
+        for (int r = 0; r < n_rows; r++) {
+            size_t src = (size_t)rows[r] * s[l], dst = (size_t)r * s[l];
+            nn_act_bias_backward(da + dst, NULL, da + dst, net->z[l - 1] + src,
+                                 net->h[l - 1] + src, net->act, 1, s[l]);
+        }
+        dz = da;
+        buf ^= 1;
+    }
+    // the first layer: only the wanted input columns, rows col0.. of w0 (in, out)
+    net->gemm(dx, dz, net->w[0] + (size_t)col0 * s[1], n_rows, ncols, s[1], false, true, 1.0f,
+              0.0f, s[1], s[1], ncols);
+}
+
 void mlp_zero_grad(mlp_t *net)
 {
     memset(net->grads, 0, net->n_params * sizeof(float));

@@ -88,6 +88,8 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     s->dq2 = p, p += B;
     s->dlogp = p, p += B;
     TWIG_ASSERT(p <= s->work + n);
+    s->rows1 = xmalloc(sizeof(int) * (size_t)B);
+    s->rows2 = xmalloc(sizeof(int) * (size_t)B);
     return 0;
 }
 
@@ -100,6 +102,8 @@ void sac_free(sac_t *s)
     }
     nn_adam_free(&s->alpha_adam);
     free(s->work);
+    free(s->rows1);
+    free(s->rows2);
     memset(s, 0, sizeof(*s));
 }
 
@@ -213,16 +217,28 @@ float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, 
         s->dq2[i] = -inv_b * (1.0f - w1);
     }
     if (accumulate) {
-        // through the frozen critics to the action only
-        const int X = O + A;
-        mlp_backward(&s->q[0], s->dx, s->dq1, false);
+        // through the frozen critics to the action only, each row through the critic that
+        // is its minimum (the other one's gradient there is zero)
+        int n1 = 0, n2 = 0;
         for (int i = 0; i < B; i++) {
-            memcpy(s->da + (size_t)i * A, s->dx + (size_t)i * X + O, sizeof(float) * A);
+            if (s->dq1[i] != 0.0f) {
+                s->rows1[n1++] = i;
+            }
+            if (s->dq2[i] != 0.0f) {
+                s->rows2[n2++] = i;
+            }
         }
-        mlp_backward(&s->q[1], s->dx, s->dq2, false);
-        for (int i = 0; i < B; i++) {
+        memset(s->da, 0, sizeof(float) * (size_t)B * A);
+        mlp_backward_input_rows(&s->q[0], s->dx, s->dq1, s->rows1, n1, O, A);
+        for (int r = 0; r < n1; r++) {
             for (int j = 0; j < A; j++) {
-                s->da[(size_t)i * A + j] += s->dx[(size_t)i * X + O + j];
+                s->da[(size_t)s->rows1[r] * A + j] += s->dx[(size_t)r * A + j];
+            }
+        }
+        mlp_backward_input_rows(&s->q[1], s->dx, s->dq2, s->rows2, n2, O, A);
+        for (int r = 0; r < n2; r++) {
+            for (int j = 0; j < A; j++) {
+                s->da[(size_t)s->rows2[r] * A + j] += s->dx[(size_t)r * A + j];
             }
         }
         // dL/dlogp = alpha / B for every row

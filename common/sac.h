@@ -78,6 +78,7 @@ typedef struct sac {
     float *dq1, *dq2;        /* (B) */
     float *da;               /* (B, A) gradient at the action */
     float *dlogp;            /* (B) */
+    int *rows1, *rows2;      /* (B) rows where Q1 / Q2 is the minimum, owned */
     float *dx;               /* (B, O+A) gradient at the critic input */
     float *dpi;              /* (B, 2A) gradient at the actor output */
 } sac_t;

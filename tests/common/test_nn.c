@@ -131,6 +131,44 @@ Test(mlp, blas_and_naive_gemm_agree)
     mlp_free(&b);
 }
 
+static void check_rows_backward(nn_act act)
+{
+    enum { B = 9, I = 6, OUT = 2 };
+    const int sizes[] = {I, 10, 7, OUT};
+    rng_t rng;
+    rng_seed(&rng, 21);
+    mlp_t net = {0};
+    cr_assert_eq(mlp_init(&net, sizes, 3, act, B, &rng), 0);
+    float x[B * I], y[B * OUT], dy[B * OUT], dx[B * I], dxr[B * I];
+    rng_fill_normal(&rng, x, B * I);
+    rng_fill_normal(&rng, dy, B * OUT);
+    const int rows[4] = {7, 0, 3, 8};
+    // the full backward with every other row of dy zeroed is the reference
+    float dyz[B * OUT] = {0};
+    for (int r = 0; r < 4; r++) {
+        memcpy(dyz + rows[r] * OUT, dy + rows[r] * OUT, sizeof(float) * OUT);
+    }
+    mlp_forward(&net, y, x, B);
+    mlp_zero_grad(&net);
+    mlp_backward(&net, dx, dyz, false);
+    mlp_backward_input_rows(&net, dxr, dy, rows, 4, 2, 3);
+    for (int r = 0; r < 4; r++) {
+        for (int j = 0; j < 3; j++) {
+            float want = dx[rows[r] * I + 2 + j];
+            cr_expect(fabsf(dxr[r * 3 + j] - want) < 1e-6f * (1 + fabsf(want)),
+                      "row %d col %d: %f vs %f", rows[r], j, dxr[r * 3 + j], want);
+        }
+    }
+    cr_expect_eq(nn_grad_norm(net.grads, net.n_params), 0.0);
+    mlp_free(&net);
+}
+
+Test(mlp, input_gradient_of_selected_rows_matches_full_backward)
+{
+    check_rows_backward(NN_ACT_RELU);
+    check_rows_backward(NN_ACT_SWISH);
+}
+
 Test(mlp, init_rejects_bad_sizes)
 {
     rng_t rng;
