@@ -289,17 +289,85 @@ void ensemble_copy(ensemble_t *dst, const ensemble_t *src)
 
 /* ---- the Gaussian NLL with soft log-variance bounds ------------------------------------ */
 
-/* lanes [0, n) of p, the others zero; and the reverse */
+/* lanes [0, n) of p, the others zero; and the reverse (full lanes without a memcpy call) */
 static inline nn_v8f load_part(const float *p, int n)
 {
+    if (n == 8) {
+        return nn_v8_load(p);
+    }
     nn_v8f v = {0};
-    memcpy(&v, p, (size_t)n * sizeof(float));
+    for (int k = 0; k < n; k++) {
+        v[k] = p[k];
+    }
     return v;
 }
 
 static inline void store_part(float *p, nn_v8f v, int n)
 {
-    memcpy(p, &v, (size_t)n * sizeof(float));
+    if (n == 8) {
+        nn_v8_store(p, v);
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        p[k] = v[k];
+    }
+}
+
+/* sin and cos of 2 pi u, u in [0, 1), 8 lanes: quadrant q = floor(4u), a = (4u - q) pi/2 in
+ * [0, pi/2), Taylor polynomials to degree 11 / 12 (truncation below 6e-8), then rotation by
+ * q quarter turns */
+static inline void sincos_2pi_v8(nn_v8f u, nn_v8f *sn, nn_v8f *cs)
+{
+    nn_v8f x = u * 4.0f;
+    nn_v8i q = __builtin_convertvector(x, nn_v8i) & 3; /* truncation: x >= 0 */
+    nn_v8f a = (x - __builtin_convertvector(q, nn_v8f)) * 1.57079632679489662f;
+    nn_v8f a2 = a * a;
+    nn_v8f s = a2 * (-1.0f / 39916800.0f) + 1.0f / 362880.0f;
+    s = s * a2 - 1.0f / 5040.0f;
+    s = s * a2 + 1.0f / 120.0f;
+    s = s * a2 - 1.0f / 6.0f;
+    s = (s * a2 + 1.0f) * a;
+    nn_v8f c = a2 * (1.0f / 479001600.0f) - 1.0f / 3628800.0f;
+    c = c * a2 + 1.0f / 40320.0f;
+    c = c * a2 - 1.0f / 720.0f;
+    c = c * a2 + 1.0f / 24.0f;
+    c = c * a2 - 0.5f;
+    c = c * a2 + 1.0f;
+    /* q = 1: (c, -s); q = 2: (-s, -c); q = 3: (-c, s) */
+    nn_v8i odd = (q & 1) != 0;
+    nn_v8f s1 = nn_v8_select(odd, c, s);
+    nn_v8f c1 = nn_v8_select(odd, -s, c);
+    nn_v8i half = (q & 2) != 0;
+    *sn = nn_v8_select(half, -s1, s1);
+    *cs = nn_v8_select(half, -c1, c1);
+}
+
+/* out[0..n) standard normals by Box-Muller on 8 lanes; each 64-bit draw of r gives the two
+ * 24-bit uniforms of one pair: u1 in (0, 1] (finite log), u2 in [0, 1) */
+static void fill_normal(rng_t *r, float *out, int n)
+{
+    for (int i = 0; i < n; i += 16) {
+        nn_v8i a, b;
+        for (int k = 0; k < 8; k++) {
+            uint64_t x = rng_next_u64(r);
+            a[k] = (int32_t)(x >> 40);
+            b[k] = (int32_t)((x >> 8) & 0xffffff);
+        }
+        nn_v8f u1 = (__builtin_convertvector(a, nn_v8f) + 1.0f) * 0x1.0p-24f;
+        nn_v8f u2 = __builtin_convertvector(b, nn_v8f) * 0x1.0p-24f;
+        nn_v8f t = -2.0f * nn_v8_logf(u1);
+        nn_v8f rad;
+        for (int k = 0; k < 8; k++) {
+            rad[k] = sqrtf(t[k] > 0.0f ? t[k] : 0.0f);
+        }
+        nn_v8f sn, cs;
+        sincos_2pi_v8(u2, &sn, &cs);
+        int left = n - i;
+        store_part(out + i, rad * cs, left < 8 ? left : 8);
+        if (left > 8) {
+            store_part(out + i + 8, rad * sn, left - 8 < 8 ? left - 8 : 8);
+        }
+    }
 }
 
 /* lv = bounded(raw), 8 lanes, and the partials dlv/draw, dlv/dmax, dlv/dmin:
@@ -501,7 +569,7 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
             }
         }
         if (sample) {
-            rng_fill_normal(rng, w->eps, n * J);
+            fill_normal(rng, w->eps, n * J);
         }
         for (int p = 0; p < n; p++) {
             int i = w->order[p];
@@ -525,7 +593,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
         for (int m = 0; m < E; m++) {
             member_forward(e, w, w->out, w->x, m, n);
             if (sample) {
-                rng_fill_normal(rng, w->eps, n * J);
+                fill_normal(rng, w->eps, n * J);
             }
             for (int i = 0; i < n; i++) {
                 size_t r = (size_t)s + i;
