@@ -149,6 +149,26 @@ static ensemble_tensor *table_add(ensemble_t *e, const char *name, float *data, 
     return t;
 }
 
+/* floats of the parameter block and of the stats block for a valid cfg, without allocating:
+ * loaders compare these with what they were given before they allocate anything */
+static size_t count_params(const ensemble_cfg *cfg)
+{
+    const size_t E = (size_t)cfg->n_members, H = (size_t)cfg->n_hidden;
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    size_t n = E * (I * H + H);                                 /* input layer */
+    n += E * (H * H + H) * (size_t)(cfg->n_layers - 1);         /* hidden to hidden */
+    n += E * (H * 2 * J + 2 * J);                               /* output layer */
+    return n + 2 * J;                                           /* bounds */
+}
+
+static size_t count_stats(const ensemble_cfg *cfg)
+{
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    return 2 * I + 2 * J + (size_t)cfg->n_members;
+}
+
 /* sizes, the tensor table and the pointers into the blocks; allocates the blocks */
 static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
 {
@@ -170,6 +190,7 @@ static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
         n += (size_t)E * e->sizes[k] * e->sizes[k + 1] + (size_t)E * e->sizes[k + 1];
     }
     n += 2 * (size_t)e->n_out;
+    TWIG_ASSERT(n == count_params(cfg));
     e->n_params = n;
     e->params = xmalloc_aligned(n * sizeof(float));
     memset(e->params, 0, n * sizeof(float));
@@ -1219,16 +1240,17 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     if (rc < 0) {
         return rc;
     }
-    ensemble_alloc(e, &cfg);
     uint64_t np;
     memcpy(&np, p, 8);
     p += 8;
-    if (np != e->n_params || len != ensemble_image_size(e)) {
-        ensemble_free(e);
+    size_t want = IMAGE_HEADER_BYTES + (count_params(&cfg) + count_stats(&cfg)) * sizeof(float) +
+                  (size_t)cfg.n_elites * 4 + 4;
+    if (np != count_params(&cfg) || len != want) {
         return err_set(TWIG_ECORRUPT, "ensemble image size %zu or parameter count %llu does "
                                       "not match its dimensions",
                        len, (unsigned long long)np);
     }
+    ensemble_alloc(e, &cfg);
     memcpy(e->params, p, e->n_params * sizeof(float));
     p += e->n_params * sizeof(float);
     memcpy(e->stats, p, stats_count(e) * sizeof(float));
@@ -1513,6 +1535,12 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
     rc = ensemble_cfg_check(&cfg);
     if (rc < 0) {
         return rc;
+    }
+    /* params, stats, elites and dims are all in data: refuse before allocating for them */
+    size_t need = (count_params(&cfg) + count_stats(&cfg) + (size_t)cfg.n_elites + 3) * 4;
+    if (msg->data.len < need) {
+        return err_set(-EINVAL, "model blob data is %zu bytes, its dimensions need %zu",
+                       msg->data.len, need);
     }
     ensemble_alloc(e, &cfg);
     if (msg->n_tensors != (size_t)e->n_tensors) {

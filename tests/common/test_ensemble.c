@@ -509,6 +509,18 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     cr_expect_eq(ensemble_image_read(&l, bad, len), -EINVAL);
     cr_expect(strstr(err_msg(), "not finite") != NULL, "%s", err_msg());
 
+    /* a valid checksum over a header claiming the largest dimensions: refused by size,
+     * before anything that large is allocated */
+    uint8_t big[64] = {0};
+    memcpy(big, "TWIGENS\0", 8);
+    uint32_t hdr[8] = {ENSEMBLE_FILE_VERSION, 4096, 4096, 64, 5, 4096, 8, 1};
+    memcpy(big + 8, hdr, sizeof hdr);
+    crc = crc32c_update(0, big, sizeof big - 4);
+    memcpy(big + sizeof big - 4, &crc, 4);
+    cr_expect_eq(ensemble_image_read(&l, big, sizeof big), TWIG_ECORRUPT);
+    cr_expect(strstr(err_msg(), "does not match") != NULL, "%s", err_msg());
+    cr_expect_null(l.params);
+
     /* missing file */
     unlink(path);
     cr_expect_eq(ensemble_load_file(&l, path), -ENOENT);
@@ -572,6 +584,14 @@ Test(ensemble, weight_blob_round_trip_and_refusals)
     cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
     cr_expect(strstr(err_msg(), "l0.b") != NULL, "%s", err_msg());
     t1->shape[1] = 16;
+
+    /* huge claimed dimensions: refused by the data's size before allocating */
+    Twig__V1__Tensor *t0 = msg->tensors[0]; /* l0.w (E, n_in, H) */
+    t0->shape[2] = 4096;
+    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
+    cr_expect(strstr(err_msg(), "need") != NULL, "%s", err_msg());
+    cr_expect_null(l.params);
+    t0->shape[2] = 16;
 
     /* a tensor running past the data */
     uint64_t keep = t1->offset;
