@@ -391,20 +391,25 @@ static void fill_normal(rng_t *r, float *out, int n)
     }
 }
 
-/* lv = bounded(raw), 8 lanes, and the partials dlv/draw, dlv/dmax, dlv/dmin:
- *   lv1 = mx - softplus(mx - raw);  lv = mn + softplus(lv1 - mn)
- *   dlv/draw = s(lv1 - mn) s(mx - raw), dlv/dmx = s(lv1 - mn)(1 - s(mx - raw)),
- *   dlv/dmn = 1 - s(lv1 - mn) */
-static inline nn_v8f bound_logvar(nn_v8f raw, nn_v8f mx, nn_v8f mn, nn_v8f *d_raw,
-                                  nn_v8f *d_max, nn_v8f *d_min)
+/* The soft bounds in variance form. With a = e^(mx - raw):
+ *   e^lv1 = e^mx / (1 + a),   var = e^lv = e^mn + e^lv1
+ * and with su = s(mx - raw) = a / (1 + a), sv = s(lv1 - mn) = e^lv1 / var:
+ *   dlv/draw = sv su,  dlv/dmx = sv / (1 + a),  dlv/dmn = e^mn / var = 1 - sv.
+ * So sampling needs one exp per output (sd = sqrt(var)) and the loss one exp and one log,
+ * instead of two softplus each. emx, emn are e^mx, e^mn of the lanes. */
+static inline nn_v8f bound_var(nn_v8f raw, nn_v8f mx, nn_v8f emx, nn_v8f emn, nn_v8f *one_a)
 {
-    nn_v8f su, sv;
-    nn_v8f lv1 = mx - nn_v8_softplus_sigmoid(mx - raw, &su);
-    nn_v8f lv = mn + nn_v8_softplus_sigmoid(lv1 - mn, &sv);
-    *d_raw = sv * su;
-    *d_max = sv * (1.0f - su);
-    *d_min = 1.0f - sv;
-    return lv;
+    *one_a = 1.0f + nn_v8_expf(mx - raw);
+    return emn + emx / *one_a;
+}
+
+static inline nn_v8f sqrt_v8(nn_v8f x)
+{
+    nn_v8f r;
+    for (int k = 0; k < 8; k++) {
+        r[k] = sqrtf(x[k]);
+    }
+    return r;
 }
 
 float ensemble_nll(float *dout, float *dmax, float *dmin, const float *out, const float *y,
@@ -413,33 +418,42 @@ float ensemble_nll(float *dout, float *dmax, float *dmin, const float *out, cons
     const int J = n_out;
     const float scale = 1.0f / ((float)B * (float)J);
     const nn_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const nn_v8f zero = {0};
     double loss = 0.0;
-    for (int i = 0; i < B; i++) {
-        const float *o = out + (size_t)i * 2 * J;
-        const float *yi = y + (size_t)i * J;
-        nn_v8f row = {0};
-        for (int j0 = 0; j0 < J; j0 += 8) {
-            int n = J - j0 < 8 ? J - j0 : 8;
-            nn_v8f d_raw, d_max, d_min;
-            nn_v8f lv = bound_logvar(load_part(o + J + j0, n), load_part(max_lv + j0, n),
-                                     load_part(min_lv + j0, n), &d_raw, &d_max, &d_min);
-            nn_v8f inv = nn_v8_expf(-lv);
-            nn_v8f diff = load_part(o + j0, n) - load_part(yi + j0, n);
+    /* column groups outside, rows inside: the bounds' exponentials once per group */
+    for (int j0 = 0; j0 < J; j0 += 8) {
+        const int n = J - j0 < 8 ? J - j0 : 8;
+        const nn_v8i valid = lane < n;
+        nn_v8f mx = load_part(max_lv + j0, n);
+        nn_v8f emx = nn_v8_expf(mx), emn = nn_v8_expf(load_part(min_lv + j0, n));
+        nn_v8f acc = zero, gmax = zero, gmin = zero;
+        for (int i = 0; i < B; i++) {
+            const float *o = out + (size_t)i * 2 * J;
+            nn_v8f one_a;
+            nn_v8f var = bound_var(load_part(o + J + j0, n), mx, emx, emn, &one_a);
+            nn_v8f inv = 1.0f / var;
+            nn_v8f lv = nn_v8_logf(var);
+            nn_v8f diff = load_part(o + j0, n) - load_part(y + (size_t)i * J + j0, n);
             nn_v8f sq = diff * diff * inv;
-            nn_v8f zero = {0};
-            row += nn_v8_select(lane < n, sq + lv, zero);
+            acc += nn_v8_select(valid, sq + lv, zero);
             if (dout) {
                 /* d/dmu = 2 diff inv; d/dlv = 1 - diff^2 inv */
                 float *d = dout + (size_t)i * 2 * J;
                 nn_v8f g_lv = (1.0f - sq) * scale;
+                nn_v8f sv = (var - emn) * inv;
+                nn_v8f su = (one_a - 1.0f) / one_a;
                 store_part(d + j0, 2.0f * diff * inv * scale, n);
-                store_part(d + J + j0, g_lv * d_raw, n);
-                store_part(dmax + j0, load_part(dmax + j0, n) + g_lv * d_max, n);
-                store_part(dmin + j0, load_part(dmin + j0, n) + g_lv * d_min, n);
+                store_part(d + J + j0, g_lv * sv * su, n);
+                gmax += g_lv * sv / one_a;
+                gmin += g_lv * emn * inv;
             }
         }
+        if (dout) {
+            store_part(dmax + j0, load_part(dmax + j0, n) + gmax, n);
+            store_part(dmin + j0, load_part(dmin + j0, n) + gmin, n);
+        }
         for (int k = 0; k < 8; k++) {
-            loss += row[k];
+            loss += acc[k];
         }
     }
     return (float)(loss * scale);
@@ -488,19 +502,21 @@ static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs,
 }
 
 /* from a member's output row o(2 n_out) and normals eps(n_out): next_obs row and reward.
- * y = out_mu + out_sd (mu + sample * e^(lv/2) eps), written over eps as scratch */
+ * y = out_mu + out_sd (mu + sample * sqrt(var) eps), written over eps as scratch; ebounds
+ * holds e^max_lv then e^min_lv, each padded to a multiple of 8 */
 static inline void emit_row(const ensemble_t *e, float *next_obs, float *reward, const float *o,
-                            float *eps, const float *obs, bool sample)
+                            float *eps, const float *obs, const float *ebounds, bool sample)
 {
-    const int O = e->cfg.n_obs, J = e->n_out;
+    const int O = e->cfg.n_obs, J = e->n_out, Jp = (J + 7) & ~7;
     for (int j0 = 0; j0 < J; j0 += 8) {
         int n = J - j0 < 8 ? J - j0 : 8;
         nn_v8f mu = load_part(o + j0, n);
         if (sample) {
-            nn_v8f d_raw, d_max, d_min;
-            nn_v8f lv = bound_logvar(load_part(o + J + j0, n), load_part(e->max_logvar + j0, n),
-                                     load_part(e->min_logvar + j0, n), &d_raw, &d_max, &d_min);
-            mu += nn_v8_expf(0.5f * lv) * load_part(eps + j0, n);
+            nn_v8f one_a;
+            nn_v8f var = bound_var(load_part(o + J + j0, n), load_part(e->max_logvar + j0, n),
+                                   nn_v8_load(ebounds + j0), nn_v8_load(ebounds + Jp + j0),
+                                   &one_a);
+            mu += sqrt_v8(var) * load_part(eps + j0, n);
         }
         store_part(eps + j0, load_part(e->out_mu + j0, n) + load_part(e->out_sd + j0, n) * mu,
                    n);
@@ -510,6 +526,16 @@ static inline void emit_row(const ensemble_t *e, float *next_obs, float *reward,
     }
     if (reward && J > O) {
         *reward = eps[O];
+    }
+}
+
+/* ebounds (2 Jp) = e^max_lv, e^min_lv, zero padded */
+static void fill_ebounds(const ensemble_t *e, float *ebounds)
+{
+    const int J = e->n_out, Jp = (J + 7) & ~7;
+    for (int j = 0; j < Jp; j++) {
+        ebounds[j] = j < J ? expf(e->max_logvar[j]) : 0.0f;
+        ebounds[Jp + j] = j < J ? expf(e->min_logvar[j]) : 0.0f;
     }
 }
 
@@ -526,7 +552,8 @@ int ensemble_work_init(ensemble_work_t *w, const ensemble_t *e, int chunk)
     size_t sh = (C * H + 15) & ~(size_t)15;
     size_t so = (C * 2 * e->n_out + 15) & ~(size_t)15;
     size_t se = (C * e->n_out + 15) & ~(size_t)15;
-    w->block = xmalloc_aligned((sx + 3 * sh + so + se) * sizeof(float));
+    size_t sb = (2 * (((size_t)e->n_out + 7) & ~(size_t)7) + 15) & ~(size_t)15;
+    w->block = xmalloc_aligned((sx + 3 * sh + so + se + sb) * sizeof(float));
     float *p = w->block;
     w->x = p;
     p += sx;
@@ -539,6 +566,8 @@ int ensemble_work_init(ensemble_work_t *w, const ensemble_t *e, int chunk)
     w->out = p;
     p += so;
     w->eps = p;
+    p += se;
+    w->ebounds = p;
     w->order = xmalloc(C * sizeof(int));
     w->pick = xmalloc(C * sizeof(int));
     return 0;
@@ -559,6 +588,7 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
     const int E = e->cfg.n_members, O = e->cfg.n_obs, A = e->cfg.n_act, J = e->n_out;
     const int two_j = 2 * J;
     int count[ENSEMBLE_MAX_MEMBERS + 1];
+    fill_ebounds(e, w->ebounds);
     for (int s = 0; s < N; s += w->chunk) {
         const int n = N - s < w->chunk ? N - s : w->chunk;
         const float *o = obs + (size_t)s * O;
@@ -596,7 +626,7 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
             int i = w->order[p];
             size_t r = (size_t)s + i;
             emit_row(e, next_obs + r * O, reward ? reward + r : NULL, w->out + (size_t)p * two_j,
-                     w->eps + (size_t)p * J, obs + r * O, sample);
+                     w->eps + (size_t)p * J, obs + r * O, w->ebounds, sample);
             if (member) {
                 member[r] = w->pick[i];
             }
@@ -608,6 +638,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
                           float *reward, const float *obs, const float *act, int N, bool sample)
 {
     const int E = e->cfg.n_members, O = e->cfg.n_obs, A = e->cfg.n_act, J = e->n_out;
+    fill_ebounds(e, w->ebounds);
     for (int s = 0; s < N; s += w->chunk) {
         const int n = N - s < w->chunk ? N - s : w->chunk;
         standardise_inputs(e, w->x, obs + (size_t)s * O, act + (size_t)s * A, NULL, n);
@@ -621,7 +652,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
                 size_t mr = (size_t)m * N + r;
                 emit_row(e, next_obs + mr * O, reward ? reward + mr : NULL,
                          w->out + (size_t)i * 2 * J, w->eps + (size_t)i * J, obs + r * O,
-                         sample);
+                         w->ebounds, sample);
             }
         }
     }

@@ -116,6 +116,7 @@ typedef struct ensemble_work {
     float *h[2];           /* (chunk, H) ping-pong activations */
     float *out;            /* (chunk, 2 n_out) */
     float *eps;            /* (chunk, n_out) normals */
+    float *ebounds;        /* (2, n_out rounded up to 8) e^max_logvar, e^min_logvar */
     int *order;            /* (chunk) original row of each grouped row, owned */
     int *pick;             /* (chunk) member of each row, owned */
 } ensemble_work_t;
