@@ -1297,39 +1297,35 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     return rc;
 }
 
-int ensemble_save_file(const ensemble_t *e, const char *path)
+/* buf(n) to path through path.tmp, fsync and rename; 0 or -errno */
+static int write_file_atomic(const char *path, const uint8_t *buf, size_t n)
 {
-    size_t n = ensemble_image_size(e);
-    uint8_t *buf = xmalloc(n);
-    ensemble_image_write(buf, e);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        free(buf);
-        return err_set(-ENAMETOOLONG, "ensemble path too long: %s", path);
+        return err_set(-ENAMETOOLONG, "path too long: %s", path);
     }
     int rc = 0;
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        rc = err_set(-errno, "open %s: %s", tmp, strerror(errno));
-    } else {
-        if (fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-            rc = err_set(-(errno ? errno : EIO), "write %s: %s", tmp, strerror(errno));
-        }
-        if (fclose(f) != 0 && rc == 0) {
-            rc = err_set(-errno, "close %s: %s", tmp, strerror(errno));
-        }
-        if (rc == 0 && rename(tmp, path) != 0) {
-            rc = err_set(-errno, "rename %s -> %s: %s", tmp, path, strerror(errno));
-        }
-        if (rc < 0) {
-            unlink(tmp);
-        }
+        return err_set(-errno, "open %s: %s", tmp, strerror(errno));
     }
-    free(buf);
+    if (fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = err_set(-(errno ? errno : EIO), "write %s: %s", tmp, strerror(errno));
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        rc = err_set(-errno, "close %s: %s", tmp, strerror(errno));
+    }
+    if (rc == 0 && rename(tmp, path) != 0) {
+        rc = err_set(-errno, "rename %s -> %s: %s", tmp, path, strerror(errno));
+    }
+    if (rc < 0) {
+        unlink(tmp);
+    }
     return rc;
 }
 
-int ensemble_load_file(ensemble_t *e, const char *path)
+/* the whole file into *buf (owned by the caller), at most ENSEMBLE_FILE_MAX bytes */
+static int read_file(const char *path, uint8_t **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -1343,26 +1339,151 @@ int ensemble_load_file(ensemble_t *e, const char *path)
     }
     if (st.st_size < 0 || (unsigned long long)st.st_size > ENSEMBLE_FILE_MAX) {
         fclose(f);
-        return err_set(TWIG_ECORRUPT, "%s: size %lld is not that of an ensemble", path,
+        return err_set(TWIG_ECORRUPT, "%s: size %lld is not that of an ensemble file", path,
                        (long long)st.st_size);
     }
     size_t n = (size_t)st.st_size;
-    uint8_t *buf = xmalloc(n ? n : 1);
-    size_t got = fread(buf, 1, n, f);
+    *buf = xmalloc(n ? n : 1);
+    size_t got = fread(*buf, 1, n, f);
     fclose(f);
-    int rc;
     if (got != n) {
-        rc = err_set(-EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
-    } else {
-        rc = ensemble_image_read(e, buf, n);
-        if (rc < 0) {
-            char detail[256];
-            snprintf(detail, sizeof detail, "%s", err_msg());
-            err_set(rc, "%s: %s", path, detail);
-        }
+        free(*buf);
+        *buf = NULL;
+        return err_set(-EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
     }
+    *len = n;
+    return 0;
+}
+
+/* prefix the thread's error detail with the path */
+static int with_path(int rc, const char *path)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s", err_msg());
+    return err_set(rc, "%s: %s", path, detail);
+}
+
+int ensemble_save_file(const ensemble_t *e, const char *path)
+{
+    size_t n = ensemble_image_size(e);
+    uint8_t *buf = xmalloc(n);
+    ensemble_image_write(buf, e);
+    int rc = write_file_atomic(path, buf, n);
     free(buf);
     return rc;
+}
+
+int ensemble_load_file(ensemble_t *e, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = read_file(path, &buf, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = ensemble_image_read(e, buf, n);
+    free(buf);
+    return rc < 0 ? with_path(rc, path) : 0;
+}
+
+/* ---- trainer state -------------------------------------------------------------------- */
+
+static const char trainer_magic[8] = {'T', 'W', 'I', 'G', 'E', 'N', 'T', '\0'};
+#define TRAINER_HEADER_BYTES (8 + 4 + 8 + 8 + 8)
+
+size_t ensemble_trainer_image_size(const ensemble_t *e)
+{
+    return TRAINER_HEADER_BYTES + 2 * e->n_params * sizeof(float) + 4;
+}
+
+void ensemble_trainer_image_write(uint8_t *buf, const ensemble_t *e, const ensemble_trainer_t *t)
+{
+    uint8_t *p = buf;
+    memcpy(p, trainer_magic, 8);
+    p += 8;
+    p = put_u32(p, ENSEMBLE_TRAINER_FILE_VERSION);
+    uint64_t np = e->n_params;
+    int64_t steps = t->steps, adam_t = t->adam.t;
+    memcpy(p, &np, 8);
+    memcpy(p + 8, &steps, 8);
+    memcpy(p + 16, &adam_t, 8);
+    p += 24;
+    memcpy(p, t->adam.m, e->n_params * sizeof(float));
+    p += e->n_params * sizeof(float);
+    memcpy(p, t->adam.v, e->n_params * sizeof(float));
+    p += e->n_params * sizeof(float);
+    uint32_t crc = crc32c(buf, (size_t)(p - buf));
+    p = put_u32(p, crc);
+    TWIG_ASSERT((size_t)(p - buf) == ensemble_trainer_image_size(e));
+}
+
+int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, const uint8_t *buf,
+                                size_t len)
+{
+    if (len < TRAINER_HEADER_BYTES + 4 || memcmp(buf, trainer_magic, 8) != 0) {
+        return err_set(TWIG_ECORRUPT, "not an ensemble trainer image (short or wrong magic)");
+    }
+    uint32_t version = get_u32(buf + 8);
+    if (version != ENSEMBLE_TRAINER_FILE_VERSION) {
+        return err_set(TWIG_EVERSION, "ensemble trainer image version %u, this build reads %u",
+                       version, ENSEMBLE_TRAINER_FILE_VERSION);
+    }
+    uint32_t crc = crc32c(buf, len - 4);
+    if (crc != get_u32(buf + len - 4)) {
+        return err_set(TWIG_ECORRUPT, "ensemble trainer image checksum mismatch");
+    }
+    uint64_t np;
+    int64_t steps, adam_t;
+    memcpy(&np, buf + 12, 8);
+    memcpy(&steps, buf + 20, 8);
+    memcpy(&adam_t, buf + 28, 8);
+    if (np != e->n_params || len != ensemble_trainer_image_size(e)) {
+        return err_set(TWIG_EMISMATCH, "ensemble trainer image is for %llu parameters, the "
+                                       "model has %zu",
+                       (unsigned long long)np, e->n_params);
+    }
+    if (steps < 0 || adam_t < 0) {
+        return err_set(-EINVAL, "ensemble trainer image has negative step counts");
+    }
+    const uint8_t *p = buf + TRAINER_HEADER_BYTES;
+    const size_t bytes = e->n_params * sizeof(float);
+    /* check before writing: a refused image leaves the trainer as it was */
+    for (size_t i = 0; i < 2 * e->n_params; i++) {
+        float v;
+        memcpy(&v, p + i * sizeof(float), sizeof v);
+        if (!isfinite(v) || (i >= e->n_params && v < 0.0f)) {
+            return err_set(-EINVAL, "ensemble trainer image: moment %zu is invalid", i);
+        }
+    }
+    memcpy(t->adam.m, p, bytes);
+    memcpy(t->adam.v, p + bytes, bytes);
+    t->steps = steps;
+    t->adam.t = adam_t;
+    return 0;
+}
+
+int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t,
+                               const char *path)
+{
+    size_t n = ensemble_trainer_image_size(e);
+    uint8_t *buf = xmalloc(n);
+    ensemble_trainer_image_write(buf, e, t);
+    int rc = write_file_atomic(path, buf, n);
+    free(buf);
+    return rc;
+}
+
+int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = read_file(path, &buf, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = ensemble_trainer_image_read(t, e, buf, n);
+    free(buf);
+    return rc < 0 ? with_path(rc, path) : 0;
 }
 
 /* ---- WeightBlob ----------------------------------------------------------------------- */

@@ -240,6 +240,21 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len);
 int ensemble_save_file(const ensemble_t *e, const char *path);
 int ensemble_load_file(ensemble_t *e, const char *path);
 
+/* the trainer's Adam state, so a model server resumes training where it stopped (the model
+ * itself goes through ensemble_save_file). Image: magic "TWIGENT\0", u32 version, u64 n_params,
+ * i64 steps, i64 adam_t, f32 m[n_params], v[n_params], u32 crc32c of everything before it */
+#define ENSEMBLE_TRAINER_FILE_VERSION 1u
+
+size_t ensemble_trainer_image_size(const ensemble_t *e);
+void ensemble_trainer_image_write(uint8_t *buf, const ensemble_t *e, const ensemble_trainer_t *t);
+/* t initialised for e; a refused image (TWIG_ECORRUPT, TWIG_EVERSION, TWIG_EMISMATCH for
+ * another model's size, -EINVAL for non-finite moments) leaves t unchanged */
+int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, const uint8_t *buf,
+                                size_t len);
+int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t,
+                               const char *path);
+int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const char *path);
+
 /* a WeightBlob (kind MODEL) describing e; owns the storage its message points into */
 typedef struct ensemble_blob {
     Twig__V1__WeightBlob msg;
