@@ -65,12 +65,10 @@ void ensemble_train_cfg_default(ensemble_train_cfg *cfg, int n_layers)
 int ensemble_cfg_check(const ensemble_cfg *c)
 {
     if (c->n_obs < 1 || c->n_obs > ENSEMBLE_MAX_DIM) {
-        return err_set(-EINVAL, "ensemble n_obs is %d, expected 1..%d", c->n_obs,
-                       ENSEMBLE_MAX_DIM);
+        return err_set(-EINVAL, "ensemble n_obs is %d, expected 1..%d", c->n_obs, ENSEMBLE_MAX_DIM);
     }
     if (c->n_act < 1 || c->n_act > ENSEMBLE_MAX_DIM) {
-        return err_set(-EINVAL, "ensemble n_act is %d, expected 1..%d", c->n_act,
-                       ENSEMBLE_MAX_DIM);
+        return err_set(-EINVAL, "ensemble n_act is %d, expected 1..%d", c->n_act, ENSEMBLE_MAX_DIM);
     }
     if (c->n_hidden < 1 || c->n_hidden > ENSEMBLE_MAX_DIM) {
         return err_set(-EINVAL, "ensemble n_hidden is %d, expected 1..%d", c->n_hidden,
@@ -85,8 +83,8 @@ int ensemble_cfg_check(const ensemble_cfg *c)
                        ENSEMBLE_MAX_MEMBERS);
     }
     if (c->n_elites < 1 || c->n_elites > c->n_members) {
-        return err_set(-EINVAL, "ensemble n_elites is %d, expected 1..n_members (%d)",
-                       c->n_elites, c->n_members);
+        return err_set(-EINVAL, "ensemble n_elites is %d, expected 1..n_members (%d)", c->n_elites,
+                       c->n_members);
     }
     return 0;
 }
@@ -109,19 +107,17 @@ static int train_cfg_check(const ensemble_train_cfg *c, int n_linear)
         return err_set(-EINVAL, "ensemble batch is %d, expected 1..65536", c->batch);
     }
     if (!(c->holdout_ratio > 0.0f && c->holdout_ratio < 1.0f)) {
-        return err_set(-EINVAL, "ensemble holdout_ratio is %g, expected (0, 1)",
-                       c->holdout_ratio);
+        return err_set(-EINVAL, "ensemble holdout_ratio is %g, expected (0, 1)", c->holdout_ratio);
     }
     if (c->max_holdout < 1) {
         return err_set(-EINVAL, "ensemble max_holdout is %d, expected >= 1", c->max_holdout);
     }
     if (c->patience < 1 || c->max_epochs < 1) {
-        return err_set(-EINVAL, "ensemble patience %d and max_epochs %d must be >= 1",
-                       c->patience, c->max_epochs);
+        return err_set(-EINVAL, "ensemble patience %d and max_epochs %d must be >= 1", c->patience,
+                       c->max_epochs);
     }
     if (!(c->improve_ratio >= 0.0f && c->improve_ratio < 1.0f)) {
-        return err_set(-EINVAL, "ensemble improve_ratio is %g, expected [0, 1)",
-                       c->improve_ratio);
+        return err_set(-EINVAL, "ensemble improve_ratio is %g, expected [0, 1)", c->improve_ratio);
     }
     return 0;
 }
@@ -156,10 +152,10 @@ static size_t count_params(const ensemble_cfg *cfg)
     const size_t E = (size_t)cfg->n_members, H = (size_t)cfg->n_hidden;
     const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
     const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
-    size_t n = E * (I * H + H);                                 /* input layer */
-    n += E * (H * H + H) * (size_t)(cfg->n_layers - 1);         /* hidden to hidden */
-    n += E * (H * 2 * J + 2 * J);                               /* output layer */
-    return n + 2 * J;                                           /* bounds */
+    size_t n = E * (I * H + H);                         /* input layer */
+    n += E * (H * H + H) * (size_t)(cfg->n_layers - 1); /* hidden to hidden */
+    n += E * (H * 2 * J + 2 * J);                       /* output layer */
+    return n + 2 * J;                                   /* bounds */
 }
 
 static size_t count_stats(const ensemble_cfg *cfg)
@@ -483,8 +479,8 @@ static void member_forward(const ensemble_t *e, ensemble_work_t *w, float *out, 
 }
 
 /* xs(n, n_in) = standardised (obs, act) of the given rows (rows NULL: 0..n) */
-static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs,
-                               const float *act, const int *rows, int n)
+static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs, const float *act,
+                               const int *rows, int n)
 {
     const int O = e->cfg.n_obs, A = e->cfg.n_act, I = e->n_in;
     for (int i = 0; i < n; i++) {
@@ -514,12 +510,10 @@ static inline void emit_row(const ensemble_t *e, float *next_obs, float *reward,
         if (sample) {
             nn_v8f one_a;
             nn_v8f var = bound_var(load_part(o + J + j0, n), load_part(e->max_logvar + j0, n),
-                                   nn_v8_load(ebounds + j0), nn_v8_load(ebounds + Jp + j0),
-                                   &one_a);
+                                   nn_v8_load(ebounds + j0), nn_v8_load(ebounds + Jp + j0), &one_a);
             mu += sqrt_v8(var) * load_part(eps + j0, n);
         }
-        store_part(eps + j0, load_part(e->out_mu + j0, n) + load_part(e->out_sd + j0, n) * mu,
-                   n);
+        store_part(eps + j0, load_part(e->out_mu + j0, n) + load_part(e->out_sd + j0, n) * mu, n);
     }
     for (int j = 0; j < O; j++) {
         next_obs[j] = obs[j] + eps[j];
@@ -660,8 +654,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
 
 /* standardised targets of rows (rows NULL: 0..n) into ys(n, n_out) */
 static void standardise_targets(const ensemble_t *e, float *ys, const float *obs,
-                                const float *next_obs, const float *reward, const int *rows,
-                                int n)
+                                const float *next_obs, const float *reward, const int *rows, int n)
 {
     const int O = e->cfg.n_obs, J = e->n_out;
     for (int i = 0; i < n; i++) {
@@ -789,8 +782,7 @@ void ensemble_fit_normaliser(ensemble_t *e, const float *obs, const float *act,
 
 /* ---- training ------------------------------------------------------------------------- */
 
-int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e,
-                          const ensemble_train_cfg *cfg)
+int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e, const ensemble_train_cfg *cfg)
 {
     int rc = train_cfg_check(cfg, e->n_linear);
     if (rc < 0) {
@@ -895,8 +887,8 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
     /* hidden layers, last to first; dz overwrites dh in place */
     for (int k = L - 1; k >= 0; k--) {
         int ni = e->sizes[k];
-        nn_act_bias_backward(dh, t->db[k] + (size_t)m * H, dh, t->z[k], t->h[k], NN_ACT_SWISH,
-                             B, H);
+        nn_act_bias_backward(dh, t->db[k] + (size_t)m * H, dh, t->z[k], t->h[k], NN_ACT_SWISH, B,
+                             H);
         const float *xin = k == 0 ? x : t->h[k - 1];
         float *dwk = t->dw[k] + (size_t)m * ni * H;
         e->gemm(dwk, xin, dh, ni, H, B, true, false, 1.0f, 0.0f, ni, H, H);
@@ -1005,8 +997,8 @@ static void copy_member(const ensemble_t *e, float *dst, const float *src, int m
 }
 
 int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_train_report *rep,
-                   const float *obs, const float *act, const float *next_obs,
-                   const float *reward, int N)
+                   const float *obs, const float *act, const float *next_obs, const float *reward,
+                   int N)
 {
     const int E = e->cfg.n_members, I = e->n_in, J = e->n_out, Bmax = t->cfg.batch;
     if (N < ENSEMBLE_MIN_TRANSITIONS) {
@@ -1231,8 +1223,7 @@ static int check_values(const ensemble_t *e, const char *what)
 int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
 {
     if (len < IMAGE_HEADER_BYTES + 4) {
-        return err_set(TWIG_ECORRUPT, "ensemble image is %zu bytes, shorter than its header",
-                       len);
+        return err_set(TWIG_ECORRUPT, "ensemble image is %zu bytes, shorter than its header", len);
     }
     if (memcmp(buf, ensemble_magic, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "ensemble image has a wrong magic (not a twig ensemble)");
@@ -1244,8 +1235,10 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     }
     uint32_t crc = crc32c(buf, len - 4);
     if (crc != get_u32(buf + len - 4)) {
-        return err_set(TWIG_ECORRUPT, "ensemble image checksum mismatch (crc32c %08x, stored "
-                                      "%08x)", crc, get_u32(buf + len - 4));
+        return err_set(TWIG_ECORRUPT,
+                       "ensemble image checksum mismatch (crc32c %08x, stored "
+                       "%08x)",
+                       crc, get_u32(buf + len - 4));
     }
     const uint8_t *p = buf + 12;
     uint32_t d[7];
@@ -1277,8 +1270,9 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     size_t want = IMAGE_HEADER_BYTES + (count_params(&cfg) + count_stats(&cfg)) * sizeof(float) +
                   (size_t)cfg.n_elites * 4 + 4;
     if (np != count_params(&cfg) || len != want) {
-        return err_set(TWIG_ECORRUPT, "ensemble image size %zu or parameter count %llu does "
-                                      "not match its dimensions",
+        return err_set(TWIG_ECORRUPT,
+                       "ensemble image size %zu or parameter count %llu does "
+                       "not match its dimensions",
                        len, (unsigned long long)np);
     }
     ensemble_alloc(e, &cfg);
@@ -1438,8 +1432,9 @@ int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, cons
     memcpy(&steps, buf + 20, 8);
     memcpy(&adam_t, buf + 28, 8);
     if (np != e->n_params || len != ensemble_trainer_image_size(e)) {
-        return err_set(TWIG_EMISMATCH, "ensemble trainer image is for %llu parameters, the "
-                                       "model has %zu",
+        return err_set(TWIG_EMISMATCH,
+                       "ensemble trainer image is for %llu parameters, the "
+                       "model has %zu",
                        (unsigned long long)np, e->n_params);
     }
     if (steps < 0 || adam_t < 0) {
@@ -1462,8 +1457,7 @@ int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, cons
     return 0;
 }
 
-int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t,
-                               const char *path)
+int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t, const char *path)
 {
     size_t n = ensemble_trainer_image_size(e);
     uint8_t *buf = xmalloc(n);
@@ -1604,15 +1598,16 @@ static int blob_tensor(const uint8_t **out, const Twig__V1__WeightBlob *msg, con
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++) {
         if (t->shape[i] != shape[i]) {
-            return err_set(-EINVAL, "model blob tensor \"%s\" dim %d is %u, expected %u", name,
-                           i, t->shape[i], shape[i]);
+            return err_set(-EINVAL, "model blob tensor \"%s\" dim %d is %u, expected %u", name, i,
+                           t->shape[i], shape[i]);
         }
         count *= shape[i];
     }
     uint64_t bytes = count * sizeof(float);
     if (t->offset > msg->data.len || bytes > msg->data.len - t->offset) {
-        return err_set(-EINVAL, "model blob tensor \"%s\" (offset %llu, %llu bytes) runs past "
-                                "the data (%zu bytes)",
+        return err_set(-EINVAL,
+                       "model blob tensor \"%s\" (offset %llu, %llu bytes) runs past "
+                       "the data (%zu bytes)",
                        name, (unsigned long long)t->offset, (unsigned long long)bytes,
                        msg->data.len);
     }
