@@ -165,6 +165,10 @@ static inline void mlp_predict(mlp_t *net, float *y, const float *x, int B)
  * net that only passes gradients back to its input). */
 void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params);
 
+/* the same with accumulate_params, but the grads are overwritten instead of added to: one
+ * backward per step needs no mlp_zero_grad first */
+void mlp_backward_set(mlp_t *net, float *dx, const float *dy);
+
 /* the input gradient of the last forward for some rows only (a frozen net): rows(n_rows)
  * index the batch, dy is the full (B, out) gradient whose other rows count as zero, and only
  * input columns [col0, col0 + ncols) are wanted. Writes dx(n_rows, ncols) in rows' order.

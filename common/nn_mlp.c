@@ -149,14 +149,23 @@ void mlp_forward(mlp_t *net, float *y, const float *x, int B)
     }
 }
 
-void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params)
+typedef enum grad_mode { GRAD_NONE, GRAD_ADD, GRAD_SET } grad_mode;
+
+static void backward(mlp_t *net, float *dx, const float *dy, grad_mode mode)
 {
     const int L = net->n_layers;
     const int *s = net->sizes;
     const int B = net->last_batch;
     TWIG_ASSERT(B >= 1);
+    const bool params = mode != GRAD_NONE;
+    const float beta = mode == GRAD_SET ? 0.0f : 1.0f;
+    if (mode == GRAD_SET) {
+        for (int l = 0; l < L; l++) {
+            memset(net->db[l], 0, sizeof(float) * (size_t)s[l + 1]);
+        }
+    }
     const float *dz = dy;
-    if (accumulate_params) {
+    if (params) {
         // column sums of dy into db
         float *db = net->db[L - 1];
         for (int i = 0; i < B; i++) {
@@ -168,9 +177,9 @@ void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params
     int buf = 0;
     for (int l = L - 1; l >= 0; l--) {
         const float *a = l == 0 ? net->x : net->h[l - 1];
-        if (accumulate_params) {
-            // dw += a^T dz
-            net->gemm(net->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, 1.0f, s[l],
+        if (params) {
+            // dw (+)= a^T dz
+            net->gemm(net->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, beta, s[l],
                       s[l + 1], s[l + 1]);
         }
         if (l == 0 && !dx) {
@@ -181,12 +190,22 @@ void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params
         net->gemm(da, dz, net->w[l], B, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
                   s[l + 1], s[l]);
         if (l > 0) {
-            nn_act_bias_backward(da, accumulate_params ? net->db[l - 1] : NULL, da, net->z[l - 1],
+            nn_act_bias_backward(da, params ? net->db[l - 1] : NULL, da, net->z[l - 1],
                                  net->h[l - 1], net->act, B, s[l]);
             dz = da;
             buf ^= 1;
         }
     }
+}
+
+void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params)
+{
+    backward(net, dx, dy, accumulate_params ? GRAD_ADD : GRAD_NONE);
+}
+
+void mlp_backward_set(mlp_t *net, float *dx, const float *dy)
+{
+    backward(net, dx, dy, GRAD_SET);
 }
 
 void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows,

@@ -90,6 +90,22 @@ static void check_mlp_gradients(nn_act act)
         cr_expect(fabs(num - dx[i]) < 1e-4 * (1 + fabs(num)), "dx[%d]: numeric %.7f analytic "
                   "%.7f", i, num, dx[i]);
     }
+    // the overwriting backward gives the same grads over garbage
+    float *acc = malloc(net.n_params * sizeof(float));
+    memcpy(acc, net.grads, net.n_params * sizeof(float));
+    for (size_t i = 0; i < net.n_params; i++) {
+        net.grads[i] = 1e3f;
+    }
+    mlp_backward_set(&net, NULL, r);
+    for (int t = 0; t < 2 * net.n_layers; t++) {
+        const mlp_tensor *ts = &net.tensors[t];
+        for (int j = 0; j < ts->rows * ts->cols; j++) {
+            size_t i = ts->offset + (size_t)j;
+            cr_expect(fabsf(net.grads[i] - acc[i]) <= 1e-6f * (1 + fabsf(acc[i])), "%s[%d]",
+                      ts->name, j);
+        }
+    }
+    free(acc);
     // a frozen pass leaves grads alone but still gives dx
     float g0 = net.grads[0];
     float dx2[B * 4];

@@ -395,6 +395,57 @@ Test(sac, blas_and_naive_gemm_updates_agree)
     sac_free(&s2);
 }
 
+Test(sac, one_update_is_target_critic_actor_alpha_polyak_in_that_order)
+{
+    sac_t s1, s2;
+    small_sac(&s1, 20);
+    small_sac(&s2, 20);
+    rng_t rng;
+    rng_seed(&rng, 21);
+    replay_t rb;
+    fill_replay(&rb, &rng, 64);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, B, O, A), 0);
+    for (int u = 0; u < 3; u++) {
+        replay_sample_batch(&b, &rb, &rng, B);
+        sac_update(&s1, &b);
+        // the same, spelled out with the public pieces
+        float eps[B * A], y[B], g;
+        const float alpha = expf(s2.log_alpha);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        sac_target(&s2, y, &b, eps, alpha);
+        mlp_zero_grad(&s2.q[0]);
+        mlp_zero_grad(&s2.q[1]);
+        float ql = sac_critic_loss(&s2, &b, y, true);
+        mlp_adam_step(&s2.q[0], &s2.adam_critic);
+        mlp_adam_step(&s2.q[1], &s2.adam_critic);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        mlp_zero_grad(&s2.actor);
+        float pl = sac_actor_loss(&s2, b.obs, eps, alpha, B, true);
+        mlp_adam_step(&s2.actor, &s2.adam_actor);
+        sac_alpha_loss(&s2, s2.logp, B, &g);
+        nn_adam_step(&s2.adam_alpha, &s2.alpha_adam, &s2.log_alpha, &g, 1);
+        mlp_polyak(&s2.q_targ[0], &s2.q[0], s2.cfg.tau);
+        mlp_polyak(&s2.q_targ[1], &s2.q[1], s2.cfg.tau);
+        cr_expect_eq(ql, s1.stats.q_loss);
+        cr_expect_eq(pl, s1.stats.pi_loss);
+    }
+    mlp_t *n1[5] = {&s1.actor, &s1.q[0], &s1.q[1], &s1.q_targ[0], &s1.q_targ[1]};
+    mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
+    for (int k = 0; k < 5; k++) {
+        double d = 0;
+        for (size_t i = 0; i < n1[k]->n_params; i++) {
+            d = fmax(d, fabs((double)n1[k]->params[i] - n2[k]->params[i]));
+        }
+        cr_expect(d < 1e-6, "net %d differs by %g", k, d);
+    }
+    cr_expect(fabsf(s1.log_alpha - s2.log_alpha) < 1e-7f);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s1);
+    sac_free(&s2);
+}
+
 Test(sac, repeated_updates_fit_the_critic_on_a_fixed_batch)
 {
     sac_t s;
