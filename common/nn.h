@@ -154,12 +154,6 @@ void mlp_free(mlp_t *net);
 /* y(B, out) = net(x(B, in)); keeps x (borrowed) and the activations for mlp_backward */
 void mlp_forward(mlp_t *net, float *y, const float *x, int B);
 
-/* the same without keeping anything useful for backward (scratch is overwritten) */
-static inline void mlp_predict(mlp_t *net, float *y, const float *x, int B)
-{
-    mlp_forward(net, y, x, B);
-}
-
 /* gradients of the last forward: grads += dL/dparams for dy = dL/dy (B, out); if dx is
  * non-NULL writes dL/dx (B, in). With accumulate_params false, grads are left alone (a frozen
  * net that only passes gradients back to its input). */
