@@ -15,9 +15,17 @@
 sac_cfg sac_default_cfg(int n_obs, int n_act)
 {
     return (sac_cfg){
-        .n_obs = n_obs, .n_act = n_act, .hidden = 256, .batch = 256, .gamma = 0.99f,
-        .tau = 0.005f, .lr_actor = 3e-4f, .lr_critic = 3e-4f, .lr_alpha = 3e-4f,
-        .init_log_alpha = 0.0f, .target_entropy = -(float)n_act,
+        .n_obs = n_obs,
+        .n_act = n_act,
+        .hidden = 256,
+        .batch = 256,
+        .gamma = 0.99f,
+        .tau = 0.005f,
+        .lr_actor = 3e-4f,
+        .lr_critic = 3e-4f,
+        .lr_alpha = 3e-4f,
+        .init_log_alpha = 0.0f,
+        .target_entropy = -(float)n_act,
     };
 }
 
@@ -367,8 +375,11 @@ int sac_save(sac_t *s, const char *path)
 {
     mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
     sac_extra ex = {
-        .log_alpha = s->log_alpha, .alpha_m = s->alpha_adam.m[0], .alpha_v = s->alpha_adam.v[0],
-        .alpha_t = s->alpha_adam.t, .n_updates = s->n_updates,
+        .log_alpha = s->log_alpha,
+        .alpha_m = s->alpha_adam.m[0],
+        .alpha_v = s->alpha_adam.v[0],
+        .alpha_t = s->alpha_adam.t,
+        .n_updates = s->n_updates,
     };
     memcpy(ex.rng, s->rng.s, sizeof(ex.rng));
     return mlp_save_file(path, nets, 5, &ex, sizeof(ex));
@@ -382,8 +393,8 @@ int sac_load(sac_t *s, const char *path)
     if (rc < 0) {
         return rc;
     }
-    if (!isfinite(ex.log_alpha) || !isfinite(ex.alpha_m) || !(ex.alpha_v >= 0.0f)
-        || ex.alpha_t < 0 || ex.n_updates < 0) {
+    if (!isfinite(ex.log_alpha) || !isfinite(ex.alpha_m) || !(ex.alpha_v >= 0.0f) ||
+        ex.alpha_t < 0 || ex.n_updates < 0) {
         return err_set(TWIG_ECORRUPT, "sac load: %s has an invalid temperature state", path);
     }
     s->log_alpha = ex.log_alpha;
