@@ -14,6 +14,9 @@
  * elites and holdout errors and is only read by prediction; each thread owns its
  * ensemble_work_t; training state (gradients, Adam moments, activations) is an
  * ensemble_trainer_t. All three are sized at _init; predict and train steps never allocate.
+ * Training writes the parameters: a model server trains its own ensemble_t and publishes
+ * snapshots (ensemble_copy into a second one, or a WeightBlob); predictions never read an
+ * ensemble that is being trained. Threads may share one ensemble_t for prediction.
  *
  *     ensemble_cfg cfg;
  *     ensemble_cfg_default(&cfg, n_obs, n_act);
