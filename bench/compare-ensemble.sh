@@ -8,8 +8,9 @@
 #        BENCH_CPU       the core to pin to (default 0)
 #        TORCH_REPS      repetitions per PyTorch figure (default 5)
 #
-# Per round and figure, interleaved: twig with the image's OpenBLAS kernels (OPENBLAS_CORETYPE=Haswell),
-# twig with OpenBLAS's own choice (AVX-512), PyTorch as installed, PyTorch tuned (AVX-512 + a
+# Per round and figure, interleaved: twig with the image's OpenBLAS kernels
+# (OPENBLAS_CORETYPE=Haswell), twig with OpenBLAS's own choice (AVX-512), PyTorch as installed,
+# PyTorch tuned (AVX-512 + a
 # malloc that keeps freed memory), as the reference README prescribes. twig-bench checks its
 # BLAS results against a naive GEMM before it times and fails on a mismatch. The sgemm peak of
 # the same core (1024^3, AVX-512 kernels) is measured in the same run. Prints every JSON line,
@@ -52,7 +53,8 @@ OUT="$TMP/lines.jsonl"
 gcc -O2 -o "$TMP/sgemm_bench" "$REF/sgemm_bench.c" -lopenblas
 PEAK=$($FAST ONLY=square_1024 $PIN "$TMP/sgemm_bench" 1 9 0.3 |
        awk '/square_1024/ { for (i = 1; i <= NF; i++) if ($i == "med") print $(i + 1) }')
-echo "{\"bench\":\"load_average_start\",\"value\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "{\"bench\":\"load_average_start\",\"value\":\"$LOAD\"}" | tee -a "$OUT"
 echo "{\"bench\":\"sgemm_peak\",\"impl\":\"openblas\",\"gflops\":$PEAK,\"shape\":\"1024^3\"}" |
     tee -a "$OUT"
 
