@@ -10,11 +10,11 @@
 #
 # Per round and figure, interleaved: twig with the image's OpenBLAS kernels
 # (OPENBLAS_CORETYPE=Haswell), twig with OpenBLAS's own choice (AVX-512), PyTorch as installed,
-# PyTorch tuned (AVX-512 + a
-# malloc that keeps freed memory), as the reference README prescribes. twig-bench checks its
-# BLAS results against a naive GEMM before it times and fails on a mismatch. The sgemm peak of
-# the same core (1024^3, AVX-512 kernels) is measured in the same run. Prints every JSON line,
-# then a summary: medians, twig / best PyTorch, and the training step's share of sgemm peak.
+# PyTorch tuned (AVX-512 + a malloc that keeps freed memory), as the reference README
+# prescribes. twig-bench checks its BLAS results against a naive GEMM before it times and fails
+# on a mismatch. The sgemm peak of the same core (1024^3, AVX-512 kernels) and the load average
+# are recorded in the same run. Prints every JSON line, then a summary: medians, twig / best
+# PyTorch (also of the fastest repetitions, the least disturbed), and shares of sgemm peak.
 # twig's model also predicts the reward (output 2 x 18); ensemble_train_step_out34 is the
 # reference's exact 2 x 17 output. PyTorch rollouts use its default 10k chunks, twig 2048.
 set -eu
