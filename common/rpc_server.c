@@ -70,6 +70,7 @@ struct rpc_call {
     atomic_bool replied;
     atomic_int refs;
     void *data;
+    void (*data_free)(void *);
     rpc_call_t *next;           /* loop queue */
 };
 
@@ -161,6 +162,9 @@ static void call_unref(rpc_call_t *c)
     }
     if (c->msg) {
         protobuf_c_message_free_unpacked(c->msg, NULL);
+    }
+    if (c->data && c->data_free) {
+        c->data_free(c->data);
     }
     free(c->path);
     free(c);
@@ -260,9 +264,10 @@ uint64_t rpc_call_msg_count(const rpc_call_t *call)
     return call->n_msgs;
 }
 
-void rpc_call_set_data(rpc_call_t *call, void *data)
+void rpc_call_set_data(rpc_call_t *call, void *data, void (*free_fn)(void *data))
 {
     call->data = data;
+    call->data_free = free_fn;
 }
 
 void *rpc_call_data(const rpc_call_t *call)

@@ -5,10 +5,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,20 +163,16 @@ static int on_sum(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     sum_state *st = rpc_call_data(call);
     if (!st) {
         st = xcalloc(1, sizeof *st);
-        rpc_call_set_data(call, st);
+        rpc_call_set_data(call, st, free);  /* freed with the call, however it ends */
     }
     if (msg) {
         const Twig__V1__TransitionBatch *b = (const Twig__V1__TransitionBatch *)msg;
         if (b->seq != st->messages || b->seq + 1 != rpc_call_msg_count(call)) {
             err_set(-EINVAL, "batch seq %llu arrived as message %llu",
                     (unsigned long long)b->seq, (unsigned long long)st->messages);
-            free(st);
-            rpc_call_set_data(call, NULL);
             return -EINVAL;
         }
         if (b->count == 0) {
-            free(st);
-            rpc_call_set_data(call, NULL);
             return err_set(-EINVAL, "message #%llu: count is 0", (unsigned long long)b->seq);
         }
         st->messages++;
@@ -184,8 +182,6 @@ static int on_sum(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     Twig__V1__AppendRealReply r = TWIG__V1__APPEND_REAL_REPLY__INIT;
     r.first_offset = st->messages;
     r.count = (uint32_t)st->transitions;
-    free(st);
-    rpc_call_set_data(call, NULL);
     pthread_mutex_lock(&a->lock);
     a->streams_done++;
     pthread_mutex_unlock(&a->lock);
@@ -972,4 +968,40 @@ Test(rpc, loop_handlers_run_on_the_loop_and_shutdown_ends_uv_run)
     cr_expect_eq(ls.loop_close_rc, 0);
     pthread_cond_destroy(&ls.cond);
     pthread_mutex_destroy(&ls.lock);
+}
+
+/* ---- deploy/health_check.py against the C server ---- */
+
+/* exit status of deploy/health_check.py ADDR --service SERVICE, -1 if it did not exit */
+static int run_health_py(const char *addr, const char *service)
+{
+    char script[512];
+    snprintf(script, sizeof script, "%s/deploy/health_check.py", TWIG_SRC_DIR);
+    char *argv[] = {"/usr/bin/python3", script, (char *)addr, "--service", (char *)service,
+                    "--timeout", "2", NULL};
+    pid_t pid;
+    extern char **environ;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
+        return -1;
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
+        return -1;
+    }
+    return WEXITSTATUS(st);
+}
+
+Test(rpc, python_health_check_exits_0_only_on_serving)
+{
+    fixture f;
+    fixture_start(&f, 0);
+    cr_expect_eq(run_health_py(f.addr, ""), 0);
+    cr_expect_eq(run_health_py(f.addr, "twig.v1.ModelServer"), 0);
+    cr_expect_eq(run_health_py(f.addr, "twig.v1.Nope"), 1);
+    cr_expect_eq(rpc_server_set_serving(f.srv, "", false), 0);
+    cr_expect_eq(run_health_py(f.addr, ""), 1);
+    fixture_stop(&f);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    cr_expect_eq(run_health_py(addr, ""), 1);
 }
