@@ -28,4 +28,9 @@ double bench_median(double *v, int n);
 /* bench_nn.c */
 int bench_sac_update(const bench_opts *o);
 
+/* bench_env.c: one figure per MuJoCo env, env_step vs bare mj_step */
+int bench_env_inverted_pendulum(const bench_opts *o);
+int bench_env_half_cheetah(const bench_opts *o);
+int bench_env_hopper(const bench_opts *o);
+
 #endif

@@ -19,6 +19,13 @@ static const bench_figure nn_figures[] = {
     {"sac_update", bench_sac_update},
 };
 
+/* figures of `twig-bench env`: one per MuJoCo env, append new ones here */
+static const bench_figure env_figures[] = {
+    {"InvertedPendulum-v4", bench_env_inverted_pendulum},
+    {"HalfCheetah-v4", bench_env_half_cheetah},
+    {"Hopper-v4", bench_env_hopper},
+};
+
 typedef struct bench_cmd {
     const char *name;
     const bench_figure *figures;
@@ -29,6 +36,8 @@ typedef struct bench_cmd {
 static const bench_cmd cmds[] = {
     {"nn", nn_figures, (int)(sizeof(nn_figures) / sizeof(nn_figures[0])),
      "learning core: SAC update, ensemble training and rollouts"},
+    {"env", env_figures, (int)(sizeof(env_figures) / sizeof(env_figures[0])),
+     "env steps/s per MuJoCo env next to bare mj_step x frame_skip"},
 };
 
 double bench_now(void)

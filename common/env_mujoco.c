@@ -261,6 +261,11 @@ mjData *mjenv_data_of(env_t *e)
     return mjenv_is(e) ? ((mjenv_t *)e->impl)->d : NULL;
 }
 
+const mjenv_task *mjenv_task_of(const env_t *e)
+{
+    return mjenv_is(e) ? ((const mjenv_t *)e->impl)->task : NULL;
+}
+
 int mjenv_divergences(const env_t *e)
 {
     return mjenv_is(e) ? ((const mjenv_t *)e->impl)->n_diverged : 0;
