@@ -68,7 +68,7 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     s->adam_alpha = nn_adam_default(cfg->lr_alpha);
 
     // workspace: one block
-    size_t n = (size_t)B * (2 * (O + A) + 4 * A + 4 * A + 6);
+    size_t n = (size_t)B * (2 * (O + A) + 4 * A + 4 * A + 7);
     s->work = xmalloc_aligned(n * sizeof(float));
     memset(s->work, 0, n * sizeof(float));
     float *p = s->work;
@@ -86,6 +86,7 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     s->y = p, p += B;
     s->dq1 = p, p += B;
     s->dq2 = p, p += B;
+    s->dlogp = p, p += B;
     TWIG_ASSERT(p <= s->work + n);
     return 0;
 }
@@ -224,11 +225,11 @@ float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, 
                 s->da[(size_t)i * A + j] += s->dx[(size_t)i * X + O + j];
             }
         }
-        // dL/dlogp = alpha / B for every row: use y as the (B) buffer
+        // dL/dlogp = alpha / B for every row
         for (int i = 0; i < B; i++) {
-            s->y[i] = alpha * inv_b;
+            s->dlogp[i] = alpha * inv_b;
         }
-        sac_squash_backward(s->dpi, s->da, s->y, s->pi_out, eps, s->a, B, A);
+        sac_squash_backward(s->dpi, s->da, s->dlogp, s->pi_out, eps, s->a, B, A);
         mlp_backward(&s->actor, NULL, s->dpi, true);
     }
     return (float)(loss / B);
@@ -247,24 +248,30 @@ float sac_alpha_loss(const sac_t *s, const float *logp, int B, float *grad)
 
 /* ---- the update ---- */
 
-void sac_update(sac_t *s, const replay_batch *b)
+void sac_target(sac_t *s, float *y, const replay_batch *b, const float *eps, float alpha)
 {
     const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
-    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch && b->n_obs == O && b->n_act == A);
-    const float alpha = expf(s->log_alpha);
     const float gamma = s->cfg.gamma;
-
-    // target: y = r + gamma (1 - d) (min Q'(o', a') - alpha logp'), a' ~ pi(o')
-    rng_fill_normal(&s->rng, s->eps, B * A);
     mlp_forward(&s->actor, s->pi_out, b->next_obs, B);
-    sac_squash_forward(s->u, s->a, s->logp, s->pi_out, s->eps, B, A);
+    sac_squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
     concat_rows(s->x, b->next_obs, s->a, B, O, A);
     mlp_forward(&s->q_targ[0], s->q1, s->x, B);
     mlp_forward(&s->q_targ[1], s->q2, s->x, B);
     for (int i = 0; i < B; i++) {
         float qmin = s->q1[i] < s->q2[i] ? s->q1[i] : s->q2[i];
-        s->y[i] = b->reward[i] + gamma * (1.0f - b->terminated[i]) * (qmin - alpha * s->logp[i]);
+        y[i] = b->reward[i] + gamma * (1.0f - b->terminated[i]) * (qmin - alpha * s->logp[i]);
     }
+}
+
+void sac_update(sac_t *s, const replay_batch *b)
+{
+    const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
+    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch && b->n_obs == O && b->n_act == A);
+    const float alpha = expf(s->log_alpha);
+
+    // target
+    rng_fill_normal(&s->rng, s->eps, B * A);
+    sac_target(s, s->y, b, s->eps, alpha);
 
     // critic step
     mlp_zero_grad(&s->q[0]);

@@ -77,6 +77,7 @@ typedef struct sac {
     float *y;                /* (B) critic target */
     float *dq1, *dq2;        /* (B) */
     float *da;               /* (B, A) gradient at the action */
+    float *dlogp;            /* (B) */
     float *dx;               /* (B, O+A) gradient at the critic input */
     float *dpi;              /* (B, 2A) gradient at the actor output */
 } sac_t;
@@ -105,6 +106,12 @@ void sac_squash_forward(float *u, float *a, float *logp, const float *pi_out, co
 /* dpi (B, 2A) from dL/da (B, A) and dL/dlogp (B) for the head above */
 void sac_squash_backward(float *dpi, const float *da, const float *dlogp, const float *pi_out,
                          const float *eps, const float *a, int B, int A);
+
+/* y(B) = r + gamma (1 - terminated) (min Q'(o', a') - alpha logp'), a' from the actor on o'
+ * with noise eps (B, A). Only termination cuts the bootstrap: a time-limit truncation is
+ * stored as not terminated. Also leaves logp' in s->logp. y must not be a workspace buffer
+ * other than s->y */
+void sac_target(sac_t *s, float *y, const replay_batch *b, const float *eps, float alpha);
 
 /* critic loss on a batch with a given target y; when accumulate, adds its gradients to the
  * critics' grads. returns the loss */

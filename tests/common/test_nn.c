@@ -13,51 +13,13 @@
 #include "common/nn_blob.h"
 #include "common/nn_gemm.h"
 #include "common/rng.h"
-
-/* ---- a double-precision reference forward of an mlp_t's parameters ---- */
-
-static double act_d(nn_act act, double z)
-{
-    switch (act) {
-    case NN_ACT_RELU:
-        return z > 0 ? z : 0;
-    case NN_ACT_SWISH:
-        return z / (1.0 + exp(-z));
-    default:
-        return z;
-    }
-}
-
-/* y(B,out) from x(B,in) with params taken from p (layout of net) */
-static void ref_forward(const mlp_t *net, const double *p, double *y, const double *x, int B)
-{
-    double a[64 * 64], nxt[64 * 64];
-    int in = net->sizes[0];
-    memcpy(a, x, sizeof(double) * (size_t)B * in);
-    for (int l = 0; l < net->n_layers; l++) {
-        int out = net->sizes[l + 1];
-        const double *w = p + net->tensors[2 * l].offset;
-        const double *b = p + net->tensors[2 * l + 1].offset;
-        for (int i = 0; i < B; i++) {
-            for (int j = 0; j < out; j++) {
-                double s = b[j];
-                for (int k = 0; k < in; k++) {
-                    s += a[i * in + k] * w[k * out + j];
-                }
-                nxt[i * out + j] = l == net->n_layers - 1 ? s : act_d(net->act, s);
-            }
-        }
-        memcpy(a, nxt, sizeof(double) * (size_t)B * out);
-        in = out;
-    }
-    memcpy(y, a, sizeof(double) * (size_t)B * in);
-}
+#include "tests/common/nn_ref.h"
 
 /* loss = sum(y * r) */
 static double ref_loss(const mlp_t *net, const double *p, const double *x, const double *r, int B)
 {
     double y[64 * 64];
-    ref_forward(net, p, y, x, B);
+    nn_ref_forward(net, p, y, x, B);
     double s = 0;
     for (int i = 0; i < B * net->sizes[net->n_layers]; i++) {
         s += y[i] * r[i];
@@ -88,7 +50,7 @@ static void check_mlp_gradients(nn_act act)
     for (size_t i = 0; i < net.n_params; i++) {
         p[i] = net.params[i];
     }
-    ref_forward(&net, p, yd, xd, B);
+    nn_ref_forward(&net, p, yd, xd, B);
     for (int i = 0; i < B * 3; i++) {
         cr_expect(fabs(y[i] - yd[i]) < 1e-5 * (1 + fabs(yd[i])), "y[%d] %f vs %f", i, y[i], yd[i]);
     }
@@ -193,9 +155,10 @@ Test(nn, swish_backward_matches_finite_differences)
     nn_swish_backward(dz, ones, z, 7);
     for (int i = 0; i < 7; i++) {
         double zd = z[i], e = 1e-4;
-        double num = (act_d(NN_ACT_SWISH, zd + e) - act_d(NN_ACT_SWISH, zd - e)) / (2 * e);
+        double num =
+            (nn_ref_act(NN_ACT_SWISH, zd + e) - nn_ref_act(NN_ACT_SWISH, zd - e)) / (2 * e);
         cr_expect(fabs(num - dz[i]) < 1e-4, "z=%f: %f vs %f", z[i], num, dz[i]);
-        cr_expect(fabs(act_d(NN_ACT_SWISH, zd) - h[i]) < 1e-5, "h(%f)", z[i]);
+        cr_expect(fabs(nn_ref_act(NN_ACT_SWISH, zd) - h[i]) < 1e-5, "h(%f)", z[i]);
         cr_expect(isfinite(h[i]) && isfinite(dz[i]));
     }
     float r[3] = {-1.0f, 0.0f, 2.0f}, rh[3], rd[3];
