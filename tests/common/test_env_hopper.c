@@ -1,0 +1,116 @@
+/* tests of Hopper-v4 (common/env_hopper.c) against env-specs.md */
+#include "tests/common/env_testlib.h"
+
+#define ID "Hopper-v4"
+
+Test(env_hopper, spec_model_and_masses, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    cr_expect_eq(e->spec.n_obs, 11);
+    cr_expect_eq(e->spec.n_act, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_float_eq(e->spec.act_low[i], -1.0f, 0.0f);
+        cr_expect_float_eq(e->spec.act_high[i], 1.0f, 0.0f);
+        cr_expect_eq(m->actuator_gear[6 * i], 200.0);
+    }
+    cr_expect_float_eq(e->spec.dt, 0.008, 1e-12);
+    cr_expect_eq(e->spec.max_episode_steps, 1000);
+    cr_expect_eq(m->nq, 6);
+    cr_expect_eq(m->nv, 6);
+    cr_expect_eq(m->nu, 3);
+    cr_expect_eq(m->nbody, 5);
+    cr_expect_eq(m->opt.integrator, mjINT_RK4);
+    cr_expect_float_eq(envt_total_mass(e), 15.820, 1e-3);
+    const char *names[] = {"torso", "thigh", "leg", "foot"};
+    const double mass[] = {3.6652, 4.0579, 2.7814, 5.3156};
+    for (int i = 0; i < 4; i++) {
+        int id = mj_name2id(m, mjOBJ_BODY, names[i]);
+        cr_assert_geq(id, 1, "%s", names[i]);
+        cr_expect_float_eq(m->body_mass[id], mass[i], 1e-4, "%s %g", names[i],
+                           m->body_mass[id]);
+    }
+    const double qpos0[] = {0, 1.25, 0, 0, 0, 0};
+    for (int i = 0; i < 6; i++) {
+        cr_expect_eq(m->qpos0[i], qpos0[i], "qpos0[%d] %g", i, m->qpos0[i]);
+    }
+    /* the foot's friction is 2, the others 0.9, torsional/rolling MuJoCo defaults */
+    int foot = mj_name2id(m, mjOBJ_GEOM, "foot_geom");
+    cr_assert_geq(foot, 0);
+    cr_expect_eq(m->geom_friction[3 * foot], 2.0);
+    cr_expect_float_eq(m->geom_friction[3 * foot + 1], 0.005, 1e-12);
+    cr_expect_eq(m->geom_condim[foot], 1);
+    env_free(e);
+}
+
+/* env-specs.md 6: zero action from the initial pose terminates at step 141,
+ * z 1.195 and angle -0.2046 */
+Test(env_hopper, zero_action_terminates_at_step_141, .timeout = 60)
+{
+    float obs[11];
+    int t = envt_zero_action_terminal_step(ID, 1000, obs);
+    cr_expect_eq(t, 141);
+    cr_expect_float_eq(obs[0], 1.195f, 1e-3);
+    cr_expect_float_eq(obs[1], -0.2046f, 2e-4);
+}
+
+Test(env_hopper, random_transitions_agree_and_are_deterministic, .timeout = 300)
+{
+    int terminals = envt_check_random_transitions(ID, 10000, 5);
+    cr_expect_gt(terminals, 10);
+}
+
+/* the healthy reward is paid on the terminating step, velocities are clipped in obs */
+Test(env_hopper, terminal_step_pays_healthy_reward_and_velocities_are_clipped, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    mjData *d = mjenv_data_of(e);
+    float obs[11], act[3] = {1.0f, -1.0f, 1.0f};
+    env_reset(e, 9, obs);
+    env_step_result r = {.next_obs = obs};
+    for (int t = 0; t < 1000; t++) {
+        cr_assert_eq(env_step(e, act, &r), 0);
+        cr_expect_eq(r.info[1], 1.0f);
+        for (int i = 0; i < 6; i++) {
+            cr_expect(obs[5 + i] >= -10.0f && obs[5 + i] <= 10.0f);
+            cr_expect_float_eq(obs[5 + i], (float)fmin(fmax(d->qvel[i], -10), 10), 0.0f);
+        }
+        if (r.terminated || r.truncated) {
+            break;
+        }
+    }
+    cr_expect(r.terminated);
+    env_free(e);
+}
+
+/* hand-built observations at the edges of the healthy ranges */
+Test(env_hopper, termination_function_ranges_are_strict_and_abs_is_applied)
+{
+    env_t *e = envt_make(ID);
+    const float ok[11] = {1.2f, 0.1f, -0.5f, -0.5f, 0.2f, 1, -1, 2, 3, -4, 5};
+    float o[8][11];
+    for (int i = 0; i < 8; i++) {
+        memcpy(o[i], ok, sizeof(ok));
+    }
+    o[1][0] = 0.7f;        /* z must be > 0.7 */
+    o[2][1] = 0.2f;        /* |angle| < 0.2 strictly */
+    o[3][1] = -0.2f;
+    o[4][2] = -100.0f;     /* qpos[2:] in (-100, 100): MBPO's misplaced abs lets this pass */
+    o[5][7] = NAN;
+    o[6][0] = 0.7001f;     /* just healthy */
+    o[7][4] = 99.0f;
+    bool done[8];
+    float act[8 * 3] = {0};
+    env_termination(e, &o[0][0], act, &o[0][0], done, 8);
+    const bool want[8] = {false, true, true, true, true, true, false, false};
+    for (int i = 0; i < 8; i++) {
+        cr_expect_eq(done[i], want[i], "case %d", i);
+    }
+    env_free(e);
+}
+
+Test(env_hopper, bad_actions_and_reset_noise, .timeout = 60)
+{
+    envt_check_bad_actions(ID);
+    envt_check_reset_noise(ID, 5e-3);
+}
