@@ -159,6 +159,7 @@ reallog_opts reallog_opts_default(const char *dir)
         .segment_bytes = REALLOG_DEFAULT_SEGMENT_BYTES,
         .sync = REALLOG_SYNC_BATCH,
         .group_max = 256,
+        .max_queue_bytes = 256ull << 20,
     };
 }
 
@@ -786,6 +787,9 @@ static void *reallog_appender_main(void *arg)
         }
 
         pthread_mutex_lock(&lg->mu);
+        for (reallog_item *it = first; it != end; it = it->next) {
+            lg->q_bytes -= it->dup ? 0 : it->len;
+        }
         if (rc == 0) {
             reallog_publish(lg, first, end);
         } else if (lg->failed == 0) {
@@ -825,7 +829,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     if (o->segment_bytes < 4096) {
         return err_set(-EINVAL, "segment_bytes %" PRIu64 " is below 4096", o->segment_bytes);
     }
-    if ((unsigned)o->sync > REALLOG_SYNC_NONE || o->group_max == 0) {
+    if ((unsigned)o->sync > REALLOG_SYNC_NONE || o->group_max == 0 || o->max_queue_bytes == 0) {
         return err_set(-EINVAL, "bad sync policy or group_max");
     }
     if (o->env_id && (!o->env_id[0] || strlen(o->env_id) > MSG_MAX_ID_LEN)) {
@@ -988,6 +992,9 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
         rc = err_set(lg->failed, "%s", lg->failed_text);
     } else if (lg->stopping) {
         rc = err_set(TWIG_ESHUTDOWN, "the log is closing");
+    } else if (lg->q_bytes > 0 && lg->q_bytes + it->len > lg->opts.max_queue_bytes) {
+        rc = err_set(TWIG_EFULL, "append queue is full (%" PRIu64 " bytes wait for the disk)",
+                     lg->q_bytes);
     } else {
         rc = reallog_check_schema(lg, b);
     }
@@ -998,7 +1005,7 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
             const reallog_hist *h = reallog_src_lookup(s, b->seq);
             if (h) {
                 it->dup = 1;
-                it->ack = (reallog_ack){h->first_offset, h->count, 1};
+                it->ack = (reallog_ack){h->first_offset, h->count, 1, b->seq};
                 if (h->count != b->count) {
                     rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was stored with count"
                                  " %u, this retry has count %u", b->seq, b->source_id, h->count,
@@ -1014,13 +1021,14 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
             if (!s && !(s = reallog_src_add(lg, b->source_id))) {
                 rc = err_set(TWIG_EFULL, "too many sources (%d)", REALLOG_MAX_SOURCES);
             } else {
-                it->ack = (reallog_ack){lg->end_assigned, b->count, 0};
+                it->ack = (reallog_ack){lg->end_assigned, b->count, 0, b->seq};
                 lg->end_assigned += b->count;
                 reallog_src_remember(s, b->seq, it->ack.first_offset, b->count);
             }
         }
     }
     if (rc == 0) {
+        lg->q_bytes += it->dup ? 0 : it->len;
         *lg->q_tail = it;
         lg->q_tail = &it->next;
         pthread_cond_signal(&lg->cv_work);

@@ -75,6 +75,7 @@ typedef struct reallog_opts {
     uint64_t segment_bytes;   /* roll segments above this size */
     reallog_sync sync;
     uint32_t group_max;       /* GROUP/NONE: at most this many batches per write */
+    uint64_t max_queue_bytes; /* appends waiting for the disk above this fail with TWIG_EFULL */
 } reallog_opts;
 
 /* what an append is acknowledged with */
@@ -82,6 +83,7 @@ typedef struct reallog_ack {
     uint64_t first_offset;
     uint32_t count;
     int duplicate;            /* 1: (source_id, seq) was stored before, offsets are the original */
+    uint64_t seq;             /* the batch's seq */
 } reallog_ack;
 
 /* called once per queued append, on the appender thread, after the record is durable
@@ -156,12 +158,13 @@ typedef struct reallog {
 
     struct reallog_item *q_head;      /* queued appends, offset order */
     struct reallog_item **q_tail;
+    uint64_t q_bytes;                 /* record bytes queued, not yet written */
 
     reallog_notify_fn notify;
     void *notify_arg;
 } reallog_t;
 
-/* defaults: segment_bytes 64 MiB, sync BATCH, group_max 256 */
+/* defaults: segment_bytes 64 MiB, sync BATCH, group_max 256, max_queue_bytes 256 MiB */
 reallog_opts reallog_opts_default(const char *dir);
 
 /* parse "batch", "group", "none"; 0 or -EINVAL */
@@ -183,7 +186,8 @@ void reallog_set_notify(reallog_t *lg, reallog_notify_fn fn, void *arg);
 
 /* queue a batch. b and its arrays are borrowed until done runs. Returns 0 and later calls
  * done exactly once; or fails at once (done never runs) with -EINVAL (bad field, env id or
- * dims differ from the run's, seq out of order), TWIG_EFULL (too many sources), or the
+ * dims differ from the run's, seq out of order), TWIG_EFULL (too many sources, or
+ * max_queue_bytes waiting: back off and retry), TWIG_ESHUTDOWN (closing), or the
  * sticky error of a failed log; err_msg() names the problem. */
 int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done, void *arg);
 
