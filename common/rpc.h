@@ -55,7 +55,9 @@
  *   - Client streams (RPC_KIND_CLIENT_STREAM). The handler runs once per message (msg valid
  *     only during that run; return 0 to read on, negative to fail the call, or reply early to
  *     stop reading), then once with msg == NULL at the end of the stream, where it replies as a
- *     unary handler does. rpc_call_set_data() keeps per-call state between the runs.
+ *     unary handler does. rpc_call_set_data() keeps per-call state between the runs. A client
+ *     that cancels mid-stream may look like a normal end of stream (gRPC core does not always
+ *     tell them apart), so each message must stand on its own (e.g. dedup by source and seq).
  *   - Input. A request that does not parse is answered INVALID_ARGUMENT naming the method and
  *     the message type, and the handler never sees it; parsing is not validation, so handlers
  *     validate. Unknown paths get UNIMPLEMENTED.
