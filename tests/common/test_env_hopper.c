@@ -114,3 +114,27 @@ Test(env_hopper, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     envt_check_reset_noise(ID, 5e-3);
 }
+
+/* the time limit applies to Hopper like any env: with a limit of 100 the zero-action fall
+ * (terminal at 141) is cut at 100, truncated and not terminated */
+Test(env_hopper, time_limit_truncates_before_the_fall, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    e->spec.max_episode_steps = 100;
+    cr_assert_eq(env_set_reset_noise_scale(e, 0.0), 0);
+    float obs[11], act[3] = {0};
+    env_reset(e, 0, obs);
+    env_step_result r = {.next_obs = obs};
+    int n = 0;
+    for (int t = 0; t < 1000; t++) {
+        cr_assert_eq(env_step(e, act, &r), 0);
+        n++;
+        if (r.terminated || r.truncated) {
+            break;
+        }
+    }
+    cr_expect_eq(n, 100);
+    cr_expect(r.truncated);
+    cr_expect_not(r.terminated);
+    env_free(e);
+}
