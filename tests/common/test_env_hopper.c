@@ -138,3 +138,35 @@ Test(env_hopper, time_limit_truncates_before_the_fall, .timeout = 60)
     cr_expect_not(r.terminated);
     env_free(e);
 }
+
+/* joints as in env-specs.md 4.2 (degrees in the spec, radians compiled) */
+Test(env_hopper, joints_match_the_spec_table, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    const double deg = M_PI / 180.0;
+    static const char *names[] = {"rootx", "rootz", "rooty", "thigh_joint", "leg_joint",
+                                  "foot_joint"};
+    const double lo[] = {0, 0, 0, -150 * deg, -150 * deg, -45 * deg};
+    const double hi[] = {0, 0, 0, 0, 0, 45 * deg};
+    cr_assert_eq(m->njnt, 6);
+    for (int i = 0; i < 6; i++) {
+        int id = mj_name2id(m, mjOBJ_JOINT, names[i]);
+        cr_assert_eq(id, i, "%s is joint %d", names[i], id);
+        int dof = m->jnt_dofadr[id];
+        bool root = i < 3;
+        cr_expect_eq(m->jnt_limited[id], !root, "%s", names[i]);
+        if (!root) {
+            cr_expect_float_eq(m->jnt_range[2 * id], lo[i], 1e-12, "%s", names[i]);
+            cr_expect_float_eq(m->jnt_range[2 * id + 1], hi[i], 1e-12, "%s", names[i]);
+        }
+        cr_expect_float_eq(m->dof_damping[dof], root ? 0.0 : 1.0, 1e-12, "%s", names[i]);
+        cr_expect_float_eq(m->dof_armature[dof], root ? 0.0 : 1.0, 1e-12, "%s", names[i]);
+        cr_expect_eq(m->jnt_stiffness[id], 0.0);
+    }
+    int floor = mj_name2id(m, mjOBJ_GEOM, "floor");
+    cr_expect_eq(m->geom_condim[floor], 3);
+    cr_expect_float_eq(m->geom_margin[mj_name2id(m, mjOBJ_GEOM, "thigh_geom")], 0.001, 1e-12);
+    cr_expect_eq(m->opt.timestep, 0.002);
+    env_free(e);
+}
