@@ -187,6 +187,8 @@ int rpc_server_start(rpc_server_t *srv);
 /* service "" (the whole server) or a service of the method table, e.g. "twig.v1.ModelServer";
  * TWIG_ENOTFOUND for another name. Any thread. */
 int rpc_server_set_serving(rpc_server_t *srv, const char *service, bool serving);
+/* calls accepted and not yet ended (for metrics and tests); any thread */
+int rpc_server_live_calls(const rpc_server_t *srv);
 /* begin a graceful shutdown (see the opening comment); any thread, returns at once;
  * later calls do nothing */
 void rpc_server_shutdown(rpc_server_t *srv, int grace_ms);
