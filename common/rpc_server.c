@@ -70,7 +70,7 @@ struct rpc_call {
     atomic_bool replied;
     atomic_int refs;
     void *data;
-    void (*data_free)(void *);
+    void (*data_free)(void *);  /* runs on data when the context is freed */
     rpc_call_t *next;           /* loop queue */
 };
 
@@ -265,15 +265,19 @@ uint64_t rpc_call_msg_count(const rpc_call_t *call)
     return call->n_msgs;
 }
 
-void rpc_call_set_data(rpc_call_t *call, void *data, void (*free_fn)(void *data))
+void rpc_call_set_data(rpc_call_t *call, void *data)
 {
     call->data = data;
-    call->data_free = free_fn;
 }
 
 void *rpc_call_data(const rpc_call_t *call)
 {
     return call->data;
+}
+
+void rpc_call_set_data_free(rpc_call_t *call, void (*fn)(void *data))
+{
+    call->data_free = fn;
 }
 
 /* ---- handlers ---- */

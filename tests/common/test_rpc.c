@@ -165,7 +165,8 @@ static int on_sum(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     sum_state *st = rpc_call_data(call);
     if (!st) {
         st = xcalloc(1, sizeof *st);
-        rpc_call_set_data(call, st, free);  /* freed with the call, however it ends */
+        rpc_call_set_data(call, st);
+        rpc_call_set_data_free(call, free);  /* freed with the call, however it ends */
     }
     if (msg) {
         const Twig__V1__TransitionBatch *b = (const Twig__V1__TransitionBatch *)msg;
