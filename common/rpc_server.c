@@ -756,8 +756,8 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
         return err_set(-EINVAL, "rpc server: max_msg_bytes %zu exceeds %d", max_msg, INT32_MAX);
     }
     int keepalive = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : RPC_DEFAULT_KEEPALIVE_MS;
-    int keepalive_to =
-        cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    int keepalive_to = cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms
+                                                     : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
 
     grpc_init();
     rpc_server_t *srv = xcalloc(1, sizeof *srv);
