@@ -75,6 +75,8 @@
  *     When the last call has ended the CQ thread exits and the server's uv handle closes, so
  *     uv_run returns; then rpc_server_free. Without a loop, rpc_server_free waits for the
  *     CQ thread itself (and shuts down with RPC_DEFAULT_GRACE_MS if nobody did).
+ *   - Long polls: park the call (RPC_DEFER) and answer before rpc_call_remaining_ms() runs
+ *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply.
  *   - Never call rpc_server_free from a handler or a loop callback.
  *
  * A client. One rpc_client_t is one channel to "host:port", shared by any number of threads;
@@ -168,7 +170,8 @@ typedef struct rpc_method {
 } rpc_method;
 
 typedef struct rpc_server_cfg {
-    const char *listen;          /* "0.0.0.0:50051", "127.0.0.1:0" (0: any free port); copied */
+    const char *listen;          /* "0.0.0.0:50051", "127.0.0.1:0" (0: any free port); copied.
+                                  * In containers use 0.0.0.0: kubelet probes dial the pod IP */
     size_t max_msg_bytes;        /* largest message received or sent; 0: default */
     int keepalive_ms;            /* 0: default */
     int keepalive_timeout_ms;    /* 0: default */
