@@ -32,5 +32,8 @@ int bench_sac_update(const bench_opts *o);
 int bench_env_inverted_pendulum(const bench_opts *o);
 int bench_env_half_cheetah(const bench_opts *o);
 int bench_env_hopper(const bench_opts *o);
+int bench_env_walker2d(const bench_opts *o);
+int bench_env_ant(const bench_opts *o);
+int bench_env_humanoid(const bench_opts *o);
 
 #endif

@@ -24,6 +24,9 @@ static const bench_figure env_figures[] = {
     {"InvertedPendulum-v4", bench_env_inverted_pendulum},
     {"HalfCheetah-v4", bench_env_half_cheetah},
     {"Hopper-v4", bench_env_hopper},
+    {"Walker2d-v4", bench_env_walker2d},
+    {"Ant-v4", bench_env_ant},
+    {"Humanoid-v4", bench_env_humanoid},
 };
 
 typedef struct bench_cmd {

@@ -37,7 +37,7 @@ Test(env_walker2d, spec_model_and_masses, .timeout = 60)
     cr_expect_eq(s->max_episode_steps, 1000);
     cr_expect_eq(s->n_info, 3);
     cr_expect_str_eq(s->info_names[0], "reward_forward");
-    cr_expect_str_eq(s->info_names[1], "reward_healthy");
+    cr_expect_str_eq(s->info_names[1], "reward_survive");
     cr_expect_str_eq(s->info_names[2], "reward_ctrl");
     const mjModel *m = mjenv_model_of(e);
     facts_check_model(m, &walker2d_facts);
