@@ -76,6 +76,53 @@ static inline void facts_check_model(const mjModel *m, const model_facts *f)
     }
 }
 
+/* one joint as the spec tables give it; ranges in degrees for hinges */
+typedef struct joint_facts {
+    const char *name;
+    int type;                   /* mjtJoint */
+    bool limited;
+    double lo_deg, hi_deg;
+    double stiffness, damping, armature;
+} joint_facts;
+
+/* every joint in qpos order: name, type, limits, stiffness, damping, armature */
+static inline void facts_check_joints(const mjModel *m, const joint_facts *j, int n)
+{
+    cr_assert_eq(m->njnt, n, "njnt %d", m->njnt);
+    for (int i = 0; i < n; i++) {
+        const char *name = mj_id2name(m, mjOBJ_JOINT, i);
+        cr_expect(name != NULL && strcmp(name, j[i].name) == 0, "joint %d is %s, expected %s",
+                  i, name ? name : "(null)", j[i].name);
+        cr_expect_eq(m->jnt_type[i], j[i].type, "%s type", j[i].name);
+        cr_expect_eq(m->jnt_limited[i], j[i].limited, "%s limited", j[i].name);
+        if (j[i].limited) {
+            double lo = j[i].lo_deg * M_PI / 180.0, hi = j[i].hi_deg * M_PI / 180.0;
+            cr_expect_float_eq(m->jnt_range[2 * i], lo, 1e-9, "%s range lo", j[i].name);
+            cr_expect_float_eq(m->jnt_range[2 * i + 1], hi, 1e-9, "%s range hi", j[i].name);
+        }
+        int dof = m->jnt_dofadr[i];
+        cr_expect_float_eq(m->jnt_stiffness[i], j[i].stiffness, 1e-12, "%s stiffness",
+                           j[i].name);
+        cr_expect_float_eq(m->dof_damping[dof], j[i].damping, 1e-12, "%s damping", j[i].name);
+        cr_expect_float_eq(m->dof_armature[dof], j[i].armature, 1e-12, "%s armature",
+                           j[i].name);
+    }
+}
+
+/* contact parameters of one geom (friction's first coefficient, condim, contype/conaffinity,
+ * margin) */
+static inline void facts_check_geom(const mjModel *m, const char *name, double friction,
+                                    int condim, int contype, int conaffinity, double margin)
+{
+    int g = mj_name2id(m, mjOBJ_GEOM, name);
+    cr_assert_geq(g, 0, "geom %s", name);
+    cr_expect_float_eq(m->geom_friction[3 * g], friction, 1e-12, "%s friction", name);
+    cr_expect_eq(m->geom_condim[g], condim, "%s condim", name);
+    cr_expect_eq(m->geom_contype[g], contype, "%s contype", name);
+    cr_expect_eq(m->geom_conaffinity[g], conaffinity, "%s conaffinity", name);
+    cr_expect_float_eq(m->geom_margin[g], margin, 1e-12, "%s margin", name);
+}
+
 /* zero action while the test writes qpos0 and zero velocity back before every step (a
  * fixture holding the body upright): never terminated, truncated exactly at the limit, and
  * the finished episode refuses another step */

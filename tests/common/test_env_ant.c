@@ -53,6 +53,39 @@ Test(env_ant, spec_model_and_masses, .timeout = 60)
     env_free(e);
 }
 
+/* env-specs.md 4.4: joints (armature 1, damping 1; free root undamped) and contact
+ * parameters (condim 3, margin 0.01, friction 1, only the floor has conaffinity) */
+Test(env_ant, joints_and_contacts_follow_the_spec_tables, .timeout = 60)
+{
+    static const joint_facts joints[] = {
+        {"root", mjJNT_FREE, false, 0, 0, 0, 0, 0},
+        {"hip_1", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_1", mjJNT_HINGE, true, 30, 70, 0, 1, 1},
+        {"hip_2", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_2", mjJNT_HINGE, true, -70, -30, 0, 1, 1},
+        {"hip_3", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_3", mjJNT_HINGE, true, -70, -30, 0, 1, 1},
+        {"hip_4", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_4", mjJNT_HINGE, true, 30, 70, 0, 1, 1},
+    };
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    facts_check_joints(m, joints, 9);
+    /* ankle axes (-1, 1, 0), (1, 1, 0), (-1, 1, 0), (1, 1, 0), normalised by the compiler */
+    const double sx[4] = {-1, 1, -1, 1};
+    for (int leg = 0; leg < 4; leg++) {
+        int j = 2 + 2 * leg;
+        cr_expect_float_eq(m->jnt_axis[3 * j], sx[leg] * M_SQRT1_2, 1e-12, "ankle %d", leg);
+        cr_expect_float_eq(m->jnt_axis[3 * j + 1], M_SQRT1_2, 1e-12, "ankle %d", leg);
+        cr_expect_eq(m->jnt_axis[3 * (j - 1) + 2], 1.0, "hip %d about z", leg);
+    }
+    facts_check_geom(m, "floor", 1.0, 3, 1, 1, 0.01);
+    facts_check_geom(m, "torso_geom", 1.0, 3, 1, 0, 0.01);
+    facts_check_geom(m, "aux_1_geom", 1.0, 3, 1, 0, 0.01);
+    facts_check_geom(m, "rightback_leg_geom", 1.0, 3, 1, 0, 0.01);
+    env_free(e);
+}
+
 /* obs = qpos[2:], qvel: z 0.75 and the identity quaternion at the initial pose */
 Test(env_ant, noiseless_reset_observes_the_initial_pose, .timeout = 60)
 {

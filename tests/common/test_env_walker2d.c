@@ -51,6 +51,38 @@ Test(env_walker2d, spec_model_and_masses, .timeout = 60)
     env_free(e);
 }
 
+/* env-specs.md 4.3: joints (root unlimited and undamped; legs armature 0.01, damping 0.1) and
+ * contact parameters (condim 3, only the floor has conaffinity) */
+Test(env_walker2d, joints_and_contacts_follow_the_spec_tables, .timeout = 60)
+{
+    static const joint_facts joints[] = {
+        {"rootx", mjJNT_SLIDE, false, 0, 0, 0, 0, 0},
+        {"rootz", mjJNT_SLIDE, false, 0, 0, 0, 0, 0},
+        {"rooty", mjJNT_HINGE, false, 0, 0, 0, 0, 0},
+        {"thigh_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"leg_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"foot_joint", mjJNT_HINGE, true, -45, 45, 0, 0.1, 0.01},
+        {"thigh_left_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"leg_left_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"foot_left_joint", mjJNT_HINGE, true, -45, 45, 0, 0.1, 0.01},
+    };
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    facts_check_joints(m, joints, 9);
+    /* hinge axes: the root pitch turns about +y, the leg joints about -y */
+    cr_expect_eq(m->jnt_axis[3 * 2 + 1], 1.0);
+    for (int j = 3; j < 9; j++) {
+        cr_expect_eq(m->jnt_axis[3 * j + 1], -1.0, "joint %d axis", j);
+    }
+    facts_check_geom(m, "floor", 0.7, 3, 1, 1, 0.0);
+    facts_check_geom(m, "torso_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "thigh_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "leg_left_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "foot_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "foot_left_geom", 1.9, 3, 1, 0, 0.0);
+    env_free(e);
+}
+
 /* the initial pose: z 1.25, everything else 0 */
 Test(env_walker2d, noiseless_reset_observes_the_initial_pose, .timeout = 60)
 {
