@@ -317,4 +317,32 @@ static inline void loco_check_reset_noise(const char *id, double scale, bool fre
     env_free(e);
 }
 
+/* the bare model of id, stepped from qpos0 with ctrl_a(t) = 0.9 * ctrl_hi_a * sin(0.1 (t+1)
+ * (a+1)) for steps env steps of frame_skip substeps, ends at want[nq]: qpos measured with
+ * Gymnasium's own MJCF file (Farama-Foundation/Gymnasium@3f0476a, assets/) under MuJoCo
+ * 2.2.2, to 1e-10 (on the development machine the two trajectories were bit-identical; the
+ * tolerance leaves room for another CPU's libm) */
+static inline void loco_check_reference_trajectory(const char *id, int frame_skip, int steps,
+                                                   const double *want, int nq)
+{
+    env_t *e = envt_make(id);
+    const mjModel *m = mjenv_model_of(e);
+    cr_assert_eq(m->nq, nq);
+    mjData *d = mj_makeData(m);
+    for (int t = 0; t < steps; t++) {
+        for (int a = 0; a < m->nu; a++) {
+            d->ctrl[a] = 0.9 * m->actuator_ctrlrange[2 * a + 1] * sin(0.1 * (t + 1) * (a + 1));
+        }
+        for (int k = 0; k < frame_skip; k++) {
+            mj_step(m, d);
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        cr_expect(fabs(d->qpos[i] - want[i]) <= 1e-10 * (1.0 + fabs(want[i])),
+                  "%s qpos[%d] %.17g, Gymnasium's model %.17g", id, i, d->qpos[i], want[i]);
+    }
+    mj_deleteData(d);
+    env_free(e);
+}
+
 #endif

@@ -224,3 +224,17 @@ Test(env_ant, bad_actions_are_refused_or_clipped, .timeout = 60)
 {
     envt_check_bad_actions(ID);
 }
+
+/* twig's ant.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the qpos
+ * Gymnasium's file reaches (env_locomotion.h) */
+Test(env_ant, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[15] = {
+        1.6050046110296479, -2.4300829110838218, 0.31094288108417995,
+        -0.15759388308138519, -0.95920023455428449, -0.23025989211764616,
+        -0.045601097884879774, -0.5323087840439833, 1.2249824336622468,
+        -0.52789444970486676, -0.57741273357057565, -0.22692113486702514,
+        -1.0688020151811291, -0.61094031596450205, 1.2287620863872315,
+    };
+    loco_check_reference_trajectory(ID, 5, 100, want, 15);
+}

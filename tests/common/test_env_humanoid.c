@@ -260,3 +260,20 @@ Test(env_humanoid, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     loco_check_reset_noise(ID, 1e-2, true, false);
 }
+
+/* twig's humanoid.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the
+ * qpos Gymnasium's file reaches (env_locomotion.h) */
+Test(env_humanoid, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[24] = {
+        -1.1406023123128359, -0.23867305765259558, 0.085117772543683121,
+        0.69061660584416551, 0.051921398234349221, -0.69255113755674569,
+        0.20180632796454187, -0.064379439572899835, -0.39386842713070014,
+        -0.25422553060050773, -0.16718696568819169, -0.46094977689947714,
+        -0.30709034700359272, -2.2916004950196154, -0.2996013645885135,
+        0.13328974131523805, -0.48142463770219285, -2.08620843347133,
+        -0.41718163234581968, -0.86740383711300106, -1.0614023515750182,
+        -0.51704632023392771, 0.48006627634673554, -1.3853956488418777,
+    };
+    loco_check_reference_trajectory(ID, 5, 100, want, 24);
+}

@@ -186,3 +186,26 @@ Test(env_walker2d, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     loco_check_reset_noise(ID, 5e-3, false, false);
 }
+
+/* twig's walker2d.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the
+ * qpos Gymnasium's file reaches (env_locomotion.h) */
+Test(env_walker2d, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[9] = {
+        -0.44123874186951034, 0.36885307792123179, -2.3135286582482872,
+        0.0490229474623603, -2.485913801884069, -0.077983285321723869,
+        -0.94600534808121461, -0.57494141850862501, -0.32161631928100698,
+    };
+    loco_check_reference_trajectory(ID, 4, 100, want, 9);
+    /* the local offsets are the double results of the world coordinates, as Gymnasium's
+     * rewrite has them (a plain -0.2 moves the trajectory by ~1e-14) */
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    int thigh = mj_name2id(m, mjOBJ_BODY, "thigh");
+    int leg = mj_name2id(m, mjOBJ_BODY, "leg_left");
+    int torso = mj_name2id(m, mjOBJ_GEOM, "torso_geom");
+    cr_expect_eq(m->body_pos[3 * thigh + 2], 1.05 - 1.25);
+    cr_expect_eq(m->body_pos[3 * leg + 2], 0.35 - 1.05);
+    cr_expect_eq(m->geom_size[3 * torso + 1], (1.45 - 1.05) / 2);
+    env_free(e);
+}
