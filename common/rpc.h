@@ -206,6 +206,10 @@ uint64_t rpc_call_msg_count(const rpc_call_t *call);
 /* one pointer of application state per call (streams); borrowed */
 void rpc_call_set_data(rpc_call_t *call, void *data);
 void *rpc_call_data(const rpc_call_t *call);
+/* run fn(data) once when the call's context is released: after its reply, whether or not the
+ * handler saw the end of its stream (a client that cancels a stream gets no end-of-stream
+ * run). Lets per-call state be freed on every path. Call from the handler. */
+void rpc_call_set_data_free(rpc_call_t *call, void (*fn)(void *data));
 
 /* ---- client ---- */
 

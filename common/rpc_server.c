@@ -70,6 +70,7 @@ struct rpc_call {
     atomic_bool replied;
     atomic_int refs;
     void *data;
+    void (*data_free)(void *);  /* runs on data when the context is freed */
     rpc_call_t *next;           /* loop queue */
 };
 
@@ -161,6 +162,9 @@ static void call_unref(rpc_call_t *c)
     }
     if (c->msg) {
         protobuf_c_message_free_unpacked(c->msg, NULL);
+    }
+    if (c->data_free) {
+        c->data_free(c->data);
     }
     free(c->path);
     free(c);
@@ -268,6 +272,11 @@ void rpc_call_set_data(rpc_call_t *call, void *data)
 void *rpc_call_data(const rpc_call_t *call)
 {
     return call->data;
+}
+
+void rpc_call_set_data_free(rpc_call_t *call, void (*fn)(void *data))
+{
+    call->data_free = fn;
 }
 
 /* ---- handlers ---- */
