@@ -7,16 +7,16 @@
 #include <stdbool.h>
 
 typedef struct bench_opts {
-    int reps;           /* timed repetitions; the median is reported */
-    int iters;          /* units per repetition (0: the figure's default) */
-    int warmup;         /* untimed units first (-1: the figure's default) */
-    bool check_only;    /* run the correctness check, skip the timing */
+    int reps;        /* timed repetitions; the median is reported */
+    int iters;       /* units per repetition (0: the figure's default) */
+    int warmup;      /* untimed units first (-1: the figure's default) */
+    bool check_only; /* run the correctness check, skip the timing */
 } bench_opts;
 
 typedef int bench_fn(const bench_opts *o);
 
 typedef struct bench_figure {
-    const char *name;   /* "sac_update" */
+    const char *name; /* "sac_update" */
     bench_fn *run;
 } bench_figure;
 
