@@ -36,4 +36,10 @@ int bench_env_walker2d(const bench_opts *o);
 int bench_env_ant(const bench_opts *o);
 int bench_env_humanoid(const bench_opts *o);
 
+/* bench_ensemble.c */
+int bench_ensemble_train_step(const bench_opts *o);
+int bench_ensemble_train_step_out34(const bench_opts *o);
+int bench_rollout_all_members(const bench_opts *o);
+int bench_rollout_one_member(const bench_opts *o);
+
 #endif
