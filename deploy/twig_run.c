@@ -222,8 +222,34 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
     if (s->stopping) {
         return;
     }
-    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n",
+    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it with backoff\n",
             s->procs[index].name, (long long)status, term_signal);
+}
+
+/* RUN/procs.tsv: name, pid, starts of every process, rewritten at each start, so tools and
+ * fault tests can find (and kill) a process by name */
+static void on_proc_start(supervise_t *s, int index)
+{
+    launcher_t *L = s->data;
+    char path[PLAN_PATH_MAX + 32], tmp[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/procs.tsv", L->run_dir);
+    snprintf(tmp, sizeof tmp, "%s/procs.tsv.tmp", L->run_dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        log_warn("event=procs_file_failed path=%s err=%s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "name\tpid\tstarts\trunning\n");
+    for (int i = 0; i < s->n_procs; i++) {
+        const supervise_proc *p = &s->procs[i];
+        fprintf(f, "%s\t%d\t%d\t%d\n", p->name, p->pid, p->starts, p->running ? 1 : 0);
+    }
+    fclose(f);
+    rename(tmp, path);
+    if (s->procs[index].restarts > 0) {
+        fprintf(stderr, "twig: %s restarted (pid %d, restart %d)\n", s->procs[index].name,
+                s->procs[index].pid, s->procs[index].restarts);
+    }
 }
 
 static void plot_learning_curve(const launcher_t *L)
@@ -397,6 +423,7 @@ static int launch(launcher_t *L)
                           .max_restarts = L->cfg.max_restarts};
     supervise_init(&L->sup, &L->loop, &scfg);
     L->sup.on_exit = on_proc_exit;
+    L->sup.on_start = on_proc_start;
     L->sup.data = L;
     for (int i = 0; i < L->plan->n_procs && rc == 0; i++) {
         const plan_proc *p = &L->plan->procs[i];
