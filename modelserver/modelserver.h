@@ -33,6 +33,7 @@
 #define MODELSERVER_FETCH_MAX 65536u      /* and at most this many */
 #define MODELSERVER_WAIT_MAX_MS 60000u    /* longest FetchReal long poll */
 #define MODELSERVER_GRACE_MS 2000         /* shutdown: calls in flight get this long */
+#define MODELSERVER_ROOM_WAIT_MS 5000     /* a stream waits this long for room in the log queue */
 
 typedef struct modelserver_cfg {
     const char *listen;       /* "HOST:PORT" (port 0: any free one); borrowed */

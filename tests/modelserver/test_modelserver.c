@@ -637,7 +637,7 @@ static void last_segment(char *out, size_t n, const char *dir)
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
         if (len == 24 && !strcmp(e->d_name + 20, ".seg") && strcmp(e->d_name, best) > 0) {
-            snprintf(best, sizeof best, "%s", e->d_name);
+            memcpy(best, e->d_name, len + 1);   /* len == 24 */
         }
     }
     closedir(d);
