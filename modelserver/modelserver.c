@@ -314,6 +314,7 @@ static void ms_waiter_drop(modelserver_t *ms, ms_waiter *w)
             break;
         }
     }
+    atomic_fetch_sub(&ms->n_waiters, 1);
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, ms_waiter_closed);
 }
@@ -400,6 +401,7 @@ static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     uv_timer_start(&w->timer, ms_on_wait_timeout, (uint64_t)wait, 0);
     w->next = ms->waiters;
     ms->waiters = w;
+    atomic_fetch_add(&ms->n_waiters, 1);
     /* data may have arrived between reading the end and parking */
     uv_async_send(&ms->wake);
     return RPC_DEFER;
@@ -420,6 +422,7 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.act_dim = st.act_dim;
     r.segments = st.segments;
     r.bytes = st.bytes;
+    r.parked_fetches = atomic_load(&ms->n_waiters);
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }
@@ -536,8 +539,8 @@ void modelserver_shutdown(modelserver_t *ms)
         return;
     }
     ms->shutting_down = 1;
-    log_info("event=shutdown_begin grace_ms=%d parked_fetches=%d", ms->cfg.grace_ms,
-             ms->waiters != NULL);
+    log_info("event=shutdown_begin grace_ms=%d parked_fetches=%u", ms->cfg.grace_ms,
+             atomic_load(&ms->n_waiters));
     if (ms->srv) {
         rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
     }

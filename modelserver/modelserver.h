@@ -22,6 +22,7 @@
 #define TWIG_MODELSERVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -64,6 +65,7 @@ typedef struct modelserver {
     int log_open;
 
     struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
+    atomic_uint n_waiters;           /* their number, for LogStatus (any thread) */
     reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
 } modelserver_t;
 
