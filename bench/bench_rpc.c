@@ -7,7 +7,8 @@
  *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
  *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
  *
- * usage: bench_rpc [--seconds S] [--only append|blob]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]
+ * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
  * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
  */
@@ -239,13 +240,13 @@ static void *unary_main(void *p)
 }
 
 /* transitions/s of `threads` unary clients, one call in flight each */
-static double run_unary(const char *addr, int threads, double seconds)
+static double run_unary(const char *addr, int threads, double seconds, int src0)
 {
     pthread_t th[16];
     unary_arg a[16];
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        a[t] = (unary_arg){.addr = addr, .src = t, .seconds = seconds};
+        a[t] = (unary_arg){.addr = addr, .src = src0 + t, .seconds = seconds};
         pthread_create(&th[t], NULL, unary_main, &a[t]);
     }
     uint64_t n = 0;
@@ -293,14 +294,20 @@ static double run_stream(const char *addr, double seconds, int src)
     return (double)n * B_COUNT / dt;
 }
 
-static void print_append(const char *impl, const char *mode, const char *fsync, int in_flight,
-                         double per_s, double ref_per_s)
+static int cmp_double(const void *a, const void *b);
+
+/* sorted rates of reps runs: median, min, max, and the sink's median alongside */
+static void print_append(const char *mode, const char *fsync, int in_flight, int reps,
+                         const double *twig, const double *sink)
 {
-    printf("{\"bench\":\"append_real\",\"impl\":\"%s\",\"mode\":\"%s\",\"fsync\":\"%s\","
-           "\"in_flight\":%d,\"batch\":%d,\"obs\":%d,\"act\":%d,\"transitions_per_s\":%.0f,"
-           "\"ref_sink_per_s\":%.0f,\"ratio_to_sink\":%.3f}\n",
-           impl, mode, fsync, in_flight, B_COUNT, B_OBS, B_ACT, per_s, ref_per_s,
-           ref_per_s > 0 ? per_s / ref_per_s : 0.0);
+    double t = twig[reps / 2], r = sink[reps / 2];
+    printf("{\"bench\":\"append_real\",\"impl\":\"twig_modelserver\",\"mode\":\"%s\","
+           "\"fsync\":\"%s\",\"in_flight\":%d,\"batch\":%d,\"obs\":%d,\"act\":%d,\"reps\":%d,"
+           "\"transitions_per_s\":%.0f,\"min\":%.0f,\"max\":%.0f,"
+           "\"ref\":\"rpc_sink\",\"ref_per_s\":%.0f,\"ref_min\":%.0f,\"ref_max\":%.0f,"
+           "\"ratio\":%.3f}\n",
+           mode, fsync, in_flight, B_COUNT, B_OBS, B_ACT, reps, t, twig[0], twig[reps - 1], r,
+           sink[0], sink[reps - 1], r > 0 ? t / r : 0.0);
     fflush(stdout);
 }
 
@@ -348,19 +355,22 @@ static int run_blob(const char *addr, double *p50, double *p99)
 int main(int argc, char **argv)
 {
     double seconds = 2.0;
+    int reps = 3;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--only append|blob]\n");
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]\n");
             return 2;
         }
     }
-    if (seconds <= 0 || seconds > 600) {
-        fprintf(stderr, "bench_rpc: --seconds must be in (0, 600]\n");
+    if (seconds <= 0 || seconds > 600 || reps < 1 || reps > 16) {
+        fprintf(stderr, "bench_rpc: --seconds must be in (0, 600], --reps in 1..16\n");
         return 2;
     }
     rpc_lib_init();
@@ -388,33 +398,36 @@ int main(int argc, char **argv)
     snprintf(sink_addr, sizeof sink_addr, "127.0.0.1:%d", rpc_server_port(sink));
 
     if (!only || !strcmp(only, "append")) {
-        /* reference first: the same traffic into the sink */
-        double ref_u1 = run_unary(sink_addr, 1, seconds);
-        double ref_u4 = run_unary(sink_addr, 4, seconds);
-        double ref_st = run_stream(sink_addr, seconds, 0);
-        print_append("rpc_sink", "unary", "-", 1, ref_u1, ref_u1);
-        print_append("rpc_sink", "unary", "-", 4, ref_u4, ref_u4);
-        print_append("rpc_sink", "stream", "-", 1, ref_st, ref_st);
+        /* per fsync policy one server; twig and the sink interleaved, reps times each,
+         * medians reported (sources differ per rep so seqs never repeat) */
         const char *modes[] = {"none", "group", "batch"};
+        const char *kinds[] = {"unary", "unary", "stream"};
+        const int in_flight[] = {1, 4, 1};
         for (int k = 0; k < 3; k++) {
             server_proc s;
             if (server_start(&s, modes[k]) < 0) {
                 fprintf(stderr, "bench_rpc: server: %s\n", err_msg());
                 return 1;
             }
-            /* sources 0..3 for unary, 10 and 11 for streams: seqs never collide */
-            double u1 = run_unary(s.addr, 1, seconds);
-            double st = run_stream(s.addr, seconds, 10);
-            server_stop(&s);
-            if (server_start(&s, modes[k]) < 0) {
-                fprintf(stderr, "bench_rpc: server: %s\n", err_msg());
-                return 1;
+            double twig[3][16], sink_r[3][16];
+            for (int r = 0; r < reps; r++) {
+                for (int j = 0; j < 3; j++) {
+                    int src = 100 * (r + 1) + 10 * j;
+                    if (j < 2) {
+                        sink_r[j][r] = run_unary(sink_addr, in_flight[j], seconds, src);
+                        twig[j][r] = run_unary(s.addr, in_flight[j], seconds, src);
+                    } else {
+                        sink_r[j][r] = run_stream(sink_addr, seconds, src);
+                        twig[j][r] = run_stream(s.addr, seconds, src);
+                    }
+                }
             }
-            double u4 = run_unary(s.addr, 4, seconds);
             server_stop(&s);
-            print_append("twig_modelserver", "unary", modes[k], 1, u1, ref_u1);
-            print_append("twig_modelserver", "unary", modes[k], 4, u4, ref_u4);
-            print_append("twig_modelserver", "stream", modes[k], 1, st, ref_st);
+            for (int j = 0; j < 3; j++) {
+                qsort(twig[j], (size_t)reps, sizeof(double), cmp_double);
+                qsort(sink_r[j], (size_t)reps, sizeof(double), cmp_double);
+                print_append(kinds[j], modes[k], in_flight[j], reps, twig[j], sink_r[j]);
+            }
         }
     }
     if (!only || !strcmp(only, "blob")) {
