@@ -792,6 +792,87 @@ static void *parked_fetch_main(void *p)
     return NULL;
 }
 
+typedef struct stream_job {
+    const char *addr;
+    int n;
+    int rc;
+} stream_job;
+
+static void *stream_job_main(void *p)
+{
+    stream_job *j = p;
+    rpc_client_t *cl;
+    rpc_client_init(&cl, j->addr, NULL);
+    Twig__V1__AppendRealStreamReply *r = NULL;
+    j->rc = stream_append(cl, &r, 5, 1, j->n, 4, -1);
+    if (r) {
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    rpc_client_free(cl);
+    return NULL;
+}
+
+Test(modelserver, kill_9_during_a_client_stream_then_resending_it_stores_each_batch_once)
+{
+    enum { N = 800, C = 4 };
+    server s;
+    const char *extra[] = {"--fsync", "group", NULL};
+    start_server(&s, "d", extra);
+    stream_job j = {.addr = s.addr, .n = N, .rc = 1};
+    pthread_t th;
+    pthread_create(&th, NULL, stream_job_main, &j);
+    /* kill -9 once part of the stream is in the log */
+    rpc_client_t *cl = client_of(&s);
+    uint64_t end = 0;
+    for (int64_t deadline = now_ms() + 30000; now_ms() < deadline && end < 40 * C;
+         pause_ms(1)) {
+        Twig__V1__LogStatusReply *st = status_of(cl);
+        end = st->end_offset;
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+    }
+    cr_assert_geq(end, 40 * C);
+    rpc_client_free(cl);
+    cr_assert_eq(kill(s.pid, SIGKILL), 0);
+    wait_exit(s.pid, 10000);
+    pthread_join(th, NULL);
+    if (j.rc == 0) {
+        cr_log_warn("the stream finished before the kill; the resend is all duplicates");
+    }
+
+    /* restart and resend the whole stream: what was stored comes back as duplicates */
+    start_server(&s, "d", extra);
+    cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    uint64_t before = st->end_offset;
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    cr_assert_eq(before % C, 0, "a partial batch survived");
+    Twig__V1__AppendRealStreamReply *r;
+    int rc = stream_append(cl, &r, 5, 1, N, C, -1);
+    cr_assert_eq(rc, 0, "resend: %s", err_msg());
+    cr_assert_eq(r->n_acks, N);
+    cr_expect_eq(r->transitions, (uint64_t)N * C - before);
+    static expect_row want[N * C];
+    static char seen[N * C];
+    for (int k = 0; k < N; k++) {
+        const Twig__V1__AppendRealReply *a = r->acks[k];
+        cr_assert_eq(a->seq, (uint64_t)k + 1);
+        cr_assert_eq(a->duplicate, a->first_offset < before);
+        cr_assert_leq(a->first_offset + C, (uint64_t)N * C);
+        for (uint32_t i = 0; i < C; i++) {
+            cr_assert_eq(seen[a->first_offset + i], 0);
+            seen[a->first_offset + i] = 1;
+            want[a->first_offset + i] = (expect_row){5, (uint64_t)k + 1, i};
+        }
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    st = status_of(cl);
+    cr_expect_eq(st->end_offset, (uint64_t)N * C);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    expect_log(cl, want, (uint64_t)N * C);
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
 Test(modelserver, sigterm_with_calls_in_flight_exits_0_and_keeps_acked_data)
 {
     enum { T = 3, N = 100000, C = 2 };
