@@ -1029,3 +1029,21 @@ Test(modelserver, python_grpcio_client_interoperates)
     rpc_client_free(cl);
     stop_server(&s);
 }
+
+Test(modelserver, taken_port_or_data_dir_in_use_exit_1_saying_so)
+{
+    server s;
+    start_server(&s, "d", NULL);
+    char err[4096], port[32], other[1024];
+    snprintf(port, sizeof port, "127.0.0.1:%d", s.port);
+    snprintf(other, sizeof other, "%s/other", tmp);
+    const char *a1[] = {"--listen", port, "--data-dir", other, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a1), 1);
+    cr_expect(strstr(err, "EADDRINUSE") != NULL, "%s", err);
+    const char *a2[] = {"--listen", "127.0.0.1:0", "--data-dir", s.data_dir, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a2), 1);
+    cr_expect(strstr(err, "in use by another process") != NULL, "%s", err);
+    /* the first server is unharmed */
+    cr_expect_eq(rpc_health_check(s.addr, "", 2000), RPC_HEALTH_SERVING);
+    stop_server(&s);
+}
