@@ -4,6 +4,7 @@
  *                 unary (1 and 4 in flight) and one client stream, per fsync policy
  *                 (batch, group, none); the reference is the same traffic into an in-process
  *                 rpc-layer sink that validates and drops each batch (no log, no disk)
+ *   fetch_real    rows/s read back with FetchReal (4096 rows a call), as a log mirror does
  *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
  *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
  *
@@ -297,6 +298,38 @@ static double run_stream(const char *addr, double seconds, int src)
 static int cmp_double(const void *a, const void *b);
 
 /* sorted rates of reps runs: median, min, max, and the sink's median alongside */
+/* FetchReal as a mirror does it: chunks of max_count rows from offset 0 to the end,
+ * around again, for `seconds`; rows/s */
+static double run_fetch(const char *addr, double seconds, uint32_t max_count, uint64_t *end_out)
+{
+    rpc_client_t *cl;
+    rpc_client_init(&cl, addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 30000};
+    uint64_t from = 0, rows = 0;
+    double t0 = now_s(), end = t0 + seconds;
+    *end_out = 0;
+    while (now_s() < end) {
+        Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
+        q.from_offset = from;
+        q.max_count = max_count;
+        ProtobufCMessage *r = NULL;
+        if (rpc_client_unary(cl, &r, "/twig.v1.ModelServer/FetchReal", &q.base,
+                             &twig__v1__fetch_real_reply__descriptor, &o) < 0) {
+            fprintf(stderr, "bench_rpc: fetch: %s\n", err_msg());
+            break;
+        }
+        const Twig__V1__FetchRealReply *f = (const Twig__V1__FetchRealReply *)r;
+        *end_out = f->end_offset;
+        uint32_t n = f->batch ? f->batch->count : 0;
+        rows += n;
+        from = n ? from + n : 0;
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    double dt = now_s() - t0;
+    rpc_client_free(cl);
+    return (double)rows / dt;
+}
+
 static void print_append(const char *mode, const char *fsync, int in_flight, int reps,
                          const double *twig, const double *sink)
 {
@@ -421,6 +454,13 @@ int main(int argc, char **argv)
                         twig[j][r] = run_stream(s.addr, seconds, src);
                     }
                 }
+            }
+            if (k == 0) {
+                uint64_t log_end;
+                double fr = run_fetch(s.addr, seconds, 4096, &log_end);
+                printf("{\"bench\":\"fetch_real\",\"impl\":\"twig_modelserver\","
+                       "\"max_count\":4096,\"obs\":%d,\"act\":%d,\"log_rows\":%" PRIu64 ","
+                       "\"rows_per_s\":%.0f}\n", B_OBS, B_ACT, log_end, fr);
             }
             server_stop(&s);
             for (int j = 0; j < 3; j++) {

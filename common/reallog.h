@@ -45,7 +45,9 @@
  * Durability (reallog_sync): an append is acknowledged only after its record is written and
  *   BATCH  fdatasync'ed, one sync per batch (the default);
  *   GROUP  fdatasync'ed together with every batch queued meanwhile (group commit);
- *   NONE   written to the page cache (survives a process crash, not a power loss).
+ *   NONE   written to the page cache: survives a process crash (kill -9), not a power loss;
+ *          after one, a segment that was rolled past may end torn and open then refuses the
+ *          log (TWIG_ECORRUPT) rather than guess.
  * One appender thread does all writes in offset order; appends from any number of threads
  * queue for it. Readers see only acknowledged data. A write or sync error is sticky: every
  * later append fails with that error (restart the process; open truncates any partial write).
