@@ -31,7 +31,9 @@
  *   - a bad record in the last segment with no valid record after it is a torn tail (crash
  *     in mid-write): it is truncated away (logged) and never served;
  *   - any other bad record means corruption: open fails with TWIG_ECORRUPT naming the
- *     segment file and byte offset. Nothing is repaired silently.
+ *     segment file and byte offset. Nothing is repaired silently. (A power cut during a
+ *     group write can leave a bad record with good ones after it, none of them acknowledged;
+ *     that too is refused, and truncating the segment at the named byte recovers it.)
  *
  * Idempotency: each batch carries (source_id, seq), and a source's seqs must increase (gaps
  * allowed), which holds for a client sending one batch at a time or over one stream. The log
