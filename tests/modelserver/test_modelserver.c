@@ -813,7 +813,7 @@ static void *stream_job_main(void *p)
 
 Test(modelserver, kill_9_during_a_client_stream_then_resending_it_stores_each_batch_once)
 {
-    enum { N = 800, C = 4 };
+    enum { N = 3000, C = 4 };
     server s;
     const char *extra[] = {"--fsync", "batch", NULL};   /* one fdatasync each: slow enough */
     start_server(&s, "d", extra);
