@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
@@ -54,13 +55,13 @@ typedef struct reallog_hist {
     uint32_t count;
 } reallog_hist;
 
-/* a source's dedup state: highest seq and a ring of its last batches */
+/* a source's dedup state: every batch it stored, in seq order (seqs only increase) */
 typedef struct reallog_src {
     char *id;            /* owned; NULL: empty slot */
-    uint64_t max_seq;
-    uint32_t n_win;
-    uint32_t head;       /* next slot to write */
-    reallog_hist win[REALLOG_DEDUP_WINDOW];
+    uint64_t max_seq;    /* valid when n_hist > 0 */
+    uint64_t n_hist;
+    uint64_t cap_hist;
+    reallog_hist *hist;  /* (n_hist) owned, increasing seq */
 } reallog_src;
 
 /* a queued append */
@@ -159,7 +160,7 @@ reallog_opts reallog_opts_default(const char *dir)
         .segment_bytes = REALLOG_DEFAULT_SEGMENT_BYTES,
         .sync = REALLOG_SYNC_BATCH,
         .group_max = 256,
-        .max_queue_bytes = 256ull << 20,
+        .max_queue_bytes = 64ull << 20,
     };
 }
 
@@ -244,24 +245,30 @@ static reallog_src *reallog_src_add(reallog_t *lg, const char *id)
     return s;
 }
 
+/* append (seq above every earlier one) */
 static void reallog_src_remember(reallog_src *s, uint64_t seq, uint64_t first, uint32_t count)
 {
-    s->max_seq = seq;
-    s->win[s->head] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
-    s->head = (s->head + 1) % REALLOG_DEDUP_WINDOW;
-    if (s->n_win < REALLOG_DEDUP_WINDOW) {
-        s->n_win++;
+    if (s->n_hist == s->cap_hist) {
+        s->cap_hist = s->cap_hist ? 2 * s->cap_hist : 16;
+        s->hist = xrealloc(s->hist, s->cap_hist * sizeof *s->hist);
     }
+    s->hist[s->n_hist++] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
+    s->max_seq = seq;
 }
 
+/* binary search of a stored seq */
 static const reallog_hist *reallog_src_lookup(const reallog_src *s, uint64_t seq)
 {
-    for (uint32_t i = 0; i < s->n_win; i++) {
-        if (s->win[i].seq == seq) {
-            return &s->win[i];
+    uint64_t lo = 0, hi = s->n_hist;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (s->hist[mid].seq < seq) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    return NULL;
+    return lo < s->n_hist && s->hist[lo].seq == seq ? &s->hist[lo] : NULL;
 }
 
 /* ---- index ---- */
@@ -423,7 +430,7 @@ static int reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, u
         if (!s) {
             return err_set(TWIG_ECORRUPT, "more than %d sources in the log", REALLOG_MAX_SOURCES);
         }
-    } else if (h->seq <= s->max_seq && s->n_win > 0) {
+    } else if (s->n_hist > 0 && h->seq <= s->max_seq) {
         return err_set(TWIG_ECORRUPT, "segment %s/%s: record at byte %" PRIu64 " (log offset %"
                        PRIu64 ") has seq %" PRIu64 " for source '%s', not above its previous %"
                        PRIu64, lg->dir, seg_name, pos, h->first_offset, h->seq, id, s->max_seq);
@@ -790,6 +797,7 @@ static void *reallog_appender_main(void *arg)
         for (reallog_item *it = first; it != end; it = it->next) {
             lg->q_bytes -= it->dup ? 0 : it->len;
         }
+        pthread_cond_broadcast(&lg->cv_room);
         if (rc == 0) {
             reallog_publish(lg, first, end);
         } else if (lg->failed == 0) {
@@ -841,6 +849,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     lg->dir = xstrdup(o->dir);
     pthread_mutex_init(&lg->mu, NULL);
     pthread_cond_init(&lg->cv_work, NULL);
+    pthread_cond_init(&lg->cv_room, NULL);
     lg->q_tail = &lg->q_head;
 
     int rc = mkdir_parents(lg->dir);
@@ -912,6 +921,7 @@ void reallog_close(reallog_t *lg)
     }
     for (uint32_t i = 0; i < lg->cap_srcs; i++) {
         free(lg->srcs[i].id);
+        free(lg->srcs[i].hist);
     }
     free(lg->srcs);
     free(lg->segs);
@@ -923,6 +933,7 @@ void reallog_close(reallog_t *lg)
         close(lg->dir_fd);
     }
     pthread_cond_destroy(&lg->cv_work);
+    pthread_cond_destroy(&lg->cv_room);
     pthread_mutex_destroy(&lg->mu);
     free(lg->dir);
     memset(lg, 0, sizeof *lg);
@@ -1001,7 +1012,7 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
     reallog_src *s = NULL;
     if (rc == 0) {
         s = reallog_src_find(lg, b->source_id);
-        if (s && s->n_win > 0 && b->seq <= s->max_seq) {
+        if (s && s->n_hist > 0 && b->seq <= s->max_seq) {
             const reallog_hist *h = reallog_src_lookup(s, b->seq);
             if (h) {
                 it->dup = 1;
@@ -1012,10 +1023,9 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
                                  b->count);
                 }
             } else {
-                rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' is not above its last"
-                             " stored seq %" PRIu64 " and not among its last %d batches: seqs"
-                             " must increase per source", b->seq, b->source_id, s->max_seq,
-                             REALLOG_DEDUP_WINDOW);
+                rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was never stored and is"
+                             " below its last stored seq %" PRIu64 ": seqs must increase per"
+                             " source", b->seq, b->source_id, s->max_seq);
             }
         } else {
             if (!s && !(s = reallog_src_add(lg, b->source_id))) {
@@ -1037,6 +1047,38 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
     if (rc < 0) {
         free(it);
     }
+    return rc;
+}
+
+uint64_t reallog_batch_bytes(const tbatch_t *b)
+{
+    return reallog_record_len((uint32_t)strlen(b->source_id), b->count, b->obs_dim, b->act_dim);
+}
+
+int reallog_wait_room(reallog_t *lg, uint64_t bytes, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&lg->mu);
+    while (lg->failed == 0 && !lg->stopping && lg->q_bytes > 0 &&
+           lg->q_bytes + bytes > lg->opts.max_queue_bytes) {
+        if (pthread_cond_timedwait(&lg->cv_room, &lg->mu, &dl) == ETIMEDOUT) {
+            rc = err_set(TWIG_EFULL, "append queue stayed full for %d ms (%" PRIu64
+                         " bytes wait for the disk)", timeout_ms, lg->q_bytes);
+            break;
+        }
+    }
+    if (rc == 0 && lg->failed < 0) {
+        rc = err_set(lg->failed, "%s", lg->failed_text);
+    }
+    pthread_mutex_unlock(&lg->mu);
     return rc;
 }
 

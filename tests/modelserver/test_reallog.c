@@ -202,28 +202,39 @@ Test(reallog, retried_batch_gets_original_offsets_also_after_reopen)
     reallog_close(&lg);
 }
 
-Test(reallog, dedup_window_keeps_the_last_batches_of_each_source)
+Test(reallog, every_stored_seq_dedups_however_old_and_gaps_cannot_be_filled)
 {
     reallog_t lg;
     reallog_opts o = opts();
     o.sync = REALLOG_SYNC_NONE;
     open_ok(&lg, &o);
-    int n = REALLOG_DEDUP_WINDOW + 10;
-    for (int k = 1; k <= n; k++) {
-        append_ok(&lg, 1, (uint64_t)k, 1);
+    /* seqs 1, 3, 5, ... 3999 (gaps allowed), interleaved with a second source */
+    int n = 2000;
+    for (int k = 0; k < n; k++) {
+        append_ok(&lg, 1, 2 * (uint64_t)k + 1, 1);
+        append_ok(&lg, 2, (uint64_t)k + 1, 1);
     }
     reallog_close(&lg);
     open_ok(&lg, &o);
-    /* the oldest remembered seq is n - WINDOW + 1 */
-    reallog_ack r = append_ok(&lg, 1, (uint64_t)(n - REALLOG_DEDUP_WINDOW + 1), 1);
+    /* the oldest, a middle and the newest come back with their original offsets */
+    uint64_t seqs[] = {1, 1001, 3999};
+    for (int i = 0; i < 3; i++) {
+        reallog_ack r = append_ok(&lg, 1, seqs[i], 1);
+        cr_expect_eq(r.duplicate, 1);
+        cr_expect_eq(r.first_offset, (seqs[i] - 1));   /* k = (seq-1)/2 at offset 2k */
+    }
+    reallog_ack r = append_ok(&lg, 2, 7, 1);
     cr_expect_eq(r.duplicate, 1);
-    cr_expect_eq(r.first_offset, (uint64_t)(n - REALLOG_DEDUP_WINDOW));
+    cr_expect_eq(r.first_offset, 13);
+    /* a gap filled late is refused: it would break the per-source order */
     fx_batch b;
-    fx_batch_make(&b, ENV, 1, (uint64_t)(n - REALLOG_DEDUP_WINDOW), 1, O, A);
+    fx_batch_make(&b, ENV, 1, 2, 1, O, A);
     reallog_ack ack;
     cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "seq 2 of source 'actor-1' was never stored") != NULL, "%s",
+              err_msg());
     fx_batch_free(&b);
-    cr_expect_eq(reallog_end(&lg), (uint64_t)n);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)2 * n);
     reallog_close(&lg);
 }
 
@@ -608,4 +619,55 @@ Test(msg, batch_check_names_the_bad_field)
     free(buf);
     free(m);
     fx_batch_free(&b);
+}
+
+/* async appends counted by their callbacks */
+typedef struct counter {
+    pthread_mutex_t mu;
+    int done;
+    int failed;
+} counter;
+
+static void count_done(void *arg, int rc, const reallog_ack *ack, const char *text)
+{
+    counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    c->failed += rc < 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+Test(reallog, full_queue_refuses_appends_and_wait_room_waits_for_the_disk)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.max_queue_bytes = 4096;   /* about six of these records */
+    open_ok(&lg, &o);
+    enum { N = 200 };
+    static fx_batch b[N];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    int queued = 0, full = 0;
+    for (int k = 0; k < N; k++) {
+        fx_batch_make(&b[k], ENV, 1, (uint64_t)k + 1, 4, O, A);
+        int rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        if (rc == TWIG_EFULL) {
+            full++;
+            /* flow control: wait, then it fits */
+            cr_assert_eq(reallog_wait_room(&lg, reallog_batch_bytes(&b[k].v), 10000), 0);
+            rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        }
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        queued++;
+    }
+    reallog_close(&lg);   /* drains the queue */
+    cr_expect_gt(full, 0, "the queue never filled");
+    cr_expect_eq(c.done, queued);
+    cr_expect_eq(c.failed, 0);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)N * 4);
+    reallog_close(&lg);
+    for (int k = 0; k < N; k++) {
+        fx_batch_free(&b[k]);
+    }
 }
