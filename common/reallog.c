@@ -1261,3 +1261,12 @@ void reallog_get_status(reallog_t *lg, reallog_status *st)
     snprintf(st->env_id, sizeof st->env_id, "%s", lg->env_id);
     pthread_mutex_unlock(&lg->mu);
 }
+
+uint64_t reallog_source_seq(reallog_t *lg, const char *source_id)
+{
+    pthread_mutex_lock(&lg->mu);
+    const reallog_src *s = reallog_src_find(lg, source_id);
+    uint64_t seq = s ? s->max_seq : 0;
+    pthread_mutex_unlock(&lg->mu);
+    return seq;
+}

@@ -208,4 +208,8 @@ uint64_t reallog_end(reallog_t *lg);
 
 void reallog_get_status(reallog_t *lg, reallog_status *st);
 
+/* highest seq accepted from source_id (durable, or queued and about to be); 0 if the source
+ * never appended. A restarting source continues above it. */
+uint64_t reallog_source_seq(reallog_t *lg, const char *source_id);
+
 #endif

@@ -182,7 +182,7 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
         st = xcalloc(1, sizeof *st);
         pthread_mutex_init(&st->mu, NULL);
         st->call = call;
-        rpc_call_set_data(call, st);
+        rpc_call_set_data(call, st, NULL);
     }
     pthread_mutex_lock(&st->mu);
     if (!msg) {
@@ -235,7 +235,7 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
         if (free_now) {
             ms_stream_free(st);
         }
-        rpc_call_set_data(call, NULL);
+        rpc_call_set_data(call, NULL, NULL);
         return rc;
     }
     pthread_mutex_unlock(&st->mu);
@@ -401,6 +401,14 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.act_dim = st.act_dim;
     r.segments = st.segments;
     r.bytes = st.bytes;
+    const Twig__V1__LogStatusRequest *q = (const Twig__V1__LogStatusRequest *)msg;
+    if (q->source_id && q->source_id[0]) {
+        if (strlen(q->source_id) > MSG_MAX_ID_LEN) {
+            return err_set(-EINVAL, "LogStatus: source_id is longer than %u bytes",
+                           MSG_MAX_ID_LEN);
+        }
+        r.source_seq = reallog_source_seq(&ms->log, q->source_id);
+    }
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }
