@@ -484,7 +484,7 @@ static void *actor_puller_main(void *arg)
     actor_t *a = arg;
     backoff_t bo;
     backoff_init(&bo, &a->cfg, a->run.seed ^ 0x50554c4cull ^ (uint64_t)a->cfg.index);
-    bool up = false;
+    bool up = true;    /* so a learner missing from the start is logged once */
     uint64_t have = 0;
     while (!atomic_load(&a->stop)) {
         uint64_t t0 = now_ms();
@@ -569,20 +569,30 @@ static uint64_t actor_global_locked(const actor_t *a, uint64_t count)
     return a->st.global_end + (count - a->st.acked);
 }
 
+/* may a step bringing the run to `steps` be taken now? (a->mu held) */
+static bool actor_pace_ready_locked(const actor_t *a, uint64_t steps)
+{
+    uint64_t slack = (uint64_t)a->cfg.push_every * (uint64_t)a->run.n_actors;
+    uint64_t learn_start = a->have_progress ? a->progress.learn_start : a->run.init_steps;
+    return actor_pace_allows(a->run.pacing, a->run.utd, learn_start, slack, steps,
+                             a->have_progress, a->progress.updates);
+}
+
+static bool actor_pace_ready(actor_t *a, uint64_t steps)
+{
+    pthread_mutex_lock(&a->mu);
+    bool ok = actor_pace_ready_locked(a, steps);
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
 /* strict pacing: wait until a step bringing the run to `steps` is allowed. false on stop */
 static bool actor_pace_wait(actor_t *a, uint64_t steps)
 {
-    if (a->run.pacing == RUN_PACING_ASYNC) {
-        return true;
-    }
-    uint64_t slack = (uint64_t)a->cfg.push_every * (uint64_t)a->run.n_actors;
     pthread_mutex_lock(&a->mu);
     uint64_t t0 = 0;
     for (;;) {
-        uint64_t learn_start = a->have_progress ? a->progress.learn_start : a->run.init_steps;
-        if (actor_pace_allows(a->run.pacing, a->run.utd, learn_start, slack, steps,
-                              a->have_progress, a->progress.updates) ||
-            atomic_load(&a->stop)) {
+        if (actor_pace_ready_locked(a, steps) || atomic_load(&a->stop)) {
             break;
         }
         if (t0 == 0) {
@@ -879,8 +889,15 @@ static void *actor_stepper_main(void *arg)
             ep_ret = 0;
             ep_len = 0;
         }
-        if (!actor_pace_wait(a, global + 1)) {
-            break;
+        if (!actor_pace_ready(a, global + 1)) {
+            /* about to wait for the learner: let it see every step we took first */
+            if (fill.count > 0) {
+                actor_hand_off(a, &fill, gen);
+                continue;
+            }
+            if (!actor_pace_wait(a, global + 1)) {
+                break;
+            }
         }
 
         /* act: random for our share of init_steps, then the newest policy */
