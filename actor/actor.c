@@ -497,16 +497,25 @@ static void *actor_puller_main(void *arg)
         bool waiting = a->pace_waiting;
         pthread_mutex_unlock(&a->mu);
         if (has_eval) {
-            rc = actor_report_eval(a, &it);
-            if (rc == 0) {
+            /* retried until taken; a refusal (the learner finds it invalid) drops it */
+            int re = actor_report_eval(a, &it);
+            if (re == 0 || re == -EINVAL) {
+                if (re == 0) {
+                    log_info("event=eval_reported seq=%" PRIu64 " real_steps=%" PRIu64
+                             " policy_version=%" PRIu64, it.seq, it.real_steps,
+                             it.policy_version);
+                } else {
+                    log_error("event=eval_refused seq=%" PRIu64 " detail=\"%s\"", it.seq,
+                              err_msg());
+                }
                 pthread_mutex_lock(&a->mu);
                 a->evalq_head = (a->evalq_head + 1) % ACTOR_EVAL_QUEUE;
                 a->evalq_n--;
                 a->evals_acked++;
                 pthread_cond_broadcast(&a->cv);
                 pthread_mutex_unlock(&a->mu);
-                log_info("event=eval_reported seq=%" PRIu64 " real_steps=%" PRIu64
-                         " policy_version=%" PRIu64, it.seq, it.real_steps, it.policy_version);
+            } else {
+                rc = re;
             }
         }
         if (rc == 0) {
@@ -573,7 +582,12 @@ static uint64_t actor_global_locked(const actor_t *a, uint64_t count)
 static bool actor_pace_ready_locked(const actor_t *a, uint64_t steps)
 {
     uint64_t slack = (uint64_t)a->cfg.push_every * (uint64_t)a->run.n_actors;
-    uint64_t learn_start = a->have_progress ? a->progress.learn_start : a->run.init_steps;
+    /* the learner's learn_start if it says so, never below the run's init_steps (a learner
+     * that reports 0 must not stop the random phase) */
+    uint64_t learn_start = a->run.init_steps;
+    if (a->have_progress && a->progress.learn_start > learn_start) {
+        learn_start = a->progress.learn_start;
+    }
     return actor_pace_allows(a->run.pacing, a->run.utd, learn_start, slack, steps,
                              a->have_progress, a->progress.updates);
 }

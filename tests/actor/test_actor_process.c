@@ -719,3 +719,39 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
     ms_stop(&r);
     dir_free(&r);
 }
+
+Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
+{
+    run_dir r = {0};
+    dir_init(&r);
+    char listen[] = "127.0.0.1:0";
+    char *argv[] = {MS_BIN, "--listen", listen, "--data-dir", r.data, "--port-file",
+                    r.ms_port_file, "--env-id", "Hopper-v4", NULL};
+    r.ms = spawn(argv, r.ms_log);
+    r.ms_port = read_port(r.ms_port_file);
+    snprintf(r.ms_addr, sizeof r.ms_addr, "127.0.0.1:%d", r.ms_port);
+    cr_assert_eq(rpc_wait_serving(r.ms_addr, DEADLINE_MS), 0, "%s", err_msg());
+
+    char *extra[] = {"--real-steps", "100", "--init-steps", "10", "--pacing", "async", NULL};
+    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
+    int st = wait_exit(a, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "actor status %d", st);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "grep -q \"event=fatal.*Hopper-v4.*Pendulum-v1\" '%s'",
+             r.actor_log);
+    cr_expect_eq(system(cmd), 0, "the log names both envs");
+    uint64_t end = 1, seq = 1;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    cr_expect_eq(end, 0);
+
+    char *bad[] = {ACTOR_BIN, "--push-every", "0", NULL};
+    char bad_log[200];
+    snprintf(bad_log, sizeof bad_log, "%s/bad.log", r.dir);
+    a = spawn(bad, bad_log);
+    st = wait_exit(a, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "actor status %d", st);
+    snprintf(cmd, sizeof cmd, "grep -q push_every '%s'", bad_log);
+    cr_expect_eq(system(cmd), 0, "the error names the key");
+    ms_stop(&r);
+    dir_free(&r);
+}
