@@ -311,7 +311,7 @@ static int reallog_meta_read(reallog_t *lg)
         obs > MSG_MAX_DIM || act == 0 || act > MSG_MAX_DIM) {
         return err_set(TWIG_ECORRUPT, "%s/meta is not a valid twig-reallog meta file", lg->dir);
     }
-    snprintf(lg->env_id, sizeof lg->env_id, "%s", env);
+    memcpy(lg->env_id, env, strlen(env) + 1);   /* length checked above */
     lg->obs_dim = obs;
     lg->act_dim = act;
     lg->meta_written = 1;
@@ -541,7 +541,7 @@ static int reallog_load_segments(reallog_t *lg)
         firsts[n++] = v;
     }
     closedir(d);
-    if (rc == 0) {
+    if (rc == 0 && n > 0) {
         qsort(firsts, n, sizeof *firsts, cmp_u64);
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
