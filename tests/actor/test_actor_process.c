@@ -755,3 +755,64 @@ Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
     ms_stop(&r);
     dir_free(&r);
 }
+
+Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_of_it)
+{
+    run_dir r = {0};
+    dir_init(&r);
+    ms_start(&r);
+    fake_learner f;
+    sac_t sac = {0};
+    char learner[64];
+    rpc_server_t *srv = fake_start(&f, &sac, 300, learner, sizeof learner);
+    fake_set_updates(&f, 100000000);
+    /* actor 0 (the evaluator) runs alone through its share; its final evaluation must wait
+     * until actor 1, started only then, has stored the rest of the budget */
+    uint64_t end = 0, seq = 0;
+    char *extra[] = {"--real-steps", "2001", "--init-steps", "300", "--n-actors", "2",
+                     "--index", "0", "--push-every", "25", "--hidden", "32", "--eval-every",
+                     "1000", "--eval-episodes", "1", "--policy-poll-ms", "50",
+                     "--exit-when-done", "true", NULL};
+    pid_t a0 = actor_start(&r, learner, extra);
+    uint64_t stop = now_ms() + DEADLINE_MS;
+    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 &&
+                                seq == 1001)) {
+        nap();
+    }
+    cr_assert_eq(seq, 1001, "actor 0 takes its share, with the odd step");
+    cr_assert_eq(wait_exit(a0, 300), -1, "actor 0 waits for the whole budget");
+    pthread_mutex_lock(&f.mu);
+    cr_expect_leq(f.n_evals, 1, "no final evaluation before the budget is in the log");
+    pthread_mutex_unlock(&f.mu);
+
+    char port1[200], log1[200];
+    snprintf(port1, sizeof port1, "%s/actor1.port", r.dir);
+    snprintf(log1, sizeof log1, "%s/actor1.log", r.dir);
+    char *a1_args[] = {ACTOR_BIN, "--modelserver-addr", r.ms_addr, "--learner-addr", learner,
+                       "--real-steps", "2001", "--init-steps", "300", "--n-actors", "2",
+                       "--index", "1", "--push-every", "25", "--hidden", "32",
+                       "--eval-every", "1000", "--eval-episodes", "1", "--exit-when-done",
+                       "true", "--port-file", port1, "--backoff-max-ms", "200", NULL};
+    pid_t a1 = spawn(a1_args, log1);
+    int st = wait_exit(a1, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 1 status %d", st);
+    st = wait_exit(a0, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 0 status %d", st);
+
+    cr_assert_eq(log_status(r.ms_addr, "actor-1", &end, &seq), 0, "%s", err_msg());
+    cr_expect_eq(end, 2001);
+    cr_expect_eq(seq, 1000);
+
+    pthread_mutex_lock(&f.mu);
+    cr_expect_eq(f.n_evals, 2, "one at 1000, the final at 2001");
+    if (f.n_evals == 2) {
+        cr_expect_eq(f.evals[0].seq, 1000);
+        cr_expect_eq(f.evals[1].seq, 2001);
+        cr_expect_eq(f.evals[1].real_steps, 2001, "the final eval saw the whole budget");
+        cr_expect_str_eq(f.eval_source[1], "actor-0");
+    }
+    pthread_mutex_unlock(&f.mu);
+    fake_stop(&f, &sac, srv);
+    ms_stop(&r);
+    dir_free(&r);
+}
