@@ -18,9 +18,8 @@
 #include "common/mem.h"
 #include "common/msg.h"
 
-#define ACTOR_SERVICE_STATS "twig.v1.Stats"
-#define ACTOR_GRACE_MS 500           /* health/Stats calls in flight at shutdown */
-#define ACTOR_IDLE_WAIT_MS 1000      /* a wait that only ends on a change or stop */
+#define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
+#define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */
 #define ACTOR_N_STATS 24
 
 static const char *const actor_level_names[] = {"debug", "info", "warn", "error", NULL};
@@ -56,8 +55,7 @@ const config_opt actor_opts[] = {
     {"flush_ms", CFG_INT, A(flush_ms), "3000", 0, 600000,
      "on SIGTERM, unacknowledged batches get this long to be stored", NULL},
     {"exit_when_done", CFG_BOOL, A(exit_when_done), "false", 0, 0,
-     "exit 0 once the share (and final evaluation) is done instead of idling until SIGTERM",
-     NULL},
+     "exit 0 once the share (and final evaluation) is done instead of idling until SIGTERM", NULL},
     {"log_level", CFG_ENUM, A(log_level), "info", 0, 0, "debug, info, warn or error",
      actor_level_names},
 };
@@ -210,8 +208,8 @@ typedef struct backoff {
 static void backoff_init(backoff_t *b, const actor_cfg *c, uint64_t seed)
 {
     b->min = (uint64_t)c->backoff_min_ms;
-    b->max = (uint64_t)(c->backoff_max_ms > c->backoff_min_ms ? c->backoff_max_ms
-                                                              : c->backoff_min_ms);
+    b->max =
+        (uint64_t)(c->backoff_max_ms > c->backoff_min_ms ? c->backoff_max_ms : c->backoff_min_ms);
     b->cur = b->min;
     rng_seed(&b->rng, seed);
 }
@@ -266,8 +264,8 @@ static void actor_peer_state(bool *up, bool now_up, const char *peer, const char
     if (now_up && !*up) {
         log_info("event=peer_up peer=%s addr=%s", peer, addr);
     } else if (!now_up && *up) {
-        log_warn("event=peer_down peer=%s addr=%s err=%s detail=\"%s\"", peer, addr,
-                 err_name(rc), err_msg());
+        log_warn("event=peer_down peer=%s addr=%s err=%s detail=\"%s\"", peer, addr, err_name(rc),
+                 err_msg());
     }
     *up = now_up;
 }
@@ -291,8 +289,8 @@ static void actor_fail(actor_t *a, int rc, const char *what)
  * our count was read): drop what is queued and continue from the server's count */
 static void actor_resync_locked(actor_t *a, uint64_t server_seq)
 {
-    log_warn("event=seq_resync source=%s from=%" PRIu64 " to=%" PRIu64 " dropped_batches=%d",
-             a->id, a->base, server_seq, a->ring_n);
+    log_warn("event=seq_resync source=%s from=%" PRIu64 " to=%" PRIu64 " dropped_batches=%d", a->id,
+             a->base, server_seq, a->ring_n);
     a->ring_n = 0;
     a->ring_head = 0;
     a->base = server_seq;
@@ -337,8 +335,10 @@ static void *actor_pusher_main(void *arg)
             ack = *(const Twig__V1__AppendRealReply *)reply;
             protobuf_c_message_free_unpacked(reply, NULL);
             if (ack.seq != b->seq || ack.count != (uint32_t)b->count) {
-                rc = err_set(TWIG_EPROTO, "AppendReal ack for seq %" PRIu64 " count %u, sent"
-                             " seq %" PRIu64 " count %d", ack.seq, ack.count, b->seq, b->count);
+                rc = err_set(TWIG_EPROTO,
+                             "AppendReal ack for seq %" PRIu64 " count %u, sent"
+                             " seq %" PRIu64 " count %d",
+                             ack.seq, ack.count, b->seq, b->count);
             }
         }
         bool stale = false;
@@ -357,7 +357,7 @@ static void *actor_pusher_main(void *arg)
                 pthread_mutex_lock(&a->mu);
                 break;
             } else if (rs < 0) {
-                rc = rs;    /* cannot tell: retry the batch later */
+                rc = rs; /* cannot tell: retry the batch later */
             }
         }
         actor_peer_state(&up, rc == 0, "modelserver", a->run.modelserver_addr, rc);
@@ -381,7 +381,8 @@ static void *actor_pusher_main(void *arg)
                 a->st.global_end = end;
             }
             log_debug("event=batch_acked seq=%" PRIu64 " count=%u first_offset=%" PRIu64
-                      " duplicate=%d", ack.seq, ack.count, ack.first_offset, (int)ack.duplicate);
+                      " duplicate=%d",
+                      ack.seq, ack.count, ack.first_offset, (int)ack.duplicate);
             failures = 0;
             backoff_reset(&bo);
             pthread_cond_broadcast(&a->cv);
@@ -441,7 +442,7 @@ static int actor_pull_progress(actor_t *a)
     const Twig__V1__Progress *p = (const Twig__V1__Progress *)reply;
     pthread_mutex_lock(&a->mu);
     a->have_progress = true;
-    a->progress = *p;   /* scalars only are read */
+    a->progress = *p; /* scalars only are read */
     a->progress.base.descriptor = NULL;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
@@ -484,7 +485,7 @@ static void *actor_puller_main(void *arg)
     actor_t *a = arg;
     backoff_t bo;
     backoff_init(&bo, &a->cfg, a->run.seed ^ 0x50554c4cull ^ (uint64_t)a->cfg.index);
-    bool up = true;    /* so a learner missing from the start is logged once */
+    bool up = true; /* so a learner missing from the start is logged once */
     uint64_t have = 0;
     while (!atomic_load(&a->stop)) {
         uint64_t t0 = now_ms();
@@ -502,8 +503,8 @@ static void *actor_puller_main(void *arg)
             if (re == 0 || re == -EINVAL) {
                 if (re == 0) {
                     log_info("event=eval_reported seq=%" PRIu64 " real_steps=%" PRIu64
-                             " policy_version=%" PRIu64, it.seq, it.real_steps,
-                             it.policy_version);
+                             " policy_version=%" PRIu64,
+                             it.seq, it.real_steps, it.policy_version);
                 } else {
                     log_error("event=eval_refused seq=%" PRIu64 " detail=\"%s\"", it.seq,
                               err_msg());
@@ -526,9 +527,9 @@ static void *actor_puller_main(void *arg)
         }
         actor_peer_state(&up, rc == 0, "learner", a->run.learner_addr, rc);
 
-        uint64_t period = rc == 0 ? (uint64_t)(waiting ? a->cfg.progress_poll_ms
-                                                       : a->cfg.policy_poll_ms)
-                                  : backoff_next(&bo);
+        uint64_t period =
+            rc == 0 ? (uint64_t)(waiting ? a->cfg.progress_poll_ms : a->cfg.policy_poll_ms)
+                    : backoff_next(&bo);
         if (rc == 0) {
             backoff_reset(&bo);
         }
@@ -536,7 +537,7 @@ static void *actor_puller_main(void *arg)
         pthread_mutex_lock(&a->mu);
         for (uint64_t t = now_ms(); !atomic_load(&a->stop) && t < end; t = now_ms()) {
             if ((a->pace_waiting && !waiting) || (a->evalq_n > 0 && !has_eval && rc == 0)) {
-                break;   /* pacing started to wait, or an eval arrived: go now */
+                break; /* pacing started to wait, or an eval arrived: go now */
             }
             actor_wait_locked(a, end - t);
         }
@@ -559,8 +560,8 @@ static void actor_take_policy(actor_t *a)
     }
     int rc = policy_load_blob(&a->pol, r->blob);
     if (rc < 0) {
-        log_warn("event=policy_refused version=%" PRIu64 " err=%s detail=\"%s\"",
-                 r->blob->version, err_name(rc), err_msg());
+        log_warn("event=policy_refused version=%" PRIu64 " err=%s detail=\"%s\"", r->blob->version,
+                 err_name(rc), err_msg());
     } else {
         log_info("event=policy_loaded version=%" PRIu64, a->pol.version);
         pthread_mutex_lock(&a->mu);
@@ -588,8 +589,8 @@ static bool actor_pace_ready_locked(const actor_t *a, uint64_t steps)
     if (a->have_progress && a->progress.learn_start > learn_start) {
         learn_start = a->progress.learn_start;
     }
-    return actor_pace_allows(a->run.pacing, a->run.utd, learn_start, slack, steps,
-                             a->have_progress, a->progress.updates);
+    return actor_pace_allows(a->run.pacing, a->run.utd, learn_start, slack, steps, a->have_progress,
+                             a->progress.updates);
 }
 
 static bool actor_pace_ready(actor_t *a, uint64_t steps)
@@ -682,7 +683,7 @@ static bool actor_evaluate(actor_t *a, uint64_t seq, uint64_t steps)
             if (version > 0) {
                 policy_act(&a->pol, &r, act, obs, 1, true);
             } else {
-                policy_act_random(&a->pol, &r, act, 1);   /* no policy yet: the random one */
+                policy_act_random(&a->pol, &r, act, 1); /* no policy yet: the random one */
             }
             if (env_step(a->eval_env, act, &res) < 0) {
                 TWIG_PANIC("eval env refused the policy's action: %s", err_msg());
@@ -707,8 +708,12 @@ static bool actor_evaluate(actor_t *a, uint64_t seq, uint64_t steps)
     log_info("event=eval seq=%" PRIu64 " real_steps=%" PRIu64 " policy_version=%" PRIu64
              " episodes=%d return_mean=%.3f return_std=%.3f wall_ms=%" PRIu64,
              seq, steps, version, n, mean, sd, now_ms() - t0);
-    actor_eval_item it = {.seq = seq, .real_steps = steps, .policy_version = version,
-                          .episodes = (uint32_t)n, .mean = (float)mean, .std = (float)sd};
+    actor_eval_item it = {.seq = seq,
+                          .real_steps = steps,
+                          .policy_version = version,
+                          .episodes = (uint32_t)n,
+                          .mean = (float)mean,
+                          .std = (float)sd};
     pthread_mutex_lock(&a->mu);
     if (a->evalq_n == ACTOR_EVAL_QUEUE) {
         log_warn("event=eval_dropped seq=%" PRIu64 " reason=queue_full",
@@ -744,9 +749,10 @@ static bool actor_sync_start(actor_t *a)
                 return false;
             }
             if (seq > a->share) {
-                err_set(TWIG_EMISMATCH, "the log holds %" PRIu64 " steps of %s, more than its"
-                        " share %" PRIu64 " (n_actors or real_steps changed?)", seq, a->id,
-                        a->share);
+                err_set(TWIG_EMISMATCH,
+                        "the log holds %" PRIu64 " steps of %s, more than its"
+                        " share %" PRIu64 " (n_actors or real_steps changed?)",
+                        seq, a->id, a->share);
                 actor_fail(a, TWIG_EMISMATCH, "share_exceeded");
                 return false;
             }
@@ -756,8 +762,8 @@ static bool actor_sync_start(actor_t *a)
             a->st.acked = seq;
             a->st.global_end = end;
             pthread_mutex_unlock(&a->mu);
-            log_info("event=synced source=%s stored=%" PRIu64 " share=%" PRIu64
-                     " log_end=%" PRIu64, a->id, seq, a->share, end);
+            log_info("event=synced source=%s stored=%" PRIu64 " share=%" PRIu64 " log_end=%" PRIu64,
+                     a->id, seq, a->share, end);
             return true;
         }
         actor_peer_state(&up, false, "modelserver", a->run.modelserver_addr, rc);
@@ -845,8 +851,8 @@ static void actor_record_episode(actor_t *a, double ret, int len, uint64_t count
     st->last_return = ret;
     uint64_t episodes = st->episodes;
     pthread_mutex_unlock(&a->mu);
-    log_info("event=episode n=%" PRIu64 " return=%.3f length=%d steps=%" PRIu64, episodes, ret,
-             len, count);
+    log_info("event=episode n=%" PRIu64 " return=%.3f length=%d steps=%" PRIu64, episodes, ret, len,
+             count);
 }
 
 static void *actor_stepper_main(void *arg)
@@ -864,7 +870,7 @@ static void *actor_stepper_main(void *arg)
         goto out;
     }
     pthread_mutex_lock(&a->mu);
-    uint64_t count = a->base;           /* own steps taken: stored, queued or in fill */
+    uint64_t count = a->base; /* own steps taken: stored, queued or in fill */
     uint64_t gen = a->resync_gen;
     uint64_t next_eval = actor_next_eval(a->st.global_end, (uint64_t)a->run.eval_every);
     pthread_mutex_unlock(&a->mu);
@@ -928,7 +934,7 @@ static void *actor_stepper_main(void *arg)
         }
         if (fill.count > 0 && version != fill.policy_version) {
             if (!actor_hand_off(a, &fill, gen)) {
-                continue;   /* stop, or a resync: the loop's top sorts it out */
+                continue; /* stop, or a resync: the loop's top sorts it out */
             }
         }
         if (fill.count == 0) {
@@ -955,7 +961,7 @@ static void *actor_stepper_main(void *arg)
             memcpy(obs, next_obs, (size_t)s->n_obs * sizeof(float));
         }
         if (fill.count == fill.cap || count == a->share) {
-            actor_hand_off(a, &fill, gen);   /* on failure the loop's top sorts it out */
+            actor_hand_off(a, &fill, gen); /* on failure the loop's top sorts it out */
         }
     }
     if (atomic_load(&a->stop)) {
@@ -985,17 +991,18 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
     actor_stats st = a->st;
     int pending = a->ring_n;
     int evals_waiting = a->evalq_n;
+    uint64_t evals_reported = a->evals_acked;
     pthread_mutex_unlock(&a->mu);
     Twig__V1__StatsReply__ValuesEntry e[ACTOR_N_STATS];
     Twig__V1__StatsReply__ValuesEntry *ptr[ACTOR_N_STATS];
     int n = 0;
-#define STAT(name, v)                                              \
-    do {                                                           \
-        twig__v1__stats_reply__values_entry__init(&e[n]);          \
-        e[n].key = (char *)(name);                                 \
-        e[n].value = (double)(v);                                  \
-        ptr[n] = &e[n];                                            \
-        n++;                                                       \
+#define STAT(name, v)                                                                              \
+    do {                                                                                           \
+        twig__v1__stats_reply__values_entry__init(&e[n]);                                          \
+        e[n].key = (char *)(name);                                                                 \
+        e[n].value = (double)(v);                                                                  \
+        ptr[n] = &e[n];                                                                            \
+        n++;                                                                                       \
     } while (0)
     uint64_t recent = st.episodes < 10 ? st.episodes : 10;
     STAT("steps", st.steps);
@@ -1013,6 +1020,7 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
     STAT("policy_loads", st.policy_loads);
     STAT("evals", st.evals);
     STAT("evals_waiting", evals_waiting);
+    STAT("evals_reported", evals_reported);
     STAT("eval_return_last", st.last_eval_mean);
     STAT("pace_waits", st.pace_waits);
     STAT("pace_wait_s", st.pace_wait_s);
@@ -1188,9 +1196,10 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
         }
     }
     log_info("event=serving port=%d id=%s env=%s share=%" PRIu64 " init_share=%" PRIu64
-             " pacing=%s evaluates=%d modelserver=%s learner=%s", a->port, a->id, run->env,
-             a->share, a->init_share, run->pacing == RUN_PACING_STRICT ? "strict" : "async",
-             (int)a->evaluates, run->modelserver_addr, run->learner_addr);
+             " pacing=%s evaluates=%d modelserver=%s learner=%s",
+             a->port, a->id, run->env, a->share, a->init_share,
+             run->pacing == RUN_PACING_STRICT ? "strict" : "async", (int)a->evaluates,
+             run->modelserver_addr, run->learner_addr);
     return 0;
 }
 

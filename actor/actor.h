@@ -58,26 +58,26 @@
 
 #define ACTOR_ID_MAX 63
 #define ACTOR_PATH_MAX 255
-#define ACTOR_EVAL_QUEUE 16     /* eval results waiting for the learner */
+#define ACTOR_EVAL_QUEUE 16 /* eval results waiting for the learner */
 
 /* the `actor` section of the run config */
 typedef struct actor_cfg {
-    char id[ACTOR_ID_MAX + 1];              /* "" -> "actor-<index>" */
-    int index;                              /* 0 .. n_actors-1 */
-    char listen[RUN_ADDR_MAX + 1];          /* health + Stats */
-    char port_file[ACTOR_PATH_MAX + 1];     /* "" or a file that gets the bound port */
-    int push_every;                         /* transitions per AppendReal batch */
-    int max_pending;                        /* batches stepped but not acknowledged */
-    uint64_t eval_seed_offset;              /* eval env seeds: seed + this + episode */
-    int eval_index;                         /* which actor evaluates; -1: none */
-    int policy_poll_ms;                     /* GetPolicy long-poll / poll period */
-    int progress_poll_ms;                   /* GetProgress period while pacing waits */
-    int rpc_deadline_ms;                    /* every call's deadline */
-    int backoff_min_ms;                     /* retry backoff: first wait */
-    int backoff_max_ms;                     /* and the cap */
-    int flush_ms;                           /* on SIGTERM: pending batches get this long */
-    bool exit_when_done;                    /* exit 0 after the final eval instead of idling */
-    int log_level;                          /* log_level */
+    char id[ACTOR_ID_MAX + 1];          /* "" -> "actor-<index>" */
+    int index;                          /* 0 .. n_actors-1 */
+    char listen[RUN_ADDR_MAX + 1];      /* health + Stats */
+    char port_file[ACTOR_PATH_MAX + 1]; /* "" or a file that gets the bound port */
+    int push_every;                     /* transitions per AppendReal batch */
+    int max_pending;                    /* batches stepped but not acknowledged */
+    uint64_t eval_seed_offset;          /* eval env seeds: seed + this + episode */
+    int eval_index;                     /* which actor evaluates; -1: none */
+    int policy_poll_ms;                 /* GetPolicy long-poll / poll period */
+    int progress_poll_ms;               /* GetProgress period while pacing waits */
+    int rpc_deadline_ms;                /* every call's deadline */
+    int backoff_min_ms;                 /* retry backoff: first wait */
+    int backoff_max_ms;                 /* and the cap */
+    int flush_ms;                       /* on SIGTERM: pending batches get this long */
+    bool exit_when_done;                /* exit 0 after the final eval instead of idling */
+    int log_level;                      /* log_level */
 } actor_cfg;
 
 extern const config_opt actor_opts[];
@@ -101,15 +101,15 @@ uint64_t actor_next_eval(uint64_t steps, uint64_t every);
 typedef struct actor_batch {
     int cap, n_obs, n_act;
     int count;
-    uint64_t seq;                /* set when sealed: the source's cumulative count */
-    uint64_t policy_version;     /* that chose every action of the batch (0: random) */
-    int attempts;                /* AppendReal calls made for it */
-    float *obs;                  /* (cap, n_obs) */
-    float *act;                  /* (cap, n_act) env units */
-    float *reward;               /* (cap) */
-    float *next_obs;             /* (cap, n_obs) */
-    int *terminated;             /* (cap) protobuf_c_boolean */
-    int *truncated;              /* (cap) */
+    uint64_t seq;            /* set when sealed: the source's cumulative count */
+    uint64_t policy_version; /* that chose every action of the batch (0: random) */
+    int attempts;            /* AppendReal calls made for it */
+    float *obs;              /* (cap, n_obs) */
+    float *act;              /* (cap, n_act) env units */
+    float *reward;           /* (cap) */
+    float *next_obs;         /* (cap, n_obs) */
+    int *terminated;         /* (cap) protobuf_c_boolean */
+    int *truncated;          /* (cap) */
     void *block;
 } actor_batch_t;
 
@@ -129,7 +129,7 @@ void actor_batch_to_msg(Twig__V1__TransitionBatch *m, const actor_batch_t *b, co
 /* ---- the process ---- */
 
 typedef struct actor_eval_item {
-    uint64_t seq;                /* eval point: a multiple of eval_every, or real_steps */
+    uint64_t seq; /* eval point: a multiple of eval_every, or real_steps */
     uint64_t real_steps;
     uint64_t policy_version;
     uint32_t episodes;
@@ -138,12 +138,12 @@ typedef struct actor_eval_item {
 
 /* counters for Stats (guarded by actor_t.mu) */
 typedef struct actor_stats {
-    uint64_t steps;              /* own steps stored or pending (the source's count) */
-    uint64_t acked;              /* own steps acknowledged */
-    uint64_t global_end;         /* the log's end as last seen */
+    uint64_t steps;      /* own steps stored or pending (the source's count) */
+    uint64_t acked;      /* own steps acknowledged */
+    uint64_t global_end; /* the log's end as last seen */
     uint64_t episodes;
     double last_return;
-    double return_sum_10;        /* sum of the last (up to) 10 returns */
+    double return_sum_10; /* sum of the last (up to) 10 returns */
     double returns_10[10];
     uint64_t batches_acked;
     uint64_t append_retries;
@@ -154,52 +154,52 @@ typedef struct actor_stats {
     double last_eval_mean;
     double pace_wait_s;
     uint64_t pace_waits;
-    int done;                    /* own share stored (and final eval reported, if evaluating) */
+    int done; /* own share stored (and final eval reported, if evaluating) */
 } actor_stats;
 
 typedef struct actor {
     run_cfg run;
     actor_cfg cfg;
     char id[ACTOR_ID_MAX + 1];
-    uint64_t share;              /* own real steps */
-    uint64_t init_share;         /* own random steps */
+    uint64_t share;      /* own real steps */
+    uint64_t init_share; /* own random steps */
     bool evaluates;
 
-    env_t *env;                  /* stepper only */
-    env_t *eval_env;             /* stepper only */
-    policy_t pol;                /* stepper only */
-    rng_t rng;                   /* stepper only */
-    rpc_client_t *ms;            /* model server */
+    env_t *env;       /* stepper only */
+    env_t *eval_env;  /* stepper only */
+    policy_t pol;     /* stepper only */
+    rng_t rng;        /* stepper only */
+    rpc_client_t *ms; /* model server */
     rpc_client_t *learner;
 
     uv_loop_t loop;
     rpc_server_t *srv;
     int port;
     uv_signal_t sig_term, sig_int;
-    uv_async_t wake;             /* the stepper is done and exit_when_done */
+    uv_async_t wake; /* the stepper is done and exit_when_done */
     int loop_ready;
-    bool shutting_down;          /* loop thread */
+    bool shutting_down; /* loop thread */
 
     pthread_t stepper, pusher, puller;
-    int threads_started;         /* how many of the three run */
-    atomic_int stop;             /* SIGTERM: leave the loops */
+    int threads_started; /* how many of the three run */
+    atomic_int stop;     /* SIGTERM: leave the loops */
 
-    pthread_mutex_t mu;          /* guards everything below */
-    pthread_cond_t cv;           /* any change below, or stop */
-    actor_batch_t *ring;         /* (max_pending) batches queued for the pusher */
+    pthread_mutex_t mu;  /* guards everything below */
+    pthread_cond_t cv;   /* any change below, or stop */
+    actor_batch_t *ring; /* (max_pending) batches queued for the pusher */
     int ring_head, ring_n;
-    uint64_t base;               /* the source's count before the filling batch */
-    uint64_t resync_gen;         /* bumped when the pusher renumbered from the server */
-    uint64_t flush_deadline_ms;  /* set at stop: the pusher gives up after it */
-    bool stepper_done;           /* the stepper has handed over its last batch */
-    int fatal;                   /* < 0: a thread gave up (bad config, refused data) */
-    Twig__V1__GetWeightsReply *policy_reply;  /* newest policy pulled, not loaded (owned) */
+    uint64_t base;                           /* the source's count before the filling batch */
+    uint64_t resync_gen;                     /* bumped when the pusher renumbered from the server */
+    uint64_t flush_deadline_ms;              /* set at stop: the pusher gives up after it */
+    bool stepper_done;                       /* the stepper has handed over its last batch */
+    int fatal;                               /* < 0: a thread gave up (bad config, refused data) */
+    Twig__V1__GetWeightsReply *policy_reply; /* newest policy pulled, not loaded (owned) */
     bool have_progress;
     Twig__V1__Progress progress; /* the last one (scalar fields only) */
     bool pace_waiting;           /* the stepper waits for progress */
     actor_eval_item evalq[ACTOR_EVAL_QUEUE];
     int evalq_head, evalq_n;
-    uint64_t evals_acked;
+    uint64_t evals_acked;        /* taken (or refused) by the learner */
     actor_stats st;
 } actor_t;
 

@@ -120,8 +120,9 @@ Test(actor, options_have_valid_defaults_and_refuse_bad_values_by_name)
 {
     run_cfg run;
     actor_cfg cfg;
-    char *ok[] = {"twig-actor", "--index", "1", "--push-every", "25", "--n-actors", "2",
-                  "--set", "actor.eval_index=-1", "--exit-when-done", "true"};
+    char *ok[] = {"twig-actor", "--index", "1",     "--push-every",        "25",
+                  "--n-actors", "2",       "--set", "actor.eval_index=-1", "--exit-when-done",
+                  "true"};
     cr_assert_eq(parse(&run, &cfg, 11, ok), CLI_RUN, "%s", err_msg());
     cr_expect_eq(cfg.index, 1);
     cr_expect_eq(cfg.push_every, 25);

@@ -25,7 +25,7 @@
 
 #define ACTOR_BIN TWIG_BIN_DIR "/actor/twig-actor"
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
-#define DEADLINE_MS 120000     /* any wait for a process in these tests */
+#define DEADLINE_MS 120000 /* any wait for a process in these tests */
 
 static void suite_init(void)
 {
@@ -155,8 +155,8 @@ static void ms_start(run_dir *r)
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", r->ms_port);
     unlink(r->ms_port_file);
-    char *argv[] = {MS_BIN, "--listen", listen, "--data-dir", r->data, "--port-file",
-                    r->ms_port_file, NULL};
+    char *argv[] = {MS_BIN,  "--listen",    listen,          "--data-dir",
+                    r->data, "--port-file", r->ms_port_file, NULL};
     r->ms = spawn(argv, r->ms_log);
     r->ms_port = read_port(r->ms_port_file);
     snprintf(r->ms_addr, sizeof r->ms_addr, "127.0.0.1:%d", r->ms_port);
@@ -326,8 +326,7 @@ static int rows_check_pendulum(const rows_t *r, int max_breaks)
             len = 0;
         }
     }
-    cr_assert(breaks <= max_breaks, "%d episode breaks, at most %d expected", breaks,
-              max_breaks);
+    cr_assert(breaks <= max_breaks, "%d episode breaks, at most %d expected", breaks, max_breaks);
     /* no transition stored twice */
     float *keys = malloc(r->n * 4 * sizeof(float));
     for (uint64_t t = 0; t < r->n; t++) {
@@ -351,8 +350,18 @@ Test(actor_process, without_learner_appends_exactly_the_budget_of_valid_transiti
     dir_init(&r);
     ms_start(&r);
     /* nobody listens on the learner's port: random actions, never a crash */
-    char *extra[] = {"--real-steps", "3000", "--init-steps", "1000", "--pacing", "async",
-                     "--push-every", "64", "--eval-index", "-1", "--exit-when-done", "true",
+    char *extra[] = {"--real-steps",
+                     "3000",
+                     "--init-steps",
+                     "1000",
+                     "--pacing",
+                     "async",
+                     "--push-every",
+                     "64",
+                     "--eval-index",
+                     "-1",
+                     "--exit-when-done",
+                     "true",
                      NULL};
     pid_t a = actor_start(&r, "127.0.0.1:1", extra);
     int st = wait_exit(a, DEADLINE_MS);
@@ -376,8 +385,7 @@ Test(actor_process, sigterm_stops_cleanly_with_status_0)
     dir_init(&r);
     ms_start(&r);
     /* strict pacing and no learner: the actor waits after init_steps + one batch */
-    char *extra[] = {"--real-steps", "5000", "--init-steps", "300", "--push-every", "20",
-                     NULL};
+    char *extra[] = {"--real-steps", "5000", "--init-steps", "300", "--push-every", "20", NULL};
     pid_t a = actor_start(&r, "127.0.0.1:1", extra);
     int port = read_port(r.actor_port_file);
     char addr[64];
@@ -403,9 +411,9 @@ typedef struct fake_learner {
     pthread_mutex_t mu;
     uint64_t updates;
     uint64_t learn_start;
-    nn_blob policy;                 /* version 3 */
+    nn_blob policy; /* version 3 */
     int n_evals;
-    Twig__V1__EvalResult evals[FAKE_MAX_EVALS];   /* scalars copied, source_id dropped */
+    Twig__V1__EvalResult evals[FAKE_MAX_EVALS]; /* scalars copied, source_id dropped */
     char eval_source[FAKE_MAX_EVALS][64];
     int policy_pulls;
 } fake_learner;
@@ -558,10 +566,25 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
 
     /* utd 1, learning from 200, one batch of 10 as slack: with 0 updates the actor may
      * take 210 steps, with 300 updates 510, then the whole budget */
-    char *extra[] = {"--real-steps", "1000", "--init-steps", "200", "--utd", "1",
-                     "--push-every", "10", "--hidden", "32", "--eval-every", "500",
-                     "--eval-episodes", "2", "--policy-poll-ms", "50", "--exit-when-done",
-                     "true", NULL};
+    char *extra[] = {"--real-steps",
+                     "1000",
+                     "--init-steps",
+                     "200",
+                     "--utd",
+                     "1",
+                     "--push-every",
+                     "10",
+                     "--hidden",
+                     "32",
+                     "--eval-every",
+                     "500",
+                     "--eval-episodes",
+                     "2",
+                     "--policy-poll-ms",
+                     "50",
+                     "--exit-when-done",
+                     "true",
+                     NULL};
     pid_t a = actor_start(&r, learner, extra);
     int port = read_port(r.actor_port_file);
     char addr[64];
@@ -595,8 +618,8 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
         cr_expect_eq(e->policy_version, 3);
         cr_expect_eq(e->episodes, 2);
         cr_expect_str_eq(f.eval_source[i], "actor-0");
-        cr_expect(isfinite(e->return_mean) && e->return_mean <= 0 &&
-                  e->return_mean >= -200 * 16.3, "return %f", e->return_mean);
+        cr_expect(isfinite(e->return_mean) && e->return_mean <= 0 && e->return_mean >= -200 * 16.3,
+                  "return %f", e->return_mean);
         cr_expect(e->return_std >= 0);
     }
     cr_expect_gt(f.policy_pulls, 0);
@@ -613,9 +636,23 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
 }
 
 /* the fake learner holds the actor at a pacing limit so the faults hit at known points */
-static char *const gated_args[] = {"--real-steps", "3000", "--init-steps", "1000", "--utd", "1",
-                                   "--push-every", "10", "--hidden", "32", "--eval-index", "-1",
-                                   "--policy-poll-ms", "50", "--exit-when-done", "true", NULL};
+static char *const gated_args[] = {"--real-steps",
+                                   "3000",
+                                   "--init-steps",
+                                   "1000",
+                                   "--utd",
+                                   "1",
+                                   "--push-every",
+                                   "10",
+                                   "--hidden",
+                                   "32",
+                                   "--eval-index",
+                                   "-1",
+                                   "--policy-poll-ms",
+                                   "50",
+                                   "--exit-when-done",
+                                   "true",
+                                   NULL};
 
 Test(actor_process, model_server_killed_with_batches_pending_loses_and_duplicates_nothing)
 {
@@ -697,8 +734,18 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
     run_dir r = {0};
     dir_init(&r);
     ms_start(&r);
-    char *extra[] = {"--real-steps", "20000", "--init-steps", "1000", "--pacing", "async",
-                     "--push-every", "10", "--eval-index", "-1", "--exit-when-done", "true",
+    char *extra[] = {"--real-steps",
+                     "20000",
+                     "--init-steps",
+                     "1000",
+                     "--pacing",
+                     "async",
+                     "--push-every",
+                     "10",
+                     "--eval-index",
+                     "-1",
+                     "--exit-when-done",
+                     "true",
                      NULL};
     pid_t a = actor_start(&r, "127.0.0.1:1", extra);
     wait_log_end(r.ms_addr, 500);
@@ -725,8 +772,8 @@ Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
     run_dir r = {0};
     dir_init(&r);
     char listen[] = "127.0.0.1:0";
-    char *argv[] = {MS_BIN, "--listen", listen, "--data-dir", r.data, "--port-file",
-                    r.ms_port_file, "--env-id", "Hopper-v4", NULL};
+    char *argv[] = {MS_BIN,        "--listen",     listen,     "--data-dir", r.data,
+                    "--port-file", r.ms_port_file, "--env-id", "Hopper-v4",  NULL};
     r.ms = spawn(argv, r.ms_log);
     r.ms_port = read_port(r.ms_port_file);
     snprintf(r.ms_addr, sizeof r.ms_addr, "127.0.0.1:%d", r.ms_port);
@@ -737,8 +784,7 @@ Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "actor status %d", st);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "grep -q \"event=fatal.*Hopper-v4.*Pendulum-v1\" '%s'",
-             r.actor_log);
+    snprintf(cmd, sizeof cmd, "grep -q \"event=fatal.*Hopper-v4.*Pendulum-v1\" '%s'", r.actor_log);
     cr_expect_eq(system(cmd), 0, "the log names both envs");
     uint64_t end = 1, seq = 1;
     cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
@@ -769,14 +815,30 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     /* actor 0 (the evaluator) runs alone through its share; its final evaluation must wait
      * until actor 1, started only then, has stored the rest of the budget */
     uint64_t end = 0, seq = 0;
-    char *extra[] = {"--real-steps", "2001", "--init-steps", "300", "--n-actors", "2",
-                     "--index", "0", "--push-every", "25", "--hidden", "32", "--eval-every",
-                     "1000", "--eval-episodes", "1", "--policy-poll-ms", "50",
-                     "--exit-when-done", "true", NULL};
+    char *extra[] = {"--real-steps",
+                     "2001",
+                     "--init-steps",
+                     "300",
+                     "--n-actors",
+                     "2",
+                     "--index",
+                     "0",
+                     "--push-every",
+                     "25",
+                     "--hidden",
+                     "32",
+                     "--eval-every",
+                     "1000",
+                     "--eval-episodes",
+                     "1",
+                     "--policy-poll-ms",
+                     "50",
+                     "--exit-when-done",
+                     "true",
+                     NULL};
     pid_t a0 = actor_start(&r, learner, extra);
     uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 &&
-                                seq == 1001)) {
+    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 && seq == 1001)) {
         nap();
     }
     cr_assert_eq(seq, 1001, "actor 0 takes its share, with the odd step");
@@ -788,11 +850,13 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     char port1[200], log1[200];
     snprintf(port1, sizeof port1, "%s/actor1.port", r.dir);
     snprintf(log1, sizeof log1, "%s/actor1.log", r.dir);
-    char *a1_args[] = {ACTOR_BIN, "--modelserver-addr", r.ms_addr, "--learner-addr", learner,
-                       "--real-steps", "2001", "--init-steps", "300", "--n-actors", "2",
-                       "--index", "1", "--push-every", "25", "--hidden", "32",
-                       "--eval-every", "1000", "--eval-episodes", "1", "--exit-when-done",
-                       "true", "--port-file", port1, "--backoff-max-ms", "200", NULL};
+    char *a1_args[] = {ACTOR_BIN, "--modelserver-addr", r.ms_addr, "--learner-addr",
+                       learner,   "--real-steps",       "2001",    "--init-steps",
+                       "300",     "--n-actors",         "2",       "--index",
+                       "1",       "--push-every",       "25",      "--hidden",
+                       "32",      "--eval-every",       "1000",    "--eval-episodes",
+                       "1",       "--exit-when-done",   "true",    "--port-file",
+                       port1,     "--backoff-max-ms",   "200",     NULL};
     pid_t a1 = spawn(a1_args, log1);
     int st = wait_exit(a1, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 1 status %d", st);
