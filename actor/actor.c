@@ -287,10 +287,11 @@ static void actor_fail(actor_t *a, int rc, const char *what)
 
 /* the server holds seqs we did not send in this life (an earlier run's batch landed after
  * our count was read): drop what is queued and continue from the server's count */
-static void actor_resync_locked(actor_t *a, uint64_t server_seq)
+static void actor_resync_locked(actor_t *a, uint64_t batch_seq, uint64_t server_seq)
 {
-    log_warn("event=seq_resync source=%s from=%" PRIu64 " to=%" PRIu64 " dropped_batches=%d", a->id,
-             a->base, server_seq, a->ring_n);
+    log_warn("event=seq_resync source=%s batch_seq=%" PRIu64 " server_seq=%" PRIu64
+             " dropped_batches=%d",
+             a->id, batch_seq, server_seq, a->ring_n);
     a->ring_n = 0;
     a->ring_head = 0;
     a->base = server_seq;
@@ -367,7 +368,7 @@ static void *actor_pusher_main(void *arg)
             continue;
         }
         if (stale) {
-            actor_resync_locked(a, server_seq);
+            actor_resync_locked(a, b->seq, server_seq);
             continue;
         }
         if (rc == 0) {

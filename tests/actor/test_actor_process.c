@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/env.h"
 #include "common/err.h"
 #include "common/nn_blob.h"
 #include "common/policy.h"
@@ -750,8 +751,13 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
     pid_t a = actor_start(&r, "127.0.0.1:1", extra);
     wait_log_end(r.ms_addr, 500);
     kill9(a);
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    /* a batch the server took just before the kill may still be on its way to the disk:
+     * its seq counts already, its transitions once durable; the two meet */
+    uint64_t end = 0, seq = 1;
+    uint64_t stop = now_ms() + DEADLINE_MS;
+    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 && seq == end)) {
+        nap();
+    }
     cr_expect_eq(seq, end);
     a = actor_start(&r, "127.0.0.1:1", extra);
     int st = wait_exit(a, DEADLINE_MS);
@@ -879,4 +885,105 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     fake_stop(&f, &sac, srv);
     ms_stop(&r);
     dir_free(&r);
+}
+
+/* append n valid Pendulum transitions as source_id/seq, the way a stale earlier run of the
+ * actor would have */
+static void append_as(const char *addr, const char *source, uint64_t seq, int n)
+{
+    env_t *e = NULL;
+    cr_assert_eq(env_make(&e, "Pendulum-v1"), 0);
+    float obs[64 * 3], act[64], reward[64], next_obs[64 * 3];
+    protobuf_c_boolean term[64] = {0}, trunc[64] = {0};
+    cr_assert(n <= 64);
+    env_reset(e, 4242, obs);
+    for (int i = 0; i < n; i++) {
+        act[i] = 0.25f * (float)(i % 9) - 1.0f;
+        env_step_result res = {.next_obs = next_obs + i * 3};
+        cr_assert_eq(env_step(e, &act[i], &res), 0);
+        reward[i] = res.reward;
+        if (i + 1 < n) {
+            memcpy(obs + (i + 1) * 3, next_obs + i * 3, 3 * sizeof(float));
+        }
+    }
+    env_free(e);
+    Twig__V1__TransitionBatch m = TWIG__V1__TRANSITION_BATCH__INIT;
+    m.env_id = "Pendulum-v1";
+    m.source_id = (char *)source;
+    m.seq = seq;
+    m.obs_dim = 3;
+    m.act_dim = 1;
+    m.count = (uint32_t)n;
+    m.n_obs = m.n_next_obs = (size_t)n * 3;
+    m.obs = obs;
+    m.next_obs = next_obs;
+    m.n_act = m.n_reward = m.n_terminated = m.n_truncated = (size_t)n;
+    m.act = act;
+    m.reward = reward;
+    m.terminated = term;
+    m.truncated = trunc;
+    rpc_client_t *cl;
+    cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
+    ProtobufCMessage *reply = NULL;
+    rpc_call_opts o = {.deadline_ms = 5000};
+    cr_assert_eq(rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
+                                  &twig__v1__append_real_reply__descriptor, &o),
+                 0, "%s", err_msg());
+    cr_assert_eq(((Twig__V1__AppendRealReply *)reply)->duplicate, 0);
+    protobuf_c_message_free_unpacked(reply, NULL);
+    rpc_client_free(cl);
+}
+
+/* a batch of an earlier life of the actor lands after the actor read its count: the actor's
+ * next batch meets that seq (as a duplicate when the counts agree, refused when they do not),
+ * and the actor renumbers from the server's seq instead of doubling steps. A stale batch of
+ * stale_count transitions at seq 1020 stands for the actor's steps 1011..1020: with 10 the
+ * log ends exactly at the budget; with fewer (a batch inconsistent with the seq-is-count
+ * rule, which a real actor never sends) it ends short by the difference */
+static void check_resync(int stale_count)
+{
+    run_dir r = {0};
+    dir_init(&r);
+    ms_start(&r);
+    fake_learner f;
+    sac_t sac = {0};
+    char learner[64], addr[64];
+    rpc_server_t *srv = fake_start(&f, &sac, 1000, learner, sizeof learner);
+    pid_t a = actor_start(&r, learner, gated_args);
+    actor_addr(&r, addr, sizeof addr);
+    cr_expect_eq(wait_log_end(r.ms_addr, 1010), 1010);
+    wait_stat(addr, "pace_waits", 1);
+
+    append_as(r.ms_addr, "actor-0", 1020, stale_count);
+    fake_set_updates(&f, 1000000);
+    int st = wait_exit(a, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "grep -q 'event=seq_resync source=actor-0 batch_seq=1020 server_seq=1020' '%s'",
+             r.actor_log);
+    cr_expect_eq(system(cmd), 0, "the actor logged its resync");
+
+    uint64_t end = 0, seq = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    cr_expect_eq(seq, 3000);
+    cr_expect_eq(end, 3000 - 1020 + 1010 + (uint64_t)stale_count,
+                 "the stale batch stands for the actor's steps 1011..1020");
+    rows_t rows;
+    rows_fetch(&rows, r.ms_addr, end);
+    rows_check_pendulum(&rows, 3);
+    rows_free(&rows);
+    fake_stop(&f, &sac, srv);
+    ms_stop(&r);
+    dir_free(&r);
+}
+
+Test(actor_process, a_stale_batch_with_the_same_count_is_met_as_duplicate_and_resynced)
+{
+    check_resync(10);
+}
+
+Test(actor_process, a_stale_batch_with_another_count_is_refused_and_resynced)
+{
+    check_resync(4);
 }
