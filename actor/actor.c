@@ -139,11 +139,6 @@ void actor_batch_add(actor_batch_t *b, const float *obs, const float *act, float
     b->count++;
 }
 
-void actor_batch_seal(actor_batch_t *b, uint64_t base)
-{
-    b->seq = base + (uint64_t)b->count;
-}
-
 void actor_batch_to_msg(Twig__V1__TransitionBatch *m, const actor_batch_t *b, const char *env_id,
                         const char *source_id)
 {
@@ -236,8 +231,8 @@ static rpc_call_opts actor_opts_call(const actor_t *a, int extra_ms)
 }
 
 /* LogStatus with our source id: the log's end, our highest seq, the log's env id */
-static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq, char *env_id,
-                            size_t n_env)
+static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq,
+                            uint64_t *source_transitions, char *env_id, size_t n_env)
 {
     Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
     q.source_id = a->id;
@@ -251,6 +246,7 @@ static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq, cha
     const Twig__V1__LogStatusReply *r = (const Twig__V1__LogStatusReply *)reply;
     *end = r->end_offset;
     *source_seq = r->source_seq;
+    *source_transitions = r->source_transitions;
     if (env_id) {
         snprintf(env_id, n_env, "%s", r->env_id ? r->env_id : "");
     }
@@ -287,17 +283,19 @@ static void actor_fail(actor_t *a, int rc, const char *what)
 
 /* the server holds seqs we did not send in this life (an earlier run's batch landed after
  * our count was read): drop what is queued and continue from the server's count */
-static void actor_resync_locked(actor_t *a, uint64_t batch_seq, uint64_t server_seq)
+static void actor_resync_locked(actor_t *a, uint64_t batch_seq, uint64_t server_seq,
+                                uint64_t server_transitions)
 {
     log_warn("event=seq_resync source=%s batch_seq=%" PRIu64 " server_seq=%" PRIu64
              " dropped_batches=%d",
              a->id, batch_seq, server_seq, a->ring_n);
     a->ring_n = 0;
     a->ring_head = 0;
-    a->base = server_seq;
+    a->base = server_transitions;
+    a->next_seq = server_seq + 1;
     a->resync_gen++;
-    a->st.steps = server_seq;
-    a->st.acked = server_seq;
+    a->st.steps = server_transitions;
+    a->st.acked = server_transitions;
     pthread_cond_broadcast(&a->cv);
 }
 
@@ -343,14 +341,14 @@ static void *actor_pusher_main(void *arg)
             }
         }
         bool stale = false;
-        uint64_t server_seq = 0;
+        uint64_t server_seq = 0, server_transitions = 0;
         if ((rc == 0 && ack.duplicate && b->attempts == 1) || rc == -EINVAL) {
             /* a first send found as duplicate, or refused: is our count behind the log's? */
             char why[320];
             snprintf(why, sizeof why, "%s", err_msg());
             uint64_t end;
-            int rs = actor_log_status(a, &end, &server_seq, NULL, 0);
-            if (rs == 0 && server_seq > b->seq - (uint64_t)b->count) {
+            int rs = actor_log_status(a, &end, &server_seq, &server_transitions, NULL, 0);
+            if (rs == 0 && server_seq >= b->seq) {
                 stale = true;
             } else if (rc == -EINVAL) {
                 err_set(-EINVAL, "%s", why);
@@ -368,7 +366,7 @@ static void *actor_pusher_main(void *arg)
             continue;
         }
         if (stale) {
-            actor_resync_locked(a, b->seq, server_seq);
+            actor_resync_locked(a, b->seq, server_seq, server_transitions);
             continue;
         }
         if (rc == 0) {
@@ -645,9 +643,9 @@ static bool actor_hand_off(actor_t *a, actor_batch_t *fill, uint64_t gen)
     actor_batch_t tmp = a->ring[slot];
     a->ring[slot] = *fill;
     *fill = tmp;
-    actor_batch_seal(&a->ring[slot], a->base);
+    a->ring[slot].seq = a->next_seq++;
     a->ring[slot].attempts = 0;
-    a->base = a->ring[slot].seq;
+    a->base += (uint64_t)a->ring[slot].count;
     a->ring_n++;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
@@ -739,9 +737,9 @@ static bool actor_sync_start(actor_t *a)
     bool up = false;
     bool logged = false;
     for (;;) {
-        uint64_t end = 0, seq = 0;
+        uint64_t end = 0, seq = 0, stored = 0;
         char env_id[MSG_MAX_ID_LEN + 1];
-        int rc = actor_log_status(a, &end, &seq, env_id, sizeof env_id);
+        int rc = actor_log_status(a, &end, &seq, &stored, env_id, sizeof env_id);
         if (rc == 0) {
             if (env_id[0] && strcmp(env_id, a->run.env) != 0) {
                 err_set(TWIG_EMISMATCH, "the model server's log holds env '%s', this run is '%s'",
@@ -749,22 +747,24 @@ static bool actor_sync_start(actor_t *a)
                 actor_fail(a, TWIG_EMISMATCH, "env_mismatch");
                 return false;
             }
-            if (seq > a->share) {
+            if (stored > a->share) {
                 err_set(TWIG_EMISMATCH,
                         "the log holds %" PRIu64 " steps of %s, more than its"
                         " share %" PRIu64 " (n_actors or real_steps changed?)",
-                        seq, a->id, a->share);
+                        stored, a->id, a->share);
                 actor_fail(a, TWIG_EMISMATCH, "share_exceeded");
                 return false;
             }
             pthread_mutex_lock(&a->mu);
-            a->base = seq;
-            a->st.steps = seq;
-            a->st.acked = seq;
+            a->base = stored;
+            a->next_seq = seq + 1;
+            a->st.steps = stored;
+            a->st.acked = stored;
             a->st.global_end = end;
             pthread_mutex_unlock(&a->mu);
-            log_info("event=synced source=%s stored=%" PRIu64 " share=%" PRIu64 " log_end=%" PRIu64,
-                     a->id, seq, a->share, end);
+            log_info("event=synced source=%s stored=%" PRIu64 " last_seq=%" PRIu64 " share=%" PRIu64
+                     " log_end=%" PRIu64,
+                     a->id, stored, seq, a->share, end);
             return true;
         }
         actor_peer_state(&up, false, "modelserver", a->run.modelserver_addr, rc);
@@ -803,8 +803,8 @@ static void actor_finish(actor_t *a)
             if (end >= a->run.real_steps) {
                 break;
             }
-            uint64_t seq;
-            int rc = actor_log_status(a, &end, &seq, NULL, 0);
+            uint64_t seq, stored;
+            int rc = actor_log_status(a, &end, &seq, &stored, NULL, 0);
             if (rc == 0) {
                 pthread_mutex_lock(&a->mu);
                 if (end > a->st.global_end) {

@@ -12,11 +12,15 @@
  * (random until the learner has published one). Each actor stops exactly at its share, so
  * the log ends with exactly real_steps transitions whatever the restarts.
  *
- * Sequence numbers. A batch's seq is the number of transitions this actor has stored up to
- * and including the batch (its cumulative count): strictly increasing, and after a restart
- * the model server's highest seq for the actor's id (LogStatus.source_seq) is exactly how
- * many of its steps are in the log. Batches are kept and retried with the same seq until
- * acknowledged, so a retry after a timeout or a model server restart is stored once.
+ * Sequence numbers. Batches are numbered 1, 2, 3, ... per actor id and sent one at a time,
+ * each kept and retried with the same seq until acknowledged, so a retry after a timeout or a
+ * model server restart is stored once. A restarted actor asks the model server for its id
+ * (LogStatus.source_seq, .source_transitions) and goes on with seq source_seq + 1, counting
+ * its steps from source_transitions. A batch the killed actor had in flight that the server
+ * takes only after that question has the same seq as the new actor's first batch (one batch
+ * in flight per actor): whichever comes second is a duplicate (same count) or refused (other
+ * count); the actor then asks again and renumbers (event=seq_resync), dropping what it had
+ * not stored. Either way the log holds each seq once and the count stays exact.
  *
  * Threads (one actor_t, passed down; no globals):
  *   loop     (main) libuv: SIGTERM/SIGINT, the health + Stats server's hand-offs, shutdown
@@ -101,7 +105,7 @@ uint64_t actor_next_eval(uint64_t steps, uint64_t every);
 typedef struct actor_batch {
     int cap, n_obs, n_act;
     int count;
-    uint64_t seq;            /* set when sealed: the source's cumulative count */
+    uint64_t seq;            /* set when queued: 1, 2, 3, ... per source */
     uint64_t policy_version; /* that chose every action of the batch (0: random) */
     int attempts;            /* AppendReal calls made for it */
     float *obs;              /* (cap, n_obs) */
@@ -120,8 +124,6 @@ void actor_batch_clear(actor_batch_t *b, uint64_t policy_version);
 /* append one transition (count < cap) */
 void actor_batch_add(actor_batch_t *b, const float *obs, const float *act, float reward,
                      const float *next_obs, bool terminated, bool truncated);
-/* fix its seq: base (the source's count before it) + count */
-void actor_batch_seal(actor_batch_t *b, uint64_t base);
 /* a message pointing into b (b must outlive it) */
 void actor_batch_to_msg(Twig__V1__TransitionBatch *m, const actor_batch_t *b, const char *env_id,
                         const char *source_id);
@@ -188,7 +190,8 @@ typedef struct actor {
     pthread_cond_t cv;   /* any change below, or stop */
     actor_batch_t *ring; /* (max_pending) batches queued for the pusher */
     int ring_head, ring_n;
-    uint64_t base;                           /* the source's count before the filling batch */
+    uint64_t base;                           /* the source's transitions before the filling batch */
+    uint64_t next_seq;                       /* seq of the next batch queued */
     uint64_t resync_gen;                     /* bumped when the pusher renumbered from the server */
     uint64_t flush_deadline_ms;              /* set at stop: the pusher gives up after it */
     bool stepper_done;                       /* the stepper has handed over its last batch */
@@ -199,7 +202,7 @@ typedef struct actor {
     bool pace_waiting;           /* the stepper waits for progress */
     actor_eval_item evalq[ACTOR_EVAL_QUEUE];
     int evalq_head, evalq_n;
-    uint64_t evals_acked;        /* taken (or refused) by the learner */
+    uint64_t evals_acked; /* taken (or refused) by the learner */
     actor_stats st;
 } actor_t;
 

@@ -58,6 +58,7 @@ typedef struct reallog_hist {
 typedef struct reallog_src {
     char *id;            /* owned; NULL: empty slot */
     uint64_t max_seq;
+    uint64_t transitions;  /* stored (or queued) from this source */
     uint32_t n_win;
     uint32_t head;       /* next slot to write */
     reallog_hist win[REALLOG_DEDUP_WINDOW];
@@ -247,6 +248,7 @@ static reallog_src *reallog_src_add(reallog_t *lg, const char *id)
 static void reallog_src_remember(reallog_src *s, uint64_t seq, uint64_t first, uint32_t count)
 {
     s->max_seq = seq;
+    s->transitions += count;
     s->win[s->head] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
     s->head = (s->head + 1) % REALLOG_DEDUP_WINDOW;
     if (s->n_win < REALLOG_DEDUP_WINDOW) {
@@ -1262,11 +1264,12 @@ void reallog_get_status(reallog_t *lg, reallog_status *st)
     pthread_mutex_unlock(&lg->mu);
 }
 
-uint64_t reallog_source_seq(reallog_t *lg, const char *source_id)
+void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_seq,
+                           uint64_t *transitions)
 {
     pthread_mutex_lock(&lg->mu);
     const reallog_src *s = reallog_src_find(lg, source_id);
-    uint64_t seq = s ? s->max_seq : 0;
+    *max_seq = s ? s->max_seq : 0;
+    *transitions = s ? s->transitions : 0;
     pthread_mutex_unlock(&lg->mu);
-    return seq;
 }

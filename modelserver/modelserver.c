@@ -421,7 +421,7 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
             return err_set(-EINVAL, "LogStatus: source_id is longer than %u bytes",
                            MSG_MAX_ID_LEN);
         }
-        r.source_seq = reallog_source_seq(&ms->log, q->source_id);
+        reallog_source_status(&ms->log, q->source_id, &r.source_seq, &r.source_transitions);
     }
     rpc_call_reply(call, 0, &r.base);
     return 0;

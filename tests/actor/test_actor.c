@@ -64,7 +64,7 @@ Test(actor, eval_points_are_the_next_multiple)
     cr_expect_eq(actor_next_eval(7, 1), 8);
 }
 
-Test(actor, batch_fills_seals_with_the_cumulative_count_and_packs_a_valid_message)
+Test(actor, batch_fills_and_packs_a_valid_message)
 {
     actor_batch_t b;
     actor_batch_init(&b, 4, 3, 1);
@@ -76,8 +76,7 @@ Test(actor, batch_fills_seals_with_the_cumulative_count_and_packs_a_valid_messag
         actor_batch_add(&b, obs, act, -1.0f * (float)i, next, false, i == 2);
     }
     cr_expect_eq(b.count, 3);
-    actor_batch_seal(&b, 40);
-    cr_expect_eq(b.seq, 43);
+    b.seq = 43; /* the pusher numbers batches when it queues them */
 
     Twig__V1__TransitionBatch m;
     actor_batch_to_msg(&m, &b, "Pendulum-v1", "actor-0");

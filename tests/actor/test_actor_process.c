@@ -195,7 +195,9 @@ static pid_t actor_start(run_dir *r, const char *learner_addr, char *const *extr
 
 /* ---- the model server, read back ---- */
 
-static int log_status(const char *addr, const char *source, uint64_t *end, uint64_t *seq)
+/* LogStatus for a source: the log's end, the source's transitions and (if seq) last seq */
+static int log_status(const char *addr, const char *source, uint64_t *end, uint64_t *stored,
+                      uint64_t *seq)
 {
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
@@ -208,7 +210,10 @@ static int log_status(const char *addr, const char *source, uint64_t *end, uint6
     if (rc == 0) {
         const Twig__V1__LogStatusReply *r = (const Twig__V1__LogStatusReply *)reply;
         *end = r->end_offset;
-        *seq = r->source_seq;
+        *stored = r->source_transitions;
+        if (seq) {
+            *seq = r->source_seq;
+        }
         protobuf_c_message_free_unpacked(reply, NULL);
     }
     rpc_client_free(cl);
@@ -218,10 +223,10 @@ static int log_status(const char *addr, const char *source, uint64_t *end, uint6
 /* poll until the log's end reaches at least want; the end seen */
 static uint64_t wait_log_end(const char *addr, uint64_t want)
 {
-    uint64_t end = 0, seq = 0;
+    uint64_t end = 0, stored = 0;
     uint64_t stop = now_ms() + DEADLINE_MS;
     while (now_ms() < stop) {
-        if (log_status(addr, "", &end, &seq) == 0 && end >= want) {
+        if (log_status(addr, "", &end, &stored, NULL) == 0 && end >= want) {
             return end;
         }
         nap();
@@ -368,10 +373,11 @@ Test(actor_process, without_learner_appends_exactly_the_budget_of_valid_transiti
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
 
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 0, stored = 0, seq = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
     cr_expect_eq(end, 3000);
-    cr_expect_eq(seq, 3000, "the actor's last seq is its count");
+    cr_expect_eq(stored, 3000);
+    cr_expect_eq(seq, 47, "3000 steps in batches of 64 are seqs 1..47");
     rows_t rows;
     rows_fetch(&rows, r.ms_addr, end);
     cr_expect_eq(rows_check_pendulum(&rows, 0), 0);
@@ -396,10 +402,10 @@ Test(actor_process, sigterm_stops_cleanly_with_status_0)
     kill(a, SIGTERM);
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 320, "strict pacing without a learner stops at init_steps + slack");
-    cr_expect_eq(seq, 320);
+    cr_expect_eq(stored, 320);
     ms_stop(&r);
     dir_free(&r);
 }
@@ -604,10 +610,10 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
     fake_set_updates(&f, 100000);
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 1000);
-    cr_expect_eq(seq, 1000);
+    cr_expect_eq(stored, 1000);
 
     /* one eval at 500, the final one at 1000, both with the pulled policy */
     pthread_mutex_lock(&f.mu);
@@ -678,10 +684,10 @@ Test(actor_process, model_server_killed_with_batches_pending_loses_and_duplicate
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
 
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 3000);
-    cr_expect_eq(seq, 3000, "each (actor, seq) once: the last seq is the count");
+    cr_expect_eq(stored, 3000, "each (actor, seq) once");
     rows_t rows;
     rows_fetch(&rows, r.ms_addr, end);
     cr_expect_eq(rows_check_pendulum(&rows, 0), 0, "the actor never restarted: no breaks");
@@ -710,16 +716,16 @@ Test(actor_process, actor_killed_with_unacknowledged_batches_restarts_exactly)
     wait_stat(addr, "batches_pending", 8);
     kill9(a);
     ms_start(&r);
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 1010, "nothing unacknowledged was stored");
 
     a = actor_start(&r, learner, gated_args);
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 3000);
-    cr_expect_eq(seq, 3000);
+    cr_expect_eq(stored, 3000);
     rows_t rows;
     rows_fetch(&rows, r.ms_addr, end);
     cr_expect_eq(rows_check_pendulum(&rows, 1), 1, "one new episode at the restart");
@@ -752,19 +758,20 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
     wait_log_end(r.ms_addr, 500);
     kill9(a);
     /* a batch the server took just before the kill may still be on its way to the disk:
-     * its seq counts already, its transitions once durable; the two meet */
-    uint64_t end = 0, seq = 1;
+     * the source's count has it already, the log's end once durable; the two meet */
+    uint64_t end = 0, stored = 1;
     uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 && seq == end)) {
+    while (now_ms() < stop &&
+           !(log_status(r.ms_addr, "actor-0", &end, &stored, NULL) == 0 && stored == end)) {
         nap();
     }
-    cr_expect_eq(seq, end);
+    cr_expect_eq(stored, end);
     a = actor_start(&r, "127.0.0.1:1", extra);
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 20000);
-    cr_expect_eq(seq, 20000);
+    cr_expect_eq(stored, 20000);
     rows_t rows;
     rows_fetch(&rows, r.ms_addr, end);
     rows_check_pendulum(&rows, 1);
@@ -792,8 +799,8 @@ Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "grep -q \"event=fatal.*Hopper-v4.*Pendulum-v1\" '%s'", r.actor_log);
     cr_expect_eq(system(cmd), 0, "the log names both envs");
-    uint64_t end = 1, seq = 1;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
+    uint64_t end = 1, stored = 1;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 0);
 
     char *bad[] = {ACTOR_BIN, "--push-every", "0", NULL};
@@ -820,7 +827,7 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     fake_set_updates(&f, 100000000);
     /* actor 0 (the evaluator) runs alone through its share; its final evaluation must wait
      * until actor 1, started only then, has stored the rest of the budget */
-    uint64_t end = 0, seq = 0;
+    uint64_t end = 0, stored = 0;
     char *extra[] = {"--real-steps",
                      "2001",
                      "--init-steps",
@@ -844,10 +851,11 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
                      NULL};
     pid_t a0 = actor_start(&r, learner, extra);
     uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop && !(log_status(r.ms_addr, "actor-0", &end, &seq) == 0 && seq == 1001)) {
+    while (now_ms() < stop &&
+           !(log_status(r.ms_addr, "actor-0", &end, &stored, NULL) == 0 && stored == 1001)) {
         nap();
     }
-    cr_assert_eq(seq, 1001, "actor 0 takes its share, with the odd step");
+    cr_assert_eq(stored, 1001, "actor 0 takes its share, with the odd step");
     cr_assert_eq(wait_exit(a0, 300), -1, "actor 0 waits for the whole budget");
     pthread_mutex_lock(&f.mu);
     cr_expect_leq(f.n_evals, 1, "no final evaluation before the budget is in the log");
@@ -869,9 +877,9 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     st = wait_exit(a0, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 0 status %d", st);
 
-    cr_assert_eq(log_status(r.ms_addr, "actor-1", &end, &seq), 0, "%s", err_msg());
+    cr_assert_eq(log_status(r.ms_addr, "actor-1", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 2001);
-    cr_expect_eq(seq, 1000);
+    cr_expect_eq(stored, 1000);
 
     pthread_mutex_lock(&f.mu);
     cr_expect_eq(f.n_evals, 2, "one at 1000, the final at 2001");
@@ -934,12 +942,10 @@ static void append_as(const char *addr, const char *source, uint64_t seq, int n)
     rpc_client_free(cl);
 }
 
-/* a batch of an earlier life of the actor lands after the actor read its count: the actor's
- * next batch meets that seq (as a duplicate when the counts agree, refused when they do not),
- * and the actor renumbers from the server's seq instead of doubling steps. A stale batch of
- * stale_count transitions at seq 1020 stands for the actor's steps 1011..1020: with 10 the
- * log ends exactly at the budget; with fewer (a batch inconsistent with the seq-is-count
- * rule, which a real actor never sends) it ends short by the difference */
+/* a batch of an earlier life of the actor lands after the actor read its count: it has the
+ * seq of the actor's next batch, which meets it as a duplicate (same count) or is refused
+ * (another count); the actor asks again and renumbers. The stale batch's transitions count
+ * as the actor's: the log ends exactly at the budget either way */
 static void check_resync(int stale_count)
 {
     run_dir r = {0};
@@ -954,21 +960,22 @@ static void check_resync(int stale_count)
     cr_expect_eq(wait_log_end(r.ms_addr, 1010), 1010);
     wait_stat(addr, "pace_waits", 1);
 
-    append_as(r.ms_addr, "actor-0", 1020, stale_count);
+    uint64_t end = 0, stored = 0, seq = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
+    cr_assert_eq(stored, 1010);
+    append_as(r.ms_addr, "actor-0", seq + 1, stale_count);
     fake_set_updates(&f, 1000000);
     int st = wait_exit(a, DEADLINE_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "grep -q 'event=seq_resync source=actor-0 batch_seq=1020 server_seq=1020' '%s'",
-             r.actor_log);
+             "grep -q 'event=seq_resync source=actor-0 batch_seq=%lu server_seq=%lu' '%s'",
+             (unsigned long)seq + 1, (unsigned long)seq + 1, r.actor_log);
     cr_expect_eq(system(cmd), 0, "the actor logged its resync");
 
-    uint64_t end = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &seq), 0, "%s", err_msg());
-    cr_expect_eq(seq, 3000);
-    cr_expect_eq(end, 3000 - 1020 + 1010 + (uint64_t)stale_count,
-                 "the stale batch stands for the actor's steps 1011..1020");
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
+    cr_expect_eq(stored, 3000);
+    cr_expect_eq(end, 3000);
     rows_t rows;
     rows_fetch(&rows, r.ms_addr, end);
     rows_check_pendulum(&rows, 3);
