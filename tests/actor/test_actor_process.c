@@ -994,3 +994,27 @@ Test(actor_process, a_stale_batch_with_another_count_is_refused_and_resynced)
 {
     check_resync(4);
 }
+
+Test(actor_process, an_actor_started_before_the_model_server_waits_for_it)
+{
+    run_dir r = {0};
+    dir_init(&r);
+    ms_start(&r); /* only to learn a free port, then the server is gone */
+    ms_stop(&r);
+    char *extra[] = {"--real-steps", "500", "--init-steps",     "100",  "--pacing", "async",
+                     "--eval-index", "-1",  "--exit-when-done", "true", NULL};
+    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
+    char addr[64];
+    actor_addr(&r, addr, sizeof addr);
+    cr_assert_eq(rpc_wait_serving(addr, DEADLINE_MS), 0, "%s", err_msg());
+    cr_expect_eq(wait_exit(a, 300), -1, "a missing model server is a wait");
+    ms_start(&r);
+    int st = wait_exit(a, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
+    cr_expect_eq(end, 500);
+    cr_expect_eq(stored, 500);
+    ms_stop(&r);
+    dir_free(&r);
+}
