@@ -237,15 +237,17 @@ static uint64_t wait_log_end(const char *addr, uint64_t want)
 
 typedef struct rows {
     uint64_t n;
+    uint32_t O; /* obs dim; the action has 1 dim in these tests */
     float *obs, *act, *reward, *next_obs;
     int *terminated, *truncated;
 } rows_t;
 
-static void rows_fetch(rows_t *r, const char *addr, uint64_t n)
+static void rows_fetch_dims(rows_t *r, const char *addr, uint64_t n, uint32_t O)
 {
     r->n = n;
-    r->obs = calloc(n * 3, sizeof(float));
-    r->next_obs = calloc(n * 3, sizeof(float));
+    r->O = O;
+    r->obs = calloc(n * O, sizeof(float));
+    r->next_obs = calloc(n * O, sizeof(float));
     r->act = calloc(n, sizeof(float));
     r->reward = calloc(n, sizeof(float));
     r->terminated = calloc(n, sizeof(int));
@@ -266,11 +268,11 @@ static void rows_fetch(rows_t *r, const char *addr, uint64_t n)
         cr_assert_not_null(f->batch);
         const Twig__V1__TransitionBatch *b = f->batch;
         cr_assert_eq(f->first_offset, at);
-        cr_assert_eq(b->obs_dim, 3);
+        cr_assert_eq(b->obs_dim, O);
         cr_assert_eq(b->act_dim, 1);
         cr_assert(b->count > 0 && at + b->count <= n);
-        memcpy(r->obs + at * 3, b->obs, b->count * 3 * sizeof(float));
-        memcpy(r->next_obs + at * 3, b->next_obs, b->count * 3 * sizeof(float));
+        memcpy(r->obs + at * O, b->obs, b->count * O * sizeof(float));
+        memcpy(r->next_obs + at * O, b->next_obs, b->count * O * sizeof(float));
         memcpy(r->act + at, b->act, b->count * sizeof(float));
         memcpy(r->reward + at, b->reward, b->count * sizeof(float));
         for (uint32_t i = 0; i < b->count; i++) {
@@ -282,6 +284,11 @@ static void rows_fetch(rows_t *r, const char *addr, uint64_t n)
     }
     rpc_client_free(cl);
     cr_assert_eq(at, n);
+}
+
+static void rows_fetch(rows_t *r, const char *addr, uint64_t n)
+{
+    rows_fetch_dims(r, addr, n, 3); /* Pendulum-v1 */
 }
 
 static void rows_free(rows_t *r)
@@ -1015,6 +1022,60 @@ Test(actor_process, an_actor_started_before_the_model_server_waits_for_it)
     cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
     cr_expect_eq(end, 500);
     cr_expect_eq(stored, 500);
+    ms_stop(&r);
+    dir_free(&r);
+}
+
+Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
+{
+    /* InvertedPendulum-v4 under random actions falls within tens of steps: terminated rows
+     * must be exactly where the task's termination says, and episodes continue otherwise */
+    run_dir r = {0};
+    dir_init(&r);
+    ms_start(&r);
+    char *extra[] = {"--env",
+                     "InvertedPendulum-v4",
+                     "--real-steps",
+                     "2000",
+                     "--init-steps",
+                     "100",
+                     "--pacing",
+                     "async",
+                     "--push-every",
+                     "32",
+                     "--eval-index",
+                     "-1",
+                     "--exit-when-done",
+                     "true",
+                     NULL};
+    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
+    int st = wait_exit(a, DEADLINE_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    uint64_t end = 0, stored = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
+    cr_expect_eq(end, 2000);
+    cr_expect_eq(stored, 2000);
+
+    rows_t rows;
+    rows_fetch_dims(&rows, r.ms_addr, end, 4);
+    env_t *e = NULL;
+    cr_assert_eq(env_make(&e, "InvertedPendulum-v4"), 0, "%s", err_msg());
+    int terminated = 0;
+    for (uint64_t t = 0; t < rows.n; t++) {
+        const float *o = rows.obs + t * 4, *no = rows.next_obs + t * 4;
+        bool done = false;
+        env_termination(e, o, &rows.act[t], no, &done, 1);
+        cr_assert_eq(done, rows.terminated[t] != 0, "row %lu: terminated flag", (unsigned long)t);
+        cr_assert(rows.act[t] >= e->spec.act_low[0] && rows.act[t] <= e->spec.act_high[0]);
+        terminated += rows.terminated[t] != 0;
+        if (!rows.terminated[t] && !rows.truncated[t] && t + 1 < rows.n) {
+            cr_assert_eq(memcmp(no, rows.obs + (t + 1) * 4, 4 * sizeof(float)), 0,
+                         "row %lu: the episode goes on from next_obs", (unsigned long)t);
+        }
+    }
+    cr_expect_gt(terminated, 10, "random actions topple the pole often (%d)", terminated);
+    env_free(e);
+    rows_free(&rows);
     ms_stop(&r);
     dir_free(&r);
 }
