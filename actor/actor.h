@@ -33,15 +33,24 @@
  * Pacing (docs/design.md). Strict: a step that would make the run's real steps R is taken
  * only while updates >= utd * (R - learn_start) - utd * slack, slack = push_every * n_actors
  * steps (one batch in flight per actor); R counts what the log has acknowledged plus this
- * actor's steps not yet acknowledged. Async: never waits.
+ * actor's steps not yet acknowledged; learn_start is the learner's (Progress.learn_start),
+ * never below init_steps. Before waiting, the partial batch is pushed so the learner sees
+ * every step taken. Async: never waits. A batch also ends when the acting policy's version
+ * changes, so TransitionBatch.policy_version is exact (0: random actions).
  *
  * Evaluation (the actor whose index is eval_index): each time the run's real steps reach a
  * multiple of eval_every, eval_episodes episodes with the deterministic policy on seeds
  * seed + eval_seed_offset + e; reported with ReportEval (seq = that multiple, so a retry or a
- * restarted actor's repeat is stored once). When the whole budget is in the log, a final
- * evaluation (seq = real_steps); then the actor idles, serving health and Stats, until
- * SIGTERM (the launcher ends the run when the final eval reaches the learner), or exits 0 at
- * once with exit_when_done.
+ * restarted actor's repeat is stored once; points passed while the actor was down are
+ * skipped; before the learner has published a policy, random actions, policy_version 0).
+ * When the whole budget is in the log, a final evaluation (seq = real_steps); then the actor
+ * idles, serving health and Stats (done = 1), until SIGTERM (the launcher ends the run when
+ * the final eval reaches the learner), or exits 0 at once with exit_when_done.
+ *
+ * Stats (twig.v1.Stats/GetStats, role "actor"): steps, acked, share, log_end, episodes,
+ * episode_return_last, episode_return_mean10, batches_acked, batches_pending, append_retries,
+ * duplicates, policy_version, policy_loads, evals, evals_waiting, evals_reported,
+ * eval_return_last, pace_waits, pace_wait_s, done.
  */
 #ifndef TWIG_ACTOR_H
 #define TWIG_ACTOR_H
