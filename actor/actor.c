@@ -43,7 +43,7 @@ const config_opt actor_opts[] = {
     {"eval_index", CFG_INT, A(eval_index), "0", -1, 255,
      "index of the actor that evaluates; -1: no evaluation", NULL},
     {"policy_poll_ms", CFG_INT, A(policy_poll_ms), "500", 1, 600000,
-     "GetPolicy long poll (and the poll period if the learner answers at once)", NULL},
+     "policy poll period (async mode: GetPolicy long-polls this long)", NULL},
     {"progress_poll_ms", CFG_INT, A(progress_poll_ms), "20", 1, 60000,
      "GetProgress period while strict pacing waits", NULL},
     {"rpc_deadline_ms", CFG_INT, A(rpc_deadline_ms), "2000", 10, 600000,
@@ -522,7 +522,10 @@ static void *actor_puller_main(void *arg)
             rc = actor_pull_progress(a);
         }
         if (rc == 0) {
-            rc = actor_pull_policy(a, &have, waiting ? 0 : a->cfg.policy_poll_ms);
+            /* long poll only in async mode: in strict mode a pacing wait must not sit behind
+             * it (the period below is a wait the stepper can cut short) */
+            bool long_poll = a->run.pacing == RUN_PACING_ASYNC && !waiting;
+            rc = actor_pull_policy(a, &have, long_poll ? a->cfg.policy_poll_ms : 0);
         }
         actor_peer_state(&up, rc == 0, "learner", a->run.learner_addr, rc);
 
