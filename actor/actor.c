@@ -42,7 +42,7 @@ const config_opt actor_opts[] = {
      "evaluation episode e runs on env seed seed + eval_seed_offset + e", NULL},
     {"eval_index", CFG_INT, A(eval_index), "0", -1, 255,
      "index of the actor that evaluates; -1: no evaluation", NULL},
-    {"policy_poll_ms", CFG_INT, A(policy_poll_ms), "500", 1, 600000,
+    {"policy_poll_ms", CFG_INT, A(policy_poll_ms), "500", 1, 60000,
      "policy poll period (async mode: GetPolicy long-polls this long)", NULL},
     {"progress_poll_ms", CFG_INT, A(progress_poll_ms), "20", 1, 60000,
      "GetProgress period while strict pacing waits", NULL},
