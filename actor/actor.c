@@ -565,11 +565,16 @@ static void actor_take_policy(actor_t *a)
         log_warn("event=policy_refused version=%" PRIu64 " err=%s detail=\"%s\"", r->blob->version,
                  err_name(rc), err_msg());
     } else {
-        log_info("event=policy_loaded version=%" PRIu64, a->pol.version);
         pthread_mutex_lock(&a->mu);
         a->st.policy_version = a->pol.version;
-        a->st.policy_loads++;
+        uint64_t loads = ++a->st.policy_loads;
         pthread_mutex_unlock(&a->mu);
+        /* the first load is an event; later ones are counted in Stats (policy_loads) */
+        if (loads == 1) {
+            log_info("event=policy_loaded version=%" PRIu64, a->pol.version);
+        } else {
+            log_debug("event=policy_loaded version=%" PRIu64, a->pol.version);
+        }
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
