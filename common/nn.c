@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/nn_math.h"
+
 /* ---- activations ---- */
 
 void nn_relu_forward(float *h, const float *z, size_t n)
@@ -22,33 +24,32 @@ void nn_relu_backward(float *dz, const float *dh, const float *h, size_t n)
     }
 }
 
-/* sigmoid without overflow for large |z| */
-static inline float sigmoidf(float z)
-{
-    if (z >= 0.0f) {
-        return 1.0f / (1.0f + expf(-z));
-    }
-    float e = expf(z);
-    return e / (1.0f + e);
-}
-
 void nn_swish_forward(float *h, const float *z, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        h[i] = z[i] * sigmoidf(z[i]);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        nn_v8f v = nn_v8_load(z + i);
+        nn_v8_store(h + i, v * nn_v8_sigmoidf(v));
+    }
+    for (; i < n; i++) {
+        h[i] = z[i] * nn_sigmoidf(z[i]);
     }
 }
 
 void nn_swish_backward(float *dz, const float *dh, const float *z, size_t n)
 {
     // d/dz z s(z) = s + z s (1 - s)
-    for (size_t i = 0; i < n; i++) {
-        float s = sigmoidf(z[i]);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        nn_v8f v = nn_v8_load(z + i);
+        nn_v8f s = nn_v8_sigmoidf(v);
+        nn_v8_store(dz + i, nn_v8_load(dh + i) * s * (1.0f + v * (1.0f - s)));
+    }
+    for (; i < n; i++) {
+        float s = nn_sigmoidf(z[i]);
         dz[i] = dh[i] * s * (1.0f + z[i] * (1.0f - s));
     }
 }
-
-/* ---- fused passes ---- */
 
 void nn_bias_act_forward(float *h, float *z, const float *b, nn_act act, int B, int N)
 {
