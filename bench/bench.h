@@ -28,6 +28,14 @@ double bench_median(double *v, int n);
 /* bench_nn.c */
 int bench_sac_update(const bench_opts *o);
 
+/* bench_env.c: one figure per MuJoCo env, env_step vs bare mj_step */
+int bench_env_inverted_pendulum(const bench_opts *o);
+int bench_env_half_cheetah(const bench_opts *o);
+int bench_env_hopper(const bench_opts *o);
+int bench_env_walker2d(const bench_opts *o);
+int bench_env_ant(const bench_opts *o);
+int bench_env_humanoid(const bench_opts *o);
+
 /* bench_ensemble.c */
 int bench_ensemble_train_step(const bench_opts *o);
 int bench_ensemble_train_step_out34(const bench_opts *o);

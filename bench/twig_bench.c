@@ -23,6 +23,16 @@ static const bench_figure nn_figures[] = {
     {"rollout_one_member", bench_rollout_one_member},
 };
 
+/* figures of `twig-bench env`: one per MuJoCo env, append new ones here */
+static const bench_figure env_figures[] = {
+    {"InvertedPendulum-v4", bench_env_inverted_pendulum},
+    {"HalfCheetah-v4", bench_env_half_cheetah},
+    {"Hopper-v4", bench_env_hopper},
+    {"Walker2d-v4", bench_env_walker2d},
+    {"Ant-v4", bench_env_ant},
+    {"Humanoid-v4", bench_env_humanoid},
+};
+
 typedef struct bench_cmd {
     const char *name;
     const bench_figure *figures;
@@ -33,6 +43,8 @@ typedef struct bench_cmd {
 static const bench_cmd cmds[] = {
     {"nn", nn_figures, (int)(sizeof(nn_figures) / sizeof(nn_figures[0])),
      "learning core: SAC update, ensemble training and rollouts"},
+    {"env", env_figures, (int)(sizeof(env_figures) / sizeof(env_figures[0])),
+     "env steps/s per MuJoCo env next to bare mj_step x frame_skip"},
 };
 
 double bench_now(void)

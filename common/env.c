@@ -14,9 +14,12 @@
 /* X(id, create): built-in tasks, by Gymnasium id */
 #define ENV_REGISTRY(X)                                     \
     X("Pendulum-v1", env_pendulum_create)                   \
-    X("InvertedPendulum-v4", env_inverted_pendulum_create)   \
-    X("HalfCheetah-v4", env_half_cheetah_create)             \
-    X("Hopper-v4", env_hopper_create)
+    X("InvertedPendulum-v4", env_inverted_pendulum_create)  \
+    X("HalfCheetah-v4", env_half_cheetah_create)            \
+    X("Hopper-v4", env_hopper_create)                       \
+    X("Walker2d-v4", env_walker2d_create)                   \
+    X("Ant-v4", env_ant_create)                             \
+    X("Humanoid-v4", env_humanoid_create)
 
 typedef struct env_entry {
     const char *id;

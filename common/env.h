@@ -123,5 +123,8 @@ int env_pendulum_set_state(env_t *e, double th, double thdot);
 int env_inverted_pendulum_create(env_t *e);
 int env_half_cheetah_create(env_t *e);
 int env_hopper_create(env_t *e);
+int env_walker2d_create(env_t *e);
+int env_ant_create(env_t *e);
+int env_humanoid_create(env_t *e);
 
 #endif

@@ -80,11 +80,19 @@ static int mjenv_load(mjModel **out, const char *asset_name)
     return 0;
 }
 
+static pthread_once_t mjenv_hook_once = PTHREAD_ONCE_INIT;
+
+/* MuJoCo's warning hook is process-wide: set once, before any model of ours exists */
+static void mjenv_install_hook(void)
+{
+    mju_user_warning = mjenv_on_warning;
+}
+
 static int mjenv_shared_get(const mjenv_shared **out, const mjenv_task *task)
 {
     int rc = 0;
+    pthread_once(&mjenv_hook_once, mjenv_install_hook);
     pthread_mutex_lock(&mjenv_cache.lock);
-    mju_user_warning = mjenv_on_warning;
     mjenv_shared *sh = NULL;
     for (int i = 0; i < mjenv_cache.n; i++) {
         if (mjenv_cache.tasks[i].task == task) {
@@ -259,6 +267,11 @@ const mjModel *mjenv_model_of(const env_t *e)
 mjData *mjenv_data_of(env_t *e)
 {
     return mjenv_is(e) ? ((mjenv_t *)e->impl)->d : NULL;
+}
+
+const mjenv_task *mjenv_task_of(const env_t *e)
+{
+    return mjenv_is(e) ? ((const mjenv_t *)e->impl)->task : NULL;
 }
 
 int mjenv_divergences(const env_t *e)

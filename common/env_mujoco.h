@@ -78,6 +78,8 @@ int mjenv_model(const mjModel **out, const mjenv_task *task);
 /* for tests and tools: the instance's model and data (NULL if e is not a MuJoCo env) */
 const mjModel *mjenv_model_of(const env_t *e);
 mjData *mjenv_data_of(env_t *e);
+/* the task description behind a MuJoCo env (NULL if e is not one), e.g. for benchmarks */
+const mjenv_task *mjenv_task_of(const env_t *e);
 /* steps of this instance that ended in a simulator divergence */
 int mjenv_divergences(const env_t *e);
 

@@ -345,21 +345,32 @@ void sac_update(sac_t *s, const replay_batch *b)
     s->n_updates++;
 }
 
-void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
+/* act from the actor output: tanh(mu), or a tanh-Gaussian sample with noise from rng */
+static void policy_head(float *act, float *scratch, const float *pi_out, int B, int A,
+                        bool deterministic, rng_t *rng)
 {
-    const int A = s->cfg.n_act;
-    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch);
-    mlp_forward(&s->actor, s->pi_out, obs, B);
     if (deterministic) {
         for (int i = 0; i < B; i++) {
             for (int j = 0; j < A; j++) {
-                act[(size_t)i * A + j] = tanhf(s->pi_out[(size_t)i * 2 * A + j]);
+                act[(size_t)i * A + j] = tanhf(pi_out[(size_t)i * 2 * A + j]);
             }
         }
         return;
     }
-    rng_fill_normal_polar(&s->rng, s->eps, B * A);
-    sac_squash_forward(s->u, act, s->logp, s->pi_out, s->eps, B, A);
+    float *eps = scratch, *u = eps + (size_t)B * A, *logp = u + (size_t)B * A;
+    rng_fill_normal_polar(rng, eps, B * A);
+    sac_squash_forward(u, act, logp, pi_out, eps, B, A);
+}
+
+void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
+{
+    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch);
+    mlp_forward(&s->actor, s->pi_out, obs, B);
+    // eps, u, a, da are consecutive in the workspace: 4 B A floats, more than the
+    // 2 B A + B policy_head uses as scratch
+    const size_t BA = (size_t)s->cfg.batch * s->cfg.n_act;
+    TWIG_ASSERT(s->u == s->eps + BA && s->a == s->u + BA && s->da == s->a + BA);
+    policy_head(act, s->eps, s->pi_out, B, s->cfg.n_act, deterministic, &s->rng);
 }
 
 /* ---- checkpoints ---- */

@@ -8,7 +8,7 @@
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
- libuv1-dev libopenblas-dev libmujoco-dev libcyaml-dev gnuplot-nox"
+ libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox"
 test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf protobuf-compiler"
 bench_pkgs="python3-torch"
 

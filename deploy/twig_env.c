@@ -40,10 +40,10 @@ typedef struct env_cmd_opts {
 static void env_cmd_usage(FILE *f)
 {
     fprintf(f,
-            "usage: twig env ENV_ID [--seed N] [--steps N] [--actions FILE | --policy random|zero]\n"
-            "                [--reset-noise-scale X]\n"
-            "  ENV_ID                  a Gymnasium id (Hopper-v4, ...) or plugin:/path/lib.so:Name\n"
-            "  --seed N                reset seed; the random policy draws from a stream of it (0)\n"
+            "usage: twig env ENV_ID [--seed N] [--steps N]\n"
+            "                [--actions FILE | --policy random|zero] [--reset-noise-scale X]\n"
+            "  ENV_ID                  a Gymnasium id (Hopper-v4, ...) or plugin:PATH.so:Name\n"
+            "  --seed N                reset seed; the random policy uses a stream of it (0)\n"
             "  --steps N               stop after N steps (default and maximum: one episode)\n"
             "  --actions FILE          one action per line, comma-separated floats\n"
             "  --policy random|zero    actions uniform in the bounds, or all zero (zero)\n"

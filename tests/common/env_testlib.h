@@ -13,7 +13,7 @@
 #include "common/mem.h"
 #include "common/rng.h"
 
-static env_t *envt_make(const char *id)
+static inline env_t *envt_make(const char *id)
 {
     env_t *e = NULL;
     int rc = env_make(&e, id);
@@ -21,14 +21,14 @@ static env_t *envt_make(const char *id)
     return e;
 }
 
-static void envt_random_action(rng_t *r, const env_t *e, float *act)
+static inline void envt_random_action(rng_t *r, const env_t *e, float *act)
 {
     for (int i = 0; i < e->spec.n_act; i++) {
         act[i] = rng_uniform_range(r, e->spec.act_low[i], e->spec.act_high[i]);
     }
 }
 
-static double envt_total_mass(const env_t *e)
+static inline double envt_total_mass(const env_t *e)
 {
     const mjModel *m = mjenv_model_of(e);
     cr_assert_not_null(m);
@@ -41,7 +41,7 @@ static double envt_total_mass(const env_t *e)
 
 /* zero action from the exact initial pose (noise 0): the 1-based step that terminates, 0 if
  * none within max_steps; the last observation goes to last_obs */
-static int envt_zero_action_terminal_step(const char *id, int max_steps, float *last_obs)
+static inline int envt_zero_action_terminal_step(const char *id, int max_steps, float *last_obs)
 {
     env_t *e = envt_make(id);
     cr_assert_eq(env_set_reset_noise_scale(e, 0.0), 0);
@@ -69,7 +69,7 @@ static int envt_zero_action_terminal_step(const char *id, int max_steps, float *
 /* random policy over several episodes: every step's components add up to its reward, the
  * pure termination agrees with terminated, and the same seeds give the same rewards twice.
  * returns the number of transitions checked (>= n) */
-static int envt_check_random_transitions(const char *id, int n, uint64_t seed)
+static inline int envt_check_random_transitions(const char *id, int n, uint64_t seed)
 {
     env_t *e = envt_make(id);
     env_t *f = envt_make(id);
@@ -132,7 +132,7 @@ static int envt_check_random_transitions(const char *id, int n, uint64_t seed)
 }
 
 /* NaN/Inf are refused with nothing stepped; out-of-range values act as the bound */
-static void envt_check_bad_actions(const char *id)
+static inline void envt_check_bad_actions(const char *id)
 {
     env_t *e = envt_make(id);
     env_t *f = envt_make(id);
@@ -170,7 +170,7 @@ static void envt_check_bad_actions(const char *id)
 }
 
 /* reset with noise 0 gives qpos0 / 0 exactly; with the default noise, within the scale */
-static void envt_check_reset_noise(const char *id, double scale)
+static inline void envt_check_reset_noise(const char *id, double scale)
 {
     env_t *e = envt_make(id);
     cr_expect_float_eq(e->reset_noise_scale, scale, 1e-12);

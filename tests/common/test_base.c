@@ -27,6 +27,11 @@ Test(err, names_and_detail_round_trip)
 Test(crc32c, matches_the_standard_check_value)
 {
     cr_expect_eq(crc32c("123456789", 9), 0xe3069283u);
+    /* RFC 3720 appendix B.4 vectors: 32 bytes of zeros, 32 bytes of 0xff */
+    unsigned char zeros[32] = {0}, ones[32];
+    memset(ones, 0xff, sizeof ones);
+    cr_expect_eq(crc32c(zeros, 32), 0x8a9136aau);
+    cr_expect_eq(crc32c(ones, 32), 0x62a8ab43u);
     /* continuing in pieces gives the same crc as one call */
     const char *s = "the quick brown fox jumps over the lazy dog";
     uint32_t whole = crc32c(s, strlen(s));

@@ -1,6 +1,7 @@
 /* tests of common/sac: critic, actor and temperature gradients against finite differences in
  * double precision, the tanh-Gaussian log-prob, the bootstrap target, acting, checkpoints */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -531,6 +532,38 @@ Test(sac, save_load_resumes_bit_for_bit_and_damage_is_refused)
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+Test(sac, update_allocates_nothing)
+{
+    sac_t s;
+    sac_cfg cfg = sac_default_cfg(O, A);
+    cfg.hidden = 64;
+    cfg.batch = 32;
+    cr_assert_eq(sac_init(&s, &cfg, 30), 0);
+    rng_t rng;
+    rng_seed(&rng, 31);
+    replay_t rb;
+    fill_replay(&rb, &rng, 256);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, 32, O, A), 0);
+    replay_sample_batch(&b, &rb, &rng, 32);
+    sac_update(&s, &b); // first call: BLAS sets up its buffers
+    struct mallinfo2 before = mallinfo2();
+    for (int u = 0; u < 10; u++) {
+        replay_sample_batch(&b, &rb, &rng, 32);
+        sac_update(&s, &b);
+    }
+    float obs[O] = {0}, act[A];
+    sac_act(&s, act, obs, 1, false);
+    struct mallinfo2 after = mallinfo2();
+    cr_expect_eq(after.uordblks, before.uordblks, "heap in use went %zu -> %zu", before.uordblks,
+                 after.uordblks);
+    cr_expect_eq(after.hblkhd, before.hblkhd, "mmapped heap went %zu -> %zu", before.hblkhd,
+                 after.hblkhd);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s);
 }
 
 Test(sac, init_rejects_bad_config)

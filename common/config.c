@@ -1,0 +1,473 @@
+/* config.c - option tables: defaults, YAML (libyaml events), overrides, help, dump */
+#include "common/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "common/err.h"
+
+#define CONFIG_KEY_MAX 128
+
+static const char *const config_type_names[] = {"int",  "u64",    "float", "double",
+                                                "bool", "string", "enum"};
+
+/* find the option named key ("name" or "section.name") */
+static const config_opt *config_find(const config_table *t, int n_tables, const char *key,
+                                     const config_table **owner)
+{
+    const char *dot = strchr(key, '.');
+    for (int i = 0; i < n_tables; i++) {
+        const char *name = key;
+        if (t[i].section) {
+            size_t sl = strlen(t[i].section);
+            if (!dot || (size_t)(dot - key) != sl || strncmp(key, t[i].section, sl) != 0) {
+                continue;
+            }
+            name = dot + 1;
+        } else if (dot) {
+            continue;
+        }
+        for (int j = 0; j < t[i].n_opts; j++) {
+            if (strcmp(t[i].opts[j].name, name) == 0) {
+                *owner = &t[i];
+                return &t[i].opts[j];
+            }
+        }
+    }
+    return NULL;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* strtod over the whole string, finite only */
+static int parse_number(const char *s, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int config_apply(const config_opt *o, void *base, const char *key, const char *value)
+{
+    char *field = (char *)base + o->offset;
+    double v = 0;
+    switch (o->type) {
+    case CFG_INT:
+    case CFG_U64:
+    case CFG_FLOAT:
+    case CFG_DOUBLE:
+        if (parse_number(value, &v) < 0) {
+            return err_set(-EINVAL, "%s: '%s' is not a number", key, value);
+        }
+        if ((o->type == CFG_INT || o->type == CFG_U64) && v != floor(v)) {
+            return err_set(-EINVAL, "%s: '%s' is not a whole number", key, value);
+        }
+        if (v < o->min || v > o->max) {
+            return err_set(-EINVAL, "%s: %s is out of range [%g, %g]", key, value, o->min,
+                           o->max);
+        }
+        if (o->type == CFG_INT) {
+            *(int *)field = (int)v;
+        } else if (o->type == CFG_U64) {
+            *(uint64_t *)field = (uint64_t)v;
+        } else if (o->type == CFG_FLOAT) {
+            *(float *)field = (float)v;
+        } else {
+            *(double *)field = v;
+        }
+        return 0;
+    case CFG_BOOL: {
+        bool b;
+        if (parse_bool(value, &b) < 0) {
+            return err_set(-EINVAL, "%s: '%s' is not a boolean (true/false)", key, value);
+        }
+        *(bool *)field = b;
+        return 0;
+    }
+    case CFG_STRING: {
+        size_t len = strlen(value);
+        if ((double)len < o->min || (double)len > o->max) {
+            return err_set(-EINVAL, "%s: length %zu is out of range [%g, %g]", key, len, o->min,
+                           o->max);
+        }
+        memcpy(field, value, len + 1);
+        return 0;
+    }
+    case CFG_ENUM:
+        for (int i = 0; o->choices && o->choices[i]; i++) {
+            if (strcmp(value, o->choices[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        return err_set(-EINVAL, "%s: '%s' is not one of the choices", key, value);
+    }
+    return err_set(-EINVAL, "%s: unknown option type", key);
+}
+
+int config_set(const config_table *t, int n_tables, const char *key, const char *value)
+{
+    const config_table *owner = NULL;
+    const config_opt *o = config_find(t, n_tables, key, &owner);
+    if (!o) {
+        return err_set(-ENOENT, "unknown option '%s'", key);
+    }
+    return config_apply(o, owner->base, key, value);
+}
+
+int config_set_assignment(const config_table *t, int n_tables, const char *assignment)
+{
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment) {
+        return err_set(-EINVAL, "'%s' is not of the form key=value", assignment);
+    }
+    char key[CONFIG_KEY_MAX];
+    size_t kl = (size_t)(eq - assignment);
+    if (kl >= sizeof key) {
+        return err_set(-EINVAL, "key in '%s' is too long", assignment);
+    }
+    memcpy(key, assignment, kl);
+    key[kl] = '\0';
+    return config_set(t, n_tables, key, eq + 1);
+}
+
+int config_set_defaults(const config_table *t, int n_tables)
+{
+    for (int i = 0; i < n_tables; i++) {
+        for (int j = 0; j < t[i].n_opts; j++) {
+            int rc = config_apply(&t[i].opts[j], t[i].base, t[i].opts[j].name, t[i].opts[j].def);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool section_owned(const config_table *t, int n_tables, const char *name)
+{
+    for (int i = 0; i < n_tables; i++) {
+        if (t[i].section && strcmp(t[i].section, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool section_known(const char *const *known, const char *name)
+{
+    for (int i = 0; known && known[i]; i++) {
+        if (strcmp(known[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* parser state: depth 0 is the document's mapping, depth 1 a section's mapping */
+typedef struct yaml_walk {
+    yaml_parser_t parser;
+    const char *name;
+    const config_table *t;
+    int n_tables;
+    const char *const *known;
+} yaml_walk;
+
+static int walk_error(yaml_walk *w, const yaml_event_t *ev, int code, const char *what)
+{
+    return err_set(code, "%s:%zu: %s", w->name, ev->start_mark.line + 1, what);
+}
+
+static int walk_next(yaml_walk *w, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&w->parser, ev)) {
+        return err_set(-EINVAL, "%s:%zu: YAML syntax error: %s", w->name,
+                       w->parser.problem_mark.line + 1,
+                       w->parser.problem ? w->parser.problem : "unknown");
+    }
+    return 0;
+}
+
+/* skip one node (scalar, or a whole mapping/sequence) whose first event is ev */
+static int walk_skip(yaml_walk *w, yaml_event_t *ev)
+{
+    int depth = 0;
+    for (;;) {
+        if (ev->type == YAML_MAPPING_START_EVENT || ev->type == YAML_SEQUENCE_START_EVENT) {
+            depth++;
+        } else if (ev->type == YAML_MAPPING_END_EVENT || ev->type == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(ev);
+        if (depth == 0) {
+            return 0;
+        }
+        int rc = walk_next(w, ev);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+}
+
+/* read key: value pairs until the mapping ends; prefix is "" or "section." */
+static int walk_mapping(yaml_walk *w, const char *section)
+{
+    yaml_event_t key, val;
+    for (;;) {
+        int rc = walk_next(w, &key);
+        if (rc < 0) {
+            return rc;
+        }
+        if (key.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&key);
+            return 0;
+        }
+        if (key.type != YAML_SCALAR_EVENT) {
+            rc = walk_error(w, &key, -EINVAL, "expected a key");
+            yaml_event_delete(&key);
+            return rc;
+        }
+        char name[CONFIG_KEY_MAX];
+        snprintf(name, sizeof name, "%s%s%s", section ? section : "", section ? "." : "",
+                 (const char *)key.data.scalar.value);
+        rc = walk_next(w, &val);
+        if (rc < 0) {
+            yaml_event_delete(&key);
+            return rc;
+        }
+        if (val.type == YAML_MAPPING_START_EVENT && !section) {
+            const char *sec = (const char *)key.data.scalar.value;
+            if (section_owned(w->t, w->n_tables, sec)) {
+                yaml_event_delete(&val);
+                rc = walk_mapping(w, sec);
+            } else if (section_known(w->known, sec)) {
+                rc = walk_skip(w, &val);
+            } else {
+                char what[CONFIG_KEY_MAX + 32];
+                snprintf(what, sizeof what, "unknown section '%s'", sec);
+                rc = walk_error(w, &key, -ENOENT, what);
+                yaml_event_delete(&val);
+            }
+        } else if (val.type == YAML_SCALAR_EVENT) {
+            rc = config_set(w->t, w->n_tables, name, (const char *)val.data.scalar.value);
+            if (rc < 0) {
+                char what[600];
+                snprintf(what, sizeof what, "%s", err_msg());
+                rc = walk_error(w, &key, rc, what);
+            }
+            yaml_event_delete(&val);
+        } else {
+            char what[CONFIG_KEY_MAX + 32];
+            snprintf(what, sizeof what, "'%s' must be a single value", name);
+            rc = walk_error(w, &val, -EINVAL, what);
+            yaml_event_delete(&val);
+        }
+        yaml_event_delete(&key);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+}
+
+static int walk_document(yaml_walk *w)
+{
+    yaml_event_t ev;
+    int rc = 0;
+    bool mapped = false;
+    for (;;) {
+        rc = walk_next(w, &ev);
+        if (rc < 0) {
+            return rc;
+        }
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        if (type == YAML_MAPPING_START_EVENT) {
+            if (mapped) {
+                rc = walk_error(w, &ev, -EINVAL, "only one document is allowed");
+                yaml_event_delete(&ev);
+                return rc;
+            }
+            mapped = true;
+            yaml_event_delete(&ev);
+            rc = walk_mapping(w, NULL);
+            if (rc < 0) {
+                return rc;
+            }
+            continue;
+        }
+        if (type == YAML_SCALAR_EVENT || type == YAML_SEQUENCE_START_EVENT) {
+            /* an empty document parses as an empty scalar: accept it */
+            bool empty = type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0;
+            if (!empty) {
+                rc = walk_error(w, &ev, -EINVAL, "the top level must be a mapping of keys");
+                yaml_event_delete(&ev);
+                return rc;
+            }
+        }
+        yaml_event_delete(&ev);
+    }
+}
+
+int config_load_string(const config_table *t, int n_tables, const char *yaml, size_t len,
+                       const char *name, const char *const *known_sections)
+{
+    yaml_walk w = {.name = name, .t = t, .n_tables = n_tables, .known = known_sections};
+    if (!yaml_parser_initialize(&w.parser)) {
+        return err_set(-ENOMEM, "%s: cannot start the YAML parser", name);
+    }
+    yaml_parser_set_input_string(&w.parser, (const unsigned char *)yaml, len);
+    int rc = walk_document(&w);
+    yaml_parser_delete(&w.parser);
+    return rc;
+}
+
+int config_load_file(const config_table *t, int n_tables, const char *path,
+                     const char *const *known_sections)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        return err_set(-e, "%s: %s", path, strerror(e));
+    }
+    yaml_walk w = {.name = path, .t = t, .n_tables = n_tables, .known = known_sections};
+    if (!yaml_parser_initialize(&w.parser)) {
+        fclose(f);
+        return err_set(-ENOMEM, "%s: cannot start the YAML parser", path);
+    }
+    yaml_parser_set_input_file(&w.parser, f);
+    int rc = walk_document(&w);
+    yaml_parser_delete(&w.parser);
+    fclose(f);
+    return rc;
+}
+
+static void format_value(const config_opt *o, const void *base, char *buf, size_t n)
+{
+    const char *field = (const char *)base + o->offset;
+    switch (o->type) {
+    case CFG_INT:
+        snprintf(buf, n, "%d", *(const int *)field);
+        break;
+    case CFG_U64:
+        snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case CFG_FLOAT:
+        snprintf(buf, n, "%.9g", (double)*(const float *)field);
+        break;
+    case CFG_DOUBLE:
+        snprintf(buf, n, "%.17g", *(const double *)field);
+        break;
+    case CFG_BOOL:
+        snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false");
+        break;
+    case CFG_STRING:
+        snprintf(buf, n, "%s", field);
+        break;
+    case CFG_ENUM:
+        snprintf(buf, n, "%s", o->choices[*(const int *)field]);
+        break;
+    }
+}
+
+int config_get_text(const config_table *t, int n_tables, const char *key, char *buf, size_t n)
+{
+    const config_table *owner = NULL;
+    const config_opt *o = config_find(t, n_tables, key, &owner);
+    if (!o) {
+        return err_set(-ENOENT, "unknown option '%s'", key);
+    }
+    format_value(o, owner->base, buf, n);
+    return 0;
+}
+
+/* strings are written double-quoted so values like "yes" or "1e3" stay strings */
+static void write_scalar(FILE *f, const config_opt *o, const char *text)
+{
+    if (o->type != CFG_STRING) {
+        fputs(text, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', f);
+        }
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void config_write_yaml(FILE *f, const config_table *t, int n_tables)
+{
+    char buf[512];
+    /* top-level keys first: YAML cannot return to the top level after a section's keys */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n_tables; i++) {
+            if ((pass == 0) != (t[i].section == NULL)) {
+                continue;
+            }
+            const char *indent = t[i].section ? "  " : "";
+            if (t[i].section) {
+                fprintf(f, "%s:\n", t[i].section);
+            }
+            for (int j = 0; j < t[i].n_opts; j++) {
+                format_value(&t[i].opts[j], t[i].base, buf, sizeof buf);
+                fprintf(f, "%s%s: ", indent, t[i].opts[j].name);
+                write_scalar(f, &t[i].opts[j], buf);
+                fputc('\n', f);
+            }
+        }
+    }
+}
+
+void config_write_help(FILE *f, const config_table *t, int n_tables)
+{
+    for (int i = 0; i < n_tables; i++) {
+        for (int j = 0; j < t[i].n_opts; j++) {
+            const config_opt *o = &t[i].opts[j];
+            char key[CONFIG_KEY_MAX];
+            snprintf(key, sizeof key, "%s%s%s", t[i].section ? t[i].section : "",
+                     t[i].section ? "." : "", o->name);
+            fprintf(f, "  %-28s %-6s default %-14s %s", key, config_type_names[o->type], o->def,
+                    o->help);
+            if (o->type == CFG_ENUM) {
+                fputs(" (", f);
+                for (int k = 0; o->choices[k]; k++) {
+                    fprintf(f, "%s%s", k ? "|" : "", o->choices[k]);
+                }
+                fputc(')', f);
+            } else if (o->type != CFG_BOOL && o->type != CFG_STRING) {
+                fprintf(f, " [%g, %g]", o->min, o->max);
+            }
+            fputc('\n', f);
+        }
+    }
+}

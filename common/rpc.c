@@ -1,0 +1,205 @@
+/* rpc.c - gRPC library lifetime and the translation between twig codes and gRPC status.
+ *
+ * The server lives in rpc_server.c, the client in rpc_client.c.
+ */
+#include "common/rpc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+#include <grpc/status.h>
+
+#include "common/err.h"
+#include "common/mem.h"
+
+/* ---- library ---- */
+
+void rpc_lib_init(void)
+{
+    grpc_init();
+}
+
+/* grpc_shutdown on its own thread, so the caller can stop waiting for it */
+typedef struct lib_unload {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int refs;  /* caller + thread; the last one frees */
+} lib_unload;
+
+static void lib_unload_unref(lib_unload *u)
+{
+    pthread_mutex_lock(&u->lock);
+    int left = --u->refs;
+    pthread_mutex_unlock(&u->lock);
+    if (left == 0) {
+        pthread_cond_destroy(&u->cond);
+        pthread_mutex_destroy(&u->lock);
+        free(u);
+    }
+}
+
+static void *lib_unload_main(void *arg)
+{
+    lib_unload *u = arg;
+    grpc_shutdown();
+    pthread_mutex_lock(&u->lock);
+    u->done = true;
+    pthread_cond_signal(&u->cond);
+    pthread_mutex_unlock(&u->lock);
+    lib_unload_unref(u);
+    return NULL;
+}
+
+int rpc_lib_shutdown(int timeout_ms)
+{
+    lib_unload *u = xcalloc(1, sizeof *u);
+    pthread_mutex_init(&u->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&u->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    u->refs = 2;
+    pthread_t th;
+    if (pthread_create(&th, NULL, lib_unload_main, u) != 0) {
+        /* no thread: unload here, unbounded */
+        grpc_shutdown();
+        u->refs = 1;
+        lib_unload_unref(u);
+        return 0;
+    }
+    pthread_detach(th);
+
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&u->lock);
+    while (!u->done) {
+        if (pthread_cond_timedwait(&u->cond, &u->lock, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool done = u->done;
+    pthread_mutex_unlock(&u->lock);
+    lib_unload_unref(u);
+    if (!done) {
+        return err_set(TWIG_EDEADLINE, "grpc_shutdown still running after %d ms", timeout_ms);
+    }
+    return 0;
+}
+
+/* ---- status translation ---- */
+
+int rpc_err_to_status(int rc)
+{
+    switch (rc) {
+    case 0:
+        return GRPC_STATUS_OK;
+    case -EINVAL:
+    case TWIG_EINVAL_ARG:
+    case TWIG_EMISMATCH:
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    case TWIG_EFULL:
+    case TWIG_ETOOBIG:
+    case -ENOMEM:
+    case -ENOSPC:
+    case -EMSGSIZE:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case TWIG_EDEADLINE:
+    case -ETIMEDOUT:
+        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case TWIG_ENOTFOUND:
+    case -ENOENT:
+        return GRPC_STATUS_NOT_FOUND;
+    case TWIG_EUNAVAIL:
+    case TWIG_ESHUTDOWN:
+    case -EAGAIN:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+        return GRPC_STATUS_UNAVAILABLE;
+    case TWIG_ECANCELLED:
+    case -ECANCELED:
+        return GRPC_STATUS_CANCELLED;
+    case TWIG_EUNIMPL:
+    case -ENOSYS:
+    case -EOPNOTSUPP:
+        return GRPC_STATUS_UNIMPLEMENTED;
+    case TWIG_EVERSION:
+        return GRPC_STATUS_FAILED_PRECONDITION;
+    case TWIG_ECORRUPT:
+        return GRPC_STATUS_DATA_LOSS;
+    case -EEXIST:
+        return GRPC_STATUS_ALREADY_EXISTS;
+    case -EPERM:
+        return GRPC_STATUS_PERMISSION_DENIED;
+    case -EACCES:
+        return GRPC_STATUS_UNAUTHENTICATED;
+    case -ERANGE:
+        return GRPC_STATUS_OUT_OF_RANGE;
+    default:
+        return GRPC_STATUS_INTERNAL;
+    }
+}
+
+int rpc_status_to_err(int status)
+{
+    switch (status) {
+    case GRPC_STATUS_OK:
+        return 0;
+    case GRPC_STATUS_CANCELLED:
+        return TWIG_ECANCELLED;
+    case GRPC_STATUS_INVALID_ARGUMENT:
+        return -EINVAL;
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        return TWIG_EDEADLINE;
+    case GRPC_STATUS_NOT_FOUND:
+        return TWIG_ENOTFOUND;
+    case GRPC_STATUS_ALREADY_EXISTS:
+        return -EEXIST;
+    case GRPC_STATUS_PERMISSION_DENIED:
+        return -EPERM;
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return -EACCES;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        return TWIG_EFULL;
+    case GRPC_STATUS_FAILED_PRECONDITION:
+        return TWIG_EVERSION;
+    case GRPC_STATUS_OUT_OF_RANGE:
+        return -ERANGE;
+    case GRPC_STATUS_UNIMPLEMENTED:
+        return TWIG_EUNIMPL;
+    case GRPC_STATUS_UNAVAILABLE:
+        return TWIG_EUNAVAIL;
+    case GRPC_STATUS_DATA_LOSS:
+        return TWIG_ECORRUPT;
+    case GRPC_STATUS_UNKNOWN:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_INTERNAL:
+    default:
+        return TWIG_EINTERNAL;
+    }
+}
+
+const char *rpc_status_name(int status)
+{
+    static const char *const names[] = {
+        "OK",           "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS", "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",    "DATA_LOSS",
+        "UNAUTHENTICATED",
+    };
+    if (status >= 0 && status < (int)(sizeof names / sizeof names[0])) {
+        return names[status];
+    }
+    return "UNKNOWN_STATUS";
+}

@@ -1,0 +1,608 @@
+/* modelserver.c - the model server's RPC handlers over the real-transition log */
+#include "modelserver/modelserver.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/msg.h"
+
+/* a parked FetchReal long poll (loop thread) */
+typedef struct ms_waiter {
+    uv_timer_t timer;         /* fires at the wait deadline */
+    modelserver_t *ms;
+    rpc_call_t *call;
+    uint64_t from;
+    uint32_t max_count;
+    struct ms_waiter *next;
+} ms_waiter;
+
+/* ---- AppendReal ---- */
+
+static void ms_fill_ack(Twig__V1__AppendRealReply *r, const reallog_ack *ack)
+{
+    twig__v1__append_real_reply__init(r);
+    r->first_offset = ack->first_offset;
+    r->count = ack->count;
+    r->duplicate = ack->duplicate != 0;
+    r->seq = ack->seq;
+}
+
+/* appender thread: the batch is durable (or the log failed) */
+static void ms_on_appended(void *arg, int rc, const reallog_ack *ack, const char *text)
+{
+    rpc_call_t *call = arg;
+    if (rc < 0) {
+        err_set(rc, "%s", text);
+        rpc_call_reply(call, rc, NULL);
+        return;
+    }
+    Twig__V1__AppendRealReply r;
+    ms_fill_ack(&r, ack);
+    rpc_call_reply(call, 0, &r.base);
+}
+
+/* CQ thread: validate and queue; the reply comes from the appender */
+static int ms_on_append(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    modelserver_t *ms = app;
+    const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
+    int rc = msg_batch_check(m, MSG_BATCH_MAX_COUNT);
+    if (rc < 0) {
+        return rc;
+    }
+    tbatch_t b;
+    msg_batch_view(&b, m);
+    rc = reallog_append_async(&ms->log, &b, ms_on_appended, call);
+    return rc < 0 ? rc : RPC_DEFER;   /* m stays valid until the reply */
+}
+
+/* ---- AppendRealStream ---- */
+
+/* per-call state of a stream. References: one held by the call (dropped when the rpc layer
+ * releases the call, on every path) and one per append in the log's queue. */
+typedef struct ms_stream {
+    pthread_mutex_t mu;
+    rpc_call_t *call;
+    uint32_t refs;
+    uint32_t pending;         /* appends queued, not done */
+    int ended;                /* end of stream seen: reply when pending reaches 0 */
+    int answered;             /* the call got its reply (or an error from the handler) */
+    int rc;                   /* first append failure */
+    char text[320];
+    Twig__V1__AppendRealReply *acks;   /* (cap_acks), by message number */
+    size_t cap_acks;
+    uint64_t n_msgs;
+    uint64_t transitions;
+} ms_stream;
+
+/* one stream message, copied: the layer frees the message when the handler returns */
+typedef struct ms_stream_item {
+    ms_stream *st;
+    uint64_t index;
+    tbatch_t b;               /* points into data */
+    char ids[2 * (MSG_MAX_ID_LEN + 1)];
+    float data[];             /* obs, act, reward, next_obs, then the two flag arrays */
+} ms_stream_item;
+
+static ms_stream_item *ms_item_copy(ms_stream *st, uint64_t index, const tbatch_t *b)
+{
+    size_t c = b->count, O = b->obs_dim, A = b->act_dim;
+    size_t nf = c * (2 * O + A + 1);
+    ms_stream_item *it = xmalloc(sizeof *it + nf * sizeof(float) + 2 * c * sizeof(int));
+    it->st = st;
+    it->index = index;
+    float *p = it->data;
+    int *flags = (int *)(p + nf);
+    memcpy(p, b->obs, c * O * 4);
+    memcpy(p + c * O, b->act, c * A * 4);
+    memcpy(p + c * (O + A), b->reward, c * 4);
+    memcpy(p + c * (O + A + 1), b->next_obs, c * O * 4);
+    memcpy(flags, b->terminated, c * sizeof(int));
+    memcpy(flags + c, b->truncated, c * sizeof(int));
+    size_t ne = strlen(b->env_id) + 1;
+    memcpy(it->ids, b->env_id, ne);
+    snprintf(it->ids + ne, sizeof it->ids - ne, "%s", b->source_id);
+    it->b = *b;
+    it->b.env_id = it->ids;
+    it->b.source_id = it->ids + ne;
+    it->b.obs = p;
+    it->b.act = p + c * O;
+    it->b.reward = p + c * (O + A);
+    it->b.next_obs = p + c * (O + A + 1);
+    it->b.terminated = flags;
+    it->b.truncated = flags + c;
+    return it;
+}
+
+/* drop a reference (st->mu held); frees st at zero. Returns 1 if freed. */
+static int ms_stream_unref_locked(ms_stream *st)
+{
+    if (--st->refs > 0) {
+        return 0;
+    }
+    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_destroy(&st->mu);
+    free(st->acks);
+    free(st);
+    return 1;
+}
+
+/* the rpc layer released the call */
+static void ms_stream_release(void *data)
+{
+    ms_stream *st = data;
+    pthread_mutex_lock(&st->mu);
+    st->call = NULL;
+    if (!ms_stream_unref_locked(st)) {
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* send the stream's reply (st->mu held) */
+static void ms_stream_reply(ms_stream *st)
+{
+    st->answered = 1;
+    if (st->rc < 0) {
+        err_set(st->rc, "%s", st->text);
+        rpc_call_reply(st->call, st->rc, NULL);
+        return;
+    }
+    Twig__V1__AppendRealStreamReply r = TWIG__V1__APPEND_REAL_STREAM_REPLY__INIT;
+    Twig__V1__AppendRealReply **ptrs = xmalloc((st->n_msgs ? st->n_msgs : 1) * sizeof *ptrs);
+    for (uint64_t i = 0; i < st->n_msgs; i++) {
+        ptrs[i] = &st->acks[i];
+    }
+    r.n_acks = st->n_msgs;
+    r.acks = ptrs;
+    r.transitions = st->transitions;
+    rpc_call_reply(st->call, 0, &r.base);
+    free(ptrs);
+}
+
+/* appender thread */
+static void ms_on_stream_appended(void *arg, int rc, const reallog_ack *ack, const char *text)
+{
+    ms_stream_item *it = arg;
+    ms_stream *st = it->st;
+    pthread_mutex_lock(&st->mu);
+    st->pending--;
+    if (rc < 0 && st->rc == 0) {
+        st->rc = rc;
+        snprintf(st->text, sizeof st->text, "message #%" PRIu64 ": %s", it->index, text);
+    } else if (rc == 0) {
+        ms_fill_ack(&st->acks[it->index], ack);
+        st->transitions += ack->duplicate ? 0 : ack->count;
+    }
+    if (st->pending == 0 && st->ended && !st->answered && st->call) {
+        ms_stream_reply(st);
+    }
+    free(it);
+    if (!ms_stream_unref_locked(st)) {
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* CQ thread: once per message, then once with msg == NULL */
+static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    modelserver_t *ms = app;
+    ms_stream *st = rpc_call_data(call);
+    if (!st) {
+        st = xcalloc(1, sizeof *st);
+        pthread_mutex_init(&st->mu, NULL);
+        st->call = call;
+        st->refs = 1;
+        rpc_call_set_data(call, st);
+        rpc_call_set_data_free(call, ms_stream_release);
+    }
+    const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
+    tbatch_t b;
+    int rc = 0;
+    if (m) {
+        rc = msg_batch_check(m, MSG_BATCH_MAX_COUNT);
+        if (rc == 0) {
+            msg_batch_view(&b, m);
+            /* flow control: the stream is not read further while the log's queue is full;
+             * this holds the CQ thread at most until the disk makes room (no lock held) */
+            rc = reallog_wait_room(&ms->log, reallog_batch_bytes(&b), MODELSERVER_ROOM_WAIT_MS);
+        }
+    }
+    pthread_mutex_lock(&st->mu);
+    if (st->answered) {
+        pthread_mutex_unlock(&st->mu);
+        return 0;
+    }
+    if (!m) {
+        /* end of stream: reply now, or when the last append is durable */
+        st->ended = 1;
+        int now = st->pending == 0;
+        if (now) {
+            ms_stream_reply(st);
+        }
+        pthread_mutex_unlock(&st->mu);
+        return now ? 0 : RPC_DEFER;
+    }
+    uint64_t index = st->n_msgs;
+    if (rc == 0 && st->rc < 0) {
+        rc = err_set(st->rc, "%s", st->text);   /* an earlier append failed */
+    } else if (rc == 0) {
+        if (st->n_msgs == st->cap_acks) {
+            st->cap_acks = st->cap_acks ? 2 * st->cap_acks : 64;
+            st->acks = xrealloc(st->acks, st->cap_acks * sizeof *st->acks);
+        }
+        twig__v1__append_real_reply__init(&st->acks[index]);
+        st->n_msgs++;
+        ms_stream_item *it = ms_item_copy(st, index, &b);
+        rc = reallog_append_async(&ms->log, &it->b, ms_on_stream_appended, it);
+        if (rc < 0) {
+            free(it);
+        } else {
+            st->pending++;
+            st->refs++;
+        }
+    }
+    if (rc < 0) {
+        if (!strstr(err_msg(), "message #")) {
+            char why[320];
+            snprintf(why, sizeof why, "%s", err_msg());
+            err_set(rc, "message #%" PRIu64 ": %s", index, why);
+        }
+        st->answered = 1;   /* the layer answers the call with this error */
+    }
+    pthread_mutex_unlock(&st->mu);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- FetchReal ---- */
+
+/* answer a fetch from the log (loop thread); empty replies say why */
+static void ms_reply_fetch(modelserver_t *ms, rpc_call_t *call, uint64_t from, uint32_t max_count,
+                           Twig__V1__EmptyReason if_empty)
+{
+    reallog_status st;
+    reallog_get_status(&ms->log, &st);
+    if (st.obs_dim && (ms->rows.obs_dim != st.obs_dim || ms->rows.act_dim != st.act_dim)) {
+        reallog_rows_free(&ms->rows);
+        reallog_rows_init(&ms->rows, MODELSERVER_FETCH_MAX, st.obs_dim, st.act_dim);
+    }
+    Twig__V1__FetchRealReply r = TWIG__V1__FETCH_REAL_REPLY__INIT;
+    Twig__V1__TransitionBatch b;
+    r.first_offset = from;
+    if (ms->rows.cap > 0) {
+        int rc = reallog_fetch(&ms->log, &ms->rows, from, max_count);
+        if (rc < 0) {
+            rpc_call_reply(call, rc, NULL);
+            return;
+        }
+    }
+    r.end_offset = reallog_end(&ms->log);
+    if (ms->rows.cap > 0 && ms->rows.count > 0) {
+        const reallog_rows_t *w = &ms->rows;
+        tbatch_t v = {
+            .env_id = st.env_id, .source_id = "", .obs_dim = w->obs_dim, .act_dim = w->act_dim,
+            .count = w->count, .obs = w->obs, .act = w->act, .reward = w->reward,
+            .next_obs = w->next_obs, .terminated = w->terminated, .truncated = w->truncated,
+        };
+        msg_batch_from_view(&b, &v);
+        r.batch = &b;
+        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE;
+    } else {
+        r.empty_reason = if_empty;
+    }
+    rpc_call_reply(call, 0, &r.base);
+}
+
+static void ms_waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* unlink w from the waiters and close it */
+static void ms_waiter_drop(modelserver_t *ms, ms_waiter *w)
+{
+    for (ms_waiter **p = &ms->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    atomic_fetch_sub(&ms->n_waiters, 1);
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, ms_waiter_closed);
+}
+
+static void ms_on_wait_timeout(uv_timer_t *t)
+{
+    ms_waiter *w = t->data;
+    modelserver_t *ms = w->ms;
+    ms_reply_fetch(ms, w->call, w->from, w->max_count,
+                   TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+    ms_waiter_drop(ms, w);
+}
+
+/* the log's end moved: answer the waiters it concerns (loop thread) */
+static void ms_on_wake(uv_async_t *h)
+{
+    modelserver_t *ms = h->data;
+    uint64_t end = reallog_end(&ms->log);
+    ms_waiter *w = ms->waiters;
+    while (w) {
+        ms_waiter *next = w->next;
+        if (w->from < end) {
+            ms_reply_fetch(ms, w->call, w->from, w->max_count,
+                           TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+            ms_waiter_drop(ms, w);
+        }
+        w = next;
+    }
+}
+
+/* appender thread: wake the loop (sends coalesce; on_wake looks at the end itself) */
+static void ms_on_log_end(void *arg, uint64_t end)
+{
+    modelserver_t *ms = arg;
+    pthread_mutex_lock(&ms->wake_mu);
+    if (ms->wake_open) {
+        uv_async_send(&ms->wake);
+    }
+    pthread_mutex_unlock(&ms->wake_mu);
+}
+
+/* loop thread */
+static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    modelserver_t *ms = app;
+    const Twig__V1__FetchRealRequest *q = (const Twig__V1__FetchRealRequest *)msg;
+    if (q->max_count > MODELSERVER_FETCH_MAX) {
+        return err_set(-EINVAL, "max_count is %u, at most %u", q->max_count,
+                       MODELSERVER_FETCH_MAX);
+    }
+    if (q->wait_ms > MODELSERVER_WAIT_MAX_MS) {
+        return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms,
+                       MODELSERVER_WAIT_MAX_MS);
+    }
+    uint32_t max_count = q->max_count ? q->max_count : MODELSERVER_FETCH_DEFAULT;
+    uint64_t end = reallog_end(&ms->log);
+    if (q->from_offset > end) {
+        return err_set(-ERANGE, "from_offset %" PRIu64 " is past the log's end %" PRIu64,
+                       q->from_offset, end);
+    }
+    if (ms->shutting_down) {
+        ms_reply_fetch(ms, call, q->from_offset, max_count,
+                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+        return 0;
+    }
+    if (q->from_offset < end || q->wait_ms == 0) {
+        ms_reply_fetch(ms, call, q->from_offset, max_count,
+                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+        return 0;
+    }
+    /* long poll: park until data arrives or the wait (or the client's deadline) is up */
+    int64_t wait = q->wait_ms;
+    int64_t left = rpc_call_remaining_ms(call) - 50;   /* answer before the client gives up */
+    if (left < wait) {
+        wait = left > 0 ? left : 0;
+    }
+    ms_waiter *w = xcalloc(1, sizeof *w);
+    w->ms = ms;
+    w->call = call;
+    w->from = q->from_offset;
+    w->max_count = max_count;
+    uv_timer_init(&ms->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, ms_on_wait_timeout, (uint64_t)wait, 0);
+    w->next = ms->waiters;
+    ms->waiters = w;
+    atomic_fetch_add(&ms->n_waiters, 1);
+    /* data may have arrived between reading the end and parking */
+    uv_async_send(&ms->wake);
+    return RPC_DEFER;
+}
+
+/* ---- LogStatus ---- */
+
+static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    modelserver_t *ms = app;
+    reallog_status st;
+    reallog_get_status(&ms->log, &st);
+    Twig__V1__LogStatusReply r = TWIG__V1__LOG_STATUS_REPLY__INIT;
+    r.end_offset = st.end_offset;
+    r.sources = st.sources;
+    r.env_id = st.env_id;
+    r.obs_dim = st.obs_dim;
+    r.act_dim = st.act_dim;
+    r.segments = st.segments;
+    r.bytes = st.bytes;
+    r.parked_fetches = atomic_load(&ms->n_waiters);
+    const Twig__V1__LogStatusRequest *q = (const Twig__V1__LogStatusRequest *)msg;
+    if (q->source_id && q->source_id[0]) {
+        if (strlen(q->source_id) > MSG_MAX_ID_LEN) {
+            return err_set(-EINVAL, "LogStatus: source_id is longer than %u bytes",
+                           MSG_MAX_ID_LEN);
+        }
+        reallog_source_status(&ms->log, q->source_id, &r.source_seq, &r.source_transitions);
+    }
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+static const rpc_method ms_methods[] = {
+    {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, ms_on_append,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.ModelServer/AppendRealStream", &twig__v1__transition_batch__descriptor,
+     ms_on_append_stream, RPC_KIND_CLIENT_STREAM, RPC_RUN_ON_CQ},
+    {"/twig.v1.ModelServer/FetchReal", &twig__v1__fetch_real_request__descriptor, ms_on_fetch,
+     RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
+    {"/twig.v1.ModelServer/LogStatus", &twig__v1__log_status_request__descriptor, ms_on_status,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+};
+
+/* ---- lifetime ---- */
+
+static void ms_on_signal(uv_signal_t *h, int signum)
+{
+    modelserver_t *ms = h->data;
+    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    modelserver_shutdown(ms);
+}
+
+/* write the port to path atomically (tmp + rename): readers see all of it or nothing */
+static int ms_write_port_file(const char *path, int port)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        return err_set(-ENAMETOOLONG, "port file path is too long");
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
+    }
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0) {
+        return err_set(-EIO, "write %s failed", tmp);
+    }
+    if (rename(tmp, path) < 0) {
+        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
+{
+    memset(ms, 0, sizeof *ms);
+    ms->cfg = *cfg;
+    if (ms->cfg.grace_ms <= 0) {
+        ms->cfg.grace_ms = MODELSERVER_GRACE_MS;
+    }
+    pthread_mutex_init(&ms->wake_mu, NULL);
+    int rc = uv_loop_init(&ms->loop);
+    if (rc < 0) {
+        return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
+    }
+    ms->loop_ready = 1;
+
+    reallog_opts o = reallog_opts_default(cfg->data_dir);
+    o.env_id = cfg->env_id;
+    o.sync = cfg->sync;
+    if (cfg->segment_bytes) {
+        o.segment_bytes = cfg->segment_bytes;
+    }
+    if ((rc = reallog_open(&ms->log, &o)) < 0) {
+        return rc;
+    }
+    ms->log_open = 1;
+
+    uv_async_init(&ms->loop, &ms->wake, ms_on_wake);
+    ms->wake.data = ms;
+    ms->wake_open = 1;
+    reallog_set_notify(&ms->log, ms_on_log_end, ms);
+    uv_signal_init(&ms->loop, &ms->sig_term);
+    uv_signal_init(&ms->loop, &ms->sig_int);
+    ms->sig_term.data = ms;
+    ms->sig_int.data = ms;
+    uv_signal_start(&ms->sig_term, ms_on_signal, SIGTERM);
+    uv_signal_start(&ms->sig_int, ms_on_signal, SIGINT);
+
+    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &ms->loop, .app = ms};
+    if ((rc = rpc_server_init(&ms->srv, &sc, ms_methods,
+                              sizeof ms_methods / sizeof ms_methods[0])) < 0) {
+        ms->srv = NULL;
+        return rc;
+    }
+    if ((rc = rpc_server_start(ms->srv)) < 0) {
+        return rc;
+    }
+    ms->port = rpc_server_port(ms->srv);
+    if (cfg->port_file && (rc = ms_write_port_file(cfg->port_file, ms->port)) < 0) {
+        return rc;
+    }
+    reallog_status st;
+    reallog_get_status(&ms->log, &st);
+    log_info("event=started listen=%s port=%d data_dir=%s fsync=%s end_offset=%" PRIu64
+             " sources=%u segments=%u env_id=%s",
+             cfg->listen, ms->port, cfg->data_dir, reallog_sync_name(cfg->sync), st.end_offset,
+             st.sources, st.segments, st.env_id[0] ? st.env_id : "-");
+    return 0;
+}
+
+static void ms_close_quiet(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+void modelserver_shutdown(modelserver_t *ms)
+{
+    if (ms->shutting_down) {
+        return;
+    }
+    ms->shutting_down = 1;
+    log_info("event=shutdown_begin grace_ms=%d parked_fetches=%u", ms->cfg.grace_ms,
+             atomic_load(&ms->n_waiters));
+    if (ms->srv) {
+        rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
+    }
+    /* parked long polls: answer now */
+    while (ms->waiters) {
+        ms_waiter *w = ms->waiters;
+        ms_reply_fetch(ms, w->call, w->from, w->max_count,
+                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+        ms_waiter_drop(ms, w);
+    }
+    ms_close_quiet((uv_handle_t *)&ms->sig_term);
+    ms_close_quiet((uv_handle_t *)&ms->sig_int);
+    pthread_mutex_lock(&ms->wake_mu);
+    ms->wake_open = 0;
+    pthread_mutex_unlock(&ms->wake_mu);
+    ms_close_quiet((uv_handle_t *)&ms->wake);
+}
+
+int modelserver_run(modelserver_t *ms)
+{
+    uv_run(&ms->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+void modelserver_free(modelserver_t *ms)
+{
+    if (ms->loop_ready && !ms->shutting_down && ms->log_open) {
+        /* a failed init: close what was opened, let the loop finish the closes */
+        modelserver_shutdown(ms);
+        if (!ms->srv) {
+            uv_run(&ms->loop, UV_RUN_DEFAULT);
+        }
+    }
+    if (ms->srv) {
+        rpc_server_free(ms->srv);   /* waits for the CQ thread */
+        ms->srv = NULL;
+    }
+    if (ms->loop_ready) {
+        uv_run(&ms->loop, UV_RUN_DEFAULT);   /* pending close callbacks */
+    }
+    if (ms->log_open) {
+        reallog_status st;
+        reallog_get_status(&ms->log, &st);
+        reallog_close(&ms->log);
+        log_info("event=log_closed end_offset=%" PRIu64 " segments=%u", st.end_offset,
+                 st.segments);
+    }
+    reallog_rows_free(&ms->rows);
+    if (ms->loop_ready) {
+        int rc = uv_loop_close(&ms->loop);
+        if (rc < 0) {
+            log_warn("event=loop_close_failed err=%s", uv_strerror(rc));
+        }
+    }
+    pthread_mutex_destroy(&ms->wake_mu);
+    memset(ms, 0, sizeof *ms);
+}

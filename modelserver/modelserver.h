@@ -1,0 +1,86 @@
+/* modelserver.h - twig-modelserver: owns the run's durable log of real transitions and
+ * serves it over gRPC (service twig.v1.ModelServer, see proto/twig.proto).
+ *
+ *   AppendReal        one batch; answered once durable (reallog's sync policy) with its offsets;
+ *                     idempotent on (source_id, seq)
+ *   AppendRealStream  client stream of batches; one reply with an ack per message once all
+ *                     are durable
+ *   FetchReal         transitions from from_offset on; wait_ms > 0 long-polls at the end
+ *   LogStatus         end offset, sources, env id, dims
+ *   grpc.health.v1.Health/Check (by the rpc layer)
+ *
+ * Threads: the libuv loop on the caller's thread (signals, FetchReal and its long polls), the
+ * rpc layer's completion-queue thread (AppendReal*, LogStatus: validation and queueing, never
+ * blocking on the disk) and the log's appender thread (writes, syncs, sends append replies).
+ *
+ *     modelserver_t ms;
+ *     rc = modelserver_init(&ms, &cfg);    // opens the log, binds, starts serving
+ *     rc = modelserver_run(&ms);           // until SIGTERM/SIGINT, then a clean shutdown
+ *     modelserver_free(&ms);
+ */
+#ifndef TWIG_MODELSERVER_H
+#define TWIG_MODELSERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/reallog.h"
+#include "common/rpc.h"
+
+#define MODELSERVER_SERVICE "twig.v1.ModelServer"
+#define MODELSERVER_FETCH_DEFAULT 4096u   /* FetchReal rows when max_count is 0 */
+#define MODELSERVER_FETCH_MAX 65536u      /* and at most this many */
+#define MODELSERVER_WAIT_MAX_MS 60000u    /* longest FetchReal long poll */
+#define MODELSERVER_GRACE_MS 2000         /* shutdown: calls in flight get this long */
+#define MODELSERVER_ROOM_WAIT_MS 5000     /* a stream waits this long for room in the log queue */
+
+typedef struct modelserver_cfg {
+    const char *listen;       /* "HOST:PORT" (port 0: any free one); borrowed */
+    const char *data_dir;     /* borrowed */
+    const char *env_id;       /* NULL: the first batch fixes it; borrowed */
+    const char *port_file;    /* NULL or a file that gets the bound port; borrowed */
+    reallog_sync sync;
+    uint64_t segment_bytes;
+    int grace_ms;
+} modelserver_cfg;
+
+struct ms_waiter;
+
+typedef struct modelserver {
+    modelserver_cfg cfg;
+    uv_loop_t loop;
+    reallog_t log;
+    rpc_server_t *srv;
+    int port;
+
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_async_t wake;                 /* the log's end moved: answer long polls */
+    pthread_mutex_t wake_mu;         /* guards wake_open against the appender's notify */
+    int wake_open;
+    int shutting_down;               /* loop thread */
+    int loop_ready;
+    int log_open;
+
+    struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
+    atomic_uint n_waiters;           /* their number, for LogStatus (any thread) */
+    reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
+} modelserver_t;
+
+/* open the log in cfg->data_dir, bind cfg->listen, start serving, write the port file.
+ * 0 or a negative code with err_msg() (bad config, log corrupt or in use, port taken). */
+int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg);
+
+/* run the loop until SIGTERM or SIGINT has shut the server down cleanly: stop accepting,
+ * let calls in flight finish (grace_ms), drain the log's queue. 0 on a clean exit. */
+int modelserver_run(modelserver_t *ms);
+
+/* begin the shutdown from the loop thread (what the signals do) */
+void modelserver_shutdown(modelserver_t *ms);
+
+/* release everything; safe after a failed init */
+void modelserver_free(modelserver_t *ms);
+
+#endif

@@ -1,0 +1,155 @@
+/* config: defaults, YAML sections, overrides, validation messages, dump round trip */
+#include <criterion/criterion.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+typedef struct run_cfg {
+    char env[64];
+    uint64_t seed;
+} run_cfg;
+
+typedef struct learner_cfg {
+    int batch_size;
+    float lr_actor;
+    double tau;
+    bool strict;
+    int mode;
+} learner_cfg;
+
+static const char *const modes[] = {"strict", "async", NULL};
+
+static const config_opt run_opts[] = {
+    {"env", CFG_STRING, offsetof(run_cfg, env), "Pendulum-v1", 1, 63, "env id", NULL},
+    {"seed", CFG_U64, offsetof(run_cfg, seed), "1", 0, 1e15, "run seed", NULL},
+};
+
+static const config_opt learner_opts[] = {
+    {"batch_size", CFG_INT, offsetof(learner_cfg, batch_size), "256", 1, 65536, "minibatch",
+     NULL},
+    {"lr_actor", CFG_FLOAT, offsetof(learner_cfg, lr_actor), "3e-4", 0, 1, "actor lr", NULL},
+    {"tau", CFG_DOUBLE, offsetof(learner_cfg, tau), "0.005", 0, 1, "polyak", NULL},
+    {"strict", CFG_BOOL, offsetof(learner_cfg, strict), "true", 0, 1, "wait for data", NULL},
+    {"mode", CFG_ENUM, offsetof(learner_cfg, mode), "strict", 0, 0, "rate limiting", modes},
+};
+
+static run_cfg rc;
+static learner_cfg lc;
+static config_table tables[2];
+static const char *const sections[] = {"learner", "actor", NULL};
+
+static void setup(void)
+{
+    memset(&rc, 0, sizeof rc);
+    memset(&lc, 0, sizeof lc);
+    tables[0] = (config_table){NULL, run_opts, 2, &rc};
+    tables[1] = (config_table){"learner", learner_opts, 5, &lc};
+    cr_assert_eq(config_set_defaults(tables, 2), 0, "%s", err_msg());
+}
+
+static int load(const char *yaml)
+{
+    return config_load_string(tables, 2, yaml, strlen(yaml), "test.yaml", sections);
+}
+
+Test(config, defaults_are_applied, .init = setup)
+{
+    cr_expect_str_eq(rc.env, "Pendulum-v1");
+    cr_expect_eq(rc.seed, 1);
+    cr_expect_eq(lc.batch_size, 256);
+    cr_expect_float_eq(lc.lr_actor, 3e-4f, 1e-9f);
+    cr_expect(lc.strict);
+    cr_expect_eq(lc.mode, 0);
+}
+
+Test(config, yaml_sets_top_level_and_own_section_and_skips_other_known_sections, .init = setup)
+{
+    int r = load("env: Hopper-v4\nseed: 7\nlearner:\n  batch_size: 128\n  mode: async\n"
+                 "actor:\n  anything: 3\n  nested: [1, 2]\n");
+    cr_assert_eq(r, 0, "%s", err_msg());
+    cr_expect_str_eq(rc.env, "Hopper-v4");
+    cr_expect_eq(rc.seed, 7);
+    cr_expect_eq(lc.batch_size, 128);
+    cr_expect_eq(lc.mode, 1);
+}
+
+Test(config, unknown_key_is_an_error_naming_key_and_line, .init = setup)
+{
+    int r = load("env: Hopper-v4\nlearner:\n  batch_sise: 128\n");
+    cr_expect_eq(r, -ENOENT);
+    cr_expect(strstr(err_msg(), "learner.batch_sise") != NULL, "%s", err_msg());
+    cr_expect(strstr(err_msg(), "test.yaml:3") != NULL, "%s", err_msg());
+    cr_expect_eq(lc.batch_size, 256);
+}
+
+Test(config, unknown_section_is_an_error, .init = setup)
+{
+    int r = load("lerner:\n  batch_size: 1\n");
+    cr_expect_eq(r, -ENOENT);
+    cr_expect(strstr(err_msg(), "lerner") != NULL, "%s", err_msg());
+}
+
+Test(config, bad_values_name_the_key, .init = setup)
+{
+    const char *bad[] = {"learner:\n  batch_size: 0\n", "learner:\n  batch_size: 1.5\n",
+                         "learner:\n  batch_size: lots\n", "learner:\n  lr_actor: nan\n",
+                         "learner:\n  strict: maybe\n", "learner:\n  mode: fast\n",
+                         "seed: -1\n", "env: [a, b]\n", "learner: 3\n", "- a\n- b\n",
+                         "env: \"unterminated\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setup();
+        int r = load(bad[i]);
+        cr_expect_lt(r, 0, "accepted: %s", bad[i]);
+        cr_expect_neq(err_msg()[0], '\0', "no message for: %s", bad[i]);
+    }
+    setup();
+    load("learner:\n  batch_size: 0\n");
+    cr_expect(strstr(err_msg(), "learner.batch_size") != NULL, "%s", err_msg());
+    cr_expect(strstr(err_msg(), "out of range") != NULL, "%s", err_msg());
+}
+
+Test(config, set_assignment_overrides_and_rejects_garbage, .init = setup)
+{
+    cr_expect_eq(config_set_assignment(tables, 2, "learner.tau=0.01"), 0, "%s", err_msg());
+    cr_expect(lc.tau == 0.01);
+    cr_expect_eq(config_set_assignment(tables, 2, "seed=42"), 0);
+    cr_expect_eq(rc.seed, 42);
+    cr_expect_eq(config_set_assignment(tables, 2, "noequals"), -EINVAL);
+    cr_expect_eq(config_set_assignment(tables, 2, "=3"), -EINVAL);
+    cr_expect_eq(config_set_assignment(tables, 2, "tau=0.1"), -ENOENT);
+    cr_expect_eq(config_set_assignment(tables, 2, "learner.nope=1"), -ENOENT);
+}
+
+Test(config, written_yaml_loads_back_to_the_same_values, .init = setup)
+{
+    config_set_assignment(tables, 2, "env=yes");
+    config_set_assignment(tables, 2, "learner.lr_actor=0.00123");
+    config_set_assignment(tables, 2, "learner.mode=async");
+    config_set_assignment(tables, 2, "learner.strict=false");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_write_yaml(f, tables, 2);
+    fclose(f);
+    run_cfg rc0 = rc;
+    learner_cfg lc0 = lc;
+    setup();
+    int r = config_load_string(tables, 2, buf, len, "dump", sections);
+    cr_assert_eq(r, 0, "%s\n%s", err_msg(), buf);
+    cr_expect_str_eq(rc.env, rc0.env);
+    cr_expect_eq(lc.lr_actor, lc0.lr_actor);
+    cr_expect_eq(lc.mode, lc0.mode);
+    cr_expect_eq(lc.strict, lc0.strict);
+    free(buf);
+}
+
+Test(config, missing_file_names_the_path, .init = setup)
+{
+    int r = config_load_file(tables, 2, "/nonexistent/twig.yaml", sections);
+    cr_expect_eq(r, -ENOENT);
+    cr_expect(strstr(err_msg(), "/nonexistent/twig.yaml") != NULL);
+}

@@ -1,0 +1,673 @@
+/* tests of common/reallog (the durable real-transition log) and the batch checks in msg.c */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/reallog.h"
+#include "fixture.h"
+
+#define ENV "Pendulum-v1"
+#define O 3
+#define A 1
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = fx_tmpdir();
+}
+
+static void teardown(void)
+{
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(reallog, .init = setup, .fini = teardown, .timeout = 60);
+
+static reallog_opts opts(void)
+{
+    reallog_opts o = reallog_opts_default(dir);
+    return o;
+}
+
+static void open_ok(reallog_t *lg, const reallog_opts *o)
+{
+    int rc = reallog_open(lg, o);
+    cr_assert_eq(rc, 0, "open: %s %s", err_name(rc), err_msg());
+}
+
+/* append batch (src, seq) of count rows; returns the ack */
+static reallog_ack append_ok(reallog_t *lg, int src, uint64_t seq, uint32_t count)
+{
+    fx_batch b;
+    fx_batch_make(&b, ENV, src, seq, count, O, A);
+    reallog_ack ack = {0};
+    int rc = reallog_append(lg, &ack, &b.v);
+    cr_assert_eq(rc, 0, "append: %s %s", err_name(rc), err_msg());
+    fx_batch_free(&b);
+    return ack;
+}
+
+/* every row of [from, from + n) comes from the batch the table says, bit for bit */
+typedef struct expect_row {
+    int src;
+    uint64_t seq;
+    uint32_t row;
+} expect_row;
+
+static void expect_rows(reallog_t *lg, const expect_row *want, uint64_t from, uint64_t n,
+                        uint32_t chunk)
+{
+    reallog_rows_t rows;
+    reallog_rows_init(&rows, chunk, O, A);
+    uint64_t at = from;
+    while (at < from + n) {
+        int rc = reallog_fetch(lg, &rows, at, chunk);
+        cr_assert_eq(rc, 0, "fetch: %s", err_msg());
+        cr_assert_gt(rows.count, 0);
+        cr_assert_eq(rows.first_offset, at);
+        for (uint32_t r = 0; r < rows.count && at + r < from + n; r++) {
+            const expect_row *e = &want[at + r];
+            cr_assert(fx_row_matches(rows.obs + r * O, rows.act + r * A, rows.reward + r,
+                                     rows.next_obs + r * O, rows.terminated + r,
+                                     rows.truncated + r, O, A, e->src, e->seq, e->row),
+                      "row at offset %llu differs", (unsigned long long)(at + r));
+        }
+        at += rows.count;
+    }
+    reallog_rows_free(&rows);
+}
+
+static int count_segments(void)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        n += len > 4 && strcmp(e->d_name + len - 4, ".seg") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static char *seg_path(uint64_t first)
+{
+    char *p = xmalloc(4096);
+    snprintf(p, 4096, "%s/%020llu.seg", dir, (unsigned long long)first);
+    return p;
+}
+
+static off_t file_size(const char *p)
+{
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    return st.st_size;
+}
+
+Test(reallog, append_then_fetch_is_bit_exact_across_records)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    expect_row want[200];
+    uint64_t end = 0;
+    uint32_t counts[] = {1, 7, 64, 3, 50, 20};
+    for (int k = 0; k < 6; k++) {
+        reallog_ack ack = append_ok(&lg, 1, (uint64_t)k + 1, counts[k]);
+        cr_expect_eq(ack.first_offset, end);
+        cr_expect_eq(ack.count, counts[k]);
+        cr_expect_eq(ack.duplicate, 0);
+        for (uint32_t i = 0; i < counts[k]; i++) {
+            want[end + i] = (expect_row){1, (uint64_t)k + 1, i};
+        }
+        end += counts[k];
+    }
+    cr_expect_eq(reallog_end(&lg), end);
+    /* windows that start and end inside records */
+    expect_rows(&lg, want, 0, end, 1000);
+    expect_rows(&lg, want, 5, end - 5, 13);
+    expect_rows(&lg, want, 71, 30, 4);
+    /* at the end: zero rows; past it: ERANGE */
+    reallog_rows_t rows;
+    reallog_rows_init(&rows, 8, O, A);
+    cr_expect_eq(reallog_fetch(&lg, &rows, end, 8), 0);
+    cr_expect_eq(rows.count, 0);
+    cr_expect_eq(reallog_fetch(&lg, &rows, end + 1, 8), -ERANGE);
+    /* max_count below the capacity is honoured */
+    cr_expect_eq(reallog_fetch(&lg, &rows, 0, 2), 0);
+    cr_expect_eq(rows.count, 2);
+    reallog_rows_free(&rows);
+    reallog_close(&lg);
+
+    /* the same after a restart */
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), end);
+    expect_rows(&lg, want, 0, end, 17);
+    reallog_status st;
+    reallog_get_status(&lg, &st);
+    cr_expect_str_eq(st.env_id, ENV);
+    cr_expect_eq(st.obs_dim, O);
+    cr_expect_eq(st.act_dim, A);
+    cr_expect_eq(st.sources, 1);
+    reallog_close(&lg);
+}
+
+Test(reallog, retried_batch_gets_original_offsets_also_after_reopen)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    reallog_ack a1 = append_ok(&lg, 1, 10, 5);
+    reallog_ack b1 = append_ok(&lg, 2, 10, 4);   /* same seq, other source: new */
+    reallog_ack a2 = append_ok(&lg, 1, 11, 6);
+    reallog_ack again = append_ok(&lg, 1, 10, 5);
+    cr_expect_eq(again.duplicate, 1);
+    cr_expect_eq(again.first_offset, a1.first_offset);
+    cr_expect_eq(again.count, 5);
+    cr_expect_eq(b1.first_offset, 5);
+    cr_expect_eq(a2.first_offset, 9);
+    cr_expect_eq(reallog_end(&lg), 15);
+    reallog_close(&lg);
+
+    open_ok(&lg, &o);
+    reallog_ack r = append_ok(&lg, 1, 11, 6);
+    cr_expect_eq(r.duplicate, 1);
+    cr_expect_eq(r.first_offset, 9);
+    r = append_ok(&lg, 2, 10, 4);
+    cr_expect_eq(r.duplicate, 1);
+    cr_expect_eq(r.first_offset, 5);
+    cr_expect_eq(reallog_end(&lg), 15);
+    /* new seqs continue after the old end */
+    r = append_ok(&lg, 1, 12, 2);
+    cr_expect_eq(r.duplicate, 0);
+    cr_expect_eq(r.first_offset, 15);
+    /* a seq below the last that is not remembered: refused, nothing stored */
+    fx_batch b;
+    fx_batch_make(&b, ENV, 1, 3, 2, O, A);
+    reallog_ack ack;
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "seq 3") != NULL, "%s", err_msg());
+    fx_batch_free(&b);
+    /* a retry with a different count is refused */
+    fx_batch_make(&b, ENV, 1, 12, 3, O, A);
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    fx_batch_free(&b);
+    cr_expect_eq(reallog_end(&lg), 17);
+    reallog_close(&lg);
+}
+
+Test(reallog, every_stored_seq_dedups_however_old_and_gaps_cannot_be_filled)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.sync = REALLOG_SYNC_NONE;
+    open_ok(&lg, &o);
+    /* seqs 1, 3, 5, ... 3999 (gaps allowed), interleaved with a second source */
+    int n = 2000;
+    for (int k = 0; k < n; k++) {
+        append_ok(&lg, 1, 2 * (uint64_t)k + 1, 1);
+        append_ok(&lg, 2, (uint64_t)k + 1, 1);
+    }
+    reallog_close(&lg);
+    open_ok(&lg, &o);
+    /* the oldest, a middle and the newest come back with their original offsets */
+    uint64_t seqs[] = {1, 1001, 3999};
+    for (int i = 0; i < 3; i++) {
+        reallog_ack r = append_ok(&lg, 1, seqs[i], 1);
+        cr_expect_eq(r.duplicate, 1);
+        cr_expect_eq(r.first_offset, (seqs[i] - 1));   /* k = (seq-1)/2 at offset 2k */
+    }
+    reallog_ack r = append_ok(&lg, 2, 7, 1);
+    cr_expect_eq(r.duplicate, 1);
+    cr_expect_eq(r.first_offset, 13);
+    /* a gap filled late is refused: it would break the per-source order */
+    fx_batch b;
+    fx_batch_make(&b, ENV, 1, 2, 1, O, A);
+    reallog_ack ack;
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "seq 2 of source 'actor-1' was never stored") != NULL, "%s",
+              err_msg());
+    fx_batch_free(&b);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)2 * n);
+    reallog_close(&lg);
+}
+
+Test(reallog, schema_is_fixed_by_first_batch_and_persisted)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    append_ok(&lg, 1, 1, 2);
+    fx_batch b;
+    reallog_ack ack;
+    fx_batch_make(&b, "Hopper-v4", 1, 2, 2, O, A);
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "env_id") != NULL, "%s", err_msg());
+    fx_batch_free(&b);
+    fx_batch_make(&b, ENV, 1, 2, 2, O + 1, A);
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "obs_dim") != NULL, "%s", err_msg());
+    fx_batch_free(&b);
+    reallog_close(&lg);
+
+    o.env_id = "Hopper-v4";
+    cr_expect_eq(reallog_open(&lg, &o), TWIG_EMISMATCH);
+    cr_expect(strstr(err_msg(), "Pendulum-v1") != NULL, "%s", err_msg());
+    o.env_id = ENV;
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 2);
+    reallog_close(&lg);
+}
+
+Test(reallog, env_id_from_options_rejects_other_envs_before_any_data)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.env_id = "Hopper-v4";
+    open_ok(&lg, &o);
+    fx_batch b;
+    reallog_ack ack;
+    fx_batch_make(&b, ENV, 1, 1, 2, O, A);
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    fx_batch_free(&b);
+    cr_expect_eq(reallog_end(&lg), 0);
+    reallog_close(&lg);
+}
+
+Test(reallog, second_open_of_a_data_dir_is_refused)
+{
+    reallog_t a, b;
+    reallog_opts o = opts();
+    open_ok(&a, &o);
+    cr_expect_eq(reallog_open(&b, &o), -EBUSY);
+    cr_expect(strstr(err_msg(), "in use") != NULL);
+    reallog_close(&a);
+    open_ok(&b, &o);
+    reallog_close(&b);
+}
+
+/* append 5 batches of 4 rows, then close: 20 rows in segment 0 */
+static void five_batches(reallog_t *lg, const reallog_opts *o, expect_row *want)
+{
+    open_ok(lg, o);
+    for (int k = 0; k < 5; k++) {
+        append_ok(lg, 1, (uint64_t)k + 1, 4);
+        for (uint32_t i = 0; i < 4; i++) {
+            want[k * 4 + i] = (expect_row){1, (uint64_t)k + 1, i};
+        }
+    }
+    reallog_close(lg);
+}
+
+Test(reallog, torn_tail_is_truncated_at_open_and_never_served)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    expect_row want[40];
+    five_batches(&lg, &o, want);
+    char *p = seg_path(0);
+    off_t good = file_size(p);
+    off_t rec = good / 5;
+
+    /* a partial record: the first half of a copy of the last one */
+    int fd = open(p, O_RDWR);
+    char *buf = xmalloc((size_t)rec);
+    cr_assert_eq(pread(fd, buf, (size_t)rec, good - rec), rec);
+    cr_assert_eq(pwrite(fd, buf, (size_t)rec / 2, good), rec / 2);
+    close(fd);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 20);
+    cr_expect_eq(file_size(p), good);
+    expect_rows(&lg, want, 0, 20, 64);
+    /* appends continue where the good data ends */
+    reallog_ack ack = append_ok(&lg, 1, 6, 4);
+    cr_expect_eq(ack.first_offset, 20);
+    for (uint32_t i = 0; i < 4; i++) {
+        want[20 + i] = (expect_row){1, 6, i};
+    }
+    reallog_close(&lg);
+
+    /* zeros at the end (a file extended without its data) */
+    good = file_size(p);
+    fd = open(p, O_RDWR);
+    memset(buf, 0, (size_t)rec);
+    cr_assert_eq(pwrite(fd, buf, (size_t)rec, good), rec);
+    close(fd);
+    /* a whole record with one flipped bit at the end */
+    fd = open(p, O_RDWR);
+    cr_assert_eq(pread(fd, buf, (size_t)rec, good - rec), rec);
+    close(fd);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 24);
+    cr_expect_eq(file_size(p), good);
+    reallog_close(&lg);
+    buf[rec - 9] ^= 0x10;
+    fd = open(p, O_RDWR);
+    cr_assert_eq(pwrite(fd, buf, (size_t)rec, good), rec);
+    close(fd);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 24);
+    cr_expect_eq(file_size(p), good);
+    expect_rows(&lg, want, 0, 24, 7);
+    reallog_close(&lg);
+    free(buf);
+    free(p);
+}
+
+Test(reallog, corruption_before_valid_records_refuses_to_open)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    expect_row want[20];
+    five_batches(&lg, &o, want);
+    char *p = seg_path(0);
+    off_t rec = file_size(p) / 5;
+    /* flip one bit of a float in the second record */
+    int fd = open(p, O_RDWR);
+    unsigned char c;
+    off_t at = rec + 100;
+    cr_assert_eq(pread(fd, &c, 1, at), 1);
+    c ^= 0x01;
+    cr_assert_eq(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+    off_t before = file_size(p);
+    int rc = reallog_open(&lg, &o);
+    cr_expect_eq(rc, TWIG_ECORRUPT);
+    char want_msg[128];
+    snprintf(want_msg, sizeof want_msg, "00000000000000000000.seg: bad record at byte %lld",
+             (long long)rec);
+    cr_expect(strstr(err_msg(), want_msg) != NULL, "%s", err_msg());
+    cr_expect(strstr(err_msg(), "CRC") != NULL, "%s", err_msg());
+    /* nothing was truncated */
+    cr_expect_eq(file_size(p), before);
+    free(p);
+}
+
+Test(reallog, segments_roll_and_reopen_reads_across_them)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.segment_bytes = 4096;
+    o.sync = REALLOG_SYNC_GROUP;
+    open_ok(&lg, &o);
+    static expect_row want[4000];
+    uint64_t end = 0;
+    for (int k = 0; k < 100; k++) {
+        uint32_t c = 1 + (uint32_t)(k % 30);
+        reallog_ack ack = append_ok(&lg, 3, (uint64_t)k + 1, c);
+        cr_assert_eq(ack.first_offset, end);
+        for (uint32_t i = 0; i < c; i++) {
+            want[end + i] = (expect_row){3, (uint64_t)k + 1, i};
+        }
+        end += c;
+    }
+    reallog_status st;
+    reallog_get_status(&lg, &st);
+    cr_expect_gt(st.segments, 10);
+    cr_expect_eq(count_segments(), (int)st.segments);
+    expect_rows(&lg, want, 0, end, 333);
+    reallog_close(&lg);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), end);
+    expect_rows(&lg, want, 0, end, 97);
+    /* corruption in a segment that is not the last one is never a torn tail */
+    reallog_close(&lg);
+    char *p = seg_path(0);
+    off_t sz = file_size(p);
+    cr_assert_eq(truncate(p, sz - 3), 0);
+    cr_expect_eq(reallog_open(&lg, &o), TWIG_ECORRUPT);
+    cr_expect(strstr(err_msg(), "00000000000000000000.seg") != NULL, "%s", err_msg());
+    free(p);
+}
+
+/* several threads appending at once; each checks its own acks */
+typedef struct appender_arg {
+    reallog_t *lg;
+    int src;
+    int n;
+    uint32_t count;
+    uint64_t *firsts;   /* (n) */
+} appender_arg;
+
+static void *appender_thread(void *p)
+{
+    appender_arg *a = p;
+    for (int k = 0; k < a->n; k++) {
+        fx_batch b;
+        fx_batch_make(&b, ENV, a->src, (uint64_t)k + 1, a->count, O, A);
+        reallog_ack ack = {0};
+        if (reallog_append(a->lg, &ack, &b.v) != 0 || ack.count != a->count) {
+            a->firsts[k] = UINT64_MAX;
+        } else {
+            a->firsts[k] = ack.first_offset;
+        }
+        fx_batch_free(&b);
+    }
+    return NULL;
+}
+
+static void concurrent_appends(reallog_sync sync)
+{
+    enum { T = 4, N = 150, C = 5 };
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.sync = sync;
+    o.segment_bytes = 64 << 10;
+    open_ok(&lg, &o);
+    pthread_t th[T];
+    appender_arg args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (appender_arg){&lg, t + 1, N, C, xcalloc(N, sizeof(uint64_t))};
+        pthread_create(&th[t], NULL, appender_thread, &args[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+    }
+    /* acks partition [0, T*N*C) */
+    static expect_row want[T * N * C];
+    static int seen[T * N * C];
+    memset(seen, 0, sizeof seen);
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < N; k++) {
+            uint64_t f = args[t].firsts[k];
+            cr_assert_lt(f, (uint64_t)T * N * C);
+            for (uint32_t i = 0; i < C; i++) {
+                cr_assert_eq(seen[f + i], 0, "offset %llu acked twice", (unsigned long long)f);
+                seen[f + i] = 1;
+                want[f + i] = (expect_row){t + 1, (uint64_t)k + 1, i};
+            }
+        }
+    }
+    cr_expect_eq(reallog_end(&lg), (uint64_t)T * N * C);
+    expect_rows(&lg, want, 0, (uint64_t)T * N * C, 512);
+    reallog_close(&lg);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)T * N * C);
+    expect_rows(&lg, want, 0, (uint64_t)T * N * C, 1000);
+    reallog_status st;
+    reallog_get_status(&lg, &st);
+    cr_expect_eq(st.sources, T);
+    reallog_close(&lg);
+    for (int t = 0; t < T; t++) {
+        free(args[t].firsts);
+    }
+}
+
+Test(reallog, group_commit_with_concurrent_appenders)
+{
+    concurrent_appends(REALLOG_SYNC_GROUP);
+}
+
+Test(reallog, fsync_per_batch_with_concurrent_appenders)
+{
+    concurrent_appends(REALLOG_SYNC_BATCH);
+}
+
+Test(reallog, no_sync_with_concurrent_appenders)
+{
+    concurrent_appends(REALLOG_SYNC_NONE);
+}
+
+/* the notify hook reports each new end */
+static void on_end(void *arg, uint64_t end)
+{
+    *(uint64_t *)arg = end;
+}
+
+Test(reallog, notify_reports_the_new_end)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    uint64_t seen = 0;
+    reallog_set_notify(&lg, on_end, &seen);
+    append_ok(&lg, 1, 1, 3);
+    append_ok(&lg, 1, 2, 4);
+    reallog_close(&lg);
+    cr_expect_eq(seen, 7);
+}
+
+Test(reallog, sync_policy_names_parse)
+{
+    reallog_sync s;
+    cr_expect_eq(reallog_sync_parse("group", &s), 0);
+    cr_expect_eq(s, REALLOG_SYNC_GROUP);
+    cr_expect_eq(reallog_sync_parse("sometimes", &s), -EINVAL);
+    cr_expect(strstr(err_msg(), "sometimes") != NULL);
+}
+
+/* ---- msg_batch_check ---- */
+
+static Twig__V1__TransitionBatch *msg_of(fx_batch *b)
+{
+    Twig__V1__TransitionBatch *m = xmalloc(sizeof *m);
+    msg_batch_from_view(m, &b->v);
+    return m;
+}
+
+static void expect_invalid(Twig__V1__TransitionBatch *m, const char *field)
+{
+    cr_expect_eq(msg_batch_check(m, MSG_BATCH_MAX_COUNT), -EINVAL);
+    cr_expect(strstr(err_msg(), field) != NULL, "'%s' not in '%s'", field, err_msg());
+}
+
+Test(msg, batch_check_names_the_bad_field)
+{
+    fx_batch b;
+    fx_batch_make(&b, ENV, 1, 1, 4, O, A);
+    Twig__V1__TransitionBatch *m = msg_of(&b);
+    cr_expect_eq(msg_batch_check(m, MSG_BATCH_MAX_COUNT), 0);
+
+    float keep = b.reward[2];
+    b.reward[2] = NAN;
+    expect_invalid(m, "reward[2] is NaN");
+    b.reward[2] = keep;
+    keep = b.next_obs[1 * O + 2];
+    b.next_obs[1 * O + 2] = -INFINITY;
+    expect_invalid(m, "next_obs[1][2] is Inf");
+    b.next_obs[1 * O + 2] = keep;
+    cr_expect_eq(msg_batch_check(m, MSG_BATCH_MAX_COUNT), 0);
+
+    m->n_act = 3;
+    expect_invalid(m, "act has 3 elements");
+    m->n_act = 4;
+    m->obs_dim = 0;
+    expect_invalid(m, "obs_dim is 0");
+    m->obs_dim = O;
+    m->count = 5;
+    expect_invalid(m, "obs has 12 elements");
+    m->count = 4;
+    m->n_truncated = 0;
+    expect_invalid(m, "truncated");
+    m->n_truncated = 4;
+    m->source_id = (char *)"";
+    expect_invalid(m, "source_id is empty");
+    m->source_id = b.source_id;
+    m->env_id = (char *)"";
+    expect_invalid(m, "env_id is empty");
+    m->env_id = b.env_id;
+    m->count = 0;
+    expect_invalid(m, "count is 0");
+    m->count = 4;
+    cr_expect_eq(msg_batch_check(m, 2), -EINVAL);
+    m->model_version = 3;
+    expect_invalid(m, "model_version");
+    m->model_version = 0;
+    cr_expect_eq(msg_batch_check(m, MSG_BATCH_MAX_COUNT), 0);
+
+    /* round trip through the wire format keeps every number */
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    uint8_t *buf = xmalloc(n);
+    protobuf_c_message_pack(&m->base, buf);
+    Twig__V1__TransitionBatch *u = twig__v1__transition_batch__unpack(NULL, n, buf);
+    cr_assert_not_null(u);
+    cr_expect_eq(msg_batch_check(u, MSG_BATCH_MAX_COUNT), 0);
+    tbatch_t v;
+    msg_batch_view(&v, u);
+    for (uint32_t i = 0; i < 4; i++) {
+        cr_expect(fx_row_matches(v.obs + i * O, v.act + i * A, v.reward + i,
+                                 v.next_obs + i * O, v.terminated + i, v.truncated + i, O, A,
+                                 1, 1, i));
+    }
+    twig__v1__transition_batch__free_unpacked(u, NULL);
+    free(buf);
+    free(m);
+    fx_batch_free(&b);
+}
+
+/* async appends counted by their callbacks */
+typedef struct counter {
+    pthread_mutex_t mu;
+    int done;
+    int failed;
+} counter;
+
+static void count_done(void *arg, int rc, const reallog_ack *ack, const char *text)
+{
+    counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    c->failed += rc < 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+Test(reallog, full_queue_refuses_appends_and_wait_room_waits_for_the_disk)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.max_queue_bytes = 4096;   /* about six of these records */
+    open_ok(&lg, &o);
+    enum { N = 200 };
+    static fx_batch b[N];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    int queued = 0, full = 0;
+    for (int k = 0; k < N; k++) {
+        fx_batch_make(&b[k], ENV, 1, (uint64_t)k + 1, 4, O, A);
+        int rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        if (rc == TWIG_EFULL) {
+            full++;
+            /* flow control: wait, then it fits */
+            cr_assert_eq(reallog_wait_room(&lg, reallog_batch_bytes(&b[k].v), 10000), 0);
+            rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        }
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        queued++;
+    }
+    reallog_close(&lg);   /* drains the queue */
+    cr_expect_gt(full, 0, "the queue never filled");
+    cr_expect_eq(c.done, queued);
+    cr_expect_eq(c.failed, 0);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)N * 4);
+    reallog_close(&lg);
+    for (int k = 0; k < N; k++) {
+        fx_batch_free(&b[k]);
+    }
+}
