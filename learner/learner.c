@@ -521,7 +521,23 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
         }
         return 0;
     }
-    int rc = msg_batch_check(m, (uint32_t)l->cfg.fetch_max);
+    /* a fetched range spans sources, so it carries none: check the rest */
+    uint64_t c = m->count;
+    if (c > (uint64_t)l->cfg.fetch_max) {
+        return err_set(-EINVAL, "count is %u, asked for at most %d", m->count, l->cfg.fetch_max);
+    }
+    if (m->n_obs != c * m->obs_dim || m->n_next_obs != c * m->obs_dim ||
+        m->n_act != c * m->act_dim || m->n_reward != c || m->n_terminated != c) {
+        return err_set(-EINVAL, "array lengths do not match count %u x dims %ux%u", m->count,
+                       m->obs_dim, m->act_dim);
+    }
+    tbatch_t v;
+    msg_batch_view(&v, m);
+    v.source_id = "fetch";
+    if (!v.truncated) {
+        v.truncated = m->terminated;   /* not used here */
+    }
+    int rc = msg_tbatch_check(&v, (uint32_t)l->cfg.fetch_max);
     if (rc < 0) {
         return rc;
     }
