@@ -66,12 +66,13 @@ $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = next(l["gflops"] for l in lines if l["bench"] == "sgemm_peak")
-rate = {}
+rate, best = {}, {}
 for l in lines:
     if l.get("bench") != "sac_update":
         continue
     r = l.get("per_s", l.get("updates_per_s_median"))
     rate.setdefault(l["config"], []).append(r)
+    best[l["config"]] = max(best.get(l["config"], 0), l["max"])
 med = {k: statistics.median(v) for k, v in rate.items()}
 mflop = 581.57
 for k in sorted(med):
@@ -86,6 +87,9 @@ summary = {
     "ratio_vs_best_torch": round(best_twig / best_torch, 3),
     "ratio_same_kernels_installed": round(med["twig_installed"] / med["torch_installed"], 3),
     "twig_share_of_peak": round(best_twig * mflop / 1e3 / peak, 3),
+    # the fastest repetition of each: less sensitive to other load on a shared machine
+    "ratio_of_fastest_reps": round(max(best["twig_installed"], best["twig_avx512"])
+                                   / max(best["torch_installed"], best["torch_tuned"]), 3),
     "target_ratio": 1.5, "target_share_of_peak": 0.70,
 }
 print(json.dumps(summary))

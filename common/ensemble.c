@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/nn_gemm.h"
+#include "common/nn_math.h"
 
 #define ENSEMBLE_MAX_LV_INIT 0.5f      /* MBPO bnn.py: max_logvar starts at 0.5 */
 #define ENSEMBLE_MIN_LV_INIT -10.0f    /* and min_logvar at -10 */
@@ -148,11 +149,32 @@ static ensemble_tensor *table_add(ensemble_t *e, const char *name, float *data, 
     return t;
 }
 
+/* floats of the parameter block and of the stats block for a valid cfg, without allocating:
+ * loaders compare these with what they were given before they allocate anything */
+static size_t count_params(const ensemble_cfg *cfg)
+{
+    const size_t E = (size_t)cfg->n_members, H = (size_t)cfg->n_hidden;
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    size_t n = E * (I * H + H);                                 /* input layer */
+    n += E * (H * H + H) * (size_t)(cfg->n_layers - 1);         /* hidden to hidden */
+    n += E * (H * 2 * J + 2 * J);                               /* output layer */
+    return n + 2 * J;                                           /* bounds */
+}
+
+static size_t count_stats(const ensemble_cfg *cfg)
+{
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    return 2 * I + 2 * J + (size_t)cfg->n_members;
+}
+
 /* sizes, the tensor table and the pointers into the blocks; allocates the blocks */
 static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
 {
     memset(e, 0, sizeof *e);
     e->cfg = *cfg;
+    e->gemm = nn_gemm;
     const int E = cfg->n_members;
     e->n_in = cfg->n_obs + cfg->n_act;
     e->n_out = cfg->n_obs + (cfg->learn_reward ? 1 : 0);
@@ -168,6 +190,7 @@ static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
         n += (size_t)E * e->sizes[k] * e->sizes[k + 1] + (size_t)E * e->sizes[k + 1];
     }
     n += 2 * (size_t)e->n_out;
+    TWIG_ASSERT(n == count_params(cfg));
     e->n_params = n;
     e->params = xmalloc_aligned(n * sizeof(float));
     memset(e->params, 0, n * sizeof(float));
@@ -287,21 +310,97 @@ void ensemble_copy(ensemble_t *dst, const ensemble_t *src)
 
 /* ---- the Gaussian NLL with soft log-variance bounds ------------------------------------ */
 
-/* softplus(x) and sigmoid(x) from one exp, stable for either sign */
-static inline float softplus_sigmoid(float x, float *sig)
+/* lanes [0, n) of p, the others zero; and the reverse (full lanes without a memcpy call) */
+static inline nn_v8f load_part(const float *p, int n)
 {
-    float t = expf(-fabsf(x));
-    *sig = x >= 0.0f ? 1.0f / (1.0f + t) : t / (1.0f + t);
-    return fmaxf(x, 0.0f) + log1pf(t);
+    if (n == 8) {
+        return nn_v8_load(p);
+    }
+    nn_v8f v = {0};
+    for (int k = 0; k < n; k++) {
+        v[k] = p[k];
+    }
+    return v;
 }
 
-/* lv = bounded(raw) and the partials dlv/draw, dlv/dmax, dlv/dmin */
-static inline float bound_logvar(float raw, float mx, float mn, float *d_raw, float *d_max,
-                                 float *d_min)
+static inline void store_part(float *p, nn_v8f v, int n)
 {
-    float su, sv;
-    float lv1 = mx - softplus_sigmoid(mx - raw, &su);
-    float lv = mn + softplus_sigmoid(lv1 - mn, &sv);
+    if (n == 8) {
+        nn_v8_store(p, v);
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        p[k] = v[k];
+    }
+}
+
+/* sin and cos of 2 pi u, u in [0, 1), 8 lanes: quadrant q = floor(4u), a = (4u - q) pi/2 in
+ * [0, pi/2), Taylor polynomials to degree 11 / 12 (truncation below 6e-8), then rotation by
+ * q quarter turns */
+static inline void sincos_2pi_v8(nn_v8f u, nn_v8f *sn, nn_v8f *cs)
+{
+    nn_v8f x = u * 4.0f;
+    nn_v8i q = __builtin_convertvector(x, nn_v8i) & 3; /* truncation: x >= 0 */
+    nn_v8f a = (x - __builtin_convertvector(q, nn_v8f)) * 1.57079632679489662f;
+    nn_v8f a2 = a * a;
+    nn_v8f s = a2 * (-1.0f / 39916800.0f) + 1.0f / 362880.0f;
+    s = s * a2 - 1.0f / 5040.0f;
+    s = s * a2 + 1.0f / 120.0f;
+    s = s * a2 - 1.0f / 6.0f;
+    s = (s * a2 + 1.0f) * a;
+    nn_v8f c = a2 * (1.0f / 479001600.0f) - 1.0f / 3628800.0f;
+    c = c * a2 + 1.0f / 40320.0f;
+    c = c * a2 - 1.0f / 720.0f;
+    c = c * a2 + 1.0f / 24.0f;
+    c = c * a2 - 0.5f;
+    c = c * a2 + 1.0f;
+    /* q = 1: (c, -s); q = 2: (-s, -c); q = 3: (-c, s) */
+    nn_v8i odd = (q & 1) != 0;
+    nn_v8f s1 = nn_v8_select(odd, c, s);
+    nn_v8f c1 = nn_v8_select(odd, -s, c);
+    nn_v8i half = (q & 2) != 0;
+    *sn = nn_v8_select(half, -s1, s1);
+    *cs = nn_v8_select(half, -c1, c1);
+}
+
+/* out[0..n) standard normals by Box-Muller on 8 lanes; each 64-bit draw of r gives the two
+ * 24-bit uniforms of one pair: u1 in (0, 1] (finite log), u2 in [0, 1) */
+static void fill_normal(rng_t *r, float *out, int n)
+{
+    for (int i = 0; i < n; i += 16) {
+        nn_v8i a, b;
+        for (int k = 0; k < 8; k++) {
+            uint64_t x = rng_next_u64(r);
+            a[k] = (int32_t)(x >> 40);
+            b[k] = (int32_t)((x >> 8) & 0xffffff);
+        }
+        nn_v8f u1 = (__builtin_convertvector(a, nn_v8f) + 1.0f) * 0x1.0p-24f;
+        nn_v8f u2 = __builtin_convertvector(b, nn_v8f) * 0x1.0p-24f;
+        nn_v8f t = -2.0f * nn_v8_logf(u1);
+        nn_v8f rad;
+        for (int k = 0; k < 8; k++) {
+            rad[k] = sqrtf(t[k] > 0.0f ? t[k] : 0.0f);
+        }
+        nn_v8f sn, cs;
+        sincos_2pi_v8(u2, &sn, &cs);
+        int left = n - i;
+        store_part(out + i, rad * cs, left < 8 ? left : 8);
+        if (left > 8) {
+            store_part(out + i + 8, rad * sn, left - 8 < 8 ? left - 8 : 8);
+        }
+    }
+}
+
+/* lv = bounded(raw), 8 lanes, and the partials dlv/draw, dlv/dmax, dlv/dmin:
+ *   lv1 = mx - softplus(mx - raw);  lv = mn + softplus(lv1 - mn)
+ *   dlv/draw = s(lv1 - mn) s(mx - raw), dlv/dmx = s(lv1 - mn)(1 - s(mx - raw)),
+ *   dlv/dmn = 1 - s(lv1 - mn) */
+static inline nn_v8f bound_logvar(nn_v8f raw, nn_v8f mx, nn_v8f mn, nn_v8f *d_raw,
+                                  nn_v8f *d_max, nn_v8f *d_min)
+{
+    nn_v8f su, sv;
+    nn_v8f lv1 = mx - nn_v8_softplus_sigmoid(mx - raw, &su);
+    nn_v8f lv = mn + nn_v8_softplus_sigmoid(lv1 - mn, &sv);
     *d_raw = sv * su;
     *d_max = sv * (1.0f - su);
     *d_min = 1.0f - sv;
@@ -311,27 +410,36 @@ static inline float bound_logvar(float raw, float mx, float mn, float *d_raw, fl
 float ensemble_nll(float *dout, float *dmax, float *dmin, const float *out, const float *y,
                    const float *max_lv, const float *min_lv, int B, int n_out)
 {
-    const float scale = 1.0f / ((float)B * (float)n_out);
+    const int J = n_out;
+    const float scale = 1.0f / ((float)B * (float)J);
+    const nn_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
     double loss = 0.0;
     for (int i = 0; i < B; i++) {
-        const float *o = out + (size_t)i * 2 * n_out;
-        const float *yi = y + (size_t)i * n_out;
-        float *d = dout ? dout + (size_t)i * 2 * n_out : NULL;
-        for (int j = 0; j < n_out; j++) {
-            float d_raw, d_max, d_min;
-            float lv = bound_logvar(o[n_out + j], max_lv[j], min_lv[j], &d_raw, &d_max, &d_min);
-            float inv = expf(-lv);
-            float diff = o[j] - yi[j];
-            float sq = diff * diff * inv;
-            loss += (double)(sq + lv);
-            if (d) {
+        const float *o = out + (size_t)i * 2 * J;
+        const float *yi = y + (size_t)i * J;
+        nn_v8f row = {0};
+        for (int j0 = 0; j0 < J; j0 += 8) {
+            int n = J - j0 < 8 ? J - j0 : 8;
+            nn_v8f d_raw, d_max, d_min;
+            nn_v8f lv = bound_logvar(load_part(o + J + j0, n), load_part(max_lv + j0, n),
+                                     load_part(min_lv + j0, n), &d_raw, &d_max, &d_min);
+            nn_v8f inv = nn_v8_expf(-lv);
+            nn_v8f diff = load_part(o + j0, n) - load_part(yi + j0, n);
+            nn_v8f sq = diff * diff * inv;
+            nn_v8f zero = {0};
+            row += nn_v8_select(lane < n, sq + lv, zero);
+            if (dout) {
                 /* d/dmu = 2 diff inv; d/dlv = 1 - diff^2 inv */
-                float g_lv = (1.0f - sq) * scale;
-                d[j] = 2.0f * diff * inv * scale;
-                d[n_out + j] = g_lv * d_raw;
-                dmax[j] += g_lv * d_max;
-                dmin[j] += g_lv * d_min;
+                float *d = dout + (size_t)i * 2 * J;
+                nn_v8f g_lv = (1.0f - sq) * scale;
+                store_part(d + j0, 2.0f * diff * inv * scale, n);
+                store_part(d + J + j0, g_lv * d_raw, n);
+                store_part(dmax + j0, load_part(dmax + j0, n) + g_lv * d_max, n);
+                store_part(dmin + j0, load_part(dmin + j0, n) + g_lv * d_min, n);
             }
+        }
+        for (int k = 0; k < 8; k++) {
+            loss += row[k];
         }
     }
     return (float)(loss * scale);
@@ -349,11 +457,11 @@ static void member_forward(const ensemble_t *e, ensemble_work_t *w, float *out, 
         const float *wk = e->w[k] + (size_t)m * ni * no;
         const float *bk = e->b[k] + (size_t)m * no;
         if (k == e->n_linear - 1) {
-            nn_gemm(out, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
+            e->gemm(out, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
             nn_bias_act_forward(out, out, bk, NN_ACT_NONE, n, no);
         } else {
             float *h = w->h[k & 1];
-            nn_gemm(w->z, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
+            e->gemm(w->z, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
             nn_bias_act_forward(h, w->z, bk, NN_ACT_SWISH, n, no);
             in = h;
         }
@@ -379,25 +487,29 @@ static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs,
     }
 }
 
-/* from a member's output row o(2 n_out) and normals eps(n_out): next_obs row and reward */
+/* from a member's output row o(2 n_out) and normals eps(n_out): next_obs row and reward.
+ * y = out_mu + out_sd (mu + sample * e^(lv/2) eps), written over eps as scratch */
 static inline void emit_row(const ensemble_t *e, float *next_obs, float *reward, const float *o,
-                            const float *eps, const float *obs, bool sample)
+                            float *eps, const float *obs, bool sample)
 {
     const int O = e->cfg.n_obs, J = e->n_out;
-    for (int j = 0; j < J; j++) {
-        float mu = o[j];
+    for (int j0 = 0; j0 < J; j0 += 8) {
+        int n = J - j0 < 8 ? J - j0 : 8;
+        nn_v8f mu = load_part(o + j0, n);
         if (sample) {
-            float d_raw, d_max, d_min;
-            float lv = bound_logvar(o[J + j], e->max_logvar[j], e->min_logvar[j], &d_raw, &d_max,
-                                    &d_min);
-            mu += expf(0.5f * lv) * eps[j];
+            nn_v8f d_raw, d_max, d_min;
+            nn_v8f lv = bound_logvar(load_part(o + J + j0, n), load_part(e->max_logvar + j0, n),
+                                     load_part(e->min_logvar + j0, n), &d_raw, &d_max, &d_min);
+            mu += nn_v8_expf(0.5f * lv) * load_part(eps + j0, n);
         }
-        float y = e->out_mu[j] + e->out_sd[j] * mu;
-        if (j < O) {
-            next_obs[j] = obs[j] + y;
-        } else if (reward) {
-            *reward = y;
-        }
+        store_part(eps + j0, load_part(e->out_mu + j0, n) + load_part(e->out_sd + j0, n) * mu,
+                   n);
+    }
+    for (int j = 0; j < O; j++) {
+        next_obs[j] = obs[j] + eps[j];
+    }
+    if (reward && J > O) {
+        *reward = eps[O];
     }
 }
 
@@ -478,7 +590,7 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
             }
         }
         if (sample) {
-            rng_fill_normal(rng, w->eps, n * J);
+            fill_normal(rng, w->eps, n * J);
         }
         for (int p = 0; p < n; p++) {
             int i = w->order[p];
@@ -502,7 +614,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
         for (int m = 0; m < E; m++) {
             member_forward(e, w, w->out, w->x, m, n);
             if (sample) {
-                rng_fill_normal(rng, w->eps, n * J);
+                fill_normal(rng, w->eps, n * J);
             }
             for (int i = 0; i < n; i++) {
                 size_t r = (size_t)s + i;
@@ -729,12 +841,12 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
     for (int k = 0; k < L; k++) {
         int ni = e->sizes[k];
         const float *wk = e->w[k] + (size_t)m * ni * H;
-        nn_gemm(t->z[k], in, wk, B, H, ni, false, false, 1.0f, 0.0f, ni, H, H);
+        e->gemm(t->z[k], in, wk, B, H, ni, false, false, 1.0f, 0.0f, ni, H, H);
         nn_bias_act_forward(t->h[k], t->z[k], e->b[k] + (size_t)m * H, NN_ACT_SWISH, B, H);
         in = t->h[k];
     }
     const float *wl = e->w[L] + (size_t)m * H * 2 * J;
-    nn_gemm(t->out, in, wl, B, 2 * J, H, false, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
+    e->gemm(t->out, in, wl, B, 2 * J, H, false, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
     nn_bias_act_forward(t->out, t->out, e->b[L] + (size_t)m * 2 * J, NN_ACT_NONE, B, 2 * J);
 
     /* loss and its gradient at the output */
@@ -744,10 +856,10 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
     /* backward: output layer */
     float *dwl = t->dw[L] + (size_t)m * H * 2 * J;
     float *dbl = t->db[L] + (size_t)m * 2 * J;
-    nn_gemm(dwl, t->h[L - 1], t->dout, H, 2 * J, B, true, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
+    e->gemm(dwl, t->h[L - 1], t->dout, H, 2 * J, B, true, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
     nn_act_bias_backward(t->dout, dbl, t->dout, NULL, NULL, NN_ACT_NONE, B, 2 * J);
     float *dh = t->dh[0];
-    nn_gemm(dh, t->dout, wl, B, H, 2 * J, false, true, 1.0f, 0.0f, 2 * J, 2 * J, H);
+    e->gemm(dh, t->dout, wl, B, H, 2 * J, false, true, 1.0f, 0.0f, 2 * J, 2 * J, H);
 
     /* hidden layers, last to first; dz overwrites dh in place */
     for (int k = L - 1; k >= 0; k--) {
@@ -756,11 +868,11 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
                              B, H);
         const float *xin = k == 0 ? x : t->h[k - 1];
         float *dwk = t->dw[k] + (size_t)m * ni * H;
-        nn_gemm(dwk, xin, dh, ni, H, B, true, false, 1.0f, 0.0f, ni, H, H);
+        e->gemm(dwk, xin, dh, ni, H, B, true, false, 1.0f, 0.0f, ni, H, H);
         if (k > 0) {
             float *dprev = dh == t->dh[0] ? t->dh[1] : t->dh[0];
             const float *wk = e->w[k] + (size_t)m * ni * H;
-            nn_gemm(dprev, dh, wk, B, ni, H, false, true, 1.0f, 0.0f, H, H, ni);
+            e->gemm(dprev, dh, wk, B, ni, H, false, true, 1.0f, 0.0f, H, H, ni);
             dh = dprev;
         }
     }
@@ -1128,16 +1240,17 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     if (rc < 0) {
         return rc;
     }
-    ensemble_alloc(e, &cfg);
     uint64_t np;
     memcpy(&np, p, 8);
     p += 8;
-    if (np != e->n_params || len != ensemble_image_size(e)) {
-        ensemble_free(e);
+    size_t want = IMAGE_HEADER_BYTES + (count_params(&cfg) + count_stats(&cfg)) * sizeof(float) +
+                  (size_t)cfg.n_elites * 4 + 4;
+    if (np != count_params(&cfg) || len != want) {
         return err_set(TWIG_ECORRUPT, "ensemble image size %zu or parameter count %llu does "
                                       "not match its dimensions",
                        len, (unsigned long long)np);
     }
+    ensemble_alloc(e, &cfg);
     memcpy(e->params, p, e->n_params * sizeof(float));
     p += e->n_params * sizeof(float);
     memcpy(e->stats, p, stats_count(e) * sizeof(float));
@@ -1422,6 +1535,12 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
     rc = ensemble_cfg_check(&cfg);
     if (rc < 0) {
         return rc;
+    }
+    /* params, stats, elites and dims are all in data: refuse before allocating for them */
+    size_t need = (count_params(&cfg) + count_stats(&cfg) + (size_t)cfg.n_elites + 3) * 4;
+    if (msg->data.len < need) {
+        return err_set(-EINVAL, "model blob data is %zu bytes, its dimensions need %zu",
+                       msg->data.len, need);
     }
     ensemble_alloc(e, &cfg);
     if (msg->n_tensors != (size_t)e->n_tensors) {

@@ -84,6 +84,7 @@ typedef struct ensemble_tensor {
 
 typedef struct ensemble {
     ensemble_cfg cfg;
+    nn_gemm_fn *gemm;                          /* nn_gemm; a check may swap in nn_gemm_naive */
     int n_in;                                  /* O + A */
     int n_out;                                 /* O + learn_reward */
     int n_linear;                              /* n_layers + 1 */

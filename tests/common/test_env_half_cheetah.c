@@ -93,3 +93,41 @@ Test(env_half_cheetah, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     envt_check_reset_noise(ID, 0.1);
 }
+
+/* joints as in env-specs.md 4.1: ranges (rad), stiffness, damping, armature */
+Test(env_half_cheetah, joints_match_the_spec_table, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    static const struct {
+        const char *name;
+        int limited;
+        double lo, hi, stiffness, damping, armature;
+    } j[] = {
+        {"rootx", 0, 0, 0, 0, 0, 0},           {"rootz", 0, 0, 0, 0, 0, 0},
+        {"rooty", 0, 0, 0, 0, 0, 0},           {"bthigh", 1, -0.52, 1.05, 240, 6, 0.1},
+        {"bshin", 1, -0.785, 0.785, 180, 4.5, 0.1}, {"bfoot", 1, -0.4, 0.785, 120, 3, 0.1},
+        {"fthigh", 1, -1, 0.7, 180, 4.5, 0.1}, {"fshin", 1, -1.2, 0.87, 120, 3, 0.1},
+        {"ffoot", 1, -0.5, 0.5, 60, 1.5, 0.1},
+    };
+    cr_assert_eq(m->njnt, 9);
+    for (int i = 0; i < 9; i++) {
+        int id = mj_name2id(m, mjOBJ_JOINT, j[i].name);
+        cr_assert_eq(id, i, "%s is joint %d", j[i].name, id);
+        int dof = m->jnt_dofadr[id];
+        cr_expect_eq(m->jnt_limited[id], j[i].limited, "%s", j[i].name);
+        if (j[i].limited) {
+            cr_expect_float_eq(m->jnt_range[2 * id], j[i].lo, 1e-12, "%s", j[i].name);
+            cr_expect_float_eq(m->jnt_range[2 * id + 1], j[i].hi, 1e-12, "%s", j[i].name);
+        }
+        cr_expect_float_eq(m->jnt_stiffness[id], j[i].stiffness, 1e-12, "%s", j[i].name);
+        cr_expect_float_eq(m->dof_damping[dof], j[i].damping, 1e-12, "%s", j[i].name);
+        cr_expect_float_eq(m->dof_armature[dof], j[i].armature, 1e-12, "%s", j[i].name);
+    }
+    /* contacts: body geoms collide only with the floor (conaffinity 0), friction 0.4 */
+    int torso = mj_name2id(m, mjOBJ_GEOM, "torso");
+    cr_expect_eq(m->geom_conaffinity[torso], 0);
+    cr_expect_float_eq(m->geom_friction[3 * torso], 0.4, 1e-12);
+    cr_expect_eq(m->opt.timestep, 0.01);
+    env_free(e);
+}

@@ -114,3 +114,59 @@ Test(env_hopper, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     envt_check_reset_noise(ID, 5e-3);
 }
+
+/* the time limit applies to Hopper like any env: with a limit of 100 the zero-action fall
+ * (terminal at 141) is cut at 100, truncated and not terminated */
+Test(env_hopper, time_limit_truncates_before_the_fall, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    e->spec.max_episode_steps = 100;
+    cr_assert_eq(env_set_reset_noise_scale(e, 0.0), 0);
+    float obs[11], act[3] = {0};
+    env_reset(e, 0, obs);
+    env_step_result r = {.next_obs = obs};
+    int n = 0;
+    for (int t = 0; t < 1000; t++) {
+        cr_assert_eq(env_step(e, act, &r), 0);
+        n++;
+        if (r.terminated || r.truncated) {
+            break;
+        }
+    }
+    cr_expect_eq(n, 100);
+    cr_expect(r.truncated);
+    cr_expect_not(r.terminated);
+    env_free(e);
+}
+
+/* joints as in env-specs.md 4.2 (degrees in the spec, radians compiled) */
+Test(env_hopper, joints_match_the_spec_table, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    const double deg = M_PI / 180.0;
+    static const char *names[] = {"rootx", "rootz", "rooty", "thigh_joint", "leg_joint",
+                                  "foot_joint"};
+    const double lo[] = {0, 0, 0, -150 * deg, -150 * deg, -45 * deg};
+    const double hi[] = {0, 0, 0, 0, 0, 45 * deg};
+    cr_assert_eq(m->njnt, 6);
+    for (int i = 0; i < 6; i++) {
+        int id = mj_name2id(m, mjOBJ_JOINT, names[i]);
+        cr_assert_eq(id, i, "%s is joint %d", names[i], id);
+        int dof = m->jnt_dofadr[id];
+        bool root = i < 3;
+        cr_expect_eq(m->jnt_limited[id], !root, "%s", names[i]);
+        if (!root) {
+            cr_expect_float_eq(m->jnt_range[2 * id], lo[i], 1e-12, "%s", names[i]);
+            cr_expect_float_eq(m->jnt_range[2 * id + 1], hi[i], 1e-12, "%s", names[i]);
+        }
+        cr_expect_float_eq(m->dof_damping[dof], root ? 0.0 : 1.0, 1e-12, "%s", names[i]);
+        cr_expect_float_eq(m->dof_armature[dof], root ? 0.0 : 1.0, 1e-12, "%s", names[i]);
+        cr_expect_eq(m->jnt_stiffness[id], 0.0);
+    }
+    int floor = mj_name2id(m, mjOBJ_GEOM, "floor");
+    cr_expect_eq(m->geom_condim[floor], 3);
+    cr_expect_float_eq(m->geom_margin[mj_name2id(m, mjOBJ_GEOM, "thigh_geom")], 0.001, 1e-12);
+    cr_expect_eq(m->opt.timestep, 0.002);
+    env_free(e);
+}

@@ -66,3 +66,28 @@ Test(env_inverted_pendulum, bad_actions_and_reset_noise, .timeout = 60)
     envt_check_bad_actions(ID);
     envt_check_reset_noise(ID, 0.01);
 }
+
+/* a PD controller on (x, angle, x', angle') keeps the pole up: truncated at exactly 1000 */
+Test(env_inverted_pendulum, balanced_pole_is_truncated_at_1000, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    float obs[4], act[1];
+    env_reset(e, 1, obs);
+    env_step_result r = {.next_obs = obs};
+    int n = 0;
+    double ret = 0;
+    for (int t = 0; t < 2000; t++) {
+        act[0] = 0.5f * obs[0] + 5.0f * obs[1] + 0.5f * obs[2] + 0.5f * obs[3];
+        cr_assert_eq(env_step(e, act, &r), 0);
+        n++;
+        ret += r.reward;
+        cr_assert_not(r.terminated, "fell at step %d", n);
+        if (r.truncated) {
+            break;
+        }
+    }
+    cr_expect_eq(n, 1000);
+    cr_expect_float_eq(ret, 1000.0, 1e-9);
+    cr_expect_eq(env_step(e, act, &r), -EINVAL);
+    env_free(e);
+}

@@ -70,9 +70,8 @@ static double log1m_tanh2(double u)
 }
 
 /* the actor loss in double */
-static double ref_actor_loss(const sac_t *s, const double *pa, const double *p0,
-                             const double *p1, const float *obs, const float *eps, double alpha,
-                             double *logp_out)
+static double ref_actor_loss(const sac_t *s, const double *pa, const double *p0, const double *p1,
+                             const float *obs, const float *eps, double alpha, double *logp_out)
 {
     double o[B * O], out[B * 2 * A], x[B * (O + A)], q1[B], q2[B], logp[B];
     for (int i = 0; i < B * O; i++) {
@@ -204,8 +203,9 @@ static void check_actor(float ls_bias)
     mlp_zero_grad(&s.q[1]);
     mlp_zero_grad(&s.actor);
     float loss = sac_actor_loss(&s, b.obs, eps, alpha, B, true);
-    actor_ctx c = {&s, nn_ref_params(&s.actor), nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]),
-                   b.obs, eps, alpha};
+    actor_ctx c = {
+        &s,   nn_ref_params(&s.actor), nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]), b.obs, eps,
+        alpha};
     double logp[B];
     double want = ref_actor_loss(&s, c.pa, c.p0, c.p1, b.obs, eps, alpha, logp);
     cr_expect(fabs(loss - want) < 1e-5 * (1 + fabs(want)), "loss %f vs %f", loss, want);
@@ -249,14 +249,14 @@ Test(sac, alpha_loss_gradient_matches_finite_differences)
     float l0 = sac_alpha_loss(&s, logp, B, &g);
     // -log_alpha * mean(logp + target_entropy): mean(logp) = 0.25, target -2
     cr_expect(fabsf(l0 - (-0.4f * (0.25f - 2.0f))) < 1e-6f, "loss %f", l0);
-    const float h = 1e-2f;   // the loss is linear in log_alpha: any step is exact
+    const float h = 1e-2f; // the loss is linear in log_alpha: any step is exact
     float gd;
     s.log_alpha = 0.4f + h;
     float lp = sac_alpha_loss(&s, logp, B, &gd);
     s.log_alpha = 0.4f - h;
     float lm = sac_alpha_loss(&s, logp, B, &gd);
-    cr_expect(fabsf((lp - lm) / (2 * h) - g) < 1e-4f, "numeric %f analytic %f",
-              (lp - lm) / (2 * h), g);
+    cr_expect(fabsf((lp - lm) / (2 * h) - g) < 1e-4f, "numeric %f analytic %f", (lp - lm) / (2 * h),
+              g);
     cr_expect(fabsf(g - 1.75f) < 1e-6f, "grad %f", g);
     sac_free(&s);
 }
@@ -267,8 +267,8 @@ Test(sac, stable_log_prob_matches_the_direct_formula)
     enum { N = 33 };
     float pi_out[N * 2], eps[N], u[N], a[N], logp[N];
     for (int i = 0; i < N; i++) {
-        pi_out[2 * i] = -8.0f + 0.5f * (float)i;   // mu
-        pi_out[2 * i + 1] = -1.0f;                  // log std
+        pi_out[2 * i] = -8.0f + 0.5f * (float)i; // mu
+        pi_out[2 * i + 1] = -1.0f;               // log std
         eps[i] = 0.1f;
     }
     sac_squash_forward(u, a, logp, pi_out, eps, N, 1);
@@ -293,7 +293,7 @@ Test(sac, termination_cuts_the_bootstrap_and_nothing_else)
     rng_t rng;
     rng_seed(&rng, 7);
     replay_batch b;
-    random_batch(&b, &rng);   // row 1 terminated
+    random_batch(&b, &rng); // row 1 terminated
     float eps[B * A], y[B];
     rng_fill_normal(&rng, eps, B * A);
     const float alpha = 0.5f;
@@ -381,14 +381,65 @@ Test(sac, blas_and_naive_gemm_updates_agree)
         sac_update(&s1, &b);
         sac_update(&s2, &b);
         cr_expect(fabsf(s1.stats.q_loss - s2.stats.q_loss) < 1e-4f * (1 + fabsf(s2.stats.q_loss)));
-        cr_expect(fabsf(s1.stats.pi_loss - s2.stats.pi_loss)
-                  < 1e-4f * (1 + fabsf(s2.stats.pi_loss)));
+        cr_expect(fabsf(s1.stats.pi_loss - s2.stats.pi_loss) <
+                  1e-4f * (1 + fabsf(s2.stats.pi_loss)));
     }
     cr_expect(fabsf(s1.log_alpha - s2.log_alpha) < 1e-6f);
     cr_expect_eq(s1.n_updates, 5);
     // alpha moved: each step is about lr in size
     cr_expect(fabsf(s1.log_alpha) > 1e-4f && fabsf(s1.log_alpha) < 5 * 3e-4f * 1.01f, "%f",
               s1.log_alpha);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s1);
+    sac_free(&s2);
+}
+
+Test(sac, one_update_is_target_critic_actor_alpha_polyak_in_that_order)
+{
+    sac_t s1, s2;
+    small_sac(&s1, 20);
+    small_sac(&s2, 20);
+    rng_t rng;
+    rng_seed(&rng, 21);
+    replay_t rb;
+    fill_replay(&rb, &rng, 64);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, B, O, A), 0);
+    for (int u = 0; u < 3; u++) {
+        replay_sample_batch(&b, &rb, &rng, B);
+        sac_update(&s1, &b);
+        // the same, spelled out with the public pieces
+        float eps[B * A], y[B], g;
+        const float alpha = expf(s2.log_alpha);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        sac_target(&s2, y, &b, eps, alpha);
+        mlp_zero_grad(&s2.q[0]);
+        mlp_zero_grad(&s2.q[1]);
+        float ql = sac_critic_loss(&s2, &b, y, true);
+        mlp_adam_step(&s2.q[0], &s2.adam_critic);
+        mlp_adam_step(&s2.q[1], &s2.adam_critic);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        mlp_zero_grad(&s2.actor);
+        float pl = sac_actor_loss(&s2, b.obs, eps, alpha, B, true);
+        mlp_adam_step(&s2.actor, &s2.adam_actor);
+        sac_alpha_loss(&s2, s2.logp, B, &g);
+        nn_adam_step(&s2.adam_alpha, &s2.alpha_adam, &s2.log_alpha, &g, 1);
+        mlp_polyak(&s2.q_targ[0], &s2.q[0], s2.cfg.tau);
+        mlp_polyak(&s2.q_targ[1], &s2.q[1], s2.cfg.tau);
+        cr_expect_eq(ql, s1.stats.q_loss);
+        cr_expect_eq(pl, s1.stats.pi_loss);
+    }
+    mlp_t *n1[5] = {&s1.actor, &s1.q[0], &s1.q[1], &s1.q_targ[0], &s1.q_targ[1]};
+    mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
+    for (int k = 0; k < 5; k++) {
+        double d = 0;
+        for (size_t i = 0; i < n1[k]->n_params; i++) {
+            d = fmax(d, fabs((double)n1[k]->params[i] - n2[k]->params[i]));
+        }
+        cr_expect(d < 1e-6, "net %d differs by %g", k, d);
+    }
+    cr_expect(fabsf(s1.log_alpha - s2.log_alpha) < 1e-7f);
     replay_batch_free(&b);
     replay_free(&rb);
     sac_free(&s1);
@@ -404,7 +455,7 @@ Test(sac, repeated_updates_fit_the_critic_on_a_fixed_batch)
     rng_seed(&rng, 13);
     replay_batch b;
     random_batch(&b, &rng);
-    b.terminated[0] = b.terminated[1] = b.terminated[2] = b.terminated[3] = 1.0f;  // y = r
+    b.terminated[0] = b.terminated[1] = b.terminated[2] = b.terminated[3] = 1.0f; // y = r
     sac_update(&s, &b);
     float first = s.stats.q_loss;
     for (int u = 0; u < 300; u++) {
