@@ -62,6 +62,9 @@ const config_opt learner_opts[] = {
     {"synthetic_capacity", CFG_U64, L(synthetic_capacity), "0", 0, 2147483648.0,
      "synthetic FIFO size, fixed; 0: MBPO's pool (rollouts x k x retain_epochs, grows with k)",
      NULL},
+    {"synthetic_max_mb", CFG_INT, L(synthetic_max_mb), "4096", 1, 1 << 20,
+     "cap of the default synthetic FIFO's memory (MiB); an explicit synthetic_capacity is "
+     "not capped", NULL},
     {"fetch_max", CFG_INT, L(fetch_max), "4096", 1, 65536,
      "real transitions asked per FetchReal call", NULL},
     {"fetch_wait_ms", CFG_INT, L(fetch_wait_ms), "500", 0, 60000,
@@ -114,8 +117,8 @@ pace_in learner_pace_in(const learner_t *l)
 /* the synthetic pool's size for the rollout length at the current real step (mu held) */
 static void learner_update_synth_limit(learner_t *l)
 {
-    if (l->cfg.synthetic_capacity) {
-        return;   /* fixed by the option */
+    if (l->cfg.synthetic_capacity || l->synth_capped) {
+        return;   /* fixed by the option, or by the memory cap */
     }
     int k = run_rollout_length(&l->run, l->real_offset);
     synth_set_limit(&l->synth, (size_t)run_synthetic_capacity(&l->run, k));
@@ -233,7 +236,8 @@ static void learner_state_image(bbuf_t *b, const learner_t *l)
     bbuf_put_u32(b, (uint32_t)l->run.hidden);
     bbuf_put_u64(b, l->updates);
     bbuf_put_u64(b, l->policy_version);
-    bbuf_put_u64(b, l->real_offset);
+    /* mid-refill the mirror is below the restored offset, which stays the one to resume */
+    bbuf_put_u64(b, l->real_offset > l->refill_until ? l->real_offset : l->refill_until);
     bbuf_put_u64(b, l->synthetic_samples);
     bbuf_put_u64(b, l->synthetic_pushes);
     bbuf_put_u64(b, l->model_version);
@@ -815,6 +819,14 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     uint64_t synth_cap = cap_capacity(cfg->synthetic_capacity
                                           ? cfg->synthetic_capacity
                                           : run_synthetic_capacity(run, run->k_max));
+    uint64_t row_bytes = sizeof(float) * (2 * (uint64_t)sp->n_obs + (uint64_t)sp->n_act + 2);
+    uint64_t max_rows = ((uint64_t)cfg->synthetic_max_mb << 20) / row_bytes;
+    if (!cfg->synthetic_capacity && synth_cap > max_rows) {
+        log_warn("event=synthetic_capped mbpo_pool=%" PRIu64 " capacity=%" PRIu64
+                 " synthetic_max_mb=%d", synth_cap, max_rows, cfg->synthetic_max_mb);
+        synth_cap = cap_capacity(max_rows);
+        l->synth_capped = true;
+    }
     if ((rc = replay_init(&l->real, (size_t)real_cap, sp->n_obs, sp->n_act)) < 0 ||
         (rc = synth_init(&l->synth, (size_t)synth_cap, sp->n_obs, sp->n_act)) < 0) {
         return rc;

@@ -63,6 +63,7 @@ typedef struct learner_cfg {
     float gamma, tau;
     uint64_t real_capacity;                     /* 0: the run's real_steps */
     uint64_t synthetic_capacity;                /* 0: MBPO's pool at k_max */
+    int synthetic_max_mb;                       /* memory cap of that default */
     int fetch_max;                              /* FetchReal rows per call */
     int fetch_wait_ms;                          /* FetchReal long poll */
     int threads;                                /* OpenBLAS threads of the training thread */
@@ -90,6 +91,7 @@ typedef struct learner {
     policy_t units;                  /* action unit conversion only (read-only after init) */
     uint64_t learn_start;            /* = run.init_steps */
     bool quota_on;                   /* strict, rollouts_per_step > 0, n_rollout > 0 */
+    bool synth_capped;               /* the FIFO is smaller than MBPO's pool (memory cap) */
 
     /* loop thread */
     uv_loop_t loop;

@@ -45,10 +45,12 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     int rc = learner_check_push(l, m);
     if (rc < 0) {
         pthread_mutex_lock(&l->mu);
-        l->push_rejected++;
+        uint64_t n = ++l->push_rejected;
         pthread_mutex_unlock(&l->mu);
-        log_warn("event=push_rejected source_id=%.64s detail=\"%s\"",
-                 m->source_id ? m->source_id : "", err_msg());
+        if (n <= 10 || (n & (n - 1)) == 0) {   /* a flood of garbage: the 1st..10th, 16th, ... */
+            log_warn("event=push_rejected count=%" PRIu64 " source_id=%.64s detail=\"%s\"", n,
+                     m->source_id ? m->source_id : "", err_msg());
+        }
         return rc;
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;

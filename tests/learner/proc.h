@@ -128,18 +128,24 @@ static void proc_wait_serving(proc *p)
     cr_assert_eq(rpc_wait_serving(p->addr, 20000), 0, "not serving: %s", err_msg());
 }
 
-static void start_modelserver(proc *p, const char *name)
+/* a model server on data dir tmp/<name>, listening on listen ("127.0.0.1:0": any port) */
+static void start_modelserver_at(proc *p, const char *name, const char *listen)
 {
     char data_dir[512];
     snprintf(data_dir, sizeof data_dir, "%s/%s", tmp, name);
     snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
     snprintf(p->log_file, sizeof p->log_file, "%s/%s.log", tmp, name);
     unlink(p->port_file);
-    const char *argv[] = {MS_BIN, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+    const char *argv[] = {MS_BIN, "--listen", listen, "--data-dir", data_dir,
                           "--port-file", p->port_file, "--env-id", ENV, "--fsync", "none",
                           "--log-level", "warn", NULL};
     p->pid = proc_spawn(argv, p->log_file);
     proc_wait_serving(p);
+}
+
+static inline void start_modelserver(proc *p, const char *name)
+{
+    start_modelserver_at(p, name, "127.0.0.1:0");
 }
 
 /* the learner with small nets; sets: extra "--set" assignments (NULL-terminated).
