@@ -258,11 +258,10 @@ int ckpt_commit(const char *dir, uint64_t id)
     char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX];
     int rc;
     if ((rc = tmp_path(tmp, sizeof tmp, dir, id)) < 0 ||
-        (rc = ckpt_path(final, sizeof final, dir, id, NULL)) < 0 ||
-        (rc = fsync_path(tmp)) < 0) {
+        (rc = ckpt_path(final, sizeof final, dir, id, NULL)) < 0 || (rc = fsync_path(tmp)) < 0) {
         return rc;
     }
-    remove_tree(final);   /* an older checkpoint of the same id (e.g. a final one) */
+    remove_tree(final); /* an older checkpoint of the same id (e.g. a final one) */
     if (rename(tmp, final) != 0) {
         return err_set(-errno, "rename %s -> %s: %s", tmp, final, strerror(errno));
     }

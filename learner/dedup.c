@@ -43,7 +43,7 @@ int dedup_check(const dedup_t *d, const char *id, uint64_t seq, uint64_t *ack)
         return 1;
     }
     if (seq <= s->max_seq && s->max_seq - seq >= DEDUP_WINDOW) {
-        return 1;   /* older than the window: assume seen, ack unknown */
+        return 1; /* older than the window: assume seen, ack unknown */
     }
     return 0;
 }
@@ -147,8 +147,7 @@ int dedup_image_read(dedup_t *d, const uint8_t *buf, size_t len, size_t *used)
         off += 4;
         if (idlen == 0 || idlen > MSG_MAX_ID_LEN ||
             len - off < idlen + 8 + (size_t)DEDUP_WINDOW * DEDUP_SLOT_BYTES) {
-            return err_set(TWIG_ECORRUPT, "dedup image: bad source %llu",
-                           (unsigned long long)i);
+            return err_set(TWIG_ECORRUPT, "dedup image: bad source %llu", (unsigned long long)i);
         }
         if (d->n == d->cap) {
             d->cap = d->cap ? 2 * d->cap : 8;

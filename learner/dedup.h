@@ -31,12 +31,12 @@ typedef struct dedup_slot {
 
 typedef struct dedup_source {
     char id[MSG_MAX_ID_LEN + 1];
-    uint64_t max_seq;                 /* highest seq recorded */
-    dedup_slot win[DEDUP_WINDOW];     /* indexed by seq % DEDUP_WINDOW */
+    uint64_t max_seq;             /* highest seq recorded */
+    dedup_slot win[DEDUP_WINDOW]; /* indexed by seq % DEDUP_WINDOW */
 } dedup_source;
 
 typedef struct dedup {
-    dedup_source *src;                /* (n) owned */
+    dedup_source *src; /* (n) owned */
     size_t n, cap;
     size_t max_sources;
 } dedup_t;

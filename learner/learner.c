@@ -24,9 +24,9 @@
 
 #define LEARNER_BACKOFF_MIN_MS 50
 #define LEARNER_BACKOFF_MAX_MS 2000
-#define LEARNER_FETCH_SLACK_MS 3000     /* FetchReal deadline beyond its long poll */
+#define LEARNER_FETCH_SLACK_MS 3000 /* FetchReal deadline beyond its long poll */
 #define LEARNER_MAX_CAPACITY ((uint64_t)1 << 31)
-#define LEARNER_STATE_MAGIC "TWIGLRN"   /* + NUL: 8 bytes */
+#define LEARNER_STATE_MAGIC "TWIGLRN" /* + NUL: 8 bytes */
 #define LEARNER_STATE_VERSION 1u
 #define LEARNER_SAC_FILE "sac.bin"
 #define LEARNER_STATE_FILE "state.bin"
@@ -47,8 +47,8 @@ const config_opt learner_opts[] = {
      "SAC updates between checkpoints; 0: none", NULL},
     {"keep_checkpoints", CFG_INT, L(keep_checkpoints), "3", 1, 1000,
      "checkpoints kept; older ones are removed", NULL},
-    {"final_checkpoint", CFG_BOOL, L(final_checkpoint), "true",
-     0, 1, "write a checkpoint on SIGTERM", NULL},
+    {"final_checkpoint", CFG_BOOL, L(final_checkpoint), "true", 0, 1,
+     "write a checkpoint on SIGTERM", NULL},
     {"policy_publish_every", CFG_INT, L(policy_publish_every), "100", 1, 1e9,
      "SAC updates between policy versions", NULL},
     {"batch_size", CFG_INT, L(batch_size), "256", 1, 65536, "SAC minibatch", NULL},
@@ -64,7 +64,8 @@ const config_opt learner_opts[] = {
      NULL},
     {"synthetic_max_mb", CFG_INT, L(synthetic_max_mb), "4096", 1, 1 << 20,
      "cap of the default synthetic FIFO's memory (MiB); an explicit synthetic_capacity is "
-     "not capped", NULL},
+     "not capped",
+     NULL},
     {"fetch_max", CFG_INT, L(fetch_max), "4096", 1, 65536,
      "real transitions asked per FetchReal call", NULL},
     {"fetch_wait_ms", CFG_INT, L(fetch_wait_ms), "500", 0, 60000,
@@ -74,8 +75,7 @@ const config_opt learner_opts[] = {
      "on SIGTERM, calls in flight get this long to finish", NULL},
     {"log_every", CFG_INT, L(log_every), "1000", 0, 1e9,
      "SAC updates between progress lines; 0: none", NULL},
-    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error",
-     level_names},
+    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error", level_names},
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
@@ -118,7 +118,7 @@ pace_in learner_pace_in(const learner_t *l)
 static void learner_update_synth_limit(learner_t *l)
 {
     if (l->cfg.synthetic_capacity || l->synth_capped) {
-        return;   /* fixed by the option, or by the memory cap */
+        return; /* fixed by the option, or by the memory cap */
     }
     int k = run_rollout_length(&l->run, l->real_offset);
     synth_set_limit(&l->synth, (size_t)run_synthetic_capacity(&l->run, k));
@@ -310,9 +310,11 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
     uint32_t n_obs = bbuf_get_u32(&b), n_act = bbuf_get_u32(&b), hidden = bbuf_get_u32(&b);
     if (b.bad || strcmp(env, l->run.env) != 0 || n_obs != (uint32_t)l->env->spec.n_obs ||
         n_act != (uint32_t)l->env->spec.n_act || hidden != (uint32_t)l->run.hidden) {
-        return err_set(TWIG_EMISMATCH, "made for env %s (%u obs, %u act, hidden %u), this run is "
-                       "%s (%d, %d, %d)", env, n_obs, n_act, hidden, l->run.env,
-                       l->env->spec.n_obs, l->env->spec.n_act, l->run.hidden);
+        return err_set(TWIG_EMISMATCH,
+                       "made for env %s (%u obs, %u act, hidden %u), this run is "
+                       "%s (%d, %d, %d)",
+                       env, n_obs, n_act, hidden, l->run.env, l->env->spec.n_obs,
+                       l->env->spec.n_act, l->run.hidden);
     }
     s->updates = bbuf_get_u64(&b);
     s->policy_version = bbuf_get_u64(&b);
@@ -433,8 +435,8 @@ static int learner_restore(learner_t *l)
         }
         free(data);
         if (rc < 0) {
-            log_error("event=checkpoint_bad id=%" PRIu64 " err=%s detail=\"%s\" action=%s",
-                      ids[i], err_name(rc), err_msg(), i > 0 ? "try_previous" : "start_fresh");
+            log_error("event=checkpoint_bad id=%" PRIu64 " err=%s detail=\"%s\" action=%s", ids[i],
+                      err_name(rc), err_msg(), i > 0 ? "try_previous" : "start_fresh");
             continue;
         }
         l->updates = st.updates;
@@ -520,8 +522,9 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
     const Twig__V1__TransitionBatch *m = r->batch;
     if (!m || m->count == 0 || r->empty_reason != TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE) {
         if (r->end_offset < off) {
-            return err_set(-EINVAL, "the log ends at %" PRIu64 ", before offset %" PRIu64
-                           " mirrored already", r->end_offset, off);
+            return err_set(
+                -EINVAL, "the log ends at %" PRIu64 ", before offset %" PRIu64 " mirrored already",
+                r->end_offset, off);
         }
         return 0;
     }
@@ -539,7 +542,7 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
     msg_batch_view(&v, m);
     v.source_id = "fetch";
     if (!v.truncated) {
-        v.truncated = m->terminated;   /* not used here */
+        v.truncated = m->terminated; /* not used here */
     }
     int rc = msg_tbatch_check(&v, (uint32_t)l->cfg.fetch_max);
     if (rc < 0) {
@@ -553,8 +556,8 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
                        sp->n_obs, sp->n_act);
     }
     if (r->first_offset != off) {
-        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64,
-                       r->first_offset, off);
+        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64, r->first_offset,
+                       off);
     }
     policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
     size_t O = (size_t)sp->n_obs, A = (size_t)sp->n_act;
@@ -565,8 +568,7 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
     }
     l->real_offset += m->count;
     learner_update_synth_limit(l);
-    bool refilled = l->refill_until && off < l->refill_until &&
-                    l->real_offset >= l->refill_until;
+    bool refilled = l->refill_until && off < l->refill_until && l->real_offset >= l->refill_until;
     pthread_cond_broadcast(&l->cv_train);
     uint64_t now_off = l->real_offset;
     pthread_mutex_unlock(&l->mu);
@@ -583,13 +585,12 @@ static void *learner_mirror_main(void *arg)
     rpc_client_t *cl = NULL;
     int rc = rpc_client_init(&cl, l->run.modelserver_addr, NULL);
     if (rc < 0) {
-        log_error("event=mirror_failed addr=%s detail=\"%s\"", l->run.modelserver_addr,
-                  err_msg());
+        log_error("event=mirror_failed addr=%s detail=\"%s\"", l->run.modelserver_addr, err_msg());
         return NULL;
     }
     float *unit = xmalloc(sizeof(float) * (size_t)l->cfg.fetch_max * (size_t)l->env->spec.n_act);
     int backoff = LEARNER_BACKOFF_MIN_MS;
-    int up = -1;   /* unknown, down, up: log each change once */
+    int up = -1; /* unknown, down, up: log each change once */
     for (;;) {
         pthread_mutex_lock(&l->mu);
         bool stop = l->stop;
@@ -668,7 +669,8 @@ static void *learner_train_main(void *arg)
         if (l->diverged || !pace_may_update(&in)) {
             if (!waiting) {
                 log_debug("event=train_wait updates=%" PRIu64 " real_steps=%" PRIu64
-                          " quota_done=%" PRIu64, in.updates, in.real_steps, in.quota_done);
+                          " quota_done=%" PRIu64,
+                          in.updates, in.real_steps, in.quota_done);
                 waiting = true;
             }
             pthread_cond_wait(&l->cv_train, &l->mu);
@@ -696,7 +698,8 @@ static void *learner_train_main(void *arg)
         if (!finite) {
             l->diverged = true;
             log_error("event=diverged updates=%" PRIu64 " q_loss=%g pi_loss=%g alpha=%g "
-                      "action=stop_training", l->updates, st.q_loss, st.pi_loss, st.alpha);
+                      "action=stop_training",
+                      l->updates, st.q_loss, st.pi_loss, st.alpha);
             continue;
         }
         l->updates++;
@@ -787,8 +790,8 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     l->learn_start = run->init_steps;
-    l->quota_on = run->pacing == RUN_PACING_STRICT && run->rollouts_per_step > 0 &&
-                  run->n_rollout > 0;
+    l->quota_on =
+        run->pacing == RUN_PACING_STRICT && run->rollouts_per_step > 0 && run->n_rollout > 0;
 
     if ((rc = env_make(&l->env, run->env)) < 0) {
         return rc;
@@ -814,16 +817,17 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     }
     rng_t root;
     rng_seed(&root, run->seed);
-    l->rng = rng_split(&root, 0x4c4541524e4552ull);   /* "LEARNER" */
+    l->rng = rng_split(&root, 0x4c4541524e4552ull); /* "LEARNER" */
     uint64_t real_cap = cap_capacity(cfg->real_capacity ? cfg->real_capacity : run->real_steps);
-    uint64_t synth_cap = cap_capacity(cfg->synthetic_capacity
-                                          ? cfg->synthetic_capacity
-                                          : run_synthetic_capacity(run, run->k_max));
+    uint64_t synth_cap =
+        cap_capacity(cfg->synthetic_capacity ? cfg->synthetic_capacity
+                                             : run_synthetic_capacity(run, run->k_max));
     uint64_t row_bytes = sizeof(float) * (2 * (uint64_t)sp->n_obs + (uint64_t)sp->n_act + 2);
     uint64_t max_rows = ((uint64_t)cfg->synthetic_max_mb << 20) / row_bytes;
     if (!cfg->synthetic_capacity && synth_cap > max_rows) {
         log_warn("event=synthetic_capped mbpo_pool=%" PRIu64 " capacity=%" PRIu64
-                 " synthetic_max_mb=%d", synth_cap, max_rows, cfg->synthetic_max_mb);
+                 " synthetic_max_mb=%d",
+                 synth_cap, max_rows, cfg->synthetic_max_mb);
         synth_cap = cap_capacity(max_rows);
         l->synth_capped = true;
     }
@@ -845,7 +849,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->log_end = 0;
     uint64_t watermark = learner_read_version_file(l);
     if (watermark > l->policy_version) {
-        l->policy_version = watermark;   /* versions published after the checkpoint */
+        l->policy_version = watermark; /* versions published after the checkpoint */
     }
     /* the first version: the loaded (or fresh) actor, so workers can roll out at once */
     if ((rc = learner_publish(l)) < 0) {

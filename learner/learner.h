@@ -44,32 +44,32 @@
 
 #define LEARNER_SERVICE "twig.v1.Learner"
 #define LEARNER_PATH_MAX 1023
-#define LEARNER_WAIT_MAX_MS 60000u      /* longest GetPolicy long poll */
-#define LEARNER_MAX_SOURCES 4096        /* distinct push / eval sources remembered */
-#define LEARNER_MAX_EVALS 1000000u      /* evaluations kept */
-#define LEARNER_EVALS_PER_REPLY 1000u   /* GetEvals answers at most this many at once */
+#define LEARNER_WAIT_MAX_MS 60000u    /* longest GetPolicy long poll */
+#define LEARNER_MAX_SOURCES 4096      /* distinct push / eval sources remembered */
+#define LEARNER_MAX_EVALS 1000000u    /* evaluations kept */
+#define LEARNER_EVALS_PER_REPLY 1000u /* GetEvals answers at most this many at once */
 
 /* the `learner` section of a run file */
 typedef struct learner_cfg {
-    char listen[RUN_ADDR_MAX + 1];              /* "": the run's learner_addr */
-    char port_file[LEARNER_PATH_MAX + 1];       /* "": none */
+    char listen[RUN_ADDR_MAX + 1];        /* "": the run's learner_addr */
+    char port_file[LEARNER_PATH_MAX + 1]; /* "": none */
     char checkpoint_dir[LEARNER_PATH_MAX + 1];
-    int checkpoint_every;                       /* updates; 0: never */
+    int checkpoint_every; /* updates; 0: never */
     int keep_checkpoints;
-    bool final_checkpoint;                      /* on SIGTERM */
-    int policy_publish_every;                   /* updates */
+    bool final_checkpoint;    /* on SIGTERM */
+    int policy_publish_every; /* updates */
     int batch_size;
     float lr_actor, lr_critic, lr_alpha;
     float gamma, tau;
-    uint64_t real_capacity;                     /* 0: the run's real_steps */
-    uint64_t synthetic_capacity;                /* 0: MBPO's pool at k_max */
-    int synthetic_max_mb;                       /* memory cap of that default */
-    int fetch_max;                              /* FetchReal rows per call */
-    int fetch_wait_ms;                          /* FetchReal long poll */
-    int threads;                                /* OpenBLAS threads of the training thread */
+    uint64_t real_capacity;      /* 0: the run's real_steps */
+    uint64_t synthetic_capacity; /* 0: MBPO's pool at k_max */
+    int synthetic_max_mb;        /* memory cap of that default */
+    int fetch_max;               /* FetchReal rows per call */
+    int fetch_wait_ms;           /* FetchReal long poll */
+    int threads;                 /* OpenBLAS threads of the training thread */
     int grace_ms;
-    int log_every;                              /* updates between progress lines; 0: never */
-    int log_level;                              /* log_level */
+    int log_every; /* updates between progress lines; 0: never */
+    int log_level; /* log_level */
 } learner_cfg;
 
 extern const config_opt learner_opts[];
@@ -87,20 +87,20 @@ struct learner_waiter;
 typedef struct learner {
     run_cfg run;
     learner_cfg cfg;
-    env_t *env;                      /* for the spec (bounds stay valid while it lives) */
-    policy_t units;                  /* action unit conversion only (read-only after init) */
-    uint64_t learn_start;            /* = run.init_steps */
-    bool quota_on;                   /* strict, rollouts_per_step > 0, n_rollout > 0 */
-    bool synth_capped;               /* the FIFO is smaller than MBPO's pool (memory cap) */
+    env_t *env;           /* for the spec (bounds stay valid while it lives) */
+    policy_t units;       /* action unit conversion only (read-only after init) */
+    uint64_t learn_start; /* = run.init_steps */
+    bool quota_on;        /* strict, rollouts_per_step > 0, n_rollout > 0 */
+    bool synth_capped;    /* the FIFO is smaller than MBPO's pool (memory cap) */
 
     /* loop thread */
     uv_loop_t loop;
     rpc_server_t *srv;
     int port;
     uv_signal_t sig_term, sig_int;
-    uv_async_t wake;                 /* a new policy is waiting in pending_blob */
-    struct learner_waiter *waiters;  /* parked GetPolicy calls */
-    nn_blob *blob;                   /* the policy served; loop thread only */
+    uv_async_t wake;                /* a new policy is waiting in pending_blob */
+    struct learner_waiter *waiters; /* parked GetPolicy calls */
+    nn_blob *blob;                  /* the policy served; loop thread only */
     int loop_ready, shutting_down;
     int exit_code;
 
@@ -110,31 +110,31 @@ typedef struct learner {
 
     /* guarded by mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv_train;         /* data, quota or stop for the training thread */
-    pthread_cond_t cv_stop;          /* the mirror's backoff sleeps */
+    pthread_cond_t cv_train; /* data, quota or stop for the training thread */
+    pthread_cond_t cv_stop;  /* the mirror's backoff sleeps */
     bool stop;
     int wake_open;
-    nn_blob *pending_blob;           /* published by the training thread, taken by the loop */
-    replay_t real;                   /* actions in [-1, 1] */
+    nn_blob *pending_blob; /* published by the training thread, taken by the loop */
+    replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
     dedup_t push_dedup, eval_dedup;
     learner_eval *evals;
     size_t n_evals, cap_evals;
-    uint64_t real_offset;            /* next log offset to mirror = real steps mirrored */
-    uint64_t refill_from;            /* first offset mirrored in this process */
-    uint64_t refill_until;           /* restored real offset (0 on a fresh start) */
+    uint64_t real_offset;  /* next log offset to mirror = real steps mirrored */
+    uint64_t refill_from;  /* first offset mirrored in this process */
+    uint64_t refill_until; /* restored real offset (0 on a fresh start) */
     uint64_t updates;
-    uint64_t policy_version;         /* newest published */
-    uint64_t synthetic_samples;      /* transitions accepted, all lifetimes */
+    uint64_t policy_version;    /* newest published */
+    uint64_t synthetic_samples; /* transitions accepted, all lifetimes */
     uint64_t synthetic_pushes;
     uint64_t push_duplicates, push_rejected;
-    uint64_t branches;               /* branches pushed in this lifetime (quota) */
-    uint64_t quota_base;             /* real steps whose quota counts as met at start */
-    bool quota_known;                /* quota_base set (first contact with the model server) */
-    uint64_t model_version;          /* newest in synthetic data */
-    uint64_t log_end;                /* model server's log end at the last fetch */
+    uint64_t branches;      /* branches pushed in this lifetime (quota) */
+    uint64_t quota_base;    /* real steps whose quota counts as met at start */
+    bool quota_known;       /* quota_base set (first contact with the model server) */
+    uint64_t model_version; /* newest in synthetic data */
+    uint64_t log_end;       /* model server's log end at the last fetch */
     uint64_t checkpoints_written;
-    uint64_t restored_updates;       /* from the checkpoint loaded at start (0: none) */
+    uint64_t restored_updates; /* from the checkpoint loaded at start (0: none) */
     bool diverged;
     sac_stats stats;
     double updates_per_s;
@@ -142,7 +142,7 @@ typedef struct learner {
     /* training thread */
     sac_t sac;
     replay_batch batch;
-    rng_t rng;                       /* batch sampling */
+    rng_t rng; /* batch sampling */
 } learner_t;
 
 /* load the env, build nets and buffers, restore the newest valid checkpoint, publish the

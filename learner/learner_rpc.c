@@ -47,7 +47,7 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         pthread_mutex_lock(&l->mu);
         uint64_t n = ++l->push_rejected;
         pthread_mutex_unlock(&l->mu);
-        if (n <= 10 || (n & (n - 1)) == 0) {   /* a flood of garbage: the 1st..10th, 16th, ... */
+        if (n <= 10 || (n & (n - 1)) == 0) { /* a flood of garbage: the 1st..10th, 16th, ... */
             log_warn("event=push_rejected count=%" PRIu64 " source_id=%.64s detail=\"%s\"", n,
                      m->source_id ? m->source_id : "", err_msg());
         }
@@ -75,8 +75,8 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         return rc;
     }
     for (size_t i = 0; i < m->count; i++) {
-        replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i],
-                   m->next_obs + i * O, m->terminated[i] != 0);
+        replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
+                   m->terminated[i] != 0);
     }
     l->synthetic_samples += m->count;
     l->synthetic_pushes++;
@@ -319,7 +319,7 @@ static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, v
     r.n_evals = n;
     r.evals = ptrs;
     r.total = (uint32_t)total;
-    rpc_call_reply(call, 0, &r.base);   /* packed now, while the strings are held */
+    rpc_call_reply(call, 0, &r.base); /* packed now, while the strings are held */
     pthread_mutex_unlock(&l->mu);
     free(ptrs);
     free(ev);
@@ -336,13 +336,13 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
     Twig__V1__StatsReply__ValuesEntry ent[LEARNER_N_STATS];
     Twig__V1__StatsReply__ValuesEntry *ptrs[LEARNER_N_STATS];
     size_t n = 0;
-#define STAT(name, v)                                              \
-    do {                                                           \
-        twig__v1__stats_reply__values_entry__init(&ent[n]);        \
-        ent[n].key = (char *)(name);                               \
-        ent[n].value = (double)(v);                                \
-        ptrs[n] = &ent[n];                                         \
-        n++;                                                       \
+#define STAT(name, v)                                                                              \
+    do {                                                                                           \
+        twig__v1__stats_reply__values_entry__init(&ent[n]);                                        \
+        ent[n].key = (char *)(name);                                                               \
+        ent[n].value = (double)(v);                                                                \
+        ptrs[n] = &ent[n];                                                                         \
+        n++;                                                                                       \
     } while (0)
     pthread_mutex_lock(&l->mu);
     STAT("updates", l->updates);
@@ -388,8 +388,8 @@ const rpc_method learner_methods[] = {
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.Learner/ReportEval", &twig__v1__eval_result__descriptor, learner_on_report_eval,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
-    {"/twig.v1.Learner/GetEvals", &twig__v1__get_evals_request__descriptor,
-     learner_on_get_evals, RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/GetEvals", &twig__v1__get_evals_request__descriptor, learner_on_get_evals,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, learner_on_stats,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };

@@ -22,14 +22,14 @@
 #define PACE_UNLIMITED UINT64_MAX
 
 typedef struct pace_in {
-    int pacing;              /* run_pacing */
-    double utd;              /* updates per real step, > 0 */
-    uint64_t learn_start;    /* real steps before the first update (the run's init_steps) */
-    uint64_t real_steps;     /* real transitions mirrored so far */
-    uint64_t updates;        /* updates done */
-    bool quota_on;           /* strict only: wait for the synthetic quota too */
-    uint64_t quota_done;     /* real steps whose synthetic quota has arrived */
-    uint64_t refill_until;   /* 0, or the real step count a restart must refill first */
+    int pacing;            /* run_pacing */
+    double utd;            /* updates per real step, > 0 */
+    uint64_t learn_start;  /* real steps before the first update (the run's init_steps) */
+    uint64_t real_steps;   /* real transitions mirrored so far */
+    uint64_t updates;      /* updates done */
+    bool quota_on;         /* strict only: wait for the synthetic quota too */
+    uint64_t quota_done;   /* real steps whose synthetic quota has arrived */
+    uint64_t refill_until; /* 0, or the real step count a restart must refill first */
 } pace_in;
 
 /* total updates the counters allow (not the ones left): 0 before learning starts,

@@ -21,8 +21,8 @@
 #include "common/rng.h"
 
 typedef struct synth {
-    replay_t rb;             /* storage; rb.total counts every transition ever added */
-    size_t limit;            /* newest transitions sampled from, 1..rb.capacity */
+    replay_t rb;  /* storage; rb.total counts every transition ever added */
+    size_t limit; /* newest transitions sampled from, 1..rb.capacity */
 } synth_t;
 
 /* capacity >= 1; the limit starts at capacity. 0 or -EINVAL */

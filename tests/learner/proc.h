@@ -52,7 +52,7 @@ static void proc_teardown(void)
         }
     }
     rpc_lib_shutdown(2000);
-    if (!getenv("TWIG_TEST_KEEP")) {   /* keep the logs for a look */
+    if (!getenv("TWIG_TEST_KEEP")) { /* keep the logs for a look */
         fx_rmtree(tmp);
     }
     free(tmp);
@@ -136,9 +136,9 @@ static void start_modelserver_at(proc *p, const char *name, const char *listen)
     snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
     snprintf(p->log_file, sizeof p->log_file, "%s/%s.log", tmp, name);
     unlink(p->port_file);
-    const char *argv[] = {MS_BIN, "--listen", listen, "--data-dir", data_dir,
-                          "--port-file", p->port_file, "--env-id", ENV, "--fsync", "none",
-                          "--log-level", "warn", NULL};
+    const char *argv[] = {MS_BIN,        "--listen",    listen,     "--data-dir", data_dir,
+                          "--port-file", p->port_file,  "--env-id", ENV,          "--fsync",
+                          "none",        "--log-level", "warn",     NULL};
     p->pid = proc_spawn(argv, p->log_file);
     proc_wait_serving(p);
 }
@@ -150,8 +150,7 @@ static inline void start_modelserver(proc *p, const char *name)
 
 /* the learner with small nets; sets: extra "--set" assignments (NULL-terminated).
  * Its checkpoints go to tmp/<name>.ckpt, so a restart with the same name resumes. */
-static void start_learner(proc *p, const char *name, const char *ms_addr,
-                          const char *const *sets)
+static void start_learner(proc *p, const char *name, const char *ms_addr, const char *const *sets)
 {
     static char buf[16][600];
     int nb = 0;
@@ -160,11 +159,11 @@ static void start_learner(proc *p, const char *name, const char *ms_addr,
     unlink(p->port_file);
     const char *argv[64] = {LEARNER_BIN};
     int n = 1;
-#define SET(...)                                                        \
-    do {                                                                \
-        snprintf(buf[nb], sizeof buf[nb], __VA_ARGS__);                 \
-        argv[n++] = "--set";                                            \
-        argv[n++] = buf[nb++];                                          \
+#define SET(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(buf[nb], sizeof buf[nb], __VA_ARGS__);                                            \
+        argv[n++] = "--set";                                                                       \
+        argv[n++] = buf[nb++];                                                                     \
     } while (0)
     SET("env=%s", ENV);
     SET("modelserver_addr=%s", ms_addr);
@@ -385,8 +384,9 @@ static Twig__V1__Progress *wait_progress(rpc_client_t *cl, progress_pred pred, c
         }
         if (now_ms() > deadline) {
             cr_assert_fail("%s not reached within %d ms: updates=%" PRIu64 " real_steps=%" PRIu64
-                           " synthetic=%" PRIu64 " quota_done=%" PRIu64, what, ms, p->updates,
-                           p->real_steps, p->synthetic_samples, p->rollout_quota_done);
+                           " synthetic=%" PRIu64 " quota_done=%" PRIu64,
+                           what, ms, p->updates, p->real_steps, p->synthetic_samples,
+                           p->rollout_quota_done);
         }
         protobuf_c_message_free_unpacked(&p->base, NULL);
         pause_ms(20);

@@ -152,7 +152,7 @@ Test(ckpt, byte_buffer_reader_stops_at_the_end)
     bbuf_reader(&r, w.data, w.len);
     cr_expect_eq(bbuf_get_u32(&r), 0xdeadbeef);
     cr_expect_eq(bbuf_get_u64(&r), 1ull << 40);
-    float f = bbuf_get_f32(&r);   /* the macro evaluates its arguments twice */
+    float f = bbuf_get_f32(&r); /* the macro evaluates its arguments twice */
     cr_expect_float_eq(f, -2.5f, 0);
     char s[8];
     bbuf_get_str(&r, s, 7);
@@ -162,7 +162,7 @@ Test(ckpt, byte_buffer_reader_stops_at_the_end)
     cr_expect(r.bad);
     bbuf_reader(&r, w.data, w.len);
     r.pos = 16;
-    bbuf_get_str(&r, s, 3);   /* longer than allowed */
+    bbuf_get_str(&r, s, 3); /* longer than allowed */
     cr_expect(r.bad);
     bbuf_free(&w);
 }

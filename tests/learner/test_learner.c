@@ -181,8 +181,8 @@ static void expect_strict_until(rpc_client_t *cl, const target *t, uint64_t init
     int64_t deadline = now_ms() + ms;
     for (;;) {
         Twig__V1__Progress *p = progress_of(cl);
-        uint64_t bound = p->real_steps > init ? (uint64_t)(utd * (double)(p->real_steps - init))
-                                              : 0;
+        uint64_t bound =
+            p->real_steps > init ? (uint64_t)(utd * (double)(p->real_steps - init)) : 0;
         cr_assert_leq(p->updates, bound, "updates %" PRIu64 " > utd x (real %" PRIu64 " - init)",
                       p->updates, p->real_steps);
         bool done = reached(p, t);
@@ -202,9 +202,13 @@ Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps
     proc ms, lr;
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
-    append_real(mcl, "actor-0", 1, 120);   /* some data before the learner starts */
-    const char *sets[] = {"pacing=strict", "utd=3", "init_steps=100", "rollouts_per_step=0",
-                          "learner.policy_publish_every=50", "learner.checkpoint_every=0",
+    append_real(mcl, "actor-0", 1, 120); /* some data before the learner starts */
+    const char *sets[] = {"pacing=strict",
+                          "utd=3",
+                          "init_steps=100",
+                          "rollouts_per_step=0",
+                          "learner.policy_publish_every=50",
+                          "learner.checkpoint_every=0",
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
@@ -249,8 +253,13 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
 {
     proc ms, lr;
     start_modelserver(&ms, "ms");
-    const char *sets[] = {"pacing=strict", "utd=2", "init_steps=100", "rollouts_per_step=10",
-                          "n_rollout=1", "learner.checkpoint_every=0", NULL};
+    const char *sets[] = {"pacing=strict",
+                          "utd=2",
+                          "init_steps=100",
+                          "rollouts_per_step=10",
+                          "n_rollout=1",
+                          "learner.checkpoint_every=0",
+                          NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
     rpc_client_t *mcl = client_of(&ms);
@@ -306,11 +315,11 @@ Test(learner, async_trains_past_the_ratio_and_reports_it)
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 60);
-    const char *sets[] = {"pacing=async", "utd=1", "init_steps=50",
-                          "learner.checkpoint_every=0", NULL};
+    const char *sets[] = {"pacing=async", "utd=1", "init_steps=50", "learner.checkpoint_every=0",
+                          NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {60, 100};   /* 10 x the strict bound of 10 */
+    target t = {60, 100}; /* 10 x the strict bound of 10 */
     Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "async");
     cr_expect_gt(p->achieved_utd, 5.0f);
     protobuf_c_message_free_unpacked(&p->base, NULL);

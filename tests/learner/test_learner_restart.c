@@ -76,9 +76,14 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
     proc ms, lr;
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
-    const char *sets[] = {"pacing=strict", "utd=4", "init_steps=50", "rollouts_per_step=0",
-                          "learner.checkpoint_every=150", "learner.keep_checkpoints=2",
-                          "learner.policy_publish_every=25", NULL};
+    const char *sets[] = {"pacing=strict",
+                          "utd=4",
+                          "init_steps=50",
+                          "rollouts_per_step=0",
+                          "learner.checkpoint_every=150",
+                          "learner.keep_checkpoints=2",
+                          "learner.policy_publish_every=25",
+                          NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
     /* synthetic data and an evaluation before any checkpoint */
@@ -118,8 +123,10 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
     /* versions keep increasing across the restart, although the checkpoint had 13 */
     Twig__V1__GetWeightsReply *w = get_policy(cl, 0, 0);
     cr_assert_not_null(w->blob);
-    cr_expect_gt(w->blob->version, pv_before, "the first version of the new life is %" PRIu64
-                 " (training may already have published more)", pv_before + 1);
+    cr_expect_gt(w->blob->version, pv_before,
+                 "the first version of the new life is %" PRIu64
+                 " (training may already have published more)",
+                 pv_before + 1);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     /* refilled from the log, trains back to the bound */
     t = (target){150, 400};
@@ -168,9 +175,14 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 100);
-    const char *sets[] = {"pacing=strict", "utd=2", "init_steps=50", "rollouts_per_step=0",
-                          "learner.checkpoint_every=40", "learner.keep_checkpoints=3",
-                          "learner.policy_publish_every=10", NULL};
+    const char *sets[] = {"pacing=strict",
+                          "utd=2",
+                          "init_steps=50",
+                          "rollouts_per_step=0",
+                          "learner.checkpoint_every=40",
+                          "learner.keep_checkpoints=3",
+                          "learner.policy_publish_every=10",
+                          NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
     target t = {100, 100};
@@ -178,7 +190,7 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
     protobuf_c_message_free_unpacked(&p->base, NULL);
     wait_stat(cl, "policy_version", 11, 20000);
     rpc_client_free(cl);
-    stop_proc(&lr);   /* exit 0, with a final checkpoint at 100 */
+    stop_proc(&lr); /* exit 0, with a final checkpoint at 100 */
 
     char dir[600], state[700];
     snprintf(dir, sizeof dir, "%s/l.ckpt", tmp);
@@ -238,8 +250,12 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 100);
-    const char *sets[] = {"pacing=strict", "utd=1", "init_steps=20", "rollouts_per_step=0",
-                          "learner.checkpoint_every=0", NULL};
+    const char *sets[] = {"pacing=strict",
+                          "utd=1",
+                          "init_steps=20",
+                          "rollouts_per_step=0",
+                          "learner.checkpoint_every=0",
+                          NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
     target t = {100, 80};
@@ -253,7 +269,7 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     protobuf_c_message_free_unpacked(&p->base, NULL);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", ms.port);
-    start_modelserver_at(&ms, "ms", listen);   /* same data dir, same address */
+    start_modelserver_at(&ms, "ms", listen); /* same data dir, same address */
     mcl = client_of(&ms);
     append_real(mcl, "actor-0", 2, 60);
     t = (target){160, 140};

@@ -6,8 +6,11 @@
 
 static pace_in strict_in(double utd, uint64_t learn_start, uint64_t real, uint64_t updates)
 {
-    return (pace_in){.pacing = RUN_PACING_STRICT, .utd = utd, .learn_start = learn_start,
-                     .real_steps = real, .updates = updates};
+    return (pace_in){.pacing = RUN_PACING_STRICT,
+                     .utd = utd,
+                     .learn_start = learn_start,
+                     .real_steps = real,
+                     .updates = updates};
 }
 
 Test(pace, strict_allows_nothing_until_learn_start_is_passed)
@@ -40,7 +43,7 @@ Test(pace, strict_allows_utd_per_real_step_and_no_more)
 
 Test(pace, fractional_utd_rounds_down)
 {
-    pace_in in = strict_in(0.1f, 0, 10, 0);   /* a float option: 0.1f is 0.100000001 */
+    pace_in in = strict_in(0.1f, 0, 10, 0); /* a float option: 0.1f is 0.100000001 */
     cr_expect_eq(pace_allowed_updates(&in), 1);
     in.real_steps = 9;
     cr_expect_eq(pace_allowed_updates(&in), 0);
@@ -52,11 +55,11 @@ Test(pace, strict_quota_caps_updates_at_the_covered_real_steps)
 {
     pace_in in = strict_in(20, 1000, 1300, 0);
     in.quota_on = true;
-    in.quota_done = 1000;              /* no branches yet */
+    in.quota_done = 1000; /* no branches yet */
     cr_expect_eq(pace_allowed_updates(&in), 0);
     in.quota_done = 1100;
     cr_expect_eq(pace_allowed_updates(&in), 2000);
-    in.quota_done = 5000;              /* quota ahead of real data: real steps decide */
+    in.quota_done = 5000; /* quota ahead of real data: real steps decide */
     cr_expect_eq(pace_allowed_updates(&in), 6000);
     in.quota_on = false;
     in.quota_done = 0;
@@ -79,7 +82,7 @@ Test(pace, async_is_unlimited_once_learning_starts)
     in.updates = 1000000;
     cr_expect_eq(pace_allowed_updates(&in), PACE_UNLIMITED);
     cr_expect(pace_may_update(&in));
-    in.quota_on = true;               /* async ignores quotas */
+    in.quota_on = true; /* async ignores quotas */
     in.quota_done = 0;
     cr_expect(pace_may_update(&in));
 }

@@ -61,7 +61,7 @@ Test(synth, limit_restricts_sampling_to_the_newest_rows)
     rng_t rng;
     rng_seed(&rng, 3);
     for (int rep = 0; rep < 20; rep++) {
-        synth_sample_rows(&b, &s, &rng, 10, 54);   /* rows 10..63 only */
+        synth_sample_rows(&b, &s, &rng, 10, 54); /* rows 10..63 only */
         for (int i = 10; i < 64; i++) {
             int idx = (int)b.obs[i * O];
             cr_expect(idx >= 650 && idx < 700, "transition %d is older than the limit", idx);
@@ -85,7 +85,7 @@ Test(synth, wraps_around_the_ring_with_a_limit)
 {
     synth_t s = {0};
     cr_assert_eq(synth_init(&s, 16, O, A), 0);
-    add_rows(&s, 0, 21);               /* head wrapped to slot 5 */
+    add_rows(&s, 0, 21); /* head wrapped to slot 5 */
     synth_set_limit(&s, 8);
     replay_batch b = {0};
     cr_assert_eq(replay_batch_init(&b, 200, O, A), 0);
