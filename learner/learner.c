@@ -501,7 +501,8 @@ static bool learner_nap(learner_t *l, int ms)
     return stop;
 }
 
-/* check a FetchReal reply against the run and append its rows. 0, or -EINVAL (bad reply) */
+/* check a FetchReal reply against the run and append its rows: how many, or -EINVAL (bad
+ * reply) */
 static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, float *unit)
 {
     const env_spec *sp = &l->env->spec;
@@ -576,7 +577,7 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
         log_info("event=refill_done real_offset=%" PRIu64 " from=%" PRIu64, now_off,
                  l->refill_from);
     }
-    return 0;
+    return (int)m->count;
 }
 
 static void *learner_mirror_main(void *arg)
@@ -624,7 +625,7 @@ static void *learner_mirror_main(void *arg)
                      l->run.modelserver_addr, off);
             up = 1;
         }
-        backoff = LEARNER_BACKOFF_MIN_MS;
+        Twig__V1__EmptyReason why = ((const Twig__V1__FetchRealReply *)reply)->empty_reason;
         rc = learner_take_real(l, (const Twig__V1__FetchRealReply *)reply, unit);
         protobuf_c_message_free_unpacked(reply, NULL);
         if (rc < 0) {
@@ -632,6 +633,17 @@ static void *learner_mirror_main(void *arg)
                       err_name(rc), err_msg());
             if (learner_nap(l, LEARNER_BACKOFF_MAX_MS)) {
                 break;
+            }
+        } else if (rc == 0 && why != TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END) {
+            /* not ready (starting, draining): back off rather than ask again at once */
+            if (learner_nap(l, backoff)) {
+                break;
+            }
+            backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
+        } else {
+            backoff = LEARNER_BACKOFF_MIN_MS;
+            if (rc == 0 && l->cfg.fetch_wait_ms == 0 && learner_nap(l, LEARNER_BACKOFF_MIN_MS)) {
+                break; /* no long poll: pace the polling */
             }
         }
     }
