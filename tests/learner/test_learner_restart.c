@@ -294,3 +294,94 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     rpc_client_free(mcl);
     stop_proc(&ms);
 }
+
+/* the policy_version of the last "event=started" line of a learner log */
+static uint64_t started_version(const char *log_file)
+{
+    FILE *f = fopen(log_file, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    unsigned long long v = 0;
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "event=started ");
+        const char *pv = s ? strstr(s, " policy_version=") : NULL;
+        if (pv && sscanf(pv, " policy_version=%llu", &v) == 1) {
+            found = true;
+        }
+    }
+    fclose(f);
+    cr_assert(found, "no started line in %s", log_file);
+    return v;
+}
+
+Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_checkpoint)
+{
+    proc ms, lr;
+    start_modelserver(&ms, "ms");
+    rpc_client_t *mcl = client_of(&ms);
+    /* nets large enough that 1500 updates take a while */
+    const char *sets[] = {"pacing=strict",
+                          "utd=5",
+                          "init_steps=100",
+                          "rollouts_per_step=0",
+                          "hidden=128",
+                          "learner.batch_size=128",
+                          "learner.checkpoint_every=100",
+                          "learner.keep_checkpoints=3",
+                          "learner.policy_publish_every=20",
+                          NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    for (uint64_t s = 1; s <= 4; s++) {
+        append_real(mcl, "actor-0", s, 100); /* 400 real steps: 5 x 300 = 1500 updates */
+    }
+    target t = {400, 250};
+    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 120000, "250 updates");
+    uint64_t at_kill = p->updates;
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    rpc_client_free(cl);
+    kill9_proc(&lr);
+    uint64_t pv_last = 0;
+    {
+        /* the versions the first life published: its watermark file */
+        char vf[700];
+        snprintf(vf, sizeof vf, "%s/l.ckpt/policy_version", tmp);
+        FILE *f = fopen(vf, "r");
+        cr_assert_not_null(f);
+        cr_assert_eq(fscanf(f, "%" SCNu64, &pv_last), 1);
+        fclose(f);
+    }
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/l.ckpt", tmp);
+    uint64_t ids[8];
+    size_t n = list_ckpts(dir, ids, 8);
+    cr_assert_geq(n, 1);
+    cr_assert_leq(n, 3, "old checkpoints pruned");
+    uint64_t newest = ids[n - 1];
+    /* checkpoint 200 was written before update 201, so it exists once 250 were seen */
+    cr_expect_geq(newest, 200);
+    cr_expect_eq(newest % 100, 0);
+    cr_expect_geq(pv_last, 1 + newest / 20);
+
+    start_learner(&lr, "l", ms.addr, sets);
+    cl = client_of(&lr);
+    cr_expect_eq(stat_of(cl, "restored_updates"), (double)newest);
+    uint64_t pv_start = started_version(lr.log_file);
+    cr_expect_eq(pv_start, pv_last + 1, "versions continue above every published one");
+    t = (target){400, 1500};
+    p = wait_progress(cl, (progress_pred)reached, &t, 240000, "1500 updates");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    wait_stat(cl, "policy_version", (double)(pv_start + (1500 - newest) / 20), 20000);
+    p = progress_of(cl);
+    cr_expect_eq(p->updates, 1500, "5 x (400 - 100), no more");
+    cr_expect_eq(p->real_steps, 400);
+    cr_expect_eq(p->policy_version, pv_start + (1500 - newest) / 20);
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(cl, "real_replay_size"), 400, "no real step twice");
+    cr_expect(at_kill >= 250 && at_kill < 1500, "killed at %" PRIu64 " updates", at_kill);
+    rpc_client_free(cl);
+    stop_proc(&lr);
+    rpc_client_free(mcl);
+    stop_proc(&ms);
+}
