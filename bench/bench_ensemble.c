@@ -56,8 +56,8 @@ static void make_ensemble(ensemble_t *e, bool reward, nn_gemm_fn *gemm)
 
 /* X ~ N(0,1) (100k, 23), Y ~ 0.1 N(0,1) (100k, n_out), as ensemble_ref's bench_train */
 typedef struct train_data {
-    float *x, *y;          /* the data set */
-    float *bx, *by;        /* (E, B, .) one step's rows */
+    float *x, *y;   /* the data set */
+    float *bx, *by; /* (E, B, .) one step's rows */
 } train_data;
 
 static void data_init(train_data *d, const ensemble_t *e, rng_t *rng)
@@ -157,11 +157,14 @@ static int check_train(bool reward, double *worst)
 static int report_check(const char *name, int rc, double worst)
 {
     if (rc != 0) {
-        fprintf(stderr, "bench %s: BLAS result does not match the naive reference (core %s); "
-                        "not timing\n", name, nn_gemm_core_name());
+        fprintf(stderr,
+                "bench %s: BLAS result does not match the naive reference (core %s); "
+                "not timing\n",
+                name, nn_gemm_core_name());
     } else {
         printf("{\"bench\":\"%s\",\"impl\":\"twig\",\"check\":\"ok\",\"check_max_rel_err\":%.3g,"
-               "\"openblas_core\":\"%s\"}\n", name, worst, nn_gemm_core_name());
+               "\"openblas_core\":\"%s\"}\n",
+               name, worst, nn_gemm_core_name());
     }
     fflush(stdout);
     return rc;
@@ -217,9 +220,9 @@ static int train_figure(const bench_opts *o, const char *name, bool reward)
            "\"achieved_gflops\":%.2f,\"threads\":1,\"openblas_core\":\"%s\",\"members\":%d,"
            "\"obs\":%d,\"act\":%d,\"hidden\":%d,\"layers\":%d,\"out\":%d,\"batch\":%d,"
            "\"reps\":%d,\"steps_per_rep\":%d,\"check_max_rel_err\":%.3g,\"loss\":%.4g}\n",
-           name, name, med, med, lo, hi, 1e3 / med, fl / 1e6, fl * med / 1e9,
-           nn_gemm_core_name(), e.cfg.n_members, ENS_OBS, ENS_ACT, e.cfg.n_hidden,
-           e.cfg.n_layers, 2 * e.n_out, ENS_BATCH, o->reps, iters, worst, loss);
+           name, name, med, med, lo, hi, 1e3 / med, fl / 1e6, fl * med / 1e9, nn_gemm_core_name(),
+           e.cfg.n_members, ENS_OBS, ENS_ACT, e.cfg.n_hidden, e.cfg.n_layers, 2 * e.n_out,
+           ENS_BATCH, o->reps, iters, worst, loss);
     fflush(stdout);
     data_free(&d);
     ensemble_trainer_free(&t);
@@ -241,10 +244,10 @@ int bench_ensemble_train_step_out34(const bench_opts *o)
 
 typedef struct rollout_bufs {
     int n;
-    float *obs, *act;      /* (n, O), (n, A) */
-    float *next, *rew;     /* (n, O), (n) picked */
-    float *all, *all_rew;  /* (E, n, O), (E, n) every member */
-    int *member;           /* (n) */
+    float *obs, *act;     /* (n, O), (n, A) */
+    float *next, *rew;    /* (n, O), (n) picked */
+    float *all, *all_rew; /* (E, n, O), (E, n) every member */
+    int *member;          /* (n) */
 } rollout_bufs;
 
 static void bufs_init(rollout_bufs *b, int n, int E, rng_t *rng)
@@ -318,9 +321,7 @@ static int check_rollout(rollout_fn *fn, double *worst)
     *worst = max_rel_diff(b1.next, b2.next, (size_t)b1.n * ENS_OBS, 1.0);
     double wrew = max_rel_diff(b1.rew, b2.rew, (size_t)b1.n, 1.0);
     *worst = wrew > *worst ? wrew : *worst;
-    int rc = *worst < 1e-4 && memcmp(b1.member, b2.member, (size_t)b1.n * sizeof(int)) == 0
-                 ? 0
-                 : 1;
+    int rc = *worst < 1e-4 && memcmp(b1.member, b2.member, (size_t)b1.n * sizeof(int)) == 0 ? 0 : 1;
     bufs_free(&b1);
     bufs_free(&b2);
     ensemble_work_free(&wf);

@@ -4,10 +4,12 @@
  *                 unary (1 and 4 in flight) and one client stream, per fsync policy
  *                 (batch, group, none); the reference is the same traffic into an in-process
  *                 rpc-layer sink that validates and drops each batch (no log, no disk)
+ *   fetch_real    rows/s read back with FetchReal (4096 rows a call), as a log mirror does
  *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
  *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
  *
- * usage: bench_rpc [--seconds S] [--only append|blob]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob] [--fsync none|group|batch]
+ * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
  * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
  */
@@ -239,13 +241,13 @@ static void *unary_main(void *p)
 }
 
 /* transitions/s of `threads` unary clients, one call in flight each */
-static double run_unary(const char *addr, int threads, double seconds)
+static double run_unary(const char *addr, int threads, double seconds, int src0)
 {
     pthread_t th[16];
     unary_arg a[16];
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        a[t] = (unary_arg){.addr = addr, .src = t, .seconds = seconds};
+        a[t] = (unary_arg){.addr = addr, .src = src0 + t, .seconds = seconds};
         pthread_create(&th[t], NULL, unary_main, &a[t]);
     }
     uint64_t n = 0;
@@ -293,14 +295,52 @@ static double run_stream(const char *addr, double seconds, int src)
     return (double)n * B_COUNT / dt;
 }
 
-static void print_append(const char *impl, const char *mode, const char *fsync, int in_flight,
-                         double per_s, double ref_per_s)
+static int cmp_double(const void *a, const void *b);
+
+/* sorted rates of reps runs: median, min, max, and the sink's median alongside */
+/* FetchReal as a mirror does it: chunks of max_count rows from offset 0 to the end,
+ * around again, for `seconds`; rows/s */
+static double run_fetch(const char *addr, double seconds, uint32_t max_count, uint64_t *end_out)
 {
-    printf("{\"bench\":\"append_real\",\"impl\":\"%s\",\"mode\":\"%s\",\"fsync\":\"%s\","
-           "\"in_flight\":%d,\"batch\":%d,\"obs\":%d,\"act\":%d,\"transitions_per_s\":%.0f,"
-           "\"ref_sink_per_s\":%.0f,\"ratio_to_sink\":%.3f}\n",
-           impl, mode, fsync, in_flight, B_COUNT, B_OBS, B_ACT, per_s, ref_per_s,
-           ref_per_s > 0 ? per_s / ref_per_s : 0.0);
+    rpc_client_t *cl;
+    rpc_client_init(&cl, addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 30000};
+    uint64_t from = 0, rows = 0;
+    double t0 = now_s(), end = t0 + seconds;
+    *end_out = 0;
+    while (now_s() < end) {
+        Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
+        q.from_offset = from;
+        q.max_count = max_count;
+        ProtobufCMessage *r = NULL;
+        if (rpc_client_unary(cl, &r, "/twig.v1.ModelServer/FetchReal", &q.base,
+                             &twig__v1__fetch_real_reply__descriptor, &o) < 0) {
+            fprintf(stderr, "bench_rpc: fetch: %s\n", err_msg());
+            break;
+        }
+        const Twig__V1__FetchRealReply *f = (const Twig__V1__FetchRealReply *)r;
+        *end_out = f->end_offset;
+        uint32_t n = f->batch ? f->batch->count : 0;
+        rows += n;
+        from = n ? from + n : 0;
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    double dt = now_s() - t0;
+    rpc_client_free(cl);
+    return (double)rows / dt;
+}
+
+static void print_append(const char *mode, const char *fsync, int in_flight, int reps,
+                         const double *twig, const double *sink)
+{
+    double t = twig[reps / 2], r = sink[reps / 2];
+    printf("{\"bench\":\"append_real\",\"impl\":\"twig_modelserver\",\"mode\":\"%s\","
+           "\"fsync\":\"%s\",\"in_flight\":%d,\"batch\":%d,\"obs\":%d,\"act\":%d,\"reps\":%d,"
+           "\"transitions_per_s\":%.0f,\"min\":%.0f,\"max\":%.0f,"
+           "\"ref\":\"rpc_sink\",\"ref_per_s\":%.0f,\"ref_min\":%.0f,\"ref_max\":%.0f,"
+           "\"ratio\":%.3f}\n",
+           mode, fsync, in_flight, B_COUNT, B_OBS, B_ACT, reps, t, twig[0], twig[reps - 1], r,
+           sink[0], sink[reps - 1], r > 0 ? t / r : 0.0);
     fflush(stdout);
 }
 
@@ -348,19 +388,26 @@ static int run_blob(const char *addr, double *p50, double *p99)
 int main(int argc, char **argv)
 {
     double seconds = 2.0;
+    int reps = 3;
     const char *only = NULL;
+    const char *only_fsync = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--fsync") && i + 1 < argc) {
+            only_fsync = argv[++i];
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--only append|blob]\n");
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]"
+                            " [--fsync none|group|batch]\n");
             return 2;
         }
     }
-    if (seconds <= 0 || seconds > 600) {
-        fprintf(stderr, "bench_rpc: --seconds must be in (0, 600]\n");
+    if (seconds <= 0 || seconds > 600 || reps < 1 || reps > 16) {
+        fprintf(stderr, "bench_rpc: --seconds must be in (0, 600], --reps in 1..16\n");
         return 2;
     }
     rpc_lib_init();
@@ -388,33 +435,46 @@ int main(int argc, char **argv)
     snprintf(sink_addr, sizeof sink_addr, "127.0.0.1:%d", rpc_server_port(sink));
 
     if (!only || !strcmp(only, "append")) {
-        /* reference first: the same traffic into the sink */
-        double ref_u1 = run_unary(sink_addr, 1, seconds);
-        double ref_u4 = run_unary(sink_addr, 4, seconds);
-        double ref_st = run_stream(sink_addr, seconds, 0);
-        print_append("rpc_sink", "unary", "-", 1, ref_u1, ref_u1);
-        print_append("rpc_sink", "unary", "-", 4, ref_u4, ref_u4);
-        print_append("rpc_sink", "stream", "-", 1, ref_st, ref_st);
+        /* per fsync policy one server; twig and the sink interleaved, reps times each,
+         * medians reported (sources differ per rep so seqs never repeat) */
         const char *modes[] = {"none", "group", "batch"};
+        const char *kinds[] = {"unary", "unary", "stream"};
+        const int in_flight[] = {1, 4, 1};
         for (int k = 0; k < 3; k++) {
+            if (only_fsync && strcmp(only_fsync, modes[k]) != 0) {
+                continue;
+            }
             server_proc s;
             if (server_start(&s, modes[k]) < 0) {
                 fprintf(stderr, "bench_rpc: server: %s\n", err_msg());
                 return 1;
             }
-            /* sources 0..3 for unary, 10 and 11 for streams: seqs never collide */
-            double u1 = run_unary(s.addr, 1, seconds);
-            double st = run_stream(s.addr, seconds, 10);
-            server_stop(&s);
-            if (server_start(&s, modes[k]) < 0) {
-                fprintf(stderr, "bench_rpc: server: %s\n", err_msg());
-                return 1;
+            double twig[3][16], sink_r[3][16];
+            for (int r = 0; r < reps; r++) {
+                for (int j = 0; j < 3; j++) {
+                    int src = 100 * (r + 1) + 10 * j;
+                    if (j < 2) {
+                        sink_r[j][r] = run_unary(sink_addr, in_flight[j], seconds, src);
+                        twig[j][r] = run_unary(s.addr, in_flight[j], seconds, src);
+                    } else {
+                        sink_r[j][r] = run_stream(sink_addr, seconds, src);
+                        twig[j][r] = run_stream(s.addr, seconds, src);
+                    }
+                }
             }
-            double u4 = run_unary(s.addr, 4, seconds);
+            if (k == 0) {
+                uint64_t log_end;
+                double fr = run_fetch(s.addr, seconds, 4096, &log_end);
+                printf("{\"bench\":\"fetch_real\",\"impl\":\"twig_modelserver\","
+                       "\"max_count\":4096,\"obs\":%d,\"act\":%d,\"log_rows\":%" PRIu64 ","
+                       "\"rows_per_s\":%.0f}\n", B_OBS, B_ACT, log_end, fr);
+            }
             server_stop(&s);
-            print_append("twig_modelserver", "unary", modes[k], 1, u1, ref_u1);
-            print_append("twig_modelserver", "unary", modes[k], 4, u4, ref_u4);
-            print_append("twig_modelserver", "stream", modes[k], 1, st, ref_st);
+            for (int j = 0; j < 3; j++) {
+                qsort(twig[j], (size_t)reps, sizeof(double), cmp_double);
+                qsort(sink_r[j], (size_t)reps, sizeof(double), cmp_double);
+                print_append(kinds[j], modes[k], in_flight[j], reps, twig[j], sink_r[j]);
+            }
         }
     }
     if (!only || !strcmp(only, "blob")) {

@@ -9,11 +9,13 @@
  *     mlp_init(&net, sizes, 3, NN_ACT_RELU, 256, &rng);   // params, grads, moments, workspace
  *     mlp_forward(&net, y, x, B);                          // keeps activations for backward
  *     mlp_zero_grad(&net);
- *     mlp_backward(&net, NULL, dy, B);                     // dx not wanted: NULL
+ *     mlp_backward(&net, NULL, dy, true);                  // grads += ...; dx not wanted
  *     mlp_adam_step(&net, &adam_cfg);
+ *     mlp_save_file("net.bin", (mlp_t *[]){&net}, 1, NULL, 0);   // params + Adam state
  *     mlp_free(&net);
  *
  * Adam (nn_adam_step) and the activations are general and used by the ensemble too.
+ * Parameters to and from the wire's WeightBlob: common/nn_blob.h.
  */
 #ifndef TWIG_NN_H
 #define TWIG_NN_H

@@ -15,9 +15,9 @@
 static inline float nn_expf(float x)
 {
     const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f;          /* 8 significant bits: k * ln2_hi is exact */
-    const float ln2_lo = -2.12194440e-4f;       /* ln2 - ln2_hi */
-    const float round = 12582912.0f;            /* 1.5 * 2^23: adding it rounds to an integer */
+    const float ln2_hi = 0.693359375f;    /* 8 significant bits: k * ln2_hi is exact */
+    const float ln2_lo = -2.12194440e-4f; /* ln2 - ln2_hi */
+    const float round = 12582912.0f;      /* 1.5 * 2^23: adding it rounds to an integer */
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     float k = (x * log2e + round) - round;

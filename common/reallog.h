@@ -31,21 +31,24 @@
  *   - a bad record in the last segment with no valid record after it is a torn tail (crash
  *     in mid-write): it is truncated away (logged) and never served;
  *   - any other bad record means corruption: open fails with TWIG_ECORRUPT naming the
- *     segment file and byte offset. Nothing is repaired silently.
+ *     segment file and byte offset. Nothing is repaired silently. (A power cut during a
+ *     group write can leave a bad record with good ones after it, none of them acknowledged;
+ *     that too is refused, and truncating the segment at the named byte recovers it.)
  *
- * Idempotency: each batch carries (source_id, seq). Per source the log remembers the highest
- * seq and the offsets of its last REALLOG_DEDUP_WINDOW batches (rebuilt from the records at
- * open, so it survives restarts). 1024 batches cover a resent stream or a client's whole
- * retry backlog; 24 KiB a source, at most REALLOG_MAX_SOURCES sources (~100 MiB). A batch with seq above the highest is new. A retry of a
- * remembered seq is answered with its original offsets (duplicate = 1) and stored nowhere.
- * A seq at or below the highest that is not remembered (older than the window, or a gap
- * filled late) is refused with -EINVAL: a source must send its seqs in increasing order
- * (gaps allowed), which holds for one client sending one batch at a time or over one stream.
+ * Idempotency: each batch carries (source_id, seq), and a source's seqs must increase (gaps
+ * allowed), which holds for a client sending one batch at a time or over one stream. The log
+ * remembers every stored batch of every source: (seq, first offset, count), 24 bytes per
+ * batch in memory (the record index already costs 32), rebuilt from the records at open. A
+ * batch with seq above the source's highest is new. A retry of a stored seq, however old, is
+ * answered with its original offsets (duplicate = 1) and stored nowhere. A seq at or below
+ * the highest that was never stored (a gap filled late) is refused with -EINVAL.
  *
  * Durability (reallog_sync): an append is acknowledged only after its record is written and
  *   BATCH  fdatasync'ed, one sync per batch (the default);
  *   GROUP  fdatasync'ed together with every batch queued meanwhile (group commit);
- *   NONE   written to the page cache (survives a process crash, not a power loss).
+ *   NONE   written to the page cache: survives a process crash (kill -9), not a power loss;
+ *          after one, a segment that was rolled past may end torn and open then refuses the
+ *          log (TWIG_ECORRUPT) rather than guess.
  * One appender thread does all writes in offset order; appends from any number of threads
  * queue for it. Readers see only acknowledged data. A write or sync error is sticky: every
  * later append fails with that error (restart the process; open truncates any partial write).
@@ -60,7 +63,6 @@
 
 #include "common/msg.h"
 
-#define REALLOG_DEDUP_WINDOW 1024
 #define REALLOG_MAX_SOURCES 4096
 #define REALLOG_DEFAULT_SEGMENT_BYTES (64ull << 20)
 
@@ -217,5 +219,11 @@ int reallog_fetch(reallog_t *lg, reallog_rows_t *rows, uint64_t from, uint32_t m
 uint64_t reallog_end(reallog_t *lg);
 
 void reallog_get_status(reallog_t *lg, reallog_status *st);
+
+/* what the log holds from source_id: its highest seq and its transitions (durable, or queued
+ * and about to be); both 0 if the source never appended. A restarting source continues above
+ * max_seq. */
+void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_seq,
+                           uint64_t *transitions);
 
 #endif

@@ -133,8 +133,8 @@ static void expect_beats_no_change(const ensemble_t *e, const dataset *test, dou
         rew_model += (rew[i] - test->reward[i]) * (rew[i] - test->reward[i]) / N;
         rew_var += (test->reward[i] - rew_mean) * (test->reward[i] - rew_mean) / N;
     }
-    cr_log_info("normalised mse: model %.3g, no change %.3g; reward mse / var %.3g", model,
-                still, rew_model / rew_var);
+    cr_log_info("normalised mse: model %.3g, no change %.3g; reward mse / var %.3g", model, still,
+                rew_model / rew_var);
     cr_expect_lt(model, ratio * still, "model %g vs no change %g", model, still);
     cr_expect_lt(rew_model, ratio * rew_var, "reward mse %g vs variance %g", rew_model, rew_var);
     for (int i = 0; i < N; i++) {

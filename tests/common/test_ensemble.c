@@ -534,6 +534,71 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     ensemble_free(&e);
 }
 
+Test(ensemble, resumed_training_continues_bit_for_bit)
+{
+    /* model + trainer saved after some steps and loaded into fresh structs: the next step
+     * gives identical parameters to the uninterrupted run */
+    ensemble_cfg cfg;
+    small_cfg(&cfg);
+    rng_t r;
+    rng_seed(&r, 16);
+    ensemble_t e = {0};
+    cr_assert_eq(ensemble_init(&e, &cfg, &r), 0);
+    ensemble_train_cfg tc;
+    ensemble_train_cfg_default(&tc, cfg.n_layers);
+    tc.batch = 8;
+    ensemble_trainer_t t = {0};
+    cr_assert_eq(ensemble_trainer_init(&t, &e, &tc), 0);
+    float x[3 * 8 * 5], y[3 * 8 * 4];
+    fill_uniform(&r, x, sizeof x / sizeof *x, -1.0f, 1.0f);
+    fill_uniform(&r, y, sizeof y / sizeof *y, -1.0f, 1.0f);
+    for (int s = 0; s < 5; s++) {
+        ensemble_train_step(&e, &t, x, y, 8);
+    }
+    char mpath[256], tpath[256];
+    temp_path(mpath, sizeof mpath, "resume_model");
+    temp_path(tpath, sizeof tpath, "resume_trainer");
+    cr_assert_eq(ensemble_save_file(&e, mpath), 0, "%s", err_msg());
+    cr_assert_eq(ensemble_trainer_save_file(&e, &t, tpath), 0, "%s", err_msg());
+
+    ensemble_t e2 = {0};
+    cr_assert_eq(ensemble_load_file(&e2, mpath), 0, "%s", err_msg());
+    ensemble_trainer_t t2 = {0};
+    cr_assert_eq(ensemble_trainer_init(&t2, &e2, &tc), 0);
+    cr_assert_eq(ensemble_trainer_load_file(&t2, &e2, tpath), 0, "%s", err_msg());
+    cr_expect_eq(t2.steps, 5);
+    cr_expect_eq(t2.adam.t, 5);
+    ensemble_train_step(&e, &t, x, y, 8);
+    ensemble_train_step(&e2, &t2, x, y, 8);
+    cr_expect_eq(memcmp(e.params, e2.params, e.n_params * sizeof(float)), 0);
+
+    /* damaged, or for another model: refused, trainer untouched */
+    size_t len;
+    uint8_t *img = read_all(tpath, &len);
+    img[len / 2] ^= 4;
+    cr_expect_eq(ensemble_trainer_image_read(&t2, &e2, img, len), TWIG_ECORRUPT);
+    img[len / 2] ^= 4;
+    cr_expect_eq(ensemble_trainer_image_read(&t2, &e2, img, len), 0, "%s", err_msg());
+    cr_expect_eq(t2.steps, 5);
+    ensemble_cfg other = cfg;
+    other.n_hidden = 17;
+    ensemble_t e3 = {0};
+    cr_assert_eq(ensemble_init(&e3, &other, &r), 0);
+    ensemble_trainer_t t3 = {0};
+    cr_assert_eq(ensemble_trainer_init(&t3, &e3, &tc), 0);
+    cr_expect_eq(ensemble_trainer_image_read(&t3, &e3, img, len), TWIG_EMISMATCH);
+    cr_expect_eq(t3.steps, 0);
+    free(img);
+    unlink(mpath);
+    unlink(tpath);
+    ensemble_trainer_free(&t3);
+    ensemble_free(&e3);
+    ensemble_trainer_free(&t2);
+    ensemble_free(&e2);
+    ensemble_trainer_free(&t);
+    ensemble_free(&e);
+}
+
 Test(ensemble, weight_blob_round_trip_and_refusals)
 {
     rng_t r;

@@ -1,6 +1,6 @@
 /* the ensemble with MBPO's configuration on 5k random-action Pendulum-v1 transitions: trains
  * until early stopping, elites by holdout error, held-out next states far better than "no
- * change". About a minute and a half on one core: labelled slow in tests/CMakeLists.txt */
+ * change". About 40 s on a quiet core, minutes under load: labelled slow in tests/CMakeLists.txt */
 #include <criterion/criterion.h>
 
 #include "common/nn_gemm.h"
