@@ -35,7 +35,8 @@
  *
  * Idempotency: each batch carries (source_id, seq). Per source the log remembers the highest
  * seq and the offsets of its last REALLOG_DEDUP_WINDOW batches (rebuilt from the records at
- * open, so it survives restarts). A batch with seq above the highest is new. A retry of a
+ * open, so it survives restarts). 1024 batches cover a resent stream or a client's whole
+ * retry backlog; 24 KiB a source, at most REALLOG_MAX_SOURCES sources (~100 MiB). A batch with seq above the highest is new. A retry of a
  * remembered seq is answered with its original offsets (duplicate = 1) and stored nowhere.
  * A seq at or below the highest that is not remembered (older than the window, or a gap
  * filled late) is refused with -EINVAL: a source must send its seqs in increasing order
@@ -59,8 +60,8 @@
 
 #include "common/msg.h"
 
-#define REALLOG_DEDUP_WINDOW 64
-#define REALLOG_MAX_SOURCES 65536
+#define REALLOG_DEDUP_WINDOW 1024
+#define REALLOG_MAX_SOURCES 4096
 #define REALLOG_DEFAULT_SEGMENT_BYTES (64ull << 20)
 
 typedef enum reallog_sync {

@@ -66,10 +66,12 @@ static int ms_on_append(rpc_call_t *call, const ProtobufCMessage *msg, void *app
 
 /* ---- AppendRealStream ---- */
 
-/* per-call state of a stream; freed when the call is answered and no append is pending */
+/* per-call state of a stream. References: one held by the call (dropped when the rpc layer
+ * releases the call, on every path) and one per append in the log's queue. */
 typedef struct ms_stream {
     pthread_mutex_t mu;
     rpc_call_t *call;
+    uint32_t refs;
     uint32_t pending;         /* appends queued, not done */
     int ended;                /* end of stream seen: reply when pending reaches 0 */
     int answered;             /* the call got its reply (or an error from the handler) */
@@ -120,14 +122,31 @@ static ms_stream_item *ms_item_copy(ms_stream *st, uint64_t index, const tbatch_
     return it;
 }
 
-static void ms_stream_free(ms_stream *st)
+/* drop a reference (st->mu held); frees st at zero. Returns 1 if freed. */
+static int ms_stream_unref_locked(ms_stream *st)
 {
+    if (--st->refs > 0) {
+        return 0;
+    }
+    pthread_mutex_unlock(&st->mu);
     pthread_mutex_destroy(&st->mu);
     free(st->acks);
     free(st);
+    return 1;
 }
 
-/* send the stream's reply (st->mu held by the caller, who frees st afterwards) */
+/* the rpc layer released the call */
+static void ms_stream_release(void *data)
+{
+    ms_stream *st = data;
+    pthread_mutex_lock(&st->mu);
+    st->call = NULL;
+    if (!ms_stream_unref_locked(st)) {
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* send the stream's reply (st->mu held) */
 static void ms_stream_reply(ms_stream *st)
 {
     st->answered = 1;
@@ -162,14 +181,12 @@ static void ms_on_stream_appended(void *arg, int rc, const reallog_ack *ack, con
         ms_fill_ack(&st->acks[it->index], ack);
         st->transitions += ack->duplicate ? 0 : ack->count;
     }
-    int done = st->pending == 0 && (st->ended || st->answered);
-    if (done && !st->answered) {
+    if (st->pending == 0 && st->ended && !st->answered && st->call) {
         ms_stream_reply(st);
     }
-    pthread_mutex_unlock(&st->mu);
     free(it);
-    if (done) {
-        ms_stream_free(st);
+    if (!ms_stream_unref_locked(st)) {
+        pthread_mutex_unlock(&st->mu);
     }
 }
 
@@ -182,9 +199,14 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
         st = xcalloc(1, sizeof *st);
         pthread_mutex_init(&st->mu, NULL);
         st->call = call;
-        rpc_call_set_data(call, st);
+        st->refs = 1;
+        rpc_call_set_data(call, st, ms_stream_release);
     }
     pthread_mutex_lock(&st->mu);
+    if (st->answered) {
+        pthread_mutex_unlock(&st->mu);
+        return 0;
+    }
     if (!msg) {
         /* end of stream: reply now, or when the last append is durable */
         st->ended = 1;
@@ -193,11 +215,7 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
             ms_stream_reply(st);
         }
         pthread_mutex_unlock(&st->mu);
-        if (now) {
-            ms_stream_free(st);
-            return 0;
-        }
-        return RPC_DEFER;
+        return now ? 0 : RPC_DEFER;
     }
     uint64_t index = st->n_msgs;
     int rc = st->rc;
@@ -221,25 +239,20 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
                 free(it);
             } else {
                 st->pending++;
+                st->refs++;
             }
         }
         if (rc < 0) {
-            err_set(rc, "message #%" PRIu64 ": %s", index, err_msg());
+            char why[320];
+            snprintf(why, sizeof why, "%s", err_msg());
+            err_set(rc, "message #%" PRIu64 ": %s", index, why);
         }
     }
     if (rc < 0) {
-        /* the layer answers the call with this error; pending appends free st */
-        st->answered = 1;
-        int free_now = st->pending == 0;
-        pthread_mutex_unlock(&st->mu);
-        if (free_now) {
-            ms_stream_free(st);
-        }
-        rpc_call_set_data(call, NULL);
-        return rc;
+        st->answered = 1;   /* the layer answers the call with this error */
     }
     pthread_mutex_unlock(&st->mu);
-    return 0;
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- FetchReal ---- */

@@ -1,0 +1,889 @@
+/* tests of the real twig-modelserver binary over gRPC: append/fetch, validation, long polls,
+ * streams, concurrency, kill -9 and restart, SIGTERM with calls in flight, bad flags.
+ * Every server is started on 127.0.0.1:0 with --port-file; readiness is a health poll with a
+ * deadline, never a sleep. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/reallog.h"
+#include "common/rpc.h"
+#include "fixture.h"
+
+#define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+#define ENV "Pendulum-v1"
+#define O 3
+#define A 1
+#define P_APPEND "/twig.v1.ModelServer/AppendReal"
+#define P_STREAM "/twig.v1.ModelServer/AppendRealStream"
+#define P_FETCH "/twig.v1.ModelServer/FetchReal"
+#define P_STATUS "/twig.v1.ModelServer/LogStatus"
+
+extern char **environ;
+
+static char *tmp;
+
+/* servers this test started: killed at teardown if a failed assertion left them running */
+#define MAX_SPAWNED 16
+static pid_t spawned[MAX_SPAWNED];
+static int n_spawned;
+
+static void setup(void)
+{
+    tmp = fx_tmpdir();
+    rpc_lib_init();
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < n_spawned; i++) {
+        if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+        }
+    }
+    rpc_lib_shutdown(2000);
+    fx_rmtree(tmp);
+    free(tmp);
+}
+
+TestSuite(modelserver, .init = setup, .fini = teardown, .timeout = 240);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the server process ---- */
+
+typedef struct server {
+    pid_t pid;
+    int port;
+    char addr[64];
+    char data_dir[512];
+    char port_file[512];
+} server;
+
+/* spawn the binary with extra args (NULL-terminated); returns its pid */
+static pid_t spawn_server(server *s, const char *const *extra)
+{
+    const char *argv[32] = {SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", s->data_dir,
+                            "--port-file", s->port_file, "--log-level", "warn"};
+    int n = 9;
+    for (int i = 0; extra && extra[i]; i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* dies with the test process, whatever happens to it */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        execv(SERVER_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    if (n_spawned < MAX_SPAWNED) {
+        spawned[n_spawned++] = pid;
+    }
+    return pid;
+}
+
+/* start a server on data dir name (under tmp) and wait until it serves */
+static void start_server(server *s, const char *name, const char *const *extra)
+{
+    snprintf(s->data_dir, sizeof s->data_dir, "%s/%s", tmp, name);
+    snprintf(s->port_file, sizeof s->port_file, "%s/%s.port", tmp, name);
+    unlink(s->port_file);
+    s->pid = spawn_server(s, extra);
+    /* the port file appears (atomic rename) once the server is bound and serving */
+    int64_t deadline = now_ms() + 20000;
+    s->port = 0;
+    while (now_ms() < deadline) {
+        FILE *f = fopen(s->port_file, "r");
+        if (f) {
+            int ok = fscanf(f, "%d", &s->port) == 1;
+            fclose(f);
+            if (ok) {
+                break;
+            }
+        }
+        int st;
+        cr_assert_eq(waitpid(s->pid, &st, WNOHANG), 0, "server exited before serving");
+        pause_ms(5);
+    }
+    cr_assert_gt(s->port, 0, "no port file within 20 s");
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+    int rc = rpc_wait_serving(s->addr, 10000);
+    cr_assert_eq(rc, 0, "server not serving: %s", err_msg());
+}
+
+/* wait for the process to exit within ms; returns its wait status */
+static int wait_exit(pid_t pid, int ms)
+{
+    int64_t deadline = now_ms() + ms;
+    int st = 0;
+    while (now_ms() < deadline) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            return st;
+        }
+        pause_ms(5);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    cr_assert_fail("process %d did not exit within %d ms", (int)pid, ms);
+    return st;
+}
+
+static void stop_server(server *s)
+{
+    cr_assert_eq(kill(s->pid, SIGTERM), 0);
+    int st = wait_exit(s->pid, 20000);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit status %d", st);
+}
+
+/* ---- calls ---- */
+
+static rpc_client_t *client_of(const server *s)
+{
+    rpc_client_t *cl;
+    cr_assert_eq(rpc_client_init(&cl, s->addr, NULL), 0);
+    return cl;
+}
+
+static const rpc_call_opts call_opts = {.deadline_ms = 10000};
+
+static int append(rpc_client_t *cl, Twig__V1__AppendRealReply **reply, const fx_batch *b)
+{
+    Twig__V1__TransitionBatch m;
+    msg_batch_from_view(&m, &b->v);
+    ProtobufCMessage *r = NULL;
+    int rc = rpc_client_unary(cl, &r, P_APPEND, &m.base, &twig__v1__append_real_reply__descriptor,
+                              &call_opts);
+    *reply = (Twig__V1__AppendRealReply *)r;
+    return rc;
+}
+
+/* append batch (src, seq, count) and expect success; returns first_offset */
+static uint64_t append_ok(rpc_client_t *cl, int src, uint64_t seq, uint32_t count, int *dup)
+{
+    fx_batch b;
+    fx_batch_make(&b, ENV, src, seq, count, O, A);
+    Twig__V1__AppendRealReply *r;
+    int rc = append(cl, &r, &b);
+    cr_assert_eq(rc, 0, "append: %s %s", err_name(rc), err_msg());
+    cr_assert_eq(r->count, count);
+    cr_assert_eq(r->seq, seq);
+    uint64_t first = r->first_offset;
+    if (dup) {
+        *dup = r->duplicate;
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    fx_batch_free(&b);
+    return first;
+}
+
+static int fetch(rpc_client_t *cl, Twig__V1__FetchRealReply **reply, uint64_t from,
+                 uint32_t max_count, uint32_t wait_ms)
+{
+    Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
+    q.from_offset = from;
+    q.max_count = max_count;
+    q.wait_ms = wait_ms;
+    ProtobufCMessage *r = NULL;
+    int rc = rpc_client_unary(cl, &r, P_FETCH, &q.base, &twig__v1__fetch_real_reply__descriptor,
+                              &call_opts);
+    *reply = (Twig__V1__FetchRealReply *)r;
+    return rc;
+}
+
+static Twig__V1__LogStatusReply *status_of(rpc_client_t *cl)
+{
+    Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
+    ProtobufCMessage *r = NULL;
+    int rc = rpc_client_unary(cl, &r, P_STATUS, &q.base, &twig__v1__log_status_reply__descriptor,
+                              &call_opts);
+    cr_assert_eq(rc, 0, "status: %s", err_msg());
+    return (Twig__V1__LogStatusReply *)r;
+}
+
+/* what the row at an offset must be */
+typedef struct expect_row {
+    int src;
+    uint64_t seq;
+    uint32_t row;
+} expect_row;
+
+/* fetch [0, n) and check each row against want, bit for bit */
+static void expect_log(rpc_client_t *cl, const expect_row *want, uint64_t n)
+{
+    uint64_t at = 0;
+    while (at < n) {
+        Twig__V1__FetchRealReply *r;
+        int rc = fetch(cl, &r, at, 1000, 0);
+        cr_assert_eq(rc, 0, "fetch: %s", err_msg());
+        cr_assert_eq(r->first_offset, at);
+        cr_assert_not_null(r->batch, "no rows at %" PRIu64 " (end %" PRIu64 ")", at,
+                           r->end_offset);
+        const Twig__V1__TransitionBatch *b = r->batch;
+        cr_assert_eq(msg_batch_check(b, MSG_BATCH_MAX_COUNT), -EINVAL);   /* no source_id */
+        cr_assert_str_eq(b->env_id, ENV);
+        cr_assert_eq(b->obs_dim, O);
+        cr_assert_eq(b->act_dim, A);
+        cr_assert_eq(b->n_obs, (size_t)b->count * O);
+        cr_assert_eq(b->n_terminated, b->count);
+        for (uint32_t i = 0; i < b->count && at + i < n; i++) {
+            const expect_row *e = &want[at + i];
+            cr_assert(fx_row_matches(b->obs + i * O, b->act + i * A, b->reward + i,
+                                     b->next_obs + i * O, b->terminated + i, b->truncated + i,
+                                     O, A, e->src, e->seq, e->row),
+                      "row at offset %" PRIu64 " differs", at + i);
+        }
+        at += b->count;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+}
+
+/* ---- tests ---- */
+
+Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
+{
+    server s;
+    start_server(&s, "d", NULL);
+    cr_expect_eq(rpc_health_check(s.addr, "", 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(s.addr, "twig.v1.ModelServer", 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(s.addr, "no.Such", 2000), TWIG_ENOTFOUND);
+    rpc_client_t *cl = client_of(&s);
+
+    /* empty log: an empty fetch says why */
+    Twig__V1__FetchRealReply *f;
+    cr_assert_eq(fetch(cl, &f, 0, 10, 0), 0);
+    cr_expect_null(f->batch);
+    cr_expect_eq(f->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+
+    expect_row want[64];
+    uint64_t end = 0;
+    uint32_t counts[] = {5, 1, 17, 9};
+    for (int k = 0; k < 4; k++) {
+        int dup;
+        uint64_t first = append_ok(cl, 1, (uint64_t)k + 1, counts[k], &dup);
+        cr_expect_eq(first, end);
+        cr_expect_eq(dup, 0);
+        for (uint32_t i = 0; i < counts[k]; i++) {
+            want[end + i] = (expect_row){1, (uint64_t)k + 1, i};
+        }
+        end += counts[k];
+    }
+    expect_log(cl, want, end);
+    /* a window inside records */
+    cr_assert_eq(fetch(cl, &f, 3, 4, 0), 0);
+    cr_assert_not_null(f->batch);
+    cr_expect_eq(f->batch->count, 4);
+    cr_expect_eq(f->end_offset, end);
+    cr_expect(fx_row_matches(f->batch->obs, f->batch->act, f->batch->reward, f->batch->next_obs,
+                             f->batch->terminated, f->batch->truncated, O, A, 1, 1, 3));
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+    /* a retry answers with the original offsets */
+    int dup;
+    cr_expect_eq(append_ok(cl, 1, 2, 1, &dup), 5);
+    cr_expect_eq(dup, 1);
+
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->end_offset, end);
+    cr_expect_eq(st->sources, 1);
+    cr_expect_str_eq(st->env_id, ENV);
+    cr_expect_eq(st->obs_dim, O);
+    cr_expect_eq(st->act_dim, A);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    rpc_client_free(cl);
+    stop_server(&s);
+
+    /* the env id fixed by the first batch is kept in the data dir */
+    const char *other[] = {"--env-id", "Hopper-v4", NULL};
+    snprintf(s.data_dir, sizeof s.data_dir, "%s/d", tmp);
+    pid_t pid = spawn_server(&s, other);
+    int ws = wait_exit(pid, 20000);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 1, "status %d", ws);
+}
+
+static void expect_invalid(rpc_client_t *cl, fx_batch *b, const char *text)
+{
+    Twig__V1__AppendRealReply *r;
+    int rc = append(cl, &r, b);
+    cr_expect_eq(rc, -EINVAL, "%s: got %s %s", text, err_name(rc), err_msg());
+    cr_expect(strstr(err_msg(), text) != NULL, "'%s' not in '%s'", text, err_msg());
+    cr_expect_null(r);
+}
+
+Test(modelserver, bad_batches_get_invalid_argument_and_the_server_keeps_serving)
+{
+    server s;
+    const char *extra[] = {"--env-id", ENV, NULL};
+    start_server(&s, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    append_ok(cl, 1, 1, 4, NULL);
+
+    fx_batch b;
+    fx_batch_make(&b, ENV, 1, 2, 4, O + 1, A);
+    expect_invalid(cl, &b, "obs_dim is 4, the log's is 3");
+    fx_batch_free(&b);
+
+    fx_batch_make(&b, ENV, 1, 2, 4, O, A);
+    float keep = b.reward[1];
+    b.reward[1] = NAN;
+    expect_invalid(cl, &b, "reward[1] is NaN");
+    b.reward[1] = keep;
+    /* count says 3, the arrays hold 4 rows */
+    Twig__V1__TransitionBatch m;
+    msg_batch_from_view(&m, &b.v);
+    m.count = 3;
+    ProtobufCMessage *rr = NULL;
+    int rc = rpc_client_unary(cl, &rr, P_APPEND, &m.base,
+                              &twig__v1__append_real_reply__descriptor, &call_opts);
+    cr_expect_eq(rc, -EINVAL);
+    cr_expect(strstr(err_msg(), "obs has 12 elements, expected 9") != NULL, "%s", err_msg());
+    cr_expect_null(rr);
+    fx_batch_free(&b);
+
+    fx_batch_make(&b, "Hopper-v4", 1, 2, 4, O, A);
+    expect_invalid(cl, &b, "env_id is 'Hopper-v4', the run's is 'Pendulum-v1'");
+    fx_batch_free(&b);
+
+    fx_batch_make(&b, ENV, 1, 2, 4, O, A);
+    b.v.source_id = "";
+    expect_invalid(cl, &b, "source_id is empty");
+    fx_batch_free(&b);
+
+    /* bytes that are not a TransitionBatch */
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99};
+    uint8_t *raw = NULL;
+    size_t n_raw = 0;
+    rc = rpc_client_unary_bytes(cl, &raw, &n_raw, P_APPEND, junk, sizeof junk, &call_opts);
+    cr_expect_eq(rc, -EINVAL, "junk: %s", err_msg());
+    free(raw);
+
+    /* still serving, nothing bad stored */
+    cr_expect_eq(append_ok(cl, 1, 2, 4, NULL), 4);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->end_offset, 8);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+/* appends one batch after a delay, from another thread */
+typedef struct late_append {
+    const char *addr;
+    int delay_ms;
+    uint64_t seq;
+} late_append;
+
+static void *late_append_main(void *p)
+{
+    late_append *la = p;
+    pause_ms(la->delay_ms);   /* the point of the test: data arrives while a fetch waits */
+    rpc_client_t *cl;
+    rpc_client_init(&cl, la->addr, NULL);
+    fx_batch b;
+    fx_batch_make(&b, ENV, 2, la->seq, 3, O, A);
+    Twig__V1__AppendRealReply *r = NULL;
+    if (append(cl, &r, &b) == 0) {
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    fx_batch_free(&b);
+    rpc_client_free(cl);
+    return NULL;
+}
+
+Test(modelserver, fetch_long_poll_answers_on_data_or_at_the_wait_deadline)
+{
+    server s;
+    start_server(&s, "d", NULL);
+    rpc_client_t *cl = client_of(&s);
+    append_ok(cl, 1, 1, 2, NULL);
+
+    /* nothing arrives: empty at the deadline */
+    int64_t t0 = now_ms();
+    Twig__V1__FetchRealReply *f;
+    cr_assert_eq(fetch(cl, &f, 2, 10, 300), 0, "%s", err_msg());
+    int64_t took = now_ms() - t0;
+    cr_expect_null(f->batch);
+    cr_expect_eq(f->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+    cr_expect_geq(took, 250, "answered after %lld ms", (long long)took);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+
+    /* data arrives after 200 ms: answered with it, well before the 8 s wait */
+    late_append la = {s.addr, 200, 1};
+    pthread_t th;
+    pthread_create(&th, NULL, late_append_main, &la);
+    t0 = now_ms();
+    cr_assert_eq(fetch(cl, &f, 2, 10, 8000), 0, "%s", err_msg());
+    took = now_ms() - t0;
+    pthread_join(th, NULL);
+    cr_assert_not_null(f->batch);
+    cr_expect_eq(f->batch->count, 3);
+    cr_expect_eq(f->first_offset, 2);
+    cr_expect(fx_row_matches(f->batch->obs, f->batch->act, f->batch->reward, f->batch->next_obs,
+                             f->batch->terminated, f->batch->truncated, O, A, 2, 1, 0));
+    cr_expect_lt(took, 6000, "answered after %lld ms", (long long)took);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+
+    /* past the end, or a too long wait: errors naming the field */
+    cr_expect_eq(fetch(cl, &f, 99, 10, 0), -ERANGE);
+    cr_expect(strstr(err_msg(), "from_offset 99") != NULL, "%s", err_msg());
+    cr_expect_eq(fetch(cl, &f, 0, 10, 999999), -EINVAL);
+    cr_expect(strstr(err_msg(), "wait_ms") != NULL, "%s", err_msg());
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+static int stream_append(rpc_client_t *cl, Twig__V1__AppendRealStreamReply **reply, int src,
+                         uint64_t seq0, int n, uint32_t count, int bad_at)
+{
+    rpc_stream_t *st;
+    int rc = rpc_client_stream_open(cl, &st, P_STREAM, &call_opts);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    for (int k = 0; k < n; k++) {
+        fx_batch b;
+        fx_batch_make(&b, ENV, src, seq0 + (uint64_t)k, count, O, A);
+        if (k == bad_at) {
+            b.obs[0] = INFINITY;
+        }
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &b.v);
+        rc = rpc_stream_send(st, &m.base);
+        fx_batch_free(&b);
+        if (rc < 0) {
+            break;
+        }
+    }
+    ProtobufCMessage *r = NULL;
+    rc = rpc_stream_finish(st, &r, &twig__v1__append_real_stream_reply__descriptor);
+    *reply = (Twig__V1__AppendRealStreamReply *)r;
+    return rc;
+}
+
+Test(modelserver, stream_of_appends_acks_every_message)
+{
+    server s;
+    const char *extra[] = {"--fsync", "group", NULL};
+    start_server(&s, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    static expect_row want[2000];
+    Twig__V1__AppendRealStreamReply *r;
+    int rc = stream_append(cl, &r, 1, 1, 200, 5, -1);
+    cr_assert_eq(rc, 0, "stream: %s", err_msg());
+    cr_assert_eq(r->n_acks, 200);
+    cr_expect_eq(r->transitions, 1000);
+    for (size_t k = 0; k < r->n_acks; k++) {
+        cr_assert_eq(r->acks[k]->seq, k + 1);
+        cr_assert_eq(r->acks[k]->first_offset, k * 5);
+        cr_assert_eq(r->acks[k]->count, 5);
+        for (uint32_t i = 0; i < 5; i++) {
+            want[k * 5 + i] = (expect_row){1, k + 1, i};
+        }
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    expect_log(cl, want, 1000);
+
+    /* resending the same stream stores nothing new */
+    rc = stream_append(cl, &r, 1, 1, 200, 5, -1);
+    cr_assert_eq(rc, 0, "stream: %s", err_msg());
+    cr_expect_eq(r->transitions, 0);
+    cr_expect_eq(r->acks[7]->duplicate, 1);
+    cr_expect_eq(r->acks[7]->first_offset, 35);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* a bad message fails the call, naming it */
+    rc = stream_append(cl, &r, 2, 1, 10, 5, 4);
+    cr_expect_eq(rc, -EINVAL);
+    cr_expect(strstr(err_msg(), "message #4: obs[0][0] is Inf") != NULL, "%s", err_msg());
+    /* the four before it were queued and get stored (the error does not wait for them) */
+    uint64_t end = 0;
+    for (int64_t deadline = now_ms() + 10000; now_ms() < deadline; pause_ms(5)) {
+        Twig__V1__LogStatusReply *st = status_of(cl);
+        end = st->end_offset;
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        if (end >= 1000 + 4 * 5) {
+            break;
+        }
+    }
+    cr_expect_eq(end, 1000 + 4 * 5);
+    cr_expect_eq(append_ok(cl, 2, 3, 5, NULL), 1010);   /* stored earlier: a duplicate */
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+/* ---- concurrency ---- */
+
+typedef struct pusher {
+    const char *addr;
+    int src;
+    int n;
+    uint32_t count;
+    uint64_t *firsts;        /* (n) offset acked for seq k+1, UINT64_MAX if not acked */
+    atomic_int *acked;       /* shared progress counter (may be NULL) */
+    atomic_int *stop;        /* stop early when set (may be NULL) */
+    int attempted;
+} pusher;
+
+static void *pusher_main(void *p)
+{
+    pusher *u = p;
+    rpc_client_t *cl;
+    rpc_client_init(&cl, u->addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 20000};
+    for (int k = 0; k < u->n; k++) {
+        u->firsts[k] = UINT64_MAX;
+    }
+    for (int k = 0; k < u->n && !(u->stop && atomic_load(u->stop)); k++) {
+        fx_batch b;
+        fx_batch_make(&b, ENV, u->src, (uint64_t)k + 1, u->count, O, A);
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &b.v);
+        ProtobufCMessage *r = NULL;
+        u->attempted = k + 1;
+        int rc = rpc_client_unary(cl, &r, P_APPEND, &m.base,
+                                  &twig__v1__append_real_reply__descriptor, &o);
+        fx_batch_free(&b);
+        if (rc < 0) {
+            break;   /* the server went away */
+        }
+        Twig__V1__AppendRealReply *a = (Twig__V1__AppendRealReply *)r;
+        if (a->count == u->count && a->seq == (uint64_t)k + 1) {
+            u->firsts[k] = a->first_offset;
+        }
+        protobuf_c_message_free_unpacked(r, NULL);
+        if (u->acked) {
+            atomic_fetch_add(u->acked, 1);
+        }
+    }
+    rpc_client_free(cl);
+    return NULL;
+}
+
+Test(modelserver, eight_clients_times_1000_appends_each_stored_exactly_once)
+{
+    enum { T = 8, N = 1000, C = 2 };
+    server s;
+    const char *extra[] = {"--fsync", "group", NULL};
+    start_server(&s, "d", extra);
+    pthread_t th[T];
+    pusher u[T];
+    for (int t = 0; t < T; t++) {
+        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+                        .firsts = xcalloc(N, sizeof(uint64_t))};
+        pthread_create(&th[t], NULL, pusher_main, &u[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+    }
+    /* the acks partition [0, T*N*C) */
+    static expect_row want[T * N * C];
+    static char seen[T * N * C];
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < N; k++) {
+            uint64_t f = u[t].firsts[k];
+            cr_assert_lt(f, (uint64_t)T * N * C, "client %d seq %d not acked", t, k + 1);
+            for (uint32_t i = 0; i < C; i++) {
+                cr_assert_eq(seen[f + i], 0, "offset %" PRIu64 " acked twice", f + i);
+                seen[f + i] = 1;
+                want[f + i] = (expect_row){t + 1, (uint64_t)k + 1, i};
+            }
+        }
+        free(u[t].firsts);
+    }
+    rpc_client_t *cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->end_offset, (uint64_t)T * N * C);
+    cr_expect_eq(st->sources, T);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    expect_log(cl, want, (uint64_t)T * N * C);
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+/* the last segment file of a data dir */
+static void last_segment(char *out, size_t n, const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    char best[64] = "";
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len == 24 && !strcmp(e->d_name + 20, ".seg") && strcmp(e->d_name, best) > 0) {
+            snprintf(best, sizeof best, "%s", e->d_name);
+        }
+    }
+    closedir(d);
+    cr_assert(best[0]);
+    snprintf(out, n, "%s/%s", dir, best);
+}
+
+static off_t size_of(const char *p)
+{
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    return st.st_size;
+}
+
+Test(modelserver, kill_9_keeps_every_acked_batch_once_and_retries_dedup)
+{
+    enum { T = 2, N = 100000, C = 3 };
+    server s;
+    const char *extra[] = {"--segment-mb", "1", NULL};
+    start_server(&s, "d", extra);
+    atomic_int acked = 0, stop = 0;
+    pthread_t th[T];
+    pusher u[T];
+    for (int t = 0; t < T; t++) {
+        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+                        .firsts = xcalloc(N, sizeof(uint64_t)), .acked = &acked, .stop = &stop};
+        pthread_create(&th[t], NULL, pusher_main, &u[t]);
+    }
+    /* kill -9 in the middle of the appends */
+    int64_t deadline = now_ms() + 60000;
+    while (atomic_load(&acked) < 300 && now_ms() < deadline) {
+        pause_ms(2);
+    }
+    cr_assert_geq(atomic_load(&acked), 300, "appends too slow");
+    cr_assert_eq(kill(s.pid, SIGKILL), 0);
+    int ws = wait_exit(s.pid, 10000);
+    cr_expect(WIFSIGNALED(ws));
+    atomic_store(&stop, 1);
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+    }
+
+    /* a torn write at the end of the last segment, as a power cut would leave */
+    char seg[1024];
+    last_segment(seg, sizeof seg, s.data_dir);
+    off_t good = size_of(seg);
+    int fd = open(seg, O_WRONLY | O_APPEND);
+    const char torn[] = "TWR1\x40\x00\x00\x00garbage-of-a-half-written-record";
+    cr_assert_eq(write(fd, torn, sizeof torn), (ssize_t)sizeof torn);
+    close(fd);
+
+    start_server(&s, "d", extra);
+    cr_expect_eq(size_of(seg), good, "torn tail not truncated");
+    rpc_client_t *cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    uint64_t end = st->end_offset;
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+
+    /* every acked batch is at its offset */
+    expect_row *want = xcalloc(end + 1, sizeof *want);
+    char *seen = xcalloc(end + 1, 1);
+    int n_acked = 0;
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < u[t].attempted; k++) {
+            uint64_t f = u[t].firsts[k];
+            if (f == UINT64_MAX) {
+                continue;
+            }
+            n_acked++;
+            cr_assert_leq(f + C, end, "acked batch at %" PRIu64 " lost (end %" PRIu64 ")", f,
+                          end);
+            for (uint32_t i = 0; i < C; i++) {
+                seen[f + i] = 1;
+                want[f + i] = (expect_row){t + 1, (uint64_t)k + 1, i};
+            }
+        }
+    }
+    /* rows that are not acked: at most the batches in flight at the kill (one per client) */
+    uint64_t unacked_rows = 0;
+    for (uint64_t i = 0; i < end; i++) {
+        unacked_rows += !seen[i];
+    }
+    cr_expect_leq(unacked_rows, (uint64_t)T * C);
+    /* retry what each client attempted (the acked ones the dedup window remembers, and every
+     * unacked one): acked ones come back as duplicates with the original offsets; the one in
+     * flight at the kill is a duplicate if it reached the disk, else stored at the end */
+    for (int t = 0; t < T; t++) {
+        int k0 = u[t].attempted > REALLOG_DEDUP_WINDOW ? u[t].attempted - REALLOG_DEDUP_WINDOW : 0;
+        for (int k = 0; k < u[t].attempted; k++) {
+            if (k < k0 && u[t].firsts[k] != UINT64_MAX) {
+                continue;
+            }
+            int dup;
+            uint64_t f = append_ok(cl, t + 1, (uint64_t)k + 1, C, &dup);
+            if (u[t].firsts[k] != UINT64_MAX) {
+                cr_assert_eq(dup, 1);
+                cr_assert_eq(f, u[t].firsts[k]);
+            } else if (!dup) {
+                cr_assert_eq(f, end, "a new batch goes at the end");
+                end += C;
+            }
+            if (u[t].firsts[k] == UINT64_MAX) {
+                want = xrealloc(want, (end + 1) * sizeof *want);
+                for (uint32_t i = 0; i < C; i++) {
+                    want[f + i] = (expect_row){t + 1, (uint64_t)k + 1, i};
+                }
+            }
+        }
+        free(u[t].firsts);
+    }
+    /* now every row is accounted for exactly once, and the log holds exactly those */
+    st = status_of(cl);
+    cr_expect_eq(st->end_offset, end);
+    cr_expect_eq(end, (uint64_t)(u[0].attempted + u[1].attempted) * C);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    expect_log(cl, want, end);
+    cr_expect_gt(n_acked, 299);
+    free(want);
+    free(seen);
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+Test(modelserver, sigterm_with_calls_in_flight_exits_0_and_keeps_acked_data)
+{
+    enum { T = 3, N = 100000, C = 2 };
+    server s;
+    start_server(&s, "d", NULL);
+    atomic_int acked = 0;
+    pthread_t th[T];
+    pusher u[T];
+    for (int t = 0; t < T; t++) {
+        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+                        .firsts = xcalloc(N, sizeof(uint64_t)), .acked = &acked};
+        pthread_create(&th[t], NULL, pusher_main, &u[t]);
+    }
+    int64_t deadline = now_ms() + 60000;
+    while (atomic_load(&acked) < 100 && now_ms() < deadline) {
+        pause_ms(2);
+    }
+    cr_assert_geq(atomic_load(&acked), 100);
+    stop_server(&s);   /* asserts exit status 0 */
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+    }
+    start_server(&s, "d", NULL);
+    rpc_client_t *cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    uint64_t end = st->end_offset;
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < u[t].attempted; k++) {
+            if (u[t].firsts[k] != UINT64_MAX) {
+                cr_assert_leq(u[t].firsts[k] + C, end);
+                int dup;
+                cr_assert_eq(append_ok(cl, t + 1, (uint64_t)k + 1, C, &dup), u[t].firsts[k]);
+                cr_assert_eq(dup, 1);
+            }
+        }
+        free(u[t].firsts);
+    }
+    rpc_client_free(cl);
+    stop_server(&s);
+}
+
+/* run the binary with args; returns its exit status, stderr captured to err */
+static int run_cli(char *err, size_t n_err, const char *const *args)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cli.err", tmp);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    const char *argv[16] = {SERVER_BIN};
+    int k = 1;
+    for (; args[k - 1]; k++) {
+        argv[k] = args[k - 1];
+    }
+    argv[k] = NULL;
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, SERVER_BIN, &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int ws = wait_exit(pid, 20000);
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(err, 1, n_err - 1, f) : 0;
+    err[got] = '\0';
+    if (f) {
+        fclose(f);
+    }
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+Test(modelserver, bad_command_lines_exit_2_naming_the_flag)
+{
+    char err[4096], dir[1024];
+    snprintf(dir, sizeof dir, "%s/d", tmp);
+    const char *a1[] = {"--listen", "127.0.0.1:0", "--data-dir", dir, "--fsync", "sometimes",
+                        NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a1), 2);
+    cr_expect(strstr(err, "--fsync 'sometimes'") != NULL, "%s", err);
+    const char *a2[] = {"--listen", "localhost", "--data-dir", dir, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a2), 2);
+    cr_expect(strstr(err, "--listen 'localhost'") != NULL, "%s", err);
+    const char *a3[] = {"--listen", "127.0.0.1:70000", "--data-dir", dir, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a3), 2);
+    const char *a4[] = {"--data-dir", dir, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a4), 2);
+    cr_expect(strstr(err, "--listen is required") != NULL, "%s", err);
+    const char *a5[] = {"--listen", "127.0.0.1:0", "--data-dir", dir, "--bogus", "1", NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a5), 2);
+    cr_expect(strstr(err, "--bogus") != NULL, "%s", err);
+    const char *a6[] = {"--listen", "127.0.0.1:0", "--data-dir", dir, "--segment-mb", "0x",
+                        NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a6), 2);
+    const char *a7[] = {"--help", NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a7), 0);
+    /* a corrupt data dir: exit 1 naming the file */
+    mkdir(dir, 0755);
+    char meta[1100];
+    snprintf(meta, sizeof meta, "%s/meta", dir);
+    FILE *f = fopen(meta, "w");
+    fputs("not a meta file\n", f);
+    fclose(f);
+    const char *a8[] = {"--listen", "127.0.0.1:0", "--data-dir", dir, NULL};
+    cr_expect_eq(run_cli(err, sizeof err, a8), 1);
+    cr_expect(strstr(err, "meta") != NULL && strstr(err, "TWIG_ECORRUPT") != NULL, "%s", err);
+}
+
+Test(modelserver, python_grpcio_client_interoperates)
+{
+    server s;
+    start_server(&s, "d", NULL);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/tests/modelserver/interop.py --proto-dir %s/proto --addr %s "
+             "--work-dir %s",
+             TWIG_SRC_DIR, TWIG_SRC_DIR, s.addr, tmp);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "interop.py failed (status %d)", rc);
+    /* what python appended is in the log */
+    rpc_client_t *cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->end_offset, 2);
+    cr_expect_str_eq(st->env_id, "Pendulum-v1");
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    rpc_client_free(cl);
+    stop_server(&s);
+}
