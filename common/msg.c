@@ -92,7 +92,8 @@ static int msg_check_values(const tbatch_t *b)
     return 0;
 }
 
-int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+/* what real and synthetic batches share: ids, shape, array lengths */
+static int msg_check_common(const Twig__V1__TransitionBatch *m, uint32_t max_count)
 {
     int rc;
     if (!m) {
@@ -112,9 +113,36 @@ int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
         (rc = msg_check_len("truncated", m->n_truncated, c)) < 0) {
         return rc;
     }
+    return 0;
+}
+
+int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+{
+    int rc = msg_check_common(m, max_count);
+    if (rc < 0) {
+        return rc;
+    }
     if (m->model_version != 0) {
         return err_set(-EINVAL, "model_version is %llu, a real transition must have 0",
                        (unsigned long long)m->model_version);
+    }
+    tbatch_t b;
+    msg_batch_view(&b, m);
+    return msg_check_values(&b);
+}
+
+int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+{
+    int rc = msg_check_common(m, max_count);
+    if (rc < 0) {
+        return rc;
+    }
+    if (m->model_version == 0) {
+        return err_set(-EINVAL, "model_version is 0, a synthetic transition needs its model");
+    }
+    if (m->n_workers == 0 || m->worker_index >= m->n_workers) {
+        return err_set(-EINVAL, "worker_index %u of n_workers %u", m->worker_index,
+                       m->n_workers);
     }
     tbatch_t b;
     msg_batch_view(&b, m);

@@ -193,7 +193,9 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
     }
     rc = ensemble_from_blob(e, msg);
     if (rc < 0 || msg->version == 0) {
-        rc = err_set(TWIG_ECORRUPT, "%s: %s", path, rc < 0 ? err_msg() : "version 0");
+        char why[256];
+        snprintf(why, sizeof why, "%s", rc < 0 ? err_msg() : "version 0");
+        rc = err_set(TWIG_ECORRUPT, "%s: %s", path, why);
         protobuf_c_message_free_unpacked(&msg->base, NULL);
         ensemble_free(e);
         return rc;
