@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
@@ -159,7 +160,7 @@ reallog_opts reallog_opts_default(const char *dir)
         .segment_bytes = REALLOG_DEFAULT_SEGMENT_BYTES,
         .sync = REALLOG_SYNC_BATCH,
         .group_max = 256,
-        .max_queue_bytes = 256ull << 20,
+        .max_queue_bytes = 64ull << 20,
     };
 }
 
@@ -311,7 +312,7 @@ static int reallog_meta_read(reallog_t *lg)
         obs > MSG_MAX_DIM || act == 0 || act > MSG_MAX_DIM) {
         return err_set(TWIG_ECORRUPT, "%s/meta is not a valid twig-reallog meta file", lg->dir);
     }
-    snprintf(lg->env_id, sizeof lg->env_id, "%s", env);
+    memcpy(lg->env_id, env, strlen(env) + 1);   /* length checked above */
     lg->obs_dim = obs;
     lg->act_dim = act;
     lg->meta_written = 1;
@@ -541,7 +542,7 @@ static int reallog_load_segments(reallog_t *lg)
         firsts[n++] = v;
     }
     closedir(d);
-    if (rc == 0) {
+    if (rc == 0 && n > 0) {
         qsort(firsts, n, sizeof *firsts, cmp_u64);
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -790,6 +791,7 @@ static void *reallog_appender_main(void *arg)
         for (reallog_item *it = first; it != end; it = it->next) {
             lg->q_bytes -= it->dup ? 0 : it->len;
         }
+        pthread_cond_broadcast(&lg->cv_room);
         if (rc == 0) {
             reallog_publish(lg, first, end);
         } else if (lg->failed == 0) {
@@ -841,6 +843,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     lg->dir = xstrdup(o->dir);
     pthread_mutex_init(&lg->mu, NULL);
     pthread_cond_init(&lg->cv_work, NULL);
+    pthread_cond_init(&lg->cv_room, NULL);
     lg->q_tail = &lg->q_head;
 
     int rc = mkdir_parents(lg->dir);
@@ -923,6 +926,7 @@ void reallog_close(reallog_t *lg)
         close(lg->dir_fd);
     }
     pthread_cond_destroy(&lg->cv_work);
+    pthread_cond_destroy(&lg->cv_room);
     pthread_mutex_destroy(&lg->mu);
     free(lg->dir);
     memset(lg, 0, sizeof *lg);
@@ -1037,6 +1041,38 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
     if (rc < 0) {
         free(it);
     }
+    return rc;
+}
+
+uint64_t reallog_batch_bytes(const tbatch_t *b)
+{
+    return reallog_record_len((uint32_t)strlen(b->source_id), b->count, b->obs_dim, b->act_dim);
+}
+
+int reallog_wait_room(reallog_t *lg, uint64_t bytes, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&lg->mu);
+    while (lg->failed == 0 && !lg->stopping && lg->q_bytes > 0 &&
+           lg->q_bytes + bytes > lg->opts.max_queue_bytes) {
+        if (pthread_cond_timedwait(&lg->cv_room, &lg->mu, &dl) == ETIMEDOUT) {
+            rc = err_set(TWIG_EFULL, "append queue stayed full for %d ms (%" PRIu64
+                         " bytes wait for the disk)", timeout_ms, lg->q_bytes);
+            break;
+        }
+    }
+    if (rc == 0 && lg->failed < 0) {
+        rc = err_set(lg->failed, "%s", lg->failed_text);
+    }
+    pthread_mutex_unlock(&lg->mu);
     return rc;
 }
 

@@ -45,7 +45,9 @@
  * Durability (reallog_sync): an append is acknowledged only after its record is written and
  *   BATCH  fdatasync'ed, one sync per batch (the default);
  *   GROUP  fdatasync'ed together with every batch queued meanwhile (group commit);
- *   NONE   written to the page cache (survives a process crash, not a power loss).
+ *   NONE   written to the page cache: survives a process crash (kill -9), not a power loss;
+ *          after one, a segment that was rolled past may end torn and open then refuses the
+ *          log (TWIG_ECORRUPT) rather than guess.
  * One appender thread does all writes in offset order; appends from any number of threads
  * queue for it. Readers see only acknowledged data. A write or sync error is sticky: every
  * later append fails with that error (restart the process; open truncates any partial write).
@@ -132,6 +134,7 @@ typedef struct reallog {
 
     pthread_mutex_t mu;               /* guards everything below */
     pthread_cond_t cv_work;           /* appender: queue not empty or stopping */
+    pthread_cond_t cv_room;           /* writers: queued bytes went down */
     pthread_t appender;
     int appender_started;
     int stopping;
@@ -165,7 +168,7 @@ typedef struct reallog {
     void *notify_arg;
 } reallog_t;
 
-/* defaults: segment_bytes 64 MiB, sync BATCH, group_max 256, max_queue_bytes 256 MiB */
+/* defaults: segment_bytes 64 MiB, sync BATCH, group_max 256, max_queue_bytes 64 MiB */
 reallog_opts reallog_opts_default(const char *dir);
 
 /* parse "batch", "group", "none"; 0 or -EINVAL */
@@ -191,6 +194,14 @@ void reallog_set_notify(reallog_t *lg, reallog_notify_fn fn, void *arg);
  * max_queue_bytes waiting: back off and retry), TWIG_ESHUTDOWN (closing), or the
  * sticky error of a failed log; err_msg() names the problem. */
 int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done, void *arg);
+
+/* flow control for producers that can wait (client streams): block until `bytes` more fit
+ * in the append queue, at most timeout_ms. 0, or TWIG_EFULL after the timeout, or the sticky
+ * error of a failed log. */
+int reallog_wait_room(reallog_t *lg, uint64_t bytes, int timeout_ms);
+
+/* bytes a batch of these sizes takes in the queue and on disk */
+uint64_t reallog_batch_bytes(const tbatch_t *b);
 
 /* queue and wait until durable: 0 with ack filled, or a negative code with err_msg() */
 int reallog_append(reallog_t *lg, reallog_ack *ack, const tbatch_t *b);

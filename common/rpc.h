@@ -55,9 +55,10 @@
  *   - Client streams (RPC_KIND_CLIENT_STREAM). The handler runs once per message (msg valid
  *     only during that run; return 0 to read on, negative to fail the call, or reply early to
  *     stop reading), then once with msg == NULL at the end of the stream, where it replies as a
- *     unary handler does. rpc_call_set_data() keeps per-call state between the runs (freed with the call). A client
- *     that cancels mid-stream may look like a normal end of stream (gRPC core does not always
- *     tell them apart), so each message must stand on its own (e.g. dedup by source and seq).
+ *     unary handler does. rpc_call_set_data() keeps per-call state between the runs and
+ *     rpc_call_set_data_free() frees it with the call, however the call ends. A client that
+ *     cancels mid-stream may look like a normal end of stream (gRPC core does not always tell
+ *     them apart), so each message must stand on its own (e.g. dedup by source and seq).
  *   - Input. A request that does not parse is answered INVALID_ARGUMENT naming the method and
  *     the message type, and the handler never sees it; parsing is not validation, so handlers
  *     validate. Unknown paths get UNIMPLEMENTED.
@@ -74,6 +75,8 @@
  *     When the last call has ended the CQ thread exits and the server's uv handle closes, so
  *     uv_run returns; then rpc_server_free. Without a loop, rpc_server_free waits for the
  *     CQ thread itself (and shuts down with RPC_DEFAULT_GRACE_MS if nobody did).
+ *   - Long polls: park the call (RPC_DEFER) and answer before rpc_call_remaining_ms() runs
+ *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply.
  *   - Never call rpc_server_free from a handler or a loop callback.
  *
  * A client. One rpc_client_t is one channel to "host:port", shared by any number of threads;
@@ -167,7 +170,8 @@ typedef struct rpc_method {
 } rpc_method;
 
 typedef struct rpc_server_cfg {
-    const char *listen;          /* "0.0.0.0:50051", "127.0.0.1:0" (0: any free port); copied */
+    const char *listen;          /* "0.0.0.0:50051", "127.0.0.1:0" (0: any free port); copied.
+                                  * In containers use 0.0.0.0: kubelet probes dial the pod IP */
     size_t max_msg_bytes;        /* largest message received or sent; 0: default */
     int keepalive_ms;            /* 0: default */
     int keepalive_timeout_ms;    /* 0: default */
@@ -187,6 +191,8 @@ int rpc_server_start(rpc_server_t *srv);
 /* service "" (the whole server) or a service of the method table, e.g. "twig.v1.ModelServer";
  * TWIG_ENOTFOUND for another name. Any thread. */
 int rpc_server_set_serving(rpc_server_t *srv, const char *service, bool serving);
+/* calls accepted and not yet ended (for metrics and tests); any thread */
+int rpc_server_live_calls(const rpc_server_t *srv);
 /* begin a graceful shutdown (see the opening comment); any thread, returns at once;
  * later calls do nothing */
 void rpc_server_shutdown(rpc_server_t *srv, int grace_ms);
@@ -203,12 +209,14 @@ const char *rpc_call_path(const rpc_call_t *call);
 int64_t rpc_call_remaining_ms(const rpc_call_t *call);
 /* messages received so far on this call (a stream's current message is number count-1) */
 uint64_t rpc_call_msg_count(const rpc_call_t *call);
-/* one pointer of application state per call (streams). free_fn (may be NULL) is called with
- * it when the call ends, however it ends (a stream broken by a bad message or a cancel never
- * reaches the handler's end-of-stream run), on the thread that drops the call last; set the
- * data to NULL to take it back. */
-void rpc_call_set_data(rpc_call_t *call, void *data, void (*free_fn)(void *data));
+/* one pointer of application state per call (streams); borrowed */
+void rpc_call_set_data(rpc_call_t *call, void *data);
 void *rpc_call_data(const rpc_call_t *call);
+/* run fn(data) once when the call's context is released: after its reply, whether or not the
+ * handler saw the end of its stream (a stream broken by a bad message or a cancel gets no
+ * end-of-stream run). Lets per-call state be freed on every path. Not run while data is NULL
+ * (set it to NULL to take the state back). Runs on the thread that drops the call last. */
+void rpc_call_set_data_free(rpc_call_t *call, void (*fn)(void *data));
 
 /* ---- client ---- */
 

@@ -70,7 +70,7 @@ struct rpc_call {
     atomic_bool replied;
     atomic_int refs;
     void *data;
-    void (*data_free)(void *);
+    void (*data_free)(void *);  /* runs on data when the context is freed */
     rpc_call_t *next;           /* loop queue */
 };
 
@@ -112,8 +112,9 @@ struct rpc_server {
     gpr_timespec grace_deadline; /* monotonic; written before sd_flag */
     srv_tag t_shutdown;
 
+    atomic_int live;             /* calls between TAG_NEW(ok) and TAG_DONE; CQ thread writes */
+
     /* CQ thread only */
-    int live;                    /* calls between TAG_NEW(ok) and TAG_DONE */
     int posted;                  /* request_call contexts outstanding */
     bool shutdown_seen;
     bool cancelled_all;
@@ -264,15 +265,19 @@ uint64_t rpc_call_msg_count(const rpc_call_t *call)
     return call->n_msgs;
 }
 
-void rpc_call_set_data(rpc_call_t *call, void *data, void (*free_fn)(void *data))
+void rpc_call_set_data(rpc_call_t *call, void *data)
 {
     call->data = data;
-    call->data_free = free_fn;
 }
 
 void *rpc_call_data(const rpc_call_t *call)
 {
     return call->data;
+}
+
+void rpc_call_set_data_free(rpc_call_t *call, void (*fn)(void *data))
+{
+    call->data_free = fn;
 }
 
 /* ---- handlers ---- */
@@ -599,11 +604,12 @@ static void shutdown_progress(rpc_server_t *srv)
         if (srv->live > 0) {
             log_info("event=rpc_cancel_all port=%d live=%d", srv->port, srv->live);
         }
-        grpc_server_cancel_all_calls(srv->server);
+        /* first what still waits for the loop (no handler ran: say why), then the rest */
         srv->cancelled_all = true;
         if (srv->loop) {
             queue_fail_all(srv);
         }
+        grpc_server_cancel_all_calls(srv->server);
     }
     if (!srv->cq_shut && srv->shutdown_seen && srv->live == 0 && srv->posted == 0) {
         grpc_completion_queue_shutdown(srv->cq);
@@ -750,8 +756,8 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
         return err_set(-EINVAL, "rpc server: max_msg_bytes %zu exceeds %d", max_msg, INT32_MAX);
     }
     int keepalive = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : RPC_DEFAULT_KEEPALIVE_MS;
-    int keepalive_to =
-        cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    int keepalive_to = cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms
+                                                     : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
 
     grpc_init();
     rpc_server_t *srv = xcalloc(1, sizeof *srv);
@@ -798,6 +804,11 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     return 0;
 }
 
+int rpc_server_live_calls(const rpc_server_t *srv)
+{
+    return atomic_load(&srv->live);
+}
+
 int rpc_server_port(const rpc_server_t *srv)
 {
     return srv->port;
@@ -828,6 +839,8 @@ int rpc_server_start(rpc_server_t *srv)
 
 void rpc_server_shutdown(rpc_server_t *srv, int grace_ms)
 {
+    /* held throughout: rpc_server_free takes it too, so the server cannot be freed (by the
+     * loop thread, once the CQ is done) while another thread is still in here */
     pthread_mutex_lock(&srv->sd_lock);
     if (srv->shutting_down) {
         pthread_mutex_unlock(&srv->sd_lock);
@@ -840,13 +853,13 @@ void rpc_server_shutdown(rpc_server_t *srv, int grace_ms)
     srv->grace_deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     atomic_store(&srv->sd_flag, true);
-    pthread_mutex_unlock(&srv->sd_lock);
     health_set_all(srv, false);
-    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->t_shutdown);
-    if (!srv->started) {
-        return;
+    if (srv->started) {
+        log_info("event=rpc_shutdown port=%d grace_ms=%d live=%d", srv->port, grace_ms,
+                 atomic_load(&srv->live));
     }
-    log_info("event=rpc_shutdown port=%d grace_ms=%d", srv->port, grace_ms);
+    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->t_shutdown);
+    pthread_mutex_unlock(&srv->sd_lock);
 }
 
 void rpc_server_free(rpc_server_t *srv)
@@ -864,6 +877,9 @@ void rpc_server_free(rpc_server_t *srv)
         if (srv->wake_open) {
             TWIG_PANIC("rpc_server_free: run the loop until uv_run returns before freeing");
         }
+        /* wait out a rpc_server_shutdown still running on another thread */
+        pthread_mutex_lock(&srv->sd_lock);
+        pthread_mutex_unlock(&srv->sd_lock);
         grpc_server_destroy(srv->server);
         grpc_completion_queue_destroy(srv->cq);
         grpc_shutdown();

@@ -200,14 +200,27 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
         pthread_mutex_init(&st->mu, NULL);
         st->call = call;
         st->refs = 1;
-        rpc_call_set_data(call, st, ms_stream_release);
+        rpc_call_set_data(call, st);
+        rpc_call_set_data_free(call, ms_stream_release);
+    }
+    const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
+    tbatch_t b;
+    int rc = 0;
+    if (m) {
+        rc = msg_batch_check(m, MSG_BATCH_MAX_COUNT);
+        if (rc == 0) {
+            msg_batch_view(&b, m);
+            /* flow control: the stream is not read further while the log's queue is full;
+             * this holds the CQ thread at most until the disk makes room (no lock held) */
+            rc = reallog_wait_room(&ms->log, reallog_batch_bytes(&b), MODELSERVER_ROOM_WAIT_MS);
+        }
     }
     pthread_mutex_lock(&st->mu);
     if (st->answered) {
         pthread_mutex_unlock(&st->mu);
         return 0;
     }
-    if (!msg) {
+    if (!m) {
         /* end of stream: reply now, or when the last append is durable */
         st->ended = 1;
         int now = st->pending == 0;
@@ -218,37 +231,30 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
         return now ? 0 : RPC_DEFER;
     }
     uint64_t index = st->n_msgs;
-    int rc = st->rc;
-    if (rc < 0) {
-        err_set(rc, "%s", st->text);
-    } else {
-        const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
-        rc = msg_batch_check(m, MSG_BATCH_MAX_COUNT);
-        if (rc == 0) {
-            if (st->n_msgs == st->cap_acks) {
-                st->cap_acks = st->cap_acks ? 2 * st->cap_acks : 64;
-                st->acks = xrealloc(st->acks, st->cap_acks * sizeof *st->acks);
-            }
-            twig__v1__append_real_reply__init(&st->acks[index]);
-            st->n_msgs++;
-            tbatch_t b;
-            msg_batch_view(&b, m);
-            ms_stream_item *it = ms_item_copy(st, index, &b);
-            rc = reallog_append_async(&ms->log, &it->b, ms_on_stream_appended, it);
-            if (rc < 0) {
-                free(it);
-            } else {
-                st->pending++;
-                st->refs++;
-            }
+    if (rc == 0 && st->rc < 0) {
+        rc = err_set(st->rc, "%s", st->text);   /* an earlier append failed */
+    } else if (rc == 0) {
+        if (st->n_msgs == st->cap_acks) {
+            st->cap_acks = st->cap_acks ? 2 * st->cap_acks : 64;
+            st->acks = xrealloc(st->acks, st->cap_acks * sizeof *st->acks);
         }
+        twig__v1__append_real_reply__init(&st->acks[index]);
+        st->n_msgs++;
+        ms_stream_item *it = ms_item_copy(st, index, &b);
+        rc = reallog_append_async(&ms->log, &it->b, ms_on_stream_appended, it);
         if (rc < 0) {
+            free(it);
+        } else {
+            st->pending++;
+            st->refs++;
+        }
+    }
+    if (rc < 0) {
+        if (!strstr(err_msg(), "message #")) {
             char why[320];
             snprintf(why, sizeof why, "%s", err_msg());
             err_set(rc, "message #%" PRIu64 ": %s", index, why);
         }
-    }
-    if (rc < 0) {
         st->answered = 1;   /* the layer answers the call with this error */
     }
     pthread_mutex_unlock(&st->mu);
@@ -308,6 +314,7 @@ static void ms_waiter_drop(modelserver_t *ms, ms_waiter *w)
             break;
         }
     }
+    atomic_fetch_sub(&ms->n_waiters, 1);
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, ms_waiter_closed);
 }
@@ -397,6 +404,7 @@ static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     uv_timer_start(&w->timer, ms_on_wait_timeout, (uint64_t)wait, 0);
     w->next = ms->waiters;
     ms->waiters = w;
+    atomic_fetch_add(&ms->n_waiters, 1);
     /* data may have arrived between reading the end and parking */
     uv_async_send(&ms->wake);
     return RPC_DEFER;
@@ -417,6 +425,7 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.act_dim = st.act_dim;
     r.segments = st.segments;
     r.bytes = st.bytes;
+    r.parked_fetches = atomic_load(&ms->n_waiters);
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }
@@ -547,8 +556,8 @@ void modelserver_shutdown(modelserver_t *ms)
         return;
     }
     ms->shutting_down = 1;
-    log_info("event=shutdown_begin grace_ms=%d parked_fetches=%d", ms->cfg.grace_ms,
-             ms->waiters != NULL);
+    log_info("event=shutdown_begin grace_ms=%d parked_fetches=%u", ms->cfg.grace_ms,
+             atomic_load(&ms->n_waiters));
     if (ms->srv) {
         rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
     }

@@ -24,6 +24,7 @@
 #define TWIG_MODELSERVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -37,6 +38,7 @@
 #define MODELSERVER_FETCH_MAX 65536u      /* and at most this many */
 #define MODELSERVER_WAIT_MAX_MS 60000u    /* longest FetchReal long poll */
 #define MODELSERVER_GRACE_MS 2000         /* shutdown: calls in flight get this long */
+#define MODELSERVER_ROOM_WAIT_MS 5000     /* a stream waits this long for room in the log queue */
 
 typedef struct modelserver_cfg {
     const char *listen;       /* "HOST:PORT" (port 0: any free one); borrowed */
@@ -69,6 +71,7 @@ typedef struct modelserver {
     int log_open;
 
     struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
+    atomic_uint n_waiters;           /* their number, for LogStatus (any thread) */
     reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
     trainer_t trainer;               /* the model: fits, GetModel */
     int trainer_open;                /* guarded by wake_mu: the notify may reach the trainer */

@@ -609,3 +609,54 @@ Test(msg, batch_check_names_the_bad_field)
     free(m);
     fx_batch_free(&b);
 }
+
+/* async appends counted by their callbacks */
+typedef struct counter {
+    pthread_mutex_t mu;
+    int done;
+    int failed;
+} counter;
+
+static void count_done(void *arg, int rc, const reallog_ack *ack, const char *text)
+{
+    counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    c->failed += rc < 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+Test(reallog, full_queue_refuses_appends_and_wait_room_waits_for_the_disk)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    o.max_queue_bytes = 4096;   /* about six of these records */
+    open_ok(&lg, &o);
+    enum { N = 200 };
+    static fx_batch b[N];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    int queued = 0, full = 0;
+    for (int k = 0; k < N; k++) {
+        fx_batch_make(&b[k], ENV, 1, (uint64_t)k + 1, 4, O, A);
+        int rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        if (rc == TWIG_EFULL) {
+            full++;
+            /* flow control: wait, then it fits */
+            cr_assert_eq(reallog_wait_room(&lg, reallog_batch_bytes(&b[k].v), 10000), 0);
+            rc = reallog_append_async(&lg, &b[k].v, count_done, &c);
+        }
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        queued++;
+    }
+    reallog_close(&lg);   /* drains the queue */
+    cr_expect_gt(full, 0, "the queue never filled");
+    cr_expect_eq(c.done, queued);
+    cr_expect_eq(c.failed, 0);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)N * 4);
+    reallog_close(&lg);
+    for (int k = 0; k < N; k++) {
+        fx_batch_free(&b[k]);
+    }
+}

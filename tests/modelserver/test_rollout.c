@@ -11,7 +11,10 @@
 #include "common/env.h"
 #include "common/err.h"
 #include "common/msg.h"
+#include "common/nn_blob.h"
+#include "common/policy.h"
 #include "common/rpc.h"
+#include "common/sac.h"
 #include "env_data.h"
 #include "fixture.h"
 #include "modelserver/rollout.h"
@@ -57,13 +60,15 @@ typedef struct fake_learner {
     push_rec *recs;
     int n_recs, cap_recs;
     uint64_t transitions, duplicates, bad, acks_dropped;
-    float *obs, *next;        /* stored rows */
+    float *obs, *next, *act;  /* stored rows */
     int *term;
     uint64_t n_rows, cap_rows;
     uint64_t quota[MAX_WORKERS];
     uint32_t n_workers;
     int drop_ack_every;       /* store, then fail the reply of every n-th new push */
     uint64_t n_new;
+    nn_blob *policy;          /* served by GetPolicy when set */
+    uint64_t policy_pushes;   /* pushes tagged with the policy's version */
 } fake_learner;
 
 static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
@@ -110,7 +115,10 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         fl->obs = xrealloc(fl->obs, fl->cap_rows * (size_t)fl->O * sizeof(float));
         fl->next = xrealloc(fl->next, fl->cap_rows * (size_t)fl->O * sizeof(float));
         fl->term = xrealloc(fl->term, fl->cap_rows * sizeof(int));
+        fl->act = xrealloc(fl->act, fl->cap_rows * (size_t)fl->A * sizeof(float));
     }
+    memcpy(fl->act + fl->n_rows * fl->A, m->act, m->n_act * sizeof(float));
+    fl->policy_pushes += fl->policy && m->policy_version == fl->policy->msg.version;
     memcpy(fl->obs + fl->n_rows * fl->O, m->obs, m->n_obs * sizeof(float));
     memcpy(fl->next + fl->n_rows * fl->O, m->next_obs, m->n_next_obs * sizeof(float));
     for (uint32_t i = 0; i < m->count; i++) {
@@ -161,8 +169,14 @@ static int fl_progress(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 
 static int fl_policy(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
+    fake_learner *fl = app;
+    const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
-    r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
+    if (fl->policy && q->have_version != fl->policy->msg.version) {
+        r.blob = &fl->policy->msg;
+    } else {
+        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
+    }
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }
@@ -201,6 +215,7 @@ static void fl_free(fake_learner *fl)
     free(fl->obs);
     free(fl->next);
     free(fl->term);
+    free(fl->act);
     pthread_mutex_destroy(&fl->mu);
 }
 
@@ -498,6 +513,83 @@ Test(rollout, kill9_and_restart_resumes_under_a_new_source)
     proc_stop(&ms);
     rpc_client_free(cl);
     fl_free(&fl);
+    ed_free(&d);
+}
+
+Test(rollout, async_generates_continuously_with_the_learners_policy)
+{
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 2};
+    proc_t ms = {0}, ro = {0};
+    start_modelserver(&ms, &rp);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, rp.env, 300, 31), 0);
+    rpc_client_t *cl;
+    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
+    uint64_t seq = 1;
+    append_real(cl, &d, 0, 300, &seq);
+
+    /* a policy (hidden 32 as the run says), version 7 */
+    sac_cfg sc = sac_default_cfg(3, 1);
+    sc.hidden = 32;
+    sac_t sac;
+    cr_assert_eq(sac_init(&sac, &sc, 3), 0);
+    nn_blob *blob = xcalloc(1, sizeof *blob);
+    cr_assert_eq(policy_blob_build(blob, &sac, 7, rp.env), 0);
+    fake_learner fl;
+    fl_init(&fl, 3, 1);
+    fl.policy = blob;
+    fl_start(&fl, "127.0.0.1:0");
+
+    proc_t *p = &ro;
+    char s_env[64], s_ms[128], s_ln[128], s_pf[600];
+    snprintf(p->port_file, sizeof p->port_file, "%s/ro.port", tmp);
+    snprintf(s_env, sizeof s_env, "env=%s", rp.env);
+    snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms.addr);
+    snprintf(s_ln, sizeof s_ln, "learner_addr=%s", fl.addr);
+    snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
+    const char *argv[] = {RO_BIN, "--set", s_env, "--set", "init_steps=200", "--set",
+                          "model_train_freq=200", "--set", "pacing=async", "--set", "k_min=2",
+                          "--set", "k_max=2", "--set", s_ms, "--set", s_ln, "--set", s_pf,
+                          "--set", "hidden=32", "--chunk", "128", "--push-batch", "64",
+                          "--wait-ms", "200", "--log-level", "warn", NULL};
+    p->pid = proc_spawn(argv);
+    proc_wait_serving(p, 20000);
+
+    /* no new real steps, yet the branches keep coming (the quota of 100 real steps x 2
+     * would be 200 branches) with the policy's actions once it is loaded */
+    int64_t deadline = proc_now_ms() + 60000;
+    uint64_t n = 0, tagged = 0;
+    while (proc_now_ms() < deadline) {
+        pthread_mutex_lock(&fl.mu);
+        n = fl.transitions;
+        tagged = fl.policy_pushes;
+        pthread_mutex_unlock(&fl.mu);
+        if (n >= 4000 && tagged >= 5) {
+            break;
+        }
+        proc_pause_ms(20);
+    }
+    cr_expect_geq(n, 4000);
+    cr_expect_geq(tagged, 5, "pushes carry policy_version 7");
+    pthread_mutex_lock(&fl.mu);
+    for (uint64_t i = 0; i < fl.n_rows; i++) {
+        cr_expect(fl.act[i] >= -2.0f && fl.act[i] <= 2.0f, "action %g in env units", fl.act[i]);
+        if (fl.act[i] < -2.0f || fl.act[i] > 2.0f) {
+            break;
+        }
+    }
+    for (int i = 0; i < fl.n_recs; i++) {
+        cr_expect_eq(fl.recs[i].quota_end, 300, "async: quota_end is the mirrored end");
+    }
+    pthread_mutex_unlock(&fl.mu);
+    cr_expect_eq(stat_value(ro.addr, "policy_version"), 7);
+    proc_stop(&ro);
+    proc_stop(&ms);
+    rpc_client_free(cl);
+    fl_free(&fl);
+    nn_blob_free(blob);
+    free(blob);
+    sac_free(&sac);
     ed_free(&d);
 }
 

@@ -1,0 +1,495 @@
+/* bench_rpc.c - RPC figures of issue 3, as JSON lines on stdout:
+ *
+ *   append_real   transitions/s appended to a real twig-modelserver (batch 256, obs 17, act 6),
+ *                 unary (1 and 4 in flight) and one client stream, per fsync policy
+ *                 (batch, group, none); the reference is the same traffic into an in-process
+ *                 rpc-layer sink that validates and drops each batch (no log, no disk)
+ *   fetch_real    rows/s read back with FetchReal (4096 rows a call), as a log mirror does
+ *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
+ *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
+ *
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]
+ * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
+ * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
+ * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/mem.h"
+#include "common/msg.h"
+#include "common/rpc.h"
+
+#define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+#define B_COUNT 256
+#define B_OBS 17
+#define B_ACT 6
+#define BLOB_BYTES (10u << 20)
+#define BLOB_PULLS 40
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- one batch of the benchmark's shape, sent many times with new seqs ---- */
+
+typedef struct bench_batch {
+    float obs[B_COUNT * B_OBS], next_obs[B_COUNT * B_OBS], act[B_COUNT * B_ACT];
+    float reward[B_COUNT];
+    int terminated[B_COUNT], truncated[B_COUNT];
+    char source[32];
+    tbatch_t v;
+} bench_batch;
+
+static void bench_batch_init(bench_batch *b, int src)
+{
+    for (int i = 0; i < B_COUNT * B_OBS; i++) {
+        b->obs[i] = (float)i * 0.01f;
+        b->next_obs[i] = (float)i * 0.02f;
+    }
+    for (int i = 0; i < B_COUNT * B_ACT; i++) {
+        b->act[i] = (float)(i % 13) * 0.1f;
+    }
+    for (int i = 0; i < B_COUNT; i++) {
+        b->reward[i] = (float)i;
+        b->terminated[i] = i % 100 == 99;
+        b->truncated[i] = 0;
+    }
+    snprintf(b->source, sizeof b->source, "bench-%d", src);
+    b->v = (tbatch_t){.env_id = "Bench-v0", .source_id = b->source, .obs_dim = B_OBS,
+                      .act_dim = B_ACT, .count = B_COUNT, .obs = b->obs, .act = b->act,
+                      .reward = b->reward, .next_obs = b->next_obs,
+                      .terminated = b->terminated, .truncated = b->truncated};
+}
+
+/* ---- the sink: an in-process rpc server that validates and drops batches ---- */
+
+static int sink_unary(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    int rc = msg_batch_check((const Twig__V1__TransitionBatch *)msg, MSG_BATCH_MAX_COUNT);
+    if (rc < 0) {
+        return rc;
+    }
+    Twig__V1__AppendRealReply r = TWIG__V1__APPEND_REAL_REPLY__INIT;
+    r.count = ((const Twig__V1__TransitionBatch *)msg)->count;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+static int sink_stream(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    if (msg) {
+        return msg_batch_check((const Twig__V1__TransitionBatch *)msg, MSG_BATCH_MAX_COUNT);
+    }
+    Twig__V1__AppendRealStreamReply r = TWIG__V1__APPEND_REAL_STREAM_REPLY__INIT;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+/* the 10 MiB blob, built once; app points at its packed reply */
+static int blob_get(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    rpc_call_reply(call, 0, (const ProtobufCMessage *)app);
+    return 0;
+}
+
+static const rpc_method sink_methods[] = {
+    {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, sink_unary,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.ModelServer/AppendRealStream", &twig__v1__transition_batch__descriptor,
+     sink_stream, RPC_KIND_CLIENT_STREAM, RPC_RUN_ON_CQ},
+    {"/twig.v1.Bench/GetBlob", &twig__v1__log_status_request__descriptor, blob_get,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+};
+
+/* ---- the real server process ---- */
+
+typedef struct server_proc {
+    pid_t pid;
+    char dir[256];
+    char addr[64];
+} server_proc;
+
+static void rm_dir(const char *dir)
+{
+    char p[1024];
+    DIR *d = opendir(dir);
+    if (!d) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%.200s", dir, e->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+                rm_dir(p);
+            } else {
+                unlink(p);
+            }
+        }
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int server_start(server_proc *s, const char *fsync)
+{
+    snprintf(s->dir, sizeof s->dir, "/tmp/twig-bench-XXXXXX");
+    if (!mkdtemp(s->dir)) {
+        return -errno;
+    }
+    char data[300], port_file[300];
+    snprintf(data, sizeof data, "%s/data", s->dir);
+    snprintf(port_file, sizeof port_file, "%s/port", s->dir);
+    pid_t parent = getpid();
+    s->pid = fork();
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        execl(SERVER_BIN, SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", data,
+              "--port-file", port_file, "--fsync", fsync, "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    double deadline = now_s() + 20;
+    int port = 0;
+    while (now_s() < deadline && port == 0) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1) {
+                port = 0;
+            }
+            fclose(f);
+        }
+        if (waitpid(s->pid, NULL, WNOHANG) != 0) {
+            return err_set(TWIG_EUNAVAIL, "server exited at start");
+        }
+        if (port == 0) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (port == 0) {
+        return err_set(TWIG_EDEADLINE, "no port file within 20 s");
+    }
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", port);
+    return rpc_wait_serving(s->addr, 10000);
+}
+
+static void server_stop(server_proc *s)
+{
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+    rm_dir(s->dir);
+}
+
+/* ---- append runs ---- */
+
+typedef struct unary_arg {
+    const char *addr;
+    int src;
+    double seconds;
+    uint64_t batches;
+    int rc;
+} unary_arg;
+
+static void *unary_main(void *p)
+{
+    unary_arg *u = p;
+    rpc_client_t *cl;
+    rpc_client_init(&cl, u->addr, NULL);
+    bench_batch *b = xmalloc(sizeof *b);
+    bench_batch_init(b, u->src);
+    rpc_call_opts o = {.deadline_ms = 30000};
+    double end = now_s() + u->seconds;
+    for (uint64_t seq = 1; now_s() < end; seq++) {
+        b->v.seq = seq;
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &b->v);
+        ProtobufCMessage *r = NULL;
+        u->rc = rpc_client_unary(cl, &r, "/twig.v1.ModelServer/AppendReal", &m.base,
+                                 &twig__v1__append_real_reply__descriptor, &o);
+        if (u->rc < 0) {
+            fprintf(stderr, "bench_rpc: append: %s\n", err_msg());
+            break;
+        }
+        protobuf_c_message_free_unpacked(r, NULL);
+        u->batches++;
+    }
+    free(b);
+    rpc_client_free(cl);
+    return NULL;
+}
+
+/* transitions/s of `threads` unary clients, one call in flight each */
+static double run_unary(const char *addr, int threads, double seconds, int src0)
+{
+    pthread_t th[16];
+    unary_arg a[16];
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+        a[t] = (unary_arg){.addr = addr, .src = src0 + t, .seconds = seconds};
+        pthread_create(&th[t], NULL, unary_main, &a[t]);
+    }
+    uint64_t n = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        n += a[t].batches;
+    }
+    return (double)n * B_COUNT / (now_s() - t0);
+}
+
+/* transitions/s of one client stream, timed until its reply (everything durable) */
+static double run_stream(const char *addr, double seconds, int src)
+{
+    rpc_client_t *cl;
+    rpc_client_init(&cl, addr, NULL);
+    bench_batch *b = xmalloc(sizeof *b);
+    bench_batch_init(b, src);
+    rpc_call_opts o = {.deadline_ms = 120000};
+    rpc_stream_t *st = NULL;
+    double t0 = now_s(), end = t0 + seconds;
+    uint64_t n = 0;
+    int rc = rpc_client_stream_open(cl, &st, "/twig.v1.ModelServer/AppendRealStream", &o);
+    while (rc == 0 && now_s() < end) {
+        for (int k = 0; k < 64 && rc == 0; k++) {
+            b->v.seq = ++n;
+            Twig__V1__TransitionBatch m;
+            msg_batch_from_view(&m, &b->v);
+            rc = rpc_stream_send(st, &m.base);
+        }
+    }
+    ProtobufCMessage *r = NULL;
+    if (st) {
+        rc = rpc_stream_finish(st, &r, &twig__v1__append_real_stream_reply__descriptor);
+    }
+    double dt = now_s() - t0;
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: stream: %s\n", err_msg());
+        n = 0;
+    }
+    if (r) {
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    free(b);
+    rpc_client_free(cl);
+    return (double)n * B_COUNT / dt;
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* sorted rates of reps runs: median, min, max, and the sink's median alongside */
+/* FetchReal as a mirror does it: chunks of max_count rows from offset 0 to the end,
+ * around again, for `seconds`; rows/s */
+static double run_fetch(const char *addr, double seconds, uint32_t max_count, uint64_t *end_out)
+{
+    rpc_client_t *cl;
+    rpc_client_init(&cl, addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 30000};
+    uint64_t from = 0, rows = 0;
+    double t0 = now_s(), end = t0 + seconds;
+    *end_out = 0;
+    while (now_s() < end) {
+        Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
+        q.from_offset = from;
+        q.max_count = max_count;
+        ProtobufCMessage *r = NULL;
+        if (rpc_client_unary(cl, &r, "/twig.v1.ModelServer/FetchReal", &q.base,
+                             &twig__v1__fetch_real_reply__descriptor, &o) < 0) {
+            fprintf(stderr, "bench_rpc: fetch: %s\n", err_msg());
+            break;
+        }
+        const Twig__V1__FetchRealReply *f = (const Twig__V1__FetchRealReply *)r;
+        *end_out = f->end_offset;
+        uint32_t n = f->batch ? f->batch->count : 0;
+        rows += n;
+        from = n ? from + n : 0;
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    double dt = now_s() - t0;
+    rpc_client_free(cl);
+    return (double)rows / dt;
+}
+
+static void print_append(const char *mode, const char *fsync, int in_flight, int reps,
+                         const double *twig, const double *sink)
+{
+    double t = twig[reps / 2], r = sink[reps / 2];
+    printf("{\"bench\":\"append_real\",\"impl\":\"twig_modelserver\",\"mode\":\"%s\","
+           "\"fsync\":\"%s\",\"in_flight\":%d,\"batch\":%d,\"obs\":%d,\"act\":%d,\"reps\":%d,"
+           "\"transitions_per_s\":%.0f,\"min\":%.0f,\"max\":%.0f,"
+           "\"ref\":\"rpc_sink\",\"ref_per_s\":%.0f,\"ref_min\":%.0f,\"ref_max\":%.0f,"
+           "\"ratio\":%.3f}\n",
+           mode, fsync, in_flight, B_COUNT, B_OBS, B_ACT, reps, t, twig[0], twig[reps - 1], r,
+           sink[0], sink[reps - 1], r > 0 ? t / r : 0.0);
+    fflush(stdout);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* pull the blob n times; p50/p99 in ms; checks the crc of the first pull */
+static int run_blob(const char *addr, double *p50, double *p99)
+{
+    rpc_client_t *cl;
+    rpc_client_init(&cl, addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 20000};
+    double lat[BLOB_PULLS];
+    int rc = 0;
+    for (int i = 0; i < BLOB_PULLS && rc == 0; i++) {
+        Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
+        ProtobufCMessage *r = NULL;
+        double t0 = now_s();
+        rc = rpc_client_unary(cl, &r, "/twig.v1.Bench/GetBlob", &q.base,
+                              &twig__v1__weight_blob__descriptor, &o);
+        lat[i] = (now_s() - t0) * 1e3;
+        if (rc == 0) {
+            const Twig__V1__WeightBlob *w = (const Twig__V1__WeightBlob *)r;
+            if (i == 0 && (w->data.len != BLOB_BYTES ||
+                           crc32c(w->data.data, w->data.len) != w->crc32c)) {
+                rc = err_set(TWIG_ECORRUPT, "blob came back wrong");
+            }
+            protobuf_c_message_free_unpacked(r, NULL);
+        }
+    }
+    rpc_client_free(cl);
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: blob: %s\n", err_msg());
+        return rc;
+    }
+    qsort(lat, BLOB_PULLS, sizeof lat[0], cmp_double);
+    *p50 = lat[BLOB_PULLS / 2];
+    *p99 = lat[BLOB_PULLS - 1];   /* 40 pulls: the max stands for p99 */
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 2.0;
+    int reps = 3;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]\n");
+            return 2;
+        }
+    }
+    if (seconds <= 0 || seconds > 600 || reps < 1 || reps > 16) {
+        fprintf(stderr, "bench_rpc: --seconds must be in (0, 600], --reps in 1..16\n");
+        return 2;
+    }
+    rpc_lib_init();
+
+    /* the sink and blob server, in this process */
+    Twig__V1__WeightBlob blob = TWIG__V1__WEIGHT_BLOB__INIT;
+    uint8_t *blob_data = xmalloc(BLOB_BYTES);
+    for (size_t i = 0; i < BLOB_BYTES; i++) {
+        blob_data[i] = (uint8_t)(i * 2654435761u >> 24);
+    }
+    blob.kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY;
+    blob.version = 1;
+    blob.data.data = blob_data;
+    blob.data.len = BLOB_BYTES;
+    blob.crc32c = crc32c(blob_data, BLOB_BYTES);
+    blob.env_id = (char *)"Bench-v0";
+    rpc_server_cfg sc = {.listen = "127.0.0.1:0", .app = &blob};
+    rpc_server_t *sink;
+    int rc = rpc_server_init(&sink, &sc, sink_methods, sizeof sink_methods / sizeof *sink_methods);
+    if (rc < 0 || (rc = rpc_server_start(sink)) < 0) {
+        fprintf(stderr, "bench_rpc: sink server: %s\n", err_msg());
+        return 1;
+    }
+    char sink_addr[64];
+    snprintf(sink_addr, sizeof sink_addr, "127.0.0.1:%d", rpc_server_port(sink));
+
+    if (!only || !strcmp(only, "append")) {
+        /* per fsync policy one server; twig and the sink interleaved, reps times each,
+         * medians reported (sources differ per rep so seqs never repeat) */
+        const char *modes[] = {"none", "group", "batch"};
+        const char *kinds[] = {"unary", "unary", "stream"};
+        const int in_flight[] = {1, 4, 1};
+        for (int k = 0; k < 3; k++) {
+            server_proc s;
+            if (server_start(&s, modes[k]) < 0) {
+                fprintf(stderr, "bench_rpc: server: %s\n", err_msg());
+                return 1;
+            }
+            double twig[3][16], sink_r[3][16];
+            for (int r = 0; r < reps; r++) {
+                for (int j = 0; j < 3; j++) {
+                    int src = 100 * (r + 1) + 10 * j;
+                    if (j < 2) {
+                        sink_r[j][r] = run_unary(sink_addr, in_flight[j], seconds, src);
+                        twig[j][r] = run_unary(s.addr, in_flight[j], seconds, src);
+                    } else {
+                        sink_r[j][r] = run_stream(sink_addr, seconds, src);
+                        twig[j][r] = run_stream(s.addr, seconds, src);
+                    }
+                }
+            }
+            if (k == 0) {
+                uint64_t log_end;
+                double fr = run_fetch(s.addr, seconds, 4096, &log_end);
+                printf("{\"bench\":\"fetch_real\",\"impl\":\"twig_modelserver\","
+                       "\"max_count\":4096,\"obs\":%d,\"act\":%d,\"log_rows\":%" PRIu64 ","
+                       "\"rows_per_s\":%.0f}\n", B_OBS, B_ACT, log_end, fr);
+            }
+            server_stop(&s);
+            for (int j = 0; j < 3; j++) {
+                qsort(twig[j], (size_t)reps, sizeof(double), cmp_double);
+                qsort(sink_r[j], (size_t)reps, sizeof(double), cmp_double);
+                print_append(kinds[j], modes[k], in_flight[j], reps, twig[j], sink_r[j]);
+            }
+        }
+    }
+    if (!only || !strcmp(only, "blob")) {
+        double p50, p99;
+        if (run_blob(sink_addr, &p50, &p99) == 0) {
+            printf("{\"bench\":\"weight_blob\",\"impl\":\"rpc\",\"malloc\":\"glibc_default\","
+                   "\"bytes\":%u,\"pulls\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
+                   BLOB_BYTES, BLOB_PULLS, p50, p99);
+        }
+        /* big messages fault in fresh mmap'ed pages on every call unless glibc keeps them */
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_TRIM_THRESHOLD, 512 << 20);
+        mallopt(M_TOP_PAD, 64 << 20);
+        if (run_blob(sink_addr, &p50, &p99) == 0) {
+            printf("{\"bench\":\"weight_blob\",\"impl\":\"rpc\",\"malloc\":\"mmap_threshold_32M\","
+                   "\"bytes\":%u,\"pulls\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
+                   BLOB_BYTES, BLOB_PULLS, p50, p99);
+        }
+    }
+    rpc_server_shutdown(sink, 500);
+    rpc_server_free(sink);
+    free(blob_data);
+    rpc_lib_shutdown(2000);
+    return 0;
+}
