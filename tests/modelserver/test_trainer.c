@@ -13,6 +13,9 @@
 #include "env_data.h"
 #include "fixture.h"
 #include "modelserver/trainer.h"
+#include "proc.h"
+
+#define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 
 #define GET_MODEL "/twig.v1.ModelServer/GetModel"
 
@@ -340,4 +343,90 @@ Test(trainer, bad_requests_and_options_are_refused)
     cr_expect_neq(strstr(err_msg(), "elites"), NULL, "%s", err_msg());
     trainer_free(&bad.tr);
     reallog_close(&bad.log);
+}
+
+/* the real binary: the model it serves survives kill -9 (persisted before it is served),
+ * and SIGTERM with a parked GetModel exits 0 */
+static void start_binary(proc_t *p, const char *data_dir)
+{
+    snprintf(p->port_file, sizeof p->port_file, "%s/ms.port", dir);
+    unlink(p->port_file);
+    const char *argv[] = {MS_BIN, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                          "--port-file", p->port_file, "--fsync", "none", "--log-level", "warn",
+                          "--set", "init_steps=300", "--set", "model_train_freq=200",
+                          "--set", "modelserver.ensemble_size=3", "--set", "modelserver.elites=2",
+                          "--set", "modelserver.model_hidden=32",
+                          "--set", "modelserver.model_layers=2",
+                          "--set", "modelserver.train_max_epochs=20", NULL};
+    p->pid = proc_spawn(argv);
+    proc_wait_serving(p, 20000);
+}
+
+Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
+{
+    char data_dir[600];
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    proc_t ms = {0};
+    start_binary(&ms, data_dir);
+    rig r = {0};
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 4), 0);
+    for (int i = 0; i < 400; i += 100) {
+        tbatch_t v = ed_view(&d, i, 100, "actor-0", (uint64_t)i / 100 + 1);
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &v);
+        ProtobufCMessage *reply = NULL;
+        rpc_call_opts o = {.deadline_ms = 10000, .idempotent = true};
+        int rc = rpc_client_unary(r.cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
+                                  &twig__v1__append_real_reply__descriptor, &o);
+        cr_assert_eq(rc, 0, "append: %s", err_msg());
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    int rc;
+    Twig__V1__GetWeightsReply *a = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(a->blob);
+    cr_expect_eq(a->blob->version, 1);
+    cr_expect_eq(stat_of(a->blob, "trained_on"), 400.0f);
+    rpc_client_free(r.cl);
+    proc_kill9(&ms);
+
+    start_binary(&ms, data_dir);
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    Twig__V1__GetWeightsReply *b = get_model(&r, 0, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(b->blob, "served at once after the restart");
+    cr_expect_eq(b->blob->version, 1);
+    cr_expect_eq(b->blob->crc32c, a->blob->crc32c);
+    cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+
+    /* a parked long poll, then SIGTERM: answered, exit 0 */
+    Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+    q.have_version = 1;
+    q.wait_ms = 30000;
+    uint8_t buf[64];
+    size_t n = twig__v1__get_weights_request__pack(&q, buf);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        proc_pause_ms(300);
+        kill(ms.pid, SIGTERM);
+        _exit(0);
+    }
+    uint8_t *out = NULL;
+    size_t n_out = 0;
+    rpc_call_opts o = {.deadline_ms = 35000};
+    int64_t t0 = proc_now_ms();
+    rc = rpc_client_unary_bytes(r.cl, &out, &n_out, GET_MODEL, buf, n, &o);
+    cr_expect_lt(proc_now_ms() - t0, 20000, "the parked call was answered at shutdown");
+    free(out);
+    int st;
+    waitpid(pid, &st, 0);
+    st = proc_wait_exit(ms.pid, 20000);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    rpc_client_free(r.cl);
+    ed_free(&d);
 }
