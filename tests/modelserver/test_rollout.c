@@ -593,6 +593,24 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
     ed_free(&d);
 }
 
+Test(rollout, missing_peers_are_a_wait_and_sigterm_exits_0)
+{
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1};
+    char ms_addr[64], ln_addr[64];
+    snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", reserve_port());
+    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
+    proc_t ro = {0};
+    start_rollout(&ro, &rp, ms_addr, ln_addr, "ro");
+    /* nobody to talk to: it serves health and Stats, and waits */
+    cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 0);
+    cr_expect_eq(rpc_health_check(ro.addr, "", 2000), RPC_HEALTH_SERVING);
+    int st;
+    cr_expect_eq(waitpid(ro.pid, &st, WNOHANG), 0);
+    int64_t t0 = proc_now_ms();
+    proc_stop(&ro);
+    cr_expect_lt(proc_now_ms() - t0, 5000, "SIGTERM is served within about wait_ms");
+}
+
 Test(rollout, bad_options_exit_2_naming_them)
 {
     const char *a1[] = {RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL};
