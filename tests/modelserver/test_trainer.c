@@ -430,3 +430,49 @@ Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
     rpc_client_free(r.cl);
     ed_free(&d);
 }
+
+Test(trainer, a_running_fit_never_stalls_appends_or_get_model_and_stops_at_shutdown)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    /* a fit that would run for ages: no early stop, a huge cap */
+    r.tcfg.train_max_epochs = 1000000;
+    r.tcfg.patience = 1000000;
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 800, 9), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    trainer_status st;
+    int64_t deadline = proc_now_ms() + 20000;
+    for (trainer_get_status(&r.tr, &st); !st.training && proc_now_ms() < deadline;
+         trainer_get_status(&r.tr, &st)) {
+        proc_pause_ms(2);
+    }
+    cr_assert(st.training, "the fit started");
+
+    /* appends and model polls go on while it runs, each answered quickly */
+    for (int i = 400; i < 800; i += 50) {
+        int64_t t0 = proc_now_ms();
+        append_rows(&r, &d, i, i + 50, &seq);
+        int rc;
+        Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 0, &rc);
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        cr_expect_lt(proc_now_ms() - t0, 1000, "append + GetModel took %lld ms",
+                     (long long)(proc_now_ms() - t0));
+    }
+    trainer_get_status(&r.tr, &st);
+    cr_expect(st.training, "still fitting: the calls overlapped it");
+    cr_expect_eq(reallog_end(&r.log), 800);
+
+    /* shutdown ends the fit after its epoch; nothing half-trained is published */
+    int64_t t0 = proc_now_ms();
+    rig_stop(&r);
+    cr_expect_lt(proc_now_ms() - t0, 5000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
+    cr_expect_neq(access(path, F_OK), 0, "no model.blob from an abandoned fit");
+    ed_free(&d);
+}
