@@ -8,7 +8,7 @@
  *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
  *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
  *
- * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob] [--fsync none|group|batch]
  * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
  * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
@@ -390,15 +390,19 @@ int main(int argc, char **argv)
     double seconds = 2.0;
     int reps = 3;
     const char *only = NULL;
+    const char *only_fsync = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--fsync") && i + 1 < argc) {
+            only_fsync = argv[++i];
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]\n");
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]"
+                            " [--fsync none|group|batch]\n");
             return 2;
         }
     }
@@ -437,6 +441,9 @@ int main(int argc, char **argv)
         const char *kinds[] = {"unary", "unary", "stream"};
         const int in_flight[] = {1, 4, 1};
         for (int k = 0; k < 3; k++) {
+            if (only_fsync && strcmp(only_fsync, modes[k]) != 0) {
+                continue;
+            }
             server_proc s;
             if (server_start(&s, modes[k]) < 0) {
                 fprintf(stderr, "bench_rpc: server: %s\n", err_msg());

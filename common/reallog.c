@@ -55,13 +55,13 @@ typedef struct reallog_hist {
     uint32_t count;
 } reallog_hist;
 
-/* a source's dedup state: highest seq and a ring of its last batches */
+/* a source's dedup state: every batch it stored, in seq order (seqs only increase) */
 typedef struct reallog_src {
     char *id;            /* owned; NULL: empty slot */
-    uint64_t max_seq;
-    uint32_t n_win;
-    uint32_t head;       /* next slot to write */
-    reallog_hist win[REALLOG_DEDUP_WINDOW];
+    uint64_t max_seq;    /* valid when n_hist > 0 */
+    uint64_t n_hist;
+    uint64_t cap_hist;
+    reallog_hist *hist;  /* (n_hist) owned, increasing seq */
 } reallog_src;
 
 /* a queued append */
@@ -245,24 +245,30 @@ static reallog_src *reallog_src_add(reallog_t *lg, const char *id)
     return s;
 }
 
+/* append (seq above every earlier one) */
 static void reallog_src_remember(reallog_src *s, uint64_t seq, uint64_t first, uint32_t count)
 {
-    s->max_seq = seq;
-    s->win[s->head] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
-    s->head = (s->head + 1) % REALLOG_DEDUP_WINDOW;
-    if (s->n_win < REALLOG_DEDUP_WINDOW) {
-        s->n_win++;
+    if (s->n_hist == s->cap_hist) {
+        s->cap_hist = s->cap_hist ? 2 * s->cap_hist : 16;
+        s->hist = xrealloc(s->hist, s->cap_hist * sizeof *s->hist);
     }
+    s->hist[s->n_hist++] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
+    s->max_seq = seq;
 }
 
+/* binary search of a stored seq */
 static const reallog_hist *reallog_src_lookup(const reallog_src *s, uint64_t seq)
 {
-    for (uint32_t i = 0; i < s->n_win; i++) {
-        if (s->win[i].seq == seq) {
-            return &s->win[i];
+    uint64_t lo = 0, hi = s->n_hist;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (s->hist[mid].seq < seq) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    return NULL;
+    return lo < s->n_hist && s->hist[lo].seq == seq ? &s->hist[lo] : NULL;
 }
 
 /* ---- index ---- */
@@ -424,7 +430,7 @@ static int reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, u
         if (!s) {
             return err_set(TWIG_ECORRUPT, "more than %d sources in the log", REALLOG_MAX_SOURCES);
         }
-    } else if (h->seq <= s->max_seq && s->n_win > 0) {
+    } else if (s->n_hist > 0 && h->seq <= s->max_seq) {
         return err_set(TWIG_ECORRUPT, "segment %s/%s: record at byte %" PRIu64 " (log offset %"
                        PRIu64 ") has seq %" PRIu64 " for source '%s', not above its previous %"
                        PRIu64, lg->dir, seg_name, pos, h->first_offset, h->seq, id, s->max_seq);
@@ -915,6 +921,7 @@ void reallog_close(reallog_t *lg)
     }
     for (uint32_t i = 0; i < lg->cap_srcs; i++) {
         free(lg->srcs[i].id);
+        free(lg->srcs[i].hist);
     }
     free(lg->srcs);
     free(lg->segs);
@@ -1005,7 +1012,7 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
     reallog_src *s = NULL;
     if (rc == 0) {
         s = reallog_src_find(lg, b->source_id);
-        if (s && s->n_win > 0 && b->seq <= s->max_seq) {
+        if (s && s->n_hist > 0 && b->seq <= s->max_seq) {
             const reallog_hist *h = reallog_src_lookup(s, b->seq);
             if (h) {
                 it->dup = 1;
@@ -1016,10 +1023,9 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
                                  b->count);
                 }
             } else {
-                rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' is not above its last"
-                             " stored seq %" PRIu64 " and not among its last %d batches: seqs"
-                             " must increase per source", b->seq, b->source_id, s->max_seq,
-                             REALLOG_DEDUP_WINDOW);
+                rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was never stored and is"
+                             " below its last stored seq %" PRIu64 ": seqs must increase per"
+                             " source", b->seq, b->source_id, s->max_seq);
             }
         } else {
             if (!s && !(s = reallog_src_add(lg, b->source_id))) {

@@ -31,16 +31,17 @@
  *   - a bad record in the last segment with no valid record after it is a torn tail (crash
  *     in mid-write): it is truncated away (logged) and never served;
  *   - any other bad record means corruption: open fails with TWIG_ECORRUPT naming the
- *     segment file and byte offset. Nothing is repaired silently.
+ *     segment file and byte offset. Nothing is repaired silently. (A power cut during a
+ *     group write can leave a bad record with good ones after it, none of them acknowledged;
+ *     that too is refused, and truncating the segment at the named byte recovers it.)
  *
- * Idempotency: each batch carries (source_id, seq). Per source the log remembers the highest
- * seq and the offsets of its last REALLOG_DEDUP_WINDOW batches (rebuilt from the records at
- * open, so it survives restarts). 1024 batches cover a resent stream or a client's whole
- * retry backlog; 24 KiB a source, at most REALLOG_MAX_SOURCES sources (~100 MiB). A batch with seq above the highest is new. A retry of a
- * remembered seq is answered with its original offsets (duplicate = 1) and stored nowhere.
- * A seq at or below the highest that is not remembered (older than the window, or a gap
- * filled late) is refused with -EINVAL: a source must send its seqs in increasing order
- * (gaps allowed), which holds for one client sending one batch at a time or over one stream.
+ * Idempotency: each batch carries (source_id, seq), and a source's seqs must increase (gaps
+ * allowed), which holds for a client sending one batch at a time or over one stream. The log
+ * remembers every stored batch of every source: (seq, first offset, count), 24 bytes per
+ * batch in memory (the record index already costs 32), rebuilt from the records at open. A
+ * batch with seq above the source's highest is new. A retry of a stored seq, however old, is
+ * answered with its original offsets (duplicate = 1) and stored nowhere. A seq at or below
+ * the highest that was never stored (a gap filled late) is refused with -EINVAL.
  *
  * Durability (reallog_sync): an append is acknowledged only after its record is written and
  *   BATCH  fdatasync'ed, one sync per batch (the default);
@@ -62,7 +63,6 @@
 
 #include "common/msg.h"
 
-#define REALLOG_DEDUP_WINDOW 1024
 #define REALLOG_MAX_SOURCES 4096
 #define REALLOG_DEFAULT_SEGMENT_BYTES (64ull << 20)
 

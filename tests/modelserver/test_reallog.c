@@ -202,28 +202,39 @@ Test(reallog, retried_batch_gets_original_offsets_also_after_reopen)
     reallog_close(&lg);
 }
 
-Test(reallog, dedup_window_keeps_the_last_batches_of_each_source)
+Test(reallog, every_stored_seq_dedups_however_old_and_gaps_cannot_be_filled)
 {
     reallog_t lg;
     reallog_opts o = opts();
     o.sync = REALLOG_SYNC_NONE;
     open_ok(&lg, &o);
-    int n = REALLOG_DEDUP_WINDOW + 10;
-    for (int k = 1; k <= n; k++) {
-        append_ok(&lg, 1, (uint64_t)k, 1);
+    /* seqs 1, 3, 5, ... 3999 (gaps allowed), interleaved with a second source */
+    int n = 2000;
+    for (int k = 0; k < n; k++) {
+        append_ok(&lg, 1, 2 * (uint64_t)k + 1, 1);
+        append_ok(&lg, 2, (uint64_t)k + 1, 1);
     }
     reallog_close(&lg);
     open_ok(&lg, &o);
-    /* the oldest remembered seq is n - WINDOW + 1 */
-    reallog_ack r = append_ok(&lg, 1, (uint64_t)(n - REALLOG_DEDUP_WINDOW + 1), 1);
+    /* the oldest, a middle and the newest come back with their original offsets */
+    uint64_t seqs[] = {1, 1001, 3999};
+    for (int i = 0; i < 3; i++) {
+        reallog_ack r = append_ok(&lg, 1, seqs[i], 1);
+        cr_expect_eq(r.duplicate, 1);
+        cr_expect_eq(r.first_offset, (seqs[i] - 1));   /* k = (seq-1)/2 at offset 2k */
+    }
+    reallog_ack r = append_ok(&lg, 2, 7, 1);
     cr_expect_eq(r.duplicate, 1);
-    cr_expect_eq(r.first_offset, (uint64_t)(n - REALLOG_DEDUP_WINDOW));
+    cr_expect_eq(r.first_offset, 13);
+    /* a gap filled late is refused: it would break the per-source order */
     fx_batch b;
-    fx_batch_make(&b, ENV, 1, (uint64_t)(n - REALLOG_DEDUP_WINDOW), 1, O, A);
+    fx_batch_make(&b, ENV, 1, 2, 1, O, A);
     reallog_ack ack;
     cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "seq 2 of source 'actor-1' was never stored") != NULL, "%s",
+              err_msg());
     fx_batch_free(&b);
-    cr_expect_eq(reallog_end(&lg), (uint64_t)n);
+    cr_expect_eq(reallog_end(&lg), (uint64_t)2 * n);
     reallog_close(&lg);
 }
 
