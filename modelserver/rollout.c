@@ -24,9 +24,9 @@
 #define P_PUSH "/twig.v1.Learner/PushSynthetic"
 #define P_POLICY "/twig.v1.Learner/GetPolicy"
 #define P_PROGRESS "/twig.v1.Learner/GetProgress"
-#define ROLLOUT_POLICY_EVERY_S 0.5   /* GetPolicy at most this often */
-#define ROLLOUT_RATE_WINDOW_S 2.0    /* samples_per_s is measured over about this long */
-#define ROLLOUT_BACKOFF_MS 50        /* first wait after a failed call */
+#define ROLLOUT_POLICY_EVERY_S 0.5 /* GetPolicy at most this often */
+#define ROLLOUT_RATE_WINDOW_S 2.0  /* samples_per_s is measured over about this long */
+#define ROLLOUT_BACKOFF_MS 50      /* first wait after a failed call */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -114,8 +114,8 @@ static void peer_ok(peer_state *p)
 static int call(rollout_t *r, rpc_client_t *cl, ProtobufCMessage **reply, const char *path,
                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *type, int wait_ms)
 {
-    rpc_call_opts o = {.deadline_ms = wait_ms + r->cfg.deadline_ms, .idempotent = true,
-                       .max_attempts = 2};
+    rpc_call_opts o = {
+        .deadline_ms = wait_ms + r->cfg.deadline_ms, .idempotent = true, .max_attempts = 2};
     return rpc_client_unary(cl, reply, path, req, type, &o);
 }
 
@@ -136,7 +136,6 @@ static bool row_finite(const float *x, int n)
     return true;
 }
 
-
 /* one FetchReal from the mirrored end; *got rows appended. 0 or < 0 */
 static int mirror_fetch(rollout_t *r, int wait_ms, uint32_t *got)
 {
@@ -146,8 +145,7 @@ static int mirror_fetch(rollout_t *r, int wait_ms, uint32_t *got)
     q.max_count = ROLLOUT_FETCH_ROWS;
     q.wait_ms = (uint32_t)wait_ms;
     ProtobufCMessage *m = NULL;
-    int rc = call(r, r->ms, &m, P_FETCH, &q.base, &twig__v1__fetch_real_reply__descriptor,
-                  wait_ms);
+    int rc = call(r, r->ms, &m, P_FETCH, &q.base, &twig__v1__fetch_real_reply__descriptor, wait_ms);
     if (rc < 0) {
         return rc;
     }
@@ -163,8 +161,10 @@ static int mirror_fetch(rollout_t *r, int wait_ms, uint32_t *got)
         } else if (b->count == 0 || b->count > ROLLOUT_FETCH_ROWS ||
                    b->n_obs != (size_t)b->count * b->obs_dim ||
                    !row_finite(b->obs, (int)b->n_obs)) {
-            rc = err_set(TWIG_EPROTO, "FetchReal batch: count %u with %zu obs values, or not "
-                         "finite", b->count, b->n_obs);
+            rc = err_set(TWIG_EPROTO,
+                         "FetchReal batch: count %u with %zu obs values, or not "
+                         "finite",
+                         b->count, b->n_obs);
         } else if (rep->first_offset != r->n_real) {
             rc = err_set(TWIG_EPROTO, "FetchReal from %" PRIu64 " answered from %" PRIu64,
                          r->n_real, rep->first_offset);
@@ -225,8 +225,8 @@ static int model_refresh(rollout_t *r, int wait_ms)
     q.have_version = r->model_version;
     q.wait_ms = (uint32_t)wait_ms;
     ProtobufCMessage *m = NULL;
-    int rc = call(r, r->ms, &m, P_MODEL, &q.base, &twig__v1__get_weights_reply__descriptor,
-                  wait_ms);
+    int rc =
+        call(r, r->ms, &m, P_MODEL, &q.base, &twig__v1__get_weights_reply__descriptor, wait_ms);
     if (rc < 0) {
         return rc;
     }
@@ -234,8 +234,8 @@ static int model_refresh(rollout_t *r, int wait_ms)
     if (rep->blob) {
         ensemble_t e = {0};
         rc = ensemble_from_blob(&e, rep->blob);
-        if (rc == 0 && (e.cfg.n_obs != r->n_obs || e.cfg.n_act != r->n_act ||
-                        !e.cfg.learn_reward)) {
+        if (rc == 0 &&
+            (e.cfg.n_obs != r->n_obs || e.cfg.n_act != r->n_act || !e.cfg.learn_reward)) {
             rc = err_set(TWIG_EMISMATCH, "model for (%d, %d)%s, the env is (%d, %d)", e.cfg.n_obs,
                          e.cfg.n_act, e.cfg.learn_reward ? "" : " without reward", r->n_obs,
                          r->n_act);
@@ -286,7 +286,7 @@ static void policy_refresh(rollout_t *r)
     Twig__V1__GetWeightsReply *rep = (Twig__V1__GetWeightsReply *)m;
     if (rep->blob && rep->blob->version != r->pol.version) {
         if (rep->blob->version < r->pol.version) {
-            r->pol.version = 0;   /* the learner started over: take its policy */
+            r->pol.version = 0; /* the learner started over: take its policy */
         }
         rc = policy_load_blob(&r->pol, rep->blob);
         if (rc < 0) {
@@ -372,8 +372,8 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
                 r->stats.quota_done = quota_end;
             }
             if (now - r->rate_t0 >= ROLLOUT_RATE_WINDOW_S) {
-                r->stats.samples_per_s = (double)(r->stats.transitions - r->rate_n0) /
-                                         (now - r->rate_t0);
+                r->stats.samples_per_s =
+                    (double)(r->stats.transitions - r->rate_n0) / (now - r->rate_t0);
                 r->rate_t0 = now;
                 r->rate_n0 = r->stats.transitions;
             }
@@ -381,8 +381,8 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
             break;
         }
         if (refused(rc)) {
-            log_error("event=push_refused seq=%" PRIu64 " count=%zu err=%s detail=\"%s\"", m.seq,
-                      c, err_name(rc), err_msg());
+            log_error("event=push_refused seq=%" PRIu64 " count=%zu err=%s detail=\"%s\"", m.seq, c,
+                      err_name(rc), err_msg());
             pthread_mutex_lock(&r->stats_mu);
             r->stats.push_refused += c;
             pthread_mutex_unlock(&r->stats_mu);
@@ -394,7 +394,7 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
         pthread_mutex_lock(&r->stats_mu);
         r->stats.push_retries++;
         pthread_mutex_unlock(&r->stats_mu);
-        peer_failed(r, &peer, rc);   /* same message, same seq, next round */
+        peer_failed(r, &peer, rc); /* same message, same seq, next round */
     }
     r->p_n = 0;
     return 0;
@@ -420,8 +420,8 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
         } else {
             policy_act_random(&r->pol, &r->rng, r->act, alive);
         }
-        ensemble_predict(&r->ens, &r->work, &r->rng, r->next, r->rew, NULL, r->cur, r->act,
-                         alive, true);
+        ensemble_predict(&r->ens, &r->work, &r->rng, r->next, r->rew, NULL, r->cur, r->act, alive,
+                         true);
         env_termination(r->env, r->cur, r->act, r->next, r->done, alive);
         for (int i = 0; i < alive; i++) {
             const float *nx = r->next + (size_t)i * O;
@@ -449,8 +449,7 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
         int j = 0;
         for (int i = 0; i < alive; i++) {
             if (!r->done[i]) {
-                memmove(r->cur + (size_t)j * O, r->next + (size_t)i * O,
-                        (size_t)O * sizeof(float));
+                memmove(r->cur + (size_t)j * O, r->next + (size_t)i * O, (size_t)O * sizeof(float));
                 j++;
             }
         }
@@ -512,14 +511,14 @@ static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
     uint64_t s0 = r->quota_done;
     if (s0 >= r->n_real) {
         uint32_t got;
-        rc = mirror_fetch(r, r->cfg.wait_ms, &got);   /* wait for real steps */
+        rc = mirror_fetch(r, r->cfg.wait_ms, &got); /* wait for real steps */
         if (rc < 0) {
             peer_failed(r, ms, rc);
         }
         return rc;
     }
     if (r->model_trained_on < run_model_point(&r->run, s0)) {
-        rc = model_refresh(r, r->cfg.wait_ms);         /* wait for that point's model */
+        rc = model_refresh(r, r->cfg.wait_ms); /* wait for that point's model */
         if (rc < 0) {
             peer_failed(r, ms, rc);
         }
@@ -545,7 +544,7 @@ static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
 static void *rollout_thread(void *arg)
 {
     rollout_t *r = arg;
-    nn_gemm_set_threads(1);   /* rollouts: one BLAS thread per worker process */
+    nn_gemm_set_threads(1); /* rollouts: one BLAS thread per worker process */
     peer_state ms = {.name = "modelserver"}, ln = {.name = "learner"};
     while (!stopping(r)) {
         rollout_step(r, &ms, &ln);
@@ -671,8 +670,10 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     r->share = rollout_share(run->rollouts_per_step, cfg->index, run->n_rollout);
     if (run->rollouts_per_step > 0 && run->rollouts_per_step < run->n_rollout &&
         run->pacing == RUN_PACING_STRICT) {
-        return err_set(-EINVAL, "rollouts_per_step %d is below n_rollout %d: a worker would "
-                       "have no share of the quota", run->rollouts_per_step, run->n_rollout);
+        return err_set(-EINVAL,
+                       "rollouts_per_step %d is below n_rollout %d: a worker would "
+                       "have no share of the quota",
+                       run->rollouts_per_step, run->n_rollout);
     }
     if ((rc = env_make(&r->env, run->env)) < 0) {
         return rc;
@@ -736,8 +737,8 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     log_info("event=started source_id=%s index=%d n_rollout=%d share=%d pacing=%s env=%s "
              "modelserver=%s learner=%s port=%d chunk=%d push_batch=%d",
              r->source_id, cfg->index, run->n_rollout, r->share,
-             run->pacing == RUN_PACING_STRICT ? "strict" : "async", run->env,
-             run->modelserver_addr, run->learner_addr, r->port, cfg->chunk, cfg->push_batch);
+             run->pacing == RUN_PACING_STRICT ? "strict" : "async", run->env, run->modelserver_addr,
+             run->learner_addr, r->port, cfg->chunk, cfg->push_batch);
     return 0;
 }
 
@@ -753,7 +754,7 @@ int rollout_run(rollout_t *r)
         return err_set(-rc, "worker thread: %s", strerror(rc));
     }
     r->thread_started = 1;
-    uv_run(&r->loop, UV_RUN_DEFAULT);   /* until a signal has shut the server down */
+    uv_run(&r->loop, UV_RUN_DEFAULT); /* until a signal has shut the server down */
     rollout_stop(r);
     pthread_join(r->thread, NULL);
     r->thread_started = 0;

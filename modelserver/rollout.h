@@ -89,27 +89,27 @@ extern const int rollout_n_opts;
 typedef struct rollout_stats {
     uint64_t real_mirrored;
     uint64_t branches;
-    uint64_t transitions;          /* acknowledged by the learner */
+    uint64_t transitions; /* acknowledged by the learner */
     uint64_t pushes;
     uint64_t push_retries;
-    uint64_t push_refused;         /* transitions the learner refused as invalid */
-    uint64_t terminated;           /* branches stopped by the termination function */
+    uint64_t push_refused; /* transitions the learner refused as invalid */
+    uint64_t terminated;   /* branches stopped by the termination function */
     uint64_t dropped_nonfinite;
     uint64_t model_version;
     uint64_t policy_version;
     uint64_t quota_done;
     int k;
-    double samples_per_s;          /* acknowledged transitions per second, recent window */
+    double samples_per_s; /* acknowledged transitions per second, recent window */
 } rollout_stats;
 
 typedef struct rollout {
     rollout_cfg cfg;
     run_cfg run;
-    env_t *env;                    /* spec and termination only */
+    env_t *env; /* spec and termination only */
     int n_obs, n_act;
-    int share;                     /* branches per real step for this worker (strict) */
+    int share; /* branches per real step for this worker (strict) */
     char source_id[ROLLOUT_ID_MAX + 24];
-    uint64_t seq;                  /* last used */
+    uint64_t seq; /* last used */
 
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int;
@@ -117,7 +117,7 @@ typedef struct rollout {
     int port;
     int loop_ready;
     int closing;
-    rpc_client_t *ms;              /* model server */
+    rpc_client_t *ms; /* model server */
     rpc_client_t *learner;
 
     pthread_t thread;
@@ -126,19 +126,19 @@ typedef struct rollout {
 
     pthread_mutex_t stats_mu;
     rollout_stats stats;
-    double rate_t0;                /* samples_per_s window start (monotonic s) */
+    double rate_t0; /* samples_per_s window start (monotonic s) */
     uint64_t rate_n0;
 
     /* worker thread only */
     rng_t rng;
-    float *real_obs;               /* (cap_real, n_obs) mirrored start states */
+    float *real_obs; /* (cap_real, n_obs) mirrored start states */
     uint64_t n_real, cap_real;
     ensemble_t ens;
     int ens_ready;
     uint64_t model_version, model_trained_on;
     ensemble_work_t work;
     policy_t pol;
-    double policy_checked;         /* last GetPolicy (monotonic s) */
+    double policy_checked; /* last GetPolicy (monotonic s) */
     uint64_t quota_done;
     int quota_known;
     /* a piece: branches (chunk rows) and the push buffer (push_batch rows) */

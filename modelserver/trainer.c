@@ -39,8 +39,8 @@ const config_opt trainer_opts[] = {
     {"model_batch", CFG_INT, T(model_batch), "256", 1, 65536,
      "rows per member per Adam step (MBPO 256)", NULL},
     {"model_lr", CFG_FLOAT, T(model_lr), "1e-3", 1e-7, 1, "ensemble Adam learning rate", NULL},
-    {"train_threads", CFG_INT, T(train_threads), "1", 1, 256,
-     "OpenBLAS threads of the model fit", NULL},
+    {"train_threads", CFG_INT, T(train_threads), "1", 1, 256, "OpenBLAS threads of the model fit",
+     NULL},
 };
 #undef T
 const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
@@ -49,7 +49,7 @@ const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
 typedef struct trainer_waiter {
     rpc_call_t *call;
     uint64_t have_version;
-    struct timespec deadline;          /* CLOCK_MONOTONIC */
+    struct timespec deadline; /* CLOCK_MONOTONIC */
     struct trainer_waiter *next;
 } trainer_waiter;
 
@@ -215,9 +215,9 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
 
 /* the blob of the trainer's ensemble as version, with the fit's stats; packed into *bytes
  * (owned) and unpacked into a model (owned) */
-static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes,
-                                  uint64_t version, uint64_t trained_on, int epochs,
-                                  double seconds, const char *env_id)
+static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes, uint64_t version,
+                                  uint64_t trained_on, int epochs, double seconds,
+                                  const char *env_id)
 {
     ensemble_blob_t *b = xmalloc(sizeof *b);
     ensemble_blob_init(b, &t->ens, version, env_id);
@@ -246,7 +246,7 @@ static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes
 
     trainer_model *m = xcalloc(1, sizeof *m);
     m->msg = twig__v1__weight_blob__unpack(NULL, n, buf);
-    TWIG_ASSERT(m->msg != NULL);   /* we just packed it */
+    TWIG_ASSERT(m->msg != NULL); /* we just packed it */
     m->version = version;
     m->trained_on = trained_on;
     m->holdout_mse = blob_stat(m->msg, "holdout_mse_elites", NAN);
@@ -383,8 +383,7 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
 
     uint8_t *bytes;
     size_t n_bytes;
-    trainer_model *m = model_build(t, &bytes, &n_bytes, version, end, rep.epochs, secs,
-                                   st.env_id);
+    trainer_model *m = model_build(t, &bytes, &n_bytes, version, end, rep.epochs, secs, st.env_id);
     rc = blob_write_file(t->dir, bytes, n_bytes);
     free(bytes);
     if (rc < 0) {
@@ -507,7 +506,7 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
         return 0;
     }
     int64_t wait = q->wait_ms;
-    int64_t left = rpc_call_remaining_ms(call) - 50;   /* answer before the client gives up */
+    int64_t left = rpc_call_remaining_ms(call) - 50; /* answer before the client gives up */
     if (left < wait) {
         wait = left > 0 ? left : 0;
     }
@@ -565,7 +564,7 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     pthread_cond_init(&t->cv_wait, &ca);
     pthread_condattr_destroy(&ca);
     t->mu_ready = 1;
-    rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull);   /* "model_tr" */
+    rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
     t->end = reallog_end(log);
 
     /* the newest model of an earlier run of this server */
@@ -581,9 +580,9 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     }
     reallog_status st;
     reallog_get_status(log, &st);
-    if (st.obs_dim && ((uint32_t)loaded.cfg.n_obs != st.obs_dim ||
-                       (uint32_t)loaded.cfg.n_act != st.act_dim ||
-                       strcmp(m->msg->env_id, st.env_id) != 0)) {
+    if (st.obs_dim &&
+        ((uint32_t)loaded.cfg.n_obs != st.obs_dim || (uint32_t)loaded.cfg.n_act != st.act_dim ||
+         strcmp(m->msg->env_id, st.env_id) != 0)) {
         rc = err_set(TWIG_EMISMATCH, "%s/%s is for %s (%d, %d), the log for %s (%u, %u)", dir,
                      TRAINER_BLOB_FILE, m->msg->env_id, loaded.cfg.n_obs, loaded.cfg.n_act,
                      st.env_id, st.obs_dim, st.act_dim);

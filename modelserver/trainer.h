@@ -61,22 +61,22 @@
 
 #define TRAINER_SECTION "modelserver"
 #define TRAINER_BLOB_FILE "model.blob"
-#define TRAINER_WAIT_MAX_MS 60000u    /* longest GetModel long poll */
-#define TRAINER_FETCH_ROWS 4096u      /* rows per read of the log */
+#define TRAINER_WAIT_MAX_MS 60000u /* longest GetModel long poll */
+#define TRAINER_FETCH_ROWS 4096u   /* rows per read of the log */
 
 /* the model options of the modelserver section (trainer_opts) */
 typedef struct trainer_cfg {
-    int ensemble_size;        /* members, MBPO 7 */
-    int elites;               /* MBPO 5 */
-    int model_hidden;         /* MBPO 200 */
-    int model_layers;         /* hidden layers, MBPO 4 */
-    int train_max_epochs;     /* cap on one fit (MBPO: none) */
-    float holdout_ratio;      /* MBPO 0.2 */
-    int max_holdout;          /* MBPO 5000 */
-    int patience;             /* epochs without improvement, MBPO 5 */
-    int model_batch;          /* MBPO 256 */
-    float model_lr;           /* MBPO 1e-3 */
-    int train_threads;        /* OpenBLAS threads of the fit */
+    int ensemble_size;    /* members, MBPO 7 */
+    int elites;           /* MBPO 5 */
+    int model_hidden;     /* MBPO 200 */
+    int model_layers;     /* hidden layers, MBPO 4 */
+    int train_max_epochs; /* cap on one fit (MBPO: none) */
+    float holdout_ratio;  /* MBPO 0.2 */
+    int max_holdout;      /* MBPO 5000 */
+    int patience;         /* epochs without improvement, MBPO 5 */
+    int model_batch;      /* MBPO 256 */
+    float model_lr;       /* MBPO 1e-3 */
+    int train_threads;    /* OpenBLAS threads of the fit */
 } trainer_cfg;
 
 extern const config_opt trainer_opts[];
@@ -84,19 +84,19 @@ extern const int trainer_n_opts;
 
 /* a published model: the unpacked blob (owned) and its packed bytes */
 typedef struct trainer_model {
-    Twig__V1__WeightBlob *msg;   /* owned (protobuf-c unpacked) */
+    Twig__V1__WeightBlob *msg; /* owned (protobuf-c unpacked) */
     uint64_t version;
     uint64_t trained_on;
-    float holdout_mse;           /* of the elites */
+    float holdout_mse; /* of the elites */
 } trainer_model;
 
 struct trainer_waiter;
 
 typedef struct trainer_status {
-    uint64_t version;         /* newest published, 0: none */
+    uint64_t version; /* newest published, 0: none */
     uint64_t trained_on;
-    uint64_t trainings;       /* fits published by this process */
-    bool training;            /* a fit is running */
+    uint64_t trainings; /* fits published by this process */
+    bool training;      /* a fit is running */
     float holdout_mse;
     double last_train_seconds;
 } trainer_status;
@@ -104,21 +104,21 @@ typedef struct trainer_status {
 typedef struct trainer {
     trainer_cfg cfg;
     run_cfg run;
-    reallog_t *log;                   /* borrowed */
-    char *dir;                        /* owned */
+    reallog_t *log; /* borrowed */
+    char *dir;      /* owned */
 
-    pthread_mutex_t mu;               /* guards everything below it */
-    pthread_cond_t cv_train;          /* trainer thread: end moved or stopping */
-    pthread_cond_t cv_wait;           /* waiter thread: new model, new waiter or stopping */
-    uint64_t end;                     /* the log's end as last notified */
+    pthread_mutex_t mu;      /* guards everything below it */
+    pthread_cond_t cv_train; /* trainer thread: end moved or stopping */
+    pthread_cond_t cv_wait;  /* waiter thread: new model, new waiter or stopping */
+    uint64_t end;            /* the log's end as last notified */
     int stopping;
-    trainer_model *pub;               /* newest model, NULL before the first */
-    struct trainer_waiter *waiters;   /* parked GetModel calls */
+    trainer_model *pub;             /* newest model, NULL before the first */
+    struct trainer_waiter *waiters; /* parked GetModel calls */
     uint64_t trainings;
     bool training;
     double last_train_seconds;
 
-    atomic_int stop;                  /* ends a fit early */
+    atomic_int stop; /* ends a fit early */
     pthread_t train_thread;
     pthread_t wait_thread;
     int threads_started;
@@ -126,10 +126,10 @@ typedef struct trainer {
 
     /* trainer thread only */
     rng_t rng;
-    ensemble_t ens;                   /* warm state between fits */
+    ensemble_t ens; /* warm state between fits */
     ensemble_trainer_t tr;
     int ens_ready;
-    uint64_t n_rows;                  /* rows read from the log so far */
+    uint64_t n_rows; /* rows read from the log so far */
     uint64_t cap_rows;
     float *obs, *act, *next_obs, *reward;
 } trainer_t;

@@ -73,10 +73,18 @@ static inline tbatch_t ed_view(const ed_data *d, int from, int count, const char
 {
     size_t O = (size_t)d->O, A = (size_t)d->A, f = (size_t)from;
     return (tbatch_t){
-        .env_id = d->env_id, .source_id = source, .seq = seq, .obs_dim = (uint32_t)d->O,
-        .act_dim = (uint32_t)d->A, .count = (uint32_t)count, .obs = d->obs + f * O,
-        .act = d->act + f * A, .reward = d->reward + f, .next_obs = d->next_obs + f * O,
-        .terminated = d->terminated + f, .truncated = d->truncated + f,
+        .env_id = d->env_id,
+        .source_id = source,
+        .seq = seq,
+        .obs_dim = (uint32_t)d->O,
+        .act_dim = (uint32_t)d->A,
+        .count = (uint32_t)count,
+        .obs = d->obs + f * O,
+        .act = d->act + f * A,
+        .reward = d->reward + f,
+        .next_obs = d->next_obs + f * O,
+        .terminated = d->terminated + f,
+        .truncated = d->truncated + f,
     };
 }
 

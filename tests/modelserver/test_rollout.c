@@ -60,15 +60,15 @@ typedef struct fake_learner {
     push_rec *recs;
     int n_recs, cap_recs;
     uint64_t transitions, duplicates, bad, acks_dropped;
-    float *obs, *next, *act;  /* stored rows */
+    float *obs, *next, *act; /* stored rows */
     int *term;
     uint64_t n_rows, cap_rows;
     uint64_t quota[MAX_WORKERS];
     uint32_t n_workers;
-    int drop_ack_every;       /* store, then fail the reply of every n-th new push */
+    int drop_ack_every; /* store, then fail the reply of every n-th new push */
     uint64_t n_new;
-    nn_blob *policy;          /* served by GetPolicy when set */
-    uint64_t policy_pushes;   /* pushes tagged with the policy's version */
+    nn_blob *policy;        /* served by GetPolicy when set */
+    uint64_t policy_pushes; /* pushes tagged with the policy's version */
 } fake_learner;
 
 static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
@@ -79,8 +79,8 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     pthread_mutex_lock(&fl->mu);
     if (rc == 0 && (m->obs_dim != (uint32_t)fl->O || m->act_dim != (uint32_t)fl->A ||
                     m->n_workers > MAX_WORKERS)) {
-        rc = err_set(-EINVAL, "dims (%u, %u) or n_workers %u", m->obs_dim, m->act_dim,
-                     m->n_workers);
+        rc =
+            err_set(-EINVAL, "dims (%u, %u) or n_workers %u", m->obs_dim, m->act_dim, m->n_workers);
     }
     if (rc < 0) {
         fl->bad++;
@@ -135,7 +135,7 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     fl->acks_dropped += drop;
     pthread_mutex_unlock(&fl->mu);
     if (drop) {
-        return err_set(TWIG_EUNAVAIL, "ack lost (test)");   /* stored: the retry is a dup */
+        return err_set(TWIG_EUNAVAIL, "ack lost (test)"); /* stored: the retry is a dup */
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     r.accepted = m->count;
@@ -252,14 +252,36 @@ static void start_modelserver(proc_t *p, const run_params *rp)
     snprintf(s_init, sizeof s_init, "init_steps=%d", rp->init_steps);
     snprintf(s_freq, sizeof s_freq, "model_train_freq=%d", rp->train_freq);
     unlink(p->port_file);
-    const char *argv[] = {MS_BIN, "--listen", "127.0.0.1:0", "--data-dir", dir, "--port-file",
-                          p->port_file, "--fsync", "none", "--log-level", "warn",
-                          "--set", s_env, "--set", s_init, "--set", s_freq,
-                          "--set", "modelserver.ensemble_size=3", "--set", "modelserver.elites=2",
-                          "--set", "modelserver.model_hidden=32",
-                          "--set", "modelserver.model_layers=2",
-                          "--set", "modelserver.model_batch=64",
-                          "--set", "modelserver.train_max_epochs=20", NULL};
+    const char *argv[] = {MS_BIN,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--data-dir",
+                          dir,
+                          "--port-file",
+                          p->port_file,
+                          "--fsync",
+                          "none",
+                          "--log-level",
+                          "warn",
+                          "--set",
+                          s_env,
+                          "--set",
+                          s_init,
+                          "--set",
+                          s_freq,
+                          "--set",
+                          "modelserver.ensemble_size=3",
+                          "--set",
+                          "modelserver.elites=2",
+                          "--set",
+                          "modelserver.model_hidden=32",
+                          "--set",
+                          "modelserver.model_layers=2",
+                          "--set",
+                          "modelserver.model_batch=64",
+                          "--set",
+                          "modelserver.train_max_epochs=20",
+                          NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
 }
@@ -267,8 +289,8 @@ static void start_modelserver(proc_t *p, const run_params *rp)
 static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
                           const char *learner_addr, const char *name)
 {
-    char s_env[128], s_init[64], s_freq[64], s_r[64], s_kmin[64], s_kmax[64], s_ms[128],
-        s_ln[128], s_pf[600];
+    char s_env[128], s_init[64], s_freq[64], s_r[64], s_kmin[64], s_kmax[64], s_ms[128], s_ln[128],
+        s_pf[600];
     snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
     unlink(p->port_file);
     snprintf(s_env, sizeof s_env, "env=%s", rp->env);
@@ -280,12 +302,13 @@ static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
     snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms_addr);
     snprintf(s_ln, sizeof s_ln, "learner_addr=%s", learner_addr);
     snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
-    const char *argv[] = {RO_BIN, "--set", s_env, "--set", s_init, "--set", s_freq,
-                          "--set", s_r, "--set", s_kmin, "--set", s_kmax, "--set", s_ms,
-                          "--set", s_ln, "--set", s_pf, "--set", "hidden=32",
-                          "--listen", "127.0.0.1:0", "--chunk", "256", "--push-batch", "100",
-                          "--wait-ms", "200", "--backoff-max-ms", "200",
-                          "--log-level", "warn", NULL};
+    const char *argv[] = {
+        RO_BIN, "--set",        s_env,       "--set",     s_init,        "--set",
+        s_freq, "--set",        s_r,         "--set",     s_kmin,        "--set",
+        s_kmax, "--set",        s_ms,        "--set",     s_ln,          "--set",
+        s_pf,   "--set",        "hidden=32", "--listen",  "127.0.0.1:0", "--chunk",
+        "256",  "--push-batch", "100",       "--wait-ms", "200",         "--backoff-max-ms",
+        "200",  "--log-level",  "warn",      NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
 }
@@ -377,7 +400,7 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
     fl_start(&fl, ln_addr);
 
     fl_wait_quota(&fl, 450, 60000);
-    append_real(cl, &d, 450, 700, &seq);   /* crosses the training point 600 */
+    append_real(cl, &d, 450, 700, &seq); /* crosses the training point 600 */
     fl_wait_quota(&fl, 700, 60000);
 
     pthread_mutex_lock(&fl.mu);
@@ -447,7 +470,7 @@ Test(rollout, branches_stop_on_termination)
         env_termination(e, o, &a, o, &done_obs, 1);
         n_term += fl.term[i] != 0;
         wrong += (fl.term[i] != 0) != done_next;
-        terminal_start += done_obs;   /* a branch never steps on from a terminal state */
+        terminal_start += done_obs; /* a branch never steps on from a terminal state */
     }
     pthread_mutex_unlock(&fl.mu);
     cr_expect_eq(wrong, 0, "terminated is the env's termination of next_obs");
@@ -547,11 +570,36 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
     snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms.addr);
     snprintf(s_ln, sizeof s_ln, "learner_addr=%s", fl.addr);
     snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
-    const char *argv[] = {RO_BIN, "--set", s_env, "--set", "init_steps=200", "--set",
-                          "model_train_freq=200", "--set", "pacing=async", "--set", "k_min=2",
-                          "--set", "k_max=2", "--set", s_ms, "--set", s_ln, "--set", s_pf,
-                          "--set", "hidden=32", "--chunk", "128", "--push-batch", "64",
-                          "--wait-ms", "200", "--log-level", "warn", NULL};
+    const char *argv[] = {RO_BIN,
+                          "--set",
+                          s_env,
+                          "--set",
+                          "init_steps=200",
+                          "--set",
+                          "model_train_freq=200",
+                          "--set",
+                          "pacing=async",
+                          "--set",
+                          "k_min=2",
+                          "--set",
+                          "k_max=2",
+                          "--set",
+                          s_ms,
+                          "--set",
+                          s_ln,
+                          "--set",
+                          s_pf,
+                          "--set",
+                          "hidden=32",
+                          "--chunk",
+                          "128",
+                          "--push-batch",
+                          "64",
+                          "--wait-ms",
+                          "200",
+                          "--log-level",
+                          "warn",
+                          NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
 

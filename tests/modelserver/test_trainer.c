@@ -69,10 +69,15 @@ static void rig_cfg(rig *r)
     config_table t[2] = {{NULL, run_opts, run_n_opts, &r->run},
                          {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
-    const char *sets[] = {"init_steps=300", "model_train_freq=200", "modelserver.ensemble_size=3",
-                          "modelserver.elites=2", "modelserver.model_hidden=32",
-                          "modelserver.model_layers=2", "modelserver.model_batch=32",
-                          "modelserver.train_max_epochs=60", "modelserver.patience=10"};
+    const char *sets[] = {"init_steps=300",
+                          "model_train_freq=200",
+                          "modelserver.ensemble_size=3",
+                          "modelserver.elites=2",
+                          "modelserver.model_hidden=32",
+                          "modelserver.model_layers=2",
+                          "modelserver.model_batch=32",
+                          "modelserver.train_max_epochs=60",
+                          "modelserver.patience=10"};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         cr_assert_eq(config_set_assignment(t, 2, sets[i]), 0, "%s: %s", sets[i], err_msg());
     }
@@ -213,8 +218,7 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     cr_expect(isfinite(stat_of(rep->blob, "holdout_mse_elites")));
     double mse_model, mse_same;
     model_vs_no_change(rep->blob, &mse_model, &mse_same);
-    cr_expect_lt(mse_model, 0.5 * mse_same, "model mse %g vs no change %g", mse_model,
-                 mse_same);
+    cr_expect_lt(mse_model, 0.5 * mse_same, "model mse %g vs no change %g", mse_model, mse_same);
     protobuf_c_message_free_unpacked(&rep->base, NULL);
 
     /* have 1: nothing newer until the next point (600) */
@@ -334,7 +338,8 @@ Test(trainer, bad_requests_and_options_are_refused)
     rig bad = {0};
     rig_cfg(&bad);
     bad.tcfg.elites = bad.tcfg.ensemble_size + 1;
-    cr_assert_eq(reallog_open(&bad.log, &(reallog_opts){.dir = dir, .segment_bytes = 1 << 20,
+    cr_assert_eq(reallog_open(&bad.log, &(reallog_opts){.dir = dir,
+                                                        .segment_bytes = 1 << 20,
                                                         .group_max = 16,
                                                         .max_queue_bytes = 1 << 20}),
                  0, "%s", err_msg());
@@ -351,13 +356,32 @@ static void start_binary(proc_t *p, const char *data_dir)
 {
     snprintf(p->port_file, sizeof p->port_file, "%s/ms.port", dir);
     unlink(p->port_file);
-    const char *argv[] = {MS_BIN, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                          "--port-file", p->port_file, "--fsync", "none", "--log-level", "warn",
-                          "--set", "init_steps=300", "--set", "model_train_freq=200",
-                          "--set", "modelserver.ensemble_size=3", "--set", "modelserver.elites=2",
-                          "--set", "modelserver.model_hidden=32",
-                          "--set", "modelserver.model_layers=2",
-                          "--set", "modelserver.train_max_epochs=20", NULL};
+    const char *argv[] = {MS_BIN,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--data-dir",
+                          data_dir,
+                          "--port-file",
+                          p->port_file,
+                          "--fsync",
+                          "none",
+                          "--log-level",
+                          "warn",
+                          "--set",
+                          "init_steps=300",
+                          "--set",
+                          "model_train_freq=200",
+                          "--set",
+                          "modelserver.ensemble_size=3",
+                          "--set",
+                          "modelserver.elites=2",
+                          "--set",
+                          "modelserver.model_hidden=32",
+                          "--set",
+                          "modelserver.model_layers=2",
+                          "--set",
+                          "modelserver.train_max_epochs=20",
+                          NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
 }
