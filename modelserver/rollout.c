@@ -494,7 +494,12 @@ static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
     }
     policy_refresh(r);
     if (r->n_real == 0) {
-        return 0;
+        uint32_t got;   /* a model but no start states yet: wait for real data */
+        rc = mirror_fetch(r, r->cfg.wait_ms, &got);
+        if (rc < 0) {
+            peer_failed(r, ms, rc);
+        }
+        return rc;
     }
     if (r->run.pacing == RUN_PACING_ASYNC) {
         int k = run_rollout_length(&r->run, r->n_real);
