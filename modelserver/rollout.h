@@ -32,9 +32,10 @@
  *           never cross a training point or an epoch (k) boundary; a piece needs a model
  *           with trained_on >= run_model_point(its first step), else the worker long-polls
  *           GetModel for it. The last push of a piece carries quota_end. At start quota_done
- *           is the learner's Progress.rollout_quota_done (what it has acknowledged), at
- *           least P0, so a restarted worker goes on where its acknowledged work ended (the
- *           unacknowledged piece in flight is generated again).
+ *           is the learner's Progress.rollout_quota_done (the slowest worker's acknowledged
+ *           quota), at least P0: a restarted worker goes on from there, so what it generates
+ *           twice is its unacknowledged piece plus, with M > 1, its lead over the slowest
+ *           worker (Progress has no per-worker quota).
  *   async   `chunk` branches at a time, continuously, with the newest model, k of the
  *           mirrored end; quota_end = mirrored end.
  *
