@@ -241,6 +241,7 @@ static void fl_wait_quota(fake_learner *fl, uint64_t q, int ms)
 typedef struct run_params {
     const char *env;
     int init_steps, train_freq, rollouts, k;
+    int n_workers; /* 0: 1 */
 } run_params;
 
 static void start_modelserver(proc_t *p, const run_params *rp)
@@ -286,11 +287,15 @@ static void start_modelserver(proc_t *p, const run_params *rp)
     proc_wait_serving(p, 20000);
 }
 
-static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
-                          const char *learner_addr, const char *name)
+/* worker index of rp->n_workers */
+static void start_worker(proc_t *p, const run_params *rp, const char *ms_addr,
+                         const char *learner_addr, const char *name, int index)
 {
     char s_env[128], s_init[64], s_freq[64], s_r[64], s_kmin[64], s_kmax[64], s_ms[128], s_ln[128],
-        s_pf[600];
+        s_pf[600], s_m[64], s_j[64], s_id[64];
+    snprintf(s_m, sizeof s_m, "n_rollout=%d", rp->n_workers ? rp->n_workers : 1);
+    snprintf(s_j, sizeof s_j, "rollout.index=%d", index);
+    snprintf(s_id, sizeof s_id, "rollout.id=rollout-%d", index);
     snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
     unlink(p->port_file);
     snprintf(s_env, sizeof s_env, "env=%s", rp->env);
@@ -308,9 +313,16 @@ static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
         s_kmax, "--set",        s_ms,        "--set",     s_ln,          "--set",
         s_pf,   "--set",        "hidden=32", "--listen",  "127.0.0.1:0", "--chunk",
         "256",  "--push-batch", "100",       "--wait-ms", "200",         "--backoff-max-ms",
-        "200",  "--log-level",  "warn",      NULL};
+        "200",  "--log-level",  "warn",      "--set",     s_m,           "--set",
+        s_j,    "--set",        s_id,        NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
+}
+
+static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
+                          const char *learner_addr, const char *name)
+{
+    start_worker(p, rp, ms_addr, learner_addr, name, 0);
 }
 
 /* append rows [from, to) of d to the model server as actor-0 */
@@ -371,7 +383,7 @@ static int reserve_port(void)
 Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
 {
     /* Pendulum; training points 400, 600, ...; 3 branches of 1 step per real step >= 400 */
-    run_params rp = {"Pendulum-v1", 300, 200, 3, 1};
+    run_params rp = {"Pendulum-v1", 300, 200, 3, 1, 1};
     proc_t ms = {0}, ro = {0};
     start_modelserver(&ms, &rp);
     ed_data d;
@@ -442,7 +454,7 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
 Test(rollout, branches_stop_on_termination)
 {
     /* InvertedPendulum: terminal once |angle| > 0.2; random actions topple it fast */
-    run_params rp = {"InvertedPendulum-v4", 200, 200, 4, 5};
+    run_params rp = {"InvertedPendulum-v4", 200, 200, 4, 5, 1};
     proc_t ms = {0}, ro = {0};
     start_modelserver(&ms, &rp);
     ed_data d;
@@ -492,7 +504,7 @@ Test(rollout, branches_stop_on_termination)
 
 Test(rollout, kill9_and_restart_resumes_under_a_new_source)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 1};
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
     proc_t ms = {0}, ro = {0};
     start_modelserver(&ms, &rp);
     ed_data d;
@@ -541,7 +553,7 @@ Test(rollout, kill9_and_restart_resumes_under_a_new_source)
 
 Test(rollout, async_generates_continuously_with_the_learners_policy)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 2};
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 2, 1};
     proc_t ms = {0}, ro = {0};
     start_modelserver(&ms, &rp);
     ed_data d;
@@ -641,9 +653,47 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
     ed_free(&d);
 }
 
+Test(rollout, two_workers_split_each_steps_quota)
+{
+    /* R = 3 over M = 2: worker 0 takes 2 branches a step, worker 1 takes 1 */
+    run_params rp = {"Pendulum-v1", 200, 200, 3, 1, 2};
+    proc_t ms = {0}, w0 = {0}, w1 = {0};
+    start_modelserver(&ms, &rp);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, rp.env, 500, 41), 0);
+    rpc_client_t *cl;
+    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
+    uint64_t seq = 1;
+    append_real(cl, &d, 0, 500, &seq);
+    fake_learner fl;
+    fl_init(&fl, 3, 1);
+    fl_start(&fl, "127.0.0.1:0");
+    start_worker(&w0, &rp, ms.addr, fl.addr, "w0", 0);
+    start_worker(&w1, &rp, ms.addr, fl.addr, "w1", 1);
+    fl_wait_quota(&fl, 500, 60000);
+    cr_expect_eq(stat_value(w0.addr, "transitions"), (500 - 200) * 2);
+    cr_expect_eq(stat_value(w1.addr, "transitions"), (500 - 200) * 1);
+    pthread_mutex_lock(&fl.mu);
+    cr_expect_eq(fl.transitions, (500 - 200) * 3);
+    cr_expect_eq(fl.n_workers, 2);
+    cr_expect_eq(fl.quota[0], 500);
+    cr_expect_eq(fl.quota[1], 500);
+    for (int i = 0; i < fl.n_recs; i++) {
+        const char *src = fl.recs[i].source;
+        cr_expect(!strncmp(src, "rollout-0@", 10) || !strncmp(src, "rollout-1@", 10), "%s", src);
+    }
+    pthread_mutex_unlock(&fl.mu);
+    proc_stop(&w0);
+    proc_stop(&w1);
+    proc_stop(&ms);
+    rpc_client_free(cl);
+    fl_free(&fl);
+    ed_free(&d);
+}
+
 Test(rollout, missing_peers_are_a_wait_and_sigterm_exits_0)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 1};
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
     char ms_addr[64], ln_addr[64];
     snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", reserve_port());
     snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
