@@ -244,7 +244,8 @@ typedef struct run_params {
     int n_workers; /* 0: 1 */
 } run_params;
 
-static void start_modelserver(proc_t *p, const run_params *rp)
+/* on listen ("127.0.0.1:0", or a fixed port to restart on) */
+static void start_modelserver_on(proc_t *p, const run_params *rp, const char *listen)
 {
     char dir[600], s_env[128], s_init[64], s_freq[64];
     snprintf(dir, sizeof dir, "%s/ms", tmp);
@@ -255,7 +256,7 @@ static void start_modelserver(proc_t *p, const run_params *rp)
     unlink(p->port_file);
     const char *argv[] = {MS_BIN,
                           "--listen",
-                          "127.0.0.1:0",
+                          listen,
                           "--data-dir",
                           dir,
                           "--port-file",
@@ -285,6 +286,11 @@ static void start_modelserver(proc_t *p, const run_params *rp)
                           NULL};
     p->pid = proc_spawn(argv);
     proc_wait_serving(p, 20000);
+}
+
+static void start_modelserver(proc_t *p, const run_params *rp)
+{
+    start_modelserver_on(p, rp, "127.0.0.1:0");
 }
 
 /* worker index of rp->n_workers */
@@ -736,4 +742,41 @@ Test(rollout, share_splits_the_quota_exactly)
             cr_expect_eq(sum, R, "R %d M %d", R, M);
         }
     }
+}
+
+Test(rollout, modelserver_kill9_and_restart_the_worker_reconnects)
+{
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", reserve_port());
+    proc_t ms = {0}, ro = {0};
+    start_modelserver_on(&ms, &rp, listen);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, rp.env, 600, 51), 0);
+    rpc_client_t *cl;
+    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
+    uint64_t seq = 1;
+    append_real(cl, &d, 0, 400, &seq);
+    fake_learner fl;
+    fl_init(&fl, 3, 1);
+    fl_start(&fl, "127.0.0.1:0");
+    start_rollout(&ro, &rp, ms.addr, fl.addr, "ro");
+    fl_wait_quota(&fl, 400, 60000);
+
+    /* the model server dies and comes back on its data dir and port */
+    proc_kill9(&ms);
+    start_modelserver_on(&ms, &rp, listen);
+    append_real(cl, &d, 400, 600, &seq);
+    fl_wait_quota(&fl, 600, 60000);
+    pthread_mutex_lock(&fl.mu);
+    cr_expect_eq(fl.transitions, (600 - 200) * 2, "every quota slot once, across the restart");
+    cr_expect_eq(fl.bad, 0);
+    pthread_mutex_unlock(&fl.mu);
+    cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 600);
+    cr_expect_geq(stat_value(ro.addr, "model_version"), 2, "the model trained at 400 and on");
+    proc_stop(&ro);
+    proc_stop(&ms);
+    rpc_client_free(cl);
+    fl_free(&fl);
+    ed_free(&d);
 }
