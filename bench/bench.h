@@ -7,16 +7,16 @@
 #include <stdbool.h>
 
 typedef struct bench_opts {
-    int reps;           /* timed repetitions; the median is reported */
-    int iters;          /* units per repetition (0: the figure's default) */
-    int warmup;         /* untimed units first (-1: the figure's default) */
-    bool check_only;    /* run the correctness check, skip the timing */
+    int reps;        /* timed repetitions; the median is reported */
+    int iters;       /* units per repetition (0: the figure's default) */
+    int warmup;      /* untimed units first (-1: the figure's default) */
+    bool check_only; /* run the correctness check, skip the timing */
 } bench_opts;
 
 typedef int bench_fn(const bench_opts *o);
 
 typedef struct bench_figure {
-    const char *name;   /* "sac_update" */
+    const char *name; /* "sac_update" */
     bench_fn *run;
 } bench_figure;
 
@@ -32,5 +32,14 @@ int bench_sac_update(const bench_opts *o);
 int bench_env_inverted_pendulum(const bench_opts *o);
 int bench_env_half_cheetah(const bench_opts *o);
 int bench_env_hopper(const bench_opts *o);
+int bench_env_walker2d(const bench_opts *o);
+int bench_env_ant(const bench_opts *o);
+int bench_env_humanoid(const bench_opts *o);
+
+/* bench_ensemble.c */
+int bench_ensemble_train_step(const bench_opts *o);
+int bench_ensemble_train_step_out34(const bench_opts *o);
+int bench_rollout_all_members(const bench_opts *o);
+int bench_rollout_one_member(const bench_opts *o);
 
 #endif

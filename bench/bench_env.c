@@ -191,3 +191,18 @@ int bench_env_hopper(const bench_opts *o)
 {
     return bench_env_run(o, "Hopper-v4");
 }
+
+int bench_env_walker2d(const bench_opts *o)
+{
+    return bench_env_run(o, "Walker2d-v4");
+}
+
+int bench_env_ant(const bench_opts *o)
+{
+    return bench_env_run(o, "Ant-v4");
+}
+
+int bench_env_humanoid(const bench_opts *o)
+{
+    return bench_env_run(o, "Humanoid-v4");
+}

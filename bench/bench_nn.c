@@ -138,16 +138,18 @@ int bench_sac_update(const bench_opts *o)
 
     double worst = 0.0;
     if (check_sac(&rb, &batch, &worst) != 0) {
-        fprintf(stderr, "bench sac_update: BLAS result does not match the naive reference "
-                        "(core %s); not timing\n", nn_gemm_core_name());
+        fprintf(stderr,
+                "bench sac_update: BLAS result does not match the naive reference "
+                "(core %s); not timing\n",
+                nn_gemm_core_name());
         replay_batch_free(&batch);
         replay_free(&rb);
         return 1;
     }
     if (o->check_only) {
         printf("{\"bench\":\"sac_update\",\"impl\":\"twig\",\"check\":\"ok\","
-               "\"check_max_rel_err\":%.3g,\"openblas_core\":\"%s\"}\n", worst,
-               nn_gemm_core_name());
+               "\"check_max_rel_err\":%.3g,\"openblas_core\":\"%s\"}\n",
+               worst, nn_gemm_core_name());
         replay_batch_free(&batch);
         replay_free(&rb);
         return 0;

@@ -5,13 +5,15 @@
 # env:   TWIG_REFERENCE  the reference kit (default: ../shared/reference from the repo root,
 #                        else /work/shared/reference)
 #        BENCH_CPU       the core to pin to (default 0)
+#        BENCH_REPS      timed repetitions per run, both sides (default 7)
 #
 # Per round, interleaved: twig with the image's OpenBLAS kernels (OPENBLAS_CORETYPE=Haswell),
 # twig with OpenBLAS's own choice (AVX-512), PyTorch as installed, PyTorch tuned (AVX-512 +
 # a malloc that keeps freed memory), as the reference README prescribes. twig-bench checks
 # its BLAS results against a naive GEMM before it times, and fails on a mismatch. The sgemm
-# peak of the same core (1024^3, AVX-512 kernels) is measured in the same run. Prints every
-# JSON line, then a summary: medians, twig / best PyTorch, and twig's share of sgemm peak.
+# peak of the same core (1024^3, AVX-512 kernels) is measured before and after (the best
+# counts). Prints every JSON line, then a summary: medians, twig / best PyTorch, and twig's
+# share of sgemm peak.
 set -eu
 
 BUILD=${1:-build}
@@ -26,6 +28,7 @@ if [ -z "$REF" ]; then
     fi
 fi
 CPU=${BENCH_CPU:-0}
+REPS=${BENCH_REPS:-7}
 PY=/usr/bin/python3
 BENCH="$BUILD/bench/twig-bench"
 [ -x "$BENCH" ] || { echo "compare-nn: $BENCH not built" >&2; exit 1; }
@@ -42,10 +45,14 @@ OUT="$TMP/lines.jsonl"
 
 # sgemm peak of this core with the AVX-512 kernels
 gcc -O2 -o "$TMP/sgemm_bench" "$REF/sgemm_bench.c" -lopenblas
-PEAK=$($FAST ONLY=square_1024 $PIN "$TMP/sgemm_bench" 1 9 0.3 |
-       awk '/square_1024/ { for (i = 1; i <= NF; i++) if ($i == "med") print $(i + 1) }')
-echo "{\"bench\":\"sgemm_peak\",\"impl\":\"openblas\",\"gflops\":$PEAK,\"shape\":\"1024^3\"}" |
-    tee -a "$OUT"
+peak() {   # sgemm GFLOPS at 1024^3, appended as a JSON line
+    g=$($FAST ONLY=square_1024 $PIN "$TMP/sgemm_bench" 1 9 0.3 |
+        awk '/square_1024/ { for (i = 1; i <= NF; i++) if ($i == "med") print $(i + 1) }')
+    echo "{\"bench\":\"sgemm_peak\",\"impl\":\"openblas\",\"gflops\":$g,\"shape\":\"1024^3\"}" |
+        tee -a "$OUT"
+}
+peak
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 run() {   # label, command...
     label=$1
@@ -55,23 +62,29 @@ run() {   # label, command...
 
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-    run twig_installed $PIN "$BENCH" nn sac_update
-    run twig_avx512 $FAST $PIN "$BENCH" nn sac_update
-    run torch_installed $PIN $PY "$REF/torch/sac_ref.py" --threads 1 --label installed
-    run torch_tuned $FAST $TUNED $PIN $PY "$REF/torch/sac_ref.py" --threads 1 --label tuned
+    run twig_installed $PIN "$BENCH" nn --reps "$REPS" sac_update
+    run twig_avx512 $FAST $PIN "$BENCH" nn --reps "$REPS" sac_update
+    run torch_installed $PIN $PY "$REF/torch/sac_ref.py" --threads 1 --reps "$REPS" \
+        --label installed
+    run torch_tuned $FAST $TUNED $PIN $PY "$REF/torch/sac_ref.py" --threads 1 --reps "$REPS" \
+        --label tuned
     r=$((r + 1))
 done
 
+peak
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-peak = next(l["gflops"] for l in lines if l["bench"] == "sgemm_peak")
-rate = {}
+# other load can only lower the peak: take the best of the measurements
+peak = max(l["gflops"] for l in lines if l["bench"] == "sgemm_peak")
+rate, best = {}, {}
 for l in lines:
     if l.get("bench") != "sac_update":
         continue
     r = l.get("per_s", l.get("updates_per_s_median"))
     rate.setdefault(l["config"], []).append(r)
+    best[l["config"]] = max(best.get(l["config"], 0), l["max"])
 med = {k: statistics.median(v) for k, v in rate.items()}
 mflop = 581.57
 for k in sorted(med):
@@ -86,6 +99,9 @@ summary = {
     "ratio_vs_best_torch": round(best_twig / best_torch, 3),
     "ratio_same_kernels_installed": round(med["twig_installed"] / med["torch_installed"], 3),
     "twig_share_of_peak": round(best_twig * mflop / 1e3 / peak, 3),
+    # the fastest repetition of each: less sensitive to other load on a shared machine
+    "ratio_of_fastest_reps": round(max(best["twig_installed"], best["twig_avx512"])
+                                   / max(best["torch_installed"], best["torch_tuned"]), 3),
     "target_ratio": 1.5, "target_share_of_peak": 0.70,
 }
 print(json.dumps(summary))

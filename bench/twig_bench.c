@@ -17,6 +17,10 @@
 /* figures of `twig-bench nn`: append new ones here */
 static const bench_figure nn_figures[] = {
     {"sac_update", bench_sac_update},
+    {"ensemble_train_step", bench_ensemble_train_step},
+    {"ensemble_train_step_out34", bench_ensemble_train_step_out34},
+    {"rollout_all_members", bench_rollout_all_members},
+    {"rollout_one_member", bench_rollout_one_member},
 };
 
 /* figures of `twig-bench env`: one per MuJoCo env, append new ones here */
@@ -24,6 +28,9 @@ static const bench_figure env_figures[] = {
     {"InvertedPendulum-v4", bench_env_inverted_pendulum},
     {"HalfCheetah-v4", bench_env_half_cheetah},
     {"Hopper-v4", bench_env_hopper},
+    {"Walker2d-v4", bench_env_walker2d},
+    {"Ant-v4", bench_env_ant},
+    {"Humanoid-v4", bench_env_humanoid},
 };
 
 typedef struct bench_cmd {

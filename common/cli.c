@@ -29,6 +29,29 @@ static int apply_flag(const config_table *t, int n, const char *section, const c
     return rc;
 }
 
+/* "sec.key" where sec is a run section no table here owns: another process's option */
+static bool foreign_assignment(const config_table *t, int n, const char *assignment)
+{
+    const char *dot = strchr(assignment, '.');
+    const char *eq = strchr(assignment, '=');
+    if (!dot || (eq && eq < dot)) {
+        return false;
+    }
+    size_t len = (size_t)(dot - assignment);
+    for (int i = 0; i < n; i++) {
+        if (t[i].section && strlen(t[i].section) == len &&
+            strncmp(t[i].section, assignment, len) == 0) {
+            return false;
+        }
+    }
+    for (int i = 0; run_sections[i]; i++) {
+        if (strlen(run_sections[i]) == len && strncmp(run_sections[i], assignment, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int cli_parse(const config_table *t, int n, const char *section, int argc, char **argv,
               const char *usage)
 {
@@ -69,7 +92,11 @@ int cli_parse(const config_table *t, int n, const char *section, int argc, char 
             if (i + 1 >= argc) {
                 return err_set(-EINVAL, "--set needs KEY=VALUE");
             }
-            rc = config_set_assignment(t, n, argv[++i]);
+            const char *assignment = argv[++i];
+            if (foreign_assignment(t, n, assignment)) {
+                continue;   /* the launcher passes every --set to every process */
+            }
+            rc = config_set_assignment(t, n, assignment);
             if (rc < 0) {
                 return rc;
             }

@@ -7,6 +7,8 @@
  * applied in this order: defaults, the --config file, then --set and --KEY VALUE in the order
  * given. `--KEY VALUE` is short for `--set SECTION.KEY=VALUE` when the process's section has
  * KEY, else for the top-level KEY: `twig-modelserver --listen 0.0.0.0:7101 --data-dir d`.
+ * `--set OTHER.KEY=VALUE` for another process's section (one of run_sections) is ignored, so
+ * a launcher can hand the same overrides to every process; each checks its own.
  * An unknown option or a bad value is an error naming it.
  */
 #ifndef TWIG_CLI_H

@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/nn_gemm.h"
+#include "common/nn_math.h"
 
 #define ENSEMBLE_MAX_LV_INIT 0.5f      /* MBPO bnn.py: max_logvar starts at 0.5 */
 #define ENSEMBLE_MIN_LV_INIT -10.0f    /* and min_logvar at -10 */
@@ -64,12 +65,10 @@ void ensemble_train_cfg_default(ensemble_train_cfg *cfg, int n_layers)
 int ensemble_cfg_check(const ensemble_cfg *c)
 {
     if (c->n_obs < 1 || c->n_obs > ENSEMBLE_MAX_DIM) {
-        return err_set(-EINVAL, "ensemble n_obs is %d, expected 1..%d", c->n_obs,
-                       ENSEMBLE_MAX_DIM);
+        return err_set(-EINVAL, "ensemble n_obs is %d, expected 1..%d", c->n_obs, ENSEMBLE_MAX_DIM);
     }
     if (c->n_act < 1 || c->n_act > ENSEMBLE_MAX_DIM) {
-        return err_set(-EINVAL, "ensemble n_act is %d, expected 1..%d", c->n_act,
-                       ENSEMBLE_MAX_DIM);
+        return err_set(-EINVAL, "ensemble n_act is %d, expected 1..%d", c->n_act, ENSEMBLE_MAX_DIM);
     }
     if (c->n_hidden < 1 || c->n_hidden > ENSEMBLE_MAX_DIM) {
         return err_set(-EINVAL, "ensemble n_hidden is %d, expected 1..%d", c->n_hidden,
@@ -84,8 +83,8 @@ int ensemble_cfg_check(const ensemble_cfg *c)
                        ENSEMBLE_MAX_MEMBERS);
     }
     if (c->n_elites < 1 || c->n_elites > c->n_members) {
-        return err_set(-EINVAL, "ensemble n_elites is %d, expected 1..n_members (%d)",
-                       c->n_elites, c->n_members);
+        return err_set(-EINVAL, "ensemble n_elites is %d, expected 1..n_members (%d)", c->n_elites,
+                       c->n_members);
     }
     return 0;
 }
@@ -108,19 +107,17 @@ static int train_cfg_check(const ensemble_train_cfg *c, int n_linear)
         return err_set(-EINVAL, "ensemble batch is %d, expected 1..65536", c->batch);
     }
     if (!(c->holdout_ratio > 0.0f && c->holdout_ratio < 1.0f)) {
-        return err_set(-EINVAL, "ensemble holdout_ratio is %g, expected (0, 1)",
-                       c->holdout_ratio);
+        return err_set(-EINVAL, "ensemble holdout_ratio is %g, expected (0, 1)", c->holdout_ratio);
     }
     if (c->max_holdout < 1) {
         return err_set(-EINVAL, "ensemble max_holdout is %d, expected >= 1", c->max_holdout);
     }
     if (c->patience < 1 || c->max_epochs < 1) {
-        return err_set(-EINVAL, "ensemble patience %d and max_epochs %d must be >= 1",
-                       c->patience, c->max_epochs);
+        return err_set(-EINVAL, "ensemble patience %d and max_epochs %d must be >= 1", c->patience,
+                       c->max_epochs);
     }
     if (!(c->improve_ratio >= 0.0f && c->improve_ratio < 1.0f)) {
-        return err_set(-EINVAL, "ensemble improve_ratio is %g, expected [0, 1)",
-                       c->improve_ratio);
+        return err_set(-EINVAL, "ensemble improve_ratio is %g, expected [0, 1)", c->improve_ratio);
     }
     return 0;
 }
@@ -148,11 +145,32 @@ static ensemble_tensor *table_add(ensemble_t *e, const char *name, float *data, 
     return t;
 }
 
+/* floats of the parameter block and of the stats block for a valid cfg, without allocating:
+ * loaders compare these with what they were given before they allocate anything */
+static size_t count_params(const ensemble_cfg *cfg)
+{
+    const size_t E = (size_t)cfg->n_members, H = (size_t)cfg->n_hidden;
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    size_t n = E * (I * H + H);                         /* input layer */
+    n += E * (H * H + H) * (size_t)(cfg->n_layers - 1); /* hidden to hidden */
+    n += E * (H * 2 * J + 2 * J);                       /* output layer */
+    return n + 2 * J;                                   /* bounds */
+}
+
+static size_t count_stats(const ensemble_cfg *cfg)
+{
+    const size_t I = (size_t)cfg->n_obs + (size_t)cfg->n_act;
+    const size_t J = (size_t)cfg->n_obs + (cfg->learn_reward ? 1 : 0);
+    return 2 * I + 2 * J + (size_t)cfg->n_members;
+}
+
 /* sizes, the tensor table and the pointers into the blocks; allocates the blocks */
 static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
 {
     memset(e, 0, sizeof *e);
     e->cfg = *cfg;
+    e->gemm = nn_gemm;
     const int E = cfg->n_members;
     e->n_in = cfg->n_obs + cfg->n_act;
     e->n_out = cfg->n_obs + (cfg->learn_reward ? 1 : 0);
@@ -168,6 +186,7 @@ static void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg)
         n += (size_t)E * e->sizes[k] * e->sizes[k + 1] + (size_t)E * e->sizes[k + 1];
     }
     n += 2 * (size_t)e->n_out;
+    TWIG_ASSERT(n == count_params(cfg));
     e->n_params = n;
     e->params = xmalloc_aligned(n * sizeof(float));
     memset(e->params, 0, n * sizeof(float));
@@ -287,51 +306,150 @@ void ensemble_copy(ensemble_t *dst, const ensemble_t *src)
 
 /* ---- the Gaussian NLL with soft log-variance bounds ------------------------------------ */
 
-/* softplus(x) and sigmoid(x) from one exp, stable for either sign */
-static inline float softplus_sigmoid(float x, float *sig)
+/* lanes [0, n) of p, the others zero; and the reverse (full lanes without a memcpy call) */
+static inline nn_v8f load_part(const float *p, int n)
 {
-    float t = expf(-fabsf(x));
-    *sig = x >= 0.0f ? 1.0f / (1.0f + t) : t / (1.0f + t);
-    return fmaxf(x, 0.0f) + log1pf(t);
+    if (n == 8) {
+        return nn_v8_load(p);
+    }
+    nn_v8f v = {0};
+    for (int k = 0; k < n; k++) {
+        v[k] = p[k];
+    }
+    return v;
 }
 
-/* lv = bounded(raw) and the partials dlv/draw, dlv/dmax, dlv/dmin */
-static inline float bound_logvar(float raw, float mx, float mn, float *d_raw, float *d_max,
-                                 float *d_min)
+static inline void store_part(float *p, nn_v8f v, int n)
 {
-    float su, sv;
-    float lv1 = mx - softplus_sigmoid(mx - raw, &su);
-    float lv = mn + softplus_sigmoid(lv1 - mn, &sv);
-    *d_raw = sv * su;
-    *d_max = sv * (1.0f - su);
-    *d_min = 1.0f - sv;
-    return lv;
+    if (n == 8) {
+        nn_v8_store(p, v);
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        p[k] = v[k];
+    }
+}
+
+/* sin and cos of 2 pi u, u in [0, 1), 8 lanes: quadrant q = floor(4u), a = (4u - q) pi/2 in
+ * [0, pi/2), Taylor polynomials to degree 11 / 12 (truncation below 6e-8), then rotation by
+ * q quarter turns */
+static inline void sincos_2pi_v8(nn_v8f u, nn_v8f *sn, nn_v8f *cs)
+{
+    nn_v8f x = u * 4.0f;
+    nn_v8i q = __builtin_convertvector(x, nn_v8i) & 3; /* truncation: x >= 0 */
+    nn_v8f a = (x - __builtin_convertvector(q, nn_v8f)) * 1.57079632679489662f;
+    nn_v8f a2 = a * a;
+    nn_v8f s = a2 * (-1.0f / 39916800.0f) + 1.0f / 362880.0f;
+    s = s * a2 - 1.0f / 5040.0f;
+    s = s * a2 + 1.0f / 120.0f;
+    s = s * a2 - 1.0f / 6.0f;
+    s = (s * a2 + 1.0f) * a;
+    nn_v8f c = a2 * (1.0f / 479001600.0f) - 1.0f / 3628800.0f;
+    c = c * a2 + 1.0f / 40320.0f;
+    c = c * a2 - 1.0f / 720.0f;
+    c = c * a2 + 1.0f / 24.0f;
+    c = c * a2 - 0.5f;
+    c = c * a2 + 1.0f;
+    /* q = 1: (c, -s); q = 2: (-s, -c); q = 3: (-c, s) */
+    nn_v8i odd = (q & 1) != 0;
+    nn_v8f s1 = nn_v8_select(odd, c, s);
+    nn_v8f c1 = nn_v8_select(odd, -s, c);
+    nn_v8i half = (q & 2) != 0;
+    *sn = nn_v8_select(half, -s1, s1);
+    *cs = nn_v8_select(half, -c1, c1);
+}
+
+/* out[0..n) standard normals by Box-Muller on 8 lanes; each 64-bit draw of r gives the two
+ * 24-bit uniforms of one pair: u1 in (0, 1] (finite log), u2 in [0, 1) */
+static void fill_normal(rng_t *r, float *out, int n)
+{
+    for (int i = 0; i < n; i += 16) {
+        nn_v8i a, b;
+        for (int k = 0; k < 8; k++) {
+            uint64_t x = rng_next_u64(r);
+            a[k] = (int32_t)(x >> 40);
+            b[k] = (int32_t)((x >> 8) & 0xffffff);
+        }
+        nn_v8f u1 = (__builtin_convertvector(a, nn_v8f) + 1.0f) * 0x1.0p-24f;
+        nn_v8f u2 = __builtin_convertvector(b, nn_v8f) * 0x1.0p-24f;
+        nn_v8f t = -2.0f * nn_v8_logf(u1);
+        nn_v8f rad;
+        for (int k = 0; k < 8; k++) {
+            rad[k] = sqrtf(t[k] > 0.0f ? t[k] : 0.0f);
+        }
+        nn_v8f sn, cs;
+        sincos_2pi_v8(u2, &sn, &cs);
+        int left = n - i;
+        store_part(out + i, rad * cs, left < 8 ? left : 8);
+        if (left > 8) {
+            store_part(out + i + 8, rad * sn, left - 8 < 8 ? left - 8 : 8);
+        }
+    }
+}
+
+/* The soft bounds in variance form. With a = e^(mx - raw):
+ *   e^lv1 = e^mx / (1 + a),   var = e^lv = e^mn + e^lv1
+ * and with su = s(mx - raw) = a / (1 + a), sv = s(lv1 - mn) = e^lv1 / var:
+ *   dlv/draw = sv su,  dlv/dmx = sv / (1 + a),  dlv/dmn = e^mn / var = 1 - sv.
+ * So sampling needs one exp per output (sd = sqrt(var)) and the loss one exp and one log,
+ * instead of two softplus each. emx, emn are e^mx, e^mn of the lanes. */
+static inline nn_v8f bound_var(nn_v8f raw, nn_v8f mx, nn_v8f emx, nn_v8f emn, nn_v8f *one_a)
+{
+    *one_a = 1.0f + nn_v8_expf(mx - raw);
+    return emn + emx / *one_a;
+}
+
+static inline nn_v8f sqrt_v8(nn_v8f x)
+{
+    nn_v8f r;
+    for (int k = 0; k < 8; k++) {
+        r[k] = sqrtf(x[k]);
+    }
+    return r;
 }
 
 float ensemble_nll(float *dout, float *dmax, float *dmin, const float *out, const float *y,
                    const float *max_lv, const float *min_lv, int B, int n_out)
 {
-    const float scale = 1.0f / ((float)B * (float)n_out);
+    const int J = n_out;
+    const float scale = 1.0f / ((float)B * (float)J);
+    const nn_v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const nn_v8f zero = {0};
     double loss = 0.0;
-    for (int i = 0; i < B; i++) {
-        const float *o = out + (size_t)i * 2 * n_out;
-        const float *yi = y + (size_t)i * n_out;
-        float *d = dout ? dout + (size_t)i * 2 * n_out : NULL;
-        for (int j = 0; j < n_out; j++) {
-            float d_raw, d_max, d_min;
-            float lv = bound_logvar(o[n_out + j], max_lv[j], min_lv[j], &d_raw, &d_max, &d_min);
-            float inv = expf(-lv);
-            float diff = o[j] - yi[j];
-            float sq = diff * diff * inv;
-            loss += (double)(sq + lv);
-            if (d) {
+    /* column groups outside, rows inside: the bounds' exponentials once per group */
+    for (int j0 = 0; j0 < J; j0 += 8) {
+        const int n = J - j0 < 8 ? J - j0 : 8;
+        const nn_v8i valid = lane < n;
+        nn_v8f mx = load_part(max_lv + j0, n);
+        nn_v8f emx = nn_v8_expf(mx), emn = nn_v8_expf(load_part(min_lv + j0, n));
+        nn_v8f acc = zero, gmax = zero, gmin = zero;
+        for (int i = 0; i < B; i++) {
+            const float *o = out + (size_t)i * 2 * J;
+            nn_v8f one_a;
+            nn_v8f var = bound_var(load_part(o + J + j0, n), mx, emx, emn, &one_a);
+            nn_v8f inv = 1.0f / var;
+            nn_v8f lv = nn_v8_logf(var);
+            nn_v8f diff = load_part(o + j0, n) - load_part(y + (size_t)i * J + j0, n);
+            nn_v8f sq = diff * diff * inv;
+            acc += nn_v8_select(valid, sq + lv, zero);
+            if (dout) {
                 /* d/dmu = 2 diff inv; d/dlv = 1 - diff^2 inv */
-                float g_lv = (1.0f - sq) * scale;
-                d[j] = 2.0f * diff * inv * scale;
-                d[n_out + j] = g_lv * d_raw;
-                dmax[j] += g_lv * d_max;
-                dmin[j] += g_lv * d_min;
+                float *d = dout + (size_t)i * 2 * J;
+                nn_v8f g_lv = (1.0f - sq) * scale;
+                nn_v8f sv = (var - emn) * inv;
+                nn_v8f su = (one_a - 1.0f) / one_a;
+                store_part(d + j0, 2.0f * diff * inv * scale, n);
+                store_part(d + J + j0, g_lv * sv * su, n);
+                gmax += g_lv * sv / one_a;
+                gmin += g_lv * emn * inv;
             }
+        }
+        if (dout) {
+            store_part(dmax + j0, load_part(dmax + j0, n) + gmax, n);
+            store_part(dmin + j0, load_part(dmin + j0, n) + gmin, n);
+        }
+        for (int k = 0; k < 8; k++) {
+            loss += acc[k];
         }
     }
     return (float)(loss * scale);
@@ -349,11 +467,11 @@ static void member_forward(const ensemble_t *e, ensemble_work_t *w, float *out, 
         const float *wk = e->w[k] + (size_t)m * ni * no;
         const float *bk = e->b[k] + (size_t)m * no;
         if (k == e->n_linear - 1) {
-            nn_gemm(out, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
+            e->gemm(out, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
             nn_bias_act_forward(out, out, bk, NN_ACT_NONE, n, no);
         } else {
             float *h = w->h[k & 1];
-            nn_gemm(w->z, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
+            e->gemm(w->z, in, wk, n, no, ni, false, false, 1.0f, 0.0f, ni, no, no);
             nn_bias_act_forward(h, w->z, bk, NN_ACT_SWISH, n, no);
             in = h;
         }
@@ -361,8 +479,8 @@ static void member_forward(const ensemble_t *e, ensemble_work_t *w, float *out, 
 }
 
 /* xs(n, n_in) = standardised (obs, act) of the given rows (rows NULL: 0..n) */
-static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs,
-                               const float *act, const int *rows, int n)
+static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs, const float *act,
+                               const int *rows, int n)
 {
     const int O = e->cfg.n_obs, A = e->cfg.n_act, I = e->n_in;
     for (int i = 0; i < n; i++) {
@@ -379,25 +497,39 @@ static void standardise_inputs(const ensemble_t *e, float *xs, const float *obs,
     }
 }
 
-/* from a member's output row o(2 n_out) and normals eps(n_out): next_obs row and reward */
+/* from a member's output row o(2 n_out) and normals eps(n_out): next_obs row and reward.
+ * y = out_mu + out_sd (mu + sample * sqrt(var) eps), written over eps as scratch; ebounds
+ * holds e^max_lv then e^min_lv, each padded to a multiple of 8 */
 static inline void emit_row(const ensemble_t *e, float *next_obs, float *reward, const float *o,
-                            const float *eps, const float *obs, bool sample)
+                            float *eps, const float *obs, const float *ebounds, bool sample)
 {
-    const int O = e->cfg.n_obs, J = e->n_out;
-    for (int j = 0; j < J; j++) {
-        float mu = o[j];
+    const int O = e->cfg.n_obs, J = e->n_out, Jp = (J + 7) & ~7;
+    for (int j0 = 0; j0 < J; j0 += 8) {
+        int n = J - j0 < 8 ? J - j0 : 8;
+        nn_v8f mu = load_part(o + j0, n);
         if (sample) {
-            float d_raw, d_max, d_min;
-            float lv = bound_logvar(o[J + j], e->max_logvar[j], e->min_logvar[j], &d_raw, &d_max,
-                                    &d_min);
-            mu += expf(0.5f * lv) * eps[j];
+            nn_v8f one_a;
+            nn_v8f var = bound_var(load_part(o + J + j0, n), load_part(e->max_logvar + j0, n),
+                                   nn_v8_load(ebounds + j0), nn_v8_load(ebounds + Jp + j0), &one_a);
+            mu += sqrt_v8(var) * load_part(eps + j0, n);
         }
-        float y = e->out_mu[j] + e->out_sd[j] * mu;
-        if (j < O) {
-            next_obs[j] = obs[j] + y;
-        } else if (reward) {
-            *reward = y;
-        }
+        store_part(eps + j0, load_part(e->out_mu + j0, n) + load_part(e->out_sd + j0, n) * mu, n);
+    }
+    for (int j = 0; j < O; j++) {
+        next_obs[j] = obs[j] + eps[j];
+    }
+    if (reward && J > O) {
+        *reward = eps[O];
+    }
+}
+
+/* ebounds (2 Jp) = e^max_lv, e^min_lv, zero padded */
+static void fill_ebounds(const ensemble_t *e, float *ebounds)
+{
+    const int J = e->n_out, Jp = (J + 7) & ~7;
+    for (int j = 0; j < Jp; j++) {
+        ebounds[j] = j < J ? expf(e->max_logvar[j]) : 0.0f;
+        ebounds[Jp + j] = j < J ? expf(e->min_logvar[j]) : 0.0f;
     }
 }
 
@@ -414,7 +546,8 @@ int ensemble_work_init(ensemble_work_t *w, const ensemble_t *e, int chunk)
     size_t sh = (C * H + 15) & ~(size_t)15;
     size_t so = (C * 2 * e->n_out + 15) & ~(size_t)15;
     size_t se = (C * e->n_out + 15) & ~(size_t)15;
-    w->block = xmalloc_aligned((sx + 3 * sh + so + se) * sizeof(float));
+    size_t sb = (2 * (((size_t)e->n_out + 7) & ~(size_t)7) + 15) & ~(size_t)15;
+    w->block = xmalloc_aligned((sx + 3 * sh + so + se + sb) * sizeof(float));
     float *p = w->block;
     w->x = p;
     p += sx;
@@ -427,6 +560,8 @@ int ensemble_work_init(ensemble_work_t *w, const ensemble_t *e, int chunk)
     w->out = p;
     p += so;
     w->eps = p;
+    p += se;
+    w->ebounds = p;
     w->order = xmalloc(C * sizeof(int));
     w->pick = xmalloc(C * sizeof(int));
     return 0;
@@ -447,6 +582,7 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
     const int E = e->cfg.n_members, O = e->cfg.n_obs, A = e->cfg.n_act, J = e->n_out;
     const int two_j = 2 * J;
     int count[ENSEMBLE_MAX_MEMBERS + 1];
+    fill_ebounds(e, w->ebounds);
     for (int s = 0; s < N; s += w->chunk) {
         const int n = N - s < w->chunk ? N - s : w->chunk;
         const float *o = obs + (size_t)s * O;
@@ -478,13 +614,13 @@ void ensemble_predict(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, float
             }
         }
         if (sample) {
-            rng_fill_normal(rng, w->eps, n * J);
+            fill_normal(rng, w->eps, n * J);
         }
         for (int p = 0; p < n; p++) {
             int i = w->order[p];
             size_t r = (size_t)s + i;
             emit_row(e, next_obs + r * O, reward ? reward + r : NULL, w->out + (size_t)p * two_j,
-                     w->eps + (size_t)p * J, obs + r * O, sample);
+                     w->eps + (size_t)p * J, obs + r * O, w->ebounds, sample);
             if (member) {
                 member[r] = w->pick[i];
             }
@@ -496,20 +632,21 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
                           float *reward, const float *obs, const float *act, int N, bool sample)
 {
     const int E = e->cfg.n_members, O = e->cfg.n_obs, A = e->cfg.n_act, J = e->n_out;
+    fill_ebounds(e, w->ebounds);
     for (int s = 0; s < N; s += w->chunk) {
         const int n = N - s < w->chunk ? N - s : w->chunk;
         standardise_inputs(e, w->x, obs + (size_t)s * O, act + (size_t)s * A, NULL, n);
         for (int m = 0; m < E; m++) {
             member_forward(e, w, w->out, w->x, m, n);
             if (sample) {
-                rng_fill_normal(rng, w->eps, n * J);
+                fill_normal(rng, w->eps, n * J);
             }
             for (int i = 0; i < n; i++) {
                 size_t r = (size_t)s + i;
                 size_t mr = (size_t)m * N + r;
                 emit_row(e, next_obs + mr * O, reward ? reward + mr : NULL,
                          w->out + (size_t)i * 2 * J, w->eps + (size_t)i * J, obs + r * O,
-                         sample);
+                         w->ebounds, sample);
             }
         }
     }
@@ -517,8 +654,7 @@ void ensemble_predict_all(const ensemble_t *e, ensemble_work_t *w, rng_t *rng, f
 
 /* standardised targets of rows (rows NULL: 0..n) into ys(n, n_out) */
 static void standardise_targets(const ensemble_t *e, float *ys, const float *obs,
-                                const float *next_obs, const float *reward, const int *rows,
-                                int n)
+                                const float *next_obs, const float *reward, const int *rows, int n)
 {
     const int O = e->cfg.n_obs, J = e->n_out;
     for (int i = 0; i < n; i++) {
@@ -646,8 +782,7 @@ void ensemble_fit_normaliser(ensemble_t *e, const float *obs, const float *act,
 
 /* ---- training ------------------------------------------------------------------------- */
 
-int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e,
-                          const ensemble_train_cfg *cfg)
+int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e, const ensemble_train_cfg *cfg)
 {
     int rc = train_cfg_check(cfg, e->n_linear);
     if (rc < 0) {
@@ -729,12 +864,12 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
     for (int k = 0; k < L; k++) {
         int ni = e->sizes[k];
         const float *wk = e->w[k] + (size_t)m * ni * H;
-        nn_gemm(t->z[k], in, wk, B, H, ni, false, false, 1.0f, 0.0f, ni, H, H);
+        e->gemm(t->z[k], in, wk, B, H, ni, false, false, 1.0f, 0.0f, ni, H, H);
         nn_bias_act_forward(t->h[k], t->z[k], e->b[k] + (size_t)m * H, NN_ACT_SWISH, B, H);
         in = t->h[k];
     }
     const float *wl = e->w[L] + (size_t)m * H * 2 * J;
-    nn_gemm(t->out, in, wl, B, 2 * J, H, false, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
+    e->gemm(t->out, in, wl, B, 2 * J, H, false, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
     nn_bias_act_forward(t->out, t->out, e->b[L] + (size_t)m * 2 * J, NN_ACT_NONE, B, 2 * J);
 
     /* loss and its gradient at the output */
@@ -744,23 +879,23 @@ static float member_train(const ensemble_t *e, ensemble_trainer_t *t, int m, int
     /* backward: output layer */
     float *dwl = t->dw[L] + (size_t)m * H * 2 * J;
     float *dbl = t->db[L] + (size_t)m * 2 * J;
-    nn_gemm(dwl, t->h[L - 1], t->dout, H, 2 * J, B, true, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
+    e->gemm(dwl, t->h[L - 1], t->dout, H, 2 * J, B, true, false, 1.0f, 0.0f, H, 2 * J, 2 * J);
     nn_act_bias_backward(t->dout, dbl, t->dout, NULL, NULL, NN_ACT_NONE, B, 2 * J);
     float *dh = t->dh[0];
-    nn_gemm(dh, t->dout, wl, B, H, 2 * J, false, true, 1.0f, 0.0f, 2 * J, 2 * J, H);
+    e->gemm(dh, t->dout, wl, B, H, 2 * J, false, true, 1.0f, 0.0f, 2 * J, 2 * J, H);
 
     /* hidden layers, last to first; dz overwrites dh in place */
     for (int k = L - 1; k >= 0; k--) {
         int ni = e->sizes[k];
-        nn_act_bias_backward(dh, t->db[k] + (size_t)m * H, dh, t->z[k], t->h[k], NN_ACT_SWISH,
-                             B, H);
+        nn_act_bias_backward(dh, t->db[k] + (size_t)m * H, dh, t->z[k], t->h[k], NN_ACT_SWISH, B,
+                             H);
         const float *xin = k == 0 ? x : t->h[k - 1];
         float *dwk = t->dw[k] + (size_t)m * ni * H;
-        nn_gemm(dwk, xin, dh, ni, H, B, true, false, 1.0f, 0.0f, ni, H, H);
+        e->gemm(dwk, xin, dh, ni, H, B, true, false, 1.0f, 0.0f, ni, H, H);
         if (k > 0) {
             float *dprev = dh == t->dh[0] ? t->dh[1] : t->dh[0];
             const float *wk = e->w[k] + (size_t)m * ni * H;
-            nn_gemm(dprev, dh, wk, B, ni, H, false, true, 1.0f, 0.0f, H, H, ni);
+            e->gemm(dprev, dh, wk, B, ni, H, false, true, 1.0f, 0.0f, H, H, ni);
             dh = dprev;
         }
     }
@@ -862,8 +997,8 @@ static void copy_member(const ensemble_t *e, float *dst, const float *src, int m
 }
 
 int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_train_report *rep,
-                   const float *obs, const float *act, const float *next_obs,
-                   const float *reward, int N)
+                   const float *obs, const float *act, const float *next_obs, const float *reward,
+                   int N)
 {
     const int E = e->cfg.n_members, I = e->n_in, J = e->n_out, Bmax = t->cfg.batch;
     if (N < ENSEMBLE_MIN_TRANSITIONS) {
@@ -1091,8 +1226,7 @@ static int check_values(const ensemble_t *e, const char *what)
 int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
 {
     if (len < IMAGE_HEADER_BYTES + 4) {
-        return err_set(TWIG_ECORRUPT, "ensemble image is %zu bytes, shorter than its header",
-                       len);
+        return err_set(TWIG_ECORRUPT, "ensemble image is %zu bytes, shorter than its header", len);
     }
     if (memcmp(buf, ensemble_magic, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "ensemble image has a wrong magic (not a twig ensemble)");
@@ -1104,8 +1238,10 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     }
     uint32_t crc = crc32c(buf, len - 4);
     if (crc != get_u32(buf + len - 4)) {
-        return err_set(TWIG_ECORRUPT, "ensemble image checksum mismatch (crc32c %08x, stored "
-                                      "%08x)", crc, get_u32(buf + len - 4));
+        return err_set(TWIG_ECORRUPT,
+                       "ensemble image checksum mismatch (crc32c %08x, stored "
+                       "%08x)",
+                       crc, get_u32(buf + len - 4));
     }
     const uint8_t *p = buf + 12;
     uint32_t d[7];
@@ -1131,16 +1267,18 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     if (rc < 0) {
         return rc;
     }
-    ensemble_alloc(e, &cfg);
     uint64_t np;
     memcpy(&np, p, 8);
     p += 8;
-    if (np != e->n_params || len != ensemble_image_size(e)) {
-        ensemble_free(e);
-        return err_set(TWIG_ECORRUPT, "ensemble image size %zu or parameter count %llu does "
-                                      "not match its dimensions",
+    size_t want = IMAGE_HEADER_BYTES + (count_params(&cfg) + count_stats(&cfg)) * sizeof(float) +
+                  (size_t)cfg.n_elites * 4 + 4;
+    if (np != count_params(&cfg) || len != want) {
+        return err_set(TWIG_ECORRUPT,
+                       "ensemble image size %zu or parameter count %llu does "
+                       "not match its dimensions",
                        len, (unsigned long long)np);
     }
+    ensemble_alloc(e, &cfg);
     memcpy(e->params, p, e->n_params * sizeof(float));
     p += e->n_params * sizeof(float);
     memcpy(e->stats, p, stats_count(e) * sizeof(float));
@@ -1156,39 +1294,35 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     return rc;
 }
 
-int ensemble_save_file(const ensemble_t *e, const char *path)
+/* buf(n) to path through path.tmp, fsync and rename; 0 or -errno */
+static int write_file_atomic(const char *path, const uint8_t *buf, size_t n)
 {
-    size_t n = ensemble_image_size(e);
-    uint8_t *buf = xmalloc(n);
-    ensemble_image_write(buf, e);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        free(buf);
-        return err_set(-ENAMETOOLONG, "ensemble path too long: %s", path);
+        return err_set(-ENAMETOOLONG, "path too long: %s", path);
     }
     int rc = 0;
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        rc = err_set(-errno, "open %s: %s", tmp, strerror(errno));
-    } else {
-        if (fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-            rc = err_set(-(errno ? errno : EIO), "write %s: %s", tmp, strerror(errno));
-        }
-        if (fclose(f) != 0 && rc == 0) {
-            rc = err_set(-errno, "close %s: %s", tmp, strerror(errno));
-        }
-        if (rc == 0 && rename(tmp, path) != 0) {
-            rc = err_set(-errno, "rename %s -> %s: %s", tmp, path, strerror(errno));
-        }
-        if (rc < 0) {
-            unlink(tmp);
-        }
+        return err_set(-errno, "open %s: %s", tmp, strerror(errno));
     }
-    free(buf);
+    if (fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = err_set(-(errno ? errno : EIO), "write %s: %s", tmp, strerror(errno));
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        rc = err_set(-errno, "close %s: %s", tmp, strerror(errno));
+    }
+    if (rc == 0 && rename(tmp, path) != 0) {
+        rc = err_set(-errno, "rename %s -> %s: %s", tmp, path, strerror(errno));
+    }
+    if (rc < 0) {
+        unlink(tmp);
+    }
     return rc;
 }
 
-int ensemble_load_file(ensemble_t *e, const char *path)
+/* the whole file into *buf (owned by the caller), at most ENSEMBLE_FILE_MAX bytes */
+static int read_file(const char *path, uint8_t **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -1202,26 +1336,151 @@ int ensemble_load_file(ensemble_t *e, const char *path)
     }
     if (st.st_size < 0 || (unsigned long long)st.st_size > ENSEMBLE_FILE_MAX) {
         fclose(f);
-        return err_set(TWIG_ECORRUPT, "%s: size %lld is not that of an ensemble", path,
+        return err_set(TWIG_ECORRUPT, "%s: size %lld is not that of an ensemble file", path,
                        (long long)st.st_size);
     }
     size_t n = (size_t)st.st_size;
-    uint8_t *buf = xmalloc(n ? n : 1);
-    size_t got = fread(buf, 1, n, f);
+    *buf = xmalloc(n ? n : 1);
+    size_t got = fread(*buf, 1, n, f);
     fclose(f);
-    int rc;
     if (got != n) {
-        rc = err_set(-EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
-    } else {
-        rc = ensemble_image_read(e, buf, n);
-        if (rc < 0) {
-            char detail[256];
-            snprintf(detail, sizeof detail, "%s", err_msg());
-            err_set(rc, "%s: %s", path, detail);
-        }
+        free(*buf);
+        *buf = NULL;
+        return err_set(-EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
     }
+    *len = n;
+    return 0;
+}
+
+/* prefix the thread's error detail with the path */
+static int with_path(int rc, const char *path)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s", err_msg());
+    return err_set(rc, "%s: %s", path, detail);
+}
+
+int ensemble_save_file(const ensemble_t *e, const char *path)
+{
+    size_t n = ensemble_image_size(e);
+    uint8_t *buf = xmalloc(n);
+    ensemble_image_write(buf, e);
+    int rc = write_file_atomic(path, buf, n);
     free(buf);
     return rc;
+}
+
+int ensemble_load_file(ensemble_t *e, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = read_file(path, &buf, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = ensemble_image_read(e, buf, n);
+    free(buf);
+    return rc < 0 ? with_path(rc, path) : 0;
+}
+
+/* ---- trainer state -------------------------------------------------------------------- */
+
+static const char trainer_magic[8] = {'T', 'W', 'I', 'G', 'E', 'N', 'T', '\0'};
+#define TRAINER_HEADER_BYTES (8 + 4 + 8 + 8 + 8)
+
+size_t ensemble_trainer_image_size(const ensemble_t *e)
+{
+    return TRAINER_HEADER_BYTES + 2 * e->n_params * sizeof(float) + 4;
+}
+
+void ensemble_trainer_image_write(uint8_t *buf, const ensemble_t *e, const ensemble_trainer_t *t)
+{
+    uint8_t *p = buf;
+    memcpy(p, trainer_magic, 8);
+    p += 8;
+    p = put_u32(p, ENSEMBLE_TRAINER_FILE_VERSION);
+    uint64_t np = e->n_params;
+    int64_t steps = t->steps, adam_t = t->adam.t;
+    memcpy(p, &np, 8);
+    memcpy(p + 8, &steps, 8);
+    memcpy(p + 16, &adam_t, 8);
+    p += 24;
+    memcpy(p, t->adam.m, e->n_params * sizeof(float));
+    p += e->n_params * sizeof(float);
+    memcpy(p, t->adam.v, e->n_params * sizeof(float));
+    p += e->n_params * sizeof(float);
+    uint32_t crc = crc32c(buf, (size_t)(p - buf));
+    p = put_u32(p, crc);
+    TWIG_ASSERT((size_t)(p - buf) == ensemble_trainer_image_size(e));
+}
+
+int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, const uint8_t *buf,
+                                size_t len)
+{
+    if (len < TRAINER_HEADER_BYTES + 4 || memcmp(buf, trainer_magic, 8) != 0) {
+        return err_set(TWIG_ECORRUPT, "not an ensemble trainer image (short or wrong magic)");
+    }
+    uint32_t version = get_u32(buf + 8);
+    if (version != ENSEMBLE_TRAINER_FILE_VERSION) {
+        return err_set(TWIG_EVERSION, "ensemble trainer image version %u, this build reads %u",
+                       version, ENSEMBLE_TRAINER_FILE_VERSION);
+    }
+    uint32_t crc = crc32c(buf, len - 4);
+    if (crc != get_u32(buf + len - 4)) {
+        return err_set(TWIG_ECORRUPT, "ensemble trainer image checksum mismatch");
+    }
+    uint64_t np;
+    int64_t steps, adam_t;
+    memcpy(&np, buf + 12, 8);
+    memcpy(&steps, buf + 20, 8);
+    memcpy(&adam_t, buf + 28, 8);
+    if (np != e->n_params || len != ensemble_trainer_image_size(e)) {
+        return err_set(TWIG_EMISMATCH,
+                       "ensemble trainer image is for %llu parameters, the "
+                       "model has %zu",
+                       (unsigned long long)np, e->n_params);
+    }
+    if (steps < 0 || adam_t < 0) {
+        return err_set(-EINVAL, "ensemble trainer image has negative step counts");
+    }
+    const uint8_t *p = buf + TRAINER_HEADER_BYTES;
+    const size_t bytes = e->n_params * sizeof(float);
+    /* check before writing: a refused image leaves the trainer as it was */
+    for (size_t i = 0; i < 2 * e->n_params; i++) {
+        float v;
+        memcpy(&v, p + i * sizeof(float), sizeof v);
+        if (!isfinite(v) || (i >= e->n_params && v < 0.0f)) {
+            return err_set(-EINVAL, "ensemble trainer image: moment %zu is invalid", i);
+        }
+    }
+    memcpy(t->adam.m, p, bytes);
+    memcpy(t->adam.v, p + bytes, bytes);
+    t->steps = steps;
+    t->adam.t = adam_t;
+    return 0;
+}
+
+int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t, const char *path)
+{
+    size_t n = ensemble_trainer_image_size(e);
+    uint8_t *buf = xmalloc(n);
+    ensemble_trainer_image_write(buf, e, t);
+    int rc = write_file_atomic(path, buf, n);
+    free(buf);
+    return rc;
+}
+
+int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = read_file(path, &buf, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = ensemble_trainer_image_read(t, e, buf, n);
+    free(buf);
+    return rc < 0 ? with_path(rc, path) : 0;
 }
 
 /* ---- WeightBlob ----------------------------------------------------------------------- */
@@ -1342,15 +1601,16 @@ static int blob_tensor(const uint8_t **out, const Twig__V1__WeightBlob *msg, con
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++) {
         if (t->shape[i] != shape[i]) {
-            return err_set(-EINVAL, "model blob tensor \"%s\" dim %d is %u, expected %u", name,
-                           i, t->shape[i], shape[i]);
+            return err_set(-EINVAL, "model blob tensor \"%s\" dim %d is %u, expected %u", name, i,
+                           t->shape[i], shape[i]);
         }
         count *= shape[i];
     }
     uint64_t bytes = count * sizeof(float);
     if (t->offset > msg->data.len || bytes > msg->data.len - t->offset) {
-        return err_set(-EINVAL, "model blob tensor \"%s\" (offset %llu, %llu bytes) runs past "
-                                "the data (%zu bytes)",
+        return err_set(-EINVAL,
+                       "model blob tensor \"%s\" (offset %llu, %llu bytes) runs past "
+                       "the data (%zu bytes)",
                        name, (unsigned long long)t->offset, (unsigned long long)bytes,
                        msg->data.len);
     }
@@ -1425,6 +1685,12 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
     rc = ensemble_cfg_check(&cfg);
     if (rc < 0) {
         return rc;
+    }
+    /* params, stats, elites and dims are all in data: refuse before allocating for them */
+    size_t need = (count_params(&cfg) + count_stats(&cfg) + (size_t)cfg.n_elites + 3) * 4;
+    if (msg->data.len < need) {
+        return err_set(-EINVAL, "model blob data is %zu bytes, its dimensions need %zu",
+                       msg->data.len, need);
     }
     ensemble_alloc(e, &cfg);
     if (msg->n_tensors != (size_t)e->n_tensors) {

@@ -14,6 +14,9 @@
  * elites and holdout errors and is only read by prediction; each thread owns its
  * ensemble_work_t; training state (gradients, Adam moments, activations) is an
  * ensemble_trainer_t. All three are sized at _init; predict and train steps never allocate.
+ * Training writes the parameters: a model server trains its own ensemble_t and publishes
+ * snapshots (ensemble_copy into a second one, or a WeightBlob); predictions never read an
+ * ensemble that is being trained. Threads may share one ensemble_t for prediction.
  *
  *     ensemble_cfg cfg;
  *     ensemble_cfg_default(&cfg, n_obs, n_act);
@@ -48,60 +51,61 @@
 #define ENSEMBLE_MAX_HIDDEN_LAYERS 8
 #define ENSEMBLE_MAX_LINEAR (ENSEMBLE_MAX_HIDDEN_LAYERS + 1)
 #define ENSEMBLE_MAX_MEMBERS 64
-#define ENSEMBLE_MAX_DIM 4096      /* obs, act and hidden widths */
+#define ENSEMBLE_MAX_DIM 4096 /* obs, act and hidden widths */
 /* tensors of the table: w, b per linear layer, 2 bounds, 4 normaliser, holdout, elites, dims */
 #define ENSEMBLE_MAX_TENSORS (2 * ENSEMBLE_MAX_LINEAR + 9)
 
 typedef struct ensemble_cfg {
-    int n_obs;             /* O */
-    int n_act;             /* A */
-    int n_members;         /* E, MBPO 7 */
-    int n_elites;          /* MBPO 5 */
-    int n_hidden;          /* H, MBPO 200 */
-    int n_layers;          /* hidden layers, MBPO 4 */
-    bool learn_reward;     /* predict the reward too: n_out = O + 1 */
+    int n_obs;         /* O */
+    int n_act;         /* A */
+    int n_members;     /* E, MBPO 7 */
+    int n_elites;      /* MBPO 5 */
+    int n_hidden;      /* H, MBPO 200 */
+    int n_layers;      /* hidden layers, MBPO 4 */
+    bool learn_reward; /* predict the reward too: n_out = O + 1 */
 } ensemble_cfg;
 
 typedef struct ensemble_train_cfg {
-    float lr;                                  /* Adam, 1e-3 */
-    float weight_decay[ENSEMBLE_MAX_LINEAR];   /* L2 per linear layer (weights only) */
-    float logvar_penalty;                      /* 0.01 on sum max_lv - sum min_lv */
-    int batch;                                 /* rows per member per step, 256 */
-    float holdout_ratio;                       /* 0.2 */
-    int max_holdout;                           /* 5000 */
-    int patience;                              /* epochs without improvement, 5 */
-    float improve_ratio;                       /* relative improvement that counts, 0.01 */
-    int max_epochs;                            /* hard bound on one ensemble_train call */
+    float lr;                                /* Adam, 1e-3 */
+    float weight_decay[ENSEMBLE_MAX_LINEAR]; /* L2 per linear layer (weights only) */
+    float logvar_penalty;                    /* 0.01 on sum max_lv - sum min_lv */
+    int batch;                               /* rows per member per step, 256 */
+    float holdout_ratio;                     /* 0.2 */
+    int max_holdout;                         /* 5000 */
+    int patience;                            /* epochs without improvement, 5 */
+    float improve_ratio;                     /* relative improvement that counts, 0.01 */
+    int max_epochs;                          /* hard bound on one ensemble_train call */
 } ensemble_train_cfg;
 
 /* one tensor of the table that drives sizes, pointers, the file image and the WeightBlob */
 typedef struct ensemble_tensor {
-    char name[16];         /* "l0.w", "max_logvar", "in_mu", ... */
+    char name[16]; /* "l0.w", "max_logvar", "in_mu", ... */
     int ndim;
     uint32_t shape[3];
-    size_t count;          /* product of shape */
-    float *data;           /* into the ensemble's blocks; NULL for elites and dims */
+    size_t count; /* product of shape */
+    float *data;  /* into the ensemble's blocks; NULL for elites and dims */
 } ensemble_tensor;
 
 typedef struct ensemble {
     ensemble_cfg cfg;
-    int n_in;                                  /* O + A */
-    int n_out;                                 /* O + learn_reward */
-    int n_linear;                              /* n_layers + 1 */
-    int sizes[ENSEMBLE_MAX_LINEAR + 1];        /* n_in, H, ..., H, 2 * n_out */
+    nn_gemm_fn *gemm;                   /* nn_gemm; a check may swap in nn_gemm_naive */
+    int n_in;                           /* O + A */
+    int n_out;                          /* O + learn_reward */
+    int n_linear;                       /* n_layers + 1 */
+    int sizes[ENSEMBLE_MAX_LINEAR + 1]; /* n_in, H, ..., H, 2 * n_out */
 
     size_t n_params;
-    float *params;                             /* (n_params) owned, one block */
-    float *w[ENSEMBLE_MAX_LINEAR];             /* (E, sizes[k], sizes[k+1]) into params */
-    float *b[ENSEMBLE_MAX_LINEAR];             /* (E, sizes[k+1]) into params */
-    float *max_logvar;                         /* (n_out) into params */
-    float *min_logvar;                         /* (n_out) into params */
+    float *params;                 /* (n_params) owned, one block */
+    float *w[ENSEMBLE_MAX_LINEAR]; /* (E, sizes[k], sizes[k+1]) into params */
+    float *b[ENSEMBLE_MAX_LINEAR]; /* (E, sizes[k+1]) into params */
+    float *max_logvar;             /* (n_out) into params */
+    float *min_logvar;             /* (n_out) into params */
 
-    float *stats;                              /* owned block of the arrays below */
-    float *in_mu, *in_sd;                      /* (n_in) input standardisation */
-    float *out_mu, *out_sd;                    /* (n_out) target standardisation */
-    float *holdout_mse;                        /* (E) per member, standardised targets */
-    int *elites;                               /* (n_elites) members, best first, owned */
+    float *stats;           /* owned block of the arrays below */
+    float *in_mu, *in_sd;   /* (n_in) input standardisation */
+    float *out_mu, *out_sd; /* (n_out) target standardisation */
+    float *holdout_mse;     /* (E) per member, standardised targets */
+    int *elites;            /* (n_elites) members, best first, owned */
 
     int n_tensors;
     ensemble_tensor tensors[ENSEMBLE_MAX_TENSORS];
@@ -110,49 +114,50 @@ typedef struct ensemble {
 /* per-thread prediction workspace for chunks of up to `chunk` rows */
 typedef struct ensemble_work {
     int chunk;
-    float *block;          /* owned, everything below points into it */
-    float *x;              /* (chunk, n_in) standardised inputs, grouped by member */
-    float *z;              /* (chunk, H) pre-activation */
-    float *h[2];           /* (chunk, H) ping-pong activations */
-    float *out;            /* (chunk, 2 n_out) */
-    float *eps;            /* (chunk, n_out) normals */
-    int *order;            /* (chunk) original row of each grouped row, owned */
-    int *pick;             /* (chunk) member of each row, owned */
+    float *block;   /* owned, everything below points into it */
+    float *x;       /* (chunk, n_in) standardised inputs, grouped by member */
+    float *z;       /* (chunk, H) pre-activation */
+    float *h[2];    /* (chunk, H) ping-pong activations */
+    float *out;     /* (chunk, 2 n_out) */
+    float *eps;     /* (chunk, n_out) normals */
+    float *ebounds; /* (2, n_out rounded up to 8) e^max_logvar, e^min_logvar */
+    int *order;     /* (chunk) original row of each grouped row, owned */
+    int *pick;      /* (chunk) member of each row, owned */
 } ensemble_work_t;
 
 /* training state: gradients, Adam moments, activations of one member's batch, snapshots */
 typedef struct ensemble_trainer {
     ensemble_train_cfg cfg;
     nn_adam_cfg adam_cfg;
-    nn_adam_state adam;                        /* m, v: (n_params) each */
+    nn_adam_state adam; /* m, v: (n_params) each */
     nn_adam_group groups[ENSEMBLE_MAX_LINEAR];
     int n_groups;
-    float *grads;                              /* (n_params) owned, pointers as in params */
+    float *grads; /* (n_params) owned, pointers as in params */
     float *dw[ENSEMBLE_MAX_LINEAR];
     float *db[ENSEMBLE_MAX_LINEAR];
     float *dmax_logvar, *dmin_logvar;
-    float *block;                              /* owned: batches and activations below */
-    float *x;                                  /* (E, batch, n_in) standardised inputs */
-    float *y;                                  /* (E, batch, n_out) standardised targets */
-    float *z[ENSEMBLE_MAX_HIDDEN_LAYERS];      /* (batch, H) pre-activations of one member */
-    float *h[ENSEMBLE_MAX_HIDDEN_LAYERS];      /* (batch, H) activations of one member */
-    float *out;                                /* (batch, 2 n_out) */
-    float *dout;                               /* (batch, 2 n_out) */
-    float *dh[2];                              /* (batch, H) */
-    float *best_params;                        /* (n_params) owned: each member's best */
-    int64_t steps;                             /* Adam steps taken */
-    const atomic_int *stop;                    /* NULL, or set nonzero by any thread to end
-                                                * ensemble_train after the current epoch */
+    float *block;                         /* owned: batches and activations below */
+    float *x;                             /* (E, batch, n_in) standardised inputs */
+    float *y;                             /* (E, batch, n_out) standardised targets */
+    float *z[ENSEMBLE_MAX_HIDDEN_LAYERS]; /* (batch, H) pre-activations of one member */
+    float *h[ENSEMBLE_MAX_HIDDEN_LAYERS]; /* (batch, H) activations of one member */
+    float *out;                           /* (batch, 2 n_out) */
+    float *dout;                          /* (batch, 2 n_out) */
+    float *dh[2];                         /* (batch, H) */
+    float *best_params;                   /* (n_params) owned: each member's best */
+    int64_t steps;                        /* Adam steps taken */
+    const atomic_int *stop;               /* NULL, or set nonzero by any thread to end
+                                           * ensemble_train after the current epoch */
 } ensemble_trainer_t;
 
 typedef struct ensemble_train_report {
     int n_train;
     int n_holdout;
-    int epochs;                /* completed epochs */
-    int64_t steps;             /* Adam steps in this call */
-    bool stopped_early;        /* patience ran out before max_epochs */
-    float train_loss;          /* mean loss of the last epoch (NLL + bound penalty) */
-    float holdout_mse_elites;  /* mean holdout MSE of the elites after training */
+    int epochs;               /* completed epochs */
+    int64_t steps;            /* Adam steps in this call */
+    bool stopped_early;       /* patience ran out before max_epochs */
+    float train_loss;         /* mean loss of the last epoch (NLL + bound penalty) */
+    float holdout_mse_elites; /* mean holdout MSE of the elites after training */
 } ensemble_train_report;
 
 /* MBPO's defaults: 7 members, 5 elites, 4 x 200, learn_reward */
@@ -214,8 +219,8 @@ float ensemble_train_grad(const ensemble_t *e, ensemble_trainer_t *t, const floa
  * of best holdout MSE, and the elites are the n_elites members with the lowest holdout MSE.
  * Allocates its index arrays (not the steps). 0, or -EINVAL when N is too small */
 int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_train_report *rep,
-                   const float *obs, const float *act, const float *next_obs,
-                   const float *reward, int N);
+                   const float *obs, const float *act, const float *next_obs, const float *reward,
+                   int N);
 
 /* the Gaussian NLL with bounded log-variance for rows of one member, as in the header comment:
  * returns the mean over (B, n_out) of (mu - y)^2 exp(-lv) + lv; if dout is non-NULL writes
@@ -241,6 +246,20 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len);
 int ensemble_save_file(const ensemble_t *e, const char *path);
 int ensemble_load_file(ensemble_t *e, const char *path);
 
+/* the trainer's Adam state, so a model server resumes training where it stopped (the model
+ * itself goes through ensemble_save_file). Image: magic "TWIGENT\0", u32 version, u64 n_params,
+ * i64 steps, i64 adam_t, f32 m[n_params], v[n_params], u32 crc32c of everything before it */
+#define ENSEMBLE_TRAINER_FILE_VERSION 1u
+
+size_t ensemble_trainer_image_size(const ensemble_t *e);
+void ensemble_trainer_image_write(uint8_t *buf, const ensemble_t *e, const ensemble_trainer_t *t);
+/* t initialised for e; a refused image (TWIG_ECORRUPT, TWIG_EVERSION, TWIG_EMISMATCH for
+ * another model's size, -EINVAL for non-finite moments) leaves t unchanged */
+int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, const uint8_t *buf,
+                                size_t len);
+int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t, const char *path);
+int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const char *path);
+
 /* a WeightBlob (kind MODEL) describing e; owns the storage its message points into */
 typedef struct ensemble_blob {
     Twig__V1__WeightBlob msg;
@@ -250,7 +269,7 @@ typedef struct ensemble_blob {
     Twig__V1__WeightBlob__StatsEntry *stat_ptrs[ENSEMBLE_MAX_MEMBERS + 1];
     char stat_keys[ENSEMBLE_MAX_MEMBERS + 1][24];
     char env_id[64];
-    uint8_t *data;         /* owned */
+    uint8_t *data; /* owned */
 } ensemble_blob_t;
 
 /* tensors named as the table (see ensemble_tensor), stats "holdout_mse.<e>" and

@@ -8,7 +8,8 @@
  * healthy <=> qpos and qvel all finite and 0.2 <= z <= 1.0 (inclusive); the healthy reward
  * is paid on the terminating step too; terminated = not healthy;
  * frame_skip 5 at timestep 0.01 (dt 0.05, RK4); reset qpos += U(-0.1, 0.1) on all 15
- * entries (the quaternion is not renormalised, as in Gymnasium), qvel = 0.1 * N(0, 1).
+ * entries (the env does not renormalise the quaternion, as in Gymnasium; MuJoCo 2.2.2's
+ * mj_kinematics does, in place, during the reset's mj_forward), qvel = 0.1 * N(0, 1).
  * Facts: env-specs.md 0, 2, 3, 4.4; model common/env_assets/ant.xml. The action order is
  * the actuator order hip_4, ankle_4, hip_1, ankle_1, hip_2, ankle_2, hip_3, ankle_3.
  *

@@ -11,9 +11,9 @@
  *
  * The pure termination reads z and angle from obs[0] and obs[1], which are unclipped
  * positions, so it sees what the env sees up to float rounding; it compares in float
- * against the float-rounded bounds (the two can differ only within ~1e-7 of a bound). MBPO's walker2d
- * termination also requires every observation entry in (-100, 100); v4 does not, and
- * neither does twig (the clipped velocities never reach 100 anyway).
+ * against the float-rounded bounds (the two can differ only within ~1e-7 of a bound).
+ * MBPO's walker2d termination also requires every observation entry in (-100, 100); v4
+ * does not, and neither does twig (the clipped velocities never reach 100 anyway).
  */
 #include <math.h>
 
@@ -96,7 +96,7 @@ static const mjenv_task walker2d_task = {
     .qvel_noise = MJENV_NOISE_UNIFORM,
     .rne_post = false,
     .n_info = 3,
-    .info_names = {"reward_forward", "reward_healthy", "reward_ctrl"},
+    .info_names = {"reward_forward", "reward_survive", "reward_ctrl"},
     .position = walker2d_position,
     .observe = walker2d_observe,
     .score = walker2d_score,

@@ -13,8 +13,13 @@
 nn_adam_cfg nn_adam_default(float lr)
 {
     return (nn_adam_cfg){
-        .lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f,
-        .decoupled = false, .clip_norm = 0.0f,
+        .lr = lr,
+        .beta1 = 0.9f,
+        .beta2 = 0.999f,
+        .eps = 1e-8f,
+        .weight_decay = 0.0f,
+        .decoupled = false,
+        .clip_norm = 0.0f,
     };
 }
 
@@ -58,10 +63,10 @@ double nn_grad_norm(const float *g, size_t n)
 /* the shared constants of one step */
 typedef struct adam_step {
     float b1, b2, one_b1, one_b2;
-    float step_size;      /* lr / (1 - b1^t) */
-    float inv_sqrt_bc2;   /* 1 / sqrt(1 - b2^t) */
+    float step_size;    /* lr / (1 - b1^t) */
+    float inv_sqrt_bc2; /* 1 / sqrt(1 - b2^t) */
     float eps;
-    float gscale;         /* clipping factor, 1 if none */
+    float gscale; /* clipping factor, 1 if none */
     float lr;
     bool decoupled;
 } adam_step;
@@ -86,13 +91,17 @@ static void adam_range(const adam_step *s, float *restrict p, const float *restr
     }
 }
 
-static adam_step adam_begin(const nn_adam_cfg *cfg, nn_adam_state *st, const float *grads,
-                            size_t n)
+static adam_step adam_begin(const nn_adam_cfg *cfg, nn_adam_state *st, const float *grads, size_t n)
 {
     st->t++;
     adam_step s = {
-        .b1 = cfg->beta1, .b2 = cfg->beta2, .one_b1 = 1.0f - cfg->beta1,
-        .one_b2 = 1.0f - cfg->beta2, .eps = cfg->eps, .gscale = 1.0f, .lr = cfg->lr,
+        .b1 = cfg->beta1,
+        .b2 = cfg->beta2,
+        .one_b1 = 1.0f - cfg->beta1,
+        .one_b2 = 1.0f - cfg->beta2,
+        .eps = cfg->eps,
+        .gscale = 1.0f,
+        .lr = cfg->lr,
         .decoupled = cfg->decoupled,
     };
     double bc1 = 1.0 - pow((double)cfg->beta1, (double)st->t);
@@ -117,8 +126,7 @@ void nn_adam_step(const nn_adam_cfg *cfg, nn_adam_state *st, float *params, cons
 }
 
 void nn_adam_step_groups(const nn_adam_cfg *cfg, nn_adam_state *st, float *params,
-                         const float *grads, size_t n, const nn_adam_group *groups,
-                         int n_groups)
+                         const float *grads, size_t n, const nn_adam_group *groups, int n_groups)
 {
     TWIG_ASSERT(n <= st->n);
     adam_step s = adam_begin(cfg, st, grads, n);
@@ -129,10 +137,9 @@ void nn_adam_step_groups(const nn_adam_cfg *cfg, nn_adam_state *st, float *param
         TWIG_ASSERT(g->offset >= pos && g->offset + g->n <= n);
         adam_range(&s, params + pos, grads + pos, st->m + pos, st->v + pos, g->offset - pos,
                    cfg->weight_decay);
-        adam_range(&s, params + g->offset, grads + g->offset, st->m + g->offset,
-                   st->v + g->offset, g->n, g->weight_decay);
+        adam_range(&s, params + g->offset, grads + g->offset, st->m + g->offset, st->v + g->offset,
+                   g->n, g->weight_decay);
         pos = g->offset + g->n;
     }
-    adam_range(&s, params + pos, grads + pos, st->m + pos, st->v + pos, n - pos,
-               cfg->weight_decay);
+    adam_range(&s, params + pos, grads + pos, st->m + pos, st->v + pos, n - pos, cfg->weight_decay);
 }

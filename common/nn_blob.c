@@ -40,8 +40,8 @@ int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, i
             const mlp_tensor *src = &n->tensors[i];
             Twig__V1__Tensor *dst = &b->tensors[t];
             twig__v1__tensor__init(dst);
-            if (snprintf(b->names[t], NN_BLOB_NAME_MAX, "%s.%s", prefixes[k], src->name)
-                >= NN_BLOB_NAME_MAX) {
+            if (snprintf(b->names[t], NN_BLOB_NAME_MAX, "%s.%s", prefixes[k], src->name) >=
+                NN_BLOB_NAME_MAX) {
                 nn_blob_free(b);
                 return err_set(-EINVAL, "nn blob: prefix \"%s\" too long", prefixes[k]);
             }
@@ -104,19 +104,22 @@ static int blob_walk(mlp_t *const *nets, const char *const *prefixes, int n_nets
             }
             bool bias = i % 2 == 1;
             bool shape_ok = bias ? t->n_shape == 1 && t->shape[0] == (uint32_t)want->cols
-                                 : t->n_shape == 2 && t->shape[0] == (uint32_t)want->rows
-                                       && t->shape[1] == (uint32_t)want->cols;
+                                 : t->n_shape == 2 && t->shape[0] == (uint32_t)want->rows &&
+                                       t->shape[1] == (uint32_t)want->cols;
             if (!shape_ok) {
-                return err_set(TWIG_EMISMATCH, "weight blob: tensor %s has the wrong shape "
-                               "(expected %d x %d)", name, bias ? 1 : want->rows, want->cols);
+                return err_set(TWIG_EMISMATCH,
+                               "weight blob: tensor %s has the wrong shape "
+                               "(expected %d x %d)",
+                               name, bias ? 1 : want->rows, want->cols);
             }
             size_t cnt = (size_t)want->rows * want->cols;
             size_t nb = cnt * sizeof(float);
-            if (t->offset % sizeof(float) != 0 || t->offset > msg->data.len
-                || msg->data.len - t->offset < nb) {
-                return err_set(TWIG_ECORRUPT, "weight blob: tensor %s at offset %llu overruns "
-                               "data of %zu bytes", name, (unsigned long long)t->offset,
-                               msg->data.len);
+            if (t->offset % sizeof(float) != 0 || t->offset > msg->data.len ||
+                msg->data.len - t->offset < nb) {
+                return err_set(TWIG_ECORRUPT,
+                               "weight blob: tensor %s at offset %llu overruns "
+                               "data of %zu bytes",
+                               name, (unsigned long long)t->offset, msg->data.len);
             }
             const uint8_t *src = msg->data.data + t->offset;
             if (apply) {

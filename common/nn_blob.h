@@ -22,13 +22,13 @@
 #define NN_BLOB_NAME_MAX 48
 
 typedef struct nn_blob {
-    Twig__V1__WeightBlob msg;                          /* points into the fields below */
+    Twig__V1__WeightBlob msg; /* points into the fields below */
     Twig__V1__Tensor tensors[NN_BLOB_MAX_TENSORS];
     Twig__V1__Tensor *tensor_ptrs[NN_BLOB_MAX_TENSORS];
     char names[NN_BLOB_MAX_TENSORS][NN_BLOB_NAME_MAX];
     uint32_t shapes[NN_BLOB_MAX_TENSORS][2];
     char env_id[64];
-    uint8_t *data;                                     /* owned */
+    uint8_t *data; /* owned */
 } nn_blob;
 
 /* fills b (caller's storage, may be on the heap: it is large) from the nets' parameters

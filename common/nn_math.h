@@ -15,9 +15,9 @@
 static inline float nn_expf(float x)
 {
     const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f;          /* 8 significant bits: k * ln2_hi is exact */
-    const float ln2_lo = -2.12194440e-4f;       /* ln2 - ln2_hi */
-    const float round = 12582912.0f;            /* 1.5 * 2^23: adding it rounds to an integer */
+    const float ln2_hi = 0.693359375f;    /* 8 significant bits: k * ln2_hi is exact */
+    const float ln2_lo = -2.12194440e-4f; /* ln2 - ln2_hi */
+    const float round = 12582912.0f;      /* 1.5 * 2^23: adding it rounds to an integer */
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     float k = (x * log2e + round) - round;
@@ -83,6 +83,50 @@ static inline nn_v8f nn_v8_expf(nn_v8f x)
     p = p * r + 1.0f;
     nn_v8i bits = (__builtin_convertvector(k, nn_v8i) + 127) << 23;
     return p * (nn_v8f)bits;
+}
+
+/* natural log for x > 0 (Cephes' logf: mantissa in [sqrt(1/2), sqrt(2)) and a degree-8
+ * polynomial, about 2 ulp); x <= 0 or non-finite lanes give garbage, callers keep x > 0 */
+static inline nn_v8f nn_v8_logf(nn_v8f x)
+{
+    const nn_v8f zero = {0};
+    nn_v8i bits = (nn_v8i)x;
+    nn_v8i e = ((bits >> 23) & 0xff) - 126;
+    nn_v8f m = (nn_v8f)((bits & 0x007fffff) | 0x3f000000); /* [0.5, 1) */
+    nn_v8i small = m < 0.707106781186547524f;
+    nn_v8f ef = __builtin_convertvector(e, nn_v8f);
+    ef = nn_v8_select(small, ef - 1.0f, ef);
+    m = nn_v8_select(small, m + m - 1.0f, m - 1.0f);
+    nn_v8f z = m * m;
+    nn_v8f p = zero + 7.0376836292e-2f;
+    p = p * m - 1.1514610310e-1f;
+    p = p * m + 1.1676998740e-1f;
+    p = p * m - 1.2420140846e-1f;
+    p = p * m + 1.4249322787e-1f;
+    p = p * m - 1.6668057665e-1f;
+    p = p * m + 2.0000714765e-1f;
+    p = p * m - 2.4999993993e-1f;
+    p = p * m + 3.3333331174e-1f;
+    nn_v8f y = p * m * z;
+    y = y + ef * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return m + y + ef * 0.693359375f;
+}
+
+/* softplus(x) = log(1 + e^x) and sigmoid(x), stable for either sign */
+static inline nn_v8f nn_v8_softplus_sigmoid(nn_v8f x, nn_v8f *sig)
+{
+    const nn_v8f zero = {0};
+    nn_v8i neg = x < 0.0f;
+    nn_v8f t = nn_v8_expf(nn_v8_select(neg, x, -x)); /* e^-|x| in (0, 1] */
+    nn_v8f inv = 1.0f / (1.0f + t);
+    *sig = nn_v8_select(neg, t * inv, inv);
+    /* log1p(t) = log(u) t / (u - 1) with u = 1 + t rounded: exact-ish for small t */
+    nn_v8f u = 1.0f + t;
+    nn_v8f c = u - 1.0f;
+    nn_v8i exact = c == 0.0f;
+    nn_v8f l1p = nn_v8_select(exact, t, nn_v8_logf(u) * t / nn_v8_select(exact, zero + 1.0f, c));
+    return nn_v8_select(neg, zero, x) + l1p;
 }
 
 static inline nn_v8f nn_v8_sigmoidf(nn_v8f z)

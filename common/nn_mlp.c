@@ -17,7 +17,7 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "images are little-endian floats");
 
-#define MLP_ALIGN_FLOATS 16   /* each tensor starts on a 64-byte boundary */
+#define MLP_ALIGN_FLOATS 16 /* each tensor starts on a 64-byte boundary */
 #define MLP_MAX_WIDTH 65536
 
 static size_t round_up(size_t n)
@@ -149,14 +149,23 @@ void mlp_forward(mlp_t *net, float *y, const float *x, int B)
     }
 }
 
-void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params)
+typedef enum grad_mode { GRAD_NONE, GRAD_ADD, GRAD_SET } grad_mode;
+
+static void backward(mlp_t *net, float *dx, const float *dy, grad_mode mode)
 {
     const int L = net->n_layers;
     const int *s = net->sizes;
     const int B = net->last_batch;
     TWIG_ASSERT(B >= 1);
+    const bool params = mode != GRAD_NONE;
+    const float beta = mode == GRAD_SET ? 0.0f : 1.0f;
+    if (mode == GRAD_SET) {
+        for (int l = 0; l < L; l++) {
+            memset(net->db[l], 0, sizeof(float) * (size_t)s[l + 1]);
+        }
+    }
     const float *dz = dy;
-    if (accumulate_params) {
+    if (params) {
         // column sums of dy into db
         float *db = net->db[L - 1];
         for (int i = 0; i < B; i++) {
@@ -168,25 +177,70 @@ void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params
     int buf = 0;
     for (int l = L - 1; l >= 0; l--) {
         const float *a = l == 0 ? net->x : net->h[l - 1];
-        if (accumulate_params) {
-            // dw += a^T dz
-            net->gemm(net->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, 1.0f, s[l],
-                      s[l + 1], s[l + 1]);
+        if (params) {
+            // dw (+)= a^T dz
+            net->gemm(net->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, beta, s[l], s[l + 1],
+                      s[l + 1]);
         }
         if (l == 0 && !dx) {
             break;
         }
         // da = dz w^T
         float *da = l == 0 ? dx : net->dh[buf];
-        net->gemm(da, dz, net->w[l], B, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
-                  s[l + 1], s[l]);
+        net->gemm(da, dz, net->w[l], B, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1], s[l + 1],
+                  s[l]);
         if (l > 0) {
-            nn_act_bias_backward(da, accumulate_params ? net->db[l - 1] : NULL, da, net->z[l - 1],
+            nn_act_bias_backward(da, params ? net->db[l - 1] : NULL, da, net->z[l - 1],
                                  net->h[l - 1], net->act, B, s[l]);
             dz = da;
             buf ^= 1;
         }
     }
+}
+
+void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params)
+{
+    backward(net, dx, dy, accumulate_params ? GRAD_ADD : GRAD_NONE);
+}
+
+void mlp_backward_set(mlp_t *net, float *dx, const float *dy)
+{
+    backward(net, dx, dy, GRAD_SET);
+}
+
+void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows, int n_rows,
+                             int col0, int ncols)
+{
+    const int L = net->n_layers;
+    const int *s = net->sizes;
+    const int B = net->last_batch;
+    TWIG_ASSERT(n_rows >= 0 && n_rows <= B && col0 >= 0 && ncols >= 1 && col0 + ncols <= s[0]);
+    if (n_rows == 0) {
+        return;
+    }
+    // gather the wanted rows of dy
+    float *dz = net->dh[0];
+    for (int r = 0; r < n_rows; r++) {
+        TWIG_ASSERT(rows[r] >= 0 && rows[r] < B);
+        memcpy(dz + (size_t)r * s[L], dy + (size_t)rows[r] * s[L], sizeof(float) * s[L]);
+    }
+    int buf = 1;
+    for (int l = L - 1; l > 0; l--) {
+        // da = dz w^T, then through the activation of the gathered rows
+        float *da = net->dh[buf];
+        net->gemm(da, dz, net->w[l], n_rows, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
+                  s[l + 1], s[l]);
+        for (int r = 0; r < n_rows; r++) {
+            size_t src = (size_t)rows[r] * s[l], dst = (size_t)r * s[l];
+            nn_act_bias_backward(da + dst, NULL, da + dst, net->z[l - 1] + src, net->h[l - 1] + src,
+                                 net->act, 1, s[l]);
+        }
+        dz = da;
+        buf ^= 1;
+    }
+    // the first layer: only the wanted input columns, rows col0.. of w0 (in, out)
+    net->gemm(dx, dz, net->w[0] + (size_t)col0 * s[1], n_rows, ncols, s[1], false, true, 1.0f, 0.0f,
+              s[1], s[1], ncols);
 }
 
 void mlp_zero_grad(mlp_t *net)
@@ -235,8 +289,8 @@ static const char MLP_MAGIC[8] = {'T', 'W', 'I', 'G', 'N', 'N', 0, 0};
 #define MLP_MAX_FILE ((size_t)1 << 31)
 
 typedef struct cursor {
-    uint8_t *w;          /* writing */
-    const uint8_t *r;    /* reading */
+    uint8_t *w;       /* writing */
+    const uint8_t *r; /* reading */
     size_t pos, len;
 } cursor;
 
@@ -316,8 +370,7 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, void *extra, si
         return err_set(TWIG_ECORRUPT, "nn image: header truncated");
     }
     if (u != (uint32_t)n_extra) {
-        return err_set(TWIG_EMISMATCH, "nn image: holds %u extra bytes, expected %zu", u,
-                       n_extra);
+        return err_set(TWIG_EMISMATCH, "nn image: holds %u extra bytes, expected %zu", u, n_extra);
     }
     for (int k = 0; k < n_nets; k++) {
         mlp_t *n = nets[k];
@@ -326,16 +379,18 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, void *extra, si
             return err_set(TWIG_ECORRUPT, "nn image: net %d header truncated", k);
         }
         if (nl != (uint32_t)n->n_layers || act != (uint32_t)n->act) {
-            return err_set(TWIG_EMISMATCH, "nn image: net %d has %u layers act %u, expected %d "
-                           "layers act %d", k, nl, act, n->n_layers, (int)n->act);
+            return err_set(TWIG_EMISMATCH,
+                           "nn image: net %d has %u layers act %u, expected %d "
+                           "layers act %d",
+                           k, nl, act, n->n_layers, (int)n->act);
         }
         for (int l = 0; l <= n->n_layers; l++) {
             if (!get(c, &u, sizeof(u))) {
                 return err_set(TWIG_ECORRUPT, "nn image: net %d sizes truncated", k);
             }
             if (u != (uint32_t)n->sizes[l]) {
-                return err_set(TWIG_EMISMATCH, "nn image: net %d sizes[%d] is %u, expected %d",
-                               k, l, u, n->sizes[l]);
+                return err_set(TWIG_EMISMATCH, "nn image: net %d sizes[%d] is %u, expected %d", k,
+                               l, u, n->sizes[l]);
             }
         }
         int64_t t = 0;
@@ -344,12 +399,14 @@ static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, void *extra, si
             return err_set(TWIG_ECORRUPT, "nn image: net %d header truncated", k);
         }
         if (np != n->n_params || t < 0) {
-            return err_set(TWIG_EMISMATCH, "nn image: net %d has %llu params (step %lld), "
-                           "expected %zu", k, (unsigned long long)np, (long long)t, n->n_params);
+            return err_set(TWIG_EMISMATCH,
+                           "nn image: net %d has %llu params (step %lld), "
+                           "expected %zu",
+                           k, (unsigned long long)np, (long long)t, n->n_params);
         }
         size_t bytes = np * sizeof(float);
-        if (!get(c, apply ? n->params : NULL, bytes) || !get(c, apply ? n->adam.m : NULL, bytes)
-            || !get(c, apply ? n->adam.v : NULL, bytes)) {
+        if (!get(c, apply ? n->params : NULL, bytes) || !get(c, apply ? n->adam.m : NULL, bytes) ||
+            !get(c, apply ? n->adam.v : NULL, bytes)) {
             return err_set(TWIG_ECORRUPT, "nn image: net %d data truncated", k);
         }
         if (apply) {
@@ -379,15 +436,17 @@ int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_net
     uint32_t version;
     memcpy(&version, buf + sizeof(MLP_MAGIC), sizeof(version));
     if (version != MLP_FILE_VERSION) {
-        return err_set(TWIG_EVERSION, "nn image: version %u, this build reads version %u",
-                       version, MLP_FILE_VERSION);
+        return err_set(TWIG_EVERSION, "nn image: version %u, this build reads version %u", version,
+                       MLP_FILE_VERSION);
     }
     uint32_t stored;
     memcpy(&stored, buf + len - sizeof(stored), sizeof(stored));
     uint32_t actual = crc32c(buf, len - sizeof(stored));
     if (stored != actual) {
-        return err_set(TWIG_ECORRUPT, "nn image: checksum mismatch (stored %08x, computed %08x):"
-                       " truncated or corrupted", stored, actual);
+        return err_set(TWIG_ECORRUPT,
+                       "nn image: checksum mismatch (stored %08x, computed %08x):"
+                       " truncated or corrupted",
+                       stored, actual);
     }
     cursor c = {.r = buf, .len = len};
     int rc = image_walk(&c, nets, n_nets, extra, n_extra, false);

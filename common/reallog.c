@@ -58,10 +58,11 @@ typedef struct reallog_hist {
 /* a source's dedup state: every batch it stored, in seq order (seqs only increase) */
 typedef struct reallog_src {
     char *id;            /* owned; NULL: empty slot */
-    uint64_t max_seq;    /* valid when n_hist > 0 */
+    uint64_t max_seq;      /* valid when n_hist > 0 */
+    uint64_t transitions;  /* stored (or queued) from this source */
     uint64_t n_hist;
     uint64_t cap_hist;
-    reallog_hist *hist;  /* (n_hist) owned, increasing seq */
+    reallog_hist *hist;    /* (n_hist) owned, increasing seq */
 } reallog_src;
 
 /* a queued append */
@@ -252,6 +253,7 @@ static void reallog_src_remember(reallog_src *s, uint64_t seq, uint64_t first, u
         s->cap_hist = s->cap_hist ? 2 * s->cap_hist : 16;
         s->hist = xrealloc(s->hist, s->cap_hist * sizeof *s->hist);
     }
+    s->transitions += count;
     s->hist[s->n_hist++] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
     s->max_seq = seq;
 }
@@ -1301,5 +1303,15 @@ void reallog_get_status(reallog_t *lg, reallog_status *st)
     st->obs_dim = lg->obs_dim;
     st->act_dim = lg->act_dim;
     snprintf(st->env_id, sizeof st->env_id, "%s", lg->env_id);
+    pthread_mutex_unlock(&lg->mu);
+}
+
+void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_seq,
+                           uint64_t *transitions)
+{
+    pthread_mutex_lock(&lg->mu);
+    const reallog_src *s = reallog_src_find(lg, source_id);
+    *max_seq = s ? s->max_seq : 0;
+    *transitions = s ? s->transitions : 0;
     pthread_mutex_unlock(&lg->mu);
 }

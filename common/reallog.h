@@ -220,4 +220,10 @@ uint64_t reallog_end(reallog_t *lg);
 
 void reallog_get_status(reallog_t *lg, reallog_status *st);
 
+/* what the log holds from source_id: its highest seq and its transitions (durable, or queued
+ * and about to be); both 0 if the source never appended. A restarting source continues above
+ * max_seq. */
+void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_seq,
+                           uint64_t *transitions);
+
 #endif

@@ -11,8 +11,8 @@
 int replay_init(replay_t *rb, size_t capacity, int n_obs, int n_act)
 {
     memset(rb, 0, sizeof(*rb));
-    if (capacity == 0 || capacity > ((size_t)1 << 32)) {
-        return err_set(-EINVAL, "replay: capacity %zu, must be 1..2^32", capacity);
+    if (capacity == 0 || capacity > UINT32_MAX) {
+        return err_set(-EINVAL, "replay: capacity %zu, must be 1..%u", capacity, UINT32_MAX);
     }
     if (n_obs < 1 || n_act < 1 || n_obs > 4096 || n_act > 4096) {
         return err_set(-EINVAL, "replay: n_obs %d n_act %d, must be 1..4096", n_obs, n_act);

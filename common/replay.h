@@ -24,26 +24,26 @@
 typedef struct replay {
     int n_obs, n_act;
     size_t capacity;
-    size_t size;            /* filled slots, <= capacity */
-    size_t head;            /* slot the next transition goes to */
-    uint64_t total;         /* transitions ever added */
-    float *obs;             /* (capacity, n_obs) owned */
-    float *act;             /* (capacity, n_act) owned */
-    float *reward;          /* (capacity) owned */
-    float *next_obs;        /* (capacity, n_obs) owned */
-    float *terminated;      /* (capacity) 1 = terminal, owned */
+    size_t size;       /* filled slots, <= capacity */
+    size_t head;       /* slot the next transition goes to */
+    uint64_t total;    /* transitions ever added */
+    float *obs;        /* (capacity, n_obs) owned */
+    float *act;        /* (capacity, n_act) owned */
+    float *reward;     /* (capacity) owned */
+    float *next_obs;   /* (capacity, n_obs) owned */
+    float *terminated; /* (capacity) 1 = terminal, owned */
 } replay_t;
 
 /* a minibatch, caller-owned, filled by the samplers */
 typedef struct replay_batch {
     int max_batch, n_obs, n_act;
-    int n;                  /* rows filled by the last sample */
-    float *obs;             /* (max_batch, n_obs) */
-    float *act;             /* (max_batch, n_act) */
-    float *reward;          /* (max_batch) */
-    float *next_obs;        /* (max_batch, n_obs) */
-    float *terminated;      /* (max_batch) */
-    float *block;           /* owned: all of the above */
+    int n;             /* rows filled by the last sample */
+    float *obs;        /* (max_batch, n_obs) */
+    float *act;        /* (max_batch, n_act) */
+    float *reward;     /* (max_batch) */
+    float *next_obs;   /* (max_batch, n_obs) */
+    float *terminated; /* (max_batch) */
+    float *block;      /* owned: all of the above */
 } replay_batch;
 
 /* returns 0 or -EINVAL (zero capacity or dims) */

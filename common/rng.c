@@ -103,3 +103,34 @@ void rng_fill_normal(rng_t *r, float *out, int n)
         out[i] = rng_normal_f32(r);
     }
 }
+
+/* Marsaglia & Bray (1964): (u, v) uniform in the unit disc, s = u^2 + v^2, then
+ * u sqrt(-2 ln s / s) and v sqrt(-2 ln s / s) are independent standard normals */
+static void polar_pair(rng_t *r, float *a, float *b)
+{
+    for (;;) {
+        uint64_t x = rng_next_u64(r);
+        // two 24-bit uniforms in (-1, 1), centred on the bins so 0 never comes up
+        float u = ((float)(x >> 40) + 0.5f) * 0x1.0p-23f - 1.0f;
+        float v = ((float)((x >> 8) & 0xffffffu) + 0.5f) * 0x1.0p-23f - 1.0f;
+        float s = u * u + v * v;
+        if (s < 1.0f && s > 0.0f) {
+            float f = sqrtf(-2.0f * logf(s) / s);
+            *a = u * f;
+            *b = v * f;
+            return;
+        }
+    }
+}
+
+void rng_fill_normal_polar(rng_t *r, float *out, int n)
+{
+    int i = 0;
+    for (; i + 1 < n; i += 2) {
+        polar_pair(r, &out[i], &out[i + 1]);
+    }
+    if (i < n) {
+        float spare;
+        polar_pair(r, &out[i], &spare);
+    }
+}

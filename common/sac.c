@@ -15,9 +15,17 @@
 sac_cfg sac_default_cfg(int n_obs, int n_act)
 {
     return (sac_cfg){
-        .n_obs = n_obs, .n_act = n_act, .hidden = 256, .batch = 256, .gamma = 0.99f,
-        .tau = 0.005f, .lr_actor = 3e-4f, .lr_critic = 3e-4f, .lr_alpha = 3e-4f,
-        .init_log_alpha = 0.0f, .target_entropy = -(float)n_act,
+        .n_obs = n_obs,
+        .n_act = n_act,
+        .hidden = 256,
+        .batch = 256,
+        .gamma = 0.99f,
+        .tau = 0.005f,
+        .lr_actor = 3e-4f,
+        .lr_critic = 3e-4f,
+        .lr_alpha = 3e-4f,
+        .init_log_alpha = 0.0f,
+        .target_entropy = -(float)n_act,
     };
 }
 
@@ -88,6 +96,8 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     s->dq2 = p, p += B;
     s->dlogp = p, p += B;
     TWIG_ASSERT(p <= s->work + n);
+    s->rows1 = xmalloc(sizeof(int) * (size_t)B);
+    s->rows2 = xmalloc(sizeof(int) * (size_t)B);
     return 0;
 }
 
@@ -100,6 +110,8 @@ void sac_free(sac_t *s)
     }
     nn_adam_free(&s->alpha_adam);
     free(s->work);
+    free(s->rows1);
+    free(s->rows2);
     memset(s, 0, sizeof(*s));
 }
 
@@ -169,7 +181,10 @@ static void concat_rows(float *x, const float *obs, const float *act, int B, int
 
 /* ---- losses ---- */
 
-float sac_critic_loss(sac_t *s, const replay_batch *b, const float *y, bool accumulate)
+/* how a loss leaves its gradients: not at all, added to the grads, or overwriting them */
+typedef enum grad_mode { GRAD_NONE, GRAD_ADD, GRAD_SET } grad_mode;
+
+static float critic_loss(sac_t *s, const replay_batch *b, const float *y, grad_mode mode)
 {
     const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
     concat_rows(s->x, b->obs, b->act, B, O, A);
@@ -186,15 +201,23 @@ float sac_critic_loss(sac_t *s, const replay_batch *b, const float *y, bool accu
         s->dq2[i] = scale * e2;
     }
     s->stats.q_mean = (float)(qsum / B);
-    if (accumulate) {
+    if (mode == GRAD_ADD) {
         mlp_backward(&s->q[0], NULL, s->dq1, true);
         mlp_backward(&s->q[1], NULL, s->dq2, true);
+    } else if (mode == GRAD_SET) {
+        mlp_backward_set(&s->q[0], NULL, s->dq1);
+        mlp_backward_set(&s->q[1], NULL, s->dq2);
     }
     return (float)((l1 + l2) / B);
 }
 
-float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, int B,
-                     bool accumulate)
+float sac_critic_loss(sac_t *s, const replay_batch *b, const float *y, bool accumulate)
+{
+    return critic_loss(s, b, y, accumulate ? GRAD_ADD : GRAD_NONE);
+}
+
+static float actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, int B,
+                        grad_mode mode)
 {
     const int O = s->cfg.n_obs, A = s->cfg.n_act;
     mlp_forward(&s->actor, s->pi_out, obs, B);
@@ -212,17 +235,29 @@ float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, 
         s->dq1[i] = -inv_b * w1;
         s->dq2[i] = -inv_b * (1.0f - w1);
     }
-    if (accumulate) {
-        // through the frozen critics to the action only
-        const int X = O + A;
-        mlp_backward(&s->q[0], s->dx, s->dq1, false);
+    if (mode != GRAD_NONE) {
+        // through the frozen critics to the action only, each row through the critic that
+        // is its minimum (the other one's gradient there is zero)
+        int n1 = 0, n2 = 0;
         for (int i = 0; i < B; i++) {
-            memcpy(s->da + (size_t)i * A, s->dx + (size_t)i * X + O, sizeof(float) * A);
+            if (s->dq1[i] != 0.0f) {
+                s->rows1[n1++] = i;
+            }
+            if (s->dq2[i] != 0.0f) {
+                s->rows2[n2++] = i;
+            }
         }
-        mlp_backward(&s->q[1], s->dx, s->dq2, false);
-        for (int i = 0; i < B; i++) {
+        memset(s->da, 0, sizeof(float) * (size_t)B * A);
+        mlp_backward_input_rows(&s->q[0], s->dx, s->dq1, s->rows1, n1, O, A);
+        for (int r = 0; r < n1; r++) {
             for (int j = 0; j < A; j++) {
-                s->da[(size_t)i * A + j] += s->dx[(size_t)i * X + O + j];
+                s->da[(size_t)s->rows1[r] * A + j] += s->dx[(size_t)r * A + j];
+            }
+        }
+        mlp_backward_input_rows(&s->q[1], s->dx, s->dq2, s->rows2, n2, O, A);
+        for (int r = 0; r < n2; r++) {
+            for (int j = 0; j < A; j++) {
+                s->da[(size_t)s->rows2[r] * A + j] += s->dx[(size_t)r * A + j];
             }
         }
         // dL/dlogp = alpha / B for every row
@@ -230,9 +265,19 @@ float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, 
             s->dlogp[i] = alpha * inv_b;
         }
         sac_squash_backward(s->dpi, s->da, s->dlogp, s->pi_out, eps, s->a, B, A);
-        mlp_backward(&s->actor, NULL, s->dpi, true);
+        if (mode == GRAD_SET) {
+            mlp_backward_set(&s->actor, NULL, s->dpi);
+        } else {
+            mlp_backward(&s->actor, NULL, s->dpi, true);
+        }
     }
     return (float)(loss / B);
+}
+
+float sac_actor_loss(sac_t *s, const float *obs, const float *eps, float alpha, int B,
+                     bool accumulate)
+{
+    return actor_loss(s, obs, eps, alpha, B, accumulate ? GRAD_ADD : GRAD_NONE);
 }
 
 float sac_alpha_loss(const sac_t *s, const float *logp, int B, float *grad)
@@ -270,20 +315,17 @@ void sac_update(sac_t *s, const replay_batch *b)
     const float alpha = expf(s->log_alpha);
 
     // target
-    rng_fill_normal(&s->rng, s->eps, B * A);
+    rng_fill_normal_polar(&s->rng, s->eps, B * A);
     sac_target(s, s->y, b, s->eps, alpha);
 
-    // critic step
-    mlp_zero_grad(&s->q[0]);
-    mlp_zero_grad(&s->q[1]);
-    s->stats.q_loss = sac_critic_loss(s, b, s->y, true);
+    // critic step (the backward overwrites the grads: no zeroing pass)
+    s->stats.q_loss = critic_loss(s, b, s->y, GRAD_SET);
     mlp_adam_step(&s->q[0], &s->adam_critic);
     mlp_adam_step(&s->q[1], &s->adam_critic);
 
     // actor step, critics frozen
-    rng_fill_normal(&s->rng, s->eps, B * A);
-    mlp_zero_grad(&s->actor);
-    s->stats.pi_loss = sac_actor_loss(s, b->obs, s->eps, alpha, B, true);
+    rng_fill_normal_polar(&s->rng, s->eps, B * A);
+    s->stats.pi_loss = actor_loss(s, b->obs, s->eps, alpha, B, GRAD_SET);
     mlp_adam_step(&s->actor, &s->adam_actor);
 
     // temperature step on the actor step's logp
@@ -303,21 +345,76 @@ void sac_update(sac_t *s, const replay_batch *b)
     s->n_updates++;
 }
 
-void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
+/* act from the actor output: tanh(mu), or a tanh-Gaussian sample with noise from rng */
+static void policy_head(float *act, float *scratch, const float *pi_out, int B, int A,
+                        bool deterministic, rng_t *rng)
 {
-    const int A = s->cfg.n_act;
-    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch);
-    mlp_forward(&s->actor, s->pi_out, obs, B);
     if (deterministic) {
         for (int i = 0; i < B; i++) {
             for (int j = 0; j < A; j++) {
-                act[(size_t)i * A + j] = tanhf(s->pi_out[(size_t)i * 2 * A + j]);
+                act[(size_t)i * A + j] = tanhf(pi_out[(size_t)i * 2 * A + j]);
             }
         }
         return;
     }
-    rng_fill_normal(&s->rng, s->eps, B * A);
-    sac_squash_forward(s->u, act, s->logp, s->pi_out, s->eps, B, A);
+    float *eps = scratch, *u = eps + (size_t)B * A, *logp = u + (size_t)B * A;
+    rng_fill_normal_polar(rng, eps, B * A);
+    sac_squash_forward(u, act, logp, pi_out, eps, B, A);
+}
+
+void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
+{
+    TWIG_ASSERT(B >= 1 && B <= s->cfg.batch);
+    mlp_forward(&s->actor, s->pi_out, obs, B);
+    // eps, u, a, da are consecutive in the workspace: 4 B A floats, more than the
+    // 2 B A + B policy_head uses as scratch
+    const size_t BA = (size_t)s->cfg.batch * s->cfg.n_act;
+    TWIG_ASSERT(s->u == s->eps + BA && s->a == s->u + BA && s->da == s->a + BA);
+    policy_head(act, s->eps, s->pi_out, B, s->cfg.n_act, deterministic, &s->rng);
+}
+
+/* ---- the policy alone ---- */
+
+int sac_policy_init(mlp_t *pi, int n_obs, int n_act, int hidden, int max_batch, rng_t *rng)
+{
+    if (n_obs < 1 || n_act < 1 || n_obs > 4096 || n_act > 4096) {
+        return err_set(-EINVAL, "sac policy: n_obs %d n_act %d, must be 1..4096", n_obs, n_act);
+    }
+    const int sizes[] = {n_obs, hidden, hidden, 2 * n_act};
+    return mlp_init(pi, sizes, 3, NN_ACT_RELU, max_batch, rng);
+}
+
+size_t sac_policy_scratch(int B, int n_act)
+{
+    return (size_t)B * (4 * (size_t)n_act + 1);
+}
+
+void sac_policy_act(mlp_t *pi, float *act, float *scratch, const float *obs, int B,
+                    bool deterministic, rng_t *rng)
+{
+    const int A = pi->sizes[pi->n_layers] / 2;
+    float *out = scratch, *head = scratch + (size_t)B * 2 * A;
+    mlp_forward(pi, out, obs, B);
+    policy_head(act, head, out, B, A, deterministic, rng);
+}
+
+int sac_policy_blob(nn_blob *b, sac_t *s, uint64_t version, const char *env_id)
+{
+    mlp_t *nets[1] = {&s->actor};
+    const char *names[1] = {SAC_POLICY_PREFIX};
+    return nn_blob_build(b, nets, names, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, version,
+                         env_id);
+}
+
+int sac_policy_load_blob(mlp_t *pi, const Twig__V1__WeightBlob *msg)
+{
+    if (msg->kind != TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY) {
+        return err_set(TWIG_EMISMATCH, "sac policy: weight blob of kind %d, expected POLICY",
+                       (int)msg->kind);
+    }
+    mlp_t *nets[1] = {pi};
+    const char *names[1] = {SAC_POLICY_PREFIX};
+    return nn_blob_load(nets, names, 1, msg);
 }
 
 /* ---- checkpoints ---- */
@@ -333,8 +430,11 @@ int sac_save(sac_t *s, const char *path)
 {
     mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
     sac_extra ex = {
-        .log_alpha = s->log_alpha, .alpha_m = s->alpha_adam.m[0], .alpha_v = s->alpha_adam.v[0],
-        .alpha_t = s->alpha_adam.t, .n_updates = s->n_updates,
+        .log_alpha = s->log_alpha,
+        .alpha_m = s->alpha_adam.m[0],
+        .alpha_v = s->alpha_adam.v[0],
+        .alpha_t = s->alpha_adam.t,
+        .n_updates = s->n_updates,
     };
     memcpy(ex.rng, s->rng.s, sizeof(ex.rng));
     return mlp_save_file(path, nets, 5, &ex, sizeof(ex));
@@ -348,8 +448,8 @@ int sac_load(sac_t *s, const char *path)
     if (rc < 0) {
         return rc;
     }
-    if (!isfinite(ex.log_alpha) || !isfinite(ex.alpha_m) || !(ex.alpha_v >= 0.0f)
-        || ex.alpha_t < 0 || ex.n_updates < 0) {
+    if (!isfinite(ex.log_alpha) || !isfinite(ex.alpha_m) || !(ex.alpha_v >= 0.0f) ||
+        ex.alpha_t < 0 || ex.n_updates < 0) {
         return err_set(TWIG_ECORRUPT, "sac load: %s has an invalid temperature state", path);
     }
     s->log_alpha = ex.log_alpha;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/nn.h"
+#include "common/nn_blob.h"
 #include "common/replay.h"
 #include "common/rng.h"
 
@@ -30,56 +31,57 @@
 
 typedef struct sac_cfg {
     int n_obs, n_act;
-    int hidden;              /* 256: two hidden layers of this width, ReLU */
-    int batch;               /* 256: the largest batch sac_update and sac_act take */
-    float gamma;             /* 0.99 */
-    float tau;               /* 0.005 Polyak factor of the target critics */
-    float lr_actor;          /* 3e-4 */
-    float lr_critic;         /* 3e-4 */
-    float lr_alpha;          /* 3e-4 */
-    float init_log_alpha;    /* 0: alpha starts at 1 */
-    float target_entropy;    /* -n_act */
+    int hidden;           /* 256: two hidden layers of this width, ReLU */
+    int batch;            /* 256: the largest batch sac_update and sac_act take */
+    float gamma;          /* 0.99 */
+    float tau;            /* 0.005 Polyak factor of the target critics */
+    float lr_actor;       /* 3e-4 */
+    float lr_critic;      /* 3e-4 */
+    float lr_alpha;       /* 3e-4 */
+    float init_log_alpha; /* 0: alpha starts at 1 */
+    float target_entropy; /* -n_act */
 } sac_cfg;
 
 sac_cfg sac_default_cfg(int n_obs, int n_act);
 
 /* what the last update measured */
 typedef struct sac_stats {
-    float q_loss;            /* MSE(Q1, y) + MSE(Q2, y) */
-    float pi_loss;           /* mean(alpha logp - min Q) */
+    float q_loss;  /* MSE(Q1, y) + MSE(Q2, y) */
+    float pi_loss; /* mean(alpha logp - min Q) */
     float alpha_loss;
-    float alpha;             /* exp(log_alpha) used by the update */
-    float entropy;           /* -mean(logp) of the actor step */
-    float q_mean;            /* mean Q1 on the batch */
+    float alpha;   /* exp(log_alpha) used by the update */
+    float entropy; /* -mean(logp) of the actor step */
+    float q_mean;  /* mean Q1 on the batch */
 } sac_stats;
 
 typedef struct sac {
     sac_cfg cfg;
-    mlp_t actor;             /* O -> H -> H -> 2A (mu, log_std) */
-    mlp_t q[2];              /* O+A -> H -> H -> 1 */
-    mlp_t q_targ[2];         /* Polyak copies, never trained */
+    mlp_t actor;     /* O -> H -> H -> 2A (mu, log_std) */
+    mlp_t q[2];      /* O+A -> H -> H -> 1 */
+    mlp_t q_targ[2]; /* Polyak copies, never trained */
     float log_alpha;
-    nn_adam_state alpha_adam;  /* n = 1 */
+    nn_adam_state alpha_adam; /* n = 1 */
     nn_adam_cfg adam_actor, adam_critic, adam_alpha;
-    rng_t rng;               /* exploration and reparameterisation noise */
+    rng_t rng; /* exploration and reparameterisation noise */
     int64_t n_updates;
     sac_stats stats;
 
     /* workspace, one block, sized for cfg.batch rows */
     float *work;
-    float *x;                /* (B, O+A) critic input */
-    float *pi_out;           /* (B, 2A) actor output */
-    float *eps;              /* (B, A) noise */
-    float *u;                /* (B, A) pre-squash sample */
-    float *a;                /* (B, A) squashed action */
-    float *logp;             /* (B) */
-    float *q1, *q2;          /* (B) */
-    float *y;                /* (B) critic target */
-    float *dq1, *dq2;        /* (B) */
-    float *da;               /* (B, A) gradient at the action */
-    float *dlogp;            /* (B) */
-    float *dx;               /* (B, O+A) gradient at the critic input */
-    float *dpi;              /* (B, 2A) gradient at the actor output */
+    float *x;           /* (B, O+A) critic input */
+    float *pi_out;      /* (B, 2A) actor output */
+    float *eps;         /* (B, A) noise */
+    float *u;           /* (B, A) pre-squash sample */
+    float *a;           /* (B, A) squashed action */
+    float *logp;        /* (B) */
+    float *q1, *q2;     /* (B) */
+    float *y;           /* (B) critic target */
+    float *dq1, *dq2;   /* (B) */
+    float *da;          /* (B, A) gradient at the action */
+    float *dlogp;       /* (B) */
+    int *rows1, *rows2; /* (B) rows where Q1 / Q2 is the minimum, owned */
+    float *dx;          /* (B, O+A) gradient at the critic input */
+    float *dpi;         /* (B, 2A) gradient at the actor output */
 } sac_t;
 
 /* returns 0 or -EINVAL naming the bad field */
@@ -92,6 +94,24 @@ void sac_update(sac_t *s, const replay_batch *b);
 /* act(B, A) in [-1, 1] for obs(B, O), B <= cfg.batch: tanh(mu) if deterministic, else a sample.
  * Uses the actor's workspace (not concurrently with sac_update). */
 void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic);
+
+/* ---- the policy alone: what actors run, shipped as a WeightBlob ---- */
+
+#define SAC_POLICY_PREFIX "actor" /* its tensors are "actor.w0", "actor.b0", ... */
+
+/* an mlp_t of the actor's shape (O -> H -> H -> 2A, ReLU); returns 0 or -EINVAL */
+int sac_policy_init(mlp_t *pi, int n_obs, int n_act, int hidden, int max_batch, rng_t *rng);
+/* floats of scratch sac_policy_act needs for B rows */
+size_t sac_policy_scratch(int B, int n_act);
+/* act(B, A) in [-1, 1]: tanh(mu) if deterministic, else a tanh-Gaussian sample (noise from
+ * rng); scratch holds sac_policy_scratch(B, A) floats */
+void sac_policy_act(mlp_t *pi, float *act, float *scratch, const float *obs, int B,
+                    bool deterministic, rng_t *rng);
+/* the actor's parameters as a POLICY WeightBlob (b as in nn_blob_build; nn_blob_free it) */
+int sac_policy_blob(nn_blob *b, sac_t *s, uint64_t version, const char *env_id);
+/* a received POLICY blob into pi; refuses another kind, shape or damaged data, writing
+ * nothing (see nn_blob_load) */
+int sac_policy_load_blob(mlp_t *pi, const Twig__V1__WeightBlob *msg);
 
 /* full learner state: actor, critics, targets, Adam moments, temperature, counters, rng.
  * load refuses a file of other dimensions or a damaged one (see mlp_load_file) */

@@ -152,6 +152,9 @@ static int spawn_proc(supervise_proc *p)
     }
     p->starts++;
     log_info("event=started proc=%s pid=%d start=%d", p->name, p->pid, p->starts);
+    if (s->on_start) {
+        s->on_start(s, (int)(p - s->procs));
+    }
     return 0;
 }
 

@@ -60,6 +60,8 @@ typedef struct supervise {
     uv_timer_t kill_timer;
     bool kill_timer_closed;
     int open_handles;                     /* handles still to be closed */
+    /* called after each start (first or restart), e.g. to record pids */
+    void (*on_start)(struct supervise *s, int index);
     /* called on each exit, e.g. so the launcher can print "restarting learner" */
     void (*on_exit)(struct supervise *s, int index, int64_t status, int term_signal);
     void *data;                           /* for the caller */

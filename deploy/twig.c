@@ -11,6 +11,7 @@ typedef struct twig_cmd {
 } twig_cmd;
 
 static const twig_cmd twig_cmds[] = {
+    {"run", twig_cmd_run, "run a whole training on this machine from a config file"},
     {"env", twig_cmd_env, "step one episode of an environment and print it as CSV"},
 };
 #define TWIG_N_CMDS ((int)(sizeof(twig_cmds) / sizeof(twig_cmds[0])))

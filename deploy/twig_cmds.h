@@ -5,5 +5,6 @@
 /* each takes the arguments after its name (argv[0] is the subcommand) and returns the exit
  * status: 0 ok, 1 runtime failure, 2 bad usage */
 int twig_cmd_env(int argc, char **argv);
+int twig_cmd_run(int argc, char **argv);
 
 #endif

@@ -426,6 +426,14 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.segments = st.segments;
     r.bytes = st.bytes;
     r.parked_fetches = atomic_load(&ms->n_waiters);
+    const Twig__V1__LogStatusRequest *q = (const Twig__V1__LogStatusRequest *)msg;
+    if (q->source_id && q->source_id[0]) {
+        if (strlen(q->source_id) > MSG_MAX_ID_LEN) {
+            return err_set(-EINVAL, "LogStatus: source_id is longer than %u bytes",
+                           MSG_MAX_ID_LEN);
+        }
+        reallog_source_status(&ms->log, q->source_id, &r.source_seq, &r.source_transitions);
+    }
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }

@@ -76,6 +76,53 @@ static inline void facts_check_model(const mjModel *m, const model_facts *f)
     }
 }
 
+/* one joint as the spec tables give it; ranges in degrees for hinges */
+typedef struct joint_facts {
+    const char *name;
+    int type;                   /* mjtJoint */
+    bool limited;
+    double lo_deg, hi_deg;
+    double stiffness, damping, armature;
+} joint_facts;
+
+/* every joint in qpos order: name, type, limits, stiffness, damping, armature */
+static inline void facts_check_joints(const mjModel *m, const joint_facts *j, int n)
+{
+    cr_assert_eq(m->njnt, n, "njnt %d", m->njnt);
+    for (int i = 0; i < n; i++) {
+        const char *name = mj_id2name(m, mjOBJ_JOINT, i);
+        cr_expect(name != NULL && strcmp(name, j[i].name) == 0, "joint %d is %s, expected %s",
+                  i, name ? name : "(null)", j[i].name);
+        cr_expect_eq(m->jnt_type[i], j[i].type, "%s type", j[i].name);
+        cr_expect_eq(m->jnt_limited[i], j[i].limited, "%s limited", j[i].name);
+        if (j[i].limited) {
+            double lo = j[i].lo_deg * M_PI / 180.0, hi = j[i].hi_deg * M_PI / 180.0;
+            cr_expect_float_eq(m->jnt_range[2 * i], lo, 1e-9, "%s range lo", j[i].name);
+            cr_expect_float_eq(m->jnt_range[2 * i + 1], hi, 1e-9, "%s range hi", j[i].name);
+        }
+        int dof = m->jnt_dofadr[i];
+        cr_expect_float_eq(m->jnt_stiffness[i], j[i].stiffness, 1e-12, "%s stiffness",
+                           j[i].name);
+        cr_expect_float_eq(m->dof_damping[dof], j[i].damping, 1e-12, "%s damping", j[i].name);
+        cr_expect_float_eq(m->dof_armature[dof], j[i].armature, 1e-12, "%s armature",
+                           j[i].name);
+    }
+}
+
+/* contact parameters of one geom (friction's first coefficient, condim, contype/conaffinity,
+ * margin) */
+static inline void facts_check_geom(const mjModel *m, const char *name, double friction,
+                                    int condim, int contype, int conaffinity, double margin)
+{
+    int g = mj_name2id(m, mjOBJ_GEOM, name);
+    cr_assert_geq(g, 0, "geom %s", name);
+    cr_expect_float_eq(m->geom_friction[3 * g], friction, 1e-12, "%s friction", name);
+    cr_expect_eq(m->geom_condim[g], condim, "%s condim", name);
+    cr_expect_eq(m->geom_contype[g], contype, "%s contype", name);
+    cr_expect_eq(m->geom_conaffinity[g], conaffinity, "%s conaffinity", name);
+    cr_expect_float_eq(m->geom_margin[g], margin, 1e-12, "%s margin", name);
+}
+
 /* zero action while the test writes qpos0 and zero velocity back before every step (a
  * fixture holding the body upright): never terminated, truncated exactly at the limit, and
  * the finished episode refuses another step */
@@ -267,6 +314,34 @@ static inline void loco_check_reset_noise(const char *id, double scale, bool fre
     }
     cr_expect_eq(env_set_reset_noise_scale(e, -1.0), -EINVAL);
     free(obs);
+    env_free(e);
+}
+
+/* the bare model of id, stepped from qpos0 with ctrl_a(t) = 0.9 * ctrl_hi_a * sin(0.1 (t+1)
+ * (a+1)) for steps env steps of frame_skip substeps, ends at want[nq]: qpos measured with
+ * Gymnasium's own MJCF file (Farama-Foundation/Gymnasium@3f0476a, assets/) under MuJoCo
+ * 2.2.2, to 1e-10 (on the development machine the two trajectories were bit-identical; the
+ * tolerance leaves room for another CPU's libm) */
+static inline void loco_check_reference_trajectory(const char *id, int frame_skip, int steps,
+                                                   const double *want, int nq)
+{
+    env_t *e = envt_make(id);
+    const mjModel *m = mjenv_model_of(e);
+    cr_assert_eq(m->nq, nq);
+    mjData *d = mj_makeData(m);
+    for (int t = 0; t < steps; t++) {
+        for (int a = 0; a < m->nu; a++) {
+            d->ctrl[a] = 0.9 * m->actuator_ctrlrange[2 * a + 1] * sin(0.1 * (t + 1) * (a + 1));
+        }
+        for (int k = 0; k < frame_skip; k++) {
+            mj_step(m, d);
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        cr_expect(fabs(d->qpos[i] - want[i]) <= 1e-10 * (1.0 + fabs(want[i])),
+                  "%s qpos[%d] %.17g, Gymnasium's model %.17g", id, i, d->qpos[i], want[i]);
+    }
+    mj_deleteData(d);
     env_free(e);
 }
 

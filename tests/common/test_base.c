@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/crc32c.h"
@@ -113,4 +114,32 @@ Test(nn_gemm, blas_matches_naive_for_all_transposes)
                       c2[i]);
         }
     }
+}
+
+Test(rng, polar_normals_have_normal_moments_and_tails)
+{
+    rng_t a, b;
+    rng_seed(&a, 7);
+    rng_seed(&b, 7);
+    enum { N = 200001 };   // odd: the last value comes from a half-used pair
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    rng_fill_normal_polar(&a, x, N);
+    rng_fill_normal_polar(&b, y, N);
+    cr_expect_eq(memcmp(x, y, sizeof(float) * N), 0, "same seed, same stream");
+    double sum = 0, sq = 0, q4 = 0;
+    int beyond2 = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(isfinite(x[i]));
+        sum += x[i];
+        sq += (double)x[i] * x[i];
+        q4 += (double)x[i] * x[i] * x[i] * x[i];
+        beyond2 += fabsf(x[i]) > 2.0f;
+    }
+    cr_expect(fabs(sum / N) < 0.01, "mean %f", sum / N);
+    cr_expect(fabs(sq / N - 1.0) < 0.02, "var %f", sq / N);
+    cr_expect(fabs(q4 / N - 3.0) < 0.1, "fourth moment %f", q4 / N);
+    // P(|x| > 2) = 0.0455
+    cr_expect(fabs((double)beyond2 / N - 0.0455) < 0.003, "tail %f", (double)beyond2 / N);
+    free(x);
+    free(y);
 }

@@ -14,6 +14,7 @@
 #include "common/mem.h"
 #include "common/nn_gemm.h"
 #include "common/rng.h"
+#include "ensemble_testlib.h"
 
 static void setup(void)
 {
@@ -154,160 +155,42 @@ Test(ensemble, member_backward_matches_finite_differences)
     ensemble_free(&e);
 }
 
-/* ---- Pendulum-v1 data ------------------------------------------------------------------ */
+/* ---- learning Pendulum-v1 --------------------------------------------------------------- */
 
-typedef struct dataset {
-    int n;
-    float *obs, *act, *next_obs, *reward;
-} dataset;
-
-/* random-action Pendulum-v1 transitions from the env module, episodes of 200 steps */
-static dataset pendulum_data(int n, uint64_t seed)
+Test(ensemble, learns_pendulum_in_a_few_epochs_and_picks_elites, .timeout = 300)
 {
-    env_t *env = NULL;
-    cr_assert_eq(env_make(&env, "Pendulum-v1"), 0, "%s", err_msg());
-    dataset d = {.n = n};
-    d.obs = xmalloc((size_t)n * 3 * sizeof(float));
-    d.act = xmalloc((size_t)n * sizeof(float));
-    d.next_obs = xmalloc((size_t)n * 3 * sizeof(float));
-    d.reward = xmalloc((size_t)n * sizeof(float));
-    rng_t r;
-    rng_seed(&r, seed);
-    float o[3], no[3];
-    env_step_result res = {.next_obs = no};
-    bool need_reset = true;
-    uint64_t episode = 0;
-    for (int i = 0; i < n; i++) {
-        if (need_reset) {
-            env_reset(env, seed * 1000 + episode++, o);
-        }
-        float a = rng_uniform_range(&r, -2.0f, 2.0f);
-        cr_assert_eq(env_step(env, &a, &res), 0);
-        memcpy(d.obs + 3 * (size_t)i, o, sizeof o);
-        d.act[i] = a;
-        memcpy(d.next_obs + 3 * (size_t)i, no, sizeof no);
-        d.reward[i] = res.reward;
-        memcpy(o, no, sizeof o);
-        need_reset = res.terminated || res.truncated;
-    }
-    env_free(env);
-    return d;
-}
-
-static void dataset_free(dataset *d)
-{
-    free(d->obs);
-    free(d->act);
-    free(d->next_obs);
-    free(d->reward);
-}
-
-/* a trained Pendulum model, shared by the tests below through a file written once per test */
-static void train_pendulum(ensemble_t *e, ensemble_train_report *rep, const dataset *d,
-                           int max_epochs)
-{
-    ensemble_cfg cfg;
-    ensemble_cfg_default(&cfg, 3, 1);
-    rng_t r;
-    rng_seed(&r, 7);
-    cr_assert_eq(ensemble_init(e, &cfg, &r), 0, "%s", err_msg());
-    ensemble_train_cfg tc;
-    ensemble_train_cfg_default(&tc, cfg.n_layers);
-    tc.max_epochs = max_epochs;
-    ensemble_trainer_t t = {0};
-    cr_assert_eq(ensemble_trainer_init(&t, e, &tc), 0, "%s", err_msg());
-    int rc = ensemble_train(e, &t, &r, rep, d->obs, d->act, d->next_obs, d->reward, d->n);
-    cr_assert_eq(rc, 0, "%s", err_msg());
-    ensemble_trainer_free(&t);
-}
-
-Test(ensemble, learns_pendulum_picks_elites_and_stops_early, .timeout = 600)
-{
-    dataset train = pendulum_data(5000, 11);
+    dataset train = pendulum_data(2000, 11);
     dataset test = pendulum_data(1000, 12);
     ensemble_t e = {0};
     ensemble_train_report rep;
-    const int max_epochs = 400;
-    train_pendulum(&e, &rep, &train, max_epochs);
-
-    /* holdout min(20 %, 5000) and early stopping before the bound */
-    cr_expect_eq(rep.n_holdout, 1000);
-    cr_expect_eq(rep.n_train, 4000);
-    cr_expect(rep.stopped_early, "ran all %d epochs", rep.epochs);
-    cr_expect_lt(rep.epochs, max_epochs);
-    cr_expect_geq(rep.epochs, 5);
-    cr_expect_eq(rep.steps, (int64_t)rep.epochs * 16);
-    cr_log_info("pendulum: %d epochs, train loss %.4f, elite holdout mse %.5f", rep.epochs,
-                rep.train_loss, rep.holdout_mse_elites);
-
-    /* elites are the members with the lowest holdout error, best first */
-    bool is_elite[7] = {false};
-    for (int i = 0; i < e.cfg.n_elites; i++) {
-        is_elite[e.elites[i]] = true;
-        if (i > 0) {
-            cr_expect_leq(e.holdout_mse[e.elites[i - 1]], e.holdout_mse[e.elites[i]]);
-        }
-    }
-    for (int m = 0; m < 7; m++) {
-        cr_expect(isfinite(e.holdout_mse[m]));
-        for (int i = 0; i < e.cfg.n_elites && !is_elite[m]; i++) {
-            cr_expect_leq(e.holdout_mse[e.elites[i]], e.holdout_mse[m]);
-        }
-    }
-
-    /* held-out next states: normalised MSE of the mean prediction against "no change" */
-    ensemble_work_t w = {0};
-    cr_assert_eq(ensemble_work_init(&w, &e, 512), 0);
-    float *pred = xmalloc((size_t)test.n * 3 * sizeof(float));
-    float *rew = xmalloc((size_t)test.n * sizeof(float));
-    int *member = xmalloc((size_t)test.n * sizeof(int));
-    rng_t r;
-    rng_seed(&r, 99);
-    ensemble_predict(&e, &w, &r, pred, rew, member, test.obs, test.act, test.n, false);
-    double model = 0.0, still = 0.0, rew_model = 0.0, rew_var = 0.0, rew_mean = 0.0;
-    for (int i = 0; i < test.n; i++) {
-        rew_mean += test.reward[i] / test.n;
-    }
-    for (int j = 0; j < 3; j++) {
-        double mean = 0.0, var = 0.0, sm = 0.0, ss = 0.0;
-        for (int i = 0; i < test.n; i++) {
-            mean += test.next_obs[3 * i + j] / test.n;
-        }
-        for (int i = 0; i < test.n; i++) {
-            double t = test.next_obs[3 * i + j];
-            var += (t - mean) * (t - mean) / test.n;
-            sm += (pred[3 * i + j] - t) * (pred[3 * i + j] - t) / test.n;
-            ss += (test.obs[3 * i + j] - t) * (test.obs[3 * i + j] - t) / test.n;
-        }
-        model += sm / var;
-        still += ss / var;
-    }
-    for (int i = 0; i < test.n; i++) {
-        rew_model += (rew[i] - test.reward[i]) * (rew[i] - test.reward[i]) / test.n;
-        rew_var += (test.reward[i] - rew_mean) * (test.reward[i] - rew_mean) / test.n;
-    }
-    cr_log_info("normalised mse: model %.3g, no change %.3g; reward mse / var %.3g", model,
-                still, rew_model / rew_var);
-    cr_expect_lt(model, 0.05 * still, "model %g vs no change %g", model, still);
-    cr_expect_lt(rew_model, 0.05 * rew_var, "reward mse %g vs variance %g", rew_model, rew_var);
-    for (int i = 0; i < test.n; i++) {
-        cr_expect(is_elite[member[i]], "row %d used member %d, not an elite", i, member[i]);
-    }
-
-    /* sampled predictions spread around the mean by the predicted noise, not wildly */
-    ensemble_predict(&e, &w, &r, pred, rew, member, test.obs, test.act, test.n, true);
-    double sampled = 0.0;
-    for (int i = 0; i < 3 * test.n; i++) {
-        sampled += (pred[i] - test.next_obs[i]) * (pred[i] - test.next_obs[i]);
-    }
-    cr_expect(isfinite(sampled));
-    free(pred);
-    free(rew);
-    free(member);
-    ensemble_work_free(&w);
+    train_pendulum(&e, &rep, &train, 200, 30, 1e-3f);
+    cr_expect_eq(rep.n_holdout, 400);
+    cr_expect_eq(rep.n_train, 1600);
+    cr_expect_eq(rep.epochs, 30);
+    cr_expect_not(rep.stopped_early);
+    cr_expect_eq(rep.steps, 30 * 7);
+    cr_log_info("pendulum (fast): train loss %.4f, elite holdout mse %.5f", rep.train_loss,
+                rep.holdout_mse_elites);
+    expect_elites_are_best(&e);
+    expect_beats_no_change(&e, &test, 0.05);
     ensemble_free(&e);
     dataset_free(&train);
     dataset_free(&test);
+}
+
+Test(ensemble, stops_after_patience_epochs_without_improvement)
+{
+    /* a learning rate too small to improve any member by 1 %: exactly `patience` epochs */
+    dataset train = pendulum_data(600, 13);
+    ensemble_t e = {0};
+    ensemble_train_report rep;
+    train_pendulum(&e, &rep, &train, 16, 100, 1e-9f);
+    cr_expect(rep.stopped_early);
+    cr_expect_eq(rep.epochs, 5);
+    cr_expect_eq(rep.n_holdout, 120);
+    expect_elites_are_best(&e);
+    ensemble_free(&e);
+    dataset_free(&train);
 }
 
 Test(ensemble, too_few_transitions_are_refused)
@@ -446,6 +329,58 @@ Test(ensemble, predict_uses_elites_and_agrees_with_predict_all)
     ensemble_free(&e);
 }
 
+Test(ensemble, samples_follow_the_predicted_gaussian)
+{
+    /* last layer zero but its bias: every row predicts mean 0.3 and raw log-variance log 0.25 */
+    ensemble_cfg cfg;
+    small_cfg(&cfg);
+    rng_t r;
+    rng_seed(&r, 15);
+    ensemble_t e = {0};
+    cr_assert_eq(ensemble_init(&e, &cfg, &r), 0);
+    const int L = e.n_linear - 1, J = e.n_out;
+    memset(e.w[L], 0, (size_t)cfg.n_members * e.sizes[L] * 2 * J * sizeof(float));
+    for (int m = 0; m < cfg.n_members; m++) {
+        for (int j = 0; j < J; j++) {
+            e.b[L][m * 2 * J + j] = 0.3f;
+            e.b[L][m * 2 * J + J + j] = logf(0.25f);
+        }
+    }
+    double raw = log(0.25), mx = e.max_logvar[0], mn = e.min_logvar[0];
+    double lv1 = mx - log1p(exp(mx - raw));
+    double lv = mn + log1p(exp(lv1 - mn));
+    double sd = exp(0.5 * lv);
+
+    enum { N = 20000 };
+    float *obs = xcalloc((size_t)N * 3, sizeof(float));
+    float *act = xcalloc((size_t)N * 2, sizeof(float));
+    float *next = xmalloc((size_t)N * 3 * sizeof(float));
+    float *rew = xmalloc((size_t)N * sizeof(float));
+    ensemble_work_t w = {0};
+    cr_assert_eq(ensemble_work_init(&w, &e, 1000), 0);
+    ensemble_predict(&e, &w, &r, next, rew, NULL, obs, act, N, true);
+    double sum = 0.0, sq = 0.0, inside = 0.0;
+    const int n = N * 4;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 4; j++) {
+            double z = ((j < 3 ? next[3 * i + j] : rew[i]) - 0.3) / sd;
+            sum += z;
+            sq += z * z;
+            inside += fabs(z) < 1.0;
+        }
+    }
+    double mean = sum / n, var = sq / n - mean * mean;
+    cr_expect_lt(fabs(mean), 4.0 / sqrt(n), "mean %g", mean);
+    cr_expect_lt(fabs(var - 1.0), 0.03, "variance %g", var);
+    cr_expect_lt(fabs(inside / n - 0.682689), 0.01, "P(|z| < 1) = %g", inside / n);
+    free(obs);
+    free(act);
+    free(next);
+    free(rew);
+    ensemble_work_free(&w);
+    ensemble_free(&e);
+}
+
 /* ---- saving ----------------------------------------------------------------------------- */
 
 static void expect_same_predictions(const ensemble_t *a, const ensemble_t *b)
@@ -574,6 +509,18 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     cr_expect_eq(ensemble_image_read(&l, bad, len), -EINVAL);
     cr_expect(strstr(err_msg(), "not finite") != NULL, "%s", err_msg());
 
+    /* a valid checksum over a header claiming the largest dimensions: refused by size,
+     * before anything that large is allocated */
+    uint8_t big[64] = {0};
+    memcpy(big, "TWIGENS\0", 8);
+    uint32_t hdr[8] = {ENSEMBLE_FILE_VERSION, 4096, 4096, 64, 5, 4096, 8, 1};
+    memcpy(big + 8, hdr, sizeof hdr);
+    crc = crc32c_update(0, big, sizeof big - 4);
+    memcpy(big + sizeof big - 4, &crc, 4);
+    cr_expect_eq(ensemble_image_read(&l, big, sizeof big), TWIG_ECORRUPT);
+    cr_expect(strstr(err_msg(), "does not match") != NULL, "%s", err_msg());
+    cr_expect_null(l.params);
+
     /* missing file */
     unlink(path);
     cr_expect_eq(ensemble_load_file(&l, path), -ENOENT);
@@ -584,6 +531,71 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     ensemble_free(&l);
     free(good);
     free(bad);
+    ensemble_free(&e);
+}
+
+Test(ensemble, resumed_training_continues_bit_for_bit)
+{
+    /* model + trainer saved after some steps and loaded into fresh structs: the next step
+     * gives identical parameters to the uninterrupted run */
+    ensemble_cfg cfg;
+    small_cfg(&cfg);
+    rng_t r;
+    rng_seed(&r, 16);
+    ensemble_t e = {0};
+    cr_assert_eq(ensemble_init(&e, &cfg, &r), 0);
+    ensemble_train_cfg tc;
+    ensemble_train_cfg_default(&tc, cfg.n_layers);
+    tc.batch = 8;
+    ensemble_trainer_t t = {0};
+    cr_assert_eq(ensemble_trainer_init(&t, &e, &tc), 0);
+    float x[3 * 8 * 5], y[3 * 8 * 4];
+    fill_uniform(&r, x, sizeof x / sizeof *x, -1.0f, 1.0f);
+    fill_uniform(&r, y, sizeof y / sizeof *y, -1.0f, 1.0f);
+    for (int s = 0; s < 5; s++) {
+        ensemble_train_step(&e, &t, x, y, 8);
+    }
+    char mpath[256], tpath[256];
+    temp_path(mpath, sizeof mpath, "resume_model");
+    temp_path(tpath, sizeof tpath, "resume_trainer");
+    cr_assert_eq(ensemble_save_file(&e, mpath), 0, "%s", err_msg());
+    cr_assert_eq(ensemble_trainer_save_file(&e, &t, tpath), 0, "%s", err_msg());
+
+    ensemble_t e2 = {0};
+    cr_assert_eq(ensemble_load_file(&e2, mpath), 0, "%s", err_msg());
+    ensemble_trainer_t t2 = {0};
+    cr_assert_eq(ensemble_trainer_init(&t2, &e2, &tc), 0);
+    cr_assert_eq(ensemble_trainer_load_file(&t2, &e2, tpath), 0, "%s", err_msg());
+    cr_expect_eq(t2.steps, 5);
+    cr_expect_eq(t2.adam.t, 5);
+    ensemble_train_step(&e, &t, x, y, 8);
+    ensemble_train_step(&e2, &t2, x, y, 8);
+    cr_expect_eq(memcmp(e.params, e2.params, e.n_params * sizeof(float)), 0);
+
+    /* damaged, or for another model: refused, trainer untouched */
+    size_t len;
+    uint8_t *img = read_all(tpath, &len);
+    img[len / 2] ^= 4;
+    cr_expect_eq(ensemble_trainer_image_read(&t2, &e2, img, len), TWIG_ECORRUPT);
+    img[len / 2] ^= 4;
+    cr_expect_eq(ensemble_trainer_image_read(&t2, &e2, img, len), 0, "%s", err_msg());
+    cr_expect_eq(t2.steps, 5);
+    ensemble_cfg other = cfg;
+    other.n_hidden = 17;
+    ensemble_t e3 = {0};
+    cr_assert_eq(ensemble_init(&e3, &other, &r), 0);
+    ensemble_trainer_t t3 = {0};
+    cr_assert_eq(ensemble_trainer_init(&t3, &e3, &tc), 0);
+    cr_expect_eq(ensemble_trainer_image_read(&t3, &e3, img, len), TWIG_EMISMATCH);
+    cr_expect_eq(t3.steps, 0);
+    free(img);
+    unlink(mpath);
+    unlink(tpath);
+    ensemble_trainer_free(&t3);
+    ensemble_free(&e3);
+    ensemble_trainer_free(&t2);
+    ensemble_free(&e2);
+    ensemble_trainer_free(&t);
     ensemble_free(&e);
 }
 
@@ -637,6 +649,14 @@ Test(ensemble, weight_blob_round_trip_and_refusals)
     cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
     cr_expect(strstr(err_msg(), "l0.b") != NULL, "%s", err_msg());
     t1->shape[1] = 16;
+
+    /* huge claimed dimensions: refused by the data's size before allocating */
+    Twig__V1__Tensor *t0 = msg->tensors[0]; /* l0.w (E, n_in, H) */
+    t0->shape[2] = 4096;
+    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
+    cr_expect(strstr(err_msg(), "need") != NULL, "%s", err_msg());
+    cr_expect_null(l.params);
+    t0->shape[2] = 16;
 
     /* a tensor running past the data */
     uint64_t keep = t1->offset;

@@ -53,6 +53,39 @@ Test(env_ant, spec_model_and_masses, .timeout = 60)
     env_free(e);
 }
 
+/* env-specs.md 4.4: joints (armature 1, damping 1; free root undamped) and contact
+ * parameters (condim 3, margin 0.01, friction 1, only the floor has conaffinity) */
+Test(env_ant, joints_and_contacts_follow_the_spec_tables, .timeout = 60)
+{
+    static const joint_facts joints[] = {
+        {"root", mjJNT_FREE, false, 0, 0, 0, 0, 0},
+        {"hip_1", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_1", mjJNT_HINGE, true, 30, 70, 0, 1, 1},
+        {"hip_2", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_2", mjJNT_HINGE, true, -70, -30, 0, 1, 1},
+        {"hip_3", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_3", mjJNT_HINGE, true, -70, -30, 0, 1, 1},
+        {"hip_4", mjJNT_HINGE, true, -30, 30, 0, 1, 1},
+        {"ankle_4", mjJNT_HINGE, true, 30, 70, 0, 1, 1},
+    };
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    facts_check_joints(m, joints, 9);
+    /* ankle axes (-1, 1, 0), (1, 1, 0), (-1, 1, 0), (1, 1, 0), normalised by the compiler */
+    const double sx[4] = {-1, 1, -1, 1};
+    for (int leg = 0; leg < 4; leg++) {
+        int j = 2 + 2 * leg;
+        cr_expect_float_eq(m->jnt_axis[3 * j], sx[leg] * M_SQRT1_2, 1e-12, "ankle %d", leg);
+        cr_expect_float_eq(m->jnt_axis[3 * j + 1], M_SQRT1_2, 1e-12, "ankle %d", leg);
+        cr_expect_eq(m->jnt_axis[3 * (j - 1) + 2], 1.0, "hip %d about z", leg);
+    }
+    facts_check_geom(m, "floor", 1.0, 3, 1, 1, 0.01);
+    facts_check_geom(m, "torso_geom", 1.0, 3, 1, 0, 0.01);
+    facts_check_geom(m, "aux_1_geom", 1.0, 3, 1, 0, 0.01);
+    facts_check_geom(m, "rightback_leg_geom", 1.0, 3, 1, 0, 0.01);
+    env_free(e);
+}
+
 /* obs = qpos[2:], qvel: z 0.75 and the identity quaternion at the initial pose */
 Test(env_ant, noiseless_reset_observes_the_initial_pose, .timeout = 60)
 {
@@ -120,9 +153,11 @@ Test(env_ant, zero_action_never_terminates_and_truncates_at_1000, .timeout = 60)
     env_free(e);
 }
 
+/* a random policy flips or bounces the ant out of [0.2, 1] every ~125 steps */
 Test(env_ant, random_transitions_agree_and_are_deterministic, .timeout = 300)
 {
-    envt_check_random_transitions(ID, 10000, 22);
+    int terminals = envt_check_random_transitions(ID, 10000, 22);
+    cr_expect_gt(terminals, 10);
 }
 
 Test(env_ant, same_seed_replays_after_reset, .timeout = 60)
@@ -188,4 +223,18 @@ Test(env_ant, reset_noise_is_uniform_on_qpos_and_normal_on_qvel, .timeout = 60)
 Test(env_ant, bad_actions_are_refused_or_clipped, .timeout = 60)
 {
     envt_check_bad_actions(ID);
+}
+
+/* twig's ant.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the qpos
+ * Gymnasium's file reaches (env_locomotion.h) */
+Test(env_ant, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[15] = {
+        1.6050046110296479, -2.4300829110838218, 0.31094288108417995,
+        -0.15759388308138519, -0.95920023455428449, -0.23025989211764616,
+        -0.045601097884879774, -0.5323087840439833, 1.2249824336622468,
+        -0.52789444970486676, -0.57741273357057565, -0.22692113486702514,
+        -1.0688020151811291, -0.61094031596450205, 1.2287620863872315,
+    };
+    loco_check_reference_trajectory(ID, 5, 100, want, 15);
 }

@@ -82,6 +82,48 @@ Test(env_humanoid, spec_model_and_masses, .timeout = 60)
     env_free(e);
 }
 
+/* env-specs.md 4.5: every joint's range, stiffness, damping and armature, and the contact
+ * parameters (bodies condim 1 with margin 0.001, the floor condim 3) */
+Test(env_humanoid, joints_and_contacts_follow_the_spec_tables, .timeout = 60)
+{
+    static const joint_facts joints[] = {
+        {"root", mjJNT_FREE, false, 0, 0, 0, 0, 0},
+        {"abdomen_z", mjJNT_HINGE, true, -45, 45, 20, 5, 0.02},
+        {"abdomen_y", mjJNT_HINGE, true, -75, 30, 10, 5, 0.02},
+        {"abdomen_x", mjJNT_HINGE, true, -35, 35, 10, 5, 0.02},
+        {"right_hip_x", mjJNT_HINGE, true, -25, 5, 10, 5, 0.01},
+        {"right_hip_z", mjJNT_HINGE, true, -60, 35, 10, 5, 0.01},
+        {"right_hip_y", mjJNT_HINGE, true, -110, 20, 20, 5, 0.008},
+        {"right_knee", mjJNT_HINGE, true, -160, -2, 0, 1, 0.006},
+        {"left_hip_x", mjJNT_HINGE, true, -25, 5, 10, 5, 0.01},
+        {"left_hip_z", mjJNT_HINGE, true, -60, 35, 10, 5, 0.01},
+        {"left_hip_y", mjJNT_HINGE, true, -110, 20, 20, 5, 0.01},
+        {"left_knee", mjJNT_HINGE, true, -160, -2, 1, 1, 0.006},
+        {"right_shoulder1", mjJNT_HINGE, true, -85, 60, 1, 1, 0.0068},
+        {"right_shoulder2", mjJNT_HINGE, true, -85, 60, 1, 1, 0.0051},
+        {"right_elbow", mjJNT_HINGE, true, -90, 50, 0, 1, 0.0028},
+        {"left_shoulder1", mjJNT_HINGE, true, -60, 85, 1, 1, 0.0068},
+        {"left_shoulder2", mjJNT_HINGE, true, -60, 85, 1, 1, 0.0051},
+        {"left_elbow", mjJNT_HINGE, true, -90, 50, 0, 1, 0.0028},
+    };
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    facts_check_joints(m, joints, 18);
+    /* mirrored axes on the left: hip_x (-1, 0, 0), hip_z (0, 0, -1), elbow (0, -1, -1) */
+    int lhx = mj_name2id(m, mjOBJ_JOINT, "left_hip_x");
+    int lhz = mj_name2id(m, mjOBJ_JOINT, "left_hip_z");
+    int lel = mj_name2id(m, mjOBJ_JOINT, "left_elbow");
+    cr_expect_eq(m->jnt_axis[3 * lhx], -1.0);
+    cr_expect_eq(m->jnt_axis[3 * lhz + 2], -1.0);
+    cr_expect_float_eq(m->jnt_axis[3 * lel + 1], -M_SQRT1_2, 1e-12);
+    cr_expect_float_eq(m->jnt_axis[3 * lel + 2], -M_SQRT1_2, 1e-12);
+    facts_check_geom(m, "floor", 1.0, 3, 1, 1, 0.001);
+    facts_check_geom(m, "torso1", 1.0, 1, 1, 1, 0.001);
+    facts_check_geom(m, "right_foot", 1.0, 1, 1, 1, 0.001);
+    facts_check_geom(m, "left_hand", 1.0, 1, 1, 1, 0.001);
+    env_free(e);
+}
+
 /* z 1.4 and the identity quaternion; world rows and free-joint forces are 0 */
 Test(env_humanoid, noiseless_reset_observes_the_initial_pose, .timeout = 60)
 {
@@ -217,4 +259,21 @@ Test(env_humanoid, bad_actions_and_reset_noise, .timeout = 60)
 {
     envt_check_bad_actions(ID);
     loco_check_reset_noise(ID, 1e-2, true, false);
+}
+
+/* twig's humanoid.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the
+ * qpos Gymnasium's file reaches (env_locomotion.h) */
+Test(env_humanoid, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[24] = {
+        -1.1406023123128359, -0.23867305765259558, 0.085117772543683121,
+        0.69061660584416551, 0.051921398234349221, -0.69255113755674569,
+        0.20180632796454187, -0.064379439572899835, -0.39386842713070014,
+        -0.25422553060050773, -0.16718696568819169, -0.46094977689947714,
+        -0.30709034700359272, -2.2916004950196154, -0.2996013645885135,
+        0.13328974131523805, -0.48142463770219285, -2.08620843347133,
+        -0.41718163234581968, -0.86740383711300106, -1.0614023515750182,
+        -0.51704632023392771, 0.48006627634673554, -1.3853956488418777,
+    };
+    loco_check_reference_trajectory(ID, 5, 100, want, 24);
 }

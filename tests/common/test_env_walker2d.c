@@ -37,7 +37,7 @@ Test(env_walker2d, spec_model_and_masses, .timeout = 60)
     cr_expect_eq(s->max_episode_steps, 1000);
     cr_expect_eq(s->n_info, 3);
     cr_expect_str_eq(s->info_names[0], "reward_forward");
-    cr_expect_str_eq(s->info_names[1], "reward_healthy");
+    cr_expect_str_eq(s->info_names[1], "reward_survive");
     cr_expect_str_eq(s->info_names[2], "reward_ctrl");
     const mjModel *m = mjenv_model_of(e);
     facts_check_model(m, &walker2d_facts);
@@ -48,6 +48,38 @@ Test(env_walker2d, spec_model_and_masses, .timeout = 60)
     cr_assert(right >= 0 && left >= 0);
     cr_expect_eq(m->geom_friction[3 * right], 0.9);
     cr_expect_eq(m->geom_friction[3 * left], 1.9);
+    env_free(e);
+}
+
+/* env-specs.md 4.3: joints (root unlimited and undamped; legs armature 0.01, damping 0.1) and
+ * contact parameters (condim 3, only the floor has conaffinity) */
+Test(env_walker2d, joints_and_contacts_follow_the_spec_tables, .timeout = 60)
+{
+    static const joint_facts joints[] = {
+        {"rootx", mjJNT_SLIDE, false, 0, 0, 0, 0, 0},
+        {"rootz", mjJNT_SLIDE, false, 0, 0, 0, 0, 0},
+        {"rooty", mjJNT_HINGE, false, 0, 0, 0, 0, 0},
+        {"thigh_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"leg_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"foot_joint", mjJNT_HINGE, true, -45, 45, 0, 0.1, 0.01},
+        {"thigh_left_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"leg_left_joint", mjJNT_HINGE, true, -150, 0, 0, 0.1, 0.01},
+        {"foot_left_joint", mjJNT_HINGE, true, -45, 45, 0, 0.1, 0.01},
+    };
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    facts_check_joints(m, joints, 9);
+    /* hinge axes: the root pitch turns about +y, the leg joints about -y */
+    cr_expect_eq(m->jnt_axis[3 * 2 + 1], 1.0);
+    for (int j = 3; j < 9; j++) {
+        cr_expect_eq(m->jnt_axis[3 * j + 1], -1.0, "joint %d axis", j);
+    }
+    facts_check_geom(m, "floor", 0.7, 3, 1, 1, 0.0);
+    facts_check_geom(m, "torso_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "thigh_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "leg_left_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "foot_geom", 0.9, 3, 1, 0, 0.0);
+    facts_check_geom(m, "foot_left_geom", 1.9, 3, 1, 0, 0.0);
     env_free(e);
 }
 
@@ -153,4 +185,27 @@ Test(env_walker2d, bad_actions_and_reset_noise, .timeout = 60)
 {
     envt_check_bad_actions(ID);
     loco_check_reset_noise(ID, 5e-3, false, false);
+}
+
+/* twig's walker2d.xml compiles to Gymnasium's model: 100 steps of a fixed control end at the
+ * qpos Gymnasium's file reaches (env_locomotion.h) */
+Test(env_walker2d, trajectory_matches_gymnasium_model, .timeout = 60)
+{
+    static const double want[9] = {
+        -0.44123874186951034, 0.36885307792123179, -2.3135286582482872,
+        0.0490229474623603, -2.485913801884069, -0.077983285321723869,
+        -0.94600534808121461, -0.57494141850862501, -0.32161631928100698,
+    };
+    loco_check_reference_trajectory(ID, 4, 100, want, 9);
+    /* the local offsets are the double results of the world coordinates, as Gymnasium's
+     * rewrite has them (a plain -0.2 moves the trajectory by ~1e-14) */
+    env_t *e = envt_make(ID);
+    const mjModel *m = mjenv_model_of(e);
+    int thigh = mj_name2id(m, mjOBJ_BODY, "thigh");
+    int leg = mj_name2id(m, mjOBJ_BODY, "leg_left");
+    int torso = mj_name2id(m, mjOBJ_GEOM, "torso_geom");
+    cr_expect_eq(m->body_pos[3 * thigh + 2], 1.05 - 1.25);
+    cr_expect_eq(m->body_pos[3 * leg + 2], 0.35 - 1.05);
+    cr_expect_eq(m->geom_size[3 * torso + 1], (1.45 - 1.05) / 2);
+    env_free(e);
 }

@@ -72,8 +72,10 @@ static void check_mlp_gradients(nn_act act)
             p[i] = keep;
             double num = (lp - lm) / (2 * h);
             double ana = net.grads[i];
-            cr_expect(fabs(num - ana) < 1e-4 * (1 + fabs(num)), "%s[%d]: numeric %.7f analytic "
-                      "%.7f", ts->name, j, num, ana);
+            cr_expect(fabs(num - ana) < 1e-4 * (1 + fabs(num)),
+                      "%s[%d]: numeric %.7f analytic "
+                      "%.7f",
+                      ts->name, j, num, ana);
             checked++;
         }
     }
@@ -87,9 +89,27 @@ static void check_mlp_gradients(nn_act act)
         double lm = ref_loss(&net, p, xd, rd, B);
         xd[i] = keep;
         double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 1e-4 * (1 + fabs(num)), "dx[%d]: numeric %.7f analytic "
-                  "%.7f", i, num, dx[i]);
+        cr_expect(fabs(num - dx[i]) < 1e-4 * (1 + fabs(num)),
+                  "dx[%d]: numeric %.7f analytic "
+                  "%.7f",
+                  i, num, dx[i]);
     }
+    // the overwriting backward gives the same grads over garbage
+    float *acc = malloc(net.n_params * sizeof(float));
+    memcpy(acc, net.grads, net.n_params * sizeof(float));
+    for (size_t i = 0; i < net.n_params; i++) {
+        net.grads[i] = 1e3f;
+    }
+    mlp_backward_set(&net, NULL, r);
+    for (int t = 0; t < 2 * net.n_layers; t++) {
+        const mlp_tensor *ts = &net.tensors[t];
+        for (int j = 0; j < ts->rows * ts->cols; j++) {
+            size_t i = ts->offset + (size_t)j;
+            cr_expect(fabsf(net.grads[i] - acc[i]) <= 1e-6f * (1 + fabsf(acc[i])), "%s[%d]",
+                      ts->name, j);
+        }
+    }
+    free(acc);
     // a frozen pass leaves grads alone but still gives dx
     float g0 = net.grads[0];
     float dx2[B * 4];
@@ -129,6 +149,44 @@ Test(mlp, blas_and_naive_gemm_agree)
     }
     mlp_free(&a);
     mlp_free(&b);
+}
+
+static void check_rows_backward(nn_act act)
+{
+    enum { B = 9, I = 6, OUT = 2 };
+    const int sizes[] = {I, 10, 7, OUT};
+    rng_t rng;
+    rng_seed(&rng, 21);
+    mlp_t net = {0};
+    cr_assert_eq(mlp_init(&net, sizes, 3, act, B, &rng), 0);
+    float x[B * I], y[B * OUT], dy[B * OUT], dx[B * I], dxr[B * I];
+    rng_fill_normal(&rng, x, B * I);
+    rng_fill_normal(&rng, dy, B * OUT);
+    const int rows[4] = {7, 0, 3, 8};
+    // the full backward with every other row of dy zeroed is the reference
+    float dyz[B * OUT] = {0};
+    for (int r = 0; r < 4; r++) {
+        memcpy(dyz + rows[r] * OUT, dy + rows[r] * OUT, sizeof(float) * OUT);
+    }
+    mlp_forward(&net, y, x, B);
+    mlp_zero_grad(&net);
+    mlp_backward(&net, dx, dyz, false);
+    mlp_backward_input_rows(&net, dxr, dy, rows, 4, 2, 3);
+    for (int r = 0; r < 4; r++) {
+        for (int j = 0; j < 3; j++) {
+            float want = dx[rows[r] * I + 2 + j];
+            cr_expect(fabsf(dxr[r * 3 + j] - want) < 1e-6f * (1 + fabsf(want)),
+                      "row %d col %d: %f vs %f", rows[r], j, dxr[r * 3 + j], want);
+        }
+    }
+    cr_expect_eq(nn_grad_norm(net.grads, net.n_params), 0.0);
+    mlp_free(&net);
+}
+
+Test(mlp, input_gradient_of_selected_rows_matches_full_backward)
+{
+    check_rows_backward(NN_ACT_RELU);
+    check_rows_backward(NN_ACT_SWISH);
 }
 
 Test(mlp, init_rejects_bad_sizes)
@@ -184,8 +242,7 @@ Test(adam, matches_hand_computed_steps_on_a_quadratic)
     for (int t = 1; t <= 3; t++) {
         float g[2] = {a[0] * p[0], a[1] * p[1]};
         nn_adam_step(&cfg, &st, p, g, 2);
-        cr_expect(fabs(p[0] - want0[t - 1]) < 1e-6, "step %d: %.8f vs %.8f", t, p[0],
-                  want0[t - 1]);
+        cr_expect(fabs(p[0] - want0[t - 1]) < 1e-6, "step %d: %.8f vs %.8f", t, p[0], want0[t - 1]);
         double gd = 4.0 * pd;
         m = 0.9 * m + 0.1 * gd;
         v = 0.999 * v + 0.001 * gd * gd;
@@ -290,7 +347,7 @@ Test(mlp_file, save_then_load_gives_identical_outputs_and_optimizer_state)
     make_tmp();
     mlp_t a = {0}, b = {0}, a2 = {0}, b2 = {0};
     make_trained(&a, &b, 5);
-    make_trained(&a2, &b2, 99);   // same shapes, different values
+    make_trained(&a2, &b2, 99); // same shapes, different values
     char path[300];
     snprintf(path, sizeof(path), "%s/nets.bin", tmpdir);
     float extra[3] = {0.25f, -1.0f, 7.0f}, extra2[3] = {0};
@@ -399,7 +456,8 @@ Test(nn_blob, round_trip_through_protobuf_and_refuse_damage)
     const char *names[2] = {"pi", "q"};
     nn_blob *blob = calloc(1, sizeof(*blob));
     cr_assert_eq(nn_blob_build(blob, src, names, 2, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, 7,
-                               "Pendulum-v1"), 0, "%s", err_msg());
+                               "Pendulum-v1"),
+                 0, "%s", err_msg());
     cr_expect_eq(blob->msg.n_tensors, 10);
     size_t len = twig__v1__weight_blob__get_packed_size(&blob->msg);
     uint8_t *wire = malloc(len);
@@ -413,7 +471,8 @@ Test(nn_blob, round_trip_through_protobuf_and_refuse_damage)
         for (int t = 0; t < 2 * src[k]->n_layers; t++) {
             const mlp_tensor *ts = &src[k]->tensors[t];
             cr_expect_eq(memcmp(src[k]->params + ts->offset, dst[k]->params + ts->offset,
-                                sizeof(float) * ts->rows * ts->cols), 0);
+                                sizeof(float) * ts->rows * ts->cols),
+                         0);
         }
     }
 

@@ -34,3 +34,41 @@ Test(nn_math, expf_matches_libm_to_a_few_ulp)
     cr_expect_float_eq(nn_sigmoidf(1000.0f), 1.0f, 0.0f);
     cr_expect_float_eq(nn_sigmoidf(0.0f), 0.5f, 0.0f);
 }
+
+/* log over many decades, and softplus/sigmoid against libm for both signs */
+Test(nn_math, logf_and_softplus_match_libm)
+{
+    double worst_log = 0.0, worst_sp = 0.0, worst_sig = 0.0;
+    float xs[8], out[8];
+    int n = 0;
+    for (float x = 1e-30f; x < 1e30f; x *= 1.0137f) {
+        xs[n % 8] = x;
+        if (++n % 8 == 0) {
+            nn_v8_store(out, nn_v8_logf(nn_v8_load(xs)));
+            for (int k = 0; k < 8; k++) {
+                double ref = log((double)xs[k]);
+                double err = fabs(out[k] - ref) / fmax(fabs(ref), 1.0);
+                worst_log = err > worst_log ? err : worst_log;
+            }
+        }
+    }
+    cr_expect_gt(n, 5000);
+    cr_expect_lt(worst_log, 4.0 * FLT_EPSILON, "log: worst error %g", worst_log);
+    for (float x = -60.0f; x < 60.0f; x += 8 * 0.0371f) {
+        for (int k = 0; k < 8; k++) {
+            xs[k] = x + 0.0371f * k;
+        }
+        nn_v8f sig;
+        nn_v8_store(out, nn_v8_softplus_sigmoid(nn_v8_load(xs), &sig));
+        for (int k = 0; k < 8; k++) {
+            double ref = log1p(exp(-fabs((double)xs[k]))) + fmax((double)xs[k], 0.0);
+            double err = fabs(out[k] - ref) / fmax(ref, 1e-3);
+            worst_sp = err > worst_sp ? err : worst_sp;
+            double rs = 1.0 / (1.0 + exp(-(double)xs[k]));
+            double es = fabs(sig[k] - rs) / rs;
+            worst_sig = es > worst_sig ? es : worst_sig;
+        }
+    }
+    cr_expect_lt(worst_sp, 1e-5, "softplus: worst error %g", worst_sp);
+    cr_expect_lt(worst_sig, 4.0 * FLT_EPSILON, "sigmoid: worst error %g", worst_sig);
+}

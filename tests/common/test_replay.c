@@ -107,7 +107,7 @@ Test(replay, mixed_sampling_respects_the_real_ratio)
     rng_t rng;
     rng_seed(&rng, 3);
     for (int i = 1; i <= 50; i++) {
-        add_id(&real, (float)i);       // real ids positive
+        add_id(&real, (float)i); // real ids positive
     }
     // synthetic empty: everything from real
     replay_sample_mixed(&b, &real, &syn, 0.05f, &rng, 256);
@@ -115,9 +115,9 @@ Test(replay, mixed_sampling_respects_the_real_ratio)
         cr_assert_gt(b.obs[k * O], 0.0f);
     }
     for (int i = 1; i <= 80; i++) {
-        add_id(&syn, (float)(-i));     // synthetic ids negative
+        add_id(&syn, (float)(-i)); // synthetic ids negative
     }
-    cr_expect_eq(replay_real_rows(0.05f, 256), 12);   // MBPO: int(256 * 0.05)
+    cr_expect_eq(replay_real_rows(0.05f, 256), 12); // MBPO: int(256 * 0.05)
     cr_expect_eq(replay_real_rows(0.0f, 256), 0);
     cr_expect_eq(replay_real_rows(1.0f, 256), 256);
     replay_sample_mixed(&b, &real, &syn, 0.05f, &rng, 256);

@@ -76,8 +76,9 @@ Test(cli, file_then_flags_in_order_and_dashes_become_underscores, .init = setup)
     cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
     close(fd);
     char *argv[] = {"twig-learner", "--listen", "0.0.0.0:7102", "--set", "learner.batch=128",
-                    "--config", path, "--init-steps", "777", "--seed=9", NULL};
-    int rc = cli_parse(tables, 2, "learner", 10, argv, "usage");
+                    "--config", path, "--init-steps", "777", "--seed=9", "--set",
+                    "actor.push_every=5", NULL};
+    int rc = cli_parse(tables, 2, "learner", 12, argv, "usage");
     cr_assert_eq(rc, CLI_RUN, "%s", err_msg());
     cr_expect_str_eq(run.env, "Hopper-v4");
     cr_expect_eq(run.real_steps, 100000u);
@@ -104,6 +105,8 @@ Test(cli, garbage_is_refused_with_a_message, .init = setup)
     cr_expect_eq(cli_parse(tables, 2, "learner", 3, bad5, "u"), -ENOENT);
     char *bad6[] = {"p", "--pacing", "fast", NULL};
     cr_expect_eq(cli_parse(tables, 2, "learner", 3, bad6, "u"), -EINVAL);
+    char *bad7[] = {"p", "--set", "lerner.batch=3", NULL};
+    cr_expect_eq(cli_parse(tables, 2, "learner", 3, bad7, "u"), -ENOENT);
 }
 
 Test(run_config, model_points_start_at_init_steps_rounded_up, .init = setup)

@@ -1,6 +1,7 @@
 /* tests of common/sac: critic, actor and temperature gradients against finite differences in
  * double precision, the tanh-Gaussian log-prob, the bootstrap target, acting, checkpoints */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +71,8 @@ static double log1m_tanh2(double u)
 }
 
 /* the actor loss in double */
-static double ref_actor_loss(const sac_t *s, const double *pa, const double *p0,
-                             const double *p1, const float *obs, const float *eps, double alpha,
-                             double *logp_out)
+static double ref_actor_loss(const sac_t *s, const double *pa, const double *p0, const double *p1,
+                             const float *obs, const float *eps, double alpha, double *logp_out)
 {
     double o[B * O], out[B * 2 * A], x[B * (O + A)], q1[B], q2[B], logp[B];
     for (int i = 0; i < B * O; i++) {
@@ -204,8 +204,9 @@ static void check_actor(float ls_bias)
     mlp_zero_grad(&s.q[1]);
     mlp_zero_grad(&s.actor);
     float loss = sac_actor_loss(&s, b.obs, eps, alpha, B, true);
-    actor_ctx c = {&s, nn_ref_params(&s.actor), nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]),
-                   b.obs, eps, alpha};
+    actor_ctx c = {
+        &s,   nn_ref_params(&s.actor), nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]), b.obs, eps,
+        alpha};
     double logp[B];
     double want = ref_actor_loss(&s, c.pa, c.p0, c.p1, b.obs, eps, alpha, logp);
     cr_expect(fabs(loss - want) < 1e-5 * (1 + fabs(want)), "loss %f vs %f", loss, want);
@@ -249,14 +250,14 @@ Test(sac, alpha_loss_gradient_matches_finite_differences)
     float l0 = sac_alpha_loss(&s, logp, B, &g);
     // -log_alpha * mean(logp + target_entropy): mean(logp) = 0.25, target -2
     cr_expect(fabsf(l0 - (-0.4f * (0.25f - 2.0f))) < 1e-6f, "loss %f", l0);
-    const float h = 1e-2f;   // the loss is linear in log_alpha: any step is exact
+    const float h = 1e-2f; // the loss is linear in log_alpha: any step is exact
     float gd;
     s.log_alpha = 0.4f + h;
     float lp = sac_alpha_loss(&s, logp, B, &gd);
     s.log_alpha = 0.4f - h;
     float lm = sac_alpha_loss(&s, logp, B, &gd);
-    cr_expect(fabsf((lp - lm) / (2 * h) - g) < 1e-4f, "numeric %f analytic %f",
-              (lp - lm) / (2 * h), g);
+    cr_expect(fabsf((lp - lm) / (2 * h) - g) < 1e-4f, "numeric %f analytic %f", (lp - lm) / (2 * h),
+              g);
     cr_expect(fabsf(g - 1.75f) < 1e-6f, "grad %f", g);
     sac_free(&s);
 }
@@ -267,8 +268,8 @@ Test(sac, stable_log_prob_matches_the_direct_formula)
     enum { N = 33 };
     float pi_out[N * 2], eps[N], u[N], a[N], logp[N];
     for (int i = 0; i < N; i++) {
-        pi_out[2 * i] = -8.0f + 0.5f * (float)i;   // mu
-        pi_out[2 * i + 1] = -1.0f;                  // log std
+        pi_out[2 * i] = -8.0f + 0.5f * (float)i; // mu
+        pi_out[2 * i + 1] = -1.0f;               // log std
         eps[i] = 0.1f;
     }
     sac_squash_forward(u, a, logp, pi_out, eps, N, 1);
@@ -293,7 +294,7 @@ Test(sac, termination_cuts_the_bootstrap_and_nothing_else)
     rng_t rng;
     rng_seed(&rng, 7);
     replay_batch b;
-    random_batch(&b, &rng);   // row 1 terminated
+    random_batch(&b, &rng); // row 1 terminated
     float eps[B * A], y[B];
     rng_fill_normal(&rng, eps, B * A);
     const float alpha = 0.5f;
@@ -381,14 +382,65 @@ Test(sac, blas_and_naive_gemm_updates_agree)
         sac_update(&s1, &b);
         sac_update(&s2, &b);
         cr_expect(fabsf(s1.stats.q_loss - s2.stats.q_loss) < 1e-4f * (1 + fabsf(s2.stats.q_loss)));
-        cr_expect(fabsf(s1.stats.pi_loss - s2.stats.pi_loss)
-                  < 1e-4f * (1 + fabsf(s2.stats.pi_loss)));
+        cr_expect(fabsf(s1.stats.pi_loss - s2.stats.pi_loss) <
+                  1e-4f * (1 + fabsf(s2.stats.pi_loss)));
     }
     cr_expect(fabsf(s1.log_alpha - s2.log_alpha) < 1e-6f);
     cr_expect_eq(s1.n_updates, 5);
     // alpha moved: each step is about lr in size
     cr_expect(fabsf(s1.log_alpha) > 1e-4f && fabsf(s1.log_alpha) < 5 * 3e-4f * 1.01f, "%f",
               s1.log_alpha);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s1);
+    sac_free(&s2);
+}
+
+Test(sac, one_update_is_target_critic_actor_alpha_polyak_in_that_order)
+{
+    sac_t s1, s2;
+    small_sac(&s1, 20);
+    small_sac(&s2, 20);
+    rng_t rng;
+    rng_seed(&rng, 21);
+    replay_t rb;
+    fill_replay(&rb, &rng, 64);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, B, O, A), 0);
+    for (int u = 0; u < 3; u++) {
+        replay_sample_batch(&b, &rb, &rng, B);
+        sac_update(&s1, &b);
+        // the same, spelled out with the public pieces
+        float eps[B * A], y[B], g;
+        const float alpha = expf(s2.log_alpha);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        sac_target(&s2, y, &b, eps, alpha);
+        mlp_zero_grad(&s2.q[0]);
+        mlp_zero_grad(&s2.q[1]);
+        float ql = sac_critic_loss(&s2, &b, y, true);
+        mlp_adam_step(&s2.q[0], &s2.adam_critic);
+        mlp_adam_step(&s2.q[1], &s2.adam_critic);
+        rng_fill_normal_polar(&s2.rng, eps, B * A);
+        mlp_zero_grad(&s2.actor);
+        float pl = sac_actor_loss(&s2, b.obs, eps, alpha, B, true);
+        mlp_adam_step(&s2.actor, &s2.adam_actor);
+        sac_alpha_loss(&s2, s2.logp, B, &g);
+        nn_adam_step(&s2.adam_alpha, &s2.alpha_adam, &s2.log_alpha, &g, 1);
+        mlp_polyak(&s2.q_targ[0], &s2.q[0], s2.cfg.tau);
+        mlp_polyak(&s2.q_targ[1], &s2.q[1], s2.cfg.tau);
+        cr_expect_eq(ql, s1.stats.q_loss);
+        cr_expect_eq(pl, s1.stats.pi_loss);
+    }
+    mlp_t *n1[5] = {&s1.actor, &s1.q[0], &s1.q[1], &s1.q_targ[0], &s1.q_targ[1]};
+    mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
+    for (int k = 0; k < 5; k++) {
+        double d = 0;
+        for (size_t i = 0; i < n1[k]->n_params; i++) {
+            d = fmax(d, fabs((double)n1[k]->params[i] - n2[k]->params[i]));
+        }
+        cr_expect(d < 1e-6, "net %d differs by %g", k, d);
+    }
+    cr_expect(fabsf(s1.log_alpha - s2.log_alpha) < 1e-7f);
     replay_batch_free(&b);
     replay_free(&rb);
     sac_free(&s1);
@@ -404,7 +456,7 @@ Test(sac, repeated_updates_fit_the_critic_on_a_fixed_batch)
     rng_seed(&rng, 13);
     replay_batch b;
     random_batch(&b, &rng);
-    b.terminated[0] = b.terminated[1] = b.terminated[2] = b.terminated[3] = 1.0f;  // y = r
+    b.terminated[0] = b.terminated[1] = b.terminated[2] = b.terminated[3] = 1.0f; // y = r
     sac_update(&s, &b);
     float first = s.stats.q_loss;
     for (int u = 0; u < 300; u++) {
@@ -480,6 +532,86 @@ Test(sac, save_load_resumes_bit_for_bit_and_damage_is_refused)
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+Test(sac, policy_blob_round_trip_acts_like_the_learner)
+{
+    sac_t s;
+    small_sac(&s, 40);
+    rng_t rng;
+    rng_seed(&rng, 41);
+    replay_t rb;
+    fill_replay(&rb, &rng, 64);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, B, O, A), 0);
+    for (int u = 0; u < 3; u++) {
+        replay_sample_batch(&b, &rb, &rng, B);
+        sac_update(&s, &b);
+    }
+    nn_blob *blob = calloc(1, sizeof(*blob));
+    cr_assert_eq(sac_policy_blob(blob, &s, 3, "Pendulum-v1"), 0, "%s", err_msg());
+    size_t len = twig__v1__weight_blob__get_packed_size(&blob->msg);
+    uint8_t *wire = malloc(len);
+    twig__v1__weight_blob__pack(&blob->msg, wire);
+    Twig__V1__WeightBlob *got = twig__v1__weight_blob__unpack(NULL, len, wire);
+    cr_assert(got);
+    mlp_t pi;
+    cr_assert_eq(sac_policy_init(&pi, O, A, H, B, &rng), 0);
+    cr_assert_eq(sac_policy_load_blob(&pi, got), 0, "%s", err_msg());
+    float obs[B * O], a1[B * A], a2[B * A];
+    float *scratch = malloc(sizeof(float) * sac_policy_scratch(B, A));
+    rng_fill_normal(&rng, obs, B * O);
+    sac_act(&s, a1, obs, B, true);
+    sac_policy_act(&pi, a2, scratch, obs, B, true, &rng);
+    cr_expect_eq(memcmp(a1, a2, sizeof(a1)), 0, "deterministic actions differ");
+    sac_policy_act(&pi, a2, scratch, obs, B, false, &rng);
+    for (int i = 0; i < B * A; i++) {
+        cr_expect(a2[i] >= -1.0f && a2[i] <= 1.0f && a2[i] != a1[i], "sample %d: %f", i, a2[i]);
+    }
+    // a model blob is not a policy
+    got->kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL;
+    cr_expect_eq(sac_policy_load_blob(&pi, got), TWIG_EMISMATCH);
+    twig__v1__weight_blob__free_unpacked(got, NULL);
+    free(wire);
+    free(scratch);
+    nn_blob_free(blob);
+    free(blob);
+    mlp_free(&pi);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s);
+}
+
+Test(sac, update_allocates_nothing)
+{
+    sac_t s;
+    sac_cfg cfg = sac_default_cfg(O, A);
+    cfg.hidden = 64;
+    cfg.batch = 32;
+    cr_assert_eq(sac_init(&s, &cfg, 30), 0);
+    rng_t rng;
+    rng_seed(&rng, 31);
+    replay_t rb;
+    fill_replay(&rb, &rng, 256);
+    replay_batch b;
+    cr_assert_eq(replay_batch_init(&b, 32, O, A), 0);
+    replay_sample_batch(&b, &rb, &rng, 32);
+    sac_update(&s, &b); // first call: BLAS sets up its buffers
+    struct mallinfo2 before = mallinfo2();
+    for (int u = 0; u < 10; u++) {
+        replay_sample_batch(&b, &rb, &rng, 32);
+        sac_update(&s, &b);
+    }
+    float obs[O] = {0}, act[A];
+    sac_act(&s, act, obs, 1, false);
+    struct mallinfo2 after = mallinfo2();
+    cr_expect_eq(after.uordblks, before.uordblks, "heap in use went %zu -> %zu", before.uordblks,
+                 after.uordblks);
+    cr_expect_eq(after.hblkhd, before.hblkhd, "mmapped heap went %zu -> %zu", before.hblkhd,
+                 after.hblkhd);
+    replay_batch_free(&b);
+    replay_free(&rb);
+    sac_free(&s);
 }
 
 Test(sac, init_rejects_bad_config)

@@ -56,7 +56,7 @@ static double evaluate(sac_t *s, env_t *e, uint64_t seed0)
 
 Test(sac_pendulum, reaches_minus_250_within_20k_steps, .timeout = 880)
 {
-    nn_gemm_set_threads(1);   // reproducible, and the machine is shared
+    nn_gemm_set_threads(1); // reproducible, and the machine is shared
     env_t *e = NULL, *eval_env = NULL;
     cr_assert_eq(env_make(&e, "Pendulum-v1"), 0, "%s", err_msg());
     cr_assert_eq(env_make(&eval_env, "Pendulum-v1"), 0, "%s", err_msg());
@@ -103,22 +103,22 @@ Test(sac_pendulum, reaches_minus_250_within_20k_steps, .timeout = 880)
         if (step >= RANDOM_STEPS) {
             replay_sample_batch(&batch, &rb, &rng, cfg.batch);
             sac_update(&s, &batch);
-            cr_assert(isfinite(s.stats.q_loss) && isfinite(s.stats.pi_loss),
-                      "diverged at step %d", step);
+            cr_assert(isfinite(s.stats.q_loss) && isfinite(s.stats.pi_loss), "diverged at step %d",
+                      step);
         }
         if (step >= EVAL_FROM && step % EVAL_EVERY == 0) {
             double ret = evaluate(&s, eval_env, 1000000);
             best = ret > best ? ret : best;
-            fprintf(stderr, "sac_pendulum step=%d eval_return=%.1f alpha=%.3f q_loss=%.3f\n",
-                    step, ret, s.stats.alpha, s.stats.q_loss);
+            fprintf(stderr, "sac_pendulum step=%d eval_return=%.1f alpha=%.3f q_loss=%.3f\n", step,
+                    ret, s.stats.alpha, s.stats.q_loss);
             if (ret >= PASS_RETURN) {
                 reached_at = step;
             }
         }
     }
     cr_expect(reached_at > 0 && reached_at <= TOTAL_STEPS,
-              "best mean eval return %.1f over %d episodes, needed >= %.0f within %d steps",
-              best, EVAL_EPISODES, PASS_RETURN, TOTAL_STEPS);
+              "best mean eval return %.1f over %d episodes, needed >= %.0f within %d steps", best,
+              EVAL_EPISODES, PASS_RETURN, TOTAL_STEPS);
     cr_expect_eq(rb.size, (size_t)(reached_at > 0 ? reached_at : TOTAL_STEPS));
     replay_batch_free(&batch);
     replay_free(&rb);
