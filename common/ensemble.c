@@ -1095,6 +1095,9 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
             rep->stopped_early = true;
             break;
         }
+        if (t->stop && atomic_load(t->stop)) {
+            break;   /* the owner is shutting down: keep what the epochs so far gave */
+        }
     }
 
     /* each member back to its best weights; elites by holdout MSE */

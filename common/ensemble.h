@@ -39,6 +39,7 @@
 #ifndef TWIG_ENSEMBLE_H
 #define TWIG_ENSEMBLE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,6 +146,8 @@ typedef struct ensemble_trainer {
     float *dh[2];                         /* (batch, H) */
     float *best_params;                   /* (n_params) owned: each member's best */
     int64_t steps;                        /* Adam steps taken */
+    const atomic_int *stop;               /* NULL, or set nonzero by any thread to end
+                                           * ensemble_train after the current epoch */
 } ensemble_trainer_t;
 
 typedef struct ensemble_train_report {

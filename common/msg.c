@@ -92,7 +92,8 @@ static int msg_check_values(const tbatch_t *b)
     return 0;
 }
 
-int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+/* what real and synthetic batches share: ids, shape, array lengths */
+static int msg_check_common(const Twig__V1__TransitionBatch *m, uint32_t max_count)
 {
     int rc;
     if (!m) {
@@ -112,9 +113,36 @@ int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
         (rc = msg_check_len("truncated", m->n_truncated, c)) < 0) {
         return rc;
     }
+    return 0;
+}
+
+int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+{
+    int rc = msg_check_common(m, max_count);
+    if (rc < 0) {
+        return rc;
+    }
     if (m->model_version != 0) {
         return err_set(-EINVAL, "model_version is %llu, a real transition must have 0",
                        (unsigned long long)m->model_version);
+    }
+    tbatch_t b;
+    msg_batch_view(&b, m);
+    return msg_check_values(&b);
+}
+
+int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
+{
+    int rc = msg_check_common(m, max_count);
+    if (rc < 0) {
+        return rc;
+    }
+    if (m->model_version == 0) {
+        return err_set(-EINVAL, "model_version is 0, a synthetic transition needs its model");
+    }
+    if (m->n_workers == 0 || m->worker_index >= m->n_workers) {
+        return err_set(-EINVAL, "worker_index %u of n_workers %u", m->worker_index,
+                       m->n_workers);
     }
     tbatch_t b;
     msg_batch_view(&b, m);
@@ -177,36 +205,4 @@ void msg_batch_from_view(Twig__V1__TransitionBatch *out, const tbatch_t *b)
     out->terminated = (protobuf_c_boolean *)b->terminated;
     out->n_truncated = c;
     out->truncated = (protobuf_c_boolean *)b->truncated;
-}
-
-int msg_synth_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
-{
-    int rc;
-    if (!m) {
-        return err_set(-EINVAL, "no message");
-    }
-    if ((rc = msg_check_id("env_id", m->env_id)) < 0 ||
-        (rc = msg_check_id("source_id", m->source_id)) < 0 ||
-        (rc = msg_check_shape(m->obs_dim, m->act_dim, m->count, max_count)) < 0) {
-        return rc;
-    }
-    uint64_t c = m->count;
-    if ((rc = msg_check_len("obs", m->n_obs, c * m->obs_dim)) < 0 ||
-        (rc = msg_check_len("act", m->n_act, c * m->act_dim)) < 0 ||
-        (rc = msg_check_len("reward", m->n_reward, c)) < 0 ||
-        (rc = msg_check_len("next_obs", m->n_next_obs, c * m->obs_dim)) < 0 ||
-        (rc = msg_check_len("terminated", m->n_terminated, c)) < 0 ||
-        (rc = msg_check_len("truncated", m->n_truncated, c)) < 0) {
-        return rc;
-    }
-    if (m->model_version == 0) {
-        return err_set(-EINVAL, "model_version is 0: synthetic data names the model that made it");
-    }
-    if (m->branches > m->count) {
-        return err_set(-EINVAL, "branches is %u, more than count %u (a branch has >= 1 step)",
-                       m->branches, m->count);
-    }
-    tbatch_t b;
-    msg_batch_view(&b, m);
-    return msg_check_values(&b);
 }

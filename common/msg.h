@@ -47,9 +47,9 @@ typedef struct tbatch {
  * finite numbers. 0 or -EINVAL with err_msg() naming the field. */
 int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
-/* the same for a synthetic batch (PushSynthetic): model_version must be set (>= 1) and
- * branches <= count. 0 or -EINVAL with err_msg() naming the field. */
-int msg_synth_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
+/* the checks of a synthetic push (Learner/PushSynthetic): as msg_batch_check, but
+ * model_version must be set (>= 1) and worker_index below n_workers (>= 1) */
+int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
 /* the same checks on a view (for batches that did not come as a message) */
 int msg_tbatch_check(const tbatch_t *b, uint32_t max_count);

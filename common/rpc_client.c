@@ -300,11 +300,14 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
     int64_t backoff_max = o.backoff_max_ms > 0 ? o.backoff_max_ms : RPC_DEFAULT_BACKOFF_MAX_MS;
     int64_t end = now_ms() + total;
 
-    grpc_byte_buffer *bb = bb_from_bytes(req, n_req);
     int rc = 0;
     int k = 0;
     for (;;) {
+        /* a buffer per attempt: gRPC core may take the slices of a sent message, so a reused
+         * buffer would go out empty on the retry */
+        grpc_byte_buffer *bb = bb_from_bytes(req, n_req);
         rc = unary_once(cl, reply, n_reply, path, bb, end - now_ms(), o.wait_for_ready);
+        grpc_byte_buffer_destroy(bb);
         k++;
         if (rc == 0 || !retryable(rc) || k >= attempts) {
             break;
@@ -325,7 +328,6 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
         }
         sleep_ms(pause);
     }
-    grpc_byte_buffer_destroy(bb);
     if (rc < 0 && k > 1) {
         char text[512];
         snprintf(text, sizeof text, "%s", err_msg());

@@ -71,6 +71,31 @@ int run_rollout_length(const run_cfg *r, uint64_t real_steps)
     return (int)(frac * (r->k_max - r->k_min) + r->k_min);
 }
 
+static uint64_t run_first_model_point(const run_cfg *r)
+{
+    uint64_t f = (uint64_t)r->model_train_freq;
+    uint64_t p0 = (r->init_steps + f - 1) / f * f;
+    return p0 < f ? f : p0;
+}
+
+uint64_t run_model_point(const run_cfg *r, uint64_t real_steps)
+{
+    uint64_t p0 = run_first_model_point(r), f = (uint64_t)r->model_train_freq;
+    if (real_steps < p0) {
+        return 0;
+    }
+    return p0 + (real_steps - p0) / f * f;
+}
+
+uint64_t run_model_next_point(const run_cfg *r, uint64_t real_steps)
+{
+    uint64_t p0 = run_first_model_point(r);
+    if (real_steps < p0) {
+        return p0;
+    }
+    return run_model_point(r, real_steps) + (uint64_t)r->model_train_freq;
+}
+
 uint64_t run_synthetic_capacity(const run_cfg *r, int k)
 {
     uint64_t per_training = (uint64_t)r->rollouts_per_step * (uint64_t)r->model_train_freq;

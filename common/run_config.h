@@ -63,6 +63,15 @@ extern const char *const run_sections[];
  * k_epoch_end, linear in between (rounded down), as in MBPO's rollout_schedule */
 int run_rollout_length(const run_cfg *r, uint64_t real_steps);
 
+/* model training points: the model server trains when the real step count reaches
+ * P0 = init_steps rounded up to a multiple of model_train_freq (at least model_train_freq;
+ * MBPO trains first right after its init_exploration_steps, then every model_train_freq
+ * steps), then P0 + model_train_freq, P0 + 2 model_train_freq, ...
+ * run_model_point: the newest point at or below real_steps, 0 before P0.
+ * run_model_next_point: the first point above real_steps. */
+uint64_t run_model_point(const run_cfg *r, uint64_t real_steps);
+uint64_t run_model_next_point(const run_cfg *r, uint64_t real_steps);
+
 /* synthetic FIFO capacity: rollouts per model training x k x retain_epochs x trainings per
  * epoch, as MBPO's model pool (rollout_batch_size * k * model_retain_epochs *
  * epoch_length / model_train_freq) */

@@ -97,7 +97,7 @@ uint64_t learner_quota_done(const learner_t *l)
     if (!l->quota_known) {
         return 0;
     }
-    return pace_quota_done(l->quota_base, l->branches, (uint64_t)l->run.rollouts_per_step);
+    return pace_quota_watermark(l->quota_base, l->quota_end, l->run.n_rollout);
 }
 
 pace_in learner_pace_in(const learner_t *l)

@@ -46,6 +46,7 @@
 #define LEARNER_PATH_MAX 1023
 #define LEARNER_WAIT_MAX_MS 60000u    /* longest GetPolicy long poll */
 #define LEARNER_MAX_SOURCES 4096      /* distinct push / eval sources remembered */
+#define LEARNER_MAX_WORKERS 256       /* rollout workers (run option n_rollout) */
 #define LEARNER_MAX_EVALS 1000000u    /* evaluations kept */
 #define LEARNER_EVALS_PER_REPLY 1000u /* GetEvals answers at most this many at once */
 
@@ -128,7 +129,7 @@ typedef struct learner {
     uint64_t synthetic_samples; /* transitions accepted, all lifetimes */
     uint64_t synthetic_pushes;
     uint64_t push_duplicates, push_rejected;
-    uint64_t branches;      /* branches pushed in this lifetime (quota) */
+    uint64_t quota_end[LEARNER_MAX_WORKERS]; /* per rollout worker: its quota watermark */
     uint64_t quota_base;    /* real steps whose quota counts as met at start */
     bool quota_known;       /* quota_base set (first contact with the model server) */
     uint64_t model_version; /* newest in synthetic data */

@@ -21,9 +21,13 @@
 
 static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatch *m)
 {
-    int rc = msg_synth_batch_check(m, MSG_BATCH_MAX_COUNT);
+    int rc = msg_synth_check(m, MSG_BATCH_MAX_COUNT);
     if (rc < 0) {
         return rc;
+    }
+    if (m->n_workers != (uint32_t)l->run.n_rollout) {
+        return err_set(-EINVAL, "n_workers is %u, the run has n_rollout %d", m->n_workers,
+                       l->run.n_rollout);
     }
     const env_spec *sp = &l->env->spec;
     if (strcmp(m->env_id, l->run.env) != 0) {
@@ -80,7 +84,9 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     }
     l->synthetic_samples += m->count;
     l->synthetic_pushes++;
-    l->branches += m->branches;
+    if (m->quota_end > l->quota_end[m->worker_index]) {
+        l->quota_end[m->worker_index] = m->quota_end;
+    }
     if (m->model_version > l->model_version) {
         l->model_version = m->model_version;
     }
@@ -355,7 +361,6 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
     STAT("synthetic_pushes", l->synthetic_pushes);
     STAT("push_duplicates", l->push_duplicates);
     STAT("push_rejected", l->push_rejected);
-    STAT("branches", l->branches);
     STAT("rollout_quota_done", learner_quota_done(l));
     STAT("policy_version", l->policy_version);
     STAT("model_version", l->model_version);

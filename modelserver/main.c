@@ -2,6 +2,12 @@
  *
  *   twig-modelserver --listen HOST:PORT --data-dir DIR [--env-id ID] [--fsync batch|group|none]
  *                    [--segment-mb N] [--port-file FILE] [--grace-ms N] [--log-level L]
+ *                    [--config RUN.yaml] [--set KEY=VALUE ...]
+ *
+ * --config and --set go through common/cli: the run's top-level options (run_config.h) and the
+ * model options of the `modelserver` section (modelserver/trainer.h); the section may also
+ * hold the flags above by their names (data_dir: ...), and flags given on the command line
+ * win over the file.
  *
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server could not start
  * or run, 2 on a bad command line.
@@ -12,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cli.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/msg.h"
 #include "common/rpc.h"
 #include "modelserver/modelserver.h"
@@ -176,20 +184,109 @@ static int check_args(modelserver_cfg *cfg, log_level *level, const ms_args *a)
     return 0;
 }
 
+/* the flags above as keys of the run file's modelserver section */
+typedef struct ms_file {
+    char listen[RUN_ADDR_MAX + 1];
+    char data_dir[1024];
+    char env_id[MSG_MAX_ID_LEN + 1];
+    char fsync[16];
+    char segment_mb[16];
+    char port_file[1024];
+    char grace_ms[16];
+    char log_level[16];
+} ms_file;
+
+#define F(field, n, help) \
+    {#field, CFG_STRING, offsetof(ms_file, field), "", 0, n, help " (--" #field " flag)", NULL}
+static const config_opt ms_file_opts[] = {
+    F(listen, RUN_ADDR_MAX, "HOST:PORT"),      F(data_dir, 1023, "log directory"),
+    F(env_id, MSG_MAX_ID_LEN, "env id"),       F(fsync, 15, "batch, group or none"),
+    F(segment_mb, 15, "segment MiB"),          F(port_file, 1023, "port file"),
+    F(grace_ms, 15, "shutdown grace"),         F(log_level, 15, "log level"),
+};
+#undef F
+
+/* take --config/--set out of argv into the run, model and file tables (common/cli), then put
+ * the file's server flags in front of the remaining flags, which thus override them.
+ * *out (owned) is the argv for parse_argv; returns its count, or -EINVAL */
+static int ms_parse_config(run_cfg *run, trainer_cfg *tc, ms_file *file, char ***out, int argc,
+                           char **argv)
+{
+    _Static_assert(sizeof ms_file_opts / sizeof *ms_file_opts == MS_N_OPTS, "one key a flag");
+    char **cli = xcalloc((size_t)argc + 1, sizeof *cli);
+    char **rest = xcalloc((size_t)argc + 1, sizeof *rest);
+    int n_cli = 0, n_rest = 0;
+    cli[n_cli++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set")) && i + 1 < argc) {
+            cli[n_cli++] = argv[i];
+            cli[n_cli++] = argv[++i];
+        } else {
+            rest[n_rest++] = argv[i];
+        }
+    }
+    config_table t[3] = {{NULL, run_opts, run_n_opts, run},
+                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, tc},
+                         {TRAINER_SECTION, ms_file_opts, sizeof ms_file_opts / sizeof *ms_file_opts,
+                          file}};
+    int rc = cli_parse(t, 3, TRAINER_SECTION, n_cli, cli, "twig-modelserver");
+    free(cli);
+    if (rc == 0) {
+        rc = run_cfg_check(run);
+    }
+    if (rc < 0) {
+        free(rest);
+        fprintf(stderr, "twig-modelserver: %s\n(see twig-modelserver --help)\n", err_msg());
+        return -EINVAL;
+    }
+    char **args = xcalloc(2 * MS_N_OPTS + (size_t)n_rest + 2, sizeof *args);
+    int n = 0;
+    args[n++] = argv[0];
+    for (size_t k = 0; k < sizeof ms_file_opts / sizeof *ms_file_opts; k++) {
+        char *v = (char *)file + ms_file_opts[k].offset;   /* borrowed by *out */
+        if (v[0]) {
+            args[n++] = (char *)ms_opts[k].name;
+            args[n++] = v;
+        }
+    }
+    for (int i = 0; i < n_rest; i++) {
+        args[n++] = rest[i];
+    }
+    free(rest);
+    *out = args;
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             ms_usage(stdout);
+            printf("\nrun and model options (--config RUN.yaml, --set [modelserver.]KEY=VALUE):\n");
+            config_table t[2] = {{NULL, run_opts, run_n_opts, NULL},
+                                 {TRAINER_SECTION, trainer_opts, trainer_n_opts, NULL}};
+            config_write_help(stdout, t, 2);
             return 0;
         }
+    }
+    run_cfg run;
+    trainer_cfg tc;
+    ms_file file;
+    char **args = NULL;
+    int n_args = ms_parse_config(&run, &tc, &file, &args, argc, argv);
+    if (n_args < 0) {
+        return 2;
     }
     ms_args a;
     modelserver_cfg cfg;
     log_level level = LOG_LEVEL_INFO;
-    if (parse_argv(&a, argc, argv) < 0 || check_args(&cfg, &level, &a) < 0) {
+    int bad = parse_argv(&a, n_args, args) < 0 || check_args(&cfg, &level, &a) < 0;
+    free(args);
+    if (bad) {
         return 2;
     }
+    cfg.run = &run;
+    cfg.train = &tc;
     log_init("modelserver", level);
     rpc_lib_init();
     modelserver_t ms;

@@ -350,6 +350,9 @@ static void ms_on_log_end(void *arg, uint64_t end)
 {
     modelserver_t *ms = arg;
     pthread_mutex_lock(&ms->wake_mu);
+    if (ms->trainer_open) {
+        trainer_notify_end(&ms->trainer, end);
+    }
     if (ms->wake_open) {
         uv_async_send(&ms->wake);
     }
@@ -435,6 +438,13 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     return 0;
 }
 
+/* ---- GetModel ---- */
+
+static int ms_on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return trainer_get_model(&((modelserver_t *)app)->trainer, call, msg);
+}
+
 static const rpc_method ms_methods[] = {
     {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, ms_on_append,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
@@ -444,6 +454,8 @@ static const rpc_method ms_methods[] = {
      RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
     {"/twig.v1.ModelServer/LogStatus", &twig__v1__log_status_request__descriptor, ms_on_status,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.ModelServer/GetModel", &twig__v1__get_weights_request__descriptor,
+     ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
 
 /* ---- lifetime ---- */
@@ -500,6 +512,11 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return rc;
     }
     ms->log_open = 1;
+    if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0 ||
+        (rc = trainer_start(&ms->trainer)) < 0) {
+        return rc;
+    }
+    ms->trainer_open = 1;
 
     uv_async_init(&ms->loop, &ms->wake, ms_on_wake);
     ms->wake.data = ms;
@@ -552,6 +569,7 @@ void modelserver_shutdown(modelserver_t *ms)
     if (ms->srv) {
         rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
     }
+    trainer_shutdown(&ms->trainer);   /* answers its parked GetModel calls, ends a fit */
     /* parked long polls: answer now */
     while (ms->waiters) {
         ms_waiter *w = ms->waiters;
@@ -589,6 +607,10 @@ void modelserver_free(modelserver_t *ms)
     if (ms->loop_ready) {
         uv_run(&ms->loop, UV_RUN_DEFAULT);   /* pending close callbacks */
     }
+    pthread_mutex_lock(&ms->wake_mu);
+    ms->trainer_open = 0;
+    pthread_mutex_unlock(&ms->wake_mu);
+    trainer_free(&ms->trainer);       /* joins the fit: before the log closes */
     if (ms->log_open) {
         reallog_status st;
         reallog_get_status(&ms->log, &st);

@@ -7,6 +7,8 @@
  *                     are durable
  *   FetchReal         transitions from from_offset on; wait_ms > 0 long-polls at the end
  *   LogStatus         end offset, sources, env id, dims
+ *   GetModel          the newest dynamics model (modelserver/trainer.h: fits on its own thread
+ *                     at the run's model training points, long polls with wait_ms)
  *   grpc.health.v1.Health/Check (by the rpc layer)
  *
  * Threads: the libuv loop on the caller's thread (signals, FetchReal and its long polls), the
@@ -28,6 +30,8 @@
 
 #include "common/reallog.h"
 #include "common/rpc.h"
+#include "common/run_config.h"
+#include "modelserver/trainer.h"
 
 #define MODELSERVER_SERVICE "twig.v1.ModelServer"
 #define MODELSERVER_FETCH_DEFAULT 4096u   /* FetchReal rows when max_count is 0 */
@@ -44,6 +48,8 @@ typedef struct modelserver_cfg {
     reallog_sync sync;
     uint64_t segment_bytes;
     int grace_ms;
+    const run_cfg *run;       /* model_train_freq, init_steps, seed; borrowed */
+    const trainer_cfg *train; /* the model options (trainer_opts); borrowed */
 } modelserver_cfg;
 
 struct ms_waiter;
@@ -67,6 +73,8 @@ typedef struct modelserver {
     struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
     atomic_uint n_waiters;           /* their number, for LogStatus (any thread) */
     reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
+    trainer_t trainer;               /* the model: fits, GetModel */
+    int trainer_open;                /* guarded by wake_mu: the notify may reach the trainer */
 } modelserver_t;
 
 /* open the log in cfg->data_dir, bind cfg->listen, start serving, write the port file.

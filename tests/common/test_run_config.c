@@ -108,3 +108,23 @@ Test(cli, garbage_is_refused_with_a_message, .init = setup)
     char *bad7[] = {"p", "--set", "lerner.batch=3", NULL};
     cr_expect_eq(cli_parse(tables, 2, "learner", 3, bad7, "u"), -ENOENT);
 }
+
+Test(run_config, model_points_start_at_init_steps_rounded_up, .init = setup)
+{
+    run.model_train_freq = 250;
+    run.init_steps = 5000;   /* MBPO: first fit right after the random steps */
+    cr_expect_eq(run_model_point(&run, 4999), 0);
+    cr_expect_eq(run_model_point(&run, 5000), 5000);
+    cr_expect_eq(run_model_point(&run, 5249), 5000);
+    cr_expect_eq(run_model_point(&run, 5250), 5250);
+    cr_expect_eq(run_model_next_point(&run, 0), 5000);
+    cr_expect_eq(run_model_next_point(&run, 5000), 5250);
+    cr_expect_eq(run_model_next_point(&run, 5100), 5250);
+    run.init_steps = 300;
+    run.model_train_freq = 200;
+    cr_expect_eq(run_model_next_point(&run, 0), 400);
+    cr_expect_eq(run_model_point(&run, 399), 0);
+    cr_expect_eq(run_model_point(&run, 650), 600);
+    run.init_steps = 0;      /* no random phase: the first fit needs model_train_freq rows */
+    cr_expect_eq(run_model_next_point(&run, 0), 200);
+}

@@ -270,6 +270,7 @@ static void tb_make(tb *b, const char *source, uint64_t seq, uint32_t count, uin
     b->m.reward = b->reward;
     b->m.terminated = b->term;
     b->m.truncated = b->trunc;
+    b->m.n_workers = 1;   /* synthetic pushes name their worker; real appends ignore it */
 }
 
 static void tb_free(tb *b)
@@ -310,15 +311,16 @@ static int push_synth(rpc_client_t *cl, tb *b, Twig__V1__PushReply **out)
     return rc;
 }
 
-/* a valid synthetic push of count transitions carrying branches branches */
+/* a valid synthetic push of count transitions from worker 0 of 1, whose quota watermark is
+ * then quota_end */
 static void push_ok(rpc_client_t *cl, const char *source, uint64_t seq, uint32_t count,
-                    uint32_t branches)
+                    uint64_t quota_end)
 {
     tb b;
     tb_make(&b, source, seq, count, 2);
     b.m.model_version = 1;
     b.m.policy_version = 1;
-    b.m.branches = branches;
+    b.m.quota_end = quota_end;
     Twig__V1__PushReply *r = NULL;
     int rc = push_synth(cl, &b, &r);
     cr_assert_eq(rc, 0, "PushSynthetic: %s", err_msg());

@@ -51,9 +51,12 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     b.m.model_version = 0;
     expect_invalid(cl, &b, "model_version");
     b.m.model_version = 3;
-    b.m.branches = 9;
-    expect_invalid(cl, &b, "branches");
-    b.m.branches = 2;
+    b.m.worker_index = 1;
+    expect_invalid(cl, &b, "worker_index");
+    b.m.worker_index = 0;
+    b.m.n_workers = 2;
+    expect_invalid(cl, &b, "n_workers");
+    b.m.n_workers = 1;
     b.m.source_id = (char *)"";
     expect_invalid(cl, &b, "source_id");
     b.m.source_id = b.source;
@@ -87,10 +90,9 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(p->real_steps, 0);
     cr_expect_eq(p->updates, 0);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "push_rejected"), 8);
+    cr_expect_eq(stat_of(cl, "push_rejected"), 9);
     cr_expect_eq(stat_of(cl, "push_duplicates"), 1);
     cr_expect_eq(stat_of(cl, "synthetic_stored"), 17);
-    cr_expect_eq(stat_of(cl, "branches"), 7);
 
     /* evaluations: validated, deduped, listed */
     Twig__V1__EvalResult e = TWIG__V1__EVAL_RESULT__INIT;
@@ -283,9 +285,9 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
         protobuf_c_message_free_unpacked(&p->base, NULL);
         pause_ms(10);
     }
-    /* branches for 20 real steps (200 of 10 per step) in two pushes */
-    push_ok(cl, "rollout-0", 1, 300, 150);
-    push_ok(cl, "rollout-0", 2, 100, 55);
+    /* the worker's watermark moves to 110, then 120: 20 real steps have their branches */
+    push_ok(cl, "rollout-0", 1, 300, 110);
+    push_ok(cl, "rollout-0", 2, 100, 120);
     t = (target){150, 40};
     p = wait_progress(cl, (progress_pred)reached, &t, 60000, "quota 120");
     cr_expect_eq(p->rollout_quota_done, 120);
@@ -297,7 +299,7 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
         pause_ms(10);
     }
     /* quota beyond the real steps: the real steps bound again */
-    push_ok(cl, "rollout-0", 3, 1000, 1000);
+    push_ok(cl, "rollout-0", 3, 1000, 10000);
     t = (target){150, 100};
     p = wait_progress(cl, (progress_pred)reached, &t, 60000, "real 150");
     cr_expect_eq(p->updates, 100);

@@ -152,7 +152,6 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
     tb b;
     tb_make(&b, "rollout-0", 2, 10, 2);
     b.m.model_version = 1;
-    b.m.branches = 2;
     Twig__V1__PushReply *r = NULL;
     cr_assert_eq(push_synth(cl, &b, &r), 0, "%s", err_msg());
     cr_expect(r->duplicate, "seq 2 was pushed before the checkpoint");

@@ -1,0 +1,53 @@
+/* rollout_main.c - twig-rollout: command line, logging, run, exit status.
+ *
+ *   twig-rollout [--config RUN.yaml] [--set KEY=VALUE ...] [--KEY VALUE ...] [--help]
+ *                [--print-config]
+ *
+ * Options: the run's top level (run_config.h: env, pacing, rollouts_per_step, the k schedule,
+ * modelserver_addr, learner_addr, n_rollout, ...) and the `rollout` section (rollout.h:
+ * id, index, listen, port_file, chunk, push_batch, wait_ms, ...).
+ *
+ * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the worker could not start,
+ * 2 on a bad command line.
+ */
+#include <stdio.h>
+
+#include "common/cli.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "modelserver/rollout.h"
+
+int main(int argc, char **argv)
+{
+    run_cfg run;
+    rollout_cfg cfg;
+    config_table t[2] = {{NULL, run_opts, run_n_opts, &run},
+                         {ROLLOUT_SECTION, rollout_opts, rollout_n_opts, &cfg}};
+    int rc = cli_parse(t, 2, ROLLOUT_SECTION, argc, argv,
+                       "usage: twig-rollout [--config RUN.yaml] [--set KEY=VALUE] [--KEY VALUE]\n\n"
+                       "Generates short model branches from real start states and pushes them "
+                       "to the learner.");
+    if (rc == CLI_EXIT) {
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "twig-rollout: %s\n(see twig-rollout --help)\n", err_msg());
+        return 2;
+    }
+    log_init("rollout", (log_level)cfg.log_level);
+    rpc_lib_init();
+    rollout_t r;
+    rc = rollout_init(&r, &cfg, &run);
+    if (rc < 0) {
+        log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
+        rollout_free(&r);
+        rpc_lib_shutdown(2000);
+        return rc == -EINVAL ? 2 : 1;
+    }
+    rc = rollout_run(&r);
+    rollout_free(&r);
+    rpc_lib_shutdown(2000);
+    log_info("event=exit status=%d", rc < 0 ? 1 : 0);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,700 @@
+/* trainer.c - fits the dynamics ensemble on the real log and serves it (see trainer.h) */
+#include "modelserver/trainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/nn_gemm.h"
+
+#define T(field) offsetof(trainer_cfg, field)
+const config_opt trainer_opts[] = {
+    {"ensemble_size", CFG_INT, T(ensemble_size), "7", 1, ENSEMBLE_MAX_MEMBERS,
+     "dynamics ensemble members (MBPO 7)", NULL},
+    {"elites", CFG_INT, T(elites), "5", 1, ENSEMBLE_MAX_MEMBERS,
+     "members used for rollouts, best holdout first (MBPO 5)", NULL},
+    {"model_hidden", CFG_INT, T(model_hidden), "200", 1, ENSEMBLE_MAX_DIM,
+     "hidden width of each member (MBPO 200)", NULL},
+    {"model_layers", CFG_INT, T(model_layers), "4", 1, ENSEMBLE_MAX_HIDDEN_LAYERS,
+     "hidden layers of each member (MBPO 4)", NULL},
+    {"train_max_epochs", CFG_INT, T(train_max_epochs), "1000", 1, 1e6,
+     "cap on the epochs of one fit (MBPO: none, early stopping only)", NULL},
+    {"holdout_ratio", CFG_FLOAT, T(holdout_ratio), "0.2", 0.001, 0.9,
+     "share of real rows held out for early stopping and elites (MBPO 0.2)", NULL},
+    {"max_holdout", CFG_INT, T(max_holdout), "5000", 1, 1e8,
+     "at most this many holdout rows (MBPO 5000)", NULL},
+    {"patience", CFG_INT, T(patience), "5", 1, 1000,
+     "epochs without a 1% holdout gain before a fit stops (MBPO 5)", NULL},
+    {"model_batch", CFG_INT, T(model_batch), "256", 1, 65536,
+     "rows per member per Adam step (MBPO 256)", NULL},
+    {"model_lr", CFG_FLOAT, T(model_lr), "1e-3", 1e-7, 1, "ensemble Adam learning rate", NULL},
+    {"train_threads", CFG_INT, T(train_threads), "1", 1, 256, "OpenBLAS threads of the model fit",
+     NULL},
+};
+#undef T
+const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
+
+/* a parked GetModel long poll */
+typedef struct trainer_waiter {
+    rpc_call_t *call;
+    uint64_t have_version;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    struct trainer_waiter *next;
+} trainer_waiter;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const trainer_cfg *cfg,
+                          int n_obs, int n_act)
+{
+    ensemble_cfg_default(ec, n_obs, n_act);
+    ec->n_members = cfg->ensemble_size;
+    ec->n_elites = cfg->elites;
+    ec->n_hidden = cfg->model_hidden;
+    ec->n_layers = cfg->model_layers;
+    ensemble_train_cfg_default(tc, cfg->model_layers);
+    tc->max_epochs = cfg->train_max_epochs;
+    tc->holdout_ratio = cfg->holdout_ratio;
+    tc->max_holdout = cfg->max_holdout;
+    tc->patience = cfg->patience;
+    tc->batch = cfg->model_batch;
+    tc->lr = cfg->model_lr;
+}
+
+static void model_free(trainer_model *m)
+{
+    if (m) {
+        if (m->msg) {
+            protobuf_c_message_free_unpacked(&m->msg->base, NULL);
+        }
+        free(m);
+    }
+}
+
+static float blob_stat(const Twig__V1__WeightBlob *msg, const char *key, float dflt)
+{
+    for (size_t i = 0; i < msg->n_stats; i++) {
+        if (msg->stats[i]->key && strcmp(msg->stats[i]->key, key) == 0) {
+            return msg->stats[i]->value;
+        }
+    }
+    return dflt;
+}
+
+/* ---- model.blob ---- */
+
+static int path_join(char *out, size_t n, const char *dir, const char *name)
+{
+    if (snprintf(out, n, "%s/%s", dir, name) >= (int)n) {
+        return err_set(-ENAMETOOLONG, "path %s/%s is too long", dir, name);
+    }
+    return 0;
+}
+
+/* write bytes to DIR/model.blob atomically: tmp, fsync, rename, fsync DIR */
+static int blob_write_file(const char *dir, const uint8_t *buf, size_t n)
+{
+    char path[4096], tmp[4200];
+    int rc = path_join(path, sizeof path, dir, TRAINER_BLOB_FILE);
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, buf + done, n - done);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            rc = err_set(w < 0 ? -errno : -EIO, "write %s: %s", tmp, strerror(errno));
+            close(fd);
+            return rc;
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) < 0) {
+        rc = err_set(-errno, "fsync %s: %s", tmp, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd) < 0) {
+            rc = err_set(-errno, "fsync %s: %s", dir, strerror(errno));
+        }
+        close(dfd);
+    }
+    return rc;
+}
+
+/* read DIR/model.blob: 0 with *out (owned) set, 1 when there is none, < 0 on an error */
+static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
+{
+    *out = NULL;
+    char path[4096];
+    int rc = path_join(path, sizeof path, dir, TRAINER_BLOB_FILE);
+    if (rc < 0) {
+        return rc;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? 1 : err_set(-errno, "open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (off_t)RPC_DEFAULT_MAX_MSG_BYTES) {
+        close(fd);
+        return err_set(TWIG_ECORRUPT, "%s: size %lld is not a model blob", path,
+                       (long long)st.st_size);
+    }
+    size_t n = (size_t)st.st_size, done = 0;
+    uint8_t *buf = xmalloc(n);
+    while (done < n) {
+        ssize_t r = read(fd, buf + done, n - done);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            free(buf);
+            close(fd);
+            return err_set(r < 0 ? -errno : TWIG_ECORRUPT, "read %s failed", path);
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    Twig__V1__WeightBlob *msg = twig__v1__weight_blob__unpack(NULL, n, buf);
+    free(buf);
+    if (!msg) {
+        return err_set(TWIG_ECORRUPT, "%s does not parse as a WeightBlob", path);
+    }
+    rc = ensemble_from_blob(e, msg);
+    if (rc < 0 || msg->version == 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", rc < 0 ? err_msg() : "version 0");
+        rc = err_set(TWIG_ECORRUPT, "%s: %s", path, why);
+        protobuf_c_message_free_unpacked(&msg->base, NULL);
+        ensemble_free(e);
+        return rc;
+    }
+    trainer_model *m = xcalloc(1, sizeof *m);
+    m->msg = msg;
+    m->version = msg->version;
+    m->trained_on = (uint64_t)blob_stat(msg, "trained_on", 0.0f);
+    m->holdout_mse = blob_stat(msg, "holdout_mse_elites", NAN);
+    *out = m;
+    return 0;
+}
+
+/* ---- publishing ---- */
+
+#define TRAINER_EXTRA_STATS 3
+
+/* the blob of the trainer's ensemble as version, with the fit's stats; packed into *bytes
+ * (owned) and unpacked into a model (owned) */
+static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes, uint64_t version,
+                                  uint64_t trained_on, int epochs, double seconds,
+                                  const char *env_id)
+{
+    ensemble_blob_t *b = xmalloc(sizeof *b);
+    ensemble_blob_init(b, &t->ens, version, env_id);
+    size_t ns = b->msg.n_stats;
+    Twig__V1__WeightBlob__StatsEntry extra[TRAINER_EXTRA_STATS];
+    Twig__V1__WeightBlob__StatsEntry **ptrs = xmalloc((ns + TRAINER_EXTRA_STATS) * sizeof *ptrs);
+    memcpy(ptrs, b->msg.stats, ns * sizeof *ptrs);
+    static const char *const keys[TRAINER_EXTRA_STATS] = {"trained_on", "train_epochs",
+                                                          "train_seconds"};
+    const float vals[TRAINER_EXTRA_STATS] = {(float)trained_on, (float)epochs, (float)seconds};
+    for (int i = 0; i < TRAINER_EXTRA_STATS; i++) {
+        twig__v1__weight_blob__stats_entry__init(&extra[i]);
+        extra[i].key = (char *)keys[i];
+        extra[i].value = vals[i];
+        ptrs[ns + (size_t)i] = &extra[i];
+    }
+    b->msg.stats = ptrs;
+    b->msg.n_stats = ns + TRAINER_EXTRA_STATS;
+    size_t n = twig__v1__weight_blob__get_packed_size(&b->msg);
+    uint8_t *buf = xmalloc(n);
+    twig__v1__weight_blob__pack(&b->msg, buf);
+    b->msg.stats = b->stat_ptrs;
+    free(ptrs);
+    ensemble_blob_free(b);
+    free(b);
+
+    trainer_model *m = xcalloc(1, sizeof *m);
+    m->msg = twig__v1__weight_blob__unpack(NULL, n, buf);
+    TWIG_ASSERT(m->msg != NULL); /* we just packed it */
+    m->version = version;
+    m->trained_on = trained_on;
+    m->holdout_mse = blob_stat(m->msg, "holdout_mse_elites", NAN);
+    *bytes = buf;
+    *n_bytes = n;
+    return m;
+}
+
+/* reply to a parked or new call with the model (mu held) */
+static void reply_model(rpc_call_t *call, const trainer_model *m)
+{
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    r.blob = m->msg;
+    r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE;
+    rpc_call_reply(call, 0, &r.base);
+}
+
+static void reply_empty(rpc_call_t *call, Twig__V1__EmptyReason why)
+{
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    r.empty_reason = why;
+    rpc_call_reply(call, 0, &r.base);
+}
+
+static bool model_newer_for(const trainer_model *m, uint64_t have)
+{
+    return m && m->version != have;
+}
+
+/* ---- the fit ---- */
+
+/* append rows [t->n_rows, end) of the log to the training arrays */
+static int read_new_rows(trainer_t *t, uint64_t end, reallog_rows_t *rows)
+{
+    if (end > t->cap_rows) {
+        uint64_t cap = t->cap_rows ? t->cap_rows : 4096;
+        while (cap < end) {
+            cap *= 2;
+        }
+        size_t O = rows->obs_dim, A = rows->act_dim;
+        t->obs = xrealloc(t->obs, cap * O * sizeof(float));
+        t->next_obs = xrealloc(t->next_obs, cap * O * sizeof(float));
+        t->act = xrealloc(t->act, cap * A * sizeof(float));
+        t->reward = xrealloc(t->reward, cap * sizeof(float));
+        t->cap_rows = cap;
+    }
+    while (t->n_rows < end) {
+        uint64_t want = end - t->n_rows;
+        int rc = reallog_fetch(t->log, rows, t->n_rows,
+                               want < TRAINER_FETCH_ROWS ? (uint32_t)want : TRAINER_FETCH_ROWS);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rows->count == 0) {
+            return err_set(-ERANGE, "log ends at %" PRIu64 " before %" PRIu64, t->n_rows, end);
+        }
+        size_t O = rows->obs_dim, A = rows->act_dim, c = rows->count, at = t->n_rows;
+        memcpy(t->obs + at * O, rows->obs, c * O * sizeof(float));
+        memcpy(t->next_obs + at * O, rows->next_obs, c * O * sizeof(float));
+        memcpy(t->act + at * A, rows->act, c * A * sizeof(float));
+        memcpy(t->reward + at, rows->reward, c * sizeof(float));
+        t->n_rows += c;
+    }
+    return 0;
+}
+
+/* a fresh ensemble for the log's dims, or keep the warm one */
+static int ensure_ensemble(trainer_t *t, int n_obs, int n_act)
+{
+    if (t->ens_ready) {
+        return 0;
+    }
+    ensemble_cfg ec;
+    ensemble_train_cfg tc;
+    trainer_ensemble_cfg(&ec, &tc, &t->cfg, n_obs, n_act);
+    int rc = ensemble_init(&t->ens, &ec, &t->rng);
+    if (rc < 0) {
+        return rc;
+    }
+    t->ens_ready = 1;
+    return 0;
+}
+
+static int trainer_setup_fit(trainer_t *t)
+{
+    ensemble_cfg ec;
+    ensemble_train_cfg tc;
+    trainer_ensemble_cfg(&ec, &tc, &t->cfg, t->ens.cfg.n_obs, t->ens.cfg.n_act);
+    if (t->tr.grads) {
+        return 0;
+    }
+    int rc = ensemble_trainer_init(&t->tr, &t->ens, &tc);
+    if (rc == 0) {
+        t->tr.stop = &t->stop;
+    }
+    return rc;
+}
+
+/* one fit on rows [0, end) and its publication; 0, 1 when stopped, or < 0 */
+static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
+{
+    reallog_status st;
+    reallog_get_status(t->log, &st);
+    if (rows->cap == 0) {
+        reallog_rows_init(rows, TRAINER_FETCH_ROWS, st.obs_dim, st.act_dim);
+    }
+    int rc = read_new_rows(t, end, rows);
+    if (rc < 0) {
+        return rc;
+    }
+    if ((rc = ensure_ensemble(t, (int)st.obs_dim, (int)st.act_dim)) < 0 ||
+        (rc = trainer_setup_fit(t)) < 0) {
+        return rc;
+    }
+    if (end > (uint64_t)INT32_MAX) {
+        return err_set(-ERANGE, "%" PRIu64 " real rows exceed one fit's int range", end);
+    }
+    double t0 = now_s();
+    ensemble_train_report rep;
+    rc = ensemble_train(&t->ens, &t->tr, &t->rng, &rep, t->obs, t->act, t->next_obs, t->reward,
+                        (int)end);
+    double secs = now_s() - t0;
+    if (rc < 0) {
+        return rc;
+    }
+    if (atomic_load(&t->stop)) {
+        log_info("event=model_fit_abandoned reason=shutdown rows=%" PRIu64 " epochs=%d", end,
+                 rep.epochs);
+        return 1;
+    }
+    pthread_mutex_lock(&t->mu);
+    uint64_t version = (t->pub ? t->pub->version : 0) + 1;
+    pthread_mutex_unlock(&t->mu);
+
+    uint8_t *bytes;
+    size_t n_bytes;
+    trainer_model *m = model_build(t, &bytes, &n_bytes, version, end, rep.epochs, secs, st.env_id);
+    rc = blob_write_file(t->dir, bytes, n_bytes);
+    free(bytes);
+    if (rc < 0) {
+        /* served anyway: a restart then serves the previous version until the next fit */
+        log_warn("event=model_persist_failed version=%" PRIu64 " err=%s detail=\"%s\"", version,
+                 err_name(rc), err_msg());
+    }
+    pthread_mutex_lock(&t->mu);
+    trainer_model *old = t->pub;
+    t->pub = m;
+    t->trainings++;
+    t->last_train_seconds = secs;
+    pthread_cond_broadcast(&t->cv_wait);
+    pthread_mutex_unlock(&t->mu);
+    model_free(old);
+    log_info("event=model_published version=%" PRIu64 " trained_on=%" PRIu64
+             " n_train=%d n_holdout=%d epochs=%d stopped_early=%d holdout_mse=%.5g"
+             " train_loss=%.5g seconds=%.2f bytes=%zu",
+             version, end, rep.n_train, rep.n_holdout, rep.epochs, (int)rep.stopped_early,
+             rep.holdout_mse_elites, rep.train_loss, secs, n_bytes);
+    return 0;
+}
+
+static void *trainer_thread(void *arg)
+{
+    trainer_t *t = arg;
+    nn_gemm_set_threads(t->cfg.train_threads);
+    reallog_rows_t rows = {0};
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        uint64_t have = t->pub ? t->pub->trained_on : 0;
+        uint64_t point = run_model_next_point(&t->run, have);
+        while (!t->stopping && t->end < point) {
+            pthread_cond_wait(&t->cv_train, &t->mu);
+        }
+        if (t->stopping) {
+            break;
+        }
+        uint64_t end = t->end;
+        t->training = true;
+        pthread_mutex_unlock(&t->mu);
+        int rc = trainer_fit(t, end, &rows);
+        pthread_mutex_lock(&t->mu);
+        t->training = false;
+        if (rc == 1) {
+            break;
+        }
+        if (rc < 0) {
+            /* e.g. too few rows for a holdout: wait for the next point past this end */
+            log_warn("event=model_fit_failed rows=%" PRIu64 " err=%s detail=\"%s\"", end,
+                     err_name(rc), err_msg());
+            uint64_t next = run_model_next_point(&t->run, end);
+            while (!t->stopping && t->end < next) {
+                pthread_cond_wait(&t->cv_train, &t->mu);
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    reallog_rows_free(&rows);
+    return NULL;
+}
+
+/* ---- long polls ---- */
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void *wait_thread(void *arg)
+{
+    trainer_t *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stopping) {
+        struct timespec now, soonest = {0};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int have_soonest = 0;
+        for (trainer_waiter **p = &t->waiters; *p;) {
+            trainer_waiter *w = *p;
+            if (model_newer_for(t->pub, w->have_version)) {
+                reply_model(w->call, t->pub);
+            } else if (!ts_before(&now, &w->deadline)) {
+                reply_empty(w->call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+            } else {
+                if (!have_soonest || ts_before(&w->deadline, &soonest)) {
+                    soonest = w->deadline;
+                    have_soonest = 1;
+                }
+                p = &w->next;
+                continue;
+            }
+            *p = w->next;
+            free(w);
+        }
+        if (have_soonest) {
+            pthread_cond_timedwait(&t->cv_wait, &t->mu, &soonest);
+        } else {
+            pthread_cond_wait(&t->cv_wait, &t->mu);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *msg)
+{
+    const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
+    if (q->wait_ms > TRAINER_WAIT_MAX_MS) {
+        return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms, TRAINER_WAIT_MAX_MS);
+    }
+    pthread_mutex_lock(&t->mu);
+    if (t->stopping) {
+        pthread_mutex_unlock(&t->mu);
+        reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+        return 0;
+    }
+    if (model_newer_for(t->pub, q->have_version)) {
+        reply_model(call, t->pub);
+        pthread_mutex_unlock(&t->mu);
+        return 0;
+    }
+    int64_t wait = q->wait_ms;
+    int64_t left = rpc_call_remaining_ms(call) - 50; /* answer before the client gives up */
+    if (left < wait) {
+        wait = left > 0 ? left : 0;
+    }
+    if (wait == 0) {
+        pthread_mutex_unlock(&t->mu);
+        reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+        return 0;
+    }
+    trainer_waiter *w = xcalloc(1, sizeof *w);
+    w->call = call;
+    w->have_version = q->have_version;
+    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+    w->deadline.tv_sec += wait / 1000;
+    w->deadline.tv_nsec += (wait % 1000) * 1000000L;
+    if (w->deadline.tv_nsec >= 1000000000L) {
+        w->deadline.tv_sec++;
+        w->deadline.tv_nsec -= 1000000000L;
+    }
+    w->next = t->waiters;
+    t->waiters = w;
+    pthread_cond_broadcast(&t->cv_wait);
+    pthread_mutex_unlock(&t->mu);
+    return RPC_DEFER;
+}
+
+/* ---- lifetime ---- */
+
+static int trainer_cfg_check(const trainer_cfg *c)
+{
+    if (c->elites > c->ensemble_size) {
+        return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
+                       c->elites, c->ensemble_size);
+    }
+    return 0;
+}
+
+int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reallog_t *log,
+                 const char *dir)
+{
+    memset(t, 0, sizeof *t);
+    int rc = trainer_cfg_check(cfg);
+    if (rc < 0) {
+        return rc;
+    }
+    t->cfg = *cfg;
+    t->run = *run;
+    t->log = log;
+    t->dir = xstrdup(dir);
+    atomic_init(&t->stop, 0);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv_train, NULL);
+    pthread_cond_init(&t->cv_wait, &ca);
+    pthread_condattr_destroy(&ca);
+    t->mu_ready = 1;
+    rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
+    t->end = reallog_end(log);
+
+    /* the newest model of an earlier run of this server */
+    ensemble_t loaded = {0};
+    trainer_model *m = NULL;
+    rc = blob_read_file(&m, &loaded, dir);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 1) {
+        log_info("event=model_none dir=%s", dir);
+        return 0;
+    }
+    reallog_status st;
+    reallog_get_status(log, &st);
+    if (st.obs_dim &&
+        ((uint32_t)loaded.cfg.n_obs != st.obs_dim || (uint32_t)loaded.cfg.n_act != st.act_dim ||
+         strcmp(m->msg->env_id, st.env_id) != 0)) {
+        rc = err_set(TWIG_EMISMATCH, "%s/%s is for %s (%d, %d), the log for %s (%u, %u)", dir,
+                     TRAINER_BLOB_FILE, m->msg->env_id, loaded.cfg.n_obs, loaded.cfg.n_act,
+                     st.env_id, st.obs_dim, st.act_dim);
+        ensemble_free(&loaded);
+        model_free(m);
+        return rc;
+    }
+    if (m->trained_on > t->end) {
+        log_warn("event=model_ahead_of_log version=%" PRIu64 " trained_on=%" PRIu64
+                 " end_offset=%" PRIu64,
+                 m->version, m->trained_on, t->end);
+    }
+    /* warm start when the options still describe the same ensemble */
+    ensemble_cfg ec;
+    ensemble_train_cfg tc;
+    trainer_ensemble_cfg(&ec, &tc, cfg, loaded.cfg.n_obs, loaded.cfg.n_act);
+    if (ec.n_members == loaded.cfg.n_members && ec.n_elites == loaded.cfg.n_elites &&
+        ec.n_hidden == loaded.cfg.n_hidden && ec.n_layers == loaded.cfg.n_layers &&
+        ec.learn_reward == loaded.cfg.learn_reward) {
+        t->ens = loaded;
+        t->ens_ready = 1;
+    } else {
+        log_warn("event=model_options_changed version=%" PRIu64 " action=cold_start", m->version);
+        ensemble_free(&loaded);
+    }
+    t->pub = m;
+    log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64 " holdout_mse=%.5g",
+             m->version, m->trained_on, m->holdout_mse);
+    return 0;
+}
+
+int trainer_start(trainer_t *t)
+{
+    int rc = pthread_create(&t->train_thread, NULL, trainer_thread, t);
+    if (rc != 0) {
+        return err_set(-rc, "trainer thread: %s", strerror(rc));
+    }
+    rc = pthread_create(&t->wait_thread, NULL, wait_thread, t);
+    if (rc != 0) {
+        trainer_shutdown(t);
+        pthread_join(t->train_thread, NULL);
+        return err_set(-rc, "waiter thread: %s", strerror(rc));
+    }
+    t->threads_started = 1;
+    return 0;
+}
+
+void trainer_notify_end(trainer_t *t, uint64_t end)
+{
+    pthread_mutex_lock(&t->mu);
+    if (end > t->end) {
+        t->end = end;
+        pthread_cond_signal(&t->cv_train);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+void trainer_shutdown(trainer_t *t)
+{
+    if (!t->mu_ready) {
+        return;
+    }
+    atomic_store(&t->stop, 1);
+    pthread_mutex_lock(&t->mu);
+    if (!t->stopping) {
+        t->stopping = 1;
+        while (t->waiters) {
+            trainer_waiter *w = t->waiters;
+            t->waiters = w->next;
+            reply_empty(w->call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+            free(w);
+        }
+        pthread_cond_broadcast(&t->cv_train);
+        pthread_cond_broadcast(&t->cv_wait);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+void trainer_free(trainer_t *t)
+{
+    if (t->mu_ready) {
+        trainer_shutdown(t);
+        if (t->threads_started) {
+            pthread_join(t->train_thread, NULL);
+            pthread_join(t->wait_thread, NULL);
+        }
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv_train);
+        pthread_cond_destroy(&t->cv_wait);
+    }
+    model_free(t->pub);
+    ensemble_trainer_free(&t->tr);
+    ensemble_free(&t->ens);
+    free(t->obs);
+    free(t->act);
+    free(t->next_obs);
+    free(t->reward);
+    free(t->dir);
+    memset(t, 0, sizeof *t);
+}
+
+void trainer_get_status(trainer_t *t, trainer_status *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&t->mu);
+    if (t->pub) {
+        st->version = t->pub->version;
+        st->trained_on = t->pub->trained_on;
+        st->holdout_mse = t->pub->holdout_mse;
+    }
+    st->trainings = t->trainings;
+    st->training = t->training;
+    st->last_train_seconds = t->last_train_seconds;
+    pthread_mutex_unlock(&t->mu);
+}

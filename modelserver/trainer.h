@@ -1,0 +1,161 @@
+/* trainer.h - the model server's dynamics model: trains MBPO's ensemble on the real log, on
+ * its own thread, and serves the newest model as a versioned WeightBlob
+ * (twig.v1.ModelServer/GetModel).
+ *
+ * When. At the model training points of the run (run_model_point: P0 = init_steps rounded up
+ * to a multiple of model_train_freq, then every model_train_freq real steps): as soon as the
+ * log's end reaches the first point above the last model's trained_on, the trainer reads the
+ * rows it has not seen yet (an in-process reader of the log, never over RPC), fits the
+ * ensemble on ALL real rows [0, end) (ensemble_train: holdout, bootstraps, early stopping;
+ * warm-started from the previous fit as MBPO's persistent model is) and publishes version + 1.
+ * If the end jumped over several points, one fit covers them all.
+ *
+ * Epochs. MBPO calls its fit with max_epochs=None and max_t=max_model_t (None in every
+ * released config: jannerm/mbpo examples/config/<task>/0.py; mbpo.py `_train_model(...,
+ * max_epochs=None, holdout_ratio=0.2, max_t=self._max_model_t)`), i.e. it trains until the
+ * holdout stops improving (5 epochs without a 1% gain). twig keeps that and adds a cap,
+ * `train_max_epochs`, as a bound on one fit (default 1000, never reached on MBPO's tasks).
+ *
+ * What is published. ensemble_blob_init's tensors (members, elites, normaliser, bounds,
+ * holdout MSEs) and stats, plus
+ *     trained_on     real steps the fit saw (rows [0, trained_on)); exact below 2^24
+ *     train_epochs   epochs of the fit
+ *     train_seconds  its wall time
+ * The packed blob is written to DIR/model.blob (tmp, fsync, rename, fsync DIR) before it is
+ * served, so a restarted server serves the same newest version (and warm-starts from it when
+ * the ensemble options are unchanged). A model.blob that does not load is an error at start
+ * (TWIG_ECORRUPT naming the file): nothing is discarded silently.
+ *
+ * GetModel(have_version, wait_ms): the blob when the newest version differs from
+ * have_version (a have_version the server never published gets the newest, so a client of a
+ * wiped server resyncs); else, after up to wait_ms (long poll, at most
+ * TRAINER_WAIT_MAX_MS and never past the client's deadline), empty_reason NO_VERSION;
+ * NOT_READY while shutting down.
+ *
+ * Threads. trainer_thread fits (OpenBLAS with `train_threads`); a waiter thread answers
+ * parked long polls; handlers run on the rpc layer's CQ thread. The published blob is
+ * swapped under the lock, which is held only to swap and to answer (pack) a call, so appends
+ * and fetches never wait for a fit.
+ *
+ *     trainer_t tr;
+ *     trainer_init(&tr, &tcfg, &run, &log, dir);     // loads DIR/model.blob if present
+ *     trainer_start(&tr);                            // threads
+ *     ... log's notify: trainer_notify_end(&tr, end); method table: trainer_get_model ...
+ *     trainer_shutdown(&tr);                         // answers parked calls, stops the fit
+ *     trainer_free(&tr);                             // joins (before the log closes)
+ */
+#ifndef TWIG_MODELSERVER_TRAINER_H
+#define TWIG_MODELSERVER_TRAINER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/ensemble.h"
+#include "common/reallog.h"
+#include "common/rng.h"
+#include "common/rpc.h"
+#include "common/run_config.h"
+
+#define TRAINER_SECTION "modelserver"
+#define TRAINER_BLOB_FILE "model.blob"
+#define TRAINER_WAIT_MAX_MS 60000u /* longest GetModel long poll */
+#define TRAINER_FETCH_ROWS 4096u   /* rows per read of the log */
+
+/* the model options of the modelserver section (trainer_opts) */
+typedef struct trainer_cfg {
+    int ensemble_size;    /* members, MBPO 7 */
+    int elites;           /* MBPO 5 */
+    int model_hidden;     /* MBPO 200 */
+    int model_layers;     /* hidden layers, MBPO 4 */
+    int train_max_epochs; /* cap on one fit (MBPO: none) */
+    float holdout_ratio;  /* MBPO 0.2 */
+    int max_holdout;      /* MBPO 5000 */
+    int patience;         /* epochs without improvement, MBPO 5 */
+    int model_batch;      /* MBPO 256 */
+    float model_lr;       /* MBPO 1e-3 */
+    int train_threads;    /* OpenBLAS threads of the fit */
+} trainer_cfg;
+
+extern const config_opt trainer_opts[];
+extern const int trainer_n_opts;
+
+/* a published model: the unpacked blob (owned) and its packed bytes */
+typedef struct trainer_model {
+    Twig__V1__WeightBlob *msg; /* owned (protobuf-c unpacked) */
+    uint64_t version;
+    uint64_t trained_on;
+    float holdout_mse; /* of the elites */
+} trainer_model;
+
+struct trainer_waiter;
+
+typedef struct trainer_status {
+    uint64_t version; /* newest published, 0: none */
+    uint64_t trained_on;
+    uint64_t trainings; /* fits published by this process */
+    bool training;      /* a fit is running */
+    float holdout_mse;
+    double last_train_seconds;
+} trainer_status;
+
+typedef struct trainer {
+    trainer_cfg cfg;
+    run_cfg run;
+    reallog_t *log; /* borrowed */
+    char *dir;      /* owned */
+
+    pthread_mutex_t mu;      /* guards everything below it */
+    pthread_cond_t cv_train; /* trainer thread: end moved or stopping */
+    pthread_cond_t cv_wait;  /* waiter thread: new model, new waiter or stopping */
+    uint64_t end;            /* the log's end as last notified */
+    int stopping;
+    trainer_model *pub;             /* newest model, NULL before the first */
+    struct trainer_waiter *waiters; /* parked GetModel calls */
+    uint64_t trainings;
+    bool training;
+    double last_train_seconds;
+
+    atomic_int stop; /* ends a fit early */
+    pthread_t train_thread;
+    pthread_t wait_thread;
+    int threads_started;
+    int mu_ready;
+
+    /* trainer thread only */
+    rng_t rng;
+    ensemble_t ens; /* warm state between fits */
+    ensemble_trainer_t tr;
+    int ens_ready;
+    uint64_t n_rows; /* rows read from the log so far */
+    uint64_t cap_rows;
+    float *obs, *act, *next_obs, *reward;
+} trainer_t;
+
+/* copy cfg and run, load DIR/model.blob if present (validated; it must match the log's env
+ * and dims when the log has them). 0, or a negative code with err_msg(): a bad cfg (-EINVAL
+ * naming the option), an unreadable or corrupt model.blob (TWIG_ECORRUPT / -errno). */
+int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reallog_t *log,
+                 const char *dir);
+/* start the trainer and waiter threads; 0 or -errno */
+int trainer_start(trainer_t *t);
+/* the log's end moved (from the log's notify callback, any thread) */
+void trainer_notify_end(trainer_t *t, uint64_t end);
+/* the GetModel handler body (CQ thread or any): returns 0 (replied), RPC_DEFER or < 0 */
+int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *msg);
+/* answer parked calls (NOT_READY), refuse new ones, end a running fit after its epoch;
+ * returns at once. Any thread; later calls do nothing. */
+void trainer_shutdown(trainer_t *t);
+/* shut down if needed, join the threads, release everything. Safe on a zeroed struct and
+ * after a failed init. */
+void trainer_free(trainer_t *t);
+
+void trainer_get_status(trainer_t *t, trainer_status *st);
+
+/* the ensemble and training settings the options give, for obs/act dims */
+void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const trainer_cfg *cfg,
+                          int n_obs, int n_act);
+
+#endif

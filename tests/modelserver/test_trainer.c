@@ -1,0 +1,502 @@
+/* tests of modelserver/trainer: fits at the training points on Pendulum data appended to a
+ * real log, GetModel long polls over a real rpc server, the blob predicts better than "no
+ * change", the newest model survives a restart, bad requests are refused */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "common/ensemble.h"
+#include "common/err.h"
+#include "common/rpc.h"
+#include "common/run_config.h"
+#include "env_data.h"
+#include "fixture.h"
+#include "modelserver/trainer.h"
+#include "proc.h"
+
+#define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+
+#define GET_MODEL "/twig.v1.ModelServer/GetModel"
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = fx_tmpdir();
+    rpc_lib_init();
+}
+
+static void teardown(void)
+{
+    rpc_lib_shutdown(5000);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(trainer, .init = setup, .fini = teardown, .timeout = 120);
+
+/* the log, the trainer and a server answering GetModel, as the model server wires them */
+typedef struct rig {
+    reallog_t log;
+    trainer_t tr;
+    rpc_server_t *srv;
+    rpc_client_t *cl;
+    char addr[64];
+    trainer_cfg tcfg;
+    run_cfg run;
+} rig;
+
+static int on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return trainer_get_model(app, call, msg);
+}
+
+static void on_end(void *arg, uint64_t end)
+{
+    trainer_notify_end(arg, end);
+}
+
+static const rpc_method methods[] = {
+    {GET_MODEL, &twig__v1__get_weights_request__descriptor, on_get_model, RPC_KIND_UNARY,
+     RPC_RUN_ON_CQ},
+};
+
+/* small and quick: 3 members of 2 x 32, Pendulum; init_steps 300 rounds up to the first
+ * training point 400, then every 200 */
+static void rig_cfg(rig *r)
+{
+    config_table t[2] = {{NULL, run_opts, run_n_opts, &r->run},
+                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg}};
+    cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
+    const char *sets[] = {"init_steps=300",
+                          "model_train_freq=200",
+                          "modelserver.ensemble_size=3",
+                          "modelserver.elites=2",
+                          "modelserver.model_hidden=32",
+                          "modelserver.model_layers=2",
+                          "modelserver.model_batch=32",
+                          "modelserver.train_max_epochs=60",
+                          "modelserver.patience=10"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        cr_assert_eq(config_set_assignment(t, 2, sets[i]), 0, "%s: %s", sets[i], err_msg());
+    }
+}
+
+static void rig_start(rig *r)
+{
+    reallog_opts o = reallog_opts_default(dir);
+    o.sync = REALLOG_SYNC_NONE;
+    int rc = reallog_open(&r->log, &o);
+    cr_assert_eq(rc, 0, "open: %s", err_msg());
+    rc = trainer_init(&r->tr, &r->tcfg, &r->run, &r->log, dir);
+    cr_assert_eq(rc, 0, "trainer_init: %s %s", err_name(rc), err_msg());
+    reallog_set_notify(&r->log, on_end, &r->tr);
+    cr_assert_eq(trainer_start(&r->tr), 0, "%s", err_msg());
+    rpc_server_cfg sc = {.listen = "127.0.0.1:0", .app = &r->tr};
+    cr_assert_eq(rpc_server_init(&r->srv, &sc, methods, 1), 0, "%s", err_msg());
+    cr_assert_eq(rpc_server_start(r->srv), 0, "%s", err_msg());
+    snprintf(r->addr, sizeof r->addr, "127.0.0.1:%d", rpc_server_port(r->srv));
+    cr_assert_eq(rpc_wait_serving(r->addr, 10000), 0, "%s", err_msg());
+    cr_assert_eq(rpc_client_init(&r->cl, r->addr, NULL), 0);
+}
+
+/* the model server's order: stop serving, answer parked calls, join, close the log */
+static void rig_stop(rig *r)
+{
+    rpc_client_free(r->cl);
+    rpc_server_shutdown(r->srv, 500);
+    trainer_shutdown(&r->tr);
+    rpc_server_free(r->srv);
+    trainer_free(&r->tr);
+    reallog_set_notify(&r->log, NULL, NULL);
+    reallog_close(&r->log);
+}
+
+static void append_rows(rig *r, const ed_data *d, int from, int to, uint64_t *seq)
+{
+    for (int i = from; i < to; i += 50) {
+        int n = to - i < 50 ? to - i : 50;
+        tbatch_t b = ed_view(d, i, n, "actor-0", (*seq)++);
+        reallog_ack ack;
+        int rc = reallog_append(&r->log, &ack, &b);
+        cr_assert_eq(rc, 0, "append: %s", err_msg());
+        cr_assert_eq(ack.first_offset, (uint64_t)i);
+    }
+}
+
+/* GetModel; returns the reply (owned) or NULL with the code in *rc */
+static Twig__V1__GetWeightsReply *get_model(rig *r, uint64_t have, uint32_t wait_ms, int *rc)
+{
+    Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+    q.have_version = have;
+    q.wait_ms = wait_ms;
+    rpc_call_opts o = {.deadline_ms = (int)wait_ms + 5000};
+    ProtobufCMessage *reply = NULL;
+    *rc = rpc_client_unary(r->cl, &reply, GET_MODEL, &q.base,
+                           &twig__v1__get_weights_reply__descriptor, &o);
+    return (Twig__V1__GetWeightsReply *)reply;
+}
+
+static float stat_of(const Twig__V1__WeightBlob *b, const char *key)
+{
+    for (size_t i = 0; i < b->n_stats; i++) {
+        if (!strcmp(b->stats[i]->key, key)) {
+            return b->stats[i]->value;
+        }
+    }
+    return NAN;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* mean squared error of the model's mean prediction, and of "next = obs", on fresh data */
+static void model_vs_no_change(const Twig__V1__WeightBlob *blob, double *mse_model,
+                               double *mse_same)
+{
+    ensemble_t e = {0};
+    int rc = ensemble_from_blob(&e, blob);
+    cr_assert_eq(rc, 0, "ensemble_from_blob: %s", err_msg());
+    ed_data test;
+    cr_assert_eq(ed_collect(&test, "Pendulum-v1", 400, 77), 0);
+    ensemble_work_t w = {0};
+    cr_assert_eq(ensemble_work_init(&w, &e, 128), 0);
+    float *pred = xmalloc((size_t)test.n * test.O * sizeof(float));
+    rng_t rng;
+    rng_seed(&rng, 5);
+    ensemble_predict(&e, &w, &rng, pred, NULL, NULL, test.obs, test.act, test.n, false);
+    double a = 0, b = 0;
+    for (int i = 0; i < test.n * test.O; i++) {
+        a += (pred[i] - test.next_obs[i]) * (pred[i] - test.next_obs[i]);
+        b += (test.obs[i] - test.next_obs[i]) * (test.obs[i] - test.next_obs[i]);
+    }
+    *mse_model = a / (test.n * test.O);
+    *mse_same = b / (test.n * test.O);
+    free(pred);
+    ensemble_work_free(&w);
+    ensemble_free(&e);
+    ed_free(&test);
+}
+
+Test(trainer, publishes_at_training_points_and_long_polls)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 600, 1), 0);
+    uint64_t seq = 1;
+
+    /* before the first point (400): nothing, also after a short long poll */
+    append_rows(&r, &d, 0, 350, &seq);
+    int rc;
+    double t0 = now_ms();
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 300, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+    cr_expect_null(rep->blob);
+    cr_expect_geq(now_ms() - t0, 250.0, "the long poll waited");
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+
+    /* reaching 400 trains version 1 on exactly those rows; a long poll parked before the
+     * model exists gets it */
+    append_rows(&r, &d, 350, 400, &seq);
+    rep = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE);
+    cr_assert_not_null(rep->blob);
+    cr_expect_eq(rep->blob->version, 1);
+    cr_expect_eq(rep->blob->kind, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL);
+    cr_expect_str_eq(rep->blob->env_id, "Pendulum-v1");
+    cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+    cr_expect_geq(stat_of(rep->blob, "train_epochs"), 1.0f);
+    cr_expect(isfinite(stat_of(rep->blob, "holdout_mse_elites")));
+    double mse_model, mse_same;
+    model_vs_no_change(rep->blob, &mse_model, &mse_same);
+    cr_expect_lt(mse_model, 0.5 * mse_same, "model mse %g vs no change %g", mse_model, mse_same);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+
+    /* have 1: nothing newer until the next point (600) */
+    append_rows(&r, &d, 400, 550, &seq);
+    rep = get_model(&r, 1, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    append_rows(&r, &d, 550, 600, &seq);
+    rep = get_model(&r, 1, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob);
+    cr_expect_eq(rep->blob->version, 2);
+    cr_expect_eq(stat_of(rep->blob, "trained_on"), 600.0f);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+
+    trainer_status st;
+    trainer_get_status(&r.tr, &st);
+    cr_expect_eq(st.version, 2);
+    cr_expect_eq(st.trainings, 2);
+    rig_stop(&r);
+    ed_free(&d);
+}
+
+Test(trainer, restart_serves_the_same_newest_model)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 600, 2), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    int rc;
+    Twig__V1__GetWeightsReply *a = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(a->blob);
+    rig_stop(&r);
+
+    rig r2 = {0};
+    rig_cfg(&r2);
+    rig_start(&r2);
+    Twig__V1__GetWeightsReply *b = get_model(&r2, 0, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(b->blob, "the restarted server serves the model at once");
+    cr_expect_eq(b->blob->version, a->blob->version);
+    cr_expect_eq(b->blob->crc32c, a->blob->crc32c);
+    cr_expect_eq(b->blob->data.len, a->blob->data.len);
+    cr_expect_eq(memcmp(b->blob->data.data, a->blob->data.data, a->blob->data.len), 0);
+    cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
+    /* a client holding a version the server never published is resynced */
+    Twig__V1__GetWeightsReply *c = get_model(&r2, 99, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(c->blob);
+    cr_expect_eq(c->blob->version, a->blob->version);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+
+    /* the next fit continues the version sequence */
+    append_rows(&r2, &d, 400, 600, &seq);
+    Twig__V1__GetWeightsReply *n = get_model(&r2, 1, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(n->blob);
+    cr_expect_eq(n->blob->version, 2);
+    cr_expect_eq(stat_of(n->blob, "trained_on"), 600.0f);
+    protobuf_c_message_free_unpacked(&n->base, NULL);
+    rig_stop(&r2);
+    ed_free(&d);
+}
+
+Test(trainer, corrupt_model_file_is_refused_at_start)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("not a weight blob at all", f);
+    fclose(f);
+    rig r = {0};
+    rig_cfg(&r);
+    reallog_opts o = reallog_opts_default(dir);
+    cr_assert_eq(reallog_open(&r.log, &o), 0, "%s", err_msg());
+    int rc = trainer_init(&r.tr, &r.tcfg, &r.run, &r.log, dir);
+    cr_expect_eq(rc, TWIG_ECORRUPT, "%s", err_name(rc));
+    cr_expect_neq(strstr(err_msg(), TRAINER_BLOB_FILE), NULL, "%s", err_msg());
+    trainer_free(&r.tr);
+    reallog_close(&r.log);
+}
+
+Test(trainer, bad_requests_and_options_are_refused)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    int rc;
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, TRAINER_WAIT_MAX_MS + 1, &rc);
+    cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
+    cr_expect_null(rep);
+    cr_expect_neq(strstr(err_msg(), "wait_ms"), NULL, "%s", err_msg());
+    /* garbage bytes: INVALID_ARGUMENT, and the server goes on */
+    uint8_t junk[] = {0xff, 0xff, 0xff, 0x01};
+    uint8_t *out = NULL;
+    size_t n_out = 0;
+    rc = rpc_client_unary_bytes(r.cl, &out, &n_out, GET_MODEL, junk, sizeof junk, NULL);
+    cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
+    free(out);
+    rep = get_model(&r, 0, 0, &rc);
+    cr_expect_eq(rc, 0, "%s", err_msg());
+    if (rep) {
+        cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    }
+    rig_stop(&r);
+
+    /* more elites than members */
+    rig bad = {0};
+    rig_cfg(&bad);
+    bad.tcfg.elites = bad.tcfg.ensemble_size + 1;
+    cr_assert_eq(reallog_open(&bad.log, &(reallog_opts){.dir = dir,
+                                                        .segment_bytes = 1 << 20,
+                                                        .group_max = 16,
+                                                        .max_queue_bytes = 1 << 20}),
+                 0, "%s", err_msg());
+    rc = trainer_init(&bad.tr, &bad.tcfg, &bad.run, &bad.log, dir);
+    cr_expect_eq(rc, -EINVAL);
+    cr_expect_neq(strstr(err_msg(), "elites"), NULL, "%s", err_msg());
+    trainer_free(&bad.tr);
+    reallog_close(&bad.log);
+}
+
+/* the real binary: the model it serves survives kill -9 (persisted before it is served),
+ * and SIGTERM with a parked GetModel exits 0 */
+static void start_binary(proc_t *p, const char *data_dir)
+{
+    snprintf(p->port_file, sizeof p->port_file, "%s/ms.port", dir);
+    unlink(p->port_file);
+    const char *argv[] = {MS_BIN,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--data-dir",
+                          data_dir,
+                          "--port-file",
+                          p->port_file,
+                          "--fsync",
+                          "none",
+                          "--log-level",
+                          "warn",
+                          "--set",
+                          "init_steps=300",
+                          "--set",
+                          "model_train_freq=200",
+                          "--set",
+                          "modelserver.ensemble_size=3",
+                          "--set",
+                          "modelserver.elites=2",
+                          "--set",
+                          "modelserver.model_hidden=32",
+                          "--set",
+                          "modelserver.model_layers=2",
+                          "--set",
+                          "modelserver.train_max_epochs=20",
+                          NULL};
+    p->pid = proc_spawn(argv);
+    proc_wait_serving(p, 20000);
+}
+
+Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
+{
+    char data_dir[600];
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    proc_t ms = {0};
+    start_binary(&ms, data_dir);
+    rig r = {0};
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 4), 0);
+    for (int i = 0; i < 400; i += 100) {
+        tbatch_t v = ed_view(&d, i, 100, "actor-0", (uint64_t)i / 100 + 1);
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &v);
+        ProtobufCMessage *reply = NULL;
+        rpc_call_opts o = {.deadline_ms = 10000, .idempotent = true};
+        int rc = rpc_client_unary(r.cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
+                                  &twig__v1__append_real_reply__descriptor, &o);
+        cr_assert_eq(rc, 0, "append: %s", err_msg());
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    int rc;
+    Twig__V1__GetWeightsReply *a = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(a->blob);
+    cr_expect_eq(a->blob->version, 1);
+    cr_expect_eq(stat_of(a->blob, "trained_on"), 400.0f);
+    rpc_client_free(r.cl);
+    proc_kill9(&ms);
+
+    start_binary(&ms, data_dir);
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    Twig__V1__GetWeightsReply *b = get_model(&r, 0, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(b->blob, "served at once after the restart");
+    cr_expect_eq(b->blob->version, 1);
+    cr_expect_eq(b->blob->crc32c, a->blob->crc32c);
+    cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+
+    /* a parked long poll, then SIGTERM: answered, exit 0 */
+    Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+    q.have_version = 1;
+    q.wait_ms = 30000;
+    uint8_t buf[64];
+    size_t n = twig__v1__get_weights_request__pack(&q, buf);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        proc_pause_ms(300);
+        kill(ms.pid, SIGTERM);
+        _exit(0);
+    }
+    uint8_t *out = NULL;
+    size_t n_out = 0;
+    rpc_call_opts o = {.deadline_ms = 35000};
+    int64_t t0 = proc_now_ms();
+    rc = rpc_client_unary_bytes(r.cl, &out, &n_out, GET_MODEL, buf, n, &o);
+    cr_expect_lt(proc_now_ms() - t0, 20000, "the parked call was answered at shutdown");
+    free(out);
+    int st;
+    waitpid(pid, &st, 0);
+    st = proc_wait_exit(ms.pid, 20000);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    rpc_client_free(r.cl);
+    ed_free(&d);
+}
+
+Test(trainer, a_running_fit_never_stalls_appends_or_get_model_and_stops_at_shutdown)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    /* a fit that would run for ages: no early stop, a huge cap */
+    r.tcfg.train_max_epochs = 1000000;
+    r.tcfg.patience = 1000000;
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 800, 9), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    trainer_status st;
+    int64_t deadline = proc_now_ms() + 20000;
+    for (trainer_get_status(&r.tr, &st); !st.training && proc_now_ms() < deadline;
+         trainer_get_status(&r.tr, &st)) {
+        proc_pause_ms(2);
+    }
+    cr_assert(st.training, "the fit started");
+
+    /* appends and model polls go on while it runs, each answered quickly */
+    for (int i = 400; i < 800; i += 50) {
+        int64_t t0 = proc_now_ms();
+        append_rows(&r, &d, i, i + 50, &seq);
+        int rc;
+        Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 0, &rc);
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        cr_expect_lt(proc_now_ms() - t0, 1000, "append + GetModel took %lld ms",
+                     (long long)(proc_now_ms() - t0));
+    }
+    trainer_get_status(&r.tr, &st);
+    cr_expect(st.training, "still fitting: the calls overlapped it");
+    cr_expect_eq(reallog_end(&r.log), 800);
+
+    /* shutdown ends the fit after its epoch; nothing half-trained is published */
+    int64_t t0 = proc_now_ms();
+    rig_stop(&r);
+    cr_expect_lt(proc_now_ms() - t0, 5000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
+    cr_expect_neq(access(path, F_OK), 0, "no model.blob from an abandoned fit");
+    ed_free(&d);
+}
