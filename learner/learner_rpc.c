@@ -334,7 +334,7 @@ static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, v
 
 /* ---- Stats ---- */
 
-#define LEARNER_N_STATS 22
+#define LEARNER_N_STATS 21
 
 static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
