@@ -400,7 +400,8 @@ static int launch(launcher_t *L)
     L->sup.data = L;
     for (int i = 0; i < L->plan->n_procs && rc == 0; i++) {
         const plan_proc *p = &L->plan->procs[i];
-        rc = supervise_add(&L->sup, p->name, p->argv, p->log_path);
+        int index = supervise_add(&L->sup, p->name, p->argv, p->log_path);
+        rc = index < 0 ? index : 0;   /* an index, not 0: the loop used to stop after two */
     }
     rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
                                     wake_from_monitor, L);
