@@ -8,6 +8,11 @@
  * 4. the monitor waits until all are healthy, then shows progress and writes metrics.csv and
  *    TensorBoard events until the final evaluation arrives;
  * 5. stop everything, draw learning_curve.png with gnuplot, print the summary.
+ *
+ * The run ends in one place, launcher_stop() on the loop thread, whatever ends it: the
+ * monitor (final evaluation, or a failure) through the `wake` async, SIGINT/SIGTERM, or an
+ * error while starting. The monitor thread may still send on `wake` until it is joined, so
+ * that handle is unreferenced at the stop and closed only after monitor_stop().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +54,7 @@ typedef struct launcher {
     uv_signal_t sigint, sigterm;
     supervise_t sup;
     monitor_t mon;
+    bool stopping;                 /* launcher_stop ran */
     int exit_code;
 } launcher_t;
 
@@ -183,20 +189,34 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
     return err_set(-EINVAL, "%s refused the config: %s", p->name, detail);
 }
 
+/* loop thread: end the run with exit code `code` (reason: why, when code != 0); the first call
+ * wins. The loop returns once every child is gone */
+static void launcher_stop(launcher_t *L, int code, const char *reason)
+{
+    if (L->stopping) {
+        return;
+    }
+    L->stopping = true;
+    L->exit_code = code;
+    if (code != 0) {
+        log_error("event=run_failed exit=%d reason=\"%s\"", code, reason);
+        fprintf(stderr, "\ntwig: run failed: %s\n", reason);
+    }
+    atomic_store(&L->mon.stop, true);   /* the monitor winds down while the children stop */
+    supervise_stop(&L->sup);
+    uv_close((uv_handle_t *)&L->sigint, NULL);
+    uv_close((uv_handle_t *)&L->sigterm, NULL);
+    uv_unref((uv_handle_t *)&L->wake);   /* closed after monitor_stop: the thread may send */
+}
+
 static void on_wake(uv_async_t *h)
 {
     launcher_t *L = h->data;
     monitor_state st = monitor_get_state(&L->mon);
-    if (st == MONITOR_DONE || st == MONITOR_FAILED) {
-        if (st == MONITOR_FAILED) {
-            log_error("event=run_failed reason=\"%s\"", L->mon.failure);
-            fprintf(stderr, "twig: run failed: %s\n", L->mon.failure);
-            L->exit_code = 1;
-        }
-        supervise_stop(&L->sup);
-        uv_close((uv_handle_t *)&L->wake, NULL);
-        uv_close((uv_handle_t *)&L->sigint, NULL);
-        uv_close((uv_handle_t *)&L->sigterm, NULL);
+    if (st == MONITOR_DONE) {
+        launcher_stop(L, 0, NULL);
+    } else if (st == MONITOR_FAILED) {
+        launcher_stop(L, 1, L->mon.failure);
     }
 }
 
@@ -209,12 +229,9 @@ static void wake_from_monitor(void *data)
 static void on_signal(uv_signal_t *h, int signum)
 {
     launcher_t *L = h->data;
-    log_warn("event=interrupted signal=%d", signum);
-    fprintf(stderr, "\ntwig: stopping the run (signal %d)\n", signum);
-    L->exit_code = 130;
-    atomic_store(&L->mon.state, MONITOR_FAILED);
-    snprintf(L->mon.failure, sizeof L->mon.failure, "interrupted by signal %d", signum);
-    uv_async_send(&L->wake);
+    char reason[64];
+    snprintf(reason, sizeof reason, "interrupted by signal %d", signum);
+    launcher_stop(L, 128 + signum, reason);   /* the shell's convention: 130 for Ctrl-C */
 }
 
 static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_signal)
@@ -408,22 +425,25 @@ static int launch(launcher_t *L)
     rc = rc < 0 ? rc : supervise_start(&L->sup);
     rc = rc < 0 ? rc : monitor_start(&L->mon);
     if (rc < 0) {
-        /* make the loop end: stop whatever started and close our handles */
-        L->exit_code = 1;
-        atomic_store(&L->mon.state, MONITOR_FAILED);
-        snprintf(L->mon.failure, sizeof L->mon.failure, "%s", err_msg());
-        uv_async_send(&L->wake);
+        /* stop whatever started; the loop then ends */
+        char reason[sizeof L->mon.failure];
+        snprintf(reason, sizeof reason, "%s", err_msg());
+        launcher_stop(L, 1, reason);
     }
     uv_run(&L->loop, UV_RUN_DEFAULT);
     monitor_stop(&L->mon);
+    uv_close((uv_handle_t *)&L->wake, NULL);
+    uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
         plot_learning_curve(L);
     }
     print_summary(L);
     monitor_free(&L->mon);
     supervise_free(&L->sup);
-    uv_loop_close(&L->loop);
-    return rc;
+    if (uv_loop_close(&L->loop) != 0) {
+        log_error("event=loop_not_closed detail=\"a handle is still open\"");
+    }
+    return 0;   /* from here on, failures were reported by launcher_stop: see exit_code */
 }
 
 int twig_cmd_run(int argc, char **argv)
