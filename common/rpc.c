@@ -74,6 +74,9 @@ int rpc_lib_shutdown(int timeout_ms)
     }
     pthread_detach(th);
 
+    if (timeout_ms < 0) {
+        timeout_ms = 0;   /* else tv_nsec could go negative: EINVAL, and the wait would spin */
+    }
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
