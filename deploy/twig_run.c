@@ -10,9 +10,10 @@
  * 5. stop everything, draw learning_curve.png with gnuplot, print the summary.
  *
  * The run ends in one place, launcher_stop() on the loop thread, whatever ends it: the
- * monitor (final evaluation, or a failure) through the `wake` async, SIGINT/SIGTERM, or an
- * error while starting. The monitor thread may still send on `wake` until it is joined, so
- * that handle is unreferenced at the stop and closed only after monitor_stop().
+ * monitor (final evaluation, or a failure) through the `wake` async, SIGINT/SIGTERM, a process
+ * the supervisor gave up on (launcher.max_restarts), or an error while starting. The monitor
+ * thread may still send on `wake` until it is joined, so that handle is unreferenced at the
+ * stop and closed only after monitor_stop().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,11 +237,22 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_signal)
 {
+    launcher_t *L = s->data;
+    const supervise_proc *p = &s->procs[index];
     if (s->stopping) {
         return;
     }
-    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n",
-            s->procs[index].name, (long long)status, term_signal);
+    if (p->gave_up) {
+        /* it stays down: without it the run can never finish, so end it now */
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "%s exited (status %lld, signal %d) and gave up after %d restarts", p->name,
+                 (long long)status, term_signal, p->restarts);
+        launcher_stop(L, 1, reason);
+        return;
+    }
+    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n", p->name,
+            (long long)status, term_signal);
 }
 
 static void plot_learning_curve(const launcher_t *L)

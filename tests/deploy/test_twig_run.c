@@ -149,6 +149,24 @@ static char *slurp(const char *name)
     return buf;
 }
 
+Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_used_up,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    make_fixture("exit 3");
+    const char *sets[] = {"launcher.max_restarts=1", "launcher.restart_base_ms=10",
+                          "launcher.startup_timeout_ms=60000", "launcher.stop_grace_ms=2000"};
+    uint64_t t0 = mono_ms();
+    pid_t pid = start_twig(sets, 4);
+    int code = wait_exit(pid, 50000);
+    uint64_t took = mono_ms() - t0;
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    /* ended by the supervisor giving up, not by the 60 s start-up timeout */
+    cr_expect_lt(took, 30000, "took %llu ms", (unsigned long long)took);
+    cr_expect(strstr(err, "gave up") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "restarting it") != NULL, "the first crash is restarted: %s", err);
+}
+
 Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15, .init = setup,
      .fini = teardown, .timeout = 120)
 {
