@@ -139,6 +139,50 @@ static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
                    exe_dir, exe_dir, folders[role]);
 }
 
+/* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
+ * search), stdout and stderr into the files out_path and err_path. Its wait status, or
+ * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
+ * libuv child watcher competes for the exit */
+static int run_child(char *const argv[], const char *out_path, const char *err_path,
+                     bool search)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return err_set(-errno, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) {
+            _exit(126);
+        }
+        dup2(fo, STDOUT_FILENO);
+        dup2(fe, STDERR_FILENO);
+        if (search) {
+            execvp(argv[0], argv);
+        } else {
+            execv(argv[0], argv);
+        }
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+/* "exit 2", "killed by signal 11", "could not be run (exit 127)" */
+static void describe_status(char *out, size_t n, int status)
+{
+    if (WIFSIGNALED(status)) {
+        snprintf(out, n, "killed by signal %d", WTERMSIG(status));
+    } else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+        snprintf(out, n, "could not be run (exit %d)", WEXITSTATUS(status));
+    } else {
+        snprintf(out, n, "exit %d", WEXITSTATUS(status));
+    }
+}
+
 /* run `bin --config ... --set ... --print-config` and keep its output: each process checks
  * its own section of the file before anything starts */
 static int check_process_config(launcher_t *L, const plan_proc *p)
@@ -154,23 +198,9 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
     }
     argv[argc++] = "--print-config";
     argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid < 0) {
-        return err_set(-errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) {
-            _exit(126);
-        }
-        dup2(fo, STDOUT_FILENO);
-        dup2(fe, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    int status = run_child(argv, out_path, err_path, false);
+    if (status < 0) {
+        return status;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         unlink(err_path);
@@ -187,7 +217,10 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
             *nl = '\0';
         }
     }
-    return err_set(-EINVAL, "%s refused the config: %s", p->name, detail);
+    char how[64];
+    describe_status(how, sizeof how, status);
+    return err_set(-EINVAL, "%s refused the config (%s, %s): %s", p->name, how, argv[0],
+                   detail[0] ? detail : "no message");
 }
 
 /* loop thread: end the run with exit code `code` (reason: why, when code != 0); the first call
@@ -255,22 +288,31 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
             (long long)status, term_signal);
 }
 
+/* gnuplot draws metrics.csv into learning_curve.png. No shell is involved; the paths sit in
+ * gnuplot's single-quoted strings, so a name with a single quote is not plotted */
 static void plot_learning_curve(const launcher_t *L)
 {
-    char csv[PLAN_PATH_MAX + 32], png[PLAN_PATH_MAX + 32], cmd[4 * PLAN_PATH_MAX];
-    snprintf(csv, sizeof csv, "%s/metrics.csv", L->run_dir);
-    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal pngcairo size 900,540; set output '%s'; "
+    if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
+        log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
+        return;
+    }
+    char script[4 * PLAN_PATH_MAX];
+    snprintf(script, sizeof script,
+             "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
              "set datafile separator ','; set key autotitle columnhead; "
              "set title '%s: evaluation return'; set xlabel 'real steps'; "
              "set ylabel 'return'; set grid; "
-             "plot '%s' using 1:3:4 with yerrorlines title 'eval return (mean, std)'\" "
-             "2>/dev/null",
-             png, L->run.env, csv);
-    int rc = system(cmd);
-    if (rc != 0) {
-        log_warn("event=plot_failed status=%d", rc);
+             "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
+             "title 'eval return (mean, std)'",
+             L->run_dir, L->run.env, L->run_dir);
+    char *argv[] = {"gnuplot", "-e", script, NULL};
+    int status = run_child(argv, "/dev/null", "/dev/null", true);
+    if (status != 0) {
+        char how[64] = "fork failed";
+        if (status > 0) {
+            describe_status(how, sizeof how, status);
+        }
+        log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
     }
 }
 

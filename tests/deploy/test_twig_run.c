@@ -1,6 +1,7 @@
 /* `twig run` (deploy/twig_run.c) end to end with stand-in binaries: shell scripts named
  * twig-modelserver, twig-learner, twig-rollout and twig-actor in a temporary bin_dir. They
- * accept the --print-config check and then do what the test needs (crash, or wait). */
+ * accept the --print-config check and then do what the test needs (crash, wait, or serve
+ * what the monitor polls through tests/deploy/fake_twig_proc.py and /usr/bin/python3). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #define N_PROCS 3   /* modelserver, learner, actor-0 (no rollout workers) */
 
 static char tmpdir[64];
+static const char *run_name = "run";   /* the run directory inside tmpdir */
 
 static void setup(void)
 {
@@ -77,6 +79,7 @@ static void make_fixture(const char *body)
         snprintf(path, sizeof path, "%s/bin/%s", tmpdir, names[i]);
         write_file(path, script, 0755);
     }
+    run_name = "run";
     char cfg[512];
     snprintf(cfg, sizeof cfg,
              "env: Pendulum-v1\nn_actors: 1\nn_rollout: 0\n"
@@ -92,7 +95,7 @@ static pid_t start_twig(const char *const *sets, int n_sets)
 {
     char cfg[128], run_dir[128], out[128], err[128];
     snprintf(cfg, sizeof cfg, "%s/config.yaml", tmpdir);
-    snprintf(run_dir, sizeof run_dir, "%s/run", tmpdir);
+    snprintf(run_dir, sizeof run_dir, "%s/%s", tmpdir, run_name);
     snprintf(out, sizeof out, "%s/out.txt", tmpdir);
     snprintf(err, sizeof err, "%s/err.txt", tmpdir);
     const char *argv[32] = {TWIG, "run", cfg, "--run-dir", run_dir};
@@ -196,4 +199,52 @@ Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15
         cr_expect(pids[i] > 0 && kill(pids[i], 0) < 0 && errno == ESRCH,
                   "child %d (pid %d) outlived the launcher", i, pids[i]);
     }
+}
+
+Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+    make_fixture("exec sleep 60");
+    char path[128];
+    snprintf(path, sizeof path, "%s/bin/twig-learner", tmpdir);
+    write_file(path,
+               "#!/bin/sh\necho 'unknown option learner.bogus' >&2\nexit 2\n", 0755);
+    pid_t pid = start_twig(NULL, 0);
+    int code = wait_exit(pid, 60000);
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_expect(strstr(err, "learner refused the config (exit 2") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "unknown option learner.bogus") != NULL, "stderr: %s", err);
+}
+
+/* the whole happy path: healthy, polled, final evaluation, stop, metrics.csv, plot, summary.
+ * The run directory's name holds a '$' that a shell would expand */
+Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .init = setup,
+     .fini = teardown, .timeout = 180)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "exec /usr/bin/python3 %s/tests/deploy/fake_twig_proc.py \"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    run_name = "run-$x";
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    pid_t pid = start_twig(sets, 4);
+    int code = wait_exit(pid, 150000);
+    cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_expect(strstr(out, "final eval return   -150.50 +- 12.25 (at 1000 real steps, policy v7)")
+                  != NULL, "stdout: %s", out);
+    char *csv = slurp("run-$x/metrics.csv");
+    char *row = strchr(csv, '\n');
+    cr_assert_not_null(row, "metrics.csv: %s", csv);
+    cr_expect(strncmp(row + 1, "1000,", 5) == 0, "metrics.csv: %s", csv);
+    cr_expect(strstr(row, ",-150.5000,12.2500,20000,400000,7,3,7,20.000,0.5\n") != NULL,
+              "metrics.csv: %s", csv);
+    char png[160];
+    snprintf(png, sizeof png, "%s/run-$x/learning_curve.png", tmpdir);
+    struct stat st;
+    cr_expect(stat(png, &st) == 0 && st.st_size > 1000, "no plot at %s", png);
 }
