@@ -1,11 +1,7 @@
 #!/bin/sh
-# make run: start the model server on its default address with a data dir under runs/.
-# (The full training run replaces this once the distributed loop exists.)
+# make run: a whole MBPO training of Pendulum-v1 on this machine (configs/pendulum.yaml).
+# Extra arguments go to `twig run` (e.g. --set real_steps=3000).
 set -eu
 build=${1:-build}
-addr=${TWIG_LISTEN:-127.0.0.1:7070}
-dir=runs/$(date +%Y%m%d-%H%M%S)
-mkdir -p "$dir"
-echo "twig: model server on $addr, data in $dir (Ctrl-C stops it)"
-echo "twig: health: /usr/bin/python3 deploy/health_check.py $addr"
-exec "$build/modelserver/twig-modelserver" --listen "$addr" --data-dir "$dir/modelserver"
+shift || true
+exec "$build/deploy/twig" run configs/pendulum.yaml "$@"

@@ -251,6 +251,7 @@ static int model_refresh(rollout_t *r, int wait_ms)
             r->model_trained_on = (uint64_t)blob_stat(rep->blob, "trained_on");
             pthread_mutex_lock(&r->stats_mu);
             r->stats.model_version = r->model_version;
+            r->stats.model_trained_on = r->model_trained_on;
             pthread_mutex_unlock(&r->stats_mu);
             log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64, r->model_version,
                      r->model_trained_on);
@@ -591,6 +592,7 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"dropped_nonfinite", (double)s.dropped_nonfinite},
         {"real_mirrored", (double)s.real_mirrored},
         {"model_version", (double)s.model_version},
+        {"model_trained_on", (double)s.model_trained_on},
         {"policy_version", (double)s.policy_version},
         {"quota_done", (double)s.quota_done},
         {"k", (double)s.k},

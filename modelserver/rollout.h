@@ -97,6 +97,7 @@ typedef struct rollout_stats {
     uint64_t terminated;   /* branches stopped by the termination function */
     uint64_t dropped_nonfinite;
     uint64_t model_version;
+    uint64_t model_trained_on; /* real steps the loaded model was trained on */
     uint64_t policy_version;
     uint64_t quota_done;
     int k;
