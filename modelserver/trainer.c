@@ -41,6 +41,9 @@ const config_opt trainer_opts[] = {
     {"model_lr", CFG_FLOAT, T(model_lr), "1e-3", 1e-7, 1, "ensemble Adam learning rate", NULL},
     {"train_threads", CFG_INT, T(train_threads), "1", 1, 256, "OpenBLAS threads of the model fit",
      NULL},
+    {"fresh_fit", CFG_BOOL, T(fresh_fit), "true", 0, 1,
+     "start every model fit from new weights; false continues from the last model as MBPO "
+     "does (docs/design.md says why true is the default)", NULL},
 };
 #undef T
 const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
@@ -356,6 +359,13 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     int rc = read_new_rows(t, end, rows);
     if (rc < 0) {
         return rc;
+    }
+    if (t->cfg.fresh_fit && t->ens_ready) {
+        /* new weights and optimiser state; the published blob is a copy and stays served */
+        ensemble_trainer_free(&t->tr);
+        memset(&t->tr, 0, sizeof t->tr);
+        ensemble_free(&t->ens);
+        t->ens_ready = 0;
     }
     if ((rc = ensure_ensemble(t, (int)st.obs_dim, (int)st.act_dim)) < 0 ||
         (rc = trainer_setup_fit(t)) < 0) {

@@ -77,6 +77,7 @@ typedef struct trainer_cfg {
     int model_batch;      /* MBPO 256 */
     float model_lr;       /* MBPO 1e-3 */
     int train_threads;    /* OpenBLAS threads of the fit */
+    bool fresh_fit;       /* start every fit from new weights (MBPO continues; see design.md) */
 } trainer_cfg;
 
 extern const config_opt trainer_opts[];
