@@ -85,6 +85,10 @@ for l in lines:
     r = l.get("per_s", l.get("updates_per_s_median"))
     rate.setdefault(l["config"], []).append(r)
     best[l["config"]] = max(best.get(l["config"], 0), l["max"])
+# per round: the faster twig over the faster PyTorch, timed within the same minute or so
+n_rounds = min(len(v) for v in rate.values())
+round_ratios = [max(rate["twig_installed"][i], rate["twig_avx512"][i])
+                / max(rate["torch_installed"][i], rate["torch_tuned"][i]) for i in range(n_rounds)]
 med = {k: statistics.median(v) for k, v in rate.items()}
 mflop = 581.57
 for k in sorted(med):
@@ -99,6 +103,8 @@ summary = {
     "ratio_vs_best_torch": round(best_twig / best_torch, 3),
     "ratio_same_kernels_installed": round(med["twig_installed"] / med["torch_installed"], 3),
     "twig_share_of_peak": round(best_twig * mflop / 1e3 / peak, 3),
+    "median_of_round_ratios": round(statistics.median(round_ratios), 3),
+    "round_ratios": [round(x, 2) for x in round_ratios],
     # the fastest repetition of each: less sensitive to other load on a shared machine
     "ratio_of_fastest_reps": round(max(best["twig_installed"], best["twig_avx512"])
                                    / max(best["torch_installed"], best["torch_tuned"]), 3),
