@@ -135,6 +135,29 @@ static int check_train(bool reward, double *worst)
                     lf, lr);
             rc = 1;
         }
+        /* every gradient tensor of the step, relative to its largest entry */
+        for (int k = 0; k < fast.n_tensors && fast.tensors[k].data; k++) {
+            const ensemble_tensor *et = &fast.tensors[k];
+            if (et->data < fast.params || et->data >= fast.params + fast.n_params) {
+                continue;
+            }
+            size_t off = (size_t)(et->data - fast.params);
+            double diff = 0.0, scale = 1e-12;
+            for (size_t i = off; i < off + et->count; i++) {
+                double d = fabs((double)tf.grads[i] - tr.grads[i]);
+                diff = d > diff || isnan(d) ? d : diff;
+                scale = fabs((double)tr.grads[i]) > scale ? fabs((double)tr.grads[i]) : scale;
+            }
+            double g = diff / scale;
+            *worst = g > *worst || isnan(g) ? g : *worst;
+            if (!(g < 1e-3)) {
+                fprintf(stderr,
+                        "bench ensemble_train_step: step %d gradient of %s differs by %g "
+                        "of its largest entry\n",
+                        s, et->name, g);
+                rc = 1;
+            }
+        }
     }
     double dp = 0.0;
     for (size_t i = 0; i < fast.n_params; i++) {

@@ -85,11 +85,16 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 echo "{\"bench\":\"load_average\",\"value\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT"
+# the peak again: under a changing load the higher of the two is the fairer divisor
+PEAK=$($FAST ONLY=square_1024 $PIN "$TMP/sgemm_bench" 1 9 0.3 |
+       awk '/square_1024/ { for (i = 1; i <= NF; i++) if ($i == "med") print $(i + 1) }')
+echo "{\"bench\":\"sgemm_peak\",\"impl\":\"openblas\",\"gflops\":$PEAK,\"shape\":\"1024^3\"}" |
+    tee -a "$OUT"
 
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-peak = next(l["gflops"] for l in lines if l["bench"] == "sgemm_peak")
+peak = max(l["gflops"] for l in lines if l["bench"] == "sgemm_peak")
 # twig figure -> (reference bench, unit, MFLOP per unit as the reference counts it)
 pairs = {
     "ensemble_train_step": ("ensemble_train", "steps", 1396.33),
