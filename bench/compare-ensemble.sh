@@ -8,12 +8,13 @@
 #        BENCH_CPU       the core to pin to (default 0)
 #        TORCH_REPS      repetitions per PyTorch figure (default 5)
 #
-# Per round, interleaved: twig with the image's OpenBLAS kernels (OPENBLAS_CORETYPE=Haswell),
-# twig with OpenBLAS's own choice (AVX-512), PyTorch as installed, PyTorch tuned (AVX-512 + a
-# malloc that keeps freed memory), as the reference README prescribes. twig-bench checks its
-# BLAS results against a naive GEMM before it times and fails on a mismatch. The sgemm peak of
-# the same core (1024^3, AVX-512 kernels) is measured in the same run. Prints every JSON line,
-# then a summary: medians, twig / best PyTorch, and the training step's share of sgemm peak.
+# Per round and figure, interleaved: twig with the image's OpenBLAS kernels
+# (OPENBLAS_CORETYPE=Haswell), twig with OpenBLAS's own choice (AVX-512), PyTorch as installed,
+# PyTorch tuned (AVX-512 + a malloc that keeps freed memory), as the reference README
+# prescribes. twig-bench checks its BLAS results against a naive GEMM before it times and fails
+# on a mismatch. The sgemm peak of the same core (1024^3, AVX-512 kernels) and the load average
+# are recorded in the same run. Prints every JSON line, then a summary: medians, twig / best
+# PyTorch (also of the fastest repetitions, the least disturbed), and shares of sgemm peak.
 # twig's model also predicts the reward (output 2 x 18); ensemble_train_step_out34 is the
 # reference's exact 2 x 17 output. PyTorch rollouts use its default 10k chunks, twig 2048.
 set -eu
@@ -42,7 +43,6 @@ BENCH="$BUILD/bench/twig-bench"
 PIN="taskset -c $CPU env OPENBLAS_NUM_THREADS=1"
 FAST="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 TUNED=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184
-FIGURES="ensemble_train_step ensemble_train_step_out34 rollout_all_members rollout_one_member"
 
 TMP=$(mktemp -d /tmp/twig-compare-ensemble.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -53,6 +53,8 @@ OUT="$TMP/lines.jsonl"
 gcc -O2 -o "$TMP/sgemm_bench" "$REF/sgemm_bench.c" -lopenblas
 PEAK=$($FAST ONLY=square_1024 $PIN "$TMP/sgemm_bench" 1 9 0.3 |
        awk '/square_1024/ { for (i = 1; i <= NF; i++) if ($i == "med") print $(i + 1) }')
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "{\"bench\":\"load_average_start\",\"value\":\"$LOAD\"}" | tee -a "$OUT"
 echo "{\"bench\":\"sgemm_peak\",\"impl\":\"openblas\",\"gflops\":$PEAK,\"shape\":\"1024^3\"}" |
     tee -a "$OUT"
 
@@ -62,18 +64,27 @@ run() {   # label, command...
     "$@" | sed "s/^{/{\"config\":\"$label\",/" | tee -a "$OUT"
 }
 
+# figure by figure, so that twig and PyTorch see about the same load on a shared machine
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-    # shellcheck disable=SC2086
-    run twig_installed $PIN "$BENCH" nn $FIGURES
-    # shellcheck disable=SC2086
-    run twig_avx512 $FAST $PIN "$BENCH" nn $FIGURES
-    run torch_installed $PIN $PY "$REF/torch/ensemble_ref.py" --threads 1 --reps "$TORCH_REPS" \
-        --label installed
-    run torch_tuned $FAST $TUNED $PIN $PY "$REF/torch/ensemble_ref.py" --threads 1 \
-        --reps "$TORCH_REPS" --label tuned
+    for b in train all one; do
+        case $b in
+        train) figs="ensemble_train_step ensemble_train_step_out34" ;;
+        all) figs=rollout_all_members ;;
+        one) figs=rollout_one_member ;;
+        esac
+        # shellcheck disable=SC2086
+        run twig_installed $PIN "$BENCH" nn $figs
+        # shellcheck disable=SC2086
+        run twig_avx512 $FAST $PIN "$BENCH" nn $figs
+        run torch_installed $PIN $PY "$REF/torch/ensemble_ref.py" --threads 1 --bench $b \
+            --reps "$TORCH_REPS" --label installed
+        run torch_tuned $FAST $TUNED $PIN $PY "$REF/torch/ensemble_ref.py" --threads 1 \
+            --bench $b --reps "$TORCH_REPS" --label tuned
+    done
     r=$((r + 1))
 done
+echo "{\"bench\":\"load_average\",\"value\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT"
 
 $PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
@@ -87,7 +98,7 @@ pairs = {
     "rollout_one_member": ("ensemble_one", "samples", 0.26288),
 }
 targets = {"ensemble_train": 1.5, "ensemble_all": 1.5, "ensemble_one": 1.5}
-rate = {}
+rate, fastest = {}, {}
 for l in lines:
     if "per_s" not in l and not any(k.endswith("_per_s_median") for k in l):
         continue
@@ -95,7 +106,9 @@ for l in lines:
     if r is None:
         r = next(v for k, v in l.items() if k.endswith("_per_s_median"))
     rate.setdefault((l["config"], l["bench"]), []).append(r)
+    fastest.setdefault((l["config"], l["bench"]), []).append(l.get("max", r))
 med = {k: statistics.median(v) for k, v in rate.items()}
+top = {k: max(v) for k, v in fastest.items()}
 for (cfg, bench) in sorted(med):
     print(f"# {bench:26s} {cfg:16s} {med[(cfg, bench)]:10.1f}/s")
 summary = {"bench": "ensemble_compare", "sgemm_peak_gflops": peak}
@@ -113,6 +126,9 @@ for twig, (ref, unit, mflop) in pairs.items():
         "ratio_vs_best_torch": round(best_twig / best_torch, 3),
         "ratio_same_kernels_installed": round(t_inst / p_inst, 3),
         "share_of_sgemm_peak": round(best_twig * mflop / 1e3 / peak, 3),
+        "ratio_of_fastest_reps": round(
+            max(top[("twig_installed", twig)], top[("twig_avx512", twig)]) /
+            max(top[("torch_installed", ref)], top[("torch_tuned", ref)]), 3),
         "target_ratio": targets[ref],
     }
     summary[twig] = row

@@ -216,7 +216,9 @@ float ensemble_train_grad(const ensemble_t *e, ensemble_trainer_t *t, const floa
  * fit the normaliser on the rest, draw a bootstrap of the training rows per member, train in
  * epochs (bootstraps reshuffled per epoch) until no member's holdout MSE improved by
  * improve_ratio for `patience` epochs or max_epochs; each member then gets back its weights
- * of best holdout MSE, and the elites are the n_elites members with the lowest holdout MSE.
+ * of best holdout MSE (the shared log-variance bounds keep their last values; holdout MSE
+ * depends on the means only), and the elites are the n_elites members with the lowest
+ * holdout MSE.
  * Allocates its index arrays (not the steps). 0, or -EINVAL when N is too small */
 int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_train_report *rep,
                    const float *obs, const float *act, const float *next_obs, const float *reward,

@@ -111,6 +111,10 @@ int env_set_reset_noise_scale(env_t *e, double x);
 void env_termination(const env_t *e, const float *obs, const float *act, const float *next_obs,
                      bool *done, int B);
 
+/* the termination of a task that never terminates (only truncates): done[0..B) = false */
+void env_termination_never(const env_spec *s, const float *obs, const float *act,
+                           const float *next_obs, bool *done, int B);
+
 /* ids known to env_make (not plugins), NULL-terminated */
 const char *const *env_list(void);
 

@@ -37,12 +37,7 @@ static double ant_position(const mjModel *m, const mjData *d)
 
 static void ant_observe(const mjModel *m, const mjData *d, float *obs)
 {
-    for (int i = 2; i < m->nq; i++) {
-        obs[i - 2] = (float)d->qpos[i];
-    }
-    for (int i = 0; i < m->nv; i++) {
-        obs[m->nq - 2 + i] = (float)d->qvel[i];
-    }
+    mjenv_observe_qpos_qvel(m, d, obs, 2, INFINITY);
 }
 
 static bool ant_healthy_z(double z)
@@ -53,12 +48,8 @@ static bool ant_healthy_z(double z)
 static void ant_score(const mjModel *m, const mjData *d, const float *act, double x_before,
                       double x_after, double dt, const float *obs, env_step_result *res)
 {
-    double ctrl = 0.0;
-    for (int i = 0; i < m->nu; i++) {
-        ctrl += (double)act[i] * act[i];
-    }
     double forward = ANT_FORWARD_WEIGHT * (x_after - x_before) / dt;
-    double ctrl_cost = ANT_CTRL_WEIGHT * ctrl;
+    double ctrl_cost = ANT_CTRL_WEIGHT * mjenv_sum_sq(act, m->nu);
     res->reward = (float)(forward + ANT_HEALTHY_REWARD - ctrl_cost);
     res->info[0] = (float)forward;
     res->info[1] = (float)ANT_HEALTHY_REWARD;

@@ -27,19 +27,9 @@
 #define HOPPER_VEL_CLIP 10.0
 #define HOPPER_N_OBS 11
 
-static double hopper_position(const mjModel *m, const mjData *d)
-{
-    return d->qpos[0];
-}
-
 static void hopper_observe(const mjModel *m, const mjData *d, float *obs)
 {
-    for (int i = 1; i < m->nq; i++) {
-        obs[i - 1] = (float)d->qpos[i];
-    }
-    for (int i = 0; i < m->nv; i++) {
-        obs[m->nq - 1 + i] = (float)fmin(fmax(d->qvel[i], -HOPPER_VEL_CLIP), HOPPER_VEL_CLIP);
-    }
+    mjenv_observe_qpos_qvel(m, d, obs, 1, HOPPER_VEL_CLIP);
 }
 
 /* Gymnasium's is_healthy on the full double state */
@@ -62,12 +52,8 @@ static bool hopper_is_healthy(const mjModel *m, const mjData *d)
 static void hopper_score(const mjModel *m, const mjData *d, const float *act, double x_before,
                          double x_after, double dt, const float *obs, env_step_result *res)
 {
-    double ctrl = 0.0;
-    for (int i = 0; i < m->nu; i++) {
-        ctrl += (double)act[i] * act[i];
-    }
     double forward = HOPPER_FORWARD_WEIGHT * (x_after - x_before) / dt;
-    double ctrl_cost = HOPPER_CTRL_WEIGHT * ctrl;
+    double ctrl_cost = HOPPER_CTRL_WEIGHT * mjenv_sum_sq(act, m->nu);
     res->reward = (float)(forward + HOPPER_HEALTHY_REWARD - ctrl_cost);
     res->info[0] = (float)forward;
     res->info[1] = (float)HOPPER_HEALTHY_REWARD;
@@ -100,7 +86,7 @@ static const mjenv_task hopper_task = {
     .rne_post = false,
     .n_info = 3,
     .info_names = {"reward_forward", "reward_healthy", "reward_ctrl"},
-    .position = hopper_position,
+    .position = mjenv_position_qpos0,
     .observe = hopper_observe,
     .score = hopper_score,
     .termination = hopper_termination,

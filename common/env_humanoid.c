@@ -52,9 +52,8 @@ static float *humanoid_put(float *obs, const mjtNum *src, int n)
 
 static void humanoid_observe(const mjModel *m, const mjData *d, float *obs)
 {
-    float *o = obs;
-    o = humanoid_put(o, d->qpos + 2, m->nq - 2);
-    o = humanoid_put(o, d->qvel, m->nv);
+    mjenv_observe_qpos_qvel(m, d, obs, 2, INFINITY);
+    float *o = obs + (m->nq - 2) + m->nv;
     o = humanoid_put(o, d->cinert, 10 * m->nbody);
     o = humanoid_put(o, d->cvel, 6 * m->nbody);
     o = humanoid_put(o, d->qfrc_actuator, m->nv);

@@ -136,6 +136,34 @@ int mjenv_model(const mjModel **out, const mjenv_task *task)
     return rc;
 }
 
+double mjenv_position_qpos0(const mjModel *m, const mjData *d)
+{
+    (void)m;
+    return d->qpos[0];
+}
+
+void mjenv_observe_qpos_qvel(const mjModel *m, const mjData *d, float *obs, int skip,
+                             double vel_clip)
+{
+    for (int i = skip; i < m->nq; i++) {
+        obs[i - skip] = (float)d->qpos[i];
+    }
+    float *vel = obs + (m->nq - skip);
+    for (int i = 0; i < m->nv; i++) {
+        double v = d->qvel[i];
+        vel[i] = (float)(v < -vel_clip ? -vel_clip : v > vel_clip ? vel_clip : v);
+    }
+}
+
+double mjenv_sum_sq(const float *a, int n)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        s += (double)a[i] * a[i];
+    }
+    return s;
+}
+
 /* sum of the warning counters that mean the physics went wrong (all but VGEOMFULL) */
 static int mjenv_warnings(const mjData *d)
 {

@@ -68,6 +68,17 @@ typedef struct mjenv_task {
                         const float *next_obs, bool *done, int B);
 } mjenv_task;
 
+/* helpers the task hooks share */
+
+/* x = qpos[0]: the forward coordinate of the planar tasks (a slide joint rootx) */
+double mjenv_position_qpos0(const mjModel *m, const mjData *d);
+/* obs = qpos[skip:], then qvel clipped to [-vel_clip, vel_clip] (INFINITY: not clipped; NaN
+ * stays NaN, as np.clip); writes nq - skip + nv values */
+void mjenv_observe_qpos_qvel(const mjModel *m, const mjData *d, float *obs, int skip,
+                             double vel_clip);
+/* sum of a[i]^2 over n, in double: the control costs */
+double mjenv_sum_sq(const float *a, int n);
+
 /* fill a zeroed env_t for task (the create function of every MuJoCo task).
  * returns 0, or a negative code if the model does not load (err_msg has MuJoCo's message) */
 int mjenv_create(env_t *e, const mjenv_task *task);

@@ -85,14 +85,6 @@ static void pendulum_step(env_t *e, const float *act, env_step_result *res)
     res->info[2] = (float)-c_ctrl;
 }
 
-static void pendulum_termination(const env_spec *s, const float *obs, const float *act,
-                                 const float *next_obs, bool *done, int B)
-{
-    for (int b = 0; b < B; b++) {
-        done[b] = false;
-    }
-}
-
 static void pendulum_destroy(env_t *e)
 {
     free(e->impl);
@@ -102,7 +94,7 @@ static void pendulum_destroy(env_t *e)
 static const env_ops pendulum_ops = {
     .reset = pendulum_reset,
     .step = pendulum_step,
-    .termination = pendulum_termination,
+    .termination = env_termination_never,
     .destroy = pendulum_destroy,
 };
 

@@ -29,25 +29,9 @@
 #define WALKER2D_VEL_CLIP 10.0
 #define WALKER2D_N_OBS 17
 
-static double walker2d_position(const mjModel *m, const mjData *d)
-{
-    return d->qpos[0];
-}
-
-/* clip that keeps NaN (as np.clip), so a diverged velocity stays visible */
-static double walker2d_clip(double v, double lim)
-{
-    return v < -lim ? -lim : v > lim ? lim : v;
-}
-
 static void walker2d_observe(const mjModel *m, const mjData *d, float *obs)
 {
-    for (int i = 1; i < m->nq; i++) {
-        obs[i - 1] = (float)d->qpos[i];
-    }
-    for (int i = 0; i < m->nv; i++) {
-        obs[m->nq - 1 + i] = (float)walker2d_clip(d->qvel[i], WALKER2D_VEL_CLIP);
-    }
+    mjenv_observe_qpos_qvel(m, d, obs, 1, WALKER2D_VEL_CLIP);
 }
 
 /* false for NaN too */
@@ -61,12 +45,8 @@ static void walker2d_score(const mjModel *m, const mjData *d, const float *act,
                            double x_before, double x_after, double dt, const float *obs,
                            env_step_result *res)
 {
-    double ctrl = 0.0;
-    for (int i = 0; i < m->nu; i++) {
-        ctrl += (double)act[i] * act[i];
-    }
     double forward = WALKER2D_FORWARD_WEIGHT * (x_after - x_before) / dt;
-    double ctrl_cost = WALKER2D_CTRL_WEIGHT * ctrl;
+    double ctrl_cost = WALKER2D_CTRL_WEIGHT * mjenv_sum_sq(act, m->nu);
     res->reward = (float)(forward + WALKER2D_HEALTHY_REWARD - ctrl_cost);
     res->info[0] = (float)forward;
     res->info[1] = (float)WALKER2D_HEALTHY_REWARD;
@@ -97,7 +77,7 @@ static const mjenv_task walker2d_task = {
     .rne_post = false,
     .n_info = 3,
     .info_names = {"reward_forward", "reward_survive", "reward_ctrl"},
-    .position = walker2d_position,
+    .position = mjenv_position_qpos0,
     .observe = walker2d_observe,
     .score = walker2d_score,
     .termination = walker2d_termination,

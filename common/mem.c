@@ -2,6 +2,7 @@
 #include "common/mem.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,9 @@ char *xstrdup(const char *s)
 void *xmalloc_aligned(size_t n)
 {
     void *p = NULL;
+    if (n > SIZE_MAX - 63) {
+        TWIG_PANIC("out of memory allocating %zu aligned bytes", n);   /* would round to 0 */
+    }
     size_t rounded = (n + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
         TWIG_PANIC("out of memory allocating %zu aligned bytes", n);
@@ -82,7 +86,7 @@ void arena_free(arena_t *a)
 void *arena_alloc(arena_t *a, size_t n)
 {
     size_t start = (a->used + 63) & ~(size_t)63;
-    if (start + n > a->cap) {
+    if (start > a->cap || n > a->cap - start) {   /* start + n could wrap around */
         TWIG_PANIC("arena of %zu bytes too small for %zu more (used %zu)", a->cap, n, a->used);
     }
     a->used = start + n;

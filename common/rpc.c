@@ -1,6 +1,6 @@
 /* rpc.c - gRPC library lifetime and the translation between twig codes and gRPC status.
  *
- * The server lives in rpc_server.c, the client in rpc_client.c.
+ * The server lives in rpc_server.c, the client in rpc_client.c; what both use is below.
  */
 #include "common/rpc.h"
 
@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/status.h>
 
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/rpc_priv.h"
 
 /* ---- library ---- */
 
@@ -74,6 +76,9 @@ int rpc_lib_shutdown(int timeout_ms)
     }
     pthread_detach(th);
 
+    if (timeout_ms < 0) {
+        timeout_ms = 0;   /* else tv_nsec could go negative: EINVAL, and the wait would spin */
+    }
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
@@ -95,6 +100,27 @@ int rpc_lib_shutdown(int timeout_ms)
         return err_set(TWIG_EDEADLINE, "grpc_shutdown still running after %d ms", timeout_ms);
     }
     return 0;
+}
+
+/* ---- shared by server and client (rpc_priv.h) ---- */
+
+grpc_byte_buffer *rpc_bb_from_msg(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = xmalloc(n ? n : 1);  /* empty messages are legal */
+    protobuf_c_message_pack(msg, buf);
+    grpc_slice s = grpc_slice_new(buf, n, free);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+void rpc_arg_int(grpc_arg *args, size_t *n, const char *key, int value)
+{
+    args[*n].type = GRPC_ARG_INTEGER;
+    args[*n].key = (char *)key;
+    args[*n].value.integer = value;
+    (*n)++;
 }
 
 /* ---- status translation ---- */

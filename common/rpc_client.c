@@ -26,9 +26,9 @@
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rng.h"
+#include "common/rpc_priv.h"
 #include "proto/health.pb-c.h"
 
-#define RPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
 #define RPC_POLL_MS 20          /* rpc_wait_serving: pause between probes */
 #define RPC_PROBE_MAX_MS 1000   /* rpc_wait_serving: longest single probe */
 #define RPC_INITIAL_RECONNECT_MS 100
@@ -85,17 +85,6 @@ static grpc_byte_buffer *bb_from_bytes(const uint8_t *p, size_t n)
     return bb;
 }
 
-static grpc_byte_buffer *bb_from_msg(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = xmalloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    grpc_slice s = grpc_slice_new(buf, n, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
 /* copy a received buffer out: *out owned (free()), never NULL on success */
 static int bb_to_bytes(uint8_t **out, size_t *n_out, grpc_byte_buffer *bb)
 {
@@ -135,14 +124,6 @@ static void cq_release(grpc_completion_queue *cq)
 
 /* ---- client ---- */
 
-static void add_arg_int(grpc_arg *args, size_t *n, const char *key, int value)
-{
-    args[*n].type = GRPC_ARG_INTEGER;
-    args[*n].key = (char *)key;
-    args[*n].value.integer = value;
-    (*n)++;
-}
-
 int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *cfg)
 {
     *out = NULL;
@@ -174,18 +155,18 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
 
     grpc_arg a[8];
     size_t na = 0;
-    add_arg_int(a, &na, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
-    add_arg_int(a, &na, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
-    add_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIME_MS,
+    rpc_arg_int(a, &na, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
+    rpc_arg_int(a, &na, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
+    rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIME_MS,
                 cfg->keepalive_ms > 0 ? cfg->keepalive_ms : RPC_DEFAULT_KEEPALIVE_MS);
-    add_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+    rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                 cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms
                                               : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS);
-    add_arg_int(a, &na, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-    add_arg_int(a, &na, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+    rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+    rpc_arg_int(a, &na, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
                 RPC_INITIAL_RECONNECT_MS < reconnect_max ? RPC_INITIAL_RECONNECT_MS
                                                          : reconnect_max);
-    add_arg_int(a, &na, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, reconnect_max);
+    rpc_arg_int(a, &na, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, reconnect_max);
     grpc_channel_args args = {.num_args = na, .args = a};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     cl->ch = grpc_channel_create(addr, creds, &args);
@@ -465,7 +446,7 @@ int rpc_stream_send_bytes(rpc_stream_t *s, const uint8_t *msg, size_t n_msg)
 
 int rpc_stream_send(rpc_stream_t *s, const ProtobufCMessage *msg)
 {
-    grpc_byte_buffer *bb = bb_from_msg(msg);
+    grpc_byte_buffer *bb = rpc_bb_from_msg(msg);
     int rc = stream_send_op(s, GRPC_OP_SEND_MESSAGE, bb);
     grpc_byte_buffer_destroy(bb);
     return rc;

@@ -38,10 +38,10 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/rpc_priv.h"
 #include "proto/health.pb-c.h"
 
 #define RPC_POSTED_REQUESTS 8  /* request_call contexts kept waiting for new calls */
-#define RPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
 #define RPC_TEXT_MAX 512
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_DONE, TAG_SHUTDOWN };
@@ -122,17 +122,6 @@ struct rpc_server {
 };
 
 /* ---- messages in byte buffers ---- */
-
-static grpc_byte_buffer *bb_from_msg(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = xmalloc(n ? n : 1);  /* empty messages are legal */
-    protobuf_c_message_pack(m, buf);
-    grpc_slice s = grpc_slice_new(buf, n, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
 
 /* NULL: did not parse */
 static ProtobufCMessage *bb_to_msg(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb)
@@ -235,7 +224,7 @@ void rpc_call_reply(rpc_call_t *call, int rc, const ProtobufCMessage *reply)
     }
     if (rc == 0) {
         TWIG_ASSERT(reply != NULL);
-        call_finish(call, GRPC_STATUS_OK, NULL, bb_from_msg(reply));
+        call_finish(call, GRPC_STATUS_OK, NULL, rpc_bb_from_msg(reply));
         return;
     }
     const char *text = err_msg();
@@ -465,7 +454,7 @@ static void health_check(rpc_call_t *c, grpc_byte_buffer *bb)
         Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
         r.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
         atomic_store(&c->replied, true);
-        call_finish(c, GRPC_STATUS_OK, NULL, bb_from_msg(&r.base));
+        call_finish(c, GRPC_STATUS_OK, NULL, rpc_bb_from_msg(&r.base));
     }
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
@@ -678,14 +667,6 @@ static size_t path_service_len(const char *path)
     return (size_t)(slash - path - 1);
 }
 
-static void add_arg_int(grpc_arg *args, size_t *n, const char *key, int value)
-{
-    args[*n].type = GRPC_ARG_INTEGER;
-    args[*n].key = (char *)key;
-    args[*n].value.integer = value;
-    (*n)++;
-}
-
 static int validate_table(const rpc_server_cfg *cfg, const rpc_method *methods, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -779,14 +760,14 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
 
     grpc_arg a[8];
     size_t na = 0;
-    add_arg_int(a, &na, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
-    add_arg_int(a, &na, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
-    add_arg_int(a, &na, GRPC_ARG_ALLOW_REUSEPORT, 0);
-    add_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIME_MS, keepalive);
-    add_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_to);
+    rpc_arg_int(a, &na, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
+    rpc_arg_int(a, &na, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
+    rpc_arg_int(a, &na, GRPC_ARG_ALLOW_REUSEPORT, 0);
+    rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIME_MS, keepalive);
+    rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_to);
     /* accept the clients' keepalive pings (rpc_client pings only during calls) */
-    add_arg_int(a, &na, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-    add_arg_int(a, &na, GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    rpc_arg_int(a, &na, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    rpc_arg_int(a, &na, GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     grpc_channel_args args = {.num_args = na, .args = a};
     srv->server = grpc_server_create(&args, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);

@@ -373,50 +373,6 @@ void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
     policy_head(act, s->eps, s->pi_out, B, s->cfg.n_act, deterministic, &s->rng);
 }
 
-/* ---- the policy alone ---- */
-
-int sac_policy_init(mlp_t *pi, int n_obs, int n_act, int hidden, int max_batch, rng_t *rng)
-{
-    if (n_obs < 1 || n_act < 1 || n_obs > 4096 || n_act > 4096) {
-        return err_set(-EINVAL, "sac policy: n_obs %d n_act %d, must be 1..4096", n_obs, n_act);
-    }
-    const int sizes[] = {n_obs, hidden, hidden, 2 * n_act};
-    return mlp_init(pi, sizes, 3, NN_ACT_RELU, max_batch, rng);
-}
-
-size_t sac_policy_scratch(int B, int n_act)
-{
-    return (size_t)B * (4 * (size_t)n_act + 1);
-}
-
-void sac_policy_act(mlp_t *pi, float *act, float *scratch, const float *obs, int B,
-                    bool deterministic, rng_t *rng)
-{
-    const int A = pi->sizes[pi->n_layers] / 2;
-    float *out = scratch, *head = scratch + (size_t)B * 2 * A;
-    mlp_forward(pi, out, obs, B);
-    policy_head(act, head, out, B, A, deterministic, rng);
-}
-
-int sac_policy_blob(nn_blob *b, sac_t *s, uint64_t version, const char *env_id)
-{
-    mlp_t *nets[1] = {&s->actor};
-    const char *names[1] = {SAC_POLICY_PREFIX};
-    return nn_blob_build(b, nets, names, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, version,
-                         env_id);
-}
-
-int sac_policy_load_blob(mlp_t *pi, const Twig__V1__WeightBlob *msg)
-{
-    if (msg->kind != TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY) {
-        return err_set(TWIG_EMISMATCH, "sac policy: weight blob of kind %d, expected POLICY",
-                       (int)msg->kind);
-    }
-    mlp_t *nets[1] = {pi};
-    const char *names[1] = {SAC_POLICY_PREFIX};
-    return nn_blob_load(nets, names, 1, msg);
-}
-
 /* ---- checkpoints ---- */
 
 typedef struct sac_extra {

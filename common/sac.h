@@ -22,7 +22,6 @@
 #include <stdint.h>
 
 #include "common/nn.h"
-#include "common/nn_blob.h"
 #include "common/replay.h"
 #include "common/rng.h"
 
@@ -94,24 +93,6 @@ void sac_update(sac_t *s, const replay_batch *b);
 /* act(B, A) in [-1, 1] for obs(B, O), B <= cfg.batch: tanh(mu) if deterministic, else a sample.
  * Uses the actor's workspace (not concurrently with sac_update). */
 void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic);
-
-/* ---- the policy alone: what actors run, shipped as a WeightBlob ---- */
-
-#define SAC_POLICY_PREFIX "actor" /* its tensors are "actor.w0", "actor.b0", ... */
-
-/* an mlp_t of the actor's shape (O -> H -> H -> 2A, ReLU); returns 0 or -EINVAL */
-int sac_policy_init(mlp_t *pi, int n_obs, int n_act, int hidden, int max_batch, rng_t *rng);
-/* floats of scratch sac_policy_act needs for B rows */
-size_t sac_policy_scratch(int B, int n_act);
-/* act(B, A) in [-1, 1]: tanh(mu) if deterministic, else a tanh-Gaussian sample (noise from
- * rng); scratch holds sac_policy_scratch(B, A) floats */
-void sac_policy_act(mlp_t *pi, float *act, float *scratch, const float *obs, int B,
-                    bool deterministic, rng_t *rng);
-/* the actor's parameters as a POLICY WeightBlob (b as in nn_blob_build; nn_blob_free it) */
-int sac_policy_blob(nn_blob *b, sac_t *s, uint64_t version, const char *env_id);
-/* a received POLICY blob into pi; refuses another kind, shape or damaged data, writing
- * nothing (see nn_blob_load) */
-int sac_policy_load_blob(mlp_t *pi, const Twig__V1__WeightBlob *msg);
 
 /* full learner state: actor, critics, targets, Adam moments, temperature, counters, rng.
  * load refuses a file of other dimensions or a damaged one (see mlp_load_file) */

@@ -13,6 +13,7 @@
 
 #define MONITOR_CALL_DEADLINE_MS 2000
 #define MONITOR_HEALTH_PROBE_MS 1000
+#define MONITOR_HEALTH_POLL_MS 50   /* at least this long between two probes of one process */
 
 const char monitor_metrics_header[] =
     "real_steps,wall_s,eval_return_mean,eval_return_std,updates,synthetic_samples,"
@@ -83,6 +84,7 @@ static int wait_healthy(monitor_t *m)
             if (atomic_load(&m->stop)) {
                 return TWIG_ECANCELLED;
             }
+            uint64_t probe_start = now_ms();
             int rc = rpc_health_check(p->addr, "", MONITOR_HEALTH_PROBE_MS);
             if (rc == RPC_HEALTH_SERVING) {
                 log_info("event=healthy proc=%s addr=%s", p->name, p->addr);
@@ -94,8 +96,11 @@ static int wait_healthy(monitor_t *m)
                          rc < 0 ? err_msg() : "NOT_SERVING");
                 return TWIG_EDEADLINE;
             }
-            if (rc != TWIG_EUNAVAIL && rc != TWIG_EDEADLINE) {
-                usleep(50 * 1000);   /* answered but not serving yet: probe again shortly */
+            /* a refused connection fails in well under a millisecond: pause before the next
+             * probe whatever the answer, or start-up becomes a busy loop of new channels */
+            uint64_t took = now_ms() - probe_start;
+            if (took < MONITOR_HEALTH_POLL_MS) {
+                usleep((useconds_t)(MONITOR_HEALTH_POLL_MS - took) * 1000);
             }
         }
     }

@@ -89,6 +89,8 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int term_signal)
     p->last_exit_status = status;
     p->last_term_signal = term_signal;
     uv_close((uv_handle_t *)h, on_process_closed);
+    /* decided before the callback, so it can tell a last exit from one that is restarted */
+    p->gave_up = !s->stopping && s->cfg.max_restarts >= 0 && p->restarts >= s->cfg.max_restarts;
     int index = (int)(p - s->procs);
     if (s->on_exit) {
         s->on_exit(s, index, status, term_signal);
@@ -101,7 +103,7 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int term_signal)
     }
     uint64_t up = uv_now(s->loop) - p->started_ms;
     p->consecutive_failures = up >= s->cfg.stable_ms ? 1 : p->consecutive_failures + 1;
-    if (s->cfg.max_restarts >= 0 && p->restarts >= s->cfg.max_restarts) {
+    if (p->gave_up) {
         log_error("event=gave_up proc=%s pid=%d status=%lld signal=%d restarts=%d", p->name,
                   p->pid, (long long)status, term_signal, p->restarts);
         return;

@@ -4,7 +4,8 @@
  * libuv loop. A process that exits while the run is not stopping is restarted after an
  * exponential backoff (base, doubled per consecutive quick failure, capped); a process that
  * stayed up for `stable_ms` gets its backoff reset. Every start, exit and restart is one log
- * line. supervise_stop() sends SIGTERM to all, then SIGKILL to those still alive after
+ * line. A process that exits with max_restarts used up stays down (gave_up; the on_exit
+ * callback decides what that means for the run). supervise_stop() sends SIGTERM to all, then SIGKILL to those still alive after
  * `grace_ms`; the loop then ends once every handle is closed.
  *
  *     supervise_t s;
@@ -45,6 +46,7 @@ typedef struct supervise_proc {
     int starts;                           /* how many times it was started */
     int restarts;                         /* starts after the first */
     int consecutive_failures;
+    bool gave_up;                         /* exited with max_restarts used up: stays down */
     uint64_t started_ms;
     int64_t last_exit_status;
     int last_term_signal;
@@ -62,7 +64,8 @@ typedef struct supervise {
     int open_handles;                     /* handles still to be closed */
     /* called after each start (first or restart), e.g. to record pids */
     void (*on_start)(struct supervise *s, int index);
-    /* called on each exit, e.g. so the launcher can print "restarting learner" */
+    /* called on each exit, e.g. so the launcher can print "restarting learner"; the process's
+     * gave_up is already set when this exit was its last. May call supervise_stop */
     void (*on_exit)(struct supervise *s, int index, int64_t status, int term_signal);
     void *data;                           /* for the caller */
 } supervise_t;

@@ -8,6 +8,12 @@
  * 4. the monitor waits until all are healthy, then shows progress and writes metrics.csv and
  *    TensorBoard events until the final evaluation arrives;
  * 5. stop everything, draw learning_curve.png with gnuplot, print the summary.
+ *
+ * The run ends in one place, launcher_stop() on the loop thread, whatever ends it: the
+ * monitor (final evaluation, or a failure) through the `wake` async, SIGINT/SIGTERM, a process
+ * the supervisor gave up on (launcher.max_restarts), or an error while starting. The monitor
+ * thread may still send on `wake` until it is joined, so that handle is unreferenced at the
+ * stop and closed only after monitor_stop().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +55,7 @@ typedef struct launcher {
     uv_signal_t sigint, sigterm;
     supervise_t sup;
     monitor_t mon;
+    bool stopping;                 /* launcher_stop ran */
     int exit_code;
 } launcher_t;
 
@@ -132,6 +139,50 @@ static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
                    exe_dir, exe_dir, folders[role]);
 }
 
+/* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
+ * search), stdout and stderr into the files out_path and err_path. Its wait status, or
+ * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
+ * libuv child watcher competes for the exit */
+static int run_child(char *const argv[], const char *out_path, const char *err_path,
+                     bool search)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return err_set(-errno, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) {
+            _exit(126);
+        }
+        dup2(fo, STDOUT_FILENO);
+        dup2(fe, STDERR_FILENO);
+        if (search) {
+            execvp(argv[0], argv);
+        } else {
+            execv(argv[0], argv);
+        }
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+/* "exit 2", "killed by signal 11", "could not be run (exit 127)" */
+static void describe_status(char *out, size_t n, int status)
+{
+    if (WIFSIGNALED(status)) {
+        snprintf(out, n, "killed by signal %d", WTERMSIG(status));
+    } else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+        snprintf(out, n, "could not be run (exit %d)", WEXITSTATUS(status));
+    } else {
+        snprintf(out, n, "exit %d", WEXITSTATUS(status));
+    }
+}
+
 /* run `bin --config ... --set ... --print-config` and keep its output: each process checks
  * its own section of the file before anything starts */
 static int check_process_config(launcher_t *L, const plan_proc *p)
@@ -147,23 +198,9 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
     }
     argv[argc++] = "--print-config";
     argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid < 0) {
-        return err_set(-errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) {
-            _exit(126);
-        }
-        dup2(fo, STDOUT_FILENO);
-        dup2(fe, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    int status = run_child(argv, out_path, err_path, false);
+    if (status < 0) {
+        return status;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         unlink(err_path);
@@ -180,23 +217,40 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
             *nl = '\0';
         }
     }
-    return err_set(-EINVAL, "%s refused the config: %s", p->name, detail);
+    char how[64];
+    describe_status(how, sizeof how, status);
+    return err_set(-EINVAL, "%s refused the config (%s, %s): %s", p->name, how, argv[0],
+                   detail[0] ? detail : "no message");
+}
+
+/* loop thread: end the run with exit code `code` (reason: why, when code != 0); the first call
+ * wins. The loop returns once every child is gone */
+static void launcher_stop(launcher_t *L, int code, const char *reason)
+{
+    if (L->stopping) {
+        return;
+    }
+    L->stopping = true;
+    L->exit_code = code;
+    if (code != 0) {
+        log_error("event=run_failed exit=%d reason=\"%s\"", code, reason);
+        fprintf(stderr, "\ntwig: run failed: %s\n", reason);
+    }
+    atomic_store(&L->mon.stop, true);   /* the monitor winds down while the children stop */
+    supervise_stop(&L->sup);
+    uv_close((uv_handle_t *)&L->sigint, NULL);
+    uv_close((uv_handle_t *)&L->sigterm, NULL);
+    uv_unref((uv_handle_t *)&L->wake);   /* closed after monitor_stop: the thread may send */
 }
 
 static void on_wake(uv_async_t *h)
 {
     launcher_t *L = h->data;
     monitor_state st = monitor_get_state(&L->mon);
-    if (st == MONITOR_DONE || st == MONITOR_FAILED) {
-        if (st == MONITOR_FAILED) {
-            log_error("event=run_failed reason=\"%s\"", L->mon.failure);
-            fprintf(stderr, "twig: run failed: %s\n", L->mon.failure);
-            L->exit_code = 1;
-        }
-        supervise_stop(&L->sup);
-        uv_close((uv_handle_t *)&L->wake, NULL);
-        uv_close((uv_handle_t *)&L->sigint, NULL);
-        uv_close((uv_handle_t *)&L->sigterm, NULL);
+    if (st == MONITOR_DONE) {
+        launcher_stop(L, 0, NULL);
+    } else if (st == MONITOR_FAILED) {
+        launcher_stop(L, 1, L->mon.failure);
     }
 }
 
@@ -209,21 +263,29 @@ static void wake_from_monitor(void *data)
 static void on_signal(uv_signal_t *h, int signum)
 {
     launcher_t *L = h->data;
-    log_warn("event=interrupted signal=%d", signum);
-    fprintf(stderr, "\ntwig: stopping the run (signal %d)\n", signum);
-    L->exit_code = 130;
-    atomic_store(&L->mon.state, MONITOR_FAILED);
-    snprintf(L->mon.failure, sizeof L->mon.failure, "interrupted by signal %d", signum);
-    uv_async_send(&L->wake);
+    char reason[64];
+    snprintf(reason, sizeof reason, "interrupted by signal %d", signum);
+    launcher_stop(L, 128 + signum, reason);   /* the shell's convention: 130 for Ctrl-C */
 }
 
 static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_signal)
 {
+    launcher_t *L = s->data;
+    const supervise_proc *p = &s->procs[index];
     if (s->stopping) {
         return;
     }
-    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it with backoff\n",
-            s->procs[index].name, (long long)status, term_signal);
+    if (p->gave_up) {
+        /* it stays down: without it the run can never finish, so end it now */
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "%s exited (status %lld, signal %d) and gave up after %d restarts", p->name,
+                 (long long)status, term_signal, p->restarts);
+        launcher_stop(L, 1, reason);
+        return;
+    }
+    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n", p->name,
+            (long long)status, term_signal);
 }
 
 /* RUN/procs.tsv: name, pid, starts of every process, rewritten at each start, so tools and
@@ -252,22 +314,31 @@ static void on_proc_start(supervise_t *s, int index)
     }
 }
 
+/* gnuplot draws metrics.csv into learning_curve.png. No shell is involved; the paths sit in
+ * gnuplot's single-quoted strings, so a name with a single quote is not plotted */
 static void plot_learning_curve(const launcher_t *L)
 {
-    char csv[PLAN_PATH_MAX + 32], png[PLAN_PATH_MAX + 32], cmd[4 * PLAN_PATH_MAX];
-    snprintf(csv, sizeof csv, "%s/metrics.csv", L->run_dir);
-    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal pngcairo size 900,540; set output '%s'; "
+    if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
+        log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
+        return;
+    }
+    char script[4 * PLAN_PATH_MAX];
+    snprintf(script, sizeof script,
+             "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
              "set datafile separator ','; set key autotitle columnhead; "
              "set title '%s: evaluation return'; set xlabel 'real steps'; "
              "set ylabel 'return'; set grid; "
-             "plot '%s' using 1:3:4 with yerrorlines title 'eval return (mean, std)'\" "
-             "2>/dev/null",
-             png, L->run.env, csv);
-    int rc = system(cmd);
-    if (rc != 0) {
-        log_warn("event=plot_failed status=%d", rc);
+             "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
+             "title 'eval return (mean, std)'",
+             L->run_dir, L->run.env, L->run_dir);
+    char *argv[] = {"gnuplot", "-e", script, NULL};
+    int status = run_child(argv, "/dev/null", "/dev/null", true);
+    if (status != 0) {
+        char how[64] = "fork failed";
+        if (status > 0) {
+            describe_status(how, sizeof how, status);
+        }
+        log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
     }
 }
 
@@ -427,29 +498,33 @@ static int launch(launcher_t *L)
     L->sup.data = L;
     for (int i = 0; i < L->plan->n_procs && rc == 0; i++) {
         const plan_proc *p = &L->plan->procs[i];
-        rc = supervise_add(&L->sup, p->name, p->argv, p->log_path);
+        int index = supervise_add(&L->sup, p->name, p->argv, p->log_path);
+        rc = index < 0 ? index : 0;   /* an index, not 0: the loop used to stop after two */
     }
     rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
                                     wake_from_monitor, L);
     rc = rc < 0 ? rc : supervise_start(&L->sup);
     rc = rc < 0 ? rc : monitor_start(&L->mon);
     if (rc < 0) {
-        /* make the loop end: stop whatever started and close our handles */
-        L->exit_code = 1;
-        atomic_store(&L->mon.state, MONITOR_FAILED);
-        snprintf(L->mon.failure, sizeof L->mon.failure, "%s", err_msg());
-        uv_async_send(&L->wake);
+        /* stop whatever started; the loop then ends */
+        char reason[sizeof L->mon.failure];
+        snprintf(reason, sizeof reason, "%s", err_msg());
+        launcher_stop(L, 1, reason);
     }
     uv_run(&L->loop, UV_RUN_DEFAULT);
     monitor_stop(&L->mon);
+    uv_close((uv_handle_t *)&L->wake, NULL);
+    uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
         plot_learning_curve(L);
     }
     print_summary(L);
     monitor_free(&L->mon);
     supervise_free(&L->sup);
-    uv_loop_close(&L->loop);
-    return rc;
+    if (uv_loop_close(&L->loop) != 0) {
+        log_error("event=loop_not_closed detail=\"a handle is still open\"");
+    }
+    return 0;   /* from here on, failures were reported by launcher_stop: see exit_code */
 }
 
 int twig_cmd_run(int argc, char **argv)

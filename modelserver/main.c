@@ -206,6 +206,8 @@ static const config_opt ms_file_opts[] = {
 };
 #undef F
 
+#define MS_PRINTED (-1000)   /* ms_parse_config served --print-config */
+
 /* take --config/--set out of argv into the run, model and file tables (common/cli), then put
  * the file's server flags in front of the remaining flags, which thus override them.
  * *out (owned) is the argv for parse_argv; returns its count, or -EINVAL */
@@ -221,6 +223,8 @@ static int ms_parse_config(run_cfg *run, trainer_cfg *tc, ms_file *file, char **
         if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set")) && i + 1 < argc) {
             cli[n_cli++] = argv[i];
             cli[n_cli++] = argv[++i];
+        } else if (!strcmp(argv[i], "--print-config")) {
+            cli[n_cli++] = argv[i];
         } else {
             rest[n_rest++] = argv[i];
         }
@@ -231,6 +235,10 @@ static int ms_parse_config(run_cfg *run, trainer_cfg *tc, ms_file *file, char **
                           file}};
     int rc = cli_parse(t, 3, TRAINER_SECTION, n_cli, cli, "twig-modelserver");
     free(cli);
+    if (rc == CLI_EXIT) {   /* --print-config: the effective config went to stdout */
+        free(rest);
+        return MS_PRINTED;
+    }
     if (rc == 0) {
         rc = run_cfg_check(run);
     }
@@ -274,6 +282,9 @@ int main(int argc, char **argv)
     ms_file file;
     char **args = NULL;
     int n_args = ms_parse_config(&run, &tc, &file, &args, argc, argv);
+    if (n_args == MS_PRINTED) {
+        return 0;
+    }
     if (n_args < 0) {
         return 2;
     }

@@ -89,6 +89,21 @@ Test(arena, overflow_panics, .signal = SIGABRT)
     arena_alloc(&a, 4096);
 }
 
+/* a size near SIZE_MAX must not wrap the bounds check around to a small number */
+Test(arena, size_that_wraps_around_panics, .signal = SIGABRT)
+{
+    arena_t a;
+    arena_init(&a, 128);
+    arena_alloc(&a, 10);
+    arena_alloc(&a, SIZE_MAX - 10);
+}
+
+Test(mem, aligned_size_that_wraps_around_panics, .signal = SIGABRT)
+{
+    void *p = xmalloc_aligned(SIZE_MAX - 10);
+    free(p);
+}
+
 Test(nn_gemm, blas_matches_naive_for_all_transposes)
 {
     rng_t r;

@@ -170,3 +170,25 @@ Test(env_hopper, joints_match_the_spec_table, .timeout = 60)
     cr_expect_eq(m->opt.timestep, 0.002);
     env_free(e);
 }
+
+/* the observation clips velocities to +-10 as np.clip does: a NaN stays NaN (visible to the
+ * divergence check), it does not become -10 */
+Test(env_hopper, observation_clips_velocities_and_keeps_nan, .timeout = 60)
+{
+    env_t *e = envt_make(ID);
+    float obs[11];
+    env_reset(e, 3, obs);
+    mjData *d = mjenv_data_of(e);
+    const mjModel *m = mjenv_model_of(e);
+    d->qvel[0] = 25.0;
+    d->qvel[1] = -25.0;
+    d->qvel[2] = NAN;
+    d->qvel[3] = 3.5;
+    mjenv_task_of(e)->observe(m, d, obs);
+    cr_expect_eq(obs[5], 10.0f);
+    cr_expect_eq(obs[6], -10.0f);
+    cr_expect(isnan(obs[7]), "obs[7] %g", (double)obs[7]);
+    cr_expect_eq(obs[8], 3.5f);
+    cr_expect_eq(obs[0], (float)d->qpos[1]);
+    env_free(e);
+}

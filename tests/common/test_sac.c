@@ -534,54 +534,6 @@ Test(sac, save_load_resumes_bit_for_bit_and_damage_is_refused)
     cr_expect_eq(system(cmd), 0);
 }
 
-Test(sac, policy_blob_round_trip_acts_like_the_learner)
-{
-    sac_t s;
-    small_sac(&s, 40);
-    rng_t rng;
-    rng_seed(&rng, 41);
-    replay_t rb;
-    fill_replay(&rb, &rng, 64);
-    replay_batch b;
-    cr_assert_eq(replay_batch_init(&b, B, O, A), 0);
-    for (int u = 0; u < 3; u++) {
-        replay_sample_batch(&b, &rb, &rng, B);
-        sac_update(&s, &b);
-    }
-    nn_blob *blob = calloc(1, sizeof(*blob));
-    cr_assert_eq(sac_policy_blob(blob, &s, 3, "Pendulum-v1"), 0, "%s", err_msg());
-    size_t len = twig__v1__weight_blob__get_packed_size(&blob->msg);
-    uint8_t *wire = malloc(len);
-    twig__v1__weight_blob__pack(&blob->msg, wire);
-    Twig__V1__WeightBlob *got = twig__v1__weight_blob__unpack(NULL, len, wire);
-    cr_assert(got);
-    mlp_t pi;
-    cr_assert_eq(sac_policy_init(&pi, O, A, H, B, &rng), 0);
-    cr_assert_eq(sac_policy_load_blob(&pi, got), 0, "%s", err_msg());
-    float obs[B * O], a1[B * A], a2[B * A];
-    float *scratch = malloc(sizeof(float) * sac_policy_scratch(B, A));
-    rng_fill_normal(&rng, obs, B * O);
-    sac_act(&s, a1, obs, B, true);
-    sac_policy_act(&pi, a2, scratch, obs, B, true, &rng);
-    cr_expect_eq(memcmp(a1, a2, sizeof(a1)), 0, "deterministic actions differ");
-    sac_policy_act(&pi, a2, scratch, obs, B, false, &rng);
-    for (int i = 0; i < B * A; i++) {
-        cr_expect(a2[i] >= -1.0f && a2[i] <= 1.0f && a2[i] != a1[i], "sample %d: %f", i, a2[i]);
-    }
-    // a model blob is not a policy
-    got->kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL;
-    cr_expect_eq(sac_policy_load_blob(&pi, got), TWIG_EMISMATCH);
-    twig__v1__weight_blob__free_unpacked(got, NULL);
-    free(wire);
-    free(scratch);
-    nn_blob_free(blob);
-    free(blob);
-    mlp_free(&pi);
-    replay_batch_free(&b);
-    replay_free(&rb);
-    sac_free(&s);
-}
-
 Test(sac, update_allocates_nothing)
 {
     sac_t s;

@@ -180,3 +180,48 @@ Test(supervise, missing_binary_is_a_clear_error, .init = setup, .fini = teardown
     supervise_free(&s);
     cr_expect_eq(uv_loop_close(&loop), 0);
 }
+
+typedef struct give_up_watch {
+    int exits;
+    bool gave_up_at[8];
+} give_up_watch;
+
+static void on_exit_give_up(supervise_t *s, int index, int64_t status, int term_signal)
+{
+    give_up_watch *w = s->data;
+    bool last = s->procs[index].gave_up;
+    if (w->exits < 8) {
+        w->gave_up_at[w->exits] = last;
+    }
+    w->exits++;
+    if (last) {
+        supervise_stop(s);   /* what the launcher does: the run cannot finish without it */
+    }
+}
+
+Test(supervise, the_exit_that_uses_up_max_restarts_is_marked_gave_up, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    supervise_cfg cfg = fast;
+    cfg.max_restarts = 2;
+    supervise_t s;
+    supervise_init(&s, &loop, &cfg);
+    give_up_watch w = {0};
+    s.data = &w;
+    s.on_exit = on_exit_give_up;
+    char *argv[] = {"/bin/sh", "-c", "exit 5", NULL};
+    cr_assert_eq(supervise_add(&s, "crasher", argv, log_path), 0);
+    cr_assert_eq(supervise_start(&s), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(w.exits, 3);
+    cr_expect_not(w.gave_up_at[0]);
+    cr_expect_not(w.gave_up_at[1]);
+    cr_expect(w.gave_up_at[2]);
+    cr_expect_eq(s.procs[0].starts, 3);
+    cr_expect_eq(s.procs[0].restarts, 2);
+    cr_expect_eq(s.open_handles, 0);
+    supervise_free(&s);
+    cr_expect_eq(uv_loop_close(&loop), 0);
+}

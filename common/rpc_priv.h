@@ -1,0 +1,21 @@
+/* rpc_priv.h - what rpc.c, rpc_server.c and rpc_client.c share; nobody else includes it.
+ *
+ * It names gRPC types but includes no gRPC header (those stay in common/rpc*.c): include it
+ * after <grpc/grpc.h> and <grpc/byte_buffer.h>.
+ */
+#ifndef TWIG_RPC_PRIV_H
+#define TWIG_RPC_PRIV_H
+
+#include <stddef.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#define RPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
+
+/* msg packed into a new byte buffer (owned: grpc_byte_buffer_destroy) */
+grpc_byte_buffer *rpc_bb_from_msg(const ProtobufCMessage *msg);
+
+/* append an integer channel argument: args[*n] = {key, value}, then (*n)++ */
+void rpc_arg_int(grpc_arg *args, size_t *n, const char *key, int value);
+
+#endif

@@ -1,0 +1,402 @@
+/* ckpt.c - atomic checkpoint directories and the byte buffer (see ckpt.h) */
+#include "learner/ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/mem.h"
+
+#define CKPT_PREFIX "ckpt-"
+#define CKPT_TMP_PREFIX ".tmp-ckpt-"
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_set(-errno, "open %s: %s", path, strerror(errno));
+    }
+    int rc = 0;
+    if (fsync(fd) != 0) {
+        rc = err_set(-errno, "fsync %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
+/* remove a directory with plain files in it */
+static int remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        return errno == ENOENT ? 0 : err_set(-errno, "opendir %s: %s", path, strerror(errno));
+    }
+    struct dirent *e;
+    char p[CKPT_PATH_MAX];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
+            continue;
+        }
+        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) < (int)sizeof p) {
+            unlink(p);
+        }
+    }
+    closedir(d);
+    if (rmdir(path) != 0 && errno != ENOENT) {
+        return err_set(-errno, "rmdir %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char p[CKPT_PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
+        return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
+    }
+    for (char *s = p + 1; *s; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                return err_set(-errno, "mkdir %s: %s", p, strerror(errno));
+            }
+            *s = '/';
+        }
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+        return err_set(-errno, "mkdir %s: %s", p, strerror(errno));
+    }
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return err_set(-ENOTDIR, "%s is not a directory", p);
+    }
+    return 0;
+}
+
+/* "ckpt-<digits>" -> id */
+static int parse_id(const char *name, const char *prefix, uint64_t *id)
+{
+    size_t np = strlen(prefix);
+    if (strncmp(name, prefix, np) != 0 || name[np] == '\0') {
+        return -1;
+    }
+    uint64_t v = 0;
+    for (const char *s = name + np; *s; s++) {
+        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *id = v;
+    return 0;
+}
+
+int ckpt_dir_prepare(const char *dir)
+{
+    int rc = mkdir_p(dir);
+    if (rc < 0) {
+        return rc;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        return err_set(-errno, "opendir %s: %s", dir, strerror(errno));
+    }
+    struct dirent *e;
+    char p[CKPT_PATH_MAX];
+    while ((e = readdir(d))) {
+        uint64_t id;
+        if (parse_id(e->d_name, CKPT_TMP_PREFIX, &id) == 0 &&
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) {
+            remove_tree(p);
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int ckpt_list(const char *dir, uint64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        return errno == ENOENT ? 0 : err_set(-errno, "opendir %s: %s", dir, strerror(errno));
+    }
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        uint64_t id;
+        if (parse_id(e->d_name, CKPT_PREFIX, &id) == 0) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 8;
+                *ids = xrealloc(*ids, cap * sizeof **ids);
+            }
+            (*ids)[(*n)++] = id;
+        }
+    }
+    closedir(d);
+    if (*n > 1) {
+        qsort(*ids, *n, sizeof **ids, cmp_u64);
+    }
+    return 0;
+}
+
+int ckpt_path(char *out, size_t n, const char *dir, uint64_t id, const char *file)
+{
+    int w = file ? snprintf(out, n, "%s/" CKPT_PREFIX "%020" PRIu64 "/%s", dir, id, file)
+                 : snprintf(out, n, "%s/" CKPT_PREFIX "%020" PRIu64, dir, id);
+    if (w < 0 || (size_t)w >= n) {
+        return err_set(-ENAMETOOLONG, "checkpoint path under %s is too long", dir);
+    }
+    return 0;
+}
+
+static int tmp_path(char *out, size_t n, const char *dir, uint64_t id)
+{
+    int w = snprintf(out, n, "%s/" CKPT_TMP_PREFIX "%020" PRIu64, dir, id);
+    if (w < 0 || (size_t)w >= n) {
+        return err_set(-ENAMETOOLONG, "checkpoint path under %s is too long", dir);
+    }
+    return 0;
+}
+
+int ckpt_begin(char *tmp, size_t n, const char *dir, uint64_t id)
+{
+    int rc = tmp_path(tmp, n, dir, id);
+    if (rc < 0) {
+        return rc;
+    }
+    remove_tree(tmp);
+    if (mkdir(tmp, 0755) != 0) {
+        return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+int ckpt_write_file(const char *dir, const char *file, const void *data, size_t n)
+{
+    char p[CKPT_PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s", dir, file) >= (int)sizeof p) {
+        return err_set(-ENAMETOOLONG, "checkpoint file path is too long");
+    }
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return err_set(-errno, "create %s: %s", p, strerror(errno));
+    }
+    int rc = 0;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, (const uint8_t *)data + done, n - done);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            rc = err_set(w < 0 ? -errno : -EIO, "write %s failed", p);
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0) {
+        rc = err_set(-errno, "fsync %s: %s", p, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
+int ckpt_read_file(const char *path, uint8_t **data, size_t *n)
+{
+    *data = NULL;
+    *n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_set(-errno, "open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = err_set(-errno, "stat %s: %s", path, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = xmalloc(len ? len : 1);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = read(fd, buf + done, len - done);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    if (done != len) {
+        free(buf);
+        return err_set(-EIO, "read %s: short read", path);
+    }
+    *data = buf;
+    *n = len;
+    return 0;
+}
+
+int ckpt_commit(const char *dir, uint64_t id)
+{
+    char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX];
+    int rc;
+    if ((rc = tmp_path(tmp, sizeof tmp, dir, id)) < 0 ||
+        (rc = ckpt_path(final, sizeof final, dir, id, NULL)) < 0 || (rc = fsync_path(tmp)) < 0) {
+        return rc;
+    }
+    remove_tree(final); /* an older checkpoint of the same id (e.g. a final one) */
+    if (rename(tmp, final) != 0) {
+        return err_set(-errno, "rename %s -> %s: %s", tmp, final, strerror(errno));
+    }
+    return fsync_path(dir);
+}
+
+int ckpt_remove(const char *dir, uint64_t id)
+{
+    char p[CKPT_PATH_MAX];
+    int rc = ckpt_path(p, sizeof p, dir, id, NULL);
+    return rc < 0 ? rc : remove_tree(p);
+}
+
+int ckpt_prune(const char *dir, int keep)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = ckpt_list(dir, &ids, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    int removed = 0;
+    for (size_t i = 0; keep >= 0 && i + (size_t)keep < n; i++) {
+        if (ckpt_remove(dir, ids[i]) == 0) {
+            removed++;
+        }
+    }
+    free(ids);
+    return removed;
+}
+
+/* ---- byte buffer ---- */
+
+void bbuf_put(bbuf_t *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) {
+            cap *= 2;
+        }
+        b->data = xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void bbuf_put_u32(bbuf_t *b, uint32_t v)
+{
+    uint8_t x[4];
+    for (int i = 0; i < 4; i++) {
+        x[i] = (uint8_t)(v >> (8 * i));
+    }
+    bbuf_put(b, x, 4);
+}
+
+void bbuf_put_u64(bbuf_t *b, uint64_t v)
+{
+    uint8_t x[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = (uint8_t)(v >> (8 * i));
+    }
+    bbuf_put(b, x, 8);
+}
+
+void bbuf_put_f32(bbuf_t *b, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    bbuf_put_u32(b, u);
+}
+
+void bbuf_put_str(bbuf_t *b, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    bbuf_put_u32(b, n);
+    bbuf_put(b, s, n);
+}
+
+void bbuf_free(bbuf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void bbuf_reader(bbuf_t *b, const uint8_t *data, size_t len)
+{
+    *b = (bbuf_t){.data = (uint8_t *)data, .len = len};
+}
+
+void bbuf_get(bbuf_t *b, void *p, size_t n)
+{
+    if (b->bad || b->len - b->pos < n) {
+        b->bad = 1;
+        memset(p, 0, n);
+        return;
+    }
+    memcpy(p, b->data + b->pos, n);
+    b->pos += n;
+}
+
+uint32_t bbuf_get_u32(bbuf_t *b)
+{
+    uint8_t x[4];
+    bbuf_get(b, x, 4);
+    return (uint32_t)x[0] | (uint32_t)x[1] << 8 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 24;
+}
+
+uint64_t bbuf_get_u64(bbuf_t *b)
+{
+    uint8_t x[8];
+    bbuf_get(b, x, 8);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)x[i] << (8 * i);
+    }
+    return v;
+}
+
+float bbuf_get_f32(bbuf_t *b)
+{
+    uint32_t u = bbuf_get_u32(b);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+void bbuf_get_str(bbuf_t *b, char *out, size_t max)
+{
+    uint32_t n = bbuf_get_u32(b);
+    out[0] = '\0';
+    if (b->bad || n == 0 || n > max) {
+        b->bad = 1;
+        return;
+    }
+    bbuf_get(b, out, n);
+    out[b->bad ? 0 : n] = '\0';
+}

@@ -1,0 +1,1014 @@
+/* learner.c - twig-learner's life: options, start-up and restore, the mirror and training
+ * threads, publishing, checkpoints, shutdown. The RPC handlers are in learner_rpc.c. */
+#include "learner/learner.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/msg.h"
+#include "common/nn_gemm.h"
+#include "learner/ckpt.h"
+#include "learner/learner_int.h"
+
+#define LEARNER_BACKOFF_MIN_MS 50
+#define LEARNER_BACKOFF_MAX_MS 2000
+#define LEARNER_FETCH_SLACK_MS 3000 /* FetchReal deadline beyond its long poll */
+#define LEARNER_MAX_CAPACITY ((uint64_t)1 << 31)
+#define LEARNER_STATE_MAGIC "TWIGLRN" /* + NUL: 8 bytes */
+#define LEARNER_STATE_VERSION 1u
+#define LEARNER_SAC_FILE "sac.bin"
+#define LEARNER_STATE_FILE "state.bin"
+#define LEARNER_VERSION_FILE "policy_version"
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+
+#define L(field) offsetof(learner_cfg, field)
+const config_opt learner_opts[] = {
+    {"listen", CFG_STRING, L(listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve on (port 0: any free one); empty: the run's learner_addr", NULL},
+    {"port_file", CFG_STRING, L(port_file), "", 0, LEARNER_PATH_MAX,
+     "write the bound port to this file once serving; empty: none", NULL},
+    {"checkpoint_dir", CFG_STRING, L(checkpoint_dir), "learner-ckpt", 1, LEARNER_PATH_MAX,
+     "directory of checkpoints (created if missing); the newest valid one is loaded at start",
+     NULL},
+    {"checkpoint_every", CFG_INT, L(checkpoint_every), "5000", 0, 1e9,
+     "SAC updates between checkpoints; 0: none", NULL},
+    {"keep_checkpoints", CFG_INT, L(keep_checkpoints), "3", 1, 1000,
+     "checkpoints kept; older ones are removed", NULL},
+    {"final_checkpoint", CFG_BOOL, L(final_checkpoint), "true", 0, 1,
+     "write a checkpoint on SIGTERM", NULL},
+    {"policy_publish_every", CFG_INT, L(policy_publish_every), "100", 1, 1e9,
+     "SAC updates between policy versions", NULL},
+    {"batch_size", CFG_INT, L(batch_size), "256", 1, 65536, "SAC minibatch", NULL},
+    {"lr_actor", CFG_FLOAT, L(lr_actor), "3e-4", 0, 1, "actor learning rate", NULL},
+    {"lr_critic", CFG_FLOAT, L(lr_critic), "3e-4", 0, 1, "critic learning rate", NULL},
+    {"lr_alpha", CFG_FLOAT, L(lr_alpha), "3e-4", 0, 1, "temperature learning rate", NULL},
+    {"gamma", CFG_FLOAT, L(gamma), "0.99", 0, 1, "discount", NULL},
+    {"tau", CFG_FLOAT, L(tau), "0.005", 0, 1, "Polyak factor of the target critics", NULL},
+    {"real_capacity", CFG_U64, L(real_capacity), "0", 0, 2147483648.0,
+     "real replay size; 0: the run's real_steps", NULL},
+    {"synthetic_capacity", CFG_U64, L(synthetic_capacity), "0", 0, 2147483648.0,
+     "synthetic FIFO size, fixed; 0: MBPO's pool (rollouts x k x retain_epochs, grows with k)",
+     NULL},
+    {"synthetic_max_mb", CFG_INT, L(synthetic_max_mb), "4096", 1, 1 << 20,
+     "cap of the default synthetic FIFO's memory (MiB); an explicit synthetic_capacity is "
+     "not capped",
+     NULL},
+    {"fetch_max", CFG_INT, L(fetch_max), "4096", 1, 65536,
+     "real transitions asked per FetchReal call", NULL},
+    {"fetch_wait_ms", CFG_INT, L(fetch_wait_ms), "500", 0, 60000,
+     "FetchReal long poll at the log's end", NULL},
+    {"threads", CFG_INT, L(threads), "1", 1, 256, "OpenBLAS threads for SAC updates", NULL},
+    {"grace_ms", CFG_INT, L(grace_ms), "2000", 1, 600000,
+     "on SIGTERM, calls in flight get this long to finish", NULL},
+    {"log_every", CFG_INT, L(log_every), "1000", 0, 1e9,
+     "SAC updates between progress lines; 0: none", NULL},
+    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error", level_names},
+};
+#undef L
+const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- pacing ---- */
+
+uint64_t learner_quota_done(const learner_t *l)
+{
+    if (!l->quota_on) {
+        return l->real_offset;
+    }
+    if (!l->quota_known) {
+        return 0;
+    }
+    return pace_quota_watermark(l->quota_base, l->quota_end, l->run.n_rollout);
+}
+
+pace_in learner_pace_in(const learner_t *l)
+{
+    return (pace_in){
+        .pacing = l->run.pacing,
+        .utd = l->run.utd,
+        .learn_start = l->learn_start,
+        .real_steps = l->real_offset,
+        .updates = l->updates,
+        .quota_on = l->quota_on,
+        .quota_done = learner_quota_done(l),
+        .refill_until = l->refill_until,
+    };
+}
+
+/* the synthetic pool's size for the rollout length at the current real step (mu held) */
+static void learner_update_synth_limit(learner_t *l)
+{
+    if (l->cfg.synthetic_capacity || l->synth_capped) {
+        return; /* fixed by the option, or by the memory cap */
+    }
+    int k = run_rollout_length(&l->run, l->real_offset);
+    synth_set_limit(&l->synth, (size_t)run_synthetic_capacity(&l->run, k));
+}
+
+/* ---- policy versions ---- */
+
+/* the highest version ever published, kept beside the checkpoints so versions keep
+ * increasing across restarts even when the newest checkpoint is older than the last
+ * publication. 0 if there is none */
+static uint64_t learner_read_version_file(const learner_t *l)
+{
+    char p[CKPT_PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s", l->cfg.checkpoint_dir, LEARNER_VERSION_FILE) >=
+        (int)sizeof p) {
+        return 0;
+    }
+    FILE *f = fopen(p, "r");
+    if (!f) {
+        return 0;
+    }
+    unsigned long long v = 0;
+    if (fscanf(f, "%llu", &v) != 1) {
+        v = 0;
+    }
+    fclose(f);
+    return v;
+}
+
+static int learner_write_version_file(const learner_t *l, uint64_t v)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%" PRIu64 "\n", v);
+    char tmp[CKPT_PATH_MAX], p[CKPT_PATH_MAX];
+    int a = snprintf(p, sizeof p, "%s/" LEARNER_VERSION_FILE, l->cfg.checkpoint_dir);
+    int b = snprintf(tmp, sizeof tmp, "%s/" LEARNER_VERSION_FILE ".tmp", l->cfg.checkpoint_dir);
+    if (a < 0 || b < 0 || a >= (int)sizeof p || b >= (int)sizeof tmp) {
+        return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
+    }
+    int rc = ckpt_write_file(l->cfg.checkpoint_dir, LEARNER_VERSION_FILE ".tmp", text, (size_t)n);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rename(tmp, p) != 0) {
+        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+/* build the next policy version from the actor and hand it to the loop (training thread,
+ * or the loop thread before the threads start / after they stopped) */
+static int learner_publish(learner_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    uint64_t v = l->policy_version + 1;
+    pthread_mutex_unlock(&l->mu);
+    nn_blob *b = xcalloc(1, sizeof *b);
+    int rc = policy_blob_build(b, &l->sac, v, l->run.env);
+    if (rc < 0) {
+        log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"", v,
+                  err_name(rc), err_msg());
+        free(b);
+        return rc;
+    }
+    if ((rc = learner_write_version_file(l, v)) < 0) {
+        log_warn("event=version_file_failed policy_version=%" PRIu64 " detail=\"%s\"", v,
+                 err_msg());
+    }
+    pthread_mutex_lock(&l->mu);
+    l->policy_version = v;
+    nn_blob *old = l->pending_blob;
+    l->pending_blob = b;
+    if (l->wake_open) {
+        uv_async_send(&l->wake);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (old) {
+        nn_blob_free(old);
+        free(old);
+    }
+    log_debug("event=policy_published policy_version=%" PRIu64, v);
+    return 0;
+}
+
+/* loop thread: take the pending blob, serve it */
+static void learner_on_wake(uv_async_t *h)
+{
+    learner_t *l = h->data;
+    pthread_mutex_lock(&l->mu);
+    nn_blob *b = l->pending_blob;
+    l->pending_blob = NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (!b) {
+        return;
+    }
+    if (l->blob) {
+        nn_blob_free(l->blob);
+        free(l->blob);
+    }
+    l->blob = b;
+    learner_serve_waiters(l);
+}
+
+/* ---- checkpoints ---- */
+
+/* counters, rng, evaluations and dedup tables as one image (mu held; rng is the training
+ * thread's, which is the caller or stopped) */
+static void learner_state_image(bbuf_t *b, const learner_t *l)
+{
+    bbuf_put(b, LEARNER_STATE_MAGIC, 8);
+    bbuf_put_u32(b, LEARNER_STATE_VERSION);
+    bbuf_put_str(b, l->run.env);
+    bbuf_put_u32(b, (uint32_t)l->env->spec.n_obs);
+    bbuf_put_u32(b, (uint32_t)l->env->spec.n_act);
+    bbuf_put_u32(b, (uint32_t)l->run.hidden);
+    bbuf_put_u64(b, l->updates);
+    bbuf_put_u64(b, l->policy_version);
+    /* mid-refill the mirror is below the restored offset, which stays the one to resume */
+    bbuf_put_u64(b, l->real_offset > l->refill_until ? l->real_offset : l->refill_until);
+    bbuf_put_u64(b, l->synthetic_samples);
+    bbuf_put_u64(b, l->synthetic_pushes);
+    bbuf_put_u64(b, l->model_version);
+    for (int i = 0; i < 4; i++) {
+        bbuf_put_u64(b, l->rng.s[i]);
+    }
+    bbuf_put_u64(b, l->n_evals);
+    for (size_t i = 0; i < l->n_evals; i++) {
+        const learner_eval *e = &l->evals[i];
+        bbuf_put_str(b, e->source_id);
+        bbuf_put_u64(b, e->real_steps);
+        bbuf_put_u64(b, e->policy_version);
+        bbuf_put_u64(b, e->seq);
+        bbuf_put_u32(b, e->episodes);
+        bbuf_put_f32(b, e->return_mean);
+        bbuf_put_f32(b, e->return_std);
+    }
+    const dedup_t *tables[2] = {&l->push_dedup, &l->eval_dedup};
+    for (int t = 0; t < 2; t++) {
+        size_t n = dedup_image_size(tables[t]);
+        uint8_t *img = xmalloc(n);
+        dedup_image_write(img, tables[t]);
+        bbuf_put_u64(b, n);
+        bbuf_put(b, img, n);
+        free(img);
+    }
+    bbuf_put_u32(b, crc32c(b->data, b->len));
+}
+
+/* what a state image restores, checked before anything is applied */
+typedef struct learner_state {
+    uint64_t updates, policy_version, real_offset, synthetic_samples, synthetic_pushes;
+    uint64_t model_version;
+    uint64_t rng[4];
+    learner_eval *evals;
+    size_t n_evals;
+    dedup_t push_dedup, eval_dedup;
+} learner_state;
+
+static void learner_state_free(learner_state *s)
+{
+    free(s->evals);
+    dedup_free(&s->push_dedup);
+    dedup_free(&s->eval_dedup);
+    memset(s, 0, sizeof *s);
+}
+
+static int learner_state_parse(learner_state *s, const learner_t *l, const uint8_t *data,
+                               size_t len)
+{
+    memset(s, 0, sizeof *s);
+    dedup_init(&s->push_dedup, LEARNER_MAX_SOURCES);
+    dedup_init(&s->eval_dedup, LEARNER_MAX_SOURCES);
+    if (len < 16 || memcmp(data, LEARNER_STATE_MAGIC, 8) != 0) {
+        return err_set(TWIG_ECORRUPT, "not a learner state file");
+    }
+    uint32_t crc = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 |
+                   (uint32_t)data[len - 2] << 16 | (uint32_t)data[len - 1] << 24;
+    if (crc32c(data, len - 4) != crc) {
+        return err_set(TWIG_ECORRUPT, "checksum mismatch");
+    }
+    bbuf_t b;
+    bbuf_reader(&b, data, len - 4);
+    b.pos = 8;
+    if (bbuf_get_u32(&b) != LEARNER_STATE_VERSION) {
+        return err_set(TWIG_EVERSION, "state version is not %u", LEARNER_STATE_VERSION);
+    }
+    char env[RUN_ENV_MAX + 1];
+    bbuf_get_str(&b, env, RUN_ENV_MAX);
+    uint32_t n_obs = bbuf_get_u32(&b), n_act = bbuf_get_u32(&b), hidden = bbuf_get_u32(&b);
+    if (b.bad || strcmp(env, l->run.env) != 0 || n_obs != (uint32_t)l->env->spec.n_obs ||
+        n_act != (uint32_t)l->env->spec.n_act || hidden != (uint32_t)l->run.hidden) {
+        return err_set(TWIG_EMISMATCH,
+                       "made for env %s (%u obs, %u act, hidden %u), this run is "
+                       "%s (%d, %d, %d)",
+                       env, n_obs, n_act, hidden, l->run.env, l->env->spec.n_obs,
+                       l->env->spec.n_act, l->run.hidden);
+    }
+    s->updates = bbuf_get_u64(&b);
+    s->policy_version = bbuf_get_u64(&b);
+    s->real_offset = bbuf_get_u64(&b);
+    s->synthetic_samples = bbuf_get_u64(&b);
+    s->synthetic_pushes = bbuf_get_u64(&b);
+    s->model_version = bbuf_get_u64(&b);
+    for (int i = 0; i < 4; i++) {
+        s->rng[i] = bbuf_get_u64(&b);
+    }
+    uint64_t n_evals = bbuf_get_u64(&b);
+    if (b.bad || n_evals > LEARNER_MAX_EVALS) {
+        return err_set(TWIG_ECORRUPT, "bad counters or evaluation count");
+    }
+    s->evals = xcalloc(n_evals ? n_evals : 1, sizeof *s->evals);
+    for (uint64_t i = 0; i < n_evals && !b.bad; i++) {
+        learner_eval *e = &s->evals[i];
+        bbuf_get_str(&b, e->source_id, MSG_MAX_ID_LEN);
+        e->real_steps = bbuf_get_u64(&b);
+        e->policy_version = bbuf_get_u64(&b);
+        e->seq = bbuf_get_u64(&b);
+        e->episodes = bbuf_get_u32(&b);
+        e->return_mean = bbuf_get_f32(&b);
+        e->return_std = bbuf_get_f32(&b);
+    }
+    s->n_evals = (size_t)n_evals;
+    dedup_t *tables[2] = {&s->push_dedup, &s->eval_dedup};
+    for (int t = 0; t < 2 && !b.bad; t++) {
+        uint64_t n = bbuf_get_u64(&b);
+        size_t used = 0;
+        if (b.bad || n > b.len - b.pos ||
+            dedup_image_read(tables[t], b.data + b.pos, (size_t)n, &used) < 0 || used != n) {
+            return err_set(TWIG_ECORRUPT, "bad dedup table %d", t);
+        }
+        b.pos += (size_t)n;
+    }
+    if (b.bad || b.pos != b.len) {
+        return err_set(TWIG_ECORRUPT, "truncated or trailing bytes");
+    }
+    return 0;
+}
+
+/* write checkpoint ckpt-<updates> (training thread, or the loop once it has stopped) */
+static int learner_checkpoint(learner_t *l, const char *why)
+{
+    double t0 = now_s();
+    bbuf_t img = {0};
+    pthread_mutex_lock(&l->mu);
+    learner_state_image(&img, l);
+    uint64_t id = l->updates, pv = l->policy_version, off = l->real_offset;
+    pthread_mutex_unlock(&l->mu);
+
+    char tmp[CKPT_PATH_MAX], sac_path[CKPT_PATH_MAX];
+    int rc = ckpt_begin(tmp, sizeof tmp, l->cfg.checkpoint_dir, id);
+    if (rc == 0 && snprintf(sac_path, sizeof sac_path, "%s/%s", tmp, LEARNER_SAC_FILE) >=
+                       (int)sizeof sac_path) {
+        rc = err_set(-ENAMETOOLONG, "checkpoint path is too long");
+    }
+    if (rc == 0) {
+        rc = sac_save(&l->sac, sac_path);
+    }
+    if (rc == 0) {
+        rc = ckpt_write_file(tmp, LEARNER_STATE_FILE, img.data, img.len);
+    }
+    if (rc == 0) {
+        rc = ckpt_commit(l->cfg.checkpoint_dir, id);
+    }
+    bbuf_free(&img);
+    if (rc < 0) {
+        log_error("event=checkpoint_failed why=%s updates=%" PRIu64 " err=%s detail=\"%s\"", why,
+                  id, err_name(rc), err_msg());
+        return rc;
+    }
+    int pruned = ckpt_prune(l->cfg.checkpoint_dir, l->cfg.keep_checkpoints);
+    pthread_mutex_lock(&l->mu);
+    l->checkpoints_written++;
+    pthread_mutex_unlock(&l->mu);
+    log_info("event=checkpoint why=%s updates=%" PRIu64 " policy_version=%" PRIu64
+             " real_offset=%" PRIu64 " pruned=%d ms=%.0f",
+             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (now_s() - t0));
+    return 0;
+}
+
+/* the newest checkpoint that loads; a damaged one is logged and the previous one tried.
+ * Before the threads start. */
+static int learner_restore(learner_t *l)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = ckpt_list(l->cfg.checkpoint_dir, &ids, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    bool loaded = false, touched = false;
+    for (size_t i = n; i-- > 0 && !loaded;) {
+        char sp[CKPT_PATH_MAX], stp[CKPT_PATH_MAX];
+        if (ckpt_path(sp, sizeof sp, l->cfg.checkpoint_dir, ids[i], LEARNER_SAC_FILE) < 0 ||
+            ckpt_path(stp, sizeof stp, l->cfg.checkpoint_dir, ids[i], LEARNER_STATE_FILE) < 0) {
+            continue;
+        }
+        uint8_t *data = NULL;
+        size_t len = 0;
+        learner_state st;
+        rc = ckpt_read_file(stp, &data, &len);
+        if (rc == 0) {
+            rc = learner_state_parse(&st, l, data, len);
+            if (rc == 0) {
+                touched = true;
+                rc = sac_load(&l->sac, sp);
+            }
+            if (rc == 0 && (uint64_t)l->sac.n_updates != st.updates) {
+                rc = err_set(TWIG_ECORRUPT, "sac.bin has %" PRId64 " updates, state.bin %" PRIu64,
+                             l->sac.n_updates, st.updates);
+            }
+            if (rc < 0) {
+                learner_state_free(&st);
+            }
+        }
+        free(data);
+        if (rc < 0) {
+            log_error("event=checkpoint_bad id=%" PRIu64 " err=%s detail=\"%s\" action=%s", ids[i],
+                      err_name(rc), err_msg(), i > 0 ? "try_previous" : "start_fresh");
+            continue;
+        }
+        l->updates = st.updates;
+        l->policy_version = st.policy_version;
+        l->refill_until = st.real_offset;
+        l->synthetic_samples = st.synthetic_samples;
+        l->synthetic_pushes = st.synthetic_pushes;
+        l->model_version = st.model_version;
+        memcpy(l->rng.s, st.rng, sizeof st.rng);
+        free(l->evals);
+        l->evals = st.evals;
+        l->n_evals = l->cap_evals = st.n_evals;
+        st.evals = NULL;
+        dedup_free(&l->push_dedup);
+        dedup_free(&l->eval_dedup);
+        l->push_dedup = st.push_dedup;
+        l->eval_dedup = st.eval_dedup;
+        memset(&st.push_dedup, 0, sizeof st.push_dedup);
+        memset(&st.eval_dedup, 0, sizeof st.eval_dedup);
+        learner_state_free(&st);
+        l->restored_updates = l->updates;
+        loaded = true;
+        log_info("event=checkpoint_loaded id=%" PRIu64 " updates=%" PRIu64
+                 " policy_version=%" PRIu64 " real_offset=%" PRIu64 " synthetic_samples=%" PRIu64
+                 " evals=%zu",
+                 ids[i], l->updates, l->policy_version, l->refill_until, l->synthetic_samples,
+                 l->n_evals);
+    }
+    free(ids);
+    if (!loaded && touched) {
+        /* a damaged sac.bin may have been half read: start from fresh nets */
+        sac_cfg sc = l->sac.cfg;
+        sac_free(&l->sac);
+        if ((rc = sac_init(&l->sac, &sc, l->run.seed)) < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- mirror thread: the model server's real log -> the real replay ---- */
+
+/* sleep up to ms unless stopping; returns true when stopping */
+static bool learner_nap(learner_t *l, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop) {
+        if (pthread_cond_timedwait(&l->cv_stop, &l->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    return stop;
+}
+
+/* check a FetchReal reply against the run and append its rows: how many, or -EINVAL (bad
+ * reply) */
+static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, float *unit)
+{
+    const env_spec *sp = &l->env->spec;
+    pthread_mutex_lock(&l->mu);
+    uint64_t off = l->real_offset;
+    l->log_end = r->end_offset;
+    if (!l->quota_known) {
+        /* branches for real steps already in the log when this process first looks were
+         * either counted by an earlier life or lost with it: their quota counts as met */
+        l->quota_base = r->end_offset > l->learn_start ? r->end_offset : l->learn_start;
+        l->quota_known = true;
+        pthread_cond_broadcast(&l->cv_train);
+        log_info("event=quota_base real_steps=%" PRIu64 " log_end=%" PRIu64, l->quota_base,
+                 r->end_offset);
+    }
+    pthread_mutex_unlock(&l->mu);
+
+    const Twig__V1__TransitionBatch *m = r->batch;
+    if (!m || m->count == 0 || r->empty_reason != TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE) {
+        if (r->end_offset < off) {
+            return err_set(
+                -EINVAL, "the log ends at %" PRIu64 ", before offset %" PRIu64 " mirrored already",
+                r->end_offset, off);
+        }
+        return 0;
+    }
+    /* a fetched range spans sources, so it carries none: check the rest */
+    uint64_t c = m->count;
+    if (c > (uint64_t)l->cfg.fetch_max) {
+        return err_set(-EINVAL, "count is %u, asked for at most %d", m->count, l->cfg.fetch_max);
+    }
+    if (m->n_obs != c * m->obs_dim || m->n_next_obs != c * m->obs_dim ||
+        m->n_act != c * m->act_dim || m->n_reward != c || m->n_terminated != c) {
+        return err_set(-EINVAL, "array lengths do not match count %u x dims %ux%u", m->count,
+                       m->obs_dim, m->act_dim);
+    }
+    tbatch_t v;
+    msg_batch_view(&v, m);
+    v.source_id = "fetch";
+    if (!v.truncated) {
+        v.truncated = m->terminated; /* not used here */
+    }
+    int rc = msg_tbatch_check(&v, (uint32_t)l->cfg.fetch_max);
+    if (rc < 0) {
+        return rc;
+    }
+    if (strcmp(m->env_id, l->run.env) != 0) {
+        return err_set(-EINVAL, "env_id is '%s', the run's is '%s'", m->env_id, l->run.env);
+    }
+    if (m->obs_dim != (uint32_t)sp->n_obs || m->act_dim != (uint32_t)sp->n_act) {
+        return err_set(-EINVAL, "dims %ux%u, the run's env has %dx%d", m->obs_dim, m->act_dim,
+                       sp->n_obs, sp->n_act);
+    }
+    if (r->first_offset != off) {
+        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64, r->first_offset,
+                       off);
+    }
+    policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
+    size_t O = (size_t)sp->n_obs, A = (size_t)sp->n_act;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < m->count; i++) {
+        replay_add(&l->real, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
+                   m->terminated[i] != 0);
+    }
+    l->real_offset += m->count;
+    learner_update_synth_limit(l);
+    bool refilled = l->refill_until && off < l->refill_until && l->real_offset >= l->refill_until;
+    pthread_cond_broadcast(&l->cv_train);
+    uint64_t now_off = l->real_offset;
+    pthread_mutex_unlock(&l->mu);
+    if (refilled) {
+        log_info("event=refill_done real_offset=%" PRIu64 " from=%" PRIu64, now_off,
+                 l->refill_from);
+    }
+    return (int)m->count;
+}
+
+static void *learner_mirror_main(void *arg)
+{
+    learner_t *l = arg;
+    rpc_client_t *cl = NULL;
+    int rc = rpc_client_init(&cl, l->run.modelserver_addr, NULL);
+    if (rc < 0) {
+        log_error("event=mirror_failed addr=%s detail=\"%s\"", l->run.modelserver_addr, err_msg());
+        return NULL;
+    }
+    float *unit = xmalloc(sizeof(float) * (size_t)l->cfg.fetch_max * (size_t)l->env->spec.n_act);
+    int backoff = LEARNER_BACKOFF_MIN_MS;
+    int up = -1; /* unknown, down, up: log each change once */
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        bool stop = l->stop;
+        uint64_t off = l->real_offset;
+        pthread_mutex_unlock(&l->mu);
+        if (stop) {
+            break;
+        }
+        Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
+        q.from_offset = off;
+        q.max_count = (uint32_t)l->cfg.fetch_max;
+        q.wait_ms = (uint32_t)l->cfg.fetch_wait_ms;
+        rpc_call_opts o = {.deadline_ms = l->cfg.fetch_wait_ms + LEARNER_FETCH_SLACK_MS};
+        ProtobufCMessage *reply = NULL;
+        rc = rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/FetchReal", &q.base,
+                              &twig__v1__fetch_real_reply__descriptor, &o);
+        if (rc < 0) {
+            if (up != 0) {
+                log_warn("event=modelserver_unavailable addr=%s err=%s detail=\"%s\"",
+                         l->run.modelserver_addr, err_name(rc), err_msg());
+                up = 0;
+            }
+            if (learner_nap(l, backoff)) {
+                break;
+            }
+            backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        if (up != 1) {
+            log_info("event=modelserver_connected addr=%s from_offset=%" PRIu64,
+                     l->run.modelserver_addr, off);
+            up = 1;
+        }
+        Twig__V1__EmptyReason why = ((const Twig__V1__FetchRealReply *)reply)->empty_reason;
+        rc = learner_take_real(l, (const Twig__V1__FetchRealReply *)reply, unit);
+        protobuf_c_message_free_unpacked(reply, NULL);
+        if (rc < 0) {
+            log_error("event=bad_real_batch from_offset=%" PRIu64 " err=%s detail=\"%s\"", off,
+                      err_name(rc), err_msg());
+            if (learner_nap(l, LEARNER_BACKOFF_MAX_MS)) {
+                break;
+            }
+        } else if (rc == 0 && why != TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END) {
+            /* not ready (starting, draining): back off rather than ask again at once */
+            if (learner_nap(l, backoff)) {
+                break;
+            }
+            backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
+        } else {
+            backoff = LEARNER_BACKOFF_MIN_MS;
+            if (rc == 0 && l->cfg.fetch_wait_ms == 0 && learner_nap(l, LEARNER_BACKOFF_MIN_MS)) {
+                break; /* no long poll: pace the polling */
+            }
+        }
+    }
+    free(unit);
+    rpc_client_free(cl);
+    return NULL;
+}
+
+/* ---- training thread ---- */
+
+static void learner_log_progress(learner_t *l)
+{
+    pace_in in = learner_pace_in(l);
+    log_info("event=progress updates=%" PRIu64 " real_steps=%" PRIu64 " synthetic=%zu"
+             " synthetic_samples=%" PRIu64 " policy_version=%" PRIu64 " model_version=%" PRIu64
+             " utd=%.2f updates_per_s=%.1f q_loss=%.4g pi_loss=%.4g alpha=%.4g entropy=%.3g",
+             l->updates, l->real_offset, synth_size(&l->synth), l->synthetic_samples,
+             l->policy_version, l->model_version,
+             pace_achieved_utd(l->updates, in.real_steps, in.learn_start), l->updates_per_s,
+             l->stats.q_loss, l->stats.pi_loss, l->stats.alpha, l->stats.entropy);
+}
+
+static void *learner_train_main(void *arg)
+{
+    learner_t *l = arg;
+    nn_gemm_set_threads(l->cfg.threads);
+    int B = l->cfg.batch_size;
+    double t_rate = now_s();
+    uint64_t u_rate = 0;
+    bool waiting = false;
+    pthread_mutex_lock(&l->mu);
+    u_rate = l->updates;
+    while (!l->stop) {
+        pace_in in = learner_pace_in(l);
+        if (l->diverged || !pace_may_update(&in)) {
+            if (!waiting) {
+                log_debug("event=train_wait updates=%" PRIu64 " real_steps=%" PRIu64
+                          " quota_done=%" PRIu64,
+                          in.updates, in.real_steps, in.quota_done);
+                waiting = true;
+            }
+            pthread_cond_wait(&l->cv_train, &l->mu);
+            continue;
+        }
+        waiting = false;
+        TWIG_ASSERT(l->real.size > 0);
+        /* MBPO's mix; real only while no synthetic data has arrived */
+        size_t ns = synth_size(&l->synth);
+        int n_real = ns ? replay_real_rows(l->run.real_ratio, B) : B;
+        if (n_real > 0) {
+            replay_sample_rows(&l->batch, &l->real, &l->rng, 0, n_real);
+        }
+        if (n_real < B) {
+            synth_sample_rows(&l->batch, &l->synth, &l->rng, n_real, B - n_real);
+        }
+        l->batch.n = B;
+        pthread_mutex_unlock(&l->mu);
+
+        sac_update(&l->sac, &l->batch);
+        sac_stats st = l->sac.stats;
+        bool finite = isfinite(st.q_loss) && isfinite(st.pi_loss) && isfinite(st.alpha);
+
+        pthread_mutex_lock(&l->mu);
+        if (!finite) {
+            l->diverged = true;
+            log_error("event=diverged updates=%" PRIu64 " q_loss=%g pi_loss=%g alpha=%g "
+                      "action=stop_training",
+                      l->updates, st.q_loss, st.pi_loss, st.alpha);
+            continue;
+        }
+        l->updates++;
+        l->stats = st;
+        uint64_t u = l->updates;
+        if (u % 64 == 0) {
+            double t = now_s();
+            if (t - t_rate >= 1.0) {
+                l->updates_per_s = (double)(u - u_rate) / (t - t_rate);
+                t_rate = t;
+                u_rate = u;
+            }
+        }
+        if (u % (uint64_t)l->cfg.policy_publish_every == 0) {
+            pthread_mutex_unlock(&l->mu);
+            learner_publish(l);
+            pthread_mutex_lock(&l->mu);
+        }
+        if (l->cfg.checkpoint_every > 0 && u % (uint64_t)l->cfg.checkpoint_every == 0) {
+            pthread_mutex_unlock(&l->mu);
+            learner_checkpoint(l, "periodic");
+            pthread_mutex_lock(&l->mu);
+        }
+        if (l->cfg.log_every > 0 && u % (uint64_t)l->cfg.log_every == 0) {
+            learner_log_progress(l);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* ---- life ---- */
+
+static void learner_on_signal(uv_signal_t *h, int signum)
+{
+    learner_t *l = h->data;
+    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    learner_shutdown(l);
+}
+
+static int learner_write_port_file(const char *path, int port)
+{
+    char tmp[CKPT_PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        return err_set(-ENAMETOOLONG, "port_file is too long");
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
+    }
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0) {
+        return err_set(-EIO, "write %s failed", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+static uint64_t cap_capacity(uint64_t c)
+{
+    if (c == 0) {
+        return 1;
+    }
+    return c > LEARNER_MAX_CAPACITY ? LEARNER_MAX_CAPACITY : c;
+}
+
+int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
+{
+    memset(l, 0, sizeof *l);
+    l->run = *run;
+    l->cfg = *cfg;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv_train, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv_stop, &ca);
+    pthread_condattr_destroy(&ca);
+    dedup_init(&l->push_dedup, LEARNER_MAX_SOURCES);
+    dedup_init(&l->eval_dedup, LEARNER_MAX_SOURCES);
+    if (!l->cfg.listen[0]) {
+        snprintf(l->cfg.listen, sizeof l->cfg.listen, "%s", run->learner_addr);
+    }
+    int rc = run_cfg_check(run);
+    if (rc < 0) {
+        return rc;
+    }
+    l->learn_start = run->init_steps;
+    l->quota_on =
+        run->pacing == RUN_PACING_STRICT && run->rollouts_per_step > 0 && run->n_rollout > 0;
+
+    if ((rc = env_make(&l->env, run->env)) < 0) {
+        return rc;
+    }
+    const env_spec *sp = &l->env->spec;
+    if ((rc = policy_init(&l->units, sp, run->hidden, 1)) < 0) {
+        return rc;
+    }
+    sac_cfg sc = sac_default_cfg(sp->n_obs, sp->n_act);
+    sc.hidden = run->hidden;
+    sc.batch = cfg->batch_size;
+    sc.gamma = cfg->gamma;
+    sc.tau = cfg->tau;
+    sc.lr_actor = cfg->lr_actor;
+    sc.lr_critic = cfg->lr_critic;
+    sc.lr_alpha = cfg->lr_alpha;
+    sc.target_entropy = run->target_entropy != 0.0f ? run->target_entropy : -(float)sp->n_act;
+    if ((rc = sac_init(&l->sac, &sc, run->seed)) < 0) {
+        return rc;
+    }
+    if ((rc = replay_batch_init(&l->batch, cfg->batch_size, sp->n_obs, sp->n_act)) < 0) {
+        return rc;
+    }
+    rng_t root;
+    rng_seed(&root, run->seed);
+    l->rng = rng_split(&root, 0x4c4541524e4552ull); /* "LEARNER" */
+    uint64_t real_cap = cap_capacity(cfg->real_capacity ? cfg->real_capacity : run->real_steps);
+    uint64_t synth_cap =
+        cap_capacity(cfg->synthetic_capacity ? cfg->synthetic_capacity
+                                             : run_synthetic_capacity(run, run->k_max));
+    uint64_t row_bytes = sizeof(float) * (2 * (uint64_t)sp->n_obs + (uint64_t)sp->n_act + 2);
+    uint64_t max_rows = ((uint64_t)cfg->synthetic_max_mb << 20) / row_bytes;
+    if (!cfg->synthetic_capacity && synth_cap > max_rows) {
+        log_warn("event=synthetic_capped mbpo_pool=%" PRIu64 " capacity=%" PRIu64
+                 " synthetic_max_mb=%d",
+                 synth_cap, max_rows, cfg->synthetic_max_mb);
+        synth_cap = cap_capacity(max_rows);
+        l->synth_capped = true;
+    }
+    if ((rc = replay_init(&l->real, (size_t)real_cap, sp->n_obs, sp->n_act)) < 0 ||
+        (rc = synth_init(&l->synth, (size_t)synth_cap, sp->n_obs, sp->n_act)) < 0) {
+        return rc;
+    }
+    learner_update_synth_limit(l);
+
+    /* the newest valid checkpoint */
+    if ((rc = ckpt_dir_prepare(cfg->checkpoint_dir)) < 0) {
+        return rc;
+    }
+    if ((rc = learner_restore(l)) < 0) {
+        return rc;
+    }
+    l->refill_from = l->refill_until > real_cap ? l->refill_until - real_cap : 0;
+    l->real_offset = l->refill_from;
+    l->log_end = 0;
+    uint64_t watermark = learner_read_version_file(l);
+    if (watermark > l->policy_version) {
+        l->policy_version = watermark; /* versions published after the checkpoint */
+    }
+    /* the first version: the loaded (or fresh) actor, so workers can roll out at once */
+    if ((rc = learner_publish(l)) < 0) {
+        return rc;
+    }
+    l->blob = l->pending_blob;
+    l->pending_blob = NULL;
+
+    /* loop, signals, server */
+    if ((rc = uv_loop_init(&l->loop)) < 0) {
+        return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
+    }
+    l->loop_ready = 1;
+    uv_async_init(&l->loop, &l->wake, learner_on_wake);
+    l->wake.data = l;
+    l->wake_open = 1;
+    uv_signal_init(&l->loop, &l->sig_term);
+    uv_signal_init(&l->loop, &l->sig_int);
+    l->sig_term.data = l;
+    l->sig_int.data = l;
+    uv_signal_start(&l->sig_term, learner_on_signal, SIGTERM);
+    uv_signal_start(&l->sig_int, learner_on_signal, SIGINT);
+    rpc_server_cfg rc_cfg = {.listen = l->cfg.listen, .loop = &l->loop, .app = l};
+    if ((rc = rpc_server_init(&l->srv, &rc_cfg, learner_methods, learner_n_methods)) < 0) {
+        l->srv = NULL;
+        return rc;
+    }
+    if ((rc = rpc_server_start(l->srv)) < 0) {
+        return rc;
+    }
+    l->port = rpc_server_port(l->srv);
+    if (l->cfg.port_file[0] && (rc = learner_write_port_file(l->cfg.port_file, l->port)) < 0) {
+        return rc;
+    }
+
+    if (pthread_create(&l->mirror_thr, NULL, learner_mirror_main, l) != 0) {
+        return err_set(-EAGAIN, "cannot start the mirror thread");
+    }
+    l->mirror_started = 1;
+    if (pthread_create(&l->train_thr, NULL, learner_train_main, l) != 0) {
+        return err_set(-EAGAIN, "cannot start the training thread");
+    }
+    l->train_started = 1;
+    log_info("event=started listen=%s port=%d env=%s obs=%d act=%d pacing=%s utd=%g "
+             "learn_start=%" PRIu64 " quota=%s real_capacity=%" PRIu64
+             " synthetic_capacity=%" PRIu64 " updates=%" PRIu64 " policy_version=%" PRIu64
+             " refill=%" PRIu64 "..%" PRIu64 " modelserver=%s checkpoint_dir=%s",
+             l->cfg.listen, l->port, run->env, sp->n_obs, sp->n_act,
+             run->pacing == RUN_PACING_STRICT ? "strict" : "async", run->utd, l->learn_start,
+             l->quota_on ? "on" : "off", real_cap, synth_cap, l->updates, l->policy_version,
+             l->refill_from, l->refill_until, run->modelserver_addr, cfg->checkpoint_dir);
+    return 0;
+}
+
+static void learner_close_quiet(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+/* stop and join the threads (any thread but those two) */
+static void learner_stop_threads(learner_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_broadcast(&l->cv_train);
+    pthread_cond_broadcast(&l->cv_stop);
+    pthread_mutex_unlock(&l->mu);
+    if (l->train_started) {
+        pthread_join(l->train_thr, NULL);
+        l->train_started = 0;
+    }
+    if (l->mirror_started) {
+        pthread_join(l->mirror_thr, NULL);
+        l->mirror_started = 0;
+    }
+}
+
+void learner_shutdown(learner_t *l)
+{
+    if (l->shutting_down) {
+        return;
+    }
+    l->shutting_down = 1;
+    log_info("event=shutdown_begin grace_ms=%d", l->cfg.grace_ms);
+    learner_stop_threads(l);
+    if (l->cfg.final_checkpoint && !l->diverged && l->updates > 0) {
+        learner_checkpoint(l, "final");
+    }
+    if (l->srv) {
+        rpc_server_shutdown(l->srv, l->cfg.grace_ms);
+    }
+    learner_drop_waiters(l);
+    learner_close_quiet((uv_handle_t *)&l->sig_term);
+    learner_close_quiet((uv_handle_t *)&l->sig_int);
+    pthread_mutex_lock(&l->mu);
+    l->wake_open = 0;
+    pthread_mutex_unlock(&l->mu);
+    learner_close_quiet((uv_handle_t *)&l->wake);
+}
+
+int learner_run(learner_t *l)
+{
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+    return l->exit_code;
+}
+
+void learner_free(learner_t *l)
+{
+    learner_stop_threads(l);
+    if (l->loop_ready && !l->shutting_down) {
+        /* a failed init: close what was opened */
+        learner_shutdown(l);
+        if (!l->srv) {
+            uv_run(&l->loop, UV_RUN_DEFAULT);
+        }
+    }
+    if (l->srv) {
+        rpc_server_free(l->srv);
+        l->srv = NULL;
+    }
+    if (l->loop_ready) {
+        uv_run(&l->loop, UV_RUN_DEFAULT);
+        int rc = uv_loop_close(&l->loop);
+        if (rc < 0) {
+            log_warn("event=loop_close_failed err=%s", uv_strerror(rc));
+        }
+    }
+    nn_blob *blobs[2] = {l->blob, l->pending_blob};
+    for (int i = 0; i < 2; i++) {
+        if (blobs[i]) {
+            nn_blob_free(blobs[i]);
+            free(blobs[i]);
+        }
+    }
+    sac_free(&l->sac);
+    replay_batch_free(&l->batch);
+    replay_free(&l->real);
+    synth_free(&l->synth);
+    dedup_free(&l->push_dedup);
+    dedup_free(&l->eval_dedup);
+    free(l->evals);
+    policy_free(&l->units);
+    env_free(l->env);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv_train);
+    pthread_cond_destroy(&l->cv_stop);
+    memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,163 @@
+/* learner.h - twig-learner: SAC on real + synthetic data, paced by real steps (MBPO).
+ *
+ * Services (proto/twig.proto), on cfg.listen (default: the run's learner_addr):
+ *   twig.v1.Learner/PushSynthetic  rollout workers' model transitions -> the synthetic FIFO;
+ *                                  validated (env id, dims, finite), deduped on (source_id, seq)
+ *   twig.v1.Learner/GetPolicy      the newest policy WeightBlob; long poll with wait_ms
+ *   twig.v1.Learner/GetProgress    counters for strict pacing and the launcher
+ *   twig.v1.Learner/ReportEval     actors' evaluation returns, deduped on (source_id, seq)
+ *   twig.v1.Learner/GetEvals       the evaluations so far
+ *   twig.v1.Stats/GetStats         counters and gauges
+ *   grpc.health.v1.Health/Check    (the rpc layer)
+ *
+ * Threads: the libuv loop on the caller's thread (signals, GetPolicy long polls, publishing),
+ * the rpc completion-queue thread (the other handlers: quick, under l->mu), the mirror thread
+ * (FetchReal long polls on the model server -> real replay) and the training thread (SAC
+ * updates as the rate limiter allows, policy publishing, checkpoints). l->mu guards the
+ * replays, counters, dedup tables and evaluations; the SAC state belongs to the training
+ * thread alone.
+ *
+ *     learner_t *l = xcalloc(1, sizeof *l);
+ *     rc = learner_init(l, &run, &cfg);    // env, nets, newest valid checkpoint, binds, serves
+ *     rc = learner_run(l);                 // until SIGTERM/SIGINT, then a clean shutdown
+ *     learner_free(l);
+ */
+#ifndef TWIG_LEARNER_H
+#define TWIG_LEARNER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "common/env.h"
+#include "common/nn_blob.h"
+#include "common/policy.h"
+#include "common/replay.h"
+#include "common/rng.h"
+#include "common/rpc.h"
+#include "common/run_config.h"
+#include "common/sac.h"
+#include "learner/dedup.h"
+#include "learner/synth.h"
+
+#define LEARNER_SERVICE "twig.v1.Learner"
+#define LEARNER_PATH_MAX 1023
+#define LEARNER_WAIT_MAX_MS 60000u    /* longest GetPolicy long poll */
+#define LEARNER_MAX_SOURCES 4096      /* distinct push / eval sources remembered */
+#define LEARNER_MAX_WORKERS 256       /* rollout workers (run option n_rollout) */
+#define LEARNER_MAX_EVALS 1000000u    /* evaluations kept */
+#define LEARNER_EVALS_PER_REPLY 1000u /* GetEvals answers at most this many at once */
+
+/* the `learner` section of a run file */
+typedef struct learner_cfg {
+    char listen[RUN_ADDR_MAX + 1];        /* "": the run's learner_addr */
+    char port_file[LEARNER_PATH_MAX + 1]; /* "": none */
+    char checkpoint_dir[LEARNER_PATH_MAX + 1];
+    int checkpoint_every; /* updates; 0: never */
+    int keep_checkpoints;
+    bool final_checkpoint;    /* on SIGTERM */
+    int policy_publish_every; /* updates */
+    int batch_size;
+    float lr_actor, lr_critic, lr_alpha;
+    float gamma, tau;
+    uint64_t real_capacity;      /* 0: the run's real_steps */
+    uint64_t synthetic_capacity; /* 0: MBPO's pool at k_max */
+    int synthetic_max_mb;        /* memory cap of that default */
+    int fetch_max;               /* FetchReal rows per call */
+    int fetch_wait_ms;           /* FetchReal long poll */
+    int threads;                 /* OpenBLAS threads of the training thread */
+    int grace_ms;
+    int log_every; /* updates between progress lines; 0: never */
+    int log_level; /* log_level */
+} learner_cfg;
+
+extern const config_opt learner_opts[];
+extern const int learner_n_opts;
+
+typedef struct learner_eval {
+    char source_id[MSG_MAX_ID_LEN + 1];
+    uint64_t real_steps, policy_version, seq;
+    uint32_t episodes;
+    float return_mean, return_std;
+} learner_eval;
+
+struct learner_waiter;
+
+typedef struct learner {
+    run_cfg run;
+    learner_cfg cfg;
+    env_t *env;           /* for the spec (bounds stay valid while it lives) */
+    policy_t units;       /* action unit conversion only (read-only after init) */
+    uint64_t learn_start; /* = run.init_steps */
+    bool quota_on;        /* strict, rollouts_per_step > 0, n_rollout > 0 */
+    bool synth_capped;    /* the FIFO is smaller than MBPO's pool (memory cap) */
+
+    /* loop thread */
+    uv_loop_t loop;
+    rpc_server_t *srv;
+    int port;
+    uv_signal_t sig_term, sig_int;
+    uv_async_t wake;                /* a new policy is waiting in pending_blob */
+    struct learner_waiter *waiters; /* parked GetPolicy calls */
+    nn_blob *blob;                  /* the policy served; loop thread only */
+    int loop_ready, shutting_down;
+    int exit_code;
+
+    /* threads */
+    pthread_t mirror_thr, train_thr;
+    int mirror_started, train_started;
+
+    /* guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_train; /* data, quota or stop for the training thread */
+    pthread_cond_t cv_stop;  /* the mirror's backoff sleeps */
+    bool stop;
+    int wake_open;
+    nn_blob *pending_blob; /* published by the training thread, taken by the loop */
+    replay_t real;         /* actions in [-1, 1] */
+    synth_t synth;
+    dedup_t push_dedup, eval_dedup;
+    learner_eval *evals;
+    size_t n_evals, cap_evals;
+    uint64_t real_offset;  /* next log offset to mirror = real steps mirrored */
+    uint64_t refill_from;  /* first offset mirrored in this process */
+    uint64_t refill_until; /* restored real offset (0 on a fresh start) */
+    uint64_t updates;
+    uint64_t policy_version;    /* newest published */
+    uint64_t synthetic_samples; /* transitions accepted, all lifetimes */
+    uint64_t synthetic_pushes;
+    uint64_t push_duplicates, push_rejected;
+    uint64_t quota_end[LEARNER_MAX_WORKERS]; /* per rollout worker: its quota watermark */
+    uint64_t quota_base;    /* real steps whose quota counts as met at start */
+    bool quota_known;       /* quota_base set (first contact with the model server) */
+    uint64_t model_version; /* newest in synthetic data */
+    uint64_t log_end;       /* model server's log end at the last fetch */
+    uint64_t checkpoints_written;
+    uint64_t restored_updates; /* from the checkpoint loaded at start (0: none) */
+    bool diverged;
+    sac_stats stats;
+    double updates_per_s;
+
+    /* training thread */
+    sac_t sac;
+    replay_batch batch;
+    rng_t rng; /* batch sampling */
+} learner_t;
+
+/* load the env, build nets and buffers, restore the newest valid checkpoint, publish the
+ * first policy, bind and serve, start the threads. 0 or a negative code with err_msg() */
+int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg);
+
+/* run the loop until SIGTERM/SIGINT has shut everything down. 0 on a clean exit */
+int learner_run(learner_t *l);
+
+/* begin the shutdown (loop thread; what the signals do): stop and join the threads, write
+ * the final checkpoint, answer parked calls, stop the server */
+void learner_shutdown(learner_t *l);
+
+/* release everything; safe after a failed init */
+void learner_free(learner_t *l);
+
+#endif

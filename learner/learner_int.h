@@ -1,0 +1,21 @@
+/* learner_int.h - what learner.c and learner_rpc.c share; not for other modules */
+#ifndef TWIG_LEARNER_INT_H
+#define TWIG_LEARNER_INT_H
+
+#include "learner/learner.h"
+#include "learner/pace.h"
+
+extern const rpc_method learner_methods[];
+extern const size_t learner_n_methods;
+
+/* the pacing counters now (caller holds l->mu) */
+pace_in learner_pace_in(const learner_t *l);
+/* real steps whose synthetic quota is met (caller holds l->mu) */
+uint64_t learner_quota_done(const learner_t *l);
+
+/* loop thread: serve a newly published policy to the parked GetPolicy calls */
+void learner_serve_waiters(learner_t *l);
+/* loop thread: answer every parked GetPolicy call (shutdown) */
+void learner_drop_waiters(learner_t *l);
+
+#endif

@@ -1,0 +1,401 @@
+/* learner_rpc.c - twig-learner's handlers: twig.v1.Learner and twig.v1.Stats.
+ *
+ * PushSynthetic, GetProgress, ReportEval, GetEvals and GetStats run on the completion-queue
+ * thread and only take l->mu briefly; GetPolicy runs on the loop, where long polls park
+ * until a newer policy is published or their wait ends. Every field from a peer is checked
+ * before use; a bad one is answered INVALID_ARGUMENT naming it. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/msg.h"
+#include "learner/learner_int.h"
+
+/* ---- PushSynthetic ---- */
+
+static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatch *m)
+{
+    int rc = msg_synth_check(m, MSG_BATCH_MAX_COUNT);
+    if (rc < 0) {
+        return rc;
+    }
+    if (m->n_workers != (uint32_t)l->run.n_rollout) {
+        return err_set(-EINVAL, "n_workers is %u, the run has n_rollout %d", m->n_workers,
+                       l->run.n_rollout);
+    }
+    const env_spec *sp = &l->env->spec;
+    if (strcmp(m->env_id, l->run.env) != 0) {
+        return err_set(-EINVAL, "env_id is '%s', the run's is '%s'", m->env_id, l->run.env);
+    }
+    if (m->obs_dim != (uint32_t)sp->n_obs) {
+        return err_set(-EINVAL, "obs_dim is %u, %s has %d", m->obs_dim, l->run.env, sp->n_obs);
+    }
+    if (m->act_dim != (uint32_t)sp->n_act) {
+        return err_set(-EINVAL, "act_dim is %u, %s has %d", m->act_dim, l->run.env, sp->n_act);
+    }
+    return 0;
+}
+
+static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
+    int rc = learner_check_push(l, m);
+    if (rc < 0) {
+        pthread_mutex_lock(&l->mu);
+        uint64_t n = ++l->push_rejected;
+        pthread_mutex_unlock(&l->mu);
+        if (n <= 10 || (n & (n - 1)) == 0) { /* a flood of garbage: the 1st..10th, 16th, ... */
+            log_warn("event=push_rejected count=%" PRIu64 " source_id=%.64s detail=\"%s\"", n,
+                     m->source_id ? m->source_id : "", err_msg());
+        }
+        return rc;
+    }
+    Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
+    size_t A = (size_t)l->env->spec.n_act, O = (size_t)l->env->spec.n_obs;
+    float *unit = xmalloc(sizeof(float) * A * m->count);
+    policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
+
+    pthread_mutex_lock(&l->mu);
+    uint64_t ack = 0;
+    if (dedup_check(&l->push_dedup, m->source_id, m->seq, &ack)) {
+        l->push_duplicates++;
+        pthread_mutex_unlock(&l->mu);
+        free(unit);
+        r.accepted = ack;
+        r.duplicate = true;
+        rpc_call_reply(call, 0, &r.base);
+        return 0;
+    }
+    if ((rc = dedup_record(&l->push_dedup, m->source_id, m->seq, m->count)) < 0) {
+        pthread_mutex_unlock(&l->mu);
+        free(unit);
+        return rc;
+    }
+    for (size_t i = 0; i < m->count; i++) {
+        replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
+                   m->terminated[i] != 0);
+    }
+    l->synthetic_samples += m->count;
+    l->synthetic_pushes++;
+    if (m->quota_end > l->quota_end[m->worker_index]) {
+        l->quota_end[m->worker_index] = m->quota_end;
+    }
+    if (m->model_version > l->model_version) {
+        l->model_version = m->model_version;
+    }
+    pthread_cond_broadcast(&l->cv_train);
+    pthread_mutex_unlock(&l->mu);
+    free(unit);
+    r.accepted = m->count;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+/* ---- GetPolicy: answered now, or parked until a newer version or the wait's end ---- */
+
+typedef struct learner_waiter {
+    uv_timer_t timer;
+    learner_t *l;
+    rpc_call_t *call;
+    uint64_t have;
+    struct learner_waiter *next;
+} learner_waiter;
+
+static void learner_reply_policy(rpc_call_t *call, const nn_blob *b)
+{
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    if (b) {
+        r.blob = (Twig__V1__WeightBlob *)&b->msg;
+    } else {
+        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
+    }
+    rpc_call_reply(call, 0, &r.base);
+}
+
+static void learner_waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void learner_waiter_drop(learner_t *l, learner_waiter *w)
+{
+    for (learner_waiter **p = &l->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, learner_waiter_closed);
+}
+
+static void learner_on_wait_timeout(uv_timer_t *t)
+{
+    learner_waiter *w = t->data;
+    learner_reply_policy(w->call, NULL);
+    learner_waiter_drop(w->l, w);
+}
+
+void learner_serve_waiters(learner_t *l)
+{
+    learner_waiter *w = l->waiters;
+    while (w) {
+        learner_waiter *next = w->next;
+        if (l->blob && l->blob->msg.version > w->have) {
+            learner_reply_policy(w->call, l->blob);
+            learner_waiter_drop(l, w);
+        }
+        w = next;
+    }
+}
+
+void learner_drop_waiters(learner_t *l)
+{
+    while (l->waiters) {
+        learner_waiter *w = l->waiters;
+        bool newer = l->blob && l->blob->msg.version > w->have;
+        learner_reply_policy(w->call, newer ? l->blob : NULL);
+        learner_waiter_drop(l, w);
+    }
+}
+
+static int learner_on_get_policy(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
+    if (q->wait_ms > LEARNER_WAIT_MAX_MS) {
+        return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms, LEARNER_WAIT_MAX_MS);
+    }
+    if (l->blob && l->blob->msg.version > q->have_version) {
+        learner_reply_policy(call, l->blob);
+        return 0;
+    }
+    int64_t left = rpc_call_remaining_ms(call);
+    uint64_t wait = q->wait_ms;
+    if (left < (int64_t)wait) {
+        wait = left > 0 ? (uint64_t)left : 0;
+    }
+    if (wait == 0 || l->shutting_down) {
+        learner_reply_policy(call, NULL);
+        return 0;
+    }
+    learner_waiter *w = xcalloc(1, sizeof *w);
+    w->l = l;
+    w->call = call;
+    w->have = q->have_version;
+    uv_timer_init(&l->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, learner_on_wait_timeout, wait, 0);
+    w->next = l->waiters;
+    l->waiters = w;
+    return RPC_DEFER;
+}
+
+/* ---- GetProgress ---- */
+
+static int learner_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    Twig__V1__Progress r = TWIG__V1__PROGRESS__INIT;
+    pthread_mutex_lock(&l->mu);
+    r.updates = l->updates;
+    r.real_steps = l->real_offset;
+    r.synthetic_samples = l->synthetic_samples;
+    r.policy_version = l->policy_version;
+    r.model_version = l->model_version;
+    r.learn_start = l->learn_start;
+    r.utd = l->run.utd;
+    r.achieved_utd = (float)pace_achieved_utd(l->updates, l->real_offset, l->learn_start);
+    r.rollout_quota_done = learner_quota_done(l);
+    pthread_mutex_unlock(&l->mu);
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+/* ---- ReportEval / GetEvals ---- */
+
+static int learner_check_eval(const Twig__V1__EvalResult *e, uint64_t newest_policy)
+{
+    size_t n = e->source_id ? strlen(e->source_id) : 0;
+    if (n == 0 || n > MSG_MAX_ID_LEN) {
+        return err_set(-EINVAL, "source_id has %zu bytes, expected 1..%u", n, MSG_MAX_ID_LEN);
+    }
+    if (e->episodes == 0) {
+        return err_set(-EINVAL, "episodes is 0");
+    }
+    if (!isfinite(e->return_mean)) {
+        return err_set(-EINVAL, "return_mean is not finite");
+    }
+    if (!isfinite(e->return_std) || e->return_std < 0.0f) {
+        return err_set(-EINVAL, "return_std is %g, expected finite and >= 0", e->return_std);
+    }
+    if (e->policy_version > newest_policy) {
+        return err_set(-EINVAL, "policy_version is %" PRIu64 ", the newest published is %" PRIu64,
+                       e->policy_version, newest_policy);
+    }
+    return 0;
+}
+
+static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    const Twig__V1__EvalResult *e = (const Twig__V1__EvalResult *)msg;
+    Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
+    pthread_mutex_lock(&l->mu);
+    int rc = learner_check_eval(e, l->policy_version);
+    uint64_t ack = 0;
+    if (rc == 0 && dedup_check(&l->eval_dedup, e->source_id, e->seq, &ack)) {
+        pthread_mutex_unlock(&l->mu);
+        r.accepted = ack;
+        r.duplicate = true;
+        rpc_call_reply(call, 0, &r.base);
+        return 0;
+    }
+    if (rc == 0 && l->n_evals >= LEARNER_MAX_EVALS) {
+        rc = err_set(TWIG_EFULL, "already %zu evaluations, the most kept", l->n_evals);
+    }
+    if (rc == 0) {
+        rc = dedup_record(&l->eval_dedup, e->source_id, e->seq, 1);
+    }
+    if (rc < 0) {
+        pthread_mutex_unlock(&l->mu);
+        return rc;
+    }
+    if (l->n_evals == l->cap_evals) {
+        l->cap_evals = l->cap_evals ? 2 * l->cap_evals : 64;
+        l->evals = xrealloc(l->evals, l->cap_evals * sizeof *l->evals);
+    }
+    learner_eval *d = &l->evals[l->n_evals++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->source_id, sizeof d->source_id, "%s", e->source_id);
+    d->real_steps = e->real_steps;
+    d->policy_version = e->policy_version;
+    d->seq = e->seq;
+    d->episodes = e->episodes;
+    d->return_mean = e->return_mean;
+    d->return_std = e->return_std;
+    size_t idx = l->n_evals;
+    pthread_mutex_unlock(&l->mu);
+    log_info("event=eval source_id=%s real_steps=%" PRIu64 " policy_version=%" PRIu64
+             " episodes=%u return_mean=%.2f return_std=%.2f index=%zu",
+             d->source_id, e->real_steps, e->policy_version, e->episodes, e->return_mean,
+             e->return_std, idx - 1);
+    r.accepted = 1;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    const Twig__V1__GetEvalsRequest *q = (const Twig__V1__GetEvalsRequest *)msg;
+    pthread_mutex_lock(&l->mu);
+    size_t total = l->n_evals;
+    if (q->from_index > total) {
+        pthread_mutex_unlock(&l->mu);
+        return err_set(-EINVAL, "from_index is %u, only %zu evaluations exist", q->from_index,
+                       total);
+    }
+    size_t n = total - q->from_index;
+    if (n > LEARNER_EVALS_PER_REPLY) {
+        n = LEARNER_EVALS_PER_REPLY;
+    }
+    Twig__V1__EvalResult *ev = xcalloc(n ? n : 1, sizeof *ev);
+    Twig__V1__EvalResult **ptrs = xcalloc(n ? n : 1, sizeof *ptrs);
+    for (size_t i = 0; i < n; i++) {
+        const learner_eval *s = &l->evals[q->from_index + i];
+        twig__v1__eval_result__init(&ev[i]);
+        ev[i].source_id = (char *)s->source_id;
+        ev[i].real_steps = s->real_steps;
+        ev[i].policy_version = s->policy_version;
+        ev[i].episodes = s->episodes;
+        ev[i].return_mean = s->return_mean;
+        ev[i].return_std = s->return_std;
+        ev[i].seq = s->seq;
+        ptrs[i] = &ev[i];
+    }
+    Twig__V1__GetEvalsReply r = TWIG__V1__GET_EVALS_REPLY__INIT;
+    r.n_evals = n;
+    r.evals = ptrs;
+    r.total = (uint32_t)total;
+    rpc_call_reply(call, 0, &r.base); /* packed now, while the strings are held */
+    pthread_mutex_unlock(&l->mu);
+    free(ptrs);
+    free(ev);
+    return 0;
+}
+
+/* ---- Stats ---- */
+
+#define LEARNER_N_STATS 21
+
+static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    learner_t *l = app;
+    Twig__V1__StatsReply__ValuesEntry ent[LEARNER_N_STATS];
+    Twig__V1__StatsReply__ValuesEntry *ptrs[LEARNER_N_STATS];
+    size_t n = 0;
+#define STAT(name, v)                                                                              \
+    do {                                                                                           \
+        twig__v1__stats_reply__values_entry__init(&ent[n]);                                        \
+        ent[n].key = (char *)(name);                                                               \
+        ent[n].value = (double)(v);                                                                \
+        ptrs[n] = &ent[n];                                                                         \
+        n++;                                                                                       \
+    } while (0)
+    pthread_mutex_lock(&l->mu);
+    STAT("updates", l->updates);
+    STAT("real_steps", l->real_offset);
+    STAT("real_replay_size", l->real.size);
+    STAT("real_replay_added", l->real.total);
+    STAT("log_end", l->log_end);
+    STAT("synthetic_samples", l->synthetic_samples);
+    STAT("synthetic_stored", synth_size(&l->synth));
+    STAT("synthetic_pushes", l->synthetic_pushes);
+    STAT("push_duplicates", l->push_duplicates);
+    STAT("push_rejected", l->push_rejected);
+    STAT("rollout_quota_done", learner_quota_done(l));
+    STAT("policy_version", l->policy_version);
+    STAT("model_version", l->model_version);
+    STAT("achieved_utd", pace_achieved_utd(l->updates, l->real_offset, l->learn_start));
+    STAT("updates_per_s", l->updates_per_s);
+    STAT("q_loss", l->stats.q_loss);
+    STAT("pi_loss", l->stats.pi_loss);
+    STAT("alpha", l->stats.alpha);
+    STAT("checkpoints_written", l->checkpoints_written);
+    STAT("restored_updates", l->restored_updates);
+    STAT("evals", l->n_evals);
+    pthread_mutex_unlock(&l->mu);
+#undef STAT
+    TWIG_ASSERT(n == LEARNER_N_STATS);
+    Twig__V1__StatsReply r = TWIG__V1__STATS_REPLY__INIT;
+    r.role = (char *)"learner";
+    r.pid = (uint32_t)getpid();
+    r.n_values = n;
+    r.values = ptrs;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+const rpc_method learner_methods[] = {
+    {"/twig.v1.Learner/PushSynthetic", &twig__v1__transition_batch__descriptor, learner_on_push,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/GetPolicy", &twig__v1__get_weights_request__descriptor,
+     learner_on_get_policy, RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
+    {"/twig.v1.Learner/GetProgress", &twig__v1__progress_request__descriptor, learner_on_progress,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/ReportEval", &twig__v1__eval_result__descriptor, learner_on_report_eval,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/GetEvals", &twig__v1__get_evals_request__descriptor, learner_on_get_evals,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, learner_on_stats,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+};
+const size_t learner_n_methods = sizeof learner_methods / sizeof learner_methods[0];

@@ -1,0 +1,67 @@
+/* pace.c - the learner's rate limiter (see pace.h) */
+#include "learner/pace.h"
+
+#include <math.h>
+
+#include "common/run_config.h"
+
+/* floor(utd * steps) without overshooting by float rounding: utd came from a float option,
+ * so 0.1 * 10 may be 1.0000000149; floor gives 1 as wanted, and the product of a double is
+ * exact enough for the step counts a run reaches (< 2^40) */
+static uint64_t pace_credit(double utd, uint64_t steps)
+{
+    double c = floor(utd * (double)steps);
+    if (c <= 0.0) {
+        return 0;
+    }
+    if (c >= 1.8e19) {
+        return PACE_UNLIMITED - 1;
+    }
+    return (uint64_t)c;
+}
+
+uint64_t pace_allowed_updates(const pace_in *in)
+{
+    if (in->real_steps < in->refill_until || in->real_steps <= in->learn_start) {
+        return 0;
+    }
+    if (in->pacing == RUN_PACING_ASYNC) {
+        return PACE_UNLIMITED;
+    }
+    uint64_t covered = in->real_steps;
+    if (in->quota_on && in->quota_done < covered) {
+        covered = in->quota_done;
+    }
+    if (covered <= in->learn_start) {
+        return 0;
+    }
+    return pace_credit(in->utd, covered - in->learn_start);
+}
+
+bool pace_may_update(const pace_in *in)
+{
+    return in->updates < pace_allowed_updates(in);
+}
+
+uint64_t pace_updates_left(const pace_in *in)
+{
+    uint64_t a = pace_allowed_updates(in);
+    return a > in->updates ? a - in->updates : 0;
+}
+
+uint64_t pace_quota_watermark(uint64_t quota_base, const uint64_t *quota_end, int n_workers)
+{
+    uint64_t low = UINT64_MAX;
+    for (int j = 0; j < n_workers; j++) {
+        low = quota_end[j] < low ? quota_end[j] : low;
+    }
+    return low > quota_base ? low : quota_base;
+}
+
+double pace_achieved_utd(uint64_t updates, uint64_t real_steps, uint64_t learn_start)
+{
+    if (real_steps <= learn_start) {
+        return 0.0;
+    }
+    return (double)updates / (double)(real_steps - learn_start);
+}

@@ -1,0 +1,250 @@
+/* `twig run` (deploy/twig_run.c) end to end with stand-in binaries: shell scripts named
+ * twig-modelserver, twig-learner, twig-rollout and twig-actor in a temporary bin_dir. They
+ * accept the --print-config check and then do what the test needs (crash, wait, or serve
+ * what the monitor polls through tests/deploy/fake_twig_proc.py and /usr/bin/python3). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TWIG TWIG_BIN_DIR "/deploy/twig"
+#define N_PROCS 3   /* modelserver, learner, actor-0 (no rollout workers) */
+
+static char tmpdir[64];
+static const char *run_name = "run";   /* the run directory inside tmpdir */
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/twig_run_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* a port nobody listens on right now (bound, read, released) */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(chmod(path, mode), 0);
+}
+
+/* bin/twig-* run `body` unless asked for --print-config; config.yaml with test ports */
+static void make_fixture(const char *body)
+{
+    char path[256], script[1024];
+    snprintf(path, sizeof path, "%s/bin", tmpdir);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(script, sizeof script,
+             "#!/bin/sh\n"
+             "for a; do [ \"$a\" = --print-config ] && { echo 'ok: true'; exit 0; }; done\n"
+             "%s\n",
+             body);
+    const char *names[] = {"twig-modelserver", "twig-learner", "twig-rollout", "twig-actor"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/bin/%s", tmpdir, names[i]);
+        write_file(path, script, 0755);
+    }
+    run_name = "run";
+    char cfg[512];
+    snprintf(cfg, sizeof cfg,
+             "env: Pendulum-v1\nn_actors: 1\nn_rollout: 0\n"
+             "modelserver_addr: 127.0.0.1:%d\nlearner_addr: 127.0.0.1:%d\n"
+             "launcher:\n  actor_base_port: %d\n  bin_dir: %s/bin\n",
+             free_port(), free_port(), free_port(), tmpdir);
+    snprintf(path, sizeof path, "%s/config.yaml", tmpdir);
+    write_file(path, cfg, 0644);
+}
+
+/* start `twig run` with extra --set options; stdout and stderr go to files in tmpdir */
+static pid_t start_twig(const char *const *sets, int n_sets)
+{
+    char cfg[128], run_dir[128], out[128], err[128];
+    snprintf(cfg, sizeof cfg, "%s/config.yaml", tmpdir);
+    snprintf(run_dir, sizeof run_dir, "%s/%s", tmpdir, run_name);
+    snprintf(out, sizeof out, "%s/out.txt", tmpdir);
+    snprintf(err, sizeof err, "%s/err.txt", tmpdir);
+    const char *argv[32] = {TWIG, "run", cfg, "--run-dir", run_dir};
+    int argc = 5;
+    for (int i = 0; i < n_sets; i++) {
+        argv[argc++] = "--set";
+        argv[argc++] = sets[i];
+    }
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fo, STDOUT_FILENO);
+        dup2(fe, STDERR_FILENO);
+        execv(TWIG, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* wait for pid at most ms; its exit status, or -1 after killing it (timed out) */
+static int wait_exit(pid_t pid, int ms)
+{
+    uint64_t end = mono_ms() + (uint64_t)ms;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 256 + WTERMSIG(st);
+        }
+        if (mono_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(20 * 1000);
+    }
+}
+
+static char *slurp(const char *name)
+{
+    static char buf[1 << 16];
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
+Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_used_up,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    make_fixture("exit 3");
+    const char *sets[] = {"launcher.max_restarts=1", "launcher.restart_base_ms=10",
+                          "launcher.startup_timeout_ms=60000", "launcher.stop_grace_ms=2000"};
+    uint64_t t0 = mono_ms();
+    pid_t pid = start_twig(sets, 4);
+    int code = wait_exit(pid, 50000);
+    uint64_t took = mono_ms() - t0;
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    /* ended by the supervisor giving up, not by the 60 s start-up timeout */
+    cr_expect_lt(took, 30000, "took %llu ms", (unsigned long long)took);
+    cr_expect(strstr(err, "gave up") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "restarting it") != NULL, "the first crash is restarted: %s", err);
+}
+
+Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+    char body[256];
+    snprintf(body, sizeof body, "echo $$ >> %s/pids\nexec sleep 60", tmpdir);
+    make_fixture(body);
+    const char *sets[] = {"launcher.startup_timeout_ms=60000", "launcher.stop_grace_ms=5000"};
+    pid_t pid = start_twig(sets, 2);
+    /* every child has started (each wrote its pid) */
+    int pids[N_PROCS] = {0};
+    int n = 0;
+    for (uint64_t end = mono_ms() + 30000; n < N_PROCS && mono_ms() < end;) {
+        char *s = slurp("pids");
+        n = 0;
+        for (char *line = strtok(s, "\n"); line && n < N_PROCS; line = strtok(NULL, "\n")) {
+            pids[n++] = atoi(line);
+        }
+        if (n < N_PROCS) {
+            usleep(20 * 1000);
+        }
+    }
+    cr_assert_eq(n, N_PROCS, "children started: %d; stderr: %s", n, slurp("err.txt"));
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int code = wait_exit(pid, 30000);
+    cr_expect_eq(code, 128 + SIGTERM, "exit %d; stderr: %s", code, slurp("err.txt"));
+    for (int i = 0; i < N_PROCS; i++) {
+        cr_expect(pids[i] > 0 && kill(pids[i], 0) < 0 && errno == ESRCH,
+                  "child %d (pid %d) outlived the launcher", i, pids[i]);
+    }
+}
+
+Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+    make_fixture("exec sleep 60");
+    char path[128];
+    snprintf(path, sizeof path, "%s/bin/twig-learner", tmpdir);
+    write_file(path,
+               "#!/bin/sh\necho 'unknown option learner.bogus' >&2\nexit 2\n", 0755);
+    pid_t pid = start_twig(NULL, 0);
+    int code = wait_exit(pid, 60000);
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_expect(strstr(err, "learner refused the config (exit 2") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "unknown option learner.bogus") != NULL, "stderr: %s", err);
+}
+
+/* the whole happy path: healthy, polled, final evaluation, stop, metrics.csv, plot, summary.
+ * The run directory's name holds a '$' that a shell would expand */
+Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .init = setup,
+     .fini = teardown, .timeout = 180)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "exec /usr/bin/python3 %s/tests/deploy/fake_twig_proc.py \"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    run_name = "run-$x";
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    pid_t pid = start_twig(sets, 4);
+    int code = wait_exit(pid, 150000);
+    cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_expect(strstr(out, "final eval return   -150.50 +- 12.25 (at 1000 real steps, policy v7)")
+                  != NULL, "stdout: %s", out);
+    char *csv = slurp("run-$x/metrics.csv");
+    char *row = strchr(csv, '\n');
+    cr_assert_not_null(row, "metrics.csv: %s", csv);
+    cr_expect(strncmp(row + 1, "1000,", 5) == 0, "metrics.csv: %s", csv);
+    cr_expect(strstr(row, ",-150.5000,12.2500,20000,400000,7,3,7,20.000,0.5\n") != NULL,
+              "metrics.csv: %s", csv);
+    char png[160];
+    snprintf(png, sizeof png, "%s/run-$x/learning_curve.png", tmpdir);
+    struct stat st;
+    cr_expect(stat(png, &st) == 0 && st.st_size > 1000, "no plot at %s", png);
+}

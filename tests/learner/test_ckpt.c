@@ -1,0 +1,168 @@
+/* tests for learner/dedup.c and learner/ckpt.c: (source, seq) windows, their images, and
+ * checkpoint directories written, listed and pruned */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "learner/ckpt.h"
+#include "learner/dedup.h"
+
+Test(dedup, retry_gets_the_original_ack_and_new_seqs_are_new)
+{
+    dedup_t d;
+    dedup_init(&d, 4);
+    uint64_t ack = 99;
+    cr_expect_eq(dedup_check(&d, "w0", 1, &ack), 0);
+    cr_expect_eq(ack, 0);
+    cr_assert_eq(dedup_record(&d, "w0", 1, 400), 0);
+    cr_expect_eq(dedup_check(&d, "w0", 1, &ack), 1);
+    cr_expect_eq(ack, 400);
+    cr_expect_eq(dedup_check(&d, "w1", 1, &ack), 0, "another source's seq 1 is new");
+    cr_expect_eq(dedup_check(&d, "w0", 2, &ack), 0);
+    /* out of order inside the window */
+    cr_assert_eq(dedup_record(&d, "w0", 10, 7), 0);
+    cr_expect_eq(dedup_check(&d, "w0", 5, &ack), 0, "seq 5 was never seen");
+    cr_assert_eq(dedup_record(&d, "w0", 5, 3), 0);
+    cr_expect_eq(dedup_check(&d, "w0", 5, &ack), 1);
+    cr_expect_eq(ack, 3);
+    cr_expect_eq(dedup_check(&d, "w0", 10, &ack), 1);
+    cr_expect_eq(ack, 7);
+    /* far below the window: assumed seen */
+    cr_assert_eq(dedup_record(&d, "w0", 1000, 1), 0);
+    cr_expect_eq(dedup_check(&d, "w0", 900, &ack), 1);
+    cr_expect_eq(ack, 0);
+    dedup_free(&d);
+}
+
+Test(dedup, refuses_more_sources_than_its_limit)
+{
+    dedup_t d;
+    dedup_init(&d, 2);
+    cr_expect_eq(dedup_record(&d, "a", 1, 1), 0);
+    cr_expect_eq(dedup_record(&d, "b", 1, 1), 0);
+    cr_expect_eq(dedup_record(&d, "c", 1, 1), TWIG_EFULL);
+    cr_expect_eq(dedup_record(&d, "a", 2, 1), 0, "a known source still records");
+    dedup_free(&d);
+}
+
+Test(dedup, image_round_trip_and_damage)
+{
+    dedup_t d, e;
+    dedup_init(&d, 16);
+    dedup_init(&e, 16);
+    for (int s = 0; s < 3; s++) {
+        char id[16];
+        snprintf(id, sizeof id, "src-%d", s);
+        for (uint64_t q = 1; q <= 70; q++) {
+            cr_assert_eq(dedup_record(&d, id, q * (uint64_t)(s + 1), q + 100 * (uint64_t)s), 0);
+        }
+    }
+    size_t n = dedup_image_size(&d);
+    uint8_t *img = malloc(n);
+    dedup_image_write(img, &d);
+    size_t used = 0;
+    cr_assert_eq(dedup_image_read(&e, img, n, &used), 0);
+    cr_expect_eq(used, n);
+    cr_expect_eq(e.n, 3);
+    uint64_t ack;
+    cr_expect_eq(dedup_check(&e, "src-2", 70 * 3, &ack), 1);
+    cr_expect_eq(ack, 270);
+    cr_expect_eq(dedup_check(&e, "src-1", 71 * 2, &ack), 0);
+    cr_expect_eq(dedup_image_read(&e, img, n - 5, &used), TWIG_ECORRUPT);
+    free(img);
+    dedup_free(&d);
+    dedup_free(&e);
+}
+
+static void make_tmpdir(char *out, size_t n)
+{
+    snprintf(out, n, "/tmp/twig-ckpt-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(out));
+}
+
+Test(ckpt, commit_list_prune_and_leftover_temp_dirs)
+{
+    char root[128], dir[256], tmp[CKPT_PATH_MAX], p[CKPT_PATH_MAX];
+    make_tmpdir(root, sizeof root);
+    snprintf(dir, sizeof dir, "%s/a/b", root);
+    cr_assert_eq(ckpt_dir_prepare(dir), 0, "%s", err_msg());
+    uint64_t ids_in[] = {300, 100, 200, 400};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(ckpt_begin(tmp, sizeof tmp, dir, ids_in[i]), 0);
+        char text[32];
+        int len = snprintf(text, sizeof text, "id %llu", (unsigned long long)ids_in[i]);
+        cr_assert_eq(ckpt_write_file(tmp, "x.bin", text, (size_t)len), 0);
+        cr_assert_eq(ckpt_commit(dir, ids_in[i]), 0, "%s", err_msg());
+    }
+    /* an interrupted checkpoint: a temp directory that never got renamed */
+    cr_assert_eq(ckpt_begin(tmp, sizeof tmp, dir, 500), 0);
+    uint64_t *ids;
+    size_t n;
+    cr_assert_eq(ckpt_list(dir, &ids, &n), 0);
+    cr_assert_eq(n, 4, "the temp directory is not a checkpoint");
+    cr_expect_eq(ids[0], 100);
+    cr_expect_eq(ids[3], 400);
+    free(ids);
+    cr_expect_eq(ckpt_prune(dir, 2), 2);
+    cr_assert_eq(ckpt_list(dir, &ids, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_eq(ids[0], 300);
+    cr_expect_eq(ids[1], 400);
+    free(ids);
+    cr_assert_eq(ckpt_path(p, sizeof p, dir, 400, "x.bin"), 0);
+    uint8_t *data;
+    size_t len;
+    cr_assert_eq(ckpt_read_file(p, &data, &len), 0);
+    cr_expect_eq(len, 6);
+    cr_expect_eq(memcmp(data, "id 400", 6), 0);
+    free(data);
+    /* prepare removes the leftover temp directory */
+    struct stat st;
+    cr_expect_eq(stat(tmp, &st), 0);
+    cr_assert_eq(ckpt_dir_prepare(dir), 0);
+    cr_expect_neq(stat(tmp, &st), 0);
+    /* re-committing an existing id replaces it */
+    cr_assert_eq(ckpt_begin(tmp, sizeof tmp, dir, 400), 0);
+    cr_assert_eq(ckpt_write_file(tmp, "x.bin", "new", 3), 0);
+    cr_assert_eq(ckpt_commit(dir, 400), 0, "%s", err_msg());
+    cr_assert_eq(ckpt_read_file(p, &data, &len), 0);
+    cr_expect_eq(len, 3);
+    free(data);
+    cr_expect_eq(ckpt_remove(dir, 300), 0);
+    cr_expect_eq(ckpt_remove(dir, 400), 0);
+    cr_expect_eq(rmdir(dir), 0);
+    char ab[300];
+    snprintf(ab, sizeof ab, "%s/a", root);
+    rmdir(ab);
+    rmdir(root);
+}
+
+Test(ckpt, byte_buffer_reader_stops_at_the_end)
+{
+    bbuf_t w = {0};
+    bbuf_put_u32(&w, 0xdeadbeef);
+    bbuf_put_u64(&w, 1ull << 40);
+    bbuf_put_f32(&w, -2.5f);
+    bbuf_put_str(&w, "hello");
+    bbuf_t r;
+    bbuf_reader(&r, w.data, w.len);
+    cr_expect_eq(bbuf_get_u32(&r), 0xdeadbeef);
+    cr_expect_eq(bbuf_get_u64(&r), 1ull << 40);
+    float f = bbuf_get_f32(&r); /* the macro evaluates its arguments twice */
+    cr_expect_float_eq(f, -2.5f, 0);
+    char s[8];
+    bbuf_get_str(&r, s, 7);
+    cr_expect_str_eq(s, "hello");
+    cr_expect_not(r.bad);
+    cr_expect_eq(bbuf_get_u64(&r), 0);
+    cr_expect(r.bad);
+    bbuf_reader(&r, w.data, w.len);
+    r.pos = 16;
+    bbuf_get_str(&r, s, 3); /* longer than allowed */
+    cr_expect(r.bad);
+    bbuf_free(&w);
+}
