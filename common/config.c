@@ -425,6 +425,18 @@ static void write_scalar(FILE *f, const config_opt *o, const char *text)
     fputc('"', f);
 }
 
+/* one table's options as "indent name: value" lines */
+static void config_write_opts(FILE *f, const config_table *t, const char *indent, char *buf,
+                              size_t n)
+{
+    for (int j = 0; j < t->n_opts; j++) {
+        format_value(&t->opts[j], t->base, buf, n);
+        fprintf(f, "%s%s: ", indent, t->opts[j].name);
+        write_scalar(f, &t->opts[j], buf);
+        fputc('\n', f);
+    }
+}
+
 void config_write_yaml(FILE *f, const config_table *t, int n_tables)
 {
     char buf[512];
@@ -435,14 +447,23 @@ void config_write_yaml(FILE *f, const config_table *t, int n_tables)
                 continue;
             }
             const char *indent = t[i].section ? "  " : "";
+            /* several tables may share a section (the model server's own keys and its model
+             * options): one header, at the section's first table, which prints them all */
+            bool later = false;
+            for (int k = 0; k < i && t[i].section && !later; k++) {
+                later = t[k].section && strcmp(t[k].section, t[i].section) == 0;
+            }
+            if (later) {
+                continue;
+            }
             if (t[i].section) {
                 fprintf(f, "%s:\n", t[i].section);
             }
-            for (int j = 0; j < t[i].n_opts; j++) {
-                format_value(&t[i].opts[j], t[i].base, buf, sizeof buf);
-                fprintf(f, "%s%s: ", indent, t[i].opts[j].name);
-                write_scalar(f, &t[i].opts[j], buf);
-                fputc('\n', f);
+            config_write_opts(f, &t[i], indent, buf, sizeof buf);
+            for (int k = i + 1; k < n_tables && t[i].section; k++) {
+                if (t[k].section && strcmp(t[k].section, t[i].section) == 0) {
+                    config_write_opts(f, &t[k], indent, buf, sizeof buf);
+                }
             }
         }
     }

@@ -342,10 +342,24 @@ static int trainer_setup_fit(trainer_t *t)
         return 0;
     }
     int rc = ensemble_trainer_init(&t->tr, &t->ens, &tc);
-    if (rc == 0) {
-        t->tr.stop = &t->stop;
+    if (rc < 0) {
+        return rc;
     }
-    return rc;
+    t->tr.stop = &t->stop;
+    if (t->resume_adam) {
+        t->resume_adam = 0;
+        char path[4096];
+        if (path_join(path, sizeof path, t->dir, TRAINER_ADAM_FILE) == 0) {
+            int lr = ensemble_trainer_load_file(&t->tr, &t->ens, path);
+            if (lr < 0) {
+                log_warn("event=model_adam_not_resumed err=%s detail=\"%s\" action=fresh_moments",
+                         err_name(lr), err_msg());
+            } else {
+                log_info("event=model_adam_resumed steps=%lld", (long long)t->tr.steps);
+            }
+        }
+    }
+    return 0;
 }
 
 /* one fit on rows [0, end) and its publication; 0, 1 when stopped, or < 0 */
@@ -396,6 +410,10 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     trainer_model *m = model_build(t, &bytes, &n_bytes, version, end, rep.epochs, secs, st.env_id);
     rc = blob_write_file(t->dir, bytes, n_bytes);
     free(bytes);
+    char adam[4096];
+    if (rc == 0 && (rc = path_join(adam, sizeof adam, t->dir, TRAINER_ADAM_FILE)) == 0) {
+        rc = ensemble_trainer_save_file(&t->ens, &t->tr, adam);
+    }
     if (rc < 0) {
         /* served anyway: a restart then serves the previous version until the next fit */
         log_warn("event=model_persist_failed version=%" PRIu64 " err=%s detail=\"%s\"", version,
@@ -406,6 +424,7 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     t->pub = m;
     t->trainings++;
     t->last_train_seconds = secs;
+    t->adam_steps = t->tr.steps;
     pthread_cond_broadcast(&t->cv_wait);
     pthread_mutex_unlock(&t->mu);
     model_free(old);
@@ -614,6 +633,7 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
         ec.learn_reward == loaded.cfg.learn_reward) {
         t->ens = loaded;
         t->ens_ready = 1;
+        t->resume_adam = 1;
     } else {
         log_warn("event=model_options_changed version=%" PRIu64 " action=cold_start", m->version);
         ensemble_free(&loaded);
@@ -706,5 +726,6 @@ void trainer_get_status(trainer_t *t, trainer_status *st)
     st->trainings = t->trainings;
     st->training = t->training;
     st->last_train_seconds = t->last_train_seconds;
+    st->adam_steps = t->adam_steps;
     pthread_mutex_unlock(&t->mu);
 }

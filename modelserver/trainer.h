@@ -23,8 +23,10 @@
  *     train_seconds  its wall time
  * The packed blob is written to DIR/model.blob (tmp, fsync, rename, fsync DIR) before it is
  * served, so a restarted server serves the same newest version (and warm-starts from it when
- * the ensemble options are unchanged). A model.blob that does not load is an error at start
- * (TWIG_ECORRUPT naming the file): nothing is discarded silently.
+ * the ensemble options are unchanged, with the fit's Adam moments from DIR/model.adam,
+ * written after model.blob; a crash between the two pairs a model with the moments of the
+ * fit before it, which only changes the optimiser's momentum). A model.blob that does not load is
+ * an error at start (TWIG_ECORRUPT naming the file): nothing is discarded silently.
  *
  * GetModel(have_version, wait_ms): the blob when the newest version differs from
  * have_version (a have_version the server never published gets the newest, so a client of a
@@ -61,6 +63,7 @@
 
 #define TRAINER_SECTION "modelserver"
 #define TRAINER_BLOB_FILE "model.blob"
+#define TRAINER_ADAM_FILE "model.adam"
 #define TRAINER_WAIT_MAX_MS 60000u /* longest GetModel long poll */
 #define TRAINER_FETCH_ROWS 4096u   /* rows per read of the log */
 
@@ -100,6 +103,7 @@ typedef struct trainer_status {
     bool training;      /* a fit is running */
     float holdout_mse;
     double last_train_seconds;
+    int64_t adam_steps; /* Adam steps of the model's training so far (all fits) */
 } trainer_status;
 
 typedef struct trainer {
@@ -118,6 +122,7 @@ typedef struct trainer {
     uint64_t trainings;
     bool training;
     double last_train_seconds;
+    int64_t adam_steps;
 
     atomic_int stop; /* ends a fit early */
     pthread_t train_thread;
@@ -130,6 +135,7 @@ typedef struct trainer {
     ensemble_t ens; /* warm state between fits */
     ensemble_trainer_t tr;
     int ens_ready;
+    int resume_adam; /* warm start: load DIR/model.adam with the trainer */
     uint64_t n_rows; /* rows read from the log so far */
     uint64_t cap_rows;
     float *obs, *act, *next_obs, *reward;

@@ -153,3 +153,27 @@ Test(config, missing_file_names_the_path, .init = setup)
     cr_expect_eq(r, -ENOENT);
     cr_expect(strstr(err_msg(), "/nonexistent/twig.yaml") != NULL);
 }
+
+Test(config, tables_sharing_a_section_are_written_under_one_header, .init = setup)
+{
+    /* as the model server's own keys and its model options share "modelserver" */
+    static const config_opt more_opts[] = {
+        {"env2", CFG_STRING, offsetof(run_cfg, env), "x", 1, 63, "another key", NULL},
+    };
+    run_cfg other = {0};
+    config_table t3[3] = {tables[0], tables[1], {"learner", more_opts, 1, &other}};
+    cr_assert_eq(config_set_defaults(t3, 3), 0, "%s", err_msg());
+    cr_assert_eq(config_set_assignment(t3, 3, "learner.env2=second"), 0, "%s", err_msg());
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_write_yaml(f, t3, 3);
+    fclose(f);
+    const char *first = strstr(buf, "learner:");
+    cr_assert_not_null(first, "%s", buf);
+    cr_expect_null(strstr(first + 1, "learner:"), "one header:\n%s", buf);
+    memset(&other, 0, sizeof other);
+    cr_assert_eq(config_load_string(t3, 3, buf, len, "dump", sections), 0, "%s", err_msg());
+    cr_expect_str_eq(other.env, "second");
+    free(buf);
+}

@@ -256,7 +256,13 @@ Test(trainer, restart_serves_the_same_newest_model)
     Twig__V1__GetWeightsReply *a = get_model(&r, 0, 60000, &rc);
     cr_assert_eq(rc, 0, "%s", err_msg());
     cr_assert_not_null(a->blob);
+    trainer_status st1;
+    trainer_get_status(&r.tr, &st1);
+    cr_expect_gt(st1.adam_steps, 0);
     rig_stop(&r);
+    char adam[512];
+    snprintf(adam, sizeof adam, "%s/%s", dir, TRAINER_ADAM_FILE);
+    cr_expect_eq(access(adam, F_OK), 0, "the fit's Adam state is kept beside the model");
 
     rig r2 = {0};
     rig_cfg(&r2);
@@ -285,6 +291,9 @@ Test(trainer, restart_serves_the_same_newest_model)
     cr_assert_not_null(n->blob);
     cr_expect_eq(n->blob->version, 2);
     cr_expect_eq(stat_of(n->blob, "trained_on"), 600.0f);
+    trainer_status st2;
+    trainer_get_status(&r2.tr, &st2);
+    cr_expect_gt(st2.adam_steps, st1.adam_steps, "the restarted fit went on from the moments");
     protobuf_c_message_free_unpacked(&n->base, NULL);
     rig_stop(&r2);
     ed_free(&d);
