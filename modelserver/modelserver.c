@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,6 +446,46 @@ static int ms_on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *
     return trainer_get_model(&((modelserver_t *)app)->trainer, call, msg);
 }
 
+/* ---- Stats: what the launcher's progress line shows ---- */
+
+static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    modelserver_t *ms = app;
+    trainer_status ts;
+    trainer_get_status(&ms->trainer, &ts);
+    reallog_status ls;
+    reallog_get_status(&ms->log, &ls);
+    struct {
+        const char *key;
+        double value;
+    } v[] = {
+        {"log_end", (double)ls.end_offset},
+        {"sources", (double)ls.sources},
+        {"model_version", (double)ts.version},
+        {"model_trained_on", (double)ts.trained_on},
+        {"model_holdout_loss", ts.version ? (double)ts.holdout_mse : NAN},
+        {"model_trainings", (double)ts.trainings},
+        {"model_training", ts.training ? 1.0 : 0.0},
+        {"model_last_train_s", ts.last_train_seconds},
+    };
+    enum { N = sizeof v / sizeof v[0] };
+    Twig__V1__StatsReply__ValuesEntry e[N];
+    Twig__V1__StatsReply__ValuesEntry *ep[N];
+    for (int i = 0; i < N; i++) {
+        twig__v1__stats_reply__values_entry__init(&e[i]);
+        e[i].key = (char *)v[i].key;
+        e[i].value = v[i].value;
+        ep[i] = &e[i];
+    }
+    Twig__V1__StatsReply r = TWIG__V1__STATS_REPLY__INIT;
+    r.role = (char *)"modelserver";
+    r.pid = (uint32_t)getpid();
+    r.n_values = N;
+    r.values = ep;
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
 static const rpc_method ms_methods[] = {
     {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, ms_on_append,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
@@ -456,6 +497,8 @@ static const rpc_method ms_methods[] = {
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.ModelServer/GetModel", &twig__v1__get_weights_request__descriptor,
      ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, ms_on_stats,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
 
 /* ---- lifetime ---- */
