@@ -32,6 +32,14 @@ static void set_state(monitor_t *m, monitor_state s)
     m->wake(m->wake_data);
 }
 
+double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s)
+{
+    if (now < before || !(dt_s > 0)) {
+        return 0.0;   /* unsigned now - before would wrap to ~1.8e19 */
+    }
+    return (double)(now - before) / dt_s;
+}
+
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s)
 {
     fprintf(f, "%llu,%.3f,%.4f,%.4f,%llu,%llu,%llu,%llu,%llu,%.3f,%.6g\n",
@@ -200,7 +208,7 @@ static void print_progress(monitor_t *m, const monitor_snapshot *s)
 {
     double left = (double)m->run->real_steps - (double)s->real_steps;
     char eta[32] = "?";
-    if (s->real_per_s > 0 && left > 0) {
+    if (s->real_per_s > 0 && left > 0 && left / s->real_per_s < 1e8) {   /* fits an int */
         int sec = (int)(left / s->real_per_s);
         snprintf(eta, sizeof eta, "%dm%02ds", sec / 60, sec % 60);
     } else if (left <= 0) {
@@ -244,9 +252,10 @@ static void monitor_main(void *arg)
         uint64_t t = now_ms();
         double dt = (double)(t - prev_ms) / 1000.0;
         if (dt > 0) {
-            s.updates_per_s = (double)(s.updates - prev.updates) / dt;
-            s.synthetic_per_s = (double)(s.synthetic_samples - prev.synthetic_samples) / dt;
-            s.real_per_s = (double)(s.real_steps - prev.real_steps) / dt;
+            s.updates_per_s = monitor_rate_per_s(s.updates, prev.updates, dt);
+            s.synthetic_per_s = monitor_rate_per_s(s.synthetic_samples, prev.synthetic_samples,
+                                                   dt);
+            s.real_per_s = monitor_rate_per_s(s.real_steps, prev.real_steps, dt);
         }
         s.wall_s = (double)(t - m->started_ms) / 1000.0;
         prev = s;

@@ -87,6 +87,10 @@ static inline monitor_state monitor_get_state(monitor_t *m)
     return (monitor_state)atomic_load(&m->state);
 }
 
+/* growth of a counter per second over dt_s; 0 when it went back (a restarted process that
+ * lost some progress) or dt_s <= 0 (exposed for tests) */
+double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s);
+
 /* one metrics.csv row for an evaluation (exposed for tests) */
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s);
 extern const char monitor_metrics_header[];
