@@ -172,14 +172,24 @@ static void write_scalars(monitor_t *m, const monitor_snapshot *s)
     }
 }
 
-/* new evaluations since the last poll: metrics rows, event scalars, log lines */
+/* new evaluations since the last poll: metrics rows, event scalars, log lines.
+ * A learner restarted from a checkpoint older than its last evaluations holds fewer than we
+ * have read and refuses our from_index (INVALID_ARGUMENT): then read its list again from the
+ * start, writing only what lies beyond the last evaluation already written */
 static void poll_evals(monitor_t *m, monitor_snapshot *s)
 {
     Twig__V1__GetEvalsRequest q = TWIG__V1__GET_EVALS_REQUEST__INIT;
     q.from_index = (uint32_t)s->evals;
     ProtobufCMessage *reply = NULL;
-    if (rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetEvals", &q.base,
-                         &twig__v1__get_evals_reply__descriptor, &poll_opts) != 0) {
+    int rc = rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetEvals", &q.base,
+                              &twig__v1__get_evals_reply__descriptor, &poll_opts);
+    if (rc == -EINVAL && s->evals > 0) {
+        log_warn("event=evals_lost seen=%d detail=\"%s\"", s->evals, err_msg());
+        s->evals = 0;
+        m->evals_resync = true;
+        return;
+    }
+    if (rc != 0) {
         return;
     }
     const Twig__V1__GetEvalsReply *r = (const Twig__V1__GetEvalsReply *)reply;
@@ -187,6 +197,10 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
     for (size_t i = 0; i < r->n_evals; i++) {
         const Twig__V1__EvalResult *e = r->evals[i];
         s->evals++;
+        if (m->evals_resync && e->real_steps <= s->eval_real_steps) {
+            continue;   /* written before the learner lost it */
+        }
+        m->evals_resync = false;
         s->eval_return_mean = e->return_mean;
         s->eval_return_std = e->return_std;
         s->eval_real_steps = e->real_steps;

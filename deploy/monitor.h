@@ -71,6 +71,7 @@ typedef struct monitor {
     bool tty;                      /* progress line with \r on a terminal */
     uint64_t budget_reached_ms;    /* when real_steps first reached the budget; 0: not yet */
     uint64_t started_ms;
+    bool evals_resync;             /* rereading the learner's evaluations after it lost some */
     monitor_snapshot last;         /* written by the thread; read after monitor_stop */
     char failure[256];             /* why MONITOR_FAILED */
 } monitor_t;
