@@ -72,6 +72,20 @@ static int parse_number(const char *s, double *out)
     return 0;
 }
 
+/* a u64 written as plain digits, exactly (a double holds integers only up to 2^53) */
+static int config_apply_u64_digits(const config_opt *o, uint64_t *field, const char *key,
+                                   const char *value)
+{
+    errno = 0;
+    char *end = NULL;
+    unsigned long long u = strtoull(value, &end, 10);
+    if (errno == ERANGE || *end != '\0' || (double)u < o->min || (double)u > o->max) {
+        return err_set(-EINVAL, "%s: %s is out of range [%g, %g]", key, value, o->min, o->max);
+    }
+    *field = (uint64_t)u;
+    return 0;
+}
+
 static int config_apply(const config_opt *o, void *base, const char *key, const char *value)
 {
     char *field = (char *)base + o->offset;
@@ -81,13 +95,17 @@ static int config_apply(const config_opt *o, void *base, const char *key, const 
     case CFG_U64:
     case CFG_FLOAT:
     case CFG_DOUBLE:
+        if (o->type == CFG_U64 && value[0] >= '0' && value[0] <= '9' &&
+            strspn(value, "0123456789") == strlen(value)) {
+            return config_apply_u64_digits(o, (uint64_t *)field, key, value);
+        }
         if (parse_number(value, &v) < 0) {
             return err_set(-EINVAL, "%s: '%s' is not a number", key, value);
         }
         if ((o->type == CFG_INT || o->type == CFG_U64) && v != floor(v)) {
             return err_set(-EINVAL, "%s: '%s' is not a whole number", key, value);
         }
-        if (v < o->min || v > o->max) {
+        if (v < o->min || v > o->max || (o->type == CFG_U64 && v >= 0x1p64)) {
             return err_set(-EINVAL, "%s: %s is out of range [%g, %g]", key, value, o->min,
                            o->max);
         }

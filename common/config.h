@@ -33,7 +33,7 @@
 
 typedef enum config_type {
     CFG_INT,      /* int; bounds min..max */
-    CFG_U64,      /* uint64_t; bounds min..max (as doubles) */
+    CFG_U64,      /* uint64_t; bounds min..max (as doubles); plain digits parse exactly */
     CFG_FLOAT,    /* float; bounds min..max */
     CFG_DOUBLE,   /* double; bounds min..max */
     CFG_BOOL,     /* bool: true/false/yes/no/on/off/1/0 */

@@ -32,6 +32,14 @@ static void set_state(monitor_t *m, monitor_state s)
     m->wake(m->wake_data);
 }
 
+double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s)
+{
+    if (now < before || !(dt_s > 0)) {
+        return 0.0;   /* unsigned now - before would wrap to ~1.8e19 */
+    }
+    return (double)(now - before) / dt_s;
+}
+
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s)
 {
     fprintf(f, "%llu,%.3f,%.4f,%.4f,%llu,%llu,%llu,%llu,%llu,%.3f,%.6g\n",
@@ -164,14 +172,24 @@ static void write_scalars(monitor_t *m, const monitor_snapshot *s)
     }
 }
 
-/* new evaluations since the last poll: metrics rows, event scalars, log lines */
+/* new evaluations since the last poll: metrics rows, event scalars, log lines.
+ * A learner restarted from a checkpoint older than its last evaluations holds fewer than we
+ * have read and refuses our from_index (INVALID_ARGUMENT): then read its list again from the
+ * start, writing only what lies beyond the last evaluation already written */
 static void poll_evals(monitor_t *m, monitor_snapshot *s)
 {
     Twig__V1__GetEvalsRequest q = TWIG__V1__GET_EVALS_REQUEST__INIT;
     q.from_index = (uint32_t)s->evals;
     ProtobufCMessage *reply = NULL;
-    if (rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetEvals", &q.base,
-                         &twig__v1__get_evals_reply__descriptor, &poll_opts) != 0) {
+    int rc = rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetEvals", &q.base,
+                              &twig__v1__get_evals_reply__descriptor, &poll_opts);
+    if (rc == -EINVAL && s->evals > 0) {
+        log_warn("event=evals_lost seen=%d detail=\"%s\"", s->evals, err_msg());
+        s->evals = 0;
+        m->evals_resync = true;
+        return;
+    }
+    if (rc != 0) {
         return;
     }
     const Twig__V1__GetEvalsReply *r = (const Twig__V1__GetEvalsReply *)reply;
@@ -179,6 +197,10 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
     for (size_t i = 0; i < r->n_evals; i++) {
         const Twig__V1__EvalResult *e = r->evals[i];
         s->evals++;
+        if (m->evals_resync && e->real_steps <= s->eval_real_steps) {
+            continue;   /* written before the learner lost it */
+        }
+        m->evals_resync = false;
         s->eval_return_mean = e->return_mean;
         s->eval_return_std = e->return_std;
         s->eval_real_steps = e->real_steps;
@@ -200,7 +222,7 @@ static void print_progress(monitor_t *m, const monitor_snapshot *s)
 {
     double left = (double)m->run->real_steps - (double)s->real_steps;
     char eta[32] = "?";
-    if (s->real_per_s > 0 && left > 0) {
+    if (s->real_per_s > 0 && left > 0 && left / s->real_per_s < 1e8) {   /* fits an int */
         int sec = (int)(left / s->real_per_s);
         snprintf(eta, sizeof eta, "%dm%02ds", sec / 60, sec % 60);
     } else if (left <= 0) {
@@ -244,9 +266,10 @@ static void monitor_main(void *arg)
         uint64_t t = now_ms();
         double dt = (double)(t - prev_ms) / 1000.0;
         if (dt > 0) {
-            s.updates_per_s = (double)(s.updates - prev.updates) / dt;
-            s.synthetic_per_s = (double)(s.synthetic_samples - prev.synthetic_samples) / dt;
-            s.real_per_s = (double)(s.real_steps - prev.real_steps) / dt;
+            s.updates_per_s = monitor_rate_per_s(s.updates, prev.updates, dt);
+            s.synthetic_per_s = monitor_rate_per_s(s.synthetic_samples, prev.synthetic_samples,
+                                                   dt);
+            s.real_per_s = monitor_rate_per_s(s.real_steps, prev.real_steps, dt);
         }
         s.wall_s = (double)(t - m->started_ms) / 1000.0;
         prev = s;

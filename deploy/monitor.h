@@ -71,6 +71,7 @@ typedef struct monitor {
     bool tty;                      /* progress line with \r on a terminal */
     uint64_t budget_reached_ms;    /* when real_steps first reached the budget; 0: not yet */
     uint64_t started_ms;
+    bool evals_resync;             /* rereading the learner's evaluations after it lost some */
     monitor_snapshot last;         /* written by the thread; read after monitor_stop */
     char failure[256];             /* why MONITOR_FAILED */
 } monitor_t;
@@ -86,6 +87,10 @@ static inline monitor_state monitor_get_state(monitor_t *m)
 {
     return (monitor_state)atomic_load(&m->state);
 }
+
+/* growth of a counter per second over dt_s; 0 when it went back (a restarted process that
+ * lost some progress) or dt_s <= 0 (exposed for tests) */
+double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s);
 
 /* one metrics.csv row for an evaluation (exposed for tests) */
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s);

@@ -5,8 +5,9 @@
  * exponential backoff (base, doubled per consecutive quick failure, capped); a process that
  * stayed up for `stable_ms` gets its backoff reset. Every start, exit and restart is one log
  * line. A process that exits with max_restarts used up stays down (gave_up; the on_exit
- * callback decides what that means for the run). supervise_stop() sends SIGTERM to all, then SIGKILL to those still alive after
- * `grace_ms`; the loop then ends once every handle is closed.
+ * callback decides what that means for the run). supervise_stop() sends SIGTERM to all,
+ * then SIGKILL to those still alive after `grace_ms`; the loop then ends once every handle
+ * is closed.
  *
  *     supervise_t s;
  *     supervise_init(&s, &loop, &cfg);

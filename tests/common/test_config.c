@@ -177,3 +177,28 @@ Test(config, tables_sharing_a_section_are_written_under_one_header, .init = setu
     cr_expect_str_eq(other.env, "second");
     free(buf);
 }
+
+/* u64 options hold every integer exactly, past the 2^53 a double holds */
+Test(config, u64_values_are_exact_up_to_the_maximum)
+{
+    typedef struct big {
+        uint64_t n;
+    } big;
+    static const config_opt big_opts[] = {
+        {"n", CFG_U64, offsetof(big, n), "0", 0, 18446744073709551615.0, "any u64", NULL},
+    };
+    big b = {0};
+    config_table t = {NULL, big_opts, 1, &b};
+    cr_assert_eq(config_set(&t, 1, "n", "9007199254740993"), 0, "%s", err_msg());
+    cr_expect_eq(b.n, 9007199254740993ull);
+    cr_assert_eq(config_set(&t, 1, "n", "18446744073709551615"), 0, "%s", err_msg());
+    cr_expect_eq(b.n, UINT64_MAX);
+    cr_expect_eq(config_set(&t, 1, "n", "18446744073709551616"), -EINVAL);
+    cr_expect_eq(config_set(&t, 1, "n", "1e6"), 0, "%s", err_msg());
+    cr_expect_eq(b.n, 1000000u);
+    cr_expect_eq(config_set(&t, 1, "n", "-1"), -EINVAL);
+    char buf[32];
+    cr_assert_eq(config_set(&t, 1, "n", "12345678901234567"), 0);
+    cr_assert_eq(config_get_text(&t, 1, "n", buf, sizeof buf), 0);
+    cr_expect_str_eq(buf, "12345678901234567");
+}

@@ -4,7 +4,10 @@ Run as: python3 fake_twig_proc.py ROLE_PATH ARGS... (ROLE_PATH ends in twig-<rol
 With --print-config it prints a line and exits 0. Otherwise it serves, on the address of
 its `--set <section>.listen=HOST:PORT`, the health check and what the launcher's monitor
 polls, as if the run had reached its budget: the model server's log holds REAL_STEPS
-transitions and the learner holds one evaluation at REAL_STEPS. Replies are encoded by hand
+transitions and the learner holds one evaluation at REAL_STEPS. With FAKE_EVALS=restart the
+learner first holds evaluations at 300 and 500 steps, then, as if restarted from an older
+checkpoint, only the one at REAL_STEPS; like twig-learner it refuses a from_index past the
+end with INVALID_ARGUMENT. Replies are encoded by hand
 (field numbers from proto/twig.proto and proto/health.proto) with deploy/health_check.py's
 varint helpers. It runs until SIGTERM.
 """
@@ -58,12 +61,24 @@ def get_progress(req, ctx):
             f_varint(4, 7) + f_varint(5, 3) + f_float(8, 20.0))
 
 
+def eval_result(real_steps, seq):
+    return (f_bytes(1, b"actor-0") + f_varint(2, real_steps) + f_varint(3, 7) +
+            f_varint(4, 10) + f_float(5, -150.5) + f_float(6, 12.25) + f_varint(7, seq))
+
+
+get_evals_calls = [0]
+
+
 def get_evals(req, ctx):
     from_index = decode_varint(req, 1)[0] if len(req) >= 2 and req[0] == 0x08 else 0
-    ev = (f_bytes(1, b"actor-0") + f_varint(2, REAL_STEPS) + f_varint(3, 7) +
-          f_varint(4, 10) + f_float(5, -150.5) + f_float(6, 12.25) + f_varint(7, 1))
-    evals = f_bytes(1, ev) if from_index == 0 else b""
-    return evals + f_varint(2, 1)
+    get_evals_calls[0] += 1
+    held = [eval_result(REAL_STEPS, 1)]
+    if os.environ.get("FAKE_EVALS") == "restart" and get_evals_calls[0] == 1:
+        held = [eval_result(300, 1), eval_result(500, 2)]
+    if from_index > len(held):
+        ctx.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                  "from_index is %d, only %d evaluations exist" % (from_index, len(held)))
+    return b"".join(f_bytes(1, e) for e in held[from_index:]) + f_varint(2, len(held))
 
 
 def main():

@@ -79,6 +79,16 @@ static uint64_t mono_ms(void)
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+/* a learner restarted from an older checkpoint reports fewer updates than the last poll:
+ * the rate for that interval is 0, not (uint64_t)-N / dt */
+Test(monitor, rate_of_a_counter_that_went_back_is_zero)
+{
+    cr_expect_float_eq(monitor_rate_per_s(300, 100, 2.0), 100.0, 1e-12);
+    cr_expect_float_eq(monitor_rate_per_s(100, 100, 2.0), 0.0, 0.0);
+    cr_expect_float_eq(monitor_rate_per_s(100, 20000, 1.0), 0.0, 0.0);
+    cr_expect_float_eq(monitor_rate_per_s(300, 100, 0.0), 0.0, 0.0);
+}
+
 Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeout,
      .timeout = 60)
 {

@@ -217,6 +217,36 @@ Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .ini
     cr_expect(strstr(err, "unknown option learner.bogus") != NULL, "stderr: %s", err);
 }
 
+/* the learner loses its last evaluations (restarted from an older checkpoint) and refuses
+ * the monitor's from_index: the monitor reads its list again and still sees the final one */
+Test(twig_run, evaluations_lost_by_a_restarted_learner_do_not_hide_the_final_one,
+     .init = setup, .fini = teardown, .timeout = 180)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "FAKE_EVALS=restart exec /usr/bin/python3 %s/tests/deploy/fake_twig_proc.py "
+             "\"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000",
+                          "launcher.final_eval_timeout_ms=5000"};
+    pid_t pid = start_twig(sets, 5);
+    int code = wait_exit(pid, 150000);
+    cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
+    char *csv = slurp("run/metrics.csv");
+    const char *steps[] = {"\n300,", "\n500,", "\n1000,"};
+    for (int i = 0; i < 3; i++) {
+        cr_expect(strstr(csv, steps[i]) != NULL, "metrics.csv: %s", csv);
+    }
+    int rows = 0;
+    for (const char *p = csv; *p; p++) {
+        rows += *p == '\n';
+    }
+    cr_expect_eq(rows, 4, "header and 3 rows, none twice: %s", csv);
+}
+
 /* the whole happy path: healthy, polled, final evaluation, stop, metrics.csv, plot, summary.
  * The run directory's name holds a '$' that a shell would expand */
 Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .init = setup,
