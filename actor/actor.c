@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -1052,22 +1053,6 @@ static const rpc_method actor_methods[] = {
 
 /* ---- lifetime ---- */
 
-static int actor_write_port_file(const char *path, int port)
-{
-    char tmp[ACTOR_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return err_set(-errno, "cannot write port file '%s': %s", tmp, strerror(errno));
-    }
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_set(-e, "cannot write port file '%s': %s", path, strerror(e));
-    }
-    return 0;
-}
 
 static void actor_on_close(uv_handle_t *h)
 {
@@ -1199,7 +1184,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     }
     a->port = rpc_server_port(a->srv);
     if (cfg->port_file[0]) {
-        rc = actor_write_port_file(cfg->port_file, a->port);
+        rc = portfile_write(cfg->port_file, a->port);
         if (rc < 0) {
             return rc;
         }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/portfile.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -752,25 +753,6 @@ static void learner_on_signal(uv_signal_t *h, int signum)
     learner_shutdown(l);
 }
 
-static int learner_write_port_file(const char *path, int port)
-{
-    char tmp[CKPT_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        return err_set(-ENAMETOOLONG, "port_file is too long");
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
-    }
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0) {
-        return err_set(-EIO, "write %s failed", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
-}
 
 static uint64_t cap_capacity(uint64_t c)
 {
@@ -893,7 +875,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     l->port = rpc_server_port(l->srv);
-    if (l->cfg.port_file[0] && (rc = learner_write_port_file(l->cfg.port_file, l->port)) < 0) {
+    if (l->cfg.port_file[0] && (rc = portfile_write(l->cfg.port_file, l->port)) < 0) {
         return rc;
     }
 

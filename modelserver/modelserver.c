@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -510,26 +511,6 @@ static void ms_on_signal(uv_signal_t *h, int signum)
     modelserver_shutdown(ms);
 }
 
-/* write the port to path atomically (tmp + rename): readers see all of it or nothing */
-static int ms_write_port_file(const char *path, int port)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        return err_set(-ENAMETOOLONG, "port file path is too long");
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
-    }
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0) {
-        return err_set(-EIO, "write %s failed", tmp);
-    }
-    if (rename(tmp, path) < 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
-}
 
 int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
 {
@@ -582,7 +563,7 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return rc;
     }
     ms->port = rpc_server_port(ms->srv);
-    if (cfg->port_file && (rc = ms_write_port_file(cfg->port_file, ms->port)) < 0) {
+    if (cfg->port_file && (rc = portfile_write(cfg->port_file, ms->port)) < 0) {
         return rc;
     }
     reallog_status st;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -622,23 +623,6 @@ static const rpc_method rollout_methods[] = {
 
 /* ---- lifetime ---- */
 
-static int write_port_file(const char *path, int port)
-{
-    char tmp[ROLLOUT_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
-    }
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0) {
-        return err_set(-EIO, "write %s failed", tmp);
-    }
-    if (rename(tmp, path) < 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
-}
 
 static void close_quiet(uv_handle_t *h)
 {
@@ -737,7 +721,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         return rc;
     }
     r->port = rpc_server_port(r->srv);
-    if (cfg->port_file[0] && (rc = write_port_file(cfg->port_file, r->port)) < 0) {
+    if (cfg->port_file[0] && (rc = portfile_write(cfg->port_file, r->port)) < 0) {
         return rc;
     }
     r->rate_t0 = mono_s();
