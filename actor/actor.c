@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -21,7 +22,6 @@
 
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
 #define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */
-#define ACTOR_N_STATS 24
 
 static const char *const actor_level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -1003,46 +1003,30 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
     int evals_waiting = a->evalq_n;
     uint64_t evals_reported = a->evals_acked;
     pthread_mutex_unlock(&a->mu);
-    Twig__V1__StatsReply__ValuesEntry e[ACTOR_N_STATS];
-    Twig__V1__StatsReply__ValuesEntry *ptr[ACTOR_N_STATS];
-    int n = 0;
-#define STAT(name, v)                                                                              \
-    do {                                                                                           \
-        twig__v1__stats_reply__values_entry__init(&e[n]);                                          \
-        e[n].key = (char *)(name);                                                                 \
-        e[n].value = (double)(v);                                                                  \
-        ptr[n] = &e[n];                                                                            \
-        n++;                                                                                       \
-    } while (0)
     uint64_t recent = st.episodes < 10 ? st.episodes : 10;
-    STAT("steps", st.steps);
-    STAT("acked", st.acked);
-    STAT("share", a->share);
-    STAT("log_end", st.global_end);
-    STAT("episodes", st.episodes);
-    STAT("episode_return_last", st.last_return);
-    STAT("episode_return_mean10", recent ? st.return_sum_10 / (double)recent : 0.0);
-    STAT("batches_acked", st.batches_acked);
-    STAT("batches_pending", pending);
-    STAT("append_retries", st.append_retries);
-    STAT("duplicates", st.duplicates);
-    STAT("policy_version", st.policy_version);
-    STAT("policy_loads", st.policy_loads);
-    STAT("evals", st.evals);
-    STAT("evals_waiting", evals_waiting);
-    STAT("evals_reported", evals_reported);
-    STAT("eval_return_last", st.last_eval_mean);
-    STAT("pace_waits", st.pace_waits);
-    STAT("pace_wait_s", st.pace_wait_s);
-    STAT("done", st.done);
-#undef STAT
-    TWIG_ASSERT(n <= ACTOR_N_STATS);
-    Twig__V1__StatsReply r = TWIG__V1__STATS_REPLY__INIT;
-    r.role = (char *)"actor";
-    r.pid = (uint32_t)getpid();
-    r.n_values = (size_t)n;
-    r.values = ptr;
-    rpc_call_reply(call, 0, &r.base);
+    const stats_kv v[] = {
+        {"steps", (double)(st.steps)},
+        {"acked", (double)(st.acked)},
+        {"share", (double)(a->share)},
+        {"log_end", (double)(st.global_end)},
+        {"episodes", (double)(st.episodes)},
+        {"episode_return_last", (double)(st.last_return)},
+        {"episode_return_mean10", (double)(recent ? st.return_sum_10 / (double)recent : 0.0)},
+        {"batches_acked", (double)(st.batches_acked)},
+        {"batches_pending", (double)(pending)},
+        {"append_retries", (double)(st.append_retries)},
+        {"duplicates", (double)(st.duplicates)},
+        {"policy_version", (double)(st.policy_version)},
+        {"policy_loads", (double)(st.policy_loads)},
+        {"evals", (double)(st.evals)},
+        {"evals_waiting", (double)(evals_waiting)},
+        {"evals_reported", (double)(evals_reported)},
+        {"eval_return_last", (double)(st.last_eval_mean)},
+        {"pace_waits", (double)(st.pace_waits)},
+        {"pace_wait_s", (double)(st.pace_wait_s)},
+        {"done", (double)(st.done)},
+    };
+    stats_reply(call, "actor", v, STATS_COUNT(v));
     return 0;
 }
 

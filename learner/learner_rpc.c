@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/stats.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -334,53 +335,35 @@ static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, v
 
 /* ---- Stats ---- */
 
-#define LEARNER_N_STATS 21
-
 static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
     learner_t *l = app;
-    Twig__V1__StatsReply__ValuesEntry ent[LEARNER_N_STATS];
-    Twig__V1__StatsReply__ValuesEntry *ptrs[LEARNER_N_STATS];
-    size_t n = 0;
-#define STAT(name, v)                                                                              \
-    do {                                                                                           \
-        twig__v1__stats_reply__values_entry__init(&ent[n]);                                        \
-        ent[n].key = (char *)(name);                                                               \
-        ent[n].value = (double)(v);                                                                \
-        ptrs[n] = &ent[n];                                                                         \
-        n++;                                                                                       \
-    } while (0)
     pthread_mutex_lock(&l->mu);
-    STAT("updates", l->updates);
-    STAT("real_steps", l->real_offset);
-    STAT("real_replay_size", l->real.size);
-    STAT("real_replay_added", l->real.total);
-    STAT("log_end", l->log_end);
-    STAT("synthetic_samples", l->synthetic_samples);
-    STAT("synthetic_stored", synth_size(&l->synth));
-    STAT("synthetic_pushes", l->synthetic_pushes);
-    STAT("push_duplicates", l->push_duplicates);
-    STAT("push_rejected", l->push_rejected);
-    STAT("rollout_quota_done", learner_quota_done(l));
-    STAT("policy_version", l->policy_version);
-    STAT("model_version", l->model_version);
-    STAT("achieved_utd", pace_achieved_utd(l->updates, l->real_offset, l->learn_start));
-    STAT("updates_per_s", l->updates_per_s);
-    STAT("q_loss", l->stats.q_loss);
-    STAT("pi_loss", l->stats.pi_loss);
-    STAT("alpha", l->stats.alpha);
-    STAT("checkpoints_written", l->checkpoints_written);
-    STAT("restored_updates", l->restored_updates);
-    STAT("evals", l->n_evals);
+    const stats_kv v[] = {
+        {"updates", (double)(l->updates)},
+        {"real_steps", (double)(l->real_offset)},
+        {"real_replay_size", (double)(l->real.size)},
+        {"real_replay_added", (double)(l->real.total)},
+        {"log_end", (double)(l->log_end)},
+        {"synthetic_samples", (double)(l->synthetic_samples)},
+        {"synthetic_stored", (double)(synth_size(&l->synth))},
+        {"synthetic_pushes", (double)(l->synthetic_pushes)},
+        {"push_duplicates", (double)(l->push_duplicates)},
+        {"push_rejected", (double)(l->push_rejected)},
+        {"rollout_quota_done", (double)(learner_quota_done(l))},
+        {"policy_version", (double)(l->policy_version)},
+        {"model_version", (double)(l->model_version)},
+        {"achieved_utd", (double)(pace_achieved_utd(l->updates, l->real_offset, l->learn_start))},
+        {"updates_per_s", (double)(l->updates_per_s)},
+        {"q_loss", (double)(l->stats.q_loss)},
+        {"pi_loss", (double)(l->stats.pi_loss)},
+        {"alpha", (double)(l->stats.alpha)},
+        {"checkpoints_written", (double)(l->checkpoints_written)},
+        {"restored_updates", (double)(l->restored_updates)},
+        {"evals", (double)(l->n_evals)},
+    };
     pthread_mutex_unlock(&l->mu);
-#undef STAT
-    TWIG_ASSERT(n == LEARNER_N_STATS);
-    Twig__V1__StatsReply r = TWIG__V1__STATS_REPLY__INIT;
-    r.role = (char *)"learner";
-    r.pid = (uint32_t)getpid();
-    r.n_values = n;
-    r.values = ptrs;
-    rpc_call_reply(call, 0, &r.base);
+    stats_reply(call, "learner", v, STATS_COUNT(v));
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -456,10 +457,7 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     trainer_get_status(&ms->trainer, &ts);
     reallog_status ls;
     reallog_get_status(&ms->log, &ls);
-    struct {
-        const char *key;
-        double value;
-    } v[] = {
+    const stats_kv v[] = {
         {"log_end", (double)ls.end_offset},
         {"sources", (double)ls.sources},
         {"model_version", (double)ts.version},
@@ -469,21 +467,7 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"model_training", ts.training ? 1.0 : 0.0},
         {"model_last_train_s", ts.last_train_seconds},
     };
-    enum { N = sizeof v / sizeof v[0] };
-    Twig__V1__StatsReply__ValuesEntry e[N];
-    Twig__V1__StatsReply__ValuesEntry *ep[N];
-    for (int i = 0; i < N; i++) {
-        twig__v1__stats_reply__values_entry__init(&e[i]);
-        e[i].key = (char *)v[i].key;
-        e[i].value = v[i].value;
-        ep[i] = &e[i];
-    }
-    Twig__V1__StatsReply r = TWIG__V1__STATS_REPLY__INIT;
-    r.role = (char *)"modelserver";
-    r.pid = (uint32_t)getpid();
-    r.n_values = N;
-    r.values = ep;
-    rpc_call_reply(call, 0, &r.base);
+    stats_reply(call, "modelserver", v, STATS_COUNT(v));
     return 0;
 }
 

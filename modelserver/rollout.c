@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -579,10 +580,7 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     rollout_t *r = app;
     rollout_stats s;
     rollout_get_stats(r, &s);
-    struct {
-        const char *key;
-        double value;
-    } v[] = {
+    const stats_kv v[] = {
         {"samples_per_s", s.samples_per_s},
         {"transitions", (double)s.transitions},
         {"branches", (double)s.branches},
@@ -598,21 +596,7 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"quota_done", (double)s.quota_done},
         {"k", (double)s.k},
     };
-    enum { N = sizeof v / sizeof v[0] };
-    Twig__V1__StatsReply__ValuesEntry e[N];
-    Twig__V1__StatsReply__ValuesEntry *ep[N];
-    for (int i = 0; i < N; i++) {
-        twig__v1__stats_reply__values_entry__init(&e[i]);
-        e[i].key = (char *)v[i].key;
-        e[i].value = v[i].value;
-        ep[i] = &e[i];
-    }
-    Twig__V1__StatsReply rep = TWIG__V1__STATS_REPLY__INIT;
-    rep.role = "rollout";
-    rep.pid = (uint32_t)getpid();
-    rep.n_values = N;
-    rep.values = ep;
-    rpc_call_reply(call, 0, &rep.base);
+    stats_reply(call, "rollout", v, STATS_COUNT(v));
     return 0;
 }
 
