@@ -780,6 +780,47 @@ void ensemble_fit_normaliser(ensemble_t *e, const float *obs, const float *act,
     free(sq);
 }
 
+void ensemble_renormalise(ensemble_t *e, const float *old_in_mu, const float *old_in_sd,
+                          const float *old_out_mu, const float *old_out_sd)
+{
+    const int E = e->cfg.n_members, I = e->n_in, J = e->n_out, L = e->n_linear - 1;
+    const int H0 = e->sizes[1], HL = e->sizes[L];
+    /* first layer: z = sum_i (x_i - mu_i) / sd_i W_i + b. With the new statistics, row i of
+     * W scales by sd'_i / sd_i and b absorbs sum_i W_i (mu'_i - mu_i) / sd_i (old W) */
+    for (int m = 0; m < E; m++) {
+        float *w = e->w[0] + (size_t)m * I * H0;
+        float *b = e->b[0] + (size_t)m * H0;
+        for (int i = 0; i < I; i++) {
+            float shift = (e->in_mu[i] - old_in_mu[i]) / old_in_sd[i];
+            float scale = e->in_sd[i] / old_in_sd[i];
+            float *row = w + (size_t)i * H0;
+            for (int h = 0; h < H0; h++) {
+                b[h] += row[h] * shift;
+                row[h] *= scale;
+            }
+        }
+    }
+    /* last layer: the raw mean is out_mu + out_sd * mean, so column j of the means scales by
+     * sd_j / sd'_j and its bias becomes (b sd_j + mu_j - mu'_j) / sd'_j; the log-variance in
+     * standardised space shifts by c_j = 2 ln(sd_j / sd'_j), which moving the raw column's
+     * bias and both bounds by c_j gives exactly (the soft bounds commute with a shift) */
+    for (int j = 0; j < J; j++) {
+        float ratio = old_out_sd[j] / e->out_sd[j];
+        float c = 2.0f * logf(ratio);
+        for (int m = 0; m < E; m++) {
+            float *w = e->w[L] + (size_t)m * HL * 2 * J;
+            float *b = e->b[L] + (size_t)m * 2 * J;
+            for (int h = 0; h < HL; h++) {
+                w[(size_t)h * 2 * J + j] *= ratio;
+            }
+            b[j] = (b[j] * old_out_sd[j] + old_out_mu[j] - e->out_mu[j]) / e->out_sd[j];
+            b[J + j] += c;
+        }
+        e->max_logvar[j] += c;
+        e->min_logvar[j] += c;
+    }
+}
+
 /* ---- training ------------------------------------------------------------------------- */
 
 int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e, const ensemble_train_cfg *cfg)
@@ -1025,7 +1066,19 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
     }
     shuffle_ints(rng, perm, N);
     const int *train_rows = perm + n_hold;
-    ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
+    if (t->cfg.keep_function) {
+        size_t n_stats = 2 * (size_t)(I + J);
+        float *old = xmalloc(n_stats * sizeof(float));
+        memcpy(old, e->in_mu, (size_t)I * sizeof(float));
+        memcpy(old + I, e->in_sd, (size_t)I * sizeof(float));
+        memcpy(old + 2 * I, e->out_mu, (size_t)J * sizeof(float));
+        memcpy(old + 2 * I + J, e->out_sd, (size_t)J * sizeof(float));
+        ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
+        ensemble_renormalise(e, old, old + I, old + 2 * I, old + 2 * I + J);
+        free(old);
+    } else {
+        ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
+    }
 
     /* the standardised data set, holdout rows first */
     float *xs = xmalloc_aligned((size_t)N * I * sizeof(float));

@@ -75,6 +75,9 @@ typedef struct ensemble_train_cfg {
     int patience;                            /* epochs without improvement, 5 */
     float improve_ratio;                     /* relative improvement that counts, 0.01 */
     int max_epochs;                          /* hard bound on one ensemble_train call */
+    bool keep_function; /* the weights come from an earlier fit: when ensemble_train refits
+                         * the normaliser, re-express them so training starts from the same
+                         * function (ensemble_renormalise) instead of a rescaled one */
 } ensemble_train_cfg;
 
 /* one tensor of the table that drives sizes, pointers, the file image and the WeightBlob */
@@ -197,6 +200,13 @@ void ensemble_eval_mse(const ensemble_t *e, ensemble_work_t *w, float *mse, cons
 void ensemble_fit_normaliser(ensemble_t *e, const float *obs, const float *act,
                              const float *next_obs, const float *reward, const int *idx, int n);
 
+/* the normaliser changed from (old_in_mu, old_in_sd, old_out_mu, old_out_sd) to e's current
+ * one: rewrite the first layer, the mean and log-variance columns of the last layer and the
+ * log-variance bounds so that every member predicts the same mean and variance of the raw
+ * targets for every raw input as before (exact up to rounding) */
+void ensemble_renormalise(ensemble_t *e, const float *old_in_mu, const float *old_in_sd,
+                          const float *old_out_mu, const float *old_out_sd);
+
 int ensemble_trainer_init(ensemble_trainer_t *t, const ensemble_t *e,
                           const ensemble_train_cfg *cfg);
 void ensemble_trainer_free(ensemble_trainer_t *t);
@@ -213,8 +223,9 @@ float ensemble_train_grad(const ensemble_t *e, ensemble_trainer_t *t, const floa
                           const float *y, int B);
 
 /* MBPO's fit on N transitions (borrowed): shuffle, hold out min(ratio N, max_holdout) rows,
- * fit the normaliser on the rest, draw a bootstrap of the training rows per member, train in
- * epochs (bootstraps reshuffled per epoch) until no member's holdout MSE improved by
+ * fit the normaliser on the rest (with cfg.keep_function the weights follow it), draw a
+ * bootstrap of the training rows per member, train in epochs (bootstraps reshuffled per
+ * epoch) until no member's holdout MSE improved by
  * improve_ratio for `patience` epochs or max_epochs; each member then gets back its weights
  * of best holdout MSE (the shared log-variance bounds keep their last values; holdout MSE
  * depends on the means only), and the elites are the n_elites members with the lowest

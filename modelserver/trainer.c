@@ -41,9 +41,9 @@ const config_opt trainer_opts[] = {
     {"model_lr", CFG_FLOAT, T(model_lr), "1e-3", 1e-7, 1, "ensemble Adam learning rate", NULL},
     {"train_threads", CFG_INT, T(train_threads), "1", 1, 256, "OpenBLAS threads of the model fit",
      NULL},
-    {"fresh_fit", CFG_BOOL, T(fresh_fit), "true", 0, 1,
+    {"fresh_fit", CFG_BOOL, T(fresh_fit), "false", 0, 1,
      "start every model fit from new weights; false continues from the last model as MBPO "
-     "does (docs/design.md says why true is the default)", NULL},
+     "does, its weights re-expressed under each refitted normaliser (docs/design.md)", NULL},
 };
 #undef T
 const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
@@ -380,6 +380,7 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
         memset(&t->tr, 0, sizeof t->tr);
         ensemble_free(&t->ens);
         t->ens_ready = 0;
+        t->ens_fitted = 0;
     }
     if ((rc = ensure_ensemble(t, (int)st.obs_dim, (int)st.act_dim)) < 0 ||
         (rc = trainer_setup_fit(t)) < 0) {
@@ -388,6 +389,9 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     if (end > (uint64_t)INT32_MAX) {
         return err_set(-ERANGE, "%" PRIu64 " real rows exceed one fit's int range", end);
     }
+    /* a continued fit re-expresses the weights under the refitted normaliser; a new
+     * ensemble's random weights are left as drawn */
+    t->tr.cfg.keep_function = t->ens_fitted;
     double t0 = now_s();
     ensemble_train_report rep;
     rc = ensemble_train(&t->ens, &t->tr, &t->rng, &rep, t->obs, t->act, t->next_obs, t->reward,
@@ -396,6 +400,7 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     if (rc < 0) {
         return rc;
     }
+    t->ens_fitted = 1;
     if (atomic_load(&t->stop)) {
         log_info("event=model_fit_abandoned reason=shutdown rows=%" PRIu64 " epochs=%d", end,
                  rep.epochs);
@@ -633,6 +638,7 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
         ec.learn_reward == loaded.cfg.learn_reward) {
         t->ens = loaded;
         t->ens_ready = 1;
+        t->ens_fitted = 1;
         t->resume_adam = 1;
     } else {
         log_warn("event=model_options_changed version=%" PRIu64 " action=cold_start", m->version);

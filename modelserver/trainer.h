@@ -80,7 +80,7 @@ typedef struct trainer_cfg {
     int model_batch;      /* MBPO 256 */
     float model_lr;       /* MBPO 1e-3 */
     int train_threads;    /* OpenBLAS threads of the fit */
-    bool fresh_fit;       /* start every fit from new weights (MBPO continues; see design.md) */
+    bool fresh_fit;       /* start every fit from new weights (default: continue, see design.md) */
 } trainer_cfg;
 
 extern const config_opt trainer_opts[];
@@ -135,6 +135,7 @@ typedef struct trainer {
     ensemble_t ens; /* warm state between fits */
     ensemble_trainer_t tr;
     int ens_ready;
+    int ens_fitted; /* ens holds a fitted model (trained here or loaded): fits continue it */
     int resume_adam; /* warm start: load DIR/model.adam with the trainer */
     uint64_t n_rows; /* rows read from the log so far */
     uint64_t cap_rows;

@@ -684,3 +684,133 @@ Test(ensemble, weight_blob_round_trip_and_refusals)
     free(b);
     ensemble_free(&e);
 }
+
+/* ---- warm starts under a refitted normaliser ------------------------------------------- */
+
+/* every member's mean and sampled next state and reward on rows (sampling with rng seed 77,
+ * so equal outputs mean equal means and equal variances) */
+static void predict_fixed(const ensemble_t *e, float *mean, float *sample, const float *obs,
+                          const float *act, int N)
+{
+    const int E = e->cfg.n_members;
+    ensemble_work_t w = {0};
+    cr_assert_eq(ensemble_work_init(&w, e, 64), 0);
+    rng_t r;
+    rng_seed(&r, 77);
+    ensemble_predict_all(e, &w, &r, mean, mean + (size_t)E * N * 3, obs, act, N, false);
+    rng_seed(&r, 77);
+    ensemble_predict_all(e, &w, &r, sample, sample + (size_t)E * N * 3, obs, act, N, true);
+    ensemble_work_free(&w);
+}
+
+/* largest |a - b| / (1 + |a|) */
+static float max_rel_diff(const float *a, const float *b, size_t n)
+{
+    float worst = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]) / (1.0f + fabsf(a[i]));
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+/* N rows of the small ensemble's toy dynamics with inputs drawn from [lo, hi] */
+static void toy_rows(rng_t *r, float *obs, float *act, float *next, float *rew, int N, float lo,
+                     float hi)
+{
+    fill_uniform(r, obs, (size_t)N * 3, lo, hi);
+    fill_uniform(r, act, (size_t)N * 2, lo, hi);
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 3; j++) {
+            next[3 * i + j] = 0.9f * obs[3 * i + j] + 0.1f * act[2 * i + (j & 1)];
+        }
+        rew[i] = -obs[3 * i] * obs[3 * i];
+    }
+}
+
+Test(ensemble, renormalise_keeps_every_members_mean_and_variance)
+{
+    rng_t r;
+    rng_seed(&r, 21);
+    ensemble_t e = {0};
+    small_trained(&e, &r);
+    enum { N = 200, E = 3, OUT = E * N * 4 };
+    float obs[N * 3], act[N * 2];
+    fill_uniform(&r, obs, N * 3, -2.0f, 2.0f);
+    fill_uniform(&r, act, N * 2, -2.0f, 2.0f);
+    float mean0[OUT], sample0[OUT], mean1[OUT], sample1[OUT];
+    predict_fixed(&e, mean0, sample0, obs, act, N);
+
+    /* statistics far from the fitted ones: shifted means, spreads from 0.2x to 5x */
+    const int I = e.n_in, J = e.n_out;
+    float old[2 * (5 + 4)];
+    memcpy(old, e.in_mu, (size_t)I * sizeof(float));
+    memcpy(old + I, e.in_sd, (size_t)I * sizeof(float));
+    memcpy(old + 2 * I, e.out_mu, (size_t)J * sizeof(float));
+    memcpy(old + 2 * I + J, e.out_sd, (size_t)J * sizeof(float));
+    float w00 = e.w[0][0], lvmax = e.max_logvar[0];
+    for (int i = 0; i < I; i++) {
+        e.in_mu[i] += rng_uniform_range(&r, -3.0f, 3.0f);
+        e.in_sd[i] *= rng_uniform_range(&r, 0.2f, 5.0f);
+    }
+    for (int j = 0; j < J; j++) {
+        e.out_mu[j] += rng_uniform_range(&r, -3.0f, 3.0f);
+        e.out_sd[j] *= rng_uniform_range(&r, 0.2f, 5.0f);
+    }
+    ensemble_renormalise(&e, old, old + I, old + 2 * I, old + 2 * I + J);
+    cr_expect_neq(e.w[0][0], w00, "the first layer was rewritten");
+    cr_expect_neq(e.max_logvar[0], lvmax, "the log-variance bounds moved");
+
+    predict_fixed(&e, mean1, sample1, obs, act, N);
+    cr_expect_lt(max_rel_diff(mean0, mean1, OUT), 1e-4f, "means kept");
+    cr_expect_lt(max_rel_diff(sample0, sample1, OUT), 1e-4f, "samples (so variances) kept");
+    ensemble_free(&e);
+}
+
+/* a continued fit whose data moved the normaliser: with keep_function the first epoch starts
+ * from the previous function (with lr 1e-7 it ends there too); without, it starts from the
+ * old weights read under new statistics, a different function */
+static float continued_fit_drift(bool keep_function)
+{
+    rng_t r;
+    rng_seed(&r, 33);
+    ensemble_t e = {0};
+    small_trained(&e, &r);
+    enum { N = 400, E = 3, OUT = E * N * 4 };
+    float *obs = xmalloc(N * 3 * sizeof(float)), *act = xmalloc(N * 2 * sizeof(float));
+    float *next = xmalloc(N * 3 * sizeof(float)), *rew = xmalloc(N * sizeof(float));
+    toy_rows(&r, obs, act, next, rew, N, -3.0f, 2.0f); /* small_trained drew [-1, 1] */
+    float *before = xmalloc(2 * OUT * sizeof(float)), *after = xmalloc(2 * OUT * sizeof(float));
+    predict_fixed(&e, before, before + OUT, obs, act, N);
+
+    ensemble_train_cfg tc;
+    ensemble_train_cfg_default(&tc, e.cfg.n_layers);
+    tc.batch = 32;
+    tc.max_epochs = 1;
+    tc.lr = 1e-7f;
+    tc.keep_function = keep_function;
+    ensemble_trainer_t t = {0};
+    cr_assert_eq(ensemble_trainer_init(&t, &e, &tc), 0);
+    ensemble_train_report rep;
+    cr_assert_eq(ensemble_train(&e, &t, &r, &rep, obs, act, next, rew, N), 0, "%s", err_msg());
+    cr_assert_eq(rep.epochs, 1);
+    predict_fixed(&e, after, after + OUT, obs, act, N);
+    float drift = max_rel_diff(before, after, OUT);
+    ensemble_trainer_free(&t);
+    ensemble_free(&e);
+    free(before);
+    free(after);
+    free(obs);
+    free(act);
+    free(next);
+    free(rew);
+    return drift;
+}
+
+Test(ensemble, continued_fit_keeps_the_function_across_a_normaliser_refit)
+{
+    float kept = continued_fit_drift(true);
+    float moved = continued_fit_drift(false);
+    cr_expect_lt(kept, 1e-3f, "keep_function: the function moved by %g", kept);
+    cr_expect_gt(moved, 0.1f, "without keep_function the refit moves the function (%g)", moved);
+}

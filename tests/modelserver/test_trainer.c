@@ -243,6 +243,45 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     ed_free(&d);
 }
 
+Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
+{
+    /* MBPO's way (fresh_fit false): each fit goes on from the last weights, re-expressed
+     * under the refitted normaliser; the model must not get worse on fresh data */
+    rig r = {0};
+    rig_cfg(&r);
+    config_table t[1] = {{TRAINER_SECTION, trainer_opts, trainer_n_opts, &r.tcfg}};
+    cr_assert_eq(config_set_assignment(t, 1, "modelserver.fresh_fit=false"), 0, "%s", err_msg());
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 1000, 3), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    int rc;
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob);
+    double first, same;
+    model_vs_no_change(rep->blob, &first, &same);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    for (uint64_t v = 2; v <= 4; v++) {
+        append_rows(&r, &d, (int)(400 + 200 * (v - 2)), (int)(400 + 200 * (v - 1)), &seq);
+        rep = get_model(&r, v - 1, 60000, &rc);
+        cr_assert_eq(rc, 0, "%s", err_msg());
+        cr_assert_not_null(rep->blob);
+        cr_expect_eq(rep->blob->version, v);
+        cr_expect_eq(stat_of(rep->blob, "trained_on"), (float)(400 + 200 * (v - 1)));
+        double mse, unused;
+        model_vs_no_change(rep->blob, &mse, &unused);
+        cr_expect_lt(mse, 1.5 * first + 1e-4, "version %llu: mse %g, first fit %g",
+                     (unsigned long long)v, mse, first);
+        cr_expect_lt(mse, 0.5 * same, "version %llu: mse %g vs no change %g",
+                     (unsigned long long)v, mse, same);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    }
+    rig_stop(&r);
+    ed_free(&d);
+}
+
 Test(trainer, restart_serves_the_same_newest_model)
 {
     rig r = {0};
