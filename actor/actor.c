@@ -57,6 +57,9 @@ const config_opt actor_opts[] = {
      "on SIGTERM, unacknowledged batches get this long to be stored", NULL},
     {"exit_when_done", CFG_BOOL, A(exit_when_done), "false", 0, 0,
      "exit 0 once the share (and final evaluation) is done instead of idling until SIGTERM", NULL},
+    {"steps_per_s", CFG_DOUBLE, A(steps_per_s), "0", 0, 1e9,
+     "cap on real env steps per second, as a robot's control rate would set it (async runs "
+     "use it to stand for real time); 0: no cap", NULL},
     {"log_level", CFG_ENUM, A(log_level), "info", 0, 0, "debug, info, warn or error",
      actor_level_names},
 };
@@ -886,6 +889,10 @@ static void *actor_stepper_main(void *arg)
     pthread_mutex_unlock(&a->mu);
     rng_seed(&a->rng, a->run.seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)a->cfg.index << 40) ^ count);
 
+    /* the rate cap: the next real step is due period_ms after the previous one (no bursts
+     * to catch up after a pacing wait) */
+    const double period_ms = a->cfg.steps_per_s > 0 ? 1000.0 / a->cfg.steps_per_s : 0.0;
+    double next_due_ms = 0.0;
     bool new_episode = true;
     double ep_ret = 0;
     int ep_len = 0;
@@ -951,6 +958,16 @@ static void *actor_stepper_main(void *arg)
             fill.policy_version = version;
         }
 
+        if (period_ms > 0) {
+            double now = (double)now_ms();
+            if (next_due_ms > now) {
+                if (actor_pause(a, (uint64_t)ceil(next_due_ms - now))) {
+                    break;
+                }
+                now = next_due_ms; /* on schedule: no drift from the pause's rounding */
+            }
+            next_due_ms = now + period_ms;
+        }
         env_step_result res = {.next_obs = next_obs};
         if (env_step(a->env, act, &res) < 0) {
             TWIG_PANIC("env refused the actor's action: %s", err_msg());

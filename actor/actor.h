@@ -90,6 +90,7 @@ typedef struct actor_cfg {
     int backoff_max_ms;                 /* and the cap */
     int flush_ms;                       /* on SIGTERM: pending batches get this long */
     bool exit_when_done;                /* exit 0 after the final eval instead of idling */
+    double steps_per_s;                 /* cap on the real-step rate; 0: none */
     int log_level;                      /* log_level */
 } actor_cfg;
 

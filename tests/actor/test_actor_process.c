@@ -393,6 +393,31 @@ Test(actor_process, without_learner_appends_exactly_the_budget_of_valid_transiti
     dir_free(&r);
 }
 
+Test(actor_process, steps_per_s_caps_the_real_step_rate)
+{
+    run_dir r = {0};
+    dir_init(&r);
+    ms_start(&r);
+    /* 300 steps at 200/s take at least 1.5 s; uncapped they take a few ms */
+    char *extra[] = {"--real-steps", "300",  "--init-steps",     "299",  "--pacing",
+                     "async",        "--push-every", "50", "--eval-index", "-1",
+                     "--steps-per-s", "200", "--exit-when-done", "true", NULL};
+    uint64_t t0 = now_ms();
+    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
+    int st = wait_exit(a, DEADLINE_MS);
+    uint64_t took = now_ms() - t0;
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    cr_expect_geq(took, 1490, "300 steps at 200/s took %llu ms", (unsigned long long)took);
+
+    uint64_t end = 0, stored = 0, seq = 0;
+    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
+    cr_expect_eq(end, 300);
+    cr_expect_eq(stored, 300);
+    cr_expect_eq(seq, 6);
+    ms_stop(&r);
+    dir_free(&r);
+}
+
 Test(actor_process, sigterm_stops_cleanly_with_status_0)
 {
     run_dir r = {0};
