@@ -36,6 +36,7 @@
 #include "common/rpc.h"
 #include "common/run_config.h"
 #include "deploy/monitor.h"
+#include "deploy/ports.h"
 #include "deploy/run_plan.h"
 #include "deploy/supervise.h"
 #include "deploy/twig_cmds.h"
@@ -411,7 +412,10 @@ static int parse_args(launcher_t *L, int argc, char **argv)
     }
     for (int i = 0; i < L->n_overrides; i++) {
         const char *o = L->overrides[i];
-        bool other = strchr(o, '.') && strncmp(o, "launcher.", 9) != 0;
+        const char *eq = strchr(o, '=');
+        const char *dot = strchr(o, '.');
+        /* a section key (the value may hold dots too: learner_addr=127.0.0.1:7102) */
+        bool other = dot && (!eq || dot < eq) && strncmp(o, "launcher.", 9) != 0;
         rc = other ? 0 : config_set_assignment(t, 2, o);   /* others: checked by each binary */
         if (rc < 0) {
             return rc;
@@ -436,6 +440,29 @@ static int parse_args(launcher_t *L, int argc, char **argv)
             if (*p == '/' || *p == ':') {
                 *p = '_';
             }
+        }
+    }
+    return 0;
+}
+
+/* every address the run will listen on is free now, or a refusal naming the option to change
+ * (another run on the same ports would be talked to instead of ours, see deploy/ports.h) */
+static int check_ports_free(const run_plan *plan)
+{
+    static const char *const option[] = {
+        [PLAN_ROLE_MODELSERVER] = "modelserver_addr",
+        [PLAN_ROLE_LEARNER] = "learner_addr",
+        [PLAN_ROLE_ROLLOUT] = "launcher.rollout_base_port",
+        [PLAN_ROLE_ACTOR] = "launcher.actor_base_port",
+    };
+    for (int i = 0; i < plan->n_procs; i++) {
+        const plan_proc *p = &plan->procs[i];
+        int rc = ports_check_free(p->addr);
+        if (rc < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(rc, "%s cannot listen: %s; set %s to a free one", p->name, why,
+                           option[p->role]);
         }
     }
     return 0;
@@ -472,6 +499,10 @@ static int launch(launcher_t *L)
         if (rc < 0) {
             return rc;
         }
+    }
+    rc = check_ports_free(L->plan);
+    if (rc < 0) {
+        return rc;
     }
     printf("twig: %s, %llu real steps, %d actor(s), %d rollout worker(s), pacing %s\n",
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,

@@ -217,6 +217,34 @@ Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .ini
     cr_expect(strstr(err, "unknown option learner.bogus") != NULL, "stderr: %s", err);
 }
 
+Test(twig_run, a_listen_address_in_use_is_refused_before_anything_starts, .init = setup,
+     .fini = teardown, .timeout = 60)
+{
+    /* any started process would leave this file: none may start */
+    char marker[160], body[256];
+    snprintf(marker, sizeof marker, "%s/started", tmpdir);
+    snprintf(body, sizeof body, "touch '%s'; exec sleep 60", marker);
+    make_fixture(body);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 1), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char set[64];
+    snprintf(set, sizeof set, "learner_addr=127.0.0.1:%d", ntohs(a.sin_port));
+    const char *sets[] = {set};
+    pid_t pid = start_twig(sets, 1);
+    int code = wait_exit(pid, 30000);
+    close(fd);
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_expect(strstr(err, "learner cannot listen") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, set + strlen("learner_addr=")) != NULL, "names the address: %s", err);
+    cr_expect(strstr(err, "set learner_addr") != NULL, "names the option: %s", err);
+    cr_expect_neq(access(marker, F_OK), 0, "a process was started");
+}
+
 /* the learner loses its last evaluations (restarted from an older checkpoint) and refuses
  * the monitor's from_index: the monitor reads its list again and still sees the final one */
 Test(twig_run, evaluations_lost_by_a_restarted_learner_do_not_hide_the_final_one,

@@ -1,0 +1,16 @@
+/* ports.h - the launcher's check that the addresses a run will listen on are free.
+ *
+ * Two runs on one machine with the same ports would not just fail: a process that cannot
+ * bind is restarted, and meanwhile the monitor, actors and workers talk to the other run's
+ * servers. `twig run` therefore binds every planned address once before starting anything
+ * and refuses to start, naming the address and the option that set it, when one is taken.
+ */
+#ifndef TWIG_PORTS_H
+#define TWIG_PORTS_H
+
+/* addr is "host:port" (host a name or IPv4 literal, or "[v6]:port"): 0 when a listener could
+ * bind it now (SO_REUSEADDR, as gRPC's listeners), else -EADDRINUSE, -EADDRNOTAVAIL (not an
+ * address of this machine) or -EINVAL (unparsable), with err_msg naming addr */
+int ports_check_free(const char *addr);
+
+#endif
