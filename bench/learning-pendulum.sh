@@ -12,6 +12,11 @@ sac_steps=${3:-20000}
 out=runs/bench-pendulum-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 bar=-250
+# PORT_BASE (default 7100): the run's ports, so a second benchmark can run beside a run on the
+# default ones (model server PORT_BASE+1, learner +2, actors +10.., rollout workers +40..)
+pb=${PORT_BASE:-7100}
+ports="--set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2))
+       --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40))"
 
 # first real step count whose eval mean reaches the bar, or "-"; final return; wall seconds
 summarise() {
@@ -24,7 +29,7 @@ run() {   # name seed extra-args...
     seed=$2
     shift 2
     dir="$out/$name-s$seed"
-    "$build/deploy/twig" run configs/pendulum.yaml --run-dir "$dir" --set seed="$seed" \
+    "$build/deploy/twig" run configs/pendulum.yaml --run-dir "$dir" --set seed="$seed" $ports \
         --set eval_every=500 "$@" > "$dir.out" 2>&1 || echo "run $dir failed" >&2
     set -- $(summarise "$dir")
     updates=$(grep -o 'SAC updates *[0-9]*' "$dir.out" | grep -o '[0-9]*$' || echo 0)

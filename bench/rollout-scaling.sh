@@ -17,12 +17,17 @@ window=${4:-60}
 out=runs/bench-rollout-scaling-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 init=5000
+# PORT_BASE (default 7100): the run's ports, so a second benchmark can run beside a run on the
+# default ones (model server PORT_BASE+1, learner +2, actors +10.., rollout workers +40..)
+pb=${PORT_BASE:-7100}
+ports="--set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2))
+       --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40))"
 steps=$((init + rate * window + 2000))
 base_synth=""
 base_upd=""
 for m in $counts; do
     dir="$out/m$m"
-    "$build/deploy/twig" run configs/halfcheetah.yaml --run-dir "$dir" --set pacing=async \
+    "$build/deploy/twig" run configs/halfcheetah.yaml --run-dir "$dir" --set pacing=async $ports \
         --set n_rollout="$m" --set actor.steps_per_s="$rate" --set real_steps="$steps" \
         --set init_steps=$init --set model_train_freq=1000000000 \
         --set learner.synthetic_capacity=400000 --set eval_every=1000 --set eval_episodes=1 \
