@@ -1,39 +1,50 @@
 #!/bin/sh
 # Rollout-worker scaling (issue 6, section 4): HalfCheetah-v4 with MBPO's model and policy
 # sizes, async pacing, M = 1, 2, 4, ... rollout workers. The actor is capped at RATE real steps
-# per second (actor.steps_per_s, standing for a robot's control rate) so every run lasts the
-# same time; the model is fitted once, on the 5000 random steps, so the window measures
-# rollout workers and learner only. From metrics.csv, between the first evaluation at or past
-# 7000 real steps and the last, prints one JSON line per M: synthetic transitions/s arriving at
-# the learner, SAC updates/s, and the ratio of each to the first M.
+# per second (actor.steps_per_s, standing for a robot's control rate) so every run has the
+# same timeline: 5000 random steps, one model fit at 5000, the end at 9999 (before a second
+# fit). From the first evaluation that sees the model to the one at 9500 real steps only
+# rollout workers and the learner compute (besides the actor's light stepping); from
+# metrics.csv over that window the script prints one JSON line per M: synthetic transitions/s
+# arriving at the learner, SAC updates/s, and their ratios to the first M.
 #
-# usage: bench/rollout-scaling.sh [BUILD_DIR] [WORKER_COUNTS] [RATE] [WINDOW_S]
-#        (defaults: build, "1 2 4", 250, 60)
+# usage: bench/rollout-scaling.sh [BUILD_DIR] [WORKER_COUNTS] [RATE]
+#        (defaults: build, "1 2 4", 50); PORT_BASE as in the other scripts. OpenBLAS runs
+#        without the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE after `twig-bench nn
+#        --check-only` passed under the same environment; BLAS_ENV=keep keeps them.
 set -eu
 build=${1:-build}
 counts=${2:-"1 2 4"}
-rate=${3:-250}
-window=${4:-60}
+rate=${3:-50}
 out=runs/bench-rollout-scaling-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 init=5000
+steps=9999
 # PORT_BASE (default 7100): the run's ports, so a second benchmark can run beside a run on the
 # default ones (model server PORT_BASE+1, learner +2, actors +10.., rollout workers +40..)
 pb=${PORT_BASE:-7100}
 ports="--set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2))
        --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40))"
-steps=$((init + rate * window + 2000))
+if [ "${BLAS_ENV:-unset}" = keep ]; then
+    run_env=""
+else
+    run_env="-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
+fi
+# shellcheck disable=SC2086
+env $run_env "$build/bench/twig-bench" nn --check-only > /dev/null
 base_synth=""
 base_upd=""
 for m in $counts; do
     dir="$out/m$m"
-    "$build/deploy/twig" run configs/halfcheetah.yaml --run-dir "$dir" --set pacing=async $ports \
+    # shellcheck disable=SC2086
+    env $run_env "$build/deploy/twig" run configs/halfcheetah.yaml --run-dir "$dir" \
+        --set pacing=async $ports \
         --set n_rollout="$m" --set actor.steps_per_s="$rate" --set real_steps="$steps" \
-        --set init_steps=$init --set model_train_freq=1000000000 \
-        --set learner.synthetic_capacity=400000 --set eval_every=1000 --set eval_episodes=1 \
+        --set init_steps=$init --set model_train_freq=$init \
+        --set learner.synthetic_capacity=400000 --set eval_every=500 --set eval_episodes=1 \
         > "$dir.out" 2>&1 || { echo "run $dir failed, see $dir.out" >&2; exit 1; }
-    # columns: real_steps, wall_s, ..., updates (5), synthetic_samples (6)
-    set -- $(awk -F, 'NR > 1 && $1 >= 7000 { if (w0 == "") { w0 = $2; u0 = $5; s0 = $6 }
+    # columns: real_steps, wall_s, ..., updates (5), synthetic_samples (6), model_version (8)
+    set -- $(awk -F, 'NR > 1 && $8 >= 1 && $1 <= 9500 { if (w0 == "") { w0 = $2; u0 = $5; s0 = $6 }
                  w1 = $2; u1 = $5; s1 = $6 }
              END { dt = w1 - w0; if (dt <= 0) { print "0 0 0"; exit }
                    printf "%.1f %.0f %.1f\n", dt, (s1 - s0) / dt, (u1 - u0) / dt }' \

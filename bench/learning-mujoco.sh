@@ -1,0 +1,45 @@
+#!/bin/sh
+# Long MuJoCo learning run of issue 6 (section 3): one `twig run` of a task config in strict
+# pacing, evaluated every EVAL_EVERY real steps, printing one JSON line per evaluation (real
+# steps, wall seconds, eval return, updates, synthetic samples, rates since the previous
+# line) for comparison with MBPO's published curve (docs/results.md).
+#
+# OpenBLAS: the machine's OPENBLAS_CORETYPE picks AVX2 kernels at half speed. This script
+# runs the processes without it (and without OPENBLAS_L2_SIZE), after `twig-bench nn
+# --check-only` has checked, under the same environment, that SAC updates, ensemble training
+# steps and rollouts through BLAS match a plain reference GEMM.
+#
+# usage: bench/learning-mujoco.sh [BUILD_DIR] [CONFIG] [REAL_STEPS] [SEED] [EVAL_EVERY]
+#        (defaults: build, configs/halfcheetah.yaml, 30000, 1, 1000)
+#        BLAS_ENV=keep keeps the machine's OpenBLAS settings; PORT_BASE as in the other scripts
+set -eu
+build=${1:-build}
+config=${2:-configs/halfcheetah.yaml}
+steps=${3:-30000}
+seed=${4:-1}
+every=${5:-1000}
+name=$(basename "$config" .yaml)
+out=runs/bench-$name-s$seed-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$(dirname "$out")"
+pb=${PORT_BASE:-7100}
+if [ "${BLAS_ENV:-unset}" = keep ]; then
+    run_env=""
+else
+    run_env="-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
+fi
+# shellcheck disable=SC2086
+env $run_env "$build/bench/twig-bench" nn --check-only > /dev/null
+# shellcheck disable=SC2086
+env $run_env "$build/deploy/twig" run "$config" --run-dir "$out" --set seed="$seed" \
+    --set real_steps="$steps" --set eval_every="$every" --set eval_episodes=5 \
+    --set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2)) \
+    --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40)) \
+    > "$out.out" 2>&1 || echo "run $out failed, see $out.out" >&2
+awk -F, -v env="$name" -v seed="$seed" 'NR > 1 {
+    dt = $2 - w; dsteps = $1 - s
+    printf "{\"bench\":\"mujoco_learning\",\"config\":\"%s\",\"seed\":%d,\"real_steps\":%d,", env, seed, $1
+    printf "\"wall_s\":%.1f,\"eval_return\":%.1f,\"eval_std\":%.1f,\"updates\":%d,", $2, $3, $4, $5
+    printf "\"synthetic\":%d,\"s_per_1000_steps\":%.1f,\"updates_per_s\":%.1f,", $6, (dsteps > 0 ? 1000 * dt / dsteps : 0), (dt > 0 ? ($5 - u) / dt : 0)
+    printf "\"synthetic_per_s\":%.0f}\n", (dt > 0 ? ($6 - y) / dt : 0)
+    w = $2; s = $1; u = $5; y = $6 }' "$out/metrics.csv" | tee "$out.jsonl"
+echo "results in $out.jsonl, run directory $out"
