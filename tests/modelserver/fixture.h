@@ -1,13 +1,12 @@
 /* fixture.h - helpers shared by the model server tests: owned batches with contents that
- * encode (source, seq, row), temporary data dirs. Header-only (tests are one file each). */
+ * encode (source, seq, row). Header-only (tests are one file each); temp dirs and processes
+ * are in tests/procfix.h. */
 #ifndef TWIG_TESTS_MODELSERVER_FIXTURE_H
 #define TWIG_TESTS_MODELSERVER_FIXTURE_H
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/mem.h"
@@ -94,44 +93,6 @@ static inline int fx_row_matches(const float *obs, const float *act, const float
     float rw = fx_value(src, seq, i, 0, 3);
     return !memcmp(reward, &rw, 4) && *term == (int)((seq + i) % 7 == 0) &&
            *trunc == (int)((seq + i) % 5 == 0);
-}
-
-/* a fresh temporary directory; caller frees the string */
-static inline char *fx_tmpdir(void)
-{
-    char tmpl[] = "/tmp/twig-test-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    if (!d) {
-        abort();
-    }
-    return xstrdup(d);
-}
-
-/* remove a directory tree (two levels are all the tests create) */
-static inline void fx_rmtree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    struct dirent *e;
-    char p[8192];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
-            continue;
-        }
-        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) {
-            continue;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            fx_rmtree(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 #endif
