@@ -193,8 +193,8 @@ static void expect_strict_until(rpc_client_t *cl, const target *t, uint64_t init
         if (done) {
             return;
         }
-        cr_assert(procfix_now_ms() < deadline, "not reached in %d ms: updates %" PRIu64 " real %" PRIu64,
-                  ms, u, r);
+        cr_assert(procfix_now_ms() < deadline,
+                  "not reached in %d ms: updates %" PRIu64 " real %" PRIu64, ms, u, r);
         procfix_pause_ms(10);
     }
 }

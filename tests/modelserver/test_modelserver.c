@@ -435,7 +435,8 @@ Test(modelserver, stream_of_appends_acks_every_message)
     cr_expect(strstr(err_msg(), "message #4: obs[0][0] is Inf") != NULL, "%s", err_msg());
     /* the four before it were queued and get stored (the error does not wait for them) */
     uint64_t end = 0;
-    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline; procfix_pause_ms(5)) {
+    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline;
+         procfix_pause_ms(5)) {
         Twig__V1__LogStatusReply *st = status_of(cl);
         end = st->end_offset;
         protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -832,7 +833,8 @@ Test(modelserver, sigterm_answers_parked_long_polls_and_exits_0)
     pthread_create(&th, NULL, parked_fetch_main, &pf);
     /* wait (with a deadline) until the server reports the poll parked */
     uint32_t parked = 0;
-    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline && parked == 0; procfix_pause_ms(5)) {
+    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline && parked == 0;
+         procfix_pause_ms(5)) {
         Twig__V1__LogStatusReply *st = status_of(cl);
         parked = st->parked_fetches;
         protobuf_c_message_free_unpacked(&st->base, NULL);
