@@ -271,6 +271,32 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* the last error's text must contain text */
+#define EXPECT_ERR_HAS(text)                                                                       \
+    cr_expect(strstr(err_msg(), (text)) != NULL, "'%s' does not say '%s'", err_msg(), (text))
+
+/* a batch of count rows pointing into obs (count * obs_dim values) and reward (count values,
+ * or NULL for none); no other field set */
+static Twig__V1__TransitionBatch batch_of(float *obs, uint32_t obs_dim, uint32_t count,
+                                          float *reward)
+{
+    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
+    b.obs_dim = obs_dim;
+    b.count = count;
+    b.n_obs = (size_t)count * obs_dim;
+    b.obs = obs;
+    b.n_reward = reward ? count : 0;
+    b.reward = reward;
+    return b;
+}
+
+/* Echo b: the rc, the echoed batch in *r */
+static int echo_call(rpc_client_t *cl, ProtobufCMessage **r, Twig__V1__TransitionBatch *b,
+                     const rpc_call_opts *o)
+{
+    return rpc_client_unary(cl, r, P_ECHO, &b->base, &twig__v1__transition_batch__descriptor, o);
+}
+
 /* ---- tests ---- */
 
 Test(rpc, status_codes_translate_both_ways)
@@ -333,9 +359,7 @@ Test(rpc, round_trip_is_bit_exact)
 
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 5000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
-    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_eq(echo_call(f.cl, &r, &b, &o), 0, "%s", err_msg());
     Twig__V1__TransitionBatch *e = (Twig__V1__TransitionBatch *)r;
     cr_expect_str_eq(e->env_id, "Pendulum-v1");
     cr_expect_str_eq(e->source_id, "actor-3");
@@ -371,13 +395,7 @@ static void *echo_main(void *arg)
 {
     echo_thread *t = arg;
     float obs[3], reward[1];
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 3;
-    b.count = 1;
-    b.n_obs = 3;
-    b.obs = obs;
-    b.n_reward = 1;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 3, 1, reward);
     rpc_call_opts o = {.deadline_ms = 10000};
     for (int i = 0; i < 200; i++) {
         obs[0] = (float)t->id;
@@ -386,8 +404,7 @@ static void *echo_main(void *arg)
         reward[0] = (float)(t->id * 1000 + i);
         b.seq = (uint64_t)(t->id * 1000 + i);
         ProtobufCMessage *r = NULL;
-        if (rpc_client_unary(t->cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                             &o) == 0) {
+        if (echo_call(t->cl, &r, &b, &o) == 0) {
             const Twig__V1__TransitionBatch *e = (const Twig__V1__TransitionBatch *)r;
             t->ok += e->seq == b.seq && e->n_obs == 3 && memcmp(e->obs, obs, sizeof obs) == 0 &&
                      e->reward[0] == reward[0];
@@ -428,18 +445,10 @@ Test(rpc, ten_mib_messages_pass_both_ways_under_the_default_limit)
     for (uint32_t i = 0; i < count; i++) {
         reward[i] = -(float)i;
     }
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 4;
-    b.count = count;
-    b.n_obs = (size_t)count * 4;
-    b.obs = obs;
-    b.n_reward = count;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 4, count, reward);
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 30000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
-    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_eq(echo_call(f.cl, &r, &b, &o), 0, "%s", err_msg());
     Twig__V1__TransitionBatch *e = (Twig__V1__TransitionBatch *)r;
     cr_assert_eq(e->n_obs, (size_t)count * 4);
     cr_assert_eq(e->n_reward, (size_t)count);
@@ -463,22 +472,18 @@ Test(rpc, malformed_and_invalid_requests_get_invalid_argument_and_server_keeps_s
     int rc = rpc_client_unary_bytes(f.cl, &out, &n_out, P_ECHO, garbage, sizeof garbage, &o);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
     cr_expect_null(out);
-    cr_expect(strstr(err_msg(), "INVALID_ARGUMENT") != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), P_ECHO) != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "twig.v1.TransitionBatch") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("INVALID_ARGUMENT");
+    EXPECT_ERR_HAS(P_ECHO);
+    EXPECT_ERR_HAS("twig.v1.TransitionBatch");
 
     /* parses, but the handler's validation rejects it: its text reaches the client */
     float obs[4] = {1, 2, 3, 4};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 2;
-    b.count = 2;
-    b.n_obs = 4;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 2, 2, NULL);
     ProtobufCMessage *r = NULL;
-    rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor, &o);
+    rc = echo_call(f.cl, &r, &b, &o);
     cr_expect_eq(rc, -EINVAL);
     cr_expect_null(r);
-    cr_expect(strstr(err_msg(), "reward has 0 values, count is 2") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("reward has 0 values, count is 2");
 
     /* the next good call works */
     uint64_t end = 0;
@@ -493,19 +498,14 @@ Test(rpc, message_over_max_size_is_resource_exhausted)
     fixture_start(&f, 1u << 20);  /* the server takes at most 1 MiB */
     size_t n = (2u << 20) / sizeof(float);
     float *obs = xcalloc(n, sizeof *obs);
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = (uint32_t)n;
-    b.n_obs = n;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, (uint32_t)n, NULL);
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 10000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
+    int rc = echo_call(f.cl, &r, &b, &o);
     free(obs);
     cr_expect_eq(rc, TWIG_ETOOBIG, "%s: %s", err_name(rc), err_msg());
     cr_expect_eq(rpc_err_to_status(rc), 8);
-    cr_expect(strstr(err_msg(), "RESOURCE_EXHAUSTED") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("RESOURCE_EXHAUSTED");
     cr_expect_null(r);
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0, "%s", err_msg());
     fixture_stop(&f);
@@ -520,7 +520,7 @@ Test(rpc, slow_handler_gives_deadline_exceeded_and_late_reply_is_harmless)
     int rc = status_call(f.cl, P_PARK, &o, NULL);
     int64_t took = mono_ms() - t0;
     cr_expect_eq(rc, TWIG_EDEADLINE, "%s: %s", err_name(rc), err_msg());
-    cr_expect(strstr(err_msg(), "DEADLINE_EXCEEDED") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("DEADLINE_EXCEEDED");
     cr_expect(took >= 250 && took < 5000, "took %lld ms", (long long)took);
     cr_assert(app_wait_parked(&f.app, 1, 5000));
     /* the application answers long after the client left */
@@ -581,7 +581,7 @@ Test(rpc, health_reports_serving_not_serving_and_not_found)
 
     int rc = rpc_health_check(f.addr, "twig.v1.Nope", 5000);
     cr_expect_eq(rc, TWIG_ENOTFOUND, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "NOT_FOUND") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("NOT_FOUND");
     cr_expect_eq(rpc_server_set_serving(f.srv, "twig.v1.Nope", false), TWIG_ENOTFOUND);
 
     /* once shutdown starts the server says NOT_SERVING or refuses the probe */
@@ -601,8 +601,8 @@ Test(rpc, unknown_method_is_unimplemented)
     rpc_call_opts o = {.deadline_ms = 5000};
     int rc = status_call(f.cl, "/twig.v1.Test/Nope", &o, NULL);
     cr_expect_eq(rc, TWIG_EUNIMPL, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "UNIMPLEMENTED") != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "/twig.v1.Test/Nope") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("UNIMPLEMENTED");
+    EXPECT_ERR_HAS("/twig.v1.Test/Nope");
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0);
     fixture_stop(&f);
 }
@@ -610,11 +610,7 @@ Test(rpc, unknown_method_is_unimplemented)
 static int send_batch(rpc_stream_t *s, uint64_t seq, uint32_t count)
 {
     float obs[8] = {0};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = count;
-    b.n_obs = count;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, count, NULL);
     b.seq = seq;
     return rpc_stream_send(s, &b.base);
 }
@@ -673,8 +669,7 @@ Test(rpc, client_stream_bad_message_fails_the_call_with_its_number)
     rc = rpc_stream_finish(s, &r, &twig__v1__append_real_reply__descriptor);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
     cr_expect_null(r);
-    cr_expect(strstr(err_msg(), "message #3 is not a valid twig.v1.TransitionBatch") != NULL,
-              "%s", err_msg());
+    EXPECT_ERR_HAS("message #3 is not a valid twig.v1.TransitionBatch");
 
     /* the handler rejects message #2 */
     cr_assert_eq(rpc_client_stream_open(f.cl, &s, P_SUM, &o), 0);
@@ -683,7 +678,7 @@ Test(rpc, client_stream_bad_message_fails_the_call_with_its_number)
     rc = send_batch(s, 2, 0);
     rc = rpc_stream_finish(s, &r, &twig__v1__append_real_reply__descriptor);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "message #2: count is 0") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("message #2: count is 0");
 
     /* aborting a stream ends it without a reply; the server stays up (it may see the cancel
      * as an end of stream, see rpc.h) */
@@ -706,7 +701,7 @@ Test(rpc, second_server_on_the_same_port_fails_to_bind)
     int rc = rpc_server_init(&second, &cfg, test_methods, N_TEST_METHODS);
     cr_expect_eq(rc, -EADDRINUSE, "%s", err_name(rc));
     cr_expect_null(second);
-    cr_expect(strstr(err_msg(), listen) != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS(listen);
     rpc_call_opts o = {.deadline_ms = 5000};
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0);
     fixture_stop(&f);
@@ -718,13 +713,13 @@ Test(rpc, bad_method_tables_are_rejected)
     rpc_server_t *srv = NULL;
     rpc_method bad[2] = {test_methods[0], test_methods[0]};
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 2), -EINVAL);
-    cr_expect(strstr(err_msg(), "listed twice") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("listed twice");
     bad[0].path = "twig.v1.Test/Echo";
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 1), -EINVAL);
     bad[0].path = "/twig.v1.Test/Echo";
     bad[0].run = RPC_RUN_ON_LOOP;
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 1), -EINVAL);
-    cr_expect(strstr(err_msg(), "no loop") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("no loop");
     cr_expect_null(srv);
     /* a server made but never started frees cleanly */
     cr_assert_eq(rpc_server_init(&srv, &cfg, test_methods, N_TEST_METHODS), 0);
@@ -760,6 +755,23 @@ static void *call_main(void *arg)
     return NULL;
 }
 
+/* n threads each calling path at addr with the deadline, their states in ct (rc 1 until done) */
+static void calls_start(call_thread *ct, pthread_t *th, int n, const char *addr,
+                        const char *path, int deadline_ms)
+{
+    for (int i = 0; i < n; i++) {
+        ct[i] = (call_thread){.addr = addr, .path = path, .deadline_ms = deadline_ms, .rc = 1};
+        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
+    }
+}
+
+/* n calls to Park on f's server, from threads, all parked by the application */
+static void calls_park(fixture *f, call_thread *ct, pthread_t *th, int n, int deadline_ms)
+{
+    calls_start(ct, th, n, f->addr, P_PARK, deadline_ms);
+    cr_assert(app_wait_parked(&f->app, n, 10000));
+}
+
 Test(rpc, shutdown_lets_held_calls_finish_within_grace)
 {
     fixture f;
@@ -767,11 +779,7 @@ Test(rpc, shutdown_lets_held_calls_finish_within_grace)
     enum { N = 4 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 20000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
+    calls_park(&f, ct, th, N, 20000);
     rpc_server_shutdown(f.srv, 10000);
     /* new calls are refused while the held ones are still open */
     rpc_call_opts o = {.deadline_ms = 2000};
@@ -791,11 +799,7 @@ Test(rpc, shutdown_cancels_calls_held_past_grace)
     enum { N = 4 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
+    calls_park(&f, ct, th, N, 30000);
     int64_t t0 = mono_ms();
     rpc_server_shutdown(f.srv, 200);
     /* the clients are released by the cancel, not by their 30 s deadline */
@@ -818,11 +822,7 @@ Test(rpc, free_with_unanswered_calls_in_flight_from_clients)
     enum { N = 3 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
+    calls_park(&f, ct, th, N, 30000);
     rpc_server_shutdown(f.srv, 0);
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
@@ -909,8 +909,8 @@ Test(rpc, no_server_gives_unavailable_naming_the_address)
     rpc_call_opts o = {.deadline_ms = 5000};
     int rc = status_call(cl, P_STATUS, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL, "%s: %s", err_name(rc), err_msg());
-    cr_expect(strstr(err_msg(), addr) != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "UNAVAILABLE") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS(addr);
+    EXPECT_ERR_HAS("UNAVAILABLE");
     /* the same with wait_for_ready runs into its deadline instead */
     o = (rpc_call_opts){.deadline_ms = 300, .wait_for_ready = true};
     rc = status_call(cl, P_STATUS, &o, NULL);
@@ -941,7 +941,7 @@ Test(rpc, idempotent_call_retries_with_backoff_until_it_succeeds)
     o.idempotent = false;
     int rc = status_call(f.cl, P_FLAKY, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL);
-    cr_expect(strstr(err_msg(), "warming up, try again") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("warming up, try again");
     cr_expect_eq(f.app.flaky_calls, 1);
 
     /* attempts are bounded */
@@ -952,7 +952,7 @@ Test(rpc, idempotent_call_retries_with_backoff_until_it_succeeds)
     rc = status_call(f.cl, P_FLAKY, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL);
     cr_expect_eq(f.app.flaky_calls, 3);
-    cr_expect(strstr(err_msg(), "after 3 attempts") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("after 3 attempts");
 
     /* and so is the total time */
     f.app.flaky_calls = 0;
@@ -1088,13 +1088,7 @@ Test(rpc, loop_handlers_run_on_the_loop_and_shutdown_ends_uv_run)
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
     float obs[2] = {1.5f, -2.5f}, reward[2] = {0.25f, 0.5f};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = 2;
-    b.n_obs = 2;
-    b.obs = obs;
-    b.n_reward = 2;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, 2, reward);
     rpc_call_opts o = {.deadline_ms = 5000};
     enum { N = 50 };
     for (int i = 0; i < N; i++) {
@@ -1150,10 +1144,7 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
     enum { N = 3 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = addr, .path = P_LOOP_BLOCK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
+    calls_start(ct, th, N, addr, P_LOOP_BLOCK, 30000);
     /* poll (bounded) until the server holds all of them */
     int64_t t0 = mono_ms();
     while (rpc_server_live_calls(ls.srv) < N + 1 && mono_ms() - t0 < 10000) {
