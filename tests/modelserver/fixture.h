@@ -13,6 +13,13 @@
 #include "common/msg.h"
 #include "common/rng.h"
 
+/* twig-modelserver flags for a small, quick model: an ensemble of 3 with 2 elites, 2 hidden
+ * layers of 32, at most 20 epochs a fit (argv entries, for an initializer) */
+#define FX_SMALL_MODEL_ARGS                                                                        \
+    "--set", "modelserver.ensemble_size=3", "--set", "modelserver.elites=2", "--set",              \
+        "modelserver.model_hidden=32", "--set", "modelserver.model_layers=2", "--set",             \
+        "modelserver.train_max_epochs=20"
+
 /* a batch that owns its arrays */
 typedef struct fx_batch {
     tbatch_t v;

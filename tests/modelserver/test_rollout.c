@@ -10,13 +10,14 @@
 
 #include "common/env.h"
 #include "common/err.h"
+#include "common/mem.h"
 #include "common/msg.h"
 #include "common/nn_blob.h"
 #include "common/policy.h"
 #include "common/rpc.h"
 #include "common/sac.h"
 #include "env_data.h"
-#include "common/mem.h"
+#include "fixture.h"
 #include "modelserver/rollout.h"
 #include "tests/procfix.h"
 
@@ -262,35 +263,16 @@ static void start_modelserver_on(procfix_t *p, const run_params *rp, const char 
     snprintf(s_env, sizeof s_env, "env=%s", rp->env);
     snprintf(s_init, sizeof s_init, "init_steps=%d", rp->init_steps);
     snprintf(s_freq, sizeof s_freq, "model_train_freq=%d", rp->train_freq);
-    const char *argv[] = {MS_BIN,
-                          "--listen",
-                          listen,
-                          "--data-dir",
-                          dir,
-                          "--port-file",
-                          p->port_file,
-                          "--fsync",
-                          "none",
-                          "--log-level",
-                          "warn",
-                          "--set",
-                          s_env,
-                          "--set",
-                          s_init,
-                          "--set",
-                          s_freq,
-                          "--set",
-                          "modelserver.ensemble_size=3",
-                          "--set",
-                          "modelserver.elites=2",
-                          "--set",
-                          "modelserver.model_hidden=32",
-                          "--set",
-                          "modelserver.model_layers=2",
-                          "--set",
-                          "modelserver.model_batch=64",
-                          "--set",
-                          "modelserver.train_max_epochs=20",
+    const char *argv[] = {MS_BIN,       "--listen",
+                          listen,       "--data-dir",
+                          dir,          "--port-file",
+                          p->port_file, "--fsync",
+                          "none",       "--log-level",
+                          "warn",       "--set",
+                          s_env,        "--set",
+                          s_init,       "--set",
+                          s_freq,       FX_SMALL_MODEL_ARGS,
+                          "--set",      "modelserver.model_batch=64",
                           NULL};
     p->pid = procfix_spawn(argv, p->log_file);
     procfix_wait_serving(p, 20000);
@@ -393,6 +375,16 @@ static void rig_start_rollout(rig *g)
     start_worker(&g->ro, &g->rp, g->ms.addr, g->fl.addr, "ro", 0);
 }
 
+/* rig_init, the first n_append steps appended, then worker 0 started and its quota done */
+static void rig_start(rig *g, const run_params *rp, const char *listen, int n_real, uint64_t seed,
+                      int n_append)
+{
+    rig_init(g, rp, listen, n_real, seed);
+    rig_append(g, 0, n_append);
+    rig_start_rollout(g);
+    fl_wait_quota(&g->fl, (uint64_t)n_append, 60000);
+}
+
 /* SIGTERM to the worker (if started) and the model server, both must exit 0; frees all */
 static void rig_free(rig *g)
 {
@@ -468,11 +460,8 @@ Test(rollout, branches_stop_on_termination)
     /* InvertedPendulum: terminal once |angle| > 0.2; random actions topple it fast */
     run_params rp = {"InvertedPendulum-v4", 200, 200, 4, 5, 1, NULL};
     rig g;
-    rig_init(&g, &rp, "127.0.0.1:0", 300, 5);
-    rig_append(&g, 0, 300);
-    rig_start_rollout(&g);
+    rig_start(&g, &rp, "127.0.0.1:0", 300, 5, 300);
     fake_learner *fl = &g.fl;
-    fl_wait_quota(fl, 300, 60000);
 
     env_t *e;
     cr_assert_eq(env_make(&e, rp.env), 0);
@@ -507,11 +496,8 @@ Test(rollout, kill9_and_restart_resumes_under_a_new_source)
 {
     run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     rig g;
-    rig_init(&g, &rp, "127.0.0.1:0", 600, 21);
-    rig_append(&g, 0, 400);
-    rig_start_rollout(&g);
+    rig_start(&g, &rp, "127.0.0.1:0", 600, 21, 400);
     fake_learner *fl = &g.fl;
-    fl_wait_quota(fl, 400, 60000);
     procfix_kill9(&g.ro);
     pthread_mutex_lock(&fl->mu);
     int first_recs = fl->n_recs;
@@ -673,11 +659,8 @@ Test(rollout, modelserver_kill9_and_restart_the_worker_reconnects)
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", reserve_port());
     rig g;
-    rig_init(&g, &rp, listen, 600, 51);
-    rig_append(&g, 0, 400);
-    rig_start_rollout(&g);
+    rig_start(&g, &rp, listen, 600, 51, 400);
     fake_learner *fl = &g.fl;
-    fl_wait_quota(fl, 400, 60000);
 
     /* the model server dies and comes back on its data dir and port */
     procfix_kill9(&g.ms);

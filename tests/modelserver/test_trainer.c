@@ -413,16 +413,7 @@ static void start_binary(procfix_t *p, const char *data_dir)
                           "init_steps=300",
                           "--set",
                           "model_train_freq=200",
-                          "--set",
-                          "modelserver.ensemble_size=3",
-                          "--set",
-                          "modelserver.elites=2",
-                          "--set",
-                          "modelserver.model_hidden=32",
-                          "--set",
-                          "modelserver.model_layers=2",
-                          "--set",
-                          "modelserver.train_max_epochs=20",
+                          FX_SMALL_MODEL_ARGS,
                           NULL};
     p->pid = procfix_spawn(argv, p->log_file);
     procfix_wait_serving(p, 20000);
