@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -106,7 +108,8 @@ static inline void procfix_rmtree(const char *dir)
     rmdir(dir);
 }
 
-/* the end of a run dir: removed, or kept (logs, data) when TWIG_TEST_KEEP is set */
+/* the end of a run dir: removed (and expected gone), or kept (logs, data) when
+ * TWIG_TEST_KEEP is set */
 static inline void procfix_tmpdir_done(const char *dir)
 {
     if (getenv("TWIG_TEST_KEEP")) {
@@ -114,13 +117,41 @@ static inline void procfix_tmpdir_done(const char *dir)
         return;
     }
     procfix_rmtree(dir);
+    cr_expect_neq(access(dir, F_OK), 0, "%s is still there", dir);
+}
+
+/* a port on 127.0.0.1 nobody listens on right now (bound, read, released), for a peer that
+ * starts later or for an address where nobody answers */
+static inline int procfix_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 /* ---- processes ---- */
 
-/* fork + exec argv (NULL-terminated, argv[0] a path) with stdout and stderr appended to
- * log_file (NULL or "": the test's own); the child dies with the test process */
-static inline pid_t procfix_spawn(const char *const *argv, const char *log_file)
+/* the child's fd appended to path (NULL or "": left as it is) */
+static inline void procfix_redirect(int fd, const char *path)
+{
+    if (path && path[0]) {
+        int f = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (f >= 0) {
+            dup2(f, fd);
+            close(f);
+        }
+    }
+}
+
+/* fork + exec argv (NULL-terminated, argv[0] a path) with stdout appended to out_file and
+ * stderr to err_file (NULL or "": the test's own); the child dies with the test process */
+static inline pid_t procfix_spawn_io(const char *const *argv, const char *out_file,
+                                     const char *err_file)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -130,14 +161,8 @@ static inline pid_t procfix_spawn(const char *const *argv, const char *log_file)
         if (getppid() != parent) {
             _exit(127);
         }
-        if (log_file && log_file[0]) {
-            int fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            if (fd >= 0) {
-                dup2(fd, STDOUT_FILENO);
-                dup2(fd, STDERR_FILENO);
-                close(fd);
-            }
-        }
+        procfix_redirect(STDOUT_FILENO, out_file);
+        procfix_redirect(STDERR_FILENO, err_file);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -145,6 +170,12 @@ static inline pid_t procfix_spawn(const char *const *argv, const char *log_file)
         procfix_spawned[procfix_n_spawned++] = pid;
     }
     return pid;
+}
+
+/* the same with stdout and stderr both appended to log_file */
+static inline pid_t procfix_spawn(const char *const *argv, const char *log_file)
+{
+    return procfix_spawn_io(argv, log_file, log_file);
 }
 
 /* kill -9 and reap every process this test spawned that still runs (suite fini: a failed
@@ -199,12 +230,12 @@ static inline int procfix_wait_status(pid_t pid, int ms)
     return st;
 }
 
-/* pid's exit code once it exits within ms: its exit status, or 128 + the signal that ended
- * it (as a shell says); the deadline as procfix_wait_status */
+/* pid's exit code once it exits within ms: its exit status, or 256 + the signal that ended
+ * it (never an exit status); the deadline as procfix_wait_status */
 static inline int procfix_exit_code(pid_t pid, int ms)
 {
     int st = procfix_wait_status(pid, ms);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 256 + WTERMSIG(st);
 }
 
 /* the port p wrote to p->port_file, within ms; fails if p exits first */

@@ -2,15 +2,10 @@
  * messages, and the client against it. Nothing sleeps to wait for a server: tests poll health
  * or wait on condition variables, always with a deadline. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +13,7 @@
 #include "common/mem.h"
 #include "common/rpc.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procfix.h"
 
 #define P_ECHO "/twig.v1.Test/Echo"
 #define P_STATUS "/twig.v1.ModelServer/LogStatus"
@@ -262,13 +258,6 @@ static int status_call(rpc_client_t *cl, const char *path, const rpc_call_opts *
         cr_assert_null(r);
     }
     return rc;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* the last error's text must contain text */
@@ -516,9 +505,9 @@ Test(rpc, slow_handler_gives_deadline_exceeded_and_late_reply_is_harmless)
     fixture f;
     fixture_start(&f, 0);
     rpc_call_opts o = {.deadline_ms = 300};
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     int rc = status_call(f.cl, P_PARK, &o, NULL);
-    int64_t took = mono_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     cr_expect_eq(rc, TWIG_EDEADLINE, "%s: %s", err_name(rc), err_msg());
     EXPECT_ERR_HAS("DEADLINE_EXCEEDED");
     cr_expect(took >= 250 && took < 5000, "took %lld ms", (long long)took);
@@ -800,7 +789,7 @@ Test(rpc, shutdown_cancels_calls_held_past_grace)
     call_thread ct[N];
     pthread_t th[N];
     calls_park(&f, ct, th, N, 30000);
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     rpc_server_shutdown(f.srv, 200);
     /* the clients are released by the cancel, not by their 30 s deadline */
     for (int i = 0; i < N; i++) {
@@ -808,7 +797,7 @@ Test(rpc, shutdown_cancels_calls_held_past_grace)
         cr_expect(ct[i].rc == TWIG_EUNAVAIL || ct[i].rc == TWIG_ECANCELLED, "call %d: %s", i,
                   err_name(ct[i].rc));
     }
-    cr_expect_lt(mono_ms() - t0, 20000);
+    cr_expect_lt(procfix_now_ms() - t0, 20000);
     /* the application answers after the cancel: harmless, and free completes */
     cr_expect_eq(app_release_parked(&f.app), N);
     fixture_stop(&f);
@@ -832,19 +821,6 @@ Test(rpc, free_with_unanswered_calls_in_flight_from_clients)
     fixture_stop(&f);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 typedef struct late_server {
     rpc_client_t *cl;     /* the client whose call must be under way first */
     char listen[64];
@@ -862,8 +838,7 @@ static void *late_server_main(void *arg)
     for (int i = 0; i < 5000 && ls->seen == RPC_CONN_IDLE; i++) {
         ls->seen = rpc_client_state(ls->cl);
         if (ls->seen == RPC_CONN_IDLE) {
-            struct timespec t = {0, 1000000};
-            nanosleep(&t, NULL);
+            procfix_pause_ms(1);
         }
     }
     rpc_server_cfg cfg = {.listen = ls->listen, .app = &ls->app};
@@ -879,7 +854,7 @@ Test(rpc, wait_for_ready_call_succeeds_once_a_late_server_starts)
     late_server ls = {0};
     app_init(&ls.app);
     char addr[64];
-    int port = free_port();
+    int port = procfix_free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(ls.listen, sizeof ls.listen, "127.0.0.1:%d", port);
     cr_assert_eq(rpc_client_init(&ls.cl, addr, NULL), 0);
@@ -903,7 +878,7 @@ Test(rpc, wait_for_ready_call_succeeds_once_a_late_server_starts)
 Test(rpc, no_server_gives_unavailable_naming_the_address)
 {
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
     rpc_call_opts o = {.deadline_ms = 5000};
@@ -916,9 +891,9 @@ Test(rpc, no_server_gives_unavailable_naming_the_address)
     rc = status_call(cl, P_STATUS, &o, NULL);
     cr_expect_eq(rc, TWIG_EDEADLINE, "%s: %s", err_name(rc), err_msg());
     cr_expect_eq(rpc_health_check(addr, "", 1000), TWIG_EUNAVAIL);
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     cr_expect_eq(rpc_wait_serving(addr, 300), TWIG_EDEADLINE);
-    cr_expect_lt(mono_ms() - t0, 3000);
+    cr_expect_lt(procfix_now_ms() - t0, 3000);
     rpc_client_free(cl);
     cr_expect_eq(rpc_client_init(&cl, "no-port", NULL), -EINVAL);
 }
@@ -958,9 +933,9 @@ Test(rpc, idempotent_call_retries_with_backoff_until_it_succeeds)
     f.app.flaky_calls = 0;
     o = (rpc_call_opts){.deadline_ms = 400, .idempotent = true, .max_attempts = 1000,
                         .backoff_ms = 50, .backoff_max_ms = 100};
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     rc = status_call(f.cl, P_FLAKY, &o, NULL);
-    int64_t took = mono_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     cr_expect(rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE, "%s", err_name(rc));
     cr_expect_lt(took, 2000);
     cr_expect(f.app.flaky_calls >= 2 && f.app.flaky_calls < 20, "calls %d", f.app.flaky_calls);
@@ -1146,10 +1121,9 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
     pthread_t th[N];
     calls_start(ct, th, N, addr, P_LOOP_BLOCK, 30000);
     /* poll (bounded) until the server holds all of them */
-    int64_t t0 = mono_ms();
-    while (rpc_server_live_calls(ls.srv) < N + 1 && mono_ms() - t0 < 10000) {
-        struct timespec t = {0, 2000000};
-        nanosleep(&t, NULL);
+    int64_t t0 = procfix_now_ms();
+    while (rpc_server_live_calls(ls.srv) < N + 1 && procfix_now_ms() - t0 < 10000) {
+        procfix_pause_ms(2);
     }
     cr_assert_eq(rpc_server_live_calls(ls.srv), N + 1);
     /* the CQ thread still answers health and CQ methods while the loop is stuck */
@@ -1167,7 +1141,7 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
         cr_expect(ct[i].rc == TWIG_EUNAVAIL || ct[i].rc == TWIG_ECANCELLED, "call %d: %s", i,
                   err_name(ct[i].rc));
     }
-    cr_expect_lt(mono_ms() - t0, 20000);
+    cr_expect_lt(procfix_now_ms() - t0, 20000);
     /* release the loop: the blocked handler replies to its cancelled call, uv_run ends */
     pthread_mutex_lock(&ls.app.lock);
     ls.block = false;
@@ -1183,23 +1157,14 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
 
 /* ---- deploy/health_check.py against the C server ---- */
 
-/* exit status of deploy/health_check.py ADDR --service SERVICE, -1 if it did not exit */
+/* exit code of deploy/health_check.py ADDR --service SERVICE (within 30 s) */
 static int run_health_py(const char *addr, const char *service)
 {
     char script[512];
     snprintf(script, sizeof script, "%s/deploy/health_check.py", TWIG_SRC_DIR);
-    char *argv[] = {"/usr/bin/python3", script, (char *)addr, "--service", (char *)service,
-                    "--timeout", "2", NULL};
-    pid_t pid;
-    extern char **environ;
-    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
-        return -1;
-    }
-    int st = 0;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
-        return -1;
-    }
-    return WEXITSTATUS(st);
+    const char *argv[] = {"/usr/bin/python3", script,    addr, "--service", service,
+                          "--timeout",        "2",       NULL};
+    return procfix_exit_code(procfix_spawn(argv, NULL), 30000);
 }
 
 Test(rpc, python_health_check_exits_0_only_on_serving)
@@ -1213,6 +1178,6 @@ Test(rpc, python_health_check_exits_0_only_on_serving)
     cr_expect_eq(run_health_py(f.addr, ""), 1);
     fixture_stop(&f);
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
     cr_expect_eq(run_health_py(addr, ""), 1);
 }

@@ -316,17 +316,6 @@ static double stat_value(const char *addr, const char *key)
     return procfix_stat(addr, "rollout", key);
 }
 
-/* a free port on 127.0.0.1, for a peer that starts later */
-static int reserve_port(void)
-{
-    rpc_server_t *s;
-    rpc_server_cfg sc = {.listen = "127.0.0.1:0"};
-    cr_assert_eq(rpc_server_init(&s, &sc, fl_methods, 0), 0, "%s", err_msg());
-    int port = rpc_server_port(s);
-    rpc_server_free(s);
-    return port;
-}
-
 /* one test's world: the model server (on listen) for rp, n_real steps of rp->env collected
  * from seed to append as actor-0, a client to the server, a fake learner of the env's dims
  * (not listening yet), and one rollout worker "ro" once rig_start_rollout ran */
@@ -409,7 +398,7 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
 
     /* the learner is not there yet: the worker waits for it (backoff), then goes on */
     char ln_addr[64];
-    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
+    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", procfix_free_port());
     start_worker(&g.ro, &rp, g.ms.addr, ln_addr, "ro", 0);
     procfix_wait_stat(g.ro.addr, "rollout", "real_mirrored", 450, 60000);
     procfix_wait_stat(g.ro.addr, "rollout", "model_version", 1, 60000);
@@ -611,8 +600,8 @@ Test(rollout, missing_peers_are_a_wait_and_sigterm_exits_0)
 {
     run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     char ms_addr[64], ln_addr[64];
-    snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", reserve_port());
-    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
+    snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", procfix_free_port());
+    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", procfix_free_port());
     procfix_t ro = {0};
     start_worker(&ro, &rp, ms_addr, ln_addr, "ro", 0);
     /* nobody to talk to: it serves health and Stats, and waits */
@@ -657,7 +646,7 @@ Test(rollout, modelserver_kill9_and_restart_the_worker_reconnects)
 {
     run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", reserve_port());
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", procfix_free_port());
     rig g;
     rig_start(&g, &rp, listen, 600, 51, 400);
     fake_learner *fl = &g.fl;
