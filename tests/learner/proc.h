@@ -252,15 +252,15 @@ static Twig__V1__GetWeightsReply *get_policy(rpc_client_t *cl, uint64_t have, ui
     return (Twig__V1__GetWeightsReply *)reply;
 }
 
-/* poll Progress until pred holds or ms pass; returns the last Progress (owned) */
-typedef bool (*progress_pred)(const Twig__V1__Progress *p, const void *arg);
-static Twig__V1__Progress *wait_progress(rpc_client_t *cl, progress_pred pred, const void *arg,
-                                         int ms, const char *what)
+/* poll Progress until the learner has at least real steps and updates, within ms (what
+ * names the goal in the failure); the Progress that got there (owned) */
+static Twig__V1__Progress *wait_reached(rpc_client_t *cl, uint64_t real, uint64_t updates, int ms,
+                                        const char *what)
 {
     int64_t deadline = procfix_now_ms() + ms;
     for (;;) {
         Twig__V1__Progress *p = progress_of(cl);
-        if (pred(p, arg)) {
+        if (p->real_steps >= real && p->updates >= updates) {
             return p;
         }
         if (procfix_now_ms() > deadline) {

@@ -166,19 +166,10 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     procfix_stop(&lr);
 }
 
-typedef struct target {
-    uint64_t real, updates;
-} target;
-
-static bool reached(const Twig__V1__Progress *p, const void *arg)
-{
-    const target *t = arg;
-    return p->real_steps >= t->real && p->updates >= t->updates;
-}
-
-/* poll Progress while the learner trains towards t, checking the strict bound each time */
-static void expect_strict_until(rpc_client_t *cl, const target *t, uint64_t init, double utd,
-                                int ms)
+/* poll Progress while the learner trains towards real steps and updates, checking the
+ * strict bound each time */
+static void expect_strict_until(rpc_client_t *cl, uint64_t real, uint64_t updates, uint64_t init,
+                                double utd, int ms)
 {
     int64_t deadline = procfix_now_ms() + ms;
     for (;;) {
@@ -187,7 +178,7 @@ static void expect_strict_until(rpc_client_t *cl, const target *t, uint64_t init
             p->real_steps > init ? (uint64_t)(utd * (double)(p->real_steps - init)) : 0;
         cr_assert_leq(p->updates, bound, "updates %" PRIu64 " > utd x (real %" PRIu64 " - init)",
                       p->updates, p->real_steps);
-        bool done = reached(p, t);
+        bool done = p->real_steps >= real && p->updates >= updates;
         uint64_t u = p->updates, r = p->real_steps;
         protobuf_c_message_free_unpacked(&p->base, NULL);
         if (done) {
@@ -214,13 +205,11 @@ Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {120, 60};
-    expect_strict_until(cl, &t, 100, 3, 60000);
+    expect_strict_until(cl, 120, 60, 100, 3, 60000);
     for (uint64_t s = 2; s <= 5; s++) {
         append_real(mcl, "actor-0", s, 45);
     }
-    t = (target){300, 600};
-    expect_strict_until(cl, &t, 100, 3, 120000);
+    expect_strict_until(cl, 300, 600, 100, 3, 120000);
     /* every 50 updates a version, after the first one (published at start) */
     wait_stat(&lr, "policy_version", 13, 10000);
     /* it stops exactly at the bound: the count stays while no real data comes */
@@ -266,8 +255,7 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     for (uint64_t s = 1; s <= 3; s++) {
         append_real(mcl, "actor-0", s, 50);
     }
-    target t = {150, 0};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 30000, "mirror");
+    Twig__V1__Progress *p = wait_reached(cl, 150, 0, 30000, "mirror");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     /* real data for 50 learning steps, no branches: nothing may run */
     for (int i = 0; i < 10; i++) {
@@ -280,8 +268,7 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     /* the worker's watermark moves to 110, then 120: 20 real steps have their branches */
     push_ok(cl, "rollout-0", 1, 300, 110);
     push_ok(cl, "rollout-0", 2, 100, 120);
-    t = (target){150, 40};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "quota 120");
+    p = wait_reached(cl, 150, 40, 60000, "quota 120");
     cr_expect_eq(p->rollout_quota_done, 120);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     for (int i = 0; i < 10; i++) {
@@ -292,8 +279,7 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     }
     /* quota beyond the real steps: the real steps bound again */
     push_ok(cl, "rollout-0", 3, 1000, 10000);
-    t = (target){150, 100};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "real 150");
+    p = wait_reached(cl, 150, 100, 60000, "real 150");
     cr_expect_eq(p->updates, 100);
     cr_expect_eq(p->synthetic_samples, 1400);
     protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -313,8 +299,8 @@ Test(learner, async_trains_past_the_ratio_and_reports_it)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {60, 100}; /* 10 x the strict bound of 10 */
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "async");
+    /* 10 x the strict bound of 10 */
+    Twig__V1__Progress *p = wait_reached(cl, 60, 100, 60000, "async");
     cr_expect_gt(p->achieved_utd, 5.0f);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);

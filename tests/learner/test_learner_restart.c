@@ -7,16 +7,6 @@
 
 TestSuite(learner_restart, .init = proc_setup, .fini = proc_teardown, .timeout = 300);
 
-typedef struct target {
-    uint64_t real, updates;
-} target;
-
-static bool reached(const Twig__V1__Progress *p, const void *arg)
-{
-    const target *t = arg;
-    return p->real_steps >= t->real && p->updates >= t->updates;
-}
-
 /* checkpoint ids in dir, ascending (at most max) */
 static size_t list_ckpts(const char *dir, uint64_t *ids, size_t max)
 {
@@ -86,8 +76,7 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
         append_real(mcl, "actor-0", s, 50);
     }
     /* 150 real steps allow 4 x 100 updates: checkpoints at 150 and 300 */
-    target t = {150, 400};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "400 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 150, 400, 60000, "400 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     wait_stat(&lr, "checkpoints_written", 2, 20000);
     wait_stat(&lr, "policy_version", 17, 20000);
@@ -119,15 +108,13 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
                  pv_before + 1);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     /* refilled from the log, trains back to the bound */
-    t = (target){150, 400};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "refill and 400 updates");
+    p = wait_reached(cl, 150, 400, 60000, "refill and 400 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     cr_expect_eq(stat_of(&lr, "real_replay_size"), 150, "no real step twice");
     for (uint64_t s = 4; s <= 5; s++) {
         append_real(mcl, "actor-0", s, 50);
     }
-    t = (target){250, 800};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "800 updates");
+    p = wait_reached(cl, 250, 800, 60000, "800 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     wait_stat(&lr, "policy_version", (double)(pv_before + 1 + (800 - 300) / 25), 20000);
     p = progress_of(cl);
@@ -174,8 +161,7 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {100, 100};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "100 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 100, 100, 60000, "100 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     wait_stat(&lr, "policy_version", 11, 20000);
     rpc_client_free(cl);
@@ -207,8 +193,7 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
     cr_assert_not_null(w->blob);
     cr_expect_geq(w->blob->version, 12, "after the 11 versions of the first life");
     protobuf_c_message_free_unpacked(&w->base, NULL);
-    t = (target){100, 100};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "back to 100 updates");
+    p = wait_reached(cl, 100, 100, 60000, "back to 100 updates");
     cr_expect_eq(p->updates, 100);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     /* 12 at start, then one at 90 and one at 100 */
@@ -247,8 +232,7 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {100, 80};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "first 100");
+    Twig__V1__Progress *p = wait_reached(cl, 100, 80, 60000, "first 100");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(mcl);
     procfix_kill9(&ms);
@@ -261,8 +245,7 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     start_modelserver_at(&ms, "ms", listen); /* same data dir, same address */
     mcl = client_of(&ms);
     append_real(mcl, "actor-0", 2, 60);
-    t = (target){160, 140};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "after the restart");
+    p = wait_reached(cl, 160, 140, 60000, "after the restart");
     cr_expect_eq(p->real_steps, 160);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     cr_expect_eq(stat_of(&lr, "real_replay_size"), 160, "nothing mirrored twice");
@@ -325,8 +308,7 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
     for (uint64_t s = 1; s <= 4; s++) {
         append_real(mcl, "actor-0", s, 100); /* 400 real steps: 5 x 300 = 1500 updates */
     }
-    target t = {400, 250};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 120000, "250 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 400, 250, 120000, "250 updates");
     uint64_t at_kill = p->updates;
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
@@ -358,8 +340,7 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
     cr_expect_eq(stat_of(&lr, "restored_updates"), (double)newest);
     uint64_t pv_start = started_version(lr.log_file);
     cr_expect_eq(pv_start, pv_last + 1, "versions continue above every published one");
-    t = (target){400, 1500};
-    p = wait_progress(cl, (progress_pred)reached, &t, 240000, "1500 updates");
+    p = wait_reached(cl, 400, 1500, 240000, "1500 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     wait_stat(&lr, "policy_version", (double)(pv_start + (1500 - newest) / 20), 20000);
     p = progress_of(cl);
