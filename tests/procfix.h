@@ -1,10 +1,11 @@
-/* procfix.h - fixtures for the tests that run the project's real binaries: a temp run dir,
- * spawn argv with a log file, wait for an exit with a deadline, wait for a port file and
- * health, read the Stats of a process, stop one by SIGTERM or SIGKILL by pid, now_ms.
- * Header-only, for tests only: every wait has a deadline and fails the test when it passes.
+/* procfix.h - fixtures for the tests that run the project's real binaries: temp run dirs,
+ * spawn argv with log files, wait for an exit with a deadline (status or exit code), wait
+ * for a port file and health, read or poll a process's Stats, stop one by SIGTERM or SIGKILL
+ * by pid, a free port, now_ms. Header-only, for tests only: every wait has a deadline and
+ * fails the test when it passes.
  *
  *   static char tmp[PROCFIX_DIR_LEN];
- *   procfix_tmpdir(tmp, sizeof tmp);                    suite init, after rpc_lib_init
+ *   procfix_tmpdir(tmp, sizeof tmp);                     suite init
  *   procfix_t ms = {0};
  *   snprintf(ms.port_file, ...); snprintf(ms.log_file, ...);
  *   ms.pid = procfix_spawn(argv, ms.log_file);
@@ -21,13 +22,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
