@@ -116,6 +116,13 @@ static pid_t actor_start(run_dir *r, const char *learner_addr, const char *args)
     return actor_start_as(r, &r->actor, learner_addr, args);
 }
 
+/* the run's actor from start to its end, which must be exit status 0 */
+static void actor_run(run_dir *r, const char *learner_addr, const char *args)
+{
+    cr_assert_eq(procfix_exit_code(actor_start(r, learner_addr, args), DEADLINE_MS), 0,
+                 "actor exit code (log %s)", r->actor.log_file);
+}
+
 /* the actor's address once it serves */
 static const char *actor_addr(run_dir *r)
 {
@@ -329,10 +336,9 @@ Test(actor_process, without_learner_appends_exactly_the_budget_of_valid_transiti
 {
     run_dir r = {0};
     dir_init(&r, true);
-    pid_t a = actor_start(&r, NO_LEARNER,
-                          "--real-steps 3000 --init-steps 1000 --pacing async --push-every 64 "
-                          "--eval-index -1 --exit-when-done true");
-    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    actor_run(&r, NO_LEARNER,
+              "--real-steps 3000 --init-steps 1000 --pacing async --push-every 64 "
+              "--eval-index -1 --exit-when-done true");
 
     log_state s = log_of(&r, "actor-0");
     cr_expect_eq(s.end, 3000);
@@ -348,10 +354,9 @@ Test(actor_process, steps_per_s_caps_the_real_step_rate)
     dir_init(&r, true);
     /* 300 steps at 200/s take at least 1.5 s; uncapped they take a few ms */
     int64_t t0 = procfix_now_ms();
-    pid_t a = actor_start(&r, NO_LEARNER,
-                          "--real-steps 300 --init-steps 299 --pacing async --push-every 50 "
-                          "--eval-index -1 --steps-per-s 200 --exit-when-done true");
-    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    actor_run(&r, NO_LEARNER,
+              "--real-steps 300 --init-steps 299 --pacing async --push-every 50 "
+              "--eval-index -1 --steps-per-s 200 --exit-when-done true");
     int64_t took = procfix_now_ms() - t0;
     cr_expect_geq(took, 1490, "300 steps at 200/s took %llu ms", (unsigned long long)took);
 
@@ -603,8 +608,7 @@ Test(actor_process, actor_killed_with_unacknowledged_batches_restarts_exactly)
     ms_start(&r);
     cr_expect_eq(log_of(&r, "actor-0").end, 1010, "nothing unacknowledged was stored");
 
-    pid_t a = actor_start(&r, f.addr, gated_args);
-    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    actor_run(&r, f.addr, gated_args);
     log_state s = log_of(&r, "actor-0");
     cr_expect_eq(s.end, 3000);
     cr_expect_eq(s.stored, 3000);
@@ -632,8 +636,7 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
         procfix_pause_ms(20);
     }
     cr_expect_eq(s.stored, s.end);
-    pid_t a = actor_start(&r, NO_LEARNER, args);
-    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    actor_run(&r, NO_LEARNER, args);
     s = log_of(&r, "actor-0");
     cr_expect_eq(s.end, 20000);
     cr_expect_eq(s.stored, 20000);
@@ -824,10 +827,9 @@ Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
      * must be exactly where the task's termination says, and episodes continue otherwise */
     run_dir r = {0};
     dir_init(&r, true);
-    pid_t a = actor_start(&r, NO_LEARNER,
-                          "--env InvertedPendulum-v4 --real-steps 2000 --init-steps 100 "
-                          "--pacing async --push-every 32 --eval-index -1 --exit-when-done true");
-    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    actor_run(&r, NO_LEARNER,
+              "--env InvertedPendulum-v4 --real-steps 2000 --init-steps 100 "
+              "--pacing async --push-every 32 --eval-index -1 --exit-when-done true");
     log_state s = log_of(&r, "actor-0");
     cr_expect_eq(s.end, 2000);
     cr_expect_eq(s.stored, 2000);
