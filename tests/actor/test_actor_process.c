@@ -2,18 +2,12 @@
  * with a fake learner (an rpc server inside the test) where pacing and evals matter.
  * End state is checked by reading the log back over FetchReal and LogStatus. */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/env.h"
@@ -23,6 +17,7 @@
 #include "common/rpc.h"
 #include "common/sac.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procfix.h"
 
 #define ACTOR_BIN TWIG_BIN_DIR "/actor/twig-actor"
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
@@ -35,169 +30,116 @@ static void suite_init(void)
 
 static void suite_fini(void)
 {
+    procfix_reap_all();
     rpc_lib_shutdown(5000);
 }
 
 TestSuite(actor_process, .init = suite_init, .fini = suite_fini, .timeout = 300);
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* a short pause between polls of a condition that has a deadline */
-static void nap(void)
-{
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- processes ---- */
 
-static pid_t spawn(char *const argv[], const char *log_path)
-{
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* wait for pid to exit within ms: its wait status, or -1 (still running) */
-static int wait_exit(pid_t pid, uint64_t ms)
-{
-    uint64_t end = now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            return st;
-        }
-        if (now_ms() >= end) {
-            return -1;
-        }
-        nap();
-    }
-}
-
-static void kill9(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    cr_assert_neq(wait_exit(pid, 10000), -1);
-}
-
-/* the port a process wrote to its port file, within the deadline */
-static int read_port(const char *path)
-{
-    uint64_t end = now_ms() + DEADLINE_MS;
-    while (now_ms() < end) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            int port = 0;
-            int n = fscanf(f, "%d", &port);
-            fclose(f);
-            if (n == 1 && port > 0) {
-                return port;
-            }
-        }
-        nap();
-    }
-    cr_assert_fail("no port in %s", path);
-    return -1;
-}
-
 typedef struct run_dir {
-    char dir[128];
+    char dir[PROCFIX_DIR_LEN];
     char data[160];
-    char ms_port_file[160];
-    char actor_port_file[160];
-    char ms_log[160];
-    char actor_log[160];
-    char ms_addr[64];
-    int ms_port;
-    pid_t ms;
+    procfix_t ms;    /* the model server on data; its addr once it serves */
+    procfix_t actor; /* the actor of the last actor_start */
 } run_dir;
 
-static void dir_init(run_dir *r)
-{
-    snprintf(r->dir, sizeof r->dir, "/tmp/twig-actor-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(r->dir));
-    snprintf(r->data, sizeof r->data, "%s/data", r->dir);
-    snprintf(r->ms_port_file, sizeof r->ms_port_file, "%s/ms.port", r->dir);
-    snprintf(r->actor_port_file, sizeof r->actor_port_file, "%s/actor.port", r->dir);
-    snprintf(r->ms_log, sizeof r->ms_log, "%s/modelserver.log", r->dir);
-    snprintf(r->actor_log, sizeof r->actor_log, "%s/actor.log", r->dir);
-}
-
-/* TWIG_TEST_KEEP=1 keeps the run directories (logs, data) for a look after a failure */
-static void dir_free(run_dir *r)
-{
-    if (getenv("TWIG_TEST_KEEP")) {
-        fprintf(stderr, "kept %s\n", r->dir);
-        return;
-    }
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-/* start the model server (port 0 the first time, then the same port) and wait for health */
-static void ms_start(run_dir *r)
+/* start the model server (port 0 the first time, then the same port) and wait for health;
+ * env_id NULL: the env of the first batch */
+static void ms_start_env(run_dir *r, const char *env_id)
 {
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", r->ms_port);
-    unlink(r->ms_port_file);
-    char *argv[] = {MS_BIN,  "--listen",    listen,          "--data-dir",
-                    r->data, "--port-file", r->ms_port_file, NULL};
-    r->ms = spawn(argv, r->ms_log);
-    r->ms_port = read_port(r->ms_port_file);
-    snprintf(r->ms_addr, sizeof r->ms_addr, "127.0.0.1:%d", r->ms_port);
-    cr_assert_eq(rpc_wait_serving(r->ms_addr, DEADLINE_MS), 0, "%s", err_msg());
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", r->ms.port);
+    unlink(r->ms.port_file);
+    const char *argv[] = {MS_BIN,          "--listen",
+                          listen,          "--data-dir",
+                          r->data,         "--port-file",
+                          r->ms.port_file, env_id ? "--env-id" : NULL,
+                          env_id,          NULL};
+    r->ms.pid = procfix_spawn(argv, r->ms.log_file);
+    procfix_wait_serving(&r->ms, DEADLINE_MS);
 }
 
-static void ms_stop(run_dir *r)
+static void ms_start(run_dir *r)
 {
-    kill(r->ms, SIGTERM);
-    int st = wait_exit(r->ms, DEADLINE_MS);
-    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "modelserver status %d", st);
+    ms_start_env(r, NULL);
 }
 
-/* start twig-actor with the given extra arguments (NULL-terminated) */
-static pid_t actor_start(run_dir *r, const char *learner_addr, char *const *extra)
+/* a fresh run dir; with start_ms, the model server serving on it */
+static void dir_init(run_dir *r, bool start_ms)
 {
-    char *argv[64];
-    int n = 0;
-    argv[n++] = ACTOR_BIN;
-    argv[n++] = "--modelserver-addr";
-    argv[n++] = r->ms_addr;
-    argv[n++] = "--learner-addr";
-    argv[n++] = (char *)learner_addr;
-    argv[n++] = "--port-file";
-    argv[n++] = r->actor_port_file;
-    argv[n++] = "--backoff-max-ms";
-    argv[n++] = "200";
-    for (int i = 0; extra[i]; i++) {
-        argv[n++] = extra[i];
+    procfix_tmpdir(r->dir, sizeof r->dir);
+    snprintf(r->data, sizeof r->data, "%s/data", r->dir);
+    snprintf(r->ms.port_file, sizeof r->ms.port_file, "%s/ms.port", r->dir);
+    snprintf(r->ms.log_file, sizeof r->ms.log_file, "%s/modelserver.log", r->dir);
+    snprintf(r->actor.port_file, sizeof r->actor.port_file, "%s/actor.port", r->dir);
+    snprintf(r->actor.log_file, sizeof r->actor.log_file, "%s/actor.log", r->dir);
+    if (start_ms) {
+        ms_start(r);
+    }
+}
+
+/* SIGTERM to the model server if it runs (exit 0 expected), then the run dir goes
+ * (TWIG_TEST_KEEP=1 keeps it: logs, data) */
+static void dir_free(run_dir *r)
+{
+    if (r->ms.pid) {
+        procfix_stop(&r->ms);
+    }
+    procfix_tmpdir_done(r->dir);
+}
+
+/* start twig-actor a (port and log files set) on the run's model server; args: its other
+ * flags, separated by single spaces; returns its pid */
+static pid_t actor_start_as(run_dir *r, procfix_t *a, const char *learner_addr, const char *args)
+{
+    const char *argv[64] = {ACTOR_BIN,        "--modelserver-addr", r->ms.addr,
+                            "--learner-addr", learner_addr,         "--port-file",
+                            a->port_file,     "--backoff-max-ms",   "200"};
+    int n = 9;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", args);
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        cr_assert_lt(n, 63, "too many actor args");
+        argv[n++] = t;
     }
     argv[n] = NULL;
-    unlink(r->actor_port_file);
-    return spawn(argv, r->actor_log);
+    unlink(a->port_file);
+    a->pid = procfix_spawn(argv, a->log_file); /* execv copies argv: buf may go */
+    return a->pid;
+}
+
+/* the run's actor */
+static pid_t actor_start(run_dir *r, const char *learner_addr, const char *args)
+{
+    return actor_start_as(r, &r->actor, learner_addr, args);
+}
+
+/* the run's actor from start to its end, which must be exit status 0 */
+static void actor_run(run_dir *r, const char *learner_addr, const char *args)
+{
+    cr_assert_eq(procfix_exit_code(actor_start(r, learner_addr, args), DEADLINE_MS), 0,
+                 "actor exit code (log %s)", r->actor.log_file);
+}
+
+/* the actor's address once it serves */
+static const char *actor_addr(run_dir *r)
+{
+    procfix_wait_serving(&r->actor, DEADLINE_MS);
+    return r->actor.addr;
 }
 
 /* ---- the model server, read back ---- */
 
-/* LogStatus for a source: the log's end, the source's transitions and (if seq) last seq */
-static int log_status(const char *addr, const char *source, uint64_t *end, uint64_t *stored,
-                      uint64_t *seq)
+typedef struct log_state {
+    uint64_t end;    /* the log's end offset */
+    uint64_t stored; /* the source's transitions */
+    uint64_t seq;    /* the source's last seq */
+} log_state;
+
+/* LogStatus of source at addr into *s: 0 or the rpc error */
+static int log_status(log_state *s, const char *addr, const char *source)
 {
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
@@ -209,30 +151,48 @@ static int log_status(const char *addr, const char *source, uint64_t *end, uint6
                               &twig__v1__log_status_reply__descriptor, &o);
     if (rc == 0) {
         const Twig__V1__LogStatusReply *r = (const Twig__V1__LogStatusReply *)reply;
-        *end = r->end_offset;
-        *stored = r->source_transitions;
-        if (seq) {
-            *seq = r->source_seq;
-        }
+        s->end = r->end_offset;
+        s->stored = r->source_transitions;
+        s->seq = r->source_seq;
         protobuf_c_message_free_unpacked(reply, NULL);
     }
     rpc_client_free(cl);
     return rc;
 }
 
+/* LogStatus of source on the run's model server, which must answer */
+static log_state log_of(const run_dir *r, const char *source)
+{
+    log_state s = {0};
+    cr_assert_eq(log_status(&s, r->ms.addr, source), 0, "%s", err_msg());
+    return s;
+}
+
 /* poll until the log's end reaches at least want; the end seen */
 static uint64_t wait_log_end(const char *addr, uint64_t want)
 {
-    uint64_t end = 0, stored = 0;
-    uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop) {
-        if (log_status(addr, "", &end, &stored, NULL) == 0 && end >= want) {
-            return end;
+    log_state s = {0};
+    int64_t stop = procfix_now_ms() + DEADLINE_MS;
+    while (procfix_now_ms() < stop) {
+        if (log_status(&s, addr, "") == 0 && s.end >= want) {
+            return s.end;
         }
-        nap();
+        procfix_pause_ms(20);
     }
-    cr_assert_fail("log end %lu never reached %lu", (unsigned long)end, (unsigned long)want);
+    cr_assert_fail("log end %lu never reached %lu", (unsigned long)s.end, (unsigned long)want);
     return 0;
+}
+
+/* poll until source has stored transitions in the log; the state seen last */
+static log_state wait_stored(const run_dir *r, const char *source, uint64_t stored)
+{
+    log_state s = {0};
+    int64_t stop = procfix_now_ms() + DEADLINE_MS;
+    while (procfix_now_ms() < stop &&
+           !(log_status(&s, r->ms.addr, source) == 0 && s.stored == stored)) {
+        procfix_pause_ms(20);
+    }
+    return s;
 }
 
 typedef struct rows {
@@ -357,88 +317,68 @@ static int rows_check_pendulum(const rows_t *r, int max_breaks)
 
 /* ---- tests with no learner ---- */
 
+/* fetch the run's log [0, n) and check it as rows_check_pendulum does; the breaks */
+static int log_check_pendulum(const run_dir *r, uint64_t n, int max_breaks)
+{
+    rows_t rows;
+    rows_fetch(&rows, r->ms.addr, n);
+    int breaks = rows_check_pendulum(&rows, max_breaks);
+    rows_free(&rows);
+    return breaks;
+}
+
+/* ---- tests with no learner ---- */
+
+/* nobody listens on this learner address: random actions, never a crash */
+#define NO_LEARNER "127.0.0.1:1"
+
 Test(actor_process, without_learner_appends_exactly_the_budget_of_valid_transitions)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
-    /* nobody listens on the learner's port: random actions, never a crash */
-    char *extra[] = {"--real-steps",
-                     "3000",
-                     "--init-steps",
-                     "1000",
-                     "--pacing",
-                     "async",
-                     "--push-every",
-                     "64",
-                     "--eval-index",
-                     "-1",
-                     "--exit-when-done",
-                     "true",
-                     NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    dir_init(&r, true);
+    actor_run(&r, NO_LEARNER,
+              "--real-steps 3000 --init-steps 1000 --pacing async --push-every 64 "
+              "--eval-index -1 --exit-when-done true");
 
-    uint64_t end = 0, stored = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
-    cr_expect_eq(end, 3000);
-    cr_expect_eq(stored, 3000);
-    cr_expect_eq(seq, 47, "3000 steps in batches of 64 are seqs 1..47");
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    cr_expect_eq(rows_check_pendulum(&rows, 0), 0);
-    rows_free(&rows);
-    ms_stop(&r);
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 3000);
+    cr_expect_eq(s.stored, 3000);
+    cr_expect_eq(s.seq, 47, "3000 steps in batches of 64 are seqs 1..47");
+    cr_expect_eq(log_check_pendulum(&r, s.end, 0), 0);
     dir_free(&r);
 }
 
 Test(actor_process, steps_per_s_caps_the_real_step_rate)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
+    dir_init(&r, true);
     /* 300 steps at 200/s take at least 1.5 s; uncapped they take a few ms */
-    char *extra[] = {"--real-steps", "300",  "--init-steps",     "299",  "--pacing",
-                     "async",        "--push-every", "50", "--eval-index", "-1",
-                     "--steps-per-s", "200", "--exit-when-done", "true", NULL};
-    uint64_t t0 = now_ms();
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    int st = wait_exit(a, DEADLINE_MS);
-    uint64_t took = now_ms() - t0;
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    int64_t t0 = procfix_now_ms();
+    actor_run(&r, NO_LEARNER,
+              "--real-steps 300 --init-steps 299 --pacing async --push-every 50 "
+              "--eval-index -1 --steps-per-s 200 --exit-when-done true");
+    int64_t took = procfix_now_ms() - t0;
     cr_expect_geq(took, 1490, "300 steps at 200/s took %llu ms", (unsigned long long)took);
 
-    uint64_t end = 0, stored = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
-    cr_expect_eq(end, 300);
-    cr_expect_eq(stored, 300);
-    cr_expect_eq(seq, 6);
-    ms_stop(&r);
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 300);
+    cr_expect_eq(s.stored, 300);
+    cr_expect_eq(s.seq, 6);
     dir_free(&r);
 }
 
 Test(actor_process, sigterm_stops_cleanly_with_status_0)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
+    dir_init(&r, true);
     /* strict pacing and no learner: the actor waits after init_steps + one batch */
-    char *extra[] = {"--real-steps", "5000", "--init-steps", "300", "--push-every", "20", NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    int port = read_port(r.actor_port_file);
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    cr_assert_eq(rpc_wait_serving(addr, DEADLINE_MS), 0, "%s", err_msg());
-    cr_expect_eq(wait_log_end(r.ms_addr, 320), 320);
-    kill(a, SIGTERM);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 320, "strict pacing without a learner stops at init_steps + slack");
-    cr_expect_eq(stored, 320);
-    ms_stop(&r);
+    actor_start(&r, NO_LEARNER, "--real-steps 5000 --init-steps 300 --push-every 20");
+    actor_addr(&r);
+    cr_expect_eq(wait_log_end(r.ms.addr, 320), 320);
+    procfix_stop(&r.actor);
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 320, "strict pacing without a learner stops at init_steps + slack");
+    cr_expect_eq(s.stored, 320);
     dir_free(&r);
 }
 
@@ -455,6 +395,9 @@ typedef struct fake_learner {
     Twig__V1__EvalResult evals[FAKE_MAX_EVALS]; /* scalars copied, source_id dropped */
     char eval_source[FAKE_MAX_EVALS][64];
     int policy_pulls;
+    sac_t sac; /* the policy's source */
+    rpc_server_t *srv;
+    char addr[64];
 } fake_learner;
 
 static int fake_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
@@ -528,124 +471,66 @@ static void fake_set_updates(fake_learner *f, uint64_t updates)
 }
 
 /* a fake learner serving a version-3 policy of hidden width 32 on a free port */
-static rpc_server_t *fake_start(fake_learner *f, sac_t *sac, uint64_t learn_start, char *addr,
-                                size_t n_addr)
+static void fake_start(fake_learner *f, uint64_t learn_start)
 {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->mu, NULL);
     f->learn_start = learn_start;
     sac_cfg sc = sac_default_cfg(3, 1);
     sc.hidden = 32;
-    cr_assert_eq(sac_init(sac, &sc, 9), 0, "%s", err_msg());
-    cr_assert_eq(policy_blob_build(&f->policy, sac, 3, "Pendulum-v1"), 0, "%s", err_msg());
-    rpc_server_t *srv;
+    cr_assert_eq(sac_init(&f->sac, &sc, 9), 0, "%s", err_msg());
+    cr_assert_eq(policy_blob_build(&f->policy, &f->sac, 3, "Pendulum-v1"), 0, "%s", err_msg());
     rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .app = f};
-    cr_assert_eq(rpc_server_init(&srv, &cfg, fake_methods, 3), 0, "%s", err_msg());
-    cr_assert_eq(rpc_server_start(srv), 0);
-    snprintf(addr, n_addr, "127.0.0.1:%d", rpc_server_port(srv));
-    return srv;
+    cr_assert_eq(rpc_server_init(&f->srv, &cfg, fake_methods, 3), 0, "%s", err_msg());
+    cr_assert_eq(rpc_server_start(f->srv), 0);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", rpc_server_port(f->srv));
 }
 
-static void fake_stop(fake_learner *f, sac_t *sac, rpc_server_t *srv)
+static void fake_stop(fake_learner *f)
 {
-    rpc_server_shutdown(srv, 100);
-    rpc_server_free(srv);
+    rpc_server_shutdown(f->srv, 100);
+    rpc_server_free(f->srv);
     nn_blob_free(&f->policy);
-    sac_free(sac);
+    sac_free(&f->sac);
     pthread_mutex_destroy(&f->mu);
-}
-
-static void actor_addr(run_dir *r, char *addr, size_t n)
-{
-    snprintf(addr, n, "127.0.0.1:%d", read_port(r->actor_port_file));
 }
 
 /* poll the actor's Stats until key reaches want */
 static double wait_stat(const char *addr, const char *key, double want)
 {
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
-    double v = -1;
-    uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop) {
-        Twig__V1__StatsRequest q = TWIG__V1__STATS_REQUEST__INIT;
-        ProtobufCMessage *reply = NULL;
-        rpc_call_opts o = {.deadline_ms = 2000};
-        if (rpc_client_unary(cl, &reply, "/twig.v1.Stats/GetStats", &q.base,
-                             &twig__v1__stats_reply__descriptor, &o) == 0) {
-            const Twig__V1__StatsReply *s = (const Twig__V1__StatsReply *)reply;
-            cr_expect_str_eq(s->role, "actor");
-            for (size_t i = 0; i < s->n_values; i++) {
-                if (strcmp(s->values[i]->key, key) == 0) {
-                    v = s->values[i]->value;
-                }
-            }
-            protobuf_c_message_free_unpacked(reply, NULL);
-            if (v >= want) {
-                break;
-            }
-        }
-        nap();
-    }
-    rpc_client_free(cl);
-    cr_assert(v >= want, "stat %s is %g, wanted %g", key, v, want);
-    return v;
+    return procfix_wait_stat(addr, "actor", key, want, DEADLINE_MS);
 }
 
 Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_reported)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
-
+    dir_init(&r, true);
     fake_learner f;
-    sac_t sac = {0};
-    char learner[64];
-    rpc_server_t *srv = fake_start(&f, &sac, 200, learner, sizeof learner);
+    fake_start(&f, 200);
 
     /* utd 1, learning from 200, one batch of 10 as slack: with 0 updates the actor may
      * take 210 steps, with 300 updates 510, then the whole budget */
-    char *extra[] = {"--real-steps",
-                     "1000",
-                     "--init-steps",
-                     "200",
-                     "--utd",
-                     "1",
-                     "--push-every",
-                     "10",
-                     "--hidden",
-                     "32",
-                     "--eval-every",
-                     "500",
-                     "--eval-episodes",
-                     "2",
-                     "--policy-poll-ms",
-                     "50",
-                     "--exit-when-done",
-                     "true",
-                     NULL};
-    pid_t a = actor_start(&r, learner, extra);
-    int port = read_port(r.actor_port_file);
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    pid_t a = actor_start(&r, f.addr,
+                          "--real-steps 1000 --init-steps 200 --utd 1 --push-every 10 "
+                          "--hidden 32 --eval-every 500 --eval-episodes 2 --policy-poll-ms 50 "
+                          "--exit-when-done true");
+    const char *addr = actor_addr(&r);
 
     wait_stat(addr, "pace_waits", 1);
-    cr_expect_eq(wait_log_end(r.ms_addr, 210), 210);
+    cr_expect_eq(wait_log_end(r.ms.addr, 210), 210);
     cr_expect_eq(wait_stat(addr, "steps", 210), 210, "no step past the pacing limit");
     wait_stat(addr, "policy_version", 3);
 
     fake_set_updates(&f, 300);
     wait_stat(addr, "pace_waits", 2);
-    cr_expect_eq(wait_log_end(r.ms_addr, 510), 510);
+    cr_expect_eq(wait_log_end(r.ms.addr, 510), 510);
     cr_expect_eq(wait_stat(addr, "steps", 510), 510);
 
     fake_set_updates(&f, 100000);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 1000);
-    cr_expect_eq(stored, 1000);
+    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 1000);
+    cr_expect_eq(s.stored, 1000);
 
     /* one eval at 500, the final one at 1000, both with the pulled policy */
     pthread_mutex_lock(&f.mu);
@@ -664,106 +549,71 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
     cr_expect_gt(f.policy_pulls, 0);
     pthread_mutex_unlock(&f.mu);
 
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    rows_check_pendulum(&rows, 0);
-    rows_free(&rows);
-
-    fake_stop(&f, &sac, srv);
-    ms_stop(&r);
+    log_check_pendulum(&r, s.end, 0);
+    fake_stop(&f);
     dir_free(&r);
 }
 
 /* the fake learner holds the actor at a pacing limit so the faults hit at known points */
-static char *const gated_args[] = {"--real-steps",
-                                   "3000",
-                                   "--init-steps",
-                                   "1000",
-                                   "--utd",
-                                   "1",
-                                   "--push-every",
-                                   "10",
-                                   "--hidden",
-                                   "32",
-                                   "--eval-index",
-                                   "-1",
-                                   "--policy-poll-ms",
-                                   "50",
-                                   "--exit-when-done",
-                                   "true",
-                                   NULL};
+static const char gated_args[] = "--real-steps 3000 --init-steps 1000 --utd 1 --push-every 10 "
+                                 "--hidden 32 --eval-index -1 --policy-poll-ms 50 "
+                                 "--exit-when-done true";
+
+/* a run dir with the model server, a fake learner learning from 1000 and the actor held at
+ * its pacing limit: 1010 steps in the log; the actor's address */
+static const char *gated_start(run_dir *r, fake_learner *f)
+{
+    dir_init(r, true);
+    fake_start(f, 1000);
+    actor_start(r, f->addr, gated_args);
+    const char *addr = actor_addr(r);
+    cr_expect_eq(wait_log_end(r->ms.addr, 1010), 1010);
+    return addr;
+}
 
 Test(actor_process, model_server_killed_with_batches_pending_loses_and_duplicates_nothing)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
     fake_learner f;
-    sac_t sac = {0};
-    char learner[64], addr[64];
-    rpc_server_t *srv = fake_start(&f, &sac, 1000, learner, sizeof learner);
-    pid_t a = actor_start(&r, learner, gated_args);
-    actor_addr(&r, addr, sizeof addr);
-    cr_expect_eq(wait_log_end(r.ms_addr, 1010), 1010);
+    const char *addr = gated_start(&r, &f);
     wait_stat(addr, "pace_waits", 1);
 
     /* the server dies; the actor runs on into it and keeps its batches */
-    kill9(r.ms);
+    procfix_kill9(&r.ms);
     fake_set_updates(&f, 1000000);
     wait_stat(addr, "append_retries", 1);
     wait_stat(addr, "batches_pending", 1);
     ms_start(&r);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
+    cr_assert_eq(procfix_exit_code(r.actor.pid, DEADLINE_MS), 0, "actor exit code");
 
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 3000);
-    cr_expect_eq(stored, 3000, "each (actor, seq) once");
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    cr_expect_eq(rows_check_pendulum(&rows, 0), 0, "the actor never restarted: no breaks");
-    rows_free(&rows);
-    fake_stop(&f, &sac, srv);
-    ms_stop(&r);
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 3000);
+    cr_expect_eq(s.stored, 3000, "each (actor, seq) once");
+    cr_expect_eq(log_check_pendulum(&r, s.end, 0), 0, "the actor never restarted: no breaks");
+    fake_stop(&f);
     dir_free(&r);
 }
 
 Test(actor_process, actor_killed_with_unacknowledged_batches_restarts_exactly)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
     fake_learner f;
-    sac_t sac = {0};
-    char learner[64], addr[64];
-    rpc_server_t *srv = fake_start(&f, &sac, 1000, learner, sizeof learner);
-    pid_t a = actor_start(&r, learner, gated_args);
-    actor_addr(&r, addr, sizeof addr);
-    cr_expect_eq(wait_log_end(r.ms_addr, 1010), 1010);
+    const char *addr = gated_start(&r, &f);
 
     /* with the server gone the actor fills its queue of unacknowledged batches; then it dies */
-    kill9(r.ms);
+    procfix_kill9(&r.ms);
     fake_set_updates(&f, 1000000);
     wait_stat(addr, "batches_pending", 8);
-    kill9(a);
+    procfix_kill9(&r.actor);
     ms_start(&r);
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 1010, "nothing unacknowledged was stored");
+    cr_expect_eq(log_of(&r, "actor-0").end, 1010, "nothing unacknowledged was stored");
 
-    a = actor_start(&r, learner, gated_args);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 3000);
-    cr_expect_eq(stored, 3000);
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    cr_expect_eq(rows_check_pendulum(&rows, 1), 1, "one new episode at the restart");
-    rows_free(&rows);
-    fake_stop(&f, &sac, srv);
-    ms_stop(&r);
+    actor_run(&r, f.addr, gated_args);
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 3000);
+    cr_expect_eq(s.stored, 3000);
+    cr_expect_eq(log_check_pendulum(&r, s.end, 1), 1, "one new episode at the restart");
+    fake_stop(&f);
     dir_free(&r);
 }
 
@@ -771,147 +621,90 @@ Test(actor_process, actor_killed_while_running_free_restarts_exactly)
 {
     /* a kill at no chosen point: whatever was in flight, the count ends exact */
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
-    char *extra[] = {"--real-steps",
-                     "20000",
-                     "--init-steps",
-                     "1000",
-                     "--pacing",
-                     "async",
-                     "--push-every",
-                     "10",
-                     "--eval-index",
-                     "-1",
-                     "--exit-when-done",
-                     "true",
-                     NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    wait_log_end(r.ms_addr, 500);
-    kill9(a);
+    dir_init(&r, true);
+    const char *args = "--real-steps 20000 --init-steps 1000 --pacing async --push-every 10 "
+                       "--eval-index -1 --exit-when-done true";
+    actor_start(&r, NO_LEARNER, args);
+    wait_log_end(r.ms.addr, 500);
+    procfix_kill9(&r.actor);
     /* a batch the server took just before the kill may still be on its way to the disk:
      * the source's count has it already, the log's end once durable; the two meet */
-    uint64_t end = 0, stored = 1;
-    uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop &&
-           !(log_status(r.ms_addr, "actor-0", &end, &stored, NULL) == 0 && stored == end)) {
-        nap();
+    log_state s = {.stored = 1};
+    int64_t stop = procfix_now_ms() + DEADLINE_MS;
+    while (procfix_now_ms() < stop &&
+           !(log_status(&s, r.ms.addr, "actor-0") == 0 && s.stored == s.end)) {
+        procfix_pause_ms(20);
     }
-    cr_expect_eq(stored, end);
-    a = actor_start(&r, "127.0.0.1:1", extra);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 20000);
-    cr_expect_eq(stored, 20000);
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    rows_check_pendulum(&rows, 1);
-    rows_free(&rows);
-    ms_stop(&r);
+    cr_expect_eq(s.stored, s.end);
+    actor_run(&r, NO_LEARNER, args);
+    s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 20000);
+    cr_expect_eq(s.stored, 20000);
+    log_check_pendulum(&r, s.end, 1);
     dir_free(&r);
+}
+
+/* does the file at path hold a line matching the extended regex re? */
+static bool log_has(const char *path, const char *re)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "grep -qE '%s' '%s'", re, path);
+    return system(cmd) == 0;
 }
 
 Test(actor_process, a_log_of_another_env_is_a_clear_error_and_a_bad_flag_exit_2)
 {
     run_dir r = {0};
-    dir_init(&r);
-    char listen[] = "127.0.0.1:0";
-    char *argv[] = {MS_BIN,        "--listen",     listen,     "--data-dir", r.data,
-                    "--port-file", r.ms_port_file, "--env-id", "Hopper-v4",  NULL};
-    r.ms = spawn(argv, r.ms_log);
-    r.ms_port = read_port(r.ms_port_file);
-    snprintf(r.ms_addr, sizeof r.ms_addr, "127.0.0.1:%d", r.ms_port);
-    cr_assert_eq(rpc_wait_serving(r.ms_addr, DEADLINE_MS), 0, "%s", err_msg());
+    dir_init(&r, false);
+    ms_start_env(&r, "Hopper-v4");
 
-    char *extra[] = {"--real-steps", "100", "--init-steps", "10", "--pacing", "async", NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "actor status %d", st);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "grep -q \"event=fatal.*Hopper-v4.*Pendulum-v1\" '%s'", r.actor_log);
-    cr_expect_eq(system(cmd), 0, "the log names both envs");
-    uint64_t end = 1, stored = 1;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 0);
+    pid_t a = actor_start(&r, NO_LEARNER, "--real-steps 100 --init-steps 10 --pacing async");
+    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 1, "actor exit code");
+    cr_expect(log_has(r.actor.log_file, "event=fatal.*Hopper-v4.*Pendulum-v1"),
+              "the log names both envs");
+    cr_expect_eq(log_of(&r, "actor-0").end, 0);
 
-    char *bad[] = {ACTOR_BIN, "--push-every", "0", NULL};
+    const char *bad[] = {ACTOR_BIN, "--push-every", "0", NULL};
     char bad_log[200];
     snprintf(bad_log, sizeof bad_log, "%s/bad.log", r.dir);
-    a = spawn(bad, bad_log);
-    st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "actor status %d", st);
-    snprintf(cmd, sizeof cmd, "grep -q push_every '%s'", bad_log);
-    cr_expect_eq(system(cmd), 0, "the error names the key");
-    ms_stop(&r);
+    cr_assert_eq(procfix_exit_code(procfix_spawn(bad, bad_log), DEADLINE_MS), 2,
+                 "actor exit code");
+    cr_expect(log_has(bad_log, "push_every"), "the error names the key");
     dir_free(&r);
 }
 
 Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_of_it)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
+    dir_init(&r, true);
     fake_learner f;
-    sac_t sac = {0};
-    char learner[64];
-    rpc_server_t *srv = fake_start(&f, &sac, 300, learner, sizeof learner);
+    fake_start(&f, 300);
     fake_set_updates(&f, 100000000);
     /* actor 0 (the evaluator) runs alone through its share; its final evaluation must wait
      * until actor 1, started only then, has stored the rest of the budget */
-    uint64_t end = 0, stored = 0;
-    char *extra[] = {"--real-steps",
-                     "2001",
-                     "--init-steps",
-                     "300",
-                     "--n-actors",
-                     "2",
-                     "--index",
-                     "0",
-                     "--push-every",
-                     "25",
-                     "--hidden",
-                     "32",
-                     "--eval-every",
-                     "1000",
-                     "--eval-episodes",
-                     "1",
-                     "--policy-poll-ms",
-                     "50",
-                     "--exit-when-done",
-                     "true",
-                     NULL};
-    pid_t a0 = actor_start(&r, learner, extra);
-    uint64_t stop = now_ms() + DEADLINE_MS;
-    while (now_ms() < stop &&
-           !(log_status(r.ms_addr, "actor-0", &end, &stored, NULL) == 0 && stored == 1001)) {
-        nap();
-    }
-    cr_assert_eq(stored, 1001, "actor 0 takes its share, with the odd step");
-    cr_assert_eq(wait_exit(a0, 300), -1, "actor 0 waits for the whole budget");
+    const char *both = "--real-steps 2001 --init-steps 300 --n-actors 2 --push-every 25 "
+                       "--hidden 32 --eval-every 1000 --eval-episodes 1 --exit-when-done true";
+    char args[512];
+    snprintf(args, sizeof args, "%s --index 0 --policy-poll-ms 50", both);
+    pid_t a0 = actor_start(&r, f.addr, args);
+    cr_assert_eq(wait_stored(&r, "actor-0", 1001).stored, 1001,
+                 "actor 0 takes its share, with the odd step");
+    cr_assert(procfix_runs_for(a0, 300), "actor 0 waits for the whole budget");
     pthread_mutex_lock(&f.mu);
     cr_expect_leq(f.n_evals, 1, "no final evaluation before the budget is in the log");
     pthread_mutex_unlock(&f.mu);
 
-    char port1[200], log1[200];
-    snprintf(port1, sizeof port1, "%s/actor1.port", r.dir);
-    snprintf(log1, sizeof log1, "%s/actor1.log", r.dir);
-    char *a1_args[] = {ACTOR_BIN, "--modelserver-addr", r.ms_addr, "--learner-addr",
-                       learner,   "--real-steps",       "2001",    "--init-steps",
-                       "300",     "--n-actors",         "2",       "--index",
-                       "1",       "--push-every",       "25",      "--hidden",
-                       "32",      "--eval-every",       "1000",    "--eval-episodes",
-                       "1",       "--exit-when-done",   "true",    "--port-file",
-                       port1,     "--backoff-max-ms",   "200",     NULL};
-    pid_t a1 = spawn(a1_args, log1);
-    int st = wait_exit(a1, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 1 status %d", st);
-    st = wait_exit(a0, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor 0 status %d", st);
+    procfix_t a1 = {0};
+    snprintf(a1.port_file, sizeof a1.port_file, "%s/actor1.port", r.dir);
+    snprintf(a1.log_file, sizeof a1.log_file, "%s/actor1.log", r.dir);
+    snprintf(args, sizeof args, "%s --index 1", both);
+    actor_start_as(&r, &a1, f.addr, args);
+    cr_assert_eq(procfix_exit_code(a1.pid, DEADLINE_MS), 0, "actor 1 exit code");
+    cr_assert_eq(procfix_exit_code(a0, DEADLINE_MS), 0, "actor 0 exit code");
 
-    cr_assert_eq(log_status(r.ms_addr, "actor-1", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 2001);
-    cr_expect_eq(stored, 1000);
+    log_state s = log_of(&r, "actor-1");
+    cr_expect_eq(s.end, 2001);
+    cr_expect_eq(s.stored, 1000);
 
     pthread_mutex_lock(&f.mu);
     cr_expect_eq(f.n_evals, 2, "one at 1000, the final at 2001");
@@ -922,13 +715,10 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
         cr_expect_str_eq(f.eval_source[1], "actor-0");
     }
     pthread_mutex_unlock(&f.mu);
-    fake_stop(&f, &sac, srv);
-    ms_stop(&r);
+    fake_stop(&f);
     dir_free(&r);
 }
 
-/* append n valid Pendulum transitions as source_id/seq, the way a stale earlier run of the
- * actor would have */
 static void append_as(const char *addr, const char *source, uint64_t seq, int n)
 {
     env_t *e = NULL;
@@ -981,39 +771,25 @@ static void append_as(const char *addr, const char *source, uint64_t seq, int n)
 static void check_resync(int stale_count)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
     fake_learner f;
-    sac_t sac = {0};
-    char learner[64], addr[64];
-    rpc_server_t *srv = fake_start(&f, &sac, 1000, learner, sizeof learner);
-    pid_t a = actor_start(&r, learner, gated_args);
-    actor_addr(&r, addr, sizeof addr);
-    cr_expect_eq(wait_log_end(r.ms_addr, 1010), 1010);
+    const char *addr = gated_start(&r, &f);
     wait_stat(addr, "pace_waits", 1);
 
-    uint64_t end = 0, stored = 0, seq = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, &seq), 0, "%s", err_msg());
-    cr_assert_eq(stored, 1010);
-    append_as(r.ms_addr, "actor-0", seq + 1, stale_count);
+    log_state s = log_of(&r, "actor-0");
+    cr_assert_eq(s.stored, 1010);
+    append_as(r.ms.addr, "actor-0", s.seq + 1, stale_count);
     fake_set_updates(&f, 1000000);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "grep -q 'event=seq_resync source=actor-0 batch_seq=%lu server_seq=%lu' '%s'",
-             (unsigned long)seq + 1, (unsigned long)seq + 1, r.actor_log);
-    cr_expect_eq(system(cmd), 0, "the actor logged its resync");
+    cr_assert_eq(procfix_exit_code(r.actor.pid, DEADLINE_MS), 0, "actor exit code");
+    char re[256];
+    snprintf(re, sizeof re, "event=seq_resync source=actor-0 batch_seq=%lu server_seq=%lu",
+             (unsigned long)s.seq + 1, (unsigned long)s.seq + 1);
+    cr_expect(log_has(r.actor.log_file, re), "the actor logged its resync");
 
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(stored, 3000);
-    cr_expect_eq(end, 3000);
-    rows_t rows;
-    rows_fetch(&rows, r.ms_addr, end);
-    rows_check_pendulum(&rows, 3);
-    rows_free(&rows);
-    fake_stop(&f, &sac, srv);
-    ms_stop(&r);
+    s = log_of(&r, "actor-0");
+    cr_expect_eq(s.stored, 3000);
+    cr_expect_eq(s.end, 3000);
+    log_check_pendulum(&r, s.end, 3);
+    fake_stop(&f);
     dir_free(&r);
 }
 
@@ -1030,24 +806,18 @@ Test(actor_process, a_stale_batch_with_another_count_is_refused_and_resynced)
 Test(actor_process, an_actor_started_before_the_model_server_waits_for_it)
 {
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r); /* only to learn a free port, then the server is gone */
-    ms_stop(&r);
-    char *extra[] = {"--real-steps", "500", "--init-steps",     "100",  "--pacing", "async",
-                     "--eval-index", "-1",  "--exit-when-done", "true", NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    char addr[64];
-    actor_addr(&r, addr, sizeof addr);
-    cr_assert_eq(rpc_wait_serving(addr, DEADLINE_MS), 0, "%s", err_msg());
-    cr_expect_eq(wait_exit(a, 300), -1, "a missing model server is a wait");
+    dir_init(&r, true); /* only to learn a free port, then the server is gone */
+    procfix_stop(&r.ms);
+    pid_t a = actor_start(&r, NO_LEARNER,
+                          "--real-steps 500 --init-steps 100 --pacing async --eval-index -1 "
+                          "--exit-when-done true");
+    actor_addr(&r); /* it serves health meanwhile */
+    cr_expect(procfix_runs_for(a, 300), "a missing model server is a wait");
     ms_start(&r);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 500);
-    cr_expect_eq(stored, 500);
-    ms_stop(&r);
+    cr_assert_eq(procfix_exit_code(a, DEADLINE_MS), 0, "actor exit code");
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 500);
+    cr_expect_eq(s.stored, 500);
     dir_free(&r);
 }
 
@@ -1056,33 +826,16 @@ Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
     /* InvertedPendulum-v4 under random actions falls within tens of steps: terminated rows
      * must be exactly where the task's termination says, and episodes continue otherwise */
     run_dir r = {0};
-    dir_init(&r);
-    ms_start(&r);
-    char *extra[] = {"--env",
-                     "InvertedPendulum-v4",
-                     "--real-steps",
-                     "2000",
-                     "--init-steps",
-                     "100",
-                     "--pacing",
-                     "async",
-                     "--push-every",
-                     "32",
-                     "--eval-index",
-                     "-1",
-                     "--exit-when-done",
-                     "true",
-                     NULL};
-    pid_t a = actor_start(&r, "127.0.0.1:1", extra);
-    int st = wait_exit(a, DEADLINE_MS);
-    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "actor status %d", st);
-    uint64_t end = 0, stored = 0;
-    cr_assert_eq(log_status(r.ms_addr, "actor-0", &end, &stored, NULL), 0, "%s", err_msg());
-    cr_expect_eq(end, 2000);
-    cr_expect_eq(stored, 2000);
+    dir_init(&r, true);
+    actor_run(&r, NO_LEARNER,
+              "--env InvertedPendulum-v4 --real-steps 2000 --init-steps 100 "
+              "--pacing async --push-every 32 --eval-index -1 --exit-when-done true");
+    log_state s = log_of(&r, "actor-0");
+    cr_expect_eq(s.end, 2000);
+    cr_expect_eq(s.stored, 2000);
 
     rows_t rows;
-    rows_fetch_dims(&rows, r.ms_addr, end, 4);
+    rows_fetch_dims(&rows, r.ms.addr, s.end, 4);
     env_t *e = NULL;
     cr_assert_eq(env_make(&e, "InvertedPendulum-v4"), 0, "%s", err_msg());
     int terminated = 0;
@@ -1101,6 +854,5 @@ Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
     cr_expect_gt(terminated, 10, "random actions topple the pole often (%d)", terminated);
     env_free(e);
     rows_free(&rows);
-    ms_stop(&r);
     dir_free(&r);
 }

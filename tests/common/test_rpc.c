@@ -2,15 +2,10 @@
  * messages, and the client against it. Nothing sleeps to wait for a server: tests poll health
  * or wait on condition variables, always with a deadline. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +13,7 @@
 #include "common/mem.h"
 #include "common/rpc.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procfix.h"
 
 #define P_ECHO "/twig.v1.Test/Echo"
 #define P_STATUS "/twig.v1.ModelServer/LogStatus"
@@ -264,11 +260,30 @@ static int status_call(rpc_client_t *cl, const char *path, const rpc_call_opts *
     return rc;
 }
 
-static int64_t mono_ms(void)
+/* the last error's text must contain text */
+#define EXPECT_ERR_HAS(text)                                                                       \
+    cr_expect(strstr(err_msg(), (text)) != NULL, "'%s' does not say '%s'", err_msg(), (text))
+
+/* a batch of count rows pointing into obs (count * obs_dim values) and reward (count values,
+ * or NULL for none); no other field set */
+static Twig__V1__TransitionBatch batch_of(float *obs, uint32_t obs_dim, uint32_t count,
+                                          float *reward)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
+    b.obs_dim = obs_dim;
+    b.count = count;
+    b.n_obs = (size_t)count * obs_dim;
+    b.obs = obs;
+    b.n_reward = reward ? count : 0;
+    b.reward = reward;
+    return b;
+}
+
+/* Echo b: the rc, the echoed batch in *r */
+static int echo_call(rpc_client_t *cl, ProtobufCMessage **r, Twig__V1__TransitionBatch *b,
+                     const rpc_call_opts *o)
+{
+    return rpc_client_unary(cl, r, P_ECHO, &b->base, &twig__v1__transition_batch__descriptor, o);
 }
 
 /* ---- tests ---- */
@@ -333,9 +348,7 @@ Test(rpc, round_trip_is_bit_exact)
 
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 5000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
-    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_eq(echo_call(f.cl, &r, &b, &o), 0, "%s", err_msg());
     Twig__V1__TransitionBatch *e = (Twig__V1__TransitionBatch *)r;
     cr_expect_str_eq(e->env_id, "Pendulum-v1");
     cr_expect_str_eq(e->source_id, "actor-3");
@@ -371,13 +384,7 @@ static void *echo_main(void *arg)
 {
     echo_thread *t = arg;
     float obs[3], reward[1];
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 3;
-    b.count = 1;
-    b.n_obs = 3;
-    b.obs = obs;
-    b.n_reward = 1;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 3, 1, reward);
     rpc_call_opts o = {.deadline_ms = 10000};
     for (int i = 0; i < 200; i++) {
         obs[0] = (float)t->id;
@@ -386,8 +393,7 @@ static void *echo_main(void *arg)
         reward[0] = (float)(t->id * 1000 + i);
         b.seq = (uint64_t)(t->id * 1000 + i);
         ProtobufCMessage *r = NULL;
-        if (rpc_client_unary(t->cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                             &o) == 0) {
+        if (echo_call(t->cl, &r, &b, &o) == 0) {
             const Twig__V1__TransitionBatch *e = (const Twig__V1__TransitionBatch *)r;
             t->ok += e->seq == b.seq && e->n_obs == 3 && memcmp(e->obs, obs, sizeof obs) == 0 &&
                      e->reward[0] == reward[0];
@@ -428,18 +434,10 @@ Test(rpc, ten_mib_messages_pass_both_ways_under_the_default_limit)
     for (uint32_t i = 0; i < count; i++) {
         reward[i] = -(float)i;
     }
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 4;
-    b.count = count;
-    b.n_obs = (size_t)count * 4;
-    b.obs = obs;
-    b.n_reward = count;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 4, count, reward);
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 30000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
-    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_eq(echo_call(f.cl, &r, &b, &o), 0, "%s", err_msg());
     Twig__V1__TransitionBatch *e = (Twig__V1__TransitionBatch *)r;
     cr_assert_eq(e->n_obs, (size_t)count * 4);
     cr_assert_eq(e->n_reward, (size_t)count);
@@ -463,22 +461,18 @@ Test(rpc, malformed_and_invalid_requests_get_invalid_argument_and_server_keeps_s
     int rc = rpc_client_unary_bytes(f.cl, &out, &n_out, P_ECHO, garbage, sizeof garbage, &o);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
     cr_expect_null(out);
-    cr_expect(strstr(err_msg(), "INVALID_ARGUMENT") != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), P_ECHO) != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "twig.v1.TransitionBatch") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("INVALID_ARGUMENT");
+    EXPECT_ERR_HAS(P_ECHO);
+    EXPECT_ERR_HAS("twig.v1.TransitionBatch");
 
     /* parses, but the handler's validation rejects it: its text reaches the client */
     float obs[4] = {1, 2, 3, 4};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 2;
-    b.count = 2;
-    b.n_obs = 4;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 2, 2, NULL);
     ProtobufCMessage *r = NULL;
-    rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor, &o);
+    rc = echo_call(f.cl, &r, &b, &o);
     cr_expect_eq(rc, -EINVAL);
     cr_expect_null(r);
-    cr_expect(strstr(err_msg(), "reward has 0 values, count is 2") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("reward has 0 values, count is 2");
 
     /* the next good call works */
     uint64_t end = 0;
@@ -493,19 +487,14 @@ Test(rpc, message_over_max_size_is_resource_exhausted)
     fixture_start(&f, 1u << 20);  /* the server takes at most 1 MiB */
     size_t n = (2u << 20) / sizeof(float);
     float *obs = xcalloc(n, sizeof *obs);
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = (uint32_t)n;
-    b.n_obs = n;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, (uint32_t)n, NULL);
     ProtobufCMessage *r = NULL;
     rpc_call_opts o = {.deadline_ms = 10000};
-    int rc = rpc_client_unary(f.cl, &r, P_ECHO, &b.base, &twig__v1__transition_batch__descriptor,
-                              &o);
+    int rc = echo_call(f.cl, &r, &b, &o);
     free(obs);
     cr_expect_eq(rc, TWIG_ETOOBIG, "%s: %s", err_name(rc), err_msg());
     cr_expect_eq(rpc_err_to_status(rc), 8);
-    cr_expect(strstr(err_msg(), "RESOURCE_EXHAUSTED") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("RESOURCE_EXHAUSTED");
     cr_expect_null(r);
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0, "%s", err_msg());
     fixture_stop(&f);
@@ -516,11 +505,11 @@ Test(rpc, slow_handler_gives_deadline_exceeded_and_late_reply_is_harmless)
     fixture f;
     fixture_start(&f, 0);
     rpc_call_opts o = {.deadline_ms = 300};
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     int rc = status_call(f.cl, P_PARK, &o, NULL);
-    int64_t took = mono_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     cr_expect_eq(rc, TWIG_EDEADLINE, "%s: %s", err_name(rc), err_msg());
-    cr_expect(strstr(err_msg(), "DEADLINE_EXCEEDED") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("DEADLINE_EXCEEDED");
     cr_expect(took >= 250 && took < 5000, "took %lld ms", (long long)took);
     cr_assert(app_wait_parked(&f.app, 1, 5000));
     /* the application answers long after the client left */
@@ -581,7 +570,7 @@ Test(rpc, health_reports_serving_not_serving_and_not_found)
 
     int rc = rpc_health_check(f.addr, "twig.v1.Nope", 5000);
     cr_expect_eq(rc, TWIG_ENOTFOUND, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "NOT_FOUND") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("NOT_FOUND");
     cr_expect_eq(rpc_server_set_serving(f.srv, "twig.v1.Nope", false), TWIG_ENOTFOUND);
 
     /* once shutdown starts the server says NOT_SERVING or refuses the probe */
@@ -601,8 +590,8 @@ Test(rpc, unknown_method_is_unimplemented)
     rpc_call_opts o = {.deadline_ms = 5000};
     int rc = status_call(f.cl, "/twig.v1.Test/Nope", &o, NULL);
     cr_expect_eq(rc, TWIG_EUNIMPL, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "UNIMPLEMENTED") != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "/twig.v1.Test/Nope") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("UNIMPLEMENTED");
+    EXPECT_ERR_HAS("/twig.v1.Test/Nope");
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0);
     fixture_stop(&f);
 }
@@ -610,11 +599,7 @@ Test(rpc, unknown_method_is_unimplemented)
 static int send_batch(rpc_stream_t *s, uint64_t seq, uint32_t count)
 {
     float obs[8] = {0};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = count;
-    b.n_obs = count;
-    b.obs = obs;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, count, NULL);
     b.seq = seq;
     return rpc_stream_send(s, &b.base);
 }
@@ -673,8 +658,7 @@ Test(rpc, client_stream_bad_message_fails_the_call_with_its_number)
     rc = rpc_stream_finish(s, &r, &twig__v1__append_real_reply__descriptor);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
     cr_expect_null(r);
-    cr_expect(strstr(err_msg(), "message #3 is not a valid twig.v1.TransitionBatch") != NULL,
-              "%s", err_msg());
+    EXPECT_ERR_HAS("message #3 is not a valid twig.v1.TransitionBatch");
 
     /* the handler rejects message #2 */
     cr_assert_eq(rpc_client_stream_open(f.cl, &s, P_SUM, &o), 0);
@@ -683,7 +667,7 @@ Test(rpc, client_stream_bad_message_fails_the_call_with_its_number)
     rc = send_batch(s, 2, 0);
     rc = rpc_stream_finish(s, &r, &twig__v1__append_real_reply__descriptor);
     cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
-    cr_expect(strstr(err_msg(), "message #2: count is 0") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("message #2: count is 0");
 
     /* aborting a stream ends it without a reply; the server stays up (it may see the cancel
      * as an end of stream, see rpc.h) */
@@ -706,7 +690,7 @@ Test(rpc, second_server_on_the_same_port_fails_to_bind)
     int rc = rpc_server_init(&second, &cfg, test_methods, N_TEST_METHODS);
     cr_expect_eq(rc, -EADDRINUSE, "%s", err_name(rc));
     cr_expect_null(second);
-    cr_expect(strstr(err_msg(), listen) != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS(listen);
     rpc_call_opts o = {.deadline_ms = 5000};
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0);
     fixture_stop(&f);
@@ -718,13 +702,13 @@ Test(rpc, bad_method_tables_are_rejected)
     rpc_server_t *srv = NULL;
     rpc_method bad[2] = {test_methods[0], test_methods[0]};
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 2), -EINVAL);
-    cr_expect(strstr(err_msg(), "listed twice") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("listed twice");
     bad[0].path = "twig.v1.Test/Echo";
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 1), -EINVAL);
     bad[0].path = "/twig.v1.Test/Echo";
     bad[0].run = RPC_RUN_ON_LOOP;
     cr_expect_eq(rpc_server_init(&srv, &cfg, bad, 1), -EINVAL);
-    cr_expect(strstr(err_msg(), "no loop") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("no loop");
     cr_expect_null(srv);
     /* a server made but never started frees cleanly */
     cr_assert_eq(rpc_server_init(&srv, &cfg, test_methods, N_TEST_METHODS), 0);
@@ -760,6 +744,23 @@ static void *call_main(void *arg)
     return NULL;
 }
 
+/* n threads each calling path at addr with the deadline, their states in ct (rc 1 until done) */
+static void calls_start(call_thread *ct, pthread_t *th, int n, const char *addr,
+                        const char *path, int deadline_ms)
+{
+    for (int i = 0; i < n; i++) {
+        ct[i] = (call_thread){.addr = addr, .path = path, .deadline_ms = deadline_ms, .rc = 1};
+        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
+    }
+}
+
+/* n calls to Park on f's server, from threads, all parked by the application */
+static void calls_park(fixture *f, call_thread *ct, pthread_t *th, int n, int deadline_ms)
+{
+    calls_start(ct, th, n, f->addr, P_PARK, deadline_ms);
+    cr_assert(app_wait_parked(&f->app, n, 10000));
+}
+
 Test(rpc, shutdown_lets_held_calls_finish_within_grace)
 {
     fixture f;
@@ -767,11 +768,7 @@ Test(rpc, shutdown_lets_held_calls_finish_within_grace)
     enum { N = 4 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 20000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
+    calls_park(&f, ct, th, N, 20000);
     rpc_server_shutdown(f.srv, 10000);
     /* new calls are refused while the held ones are still open */
     rpc_call_opts o = {.deadline_ms = 2000};
@@ -791,12 +788,8 @@ Test(rpc, shutdown_cancels_calls_held_past_grace)
     enum { N = 4 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
-    int64_t t0 = mono_ms();
+    calls_park(&f, ct, th, N, 30000);
+    int64_t t0 = procfix_now_ms();
     rpc_server_shutdown(f.srv, 200);
     /* the clients are released by the cancel, not by their 30 s deadline */
     for (int i = 0; i < N; i++) {
@@ -804,7 +797,7 @@ Test(rpc, shutdown_cancels_calls_held_past_grace)
         cr_expect(ct[i].rc == TWIG_EUNAVAIL || ct[i].rc == TWIG_ECANCELLED, "call %d: %s", i,
                   err_name(ct[i].rc));
     }
-    cr_expect_lt(mono_ms() - t0, 20000);
+    cr_expect_lt(procfix_now_ms() - t0, 20000);
     /* the application answers after the cancel: harmless, and free completes */
     cr_expect_eq(app_release_parked(&f.app), N);
     fixture_stop(&f);
@@ -818,11 +811,7 @@ Test(rpc, free_with_unanswered_calls_in_flight_from_clients)
     enum { N = 3 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = f.addr, .path = P_PARK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
-    cr_assert(app_wait_parked(&f.app, N, 10000));
+    calls_park(&f, ct, th, N, 30000);
     rpc_server_shutdown(f.srv, 0);
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
@@ -830,19 +819,6 @@ Test(rpc, free_with_unanswered_calls_in_flight_from_clients)
     }
     app_release_parked(&f.app);
     fixture_stop(&f);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 typedef struct late_server {
@@ -862,8 +838,7 @@ static void *late_server_main(void *arg)
     for (int i = 0; i < 5000 && ls->seen == RPC_CONN_IDLE; i++) {
         ls->seen = rpc_client_state(ls->cl);
         if (ls->seen == RPC_CONN_IDLE) {
-            struct timespec t = {0, 1000000};
-            nanosleep(&t, NULL);
+            procfix_pause_ms(1);
         }
     }
     rpc_server_cfg cfg = {.listen = ls->listen, .app = &ls->app};
@@ -879,7 +854,7 @@ Test(rpc, wait_for_ready_call_succeeds_once_a_late_server_starts)
     late_server ls = {0};
     app_init(&ls.app);
     char addr[64];
-    int port = free_port();
+    int port = procfix_free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(ls.listen, sizeof ls.listen, "127.0.0.1:%d", port);
     cr_assert_eq(rpc_client_init(&ls.cl, addr, NULL), 0);
@@ -903,22 +878,22 @@ Test(rpc, wait_for_ready_call_succeeds_once_a_late_server_starts)
 Test(rpc, no_server_gives_unavailable_naming_the_address)
 {
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
     rpc_call_opts o = {.deadline_ms = 5000};
     int rc = status_call(cl, P_STATUS, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL, "%s: %s", err_name(rc), err_msg());
-    cr_expect(strstr(err_msg(), addr) != NULL, "%s", err_msg());
-    cr_expect(strstr(err_msg(), "UNAVAILABLE") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS(addr);
+    EXPECT_ERR_HAS("UNAVAILABLE");
     /* the same with wait_for_ready runs into its deadline instead */
     o = (rpc_call_opts){.deadline_ms = 300, .wait_for_ready = true};
     rc = status_call(cl, P_STATUS, &o, NULL);
     cr_expect_eq(rc, TWIG_EDEADLINE, "%s: %s", err_name(rc), err_msg());
     cr_expect_eq(rpc_health_check(addr, "", 1000), TWIG_EUNAVAIL);
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     cr_expect_eq(rpc_wait_serving(addr, 300), TWIG_EDEADLINE);
-    cr_expect_lt(mono_ms() - t0, 3000);
+    cr_expect_lt(procfix_now_ms() - t0, 3000);
     rpc_client_free(cl);
     cr_expect_eq(rpc_client_init(&cl, "no-port", NULL), -EINVAL);
 }
@@ -941,7 +916,7 @@ Test(rpc, idempotent_call_retries_with_backoff_until_it_succeeds)
     o.idempotent = false;
     int rc = status_call(f.cl, P_FLAKY, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL);
-    cr_expect(strstr(err_msg(), "warming up, try again") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("warming up, try again");
     cr_expect_eq(f.app.flaky_calls, 1);
 
     /* attempts are bounded */
@@ -952,15 +927,15 @@ Test(rpc, idempotent_call_retries_with_backoff_until_it_succeeds)
     rc = status_call(f.cl, P_FLAKY, &o, NULL);
     cr_expect_eq(rc, TWIG_EUNAVAIL);
     cr_expect_eq(f.app.flaky_calls, 3);
-    cr_expect(strstr(err_msg(), "after 3 attempts") != NULL, "%s", err_msg());
+    EXPECT_ERR_HAS("after 3 attempts");
 
     /* and so is the total time */
     f.app.flaky_calls = 0;
     o = (rpc_call_opts){.deadline_ms = 400, .idempotent = true, .max_attempts = 1000,
                         .backoff_ms = 50, .backoff_max_ms = 100};
-    int64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     rc = status_call(f.cl, P_FLAKY, &o, NULL);
-    int64_t took = mono_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     cr_expect(rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE, "%s", err_name(rc));
     cr_expect_lt(took, 2000);
     cr_expect(f.app.flaky_calls >= 2 && f.app.flaky_calls < 20, "calls %d", f.app.flaky_calls);
@@ -1088,13 +1063,7 @@ Test(rpc, loop_handlers_run_on_the_loop_and_shutdown_ends_uv_run)
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
     float obs[2] = {1.5f, -2.5f}, reward[2] = {0.25f, 0.5f};
-    Twig__V1__TransitionBatch b = TWIG__V1__TRANSITION_BATCH__INIT;
-    b.obs_dim = 1;
-    b.count = 2;
-    b.n_obs = 2;
-    b.obs = obs;
-    b.n_reward = 2;
-    b.reward = reward;
+    Twig__V1__TransitionBatch b = batch_of(obs, 1, 2, reward);
     rpc_call_opts o = {.deadline_ms = 5000};
     enum { N = 50 };
     for (int i = 0; i < N; i++) {
@@ -1150,15 +1119,11 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
     enum { N = 3 };
     call_thread ct[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        ct[i] = (call_thread){.addr = addr, .path = P_LOOP_BLOCK, .deadline_ms = 30000, .rc = 1};
-        cr_assert_eq(pthread_create(&th[i], NULL, call_main, &ct[i]), 0);
-    }
+    calls_start(ct, th, N, addr, P_LOOP_BLOCK, 30000);
     /* poll (bounded) until the server holds all of them */
-    int64_t t0 = mono_ms();
-    while (rpc_server_live_calls(ls.srv) < N + 1 && mono_ms() - t0 < 10000) {
-        struct timespec t = {0, 2000000};
-        nanosleep(&t, NULL);
+    int64_t t0 = procfix_now_ms();
+    while (rpc_server_live_calls(ls.srv) < N + 1 && procfix_now_ms() - t0 < 10000) {
+        procfix_pause_ms(2);
     }
     cr_assert_eq(rpc_server_live_calls(ls.srv), N + 1);
     /* the CQ thread still answers health and CQ methods while the loop is stuck */
@@ -1176,7 +1141,7 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
         cr_expect(ct[i].rc == TWIG_EUNAVAIL || ct[i].rc == TWIG_ECANCELLED, "call %d: %s", i,
                   err_name(ct[i].rc));
     }
-    cr_expect_lt(mono_ms() - t0, 20000);
+    cr_expect_lt(procfix_now_ms() - t0, 20000);
     /* release the loop: the blocked handler replies to its cancelled call, uv_run ends */
     pthread_mutex_lock(&ls.app.lock);
     ls.block = false;
@@ -1192,23 +1157,14 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
 
 /* ---- deploy/health_check.py against the C server ---- */
 
-/* exit status of deploy/health_check.py ADDR --service SERVICE, -1 if it did not exit */
+/* exit code of deploy/health_check.py ADDR --service SERVICE (within 30 s) */
 static int run_health_py(const char *addr, const char *service)
 {
     char script[512];
     snprintf(script, sizeof script, "%s/deploy/health_check.py", TWIG_SRC_DIR);
-    char *argv[] = {"/usr/bin/python3", script, (char *)addr, "--service", (char *)service,
-                    "--timeout", "2", NULL};
-    pid_t pid;
-    extern char **environ;
-    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
-        return -1;
-    }
-    int st = 0;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
-        return -1;
-    }
-    return WEXITSTATUS(st);
+    const char *argv[] = {"/usr/bin/python3", script,    addr, "--service", service,
+                          "--timeout",        "2",       NULL};
+    return procfix_exit_code(procfix_spawn(argv, NULL), 30000);
 }
 
 Test(rpc, python_health_check_exits_0_only_on_serving)
@@ -1222,6 +1178,6 @@ Test(rpc, python_health_check_exits_0_only_on_serving)
     cr_expect_eq(run_health_py(f.addr, ""), 1);
     fixture_stop(&f);
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
     cr_expect_eq(run_health_py(addr, ""), 1);
 }

@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "deploy/monitor.h"
+#include "tests/procfix.h"
 
 /* a TCP port that accepts every connection and closes it at once: each health probe fails
  * fast with TWIG_EUNAVAIL, and each one shows up as one accepted connection */
@@ -72,13 +72,6 @@ static void count_wake(void *data)
     atomic_fetch_add(&wakes, 1);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
-
 /* a learner restarted from an older checkpoint reports fewer updates than the last poll:
  * the rate for that interval is 0, not (uint64_t)-N / dt */
 Test(monitor, rate_of_a_counter_that_went_back_is_zero)
@@ -107,18 +100,18 @@ Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeo
     plan->n_procs = 1;
     snprintf(plan->procs[0].name, sizeof plan->procs[0].name, "learner");
     snprintf(plan->procs[0].addr, sizeof plan->procs[0].addr, "127.0.0.1:%d", c.port);
-    char dir[] = "/tmp/twig-monitor-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[PROCFIX_DIR_LEN];
+    procfix_tmpdir(dir, sizeof dir);
 
     monitor_t m;
     atomic_store(&wakes, 0);
     cr_assert_eq(monitor_init(&m, &run, &lc, plan, dir, count_wake, NULL), 0, "%s", err_msg());
-    uint64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     cr_assert_eq(monitor_start(&m), 0);
-    while (monitor_get_state(&m) != MONITOR_FAILED && mono_ms() - t0 < 20000) {
-        usleep(10 * 1000);
+    while (monitor_get_state(&m) != MONITOR_FAILED && procfix_now_ms() - t0 < 20000) {
+        procfix_pause_ms(10);
     }
-    uint64_t took = mono_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     monitor_stop(&m);
     closer_stop(&c);
 
@@ -133,8 +126,6 @@ Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeo
 
     monitor_free(&m);
     free(plan);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_expect_eq(system(cmd), 0);
+    procfix_tmpdir_done(dir);
     rpc_lib_shutdown(2000);
 }

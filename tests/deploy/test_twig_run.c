@@ -4,54 +4,30 @@
  * what the monitor polls through tests/deploy/fake_twig_proc.py and /usr/bin/python3). */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "tests/procfix.h"
 
 #define TWIG TWIG_BIN_DIR "/deploy/twig"
 #define N_PROCS 3   /* modelserver, learner, actor-0 (no rollout workers) */
 
-static char tmpdir[64];
+static char tmpdir[PROCFIX_DIR_LEN];
 static const char *run_name = "run";   /* the run directory inside tmpdir */
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/twig_run_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    procfix_tmpdir(tmpdir, sizeof tmpdir);
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
-
-/* a port nobody listens on right now (bound, read, released) */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    procfix_reap_all(); /* a launcher a failed assertion left running */
+    procfix_tmpdir_done(tmpdir);
 }
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -85,7 +61,7 @@ static void make_fixture(const char *body)
              "env: Pendulum-v1\nn_actors: 1\nn_rollout: 0\n"
              "modelserver_addr: 127.0.0.1:%d\nlearner_addr: 127.0.0.1:%d\n"
              "launcher:\n  actor_base_port: %d\n  bin_dir: %s/bin\n",
-             free_port(), free_port(), free_port(), tmpdir);
+             procfix_free_port(), procfix_free_port(), procfix_free_port(), tmpdir);
     snprintf(path, sizeof path, "%s/config.yaml", tmpdir);
     write_file(path, cfg, 0644);
 }
@@ -105,36 +81,7 @@ static pid_t start_twig(const char *const *sets, int n_sets)
         argv[argc++] = sets[i];
     }
     argv[argc] = NULL;
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, STDOUT_FILENO);
-        dup2(fe, STDERR_FILENO);
-        execv(TWIG, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* wait for pid at most ms; its exit status, or -1 after killing it (timed out) */
-static int wait_exit(pid_t pid, int ms)
-{
-    uint64_t end = mono_ms() + (uint64_t)ms;
-    for (;;) {
-        int st = 0;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 256 + WTERMSIG(st);
-        }
-        if (mono_ms() >= end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        usleep(20 * 1000);
-    }
+    return procfix_spawn_io(argv, out, err);
 }
 
 static char *slurp(const char *name)
@@ -158,10 +105,10 @@ Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_use
     make_fixture("exit 3");
     const char *sets[] = {"launcher.max_restarts=1", "launcher.restart_base_ms=10",
                           "launcher.startup_timeout_ms=60000", "launcher.stop_grace_ms=2000"};
-    uint64_t t0 = mono_ms();
+    int64_t t0 = procfix_now_ms();
     pid_t pid = start_twig(sets, 4);
-    int code = wait_exit(pid, 50000);
-    uint64_t took = mono_ms() - t0;
+    int code = procfix_exit_code(pid, 50000);
+    int64_t took = procfix_now_ms() - t0;
     const char *err = slurp("err.txt");
     cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
     /* ended by the supervisor giving up, not by the 60 s start-up timeout */
@@ -181,19 +128,19 @@ Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15
     /* every child has started (each wrote its pid) */
     int pids[N_PROCS] = {0};
     int n = 0;
-    for (uint64_t end = mono_ms() + 30000; n < N_PROCS && mono_ms() < end;) {
+    for (int64_t end = procfix_now_ms() + 30000; n < N_PROCS && procfix_now_ms() < end;) {
         char *s = slurp("pids");
         n = 0;
         for (char *line = strtok(s, "\n"); line && n < N_PROCS; line = strtok(NULL, "\n")) {
             pids[n++] = atoi(line);
         }
         if (n < N_PROCS) {
-            usleep(20 * 1000);
+            procfix_pause_ms(20);
         }
     }
     cr_assert_eq(n, N_PROCS, "children started: %d; stderr: %s", n, slurp("err.txt"));
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    int code = wait_exit(pid, 30000);
+    int code = procfix_exit_code(pid, 30000);
     cr_expect_eq(code, 128 + SIGTERM, "exit %d; stderr: %s", code, slurp("err.txt"));
     for (int i = 0; i < N_PROCS; i++) {
         cr_expect(pids[i] > 0 && kill(pids[i], 0) < 0 && errno == ESRCH,
@@ -210,7 +157,7 @@ Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .ini
     write_file(path,
                "#!/bin/sh\necho 'unknown option learner.bogus' >&2\nexit 2\n", 0755);
     pid_t pid = start_twig(NULL, 0);
-    int code = wait_exit(pid, 60000);
+    int code = procfix_exit_code(pid, 60000);
     const char *err = slurp("err.txt");
     cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
     cr_expect(strstr(err, "learner refused the config (exit 2") != NULL, "stderr: %s", err);
@@ -261,7 +208,7 @@ Test(twig_run, evaluations_lost_by_a_restarted_learner_do_not_hide_the_final_one
                           "launcher.startup_timeout_ms=90000",
                           "launcher.final_eval_timeout_ms=5000"};
     pid_t pid = start_twig(sets, 5);
-    int code = wait_exit(pid, 150000);
+    int code = procfix_exit_code(pid, 150000);
     cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
     char *csv = slurp("run/metrics.csv");
     const char *steps[] = {"\n300,", "\n500,", "\n1000,"};
@@ -290,7 +237,7 @@ Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .
                           "launcher.progress_interval_ms=100",
                           "launcher.startup_timeout_ms=90000"};
     pid_t pid = start_twig(sets, 4);
-    int code = wait_exit(pid, 150000);
+    int code = procfix_exit_code(pid, 150000);
     cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
     const char *out = slurp("out.txt");
     cr_expect(strstr(out, "final eval return   -150.50 +- 12.25 (at 1000 real steps, policy v7)")

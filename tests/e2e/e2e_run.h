@@ -5,23 +5,19 @@
 #define TWIG_E2E_RUN_H
 
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/rpc.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procfix.h"
 
 typedef struct e2e_run {
-    char dir[256];         /* the test's temp dir */
+    char dir[PROCFIX_DIR_LEN]; /* the test's temp dir (kept: logs, data, metrics) */
     char run_dir[300];     /* dir/run */
     char config[300];
     char ms_addr[64];
@@ -30,19 +26,11 @@ typedef struct e2e_run {
     pid_t pid;             /* twig run */
 } e2e_run;
 
-static inline uint64_t e2e_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ports from the test's pid, so test executables running side by side do not collide */
 static inline void e2e_init(e2e_run *r, const char *extra_yaml)
 {
     memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/twig-e2e-XXXXXX");
-    cr_assert_not_null(mkdtemp(r->dir));
+    procfix_tmpdir(r->dir, sizeof r->dir);
     snprintf(r->run_dir, sizeof r->run_dir, "%s/run", r->dir);
     snprintf(r->config, sizeof r->config, "%s/config.yaml", r->dir);
     r->base_port = 20000 + (int)(getpid() % 400) * 100;
@@ -63,16 +51,9 @@ static inline void e2e_start(e2e_run *r)
 {
     char out[320];
     snprintf(out, sizeof out, "%s/twig-run.out", r->dir);
-    r->pid = fork();
-    cr_assert_geq(r->pid, 0);
-    if (r->pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execl(TWIG_BIN_DIR "/deploy/twig", "twig", "run", r->config, "--run-dir", r->run_dir,
-              (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = {TWIG_BIN_DIR "/deploy/twig", "run", r->config, "--run-dir", r->run_dir,
+                          NULL};
+    r->pid = procfix_spawn(argv, out);
 }
 
 /* pid and start count of a process of the run, from procs.tsv; 0 if not there yet */
@@ -124,15 +105,16 @@ static inline int e2e_progress(const e2e_run *r, Twig__V1__Progress *out)
 /* poll until the learner reports at least real_steps mirrored (deadline in ms) */
 static inline void e2e_wait_real_steps(const e2e_run *r, uint64_t real_steps, int deadline_ms)
 {
-    uint64_t until = e2e_now_ms() + (uint64_t)deadline_ms;
+    int64_t until = procfix_now_ms() + deadline_ms;
     Twig__V1__Progress p;
     for (;;) {
         if (e2e_progress(r, &p) == 0 && p.real_steps >= real_steps) {
             return;
         }
-        cr_assert_lt(e2e_now_ms(), until, "the learner did not reach %llu real steps in %d ms",
+        cr_assert_lt(procfix_now_ms(), until,
+                     "the learner did not reach %llu real steps in %d ms",
                      (unsigned long long)real_steps, deadline_ms);
-        usleep(100 * 1000);
+        procfix_pause_ms(100);
     }
 }
 
@@ -143,38 +125,24 @@ static inline void e2e_kill_and_wait_restart(const e2e_run *r, const char *name,
     int pid = e2e_proc(r, name, &starts);
     cr_assert_gt(pid, 0, "%s is not running", name);
     cr_assert_eq(kill(pid, SIGKILL), 0);
-    uint64_t until = e2e_now_ms() + (uint64_t)deadline_ms;
+    int64_t until = procfix_now_ms() + deadline_ms;
     for (;;) {
         int now_starts = 0;
         int p = e2e_proc(r, name, &now_starts);
         if (p > 0 && p != pid && now_starts == starts + 1) {
             return;
         }
-        cr_assert_lt(e2e_now_ms(), until, "%s was not restarted", name);
-        usleep(50 * 1000);
+        cr_assert_lt(procfix_now_ms(), until, "%s was not restarted", name);
+        procfix_pause_ms(50);
     }
 }
 
-/* wait for `twig run` to exit; returns its exit status (kills it at the deadline) */
+/* wait for `twig run` to exit; its exit code (SIGTERM and a failed test at the deadline) */
 static inline int e2e_wait_exit(e2e_run *r, int deadline_ms)
 {
-    uint64_t until = e2e_now_ms() + (uint64_t)deadline_ms;
-    int status = 0;
-    for (;;) {
-        pid_t w = waitpid(r->pid, &status, WNOHANG);
-        if (w == r->pid) {
-            r->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        if (e2e_now_ms() > until) {
-            kill(r->pid, SIGTERM);
-            waitpid(r->pid, &status, 0);
-            r->pid = 0;
-            cr_assert_fail("twig run did not finish within %d ms (see %s)", deadline_ms,
-                           r->dir);
-        }
-        usleep(100 * 1000);
-    }
+    int code = procfix_exit_code(r->pid, deadline_ms);
+    r->pid = 0;
+    return code;
 }
 
 /* the last row of metrics.csv, split into its numbers; returns the number of rows */

@@ -96,18 +96,18 @@ Test(faults, learner_killed_restarts_from_its_checkpoint, .timeout = 900)
     e2e_start(&r);
     e2e_wait_real_steps(&r, 700, 240000);
     Twig__V1__Progress before;
-    uint64_t until = e2e_now_ms() + 120000;
+    int64_t until = procfix_now_ms() + 120000;
     /* wait for a checkpoint's worth of updates so the restart has one to load */
     while (e2e_progress(&r, &before) != 0 || before.updates < 400) {
-        cr_assert_lt(e2e_now_ms(), until, "no checkpoint-worth of updates");
-        usleep(100 * 1000);
+        cr_assert_lt(procfix_now_ms(), until, "no checkpoint-worth of updates");
+        procfix_pause_ms(100);
     }
     e2e_kill_and_wait_restart(&r, "learner", 30000);
     Twig__V1__Progress after;
-    until = e2e_now_ms() + 60000;
+    until = procfix_now_ms() + 60000;
     while (e2e_progress(&r, &after) != 0) {
-        cr_assert_lt(e2e_now_ms(), until, "the restarted learner does not answer");
-        usleep(100 * 1000);
+        cr_assert_lt(procfix_now_ms(), until, "the restarted learner does not answer");
+        procfix_pause_ms(100);
     }
     /* resumed from a checkpoint at most checkpoint_every updates old, versions go on */
     cr_expect_geq(after.updates + 200, before.updates, "updates went back from %llu to %llu",

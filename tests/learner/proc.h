@@ -1,30 +1,25 @@
 /* proc.h - the learner process tests' helpers: start the real twig-modelserver and
- * twig-learner binaries on 127.0.0.1:0 (port files), wait for them by health with a deadline,
- * append real data, push synthetic batches, read Progress and Stats. Header-only. */
+ * twig-learner binaries on 127.0.0.1:0 (port files, tests/procfix.h), append real data, push
+ * synthetic batches, read Progress and Stats. Header-only. */
 #ifndef TWIG_TESTS_LEARNER_PROC_H
 #define TWIG_TESTS_LEARNER_PROC_H
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "../modelserver/fixture.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rng.h"
 #include "common/rpc.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procfix.h"
 
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define LEARNER_BIN TWIG_BIN_DIR "/learner/twig-learner"
@@ -32,131 +27,55 @@
 #define O 3
 #define A 1
 
-#define MAX_SPAWNED 16
-static pid_t spawned[MAX_SPAWNED];
-static int n_spawned;
-static char *tmp;
+static char tmp[PROCFIX_DIR_LEN];
 
 static void proc_setup(void)
 {
-    tmp = fx_tmpdir();
+    procfix_tmpdir(tmp, sizeof tmp);
     rpc_lib_init();
 }
 
 static void proc_teardown(void)
 {
-    for (int i = 0; i < n_spawned; i++) {
-        if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
-            kill(spawned[i], SIGKILL);
-            waitpid(spawned[i], NULL, 0);
-        }
-    }
+    procfix_reap_all();
     rpc_lib_shutdown(2000);
-    if (!getenv("TWIG_TEST_KEEP")) { /* keep the logs for a look */
-        fx_rmtree(tmp);
-    }
-    free(tmp);
+    procfix_tmpdir_done(tmp); /* TWIG_TEST_KEEP keeps the logs for a look */
 }
 
-static int64_t now_ms(void)
+/* p's port file and log file: tmp/<name>.port, tmp/<name>.log */
+static void proc_name_files(procfix_t *p, const char *name)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-typedef struct proc {
-    pid_t pid;
-    int port;
-    char addr[64];
-    char port_file[512];
-    char log_file[512];
-} proc;
-
-/* fork + exec argv (NULL-terminated) with stderr into log_file; dies with the test */
-static pid_t proc_spawn(const char *const *argv, const char *log_file)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        int fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    if (n_spawned < MAX_SPAWNED) {
-        spawned[n_spawned++] = pid;
-    }
-    return pid;
-}
-
-/* wait for p's port file, then for health SERVING */
-static void proc_wait_serving(proc *p)
-{
-    int64_t deadline = now_ms() + 30000;
-    p->port = 0;
-    while (now_ms() < deadline) {
-        FILE *f = fopen(p->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &p->port) == 1;
-            fclose(f);
-            if (ok) {
-                break;
-            }
-        }
-        int st;
-        cr_assert_eq(waitpid(p->pid, &st, WNOHANG), 0, "process exited before serving (log %s)",
-                     p->log_file);
-        pause_ms(5);
-    }
-    cr_assert_gt(p->port, 0, "no port file within 30 s (log %s)", p->log_file);
-    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
-    cr_assert_eq(rpc_wait_serving(p->addr, 20000), 0, "not serving: %s", err_msg());
-}
-
-/* a model server on data dir tmp/<name>, listening on listen ("127.0.0.1:0": any port) */
-static void start_modelserver_at(proc *p, const char *name, const char *listen)
-{
-    char data_dir[512];
-    snprintf(data_dir, sizeof data_dir, "%s/%s", tmp, name);
     snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
     snprintf(p->log_file, sizeof p->log_file, "%s/%s.log", tmp, name);
     unlink(p->port_file);
+}
+
+/* a model server on data dir tmp/<name>, listening on listen ("127.0.0.1:0": any port) */
+static void start_modelserver_at(procfix_t *p, const char *name, const char *listen)
+{
+    char data_dir[512];
+    snprintf(data_dir, sizeof data_dir, "%s/%s", tmp, name);
+    proc_name_files(p, name);
     const char *argv[] = {MS_BIN,        "--listen",    listen,     "--data-dir", data_dir,
                           "--port-file", p->port_file,  "--env-id", ENV,          "--fsync",
                           "none",        "--log-level", "warn",     NULL};
-    p->pid = proc_spawn(argv, p->log_file);
-    proc_wait_serving(p);
+    p->pid = procfix_spawn(argv, p->log_file);
+    procfix_wait_serving(p, 30000);
 }
 
-static inline void start_modelserver(proc *p, const char *name)
+static inline void start_modelserver(procfix_t *p, const char *name)
 {
     start_modelserver_at(p, name, "127.0.0.1:0");
 }
 
 /* the learner with small nets; sets: extra "--set" assignments (NULL-terminated).
  * Its checkpoints go to tmp/<name>.ckpt, so a restart with the same name resumes. */
-static void start_learner(proc *p, const char *name, const char *ms_addr, const char *const *sets)
+static void start_learner(procfix_t *p, const char *name, const char *ms_addr,
+                          const char *const *sets)
 {
     static char buf[16][600];
     int nb = 0;
-    snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
-    snprintf(p->log_file, sizeof p->log_file, "%s/%s.log", tmp, name);
-    unlink(p->port_file);
+    proc_name_files(p, name);
     const char *argv[64] = {LEARNER_BIN};
     int n = 1;
 #define SET(...)                                                                                   \
@@ -180,42 +99,11 @@ static void start_learner(proc *p, const char *name, const char *ms_addr, const 
         argv[n++] = sets[i];
     }
     argv[n] = NULL;
-    p->pid = proc_spawn(argv, p->log_file);
-    proc_wait_serving(p);
+    p->pid = procfix_spawn(argv, p->log_file);
+    procfix_wait_serving(p, 30000);
 }
 
-static int wait_exit(pid_t pid, int ms)
-{
-    int64_t deadline = now_ms() + ms;
-    int st = 0;
-    while (now_ms() < deadline) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            return st;
-        }
-        pause_ms(5);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    cr_assert_fail("process %d did not exit within %d ms", (int)pid, ms);
-    return st;
-}
-
-static void stop_proc(proc *p)
-{
-    cr_assert_eq(kill(p->pid, SIGTERM), 0);
-    int st = wait_exit(p->pid, 30000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d (log %s)", st, p->log_file);
-}
-
-static inline void kill9_proc(proc *p)
-{
-    cr_assert_eq(kill(p->pid, SIGKILL), 0);
-    int st;
-    cr_assert_eq(waitpid(p->pid, &st, 0), p->pid);
-    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-}
-
-static rpc_client_t *client_of(const proc *p)
+static rpc_client_t *client_of(const procfix_t *p)
 {
     rpc_client_t *cl;
     cr_assert_eq(rpc_client_init(&cl, p->addr, NULL), 0);
@@ -340,24 +228,15 @@ static Twig__V1__Progress *progress_of(rpc_client_t *cl)
     return (Twig__V1__Progress *)reply;
 }
 
-/* one value of the learner's Stats */
-static double stat_of(rpc_client_t *cl, const char *key)
+/* one value of the learner's Stats; poll until key reaches want within ms */
+static inline double stat_of(const procfix_t *lr, const char *key)
 {
-    Twig__V1__StatsRequest q = TWIG__V1__STATS_REQUEST__INIT;
-    ProtobufCMessage *reply = NULL;
-    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Stats/GetStats", &q.base,
-                              &twig__v1__stats_reply__descriptor, &call_opts);
-    cr_assert_eq(rc, 0, "GetStats: %s", err_msg());
-    Twig__V1__StatsReply *r = (Twig__V1__StatsReply *)reply;
-    double v = NAN;
-    for (size_t i = 0; i < r->n_values; i++) {
-        if (strcmp(r->values[i]->key, key) == 0) {
-            v = r->values[i]->value;
-        }
-    }
-    protobuf_c_message_free_unpacked(reply, NULL);
-    cr_assert(!isnan(v), "no stat %s", key);
-    return v;
+    return procfix_stat(lr->addr, "learner", key);
+}
+
+static inline double wait_stat(const procfix_t *lr, const char *key, double want, int ms)
+{
+    return procfix_wait_stat(lr->addr, "learner", key, want, ms);
 }
 
 /* GetPolicy(have, wait_ms): the reply (owned) */
@@ -373,25 +252,25 @@ static Twig__V1__GetWeightsReply *get_policy(rpc_client_t *cl, uint64_t have, ui
     return (Twig__V1__GetWeightsReply *)reply;
 }
 
-/* poll Progress until pred holds or ms pass; returns the last Progress (owned) */
-typedef bool (*progress_pred)(const Twig__V1__Progress *p, const void *arg);
-static Twig__V1__Progress *wait_progress(rpc_client_t *cl, progress_pred pred, const void *arg,
-                                         int ms, const char *what)
+/* poll Progress until the learner has at least real steps and updates, within ms (what
+ * names the goal in the failure); the Progress that got there (owned) */
+static Twig__V1__Progress *wait_reached(rpc_client_t *cl, uint64_t real, uint64_t updates, int ms,
+                                        const char *what)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = procfix_now_ms() + ms;
     for (;;) {
         Twig__V1__Progress *p = progress_of(cl);
-        if (pred(p, arg)) {
+        if (p->real_steps >= real && p->updates >= updates) {
             return p;
         }
-        if (now_ms() > deadline) {
+        if (procfix_now_ms() > deadline) {
             cr_assert_fail("%s not reached within %d ms: updates=%" PRIu64 " real_steps=%" PRIu64
                            " synthetic=%" PRIu64 " quota_done=%" PRIu64,
                            what, ms, p->updates, p->real_steps, p->synthetic_samples,
                            p->rollout_quota_done);
         }
         protobuf_c_message_free_unpacked(&p->base, NULL);
-        pause_ms(20);
+        procfix_pause_ms(20);
     }
 }
 

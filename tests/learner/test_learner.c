@@ -16,7 +16,7 @@ static void expect_invalid(rpc_client_t *cl, tb *b, const char *field)
 
 Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
 {
-    proc lr;
+    procfix_t lr = {0};
     /* no model server: the mirror waits, the services answer */
     start_learner(&lr, "l", "127.0.0.1:1", NULL);
     rpc_client_t *cl = client_of(&lr);
@@ -90,9 +90,9 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(p->real_steps, 0);
     cr_expect_eq(p->updates, 0);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "push_rejected"), 9);
-    cr_expect_eq(stat_of(cl, "push_duplicates"), 1);
-    cr_expect_eq(stat_of(cl, "synthetic_stored"), 17);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 9);
+    cr_expect_eq(stat_of(&lr, "push_duplicates"), 1);
+    cr_expect_eq(stat_of(&lr, "synthetic_stored"), 17);
 
     /* evaluations: validated, deduped, listed */
     Twig__V1__EvalResult e = TWIG__V1__EVAL_RESULT__INIT;
@@ -152,9 +152,9 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(w->blob->kind, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY);
     cr_expect_str_eq(w->blob->env_id, ENV);
     protobuf_c_message_free_unpacked(&w->base, NULL);
-    int64_t t0 = now_ms();
+    int64_t t0 = procfix_now_ms();
     w = get_policy(cl, 1, 300);
-    int64_t waited = now_ms() - t0;
+    int64_t waited = procfix_now_ms() - t0;
     cr_expect_null(w->blob);
     cr_expect_eq(w->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
     cr_expect_geq(waited, 250, "the long poll waited %lld ms", (long long)waited);
@@ -163,45 +163,36 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Learner", 5000), RPC_HEALTH_SERVING);
     cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Stats", 5000), RPC_HEALTH_SERVING);
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
 }
 
-typedef struct target {
-    uint64_t real, updates;
-} target;
-
-static bool reached(const Twig__V1__Progress *p, const void *arg)
+/* poll Progress while the learner trains towards real steps and updates, checking the
+ * strict bound each time */
+static void expect_strict_until(rpc_client_t *cl, uint64_t real, uint64_t updates, uint64_t init,
+                                double utd, int ms)
 {
-    const target *t = arg;
-    return p->real_steps >= t->real && p->updates >= t->updates;
-}
-
-/* poll Progress while the learner trains towards t, checking the strict bound each time */
-static void expect_strict_until(rpc_client_t *cl, const target *t, uint64_t init, double utd,
-                                int ms)
-{
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = procfix_now_ms() + ms;
     for (;;) {
         Twig__V1__Progress *p = progress_of(cl);
         uint64_t bound =
             p->real_steps > init ? (uint64_t)(utd * (double)(p->real_steps - init)) : 0;
         cr_assert_leq(p->updates, bound, "updates %" PRIu64 " > utd x (real %" PRIu64 " - init)",
                       p->updates, p->real_steps);
-        bool done = reached(p, t);
+        bool done = p->real_steps >= real && p->updates >= updates;
         uint64_t u = p->updates, r = p->real_steps;
         protobuf_c_message_free_unpacked(&p->base, NULL);
         if (done) {
             return;
         }
-        cr_assert(now_ms() < deadline, "not reached in %d ms: updates %" PRIu64 " real %" PRIu64,
-                  ms, u, r);
-        pause_ms(10);
+        cr_assert(procfix_now_ms() < deadline,
+                  "not reached in %d ms: updates %" PRIu64 " real %" PRIu64, ms, u, r);
+        procfix_pause_ms(10);
     }
 }
 
 Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps_exactly)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 120); /* some data before the learner starts */
@@ -214,19 +205,13 @@ Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {120, 60};
-    expect_strict_until(cl, &t, 100, 3, 60000);
+    expect_strict_until(cl, 120, 60, 100, 3, 60000);
     for (uint64_t s = 2; s <= 5; s++) {
         append_real(mcl, "actor-0", s, 45);
     }
-    t = (target){300, 600};
-    expect_strict_until(cl, &t, 100, 3, 120000);
+    expect_strict_until(cl, 300, 600, 100, 3, 120000);
     /* every 50 updates a version, after the first one (published at start) */
-    int64_t deadline = now_ms() + 10000;
-    while (stat_of(cl, "policy_version") < 13) {
-        cr_assert(now_ms() < deadline, "policy_version stays below 13");
-        pause_ms(5);
-    }
+    wait_stat(&lr, "policy_version", 13, 10000);
     /* it stops exactly at the bound: the count stays while no real data comes */
     for (int i = 0; i < 20; i++) {
         Twig__V1__Progress *p = progress_of(cl);
@@ -236,24 +221,24 @@ Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps
         cr_expect_eq(p->learn_start, 100);
         cr_expect_eq(p->policy_version, 1 + 600 / 50);
         protobuf_c_message_free_unpacked(&p->base, NULL);
-        pause_ms(10);
+        procfix_pause_ms(10);
     }
-    cr_expect_eq(stat_of(cl, "real_replay_size"), 300, "every real step mirrored once");
-    cr_expect_eq(stat_of(cl, "log_end"), 300);
+    cr_expect_eq(stat_of(&lr, "real_replay_size"), 300, "every real step mirrored once");
+    cr_expect_eq(stat_of(&lr, "log_end"), 300);
     /* a newer policy comes out of a long poll */
     Twig__V1__GetWeightsReply *w = get_policy(cl, 1, 1000);
     cr_assert_not_null(w->blob);
     cr_expect_eq(w->blob->version, 13);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
     rpc_client_free(mcl);
-    stop_proc(&ms);
+    procfix_stop(&ms);
 }
 
 Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     const char *sets[] = {"pacing=strict",
                           "utd=2",
@@ -266,16 +251,11 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     rpc_client_t *cl = client_of(&lr);
     rpc_client_t *mcl = client_of(&ms);
     /* the learner's first look at the log finds it empty: quotas count from init_steps */
-    int64_t deadline = now_ms() + 20000;
-    while (stat_of(cl, "rollout_quota_done") < 100) {
-        cr_assert(now_ms() < deadline, "the learner never reached the model server");
-        pause_ms(10);
-    }
+    wait_stat(&lr, "rollout_quota_done", 100, 20000); /* it reached the model server */
     for (uint64_t s = 1; s <= 3; s++) {
         append_real(mcl, "actor-0", s, 50);
     }
-    target t = {150, 0};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 30000, "mirror");
+    Twig__V1__Progress *p = wait_reached(cl, 150, 0, 30000, "mirror");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     /* real data for 50 learning steps, no branches: nothing may run */
     for (int i = 0; i < 10; i++) {
@@ -283,37 +263,35 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
         cr_expect_eq(p->updates, 0);
         cr_expect_eq(p->rollout_quota_done, 100);
         protobuf_c_message_free_unpacked(&p->base, NULL);
-        pause_ms(10);
+        procfix_pause_ms(10);
     }
     /* the worker's watermark moves to 110, then 120: 20 real steps have their branches */
     push_ok(cl, "rollout-0", 1, 300, 110);
     push_ok(cl, "rollout-0", 2, 100, 120);
-    t = (target){150, 40};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "quota 120");
+    p = wait_reached(cl, 150, 40, 60000, "quota 120");
     cr_expect_eq(p->rollout_quota_done, 120);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     for (int i = 0; i < 10; i++) {
         p = progress_of(cl);
         cr_expect_eq(p->updates, 40, "2 x (120 - 100)");
         protobuf_c_message_free_unpacked(&p->base, NULL);
-        pause_ms(10);
+        procfix_pause_ms(10);
     }
     /* quota beyond the real steps: the real steps bound again */
     push_ok(cl, "rollout-0", 3, 1000, 10000);
-    t = (target){150, 100};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "real 150");
+    p = wait_reached(cl, 150, 100, 60000, "real 150");
     cr_expect_eq(p->updates, 100);
     cr_expect_eq(p->synthetic_samples, 1400);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
     rpc_client_free(mcl);
-    stop_proc(&lr);
-    stop_proc(&ms);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
 }
 
 Test(learner, async_trains_past_the_ratio_and_reports_it)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 60);
@@ -321,14 +299,14 @@ Test(learner, async_trains_past_the_ratio_and_reports_it)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {60, 100}; /* 10 x the strict bound of 10 */
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "async");
+    /* 10 x the strict bound of 10 */
+    Twig__V1__Progress *p = wait_reached(cl, 60, 100, 60000, "async");
     cr_expect_gt(p->achieved_utd, 5.0f);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
     rpc_client_free(mcl);
-    stop_proc(&lr);
-    stop_proc(&ms);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
 }
 
 Test(learner, bad_config_exits_2_naming_the_key)
@@ -336,20 +314,13 @@ Test(learner, bad_config_exits_2_naming_the_key)
     char log[512];
     snprintf(log, sizeof log, "%s/bad.log", tmp);
     const char *argv[] = {LEARNER_BIN, "--set", "learner.batch_size=0", NULL};
-    pid_t pid = proc_spawn(argv, log);
-    int st = wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
-    uint8_t *text = NULL;
+    cr_expect_eq(procfix_exit_code(procfix_spawn(argv, log), 20000), 2);
     FILE *f = fopen(log, "r");
     cr_assert_not_null(f);
     char buf[1024] = {0};
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    cr_expect_gt(fread(buf, 1, sizeof buf - 1, f), 0);
     fclose(f);
-    (void)text;
-    (void)n;
     cr_expect(strstr(buf, "batch_size") != NULL, "stderr: %s", buf);
     const char *argv2[] = {LEARNER_BIN, "--learner.nonsense", "1", NULL};
-    pid = proc_spawn(argv2, log);
-    st = wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    cr_expect_eq(procfix_exit_code(procfix_spawn(argv2, log), 20000), 2);
 }

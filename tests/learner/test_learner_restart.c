@@ -7,26 +7,6 @@
 
 TestSuite(learner_restart, .init = proc_setup, .fini = proc_teardown, .timeout = 300);
 
-typedef struct target {
-    uint64_t real, updates;
-} target;
-
-static bool reached(const Twig__V1__Progress *p, const void *arg)
-{
-    const target *t = arg;
-    return p->real_steps >= t->real && p->updates >= t->updates;
-}
-
-static void wait_stat(rpc_client_t *cl, const char *key, double want, int ms)
-{
-    int64_t deadline = now_ms() + ms;
-    double v;
-    while ((v = stat_of(cl, key)) < want) {
-        cr_assert(now_ms() < deadline, "%s is %g, not %g within %d ms", key, v, want, ms);
-        pause_ms(10);
-    }
-}
-
 /* checkpoint ids in dir, ascending (at most max) */
 static size_t list_ckpts(const char *dir, uint64_t *ids, size_t max)
 {
@@ -73,7 +53,7 @@ static int report_eval(rpc_client_t *cl, uint64_t seq, bool *dup)
 
 Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     const char *sets[] = {"pacing=strict",
@@ -96,18 +76,17 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
         append_real(mcl, "actor-0", s, 50);
     }
     /* 150 real steps allow 4 x 100 updates: checkpoints at 150 and 300 */
-    target t = {150, 400};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "400 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 150, 400, 60000, "400 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    wait_stat(cl, "checkpoints_written", 2, 20000);
-    wait_stat(cl, "policy_version", 17, 20000);
+    wait_stat(&lr, "checkpoints_written", 2, 20000);
+    wait_stat(&lr, "policy_version", 17, 20000);
     p = progress_of(cl);
     cr_assert_eq(p->updates, 400);
     uint64_t pv_before = p->policy_version;
     cr_expect_eq(pv_before, 1 + 400 / 25);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
-    kill9_proc(&lr);
+    procfix_kill9(&lr);
 
     char dir[600];
     snprintf(dir, sizeof dir, "%s/l.ckpt", tmp);
@@ -119,7 +98,7 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
 
     start_learner(&lr, "l", ms.addr, sets);
     cl = client_of(&lr);
-    cr_expect_eq(stat_of(cl, "restored_updates"), 300);
+    cr_expect_eq(stat_of(&lr, "restored_updates"), 300);
     /* versions keep increasing across the restart, although the checkpoint had 13 */
     Twig__V1__GetWeightsReply *w = get_policy(cl, 0, 0);
     cr_assert_not_null(w->blob);
@@ -129,25 +108,23 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
                  pv_before + 1);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     /* refilled from the log, trains back to the bound */
-    t = (target){150, 400};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "refill and 400 updates");
+    p = wait_reached(cl, 150, 400, 60000, "refill and 400 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "real_replay_size"), 150, "no real step twice");
+    cr_expect_eq(stat_of(&lr, "real_replay_size"), 150, "no real step twice");
     for (uint64_t s = 4; s <= 5; s++) {
         append_real(mcl, "actor-0", s, 50);
     }
-    t = (target){250, 800};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "800 updates");
+    p = wait_reached(cl, 250, 800, 60000, "800 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    wait_stat(cl, "policy_version", (double)(pv_before + 1 + (800 - 300) / 25), 20000);
+    wait_stat(&lr, "policy_version", (double)(pv_before + 1 + (800 - 300) / 25), 20000);
     p = progress_of(cl);
     cr_expect_eq(p->updates, 800, "never past 4 x (250 - 50)");
     cr_expect_eq(p->real_steps, 250);
     cr_expect_eq(p->policy_version, pv_before + 1 + (800 - 300) / 25);
     cr_expect_eq(p->synthetic_samples, 20, "synthetic counters restored");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "real_replay_size"), 250);
-    cr_expect_eq(stat_of(cl, "real_replay_added"), 250);
+    cr_expect_eq(stat_of(&lr, "real_replay_size"), 250);
+    cr_expect_eq(stat_of(&lr, "real_replay_added"), 250);
     /* dedup state and evaluations came back with the checkpoint */
     tb b;
     tb_make(&b, "rollout-0", 2, 10, 2);
@@ -160,17 +137,17 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
     tb_free(&b);
     cr_assert_eq(report_eval(cl, 1, &dup), 0);
     cr_expect(dup);
-    cr_expect_eq(stat_of(cl, "evals"), 1);
-    cr_expect_eq(stat_of(cl, "synthetic_stored"), 0, "synthetic data is not checkpointed");
+    cr_expect_eq(stat_of(&lr, "evals"), 1);
+    cr_expect_eq(stat_of(&lr, "synthetic_stored"), 0, "synthetic data is not checkpointed");
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
     rpc_client_free(mcl);
-    stop_proc(&ms);
+    procfix_stop(&ms);
 }
 
 Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 100);
@@ -184,12 +161,11 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {100, 100};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "100 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 100, 100, 60000, "100 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    wait_stat(cl, "policy_version", 11, 20000);
+    wait_stat(&lr, "policy_version", 11, 20000);
     rpc_client_free(cl);
-    stop_proc(&lr); /* exit 0, with a final checkpoint at 100 */
+    procfix_stop(&lr); /* exit 0, with a final checkpoint at 100 */
 
     char dir[600], state[700];
     snprintf(dir, sizeof dir, "%s/l.ckpt", tmp);
@@ -212,23 +188,22 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
 
     start_learner(&lr, "l", ms.addr, sets);
     cl = client_of(&lr);
-    cr_expect_eq(stat_of(cl, "restored_updates"), 80, "fell back to the previous checkpoint");
+    cr_expect_eq(stat_of(&lr, "restored_updates"), 80, "fell back to the previous checkpoint");
     Twig__V1__GetWeightsReply *w = get_policy(cl, 0, 0);
     cr_assert_not_null(w->blob);
     cr_expect_geq(w->blob->version, 12, "after the 11 versions of the first life");
     protobuf_c_message_free_unpacked(&w->base, NULL);
-    t = (target){100, 100};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "back to 100 updates");
+    p = wait_reached(cl, 100, 100, 60000, "back to 100 updates");
     cr_expect_eq(p->updates, 100);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     /* 12 at start, then one at 90 and one at 100 */
-    wait_stat(cl, "policy_version", 14, 20000);
+    wait_stat(&lr, "policy_version", 14, 20000);
     p = progress_of(cl);
     cr_expect_eq(p->policy_version, 14);
     cr_expect_eq(p->updates, 100);
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
     /* the log says what happened, once */
     f = fopen(lr.log_file, "r");
     cr_assert_not_null(f);
@@ -240,12 +215,12 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
     fclose(f);
     cr_expect_eq(bad, 1);
     rpc_client_free(mcl);
-    stop_proc(&ms);
+    procfix_stop(&ms);
 }
 
 Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     append_real(mcl, "actor-0", 1, 100);
@@ -257,11 +232,10 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
                           NULL};
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
-    target t = {100, 80};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 60000, "first 100");
+    Twig__V1__Progress *p = wait_reached(cl, 100, 80, 60000, "first 100");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(mcl);
-    kill9_proc(&ms);
+    procfix_kill9(&ms);
     /* the learner keeps serving while its peer is gone */
     p = progress_of(cl);
     cr_expect_eq(p->real_steps, 100);
@@ -271,13 +245,12 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     start_modelserver_at(&ms, "ms", listen); /* same data dir, same address */
     mcl = client_of(&ms);
     append_real(mcl, "actor-0", 2, 60);
-    t = (target){160, 140};
-    p = wait_progress(cl, (progress_pred)reached, &t, 60000, "after the restart");
+    p = wait_reached(cl, 160, 140, 60000, "after the restart");
     cr_expect_eq(p->real_steps, 160);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "real_replay_size"), 160, "nothing mirrored twice");
+    cr_expect_eq(stat_of(&lr, "real_replay_size"), 160, "nothing mirrored twice");
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
     /* one line when the peer went, one when it came back */
     FILE *f = fopen(lr.log_file, "r");
     cr_assert_not_null(f);
@@ -291,7 +264,7 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     cr_expect_eq(gone, 1);
     cr_expect_eq(back, 2);
     rpc_client_free(mcl);
-    stop_proc(&ms);
+    procfix_stop(&ms);
 }
 
 /* the policy_version of the last "event=started" line of a learner log */
@@ -316,7 +289,7 @@ static uint64_t started_version(const char *log_file)
 
 Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_checkpoint)
 {
-    proc ms, lr;
+    procfix_t ms = {0}, lr = {0};
     start_modelserver(&ms, "ms");
     rpc_client_t *mcl = client_of(&ms);
     /* nets large enough that 1500 updates take a while */
@@ -335,12 +308,11 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
     for (uint64_t s = 1; s <= 4; s++) {
         append_real(mcl, "actor-0", s, 100); /* 400 real steps: 5 x 300 = 1500 updates */
     }
-    target t = {400, 250};
-    Twig__V1__Progress *p = wait_progress(cl, (progress_pred)reached, &t, 120000, "250 updates");
+    Twig__V1__Progress *p = wait_reached(cl, 400, 250, 120000, "250 updates");
     uint64_t at_kill = p->updates;
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
-    kill9_proc(&lr);
+    procfix_kill9(&lr);
     uint64_t pv_last = 0;
     {
         /* the versions the first life published: its watermark file */
@@ -365,22 +337,21 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
 
     start_learner(&lr, "l", ms.addr, sets);
     cl = client_of(&lr);
-    cr_expect_eq(stat_of(cl, "restored_updates"), (double)newest);
+    cr_expect_eq(stat_of(&lr, "restored_updates"), (double)newest);
     uint64_t pv_start = started_version(lr.log_file);
     cr_expect_eq(pv_start, pv_last + 1, "versions continue above every published one");
-    t = (target){400, 1500};
-    p = wait_progress(cl, (progress_pred)reached, &t, 240000, "1500 updates");
+    p = wait_reached(cl, 400, 1500, 240000, "1500 updates");
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    wait_stat(cl, "policy_version", (double)(pv_start + (1500 - newest) / 20), 20000);
+    wait_stat(&lr, "policy_version", (double)(pv_start + (1500 - newest) / 20), 20000);
     p = progress_of(cl);
     cr_expect_eq(p->updates, 1500, "5 x (400 - 100), no more");
     cr_expect_eq(p->real_steps, 400);
     cr_expect_eq(p->policy_version, pv_start + (1500 - newest) / 20);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(cl, "real_replay_size"), 400, "no real step twice");
+    cr_expect_eq(stat_of(&lr, "real_replay_size"), 400, "no real step twice");
     cr_expect(at_kill >= 250 && at_kill < 1500, "killed at %" PRIu64 " updates", at_kill);
     rpc_client_free(cl);
-    stop_proc(&lr);
+    procfix_stop(&lr);
     rpc_client_free(mcl);
-    stop_proc(&ms);
+    procfix_stop(&ms);
 }

@@ -1,18 +1,24 @@
 /* fixture.h - helpers shared by the model server tests: owned batches with contents that
- * encode (source, seq, row), temporary data dirs. Header-only (tests are one file each). */
+ * encode (source, seq, row). Header-only (tests are one file each); temp dirs and processes
+ * are in tests/procfix.h. */
 #ifndef TWIG_TESTS_MODELSERVER_FIXTURE_H
 #define TWIG_TESTS_MODELSERVER_FIXTURE_H
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/mem.h"
 #include "common/msg.h"
 #include "common/rng.h"
+
+/* twig-modelserver flags for a small, quick model: an ensemble of 3 with 2 elites, 2 hidden
+ * layers of 32, at most 20 epochs a fit (argv entries, for an initializer) */
+#define FX_SMALL_MODEL_ARGS                                                                        \
+    "--set", "modelserver.ensemble_size=3", "--set", "modelserver.elites=2", "--set",              \
+        "modelserver.model_hidden=32", "--set", "modelserver.model_layers=2", "--set",             \
+        "modelserver.train_max_epochs=20"
 
 /* a batch that owns its arrays */
 typedef struct fx_batch {
@@ -94,44 +100,6 @@ static inline int fx_row_matches(const float *obs, const float *act, const float
     float rw = fx_value(src, seq, i, 0, 3);
     return !memcmp(reward, &rw, 4) && *term == (int)((seq + i) % 7 == 0) &&
            *trunc == (int)((seq + i) % 5 == 0);
-}
-
-/* a fresh temporary directory; caller frees the string */
-static inline char *fx_tmpdir(void)
-{
-    char tmpl[] = "/tmp/twig-test-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    if (!d) {
-        abort();
-    }
-    return xstrdup(d);
-}
-
-/* remove a directory tree (two levels are all the tests create) */
-static inline void fx_rmtree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    struct dirent *e;
-    char p[8192];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
-            continue;
-        }
-        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) {
-            continue;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            fx_rmtree(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 #endif

@@ -8,18 +8,16 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/reallog.h"
 #include "common/rpc.h"
 #include "fixture.h"
+#include "tests/procfix.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define ENV "Pendulum-v1"
@@ -30,139 +28,54 @@
 #define P_FETCH "/twig.v1.ModelServer/FetchReal"
 #define P_STATUS "/twig.v1.ModelServer/LogStatus"
 
-extern char **environ;
-
-static char *tmp;
-
-/* servers this test started: killed at teardown if a failed assertion left them running */
-#define MAX_SPAWNED 16
-static pid_t spawned[MAX_SPAWNED];
-static int n_spawned;
+static char tmp[PROCFIX_DIR_LEN];
 
 static void setup(void)
 {
-    tmp = fx_tmpdir();
+    procfix_tmpdir(tmp, sizeof tmp);
     rpc_lib_init();
 }
 
 static void teardown(void)
 {
-    for (int i = 0; i < n_spawned; i++) {
-        if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
-            kill(spawned[i], SIGKILL);
-            waitpid(spawned[i], NULL, 0);
-        }
-    }
+    procfix_reap_all(); /* servers a failed assertion left running */
     rpc_lib_shutdown(2000);
-    fx_rmtree(tmp);
-    free(tmp);
+    procfix_tmpdir_done(tmp);
 }
 
 TestSuite(modelserver, .init = setup, .fini = teardown, .timeout = 240);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- the server process ---- */
 
 typedef struct server {
-    pid_t pid;
-    int port;
-    char addr[64];
+    procfix_t p;
     char data_dir[512];
-    char port_file[512];
 } server;
 
-/* spawn the binary with extra args (NULL-terminated); returns its pid */
+/* spawn the binary on s->data_dir with extra args (NULL-terminated); returns its pid */
 static pid_t spawn_server(server *s, const char *const *extra)
 {
-    const char *argv[32] = {SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", s->data_dir,
-                            "--port-file", s->port_file, "--log-level", "warn"};
+    const char *argv[32] = {SERVER_BIN,    "--listen",      "127.0.0.1:0", "--data-dir",
+                            s->data_dir,   "--port-file",   s->p.port_file, "--log-level",
+                            "warn"};
     int n = 9;
     for (int i = 0; extra && extra[i]; i++) {
         argv[n++] = extra[i];
     }
     argv[n] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* dies with the test process, whatever happens to it */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        execv(SERVER_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    if (n_spawned < MAX_SPAWNED) {
-        spawned[n_spawned++] = pid;
-    }
-    return pid;
+    return procfix_spawn(argv, s->p.log_file);
 }
 
 /* start a server on data dir name (under tmp) and wait until it serves */
 static void start_server(server *s, const char *name, const char *const *extra)
 {
     snprintf(s->data_dir, sizeof s->data_dir, "%s/%s", tmp, name);
-    snprintf(s->port_file, sizeof s->port_file, "%s/%s.port", tmp, name);
-    unlink(s->port_file);
-    s->pid = spawn_server(s, extra);
+    snprintf(s->p.port_file, sizeof s->p.port_file, "%s/%s.p.port", tmp, name);
+    snprintf(s->p.log_file, sizeof s->p.log_file, "%s/%s.log", tmp, name);
+    unlink(s->p.port_file);
+    s->p.pid = spawn_server(s, extra);
     /* the port file appears (atomic rename) once the server is bound and serving */
-    int64_t deadline = now_ms() + 20000;
-    s->port = 0;
-    while (now_ms() < deadline) {
-        FILE *f = fopen(s->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &s->port) == 1;
-            fclose(f);
-            if (ok) {
-                break;
-            }
-        }
-        int st;
-        cr_assert_eq(waitpid(s->pid, &st, WNOHANG), 0, "server exited before serving");
-        pause_ms(5);
-    }
-    cr_assert_gt(s->port, 0, "no port file within 20 s");
-    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
-    int rc = rpc_wait_serving(s->addr, 10000);
-    cr_assert_eq(rc, 0, "server not serving: %s", err_msg());
-}
-
-/* wait for the process to exit within ms; returns its wait status */
-static int wait_exit(pid_t pid, int ms)
-{
-    int64_t deadline = now_ms() + ms;
-    int st = 0;
-    while (now_ms() < deadline) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            return st;
-        }
-        pause_ms(5);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    cr_assert_fail("process %d did not exit within %d ms", (int)pid, ms);
-    return st;
-}
-
-static void stop_server(server *s)
-{
-    cr_assert_eq(kill(s->pid, SIGTERM), 0);
-    int st = wait_exit(s->pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit status %d", st);
+    procfix_wait_serving(&s->p, 20000);
 }
 
 /* ---- calls ---- */
@@ -170,7 +83,7 @@ static void stop_server(server *s)
 static rpc_client_t *client_of(const server *s)
 {
     rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, s->addr, NULL), 0);
+    cr_assert_eq(rpc_client_init(&cl, s->p.addr, NULL), 0);
     return cl;
 }
 
@@ -273,9 +186,9 @@ Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
 {
     server s;
     start_server(&s, "d", NULL);
-    cr_expect_eq(rpc_health_check(s.addr, "", 2000), RPC_HEALTH_SERVING);
-    cr_expect_eq(rpc_health_check(s.addr, "twig.v1.ModelServer", 2000), RPC_HEALTH_SERVING);
-    cr_expect_eq(rpc_health_check(s.addr, "no.Such", 2000), TWIG_ENOTFOUND);
+    cr_expect_eq(rpc_health_check(s.p.addr, "", 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(s.p.addr, "twig.v1.ModelServer", 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(s.p.addr, "no.Such", 2000), TWIG_ENOTFOUND);
     rpc_client_t *cl = client_of(&s);
 
     /* empty log: an empty fetch says why */
@@ -320,14 +233,12 @@ Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
     cr_expect_eq(st->act_dim, A);
     protobuf_c_message_free_unpacked(&st->base, NULL);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 
     /* the env id fixed by the first batch is kept in the data dir */
     const char *other[] = {"--env-id", "Hopper-v4", NULL};
     snprintf(s.data_dir, sizeof s.data_dir, "%s/d", tmp);
-    pid_t pid = spawn_server(&s, other);
-    int ws = wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 1, "status %d", ws);
+    cr_expect_eq(procfix_exit_code(spawn_server(&s, other), 20000), 1);
 }
 
 static void expect_invalid(rpc_client_t *cl, fx_batch *b, const char *text)
@@ -392,7 +303,7 @@ Test(modelserver, bad_batches_get_invalid_argument_and_the_server_keeps_serving)
     cr_expect_eq(st->end_offset, 8);
     protobuf_c_message_free_unpacked(&st->base, NULL);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 /* appends one batch after a delay, from another thread */
@@ -405,7 +316,7 @@ typedef struct late_append {
 static void *late_append_main(void *p)
 {
     late_append *la = p;
-    pause_ms(la->delay_ms);   /* the point of the test: data arrives while a fetch waits */
+    procfix_pause_ms(la->delay_ms);   /* the point of the test: data arrives while a fetch waits */
     rpc_client_t *cl;
     rpc_client_init(&cl, la->addr, NULL);
     fx_batch b;
@@ -427,22 +338,22 @@ Test(modelserver, fetch_long_poll_answers_on_data_or_at_the_wait_deadline)
     append_ok(cl, 1, 1, 2, NULL);
 
     /* nothing arrives: empty at the deadline */
-    int64_t t0 = now_ms();
+    int64_t t0 = procfix_now_ms();
     Twig__V1__FetchRealReply *f;
     cr_assert_eq(fetch(cl, &f, 2, 10, 300), 0, "%s", err_msg());
-    int64_t took = now_ms() - t0;
+    int64_t took = procfix_now_ms() - t0;
     cr_expect_null(f->batch);
     cr_expect_eq(f->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
     cr_expect_geq(took, 250, "answered after %lld ms", (long long)took);
     protobuf_c_message_free_unpacked(&f->base, NULL);
 
     /* data arrives after 200 ms: answered with it, well before the 8 s wait */
-    late_append la = {s.addr, 200, 1};
+    late_append la = {s.p.addr, 200, 1};
     pthread_t th;
     pthread_create(&th, NULL, late_append_main, &la);
-    t0 = now_ms();
+    t0 = procfix_now_ms();
     cr_assert_eq(fetch(cl, &f, 2, 10, 8000), 0, "%s", err_msg());
-    took = now_ms() - t0;
+    took = procfix_now_ms() - t0;
     pthread_join(th, NULL);
     cr_assert_not_null(f->batch);
     cr_expect_eq(f->batch->count, 3);
@@ -458,7 +369,7 @@ Test(modelserver, fetch_long_poll_answers_on_data_or_at_the_wait_deadline)
     cr_expect_eq(fetch(cl, &f, 0, 10, 999999), -EINVAL);
     cr_expect(strstr(err_msg(), "wait_ms") != NULL, "%s", err_msg());
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 static int stream_append(rpc_client_t *cl, Twig__V1__AppendRealStreamReply **reply, int src,
@@ -524,7 +435,8 @@ Test(modelserver, stream_of_appends_acks_every_message)
     cr_expect(strstr(err_msg(), "message #4: obs[0][0] is Inf") != NULL, "%s", err_msg());
     /* the four before it were queued and get stored (the error does not wait for them) */
     uint64_t end = 0;
-    for (int64_t deadline = now_ms() + 10000; now_ms() < deadline; pause_ms(5)) {
+    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline;
+         procfix_pause_ms(5)) {
         Twig__V1__LogStatusReply *st = status_of(cl);
         end = st->end_offset;
         protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -535,7 +447,7 @@ Test(modelserver, stream_of_appends_acks_every_message)
     cr_expect_eq(end, 1000 + 4 * 5);
     cr_expect_eq(append_ok(cl, 2, 3, 5, NULL), 1010);   /* stored earlier: a duplicate */
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 /* ---- concurrency ---- */
@@ -595,7 +507,7 @@ Test(modelserver, eight_clients_times_1000_appends_each_stored_exactly_once)
     pthread_t th[T];
     pusher u[T];
     for (int t = 0; t < T; t++) {
-        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+        u[t] = (pusher){.addr = s.p.addr, .src = t + 1, .n = N, .count = C,
                         .firsts = xcalloc(N, sizeof(uint64_t))};
         pthread_create(&th[t], NULL, pusher_main, &u[t]);
     }
@@ -624,7 +536,7 @@ Test(modelserver, eight_clients_times_1000_appends_each_stored_exactly_once)
     protobuf_c_message_free_unpacked(&st->base, NULL);
     expect_log(cl, want, (uint64_t)T * N * C);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 /* the last segment file of a data dir */
@@ -662,19 +574,17 @@ Test(modelserver, kill_9_keeps_every_acked_batch_once_and_retries_dedup)
     pthread_t th[T];
     pusher u[T];
     for (int t = 0; t < T; t++) {
-        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+        u[t] = (pusher){.addr = s.p.addr, .src = t + 1, .n = N, .count = C,
                         .firsts = xcalloc(N, sizeof(uint64_t)), .acked = &acked, .stop = &stop};
         pthread_create(&th[t], NULL, pusher_main, &u[t]);
     }
     /* kill -9 in the middle of the appends */
-    int64_t deadline = now_ms() + 60000;
-    while (atomic_load(&acked) < 300 && now_ms() < deadline) {
-        pause_ms(2);
+    int64_t deadline = procfix_now_ms() + 60000;
+    while (atomic_load(&acked) < 300 && procfix_now_ms() < deadline) {
+        procfix_pause_ms(2);
     }
     cr_assert_geq(atomic_load(&acked), 300, "appends too slow");
-    cr_assert_eq(kill(s.pid, SIGKILL), 0);
-    int ws = wait_exit(s.pid, 10000);
-    cr_expect(WIFSIGNALED(ws));
+    procfix_kill9(&s.p);
     atomic_store(&stop, 1);
     for (int t = 0; t < T; t++) {
         pthread_join(th[t], NULL);
@@ -754,7 +664,7 @@ Test(modelserver, kill_9_keeps_every_acked_batch_once_and_retries_dedup)
     free(want);
     free(seen);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 /* a long poll parked at the log's end while the server shuts down */
@@ -776,10 +686,10 @@ static void *parked_fetch_main(void *p)
     q.wait_ms = 60000;
     rpc_call_opts o = {.deadline_ms = 70000};
     ProtobufCMessage *r = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = procfix_now_ms();
     pf->rc = rpc_client_unary(cl, &r, P_FETCH, &q.base, &twig__v1__fetch_real_reply__descriptor,
                               &o);
-    pf->took_ms = now_ms() - t0;
+    pf->took_ms = procfix_now_ms() - t0;
     if (r) {
         pf->empty_reason = ((Twig__V1__FetchRealReply *)r)->empty_reason;
         protobuf_c_message_free_unpacked(r, NULL);
@@ -817,22 +727,21 @@ Test(modelserver, kill_9_during_a_client_stream_then_resending_it_stores_each_ba
     server s;
     const char *extra[] = {"--fsync", "batch", NULL};   /* one fdatasync each: slow enough */
     start_server(&s, "d", extra);
-    stream_job j = {.addr = s.addr, .n = N, .rc = 1};
+    stream_job j = {.addr = s.p.addr, .n = N, .rc = 1};
     pthread_t th;
     pthread_create(&th, NULL, stream_job_main, &j);
     /* kill -9 once part of the stream is in the log */
     rpc_client_t *cl = client_of(&s);
     uint64_t end = 0;
-    for (int64_t deadline = now_ms() + 30000; now_ms() < deadline && end < 40 * C;
-         pause_ms(1)) {
+    for (int64_t deadline = procfix_now_ms() + 30000; procfix_now_ms() < deadline && end < 40 * C;
+         procfix_pause_ms(1)) {
         Twig__V1__LogStatusReply *st = status_of(cl);
         end = st->end_offset;
         protobuf_c_message_free_unpacked(&st->base, NULL);
     }
     cr_assert_geq(end, 40 * C);
     rpc_client_free(cl);
-    cr_assert_eq(kill(s.pid, SIGKILL), 0);
-    wait_exit(s.pid, 10000);
+    procfix_kill9(&s.p);
     pthread_join(th, NULL);
     cr_expect_neq(j.rc, 0, "the stream finished before the kill");
 
@@ -867,7 +776,7 @@ Test(modelserver, kill_9_during_a_client_stream_then_resending_it_stores_each_ba
     protobuf_c_message_free_unpacked(&st->base, NULL);
     expect_log(cl, want, (uint64_t)N * C);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 Test(modelserver, sigterm_with_calls_in_flight_exits_0_and_keeps_acked_data)
@@ -879,16 +788,16 @@ Test(modelserver, sigterm_with_calls_in_flight_exits_0_and_keeps_acked_data)
     pthread_t th[T];
     pusher u[T];
     for (int t = 0; t < T; t++) {
-        u[t] = (pusher){.addr = s.addr, .src = t + 1, .n = N, .count = C,
+        u[t] = (pusher){.addr = s.p.addr, .src = t + 1, .n = N, .count = C,
                         .firsts = xcalloc(N, sizeof(uint64_t)), .acked = &acked};
         pthread_create(&th[t], NULL, pusher_main, &u[t]);
     }
-    int64_t deadline = now_ms() + 60000;
-    while (atomic_load(&acked) < 100 && now_ms() < deadline) {
-        pause_ms(2);
+    int64_t deadline = procfix_now_ms() + 60000;
+    while (atomic_load(&acked) < 100 && procfix_now_ms() < deadline) {
+        procfix_pause_ms(2);
     }
     cr_assert_geq(atomic_load(&acked), 100);
-    stop_server(&s);   /* asserts exit status 0 */
+    procfix_stop(&s.p);   /* asserts exit status 0 */
     for (int t = 0; t < T; t++) {
         pthread_join(th[t], NULL);
     }
@@ -910,7 +819,7 @@ Test(modelserver, sigterm_with_calls_in_flight_exits_0_and_keeps_acked_data)
         free(u[t].firsts);
     }
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 Test(modelserver, sigterm_answers_parked_long_polls_and_exits_0)
@@ -919,54 +828,49 @@ Test(modelserver, sigterm_answers_parked_long_polls_and_exits_0)
     start_server(&s, "d", NULL);
     rpc_client_t *cl = client_of(&s);
     append_ok(cl, 1, 1, 1, NULL);
-    parked_fetch pf = {.addr = s.addr, .from = 1, .rc = 1};
+    parked_fetch pf = {.addr = s.p.addr, .from = 1, .rc = 1};
     pthread_t th;
     pthread_create(&th, NULL, parked_fetch_main, &pf);
     /* wait (with a deadline) until the server reports the poll parked */
     uint32_t parked = 0;
-    for (int64_t deadline = now_ms() + 10000; now_ms() < deadline && parked == 0; pause_ms(5)) {
+    for (int64_t deadline = procfix_now_ms() + 10000; procfix_now_ms() < deadline && parked == 0;
+         procfix_pause_ms(5)) {
         Twig__V1__LogStatusReply *st = status_of(cl);
         parked = st->parked_fetches;
         protobuf_c_message_free_unpacked(&st->base, NULL);
     }
     cr_assert_eq(parked, 1);
     rpc_client_free(cl);
-    int64_t t0 = now_ms();
-    stop_server(&s);   /* asserts exit status 0 */
+    int64_t t0 = procfix_now_ms();
+    procfix_stop(&s.p);   /* asserts exit status 0 */
     pthread_join(th, NULL);
     /* answered at shutdown as "not ready", not after its 60 s wait */
     cr_expect_eq(pf.rc, 0, "parked fetch: %s", err_name(pf.rc));
     cr_expect_eq(pf.empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
     cr_expect_lt(pf.took_ms, 30000);
-    cr_expect_lt(now_ms() - t0, 20000);
+    cr_expect_lt(procfix_now_ms() - t0, 20000);
 }
 
-/* run the binary with args; returns its exit status, stderr captured to err */
+/* run the binary with args; returns its exit code, its output captured to err */
 static int run_cli(char *err, size_t n_err, const char *const *args)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/cli.err", tmp);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    unlink(path);
     const char *argv[16] = {SERVER_BIN};
     int k = 1;
     for (; args[k - 1]; k++) {
         argv[k] = args[k - 1];
     }
     argv[k] = NULL;
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, SERVER_BIN, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    int ws = wait_exit(pid, 20000);
+    int code = procfix_exit_code(procfix_spawn(argv, path), 20000);
     FILE *f = fopen(path, "r");
     size_t got = f ? fread(err, 1, n_err - 1, f) : 0;
     err[got] = '\0';
     if (f) {
         fclose(f);
     }
-    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+    return code;
 }
 
 Test(modelserver, bad_command_lines_exit_2_naming_the_flag)
@@ -1013,7 +917,7 @@ Test(modelserver, python_grpcio_client_interoperates)
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 %s/tests/modelserver/interop.py --proto-dir %s/proto --addr %s "
              "--work-dir %s",
-             TWIG_SRC_DIR, TWIG_SRC_DIR, s.addr, tmp);
+             TWIG_SRC_DIR, TWIG_SRC_DIR, s.p.addr, tmp);
     int rc = system(cmd);
     cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "interop.py failed (status %d)", rc);
     /* what python appended is in the log */
@@ -1023,7 +927,7 @@ Test(modelserver, python_grpcio_client_interoperates)
     cr_expect_str_eq(st->env_id, "Pendulum-v1");
     protobuf_c_message_free_unpacked(&st->base, NULL);
     rpc_client_free(cl);
-    stop_server(&s);
+    procfix_stop(&s.p);
 }
 
 Test(modelserver, taken_port_or_data_dir_in_use_exit_1_saying_so)
@@ -1031,7 +935,7 @@ Test(modelserver, taken_port_or_data_dir_in_use_exit_1_saying_so)
     server s;
     start_server(&s, "d", NULL);
     char err[4096], port[32], other[1024];
-    snprintf(port, sizeof port, "127.0.0.1:%d", s.port);
+    snprintf(port, sizeof port, "127.0.0.1:%d", s.p.port);
     snprintf(other, sizeof other, "%s/other", tmp);
     const char *a1[] = {"--listen", port, "--data-dir", other, NULL};
     cr_expect_eq(run_cli(err, sizeof err, a1), 1);
@@ -1040,6 +944,6 @@ Test(modelserver, taken_port_or_data_dir_in_use_exit_1_saying_so)
     cr_expect_eq(run_cli(err, sizeof err, a2), 1);
     cr_expect(strstr(err, "in use by another process") != NULL, "%s", err);
     /* the first server is unharmed */
-    cr_expect_eq(rpc_health_check(s.addr, "", 2000), RPC_HEALTH_SERVING);
-    stop_server(&s);
+    cr_expect_eq(rpc_health_check(s.p.addr, "", 2000), RPC_HEALTH_SERVING);
+    procfix_stop(&s.p);
 }

@@ -9,22 +9,22 @@
 #include "common/err.h"
 #include "common/reallog.h"
 #include "fixture.h"
+#include "tests/procfix.h"
 
 #define ENV "Pendulum-v1"
 #define O 3
 #define A 1
 
-static char *dir;
+static char dir[PROCFIX_DIR_LEN];
 
 static void setup(void)
 {
-    dir = fx_tmpdir();
+    procfix_tmpdir(dir, sizeof dir);
 }
 
 static void teardown(void)
 {
-    fx_rmtree(dir);
-    free(dir);
+    procfix_tmpdir_done(dir);
 }
 
 TestSuite(reallog, .init = setup, .fini = teardown, .timeout = 60);

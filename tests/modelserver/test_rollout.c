@@ -10,6 +10,7 @@
 
 #include "common/env.h"
 #include "common/err.h"
+#include "common/mem.h"
 #include "common/msg.h"
 #include "common/nn_blob.h"
 #include "common/policy.h"
@@ -18,25 +19,25 @@
 #include "env_data.h"
 #include "fixture.h"
 #include "modelserver/rollout.h"
-#include "proc.h"
+#include "tests/procfix.h"
 
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define RO_BIN TWIG_BIN_DIR "/modelserver/twig-rollout"
 #define MAX_WORKERS 8
 
-static char *tmp;
+static char tmp[PROCFIX_DIR_LEN];
 
 static void setup(void)
 {
-    tmp = fx_tmpdir();
+    procfix_tmpdir(tmp, sizeof tmp);
     rpc_lib_init();
 }
 
 static void teardown(void)
 {
+    procfix_reap_all();
     rpc_lib_shutdown(5000);
-    fx_rmtree(tmp);
-    free(tmp);
+    procfix_tmpdir_done(tmp);
 }
 
 TestSuite(rollout, .init = setup, .fini = teardown, .timeout = 240);
@@ -222,16 +223,16 @@ static void fl_free(fake_learner *fl)
 /* wait until the learner's quota_done reaches q */
 static void fl_wait_quota(fake_learner *fl, uint64_t q, int ms)
 {
-    int64_t deadline = proc_now_ms() + ms;
+    int64_t deadline = procfix_now_ms() + ms;
     uint64_t got = 0;
-    while (proc_now_ms() < deadline) {
+    while (procfix_now_ms() < deadline) {
         pthread_mutex_lock(&fl->mu);
         got = fl_quota_done_locked(fl);
         pthread_mutex_unlock(&fl->mu);
         if (got >= q) {
             return;
         }
-        proc_pause_ms(20);
+        procfix_pause_ms(20);
     }
     cr_assert_fail("quota_done %" PRIu64 " did not reach %" PRIu64 " within %d ms", got, q, ms);
 }
@@ -241,69 +242,52 @@ static void fl_wait_quota(fake_learner *fl, uint64_t q, int ms)
 typedef struct run_params {
     const char *env;
     int init_steps, train_freq, rollouts, k;
-    int n_workers; /* 0: 1 */
+    int n_workers;      /* 0: 1 */
+    const char *pacing; /* NULL: the default (strict) */
 } run_params;
 
+/* p's port and log file: tmp/<name>.port, tmp/<name>.log */
+static void name_files(procfix_t *p, const char *name)
+{
+    snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
+    snprintf(p->log_file, sizeof p->log_file, "%s/%s.log", tmp, name);
+    unlink(p->port_file);
+}
+
 /* on listen ("127.0.0.1:0", or a fixed port to restart on) */
-static void start_modelserver_on(proc_t *p, const run_params *rp, const char *listen)
+static void start_modelserver_on(procfix_t *p, const run_params *rp, const char *listen)
 {
     char dir[600], s_env[128], s_init[64], s_freq[64];
     snprintf(dir, sizeof dir, "%s/ms", tmp);
-    snprintf(p->port_file, sizeof p->port_file, "%s/ms.port", tmp);
+    name_files(p, "ms");
     snprintf(s_env, sizeof s_env, "env=%s", rp->env);
     snprintf(s_init, sizeof s_init, "init_steps=%d", rp->init_steps);
     snprintf(s_freq, sizeof s_freq, "model_train_freq=%d", rp->train_freq);
-    unlink(p->port_file);
-    const char *argv[] = {MS_BIN,
-                          "--listen",
-                          listen,
-                          "--data-dir",
-                          dir,
-                          "--port-file",
-                          p->port_file,
-                          "--fsync",
-                          "none",
-                          "--log-level",
-                          "warn",
-                          "--set",
-                          s_env,
-                          "--set",
-                          s_init,
-                          "--set",
-                          s_freq,
-                          "--set",
-                          "modelserver.ensemble_size=3",
-                          "--set",
-                          "modelserver.elites=2",
-                          "--set",
-                          "modelserver.model_hidden=32",
-                          "--set",
-                          "modelserver.model_layers=2",
-                          "--set",
-                          "modelserver.model_batch=64",
-                          "--set",
-                          "modelserver.train_max_epochs=20",
+    const char *argv[] = {MS_BIN,       "--listen",
+                          listen,       "--data-dir",
+                          dir,          "--port-file",
+                          p->port_file, "--fsync",
+                          "none",       "--log-level",
+                          "warn",       "--set",
+                          s_env,        "--set",
+                          s_init,       "--set",
+                          s_freq,       FX_SMALL_MODEL_ARGS,
+                          "--set",      "modelserver.model_batch=64",
                           NULL};
-    p->pid = proc_spawn(argv);
-    proc_wait_serving(p, 20000);
-}
-
-static void start_modelserver(proc_t *p, const run_params *rp)
-{
-    start_modelserver_on(p, rp, "127.0.0.1:0");
+    p->pid = procfix_spawn(argv, p->log_file);
+    procfix_wait_serving(p, 20000);
 }
 
 /* worker index of rp->n_workers */
-static void start_worker(proc_t *p, const run_params *rp, const char *ms_addr,
+static void start_worker(procfix_t *p, const run_params *rp, const char *ms_addr,
                          const char *learner_addr, const char *name, int index)
 {
     char s_env[128], s_init[64], s_freq[64], s_r[64], s_kmin[64], s_kmax[64], s_ms[128], s_ln[128],
-        s_pf[600], s_m[64], s_j[64], s_id[64];
+        s_pf[600], s_m[64], s_j[64], s_id[64], s_pace[64];
+    name_files(p, name);
     snprintf(s_m, sizeof s_m, "n_rollout=%d", rp->n_workers ? rp->n_workers : 1);
     snprintf(s_j, sizeof s_j, "rollout.index=%d", index);
     snprintf(s_id, sizeof s_id, "rollout.id=rollout-%d", index);
-    snprintf(p->port_file, sizeof p->port_file, "%s/%s.port", tmp, name);
-    unlink(p->port_file);
     snprintf(s_env, sizeof s_env, "env=%s", rp->env);
     snprintf(s_init, sizeof s_init, "init_steps=%d", rp->init_steps);
     snprintf(s_freq, sizeof s_freq, "model_train_freq=%d", rp->train_freq);
@@ -313,6 +297,7 @@ static void start_worker(proc_t *p, const run_params *rp, const char *ms_addr,
     snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms_addr);
     snprintf(s_ln, sizeof s_ln, "learner_addr=%s", learner_addr);
     snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
+    snprintf(s_pace, sizeof s_pace, "pacing=%s", rp->pacing ? rp->pacing : "strict");
     const char *argv[] = {
         RO_BIN, "--set",        s_env,       "--set",     s_init,        "--set",
         s_freq, "--set",        s_r,         "--set",     s_kmin,        "--set",
@@ -320,28 +305,51 @@ static void start_worker(proc_t *p, const run_params *rp, const char *ms_addr,
         s_pf,   "--set",        "hidden=32", "--listen",  "127.0.0.1:0", "--chunk",
         "256",  "--push-batch", "100",       "--wait-ms", "200",         "--backoff-max-ms",
         "200",  "--log-level",  "warn",      "--set",     s_m,           "--set",
-        s_j,    "--set",        s_id,        NULL};
-    p->pid = proc_spawn(argv);
-    proc_wait_serving(p, 20000);
+        s_j,    "--set",        s_id,        "--set",     s_pace,        NULL};
+    p->pid = procfix_spawn(argv, p->log_file);
+    procfix_wait_serving(p, 20000);
 }
 
-static void start_rollout(proc_t *p, const run_params *rp, const char *ms_addr,
-                          const char *learner_addr, const char *name)
+/* the worker's Stats value for key */
+static double stat_value(const char *addr, const char *key)
 {
-    start_worker(p, rp, ms_addr, learner_addr, name, 0);
+    return procfix_stat(addr, "rollout", key);
 }
 
-/* append rows [from, to) of d to the model server as actor-0 */
-static void append_real(rpc_client_t *cl, const ed_data *d, int from, int to, uint64_t *seq)
+/* one test's world: the model server (on listen) for rp, n_real steps of rp->env collected
+ * from seed to append as actor-0, a client to the server, a fake learner of the env's dims
+ * (not listening yet), and one rollout worker "ro" once rig_start_rollout ran */
+typedef struct rig {
+    run_params rp;
+    procfix_t ms, ro;
+    ed_data d;
+    rpc_client_t *cl;
+    uint64_t seq; /* actor-0's next AppendReal seq */
+    fake_learner fl;
+} rig;
+
+static void rig_init(rig *g, const run_params *rp, const char *listen, int n_real, uint64_t seed)
+{
+    memset(g, 0, sizeof *g);
+    g->rp = *rp;
+    g->seq = 1;
+    start_modelserver_on(&g->ms, rp, listen);
+    cr_assert_eq(ed_collect(&g->d, rp->env, n_real, seed), 0);
+    cr_assert_eq(rpc_client_init(&g->cl, g->ms.addr, NULL), 0);
+    fl_init(&g->fl, g->d.O, g->d.A);
+}
+
+/* append rows [from, to) of the collected steps to the model server as actor-0 */
+static void rig_append(rig *g, int from, int to)
 {
     for (int i = from; i < to; i += 100) {
         int n = to - i < 100 ? to - i : 100;
-        tbatch_t v = ed_view(d, i, n, "actor-0", (*seq)++);
+        tbatch_t v = ed_view(&g->d, i, n, "actor-0", g->seq++);
         Twig__V1__TransitionBatch m;
         msg_batch_from_view(&m, &v);
         ProtobufCMessage *reply = NULL;
         rpc_call_opts o = {.deadline_ms = 10000, .idempotent = true, .wait_for_ready = true};
-        int rc = rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
+        int rc = rpc_client_unary(g->cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
                                   &twig__v1__append_real_reply__descriptor, &o);
         cr_assert_eq(rc, 0, "append: %s", err_msg());
         cr_assert_eq(((Twig__V1__AppendRealReply *)reply)->first_offset, (uint64_t)i);
@@ -349,39 +357,33 @@ static void append_real(rpc_client_t *cl, const ed_data *d, int from, int to, ui
     }
 }
 
-/* the worker's Stats value for key (NAN when absent) */
-static double stat_value(const char *addr, const char *key)
+/* the fake learner listening on any port, and worker 0 "ro" pushing to it */
+static void rig_start_rollout(rig *g)
 {
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, addr, NULL), 0);
-    Twig__V1__StatsRequest q = TWIG__V1__STATS_REQUEST__INIT;
-    ProtobufCMessage *reply = NULL;
-    rpc_call_opts o = {.deadline_ms = 5000};
-    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Stats/GetStats", &q.base,
-                              &twig__v1__stats_reply__descriptor, &o);
-    cr_assert_eq(rc, 0, "stats: %s", err_msg());
-    Twig__V1__StatsReply *r = (Twig__V1__StatsReply *)reply;
-    cr_expect_str_eq(r->role, "rollout");
-    double v = NAN;
-    for (size_t i = 0; i < r->n_values; i++) {
-        if (!strcmp(r->values[i]->key, key)) {
-            v = r->values[i]->value;
-        }
-    }
-    protobuf_c_message_free_unpacked(reply, NULL);
-    rpc_client_free(cl);
-    return v;
+    fl_start(&g->fl, "127.0.0.1:0");
+    start_worker(&g->ro, &g->rp, g->ms.addr, g->fl.addr, "ro", 0);
 }
 
-/* a free port on 127.0.0.1, for a peer that starts later */
-static int reserve_port(void)
+/* rig_init, the first n_append steps appended, then worker 0 started and its quota done */
+static void rig_start(rig *g, const run_params *rp, const char *listen, int n_real, uint64_t seed,
+                      int n_append)
 {
-    rpc_server_t *s;
-    rpc_server_cfg sc = {.listen = "127.0.0.1:0"};
-    cr_assert_eq(rpc_server_init(&s, &sc, fl_methods, 0), 0, "%s", err_msg());
-    int port = rpc_server_port(s);
-    rpc_server_free(s);
-    return port;
+    rig_init(g, rp, listen, n_real, seed);
+    rig_append(g, 0, n_append);
+    rig_start_rollout(g);
+    fl_wait_quota(&g->fl, (uint64_t)n_append, 60000);
+}
+
+/* SIGTERM to the worker (if started) and the model server, both must exit 0; frees all */
+static void rig_free(rig *g)
+{
+    if (g->ro.pid) {
+        procfix_stop(&g->ro);
+    }
+    procfix_stop(&g->ms);
+    rpc_client_free(g->cl);
+    fl_free(&g->fl);
+    ed_free(&g->d);
 }
 
 /* ---- tests ---- */
@@ -389,47 +391,37 @@ static int reserve_port(void)
 Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
 {
     /* Pendulum; training points 400, 600, ...; 3 branches of 1 step per real step >= 400 */
-    run_params rp = {"Pendulum-v1", 300, 200, 3, 1, 1};
-    proc_t ms = {0}, ro = {0};
-    start_modelserver(&ms, &rp);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 700, 11), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 450, &seq);
+    run_params rp = {"Pendulum-v1", 300, 200, 3, 1, 1, NULL};
+    rig g;
+    rig_init(&g, &rp, "127.0.0.1:0", 700, 11);
+    rig_append(&g, 0, 450);
 
     /* the learner is not there yet: the worker waits for it (backoff), then goes on */
     char ln_addr[64];
-    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
-    start_rollout(&ro, &rp, ms.addr, ln_addr, "ro");
-    int64_t deadline = proc_now_ms() + 60000;
-    while (proc_now_ms() < deadline && (stat_value(ro.addr, "real_mirrored") < 450 ||
-                                        stat_value(ro.addr, "model_version") < 1)) {
-        proc_pause_ms(20);
-    }
-    cr_assert_eq(stat_value(ro.addr, "model_version"), 1, "mirrored and loaded the model");
-    int st;
-    cr_assert_eq(waitpid(ro.pid, &st, WNOHANG), 0, "a missing learner is a wait, not an exit");
-    cr_expect_eq(stat_value(ro.addr, "transitions"), 0);
-    fake_learner fl;
-    fl_init(&fl, 3, 1);
-    fl.drop_ack_every = 4;
-    fl_start(&fl, ln_addr);
+    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", procfix_free_port());
+    start_worker(&g.ro, &rp, g.ms.addr, ln_addr, "ro", 0);
+    procfix_wait_stat(g.ro.addr, "rollout", "real_mirrored", 450, 60000);
+    procfix_wait_stat(g.ro.addr, "rollout", "model_version", 1, 60000);
+    cr_assert_eq(stat_value(g.ro.addr, "model_version"), 1, "mirrored and loaded the model");
+    cr_assert(procfix_runs_for(g.ro.pid, 0), "a missing learner is a wait, not an exit");
+    cr_expect_eq(stat_value(g.ro.addr, "transitions"), 0);
+    fake_learner *fl = &g.fl;
+    fl->drop_ack_every = 4;
+    fl_start(fl, ln_addr);
 
-    fl_wait_quota(&fl, 450, 60000);
-    append_real(cl, &d, 450, 700, &seq); /* crosses the training point 600 */
-    fl_wait_quota(&fl, 700, 60000);
+    fl_wait_quota(fl, 450, 60000);
+    rig_append(&g, 450, 700); /* crosses the training point 600 */
+    fl_wait_quota(fl, 700, 60000);
 
-    pthread_mutex_lock(&fl.mu);
-    cr_expect_eq(fl.transitions, (700 - 400) * 3, "one branch of k=1 per quota slot");
-    cr_expect_eq(fl.n_rows, fl.transitions);
-    cr_expect_eq(fl.bad, 0);
-    cr_expect_gt(fl.acks_dropped, 0);
-    cr_expect_geq(fl.duplicates, fl.acks_dropped, "every lost ack was retried with its seq");
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->transitions, (700 - 400) * 3, "one branch of k=1 per quota slot");
+    cr_expect_eq(fl->n_rows, fl->transitions);
+    cr_expect_eq(fl->bad, 0);
+    cr_expect_gt(fl->acks_dropped, 0);
+    cr_expect_geq(fl->duplicates, fl->acks_dropped, "every lost ack was retried with its seq");
     uint64_t max_quota = 0;
-    for (int i = 0; i < fl.n_recs; i++) {
-        const push_rec *p = &fl.recs[i];
+    for (int i = 0; i < fl->n_recs; i++) {
+        const push_rec *p = &fl->recs[i];
         cr_expect_geq(p->model_version, 1);
         cr_expect_eq(p->policy_version, 0, "no policy yet: random actions");
         cr_expect_eq(p->seq, (uint64_t)i + 1, "seqs 1, 2, ... of one incarnation");
@@ -442,132 +434,94 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
         max_quota = p->quota_end > max_quota ? p->quota_end : max_quota;
     }
     cr_expect_eq(max_quota, 700);
-    pthread_mutex_unlock(&fl.mu);
-    cr_expect_eq(stat_value(ro.addr, "branches"), (700 - 400) * 3);
-    cr_expect_eq(stat_value(ro.addr, "transitions"), (700 - 400) * 3);
-    cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 700);
-    cr_expect_eq(stat_value(ro.addr, "quota_done"), 700);
-    cr_expect_geq(stat_value(ro.addr, "model_version"), 2);
-    cr_expect_gt(stat_value(ro.addr, "samples_per_s"), 0);
-
-    proc_stop(&ro);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
-    ed_free(&d);
+    pthread_mutex_unlock(&fl->mu);
+    cr_expect_eq(stat_value(g.ro.addr, "branches"), (700 - 400) * 3);
+    cr_expect_eq(stat_value(g.ro.addr, "transitions"), (700 - 400) * 3);
+    cr_expect_eq(stat_value(g.ro.addr, "real_mirrored"), 700);
+    cr_expect_eq(stat_value(g.ro.addr, "quota_done"), 700);
+    cr_expect_geq(stat_value(g.ro.addr, "model_version"), 2);
+    cr_expect_gt(stat_value(g.ro.addr, "samples_per_s"), 0);
+    rig_free(&g);
 }
 
 Test(rollout, branches_stop_on_termination)
 {
     /* InvertedPendulum: terminal once |angle| > 0.2; random actions topple it fast */
-    run_params rp = {"InvertedPendulum-v4", 200, 200, 4, 5, 1};
-    proc_t ms = {0}, ro = {0};
-    start_modelserver(&ms, &rp);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 300, 5), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 300, &seq);
-    fake_learner fl;
-    fl_init(&fl, 4, 1);
-    fl_start(&fl, "127.0.0.1:0");
-    start_rollout(&ro, &rp, ms.addr, fl.addr, "ro");
-    fl_wait_quota(&fl, 300, 60000);
+    run_params rp = {"InvertedPendulum-v4", 200, 200, 4, 5, 1, NULL};
+    rig g;
+    rig_start(&g, &rp, "127.0.0.1:0", 300, 5, 300);
+    fake_learner *fl = &g.fl;
 
     env_t *e;
     cr_assert_eq(env_make(&e, rp.env), 0);
     const uint64_t branches = (300 - 200) * 4;
-    pthread_mutex_lock(&fl.mu);
-    uint64_t n = fl.n_rows, n_term = 0, wrong = 0, terminal_start = 0;
+    pthread_mutex_lock(&fl->mu);
+    uint64_t n = fl->n_rows, n_term = 0, wrong = 0, terminal_start = 0;
     for (uint64_t i = 0; i < n; i++) {
         bool done_next, done_obs;
-        const float *o = fl.obs + i * 4, *nx = fl.next + i * 4;
+        const float *o = fl->obs + i * 4, *nx = fl->next + i * 4;
         float a = 0;
         env_termination(e, o, &a, nx, &done_next, 1);
         env_termination(e, o, &a, o, &done_obs, 1);
-        n_term += fl.term[i] != 0;
-        wrong += (fl.term[i] != 0) != done_next;
+        n_term += fl->term[i] != 0;
+        wrong += (fl->term[i] != 0) != done_next;
         terminal_start += done_obs; /* a branch never steps on from a terminal state */
     }
-    pthread_mutex_unlock(&fl.mu);
+    pthread_mutex_unlock(&fl->mu);
     cr_expect_eq(wrong, 0, "terminated is the env's termination of next_obs");
     cr_expect_eq(terminal_start, 0);
     cr_expect_gt(n_term, 0, "some branches terminated");
     cr_expect_leq(n_term, branches);
     cr_expect_geq(n, branches);
     cr_expect_lt(n, branches * 5, "terminated branches stop early");
-    cr_expect_eq(stat_value(ro.addr, "branches"), branches);
-    cr_expect_eq(stat_value(ro.addr, "terminated"), n_term);
-    cr_expect_eq(stat_value(ro.addr, "transitions"), n);
+    cr_expect_eq(stat_value(g.ro.addr, "branches"), branches);
+    cr_expect_eq(stat_value(g.ro.addr, "terminated"), n_term);
+    cr_expect_eq(stat_value(g.ro.addr, "transitions"), n);
     env_free(e);
-    proc_stop(&ro);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
-    ed_free(&d);
+    rig_free(&g);
 }
 
 Test(rollout, kill9_and_restart_resumes_under_a_new_source)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
-    proc_t ms = {0}, ro = {0};
-    start_modelserver(&ms, &rp);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 600, 21), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 400, &seq);
-    fake_learner fl;
-    fl_init(&fl, 3, 1);
-    fl_start(&fl, "127.0.0.1:0");
-    start_rollout(&ro, &rp, ms.addr, fl.addr, "ro");
-    fl_wait_quota(&fl, 400, 60000);
-    proc_kill9(&ro);
-    pthread_mutex_lock(&fl.mu);
-    int first_recs = fl.n_recs;
-    uint64_t first_transitions = fl.transitions;
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
+    rig g;
+    rig_start(&g, &rp, "127.0.0.1:0", 600, 21, 400);
+    fake_learner *fl = &g.fl;
+    procfix_kill9(&g.ro);
+    pthread_mutex_lock(&fl->mu);
+    int first_recs = fl->n_recs;
+    uint64_t first_transitions = fl->transitions;
     char first_source[96];
-    snprintf(first_source, sizeof first_source, "%s", fl.recs[0].source);
-    pthread_mutex_unlock(&fl.mu);
+    snprintf(first_source, sizeof first_source, "%s", fl->recs[0].source);
+    pthread_mutex_unlock(&fl->mu);
     cr_expect_eq(first_transitions, (400 - 200) * 2);
 
-    append_real(cl, &d, 400, 600, &seq);
-    start_rollout(&ro, &rp, ms.addr, fl.addr, "ro");
-    fl_wait_quota(&fl, 600, 60000);
-    pthread_mutex_lock(&fl.mu);
-    cr_expect_eq(fl.transitions, (600 - 200) * 2, "resumed at the acknowledged quota");
-    cr_expect_eq(fl.duplicates, 0);
-    cr_assert_gt(fl.n_recs, first_recs);
-    const push_rec *p = &fl.recs[first_recs];
+    rig_append(&g, 400, 600);
+    start_worker(&g.ro, &rp, g.ms.addr, fl->addr, "ro", 0);
+    fl_wait_quota(fl, 600, 60000);
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->transitions, (600 - 200) * 2, "resumed at the acknowledged quota");
+    cr_expect_eq(fl->duplicates, 0);
+    cr_assert_gt(fl->n_recs, first_recs);
+    const push_rec *p = &fl->recs[first_recs];
     cr_expect_str_neq(p->source, first_source, "a new incarnation is a new source");
     cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
     cr_expect_eq(p->seq, 1);
     cr_expect_geq(p->quota_end, 400, "its first push carries the quota it resumed from");
-    cr_expect_eq(fl.recs[fl.n_recs - 1].quota_end, 600);
-    for (int i = first_recs; i < fl.n_recs; i++) {
-        cr_expect_str_eq(fl.recs[i].source, p->source);
+    cr_expect_eq(fl->recs[fl->n_recs - 1].quota_end, 600);
+    for (int i = first_recs; i < fl->n_recs; i++) {
+        cr_expect_str_eq(fl->recs[i].source, p->source);
     }
-    pthread_mutex_unlock(&fl.mu);
-    proc_stop(&ro);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
-    ed_free(&d);
+    pthread_mutex_unlock(&fl->mu);
+    rig_free(&g);
 }
 
 Test(rollout, async_generates_continuously_with_the_learners_policy)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 2, 1};
-    proc_t ms = {0}, ro = {0};
-    start_modelserver(&ms, &rp);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 300, 31), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 300, &seq);
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 2, 1, "async"};
+    rig g;
+    rig_init(&g, &rp, "127.0.0.1:0", 300, 31);
+    rig_append(&g, 0, 300);
 
     /* a policy (hidden 32 as the run says), version 7 */
     sac_cfg sc = sac_default_cfg(3, 1);
@@ -576,159 +530,103 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
     cr_assert_eq(sac_init(&sac, &sc, 3), 0);
     nn_blob *blob = xcalloc(1, sizeof *blob);
     cr_assert_eq(policy_blob_build(blob, &sac, 7, rp.env), 0);
-    fake_learner fl;
-    fl_init(&fl, 3, 1);
-    fl.policy = blob;
-    fl_start(&fl, "127.0.0.1:0");
-
-    proc_t *p = &ro;
-    char s_env[64], s_ms[128], s_ln[128], s_pf[600];
-    snprintf(p->port_file, sizeof p->port_file, "%s/ro.port", tmp);
-    snprintf(s_env, sizeof s_env, "env=%s", rp.env);
-    snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms.addr);
-    snprintf(s_ln, sizeof s_ln, "learner_addr=%s", fl.addr);
-    snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
-    const char *argv[] = {RO_BIN,
-                          "--set",
-                          s_env,
-                          "--set",
-                          "init_steps=200",
-                          "--set",
-                          "model_train_freq=200",
-                          "--set",
-                          "pacing=async",
-                          "--set",
-                          "k_min=2",
-                          "--set",
-                          "k_max=2",
-                          "--set",
-                          s_ms,
-                          "--set",
-                          s_ln,
-                          "--set",
-                          s_pf,
-                          "--set",
-                          "hidden=32",
-                          "--chunk",
-                          "128",
-                          "--push-batch",
-                          "64",
-                          "--wait-ms",
-                          "200",
-                          "--log-level",
-                          "warn",
-                          NULL};
-    p->pid = proc_spawn(argv);
-    proc_wait_serving(p, 20000);
+    fake_learner *fl = &g.fl;
+    fl->policy = blob;
+    rig_start_rollout(&g);
 
     /* no new real steps, yet the branches keep coming (the quota of 100 real steps x 2
      * would be 200 branches) with the policy's actions once it is loaded */
-    int64_t deadline = proc_now_ms() + 60000;
+    int64_t deadline = procfix_now_ms() + 60000;
     uint64_t n = 0, tagged = 0;
-    while (proc_now_ms() < deadline) {
-        pthread_mutex_lock(&fl.mu);
-        n = fl.transitions;
-        tagged = fl.policy_pushes;
-        pthread_mutex_unlock(&fl.mu);
+    while (procfix_now_ms() < deadline) {
+        pthread_mutex_lock(&fl->mu);
+        n = fl->transitions;
+        tagged = fl->policy_pushes;
+        pthread_mutex_unlock(&fl->mu);
         if (n >= 4000 && tagged >= 5) {
             break;
         }
-        proc_pause_ms(20);
+        procfix_pause_ms(20);
     }
     cr_expect_geq(n, 4000);
     cr_expect_geq(tagged, 5, "pushes carry policy_version 7");
-    pthread_mutex_lock(&fl.mu);
-    for (uint64_t i = 0; i < fl.n_rows; i++) {
-        cr_expect(fl.act[i] >= -2.0f && fl.act[i] <= 2.0f, "action %g in env units", fl.act[i]);
-        if (fl.act[i] < -2.0f || fl.act[i] > 2.0f) {
+    pthread_mutex_lock(&fl->mu);
+    for (uint64_t i = 0; i < fl->n_rows; i++) {
+        cr_expect(fl->act[i] >= -2.0f && fl->act[i] <= 2.0f, "action %g in env units", fl->act[i]);
+        if (fl->act[i] < -2.0f || fl->act[i] > 2.0f) {
             break;
         }
     }
-    for (int i = 0; i < fl.n_recs; i++) {
-        cr_expect_eq(fl.recs[i].quota_end, 300, "async: quota_end is the mirrored end");
+    for (int i = 0; i < fl->n_recs; i++) {
+        cr_expect_eq(fl->recs[i].quota_end, 300, "async: quota_end is the mirrored end");
     }
-    pthread_mutex_unlock(&fl.mu);
-    cr_expect_eq(stat_value(ro.addr, "policy_version"), 7);
-    proc_stop(&ro);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
+    pthread_mutex_unlock(&fl->mu);
+    cr_expect_eq(stat_value(g.ro.addr, "policy_version"), 7);
+    rig_free(&g);
     nn_blob_free(blob);
     free(blob);
     sac_free(&sac);
-    ed_free(&d);
 }
 
 Test(rollout, two_workers_split_each_steps_quota)
 {
     /* R = 3 over M = 2: worker 0 takes 2 branches a step, worker 1 takes 1 */
-    run_params rp = {"Pendulum-v1", 200, 200, 3, 1, 2};
-    proc_t ms = {0}, w0 = {0}, w1 = {0};
-    start_modelserver(&ms, &rp);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 500, 41), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 500, &seq);
-    fake_learner fl;
-    fl_init(&fl, 3, 1);
-    fl_start(&fl, "127.0.0.1:0");
-    start_worker(&w0, &rp, ms.addr, fl.addr, "w0", 0);
-    start_worker(&w1, &rp, ms.addr, fl.addr, "w1", 1);
-    fl_wait_quota(&fl, 500, 60000);
-    cr_expect_eq(stat_value(w0.addr, "transitions"), (500 - 200) * 2);
+    run_params rp = {"Pendulum-v1", 200, 200, 3, 1, 2, NULL};
+    rig g;
+    rig_init(&g, &rp, "127.0.0.1:0", 500, 41);
+    rig_append(&g, 0, 500);
+    fake_learner *fl = &g.fl;
+    procfix_t w1 = {0};
+    rig_start_rollout(&g); /* worker 0 */
+    start_worker(&w1, &rp, g.ms.addr, fl->addr, "w1", 1);
+    fl_wait_quota(fl, 500, 60000);
+    cr_expect_eq(stat_value(g.ro.addr, "transitions"), (500 - 200) * 2);
     cr_expect_eq(stat_value(w1.addr, "transitions"), (500 - 200) * 1);
-    pthread_mutex_lock(&fl.mu);
-    cr_expect_eq(fl.transitions, (500 - 200) * 3);
-    cr_expect_eq(fl.n_workers, 2);
-    cr_expect_eq(fl.quota[0], 500);
-    cr_expect_eq(fl.quota[1], 500);
-    for (int i = 0; i < fl.n_recs; i++) {
-        const char *src = fl.recs[i].source;
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->transitions, (500 - 200) * 3);
+    cr_expect_eq(fl->n_workers, 2);
+    cr_expect_eq(fl->quota[0], 500);
+    cr_expect_eq(fl->quota[1], 500);
+    for (int i = 0; i < fl->n_recs; i++) {
+        const char *src = fl->recs[i].source;
         cr_expect(!strncmp(src, "rollout-0@", 10) || !strncmp(src, "rollout-1@", 10), "%s", src);
     }
-    pthread_mutex_unlock(&fl.mu);
-    proc_stop(&w0);
-    proc_stop(&w1);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
-    ed_free(&d);
+    pthread_mutex_unlock(&fl->mu);
+    procfix_stop(&w1);
+    rig_free(&g);
 }
 
 Test(rollout, missing_peers_are_a_wait_and_sigterm_exits_0)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     char ms_addr[64], ln_addr[64];
-    snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", reserve_port());
-    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", reserve_port());
-    proc_t ro = {0};
-    start_rollout(&ro, &rp, ms_addr, ln_addr, "ro");
+    snprintf(ms_addr, sizeof ms_addr, "127.0.0.1:%d", procfix_free_port());
+    snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", procfix_free_port());
+    procfix_t ro = {0};
+    start_worker(&ro, &rp, ms_addr, ln_addr, "ro", 0);
     /* nobody to talk to: it serves health and Stats, and waits */
     cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 0);
     cr_expect_eq(rpc_health_check(ro.addr, "", 2000), RPC_HEALTH_SERVING);
-    int st;
-    cr_expect_eq(waitpid(ro.pid, &st, WNOHANG), 0);
-    int64_t t0 = proc_now_ms();
-    proc_stop(&ro);
-    cr_expect_lt(proc_now_ms() - t0, 5000, "SIGTERM is served within about wait_ms");
+    cr_expect(procfix_runs_for(ro.pid, 0));
+    int64_t t0 = procfix_now_ms();
+    procfix_stop(&ro);
+    cr_expect_lt(procfix_now_ms() - t0, 5000, "SIGTERM is served within about wait_ms");
 }
 
 Test(rollout, bad_options_exit_2_naming_them)
 {
-    const char *a1[] = {RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL};
-    pid_t pid = proc_spawn(a1);
-    int st = proc_wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "index >= n_rollout: status %d", st);
-    const char *a2[] = {RO_BIN, "--chunk", "0", NULL};
-    pid = proc_spawn(a2);
-    st = proc_wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "chunk 0: status %d", st);
-    const char *a3[] = {RO_BIN, "--bogus", "1", NULL};
-    pid = proc_spawn(a3);
-    st = proc_wait_exit(pid, 20000);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "unknown flag: status %d", st);
+    static const struct {
+        const char *argv[6];
+        const char *what;
+    } bad[] = {
+        {{RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL}, "index >= n_rollout"},
+        {{RO_BIN, "--chunk", "0", NULL}, "chunk 0"},
+        {{RO_BIN, "--bogus", "1", NULL}, "unknown flag"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int code = procfix_exit_code(procfix_spawn(bad[i].argv, NULL), 20000);
+        cr_expect_eq(code, 2, "%s: exit code %d", bad[i].what, code);
+    }
 }
 
 Test(rollout, share_splits_the_quota_exactly)
@@ -746,39 +644,26 @@ Test(rollout, share_splits_the_quota_exactly)
 
 Test(rollout, modelserver_kill9_and_restart_the_worker_reconnects)
 {
-    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1};
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", reserve_port());
-    proc_t ms = {0}, ro = {0};
-    start_modelserver_on(&ms, &rp, listen);
-    ed_data d;
-    cr_assert_eq(ed_collect(&d, rp.env, 600, 51), 0);
-    rpc_client_t *cl;
-    cr_assert_eq(rpc_client_init(&cl, ms.addr, NULL), 0);
-    uint64_t seq = 1;
-    append_real(cl, &d, 0, 400, &seq);
-    fake_learner fl;
-    fl_init(&fl, 3, 1);
-    fl_start(&fl, "127.0.0.1:0");
-    start_rollout(&ro, &rp, ms.addr, fl.addr, "ro");
-    fl_wait_quota(&fl, 400, 60000);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", procfix_free_port());
+    rig g;
+    rig_start(&g, &rp, listen, 600, 51, 400);
+    fake_learner *fl = &g.fl;
 
     /* the model server dies and comes back on its data dir and port */
-    proc_kill9(&ms);
-    start_modelserver_on(&ms, &rp, listen);
-    append_real(cl, &d, 400, 600, &seq);
-    fl_wait_quota(&fl, 600, 60000);
-    pthread_mutex_lock(&fl.mu);
-    cr_expect_eq(fl.transitions, (600 - 200) * 2, "every quota slot once, across the restart");
-    cr_expect_eq(fl.bad, 0);
-    pthread_mutex_unlock(&fl.mu);
-    cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 600);
+    procfix_kill9(&g.ms);
+    start_modelserver_on(&g.ms, &rp, listen);
+    rig_append(&g, 400, 600);
+    fl_wait_quota(fl, 600, 60000);
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->transitions, (600 - 200) * 2, "every quota slot once, across the restart");
+    cr_expect_eq(fl->bad, 0);
+    pthread_mutex_unlock(&fl->mu);
+    cr_expect_eq(stat_value(g.ro.addr, "real_mirrored"), 600);
     /* the quota past 400 needs the model trained at 400, whatever version the restarted model
      * server gave it (a kill before the first blob was persisted starts the versions anew) */
-    cr_expect_geq(stat_value(ro.addr, "model_trained_on"), 400, "the model trained at 400 and on");
-    proc_stop(&ro);
-    proc_stop(&ms);
-    rpc_client_free(cl);
-    fl_free(&fl);
-    ed_free(&d);
+    cr_expect_geq(stat_value(g.ro.addr, "model_trained_on"), 400,
+                  "the model trained at 400 and on");
+    rig_free(&g);
 }

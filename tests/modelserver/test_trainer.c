@@ -13,25 +13,25 @@
 #include "env_data.h"
 #include "fixture.h"
 #include "modelserver/trainer.h"
-#include "proc.h"
+#include "tests/procfix.h"
 
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 
 #define GET_MODEL "/twig.v1.ModelServer/GetModel"
 
-static char *dir;
+static char dir[PROCFIX_DIR_LEN];
 
 static void setup(void)
 {
-    dir = fx_tmpdir();
+    procfix_tmpdir(dir, sizeof dir);
     rpc_lib_init();
 }
 
 static void teardown(void)
 {
+    procfix_reap_all();
     rpc_lib_shutdown(5000);
-    fx_rmtree(dir);
-    free(dir);
+    procfix_tmpdir_done(dir);
 }
 
 TestSuite(trainer, .init = setup, .fini = teardown, .timeout = 120);
@@ -148,13 +148,6 @@ static float stat_of(const Twig__V1__WeightBlob *b, const char *key)
     return NAN;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
 /* mean squared error of the model's mean prediction, and of "next = obs", on fresh data */
 static void model_vs_no_change(const Twig__V1__WeightBlob *blob, double *mse_model,
                                double *mse_same)
@@ -195,12 +188,12 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     /* before the first point (400): nothing, also after a short long poll */
     append_rows(&r, &d, 0, 350, &seq);
     int rc;
-    double t0 = now_ms();
+    int64_t t0 = procfix_now_ms();
     Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 300, &rc);
     cr_assert_eq(rc, 0, "%s", err_msg());
     cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
     cr_expect_null(rep->blob);
-    cr_expect_geq(now_ms() - t0, 250.0, "the long poll waited");
+    cr_expect_geq(procfix_now_ms() - t0, 250, "the long poll waited");
     protobuf_c_message_free_unpacked(&rep->base, NULL);
 
     /* reaching 400 trains version 1 on exactly those rows; a long poll parked before the
@@ -400,9 +393,10 @@ Test(trainer, bad_requests_and_options_are_refused)
 
 /* the real binary: the model it serves survives kill -9 (persisted before it is served),
  * and SIGTERM with a parked GetModel exits 0 */
-static void start_binary(proc_t *p, const char *data_dir)
+static void start_binary(procfix_t *p, const char *data_dir)
 {
     snprintf(p->port_file, sizeof p->port_file, "%s/ms.port", dir);
+    snprintf(p->log_file, sizeof p->log_file, "%s/ms.log", dir);
     unlink(p->port_file);
     const char *argv[] = {MS_BIN,
                           "--listen",
@@ -419,26 +413,17 @@ static void start_binary(proc_t *p, const char *data_dir)
                           "init_steps=300",
                           "--set",
                           "model_train_freq=200",
-                          "--set",
-                          "modelserver.ensemble_size=3",
-                          "--set",
-                          "modelserver.elites=2",
-                          "--set",
-                          "modelserver.model_hidden=32",
-                          "--set",
-                          "modelserver.model_layers=2",
-                          "--set",
-                          "modelserver.train_max_epochs=20",
+                          FX_SMALL_MODEL_ARGS,
                           NULL};
-    p->pid = proc_spawn(argv);
-    proc_wait_serving(p, 20000);
+    p->pid = procfix_spawn(argv, p->log_file);
+    procfix_wait_serving(p, 20000);
 }
 
 Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
 {
     char data_dir[600];
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
-    proc_t ms = {0};
+    procfix_t ms = {0};
     start_binary(&ms, data_dir);
     rig r = {0};
     cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
@@ -462,7 +447,7 @@ Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
     cr_expect_eq(a->blob->version, 1);
     cr_expect_eq(stat_of(a->blob, "trained_on"), 400.0f);
     rpc_client_free(r.cl);
-    proc_kill9(&ms);
+    procfix_kill9(&ms);
 
     start_binary(&ms, data_dir);
     cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
@@ -484,20 +469,20 @@ Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        proc_pause_ms(300);
+        procfix_pause_ms(300);
         kill(ms.pid, SIGTERM);
         _exit(0);
     }
     uint8_t *out = NULL;
     size_t n_out = 0;
     rpc_call_opts o = {.deadline_ms = 35000};
-    int64_t t0 = proc_now_ms();
+    int64_t t0 = procfix_now_ms();
     rc = rpc_client_unary_bytes(r.cl, &out, &n_out, GET_MODEL, buf, n, &o);
-    cr_expect_lt(proc_now_ms() - t0, 20000, "the parked call was answered at shutdown");
+    cr_expect_lt(procfix_now_ms() - t0, 20000, "the parked call was answered at shutdown");
     free(out);
     int st;
     waitpid(pid, &st, 0);
-    st = proc_wait_exit(ms.pid, 20000);
+    st = procfix_wait_status(ms.pid, 20000);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
     rpc_client_free(r.cl);
     ed_free(&d);
@@ -516,33 +501,33 @@ Test(trainer, a_running_fit_never_stalls_appends_or_get_model_and_stops_at_shutd
     uint64_t seq = 1;
     append_rows(&r, &d, 0, 400, &seq);
     trainer_status st;
-    int64_t deadline = proc_now_ms() + 20000;
-    for (trainer_get_status(&r.tr, &st); !st.training && proc_now_ms() < deadline;
+    int64_t deadline = procfix_now_ms() + 20000;
+    for (trainer_get_status(&r.tr, &st); !st.training && procfix_now_ms() < deadline;
          trainer_get_status(&r.tr, &st)) {
-        proc_pause_ms(2);
+        procfix_pause_ms(2);
     }
     cr_assert(st.training, "the fit started");
 
     /* appends and model polls go on while it runs, each answered quickly */
     for (int i = 400; i < 800; i += 50) {
-        int64_t t0 = proc_now_ms();
+        int64_t t0 = procfix_now_ms();
         append_rows(&r, &d, i, i + 50, &seq);
         int rc;
         Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 0, &rc);
         cr_assert_eq(rc, 0, "%s", err_msg());
         cr_expect_eq(rep->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
-        cr_expect_lt(proc_now_ms() - t0, 1000, "append + GetModel took %lld ms",
-                     (long long)(proc_now_ms() - t0));
+        cr_expect_lt(procfix_now_ms() - t0, 1000, "append + GetModel took %lld ms",
+                     (long long)(procfix_now_ms() - t0));
     }
     trainer_get_status(&r.tr, &st);
     cr_expect(st.training, "still fitting: the calls overlapped it");
     cr_expect_eq(reallog_end(&r.log), 800);
 
     /* shutdown ends the fit after its epoch; nothing half-trained is published */
-    int64_t t0 = proc_now_ms();
+    int64_t t0 = procfix_now_ms();
     rig_stop(&r);
-    cr_expect_lt(proc_now_ms() - t0, 5000);
+    cr_expect_lt(procfix_now_ms() - t0, 5000);
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
     cr_expect_neq(access(path, F_OK), 0, "no model.blob from an abandoned fit");
