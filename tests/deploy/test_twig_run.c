@@ -182,7 +182,7 @@ Test(twig_run, a_listen_address_in_use_is_refused_before_anything_starts, .init 
     snprintf(set, sizeof set, "learner_addr=127.0.0.1:%d", ntohs(a.sin_port));
     const char *sets[] = {set};
     pid_t pid = start_twig(sets, 1);
-    int code = wait_exit(pid, 30000);
+    int code = procfix_exit_code(pid, 30000);
     close(fd);
     const char *err = slurp("err.txt");
     cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
