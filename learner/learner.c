@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/portfile.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -151,22 +152,13 @@ static uint64_t learner_read_version_file(const learner_t *l)
 
 static int learner_write_version_file(const learner_t *l, uint64_t v)
 {
-    char text[32];
+    char text[32], p[CKPT_PATH_MAX];
     int n = snprintf(text, sizeof text, "%" PRIu64 "\n", v);
-    char tmp[CKPT_PATH_MAX], p[CKPT_PATH_MAX];
     int a = snprintf(p, sizeof p, "%s/" LEARNER_VERSION_FILE, l->cfg.checkpoint_dir);
-    int b = snprintf(tmp, sizeof tmp, "%s/" LEARNER_VERSION_FILE ".tmp", l->cfg.checkpoint_dir);
-    if (a < 0 || b < 0 || a >= (int)sizeof p || b >= (int)sizeof tmp) {
+    if (a < 0 || a >= (int)sizeof p) {
         return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
     }
-    int rc = ckpt_write_file(l->cfg.checkpoint_dir, LEARNER_VERSION_FILE ".tmp", text, (size_t)n);
-    if (rc < 0) {
-        return rc;
-    }
-    if (rename(tmp, p) != 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
+    return atomic_file_write(p, text, (size_t)n);
 }
 
 /* build the next policy version from the actor and hand it to the loop (training thread,
