@@ -13,6 +13,7 @@
 #include <grpc/grpc.h>
 #include <grpc/status.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rpc_priv.h"
@@ -76,17 +77,7 @@ int rpc_lib_shutdown(int timeout_ms)
     }
     pthread_detach(th);
 
-    if (timeout_ms < 0) {
-        timeout_ms = 0;   /* else tv_nsec could go negative: EINVAL, and the wait would spin */
-    }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_deadline_ms(timeout_ms); /* a negative timeout is now */
     pthread_mutex_lock(&u->lock);
     while (!u->done) {
         if (pthread_cond_timedwait(&u->cond, &u->lock, &until) == ETIMEDOUT) {

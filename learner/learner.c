@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/atomic_file.h"
+#include "common/clock.h"
 #include "common/portfile.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -81,13 +82,6 @@ const config_opt learner_opts[] = {
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- pacing ---- */
 
@@ -353,7 +347,7 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
 /* write checkpoint ckpt-<updates> (training thread, or the loop once it has stopped) */
 static int learner_checkpoint(learner_t *l, const char *why)
 {
-    double t0 = now_s();
+    double t0 = clock_now_s();
     bbuf_t img = {0};
     pthread_mutex_lock(&l->mu);
     learner_state_image(&img, l);
@@ -387,7 +381,7 @@ static int learner_checkpoint(learner_t *l, const char *why)
     pthread_mutex_unlock(&l->mu);
     log_info("event=checkpoint why=%s updates=%" PRIu64 " policy_version=%" PRIu64
              " real_offset=%" PRIu64 " pruned=%d ms=%.0f",
-             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (now_s() - t0));
+             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (clock_now_s() - t0));
     return 0;
 }
 
@@ -475,14 +469,7 @@ static int learner_restore(learner_t *l)
 /* sleep up to ms unless stopping; returns true when stopping */
 static bool learner_nap(learner_t *l, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_deadline_ms(ms);
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
         if (pthread_cond_timedwait(&l->cv_stop, &l->mu, &ts) == ETIMEDOUT) {
@@ -664,7 +651,7 @@ static void *learner_train_main(void *arg)
     learner_t *l = arg;
     nn_gemm_set_threads(l->cfg.threads);
     int B = l->cfg.batch_size;
-    double t_rate = now_s();
+    double t_rate = clock_now_s();
     uint64_t u_rate = 0;
     bool waiting = false;
     pthread_mutex_lock(&l->mu);
@@ -711,7 +698,7 @@ static void *learner_train_main(void *arg)
         l->stats = st;
         uint64_t u = l->updates;
         if (u % 64 == 0) {
-            double t = now_s();
+            double t = clock_now_s();
             if (t - t_rate >= 1.0) {
                 l->updates_per_s = (double)(u - u_rate) / (t - t_rate);
                 t_rate = t;

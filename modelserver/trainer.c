@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/atomic_file.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -53,13 +54,6 @@ typedef struct trainer_waiter {
     struct timespec deadline; /* CLOCK_MONOTONIC */
     struct trainer_waiter *next;
 } trainer_waiter;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const trainer_cfg *cfg,
                           int n_obs, int n_act)
@@ -341,11 +335,11 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     /* a continued fit re-expresses the weights under the refitted normaliser; a new
      * ensemble's random weights are left as drawn */
     t->tr.cfg.keep_function = t->ens_fitted;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     ensemble_train_report rep;
     rc = ensemble_train(&t->ens, &t->tr, &t->rng, &rep, t->obs, t->act, t->next_obs, t->reward,
                         (int)end);
-    double secs = now_s() - t0;
+    double secs = clock_now_s() - t0;
     if (rc < 0) {
         return rc;
     }
@@ -501,13 +495,7 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
     trainer_waiter *w = xcalloc(1, sizeof *w);
     w->call = call;
     w->have_version = q->have_version;
-    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-    w->deadline.tv_sec += wait / 1000;
-    w->deadline.tv_nsec += (wait % 1000) * 1000000L;
-    if (w->deadline.tv_nsec >= 1000000000L) {
-        w->deadline.tv_sec++;
-        w->deadline.tv_nsec -= 1000000000L;
-    }
+    w->deadline = clock_deadline_ms(wait);
     w->next = t->waiters;
     t->waiters = w;
     pthread_cond_broadcast(&t->cv_wait);
