@@ -24,7 +24,6 @@
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
 #define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */
 
-static const char *const actor_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define A(field) offsetof(actor_cfg, field)
 const config_opt actor_opts[] = {
@@ -62,7 +61,7 @@ const config_opt actor_opts[] = {
      "cap on real env steps per second, as a robot's control rate would set it (async runs "
      "use it to stand for real time); 0: no cap", NULL},
     {"log_level", CFG_ENUM, A(log_level), "info", 0, 0, "debug, info, warn or error",
-     actor_level_names},
+     log_level_names},
 };
 #undef A
 const int actor_n_opts = (int)(sizeof actor_opts / sizeof actor_opts[0]);

@@ -35,7 +35,6 @@
 #define LEARNER_STATE_FILE "state.bin"
 #define LEARNER_VERSION_FILE "policy_version"
 
-static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define L(field) offsetof(learner_cfg, field)
 const config_opt learner_opts[] = {
@@ -78,7 +77,8 @@ const config_opt learner_opts[] = {
      "on SIGTERM, calls in flight get this long to finish", NULL},
     {"log_every", CFG_INT, L(log_every), "1000", 0, 1e9,
      "SAC updates between progress lines; 0: none", NULL},
-    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error", level_names},
+    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error",
+     log_level_names},
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);

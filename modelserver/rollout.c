@@ -31,7 +31,6 @@
 #define ROLLOUT_RATE_WINDOW_S 2.0  /* samples_per_s is measured over about this long */
 #define ROLLOUT_BACKOFF_MS 50      /* first wait after a failed call */
 
-static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define C(field) offsetof(rollout_cfg, field)
 const config_opt rollout_opts[] = {
@@ -51,7 +50,7 @@ const config_opt rollout_opts[] = {
      "RPC deadline on top of a long poll", NULL},
     {"backoff_max_ms", CFG_INT, C(backoff_max_ms), "2000", 10, 60000,
      "cap of the retry backoff when a peer is missing", NULL},
-    {"log_level", CFG_ENUM, C(log_level), "info", 0, 0, "log level", level_names},
+    {"log_level", CFG_ENUM, C(log_level), "info", 0, 0, "log level", log_level_names},
 };
 #undef C
 const int rollout_n_opts = (int)(sizeof rollout_opts / sizeof rollout_opts[0]);
