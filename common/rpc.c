@@ -157,9 +157,8 @@ int rpc_err_to_status(int rc)
     case -EEXIST:
         return GRPC_STATUS_ALREADY_EXISTS;
     case -EPERM:
+    case -EACCES: /* "Permission denied"; twig has no authentication to fail */
         return GRPC_STATUS_PERMISSION_DENIED;
-    case -EACCES:
-        return GRPC_STATUS_UNAUTHENTICATED;
     case -ERANGE:
         return GRPC_STATUS_OUT_OF_RANGE;
     default:
