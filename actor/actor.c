@@ -1094,11 +1094,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     a->run = *run;
     a->cfg = *cfg;
     pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&a->cv);
     atomic_init(&a->stop, 0);
 
     if (cfg->index >= run->n_actors) {

@@ -6,12 +6,14 @@
  *
  *     uint64_t end = clock_now_ms() + 500;          // a deadline in ms
  *     double t0 = clock_now_s();                    // seconds, for rates and durations
- *     struct timespec dl = clock_deadline_ms(250);  // for pthread_cond_timedwait on a
- *     pthread_cond_timedwait(&cv, &mu, &dl);        // condvar set to CLOCK_MONOTONIC
+ *     clock_cond_init(&cv);                         // a condvar timed on this clock
+ *     struct timespec dl = clock_deadline_ms(250);  // its absolute deadline 250 ms ahead
+ *     pthread_cond_timedwait(&cv, &mu, &dl);
  */
 #ifndef TWIG_CLOCK_H
 #define TWIG_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -49,6 +51,17 @@ static inline struct timespec clock_deadline_ms(int64_t ms)
         ts.tv_nsec -= CLOCK_NS_PER_S;
     }
     return ts;
+}
+
+/* init a condvar whose timed waits take clock_deadline_ms deadlines (pthread_cond_destroy
+ * ends it as usual) */
+static inline void clock_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 #endif

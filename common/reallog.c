@@ -852,11 +852,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     lg->dir = xstrdup(o->dir);
     pthread_mutex_init(&lg->mu, NULL);
     pthread_cond_init(&lg->cv_work, NULL);
-    pthread_condattr_t ca; /* cv_room's timed waits run on the monotonic clock */
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&lg->cv_room, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&lg->cv_room); /* timed waits (reallog_wait_room) */
     lg->q_tail = &lg->q_head;
 
     int rc = mkdir_parents(lg->dir);

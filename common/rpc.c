@@ -61,11 +61,7 @@ int rpc_lib_shutdown(int timeout_ms)
 {
     lib_unload *u = xcalloc(1, sizeof *u);
     pthread_mutex_init(&u->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&u->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&u->cond);
     u->refs = 2;
     pthread_t th;
     if (pthread_create(&th, NULL, lib_unload_main, u) != 0) {

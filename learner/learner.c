@@ -748,11 +748,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->cfg = *cfg;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv_train, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv_stop, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&l->cv_stop);
     dedup_init(&l->push_dedup, LEARNER_MAX_SOURCES);
     dedup_init(&l->eval_dedup, LEARNER_MAX_SOURCES);
     if (!l->cfg.listen[0]) {

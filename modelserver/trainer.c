@@ -527,13 +527,9 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     t->log = log;
     t->dir = xstrdup(dir);
     atomic_init(&t->stop, 0);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv_train, NULL);
-    pthread_cond_init(&t->cv_wait, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&t->cv_wait);
     t->mu_ready = 1;
     rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
     t->end = reallog_end(log);
