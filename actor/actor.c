@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
@@ -23,7 +24,6 @@
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
 #define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */
 
-static const char *const actor_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define A(field) offsetof(actor_cfg, field)
 const config_opt actor_opts[] = {
@@ -61,7 +61,7 @@ const config_opt actor_opts[] = {
      "cap on real env steps per second, as a robot's control rate would set it (async runs "
      "use it to stand for real time); 0: no cap", NULL},
     {"log_level", CFG_ENUM, A(log_level), "info", 0, 0, "debug, info, warn or error",
-     actor_level_names},
+     log_level_names},
 };
 #undef A
 const int actor_n_opts = (int)(sizeof actor_opts / sizeof actor_opts[0]);
@@ -166,33 +166,19 @@ void actor_batch_to_msg(Twig__V1__TransitionBatch *m, const actor_batch_t *b, co
 
 /* ---- time, waits, backoff ---- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* wait on a->cv for at most ms (a->mu held); any broadcast ends it early */
 static void actor_wait_locked(actor_t *a, uint64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000u);
-    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_deadline_ms((int64_t)ms);
     pthread_cond_timedwait(&a->cv, &a->mu, &ts);
 }
 
 /* sleep ms unless stop comes first (a->mu not held); true if stop was asked */
 static bool actor_pause(actor_t *a, uint64_t ms)
 {
-    uint64_t end = now_ms() + ms;
+    uint64_t end = clock_now_ms() + ms;
     pthread_mutex_lock(&a->mu);
-    for (uint64_t t = now_ms(); !atomic_load(&a->stop) && t < end; t = now_ms()) {
+    for (uint64_t t = clock_now_ms(); !atomic_load(&a->stop) && t < end; t = clock_now_ms()) {
         actor_wait_locked(a, end - t);
     }
     pthread_mutex_unlock(&a->mu);
@@ -318,7 +304,7 @@ static void *actor_pusher_main(void *arg)
         if (a->ring_n == 0) {
             break;
         }
-        if (atomic_load(&a->stop) && now_ms() >= a->flush_deadline_ms) {
+        if (atomic_load(&a->stop) && clock_now_ms() >= a->flush_deadline_ms) {
             log_warn("event=flush_gave_up pending_batches=%d", a->ring_n);
             break;
         }
@@ -398,8 +384,8 @@ static void *actor_pusher_main(void *arg)
                      err_name(rc), err_msg());
         }
         uint64_t wait = backoff_next(&bo);
-        uint64_t end = now_ms() + wait;
-        for (uint64_t t = now_ms(); t < end; t = now_ms()) {
+        uint64_t end = clock_now_ms() + wait;
+        for (uint64_t t = clock_now_ms(); t < end; t = clock_now_ms()) {
             if (atomic_load(&a->stop) && t >= a->flush_deadline_ms) {
                 break;
             }
@@ -491,7 +477,7 @@ static void *actor_puller_main(void *arg)
     bool up = true; /* so a learner missing from the start is logged once */
     uint64_t have = 0;
     while (!atomic_load(&a->stop)) {
-        uint64_t t0 = now_ms();
+        uint64_t t0 = clock_now_ms();
         int rc = 0;
 
         /* the oldest eval result waiting for the learner */
@@ -541,7 +527,7 @@ static void *actor_puller_main(void *arg)
         }
         uint64_t end = t0 + period;
         pthread_mutex_lock(&a->mu);
-        for (uint64_t t = now_ms(); !atomic_load(&a->stop) && t < end; t = now_ms()) {
+        for (uint64_t t = clock_now_ms(); !atomic_load(&a->stop) && t < end; t = clock_now_ms()) {
             if ((a->pace_waiting && !waiting) || (a->evalq_n > 0 && !has_eval && rc == 0)) {
                 break; /* pacing started to wait, or an eval arrived: go now */
             }
@@ -622,7 +608,7 @@ static bool actor_pace_wait(actor_t *a, uint64_t steps)
             break;
         }
         if (t0 == 0) {
-            t0 = now_ms();
+            t0 = clock_now_ms();
             a->pace_waiting = true;
             a->st.pace_waits++;
             pthread_cond_broadcast(&a->cv);
@@ -633,7 +619,7 @@ static bool actor_pace_wait(actor_t *a, uint64_t steps)
     }
     if (t0 != 0) {
         a->pace_waiting = false;
-        a->st.pace_wait_s += (double)(now_ms() - t0) / 1000.0;
+        a->st.pace_wait_s += (double)(clock_now_ms() - t0) / 1000.0;
     }
     pthread_mutex_unlock(&a->mu);
     return !atomic_load(&a->stop);
@@ -684,7 +670,7 @@ static bool actor_evaluate(actor_t *a, uint64_t seq, uint64_t steps)
     uint64_t version = a->pol.version;
     double sum = 0, sum2 = 0;
     int n = a->run.eval_episodes;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     bool stopped = false;
     for (int e = 0; e < n && !stopped; e++) {
         env_reset(a->eval_env, a->run.seed + a->cfg.eval_seed_offset + (uint64_t)e, obs);
@@ -718,7 +704,7 @@ static bool actor_evaluate(actor_t *a, uint64_t seq, uint64_t steps)
     double sd = var > 0 ? sqrt(var) : 0;
     log_info("event=eval seq=%" PRIu64 " real_steps=%" PRIu64 " policy_version=%" PRIu64
              " episodes=%d return_mean=%.3f return_std=%.3f wall_ms=%" PRIu64,
-             seq, steps, version, n, mean, sd, now_ms() - t0);
+             seq, steps, version, n, mean, sd, clock_now_ms() - t0);
     actor_eval_item it = {.seq = seq,
                           .real_steps = steps,
                           .policy_version = version,
@@ -959,7 +945,7 @@ static void *actor_stepper_main(void *arg)
         }
 
         if (period_ms > 0) {
-            double now = (double)now_ms();
+            double now = (double)clock_now_ms();
             if (next_due_ms > now) {
                 if (actor_pause(a, (uint64_t)ceil(next_due_ms - now))) {
                     break;
@@ -1068,7 +1054,7 @@ static void actor_shutdown(actor_t *a)
     a->shutting_down = true;
     log_info("event=shutdown");
     pthread_mutex_lock(&a->mu);
-    a->flush_deadline_ms = now_ms() + (uint64_t)a->cfg.flush_ms;
+    a->flush_deadline_ms = clock_now_ms() + (uint64_t)a->cfg.flush_ms;
     atomic_store(&a->stop, 1);
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
@@ -1108,11 +1094,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     a->run = *run;
     a->cfg = *cfg;
     pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&a->cv);
     atomic_init(&a->stop, 0);
 
     if (cfg->index >= run->n_actors) {

@@ -20,8 +20,6 @@ typedef struct bench_figure {
     bench_fn *run;
 } bench_figure;
 
-/* seconds on the monotonic clock */
-double bench_now(void);
 /* median of v[0..n) (sorts v) */
 double bench_median(double *v, int n);
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/msg.h"
@@ -40,13 +41,6 @@
 #define B_ACT 6
 #define BLOB_BYTES (10u << 20)
 #define BLOB_PULLS 40
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- one batch of the benchmark's shape, sent many times with new seqs ---- */
 
@@ -170,9 +164,9 @@ static int server_start(server_proc *s, const char *fsync)
               "--port-file", port_file, "--fsync", fsync, "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
-    double deadline = now_s() + 20;
+    double deadline = clock_now_s() + 20;
     int port = 0;
-    while (now_s() < deadline && port == 0) {
+    while (clock_now_s() < deadline && port == 0) {
         FILE *f = fopen(port_file, "r");
         if (f) {
             if (fscanf(f, "%d", &port) != 1) {
@@ -220,8 +214,8 @@ static void *unary_main(void *p)
     bench_batch *b = xmalloc(sizeof *b);
     bench_batch_init(b, u->src);
     rpc_call_opts o = {.deadline_ms = 30000};
-    double end = now_s() + u->seconds;
-    for (uint64_t seq = 1; now_s() < end; seq++) {
+    double end = clock_now_s() + u->seconds;
+    for (uint64_t seq = 1; clock_now_s() < end; seq++) {
         b->v.seq = seq;
         Twig__V1__TransitionBatch m;
         msg_batch_from_view(&m, &b->v);
@@ -245,7 +239,7 @@ static double run_unary(const char *addr, int threads, double seconds, int src0)
 {
     pthread_t th[16];
     unary_arg a[16];
-    double t0 = now_s();
+    double t0 = clock_now_s();
     for (int t = 0; t < threads; t++) {
         a[t] = (unary_arg){.addr = addr, .src = src0 + t, .seconds = seconds};
         pthread_create(&th[t], NULL, unary_main, &a[t]);
@@ -255,7 +249,7 @@ static double run_unary(const char *addr, int threads, double seconds, int src0)
         pthread_join(th[t], NULL);
         n += a[t].batches;
     }
-    return (double)n * B_COUNT / (now_s() - t0);
+    return (double)n * B_COUNT / (clock_now_s() - t0);
 }
 
 /* transitions/s of one client stream, timed until its reply (everything durable) */
@@ -267,10 +261,10 @@ static double run_stream(const char *addr, double seconds, int src)
     bench_batch_init(b, src);
     rpc_call_opts o = {.deadline_ms = 120000};
     rpc_stream_t *st = NULL;
-    double t0 = now_s(), end = t0 + seconds;
+    double t0 = clock_now_s(), end = t0 + seconds;
     uint64_t n = 0;
     int rc = rpc_client_stream_open(cl, &st, "/twig.v1.ModelServer/AppendRealStream", &o);
-    while (rc == 0 && now_s() < end) {
+    while (rc == 0 && clock_now_s() < end) {
         for (int k = 0; k < 64 && rc == 0; k++) {
             b->v.seq = ++n;
             Twig__V1__TransitionBatch m;
@@ -282,7 +276,7 @@ static double run_stream(const char *addr, double seconds, int src)
     if (st) {
         rc = rpc_stream_finish(st, &r, &twig__v1__append_real_stream_reply__descriptor);
     }
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     if (rc < 0) {
         fprintf(stderr, "bench_rpc: stream: %s\n", err_msg());
         n = 0;
@@ -306,9 +300,9 @@ static double run_fetch(const char *addr, double seconds, uint32_t max_count, ui
     rpc_client_init(&cl, addr, NULL);
     rpc_call_opts o = {.deadline_ms = 30000};
     uint64_t from = 0, rows = 0;
-    double t0 = now_s(), end = t0 + seconds;
+    double t0 = clock_now_s(), end = t0 + seconds;
     *end_out = 0;
-    while (now_s() < end) {
+    while (clock_now_s() < end) {
         Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
         q.from_offset = from;
         q.max_count = max_count;
@@ -325,7 +319,7 @@ static double run_fetch(const char *addr, double seconds, uint32_t max_count, ui
         from = n ? from + n : 0;
         protobuf_c_message_free_unpacked(r, NULL);
     }
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     rpc_client_free(cl);
     return (double)rows / dt;
 }
@@ -361,10 +355,10 @@ static int run_blob(const char *addr, double *p50, double *p99)
     for (int i = 0; i < BLOB_PULLS && rc == 0; i++) {
         Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
         ProtobufCMessage *r = NULL;
-        double t0 = now_s();
+        double t0 = clock_now_s();
         rc = rpc_client_unary(cl, &r, "/twig.v1.Bench/GetBlob", &q.base,
                               &twig__v1__weight_blob__descriptor, &o);
-        lat[i] = (now_s() - t0) * 1e3;
+        lat[i] = (clock_now_s() - t0) * 1e3;
         if (rc == 0) {
             const Twig__V1__WeightBlob *w = (const Twig__V1__WeightBlob *)r;
             if (i == 0 && (w->data.len != BLOB_BYTES ||

@@ -47,13 +47,6 @@ static const bench_cmd cmds[] = {
      "env steps/s per MuJoCo env next to bare mj_step x frame_skip"},
 };
 
-double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -11,22 +11,29 @@
 
 #define CLI_KEY_MAX 256
 
-static int apply_flag(const config_table *t, int n, const char *section, const char *name,
-                      const char *value)
+/* --flag VALUE (flag as typed, key its name with '_' for '-'): the process's section's key if
+ * it has one, else the top-level key; a bad value's error names the flag */
+static int apply_flag(const config_table *t, int n, const char *section, const char *flag,
+                      const char *key, const char *value)
 {
-    char key[CLI_KEY_MAX];
+    int rc = -ENOENT;
     if (section) {
-        snprintf(key, sizeof key, "%s.%s", section, name);
-        int rc = config_set(t, n, key, value);
-        if (rc != -ENOENT) {
-            return rc;
-        }
+        char full[CLI_KEY_MAX];
+        snprintf(full, sizeof full, "%s.%s", section, key);
+        rc = config_set(t, n, full, value);
     }
-    int rc = config_set(t, n, name, value);
     if (rc == -ENOENT) {
-        return err_set(-EINVAL, "unknown flag --%s (see --help)", name);
+        rc = config_set(t, n, key, value);
     }
-    return rc;
+    if (rc == -ENOENT) {
+        return err_set(-EINVAL, "unknown flag --%s (see --help)", flag);
+    }
+    if (rc < 0) {
+        char detail[CLI_KEY_MAX * 2];
+        snprintf(detail, sizeof detail, "%s", err_msg());
+        return err_set(rc, "--%s '%s': %s", flag, value, detail);
+    }
+    return 0;
 }
 
 /* "sec.key" where sec is a run section no table here owns: another process's option */
@@ -119,12 +126,14 @@ int cli_parse(const config_table *t, int n, const char *section, int argc, char 
             snprintf(flag, sizeof flag, "%s", name);
             value = argv[++i];
         }
-        for (char *p = flag; *p; p++) {   /* --data-dir is data_dir */
+        char key[sizeof flag];
+        snprintf(key, sizeof key, "%s", flag);
+        for (char *p = key; *p; p++) {   /* --data-dir is data_dir */
             if (*p == '-') {
                 *p = '_';
             }
         }
-        rc = apply_flag(t, n, section, flag, value);
+        rc = apply_flag(t, n, section, flag, key, value);
         if (rc < 0) {
             return rc;
         }

@@ -143,7 +143,15 @@ static int config_apply(const config_opt *o, void *base, const char *key, const 
                 return 0;
             }
         }
-        return err_set(-EINVAL, "%s: '%s' is not one of the choices", key, value);
+        {
+            char list[256] = "";
+            size_t at = 0;
+            for (int i = 0; o->choices && o->choices[i] && at < sizeof list; i++) {
+                at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "",
+                                       o->choices[i]);
+            }
+            return err_set(-EINVAL, "%s: '%s' is not one of %s", key, value, list);
+        }
     }
     return err_set(-EINVAL, "%s: unknown option type", key);
 }

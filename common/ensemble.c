@@ -2,14 +2,12 @@
 #include "common/ensemble.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/mem.h"
@@ -1347,64 +1345,6 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     return rc;
 }
 
-/* buf(n) to path through path.tmp, fsync and rename; 0 or -errno */
-static int write_file_atomic(const char *path, const uint8_t *buf, size_t n)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        return err_set(-ENAMETOOLONG, "path too long: %s", path);
-    }
-    int rc = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        return err_set(-errno, "open %s: %s", tmp, strerror(errno));
-    }
-    if (fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = err_set(-(errno ? errno : EIO), "write %s: %s", tmp, strerror(errno));
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        rc = err_set(-errno, "close %s: %s", tmp, strerror(errno));
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = err_set(-errno, "rename %s -> %s: %s", tmp, path, strerror(errno));
-    }
-    if (rc < 0) {
-        unlink(tmp);
-    }
-    return rc;
-}
-
-/* the whole file into *buf (owned by the caller), at most ENSEMBLE_FILE_MAX bytes */
-static int read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        return err_set(-errno, "open %s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int rc = err_set(-errno, "stat %s: %s", path, strerror(errno));
-        fclose(f);
-        return rc;
-    }
-    if (st.st_size < 0 || (unsigned long long)st.st_size > ENSEMBLE_FILE_MAX) {
-        fclose(f);
-        return err_set(TWIG_ECORRUPT, "%s: size %lld is not that of an ensemble file", path,
-                       (long long)st.st_size);
-    }
-    size_t n = (size_t)st.st_size;
-    *buf = xmalloc(n ? n : 1);
-    size_t got = fread(*buf, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        free(*buf);
-        *buf = NULL;
-        return err_set(-EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
-    }
-    *len = n;
-    return 0;
-}
-
 /* prefix the thread's error detail with the path */
 static int with_path(int rc, const char *path)
 {
@@ -1418,7 +1358,7 @@ int ensemble_save_file(const ensemble_t *e, const char *path)
     size_t n = ensemble_image_size(e);
     uint8_t *buf = xmalloc(n);
     ensemble_image_write(buf, e);
-    int rc = write_file_atomic(path, buf, n);
+    int rc = atomic_file_write(path, buf, n);
     free(buf);
     return rc;
 }
@@ -1427,7 +1367,7 @@ int ensemble_load_file(ensemble_t *e, const char *path)
 {
     uint8_t *buf = NULL;
     size_t n = 0;
-    int rc = read_file(path, &buf, &n);
+    int rc = atomic_file_read(&buf, &n, path, ENSEMBLE_FILE_MAX);
     if (rc < 0) {
         return rc;
     }
@@ -1518,7 +1458,7 @@ int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t,
     size_t n = ensemble_trainer_image_size(e);
     uint8_t *buf = xmalloc(n);
     ensemble_trainer_image_write(buf, e, t);
-    int rc = write_file_atomic(path, buf, n);
+    int rc = atomic_file_write(path, buf, n);
     free(buf);
     return rc;
 }
@@ -1527,7 +1467,7 @@ int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const
 {
     uint8_t *buf = NULL;
     size_t n = 0;
-    int rc = read_file(path, &buf, &n);
+    int rc = atomic_file_read(&buf, &n, path, ENSEMBLE_FILE_MAX);
     if (rc < 0) {
         return rc;
     }

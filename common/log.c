@@ -17,7 +17,7 @@ static struct {
     log_level level;
 } log_cfg = {"twig", LOG_LEVEL_INFO};
 
-static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 void log_init(const char *role, log_level level)
 {

@@ -20,6 +20,9 @@ typedef enum log_level {
 /* role: short process name ("modelserver"); copied. level: lowest level printed */
 void log_init(const char *role, log_level level);
 
+/* the level names by log_level, NULL-terminated: the choices of a CFG_ENUM log_level option */
+extern const char *const log_level_names[];
+
 /* parse "debug", "info", "warn", "error"; returns 0 or -EINVAL */
 int log_level_parse(const char *s, log_level *out);
 

@@ -1,14 +1,12 @@
 /* nn_mlp.c - the MLP: one block each for params, grads and Adam moments, tensors pointed in
  * from a size table; forward/backward over a batch with whole-batch GEMMs; checkpoint images */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/mem.h"
@@ -463,80 +461,20 @@ int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const void *
     size_t n = mlp_image_size(nets, n_nets, n_extra);
     uint8_t *buf = xmalloc(n);
     mlp_image_write(buf, nets, n_nets, extra, n_extra);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-        free(buf);
-        return err_set(-ENAMETOOLONG, "nn save: path too long");
-    }
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = err_set(-errno, "nn save: open %s: %s", tmp, strerror(errno));
-        free(buf);
-        return rc;
-    }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, buf + done, n - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = err_set(w < 0 ? -errno : -EIO, "nn save: write %s failed", tmp);
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (rc == 0 && fsync(fd) != 0) {
-        rc = err_set(-errno, "nn save: fsync %s: %s", tmp, strerror(errno));
-    }
-    close(fd);
+    int rc = atomic_file_write(path, buf, n);
     free(buf);
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = err_set(-errno, "nn save: rename to %s: %s", path, strerror(errno));
-    }
-    if (rc < 0) {
-        unlink(tmp);
-    }
     return rc;
 }
 
 int mlp_load_file(const char *path, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_set(-errno, "nn load: open %s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int rc = err_set(-errno, "nn load: stat %s: %s", path, strerror(errno));
-        close(fd);
+    uint8_t *buf;
+    size_t n;
+    int rc = atomic_file_read(&buf, &n, path, MLP_MAX_FILE);
+    if (rc < 0) {
         return rc;
     }
-    if (st.st_size < 0 || (size_t)st.st_size > MLP_MAX_FILE) {
-        close(fd);
-        return err_set(TWIG_ETOOBIG, "nn load: %s is %lld bytes, limit %zu", path,
-                       (long long)st.st_size, MLP_MAX_FILE);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = xmalloc(n ? n : 1);
-    size_t done = 0;
-    int rc = 0;
-    while (done < n) {
-        ssize_t r = read(fd, buf + done, n - done);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            rc = err_set(r < 0 ? -errno : TWIG_ECORRUPT, "nn load: short read of %s", path);
-            break;
-        }
-        done += (size_t)r;
-    }
-    close(fd);
-    if (rc == 0) {
-        rc = mlp_image_read(buf, n, nets, n_nets, extra, n_extra);
-    }
+    rc = mlp_image_read(buf, n, nets, n_nets, extra, n_extra);
     free(buf);
     return rc;
 }

@@ -1,9 +1,9 @@
 /* portfile.h - tell a parent process which port a server bound.
  *
  * A server started on port 0 writes the port it got to a file given on its command line;
- * the writer goes through a temporary file and rename(2), so a reader polling the path sees
- * either nothing or the whole number, never a partial write. Tests and launchers read it
- * instead of guessing a free port. */
+ * the writer goes through atomic_file_write (temporary file, fsync, rename), so a reader
+ * polling the path sees either nothing or the whole number, never a partial write. Tests and
+ * launchers read it instead of guessing a free port. */
 #ifndef TWIG_PORTFILE_H
 #define TWIG_PORTFILE_H
 

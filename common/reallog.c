@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -851,7 +852,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     lg->dir = xstrdup(o->dir);
     pthread_mutex_init(&lg->mu, NULL);
     pthread_cond_init(&lg->cv_work, NULL);
-    pthread_cond_init(&lg->cv_room, NULL);
+    clock_cond_init(&lg->cv_room); /* timed waits (reallog_wait_room) */
     lg->q_tail = &lg->q_head;
 
     int rc = mkdir_parents(lg->dir);
@@ -1059,14 +1060,7 @@ uint64_t reallog_batch_bytes(const tbatch_t *b)
 
 int reallog_wait_room(reallog_t *lg, uint64_t bytes, int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = clock_deadline_ms(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&lg->mu);
     while (lg->failed == 0 && !lg->stopping && lg->q_bytes > 0 &&

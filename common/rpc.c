@@ -13,6 +13,7 @@
 #include <grpc/grpc.h>
 #include <grpc/status.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rpc_priv.h"
@@ -60,11 +61,7 @@ int rpc_lib_shutdown(int timeout_ms)
 {
     lib_unload *u = xcalloc(1, sizeof *u);
     pthread_mutex_init(&u->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&u->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&u->cond);
     u->refs = 2;
     pthread_t th;
     if (pthread_create(&th, NULL, lib_unload_main, u) != 0) {
@@ -76,17 +73,7 @@ int rpc_lib_shutdown(int timeout_ms)
     }
     pthread_detach(th);
 
-    if (timeout_ms < 0) {
-        timeout_ms = 0;   /* else tv_nsec could go negative: EINVAL, and the wait would spin */
-    }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_deadline_ms(timeout_ms); /* a negative timeout is now */
     pthread_mutex_lock(&u->lock);
     while (!u->done) {
         if (pthread_cond_timedwait(&u->cond, &u->lock, &until) == ETIMEDOUT) {
@@ -166,9 +153,8 @@ int rpc_err_to_status(int rc)
     case -EEXIST:
         return GRPC_STATUS_ALREADY_EXISTS;
     case -EPERM:
+    case -EACCES: /* "Permission denied"; twig has no authentication to fail */
         return GRPC_STATUS_PERMISSION_DENIED;
-    case -EACCES:
-        return GRPC_STATUS_UNAUTHENTICATED;
     case -ERANGE:
         return GRPC_STATUS_OUT_OF_RANGE;
     default:

@@ -23,6 +23,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rng.h"
@@ -57,13 +58,6 @@ struct rpc_stream {
 };
 
 /* ---- helpers ---- */
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static gpr_timespec deadline_in(int64_t ms)
 {
@@ -279,7 +273,7 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
                                                            : RPC_DEFAULT_MAX_ATTEMPTS;
     int64_t backoff = o.backoff_ms > 0 ? o.backoff_ms : RPC_DEFAULT_BACKOFF_MS;
     int64_t backoff_max = o.backoff_max_ms > 0 ? o.backoff_max_ms : RPC_DEFAULT_BACKOFF_MAX_MS;
-    int64_t end = now_ms() + total;
+    int64_t end = (int64_t)clock_now_ms() + total;
 
     int rc = 0;
     int k = 0;
@@ -287,7 +281,7 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
         /* a buffer per attempt: gRPC core may take the slices of a sent message, so a reused
          * buffer would go out empty on the retry */
         grpc_byte_buffer *bb = bb_from_bytes(req, n_req);
-        rc = unary_once(cl, reply, n_reply, path, bb, end - now_ms(), o.wait_for_ready);
+        rc = unary_once(cl, reply, n_reply, path, bb, end - (int64_t)clock_now_ms(), o.wait_for_ready);
         grpc_byte_buffer_destroy(bb);
         k++;
         if (rc == 0 || !retryable(rc) || k >= attempts) {
@@ -304,7 +298,7 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
         pthread_mutex_lock(&cl->rng_lock);
         int64_t pause = b / 2 + (int64_t)(rng_uniform_f64(&cl->rng) * (double)(b - b / 2));
         pthread_mutex_unlock(&cl->rng_lock);
-        if (now_ms() + pause >= end) {
+        if ((int64_t)clock_now_ms() + pause >= end) {
             break;  /* the next attempt would start past the deadline */
         }
         sleep_ms(pause);
@@ -543,16 +537,16 @@ int rpc_wait_serving(const char *addr, int deadline_ms)
     if (rc < 0) {
         return rc;
     }
-    int64_t end = now_ms() + deadline_ms;
+    int64_t end = (int64_t)clock_now_ms() + deadline_ms;
     char last[256] = "no probe finished";
-    for (int64_t left = deadline_ms; left > 0; left = end - now_ms()) {
+    for (int64_t left = deadline_ms; left > 0; left = end - (int64_t)clock_now_ms()) {
         rc = client_health(cl, "", left < RPC_PROBE_MAX_MS ? (int)left : RPC_PROBE_MAX_MS, true);
         if (rc == RPC_HEALTH_SERVING) {
             rpc_client_free(cl);
             return 0;
         }
         snprintf(last, sizeof last, "%s", err_msg());
-        if (end - now_ms() > RPC_POLL_MS) {
+        if (end - (int64_t)clock_now_ms() > RPC_POLL_MS) {
             sleep_ms(RPC_POLL_MS);
         }
     }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "proto/twig.pb-c.h"
@@ -18,13 +19,6 @@
 const char monitor_metrics_header[] =
     "real_steps,wall_s,eval_return_mean,eval_return_std,updates,synthetic_samples,"
     "policy_version,model_version,eval_policy_version,achieved_utd,model_holdout_loss\n";
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void set_state(monitor_t *m, monitor_state s)
 {
@@ -85,20 +79,20 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
 /* every process answers health within the start-up timeout */
 static int wait_healthy(monitor_t *m)
 {
-    uint64_t deadline = now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
+    uint64_t deadline = clock_now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
     for (int i = 0; i < m->plan->n_procs; i++) {
         const plan_proc *p = &m->plan->procs[i];
         for (;;) {
             if (atomic_load(&m->stop)) {
                 return TWIG_ECANCELLED;
             }
-            uint64_t probe_start = now_ms();
+            uint64_t probe_start = clock_now_ms();
             int rc = rpc_health_check(p->addr, "", MONITOR_HEALTH_PROBE_MS);
             if (rc == RPC_HEALTH_SERVING) {
                 log_info("event=healthy proc=%s addr=%s", p->name, p->addr);
                 break;
             }
-            if (now_ms() >= deadline) {
+            if (clock_now_ms() >= deadline) {
                 snprintf(m->failure, sizeof m->failure, "%s at %s not healthy after %d ms: %s",
                          p->name, p->addr, m->launcher->startup_timeout_ms,
                          rc < 0 ? err_msg() : "NOT_SERVING");
@@ -106,7 +100,7 @@ static int wait_healthy(monitor_t *m)
             }
             /* a refused connection fails in well under a millisecond: pause before the next
              * probe whatever the answer, or start-up becomes a busy loop of new channels */
-            uint64_t took = now_ms() - probe_start;
+            uint64_t took = clock_now_ms() - probe_start;
             if (took < MONITOR_HEALTH_POLL_MS) {
                 usleep((useconds_t)(MONITOR_HEALTH_POLL_MS - took) * 1000);
             }
@@ -248,7 +242,7 @@ static void print_progress(monitor_t *m, const monitor_snapshot *s)
 static void monitor_main(void *arg)
 {
     monitor_t *m = arg;
-    m->started_ms = now_ms();
+    m->started_ms = clock_now_ms();
     if (wait_healthy(m) < 0) {
         if (!atomic_load(&m->stop)) {
             set_state(m, MONITOR_FAILED);
@@ -257,13 +251,13 @@ static void monitor_main(void *arg)
     }
     set_state(m, MONITOR_RUNNING);
     monitor_snapshot s = m->last;
-    uint64_t prev_ms = now_ms();
+    uint64_t prev_ms = clock_now_ms();
     monitor_snapshot prev = s;
     int ticks = 0;
     while (!atomic_load(&m->stop)) {
         poll_counters(m, &s);
         poll_evals(m, &s);
-        uint64_t t = now_ms();
+        uint64_t t = clock_now_ms();
         double dt = (double)(t - prev_ms) / 1000.0;
         if (dt > 0) {
             s.updates_per_s = monitor_rate_per_s(s.updates, prev.updates, dt);
@@ -302,7 +296,7 @@ static void monitor_main(void *arg)
         }
         /* sleep the rest of the interval in small steps so a stop is seen quickly */
         uint64_t until = t + (uint64_t)m->launcher->progress_interval_ms;
-        while (!atomic_load(&m->stop) && now_ms() < until) {
+        while (!atomic_load(&m->stop) && clock_now_ms() < until) {
             usleep(20 * 1000);
         }
     }

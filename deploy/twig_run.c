@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/atomic_file.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -294,21 +295,22 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
 static void on_proc_start(supervise_t *s, int index)
 {
     launcher_t *L = s->data;
-    char path[PLAN_PATH_MAX + 32], tmp[PLAN_PATH_MAX + 32];
+    char path[PLAN_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/procs.tsv", L->run_dir);
-    snprintf(tmp, sizeof tmp, "%s/procs.tsv.tmp", L->run_dir);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        log_warn("event=procs_file_failed path=%s err=%s", tmp, strerror(errno));
-        return;
-    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    TWIG_ASSERT(f);
     fprintf(f, "name\tpid\tstarts\trunning\n");
     for (int i = 0; i < s->n_procs; i++) {
         const supervise_proc *p = &s->procs[i];
         fprintf(f, "%s\t%d\t%d\t%d\n", p->name, p->pid, p->starts, p->running ? 1 : 0);
     }
     fclose(f);
-    rename(tmp, path);
+    if (atomic_file_write(path, text, len) < 0) {
+        log_warn("event=procs_file_failed path=%s detail=\"%s\"", path, err_msg());
+    }
+    free(text);
     if (s->procs[index].restarts > 0) {
         fprintf(stderr, "twig: %s restarted (pid %d, restart %d)\n", s->procs[index].name,
                 s->procs[index].pid, s->procs[index].restarts);

@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,25 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/err.h"
 #include "common/mem.h"
 
 #define CKPT_PREFIX "ckpt-"
 #define CKPT_TMP_PREFIX ".tmp-ckpt-"
-
-static int fsync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_set(-errno, "open %s: %s", path, strerror(errno));
-    }
-    int rc = 0;
-    if (fsync(fd) != 0) {
-        rc = err_set(-errno, "fsync %s: %s", path, strerror(errno));
-    }
-    close(fd);
-    return rc;
-}
+#define CKPT_FILE_MAX ((size_t)1 << 40) /* no real limit: a file is as large as the state */
 
 /* remove a directory with plain files in it */
 static int remove_tree(const char *path)
@@ -192,65 +179,12 @@ int ckpt_write_file(const char *dir, const char *file, const void *data, size_t 
     if (snprintf(p, sizeof p, "%s/%s", dir, file) >= (int)sizeof p) {
         return err_set(-ENAMETOOLONG, "checkpoint file path is too long");
     }
-    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return err_set(-errno, "create %s: %s", p, strerror(errno));
-    }
-    int rc = 0;
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, (const uint8_t *)data + done, n - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = err_set(w < 0 ? -errno : -EIO, "write %s failed", p);
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (rc == 0 && fsync(fd) != 0) {
-        rc = err_set(-errno, "fsync %s: %s", p, strerror(errno));
-    }
-    close(fd);
-    return rc;
+    return atomic_file_write(p, data, n);
 }
 
 int ckpt_read_file(const char *path, uint8_t **data, size_t *n)
 {
-    *data = NULL;
-    *n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_set(-errno, "open %s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int rc = err_set(-errno, "stat %s: %s", path, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = xmalloc(len ? len : 1);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t r = read(fd, buf + done, len - done);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            break;
-        }
-        done += (size_t)r;
-    }
-    close(fd);
-    if (done != len) {
-        free(buf);
-        return err_set(-EIO, "read %s: short read", path);
-    }
-    *data = buf;
-    *n = len;
-    return 0;
+    return atomic_file_read(data, n, path, CKPT_FILE_MAX);
 }
 
 int ckpt_commit(const char *dir, uint64_t id)
@@ -258,14 +192,15 @@ int ckpt_commit(const char *dir, uint64_t id)
     char tmp[CKPT_PATH_MAX], final[CKPT_PATH_MAX];
     int rc;
     if ((rc = tmp_path(tmp, sizeof tmp, dir, id)) < 0 ||
-        (rc = ckpt_path(final, sizeof final, dir, id, NULL)) < 0 || (rc = fsync_path(tmp)) < 0) {
+        (rc = ckpt_path(final, sizeof final, dir, id, NULL)) < 0 ||
+        (rc = atomic_file_sync_dir(tmp)) < 0) {
         return rc;
     }
     remove_tree(final); /* an older checkpoint of the same id (e.g. a final one) */
     if (rename(tmp, final) != 0) {
         return err_set(-errno, "rename %s -> %s: %s", tmp, final, strerror(errno));
     }
-    return fsync_path(dir);
+    return atomic_file_sync_dir(dir);
 }
 
 int ckpt_remove(const char *dir, uint64_t id)

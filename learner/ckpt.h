@@ -32,10 +32,10 @@ int ckpt_path(char *out, size_t n, const char *dir, uint64_t id, const char *fil
 /* create the temp directory for checkpoint id (replacing a stale one); its path into tmp */
 int ckpt_begin(char *tmp, size_t n, const char *dir, uint64_t id);
 
-/* write dir/file with data, fsync it. 0 or -errno */
+/* write dir/file with data through common/atomic_file (tmp, fsync, rename). 0 or -errno */
 int ckpt_write_file(const char *dir, const char *file, const void *data, size_t n);
 
-/* whole file into *data (owned, free) of *n bytes. 0 or -errno */
+/* whole file into *data (owned, free) of *n bytes (common/atomic_file). 0 or -errno */
 int ckpt_read_file(const char *path, uint8_t **data, size_t *n);
 
 /* fsync the temp directory, rename it to ckpt-<id> (replacing an older one of that id),

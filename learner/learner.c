@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
+#include "common/clock.h"
 #include "common/portfile.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -33,7 +35,6 @@
 #define LEARNER_STATE_FILE "state.bin"
 #define LEARNER_VERSION_FILE "policy_version"
 
-static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define L(field) offsetof(learner_cfg, field)
 const config_opt learner_opts[] = {
@@ -76,17 +77,11 @@ const config_opt learner_opts[] = {
      "on SIGTERM, calls in flight get this long to finish", NULL},
     {"log_every", CFG_INT, L(log_every), "1000", 0, 1e9,
      "SAC updates between progress lines; 0: none", NULL},
-    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error", level_names},
+    {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error",
+     log_level_names},
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- pacing ---- */
 
@@ -151,22 +146,13 @@ static uint64_t learner_read_version_file(const learner_t *l)
 
 static int learner_write_version_file(const learner_t *l, uint64_t v)
 {
-    char text[32];
+    char text[32], p[CKPT_PATH_MAX];
     int n = snprintf(text, sizeof text, "%" PRIu64 "\n", v);
-    char tmp[CKPT_PATH_MAX], p[CKPT_PATH_MAX];
     int a = snprintf(p, sizeof p, "%s/" LEARNER_VERSION_FILE, l->cfg.checkpoint_dir);
-    int b = snprintf(tmp, sizeof tmp, "%s/" LEARNER_VERSION_FILE ".tmp", l->cfg.checkpoint_dir);
-    if (a < 0 || b < 0 || a >= (int)sizeof p || b >= (int)sizeof tmp) {
+    if (a < 0 || a >= (int)sizeof p) {
         return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
     }
-    int rc = ckpt_write_file(l->cfg.checkpoint_dir, LEARNER_VERSION_FILE ".tmp", text, (size_t)n);
-    if (rc < 0) {
-        return rc;
-    }
-    if (rename(tmp, p) != 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
+    return atomic_file_write(p, text, (size_t)n);
 }
 
 /* build the next policy version from the actor and hand it to the loop (training thread,
@@ -361,7 +347,7 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
 /* write checkpoint ckpt-<updates> (training thread, or the loop once it has stopped) */
 static int learner_checkpoint(learner_t *l, const char *why)
 {
-    double t0 = now_s();
+    double t0 = clock_now_s();
     bbuf_t img = {0};
     pthread_mutex_lock(&l->mu);
     learner_state_image(&img, l);
@@ -395,7 +381,7 @@ static int learner_checkpoint(learner_t *l, const char *why)
     pthread_mutex_unlock(&l->mu);
     log_info("event=checkpoint why=%s updates=%" PRIu64 " policy_version=%" PRIu64
              " real_offset=%" PRIu64 " pruned=%d ms=%.0f",
-             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (now_s() - t0));
+             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (clock_now_s() - t0));
     return 0;
 }
 
@@ -483,14 +469,7 @@ static int learner_restore(learner_t *l)
 /* sleep up to ms unless stopping; returns true when stopping */
 static bool learner_nap(learner_t *l, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_deadline_ms(ms);
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
         if (pthread_cond_timedwait(&l->cv_stop, &l->mu, &ts) == ETIMEDOUT) {
@@ -672,7 +651,7 @@ static void *learner_train_main(void *arg)
     learner_t *l = arg;
     nn_gemm_set_threads(l->cfg.threads);
     int B = l->cfg.batch_size;
-    double t_rate = now_s();
+    double t_rate = clock_now_s();
     uint64_t u_rate = 0;
     bool waiting = false;
     pthread_mutex_lock(&l->mu);
@@ -719,7 +698,7 @@ static void *learner_train_main(void *arg)
         l->stats = st;
         uint64_t u = l->updates;
         if (u % 64 == 0) {
-            double t = now_s();
+            double t = clock_now_s();
             if (t - t_rate >= 1.0) {
                 l->updates_per_s = (double)(u - u_rate) / (t - t_rate);
                 t_rate = t;
@@ -769,11 +748,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->cfg = *cfg;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv_train, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv_stop, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&l->cv_stop);
     dedup_init(&l->push_dedup, LEARNER_MAX_SOURCES);
     dedup_init(&l->eval_dedup, LEARNER_MAX_SOURCES);
     if (!l->cfg.listen[0]) {

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
@@ -30,7 +31,6 @@
 #define ROLLOUT_RATE_WINDOW_S 2.0  /* samples_per_s is measured over about this long */
 #define ROLLOUT_BACKOFF_MS 50      /* first wait after a failed call */
 
-static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define C(field) offsetof(rollout_cfg, field)
 const config_opt rollout_opts[] = {
@@ -50,17 +50,10 @@ const config_opt rollout_opts[] = {
      "RPC deadline on top of a long poll", NULL},
     {"backoff_max_ms", CFG_INT, C(backoff_max_ms), "2000", 10, 60000,
      "cap of the retry backoff when a peer is missing", NULL},
-    {"log_level", CFG_ENUM, C(log_level), "info", 0, 0, "log level", level_names},
+    {"log_level", CFG_ENUM, C(log_level), "info", 0, 0, "log level", log_level_names},
 };
 #undef C
 const int rollout_n_opts = (int)(sizeof rollout_opts / sizeof rollout_opts[0]);
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int rollout_share(int rollouts_per_step, int index, int n_workers)
 {
@@ -271,7 +264,7 @@ static int model_refresh(rollout_t *r, int wait_ms)
  * policy we have (random before the first) */
 static void policy_refresh(rollout_t *r)
 {
-    double now = mono_s();
+    double now = clock_now_s();
     if (now - r->policy_checked < ROLLOUT_POLICY_EVERY_S) {
         return;
     }
@@ -367,7 +360,7 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
         if (rc == 0) {
             protobuf_c_message_free_unpacked(rep, NULL);
             peer_ok(&peer);
-            double now = mono_s();
+            double now = clock_now_s();
             pthread_mutex_lock(&r->stats_mu);
             r->stats.transitions += c;
             r->stats.pushes++;
@@ -566,7 +559,7 @@ static void *rollout_thread(void *arg)
 void rollout_get_stats(rollout_t *r, rollout_stats *st)
 {
     pthread_mutex_lock(&r->stats_mu);
-    double now = mono_s(), elapsed = now - r->rate_t0;
+    double now = clock_now_s(), elapsed = now - r->rate_t0;
     if (elapsed >= 0.05 && (r->stats.samples_per_s == 0 || elapsed >= 2 * ROLLOUT_RATE_WINDOW_S)) {
         /* the first window still running, or no push for a while (the rate decays) */
         r->stats.samples_per_s = (double)(r->stats.transitions - r->rate_n0) / elapsed;
@@ -708,7 +701,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     if (cfg->port_file[0] && (rc = portfile_write(cfg->port_file, r->port)) < 0) {
         return rc;
     }
-    r->rate_t0 = mono_s();
+    r->rate_t0 = clock_now_s();
     log_info("event=started source_id=%s index=%d n_rollout=%d share=%d pacing=%s env=%s "
              "modelserver=%s learner=%s port=%d chunk=%d push_batch=%d",
              r->source_id, cfg->index, run->n_rollout, r->share,

@@ -2,17 +2,16 @@
 #include "modelserver/trainer.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "common/atomic_file.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -55,13 +54,6 @@ typedef struct trainer_waiter {
     struct timespec deadline; /* CLOCK_MONOTONIC */
     struct trainer_waiter *next;
 } trainer_waiter;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const trainer_cfg *cfg,
                           int n_obs, int n_act)
@@ -110,49 +102,12 @@ static int path_join(char *out, size_t n, const char *dir, const char *name)
     return 0;
 }
 
-/* write bytes to DIR/model.blob atomically: tmp, fsync, rename, fsync DIR */
+/* write bytes to DIR/model.blob atomically */
 static int blob_write_file(const char *dir, const uint8_t *buf, size_t n)
 {
-    char path[4096], tmp[4200];
+    char path[4096];
     int rc = path_join(path, sizeof path, dir, TRAINER_BLOB_FILE);
-    if (rc < 0) {
-        return rc;
-    }
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return err_set(-errno, "create %s: %s", tmp, strerror(errno));
-    }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, buf + done, n - done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = err_set(w < 0 ? -errno : -EIO, "write %s: %s", tmp, strerror(errno));
-            close(fd);
-            return rc;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) < 0) {
-        rc = err_set(-errno, "fsync %s: %s", tmp, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        return err_set(-errno, "rename %s: %s", tmp, strerror(errno));
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) < 0) {
-            rc = err_set(-errno, "fsync %s: %s", dir, strerror(errno));
-        }
-        close(dfd);
-    }
-    return rc;
+    return rc < 0 ? rc : atomic_file_write(path, buf, n);
 }
 
 /* read DIR/model.blob: 0 with *out (owned) set, 1 when there is none, < 0 on an error */
@@ -164,31 +119,19 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
     if (rc < 0) {
         return rc;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return errno == ENOENT ? 1 : err_set(-errno, "open %s: %s", path, strerror(errno));
+    uint8_t *buf;
+    size_t n;
+    rc = atomic_file_read(&buf, &n, path, RPC_DEFAULT_MAX_MSG_BYTES);
+    if (rc == -ENOENT) {
+        return 1;
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (off_t)RPC_DEFAULT_MAX_MSG_BYTES) {
-        close(fd);
-        return err_set(TWIG_ECORRUPT, "%s: size %lld is not a model blob", path,
-                       (long long)st.st_size);
+    if (rc < 0) {
+        return rc;
     }
-    size_t n = (size_t)st.st_size, done = 0;
-    uint8_t *buf = xmalloc(n);
-    while (done < n) {
-        ssize_t r = read(fd, buf + done, n - done);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            free(buf);
-            close(fd);
-            return err_set(r < 0 ? -errno : TWIG_ECORRUPT, "read %s failed", path);
-        }
-        done += (size_t)r;
+    if (n == 0) {
+        free(buf);
+        return err_set(TWIG_ECORRUPT, "%s is empty, not a model blob", path);
     }
-    close(fd);
     Twig__V1__WeightBlob *msg = twig__v1__weight_blob__unpack(NULL, n, buf);
     free(buf);
     if (!msg) {
@@ -392,11 +335,11 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
     /* a continued fit re-expresses the weights under the refitted normaliser; a new
      * ensemble's random weights are left as drawn */
     t->tr.cfg.keep_function = t->ens_fitted;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     ensemble_train_report rep;
     rc = ensemble_train(&t->ens, &t->tr, &t->rng, &rep, t->obs, t->act, t->next_obs, t->reward,
                         (int)end);
-    double secs = now_s() - t0;
+    double secs = clock_now_s() - t0;
     if (rc < 0) {
         return rc;
     }
@@ -552,13 +495,7 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
     trainer_waiter *w = xcalloc(1, sizeof *w);
     w->call = call;
     w->have_version = q->have_version;
-    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-    w->deadline.tv_sec += wait / 1000;
-    w->deadline.tv_nsec += (wait % 1000) * 1000000L;
-    if (w->deadline.tv_nsec >= 1000000000L) {
-        w->deadline.tv_sec++;
-        w->deadline.tv_nsec -= 1000000000L;
-    }
+    w->deadline = clock_deadline_ms(wait);
     w->next = t->waiters;
     t->waiters = w;
     pthread_cond_broadcast(&t->cv_wait);
@@ -590,13 +527,9 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     t->log = log;
     t->dir = xstrdup(dir);
     atomic_init(&t->stop, 0);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv_train, NULL);
-    pthread_cond_init(&t->cv_wait, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&t->cv_wait);
     t->mu_ready = 1;
     rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
     t->end = reallog_end(log);
