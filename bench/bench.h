@@ -11,6 +11,7 @@ typedef struct bench_opts {
     int iters;       /* units per repetition (0: the figure's default) */
     int warmup;      /* untimed units first (-1: the figure's default) */
     bool check_only; /* run the correctness check, skip the timing */
+    int threads;     /* OpenBLAS threads (the processes' learner.threads, train_threads) */
 } bench_opts;
 
 typedef int bench_fn(const bench_opts *o);

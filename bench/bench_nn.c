@@ -182,11 +182,11 @@ int bench_sac_update(const bench_opts *o)
     double fl = sac_flops(SAC_OBS, SAC_ACT, SAC_HID, SAC_BATCH);
     printf("{\"bench\":\"sac_update\",\"name\":\"sac_update\",\"impl\":\"twig\",\"per_s\":%.1f,"
            "\"rate\":%.1f,\"min\":%.1f,\"max\":%.1f,\"ms_per_update\":%.3f,"
-           "\"mflop_per_update\":%.2f,\"achieved_gflops\":%.2f,\"threads\":1,"
+           "\"mflop_per_update\":%.2f,\"achieved_gflops\":%.2f,\"threads\":%d,"
            "\"openblas_core\":\"%s\",\"obs\":%d,\"act\":%d,\"hidden\":%d,\"batch\":%d,"
            "\"reps\":%d,\"updates_per_rep\":%d,\"check_max_rel_err\":%.3g,"
            "\"q_loss\":%.4g}\n",
-           med, med, lo, hi, 1e3 / med, fl / 1e6, fl * med / 1e9, nn_gemm_core_name(), SAC_OBS,
+           med, med, lo, hi, 1e3 / med, fl / 1e6, fl * med / 1e9, o->threads, nn_gemm_core_name(), SAC_OBS,
            SAC_ACT, SAC_HID, SAC_BATCH, reps, iters, worst, s.stats.q_loss);
     fflush(stdout);
     sac_free(&s);

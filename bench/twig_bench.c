@@ -1,6 +1,7 @@
 /* twig_bench.c - twig-bench: figures of twig's hot paths, one JSON line each.
  *
- * usage: twig-bench SUBCOMMAND [--reps N] [--iters N] [--warmup N] [--check-only] [FIGURE...]
+ * usage: twig-bench SUBCOMMAND [--reps N] [--iters N] [--warmup N] [--threads N] [--check-only]
+ *        [FIGURE...]
  *   nn   sac_update (and the ensemble's figures): learning-core throughput on one core
  * With FIGURE names only those run. Each figure checks its results against a naive reference
  * before timing and exits nonzero on a mismatch, so a benchmark command may change the BLAS
@@ -61,7 +62,7 @@ double bench_median(double *v, int n)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: twig-bench SUBCOMMAND [--reps N] [--iters N] [--warmup N] "
+    fprintf(f, "usage: twig-bench SUBCOMMAND [--reps N] [--iters N] [--warmup N] [--threads N] "
                "[--check-only] [FIGURE...]\n");
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         fprintf(f, "  %-6s %s:", cmds[i].name, cmds[i].help);
@@ -101,7 +102,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    bench_opts o = {.reps = 7, .iters = 0, .warmup = -1, .check_only = false};
+    bench_opts o = {.reps = 7, .iters = 0, .warmup = -1, .check_only = false, .threads = 1};
     const char *only[16];
     int n_only = 0;
     for (int i = 2; i < argc; i++) {
@@ -116,6 +117,10 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--warmup") == 0) {
             if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, 0, 1000000, &o.warmup) < 0) {
+                return 2;
+            }
+        } else if (strcmp(a, "--threads") == 0) {
+            if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, 1, 256, &o.threads) < 0) {
                 return 2;
             }
         } else if (strcmp(a, "--check-only") == 0) {
@@ -137,7 +142,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    nn_gemm_set_threads(1);
+    nn_gemm_set_threads(o.threads);
     int rc = 0;
     for (int f = 0; f < cmd->n_figures; f++) {
         bool run = n_only == 0;
