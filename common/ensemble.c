@@ -110,6 +110,10 @@ static int train_cfg_check(const ensemble_train_cfg *c, int n_linear)
     if (c->max_holdout < 1) {
         return err_set(-EINVAL, "ensemble max_holdout is %d, expected >= 1", c->max_holdout);
     }
+    if (c->min_epochs < 0 || c->min_epochs > c->max_epochs) {
+        return err_set(-EINVAL, "ensemble min_epochs %d must be in 0..max_epochs (%d)",
+                       c->min_epochs, c->max_epochs);
+    }
     if (c->patience < 1 || c->max_epochs < 1) {
         return err_set(-EINVAL, "ensemble patience %d and max_epochs %d must be >= 1", c->patience,
                        c->max_epochs);
@@ -1142,7 +1146,7 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
             }
         }
         since_update = improved ? 0 : since_update + 1;
-        if (since_update >= t->cfg.patience) {
+        if (since_update >= t->cfg.patience && epoch + 1 >= t->cfg.min_epochs) {
             rep->stopped_early = true;
             break;
         }

@@ -75,6 +75,7 @@ typedef struct ensemble_train_cfg {
     int patience;                            /* epochs without improvement, 5 */
     float improve_ratio;                     /* relative improvement that counts, 0.01 */
     int max_epochs;                          /* hard bound on one ensemble_train call */
+    int min_epochs;                          /* patience may stop a fit only after these */
     bool keep_function; /* the weights come from an earlier fit: when ensemble_train refits
                          * the normaliser, re-express them so training starts from the same
                          * function (ensemble_renormalise) instead of a rescaled one */

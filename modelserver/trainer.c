@@ -35,6 +35,8 @@ const config_opt trainer_opts[] = {
      "at most this many holdout rows (MBPO 5000)", NULL},
     {"patience", CFG_INT, T(patience), "5", 1, 1000,
      "epochs without a 1% holdout gain before a fit stops (MBPO 5)", NULL},
+    {"min_epochs", CFG_INT, T(min_epochs), "0", 0, 1000000,
+     "epochs every fit trains before patience may stop it (MBPO's rule amounts to 7)", NULL},
     {"model_batch", CFG_INT, T(model_batch), "256", 1, 65536,
      "rows per member per Adam step (MBPO 256)", NULL},
     {"model_lr", CFG_FLOAT, T(model_lr), "1e-3", 1e-7, 1, "ensemble Adam learning rate", NULL},
@@ -68,6 +70,7 @@ void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const traine
     tc->holdout_ratio = cfg->holdout_ratio;
     tc->max_holdout = cfg->max_holdout;
     tc->patience = cfg->patience;
+    tc->min_epochs = cfg->min_epochs;
     tc->batch = cfg->model_batch;
     tc->lr = cfg->model_lr;
 }
@@ -507,6 +510,11 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
 
 static int trainer_cfg_check(const trainer_cfg *c)
 {
+    if (c->min_epochs > c->train_max_epochs) {
+        return err_set(-EINVAL,
+                       "modelserver.min_epochs (%d) exceeds modelserver.train_max_epochs (%d)",
+                       c->min_epochs, c->train_max_epochs);
+    }
     if (c->elites > c->ensemble_size) {
         return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
                        c->elites, c->ensemble_size);
