@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/err.h"
 
@@ -119,5 +121,32 @@ int run_cfg_check(const run_cfg *r)
         return err_set(-EINVAL, "init_steps (%llu) leaves nothing of real_steps (%llu)",
                        (unsigned long long)r->init_steps, (unsigned long long)r->real_steps);
     }
+    return 0;
+}
+
+int run_addr_split(char *host, size_t host_n, int *port, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr) {
+        return err_set(-EINVAL, "address '%s' is not HOST:PORT", addr);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
+        return err_set(-EINVAL, "address '%s': the port must be a number 0..65535", addr);
+    }
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= host_n) {
+        return err_set(-EINVAL, "address '%s': the host is empty or too long", addr);
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
     return 0;
 }

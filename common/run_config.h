@@ -80,4 +80,9 @@ uint64_t run_synthetic_capacity(const run_cfg *r, int k);
 /* cross-option checks the table cannot express (k_min <= k_max, ...); 0 or -EINVAL */
 int run_cfg_check(const run_cfg *r);
 
+/* "HOST:PORT" or "[V6]:PORT" (how every address of a run is written): the host, brackets
+ * removed, into host[host_n] and the port (0..65535) into *port; 0, or -EINVAL with err_msg
+ * naming addr */
+int run_addr_split(char *host, size_t host_n, int *port, const char *addr);
+
 #endif

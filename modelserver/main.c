@@ -73,17 +73,10 @@ static int ms_bad(const char *what)
 /* "HOST:PORT" with a non-empty host and a port 0..65535 ("[::1]:80" works too) */
 static int check_listen(const char *s)
 {
-    char why[RUN_ADDR_MAX + 64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) {
-        snprintf(why, sizeof why, "--listen '%s' is not HOST:PORT", s);
-        return ms_bad(why);
-    }
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || port < 0 || port > 65535) {
-        snprintf(why, sizeof why, "--listen '%s': port must be a number 0..65535", s);
+    char host[RUN_ADDR_MAX + 1], why[RUN_ADDR_MAX + 160];
+    int port;
+    if (run_addr_split(host, sizeof host, &port, s) < 0) {
+        snprintf(why, sizeof why, "--listen: %s", err_msg());
         return ms_bad(why);
     }
     return 0;
