@@ -1068,18 +1068,16 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
     }
     shuffle_ints(rng, perm, N);
     const int *train_rows = perm + n_hold;
+    /* the stats block starts with in_mu, in_sd, out_mu, out_sd (ensemble_init) */
+    float *old = NULL;
     if (t->cfg.keep_function) {
-        size_t n_stats = 2 * (size_t)(I + J);
-        float *old = xmalloc(n_stats * sizeof(float));
-        memcpy(old, e->in_mu, (size_t)I * sizeof(float));
-        memcpy(old + I, e->in_sd, (size_t)I * sizeof(float));
-        memcpy(old + 2 * I, e->out_mu, (size_t)J * sizeof(float));
-        memcpy(old + 2 * I + J, e->out_sd, (size_t)J * sizeof(float));
-        ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
+        old = xmalloc(2 * (size_t)(I + J) * sizeof(float));
+        memcpy(old, e->in_mu, 2 * (size_t)(I + J) * sizeof(float));
+    }
+    ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
+    if (old) {
         ensemble_renormalise(e, old, old + I, old + 2 * I, old + 2 * I + J);
         free(old);
-    } else {
-        ensemble_fit_normaliser(e, obs, act, next_obs, reward, train_rows, n_train);
     }
 
     /* the standardised data set, holdout rows first */
