@@ -4,10 +4,7 @@
 # steps, wall seconds, eval return, updates, synthetic samples, rates since the previous
 # line) for comparison with MBPO's published curve (docs/results.md).
 #
-# OpenBLAS: the machine's OPENBLAS_CORETYPE picks AVX2 kernels at half speed. This script
-# runs the processes without it (and without OPENBLAS_L2_SIZE), after `twig-bench nn
-# --check-only` has checked, under the same environment, that SAC updates, ensemble training
-# steps and rollouts through BLAS match a plain reference GEMM.
+# OpenBLAS runs on its own core detection after a check against a plain GEMM (run-env.sh).
 #
 # usage: bench/learning-mujoco.sh [BUILD_DIR] [CONFIG] [REAL_STEPS] [SEED] [EVAL_EVERY]
 #        (defaults: build, configs/halfcheetah.yaml, 30000, 1, 1000)
@@ -21,19 +18,11 @@ every=${5:-1000}
 name=$(basename "$config" .yaml)
 out=runs/bench-$name-s$seed-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$(dirname "$out")"
-pb=${PORT_BASE:-7100}
-if [ "${BLAS_ENV:-unset}" = keep ]; then
-    run_env=""
-else
-    run_env="-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
-fi
-# shellcheck disable=SC2086
-env $run_env "$build/bench/twig-bench" nn --check-only > /dev/null
+. "$(dirname "$0")/run-env.sh"   # $ports, $run_env (PORT_BASE, BLAS_ENV)
 # shellcheck disable=SC2086
 env $run_env "$build/deploy/twig" run "$config" --run-dir "$out" --set seed="$seed" \
     --set real_steps="$steps" --set eval_every="$every" --set eval_episodes=5 \
-    --set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2)) \
-    --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40)) \
+    $ports \
     > "$out.out" 2>&1 || echo "run $out failed, see $out.out" >&2
 awk -F, -v env="$name" -v seed="$seed" 'NR > 1 {
     dt = $2 - w; dsteps = $1 - s

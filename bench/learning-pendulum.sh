@@ -12,11 +12,8 @@ sac_steps=${3:-20000}
 out=runs/bench-pendulum-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 bar=-250
-# PORT_BASE (default 7100): the run's ports, so a second benchmark can run beside a run on the
-# default ones (model server PORT_BASE+1, learner +2, actors +10.., rollout workers +40..)
-pb=${PORT_BASE:-7100}
-ports="--set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2))
-       --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40))"
+BLAS_ENV=keep   # the published Pendulum figures ran with the machine's OpenBLAS settings
+. "$(dirname "$0")/run-env.sh"   # $ports (PORT_BASE)
 
 # first real step count whose eval mean reaches the bar, or "-"; final return; wall seconds
 summarise() {

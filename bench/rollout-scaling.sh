@@ -9,9 +9,7 @@
 # arriving at the learner, SAC updates/s, and their ratios to the first M.
 #
 # usage: bench/rollout-scaling.sh [BUILD_DIR] [WORKER_COUNTS] [RATE]
-#        (defaults: build, "1 2 4", 50); PORT_BASE as in the other scripts. OpenBLAS runs
-#        without the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE after `twig-bench nn
-#        --check-only` passed under the same environment; BLAS_ENV=keep keeps them.
+#        (defaults: build, "1 2 4", 50); PORT_BASE and BLAS_ENV as in run-env.sh
 set -eu
 build=${1:-build}
 counts=${2:-"1 2 4"}
@@ -20,18 +18,7 @@ out=runs/bench-rollout-scaling-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 init=5000
 steps=9999
-# PORT_BASE (default 7100): the run's ports, so a second benchmark can run beside a run on the
-# default ones (model server PORT_BASE+1, learner +2, actors +10.., rollout workers +40..)
-pb=${PORT_BASE:-7100}
-ports="--set modelserver_addr=127.0.0.1:$((pb + 1)) --set learner_addr=127.0.0.1:$((pb + 2))
-       --set launcher.actor_base_port=$((pb + 10)) --set launcher.rollout_base_port=$((pb + 40))"
-if [ "${BLAS_ENV:-unset}" = keep ]; then
-    run_env=""
-else
-    run_env="-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
-fi
-# shellcheck disable=SC2086
-env $run_env "$build/bench/twig-bench" nn --check-only > /dev/null
+. "$(dirname "$0")/run-env.sh"   # $ports, $run_env (PORT_BASE, BLAS_ENV)
 base_synth=""
 base_upd=""
 for m in $counts; do
