@@ -73,10 +73,10 @@ static int ms_bad(const char *what)
 /* "HOST:PORT" with a non-empty host and a port 0..65535 ("[::1]:80" works too) */
 static int check_listen(const char *s)
 {
-    char host[RUN_ADDR_MAX + 1], why[RUN_ADDR_MAX + 160];
+    char host[RUN_ADDR_MAX + 1], why[2 * RUN_ADDR_MAX + 160];
     int port;
     if (run_addr_split(host, sizeof host, &port, s) < 0) {
-        snprintf(why, sizeof why, "--listen: %s", err_msg());
+        snprintf(why, sizeof why, "--listen '%s': %s", s, err_msg());
         return ms_bad(why);
     }
     return 0;
