@@ -48,6 +48,7 @@ typedef struct reallog_rec {
     uint32_t count;
     uint32_t seg;
     uint32_t src_len;
+    uint32_t len;        /* record bytes */
 } reallog_rec;
 
 typedef struct reallog_hist {
@@ -89,8 +90,19 @@ static uint64_t pad8(uint64_t n)
     return (n + 7) & ~(uint64_t)7;
 }
 
+/* bytes of a record as written: header, source id, floats and flags, padded to 8 */
 static uint64_t reallog_record_len(uint32_t src_len, uint32_t count, uint32_t obs_dim,
                                    uint32_t act_dim)
+{
+    uint64_t floats = (uint64_t)count * (2ull * obs_dim + act_dim + 1);
+    return REALLOG_HDR_BYTES + pad8(src_len) + pad8(floats * 4 + 2ull * count);
+}
+
+/* the length logs written before 2026-11-23 used: only the flags were padded, so a record
+ * with an odd number of floats (HalfCheetah's 41 per row, odd count) ended 4-aligned. Read
+ * so that those logs stay readable; never written. */
+static uint64_t reallog_legacy_record_len(uint32_t src_len, uint32_t count, uint32_t obs_dim,
+                                          uint32_t act_dim)
 {
     uint64_t floats = (uint64_t)count * (2ull * obs_dim + act_dim + 1);
     return REALLOG_HDR_BYTES + pad8(src_len) + floats * 4 + pad8(2ull * count);
@@ -382,7 +394,7 @@ static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avai
         return "bad magic";
     }
     uint64_t len = rd32(p + 4);
-    if (len < REALLOG_HDR_BYTES || len % 8 != 0 || len > REALLOG_MAX_RECORD) {
+    if (len < REALLOG_HDR_BYTES || len % 4 != 0 || len > REALLOG_MAX_RECORD) {
         return "bad record length";
     }
     if (len > avail) {
@@ -402,7 +414,8 @@ static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avai
     if (h->count == 0 || h->count > MSG_BATCH_MAX_COUNT || h->obs_dim == 0 ||
         h->obs_dim > MSG_MAX_DIM || h->act_dim == 0 || h->act_dim > MSG_MAX_DIM ||
         h->src_len == 0 || h->src_len > MSG_MAX_ID_LEN ||
-        reallog_record_len(h->src_len, h->count, h->obs_dim, h->act_dim) != len) {
+        (reallog_record_len(h->src_len, h->count, h->obs_dim, h->act_dim) != len &&
+         reallog_legacy_record_len(h->src_len, h->count, h->obs_dim, h->act_dim) != len)) {
         return "record fields disagree with its length";
     }
     return NULL;
@@ -412,7 +425,7 @@ static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avai
 static int reallog_valid_after(const uint8_t *map, uint64_t from, uint64_t size)
 {
     reallog_hdr h;
-    for (uint64_t p = pad8(from); p + 12 <= size; p += 8) {
+    for (uint64_t p = (from + 3) & ~(uint64_t)3; p + 12 <= size; p += 4) { /* legacy: 4 */
         if (rd32(map + p) == REALLOG_MAGIC && !reallog_parse(&h, map + p, size - p)) {
             return 1;
         }
@@ -440,7 +453,7 @@ static int reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, u
     }
     reallog_src_remember(s, h->seq, h->first_offset, h->count);
     reallog_rec r = {.first_offset = h->first_offset, .pos = pos, .count = h->count,
-                     .seg = seg, .src_len = h->src_len};
+                     .seg = seg, .src_len = h->src_len, .len = h->len};
     reallog_push_rec(lg, &r);
     return 0;
 }
@@ -613,13 +626,13 @@ static void reallog_item_encode(reallog_item *it)
     h[48] = (uint8_t)(it->src_len & 0xff);
     h[49] = (uint8_t)(it->src_len >> 8);
     memcpy(h + REALLOG_HDR_BYTES, b->source_id, it->src_len);
-    it->flags_len = pad8(2ull * c);
+    size_t O = b->obs_dim, A = b->act_dim;
+    it->flags_len = it->len - it->hdr_len - (uint64_t)c * (2 * O + A + 1) * 4; /* + padding */
     it->flags = xcalloc(it->flags_len, 1);
     for (uint32_t i = 0; i < c; i++) {
         it->flags[i] = b->terminated[i] != 0;
         it->flags[c + i] = b->truncated[i] != 0;
     }
-    size_t O = b->obs_dim, A = b->act_dim;
     uint32_t crc = crc32c(h, 8);
     crc = crc32c_update(crc, h + 12, it->hdr_len - 12);
     crc = crc32c_update(crc, b->obs, c * O * 4);
@@ -749,10 +762,10 @@ static void reallog_publish(reallog_t *lg, reallog_item *first, reallog_item *en
         uint64_t pos = 0;
         if (lg->n_recs > 0 && lg->recs[lg->n_recs - 1].seg == si) {
             const reallog_rec *p = &lg->recs[lg->n_recs - 1];
-            pos = p->pos + reallog_record_len(p->src_len, p->count, lg->obs_dim, lg->act_dim);
+            pos = p->pos + p->len;
         }
         reallog_rec r = {.first_offset = it->ack.first_offset, .pos = pos, .count = it->b.count,
-                         .seg = si, .src_len = it->src_len};
+                         .seg = si, .src_len = it->src_len, .len = (uint32_t)it->len};
         reallog_push_rec(lg, &r);
         lg->end_durable = it->ack.first_offset + it->b.count;
     }

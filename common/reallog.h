@@ -26,6 +26,8 @@
  *   u16 source_len | u16 0 | u32 0 | source_id, padded to 8
  *   f32 obs[count*obs_dim] | f32 act[count*act_dim] | f32 reward[count]
  *   f32 next_obs[count*obs_dim] | u8 terminated[count] | u8 truncated[count] | pad to 8
+ * (Logs written before 2026-11-23 padded only the flags, so records with an odd number of
+ * floats ended 4-aligned; open still reads them.)
  *
  * Open scans every record and checks its CRC, framing and offset continuity:
  *   - a bad record in the last segment with no valid record after it is a torn tail (crash

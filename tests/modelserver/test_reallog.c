@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/reallog.h"
 #include "fixture.h"
@@ -670,4 +671,152 @@ Test(reallog, full_queue_refuses_appends_and_wait_room_waits_for_the_disk)
     for (int k = 0; k < N; k++) {
         fx_batch_free(&b[k]);
     }
+}
+
+/* HalfCheetah's rows hold 41 floats, so a batch of odd count has a float section that is
+ * 4 mod 8 bytes: its record must still end 8-aligned and the log must reopen. (Before
+ * 2026-11-23 such records ended 4-aligned and open refused the log as corrupt.) */
+#define HC_ENV "HalfCheetah-v4"
+#define HC_O 17
+#define HC_A 6
+#define HC_BATCHES 6
+
+static const uint32_t hc_counts[HC_BATCHES] = {1, 3, 2, 5, 1, 4};
+
+static void hc_append_all(reallog_t *lg)
+{
+    for (int k = 0; k < HC_BATCHES; k++) {
+        fx_batch b;
+        fx_batch_make(&b, HC_ENV, 1, (uint64_t)k + 1, hc_counts[k], HC_O, HC_A);
+        reallog_ack ack = {0};
+        int rc = reallog_append(lg, &ack, &b.v);
+        cr_assert_eq(rc, 0, "append: %s %s", err_name(rc), err_msg());
+        fx_batch_free(&b);
+    }
+}
+
+/* the 16 rows the batches of hc_counts wrote, bit for bit */
+static void hc_expect_all(reallog_t *lg)
+{
+    reallog_rows_t rows;
+    reallog_rows_init(&rows, 64, HC_O, HC_A);
+    cr_assert_eq(reallog_fetch(lg, &rows, 0, 16), 0, "fetch: %s", err_msg());
+    uint32_t at = 0;
+    for (int k = 0; k < HC_BATCHES; k++) {
+        for (uint32_t i = 0; i < hc_counts[k]; i++, at++) {
+            cr_assert_lt(at, rows.count);
+            cr_assert(fx_row_matches(rows.obs + at * HC_O, rows.act + at * HC_A,
+                                     rows.reward + at, rows.next_obs + at * HC_O,
+                                     rows.terminated + at, rows.truncated + at, HC_O, HC_A, 1,
+                                     (uint64_t)k + 1, i),
+                      "row %u differs", at);
+        }
+    }
+    cr_expect_eq(rows.count, at);
+    reallog_rows_free(&rows);
+}
+
+Test(reallog, odd_float_count_records_are_8_aligned_and_reopen)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    hc_append_all(&lg);
+    cr_expect_eq(reallog_end(&lg), 16);
+    reallog_close(&lg);
+
+    char *p = seg_path(0);
+    cr_expect_eq(file_size(p) % 8, 0, "segment size %lld", (long long)file_size(p));
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 16);
+    hc_expect_all(&lg);
+    /* appends go on after the reopened records */
+    fx_batch b;
+    fx_batch_make(&b, HC_ENV, 1, 7, 3, HC_O, HC_A);
+    reallog_ack ack = {0};
+    cr_assert_eq(reallog_append(&lg, &ack, &b.v), 0, "%s", err_msg());
+    cr_expect_eq(ack.first_offset, 16);
+    fx_batch_free(&b);
+    reallog_close(&lg);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 19);
+    reallog_close(&lg);
+    free(p);
+}
+
+static uint32_t le32(const unsigned char *q)
+{
+    return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+}
+
+static void put_le32(unsigned char *q, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        q[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static uint32_t up8(uint32_t n)
+{
+    return (n + 7) & ~7u;
+}
+
+/* rewrite a segment into the old layout, where only the flags were padded to 8 (so a record
+ * with an odd number of floats ended 4-aligned); lengths and CRCs to match */
+static void rewrite_as_legacy(const char *p)
+{
+    off_t n = file_size(p);
+    unsigned char *in = xmalloc((size_t)n), *out = xcalloc(2 * (size_t)n, 1);
+    int fd = open(p, O_RDWR);
+    cr_assert_eq(pread(fd, in, (size_t)n, 0), n);
+    size_t at = 0, w = 0;
+    int misaligned = 0; /* records that start 4 mod 8, as the old writer left them */
+    while (at < (size_t)n) {
+        misaligned += w % 8 != 0;
+        uint32_t len = le32(in + at + 4), count = le32(in + at + 12);
+        uint32_t fbytes = count * (2 * HC_O + HC_A + 1) * 4;
+        uint32_t legacy = len - up8(fbytes + 2 * count) + fbytes + up8(2 * count);
+        memcpy(out + w, in + at, legacy < len ? legacy : len); /* longer: zero padding */
+        put_le32(out + w + 4, legacy);
+        uint32_t crc = crc32c_update(crc32c(out + w, 8), out + w + 12, legacy - 12);
+        put_le32(out + w + 8, crc);
+        at += len;
+        w += legacy;
+    }
+    cr_assert_gt(misaligned, 0);
+    cr_assert_eq(ftruncate(fd, 0), 0);
+    cr_assert_eq(pwrite(fd, out, w, 0), (ssize_t)w);
+    close(fd);
+    free(in);
+    free(out);
+}
+
+Test(reallog, logs_with_the_old_4_aligned_records_still_open)
+{
+    reallog_t lg;
+    reallog_opts o = opts();
+    open_ok(&lg, &o);
+    hc_append_all(&lg);
+    reallog_close(&lg);
+    char *p = seg_path(0);
+    rewrite_as_legacy(p);
+    off_t legacy_size = file_size(p);
+
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 16);
+    hc_expect_all(&lg);
+    /* a new record after the old ones; then everything reopens */
+    fx_batch b;
+    fx_batch_make(&b, HC_ENV, 1, 7, 1, HC_O, HC_A);
+    reallog_ack ack = {0};
+    cr_assert_eq(reallog_append(&lg, &ack, &b.v), 0, "%s", err_msg());
+    cr_expect_eq(ack.first_offset, 16);
+    fx_batch_free(&b);
+    reallog_close(&lg);
+    cr_expect_gt(file_size(p), legacy_size);
+    open_ok(&lg, &o);
+    cr_expect_eq(reallog_end(&lg), 17);
+    hc_expect_all(&lg);
+    reallog_close(&lg);
+    free(p);
 }
