@@ -2,6 +2,7 @@
 #include "common/ensemble.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1096,12 +1097,18 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
 
     ensemble_work_t w = {0};
     ensemble_work_init(&w, e, n_hold < 1024 ? n_hold : 1024);
+    /* Each member's best and the reference patience measures improvement against start
+     * above any MSE, so the first epoch always counts (MBPO's _save_best starts at 1e10).
+     * Not the MSE of the weights a continued fit starts from: this fit's holdout is a new
+     * random split, most of whose rows the earlier fits trained on, so that MSE is a
+     * training error the fit cannot beat, and judging by it kept continued models frozen
+     * near their first fit (HalfCheetah: reward MSE 10x a fresh fit's after 20 fits). */
     float mse[ENSEMBLE_MAX_MEMBERS], best[ENSEMBLE_MAX_MEMBERS], ref[ENSEMBLE_MAX_MEMBERS];
-    eval_mse_std(e, &w, mse, xs, ys, n_hold);
     for (int m = 0; m < E; m++) {
-        best[m] = mse[m];
-        ref[m] = mse[m];
+        best[m] = FLT_MAX;
+        ref[m] = FLT_MAX;
     }
+    /* a member whose holdout MSE is never finite goes back to the weights it started from */
     memcpy(t->best_params, e->params, e->n_params * sizeof(float));
 
     const int n_batches = (n_train + Bmax - 1) / Bmax;
@@ -1130,7 +1137,8 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
         rep->train_loss = (float)(epoch_loss / n_batches);
 
         /* holdout: snapshot each member at its best; patience counts epochs in which no
-         * member improved by improve_ratio on its reference (MBPO's _save_best) */
+         * member improved by improve_ratio on its reference, and stops the fit when there
+         * are more than `patience` of them in a row (MBPO's _save_best) */
         eval_mse_std(e, &w, mse, xs, ys, n_hold);
         bool improved = false;
         for (int m = 0; m < E; m++) {
@@ -1144,7 +1152,7 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
             }
         }
         since_update = improved ? 0 : since_update + 1;
-        if (since_update >= t->cfg.patience && epoch + 1 >= t->cfg.min_epochs) {
+        if (since_update > t->cfg.patience && epoch + 1 >= t->cfg.min_epochs) {
             rep->stopped_early = true;
             break;
         }
@@ -1153,8 +1161,12 @@ int ensemble_train(ensemble_t *e, ensemble_trainer_t *t, rng_t *rng, ensemble_tr
         }
     }
 
-    /* each member back to its best weights; elites by holdout MSE */
-    memcpy(e->params, t->best_params, e->n_params * sizeof(float));
+    /* each member back to its best epoch's weights (every member has one: the first epoch
+     * always counts); the shared log-variance bounds keep their trained values, as MBPO's
+     * _set_state restores weights and biases only. Elites by holdout MSE. */
+    for (int m = 0; m < E; m++) {
+        copy_member(e, e->params, t->best_params, m);
+    }
     int order[ENSEMBLE_MAX_MEMBERS];
     for (int m = 0; m < E; m++) {
         e->holdout_mse[m] = best[m];

@@ -72,7 +72,8 @@ typedef struct ensemble_train_cfg {
     int batch;                               /* rows per member per step, 256 */
     float holdout_ratio;                     /* 0.2 */
     int max_holdout;                         /* 5000 */
-    int patience;                            /* epochs without improvement, 5 */
+    int patience;                            /* a fit stops after more epochs than this
+                                              * without improvement, 5 */
     float improve_ratio;                     /* relative improvement that counts, 0.01 */
     int max_epochs;                          /* hard bound on one ensemble_train call */
     int min_epochs;                          /* patience may stop a fit only after these */
