@@ -17,6 +17,7 @@
 #include "actor/actor.h"
 #include "common/cli.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/run_config.h"
@@ -41,6 +42,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("actor", (log_level)cfg.log_level);
+    if (launcher_link_from_env() < 0) {
+        log_error("event=start_failed detail=\"%s\"", err_msg());
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     rpc_lib_init();
     actor_t a;

@@ -6,9 +6,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -132,6 +136,7 @@ static int spawn_proc(supervise_proc *p)
         .exit_cb = on_exit_cb,
         .file = p->argv[0],
         .args = p->argv,
+        .env = s->env,
         .stdio_count = 3,
         .stdio = stdio,
     };
@@ -165,6 +170,23 @@ void supervise_init(supervise_t *s, uv_loop_t *loop, const supervise_cfg *cfg)
     memset(s, 0, sizeof *s);
     s->loop = loop;
     s->cfg = *cfg;
+    /* the environment as it is now, an inherited TWIG_LAUNCHER_PID replaced by ours */
+    const size_t prefix = strlen(LAUNCHER_PID_ENV "=");
+    size_t n = 0;
+    while (environ[n]) {
+        n++;
+    }
+    s->env = xmalloc((n + 2) * sizeof *s->env);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], LAUNCHER_PID_ENV "=", prefix) != 0) {
+            s->env[k++] = environ[i];
+        }
+    }
+    snprintf(s->launcher_env, sizeof s->launcher_env, "%s=%ld", LAUNCHER_PID_ENV,
+             (long)getpid());
+    s->env[k++] = s->launcher_env;
+    s->env[k] = NULL;
     uv_timer_init(loop, &s->kill_timer);
     s->kill_timer.data = s;
     s->open_handles = 1;
@@ -248,6 +270,8 @@ void supervise_free(supervise_t *s)
         p->log_path = NULL;
     }
     s->n_procs = 0;
+    free(s->env);
+    s->env = NULL;
 }
 
 int supervise_find(const supervise_t *s, const char *name)

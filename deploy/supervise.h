@@ -1,7 +1,9 @@
 /* supervise.h - start, watch and restart the processes of a run (libuv process handles).
  *
  * The launcher adds each process with its argv and log file, starts them all, and runs the
- * libuv loop. A process that exits while the run is not stopping is restarted after an
+ * libuv loop. Each process gets this process's environment plus TWIG_LAUNCHER_PID, so the
+ * twig programs end with the launcher (common/launcher_link.h). A process that exits while
+ * the run is not stopping is restarted after an
  * exponential backoff (base, doubled per consecutive quick failure, capped); a process that
  * stayed up for `stable_ms` gets its backoff reset. Every start, exit and restart is one log
  * line. A process that exits with max_restarts used up stays down (gave_up; the on_exit
@@ -69,6 +71,9 @@ typedef struct supervise {
      * gave_up is already set when this exit was its last. May call supervise_stop */
     void (*on_exit)(struct supervise *s, int index, int64_t status, int term_signal);
     void *data;                           /* for the caller */
+    char **env;                           /* owned array, borrowed strings: this process's
+                                           * environment plus launcher_env */
+    char launcher_env[48];                /* TWIG_LAUNCHER_PID=<our pid> (launcher_link.h) */
 } supervise_t;
 
 void supervise_init(supervise_t *s, uv_loop_t *loop, const supervise_cfg *cfg);

@@ -13,6 +13,7 @@
 
 #include "common/cli.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/rpc.h"
@@ -38,6 +39,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("learner", (log_level)cfg.log_level);
+    if (launcher_link_from_env() < 0) {
+        log_error("event=start_failed detail=\"%s\"", err_msg());
+        return 1;
+    }
     rpc_lib_init();
     learner_t *l = xcalloc(1, sizeof *l);
     rc = learner_init(l, &run, &cfg);

@@ -20,6 +20,7 @@
 
 #include "common/cli.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/rpc.h"
@@ -133,6 +134,10 @@ int main(int argc, char **argv)
     cfg.run = &run;
     cfg.train = &tc;
     log_init("modelserver", (log_level)o.log_level);
+    if (launcher_link_from_env() < 0) {
+        log_error("event=start_failed detail=\"%s\"", err_msg());
+        return 1;
+    }
     rpc_lib_init();
     modelserver_t ms;
     rc = modelserver_init(&ms, &cfg);

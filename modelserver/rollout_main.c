@@ -14,6 +14,7 @@
 
 #include "common/cli.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "modelserver/rollout.h"
@@ -36,6 +37,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("rollout", (log_level)cfg.log_level);
+    if (launcher_link_from_env() < 0) {
+        log_error("event=start_failed detail=\"%s\"", err_msg());
+        return 1;
+    }
     rpc_lib_init();
     rollout_t r;
     rc = rollout_init(&r, &cfg, &run);

@@ -5,6 +5,7 @@
 #include "tests/e2e/e2e_run.h"
 
 #include <math.h>
+#include <sys/prctl.h>
 
 #include "common/reallog.h"
 
@@ -17,8 +18,19 @@ static const char small_run[] =
     "modelserver:\n  model_hidden: 32\n  train_max_epochs: 20\n"
     "actor:\n  push_every: 25\n";
 
-/* every transition of the log: count, and within an episode next_obs[i] == obs[i+1] */
-static void check_log(const e2e_run *r, uint64_t want)
+/* the same on HalfCheetah-v4: rows of 41 floats (odd), episodes of 1000 steps */
+static const char small_cheetah_run[] =
+    "env: HalfCheetah-v4\nseed: 3\nreal_steps: 1200\ninit_steps: 300\nutd: 2\n"
+    "model_train_freq: 300\nrollouts_per_step: 8\nepoch_length: 300\n"
+    "hidden: 32\neval_every: 600\neval_episodes: 1\nn_actors: 1\nn_rollout: 1\n"
+    "learner:\n  batch_size: 64\n  checkpoint_every: 200\n  policy_publish_every: 50\n"
+    "modelserver:\n  model_hidden: 32\n  train_max_epochs: 20\n"
+    "actor:\n  push_every: 25\n";
+
+/* every transition of the log: count, and within an episode next_obs[i] == obs[i+1];
+ * O, A: the env's dims; episode: its length when nothing terminates */
+static void check_log_dims(const e2e_run *r, uint64_t want, uint32_t O, uint32_t A,
+                           uint64_t episode)
 {
     char dir[360];
     snprintf(dir, sizeof dir, "%s/modelserver", r->run_dir);
@@ -29,7 +41,7 @@ static void check_log(const e2e_run *r, uint64_t want)
     cr_expect_eq(end, want, "the log holds %llu transitions, the budget is %llu",
                  (unsigned long long)end, (unsigned long long)want);
     reallog_rows_t rows;
-    reallog_rows_init(&rows, (uint32_t)end, 3, 1);
+    reallog_rows_init(&rows, (uint32_t)end, O, A);
     cr_assert_eq(reallog_fetch(&lg, &rows, 0, (uint32_t)end), 0, "%s", err_msg());
     cr_assert_eq(rows.count, end);
     int breaks = 0, episode_ends = 0;
@@ -38,17 +50,22 @@ static void check_log(const e2e_run *r, uint64_t want)
             episode_ends++;
             continue;
         }
-        for (int j = 0; j < 3; j++) {
-            if (rows.next_obs[i * 3 + j] != rows.obs[(i + 1) * 3 + j]) {
+        for (uint32_t j = 0; j < O; j++) {
+            if (rows.next_obs[i * O + j] != rows.obs[(i + 1) * O + j]) {
                 breaks++;
                 break;
             }
         }
     }
     cr_expect_eq(breaks, 0, "%d places where an episode does not continue", breaks);
-    cr_expect_geq(episode_ends, (int)(want / 200) - 1);
+    cr_expect_geq(episode_ends, (int)(want / episode) - 1);
     reallog_rows_free(&rows);
     reallog_close(&lg);
+}
+
+static void check_log(const e2e_run *r, uint64_t want)
+{
+    check_log_dims(r, want, 3, 1, 200); /* Pendulum-v1 */
 }
 
 static void check_finished(e2e_run *r, uint64_t budget)
@@ -87,6 +104,20 @@ Test(faults, model_server_killed_loses_and_duplicates_nothing, .timeout = 900)
     e2e_kill_and_wait_restart(&r, "modelserver", 30000);
     check_finished(&r, 1200);
     check_log(&r, 1200);
+}
+
+/* a MuJoCo task whose rows have an odd number of floats: the restarted model server must
+ * reopen its log (it could not before 2026-11-23: records ended 4-aligned) */
+Test(faults, model_server_killed_on_half_cheetah_reopens_its_log, .timeout = 900)
+{
+    e2e_run r;
+    e2e_init(&r, small_cheetah_run);
+    e2e_start(&r);
+    e2e_wait_real_steps(&r, 500, 240000);
+    e2e_kill_and_wait_restart(&r, "modelserver", 30000);
+    e2e_wait_real_steps(&r, 800, 120000); /* the restarted server takes appends again */
+    check_finished(&r, 1200);
+    check_log_dims(&r, 1200, 17, 6, 1000);
 }
 
 Test(faults, learner_killed_restarts_from_its_checkpoint, .timeout = 900)
@@ -171,4 +202,39 @@ Test(faults, garbage_pushes_are_refused_and_the_run_goes_on, .timeout = 900)
     }
     check_finished(&r, 1200);
     check_log(&r, 1200);
+}
+
+/* kill -9 of `twig run` itself: no process of the run outlives it (each gets SIGTERM from
+ * the kernel, common/launcher_link.h, and shuts down cleanly), so nothing keeps the run's
+ * ports or data dirs */
+Test(faults, launcher_killed_takes_every_process_of_the_run_with_it, .timeout = 600)
+{
+    /* the run's processes, orphaned by the kill, become our children: we can wait for them */
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    e2e_run r;
+    e2e_init(&r, small_run);
+    e2e_start(&r);
+    e2e_wait_real_steps(&r, 400, 240000);
+    const char *names[] = {"modelserver", "learner", "rollout-0", "rollout-1", "actor-0"};
+    enum { N_PROCS = sizeof names / sizeof *names };
+    pid_t pids[N_PROCS];
+    for (int i = 0; i < N_PROCS; i++) {
+        pids[i] = e2e_proc(&r, names[i], NULL);
+        cr_assert_gt(pids[i], 0, "%s is not running", names[i]);
+    }
+    cr_assert_eq(kill(r.pid, SIGKILL), 0);
+    cr_expect_eq(e2e_wait_exit(&r, 10000), 256 + SIGKILL);
+    int64_t until = procfix_now_ms() + 30000;
+    for (int i = 0; i < N_PROCS; i++) {
+        int st = 0, left = (int)(until - procfix_now_ms());
+        if (!procfix_poll_exit(&st, pids[i], left > 0 ? left : 0)) {
+            cr_expect_fail("%s (pid %d) outlived the launcher by 30 s", names[i], (int)pids[i]);
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], &st, 0);
+            continue;
+        }
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "%s (pid %d) did not shut down cleanly (status %d)", names[i], (int)pids[i],
+                  st);
+    }
 }
