@@ -683,15 +683,22 @@ Test(reallog, full_queue_refuses_appends_and_wait_room_waits_for_the_disk)
 
 static const uint32_t hc_counts[HC_BATCHES] = {1, 3, 2, 5, 1, 4};
 
+/* append batch seq of count HalfCheetah rows from source 1; its ack */
+static reallog_ack hc_append(reallog_t *lg, uint64_t seq, uint32_t count)
+{
+    fx_batch b;
+    fx_batch_make(&b, HC_ENV, 1, seq, count, HC_O, HC_A);
+    reallog_ack ack = {0};
+    int rc = reallog_append(lg, &ack, &b.v);
+    cr_assert_eq(rc, 0, "append: %s %s", err_name(rc), err_msg());
+    fx_batch_free(&b);
+    return ack;
+}
+
 static void hc_append_all(reallog_t *lg)
 {
     for (int k = 0; k < HC_BATCHES; k++) {
-        fx_batch b;
-        fx_batch_make(&b, HC_ENV, 1, (uint64_t)k + 1, hc_counts[k], HC_O, HC_A);
-        reallog_ack ack = {0};
-        int rc = reallog_append(lg, &ack, &b.v);
-        cr_assert_eq(rc, 0, "append: %s %s", err_name(rc), err_msg());
-        fx_batch_free(&b);
+        hc_append(lg, (uint64_t)k + 1, hc_counts[k]);
     }
 }
 
@@ -731,12 +738,7 @@ Test(reallog, odd_float_count_records_are_8_aligned_and_reopen)
     cr_expect_eq(reallog_end(&lg), 16);
     hc_expect_all(&lg);
     /* appends go on after the reopened records */
-    fx_batch b;
-    fx_batch_make(&b, HC_ENV, 1, 7, 3, HC_O, HC_A);
-    reallog_ack ack = {0};
-    cr_assert_eq(reallog_append(&lg, &ack, &b.v), 0, "%s", err_msg());
-    cr_expect_eq(ack.first_offset, 16);
-    fx_batch_free(&b);
+    cr_expect_eq(hc_append(&lg, 7, 3).first_offset, 16);
     reallog_close(&lg);
     open_ok(&lg, &o);
     cr_expect_eq(reallog_end(&lg), 19);
@@ -806,12 +808,7 @@ Test(reallog, logs_with_the_old_4_aligned_records_still_open)
     cr_expect_eq(reallog_end(&lg), 16);
     hc_expect_all(&lg);
     /* a new record after the old ones; then everything reopens */
-    fx_batch b;
-    fx_batch_make(&b, HC_ENV, 1, 7, 1, HC_O, HC_A);
-    reallog_ack ack = {0};
-    cr_assert_eq(reallog_append(&lg, &ack, &b.v), 0, "%s", err_msg());
-    cr_expect_eq(ack.first_offset, 16);
-    fx_batch_free(&b);
+    cr_expect_eq(hc_append(&lg, 7, 1).first_offset, 16);
     reallog_close(&lg);
     cr_expect_gt(file_size(p), legacy_size);
     open_ok(&lg, &o);
