@@ -17,6 +17,7 @@
 #include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
@@ -1073,6 +1074,7 @@ static void actor_shutdown(actor_t *a)
     }
     uv_close((uv_handle_t *)&a->sig_term, actor_on_close);
     uv_close((uv_handle_t *)&a->sig_int, actor_on_close);
+    launcher_link_ignore_stop_signals();
     uv_close((uv_handle_t *)&a->wake, actor_on_close);
 }
 

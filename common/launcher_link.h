@@ -18,4 +18,11 @@
  * -ESRCH when the parent is not that pid any more (the launcher is already gone) */
 int launcher_link_from_env(void);
 
+/* once a process has begun its clean shutdown and closed its SIGTERM/SIGINT handlers, it
+ * ignores both from then on, so that its shutdown finishes: the parent-death signal comes
+ * once for every thread of a dying (multi-threaded) launcher that the process is handed to
+ * on its way to a new parent, and libuv restores the default action (die) when a signal's
+ * last handle closes. SIGKILL still ends a shutdown that hangs. */
+void launcher_link_ignore_stop_signals(void);
+
 #endif

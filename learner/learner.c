@@ -18,6 +18,7 @@
 #include "common/portfile.h"
 #include "common/crc32c.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
@@ -915,6 +916,7 @@ void learner_shutdown(learner_t *l)
     learner_drop_waiters(l);
     learner_close_quiet((uv_handle_t *)&l->sig_term);
     learner_close_quiet((uv_handle_t *)&l->sig_int);
+    launcher_link_ignore_stop_signals();
     pthread_mutex_lock(&l->mu);
     l->wake_open = 0;
     pthread_mutex_unlock(&l->mu);

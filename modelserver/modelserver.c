@@ -13,6 +13,7 @@
 #include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
@@ -587,6 +588,7 @@ void modelserver_shutdown(modelserver_t *ms)
     }
     ms_close_quiet((uv_handle_t *)&ms->sig_term);
     ms_close_quiet((uv_handle_t *)&ms->sig_int);
+    launcher_link_ignore_stop_signals();
     pthread_mutex_lock(&ms->wake_mu);
     ms->wake_open = 0;
     pthread_mutex_unlock(&ms->wake_mu);

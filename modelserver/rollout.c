@@ -17,6 +17,7 @@
 #include "common/stats.h"
 #include "common/portfile.h"
 #include "common/err.h"
+#include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
@@ -615,6 +616,7 @@ static void on_signal(uv_signal_t *h, int signum)
     rollout_stop(r);
     close_quiet((uv_handle_t *)&r->sig_term);
     close_quiet((uv_handle_t *)&r->sig_int);
+    launcher_link_ignore_stop_signals();
     if (r->srv) {
         rpc_server_shutdown(r->srv, 500);
     }

@@ -55,3 +55,14 @@ Test(launcher_link, a_pid_that_is_not_the_parent_means_the_launcher_is_gone)
     cr_expect_eq(launcher_link_from_env(), -ESRCH);
     cr_expect(strstr(err_msg(), "gone") != NULL, "%s", err_msg());
 }
+
+Test(launcher_link, after_shutdown_began_further_stop_signals_are_ignored)
+{
+    launcher_link_ignore_stop_signals();
+    cr_assert_eq(raise(SIGTERM), 0);
+    cr_assert_eq(raise(SIGINT), 0);
+    struct sigaction sa;
+    cr_assert_eq(sigaction(SIGTERM, NULL, &sa), 0);
+    cr_expect(sa.sa_handler == SIG_IGN);
+    /* still here */
+}
