@@ -463,6 +463,7 @@ static int actor_pull_policy(actor_t *a, uint64_t *have, int wait_ms)
     pthread_mutex_lock(&a->mu);
     Twig__V1__GetWeightsReply *old = a->policy_reply;
     a->policy_reply = r;
+    pthread_cond_broadcast(&a->cv); /* a stepper in a pacing wait loads it */
     pthread_mutex_unlock(&a->mu);
     if (old) {
         protobuf_c_message_free_unpacked(&old->base, NULL);
@@ -615,6 +616,14 @@ static bool actor_pace_wait(actor_t *a, uint64_t steps)
             pthread_cond_broadcast(&a->cv);
             log_debug("event=pace_wait steps=%" PRIu64 " updates=%" PRIu64, steps,
                       a->progress.updates);
+        }
+        if (a->policy_reply) {
+            /* a policy pulled during the wait is loaded now, not at the first step after it:
+             * Stats report the policy the actor will act with */
+            pthread_mutex_unlock(&a->mu);
+            actor_take_policy(a);
+            pthread_mutex_lock(&a->mu);
+            continue;
         }
         actor_wait_locked(a, ACTOR_IDLE_WAIT_MS);
     }

@@ -395,7 +395,8 @@ typedef struct fake_learner {
     Twig__V1__EvalResult evals[FAKE_MAX_EVALS]; /* scalars copied, source_id dropped */
     char eval_source[FAKE_MAX_EVALS][64];
     int policy_pulls;
-    sac_t sac; /* the policy's source */
+    bool policy_held; /* GetPolicy answers NO_VERSION while set */
+    sac_t sac;        /* the policy's source */
     rpc_server_t *srv;
     char addr[64];
 } fake_learner;
@@ -421,7 +422,7 @@ static int fake_on_policy(rpc_call_t *call, const ProtobufCMessage *msg, void *a
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
     pthread_mutex_lock(&f->mu);
     f->policy_pulls++;
-    if (q->have_version < f->policy.msg.version) {
+    if (q->have_version < f->policy.msg.version && !f->policy_held) {
         r.blob = &f->policy.msg;
     } else {
         r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
@@ -462,6 +463,13 @@ static const rpc_method fake_methods[] = {
     {"/twig.v1.Learner/ReportEval", &twig__v1__eval_result__descriptor, fake_on_eval,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
+
+static void fake_hold_policy(fake_learner *f, bool held)
+{
+    pthread_mutex_lock(&f->mu);
+    f->policy_held = held;
+    pthread_mutex_unlock(&f->mu);
+}
 
 static void fake_set_updates(fake_learner *f, uint64_t updates)
 {
@@ -507,6 +515,7 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
     dir_init(&r, true);
     fake_learner f;
     fake_start(&f, 200);
+    fake_hold_policy(&f, true);
 
     /* utd 1, learning from 200, one batch of 10 as slack: with 0 updates the actor may
      * take 210 steps, with 300 updates 510, then the whole budget */
@@ -519,7 +528,10 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
     wait_stat(addr, "pace_waits", 1);
     cr_expect_eq(wait_log_end(r.ms.addr, 210), 210);
     cr_expect_eq(wait_stat(addr, "steps", 210), 210, "no step past the pacing limit");
+    /* a policy published while the actor waits is loaded during the wait */
+    fake_hold_policy(&f, false);
     wait_stat(addr, "policy_version", 3);
+    cr_expect_eq(wait_stat(addr, "steps", 210), 210, "still at the pacing limit");
 
     fake_set_updates(&f, 300);
     wait_stat(addr, "pace_waits", 2);
