@@ -5,8 +5,9 @@
  *
  * Replays a run's real-transition log (a model server's data dir, not in use) the way the
  * model server fits it: a fresh fit on the first N transitions, then K - 1 fits continued
- * from the previous weights every M transitions, each on all transitions so far, with MBPO's
- * ensemble and training defaults (7 members, 5 elites, 4 x 200, early stopping). After each
+ * from the previous weights every M transitions, each on all transitions so far, with the
+ * model server's default `modelserver` options (MBPO's: 7 members, 5 elites, 4 x 200, early
+ * stopping), mapped by trainer_ensemble_cfg as the server maps them. After each
  * fit it scores the elites' mean prediction on the next E transitions of the log, which the
  * fit has not seen and which the policy of that time produced: one-step MSE of next_obs and
  * of the reward, in the env's units. Last, a fresh fit on the same transitions as the last
@@ -24,10 +25,12 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/ensemble.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/reallog.h"
+#include "modelserver/trainer.h"
 
 typedef struct replay_args {
     const char *dir;
@@ -180,10 +183,16 @@ int main(int argc, char **argv)
 
     rng_t rng;
     rng_seed(&rng, a.seed);
+    /* the model server's own defaults (its `modelserver` options), mapped as it maps them */
+    trainer_cfg trc;
+    config_table trt = {TRAINER_SECTION, trainer_opts, trainer_n_opts, &trc};
+    if (config_set_defaults(&trt, 1) < 0) {
+        fprintf(stderr, "twig-model-replay: %s\n", err_msg());
+        return 1;
+    }
     ensemble_cfg ec;
-    ensemble_cfg_default(&ec, (int)st.obs_dim, (int)st.act_dim);
     ensemble_train_cfg tc;
-    ensemble_train_cfg_default(&tc, ec.n_layers);
+    trainer_ensemble_cfg(&ec, &tc, &trc, (int)st.obs_dim, (int)st.act_dim);
     ensemble_t e = {0}, ref = {0};
     ensemble_trainer_t t = {0}, tref = {0};
     ensemble_work_t w = {0};
