@@ -4,17 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #include "common/err.h"
 #include "common/launcher_link.h"
 #include "common/log.h"
 #include "common/mem.h"
+
+extern char **environ; /* POSIX: the process's environment */
 
 static uint64_t backoff_ms(const supervise_cfg *cfg, int failures)
 {

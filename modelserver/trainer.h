@@ -76,8 +76,8 @@ typedef struct trainer_cfg {
     int train_max_epochs; /* cap on one fit (MBPO: none) */
     float holdout_ratio;  /* MBPO 0.2 */
     int max_holdout;      /* MBPO 5000 */
-    int patience;         /* epochs without improvement, MBPO 5 */
-    int min_epochs;        /* epochs before patience may stop a fit */
+    int patience;         /* stop after more epochs than this without a gain, MBPO 5 */
+    int min_epochs;       /* epochs before patience may stop a fit */
     int model_batch;      /* MBPO 256 */
     float model_lr;       /* MBPO 1e-3 */
     int train_threads;    /* OpenBLAS threads of the fit */

@@ -59,9 +59,9 @@ static void dataset_free(dataset *d)
     free(d->reward);
 }
 
-/* an MBPO-configured ensemble (optionally narrower) trained on d */
-static void train_pendulum(ensemble_t *e, ensemble_train_report *rep, const dataset *d,
-                           int n_hidden, int max_epochs, float lr)
+/* an MBPO-configured ensemble (optionally narrower) trained on d with tc */
+static void train_pendulum_with(ensemble_t *e, ensemble_train_report *rep, const dataset *d,
+                                int n_hidden, const ensemble_train_cfg *tc)
 {
     ensemble_cfg cfg;
     ensemble_cfg_default(&cfg, 3, 1);
@@ -69,15 +69,24 @@ static void train_pendulum(ensemble_t *e, ensemble_train_report *rep, const data
     rng_t r;
     rng_seed(&r, 7);
     cr_assert_eq(ensemble_init(e, &cfg, &r), 0, "%s", err_msg());
+    ensemble_trainer_t t = {0};
+    cr_assert_eq(ensemble_trainer_init(&t, e, tc), 0, "%s", err_msg());
+    int rc = ensemble_train(e, &t, &r, rep, d->obs, d->act, d->next_obs, d->reward, d->n);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    ensemble_trainer_free(&t);
+}
+
+/* the same with MBPO's training defaults but max_epochs and lr */
+static void train_pendulum(ensemble_t *e, ensemble_train_report *rep, const dataset *d,
+                           int n_hidden, int max_epochs, float lr)
+{
+    ensemble_cfg cfg;
+    ensemble_cfg_default(&cfg, 3, 1);
     ensemble_train_cfg tc;
     ensemble_train_cfg_default(&tc, cfg.n_layers);
     tc.max_epochs = max_epochs;
     tc.lr = lr;
-    ensemble_trainer_t t = {0};
-    cr_assert_eq(ensemble_trainer_init(&t, e, &tc), 0, "%s", err_msg());
-    int rc = ensemble_train(e, &t, &r, rep, d->obs, d->act, d->next_obs, d->reward, d->n);
-    cr_assert_eq(rc, 0, "%s", err_msg());
-    ensemble_trainer_free(&t);
+    train_pendulum_with(e, rep, d, n_hidden, &tc);
 }
 
 /* elites: the n_elites lowest holdout errors, best first */

@@ -200,25 +200,18 @@ Test(ensemble, min_epochs_holds_off_patience)
     dataset train = pendulum_data(600, 13);
     ensemble_cfg cfg;
     ensemble_cfg_default(&cfg, 3, 1);
-    cfg.n_hidden = 16;
-    rng_t r;
-    rng_seed(&r, 7);
-    ensemble_t e = {0};
-    cr_assert_eq(ensemble_init(&e, &cfg, &r), 0, "%s", err_msg());
     ensemble_train_cfg tc;
     ensemble_train_cfg_default(&tc, cfg.n_layers);
     tc.lr = 1e-9f;
     tc.min_epochs = 8;
-    ensemble_trainer_t t = {0};
-    cr_assert_eq(ensemble_trainer_init(&t, &e, &tc), 0, "%s", err_msg());
+    ensemble_t e = {0};
     ensemble_train_report rep;
-    cr_assert_eq(ensemble_train(&e, &t, &r, &rep, train.obs, train.act, train.next_obs,
-                                train.reward, train.n), 0, "%s", err_msg());
+    train_pendulum_with(&e, &rep, &train, 16, &tc);
     cr_expect(rep.stopped_early);
     cr_expect_eq(rep.epochs, 8);
-    ensemble_trainer_free(&t);
     /* more than max_epochs is refused */
     tc.min_epochs = tc.max_epochs + 1;
+    ensemble_trainer_t t = {0};
     cr_expect_eq(ensemble_trainer_init(&t, &e, &tc), -EINVAL);
     ensemble_free(&e);
     dataset_free(&train);
