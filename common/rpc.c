@@ -12,17 +12,43 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/status.h>
+#include <grpc/support/log.h>
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/log.h"
 #include "common/mem.h"
 #include "common/rpc_priv.h"
 
 /* ---- library ---- */
 
+/* gRPC core's own log lines, in twig's log format: its errors as warnings (a caller reports
+ * what failed, with context), the rest only at debug level */
+static void rpc_on_grpc_log(gpr_log_func_args *a)
+{
+    if (a->severity == GPR_LOG_SEVERITY_ERROR) {
+        log_warn("event=grpc_log file=%s:%d msg=\"%.300s\"", a->file, a->line, a->message);
+    } else {
+        log_debug("event=grpc_log file=%s:%d msg=\"%.300s\"", a->file, a->line, a->message);
+    }
+}
+
+static pthread_once_t rpc_log_once = PTHREAD_ONCE_INIT;
+
+static void rpc_log_install(void)
+{
+    gpr_set_log_function(rpc_on_grpc_log);
+}
+
+void rpc_grpc_init(void)
+{
+    pthread_once(&rpc_log_once, rpc_log_install);
+    grpc_init();
+}
+
 void rpc_lib_init(void)
 {
-    grpc_init();
+    rpc_grpc_init();
 }
 
 /* grpc_shutdown on its own thread, so the caller can stop waiting for it */

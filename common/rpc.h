@@ -62,10 +62,17 @@
  *   - Input. A request that does not parse is answered INVALID_ARGUMENT naming the method and
  *     the message type, and the handler never sees it; parsing is not validation, so handlers
  *     validate. Unknown paths get UNIMPLEMENTED.
- *   - Health. grpc.health.v1.Health/Check is answered on the CQ thread: "" and each service of
- *     the method table ("twig.v1.ModelServer") -> SERVING or NOT_SERVING
- *     (rpc_server_set_serving; all SERVING from the start by default); other names ->
- *     NOT_FOUND.
+ *   - Health. grpc.health.v1.Health/Check is answered on the CQ thread, one rule for every
+ *     twig process (docs/design.md, "Health"):
+ *       "liveness"   SERVING while the process's loop turns: a heartbeat timer on cfg.loop
+ *                    stamps the time every RPC_HEARTBEAT_MS, and a stamp older than
+ *                    cfg.live_stale_ms is NOT_SERVING (a wedged loop). A stopped or dead
+ *                    process does not answer at all. Restart a process only when not live.
+ *       "readiness", "" and each service of the method table ("twig.v1.ModelServer"):
+ *                    SERVING when the process can do its job now (rpc_server_set_ready; all
+ *                    SERVING from the start by default); NOT_SERVING holds traffic back.
+ *       other names  NOT_FOUND.
+ *     Once shutting down, everything is NOT_SERVING.
  *   - Shutdown. rpc_server_shutdown(srv, grace_ms) returns at once: it marks every service
  *     NOT_SERVING, refuses new calls, lets calls in flight finish for grace_ms, then cancels
  *     them (their clients see UNAVAILABLE or CANCELLED). Calls the application holds
@@ -121,6 +128,10 @@
 #define RPC_DEFAULT_BACKOFF_MS 50               /* first retry waits about this long */
 #define RPC_DEFAULT_BACKOFF_MAX_MS 2000         /* and no retry waits longer */
 #define RPC_DEFAULT_RECONNECT_MAX_MS 1000       /* channel reconnect backoff cap */
+#define RPC_HEARTBEAT_MS 250                    /* liveness: the loop stamps the time this often */
+#define RPC_DEFAULT_LIVE_STALE_MS 5000          /* and is not live once the stamp is older */
+#define RPC_HEALTH_LIVENESS "liveness"          /* health service names (see Health above) */
+#define RPC_HEALTH_READINESS "readiness"
 
 /* handler return value: the reply will come later through rpc_call_reply */
 #define RPC_DEFER 1
@@ -175,7 +186,10 @@ typedef struct rpc_server_cfg {
     size_t max_msg_bytes;        /* largest message received or sent; 0: default */
     int keepalive_ms;            /* 0: default */
     int keepalive_timeout_ms;    /* 0: default */
-    uv_loop_t *loop;             /* needed by RPC_RUN_ON_LOOP methods; borrowed */
+    uv_loop_t *loop;             /* needed by RPC_RUN_ON_LOOP methods; borrowed. Also carries
+                                  * the liveness heartbeat */
+    int live_stale_ms;           /* liveness: a heartbeat older than this is not live; 0:
+                                  * RPC_DEFAULT_LIVE_STALE_MS */
     void *app;                   /* handed to every handler; borrowed */
 } rpc_server_cfg;
 
@@ -191,6 +205,12 @@ int rpc_server_start(rpc_server_t *srv);
 /* service "" (the whole server) or a service of the method table, e.g. "twig.v1.ModelServer";
  * TWIG_ENOTFOUND for another name. Any thread. */
 int rpc_server_set_serving(rpc_server_t *srv, const char *service, bool serving);
+/* readiness of the whole process: "readiness", "" and every service at once. Returns 1 when
+ * that changed what "" answers, else 0 (log the transition once, with its reason). Any
+ * thread; ignored once shutting down. */
+int rpc_server_set_ready(rpc_server_t *srv, bool ready);
+/* the liveness answer now: the loop's heartbeat is fresh (true without a loop). Any thread */
+bool rpc_server_loop_live(rpc_server_t *srv);
 /* calls accepted and not yet ended (for metrics and tests); any thread */
 int rpc_server_live_calls(const rpc_server_t *srv);
 /* begin a graceful shutdown (see the opening comment); any thread, returns at once;
@@ -288,8 +308,10 @@ void rpc_stream_abort(rpc_stream_t *s);
 #define RPC_HEALTH_SERVING 1
 #define RPC_HEALTH_NOT_SERVING 2
 int rpc_health_check(const char *addr, const char *service, int deadline_ms);
-/* poll addr's "" service until SERVING: 0, or TWIG_EDEADLINE after deadline_ms (err_msg()
+/* poll addr's service until SERVING: 0, or TWIG_EDEADLINE after deadline_ms (err_msg()
  * says what the last probe saw) */
+int rpc_wait_health(const char *addr, const char *service, int deadline_ms);
+/* rpc_wait_health on RPC_HEALTH_READINESS */
 int rpc_wait_serving(const char *addr, int deadline_ms);
 
 #endif

@@ -135,7 +135,7 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
     }
     int reconnect_max = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms
                                                   : RPC_DEFAULT_RECONNECT_MAX_MS;
-    grpc_init();
+    rpc_grpc_init();
     rpc_client_t *cl = xcalloc(1, sizeof *cl);
     cl->addr = xstrdup(addr);
     pthread_mutex_init(&cl->rng_lock, NULL);
@@ -530,7 +530,7 @@ int rpc_health_check(const char *addr, const char *service, int deadline_ms)
     return rc;
 }
 
-int rpc_wait_serving(const char *addr, int deadline_ms)
+int rpc_wait_health(const char *addr, const char *service, int deadline_ms)
 {
     rpc_client_t *cl;
     int rc = rpc_client_init(&cl, addr, NULL);
@@ -540,7 +540,8 @@ int rpc_wait_serving(const char *addr, int deadline_ms)
     int64_t end = (int64_t)clock_now_ms() + deadline_ms;
     char last[256] = "no probe finished";
     for (int64_t left = deadline_ms; left > 0; left = end - (int64_t)clock_now_ms()) {
-        rc = client_health(cl, "", left < RPC_PROBE_MAX_MS ? (int)left : RPC_PROBE_MAX_MS, true);
+        rc = client_health(cl, service, left < RPC_PROBE_MAX_MS ? (int)left : RPC_PROBE_MAX_MS,
+                           true);
         if (rc == RPC_HEALTH_SERVING) {
             rpc_client_free(cl);
             return 0;
@@ -551,6 +552,11 @@ int rpc_wait_serving(const char *addr, int deadline_ms)
         }
     }
     rpc_client_free(cl);
-    return err_set(TWIG_EDEADLINE, "%s not serving after %d ms (last probe: %s)", addr,
-                   deadline_ms, last);
+    return err_set(TWIG_EDEADLINE, "%s: service \"%s\" not serving after %d ms (last probe: %s)",
+                   addr, service, deadline_ms, last);
+}
+
+int rpc_wait_serving(const char *addr, int deadline_ms)
+{
+    return rpc_wait_health(addr, RPC_HEALTH_READINESS, deadline_ms);
 }

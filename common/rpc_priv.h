@@ -12,6 +12,10 @@
 
 #define RPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
 
+/* grpc_init, and gRPC's log lines routed into twig's log (once per process): every grpc_init
+ * of the rpc layer goes through here */
+void rpc_grpc_init(void);
+
 /* msg packed into a new byte buffer (owned: grpc_byte_buffer_destroy) */
 grpc_byte_buffer *rpc_bb_from_msg(const ProtobufCMessage *msg);
 

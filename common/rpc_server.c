@@ -35,9 +35,11 @@
 #include <grpc/status.h>
 #include <grpc/support/time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/netaddr.h"
 #include "common/rpc_priv.h"
 #include "proto/health.pb-c.h"
 
@@ -88,10 +90,15 @@ struct rpc_server {
     int port;
     char *listen;
 
-    /* health: [0] is "", then one per service of the table */
+    /* health: [0] is "", [1] "readiness", then one per service of the table; liveness is
+     * not in the table: it is the loop's heartbeat */
     pthread_mutex_t health_lock;
     health_svc *svcs;            /* (n_svcs) */
     size_t n_svcs;
+    int live_stale_ms;
+    atomic_uint_fast64_t beat_ms; /* monotonic ms of the loop's last heartbeat */
+    uv_timer_t beat;              /* on the loop: stamps beat_ms every RPC_HEARTBEAT_MS */
+    bool beat_open;               /* uv_timer_init done, close callback not yet run */
 
     /* loop bridge */
     uv_loop_t *loop;
@@ -363,6 +370,19 @@ static void on_wake_closed(uv_handle_t *h)
     srv->wake_open = false;
 }
 
+static void on_beat_closed(uv_handle_t *h)
+{
+    rpc_server_t *srv = h->data;
+    srv->beat_open = false;
+}
+
+/* loop thread: the loop turns, so the process is live */
+static void on_beat(uv_timer_t *t)
+{
+    rpc_server_t *srv = t->data;
+    atomic_store(&srv->beat_ms, clock_now_ms());
+}
+
 /* loop thread: one wake-up may stand for many sends */
 static void on_wake(uv_async_t *h)
 {
@@ -378,6 +398,9 @@ static void on_wake(uv_async_t *h)
     }
     if (gone && !uv_is_closing((uv_handle_t *)h)) {
         uv_close((uv_handle_t *)h, on_wake_closed);
+        if (srv->beat_open && !uv_is_closing((uv_handle_t *)&srv->beat)) {
+            uv_close((uv_handle_t *)&srv->beat, on_beat_closed);
+        }
     }
 }
 
@@ -427,6 +450,28 @@ int rpc_server_set_serving(rpc_server_t *srv, const char *service, bool serving)
     return rc;
 }
 
+bool rpc_server_loop_live(rpc_server_t *srv)
+{
+    if (!srv->loop || !srv->started) {
+        return true;   /* no loop: the CQ thread answering is all there is to check */
+    }
+    uint64_t beat = atomic_load(&srv->beat_ms);
+    return clock_now_ms() - beat <= (uint64_t)srv->live_stale_ms;
+}
+
+int rpc_server_set_ready(rpc_server_t *srv, bool ready)
+{
+    int changed = 0;
+    bool sd = atomic_load(&srv->sd_flag);
+    pthread_mutex_lock(&srv->health_lock);
+    changed = srv->svcs[0].serving != (ready && !sd);
+    for (size_t i = 0; i < srv->n_svcs; i++) {
+        srv->svcs[i].serving = ready && !sd;   /* once shutting down, stay NOT_SERVING */
+    }
+    pthread_mutex_unlock(&srv->health_lock);
+    return changed;
+}
+
 static void health_check(rpc_call_t *c, grpc_byte_buffer *bb)
 {
     rpc_server_t *srv = c->srv;
@@ -438,8 +483,13 @@ static void health_check(rpc_call_t *c, grpc_byte_buffer *bb)
         return;
     }
     int status = -1;
+    if (strcmp(q->service, RPC_HEALTH_LIVENESS) == 0) {
+        bool live = !atomic_load(&srv->sd_flag) && rpc_server_loop_live(srv);
+        status = live ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    }
     pthread_mutex_lock(&srv->health_lock);
-    for (size_t i = 0; i < srv->n_svcs; i++) {
+    for (size_t i = 0; status < 0 && i < srv->n_svcs; i++) {
         if (strcmp(srv->svcs[i].name, q->service) == 0) {
             status = srv->svcs[i].serving
                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
@@ -702,14 +752,15 @@ static int validate_table(const rpc_server_cfg *cfg, const rpc_method *methods, 
 
 static void health_init(rpc_server_t *srv)
 {
-    srv->svcs = xcalloc(srv->n_methods + 1, sizeof *srv->svcs);
+    srv->svcs = xcalloc(srv->n_methods + 2, sizeof *srv->svcs);
     srv->svcs[0] = (health_svc){xstrdup(""), true};
-    srv->n_svcs = 1;
+    srv->svcs[1] = (health_svc){xstrdup(RPC_HEALTH_READINESS), true};
+    srv->n_svcs = 2;
     for (size_t i = 0; i < srv->n_methods; i++) {
         const char *p = srv->methods[i].path;
         size_t len = path_service_len(p);
         bool seen = false;
-        for (size_t k = 1; k < srv->n_svcs; k++) {
+        for (size_t k = 2; k < srv->n_svcs; k++) {
             seen |= strlen(srv->svcs[k].name) == len && memcmp(srv->svcs[k].name, p + 1, len) == 0;
         }
         if (!seen) {
@@ -732,15 +783,21 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     if (rc < 0) {
         return rc;
     }
+    if ((rc = netaddr_check_bindable(cfg->listen)) < 0) {
+        return rc;
+    }
     size_t max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG_BYTES;
     if (max_msg > INT32_MAX) {
         return err_set(-EINVAL, "rpc server: max_msg_bytes %zu exceeds %d", max_msg, INT32_MAX);
+    }
+    if (cfg->live_stale_ms < 0) {
+        return err_set(-EINVAL, "rpc server: live_stale_ms %d is negative", cfg->live_stale_ms);
     }
     int keepalive = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : RPC_DEFAULT_KEEPALIVE_MS;
     int keepalive_to = cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms
                                                      : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
 
-    grpc_init();
+    rpc_grpc_init();
     rpc_server_t *srv = xcalloc(1, sizeof *srv);
     srv->methods = xmalloc((n_methods ? n_methods : 1) * sizeof *srv->methods);
     if (n_methods) {
@@ -749,6 +806,7 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     srv->n_methods = n_methods;
     srv->app = cfg->app;
     srv->loop = cfg->loop;
+    srv->live_stale_ms = cfg->live_stale_ms ? cfg->live_stale_ms : RPC_DEFAULT_LIVE_STALE_MS;
     srv->listen = xstrdup(cfg->listen);
     srv->t_shutdown = (srv_tag){TAG_SHUTDOWN, NULL};
     srv->q_tail = &srv->q_head;
@@ -776,7 +834,8 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
     if (srv->port == 0) {
-        rc = err_set(-EADDRINUSE, "rpc server: cannot listen on %s (address in use or invalid)",
+        rc = err_set(-EADDRINUSE, "rpc server: cannot listen on %s (gRPC refused it; taken "
+                     "since the check?)",
                      srv->listen);
         rpc_server_free(srv);
         return rc;
@@ -804,6 +863,11 @@ int rpc_server_start(rpc_server_t *srv)
         uv_async_init(srv->loop, &srv->wake, on_wake);
         srv->wake.data = srv;
         srv->wake_open = true;
+        atomic_store(&srv->beat_ms, clock_now_ms());
+        uv_timer_init(srv->loop, &srv->beat);
+        srv->beat.data = srv;
+        srv->beat_open = true;
+        uv_timer_start(&srv->beat, on_beat, RPC_HEARTBEAT_MS, RPC_HEARTBEAT_MS);
     }
     grpc_server_start(srv->server);
     for (int i = 0; i < RPC_POSTED_REQUESTS; i++) {
@@ -855,7 +919,7 @@ void rpc_server_free(rpc_server_t *srv)
         } else {
             cq_run(srv);  /* nothing was posted: only the shutdown tag comes */
         }
-        if (srv->wake_open) {
+        if (srv->wake_open || srv->beat_open) {
             TWIG_PANIC("rpc_server_free: run the loop until uv_run returns before freeing");
         }
         /* wait out a rpc_server_shutdown still running on another thread */

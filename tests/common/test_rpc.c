@@ -691,9 +691,26 @@ Test(rpc, second_server_on_the_same_port_fails_to_bind)
     cr_expect_eq(rc, -EADDRINUSE, "%s", err_name(rc));
     cr_expect_null(second);
     EXPECT_ERR_HAS(listen);
+    EXPECT_ERR_HAS("is in use");
     rpc_call_opts o = {.deadline_ms = 5000};
     cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0);
     fixture_stop(&f);
+}
+
+Test(rpc, a_listen_address_that_cannot_work_is_named_before_grpc_sees_it)
+{
+    rpc_server_t *srv = NULL;
+    rpc_server_cfg cfg = {.listen = "10.255.255.1:5000"};   /* not an address of this host */
+    int rc = rpc_server_init(&srv, &cfg, test_methods, N_TEST_METHODS);
+    cr_expect_eq(rc, -EADDRNOTAVAIL, "%s", err_name(rc));
+    EXPECT_ERR_HAS("is not an address of this machine");
+    cfg.listen = "127.0.0.1";
+    cr_expect_eq(rpc_server_init(&srv, &cfg, test_methods, N_TEST_METHODS), -EINVAL);
+    EXPECT_ERR_HAS("not HOST:PORT");
+    cfg.listen = "127.0.0.1:70000";
+    cr_expect_eq(rpc_server_init(&srv, &cfg, test_methods, N_TEST_METHODS), -EINVAL);
+    EXPECT_ERR_HAS("0..65535");
+    cr_expect_null(srv);
 }
 
 Test(rpc, bad_method_tables_are_rejected)
@@ -957,6 +974,7 @@ typedef struct loop_server {
     bool block;           /* LoopBlock holds the loop thread while this is true */
     int blocked;          /* LoopBlock runs that started */
     int loop_calls;       /* handler runs seen on the loop thread */
+    int live_stale_ms;    /* rpc_server_cfg.live_stale_ms (0: default) */
 } loop_server;
 
 /* every loop handler checks it runs on the loop's thread */
@@ -1012,7 +1030,8 @@ static void *loop_main(void *arg)
 {
     loop_server *ls = arg;
     uv_loop_init(&ls->loop);
-    rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .loop = &ls->loop, .app = ls};
+    rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .loop = &ls->loop, .app = ls,
+                          .live_stale_ms = ls->live_stale_ms};
     int rc = rpc_server_init(&ls->srv, &cfg, loop_methods,
                              sizeof loop_methods / sizeof loop_methods[0]);
     if (rc == 0) {
@@ -1030,10 +1049,13 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-/* start the loop thread and its server; fills addr */
-static void loop_server_start(loop_server *ls, char *addr, size_t n_addr)
+/* start the loop thread and its server (liveness stale after live_stale_ms, 0: default);
+ * fills addr */
+static void loop_server_start_stale(loop_server *ls, char *addr, size_t n_addr,
+                                    int live_stale_ms)
 {
     memset(ls, 0, sizeof *ls);
+    ls->live_stale_ms = live_stale_ms;
     app_init(&ls->app);
     cr_assert_eq(pthread_create(&ls->loop_thread, NULL, loop_main, ls), 0);
     pthread_mutex_lock(&ls->app.lock);
@@ -1044,6 +1066,70 @@ static void loop_server_start(loop_server *ls, char *addr, size_t n_addr)
     cr_assert_gt(ls->port, 0);
     snprintf(addr, n_addr, "127.0.0.1:%d", ls->port);
     cr_assert_eq(rpc_wait_serving(addr, 10000), 0, "%s", err_msg());
+}
+
+static void loop_server_start(loop_server *ls, char *addr, size_t n_addr)
+{
+    loop_server_start_stale(ls, addr, n_addr, 0);
+}
+
+static void loop_server_join(loop_server *ls);
+
+/* poll addr's service (bounded by deadline_ms) until it answers want; the answer last seen */
+static int health_poll_until(const char *addr, const char *service, int want, int deadline_ms)
+{
+    int64_t end = procfix_now_ms() + deadline_ms;
+    int rc;
+    while ((rc = rpc_health_check(addr, service, 1000)) != want && procfix_now_ms() < end) {
+        procfix_pause_ms(PROCFIX_POLL_MS);
+    }
+    return rc;
+}
+
+Test(rpc, liveness_follows_the_loop_and_readiness_is_set_apart, .timeout = 60)
+{
+    loop_server ls;
+    char addr[64];
+    loop_server_start_stale(&ls, addr, sizeof addr, 400);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_READINESS, 2000), RPC_HEALTH_SERVING);
+
+    /* not ready: "", "readiness" and every service say NOT_SERVING; liveness stays */
+    cr_expect_eq(rpc_server_set_ready(ls.srv, false), 1);
+    cr_expect_eq(rpc_server_set_ready(ls.srv, false), 0);   /* no change the second time */
+    cr_expect_eq(rpc_health_check(addr, "", 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_READINESS, 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(addr, "twig.v1.Test", 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_wait_serving(addr, 300), TWIG_EDEADLINE);
+    cr_expect_eq(rpc_server_set_ready(ls.srv, true), 1);
+    cr_expect_eq(rpc_wait_serving(addr, 2000), 0, "%s", err_msg());
+
+    /* a wedged loop: liveness goes NOT_SERVING once the heartbeat is stale, readiness
+     * (answered by the CQ thread) does not change */
+    ls.block = true;
+    call_thread blocker = {.addr = addr, .path = P_LOOP_BLOCK, .deadline_ms = 30000, .rc = 1};
+    pthread_t tb;
+    cr_assert_eq(pthread_create(&tb, NULL, call_main, &blocker), 0);
+    cr_expect_eq(health_poll_until(addr, RPC_HEALTH_LIVENESS, RPC_HEALTH_NOT_SERVING, 10000),
+                 RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_server_loop_live(ls.srv), false);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_READINESS, 2000), RPC_HEALTH_SERVING);
+    pthread_mutex_lock(&ls.app.lock);
+    ls.block = false;
+    pthread_cond_broadcast(&ls.app.cond);
+    pthread_mutex_unlock(&ls.app.lock);
+    pthread_join(tb, NULL);
+    cr_expect_eq(blocker.rc, 0, "%s", err_name(blocker.rc));
+    cr_expect_eq(health_poll_until(addr, RPC_HEALTH_LIVENESS, RPC_HEALTH_SERVING, 10000),
+                 RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_wait_health(addr, RPC_HEALTH_LIVENESS, 2000), 0, "%s", err_msg());
+
+    /* shutting down: not live, not ready */
+    rpc_server_shutdown(ls.srv, 300);
+    int rc = rpc_health_check(addr, RPC_HEALTH_LIVENESS, 2000);
+    cr_expect(rc != RPC_HEALTH_SERVING, "rc %d", rc);
+    loop_server_join(&ls);
 }
 
 /* wait for the loop thread, which frees the server and closes the loop once uv_run returns
