@@ -30,7 +30,8 @@
     X(TWIG_EMISMATCH, -10012, "does not match the run (env id or dimensions)")    \
     X(TWIG_EDIVERGED, -10013, "numerical divergence")                             \
     X(TWIG_ESHUTDOWN, -10014, "shutting down")                                    \
-    X(TWIG_EPROTO, -10015, "protocol error")
+    X(TWIG_EPROTO, -10015, "protocol error")                                      \
+    X(TWIG_EFENCED, -10016, "source identity fenced: start a new one")
 
 enum twig_err {
 #define TWIG_ERR_ENUM(name, value, msg) name = (value),

@@ -169,6 +169,7 @@ void msg_batch_view(tbatch_t *out, const Twig__V1__TransitionBatch *m)
         .env_id = m->env_id,
         .source_id = m->source_id,
         .seq = m->seq,
+        .source_epoch = m->source_epoch,
         .policy_version = m->policy_version,
         .obs_dim = m->obs_dim,
         .act_dim = m->act_dim,
@@ -189,6 +190,7 @@ void msg_batch_from_view(Twig__V1__TransitionBatch *out, const tbatch_t *b)
     out->env_id = (char *)b->env_id;
     out->source_id = (char *)b->source_id;
     out->seq = b->seq;
+    out->source_epoch = b->source_epoch;
     out->policy_version = b->policy_version;
     out->obs_dim = b->obs_dim;
     out->act_dim = b->act_dim;

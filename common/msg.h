@@ -31,6 +31,7 @@ typedef struct tbatch {
     const char *env_id;      /* non-empty */
     const char *source_id;   /* non-empty, at most MSG_MAX_ID_LEN bytes */
     uint64_t seq;            /* per-source sequence number */
+    uint64_t source_epoch;   /* the receiver's epoch when the source identity began */
     uint64_t policy_version;
     uint32_t obs_dim;
     uint32_t act_dim;

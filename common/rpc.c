@@ -176,6 +176,8 @@ int rpc_err_to_status(int rc)
         return GRPC_STATUS_FAILED_PRECONDITION;
     case TWIG_ECORRUPT:
         return GRPC_STATUS_DATA_LOSS;
+    case TWIG_EFENCED:   /* a sequencer check failed: the sender must take a new identity */
+        return GRPC_STATUS_ABORTED;
     case -EEXIST:
         return GRPC_STATUS_ALREADY_EXISTS;
     case -EPERM:
@@ -219,8 +221,9 @@ int rpc_status_to_err(int status)
         return TWIG_EUNAVAIL;
     case GRPC_STATUS_DATA_LOSS:
         return TWIG_ECORRUPT;
-    case GRPC_STATUS_UNKNOWN:
     case GRPC_STATUS_ABORTED:
+        return TWIG_EFENCED;
+    case GRPC_STATUS_UNKNOWN:
     case GRPC_STATUS_INTERNAL:
     default:
         return TWIG_EINTERNAL;
