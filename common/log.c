@@ -11,11 +11,14 @@
 #define LOG_LINE_MAX 2048
 #define LOG_ROLE_MAX 32
 
-/* set once by log_init before threads start, read-only afterwards */
+/* set once by log_init (and log_add_file) before threads start, read-only afterwards */
 static struct {
     char role[LOG_ROLE_MAX];
-    log_level level;
-} log_cfg = {"twig", LOG_LEVEL_INFO};
+    log_level level;        /* stderr's */
+    int file_fd;            /* a second sink, or -1 */
+    log_level file_level;
+    log_level lowest;       /* what the macros let through */
+} log_cfg = {"twig", LOG_LEVEL_INFO, -1, LOG_LEVEL_INFO, LOG_LEVEL_INFO};
 
 const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -23,6 +26,14 @@ void log_init(const char *role, log_level level)
 {
     snprintf(log_cfg.role, sizeof log_cfg.role, "%s", role);
     log_cfg.level = level;
+    log_cfg.lowest = level;
+}
+
+void log_add_file(int fd, log_level level)
+{
+    log_cfg.file_fd = fd;
+    log_cfg.file_level = level;
+    log_cfg.lowest = level < log_cfg.level ? level : log_cfg.level;
 }
 
 int log_level_parse(const char *s, log_level *out)
@@ -38,7 +49,7 @@ int log_level_parse(const char *s, log_level *out)
 
 log_level log_get_level(void)
 {
-    return log_cfg.level;
+    return log_cfg.lowest;
 }
 
 void log_write(log_level level, const char *fmt, ...)
@@ -61,6 +72,12 @@ void log_write(log_level level, const char *fmt, ...)
         len = sizeof line - 2;   /* truncated: keep the newline */
     }
     line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    if (level >= log_cfg.level) {
+        ssize_t w = write(STDERR_FILENO, line, len);
+        (void)w;
+    }
+    if (log_cfg.file_fd >= 0 && level >= log_cfg.file_level) {
+        ssize_t w = write(log_cfg.file_fd, line, len);
+        (void)w;
+    }
 }

@@ -4,8 +4,8 @@
  *
  * log_init() is called once in main before any thread starts; the level check happens
  * before formatting, so a disabled log_debug costs one comparison. Lines go to stderr
- * (the launcher redirects each process's stderr to its log file) with one write(2) each,
- * so lines from several threads never interleave.
+ * (the launcher redirects each process's stderr to its log file), and to a second file if
+ * one is added, with one write(2) each, so lines from several threads never interleave.
  */
 #ifndef TWIG_LOG_H
 #define TWIG_LOG_H
@@ -19,6 +19,9 @@ typedef enum log_level {
 
 /* role: short process name ("modelserver"); copied. level: lowest level printed */
 void log_init(const char *role, log_level level);
+/* also write lines at level and above to fd (opened O_APPEND by the caller, kept open), e.g.
+ * the launcher's RUN/twig.log beside its terse stderr. Before any thread starts */
+void log_add_file(int fd, log_level level);
 
 /* the level names by log_level, NULL-terminated: the choices of a CFG_ENUM log_level option */
 extern const char *const log_level_names[];

@@ -76,7 +76,7 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
     return rc < 0 ? rc : rpc_client_init(&m->modelserver, run->modelserver_addr, NULL);
 }
 
-/* every process answers health within the start-up timeout */
+/* every process is live (docs/design.md, Health) within the start-up timeout */
 static int wait_healthy(monitor_t *m)
 {
     uint64_t deadline = clock_now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
@@ -87,13 +87,13 @@ static int wait_healthy(monitor_t *m)
                 return TWIG_ECANCELLED;
             }
             uint64_t probe_start = clock_now_ms();
-            int rc = rpc_health_check(p->addr, "", MONITOR_HEALTH_PROBE_MS);
+            int rc = rpc_health_check(p->addr, RPC_HEALTH_LIVENESS, MONITOR_HEALTH_PROBE_MS);
             if (rc == RPC_HEALTH_SERVING) {
-                log_info("event=healthy proc=%s addr=%s", p->name, p->addr);
+                log_info("event=live proc=%s addr=%s", p->name, p->addr);
                 break;
             }
             if (clock_now_ms() >= deadline) {
-                snprintf(m->failure, sizeof m->failure, "%s at %s not healthy after %d ms: %s",
+                snprintf(m->failure, sizeof m->failure, "%s at %s not live after %d ms: %s",
                          p->name, p->addr, m->launcher->startup_timeout_ms,
                          rc < 0 ? err_msg() : "NOT_SERVING");
                 return TWIG_EDEADLINE;

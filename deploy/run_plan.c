@@ -37,6 +37,11 @@ const config_opt launcher_opts[] = {
      "SIGTERM to SIGKILL delay at the end", NULL},
     {"final_eval_timeout_ms", CFG_INT, L(final_eval_timeout_ms), "600000", 1000, 86400000,
      "how long to wait for the final evaluation once the budget is reached", NULL},
+    {"health_every_ms", CFG_INT, L(health_every_ms), "1000", 0, 600000,
+     "probe each process's liveness and readiness this often; 0: never after start-up", NULL},
+    {"hang_ms", CFG_INT, L(hang_ms), "30000", 100, 86400000,
+     "a process not live (no answer, or a wedged event loop) this long is killed and "
+     "restarted", NULL},
 };
 #undef L
 const int launcher_n_opts = (int)(sizeof launcher_opts / sizeof launcher_opts[0]);

@@ -46,6 +46,8 @@ typedef struct launcher_cfg {
     int max_restarts;
     int stop_grace_ms;
     int final_eval_timeout_ms;       /* after the budget is reached */
+    int health_every_ms;             /* liveness probe period (deploy/healthwatch.h); 0: off */
+    int hang_ms;                     /* not live this long: killed and restarted */
 } launcher_cfg;
 
 extern const config_opt launcher_opts[];

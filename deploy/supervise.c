@@ -240,6 +240,16 @@ static void on_kill_timer(uv_timer_t *t)
     }
 }
 
+int supervise_kill(supervise_t *s, int index, int signum)
+{
+    supervise_proc *p = &s->procs[index];
+    if (!p->running) {
+        return err_set(-ESRCH, "%s is not running", p->name);
+    }
+    int rc = uv_process_kill(&p->handle, signum);
+    return rc < 0 ? err_set(rc, "kill %s (pid %d): %s", p->name, p->pid, uv_strerror(rc)) : 0;
+}
+
 void supervise_stop(supervise_t *s)
 {
     if (s->stopping) {

@@ -82,6 +82,9 @@ int supervise_add(supervise_t *s, const char *name, char *const argv[], const ch
 /* start every process; returns 0 or the first spawn error (e.g. -ENOENT for a missing
  * binary, err_msg names it) */
 int supervise_start(supervise_t *s);
+/* send signum to process index if it runs (the launcher kills a hung one: its exit is then
+ * handled as any crash, restart included); 0, -ESRCH (not running) or a uv error */
+int supervise_kill(supervise_t *s, int index, int signum);
 /* SIGTERM all, SIGKILL after grace, close every handle */
 void supervise_stop(supervise_t *s);
 /* free the copies; call after uv_run returned */

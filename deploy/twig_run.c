@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include "common/mem.h"
 #include "common/rpc.h"
 #include "common/run_config.h"
+#include "deploy/healthwatch.h"
 #include "deploy/monitor.h"
 #include "deploy/ports.h"
 #include "deploy/run_plan.h"
@@ -57,8 +59,11 @@ typedef struct launcher {
     uv_signal_t sigint, sigterm;
     supervise_t sup;
     monitor_t mon;
+    healthwatch_t hw;
+    atomic_uint hung[PLAN_MAX_PROCS]; /* start gen of a process the watch found hung; 0: none */
     bool stopping;                 /* launcher_stop ran */
     int exit_code;
+    int log_fd;                    /* RUN/twig.log; -1 before the run dir exists */
 } launcher_t;
 
 static const char usage[] =
@@ -239,15 +244,57 @@ static void launcher_stop(launcher_t *L, int code, const char *reason)
         fprintf(stderr, "\ntwig: run failed: %s\n", reason);
     }
     atomic_store(&L->mon.stop, true);   /* the monitor winds down while the children stop */
+    atomic_store(&L->hw.stop, true);
     supervise_stop(&L->sup);
     uv_close((uv_handle_t *)&L->sigint, NULL);
     uv_close((uv_handle_t *)&L->sigterm, NULL);
     uv_unref((uv_handle_t *)&L->wake);   /* closed after monitor_stop: the thread may send */
 }
 
+/* loop thread: kill what the health watch found hung in its current start; the supervisor
+ * restarts it as after any crash */
+static void kill_hung(launcher_t *L)
+{
+    for (int i = 0; i < L->sup.n_procs && !L->stopping; i++) {
+        unsigned gen = atomic_exchange(&L->hung[i], 0);
+        supervise_proc *p = &L->sup.procs[i];
+        if (gen == 0 || gen != healthwatch_gen(&L->hw, i) || !p->running) {
+            continue;   /* restarted or gone meanwhile */
+        }
+        log_info("event=hung_killed proc=%s pid=%d", p->name, p->pid);
+        if (supervise_kill(&L->sup, i, SIGKILL) < 0) {
+            log_warn("event=kill_failed proc=%s detail=\"%s\"", p->name, err_msg());
+        }
+    }
+}
+
+/* watch thread */
+static void on_hung(void *data, int index, unsigned gen, const char *why)
+{
+    launcher_t *L = data;
+    fprintf(stderr, "\ntwig: %s is hung (%s); killing and restarting it\n",
+            L->plan->procs[index].name, why);
+    atomic_store(&L->hung[index], gen);
+    uv_async_send(&L->wake);
+}
+
+/* watch thread */
+static void on_ready(void *data, int index, bool ready)
+{
+    launcher_t *L = data;
+    const plan_proc *p = &L->plan->procs[index];
+    if (ready) {
+        fprintf(stderr, "\ntwig: %s is ready again\n", p->name);
+    } else {
+        fprintf(stderr, "\ntwig: %s is live but not ready (it cannot do its job now; see %s)\n",
+                p->name, p->log_path);
+    }
+}
+
 static void on_wake(uv_async_t *h)
 {
     launcher_t *L = h->data;
+    kill_hung(L);
     monitor_state st = monitor_get_state(&L->mon);
     if (st == MONITOR_DONE) {
         launcher_stop(L, 0, NULL);
@@ -295,6 +342,7 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
 static void on_proc_start(supervise_t *s, int index)
 {
     launcher_t *L = s->data;
+    healthwatch_note_start(&L->hw, index);
     char path[PLAN_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/procs.tsv", L->run_dir);
     char *text = NULL;
@@ -476,6 +524,14 @@ static int launch(launcher_t *L)
     if (rc < 0) {
         return rc;
     }
+    /* the launcher's own events, in full, beside its terse stderr */
+    char log_path[PLAN_PATH_MAX + 16];
+    snprintf(log_path, sizeof log_path, "%s/twig.log", L->run_dir);
+    L->log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (L->log_fd < 0) {
+        return err_set(-errno, "%s: %s", log_path, strerror(errno));
+    }
+    log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
     rc = copy_file(L->config_path, L->config_src);
     if (rc < 0) {
@@ -536,8 +592,14 @@ static int launch(launcher_t *L)
     }
     rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
                                     wake_from_monitor, L);
+    healthwatch_cfg hcfg = {.every_ms = L->cfg.health_every_ms, .hang_ms = L->cfg.hang_ms,
+                            .startup_ms = L->cfg.startup_timeout_ms};
+    healthwatch_init(&L->hw, &hcfg, L->plan, on_hung, on_ready, L);
     rc = rc < 0 ? rc : supervise_start(&L->sup);
     rc = rc < 0 ? rc : monitor_start(&L->mon);
+    if (rc == 0 && (rc = healthwatch_start(&L->hw)) < 0) {
+        rc = err_set(rc, "cannot start the health watch: %s", uv_strerror(rc));
+    }
     if (rc < 0) {
         /* stop whatever started; the loop then ends */
         char reason[sizeof L->mon.failure];
@@ -546,6 +608,7 @@ static int launch(launcher_t *L)
     }
     uv_run(&L->loop, UV_RUN_DEFAULT);
     monitor_stop(&L->mon);
+    healthwatch_stop(&L->hw);
     uv_close((uv_handle_t *)&L->wake, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
@@ -564,6 +627,7 @@ int twig_cmd_run(int argc, char **argv)
 {
     log_init("twig", LOG_LEVEL_WARN);
     launcher_t *L = xcalloc(1, sizeof *L);
+    L->log_fd = -1;
     int rc = parse_args(L, argc, argv);
     if (rc == 1) {
         free(L);
@@ -580,6 +644,10 @@ int twig_cmd_run(int argc, char **argv)
         fprintf(stderr, "twig run: %s\n", err_msg());
     }
     int code = rc < 0 ? 1 : L->exit_code;
+    if (L->log_fd >= 0) {
+        log_add_file(-1, LOG_LEVEL_INFO);
+        close(L->log_fd);
+    }
     free(L->plan);
     free(L);
     rpc_lib_shutdown(2000);

@@ -6,7 +6,7 @@ its `--set <section>.listen=HOST:PORT`, the health check and what the launcher's
 polls, as if the run had reached its budget: the model server's log holds REAL_STEPS
 transitions and the learner holds one evaluation at REAL_STEPS. With FAKE_EVALS=restart the
 learner first holds evaluations at 300 and 500 steps, then, as if restarted from an older
-checkpoint, only the one at REAL_STEPS; like twig-learner it refuses a from_index past the
+checkpoint, only the one at REAL_STEPS; with FAKE_EVALS=none it never holds one; like twig-learner it refuses a from_index past the
 end with INVALID_ARGUMENT. Replies are encoded by hand
 (field numbers from proto/twig.proto and proto/health.proto) with deploy/health_check.py's
 varint helpers. It runs until SIGTERM.
@@ -73,6 +73,8 @@ def get_evals(req, ctx):
     from_index = decode_varint(req, 1)[0] if len(req) >= 2 and req[0] == 0x08 else 0
     get_evals_calls[0] += 1
     held = [eval_result(REAL_STEPS, 1)]
+    if os.environ.get("FAKE_EVALS") == "none":
+        held = []
     if os.environ.get("FAKE_EVALS") == "restart" and get_evals_calls[0] == 1:
         held = [eval_result(300, 1), eval_result(500, 2)]
     if from_index > len(held):

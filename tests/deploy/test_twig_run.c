@@ -192,6 +192,80 @@ Test(twig_run, a_listen_address_in_use_is_refused_before_anything_starts, .init 
     cr_expect_neq(access(marker, F_OK), 0, "a process was started");
 }
 
+/* pid and start count of a process of the run from RUN/procs.tsv; 0 when not running */
+static int proc_pid(const char *name, int *starts)
+{
+    char path[200], line[256];
+    snprintf(path, sizeof path, "%s/%s/procs.tsv", tmpdir, run_name);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char n[64];
+        int p, st, running;
+        if (sscanf(line, "%63s %d %d %d", n, &p, &st, &running) == 4 && strcmp(n, name) == 0) {
+            pid = running ? p : 0;
+            *starts = st;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return pid;
+}
+
+/* a process that stops answering (SIGSTOP: hung) is killed and restarted by the launcher's
+ * liveness probes; the run goes on */
+Test(twig_run, a_hung_process_is_killed_and_restarted, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "FAKE_EVALS=none exec /usr/bin/python3 %s/tests/deploy/fake_twig_proc.py "
+             "\"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.startup_timeout_ms=90000", "launcher.health_every_ms=100",
+                          "launcher.hang_ms=1500", "launcher.restart_base_ms=50"};
+    pid_t pid = start_twig(sets, 6);
+    int starts = 0, hung = 0;
+    for (int64_t end = procfix_now_ms() + 60000; procfix_now_ms() < end && !hung;) {
+        hung = proc_pid("actor-0", &starts);
+        procfix_pause_ms(20);
+    }
+    cr_assert_gt(hung, 0, "actor-0 never started; stderr: %s", slurp("err.txt"));
+    cr_assert_eq(starts, 1);
+    /* wait until the launcher has seen it live, then hang it */
+    for (int64_t end = procfix_now_ms() + 60000;
+         procfix_now_ms() < end && !strstr(slurp("run/twig.log"), "event=live proc=actor-0 ");) {
+        procfix_pause_ms(20);
+    }
+    int64_t t0 = procfix_now_ms();
+    cr_assert_eq(kill(hung, SIGSTOP), 0);
+    int now_pid = 0;
+    for (int64_t end = t0 + 30000; procfix_now_ms() < end;) {
+        now_pid = proc_pid("actor-0", &starts);
+        if (now_pid > 0 && now_pid != hung && starts == 2) {
+            break;
+        }
+        procfix_pause_ms(20);
+    }
+    int64_t took = procfix_now_ms() - t0;
+    cr_expect_eq(starts, 2, "restarted once; stderr: %s", slurp("err.txt"));
+    cr_expect(now_pid > 0 && now_pid != hung, "a new actor-0 runs");
+    cr_expect_geq(took, 1500, "killed after %lld ms, before hang_ms", (long long)took);
+    cr_expect(kill(hung, 0) < 0 && errno == ESRCH, "the hung process (pid %d) is gone", hung);
+    const char *err = slurp("err.txt");
+    cr_expect(strstr(err, "actor-0 is hung (not answering its health check for") != NULL,
+              "stderr: %s", err);
+    /* the others were never touched */
+    cr_expect(proc_pid("learner", &starts) > 0 && starts == 1);
+    cr_expect(proc_pid("modelserver", &starts) > 0 && starts == 1);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int code = procfix_exit_code(pid, 30000);
+    cr_expect_eq(code, 128 + SIGTERM, "exit %d; stderr: %s", code, slurp("err.txt"));
+}
+
 /* the learner loses its last evaluations (restarted from an older checkpoint) and refuses
  * the monitor's from_index: the monitor reads its list again and still sees the final one */
 Test(twig_run, evaluations_lost_by_a_restarted_learner_do_not_hide_the_final_one,
