@@ -257,27 +257,68 @@ Test(reallog, schema_is_fixed_by_first_batch_and_persisted)
     fx_batch_free(&b);
     reallog_close(&lg);
 
+    /* the run's schema against the data dir's: both named */
     o.env_id = "Hopper-v4";
+    o.obs_dim = 11;
+    o.act_dim = 3;
     cr_expect_eq(reallog_open(&lg, &o), TWIG_EMISMATCH);
-    cr_expect(strstr(err_msg(), "Pendulum-v1") != NULL, "%s", err_msg());
+    cr_expect(strstr(err_msg(), "'Hopper-v4' (obs_dim 11, act_dim 3)") != NULL, "%s", err_msg());
+    cr_expect(strstr(err_msg(), "'Pendulum-v1' (obs_dim 3, act_dim 1)") != NULL, "%s",
+              err_msg());
+    /* same id, other dims: refused too */
     o.env_id = ENV;
+    o.obs_dim = O + 1;
+    o.act_dim = A;
+    cr_expect_eq(reallog_open(&lg, &o), TWIG_EMISMATCH);
+    o.obs_dim = O;
     open_ok(&lg, &o);
     cr_expect_eq(reallog_end(&lg), 2);
     reallog_close(&lg);
+    /* an env id needs its dims */
+    o.obs_dim = 0;
+    cr_expect_eq(reallog_open(&lg, &o), -EINVAL);
+    cr_expect(strstr(err_msg(), "obs_dim") != NULL, "%s", err_msg());
 }
 
-Test(reallog, env_id_from_options_rejects_other_envs_before_any_data)
+Test(reallog, the_run_schema_is_fixed_at_open_and_refuses_other_first_batches)
 {
     reallog_t lg;
     reallog_opts o = opts();
     o.env_id = "Hopper-v4";
+    o.obs_dim = 11;
+    o.act_dim = 3;
     open_ok(&lg, &o);
+    /* known before any batch, and kept in meta already */
+    reallog_status st;
+    reallog_get_status(&lg, &st);
+    cr_expect_str_eq(st.env_id, "Hopper-v4");
+    cr_expect_eq(st.obs_dim, 11);
+    cr_expect_eq(st.act_dim, 3);
+    char meta[PROCFIX_DIR_LEN + 16];
+    snprintf(meta, sizeof meta, "%s/meta", dir);
+    cr_expect_eq(access(meta, F_OK), 0, "meta is written at open");
     fx_batch b;
     reallog_ack ack;
-    fx_batch_make(&b, ENV, 1, 1, 2, O, A);
+    fx_batch_make(&b, ENV, 1, 1, 2, O, A);   /* a stray first batch of another env */
     cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "env_id is 'Pendulum-v1', the run's is 'Hopper-v4'") != NULL, "%s",
+              err_msg());
     fx_batch_free(&b);
-    cr_expect_eq(reallog_end(&lg), 0);
+    fx_batch_make(&b, "Hopper-v4", 1, 1, 2, 4096, 3);   /* right id, wrong dims */
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), -EINVAL);
+    cr_expect(strstr(err_msg(), "obs_dim is 4096, the log's is 11") != NULL, "%s", err_msg());
+    fx_batch_free(&b);
+    fx_batch_make(&b, "Hopper-v4", 1, 1, 2, 11, 3);
+    cr_expect_eq(reallog_append(&lg, &ack, &b.v), 0, "%s", err_msg());
+    fx_batch_free(&b);
+    cr_expect_eq(reallog_end(&lg), 2);
+    reallog_close(&lg);
+    /* a log opened without a schema (a tool) takes the data dir's */
+    reallog_opts plain = opts();
+    open_ok(&lg, &plain);
+    reallog_get_status(&lg, &st);
+    cr_expect_str_eq(st.env_id, "Hopper-v4");
+    cr_expect_eq(st.obs_dim, 11);
     reallog_close(&lg);
 }
 
@@ -803,6 +844,10 @@ Test(reallog, logs_with_the_old_4_aligned_records_still_open)
     char *p = seg_path(0);
     rewrite_as_legacy(p);
     off_t legacy_size = file_size(p);
+    /* the old layout comes from before the recovery point existed */
+    char rp[PROCFIX_DIR_LEN + 16];
+    snprintf(rp, sizeof rp, "%s/durable_end", dir);
+    cr_assert_eq(unlink(rp), 0);
 
     open_ok(&lg, &o);
     cr_expect_eq(reallog_end(&lg), 16);
