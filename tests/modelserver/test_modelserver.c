@@ -236,7 +236,7 @@ Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
     procfix_stop(&s.p);
 
     /* the env id fixed by the first batch is kept in the data dir */
-    const char *other[] = {"--env-id", "Hopper-v4", NULL};
+    const char *other[] = {"--env", "Hopper-v4", NULL};
     snprintf(s.data_dir, sizeof s.data_dir, "%s/d", tmp);
     cr_expect_eq(procfix_exit_code(spawn_server(&s, other), 20000), 1);
 }
@@ -253,7 +253,7 @@ static void expect_invalid(rpc_client_t *cl, fx_batch *b, const char *text)
 Test(modelserver, bad_batches_get_invalid_argument_and_the_server_keeps_serving)
 {
     server s;
-    const char *extra[] = {"--env-id", ENV, NULL};
+    const char *extra[] = {"--env", ENV, NULL};
     start_server(&s, "d", extra);
     rpc_client_t *cl = client_of(&s);
     append_ok(cl, 1, 1, 4, NULL);
