@@ -1254,6 +1254,10 @@ static void *reallog_appender_main(void *arg)
             /* left for the next group to try (needs_repair stays set) */
             log_debug("event=log_repair_deferred detail=\"%s\"", err_msg());
         }
+        /* the change first: whoever hears of this group's outcome sees the new state */
+        if (changed && health) {
+            health(health_arg, writable, writable ? "" : text);
+        }
         for (reallog_item *it = first, *next; it != end; it = next) {
             next = it->next;
             it->done(it->arg, rc, rc == 0 ? &it->ack : NULL, rc == 0 ? "" : text);
@@ -1267,9 +1271,6 @@ static void *reallog_appender_main(void *arg)
             next = it->next;
             it->done(it->arg, rc, NULL, tail_text);
             reallog_item_free(it);
-        }
-        if (changed && health) {
-            health(health_arg, writable, writable ? "" : text);
         }
         if (rc == 0 && recs > 0 && notify) {
             notify(notify_arg, end_off);

@@ -158,7 +158,8 @@ typedef void (*reallog_done_fn)(void *arg, int rc, const reallog_ack *ack, const
 typedef void (*reallog_notify_fn)(void *arg, uint64_t end_offset);
 
 /* called on the appender thread when the log stops being writable (writable 0, why: the
- * failed write) or becomes writable again (1, why ""); once per change */
+ * failed write) or becomes writable again (1, why ""); once per change, before the done
+ * callbacks of the appends whose write made the change */
 typedef void (*reallog_health_fn)(void *arg, int writable, const char *why);
 
 /* rows read back from the log: owned arrays of capacity cap, row-major */
