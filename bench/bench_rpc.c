@@ -36,6 +36,7 @@
 #include "common/rpc.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+#define B_ENV "HalfCheetah-v4"   /* the server's log takes the env's dims: obs 17, act 6 */
 #define B_COUNT 256
 #define B_OBS 17
 #define B_ACT 6
@@ -67,7 +68,7 @@ static void bench_batch_init(bench_batch *b, int src)
         b->truncated[i] = 0;
     }
     snprintf(b->source, sizeof b->source, "bench-%d", src);
-    b->v = (tbatch_t){.env_id = "Bench-v0", .source_id = b->source, .obs_dim = B_OBS,
+    b->v = (tbatch_t){.env_id = B_ENV, .source_id = b->source, .obs_dim = B_OBS,
                       .act_dim = B_ACT, .count = B_COUNT, .obs = b->obs, .act = b->act,
                       .reward = b->reward, .next_obs = b->next_obs,
                       .terminated = b->terminated, .truncated = b->truncated};
@@ -161,7 +162,8 @@ static int server_start(server_proc *s, const char *fsync)
             _exit(127);
         }
         execl(SERVER_BIN, SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", data,
-              "--port-file", port_file, "--fsync", fsync, "--log-level", "warn", (char *)NULL);
+              "--port-file", port_file, "--fsync", fsync, "--log-level", "warn", "--env", B_ENV,
+              (char *)NULL);
         _exit(127);
     }
     double deadline = clock_now_s() + 20;

@@ -1,7 +1,8 @@
 /* main.c - twig-modelserver: command line, logging, run, exit status.
  *
- *   twig-modelserver --listen HOST:PORT --data-dir DIR [--env-id ID] [--fsync batch|group|none]
+ *   twig-modelserver --listen HOST:PORT --data-dir DIR [--env ID] [--fsync batch|group|none]
  *                    [--segment-mb N] [--port-file FILE] [--grace-ms N] [--log-level L]
+ *                    [--max-sources N] [--source-quiet-steps N]
  *                    [--config RUN.yaml] [--set [modelserver.]KEY=VALUE ...] [--help]
  *                    [--print-config]
  *
@@ -10,8 +11,13 @@
  * (trainer_opts, modelserver/trainer.h). `--data-dir d` is `--set modelserver.data_dir=d`;
  * later settings win over earlier ones and over the --config file.
  *
+ * The run's `env` (top level; `--env ID` on the command line) fixes the log's schema at
+ * start: its id and the obs and act dims of its spec (common/env.h). Every batch must have
+ * them, from the first one on, and a data dir holding another env's log refuses to start.
+ *
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server could not start
- * or run, 2 on a bad command line or config.
+ * or run (data dir in use, corrupt, or of another env; port taken), 2 on a bad command line
+ * or config (an unknown env id too).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,10 +25,10 @@
 #include <string.h>
 
 #include "common/cli.h"
+#include "common/env.h"
 #include "common/err.h"
 #include "common/launcher_link.h"
 #include "common/log.h"
-#include "common/msg.h"
 #include "common/rpc.h"
 #include "modelserver/modelserver.h"
 
@@ -32,12 +38,13 @@
 typedef struct ms_options {
     char listen[RUN_ADDR_MAX + 1];
     char data_dir[MS_PATH_MAX + 1];
-    char env_id[MSG_MAX_ID_LEN + 1];
     char port_file[MS_PATH_MAX + 1];
     int fsync;      /* reallog_sync, index into fsync_names */
     int segment_mb;
     int grace_ms;
     int log_level;  /* log_level */
+    int max_sources;
+    uint64_t source_quiet_steps;
 } ms_options;
 
 /* by reallog_sync value */
@@ -49,8 +56,6 @@ static const config_opt ms_opts[] = {
      "HOST:PORT to listen on (required); port 0 picks a free one", NULL},
     {"data_dir", CFG_STRING, O(data_dir), "", 0, MS_PATH_MAX,
      "directory of the real-transition log (required; created if missing)", NULL},
-    {"env_id", CFG_STRING, O(env_id), "", 0, MSG_MAX_ID_LEN,
-     "the run's env id; empty: fixed by the first batch (kept in the data dir)", NULL},
     {"fsync", CFG_ENUM, O(fsync), "batch", 0, 0,
      "batch (fdatasync per batch), group (group commit) or none (page cache only)", fsync_names},
     {"segment_mb", CFG_INT, O(segment_mb), "64", 1, 4096, "log segment size in MiB", NULL},
@@ -60,6 +65,13 @@ static const config_opt ms_opts[] = {
      "on SIGTERM, calls in flight get this long to finish", NULL},
     {"log_level", CFG_ENUM, O(log_level), "info", 0, 0, "debug, info, warn or error",
      log_level_names},
+    {"max_sources", CFG_INT, O(max_sources), "4096", 1, REALLOG_MAX_SOURCES_LIMIT,
+     "sources (actor ids) the log's dedup table remembers; a new one evicts the quietest "
+     "once that has been quiet for source_quiet_steps, else it is refused (retry later)",
+     NULL},
+    {"source_quiet_steps", CFG_U64, O(source_quiet_steps), "1000000", 1, 1e15,
+     "transitions appended by others before a source may be evicted (an evicted actor's "
+     "transition count restarts; keep this above the run's real_steps)", NULL},
 };
 #undef O
 _Static_assert(REALLOG_SYNC_BATCH == 0 && REALLOG_SYNC_GROUP == 1 && REALLOG_SYNC_NONE == 2,
@@ -98,11 +110,27 @@ static int ms_cfg_from_options(modelserver_cfg *cfg, const ms_options *o)
     }
     cfg->listen = o->listen;
     cfg->data_dir = o->data_dir;
-    cfg->env_id = o->env_id[0] ? o->env_id : NULL;
     cfg->port_file = o->port_file[0] ? o->port_file : NULL;
     cfg->sync = (reallog_sync)o->fsync;
     cfg->segment_bytes = (uint64_t)o->segment_mb << 20;
     cfg->grace_ms = o->grace_ms;
+    cfg->max_sources = (uint32_t)o->max_sources;
+    cfg->source_quiet_steps = o->source_quiet_steps;
+    return 0;
+}
+
+/* the log's schema from the run's env (borrowed: run->env): its id and its spec's dims */
+static int ms_cfg_schema(modelserver_cfg *cfg, const run_cfg *run)
+{
+    env_t *e = NULL;
+    int rc = env_make(&e, run->env);
+    if (rc < 0) {
+        return rc;
+    }
+    cfg->env_id = run->env;
+    cfg->obs_dim = (uint32_t)e->spec.n_obs;
+    cfg->act_dim = (uint32_t)e->spec.n_act;
+    env_free(e);
     return 0;
 }
 
@@ -129,6 +157,10 @@ int main(int argc, char **argv)
     }
     modelserver_cfg cfg;
     if (ms_cfg_from_options(&cfg, &o) < 0) {
+        return 2;
+    }
+    if (ms_cfg_schema(&cfg, &run) < 0) {
+        fprintf(stderr, "twig-modelserver: the run's env (env: %s): %s\n", run.env, err_msg());
         return 2;
     }
     cfg.run = &run;

@@ -363,6 +363,23 @@ static void ms_on_log_end(void *arg, uint64_t end)
     pthread_mutex_unlock(&ms->wake_mu);
 }
 
+/* appender thread: the log stopped being writable (disk full, I/O error) or writes again.
+ * Readiness follows it; liveness does not (the process is fine and recovers by itself). */
+static void ms_on_log_health(void *arg, int writable, const char *why)
+{
+    modelserver_t *ms = arg;
+    pthread_mutex_lock(&ms->wake_mu);
+    if (ms->wake_open && ms->srv) {   /* wake_open: not shutting down (srv still there) */
+        rpc_server_set_ready(ms->srv, writable != 0);
+    }
+    pthread_mutex_unlock(&ms->wake_mu);
+    if (writable) {
+        log_info("event=ready reason=log_writable");
+    } else {
+        log_warn("event=not_ready reason=log_not_writable detail=\"%s\"", why);
+    }
+}
+
 /* loop thread */
 static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
@@ -430,6 +447,8 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.segments = st.segments;
     r.bytes = st.bytes;
     r.parked_fetches = atomic_load(&ms->n_waiters);
+    r.source_epoch = st.epoch;
+    r.source_fence = st.fence;
     const Twig__V1__LogStatusRequest *q = (const Twig__V1__LogStatusRequest *)msg;
     if (q->source_id && q->source_id[0]) {
         if (strlen(q->source_id) > MSG_MAX_ID_LEN) {
@@ -458,9 +477,18 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     trainer_get_status(&ms->trainer, &ts);
     reallog_status ls;
     reallog_get_status(&ms->log, &ls);
+    /* doubles: counts stay exact up to 2^53 */
     const stats_kv v[] = {
         {"log_end", (double)ls.end_offset},
+        {"ready", ls.writable ? 1.0 : 0.0},
+        {"log_write_failures", (double)ls.write_failures},
         {"sources", (double)ls.sources},
+        {"max_sources", (double)ls.max_sources},
+        {"source_epoch", (double)ls.epoch},
+        {"source_fence", (double)ls.fence},
+        {"sources_evicted", (double)ls.evictions},
+        {"sources_fenced", (double)ls.fenced},
+        {"sources_refused_full", (double)ls.sources_full},
         {"model_version", (double)ts.version},
         {"model_trained_on", (double)ts.trained_on},
         {"model_holdout_loss", ts.version ? (double)ts.holdout_mse : NAN},
@@ -513,7 +541,15 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
 
     reallog_opts o = reallog_opts_default(cfg->data_dir);
     o.env_id = cfg->env_id;
+    o.obs_dim = cfg->obs_dim;
+    o.act_dim = cfg->act_dim;
     o.sync = cfg->sync;
+    if (cfg->max_sources) {
+        o.max_sources = cfg->max_sources;
+    }
+    if (cfg->source_quiet_steps) {
+        o.quiet_steps = cfg->source_quiet_steps;
+    }
     if (cfg->segment_bytes) {
         o.segment_bytes = cfg->segment_bytes;
     }
@@ -547,6 +583,7 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
     if ((rc = rpc_server_start(ms->srv)) < 0) {
         return rc;
     }
+    reallog_set_health(&ms->log, ms_on_log_health, ms);
     ms->port = rpc_server_port(ms->srv);
     if (cfg->port_file && (rc = portfile_write(cfg->port_file, ms->port)) < 0) {
         return rc;
@@ -554,9 +591,11 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
     reallog_status st;
     reallog_get_status(&ms->log, &st);
     log_info("event=started listen=%s port=%d data_dir=%s fsync=%s end_offset=%" PRIu64
-             " sources=%u segments=%u env_id=%s",
+             " sources=%u segments=%u env_id=%s obs_dim=%u act_dim=%u max_sources=%u"
+             " source_fence=%" PRIu64,
              cfg->listen, ms->port, cfg->data_dir, reallog_sync_name(cfg->sync), st.end_offset,
-             st.sources, st.segments, st.env_id[0] ? st.env_id : "-");
+             st.sources, st.segments, st.env_id, st.obs_dim, st.act_dim, st.max_sources,
+             st.fence);
     return 0;
 }
 

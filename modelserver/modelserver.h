@@ -6,10 +6,16 @@
  *   AppendRealStream  client stream of batches; one reply with an ack per message once all
  *                     are durable
  *   FetchReal         transitions from from_offset on; wait_ms > 0 long-polls at the end
- *   LogStatus         end offset, sources, env id, dims
+ *   LogStatus         end offset, sources, env id, dims, the source epoch and fence
  *   GetModel          the newest dynamics model (modelserver/trainer.h: fits on its own thread
  *                     at the run's model training points, long polls with wait_ms)
  *   grpc.health.v1.Health/Check (by the rpc layer)
+ *
+ * The log's schema is the run's (cfg->env_id and dims, fixed before the first batch). When
+ * the log cannot be written (disk full, I/O error), appends fail with that error (ENOSPC:
+ * RESOURCE_EXHAUSTED), the server reports not ready (health "readiness" and "" NOT_SERVING,
+ * Stats ready 0; "liveness" stays SERVING) and logs the change once; the first append
+ * written after that makes it ready again. Nothing needs a restart.
  *
  * Threads: the libuv loop on the caller's thread (signals, FetchReal and its long polls), the
  * rpc layer's completion-queue thread (AppendReal*, LogStatus: validation and queueing, never
@@ -43,10 +49,14 @@
 typedef struct modelserver_cfg {
     const char *listen;       /* "HOST:PORT" (port 0: any free one); borrowed */
     const char *data_dir;     /* borrowed */
-    const char *env_id;       /* NULL: the first batch fixes it; borrowed */
+    const char *env_id;       /* the run's env id (required); borrowed */
+    uint32_t obs_dim;         /* its spec's dims: the log's schema */
+    uint32_t act_dim;
     const char *port_file;    /* NULL or a file that gets the bound port; borrowed */
     reallog_sync sync;
     uint64_t segment_bytes;
+    uint32_t max_sources;        /* the log's source table (reallog_opts); 0: default */
+    uint64_t source_quiet_steps; /* 0: default */
     int grace_ms;
     const run_cfg *run;       /* model_train_freq, init_steps, seed; borrowed */
     const trainer_cfg *train; /* the model options (trainer_opts); borrowed */

@@ -46,7 +46,7 @@ typedef struct run_dir {
 } run_dir;
 
 /* start the model server (port 0 the first time, then the same port) and wait for health;
- * env_id NULL: the env of the first batch */
+ * env_id NULL: the run's default env (Pendulum-v1), which fixes the log's schema */
 static void ms_start_env(run_dir *r, const char *env_id)
 {
     char listen[64];
@@ -55,7 +55,7 @@ static void ms_start_env(run_dir *r, const char *env_id)
     const char *argv[] = {MS_BIN,          "--listen",
                           listen,          "--data-dir",
                           r->data,         "--port-file",
-                          r->ms.port_file, env_id ? "--env-id" : NULL,
+                          r->ms.port_file, env_id ? "--env" : NULL,
                           env_id,          NULL};
     r->ms.pid = procfix_spawn(argv, r->ms.log_file);
     procfix_wait_serving(&r->ms, DEADLINE_MS);
@@ -838,7 +838,8 @@ Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
     /* InvertedPendulum-v4 under random actions falls within tens of steps: terminated rows
      * must be exactly where the task's termination says, and episodes continue otherwise */
     run_dir r = {0};
-    dir_init(&r, true);
+    dir_init(&r, false);
+    ms_start_env(&r, "InvertedPendulum-v4");
     actor_run(&r, NO_LEARNER,
               "--env InvertedPendulum-v4 --real-steps 2000 --init-steps 100 "
               "--pacing async --push-every 32 --eval-index -1 --exit-when-done true");

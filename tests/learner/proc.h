@@ -57,7 +57,7 @@ static void start_modelserver_at(procfix_t *p, const char *name, const char *lis
     snprintf(data_dir, sizeof data_dir, "%s/%s", tmp, name);
     proc_name_files(p, name);
     const char *argv[] = {MS_BIN,        "--listen",    listen,     "--data-dir", data_dir,
-                          "--port-file", p->port_file,  "--env-id", ENV,          "--fsync",
+                          "--port-file", p->port_file,  "--env",    ENV,          "--fsync",
                           "none",        "--log-level", "warn",     NULL};
     p->pid = procfix_spawn(argv, p->log_file);
     procfix_wait_serving(p, 30000);

@@ -66,16 +66,25 @@ static pid_t spawn_server(server *s, const char *const *extra)
     return procfix_spawn(argv, s->p.log_file);
 }
 
-/* start a server on data dir name (under tmp) and wait until it serves */
-static void start_server(server *s, const char *name, const char *const *extra)
+/* start a server on data_dir, its port and log files tmp/name.*, and wait until it serves */
+static void start_server_in(server *s, const char *data_dir, const char *name,
+                            const char *const *extra)
 {
-    snprintf(s->data_dir, sizeof s->data_dir, "%s/%s", tmp, name);
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", data_dir);
     snprintf(s->p.port_file, sizeof s->p.port_file, "%s/%s.p.port", tmp, name);
     snprintf(s->p.log_file, sizeof s->p.log_file, "%s/%s.log", tmp, name);
     unlink(s->p.port_file);
     s->p.pid = spawn_server(s, extra);
     /* the port file appears (atomic rename) once the server is bound and serving */
     procfix_wait_serving(&s->p, 20000);
+}
+
+/* start a server on data dir name (under tmp) and wait until it serves */
+static void start_server(server *s, const char *name, const char *const *extra)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s/%s", tmp, name);
+    start_server_in(s, d, name, extra);
 }
 
 /* ---- calls ---- */
@@ -236,7 +245,7 @@ Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
     procfix_stop(&s.p);
 
     /* the env id fixed by the first batch is kept in the data dir */
-    const char *other[] = {"--env-id", "Hopper-v4", NULL};
+    const char *other[] = {"--env", "Hopper-v4", NULL};
     snprintf(s.data_dir, sizeof s.data_dir, "%s/d", tmp);
     cr_expect_eq(procfix_exit_code(spawn_server(&s, other), 20000), 1);
 }
@@ -253,7 +262,7 @@ static void expect_invalid(rpc_client_t *cl, fx_batch *b, const char *text)
 Test(modelserver, bad_batches_get_invalid_argument_and_the_server_keeps_serving)
 {
     server s;
-    const char *extra[] = {"--env-id", ENV, NULL};
+    const char *extra[] = {"--env", ENV, NULL};
     start_server(&s, "d", extra);
     rpc_client_t *cl = client_of(&s);
     append_ok(cl, 1, 1, 4, NULL);
@@ -945,5 +954,437 @@ Test(modelserver, taken_port_or_data_dir_in_use_exit_1_saying_so)
     cr_expect(strstr(err, "in use by another process") != NULL, "%s", err);
     /* the first server is unharmed */
     cr_expect_eq(rpc_health_check(s.p.addr, "", 2000), RPC_HEALTH_SERVING);
+    procfix_stop(&s.p);
+}
+
+/* ---- issue 11: what the log promises about acknowledged data and bad input ---- */
+
+/* for logs of many rows: no model training point is ever reached (a fit on a million rows
+ * would hold the CPU and the shutdown) */
+#define NO_MODEL_TRAINING "--set", "model_train_freq=1000000000"
+
+/* the text of a file (at most n - 1 bytes) */
+static void read_text(char *out, size_t n, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(out, 1, n - 1, f) : 0;
+    out[got] = '\0';
+    if (f) {
+        fclose(f);
+    }
+}
+
+/* start the server on s->data_dir (with extra), expect it to exit with code before serving
+ * and its log to hold each of the texts (NULL: no check) */
+static void expect_start_fails(server *s, int code, const char *const *extra, const char *t1,
+                               const char *t2)
+{
+    static int attempt;
+    snprintf(s->p.log_file, sizeof s->p.log_file, "%s/refused-%d.log", tmp, attempt++);
+    snprintf(s->p.port_file, sizeof s->p.port_file, "%s/refused.port", tmp);
+    unlink(s->p.port_file);
+    cr_expect_eq(procfix_exit_code(spawn_server(s, extra), 30000), code, "exit code (log %s)",
+                 s->p.log_file);
+    static char text[1 << 16];
+    read_text(text, sizeof text, s->p.log_file);
+    cr_expect(strstr(text, t1) != NULL, "'%s' not in the log:\n%s", t1, text);
+    cr_expect(!t2 || strstr(text, t2) != NULL, "'%s' not in the log:\n%s", t2, text);
+}
+
+/* a Stats value of the model server (NAN, and a failed expectation, when absent: the test
+ * goes on to check behaviour) */
+static double ms_stat(const server *s, const char *key)
+{
+    double v = NAN;
+    int rc = procfix_stat_get(&v, s->p.addr, "modelserver", key);
+    cr_expect(rc == 0 && !isnan(v), "no stat %s: %s", key, rc ? err_msg() : "absent");
+    return v;
+}
+
+static uint64_t log_end_of(rpc_client_t *cl)
+{
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    uint64_t end = st->end_offset;
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    return end;
+}
+
+Test(modelserver, damage_to_acknowledged_records_after_kill_9_refuses_to_start_naming_the_file)
+{
+    enum { N = 20, C = 16 };   /* 320 acknowledged rows */
+    server s;
+    start_server(&s, "d", NULL);   /* fsync per batch */
+    rpc_client_t *cl = client_of(&s);
+    static expect_row want[N * C];
+    for (int k = 0; k < N; k++) {
+        cr_assert_eq(append_ok(cl, 1, (uint64_t)k + 1, C, NULL), (uint64_t)k * C);
+        for (uint32_t i = 0; i < C; i++) {
+            want[k * C + i] = (expect_row){1, (uint64_t)k + 1, i};
+        }
+    }
+    rpc_client_free(cl);
+    procfix_kill9(&s.p);
+
+    char seg[1024], at[1300];
+    last_segment(seg, sizeof seg, s.data_dir);
+    size_t size;
+    uint8_t *orig = fx_read_file(seg, &size);
+    off_t rec = (off_t)size / N, last = (off_t)size - rec;
+    /* four flipped bytes in the last record, which was synced and acknowledged */
+    fx_flip_bytes(seg, last + rec / 2, 4);
+    snprintf(at, sizeof at, "%s: bad record at byte %lld (log offset %d)", seg, (long long)last,
+             (N - 1) * C);
+    expect_start_fails(&s, 1, NULL, at, "before the recovery point");
+    /* the last page zeroed */
+    fx_write_file(seg, orig, size);
+    off_t page = ((off_t)size - 1) / 4096 * 4096;
+    fx_zero_range(seg, page, (off_t)size);
+    snprintf(at, sizeof at, "%s: bad record at byte %lld", seg, (long long)(page / rec * rec));
+    expect_start_fails(&s, 1, NULL, at, "TWIG_ECORRUPT");
+    /* cut at a record boundary: what is left verifies, but one acknowledged record is gone */
+    fx_write_file(seg, orig, size);
+    cr_assert_eq(truncate(seg, last), 0);
+    snprintf(at, sizeof at, "%s ends at byte %lld (log offset %d)", seg, (long long)last,
+             (N - 1) * C);
+    expect_start_fails(&s, 1, NULL, at, "cut short");
+    cr_expect_eq(size_of(seg), last, "nothing repaired silently");
+
+    /* undamaged, it serves all of it */
+    fx_write_file(seg, orig, size);
+    start_server(&s, "d", NULL);
+    cl = client_of(&s);
+    cr_expect_eq(log_end_of(cl), N * C);
+    expect_log(cl, want, N * C);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+    free(orig);
+}
+
+Test(modelserver, a_deleted_newest_segment_refuses_to_start)
+{
+    enum { N = 40, C = 1000 };   /* 1.3 MB: two segments of 1 MiB */
+    server s;
+    const char *extra[] = {"--segment-mb", "1", "--fsync", "group", NO_MODEL_TRAINING, NULL};
+    start_server(&s, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    for (int k = 0; k < N; k++) {
+        append_ok(cl, 1, (uint64_t)k + 1, C, NULL);
+    }
+    rpc_client_free(cl);
+    procfix_kill9(&s.p);
+    char seg[1024], moved[1100];
+    last_segment(seg, sizeof seg, s.data_dir);
+    cr_assert_str_neq(strrchr(seg, '/') + 1, "00000000000000000000.seg", "one segment only");
+    snprintf(moved, sizeof moved, "%s/moved-away", tmp);
+    cr_assert_eq(rename(seg, moved), 0);
+    expect_start_fails(&s, 1, extra, strrchr(seg, '/') + 1, "is missing");
+    cr_assert_eq(rename(moved, seg), 0);
+    start_server(&s, "d", extra);
+    cl = client_of(&s);
+    cr_expect_eq(log_end_of(cl), N * C);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+}
+
+/* the tmpfs of the disk-full test */
+static char small_fs[PROCFIX_DIR_LEN + 16];
+
+static void small_fs_setup(void)
+{
+    snprintf(small_fs, sizeof small_fs, "%s/small", tmp);
+    fx_small_fs_mount(small_fs, 256);
+}
+
+static void small_fs_teardown(void)
+{
+    procfix_reap_all();   /* a server still holding files there */
+    fx_small_fs_umount(small_fs);
+}
+
+static int append_count(rpc_client_t *cl, int src, uint64_t seq, uint32_t count,
+                        Twig__V1__AppendRealReply **r)
+{
+    fx_batch b;
+    fx_batch_make(&b, ENV, src, seq, count, O, A);
+    int rc = append(cl, r, &b);
+    fx_batch_free(&b);
+    return rc;
+}
+
+Test(modelserver, a_full_disk_refuses_appends_goes_not_ready_and_recovers_by_itself,
+     .init = small_fs_setup, .fini = small_fs_teardown)
+{
+    enum { BIG = 200 };   /* 6.6 KB: more than the page a file may still grow into */
+    char data[PROCFIX_DIR_LEN + 32], filler[PROCFIX_DIR_LEN + 32];
+    snprintf(data, sizeof data, "%s/d", small_fs);
+    snprintf(filler, sizeof filler, "%s/filler", small_fs);
+    server s;
+    const char *extra[] = {"--segment-mb", "1", NULL};
+    start_server_in(&s, data, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    static expect_row want[4096];
+    for (int k = 1; k <= 3; k++) {
+        append_ok(cl, 1, (uint64_t)k, 10, NULL);
+        for (uint32_t i = 0; i < 10; i++) {
+            want[(k - 1) * 10 + i] = (expect_row){1, (uint64_t)k, i};
+        }
+    }
+    cr_expect_eq(ms_stat(&s, "ready"), 1);
+
+    /* the disk fills up: RESOURCE_EXHAUSTED naming the write, not ready, still live */
+    fx_fill_fs(filler, 0);
+    Twig__V1__AppendRealReply *r = NULL;
+    int rc = append_count(cl, 1, 4, BIG, &r);
+    cr_expect_eq(rc, TWIG_EFULL, "%s %s", err_name(rc), err_msg());   /* RESOURCE_EXHAUSTED */
+    cr_expect(strstr(err_msg(), "write segment 0: No space left on device") != NULL, "%s",
+              err_msg());
+    cr_expect_null(r);
+    cr_expect_eq(rpc_health_check(s.p.addr, "", 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(s.p.addr, RPC_HEALTH_READINESS, 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(s.p.addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(ms_stat(&s, "ready"), 0);
+    cr_expect_geq(ms_stat(&s, "log_write_failures"), 1);
+    /* retries while it is full get the same answer (the failed write was cut away: take
+     * that space as well) */
+    fx_fill_fs(filler, 0);
+    for (int i = 0; i < 3; i++) {
+        rc = append_count(cl, 1, 4, BIG, &r);
+        cr_expect_eq(rc, TWIG_EFULL, "retry %d: %s %s", i, err_name(rc), err_msg());
+        cr_expect(strstr(err_msg(), "No space left on device") != NULL, "%s", err_msg());
+    }
+    cr_expect_geq(ms_stat(&s, "log_write_failures"), 4);
+    cr_expect_eq(log_end_of(cl), 30);
+
+    /* space returns: the same retry is stored, once, where the log ends; ready again */
+    cr_assert_eq(unlink(filler), 0);
+    int dup = 1;
+    cr_expect_eq(append_ok(cl, 1, 4, BIG, &dup), 30);
+    cr_expect_eq(dup, 0);
+    for (uint32_t i = 0; i < BIG; i++) {
+        want[30 + i] = (expect_row){1, 4, i};
+    }
+    cr_expect_eq(rpc_health_check(s.p.addr, "", 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(ms_stat(&s, "ready"), 1);
+    cr_expect_eq(append_ok(cl, 1, 5, 10, NULL), 30 + BIG);
+    for (uint32_t i = 0; i < 10; i++) {
+        want[30 + BIG + i] = (expect_row){1, 5, i};
+    }
+    cr_expect_eq(append_ok(cl, 1, 4, BIG, &dup), 30, "a later retry: the original offsets");
+    cr_expect_eq(dup, 1);
+    uint64_t end = 30 + BIG + 10;
+    cr_expect_eq(log_end_of(cl), end);
+    expect_log(cl, want, end);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+
+    /* the failed writes left nothing behind: a restart opens the same log */
+    start_server_in(&s, data, "d", extra);
+    cl = client_of(&s);
+    cr_expect_eq(log_end_of(cl), end);
+    expect_log(cl, want, end);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+}
+
+static void expect_refused_batch(rpc_client_t *cl, const char *env, uint32_t obs, uint32_t act,
+                                 const char *text)
+{
+    fx_batch b;
+    fx_batch_make(&b, env, 1, 1, 2, obs, act);
+    Twig__V1__AppendRealReply *r = NULL;
+    int rc = append(cl, &r, &b);
+    cr_expect_eq(rc, -EINVAL, "%s: %s %s", env, err_name(rc), err_msg());
+    cr_expect(strstr(err_msg(), text) != NULL, "'%s' not in '%s'", text, err_msg());
+    fx_batch_free(&b);
+}
+
+Test(modelserver, the_run_env_fixes_the_log_schema_before_the_first_batch)
+{
+    server s;
+    start_server(&s, "d", NULL);   /* the run's env by default: Pendulum-v1 */
+    rpc_client_t *cl = client_of(&s);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_str_eq(st->env_id, "Pendulum-v1");
+    cr_expect_eq(st->obs_dim, 3);
+    cr_expect_eq(st->act_dim, 1);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    /* a stray first batch of another env, or of other dims, is refused */
+    expect_refused_batch(cl, "Hopper-v4", 11, 3, "env_id is 'Hopper-v4', the run's is 'Pendulum-v1'");
+    expect_refused_batch(cl, ENV, 4096, 1, "obs_dim is 4096, the log's is 3");
+    cr_expect_eq(log_end_of(cl), 0);
+    cr_expect_eq(append_ok(cl, 1, 1, 4, NULL), 0);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+
+    /* another env on this data dir: refused at start, naming both */
+    const char *hopper[] = {"--env", "Hopper-v4", NULL};
+    expect_start_fails(&s, 1, hopper, "the run's env is 'Hopper-v4' (obs_dim 11, act_dim 3)",
+                       "'Pendulum-v1' (obs_dim 3, act_dim 1)");
+    /* an env id nobody knows: a configuration error */
+    char err[4096], dir[1024];
+    snprintf(dir, sizeof dir, "%s/other", tmp);
+    const char *unknown[] = {"--listen", "127.0.0.1:0", "--data-dir", dir, "--env",
+                             "NoSuchEnv-v0", NULL};
+    cr_expect_eq(run_cli(err, sizeof err, unknown), 2);
+    cr_expect(strstr(err, "unknown env id 'NoSuchEnv-v0'") != NULL, "%s", err);
+    cr_expect_neq(access(dir, F_OK), 0, "nothing was created for it");
+
+    /* the run config's env, which `twig run` passes with --config */
+    char yaml[600];
+    snprintf(yaml, sizeof yaml, "%s/run.yaml", tmp);
+    FILE *f = fopen(yaml, "w");
+    cr_assert_not_null(f);
+    fputs("env: Hopper-v4\n", f);
+    fclose(f);
+    const char *config[] = {"--config", yaml, NULL};
+    start_server(&s, "h", config);
+    cl = client_of(&s);
+    st = status_of(cl);
+    cr_expect_str_eq(st->env_id, "Hopper-v4");
+    cr_expect_eq(st->obs_dim, 11);
+    cr_expect_eq(st->act_dim, 3);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    expect_refused_batch(cl, ENV, O, A, "env_id is 'Pendulum-v1', the run's is 'Hopper-v4'");
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+}
+
+/* append (src, seq, count) with source_epoch; the return code, first offset in *first */
+static int append_epoch(rpc_client_t *cl, int src, uint64_t seq, uint32_t count, uint64_t epoch,
+                        uint64_t *first, int *dup)
+{
+    fx_batch b;
+    fx_batch_make(&b, ENV, src, seq, count, O, A);
+    b.v.source_epoch = epoch;
+    Twig__V1__AppendRealReply *r = NULL;
+    int rc = append(cl, &r, &b);
+    fx_batch_free(&b);
+    if (rc == 0) {
+        *first = r->first_offset;
+        *dup = r->duplicate;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    return rc;
+}
+
+Test(modelserver, a_new_source_gets_in_once_the_quietest_of_4096_is_quiet_enough, .timeout = 300)
+{
+    enum { S = 4096, BATCH = 10000, BATCHES = 101 };
+    server s;
+    /* the default table: 4096 sources, quiet for 1,000,000 */
+    const char *extra[] = {"--fsync", "none", NO_MODEL_TRAINING, NULL};
+    start_server(&s, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    for (int i = 0; i < S; i++) {
+        cr_assert_eq(append_ok(cl, 10000 + i, 1, 1, NULL), (uint64_t)i);
+    }
+    /* the table is full and everybody was active within the last million transitions */
+    uint64_t first;
+    int dup;
+    int rc = append_epoch(cl, 1, 1, 1, 0, &first, &dup);
+    cr_expect_eq(rc, TWIG_EFULL, "%s %s", err_name(rc), err_msg());
+    cr_expect(strstr(err_msg(), "too many sources") != NULL, "%s", err_msg());
+    cr_expect_eq(ms_stat(&s, "sources_refused_full"), 1);
+    /* the newest source goes on for a million transitions: the first one is now quiet for
+     * longer than that */
+    for (int k = 0; k < BATCHES; k++) {
+        cr_assert_eq(append_epoch(cl, 10000 + S - 1, (uint64_t)k + 2, BATCH, 0, &first, &dup), 0,
+                     "%s", err_msg());
+    }
+    uint64_t end = S + (uint64_t)BATCHES * BATCH;
+    rc = append_epoch(cl, 1, 1, 1, 0, &first, &dup);
+    cr_expect_eq(rc, 0, "the new source: %s %s", err_name(rc), err_msg());
+    cr_expect_eq(first, end);
+    end += 1;
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->sources, S);
+    cr_expect_eq(st->source_fence, 1, "actor-10000 was first at offset 0");
+    cr_expect_eq(st->source_epoch, end);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    cr_expect_eq(ms_stat(&s, "sources_evicted"), 1);
+    cr_expect_eq(ms_stat(&s, "source_fence"), 1);
+    /* a retry from the evicted identity: ABORTED, nothing stored */
+    rc = append_epoch(cl, 10000, 1, 1, 0, &first, &dup);
+    cr_expect_eq(rc, TWIG_EFENCED, "%s %s", err_name(rc), err_msg());
+    cr_expect_eq(ms_stat(&s, "sources_fenced"), 1);
+    rpc_client_free(cl);
+    procfix_kill9(&s.p);
+
+    /* the table comes back the same from the log */
+    start_server(&s, "d", extra);
+    cl = client_of(&s);
+    st = status_of(cl);
+    cr_expect_eq(st->end_offset, end);
+    cr_expect_eq(st->sources, S);
+    cr_expect_eq(st->source_fence, 1);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    cr_expect_eq(append_epoch(cl, 10000, 1, 1, 0, &first, &dup), TWIG_EFENCED);
+    cr_assert_eq(append_epoch(cl, 1, 1, 1, 0, &first, &dup), 0);
+    cr_expect(dup && first == end - 1, "dup %d at %llu", dup, (unsigned long long)first);
+    cr_assert_eq(append_epoch(cl, 10001, 1, 1, 0, &first, &dup), 0);
+    cr_expect(dup && first == 1);
+    rpc_client_free(cl);
+    procfix_stop(&s.p);
+}
+
+Test(modelserver, a_small_source_table_refuses_evicts_fences_and_survives_kill_9)
+{
+    server s;
+    const char *extra[] = {"--fsync", "none", "--set", "modelserver.max_sources=2", "--set",
+                           "modelserver.source_quiet_steps=10", NULL};
+    start_server(&s, "d", extra);
+    rpc_client_t *cl = client_of(&s);
+    uint64_t first;
+    int dup;
+    cr_assert_eq(append_epoch(cl, 1, 1, 5, 0, &first, &dup), 0);   /* actor-1 at 0 */
+    cr_assert_eq(append_epoch(cl, 2, 1, 5, 0, &first, &dup), 0);   /* actor-2 at 5 */
+    /* actor-1 is quiet for 10 - 5 = 5 */
+    cr_expect_eq(append_epoch(cl, 3, 1, 5, 0, &first, &dup), TWIG_EFULL);
+    cr_expect_eq(ms_stat(&s, "sources_refused_full"), 1);
+    cr_assert_eq(append_epoch(cl, 2, 2, 5, 0, &first, &dup), 0);   /* at 10: now 10 */
+    cr_assert_eq(append_epoch(cl, 3, 1, 5, 0, &first, &dup), 0, "%s", err_msg());
+    cr_expect_eq(first, 15);
+    Twig__V1__LogStatusReply *st = status_of(cl);
+    cr_expect_eq(st->sources, 2);
+    cr_expect_eq(st->source_fence, 1);
+    cr_expect_eq(st->source_epoch, 20);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    /* actor-1 is forgotten: its old seqs are fenced (ABORTED), LogStatus knows nothing */
+    cr_expect_eq(append_epoch(cl, 1, 1, 5, 0, &first, &dup), TWIG_EFENCED);
+    cr_expect(strstr(err_msg(), "below the fence 1") != NULL, "%s", err_msg());
+    cr_expect_eq(ms_stat(&s, "sources_fenced"), 1);
+    Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
+    q.source_id = (char *)"actor-1";
+    ProtobufCMessage *m = NULL;
+    cr_assert_eq(rpc_client_unary(cl, &m, P_STATUS, &q.base,
+                                  &twig__v1__log_status_reply__descriptor, &call_opts), 0);
+    st = (Twig__V1__LogStatusReply *)m;
+    cr_expect_eq(st->source_seq, 0);
+    cr_expect_eq(st->source_transitions, 0);
+    protobuf_c_message_free_unpacked(m, NULL);
+    /* it starts a new identity from the epoch, once actor-2 has been quiet long enough */
+    cr_assert_eq(append_epoch(cl, 3, 2, 10, 0, &first, &dup), 0);  /* 20..30: actor-2 quiet 15 */
+    cr_assert_eq(append_epoch(cl, 1, 1, 5, 30, &first, &dup), 0, "%s", err_msg());
+    cr_expect_eq(first, 30);
+    cr_expect_eq(dup, 0);
+    cr_expect_eq(ms_stat(&s, "source_fence"), 6);
+    cr_expect_eq(ms_stat(&s, "sources_evicted"), 2);
+    rpc_client_free(cl);
+    procfix_kill9(&s.p);
+
+    start_server(&s, "d", extra);
+    cl = client_of(&s);
+    st = status_of(cl);
+    cr_expect_eq(st->end_offset, 35);
+    cr_expect_eq(st->sources, 2);
+    cr_expect_eq(st->source_fence, 6);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    cr_expect_eq(ms_stat(&s, "sources_evicted"), 2);
+    cr_expect_eq(append_epoch(cl, 2, 2, 5, 0, &first, &dup), TWIG_EFENCED);
+    cr_assert_eq(append_epoch(cl, 3, 2, 10, 0, &first, &dup), 0);
+    cr_expect(dup && first == 20);
+    cr_assert_eq(append_epoch(cl, 1, 1, 5, 0, &first, &dup), 0);
+    cr_expect(dup && first == 30);
+    rpc_client_free(cl);
     procfix_stop(&s.p);
 }

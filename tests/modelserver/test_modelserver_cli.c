@@ -99,8 +99,9 @@ static void write_text(const char *path, const char *text)
     cr_assert_eq(fclose(f), 0);
 }
 
-static const char *const server_keys[] = {"listen",    "data_dir", "env_id",   "fsync",
-                                          "segment_mb", "port_file", "grace_ms", "log_level"};
+static const char *const server_keys[] = {"listen",      "data_dir",          "fsync",
+                                          "segment_mb",  "port_file",         "grace_ms",
+                                          "log_level",   "max_sources",       "source_quiet_steps"};
 
 Test(modelserver_cli, help_and_print_config_list_every_server_option)
 {
@@ -127,6 +128,10 @@ Test(modelserver_cli, help_and_print_config_list_every_server_option)
     cr_expect_neq(strstr(sec, "\n  fsync: batch\n"), NULL, "%s", sec);
     cr_expect_neq(strstr(sec, "\n  segment_mb: 64\n"), NULL, "%s", sec);
     cr_expect_neq(strstr(sec, "\n  grace_ms: 2000\n"), NULL, "%s", sec);
+    cr_expect_neq(strstr(sec, "\n  max_sources: 4096\n"), NULL, "%s", sec);
+    cr_expect_neq(strstr(sec, "\n  source_quiet_steps: 1000000\n"), NULL, "%s", sec);
+    /* the log's env is the run's (top level), not a server option of its own */
+    cr_expect_eq(strstr(sec, "env_id"), NULL, "%s", sec);
 }
 
 Test(modelserver_cli, file_set_and_flags_reach_the_same_options_in_order)
@@ -137,8 +142,8 @@ Test(modelserver_cli, file_set_and_flags_reach_the_same_options_in_order)
     write_text(yaml, "modelserver:\n  data_dir: /from/file\n  fsync: group\n  segment_mb: 8\n"
                      "  grace_ms: 300\n");
     const char *args[] = {"--config",      yaml,         "--segment-mb", "16",
-                          "--set",         "modelserver.grace_ms=500",   "--env-id",
-                          "Pendulum-v1",   "--log-level=warn",           "--print-config",
+                          "--set",         "modelserver.grace_ms=500",   "--env",
+                          "Hopper-v4",     "--log-level=warn",           "--print-config",
                           NULL};
     cr_assert_eq(run(out, sizeof out, args), 0, "%s", out);
     char *sec = strstr(out, "\nmodelserver:\n");
@@ -147,7 +152,9 @@ Test(modelserver_cli, file_set_and_flags_reach_the_same_options_in_order)
     cr_expect_neq(strstr(sec, "\n  fsync: group\n"), NULL, "%s", sec);
     cr_expect_neq(strstr(sec, "\n  segment_mb: 16\n"), NULL, "the flag wins: %s", sec);
     cr_expect_neq(strstr(sec, "\n  grace_ms: 500\n"), NULL, "--set wins: %s", sec);
-    cr_expect_neq(strstr(sec, "\n  env_id: \"Pendulum-v1\"\n"), NULL, "%s", sec);
+    const char *env_line = "env: \"Hopper-v4\"\n";
+    cr_expect(strncmp(out, env_line, strlen(env_line)) == 0 || strstr(out, "\nenv: \"Hopper-v4\"\n"),
+              "the run's env: %s", out);
     cr_expect_neq(strstr(sec, "\n  log_level: warn\n"), NULL, "%s", sec);
 }
 
