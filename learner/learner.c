@@ -103,8 +103,10 @@ int learner_cfg_check(const run_cfg *run, const learner_cfg *cfg)
 {
     (void)cfg;
     if (netaddr_check_peer(run->modelserver_addr) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err_msg());
         return err_set(-EINVAL, "modelserver_addr '%s' is not a peer address: %s",
-                       run->modelserver_addr, err_msg());
+                       run->modelserver_addr, why);
     }
     if (run->n_rollout > LEARNER_MAX_WORKERS) {
         return err_set(-EINVAL, "n_rollout %d is above the %d workers the learner keeps",
