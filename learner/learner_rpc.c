@@ -51,12 +51,13 @@ static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatc
 
 /* a refused push: counted (in push_rejected and, with *kind, its own counter) and logged,
  * the 1st..10th, 16th, 32nd, ... time (a flood of garbage is not a flood of lines). The
- * source id is printed only once it passed msg_check_source_id. */
+ * source id is printed only if it passes msg_check_source_id. Returns rc, err_msg kept. */
 static int learner_refuse_push(learner_t *l, const Twig__V1__TransitionBatch *m, int rc,
-                               uint64_t *kind, bool id_ok)
+                               uint64_t *kind)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", err_msg());
+    bool id_ok = msg_check_source_id("source_id", m->source_id) == 0;
     pthread_mutex_lock(&l->mu);
     uint64_t n = ++l->push_rejected;
     if (kind) {
@@ -77,7 +78,7 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
     int rc = learner_check_push(l, m);
     if (rc < 0) {
-        return learner_refuse_push(l, m, rc, NULL, false);
+        return learner_refuse_push(l, m, rc, NULL);
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     size_t A = (size_t)l->env->spec.n_act, O = (size_t)l->env->spec.n_obs;
@@ -102,7 +103,7 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         uint64_t *kind = rc == TWIG_EFENCED ? &l->push_fenced
                          : rc == TWIG_EFULL ? &l->push_table_full
                                             : &l->push_stale;
-        return learner_refuse_push(l, m, rc, kind, true);
+        return learner_refuse_push(l, m, rc, kind);
     }
     uint64_t evicted = l->push_dedup.evictions;
     dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count);
