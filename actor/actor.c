@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
+#include "common/netaddr.h"
 
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
 #define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */
@@ -221,9 +222,13 @@ static rpc_call_opts actor_opts_call(const actor_t *a, int extra_ms)
     return o;
 }
 
-/* LogStatus with our source id: the log's end, our highest seq, the log's env id */
-static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq,
-                            uint64_t *source_transitions, char *env_id, size_t n_env)
+/* LogStatus with our source id: the log's end, our highest seq and count, the epoch a new
+ * identity starts with, the log's env id (env_id may be NULL) */
+typedef struct actor_log_info {
+    uint64_t end, source_seq, source_transitions, source_epoch;
+} actor_log_info;
+
+static int actor_log_status(actor_t *a, actor_log_info *li, char *env_id, size_t n_env)
 {
     Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
     q.source_id = a->id;
@@ -235,9 +240,10 @@ static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq,
         return rc;
     }
     const Twig__V1__LogStatusReply *r = (const Twig__V1__LogStatusReply *)reply;
-    *end = r->end_offset;
-    *source_seq = r->source_seq;
-    *source_transitions = r->source_transitions;
+    li->end = r->end_offset;
+    li->source_seq = r->source_seq;
+    li->source_transitions = r->source_transitions;
+    li->source_epoch = r->source_epoch;
     if (env_id) {
         snprintf(env_id, n_env, "%s", r->env_id ? r->env_id : "");
     }
@@ -245,16 +251,52 @@ static int actor_log_status(actor_t *a, uint64_t *end, uint64_t *source_seq,
     return 0;
 }
 
-/* a peer's availability changes are logged once per change */
-static void actor_peer_state(bool *up, bool now_up, const char *peer, const char *addr, int rc)
+/* could the peer not be reached at all (as opposed to an answer we did not like)? */
+static bool actor_unreachable(int rc)
 {
-    if (now_up && !*up) {
-        log_info("event=peer_up peer=%s addr=%s", peer, addr);
-    } else if (!now_up && *up) {
-        log_warn("event=peer_down peer=%s addr=%s err=%s detail=\"%s\"", peer, addr, err_name(rc),
-                 err_msg());
+    return rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE || rc == TWIG_ECANCELLED;
+}
+
+/* a thread saw a peer answer (reached) or not (rc: why). Readiness follows: both peers
+ * answered. One line per change: readiness once it is known (both answered, or one did
+ * not), with its reason; else the peer's own change */
+static void actor_peer_seen(actor_t *a, actor_peer peer, bool reached, int rc)
+{
+    static const char *const names[2] = {"modelserver", "learner"};
+    const char *addr = peer == ACTOR_PEER_MS ? a->run.modelserver_addr : a->run.learner_addr;
+    int now = reached ? 1 : 0;
+    pthread_mutex_lock(&a->mu);
+    int was = a->peer_up[peer];
+    if (was == now) {
+        pthread_mutex_unlock(&a->mu);
+        return;
     }
-    *up = now_up;
+    a->peer_up[peer] = now;
+    int ms = a->peer_up[ACTOR_PEER_MS], ln = a->peer_up[ACTOR_PEER_LEARNER];
+    int state = ms == 1 && ln == 1 ? 1 : ms == 0 || ln == 0 ? 0 : -1;
+    bool changed = state != -1 && state != a->ready_state;
+    if (changed) {
+        a->ready_state = state;
+        rpc_server_set_ready(a->srv, state == 1);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (changed && state == 1) {
+        log_info("event=ready reason=peers_reached modelserver=%s learner=%s",
+                 a->run.modelserver_addr, a->run.learner_addr);
+    } else if (changed) {
+        log_warn("event=not_ready reason=%s_unreachable addr=%s err=%s detail=\"%s\"",
+                 names[peer], addr, err_name(rc), err_msg());
+    } else if (!reached) {
+        log_warn("event=peer_down peer=%s addr=%s err=%s detail=\"%s\"", names[peer], addr,
+                 err_name(rc), err_msg());
+    } else if (was == 0) {
+        log_info("event=peer_up peer=%s addr=%s", names[peer], addr);
+    }
+}
+
+static void actor_peer_call(actor_t *a, actor_peer peer, int rc)
+{
+    actor_peer_seen(a, peer, !actor_unreachable(rc), rc);
 }
 
 /* ---- shutdown from a thread ---- */
@@ -273,17 +315,23 @@ static void actor_fail(actor_t *a, int rc, const char *what)
 /* ---- pusher: queued batches -> AppendReal, in order, until acknowledged ---- */
 
 /* the server holds seqs we did not send in this life (an earlier run's batch landed after
- * our count was read): drop what is queued and continue from the server's count */
-static void actor_resync_locked(actor_t *a, uint64_t batch_seq, uint64_t server_seq,
-                                uint64_t server_transitions)
+ * our count was read; why "stale"), or it forgot our identity (why "fenced"): drop what is
+ * queued (none of it is stored) and continue from the server's count and seq, as the
+ * identity whose epoch LogStatus gave */
+static void actor_resync_locked(actor_t *a, const char *why, uint64_t batch_seq,
+                                const actor_log_info *li)
 {
     log_warn("event=seq_resync source=%s batch_seq=%" PRIu64 " server_seq=%" PRIu64
-             " dropped_batches=%d",
-             a->id, batch_seq, server_seq, a->ring_n);
+             " dropped_batches=%d why=%s source_epoch=%" PRIu64 " server_transitions=%" PRIu64,
+             a->id, batch_seq, li->source_seq, a->ring_n, why, li->source_epoch,
+             li->source_transitions);
+    uint64_t server_transitions = li->source_transitions;
     a->ring_n = 0;
     a->ring_head = 0;
     a->base = server_transitions;
-    a->next_seq = server_seq + 1;
+    a->next_seq = li->source_seq + 1;
+    a->epoch = li->source_epoch;
+    a->st.source_epoch = li->source_epoch;
     a->resync_gen++;
     a->st.steps = server_transitions;
     a->st.acked = server_transitions;
@@ -295,7 +343,6 @@ static void *actor_pusher_main(void *arg)
     actor_t *a = arg;
     backoff_t bo;
     backoff_init(&bo, &a->cfg, a->run.seed ^ 0x5055534845ull ^ (uint64_t)a->cfg.index);
-    bool up = true;
     uint64_t failures = 0;
     pthread_mutex_lock(&a->mu);
     for (;;) {
@@ -311,11 +358,13 @@ static void *actor_pusher_main(void *arg)
         }
         actor_batch_t *b = &a->ring[a->ring_head];
         uint64_t gen = a->resync_gen;
+        uint64_t epoch = a->epoch;
         b->attempts++;
         pthread_mutex_unlock(&a->mu);
 
         Twig__V1__TransitionBatch m;
         actor_batch_to_msg(&m, b, a->run.env, a->id);
+        m.source_epoch = epoch;
         ProtobufCMessage *reply = NULL;
         rpc_call_opts o = actor_opts_call(a, 0);
         int rc = rpc_client_unary(a->ms, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
@@ -331,15 +380,26 @@ static void *actor_pusher_main(void *arg)
                              ack.seq, ack.count, b->seq, b->count);
             }
         }
-        bool stale = false;
-        uint64_t server_seq = 0, server_transitions = 0;
-        if ((rc == 0 && ack.duplicate && b->attempts == 1) || rc == -EINVAL) {
+        bool stale = false, fenced = false;
+        actor_log_info li = {0};
+        actor_peer_call(a, ACTOR_PEER_MS, rc);
+        if (rc == TWIG_EFENCED) {
+            /* the model server forgot this identity (nothing of the batch is stored): ask
+             * again and go on as a new identity from what it reports now */
+            log_warn("event=identity_fenced source=%s seq=%" PRIu64 " source_epoch=%" PRIu64
+                     " detail=\"%s\"",
+                     a->id, b->seq, epoch, err_msg());
+            int rs = actor_log_status(a, &li, NULL, 0);
+            actor_peer_call(a, ACTOR_PEER_MS, rs);
+            fenced = rs == 0;
+            rc = rs == 0 ? rc : rs; /* cannot tell: ask again later */
+        } else if ((rc == 0 && ack.duplicate && b->attempts == 1) || rc == -EINVAL) {
             /* a first send found as duplicate, or refused: is our count behind the log's? */
             char why[320];
             snprintf(why, sizeof why, "%s", err_msg());
-            uint64_t end;
-            int rs = actor_log_status(a, &end, &server_seq, &server_transitions, NULL, 0);
-            if (rs == 0 && server_seq >= b->seq) {
+            int rs = actor_log_status(a, &li, NULL, 0);
+            actor_peer_call(a, ACTOR_PEER_MS, rs);
+            if (rs == 0 && li.source_seq >= b->seq) {
                 stale = true;
             } else if (rc == -EINVAL) {
                 err_set(-EINVAL, "%s", why);
@@ -350,14 +410,16 @@ static void *actor_pusher_main(void *arg)
                 rc = rs; /* cannot tell: retry the batch later */
             }
         }
-        actor_peer_state(&up, rc == 0, "modelserver", a->run.modelserver_addr, rc);
 
         pthread_mutex_lock(&a->mu);
         if (gen != a->resync_gen) {
             continue;
         }
-        if (stale) {
-            actor_resync_locked(a, b->seq, server_seq, server_transitions);
+        if (stale || fenced) {
+            if (fenced) {
+                a->st.fenced++;
+            }
+            actor_resync_locked(a, fenced ? "fenced" : "stale", b->seq, &li);
             continue;
         }
         if (rc == 0) {
@@ -455,7 +517,7 @@ static int actor_pull_policy(actor_t *a, uint64_t *have, int wait_ms)
         return rc;
     }
     Twig__V1__GetWeightsReply *r = (Twig__V1__GetWeightsReply *)reply;
-    if (!r->blob || r->blob->version <= *have) {
+    if (!r->blob || !policy_version_newer(r->blob->version, *have)) {
         protobuf_c_message_free_unpacked(reply, NULL);
         return 0;
     }
@@ -476,7 +538,6 @@ static void *actor_puller_main(void *arg)
     actor_t *a = arg;
     backoff_t bo;
     backoff_init(&bo, &a->cfg, a->run.seed ^ 0x50554c4cull ^ (uint64_t)a->cfg.index);
-    bool up = true; /* so a learner missing from the start is logged once */
     uint64_t have = 0;
     while (!atomic_load(&a->stop)) {
         uint64_t t0 = clock_now_ms();
@@ -489,9 +550,10 @@ static void *actor_puller_main(void *arg)
         bool waiting = a->pace_waiting;
         pthread_mutex_unlock(&a->mu);
         if (has_eval) {
-            /* retried until taken; a refusal (the learner finds it invalid) drops it */
+            /* retried until taken; a refusal (the learner finds it invalid, or keeps no
+             * more evaluations: both for good) drops it */
             int re = actor_report_eval(a, &it);
-            if (re == 0 || re == -EINVAL) {
+            if (re == 0 || re == -EINVAL || re == TWIG_EFULL) {
                 if (re == 0) {
                     log_info("event=eval_reported seq=%" PRIu64 " real_steps=%" PRIu64
                              " policy_version=%" PRIu64,
@@ -519,7 +581,7 @@ static void *actor_puller_main(void *arg)
             bool long_poll = a->run.pacing == RUN_PACING_ASYNC && !waiting;
             rc = actor_pull_policy(a, &have, long_poll ? a->cfg.policy_poll_ms : 0);
         }
-        actor_peer_state(&up, rc == 0, "learner", a->run.learner_addr, rc);
+        actor_peer_call(a, ACTOR_PEER_LEARNER, rc);
 
         uint64_t period =
             rc == 0 ? (uint64_t)(waiting ? a->cfg.progress_poll_ms : a->cfg.policy_poll_ms)
@@ -742,12 +804,13 @@ static bool actor_sync_start(actor_t *a)
 {
     backoff_t bo;
     backoff_init(&bo, &a->cfg, a->run.seed ^ 0x53594e43ull ^ (uint64_t)a->cfg.index);
-    bool up = false;
     bool logged = false;
     for (;;) {
-        uint64_t end = 0, seq = 0, stored = 0;
+        actor_log_info li = {0};
         char env_id[MSG_MAX_ID_LEN + 1];
-        int rc = actor_log_status(a, &end, &seq, &stored, env_id, sizeof env_id);
+        int rc = actor_log_status(a, &li, env_id, sizeof env_id);
+        actor_peer_call(a, ACTOR_PEER_MS, rc);
+        uint64_t end = li.end, seq = li.source_seq, stored = li.source_transitions;
         if (rc == 0) {
             if (env_id[0] && strcmp(env_id, a->run.env) != 0) {
                 err_set(TWIG_EMISMATCH, "the model server's log holds env '%s', this run is '%s'",
@@ -766,16 +829,17 @@ static bool actor_sync_start(actor_t *a)
             pthread_mutex_lock(&a->mu);
             a->base = stored;
             a->next_seq = seq + 1;
+            a->epoch = li.source_epoch;
+            a->st.source_epoch = li.source_epoch;
             a->st.steps = stored;
             a->st.acked = stored;
             a->st.global_end = end;
             pthread_mutex_unlock(&a->mu);
             log_info("event=synced source=%s stored=%" PRIu64 " last_seq=%" PRIu64 " share=%" PRIu64
-                     " log_end=%" PRIu64,
-                     a->id, stored, seq, a->share, end);
+                     " log_end=%" PRIu64 " source_epoch=%" PRIu64,
+                     a->id, stored, seq, a->share, end, li.source_epoch);
             return true;
         }
-        actor_peer_state(&up, false, "modelserver", a->run.modelserver_addr, rc);
         if (!logged) {
             log_warn("event=waiting_for_modelserver addr=%s err=%s detail=\"%s\"",
                      a->run.modelserver_addr, err_name(rc), err_msg());
@@ -811,8 +875,10 @@ static void actor_finish(actor_t *a)
             if (end >= a->run.real_steps) {
                 break;
             }
-            uint64_t seq, stored;
-            int rc = actor_log_status(a, &end, &seq, &stored, NULL, 0);
+            actor_log_info li = {0};
+            int rc = actor_log_status(a, &li, NULL, 0);
+            actor_peer_call(a, ACTOR_PEER_MS, rc);
+            end = li.end;
             if (rc == 0) {
                 pthread_mutex_lock(&a->mu);
                 if (end > a->st.global_end) {
@@ -1015,6 +1081,7 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
     int pending = a->ring_n;
     int evals_waiting = a->evalq_n;
     uint64_t evals_reported = a->evals_acked;
+    int ready = a->ready_state == 1;
     pthread_mutex_unlock(&a->mu);
     uint64_t recent = st.episodes < 10 ? st.episodes : 10;
     const stats_kv v[] = {
@@ -1038,6 +1105,9 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
         {"pace_waits", (double)(st.pace_waits)},
         {"pace_wait_s", (double)(st.pace_wait_s)},
         {"done", (double)(st.done)},
+        {"fenced", (double)(st.fenced)},
+        {"source_epoch", (double)(st.source_epoch)},
+        {"ready", (double)(ready)},
     };
     stats_reply(call, "actor", v, STATS_COUNT(v));
     return 0;
@@ -1099,6 +1169,34 @@ static void actor_on_wake(uv_async_t *h)
     actor_shutdown(h->data);
 }
 
+_Static_assert(ACTOR_ID_MAX <= MSG_MAX_ID_LEN, "an actor id is a source id");
+
+int actor_cfg_check(const run_cfg *run, const actor_cfg *cfg)
+{
+    if (cfg->index >= run->n_actors) {
+        return err_set(-EINVAL, "actor.index (%d) must be below n_actors (%d)", cfg->index,
+                       run->n_actors);
+    }
+    if (cfg->eval_index >= run->n_actors) {
+        return err_set(-EINVAL, "actor.eval_index (%d) must be below n_actors (%d) or -1",
+                       cfg->eval_index, run->n_actors);
+    }
+    const char *peers[2][2] = {{"modelserver_addr", run->modelserver_addr},
+                               {"learner_addr", run->learner_addr}};
+    for (int i = 0; i < 2; i++) {
+        if (netaddr_check_peer(peers[i][1]) < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(-EINVAL, "%s '%s' is not a peer address: %s", peers[i][0],
+                           peers[i][1], why);
+        }
+    }
+    if (cfg->id[0] && msg_check_source_id("actor.id", cfg->id) < 0) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
 {
     memset(a, 0, sizeof *a);
@@ -1108,13 +1206,11 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     clock_cond_init(&a->cv);
     atomic_init(&a->stop, 0);
 
-    if (cfg->index >= run->n_actors) {
-        return err_set(-EINVAL, "actor.index (%d) must be below n_actors (%d)", cfg->index,
-                       run->n_actors);
-    }
-    if (cfg->eval_index >= run->n_actors) {
-        return err_set(-EINVAL, "actor.eval_index (%d) must be below n_actors (%d) or -1",
-                       cfg->eval_index, run->n_actors);
+    a->peer_up[ACTOR_PEER_MS] = a->peer_up[ACTOR_PEER_LEARNER] = -1;
+    a->ready_state = -1;
+    int rc = actor_cfg_check(run, cfg);
+    if (rc < 0) {
+        return rc;
     }
     if (cfg->id[0]) {
         snprintf(a->id, sizeof a->id, "%s", cfg->id);
@@ -1129,7 +1225,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
                        run->real_steps, cfg->index, run->n_actors);
     }
 
-    int rc = env_make(&a->env, run->env);
+    rc = env_make(&a->env, run->env);
     if (rc == 0) {
         rc = env_make(&a->eval_env, run->env);
     }
@@ -1172,6 +1268,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     if (rc < 0) {
         return rc;
     }
+    rpc_server_set_ready(a->srv, false); /* until both peers answered */
     rc = rpc_server_start(a->srv);
     if (rc < 0) {
         return rc;

@@ -22,6 +22,19 @@
  * count); the actor then asks again and renumbers (event=seq_resync), dropping what it had
  * not stored. Either way the log holds each seq once and the count stays exact.
  *
+ * Identity (docs/design.md "Dedup"). Every AppendReal carries the source_epoch LogStatus gave
+ * when the actor synced (LogStatusReply.source_epoch). When the model server has forgotten
+ * the actor's identity and refuses a batch as fenced (ABORTED), the actor asks LogStatus
+ * again and goes on as a new identity: the seq and the count LogStatus reports now (seq 1
+ * when it forgot the seqs), its new epoch, the queued batches dropped (none was stored) and
+ * stepped again (event=seq_resync why=fenced), so the count stays exact.
+ *
+ * Readiness. Health answers NOT_SERVING (readiness, "") until both the model server and the
+ * learner have answered, and whenever one of them does not; liveness is the loop's. Each
+ * change is logged once (event=ready, event=not_ready reason=<peer>_unreachable), and
+ * `ready` is in Stats. A malformed modelserver_addr or learner_addr, or an actor.id a source
+ * id cannot carry, fails start-up (twig-actor exits 2, naming the option and value).
+ *
  * Threads (one actor_t, passed down; no globals):
  *   loop     (main) libuv: SIGTERM/SIGINT, the health + Stats server's hand-offs, shutdown
  *   stepper  env steps, batches, pacing, evaluations (the only user of env and policy)
@@ -50,7 +63,7 @@
  * Stats (twig.v1.Stats/GetStats, role "actor"): steps, acked, share, log_end, episodes,
  * episode_return_last, episode_return_mean10, batches_acked, batches_pending, append_retries,
  * duplicates, policy_version, policy_loads, evals, evals_waiting, evals_reported,
- * eval_return_last, pace_waits, pace_wait_s, done.
+ * eval_return_last, pace_waits, pace_wait_s, done, fenced, source_epoch, ready.
  */
 #ifndef TWIG_ACTOR_H
 #define TWIG_ACTOR_H
@@ -96,6 +109,10 @@ typedef struct actor_cfg {
 
 extern const config_opt actor_opts[];
 extern const int actor_n_opts;
+
+/* what the option tables cannot check: index and eval_index below n_actors, dialable peer
+ * addresses, the id's characters. 0 or -EINVAL naming the option (twig-actor exits 2) */
+int actor_cfg_check(const run_cfg *run, const actor_cfg *cfg);
 
 /* ---- pure pieces (tested on their own) ---- */
 
@@ -166,8 +183,15 @@ typedef struct actor_stats {
     double last_eval_mean;
     double pace_wait_s;
     uint64_t pace_waits;
+    uint64_t fenced;       /* batches refused as fenced (each began a new identity) */
+    uint64_t source_epoch; /* of the current identity */
     int done; /* own share stored (and final eval reported, if evaluating) */
 } actor_stats;
+
+typedef enum actor_peer {
+    ACTOR_PEER_MS = 0,
+    ACTOR_PEER_LEARNER = 1,
+} actor_peer;
 
 typedef struct actor {
     run_cfg run;
@@ -202,6 +226,9 @@ typedef struct actor {
     int ring_head, ring_n;
     uint64_t base;                           /* the source's transitions before the filling batch */
     uint64_t next_seq;                       /* seq of the next batch queued */
+    uint64_t epoch;                          /* source_epoch of the identity (LogStatus) */
+    int peer_up[2];                          /* actor_peer: -1 not asked yet, 0 down, 1 up */
+    int ready_state;                         /* -1 not known yet, 0, 1 */
     uint64_t resync_gen;                     /* bumped when the pusher renumbered from the server */
     uint64_t flush_deadline_ms;              /* set at stop: the pusher gives up after it */
     bool stepper_done;                       /* the stepper has handed over its last batch */

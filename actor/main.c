@@ -9,7 +9,8 @@
  * `--set actor.index=1`.
  *
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT, or done with exit_when_done),
- * 1 when the actor could not start or gave up (its log says why), 2 on a bad command line.
+ * 1 when the actor could not start or gave up (its log says why), 2 on a bad command line or
+ * config (a malformed peer address included; an unreachable one is waited for, not ready).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {
         return 0;
     }
-    if (rc < 0 || run_cfg_check(&run) < 0) {
+    if (rc < 0 || run_cfg_check(&run) < 0 || actor_cfg_check(&run, &cfg) < 0) {
         fprintf(stderr, "twig-actor: %s\n", err_msg());
         return 2;
     }

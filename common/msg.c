@@ -1,6 +1,7 @@
 /* msg.c - conversions between protobuf-c messages and twig structs, with validation */
 #include "common/msg.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <string.h>
 
@@ -45,6 +46,23 @@ static int msg_check_id(const char *field, const char *s)
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f) {
             return err_set(-EINVAL, "%s has a control character at byte %zu", field, i);
+        }
+    }
+    return 0;
+}
+
+int msg_check_source_id(const char *field, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > MSG_MAX_ID_LEN) {
+        return err_set(-EINVAL, "%s has %zu bytes, expected 1..%u", field, n, MSG_MAX_ID_LEN);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!isalnum(c) && !strchr(MSG_ID_PUNCT, c)) {
+            return err_set(-EINVAL,
+                           "%s has byte 0x%02x at %zu; allowed are letters, digits and \"%s\"",
+                           field, c, i, MSG_ID_PUNCT);
         }
     }
     return 0;

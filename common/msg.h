@@ -52,6 +52,14 @@ int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
  * model_version must be set (>= 1) and worker_index below n_workers (>= 1) */
 int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
+/* a source id a log line and a key=value parser can carry as it is: 1..MSG_MAX_ID_LEN
+ * bytes of letters, digits and MSG_ID_PUNCT. 0 or -EINVAL naming field and the first byte
+ * that is not allowed. (msg_batch_check only refuses control bytes; receivers that log
+ * source ids, the learner, check this too; actors and rollout workers check their own ids
+ * with it at start.) */
+#define MSG_ID_PUNCT "-_.:@/+"
+int msg_check_source_id(const char *field, const char *id);
+
 /* the same checks on a view (for batches that did not come as a message) */
 int msg_tbatch_check(const tbatch_t *b, uint32_t max_count);
 

@@ -1,9 +1,11 @@
 /* netaddr.c - see netaddr.h */
 #include "common/netaddr.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,4 +61,27 @@ int netaddr_check_bindable(const char *addr)
     }
     freeaddrinfo(res);
     return rc;
+}
+
+int netaddr_check_peer(const char *addr)
+{
+    char host[RUN_ADDR_MAX + 1];
+    int port;
+    int rc = run_addr_split(host, sizeof host, &port, addr);
+    if (rc < 0) {
+        return rc;
+    }
+    if (port == 0) {
+        return err_set(-EINVAL, "address '%s': port 0 cannot be dialed", addr);
+    }
+    bool v6 = addr[0] == '[';
+    for (const char *c = host; *c; c++) {
+        bool ok = isalnum((unsigned char)*c) || *c == '.' ||
+                  (v6 ? *c == ':' || *c == '%' : *c == '-' || *c == '_');
+        if (!ok) {
+            return err_set(-EINVAL, "address '%s': '%c' cannot be in a host %s", addr, *c,
+                           v6 ? "([v6] literal)" : "name");
+        }
+    }
+    return 0;
 }

@@ -12,4 +12,10 @@
  * an address of this machine), -EACCES (a privileged port), another -errno of bind */
 int netaddr_check_bindable(const char *addr);
 
+/* is addr a peer address one can dial: "host:port" with port 1..65535 and host a name of
+ * letters, digits, '-', '.' and '_' (or an IPv4 literal), or "[v6]:port"? Syntax only: a
+ * name that does not resolve (yet) is an unreachable peer, not a malformed one. 0, or
+ * -EINVAL with err_msg naming addr and what is wrong with it */
+int netaddr_check_peer(const char *addr);
+
 #endif

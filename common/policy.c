@@ -65,7 +65,7 @@ int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob)
     if (blob->kind != TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY) {
         return err_set(TWIG_EMISMATCH, "policy blob: kind is %d, expected POLICY", blob->kind);
     }
-    if (blob->version <= p->version) {
+    if (!policy_version_newer(blob->version, p->version)) {
         return err_set(TWIG_EMISMATCH, "policy blob: version %llu is not newer than %llu",
                        (unsigned long long)blob->version, (unsigned long long)p->version);
     }

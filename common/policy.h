@@ -29,6 +29,14 @@
 
 #define POLICY_BLOB_PREFIX "actor"
 
+/* the one "newer" rule for policy versions: GetPolicy (answered now, parked waiters, the
+ * shutdown's answers), its clients and policy_load_blob. Versions never go backwards (the
+ * learner's policy_version file), so newer is greater. */
+static inline bool policy_version_newer(uint64_t version, uint64_t have)
+{
+    return version > have;
+}
+
 typedef struct policy {
     int n_obs, n_act, hidden, max_batch;
     mlp_t actor;             /* O -> H -> H -> 2A, parameters from the newest blob */

@@ -83,7 +83,8 @@
  *     uv_run returns; then rpc_server_free. Without a loop, rpc_server_free waits for the
  *     CQ thread itself (and shuts down with RPC_DEFAULT_GRACE_MS if nobody did).
  *   - Long polls: park the call (RPC_DEFER) and answer before rpc_call_remaining_ms() runs
- *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply.
+ *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply:
+ *     rpc_call_poll_ms(call, wait_ms) is how long to park (RPC_POLL_MARGIN_MS early).
  *   - Never call rpc_server_free from a handler or a loop callback.
  *
  * A client. One rpc_client_t is one channel to "host:port", shared by any number of threads;
@@ -130,6 +131,8 @@
 #define RPC_DEFAULT_RECONNECT_MAX_MS 1000       /* channel reconnect backoff cap */
 #define RPC_HEARTBEAT_MS 250                    /* liveness: the loop stamps the time this often */
 #define RPC_DEFAULT_LIVE_STALE_MS 5000          /* and is not live once the stamp is older */
+#define RPC_POLL_MARGIN_MS 50                   /* long polls answer this long before the
+                                                 * client's deadline */
 #define RPC_HEALTH_LIVENESS "liveness"          /* health service names (see Health above) */
 #define RPC_HEALTH_READINESS "readiness"
 
@@ -227,6 +230,9 @@ void rpc_call_reply(rpc_call_t *call, int rc, const ProtobufCMessage *reply);
 const char *rpc_call_path(const rpc_call_t *call);
 /* milliseconds left until the client's deadline (INT64_MAX if it set none) */
 int64_t rpc_call_remaining_ms(const rpc_call_t *call);
+/* how long a long poll asking for wait_ms may park this call: wait_ms, or less so that the
+ * answer leaves RPC_POLL_MARGIN_MS before the client's deadline (0: answer now) */
+uint64_t rpc_call_poll_ms(const rpc_call_t *call, uint64_t wait_ms);
 /* messages received so far on this call (a stream's current message is number count-1) */
 uint64_t rpc_call_msg_count(const rpc_call_t *call);
 /* one pointer of application state per call (streams); borrowed */

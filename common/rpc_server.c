@@ -256,6 +256,19 @@ int64_t rpc_call_remaining_ms(const rpc_call_t *call)
     return ms_between(gpr_now(GPR_CLOCK_MONOTONIC), d);
 }
 
+uint64_t rpc_call_poll_ms(const rpc_call_t *call, uint64_t wait_ms)
+{
+    int64_t left = rpc_call_remaining_ms(call);
+    if (left == INT64_MAX) {
+        return wait_ms;
+    }
+    left -= RPC_POLL_MARGIN_MS;
+    if (left <= 0) {
+        return 0;
+    }
+    return (uint64_t)left < wait_ms ? (uint64_t)left : wait_ms;
+}
+
 uint64_t rpc_call_msg_count(const rpc_call_t *call)
 {
     return call->n_msgs;

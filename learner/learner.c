@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
+#include "common/netaddr.h"
 #include "common/nn_gemm.h"
 #include "learner/ckpt.h"
 #include "learner/learner_int.h"
@@ -31,10 +32,11 @@
 #define LEARNER_FETCH_SLACK_MS 3000 /* FetchReal deadline beyond its long poll */
 #define LEARNER_MAX_CAPACITY ((uint64_t)1 << 31)
 #define LEARNER_STATE_MAGIC "TWIGLRN" /* + NUL: 8 bytes */
-#define LEARNER_STATE_VERSION 1u
+#define LEARNER_STATE_VERSION 2u /* 1: dedup images without fences (still read) */
 #define LEARNER_SAC_FILE "sac.bin"
 #define LEARNER_STATE_FILE "state.bin"
 #define LEARNER_VERSION_FILE "policy_version"
+#define LEARNER_VERSION_FILE_MAX 64 /* bytes: 20 digits and a newline, with room */
 
 
 #define L(field) offsetof(learner_cfg, field)
@@ -80,9 +82,45 @@ const config_opt learner_opts[] = {
      "SAC updates between progress lines; 0: none", NULL},
     {"log_level", CFG_ENUM, L(log_level), "info", 0, 0, "debug, info, warn or error",
      log_level_names},
+    {"max_sources", CFG_INT, L(max_sources), "4096", 1, LEARNER_MAX_SOURCES_LIMIT,
+     "PushSynthetic sources (source_id) remembered for dedup; every restarted rollout worker "
+     "is a new one. A new source beyond this evicts the quietest, see source_quiet_samples",
+     NULL},
+    {"source_quiet_samples", CFG_U64, L(source_quiet_samples), "1000000", 0, 1e15,
+     "synthetic samples accepted from all sources since a source's last push before it may "
+     "be evicted for a new one (progress, not time: downtime forgets nothing); while no "
+     "source is that quiet, new sources are refused with RESOURCE_EXHAUSTED",
+     NULL},
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
+
+_Static_assert(sizeof(((learner_t *)0)->quota_end) / sizeof(uint64_t) == LEARNER_MAX_WORKERS,
+               "one quota watermark per rollout worker index");
+_Static_assert(MSG_BATCH_MAX_COUNT <= INT32_MAX, "a push's count converts to int");
+
+int learner_cfg_check(const run_cfg *run, const learner_cfg *cfg)
+{
+    (void)cfg;
+    if (netaddr_check_peer(run->modelserver_addr) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err_msg());
+        return err_set(-EINVAL, "modelserver_addr '%s' is not a peer address: %s",
+                       run->modelserver_addr, why);
+    }
+    if (run->n_rollout > LEARNER_MAX_WORKERS) {
+        return err_set(-EINVAL, "n_rollout %d is above the %d workers the learner keeps",
+                       run->n_rollout, LEARNER_MAX_WORKERS);
+    }
+    return 0;
+}
+
+uint64_t learner_evals_bound(const run_cfg *run)
+{
+    uint64_t per_actor = run->real_steps / (uint64_t)run->eval_every + 1;
+    uint64_t n = per_actor * (uint64_t)run->n_actors;
+    return n < LEARNER_EVALS_CAP ? n : LEARNER_EVALS_CAP;
+}
 
 /* ---- pacing ---- */
 
@@ -125,24 +163,61 @@ static void learner_update_synth_limit(learner_t *l)
 
 /* the highest version ever published, kept beside the checkpoints so versions keep
  * increasing across restarts even when the newest checkpoint is older than the last
- * publication. 0 if there is none */
-static uint64_t learner_read_version_file(const learner_t *l)
+ * publication: 0 and *v (0 when there is no file), or TWIG_ECORRUPT when the file is there
+ * but holds no version that can be incremented (see learner.h) */
+static int learner_read_version_file(const learner_t *l, uint64_t *v)
 {
+    *v = 0;
     char p[CKPT_PATH_MAX];
     if (snprintf(p, sizeof p, "%s/%s", l->cfg.checkpoint_dir, LEARNER_VERSION_FILE) >=
         (int)sizeof p) {
+        return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
+    }
+    uint8_t *data = NULL;
+    size_t n = 0;
+    int rc = atomic_file_read(&data, &n, p, LEARNER_VERSION_FILE_MAX);
+    if (rc == -ENOENT) {
         return 0;
     }
-    FILE *f = fopen(p, "r");
-    if (!f) {
-        return 0;
+    if (rc == TWIG_ETOOBIG) {
+        return err_set(TWIG_ECORRUPT,
+                       "%s is over %d bytes, no policy version: the versions published "
+                       "after the newest checkpoint cannot be known; write the highest version "
+                       "served into it, or remove it to continue from the checkpoint's",
+                       p, LEARNER_VERSION_FILE_MAX);
     }
-    unsigned long long v = 0;
-    if (fscanf(f, "%llu", &v) != 1) {
-        v = 0;
+    if (rc < 0) {
+        return rc;
     }
-    fclose(f);
-    return v;
+    /* exactly what learner_write_version_file writes: decimal digits, one newline */
+    size_t digits = 0;
+    while (digits < n && data[digits] >= '0' && data[digits] <= '9') {
+        digits++;
+    }
+    bool shaped = digits > 0 && digits <= 20 &&
+                  (digits == n || (digits + 1 == n && data[digits] == '\n'));
+    uint64_t val = 0;
+    bool overflow = false;
+    for (size_t i = 0; shaped && i < digits; i++) {
+        uint64_t d = (uint64_t)(data[i] - '0');
+        overflow = overflow || val > (UINT64_MAX - d) / 10;
+        val = val * 10 + d;
+    }
+    free(data);
+    if (!shaped || overflow) {
+        return err_set(TWIG_ECORRUPT,
+                       "%s (%zu bytes) does not hold a policy version: the versions published "
+                       "after the newest checkpoint cannot be known; write the highest version "
+                       "served into it, or remove it to continue from the checkpoint's",
+                       p, n);
+    }
+    if (val == UINT64_MAX) {
+        return err_set(TWIG_ECORRUPT,
+                       "%s holds policy version %" PRIu64 ", which cannot be incremented", p,
+                       val);
+    }
+    *v = val;
+    return 0;
 }
 
 static int learner_write_version_file(const learner_t *l, uint64_t v)
@@ -161,19 +236,30 @@ static int learner_write_version_file(const learner_t *l, uint64_t v)
 static int learner_publish(learner_t *l)
 {
     pthread_mutex_lock(&l->mu);
-    uint64_t v = l->policy_version + 1;
+    uint64_t have = l->policy_version;
     pthread_mutex_unlock(&l->mu);
+    if (have == UINT64_MAX) {
+        int rc = err_set(TWIG_EINTERNAL, "policy version %" PRIu64 " cannot be incremented",
+                         have);
+        log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"", have,
+                  err_name(rc), err_msg());
+        return rc;
+    }
+    uint64_t v = have + 1;
     nn_blob *b = xcalloc(1, sizeof *b);
     int rc = policy_blob_build(b, &l->sac, v, l->run.env);
+    if (rc == 0) {
+        /* recorded before it is served: a restart never serves a version again */
+        rc = learner_write_version_file(l, v);
+        if (rc < 0) {
+            nn_blob_free(b);
+        }
+    }
     if (rc < 0) {
         log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"", v,
                   err_name(rc), err_msg());
         free(b);
         return rc;
-    }
-    if ((rc = learner_write_version_file(l, v)) < 0) {
-        log_warn("event=version_file_failed policy_version=%" PRIu64 " detail=\"%s\"", v,
-                 err_msg());
     }
     pthread_mutex_lock(&l->mu);
     l->policy_version = v;
@@ -277,8 +363,8 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
                                size_t len)
 {
     memset(s, 0, sizeof *s);
-    dedup_init(&s->push_dedup, LEARNER_MAX_SOURCES);
-    dedup_init(&s->eval_dedup, LEARNER_MAX_SOURCES);
+    dedup_init(&s->push_dedup, l->push_dedup.max_sources, l->push_dedup.quiet);
+    dedup_init(&s->eval_dedup, l->eval_dedup.max_sources, l->eval_dedup.quiet);
     if (len < 16 || memcmp(data, LEARNER_STATE_MAGIC, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "not a learner state file");
     }
@@ -290,8 +376,10 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
     bbuf_t b;
     bbuf_reader(&b, data, len - 4);
     b.pos = 8;
-    if (bbuf_get_u32(&b) != LEARNER_STATE_VERSION) {
-        return err_set(TWIG_EVERSION, "state version is not %u", LEARNER_STATE_VERSION);
+    uint32_t version = bbuf_get_u32(&b);
+    if (version != 1 && version != LEARNER_STATE_VERSION) {
+        return err_set(TWIG_EVERSION, "state version is %u, this learner reads 1..%u", version,
+                       LEARNER_STATE_VERSION);
     }
     char env[RUN_ENV_MAX + 1];
     bbuf_get_str(&b, env, RUN_ENV_MAX);
@@ -314,7 +402,7 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
         s->rng[i] = bbuf_get_u64(&b);
     }
     uint64_t n_evals = bbuf_get_u64(&b);
-    if (b.bad || n_evals > LEARNER_MAX_EVALS) {
+    if (b.bad || n_evals > (version == 1 ? LEARNER_EVALS_CAP_V1 : LEARNER_EVALS_CAP)) {
         return err_set(TWIG_ECORRUPT, "bad counters or evaluation count");
     }
     s->evals = xcalloc(n_evals ? n_evals : 1, sizeof *s->evals);
@@ -329,12 +417,17 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
         e->return_std = bbuf_get_f32(&b);
     }
     s->n_evals = (size_t)n_evals;
+    /* each table's progress: a version-1 image's sources count as active now */
     dedup_t *tables[2] = {&s->push_dedup, &s->eval_dedup};
+    uint64_t progress[2] = {s->synthetic_samples, s->n_evals};
+    unsigned layout = version == 1 ? DEDUP_IMAGE_V1 : DEDUP_IMAGE_V2;
     for (int t = 0; t < 2 && !b.bad; t++) {
         uint64_t n = bbuf_get_u64(&b);
         size_t used = 0;
         if (b.bad || n > b.len - b.pos ||
-            dedup_image_read(tables[t], b.data + b.pos, (size_t)n, &used) < 0 || used != n) {
+            dedup_image_read(tables[t], b.data + b.pos, (size_t)n, layout, progress[t], &used) <
+                0 ||
+            used != n) {
             return err_set(TWIG_ECORRUPT, "bad dedup table %d", t);
         }
         b.pos += (size_t)n;
@@ -445,13 +538,22 @@ static int learner_restore(learner_t *l)
         memset(&st.push_dedup, 0, sizeof st.push_dedup);
         memset(&st.eval_dedup, 0, sizeof st.eval_dedup);
         learner_state_free(&st);
+        /* a smaller max_sources than the checkpoint's: the quietest go (the fence rises);
+         * the eval table keeps every source it had (it cannot fence, see learner.h) */
+        size_t trimmed = dedup_trim(&l->push_dedup);
+        if (l->eval_dedup.n > l->eval_dedup.max_sources) {
+            l->eval_dedup.max_sources = l->eval_dedup.n;
+        }
+        if (l->n_evals > l->evals_bound) {
+            l->evals_bound = l->n_evals;
+        }
         l->restored_updates = l->updates;
         loaded = true;
         log_info("event=checkpoint_loaded id=%" PRIu64 " updates=%" PRIu64
                  " policy_version=%" PRIu64 " real_offset=%" PRIu64 " synthetic_samples=%" PRIu64
-                 " evals=%zu",
+                 " evals=%zu sources=%zu source_fence=%" PRIu64 " sources_trimmed=%zu",
                  ids[i], l->updates, l->policy_version, l->refill_until, l->synthetic_samples,
-                 l->n_evals);
+                 l->n_evals, l->push_dedup.n, l->push_dedup.fence, trimmed);
     }
     free(ids);
     if (!loaded && touched) {
@@ -561,18 +663,35 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
     return (int)m->count;
 }
 
+/* mirror thread: did the model server answer? Readiness follows (the learner cannot do its
+ * job without the real log), each change logged once with its reason (rc: the failure) */
+static void learner_note_modelserver(learner_t *l, bool reached, int rc, uint64_t off)
+{
+    int now = reached ? 1 : 0;
+    pthread_mutex_lock(&l->mu);
+    int was = l->ready;
+    l->ready = now;
+    pthread_mutex_unlock(&l->mu);
+    if (was == now) {
+        return;
+    }
+    rpc_server_set_ready(l->srv, reached);
+    if (reached) {
+        log_info("event=ready reason=modelserver_reached addr=%s from_offset=%" PRIu64,
+                 l->run.modelserver_addr, off);
+    } else {
+        log_warn("event=not_ready reason=modelserver_unreachable addr=%s err=%s detail=\"%s\"",
+                 l->run.modelserver_addr, err_name(rc), err_msg());
+    }
+}
+
 static void *learner_mirror_main(void *arg)
 {
     learner_t *l = arg;
-    rpc_client_t *cl = NULL;
-    int rc = rpc_client_init(&cl, l->run.modelserver_addr, NULL);
-    if (rc < 0) {
-        log_error("event=mirror_failed addr=%s detail=\"%s\"", l->run.modelserver_addr, err_msg());
-        return NULL;
-    }
+    rpc_client_t *cl = l->ms;
+    int rc;
     float *unit = xmalloc(sizeof(float) * (size_t)l->cfg.fetch_max * (size_t)l->env->spec.n_act);
     int backoff = LEARNER_BACKOFF_MIN_MS;
-    int up = -1; /* unknown, down, up: log each change once */
     for (;;) {
         pthread_mutex_lock(&l->mu);
         bool stop = l->stop;
@@ -590,22 +709,14 @@ static void *learner_mirror_main(void *arg)
         rc = rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/FetchReal", &q.base,
                               &twig__v1__fetch_real_reply__descriptor, &o);
         if (rc < 0) {
-            if (up != 0) {
-                log_warn("event=modelserver_unavailable addr=%s err=%s detail=\"%s\"",
-                         l->run.modelserver_addr, err_name(rc), err_msg());
-                up = 0;
-            }
+            learner_note_modelserver(l, false, rc, off);
             if (learner_nap(l, backoff)) {
                 break;
             }
             backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        if (up != 1) {
-            log_info("event=modelserver_connected addr=%s from_offset=%" PRIu64,
-                     l->run.modelserver_addr, off);
-            up = 1;
-        }
+        learner_note_modelserver(l, true, 0, off);
         Twig__V1__EmptyReason why = ((const Twig__V1__FetchRealReply *)reply)->empty_reason;
         rc = learner_take_real(l, (const Twig__V1__FetchRealReply *)reply, unit);
         protobuf_c_message_free_unpacked(reply, NULL);
@@ -629,7 +740,6 @@ static void *learner_mirror_main(void *arg)
         }
     }
     free(unit);
-    rpc_client_free(cl);
     return NULL;
 }
 
@@ -750,13 +860,19 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv_train, NULL);
     clock_cond_init(&l->cv_stop);
-    dedup_init(&l->push_dedup, LEARNER_MAX_SOURCES);
-    dedup_init(&l->eval_dedup, LEARNER_MAX_SOURCES);
+    l->ready = -1;
     if (!l->cfg.listen[0]) {
         snprintf(l->cfg.listen, sizeof l->cfg.listen, "%s", run->learner_addr);
     }
     int rc = run_cfg_check(run);
-    if (rc < 0) {
+    if (rc < 0 || (rc = learner_cfg_check(run, cfg)) < 0) {
+        return rc;
+    }
+    /* push sources: bounded, measured in synthetic samples; eval sources: the actors */
+    dedup_init(&l->push_dedup, (size_t)cfg->max_sources, cfg->source_quiet_samples);
+    dedup_init(&l->eval_dedup, (size_t)run->n_actors, DEDUP_NEVER);
+    l->evals_bound = learner_evals_bound(run);
+    if ((rc = rpc_client_init(&l->ms, run->modelserver_addr, NULL)) < 0) {
         return rc;
     }
     l->learn_start = run->init_steps;
@@ -817,7 +933,10 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->refill_from = l->refill_until > real_cap ? l->refill_until - real_cap : 0;
     l->real_offset = l->refill_from;
     l->log_end = 0;
-    uint64_t watermark = learner_read_version_file(l);
+    uint64_t watermark = 0;
+    if ((rc = learner_read_version_file(l, &watermark)) < 0) {
+        return rc;
+    }
     if (watermark > l->policy_version) {
         l->policy_version = watermark; /* versions published after the checkpoint */
     }
@@ -847,6 +966,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         l->srv = NULL;
         return rc;
     }
+    rpc_server_set_ready(l->srv, false); /* until the model server answers the mirror */
     if ((rc = rpc_server_start(l->srv)) < 0) {
         return rc;
     }
@@ -963,6 +1083,7 @@ void learner_free(learner_t *l)
     synth_free(&l->synth);
     dedup_free(&l->push_dedup);
     dedup_free(&l->eval_dedup);
+    rpc_client_free(l->ms);
     free(l->evals);
     policy_free(&l->units);
     env_free(l->env);

@@ -2,13 +2,36 @@
  *
  * Services (proto/twig.proto), on cfg.listen (default: the run's learner_addr):
  *   twig.v1.Learner/PushSynthetic  rollout workers' model transitions -> the synthetic FIFO;
- *                                  validated (env id, dims, finite), deduped on (source_id, seq)
- *   twig.v1.Learner/GetPolicy      the newest policy WeightBlob; long poll with wait_ms
- *   twig.v1.Learner/GetProgress    counters for strict pacing and the launcher
- *   twig.v1.Learner/ReportEval     actors' evaluation returns, deduped on (source_id, seq)
+ *                                  validated (env id, dims, finite, source id), deduped on
+ *                                  (source_id, seq) by the bounded, fenced table of dedup.h
+ *   twig.v1.Learner/GetPolicy      the newest policy WeightBlob; long poll with wait_ms,
+ *                                  answered NO_VERSION RPC_POLL_MARGIN_MS before the client's
+ *                                  deadline; "newer" is policy_version_newer everywhere
+ *   twig.v1.Learner/GetProgress    counters for strict pacing and the launcher, and
+ *                                  source_epoch (the epoch a new push identity starts with)
+ *   twig.v1.Learner/ReportEval     actors' evaluation returns, validated against the run
+ *                                  (learner_check_eval) and deduped on (source_id, seq); at
+ *                                  most learner_evals_bound() kept
  *   twig.v1.Learner/GetEvals       the evaluations so far
- *   twig.v1.Stats/GetStats         counters and gauges
- *   grpc.health.v1.Health/Check    (the rpc layer)
+ *   twig.v1.Stats/GetStats         counters and gauges (ready: 0/1)
+ *   grpc.health.v1.Health/Check    (the rpc layer); liveness from the loop, readiness false
+ *                                  while the model server cannot be reached (the mirror's
+ *                                  last call failed, or none answered yet)
+ *
+ * Push dedup (docs/design.md "Dedup"): the table holds at most cfg.max_sources sources; a
+ * source's quietness is measured in synthetic samples accepted (synthetic_samples), and a
+ * new source evicts the quietest once it has been quiet for cfg.source_quiet_samples, else
+ * is refused RESOURCE_EXHAUSTED (counted). The eval table holds n_actors sources and never
+ * evicts (EvalResult carries no epoch, so nothing could fence a forgotten one). Both tables,
+ * fences and epochs are in the checkpoint.
+ *
+ * policy_version file (checkpoint_dir/policy_version): the highest version ever published,
+ * written before a version is served. At start the learner continues above the higher of it
+ * and the checkpoint's; a file that is there but does not hold a version (damaged), or holds
+ * one that cannot be incremented, stops the start-up naming the file: versions published
+ * after the checkpoint cannot be known then, and serving one of them again would make
+ * versions go backwards for the workers. Removing the file is the operator's way to accept
+ * the checkpoint's version. A publication whose file cannot be written is not served.
  *
  * Threads: the libuv loop on the caller's thread (signals, GetPolicy long polls, publishing),
  * the rpc completion-queue thread (the other handlers: quick, under l->mu), the mirror thread
@@ -44,11 +67,17 @@
 
 #define LEARNER_SERVICE "twig.v1.Learner"
 #define LEARNER_PATH_MAX 1023
-#define LEARNER_WAIT_MAX_MS 60000u    /* longest GetPolicy long poll */
-#define LEARNER_MAX_SOURCES 4096      /* distinct push / eval sources remembered */
-#define LEARNER_MAX_WORKERS 256       /* rollout workers (run option n_rollout) */
-#define LEARNER_MAX_EVALS 1000000u    /* evaluations kept */
-#define LEARNER_EVALS_PER_REPLY 1000u /* GetEvals answers at most this many at once */
+#define LEARNER_WAIT_MAX_MS 60000u      /* longest GetPolicy long poll */
+#define LEARNER_MAX_SOURCES_LIMIT 65536 /* upper bound of the max_sources option */
+#define LEARNER_MAX_WORKERS 256         /* rollout workers (run option n_rollout's bound) */
+#define LEARNER_EVALS_CAP 100000u       /* evaluations kept, whatever the run (see below) */
+#define LEARNER_EVALS_CAP_V1 1000000u   /* the cap of state images before version 2 */
+#define LEARNER_EVALS_PER_REPLY 1000u   /* GetEvals answers at most this many at once */
+#define LEARNER_MAX_EVAL_EPISODES 1000u /* episodes of one evaluation (eval_episodes' bound) */
+#define LEARNER_MAX_ABS_RETURN 1e9f     /* |return_mean|, return_std of an evaluation; twig's
+                                         * tasks give |reward| <= ~1e2 per step over at most
+                                         * ~1e4 steps, so this only keeps out garbage (3.4e38
+                                         * would overflow any sum of returns) */
 
 /* the `learner` section of a run file */
 typedef struct learner_cfg {
@@ -71,10 +100,21 @@ typedef struct learner_cfg {
     int grace_ms;
     int log_every; /* updates between progress lines; 0: never */
     int log_level; /* log_level */
+    int max_sources;               /* push sources remembered (dedup table) */
+    uint64_t source_quiet_samples; /* quiet needed before a source may be evicted */
 } learner_cfg;
 
 extern const config_opt learner_opts[];
 extern const int learner_n_opts;
+
+/* what the option table cannot check: the peer address is a HOST:PORT one can dial, and
+ * n_rollout fits the worker table. 0 or -EINVAL naming the option and its value (twig-learner
+ * exits 2) */
+int learner_cfg_check(const run_cfg *run, const learner_cfg *cfg);
+
+/* evaluations kept for the run: n_actors x (real_steps / eval_every + 1) (each actor's eval
+ * points and its final evaluation), at most LEARNER_EVALS_CAP */
+uint64_t learner_evals_bound(const run_cfg *run);
 
 typedef struct learner_eval {
     char source_id[MSG_MAX_ID_LEN + 1];
@@ -97,6 +137,7 @@ typedef struct learner {
     /* loop thread */
     uv_loop_t loop;
     rpc_server_t *srv;
+    rpc_client_t *ms; /* the model server (mirror thread) */
     int port;
     uv_signal_t sig_term, sig_int;
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
@@ -118,9 +159,12 @@ typedef struct learner {
     nn_blob *pending_blob; /* published by the training thread, taken by the loop */
     replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
-    dedup_t push_dedup, eval_dedup;
+    dedup_t push_dedup;    /* progress: synthetic_samples */
+    dedup_t eval_dedup;    /* progress: n_evals */
     learner_eval *evals;
     size_t n_evals, cap_evals;
+    uint64_t evals_bound;  /* learner_evals_bound (or more, restored) */
+    int ready;             /* -1 not known yet, 0 not ready, 1 ready (mirror thread writes) */
     uint64_t real_offset;  /* next log offset to mirror = real steps mirrored */
     uint64_t refill_from;  /* first offset mirrored in this process */
     uint64_t refill_until; /* restored real offset (0 on a fresh start) */
@@ -128,7 +172,12 @@ typedef struct learner {
     uint64_t policy_version;    /* newest published */
     uint64_t synthetic_samples; /* transitions accepted, all lifetimes */
     uint64_t synthetic_pushes;
-    uint64_t push_duplicates, push_rejected;
+    uint64_t push_duplicates;
+    uint64_t push_rejected;   /* every refused push (the four below, and invalid ones) */
+    uint64_t push_stale;      /* at or below the newest seq, not provably stored */
+    uint64_t push_fenced;     /* unknown source below the fence */
+    uint64_t push_table_full; /* new source, no source quiet enough to evict */
+    uint64_t eval_duplicates, eval_rejected;
     uint64_t quota_end[LEARNER_MAX_WORKERS]; /* per rollout worker: its quota watermark */
     uint64_t quota_base;    /* real steps whose quota counts as met at start */
     bool quota_known;       /* quota_base set (first contact with the model server) */

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
+#include "common/policy.h"
 #include "learner/learner_int.h"
 
 /* ---- PushSynthetic ---- */
@@ -23,8 +24,13 @@
 static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatch *m)
 {
     int rc = msg_synth_check(m, MSG_BATCH_MAX_COUNT);
-    if (rc < 0) {
+    if (rc < 0 || (rc = msg_check_source_id("source_id", m->source_id)) < 0) {
         return rc;
+    }
+    /* worker_index indexes quota_end: checked against that array, whatever n_workers says */
+    if (m->worker_index >= LEARNER_MAX_WORKERS) {
+        return err_set(-EINVAL, "worker_index is %u, the learner keeps workers 0..%d",
+                       m->worker_index, LEARNER_MAX_WORKERS - 1);
     }
     if (m->n_workers != (uint32_t)l->run.n_rollout) {
         return err_set(-EINVAL, "n_workers is %u, the run has n_rollout %d", m->n_workers,
@@ -43,20 +49,36 @@ static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatc
     return 0;
 }
 
+/* a refused push: counted (in push_rejected and, with *kind, its own counter) and logged,
+ * the 1st..10th, 16th, 32nd, ... time (a flood of garbage is not a flood of lines). The
+ * source id is printed only if it passes msg_check_source_id. Returns rc, err_msg kept. */
+static int learner_refuse_push(learner_t *l, const Twig__V1__TransitionBatch *m, int rc,
+                               uint64_t *kind)
+{
+    char why[512];
+    snprintf(why, sizeof why, "%s", err_msg());
+    bool id_ok = msg_check_source_id("source_id", m->source_id) == 0;
+    pthread_mutex_lock(&l->mu);
+    uint64_t n = ++l->push_rejected;
+    if (kind) {
+        (*kind)++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (n <= 10 || (n & (n - 1)) == 0) {
+        log_warn("event=push_rejected count=%" PRIu64 " err=%s source_id=%s seq=%" PRIu64
+                 " detail=\"%s\"",
+                 n, err_name(rc), id_ok ? m->source_id : "(invalid)", m->seq, why);
+    }
+    return err_set(rc, "%s", why);
+}
+
 static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
     learner_t *l = app;
     const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
     int rc = learner_check_push(l, m);
     if (rc < 0) {
-        pthread_mutex_lock(&l->mu);
-        uint64_t n = ++l->push_rejected;
-        pthread_mutex_unlock(&l->mu);
-        if (n <= 10 || (n & (n - 1)) == 0) { /* a flood of garbage: the 1st..10th, 16th, ... */
-            log_warn("event=push_rejected count=%" PRIu64 " source_id=%.64s detail=\"%s\"", n,
-                     m->source_id ? m->source_id : "", err_msg());
-        }
-        return rc;
+        return learner_refuse_push(l, m, rc, NULL);
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     size_t A = (size_t)l->env->spec.n_act, O = (size_t)l->env->spec.n_obs;
@@ -64,8 +86,9 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
 
     pthread_mutex_lock(&l->mu);
-    uint64_t ack = 0;
-    if (dedup_check(&l->push_dedup, m->source_id, m->seq, &ack)) {
+    uint64_t ack = 0, now = l->synthetic_samples;
+    rc = dedup_check(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, &ack);
+    if (rc == DEDUP_DUPLICATE) {
         l->push_duplicates++;
         pthread_mutex_unlock(&l->mu);
         free(unit);
@@ -74,11 +97,18 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         rpc_call_reply(call, 0, &r.base);
         return 0;
     }
-    if ((rc = dedup_record(&l->push_dedup, m->source_id, m->seq, m->count)) < 0) {
+    if (rc < 0) {
         pthread_mutex_unlock(&l->mu);
         free(unit);
-        return rc;
+        uint64_t *kind = rc == TWIG_EFENCED ? &l->push_fenced
+                         : rc == TWIG_EFULL ? &l->push_table_full
+                                            : &l->push_stale;
+        return learner_refuse_push(l, m, rc, kind);
     }
+    uint64_t evicted = l->push_dedup.evictions;
+    dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count);
+    bool eviction = l->push_dedup.evictions != evicted;
+    uint64_t fence = l->push_dedup.fence;
     for (size_t i = 0; i < m->count; i++) {
         replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
                    m->terminated[i] != 0);
@@ -92,8 +122,14 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         l->model_version = m->model_version;
     }
     pthread_cond_broadcast(&l->cv_train);
+    uint64_t evictions = l->push_dedup.evictions;
     pthread_mutex_unlock(&l->mu);
     free(unit);
+    if (eviction) {
+        /* counted in Stats (source_evictions); logged at debug: a long run evicts often */
+        log_debug("event=source_evicted for=%s evictions=%" PRIu64 " source_fence=%" PRIu64,
+                  m->source_id, evictions, fence);
+    }
     r.accepted = m->count;
     rpc_call_reply(call, 0, &r.base);
     return 0;
@@ -144,12 +180,18 @@ static void learner_on_wait_timeout(uv_timer_t *t)
     learner_waiter_drop(w->l, w);
 }
 
+/* the policy served is newer than have (the one comparison, policy_version_newer) */
+static bool learner_has_newer(const learner_t *l, uint64_t have)
+{
+    return l->blob && policy_version_newer(l->blob->msg.version, have);
+}
+
 void learner_serve_waiters(learner_t *l)
 {
     learner_waiter *w = l->waiters;
     while (w) {
         learner_waiter *next = w->next;
-        if (l->blob && l->blob->msg.version > w->have) {
+        if (learner_has_newer(l, w->have)) {
             learner_reply_policy(w->call, l->blob);
             learner_waiter_drop(l, w);
         }
@@ -161,7 +203,7 @@ void learner_drop_waiters(learner_t *l)
 {
     while (l->waiters) {
         learner_waiter *w = l->waiters;
-        bool newer = l->blob && l->blob->msg.version > w->have;
+        bool newer = learner_has_newer(l, w->have);
         learner_reply_policy(w->call, newer ? l->blob : NULL);
         learner_waiter_drop(l, w);
     }
@@ -174,15 +216,12 @@ static int learner_on_get_policy(rpc_call_t *call, const ProtobufCMessage *msg, 
     if (q->wait_ms > LEARNER_WAIT_MAX_MS) {
         return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms, LEARNER_WAIT_MAX_MS);
     }
-    if (l->blob && l->blob->msg.version > q->have_version) {
+    if (learner_has_newer(l, q->have_version)) {
         learner_reply_policy(call, l->blob);
         return 0;
     }
-    int64_t left = rpc_call_remaining_ms(call);
-    uint64_t wait = q->wait_ms;
-    if (left < (int64_t)wait) {
-        wait = left > 0 ? (uint64_t)left : 0;
-    }
+    /* "nothing newer" comes before the client's deadline, as the other long polls */
+    uint64_t wait = rpc_call_poll_ms(call, q->wait_ms);
     if (wait == 0 || l->shutting_down) {
         learner_reply_policy(call, NULL);
         return 0;
@@ -215,6 +254,7 @@ static int learner_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, vo
     r.utd = l->run.utd;
     r.achieved_utd = (float)pace_achieved_utd(l->updates, l->real_offset, l->learn_start);
     r.rollout_quota_done = learner_quota_done(l);
+    r.source_epoch = dedup_epoch(&l->push_dedup, l->synthetic_samples);
     pthread_mutex_unlock(&l->mu);
     rpc_call_reply(call, 0, &r.base);
     return 0;
@@ -222,24 +262,37 @@ static int learner_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, vo
 
 /* ---- ReportEval / GetEvals ---- */
 
-static int learner_check_eval(const Twig__V1__EvalResult *e, uint64_t newest_policy)
+/* every field of an evaluation against the run (caller holds l->mu for the policy version) */
+static int learner_check_eval(const learner_t *l, const Twig__V1__EvalResult *e)
 {
-    size_t n = e->source_id ? strlen(e->source_id) : 0;
-    if (n == 0 || n > MSG_MAX_ID_LEN) {
-        return err_set(-EINVAL, "source_id has %zu bytes, expected 1..%u", n, MSG_MAX_ID_LEN);
+    int rc = msg_check_source_id("source_id", e->source_id);
+    if (rc < 0) {
+        return rc;
     }
-    if (e->episodes == 0) {
-        return err_set(-EINVAL, "episodes is 0");
+    if (e->seq == 0 || e->seq > l->run.real_steps) {
+        return err_set(-EINVAL, "seq is %" PRIu64 ", an eval point is 1..real_steps (%" PRIu64 ")",
+                       e->seq, l->run.real_steps);
     }
-    if (!isfinite(e->return_mean)) {
-        return err_set(-EINVAL, "return_mean is not finite");
+    if (e->real_steps > l->run.real_steps) {
+        return err_set(-EINVAL, "real_steps is %" PRIu64 ", beyond the run's budget of %" PRIu64,
+                       e->real_steps, l->run.real_steps);
     }
-    if (!isfinite(e->return_std) || e->return_std < 0.0f) {
-        return err_set(-EINVAL, "return_std is %g, expected finite and >= 0", e->return_std);
+    if (e->episodes == 0 || e->episodes > LEARNER_MAX_EVAL_EPISODES) {
+        return err_set(-EINVAL, "episodes is %u, expected 1..%u", e->episodes,
+                       LEARNER_MAX_EVAL_EPISODES);
     }
-    if (e->policy_version > newest_policy) {
+    if (!isfinite(e->return_mean) || fabsf(e->return_mean) > LEARNER_MAX_ABS_RETURN) {
+        return err_set(-EINVAL, "return_mean is %g, expected finite and within +-%g",
+                       e->return_mean, LEARNER_MAX_ABS_RETURN);
+    }
+    if (!isfinite(e->return_std) || e->return_std < 0.0f ||
+        e->return_std > LEARNER_MAX_ABS_RETURN) {
+        return err_set(-EINVAL, "return_std is %g, expected finite and in 0..%g", e->return_std,
+                       LEARNER_MAX_ABS_RETURN);
+    }
+    if (e->policy_version > l->policy_version) {
         return err_set(-EINVAL, "policy_version is %" PRIu64 ", the newest published is %" PRIu64,
-                       e->policy_version, newest_policy);
+                       e->policy_version, l->policy_version);
     }
     return 0;
 }
@@ -250,25 +303,42 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
     const Twig__V1__EvalResult *e = (const Twig__V1__EvalResult *)msg;
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     pthread_mutex_lock(&l->mu);
-    int rc = learner_check_eval(e, l->policy_version);
-    uint64_t ack = 0;
-    if (rc == 0 && dedup_check(&l->eval_dedup, e->source_id, e->seq, &ack)) {
+    int rc = learner_check_eval(l, e);
+    bool id_ok = rc == 0 || msg_check_source_id("source_id", e->source_id) == 0;
+    uint64_t ack = 0, now = l->n_evals;
+    if (rc == 0) {
+        /* EvalResult carries no epoch: the table never evicts, its fence stays 0 */
+        rc = dedup_check(&l->eval_dedup, e->source_id, e->seq, 0, now, &ack);
+    }
+    if (rc == DEDUP_DUPLICATE) {
+        l->eval_duplicates++;
         pthread_mutex_unlock(&l->mu);
         r.accepted = ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
         return 0;
     }
-    if (rc == 0 && l->n_evals >= LEARNER_MAX_EVALS) {
-        rc = err_set(TWIG_EFULL, "already %zu evaluations, the most kept", l->n_evals);
-    }
-    if (rc == 0) {
-        rc = dedup_record(&l->eval_dedup, e->source_id, e->seq, 1);
+    if (rc == DEDUP_NEW && l->n_evals >= l->evals_bound) {
+        rc = err_set(TWIG_EFULL,
+                     "already %zu evaluations, the most this run keeps (n_actors %d x "
+                     "(real_steps %" PRIu64 " / eval_every %d + 1), at most %u)",
+                     l->n_evals, l->run.n_actors, l->run.real_steps, l->run.eval_every,
+                     LEARNER_EVALS_CAP);
     }
     if (rc < 0) {
+        uint64_t n = ++l->eval_rejected;
         pthread_mutex_unlock(&l->mu);
+        if (n <= 10 || (n & (n - 1)) == 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", err_msg());
+            log_warn("event=eval_rejected count=%" PRIu64 " err=%s source_id=%s seq=%" PRIu64
+                     " detail=\"%s\"",
+                     n, err_name(rc), id_ok ? e->source_id : "(invalid)", e->seq, why);
+            err_set(rc, "%s", why);
+        }
         return rc;
     }
+    dedup_record(&l->eval_dedup, e->source_id, e->seq, 0, now, 1);
     if (l->n_evals == l->cap_evals) {
         l->cap_evals = l->cap_evals ? 2 * l->cap_evals : 64;
         l->evals = xrealloc(l->evals, l->cap_evals * sizeof *l->evals);
@@ -286,7 +356,7 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
     pthread_mutex_unlock(&l->mu);
     log_info("event=eval source_id=%s real_steps=%" PRIu64 " policy_version=%" PRIu64
              " episodes=%u return_mean=%.2f return_std=%.2f index=%zu",
-             d->source_id, e->real_steps, e->policy_version, e->episodes, e->return_mean,
+             e->source_id, e->real_steps, e->policy_version, e->episodes, e->return_mean,
              e->return_std, idx - 1);
     r.accepted = 1;
     rpc_call_reply(call, 0, &r.base);
@@ -350,6 +420,14 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"synthetic_pushes", (double)(l->synthetic_pushes)},
         {"push_duplicates", (double)(l->push_duplicates)},
         {"push_rejected", (double)(l->push_rejected)},
+        {"push_stale", (double)(l->push_stale)},
+        {"push_fenced", (double)(l->push_fenced)},
+        {"push_table_full", (double)(l->push_table_full)},
+        {"sources", (double)(l->push_dedup.n)},
+        {"source_evictions", (double)(l->push_dedup.evictions)},
+        {"source_fence", (double)(l->push_dedup.fence)},
+        {"source_epoch", (double)(dedup_epoch(&l->push_dedup, l->synthetic_samples))},
+        {"ready", (double)(l->ready == 1)},
         {"rollout_quota_done", (double)(learner_quota_done(l))},
         {"policy_version", (double)(l->policy_version)},
         {"model_version", (double)(l->model_version)},
@@ -361,6 +439,9 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"checkpoints_written", (double)(l->checkpoints_written)},
         {"restored_updates", (double)(l->restored_updates)},
         {"evals", (double)(l->n_evals)},
+        {"evals_bound", (double)(l->evals_bound)},
+        {"eval_duplicates", (double)(l->eval_duplicates)},
+        {"eval_rejected", (double)(l->eval_rejected)},
     };
     pthread_mutex_unlock(&l->mu);
     stats_reply(call, "learner", v, STATS_COUNT(v));

@@ -5,8 +5,9 @@
  *
  * Options: the run's top level (common/run_config.h) and the `learner` section
  * (learner_opts in learner.c; `twig-learner --help` lists them).
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner could not start,
- * 2 on a bad command line or config.
+ * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner could not start
+ * (e.g. a damaged checkpoint_dir/policy_version), 2 on a bad command line or config (a
+ * malformed modelserver_addr included; an unreachable one is waited for, not ready).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {
         return 0;
     }
-    if (rc < 0 || (rc = run_cfg_check(&run)) < 0) {
+    if (rc < 0 || (rc = run_cfg_check(&run)) < 0 || (rc = learner_cfg_check(&run, &cfg)) < 0) {
         fprintf(stderr, "twig-learner: %s\n", err_msg());
         return 2;
     }

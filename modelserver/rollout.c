@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/msg.h"
+#include "common/netaddr.h"
 #include "common/nn_gemm.h"
 
 #define P_FETCH "/twig.v1.ModelServer/FetchReal"
@@ -31,6 +32,11 @@
 #define ROLLOUT_POLICY_EVERY_S 0.5 /* GetPolicy at most this often */
 #define ROLLOUT_RATE_WINDOW_S 2.0  /* samples_per_s is measured over about this long */
 #define ROLLOUT_BACKOFF_MS 50      /* first wait after a failed call */
+
+_Static_assert(ROLLOUT_ID_MAX + 1 + 16 <= MSG_MAX_ID_LEN,
+               "<id>@<incarnation in hex> fits a source id");
+_Static_assert(sizeof(((rollout_t *)0)->source_id) >= ROLLOUT_ID_MAX + 1 + 16 + 1,
+               "the source id buffer holds <id>@<16 hex digits>");
 
 
 #define C(field) offsetof(rollout_cfg, field)
@@ -77,20 +83,61 @@ static void nap(rollout_t *r, int ms)
     }
 }
 
-/* a peer that does not answer: log the change once, back off (doubling, capped) */
-typedef struct peer_state {
-    const char *name;
-    int missing;
-    int backoff_ms;
-} peer_state;
-
-static void peer_failed(rollout_t *r, peer_state *p, int rc)
+/* could the peer not be reached at all (as opposed to an answer we did not like)? */
+static bool unreachable(int rc)
 {
-    if (!p->missing) {
-        log_warn("event=peer_missing peer=%s err=%s detail=\"%s\"", p->name, err_name(rc),
-                 err_msg());
-        p->missing = 1;
+    return rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE || rc == TWIG_ECANCELLED;
+}
+
+/* ready: the model server answers and, when the run has rollouts, the learner too */
+static bool ready_now(const rollout_t *r)
+{
+    return r->ms_peer.up == 1 && (r->run.rollouts_per_step == 0 || r->ln_peer.up == 1);
+}
+
+/* the worker saw peer p answer (reached) or not. One line per change: readiness, once it
+ * is known (both peers answered, or one did not), with its reason; else the peer's own
+ * change */
+static void peer_seen(rollout_t *r, rollout_peer *p, bool reached, int rc)
+{
+    int now = reached ? 1 : 0;
+    int was = p->up;
+    if (was == now) {
+        return;
     }
+    p->up = now;
+    bool need_ln = r->run.rollouts_per_step > 0;
+    int state = ready_now(r) ? 1
+                : (r->ms_peer.up == 0 || (need_ln && r->ln_peer.up == 0)) ? 0
+                                                                            : -1;
+    pthread_mutex_lock(&r->stats_mu);
+    bool changed = state != -1 && state != r->ready_state;
+    if (changed) {
+        r->ready_state = state;
+        r->stats.ready = state;
+    }
+    pthread_mutex_unlock(&r->stats_mu);
+    if (changed) {
+        rpc_server_set_ready(r->srv, state == 1);
+        if (state == 1) {
+            log_info("event=ready reason=peers_reached modelserver=%s learner=%s",
+                     r->run.modelserver_addr, r->run.learner_addr);
+        } else {
+            log_warn("event=not_ready reason=%s_unreachable addr=%s err=%s detail=\"%s\"", p->name,
+                     p->addr, err_name(rc), err_msg());
+        }
+    } else if (!reached) {
+        log_warn("event=peer_missing peer=%s addr=%s err=%s detail=\"%s\"", p->name, p->addr,
+                 err_name(rc), err_msg());
+    } else if (was == 0) {
+        log_info("event=peer_back peer=%s addr=%s", p->name, p->addr);
+    }
+}
+
+/* a call to p failed: note it (an unreachable peer), back off (doubling, capped) */
+static void peer_failed(rollout_t *r, rollout_peer *p, int rc)
+{
+    peer_seen(r, p, !unreachable(rc), rc);
     p->backoff_ms = p->backoff_ms ? 2 * p->backoff_ms : ROLLOUT_BACKOFF_MS;
     if (p->backoff_ms > r->cfg.backoff_max_ms) {
         p->backoff_ms = r->cfg.backoff_max_ms;
@@ -98,12 +145,9 @@ static void peer_failed(rollout_t *r, peer_state *p, int rc)
     nap(r, p->backoff_ms);
 }
 
-static void peer_ok(peer_state *p)
+static void peer_ok(rollout_t *r, rollout_peer *p)
 {
-    if (p->missing) {
-        log_info("event=peer_back peer=%s", p->name);
-    }
-    p->missing = 0;
+    peer_seen(r, p, true, 0);
     p->backoff_ms = 0;
 }
 
@@ -262,7 +306,7 @@ static int model_refresh(rollout_t *r, int wait_ms)
 }
 
 /* GetPolicy without waiting, at most every ROLLOUT_POLICY_EVERY_S; failures only keep the
- * policy we have (random before the first) */
+ * policy we have (random before the first), and tell whether the learner answers */
 static void policy_refresh(rollout_t *r)
 {
     double now = clock_now_s();
@@ -276,15 +320,13 @@ static void policy_refresh(rollout_t *r)
     rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms};
     int rc = rpc_client_unary(r->learner, &m, P_POLICY, &q.base,
                               &twig__v1__get_weights_reply__descriptor, &o);
+    peer_seen(r, &r->ln_peer, !unreachable(rc), rc);
     if (rc < 0) {
         log_debug("event=policy_unavailable err=%s detail=\"%s\"", err_name(rc), err_msg());
         return;
     }
     Twig__V1__GetWeightsReply *rep = (Twig__V1__GetWeightsReply *)m;
-    if (rep->blob && rep->blob->version != r->pol.version) {
-        if (rep->blob->version < r->pol.version) {
-            r->pol.version = 0; /* the learner started over: take its policy */
-        }
+    if (rep->blob && policy_version_newer(rep->blob->version, r->pol.version)) {
         rc = policy_load_blob(&r->pol, rep->blob);
         if (rc < 0) {
             log_error("event=policy_refused version=%" PRIu64 " err=%s detail=\"%s\"",
@@ -299,8 +341,8 @@ static void policy_refresh(rollout_t *r)
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
-/* strict: where to start, from what the learner has acknowledged. 0 or < 0 */
-static int quota_resume(rollout_t *r)
+/* the learner's Progress: rollout_quota_done and source_epoch. 0 or < 0 */
+static int learner_progress(rollout_t *r, uint64_t *quota_done, uint64_t *source_epoch)
 {
     Twig__V1__ProgressRequest q = TWIG__V1__PROGRESS_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
@@ -308,8 +350,57 @@ static int quota_resume(rollout_t *r)
     if (rc < 0) {
         return rc;
     }
-    uint64_t done = ((Twig__V1__Progress *)m)->rollout_quota_done;
+    const Twig__V1__Progress *p = (const Twig__V1__Progress *)m;
+    *quota_done = p->rollout_quota_done;
+    *source_epoch = p->source_epoch;
     protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+/* begin a push identity: a new incarnation (later than any before), seqs from 1, its epoch
+ * still to be read */
+static void identity_begin(rollout_t *r)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t inc = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    r->incarnation = inc > r->incarnation ? inc : r->incarnation + 1;
+    snprintf(r->source_id, sizeof r->source_id, "%s@%" PRIx64, r->cfg.id, r->incarnation);
+    r->seq = 0;
+    r->epoch_known = false;
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.identities++;
+    pthread_mutex_unlock(&r->stats_mu);
+}
+
+/* the epoch of the current identity, read once before its first push. 0 or < 0 */
+static int identity_epoch(rollout_t *r)
+{
+    if (r->epoch_known) {
+        return 0;
+    }
+    uint64_t quota_done, epoch;
+    int rc = learner_progress(r, &quota_done, &epoch);
+    if (rc < 0) {
+        return rc;
+    }
+    r->epoch = epoch;
+    r->epoch_known = true;
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.source_epoch = epoch;
+    pthread_mutex_unlock(&r->stats_mu);
+    log_info("event=identity source_id=%s source_epoch=%" PRIu64, r->source_id, epoch);
+    return 0;
+}
+
+/* strict: where to start, from what the learner has acknowledged. 0 or < 0 */
+static int quota_resume(rollout_t *r)
+{
+    uint64_t done, epoch;
+    int rc = learner_progress(r, &done, &epoch);
+    if (rc < 0) {
+        return rc;
+    }
     uint64_t p0 = run_model_next_point(&r->run, 0);
     r->quota_done = done > p0 ? done : p0;
     r->quota_known = 1;
@@ -345,22 +436,36 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
     m.terminated = r->p_term;
     m.n_truncated = c;
     m.truncated = r->p_trunc;
-    m.source_id = r->source_id;
-    m.seq = ++r->seq;
     m.model_version = r->model_version;
     m.policy_version = r->pol.version;
     m.quota_end = quota_end;
     m.worker_index = (uint32_t)r->cfg.index;
     m.n_workers = (uint32_t)r->run.n_rollout;
-    peer_state peer = {.name = "learner"};
+    bool numbered = false;
     for (;;) {
+        /* the identity's epoch before its first push; then this batch's seq, kept for its
+         * retries */
+        int rc = identity_epoch(r);
+        if (rc < 0) {
+            if (stopping(r)) {
+                return TWIG_ESHUTDOWN;
+            }
+            peer_failed(r, &r->ln_peer, rc);
+            continue;
+        }
+        if (!numbered) {
+            m.source_id = r->source_id;
+            m.seq = ++r->seq;
+            m.source_epoch = r->epoch;
+            numbered = true;
+        }
         ProtobufCMessage *rep = NULL;
         rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms, .idempotent = true};
-        int rc = rpc_client_unary(r->learner, &rep, P_PUSH, &m.base,
-                                  &twig__v1__push_reply__descriptor, &o);
+        rc = rpc_client_unary(r->learner, &rep, P_PUSH, &m.base, &twig__v1__push_reply__descriptor,
+                              &o);
         if (rc == 0) {
             protobuf_c_message_free_unpacked(rep, NULL);
-            peer_ok(&peer);
+            peer_ok(r, &r->ln_peer);
             double now = clock_now_s();
             pthread_mutex_lock(&r->stats_mu);
             r->stats.transitions += c;
@@ -377,6 +482,20 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
             pthread_mutex_unlock(&r->stats_mu);
             break;
         }
+        if (rc == TWIG_EFENCED) {
+            /* the learner forgot this identity: the batch was not stored; send it again
+             * under a new identity */
+            log_warn("event=identity_fenced source_id=%s seq=%" PRIu64 " source_epoch=%" PRIu64
+                     " detail=\"%s\"",
+                     m.source_id, m.seq, m.source_epoch, err_msg());
+            pthread_mutex_lock(&r->stats_mu);
+            r->stats.push_fenced++;
+            pthread_mutex_unlock(&r->stats_mu);
+            peer_ok(r, &r->ln_peer);
+            identity_begin(r);
+            numbered = false;
+            continue;
+        }
         if (refused(rc)) {
             log_error("event=push_refused seq=%" PRIu64 " count=%zu err=%s detail=\"%s\"", m.seq, c,
                       err_name(rc), err_msg());
@@ -391,7 +510,7 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
         pthread_mutex_lock(&r->stats_mu);
         r->stats.push_retries++;
         pthread_mutex_unlock(&r->stats_mu);
-        peer_failed(r, &peer, rc); /* same message, same seq, next round */
+        peer_failed(r, &r->ln_peer, rc); /* same message, same seq, next round */
     }
     r->p_n = 0;
     return 0;
@@ -464,20 +583,26 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
 
 /* ---- the worker ---- */
 
-/* one unit of work. 0, or < 0 after a failed call to peer (the caller backs off) */
-static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
+/* one unit of work. 0, or < 0 after a failed call to a peer (backed off already) */
+static int rollout_step(rollout_t *r)
 {
+    rollout_peer *ms = &r->ms_peer, *ln = &r->ln_peer;
     int rc = mirror_catch_up(r);
     if (rc < 0) {
         peer_failed(r, ms, rc);
         return rc;
     }
-    peer_ok(ms);
+    peer_ok(r, ms);
     if (r->run.rollouts_per_step == 0) {
         /* no model rollouts in this run: keep the mirror warm, nothing else */
         uint32_t got;
-        return mirror_fetch(r, r->cfg.wait_ms, &got);
+        rc = mirror_fetch(r, r->cfg.wait_ms, &got);
+        if (rc < 0) {
+            peer_failed(r, ms, rc);
+        }
+        return rc;
     }
+    policy_refresh(r); /* also tells whether the learner answers, model or not */
     if (!r->ens_ready) {
         rc = model_refresh(r, r->cfg.wait_ms);
         if (rc < 0) {
@@ -489,7 +614,6 @@ static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
         peer_failed(r, ms, rc);
         return rc;
     }
-    policy_refresh(r);
     if (r->n_real == 0) {
         uint32_t got;   /* a model but no start states yet: wait for real data */
         rc = mirror_fetch(r, r->cfg.wait_ms, &got);
@@ -505,11 +629,13 @@ static int rollout_step(rollout_t *r, peer_state *ms, peer_state *ln)
     }
 
     /* strict */
-    if (!r->quota_known && (rc = quota_resume(r)) < 0) {
-        peer_failed(r, ln, rc);
-        return rc;
+    if (!r->quota_known) {
+        if ((rc = quota_resume(r)) < 0) {
+            peer_failed(r, ln, rc);
+            return rc;
+        }
+        peer_ok(r, ln);
     }
-    peer_ok(ln);
     uint64_t s0 = r->quota_done;
     if (s0 >= r->n_real) {
         uint32_t got;
@@ -547,11 +673,11 @@ static void *rollout_thread(void *arg)
 {
     rollout_t *r = arg;
     nn_gemm_set_threads(1); /* rollouts: one BLAS thread per worker process */
-    peer_state ms = {.name = "modelserver"}, ln = {.name = "learner"};
     while (!stopping(r)) {
-        rollout_step(r, &ms, &ln);
+        rollout_step(r);
     }
-    log_info("event=worker_stopped seq=%" PRIu64 " quota_done=%" PRIu64, r->seq, r->quota_done);
+    log_info("event=worker_stopped source_id=%s seq=%" PRIu64 " quota_done=%" PRIu64,
+             r->source_id, r->seq, r->quota_done);
     return NULL;
 }
 
@@ -589,6 +715,10 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"policy_version", (double)s.policy_version},
         {"quota_done", (double)s.quota_done},
         {"k", (double)s.k},
+        {"identities", (double)s.identities},
+        {"push_fenced", (double)s.push_fenced},
+        {"source_epoch", (double)s.source_epoch},
+        {"ready", (double)s.ready},
     };
     stats_reply(call, "rollout", v, STATS_COUNT(v));
     return 0;
@@ -645,18 +775,31 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
                        "have no share of the quota",
                        run->rollouts_per_step, run->n_rollout);
     }
+    const char *peers[2][2] = {{"modelserver_addr", run->modelserver_addr},
+                               {"learner_addr", run->learner_addr}};
+    for (int i = 0; i < 2; i++) {
+        if (netaddr_check_peer(peers[i][1]) < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(-EINVAL, "%s '%s' is not a peer address: %s", peers[i][0],
+                           peers[i][1], why);
+        }
+    }
+    if ((rc = msg_check_source_id("rollout.id", cfg->id)) < 0) {
+        return rc;
+    }
     if ((rc = env_make(&r->env, run->env)) < 0) {
         return rc;
     }
     r->n_obs = r->env->spec.n_obs;
     r->n_act = r->env->spec.n_act;
+    r->ready_state = -1;
+    r->ms_peer = (rollout_peer){.name = "modelserver", .addr = run->modelserver_addr, .up = -1};
+    r->ln_peer = (rollout_peer){.name = "learner", .addr = run->learner_addr, .up = -1};
 
-    /* source id: a new incarnation per start, so seqs never meet acknowledged ones */
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    uint64_t inc = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-    snprintf(r->source_id, sizeof r->source_id, "%s@%" PRIx64, cfg->id, inc);
-    rng_seed(&r->rng, run->seed * 1000003u + (uint64_t)cfg->index * 7919u + inc);
+    /* the first identity: a new incarnation per start, so seqs never meet acknowledged ones */
+    identity_begin(r);
+    rng_seed(&r->rng, run->seed * 1000003u + (uint64_t)cfg->index * 7919u + r->incarnation);
 
     int cap = cfg->chunk > r->share ? cfg->chunk : r->share;
     size_t O = (size_t)r->n_obs, A = (size_t)r->n_act, B = (size_t)cap;
@@ -696,6 +839,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         r->srv = NULL;
         return rc;
     }
+    rpc_server_set_ready(r->srv, false); /* until the peers answer */
     if ((rc = rpc_server_start(r->srv)) < 0) {
         return rc;
     }

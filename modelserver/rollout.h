@@ -17,13 +17,25 @@
  *            prediction. Rows whose prediction is not finite are dropped (and counted).
  *   push     PushSynthetic batches of at most push_batch transitions (actions in env units,
  *            truncated false), source_id "<id>@<incarnation>", seq 1, 2, ... per incarnation,
- *            model_version and policy_version of the piece; retried with the same seq and
- *            content until acknowledged (a missing learner is a wait with backoff). A batch
- *            the learner refuses as invalid is logged and dropped (counted).
+ *            source_epoch of the identity, model_version and policy_version of the piece;
+ *            retried with the same seq and content until acknowledged (a missing learner
+ *            is a wait with backoff, a full source table too). A batch the learner refuses
+ *            as invalid is logged and dropped (counted).
  *
- * Incarnation: the start time in microseconds (hex). A restarted worker (kill -9) is a new
- * source for the learner's dedup, so its seqs never collide with acknowledged ones; nothing
+ * Identities (docs/design.md "Dedup"). An identity is an incarnation: the time in
+ * microseconds (hex) when it began, and its seqs from 1. Before an identity's first push the
+ * worker reads Progress.source_epoch and sends it with every push of that identity. When the
+ * learner has forgotten the identity (evicted from its bounded table) and refuses a push as
+ * fenced (ABORTED), the worker begins a new identity (new incarnation, seq 1, the epoch read
+ * afresh) and sends the same, unacknowledged batch under it: nothing acknowledged is lost
+ * and nothing is stored twice. A restarted worker (kill -9) is a new identity too; nothing
  * is persisted.
+ *
+ * Readiness: health answers NOT_SERVING (readiness, "") while the model server, or (when the
+ * run has rollouts) the learner, does not answer; each change is logged once with its reason
+ * (event=ready, event=not_ready reason=<peer>_unreachable) and `ready` is in Stats. Liveness
+ * is the loop's. The learner is asked for a policy every ROLLOUT_POLICY_EVERY_S from the
+ * start, so its absence is known while the worker still waits for a model.
  *
  * Pacing (docs/design.md). Real steps at or above the first model training point P0 carry a
  * quota of rollouts_per_step branches; worker j of M (index, run.n_rollout) takes
@@ -86,6 +98,14 @@ typedef struct rollout_cfg {
 extern const config_opt rollout_opts[];
 extern const int rollout_n_opts;
 
+/* a peer as the worker thread last saw it */
+typedef struct rollout_peer {
+    const char *name; /* "modelserver", "learner" */
+    const char *addr;
+    int up;           /* -1 not asked yet, 0 did not answer, 1 answered */
+    int backoff_ms;   /* the next wait after a failure */
+} rollout_peer;
+
 /* counters, published under stats_mu for Stats */
 typedef struct rollout_stats {
     uint64_t real_mirrored;
@@ -100,7 +120,11 @@ typedef struct rollout_stats {
     uint64_t model_trained_on; /* real steps the loaded model was trained on */
     uint64_t policy_version;
     uint64_t quota_done;
+    uint64_t identities;   /* push identities begun (1 + the fenced ones) */
+    uint64_t push_fenced;  /* pushes refused as fenced (each began a new identity) */
+    uint64_t source_epoch; /* of the current identity */
     int k;
+    int ready;            /* 0/1: the health answer */
     double samples_per_s; /* acknowledged transitions per second, recent window */
 } rollout_stats;
 
@@ -110,8 +134,11 @@ typedef struct rollout {
     env_t *env; /* spec and termination only */
     int n_obs, n_act;
     int share; /* branches per real step for this worker (strict) */
-    char source_id[ROLLOUT_ID_MAX + 24];
-    uint64_t seq; /* last used */
+    char source_id[ROLLOUT_ID_MAX + 24]; /* "<id>@<incarnation>" (worker thread) */
+    uint64_t incarnation;                /* microseconds, hex in source_id */
+    uint64_t seq;                        /* last used by this identity */
+    uint64_t epoch;                      /* Progress.source_epoch for this identity */
+    bool epoch_known;                    /* read since the identity began */
 
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int;
@@ -132,6 +159,8 @@ typedef struct rollout {
     uint64_t rate_n0;
 
     /* worker thread only */
+    rollout_peer ms_peer, ln_peer;
+    int ready_state; /* -1 not known yet, 0, 1 (also under stats_mu) */
     rng_t rng;
     float *real_obs; /* (cap_real, n_obs) mirrored start states */
     uint64_t n_real, cap_real;
@@ -151,8 +180,10 @@ typedef struct rollout {
     int p_n;
 } rollout_t;
 
-/* check cfg against run (index < n_rollout, ...), make the env, allocate, bind the server
- * (started; health SERVING), write the port file. 0 or a negative code with err_msg(). */
+/* check cfg against run (index < n_rollout, the peer addresses, the id, ...: -EINVAL naming
+ * the option, and twig-rollout exits 2), make the env, allocate, bind the server (started;
+ * live, not ready until both peers answered), write the port file. 0 or a negative code
+ * with err_msg(). */
 int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run);
 /* start the worker, run the loop until SIGTERM/SIGINT, stop the worker (it finishes or
  * abandons its current call within about wait_ms), shut the server down. 0 on a clean exit. */

@@ -10,6 +10,7 @@
  *   snprintf(ms.port_file, ...); snprintf(ms.log_file, ...);
  *   ms.pid = procfix_spawn(argv, ms.log_file);
  *   procfix_wait_serving(&ms, 20000);                    port file, then health SERVING
+ *   procfix_wait_live(&lr, 20000);                       port file, then liveness SERVING
  *   double n = procfix_stat(ms.addr, "modelserver", "log_end");
  *   procfix_stop(&ms);                                   SIGTERM, expects exit status 0
  *   procfix_reap_all(); procfix_tmpdir_done(tmp);        suite fini
@@ -273,6 +274,15 @@ static inline void procfix_wait_serving(procfix_t *p, int ms)
     procfix_read_port(p, ms);
     int rc = rpc_wait_serving(p->addr, ms);
     cr_assert_eq(rc, 0, "%s not serving: %s (log %s)", p->addr, err_msg(), p->log_file);
+}
+
+/* wait until p->port_file names a port and that port answers liveness SERVING, each within
+ * ms: for a process that is up but may not be ready (a peer it needs is missing) */
+static inline void procfix_wait_live(procfix_t *p, int ms)
+{
+    procfix_read_port(p, ms);
+    int rc = rpc_wait_health(p->addr, RPC_HEALTH_LIVENESS, ms);
+    cr_assert_eq(rc, 0, "%s not live: %s (log %s)", p->addr, err_msg(), p->log_file);
 }
 
 /* SIGTERM, and expect exit status 0 within PROCFIX_STOP_MS */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/env.h"
+#include "common/msg.h"
 #include "common/err.h"
 #include "common/nn_blob.h"
 #include "common/policy.h"
@@ -123,10 +124,10 @@ static void actor_run(run_dir *r, const char *learner_addr, const char *args)
                  "actor exit code (log %s)", r->actor.log_file);
 }
 
-/* the actor's address once it serves */
+/* the actor's address once it is live (ready only once both its peers answered) */
 static const char *actor_addr(run_dir *r)
 {
-    procfix_wait_serving(&r->actor, DEADLINE_MS);
+    procfix_wait_live(&r->actor, DEADLINE_MS);
     return r->actor.addr;
 }
 
@@ -478,8 +479,8 @@ static void fake_set_updates(fake_learner *f, uint64_t updates)
     pthread_mutex_unlock(&f->mu);
 }
 
-/* a fake learner serving a version-3 policy of hidden width 32 on a free port */
-static void fake_start(fake_learner *f, uint64_t learn_start)
+/* a fake learner serving a version-3 policy of hidden width 32 on listen */
+static void fake_start_at(fake_learner *f, uint64_t learn_start, const char *listen)
 {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->mu, NULL);
@@ -488,10 +489,16 @@ static void fake_start(fake_learner *f, uint64_t learn_start)
     sc.hidden = 32;
     cr_assert_eq(sac_init(&f->sac, &sc, 9), 0, "%s", err_msg());
     cr_assert_eq(policy_blob_build(&f->policy, &f->sac, 3, "Pendulum-v1"), 0, "%s", err_msg());
-    rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .app = f};
+    rpc_server_cfg cfg = {.listen = listen, .app = f};
     cr_assert_eq(rpc_server_init(&f->srv, &cfg, fake_methods, 3), 0, "%s", err_msg());
     cr_assert_eq(rpc_server_start(f->srv), 0);
     snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", rpc_server_port(f->srv));
+}
+
+/* the same on a free port */
+static void fake_start(fake_learner *f, uint64_t learn_start)
+{
+    fake_start_at(f, learn_start, "127.0.0.1:0");
 }
 
 static void fake_stop(fake_learner *f)
@@ -868,4 +875,222 @@ Test(actor_process, a_mujoco_task_with_terminations_logs_valid_episodes)
     env_free(e);
     rows_free(&rows);
     dir_free(&r);
+}
+
+/* ---- readiness, start-up checks ---- */
+
+Test(actor_process, not_ready_until_both_peers_answer_and_bad_addresses_exit_2)
+{
+    run_dir r = {0};
+    dir_init(&r, true);
+    /* the learner's address is reserved but nobody answers there yet */
+    char ln_listen[64];
+    snprintf(ln_listen, sizeof ln_listen, "127.0.0.1:%d", procfix_free_port());
+    pid_t a = actor_start(&r, ln_listen,
+                          "--real-steps 3000 --init-steps 2999 --pacing async --push-every 10 "
+                          "--hidden 32 --eval-index -1 --policy-poll-ms 50 --steps-per-s 500");
+    const char *addr = actor_addr(&r);
+    wait_stat(addr, "acked", 10); /* the model server answers */
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_READINESS, 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(addr, "", 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(procfix_stat(addr, "actor", "ready"), 0);
+    /* the learner comes up: the same actor becomes ready */
+    fake_learner f;
+    fake_start_at(&f, 100, ln_listen);
+    cr_assert_eq(rpc_wait_serving(addr, DEADLINE_MS), 0, "ready: %s", err_msg());
+    cr_expect_eq(procfix_stat(addr, "actor", "ready"), 1);
+    /* and the learner goes: not ready again, still live */
+    fake_stop(&f);
+    int64_t stop = procfix_now_ms() + DEADLINE_MS;
+    while (rpc_health_check(addr, RPC_HEALTH_READINESS, 2000) != RPC_HEALTH_NOT_SERVING) {
+        cr_assert_lt(procfix_now_ms(), stop, "still ready without its learner");
+        procfix_pause_ms(PROCFIX_POLL_MS);
+    }
+    cr_expect_eq(rpc_health_check(addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect(procfix_runs_for(a, 0));
+    procfix_stop(&r.actor);
+    cr_expect(log_has(r.actor.log_file, "event=not_ready reason=learner_unreachable"),
+              "the reason is logged");
+    cr_expect(log_has(r.actor.log_file, "event=ready reason=peers_reached"));
+
+    /* malformed peer addresses and ids fail the start, naming the option and value */
+    static const struct {
+        const char *flag, *value, *says;
+    } bad[] = {
+        {"--learner-addr", "nonsense", "learner_addr .nonsense."},
+        {"--modelserver-addr", "127.0.0.1:0", "modelserver_addr .127.0.0.1:0."},
+        {"--modelserver-addr", "bad host:7101", "modelserver_addr .bad host:7101."},
+        {"--id", "actor 0", "actor.id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char log[300];
+        snprintf(log, sizeof log, "%s/bad-%zu.log", r.dir, i);
+        const char *argv[] = {ACTOR_BIN, bad[i].flag, bad[i].value, NULL};
+        cr_expect_eq(procfix_exit_code(procfix_spawn(argv, log), DEADLINE_MS), 2, "%s %s",
+                     bad[i].flag, bad[i].value);
+        cr_expect(log_has(log, bad[i].says), "%s %s: the output names it (%s)", bad[i].flag,
+                  bad[i].value, log);
+    }
+    dir_free(&r);
+}
+
+/* ---- a fake model server that forgets the actor's identity (docs/design.md "Dedup") ---- */
+
+#define FMS_MAX_RECS 1024
+
+typedef struct fms_rec {
+    uint64_t seq, count, first_offset, source_epoch;
+    int identity; /* 0 before the model server forgot the actor, 1 after */
+} fms_rec;
+
+typedef struct fake_ms {
+    pthread_mutex_t mu;
+    rpc_server_t *srv;
+    char addr[64];
+    uint64_t end;      /* transitions stored: the log's end, all the actor's */
+    uint64_t seq;      /* the actor's newest seq while known */
+    bool known;        /* the actor's identity is remembered */
+    int identity;      /* how often it was forgotten */
+    uint64_t epoch;    /* LogStatusReply.source_epoch */
+    uint64_t fence;    /* an unknown source below it is refused as fenced */
+    uint64_t evict_at; /* forget the actor once this many transitions are stored */
+    uint64_t fenced, duplicates, bad;
+    fms_rec recs[FMS_MAX_RECS];
+    int n_recs;
+} fake_ms;
+
+static int fms_append(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    fake_ms *f = app;
+    const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
+    int rc = msg_batch_check(m, MSG_BATCH_MAX_COUNT);
+    pthread_mutex_lock(&f->mu);
+    if (rc < 0 || strcmp(m->source_id, "actor-0") != 0 || f->n_recs == FMS_MAX_RECS) {
+        f->bad++;
+        pthread_mutex_unlock(&f->mu);
+        return rc < 0 ? rc : err_set(-EINVAL, "fake model server: not actor-0, or full");
+    }
+    Twig__V1__AppendRealReply r = TWIG__V1__APPEND_REAL_REPLY__INIT;
+    r.seq = m->seq;
+    r.count = m->count;
+    if (!f->known && m->source_epoch < f->fence) {
+        f->fenced++;
+        pthread_mutex_unlock(&f->mu);
+        return err_set(TWIG_EFENCED,
+                       "source 'actor-0' is not known and its source_epoch %llu is below the "
+                       "fence %llu",
+                       (unsigned long long)m->source_epoch, (unsigned long long)f->fence);
+    }
+    if (f->known && m->seq <= f->seq) {
+        for (int i = f->n_recs - 1; i >= 0; i--) {
+            if (f->recs[i].identity == f->identity && f->recs[i].seq == m->seq) {
+                f->duplicates++;
+                r.first_offset = f->recs[i].first_offset;
+                r.duplicate = 1;
+                pthread_mutex_unlock(&f->mu);
+                rpc_call_reply(call, 0, &r.base);
+                return 0;
+            }
+        }
+        f->bad++;
+        pthread_mutex_unlock(&f->mu);
+        return err_set(-EINVAL, "seq %llu below the newest %llu", (unsigned long long)m->seq,
+                       (unsigned long long)f->seq);
+    }
+    f->recs[f->n_recs++] = (fms_rec){.seq = m->seq,
+                                     .count = m->count,
+                                     .first_offset = f->end,
+                                     .source_epoch = m->source_epoch,
+                                     .identity = f->identity};
+    r.first_offset = f->end;
+    f->end += m->count;
+    f->seq = m->seq;
+    f->known = true;
+    if (f->evict_at && f->end >= f->evict_at && f->identity == 0) {
+        /* evicted: it forgets the actor's seqs (not its transitions, which are in the log) */
+        f->known = false;
+        f->seq = 0;
+        f->identity = 1;
+        f->fence = m->source_epoch + 1;
+        f->epoch = f->fence + 10;
+    }
+    pthread_mutex_unlock(&f->mu);
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+static int fms_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    fake_ms *f = app;
+    Twig__V1__LogStatusReply r = TWIG__V1__LOG_STATUS_REPLY__INIT;
+    pthread_mutex_lock(&f->mu);
+    r.end_offset = f->end;
+    r.env_id = (char *)"Pendulum-v1";
+    r.obs_dim = 3;
+    r.act_dim = 1;
+    r.source_seq = f->known ? f->seq : 0;
+    r.source_transitions = f->end;
+    r.source_epoch = f->epoch;
+    pthread_mutex_unlock(&f->mu);
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+static const rpc_method fms_methods[] = {
+    {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, fms_append,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.ModelServer/LogStatus", &twig__v1__log_status_request__descriptor, fms_status,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+};
+
+Test(actor_process, a_fenced_identity_asks_log_status_and_goes_on_as_a_new_one)
+{
+    char dir[PROCFIX_DIR_LEN];
+    procfix_tmpdir(dir, sizeof dir);
+    fake_ms f = {0};
+    pthread_mutex_init(&f.mu, NULL);
+    f.epoch = 5;
+    f.evict_at = 200;
+    rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .app = &f};
+    cr_assert_eq(rpc_server_init(&f.srv, &cfg, fms_methods, 2), 0, "%s", err_msg());
+    cr_assert_eq(rpc_server_start(f.srv), 0);
+    snprintf(f.addr, sizeof f.addr, "127.0.0.1:%d", rpc_server_port(f.srv));
+
+    run_dir r = {0};
+    snprintf(r.dir, sizeof r.dir, "%s", dir);
+    snprintf(r.ms.addr, sizeof r.ms.addr, "%s", f.addr);
+    snprintf(r.actor.port_file, sizeof r.actor.port_file, "%s/actor.port", dir);
+    snprintf(r.actor.log_file, sizeof r.actor.log_file, "%s/actor.log", dir);
+    actor_run(&r, NO_LEARNER,
+              "--real-steps 600 --init-steps 599 --pacing async --push-every 10 "
+              "--eval-index -1 --exit-when-done true");
+
+    pthread_mutex_lock(&f.mu);
+    cr_expect_eq(f.end, 600, "exactly the budget, nothing lost or stored twice");
+    cr_expect_eq(f.fenced, 1, "one batch refused, then sent by the new identity");
+    cr_expect_eq(f.bad, 0);
+    cr_expect_eq(f.duplicates, 0);
+    uint64_t sum = 0, seq0 = 0, seq1 = 0;
+    for (int i = 0; i < f.n_recs; i++) {
+        const fms_rec *p = &f.recs[i];
+        sum += p->count;
+        if (p->identity == 0) {
+            cr_expect_eq(p->seq, ++seq0, "first identity: seqs 1, 2, ...");
+            cr_expect_eq(p->source_epoch, 5, "the epoch LogStatus gave at start");
+        } else {
+            cr_expect_eq(p->seq, ++seq1, "the new identity numbers from 1");
+            cr_expect_eq(p->source_epoch, 16, "the epoch LogStatus gave after the fence");
+        }
+    }
+    cr_expect_eq(sum, 600);
+    cr_expect_eq(seq0 * 10, 200, "evicted once 200 were stored");
+    cr_expect_eq(seq1 * 10, 400);
+    pthread_mutex_unlock(&f.mu);
+    cr_expect(log_has(r.actor.log_file, "event=seq_resync source=actor-0 .* why=fenced"),
+              "the actor logged the new identity (%s)", r.actor.log_file);
+    rpc_server_shutdown(f.srv, 100);
+    rpc_server_free(f.srv);
+    pthread_mutex_destroy(&f.mu);
+    procfix_tmpdir_done(dir);
 }

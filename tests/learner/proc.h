@@ -68,9 +68,9 @@ static inline void start_modelserver(procfix_t *p, const char *name)
     start_modelserver_at(p, name, "127.0.0.1:0");
 }
 
-/* the learner with small nets; sets: extra "--set" assignments (NULL-terminated).
+/* spawn the learner with small nets; sets: extra "--set" assignments (NULL-terminated).
  * Its checkpoints go to tmp/<name>.ckpt, so a restart with the same name resumes. */
-static void start_learner(procfix_t *p, const char *name, const char *ms_addr,
+static void spawn_learner(procfix_t *p, const char *name, const char *ms_addr,
                           const char *const *sets)
 {
     static char buf[16][600];
@@ -100,7 +100,14 @@ static void start_learner(procfix_t *p, const char *name, const char *ms_addr,
     }
     argv[n] = NULL;
     p->pid = procfix_spawn(argv, p->log_file);
-    procfix_wait_serving(p, 30000);
+}
+
+/* spawn_learner, once it is live (ready only once it has reached its model server) */
+static void start_learner(procfix_t *p, const char *name, const char *ms_addr,
+                          const char *const *sets)
+{
+    spawn_learner(p, name, ms_addr, sets);
+    procfix_wait_live(p, 30000);
 }
 
 static rpc_client_t *client_of(const procfix_t *p)

@@ -59,7 +59,16 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     b.m.n_workers = 1;
     b.m.source_id = (char *)"";
     expect_invalid(cl, &b, "source_id");
+    b.m.source_id = (char *)"rollout 0\" x=1";
+    expect_invalid(cl, &b, "source_id");
     b.m.source_id = b.source;
+    /* worker_index indexes the learner's watermarks: checked against them, not only
+     * against n_workers */
+    b.m.worker_index = 4000;
+    b.m.n_workers = 4001;
+    expect_invalid(cl, &b, "worker_index");
+    b.m.worker_index = 0;
+    b.m.n_workers = 1;
 
     /* bytes that are no TransitionBatch */
     uint8_t junk[] = {0xff, 0xff, 0xff, 0x0f, 0x12, 0x99};
@@ -90,7 +99,7 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(p->real_steps, 0);
     cr_expect_eq(p->updates, 0);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(&lr, "push_rejected"), 9);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 11);
     cr_expect_eq(stat_of(&lr, "push_duplicates"), 1);
     cr_expect_eq(stat_of(&lr, "synthetic_stored"), 17);
 
@@ -160,10 +169,409 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_geq(waited, 250, "the long poll waited %lld ms", (long long)waited);
     protobuf_c_message_free_unpacked(&w->base, NULL);
 
-    cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Learner", 5000), RPC_HEALTH_SERVING);
-    cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Stats", 5000), RPC_HEALTH_SERVING);
+    /* all this while the model server is missing: live, serving, but not ready */
+    cr_expect_eq(rpc_health_check(lr.addr, RPC_HEALTH_LIVENESS, 5000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Learner", 5000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Stats", 5000), RPC_HEALTH_NOT_SERVING);
     rpc_client_free(cl);
     procfix_stop(&lr);
+}
+
+/* ---- dedup: nothing acknowledged that was not stored (docs/design.md "Dedup") ---- */
+
+/* push (source, seq) of count transitions with source_epoch epoch; the rc, and on success
+ * the reply's duplicate flag and accepted count */
+static int push_as(rpc_client_t *cl, const char *source, uint64_t seq, uint64_t epoch,
+                   uint32_t count, bool *dup, uint64_t *accepted)
+{
+    tb b;
+    tb_make(&b, source, seq, count, 3);
+    b.m.model_version = 1;
+    b.m.source_epoch = epoch;
+    Twig__V1__PushReply *r = NULL;
+    int rc = push_synth(cl, &b, &r);
+    if (rc == 0) {
+        *dup = r->duplicate;
+        *accepted = r->accepted;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    tb_free(&b);
+    return rc;
+}
+
+/* a push that must be refused with rc want, its message naming what */
+static void expect_push_refused(rpc_client_t *cl, const char *source, uint64_t seq, uint64_t epoch,
+                                int want, const char *what)
+{
+    bool dup = false;
+    uint64_t acc = 0;
+    int rc = push_as(cl, source, seq, epoch, 3, &dup, &acc);
+    cr_expect_eq(rc, want, "%s seq %" PRIu64 ": rc %s (%s), dup %d accepted %" PRIu64
+                 ", expected %s",
+                 source, seq, err_name(rc), err_msg(), (int)dup, acc, err_name(want));
+    cr_expect(rc != want || strstr(err_msg(), what), "'%s' does not say '%s'", err_msg(), what);
+}
+
+/* a push that must be answered as a duplicate with the original count */
+static void expect_push_duplicate(rpc_client_t *cl, const char *source, uint64_t seq,
+                                  uint64_t epoch, uint64_t original)
+{
+    bool dup = false;
+    uint64_t acc = 0;
+    int rc = push_as(cl, source, seq, epoch, 3, &dup, &acc);
+    cr_expect_eq(rc, 0, "%s seq %" PRIu64 ": %s", source, seq, err_msg());
+    cr_expect(dup, "%s seq %" PRIu64 " is a duplicate", source, seq);
+    cr_expect_eq(acc, original, "the original acknowledgement");
+}
+
+static void push_new(rpc_client_t *cl, const char *source, uint64_t seq, uint64_t epoch,
+                     uint32_t count)
+{
+    bool dup = true;
+    uint64_t acc = 0;
+    int rc = push_as(cl, source, seq, epoch, count, &dup, &acc);
+    cr_assert_eq(rc, 0, "%s seq %" PRIu64 ": %s", source, seq, err_msg());
+    cr_expect_not(dup);
+    cr_expect_eq(acc, count);
+}
+
+/* ReportEval of (source, seq); the rc and, on success, the duplicate flag */
+static int eval_as(rpc_client_t *cl, const Twig__V1__EvalResult *e, bool *dup)
+{
+    ProtobufCMessage *reply = NULL;
+    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Learner/ReportEval", &e->base,
+                              &twig__v1__push_reply__descriptor, &call_opts);
+    if (rc == 0) {
+        *dup = ((Twig__V1__PushReply *)reply)->duplicate;
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    return rc;
+}
+
+static Twig__V1__EvalResult eval_of(const char *source, uint64_t seq)
+{
+    Twig__V1__EvalResult e = TWIG__V1__EVAL_RESULT__INIT;
+    e.source_id = (char *)source;
+    e.seq = seq;
+    e.real_steps = seq;
+    e.policy_version = 1;
+    e.episodes = 5;
+    e.return_mean = -150.0f;
+    e.return_std = 12.5f;
+    return e;
+}
+
+static uint64_t synthetic_of(rpc_client_t *cl)
+{
+    Twig__V1__Progress *p = progress_of(cl);
+    uint64_t n = p->synthetic_samples;
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return n;
+}
+
+Test(learner, a_lower_seq_not_provably_stored_is_refused_never_acknowledged)
+{
+    procfix_t lr = {0};
+    start_learner(&lr, "l", "127.0.0.1:1", NULL);
+    rpc_client_t *cl = client_of(&lr);
+    const char *w = "rollout-0@1";
+    push_new(cl, w, 1, 0, 8);
+    push_new(cl, w, 100, 0, 5);
+    /* a gap below the newest, never pushed: not stored, so not acknowledged */
+    expect_push_refused(cl, w, 50, 0, -EINVAL, "not known to be stored");
+    /* 99 below the newest, but seq 1's window slot is still its own: proven */
+    expect_push_duplicate(cl, w, 1, 0, 8);
+    /* seq 129 takes that slot: seq 1 can no longer be proven and is refused */
+    push_new(cl, w, 129, 0, 4);
+    expect_push_refused(cl, w, 1, 0, -EINVAL, "seq 1 of source 'rollout-0@1'");
+    expect_push_refused(cl, w, 120, 0, -EINVAL, "newest 129");
+    expect_push_duplicate(cl, w, 129, 0, 4);
+    cr_expect_eq(synthetic_of(cl), 17, "8 + 5 + 4: no refused push was stored");
+    cr_expect_eq(stat_of(&lr, "push_stale"), 3);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 3);
+    cr_expect_eq(stat_of(&lr, "push_duplicates"), 2);
+    cr_expect_eq(stat_of(&lr, "synthetic_stored"), 17);
+
+    /* ReportEval: the same rule */
+    bool dup = true;
+    Twig__V1__EvalResult e = eval_of("actor-0", 1);
+    cr_assert_eq(eval_as(cl, &e, &dup), 0, "%s", err_msg());
+    e = eval_of("actor-0", 129);
+    cr_assert_eq(eval_as(cl, &e, &dup), 0, "%s", err_msg());
+    cr_expect_not(dup);
+    e = eval_of("actor-0", 50);
+    int rc = eval_as(cl, &e, &dup);
+    cr_expect_eq(rc, -EINVAL, "a gap: %s %s", err_name(rc), err_msg());
+    e = eval_of("actor-0", 1);
+    rc = eval_as(cl, &e, &dup);
+    cr_expect_eq(rc, -EINVAL, "slot taken by 129: %s dup %d", err_name(rc), (int)dup);
+    e = eval_of("actor-0", 129);
+    cr_assert_eq(eval_as(cl, &e, &dup), 0, "%s", err_msg());
+    cr_expect(dup);
+    cr_expect_eq(stat_of(&lr, "evals"), 2);
+    cr_expect_eq(stat_of(&lr, "eval_rejected"), 2);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
+static uint64_t epoch_of(rpc_client_t *cl)
+{
+    Twig__V1__Progress *p = progress_of(cl);
+    uint64_t e = p->source_epoch;
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return e;
+}
+
+Test(learner, a_full_source_table_evicts_the_quietest_once_quiet_and_fences_it)
+{
+    procfix_t lr = {0};
+    const char *sets[] = {"learner.max_sources=2", "learner.source_quiet_samples=100", NULL};
+    start_learner(&lr, "l", "127.0.0.1:1", sets);
+    rpc_client_t *cl = client_of(&lr);
+    cr_expect_eq(epoch_of(cl), 0);
+    push_new(cl, "a", 1, 0, 10); /* admitted at progress 0 */
+    push_new(cl, "b", 1, 0, 10); /* admitted at 10 */
+    /* full, and a has been quiet for 10 samples only: refused, retry later, counted */
+    expect_push_refused(cl, "c", 1, epoch_of(cl), TWIG_EFULL, "'c' is new");
+    cr_expect_eq(stat_of(&lr, "push_table_full"), 1);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 1);
+    cr_expect_eq(stat_of(&lr, "sources"), 2);
+    /* b goes on; a stays quiet for 100 samples: now c evicts it */
+    push_new(cl, "b", 2, 0, 100);
+    uint64_t e = epoch_of(cl);
+    cr_expect_eq(e, 120);
+    push_new(cl, "c", 1, e, 10);
+    cr_expect_eq(stat_of(&lr, "source_evictions"), 1);
+    cr_expect_eq(stat_of(&lr, "source_fence"), 1, "above a's epoch, 0");
+    /* a's retry and its next push: a was forgotten, its epoch 0 is below the fence */
+    expect_push_refused(cl, "a", 1, 0, TWIG_EFENCED, "below the fence");
+    expect_push_refused(cl, "a", 2, 0, TWIG_EFENCED, "start a new identity");
+    cr_expect_eq(stat_of(&lr, "push_fenced"), 2);
+    /* a new identity at the current epoch: b (last push at 20) is the quietest by 110 */
+    e = epoch_of(cl);
+    cr_expect_eq(e, 130);
+    push_new(cl, "a@2", 1, e, 10);
+    cr_expect_eq(stat_of(&lr, "source_fence"), 11, "above b's epoch, 10");
+    expect_push_refused(cl, "b", 2, 0, TWIG_EFENCED, "'b'");
+    expect_push_duplicate(cl, "c", 1, 120, 10);
+    expect_push_duplicate(cl, "a@2", 1, 130, 10);
+    cr_expect_eq(synthetic_of(cl), 140, "10 + 10 + 100 + 10 + 10, nothing refused stored");
+    cr_expect_eq(epoch_of(cl), 140);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 4);
+    cr_expect_eq(stat_of(&lr, "push_fenced"), 3);
+    cr_expect_eq(stat_of(&lr, "sources"), 2);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
+Test(learner, the_default_table_of_4096_sources_counts_the_refusal_of_one_more)
+{
+    procfix_t lr = {0};
+    start_learner(&lr, "l", "127.0.0.1:1", NULL);
+    rpc_client_t *cl = client_of(&lr);
+    char id[32];
+    for (int i = 0; i < 4096; i++) {
+        snprintf(id, sizeof id, "rollout-0@%x", i);
+        push_new(cl, id, 1, 0, 1);
+    }
+    /* nobody has been quiet for the default 1,000,000 samples */
+    expect_push_refused(cl, "rollout-0@fffff", 1, 4096, TWIG_EFULL, "4096 sources");
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 1, "the refusal is counted");
+    cr_expect_eq(stat_of(&lr, "push_table_full"), 1);
+    cr_expect_eq(stat_of(&lr, "sources"), 4096);
+    expect_push_duplicate(cl, "rollout-0@0", 1, 0, 1);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
+/* ---- GetPolicy, evaluations, start-up ---- */
+
+Test(learner, get_policy_says_no_version_before_the_clients_deadline)
+{
+    procfix_t lr = {0};
+    start_learner(&lr, "l", "127.0.0.1:1", NULL);
+    rpc_client_t *cl = client_of(&lr);
+    /* a wait longer than the deadline: "nothing newer" comes RPC_POLL_MARGIN_MS before the
+     * deadline (an answer at the deadline races the client's timer: DEADLINE_EXCEEDED, or
+     * a reply a few ms later) */
+    for (int i = 0; i < 3; i++) {
+        Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+        q.have_version = 1;
+        q.wait_ms = 5000;
+        const int deadline = 400;
+        rpc_call_opts o = {.deadline_ms = deadline};
+        ProtobufCMessage *reply = NULL;
+        int64_t t0 = procfix_now_ms();
+        int rc = rpc_client_unary(cl, &reply, "/twig.v1.Learner/GetPolicy", &q.base,
+                                  &twig__v1__get_weights_reply__descriptor, &o);
+        int64_t took = procfix_now_ms() - t0;
+        cr_assert_eq(rc, 0, "GetPolicy: %s %s", err_name(rc), err_msg());
+        const Twig__V1__GetWeightsReply *w = (const Twig__V1__GetWeightsReply *)reply;
+        cr_expect_null(w->blob);
+        cr_expect_eq(w->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
+        cr_expect(took >= deadline - 3 * RPC_POLL_MARGIN_MS && took <= deadline - 15,
+                  "answered %lld ms after the call, the deadline is %d ms", (long long)took,
+                  deadline);
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    /* have_version 0: version 1 is newer, at once */
+    Twig__V1__GetWeightsReply *g = get_policy(cl, 0, 5000);
+    cr_assert_not_null(g->blob);
+    cr_expect_eq(g->blob->version, 1);
+    protobuf_c_message_free_unpacked(&g->base, NULL);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
+/* an evaluation that must be refused with want, its message naming field */
+static void expect_eval_refused(rpc_client_t *cl, const Twig__V1__EvalResult *e, int want,
+                                const char *field)
+{
+    bool dup = false;
+    int rc = eval_as(cl, e, &dup);
+    cr_expect_eq(rc, want, "rc %s (%s), expected %s naming %s", err_name(rc), err_msg(),
+                 err_name(want), field);
+    cr_expect(strstr(err_msg(), field) != NULL, "'%s' does not name %s", err_msg(), field);
+}
+
+Test(learner, report_eval_refuses_garbage_and_keeps_at_most_the_runs_bound)
+{
+    procfix_t lr = {0};
+    /* 3000 steps, an eval every 1000, one actor: 3 + 1 evaluations at most */
+    const char *sets[] = {"real_steps=3000", "eval_every=1000", "n_actors=1", NULL};
+    start_learner(&lr, "l", "127.0.0.1:1", sets);
+    rpc_client_t *cl = client_of(&lr);
+    Twig__V1__EvalResult e = eval_of("actor-0", 1000);
+    e.real_steps = UINT64_MAX;
+    expect_eval_refused(cl, &e, -EINVAL, "real_steps");
+    e = eval_of("actor-0", 1000);
+    e.return_mean = 3.4e38f;
+    expect_eval_refused(cl, &e, -EINVAL, "return_mean");
+    e = eval_of("actor-0", 1000);
+    e.return_std = 3.4e38f;
+    expect_eval_refused(cl, &e, -EINVAL, "return_std");
+    e = eval_of("actor-0", 1000);
+    e.episodes = UINT32_MAX;
+    expect_eval_refused(cl, &e, -EINVAL, "episodes");
+    e = eval_of("actor 0\"\nevent=forged", 1000);
+    expect_eval_refused(cl, &e, -EINVAL, "source_id");
+    e = eval_of("actor-0", 0);
+    expect_eval_refused(cl, &e, -EINVAL, "seq");
+    e = eval_of("actor-0", 3001);
+    e.real_steps = 3000;
+    expect_eval_refused(cl, &e, -EINVAL, "seq");
+    /* the run's own: stored; a second source is one more than n_actors */
+    bool dup = true;
+    for (uint64_t s = 1000; s <= 1003; s++) {
+        e = eval_of("actor-0", s);
+        cr_assert_eq(eval_as(cl, &e, &dup), 0, "seq %" PRIu64 ": %s", s, err_msg());
+        cr_expect_not(dup);
+    }
+    e = eval_of("actor-1", 1000);
+    expect_eval_refused(cl, &e, TWIG_EFULL, "'actor-1' is new");
+    /* the bound: 4 kept, the next one is refused with the reason */
+    e = eval_of("actor-0", 2000);
+    expect_eval_refused(cl, &e, TWIG_EFULL, "the most this run keeps");
+    e = eval_of("actor-0", 1003);
+    cr_assert_eq(eval_as(cl, &e, &dup), 0, "a retry is still answered: %s", err_msg());
+    cr_expect(dup);
+    cr_expect_eq(stat_of(&lr, "evals"), 4);
+    cr_expect_eq(stat_of(&lr, "evals_bound"), 4);
+    cr_expect_eq(stat_of(&lr, "eval_rejected"), 9);
+    Twig__V1__GetEvalsRequest gq = TWIG__V1__GET_EVALS_REQUEST__INIT;
+    ProtobufCMessage *reply = NULL;
+    cr_assert_eq(rpc_client_unary(cl, &reply, "/twig.v1.Learner/GetEvals", &gq.base,
+                                  &twig__v1__get_evals_reply__descriptor, &call_opts),
+                 0);
+    const Twig__V1__GetEvalsReply *ge = (const Twig__V1__GetEvalsReply *)reply;
+    cr_expect_eq(ge->total, 4);
+    for (size_t i = 0; i < ge->n_evals; i++) {
+        cr_expect_str_eq(ge->evals[i]->source_id, "actor-0");
+        cr_expect_leq(ge->evals[i]->real_steps, 3000);
+    }
+    protobuf_c_message_free_unpacked(reply, NULL);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+    /* no line of the log was forged by a source id */
+    FILE *f = fopen(lr.log_file, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        cr_expect(strncmp(line, "event=forged", 12) != 0, "a forged line: %s", line);
+    }
+    fclose(f);
+}
+
+/* how many lines of path contain needle */
+static int log_count(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+Test(learner, a_malformed_modelserver_addr_exits_2_naming_the_option_and_value)
+{
+    static const char *const bad[] = {"nonsense", "127.0.0.1:0", "bad host!:7101",
+                                       "127.0.0.1:70000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char log[512], set[256], dir[600];
+        snprintf(log, sizeof log, "%s/bad-addr-%zu.log", tmp, i);
+        snprintf(set, sizeof set, "modelserver_addr=%s", bad[i]);
+        snprintf(dir, sizeof dir, "learner.checkpoint_dir=%s/bad-addr.ckpt", tmp);
+        const char *argv[] = {LEARNER_BIN, "--set", set, "--set", dir, "--set",
+                              "learner.listen=127.0.0.1:0", NULL};
+        cr_expect_eq(procfix_exit_code(procfix_spawn(argv, log), 20000), 2, "%s", bad[i]);
+        cr_expect_eq(log_count(log, "modelserver_addr"), 1, "%s: the option is named", bad[i]);
+        cr_expect_eq(log_count(log, bad[i]), 1, "%s: the value is named", bad[i]);
+    }
+    char log[512];
+    snprintf(log, sizeof log, "%s/bad-addr-0.log", tmp);
+    cr_expect_eq(log_count(log, "'nonsense' is not a peer address: address 'nonsense' is not "
+                                "HOST:PORT"),
+                 1, "and what is wrong with it");
+}
+
+Test(learner, an_unreachable_model_server_is_live_not_ready_until_it_comes_up)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
+    procfix_t lr = {0}, ms = {0};
+    const char *sets[] = {"pacing=strict", "utd=1", "init_steps=50", "rollouts_per_step=0",
+                          "learner.checkpoint_every=0", NULL};
+    start_learner(&lr, "l", addr, sets);
+    /* alive and answering, but it cannot do its job: not ready, and it keeps trying */
+    cr_expect_eq(rpc_health_check(lr.addr, RPC_HEALTH_LIVENESS, 5000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(lr.addr, RPC_HEALTH_READINESS, 5000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(lr.addr, "", 5000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(rpc_health_check(lr.addr, "twig.v1.Learner", 5000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(stat_of(&lr, "ready"), 0);
+    rpc_client_t *cl = client_of(&lr);
+    cr_expect_eq(synthetic_of(cl), 0, "it serves meanwhile");
+    cr_expect(procfix_runs_for(lr.pid, 500), "a missing model server is a wait");
+
+    /* the model server comes up on that address: the same learner becomes ready, mirrors */
+    start_modelserver_at(&ms, "ms", addr);
+    cr_assert_eq(rpc_wait_serving(lr.addr, 30000), 0, "ready: %s", err_msg());
+    cr_expect_eq(stat_of(&lr, "ready"), 1);
+    rpc_client_t *mcl = client_of(&ms);
+    append_real(mcl, "actor-0", 1, 100);
+    Twig__V1__Progress *p = wait_reached(cl, 100, 50, 60000, "mirrored and trained");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect(procfix_runs_for(lr.pid, 0), "never restarted");
+    rpc_client_free(mcl);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+    cr_expect_eq(log_count(lr.log_file, "event=not_ready reason=modelserver_unreachable"), 1,
+                 "the change logged once");
+    cr_expect_eq(log_count(lr.log_file, "event=ready reason=modelserver_reached"), 1);
 }
 
 /* poll Progress while the learner trains towards real steps and updates, checking the

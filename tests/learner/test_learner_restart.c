@@ -3,6 +3,10 @@
  * final checkpoint, and a damaged newest checkpoint falling back to the previous one. */
 #include <dirent.h>
 
+#include "common/crc32c.h"
+#include "common/sac.h"
+#include "learner/ckpt.h"
+#include "learner/dedup.h"
 #include "proc.h"
 
 TestSuite(learner_restart, .init = proc_setup, .fini = proc_teardown, .timeout = 300);
@@ -236,7 +240,14 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(mcl);
     procfix_kill9(&ms);
-    /* the learner keeps serving while its peer is gone */
+    /* cut off from the model server: not ready, but live and serving */
+    int64_t deadline = procfix_now_ms() + 30000;
+    while (rpc_health_check(lr.addr, RPC_HEALTH_READINESS, 2000) != RPC_HEALTH_NOT_SERVING) {
+        cr_assert_lt(procfix_now_ms(), deadline, "still ready without its model server");
+        procfix_pause_ms(PROCFIX_POLL_MS);
+    }
+    cr_expect_eq(rpc_health_check(lr.addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(stat_of(&lr, "ready"), 0);
     p = progress_of(cl);
     cr_expect_eq(p->real_steps, 100);
     protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -248,17 +259,18 @@ Test(learner_restart, model_server_killed_and_restarted_the_mirror_reconnects)
     p = wait_reached(cl, 160, 140, 60000, "after the restart");
     cr_expect_eq(p->real_steps, 160);
     protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(rpc_wait_serving(lr.addr, 10000), 0, "ready again: %s", err_msg());
     cr_expect_eq(stat_of(&lr, "real_replay_size"), 160, "nothing mirrored twice");
     rpc_client_free(cl);
     procfix_stop(&lr);
-    /* one line when the peer went, one when it came back */
+    /* one line when the peer went (not ready), one each time it was reached (ready) */
     FILE *f = fopen(lr.log_file, "r");
     cr_assert_not_null(f);
     char line[2048];
     int gone = 0, back = 0;
     while (fgets(line, sizeof line, f)) {
-        gone += strstr(line, "event=modelserver_unavailable") != NULL;
-        back += strstr(line, "event=modelserver_connected") != NULL;
+        gone += strstr(line, "event=not_ready reason=modelserver_unreachable") != NULL;
+        back += strstr(line, "event=ready reason=modelserver_reached") != NULL;
     }
     fclose(f);
     cr_expect_eq(gone, 1);
@@ -354,4 +366,263 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
     procfix_stop(&lr);
     rpc_client_free(mcl);
     procfix_stop(&ms);
+}
+
+/* ---- dedup state, policy versions and old checkpoints across restarts ---- */
+
+/* push (source, seq) of count with epoch; the rc, and the reply's duplicate flag */
+static int push_epoch(rpc_client_t *cl, const char *source, uint64_t seq, uint64_t epoch,
+                      uint32_t count, bool *dup)
+{
+    tb b;
+    tb_make(&b, source, seq, count, 4);
+    b.m.model_version = 1;
+    b.m.source_epoch = epoch;
+    Twig__V1__PushReply *r = NULL;
+    int rc = push_synth(cl, &b, &r);
+    if (rc == 0) {
+        *dup = r->duplicate;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    tb_free(&b);
+    return rc;
+}
+
+static uint64_t source_epoch_of(rpc_client_t *cl)
+{
+    Twig__V1__Progress *p = progress_of(cl);
+    uint64_t e = p->source_epoch;
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return e;
+}
+
+Test(learner_restart, the_source_table_its_fence_and_epochs_come_back_with_the_checkpoint)
+{
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    rpc_client_t *mcl = client_of(&ms);
+    append_real(mcl, "actor-0", 1, 100);
+    const char *sets[] = {"pacing=strict",
+                          "utd=1",
+                          "init_steps=50",
+                          "rollouts_per_step=0",
+                          "learner.checkpoint_every=0",
+                          "learner.max_sources=2",
+                          "learner.source_quiet_samples=100",
+                          NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    bool dup = true;
+    cr_assert_eq(push_epoch(cl, "a", 1, 0, 10, &dup), 0, "%s", err_msg());
+    cr_assert_eq(push_epoch(cl, "b", 1, 0, 10, &dup), 0, "%s", err_msg());
+    cr_assert_eq(push_epoch(cl, "b", 2, 0, 100, &dup), 0, "%s", err_msg());
+    cr_assert_eq(push_epoch(cl, "c", 1, source_epoch_of(cl), 10, &dup), 0, "%s", err_msg());
+    cr_expect_eq(stat_of(&lr, "source_fence"), 1, "a evicted");
+    Twig__V1__Progress *p = wait_reached(cl, 100, 50, 60000, "50 updates");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    rpc_client_free(cl);
+    procfix_stop(&lr); /* the final checkpoint */
+
+    start_learner(&lr, "l", ms.addr, sets);
+    cl = client_of(&lr);
+    cr_expect_eq(stat_of(&lr, "restored_updates"), 50);
+    cr_expect_eq(stat_of(&lr, "source_fence"), 1);
+    cr_expect_eq(stat_of(&lr, "source_evictions"), 1);
+    cr_expect_eq(stat_of(&lr, "sources"), 2);
+    cr_expect_eq(source_epoch_of(cl), 130, "10 + 10 + 100 + 10 samples");
+    /* the forgotten identity is still fenced; the remembered ones still proven */
+    int rc = push_epoch(cl, "a", 1, 0, 10, &dup);
+    cr_expect_eq(rc, TWIG_EFENCED, "a: %s %s", err_name(rc), err_msg());
+    cr_assert_eq(push_epoch(cl, "c", 1, 120, 10, &dup), 0, "%s", err_msg());
+    cr_expect(dup);
+    cr_assert_eq(push_epoch(cl, "b", 2, 0, 100, &dup), 0, "%s", err_msg());
+    cr_expect(dup);
+    /* b's quiet is still counted in samples: a new source evicts it only after 100 more */
+    rc = push_epoch(cl, "d", 1, source_epoch_of(cl), 10, &dup);
+    cr_expect_eq(rc, 0, "b has been quiet since 20: %s", err_msg());
+    cr_expect_eq(stat_of(&lr, "source_fence"), 11);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+    rpc_client_free(mcl);
+    procfix_stop(&ms);
+}
+
+/* write text into tmp/<name>.ckpt/policy_version (the directory created) */
+static void write_version_file(const char *name, const char *text, size_t n)
+{
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/%s.ckpt", tmp, name);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/policy_version", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(text, 1, n, f), n);
+    fclose(f);
+}
+
+static bool log_says(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[4096];
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+        found = found || (strstr(line, a) && strstr(line, b));
+    }
+    fclose(f);
+    return found;
+}
+
+Test(learner_restart, a_damaged_or_unincrementable_policy_version_file_stops_the_start)
+{
+    static const struct {
+        const char *text;
+        size_t n;
+        const char *says;
+    } bad[] = {
+        {"garbage\n", 8, "does not hold a policy version"},
+        {"", 0, "does not hold a policy version"},
+        {"12 13\n", 6, "does not hold a policy version"},
+        {"99999999999999999999999\n", 24, "does not hold a policy version"},
+        {"18446744073709551615\n", 21, "cannot be incremented"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "v%zu", i);
+        write_version_file(name, bad[i].text, bad[i].n);
+        procfix_t lr = {0};
+        spawn_learner(&lr, name, "127.0.0.1:1", NULL);
+        cr_expect_eq(procfix_exit_code(lr.pid, 30000), 1, "'%s': the learner must not start",
+                     bad[i].text);
+        cr_expect(log_says(lr.log_file, "event=start_failed", "policy_version"),
+                  "'%s': the log names the file (%s)", bad[i].text, lr.log_file);
+        cr_expect(log_says(lr.log_file, "event=start_failed", bad[i].says), "'%s': says %s",
+                  bad[i].text, bad[i].says);
+    }
+    /* a good file: versions continue above it */
+    write_version_file("good", "41\n", 3);
+    procfix_t lr = {0};
+    start_learner(&lr, "good", "127.0.0.1:1", NULL);
+    rpc_client_t *cl = client_of(&lr);
+    Twig__V1__GetWeightsReply *w = get_policy(cl, 0, 0);
+    cr_assert_not_null(w->blob);
+    cr_expect_eq(w->blob->version, 42);
+    protobuf_c_message_free_unpacked(&w->base, NULL);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
+/* a learner state image of version 1 (before fences), as the learner of that version wrote
+ * it: Pendulum-v1, hidden 32, 0 updates, policy version 7, 500 synthetic samples, one
+ * evaluation, one push source "rollout-0@1" whose seq 3 was acknowledged with 44 */
+static void write_v1_checkpoint(const char *name)
+{
+    char dir[600], tmpdir[CKPT_PATH_MAX], sac_path[CKPT_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/%s.ckpt", tmp, name);
+    cr_assert_eq(ckpt_dir_prepare(dir), 0, "%s", err_msg());
+    cr_assert_eq(ckpt_begin(tmpdir, sizeof tmpdir, dir, 0), 0, "%s", err_msg());
+    sac_cfg sc = sac_default_cfg(O, A);
+    sc.hidden = 32;
+    sc.batch = 32;
+    sac_t sac;
+    cr_assert_eq(sac_init(&sac, &sc, 5), 0, "%s", err_msg());
+    snprintf(sac_path, sizeof sac_path, "%s/sac.bin", tmpdir);
+    cr_assert_eq(sac_save(&sac, sac_path), 0, "%s", err_msg());
+    sac_free(&sac);
+
+    bbuf_t b = {0};
+    bbuf_put(&b, "TWIGLRN", 8);
+    bbuf_put_u32(&b, 1);
+    bbuf_put_str(&b, ENV);
+    bbuf_put_u32(&b, O);
+    bbuf_put_u32(&b, A);
+    bbuf_put_u32(&b, 32);
+    bbuf_put_u64(&b, 0);   /* updates */
+    bbuf_put_u64(&b, 7);   /* policy_version */
+    bbuf_put_u64(&b, 0);   /* real_offset */
+    bbuf_put_u64(&b, 500); /* synthetic_samples */
+    bbuf_put_u64(&b, 3);   /* synthetic_pushes */
+    bbuf_put_u64(&b, 2);   /* model_version */
+    for (int i = 0; i < 4; i++) {
+        bbuf_put_u64(&b, 0x1234567ull + (uint64_t)i);
+    }
+    bbuf_put_u64(&b, 1); /* evaluations */
+    bbuf_put_str(&b, "actor-0");
+    bbuf_put_u64(&b, 1000);
+    bbuf_put_u64(&b, 5);
+    bbuf_put_u64(&b, 1000);
+    bbuf_put_u32(&b, 10);
+    bbuf_put_f32(&b, -321.5f);
+    bbuf_put_f32(&b, 4.0f);
+    /* push table, v1 layout: u64 n, u32 id_len, id, u64 max_seq, 64 slots */
+    bbuf_t t = {0};
+    bbuf_put_u64(&t, 1);
+    bbuf_put_str(&t, "rollout-0@1");
+    bbuf_put_u64(&t, 3);
+    for (int w = 0; w < DEDUP_WINDOW; w++) {
+        uint8_t used = w == 3;
+        bbuf_put_u64(&t, used ? 3 : 0);
+        bbuf_put_u64(&t, used ? 44 : 0);
+        bbuf_put(&t, &used, 1);
+    }
+    bbuf_put_u64(&b, t.len);
+    bbuf_put(&b, t.data, t.len);
+    bbuf_free(&t);
+    /* eval table: actor-0, seq 1000 */
+    bbuf_put_u64(&t, 1);
+    bbuf_put_str(&t, "actor-0");
+    bbuf_put_u64(&t, 1000);
+    for (int w = 0; w < DEDUP_WINDOW; w++) {
+        uint8_t used = w == 1000 % DEDUP_WINDOW;
+        bbuf_put_u64(&t, used ? 1000 : 0);
+        bbuf_put_u64(&t, used ? 1 : 0);
+        bbuf_put(&t, &used, 1);
+    }
+    bbuf_put_u64(&b, t.len);
+    bbuf_put(&b, t.data, t.len);
+    bbuf_free(&t);
+    bbuf_put_u32(&b, crc32c(b.data, b.len));
+    cr_assert_eq(ckpt_write_file(tmpdir, "state.bin", b.data, b.len), 0, "%s", err_msg());
+    bbuf_free(&b);
+    cr_assert_eq(ckpt_commit(dir, 0), 0, "%s", err_msg());
+}
+
+Test(learner_restart, a_checkpoint_of_the_state_layout_before_fences_still_loads)
+{
+    write_v1_checkpoint("old");
+    procfix_t lr = {0};
+    start_learner(&lr, "old", "127.0.0.1:1", NULL);
+    rpc_client_t *cl = client_of(&lr);
+    Twig__V1__Progress *p = progress_of(cl);
+    cr_expect_eq(p->synthetic_samples, 500);
+    cr_expect_eq(p->policy_version, 8, "above the checkpoint's 7");
+    cr_expect_eq(p->model_version, 2);
+    cr_expect_eq(p->source_epoch, 500, "no fence yet: the progress");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "evals"), 1);
+    cr_expect_eq(stat_of(&lr, "sources"), 1);
+    cr_expect_eq(stat_of(&lr, "source_fence"), 0);
+    /* the old table's proofs still hold */
+    bool dup = false;
+    cr_assert_eq(push_epoch(cl, "rollout-0@1", 3, 0, 9, &dup), 0, "%s", err_msg());
+    cr_expect(dup, "seq 3 was acknowledged before the upgrade");
+    int rc = push_epoch(cl, "rollout-0@1", 2, 0, 9, &dup);
+    cr_expect_eq(rc, -EINVAL, "seq 2 was never proven: %s", err_name(rc));
+    Twig__V1__EvalResult e = TWIG__V1__EVAL_RESULT__INIT;
+    e.source_id = (char *)"actor-0";
+    e.seq = 1000;
+    e.real_steps = 1000;
+    e.policy_version = 5;
+    e.episodes = 10;
+    e.return_mean = -321.5f;
+    e.return_std = 4.0f;
+    ProtobufCMessage *reply = NULL;
+    cr_assert_eq(rpc_client_unary(cl, &reply, "/twig.v1.Learner/ReportEval", &e.base,
+                                  &twig__v1__push_reply__descriptor, &call_opts),
+                 0, "%s", err_msg());
+    cr_expect(((Twig__V1__PushReply *)reply)->duplicate);
+    protobuf_c_message_free_unpacked(reply, NULL);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+    /* the final checkpoint is not written (no update), so the old one is untouched */
 }

@@ -47,6 +47,7 @@ TestSuite(rollout, .init = setup, .fini = teardown, .timeout = 240);
 typedef struct push_rec {
     char source[96];
     uint64_t seq;
+    uint64_t source_epoch;
     uint32_t count;
     uint64_t model_version;
     uint64_t policy_version;
@@ -70,6 +71,12 @@ typedef struct fake_learner {
     uint64_t n_new;
     nn_blob *policy;        /* served by GetPolicy when set */
     uint64_t policy_pushes; /* pushes tagged with the policy's version */
+    /* the dedup rule's fence (docs/design.md "Dedup"), played by hand */
+    uint64_t epoch;            /* Progress.source_epoch */
+    uint64_t fence;            /* an unknown source below it is refused as fenced */
+    uint64_t evict_at;         /* once this many transitions are stored, forget their source */
+    char forgotten[96];        /* the source forgotten (its pushes count as unknown) */
+    uint64_t fenced;           /* pushes refused as fenced */
 } fake_learner;
 
 static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
@@ -87,6 +94,18 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         fl->bad++;
         pthread_mutex_unlock(&fl->mu);
         return rc;
+    }
+    /* known: pushed before and not forgotten since */
+    bool known = false;
+    for (int i = 0; i < fl->n_recs; i++) {
+        known = known || !strcmp(fl->recs[i].source, m->source_id);
+    }
+    known = known && strcmp(fl->forgotten, m->source_id) != 0;
+    if (!known && m->source_epoch < fl->fence) {
+        fl->fenced++;
+        pthread_mutex_unlock(&fl->mu);
+        return err_set(TWIG_EFENCED, "source '%s' is not known and its source_epoch %" PRIu64
+                       " is below the fence %" PRIu64, m->source_id, m->source_epoch, fl->fence);
     }
     for (int i = 0; i < fl->n_recs; i++) {
         if (fl->recs[i].seq == m->seq && !strcmp(fl->recs[i].source, m->source_id)) {
@@ -106,6 +125,7 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     push_rec *p = &fl->recs[fl->n_recs++];
     snprintf(p->source, sizeof p->source, "%s", m->source_id);
     p->seq = m->seq;
+    p->source_epoch = m->source_epoch;
     p->count = m->count;
     p->model_version = m->model_version;
     p->policy_version = m->policy_version;
@@ -132,6 +152,12 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         fl->quota[m->worker_index] = m->quota_end;
     }
     fl->n_new++;
+    if (fl->evict_at && fl->transitions >= fl->evict_at && !fl->forgotten[0]) {
+        /* evicted: its next push, whatever its seq, finds it unknown and below the fence */
+        snprintf(fl->forgotten, sizeof fl->forgotten, "%s", m->source_id);
+        fl->fence = m->source_epoch + 1;
+        fl->epoch = fl->fence + 5;
+    }
     bool drop = fl->drop_ack_every > 0 && fl->n_new % (uint64_t)fl->drop_ack_every == 0;
     fl->acks_dropped += drop;
     pthread_mutex_unlock(&fl->mu);
@@ -163,6 +189,7 @@ static int fl_progress(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     pthread_mutex_lock(&fl->mu);
     r.rollout_quota_done = fl_quota_done_locked(fl);
     r.synthetic_samples = fl->transitions;
+    r.source_epoch = fl->epoch;
     pthread_mutex_unlock(&fl->mu);
     rpc_call_reply(call, 0, &r.base);
     return 0;
@@ -173,7 +200,7 @@ static int fl_policy(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     fake_learner *fl = app;
     const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
-    if (fl->policy && q->have_version != fl->policy->msg.version) {
+    if (fl->policy && q->have_version < fl->policy->msg.version) {
         r.blob = &fl->policy->msg;
     } else {
         r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
@@ -307,7 +334,7 @@ static void start_worker(procfix_t *p, const run_params *rp, const char *ms_addr
         "200",  "--log-level",  "warn",      "--set",     s_m,           "--set",
         s_j,    "--set",        s_id,        "--set",     s_pace,        NULL};
     p->pid = procfix_spawn(argv, p->log_file);
-    procfix_wait_serving(p, 20000);
+    procfix_wait_live(p, 20000); /* ready once both peers answered */
 }
 
 /* the worker's Stats value for key */
@@ -405,9 +432,18 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
     cr_assert_eq(stat_value(g.ro.addr, "model_version"), 1, "mirrored and loaded the model");
     cr_assert(procfix_runs_for(g.ro.pid, 0), "a missing learner is a wait, not an exit");
     cr_expect_eq(stat_value(g.ro.addr, "transitions"), 0);
+    /* it cannot do its job: live, not ready */
+    cr_expect_eq(rpc_health_check(g.ro.addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(g.ro.addr, RPC_HEALTH_READINESS, 2000),
+                 RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(stat_value(g.ro.addr, "ready"), 0);
     fake_learner *fl = &g.fl;
     fl->drop_ack_every = 4;
+    fl->epoch = 7;
     fl_start(fl, ln_addr);
+    cr_assert_eq(rpc_wait_serving(g.ro.addr, 30000), 0, "ready once the learner answers: %s",
+                 err_msg());
+    cr_expect_eq(stat_value(g.ro.addr, "ready"), 1);
 
     fl_wait_quota(fl, 450, 60000);
     rig_append(&g, 450, 700); /* crosses the training point 600 */
@@ -425,6 +461,7 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
         cr_expect_geq(p->model_version, 1);
         cr_expect_eq(p->policy_version, 0, "no policy yet: random actions");
         cr_expect_eq(p->seq, (uint64_t)i + 1, "seqs 1, 2, ... of one incarnation");
+        cr_expect_eq(p->source_epoch, 7, "the epoch the learner gave the identity");
         cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
         if (p->quota_end > 600) {
             /* steps from 600 on need the model trained at 600: version 2 or later */
@@ -441,6 +478,70 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
     cr_expect_eq(stat_value(g.ro.addr, "quota_done"), 700);
     cr_expect_geq(stat_value(g.ro.addr, "model_version"), 2);
     cr_expect_gt(stat_value(g.ro.addr, "samples_per_s"), 0);
+    cr_expect_eq(stat_value(g.ro.addr, "identities"), 1);
+    char *log = g.ro.log_file;
+    rig_free(&g);
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    int not_ready = 0, missing = 0;
+    while (fgets(line, sizeof line, f)) {
+        not_ready += strstr(line, "event=not_ready reason=learner_unreachable") != NULL;
+        missing += strstr(line, "event=peer_missing") != NULL;
+    }
+    fclose(f);
+    cr_expect_eq(not_ready, 1, "the change logged once, with its reason");
+    cr_expect_eq(missing, 0, "no second line for it");
+}
+
+Test(rollout, a_fenced_identity_resends_its_batch_under_a_new_one)
+{
+    /* the learner forgets the worker's identity once 300 transitions are in: the next push
+     * is refused as fenced, and the worker sends it again as a new identity */
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
+    rig g;
+    rig_init(&g, &rp, "127.0.0.1:0", 600, 61);
+    rig_append(&g, 0, 600);
+    fake_learner *fl = &g.fl;
+    fl->epoch = 7;
+    fl->evict_at = 300;
+    rig_start_rollout(&g);
+    fl_wait_quota(fl, 600, 60000);
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->transitions, (600 - 200) * 2, "every quota slot once, none lost");
+    cr_expect_eq(fl->n_rows, fl->transitions);
+    cr_expect_eq(fl->duplicates, 0);
+    cr_expect_eq(fl->fenced, 1, "one push refused, then sent again under a new identity");
+    cr_expect_eq(fl->bad, 0);
+    cr_assert_gt(fl->n_recs, 2);
+    const char *first = fl->recs[0].source;
+    int split = 0;
+    while (split < fl->n_recs && !strcmp(fl->recs[split].source, first)) {
+        split++;
+    }
+    cr_assert_lt(split, fl->n_recs, "a second identity pushed");
+    uint64_t before = 0;
+    for (int i = 0; i < fl->n_recs; i++) {
+        const push_rec *p = &fl->recs[i];
+        bool second = i >= split;
+        cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
+        cr_expect_eq(p->seq, (uint64_t)(second ? i - split + 1 : i + 1),
+                     "push %d: each identity numbers from 1", i);
+        cr_expect_eq(p->source_epoch, second ? 13 : 7, "push %d: the identity's epoch", i);
+        if (second) {
+            cr_expect_str_neq(p->source, first);
+            cr_expect_str_eq(p->source, fl->recs[split].source, "one more identity, not more");
+        } else {
+            before += p->count;
+        }
+    }
+    cr_expect_geq(before, 300);
+    cr_expect_str_eq(fl->forgotten, first);
+    pthread_mutex_unlock(&fl->mu);
+    cr_expect_eq(stat_value(g.ro.addr, "identities"), 2);
+    cr_expect_eq(stat_value(g.ro.addr, "push_fenced"), 1);
+    cr_expect_eq(stat_value(g.ro.addr, "source_epoch"), 13);
+    cr_expect_eq(stat_value(g.ro.addr, "transitions"), (600 - 200) * 2);
     rig_free(&g);
 }
 
@@ -604,10 +705,12 @@ Test(rollout, missing_peers_are_a_wait_and_sigterm_exits_0)
     snprintf(ln_addr, sizeof ln_addr, "127.0.0.1:%d", procfix_free_port());
     procfix_t ro = {0};
     start_worker(&ro, &rp, ms_addr, ln_addr, "ro", 0);
-    /* nobody to talk to: it serves health and Stats, and waits */
+    /* nobody to talk to: it serves health and Stats, live but not ready, and waits */
     cr_expect_eq(stat_value(ro.addr, "real_mirrored"), 0);
-    cr_expect_eq(rpc_health_check(ro.addr, "", 2000), RPC_HEALTH_SERVING);
-    cr_expect(procfix_runs_for(ro.pid, 0));
+    cr_expect_eq(rpc_health_check(ro.addr, RPC_HEALTH_LIVENESS, 2000), RPC_HEALTH_SERVING);
+    cr_expect_eq(rpc_health_check(ro.addr, "", 2000), RPC_HEALTH_NOT_SERVING);
+    cr_expect_eq(stat_value(ro.addr, "ready"), 0);
+    cr_expect(procfix_runs_for(ro.pid, 300));
     int64_t t0 = procfix_now_ms();
     procfix_stop(&ro);
     cr_expect_lt(procfix_now_ms() - t0, 5000, "SIGTERM is served within about wait_ms");
@@ -618,14 +721,28 @@ Test(rollout, bad_options_exit_2_naming_them)
     static const struct {
         const char *argv[6];
         const char *what;
+        const char *says; /* in the output, or NULL */
     } bad[] = {
-        {{RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL}, "index >= n_rollout"},
-        {{RO_BIN, "--chunk", "0", NULL}, "chunk 0"},
-        {{RO_BIN, "--bogus", "1", NULL}, "unknown flag"},
+        {{RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL}, "index >= n_rollout",
+         NULL},
+        {{RO_BIN, "--chunk", "0", NULL}, "chunk 0", NULL},
+        {{RO_BIN, "--bogus", "1", NULL}, "unknown flag", NULL},
+        {{RO_BIN, "--set", "learner_addr=nonsense", NULL}, "malformed learner_addr",
+         "learner_addr 'nonsense'"},
+        {{RO_BIN, "--set", "modelserver_addr=127.0.0.1:0", NULL}, "modelserver_addr port 0",
+         "modelserver_addr '127.0.0.1:0'"},
+        {{RO_BIN, "--set", "rollout.id=worker 0", NULL}, "an id with a space", "rollout.id"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int code = procfix_exit_code(procfix_spawn(bad[i].argv, NULL), 20000);
+        char log[700];
+        snprintf(log, sizeof log, "%s/bad-%zu.log", tmp, i);
+        int code = procfix_exit_code(procfix_spawn(bad[i].argv, log), 20000);
         cr_expect_eq(code, 2, "%s: exit code %d", bad[i].what, code);
+        if (bad[i].says) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "grep -qF \"%s\" '%s'", bad[i].says, log);
+            cr_expect_eq(system(cmd), 0, "%s: the output names it (%s)", bad[i].what, log);
+        }
     }
 }
 
