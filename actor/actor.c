@@ -32,7 +32,7 @@ const config_opt actor_opts[] = {
      "source id in the real log; empty: actor-<index>", NULL},
     {"index", CFG_INT, A(index), "0", 0, 255,
      "this actor's index, 0..n_actors-1 (its share of the budget)", NULL},
-    {"listen", CFG_STRING, A(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, A(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
      "host:port serving health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, A(port_file), "", 0, ACTOR_PATH_MAX,
      "file that gets the bound port once serving; empty: none", NULL},
@@ -1099,6 +1099,25 @@ static void actor_on_wake(uv_async_t *h)
     actor_shutdown(h->data);
 }
 
+int actor_opts_check(const void *cfg_, const void *run_)
+{
+    const actor_cfg *cfg = cfg_;
+    const run_cfg *run = run_;
+    if (cfg->index >= run->n_actors) {
+        return err_set(-EINVAL, "actor.index (%d) must be below n_actors (%d)", cfg->index,
+                       run->n_actors);
+    }
+    if (cfg->eval_index >= run->n_actors) {
+        return err_set(-EINVAL, "actor.eval_index (%d) must be below n_actors (%d) or -1",
+                       cfg->eval_index, run->n_actors);
+    }
+    if (actor_share(run->real_steps, cfg->index, run->n_actors) == 0) {
+        return err_set(-EINVAL, "real_steps (%" PRIu64 ") leaves actor %d of %d no steps",
+                       run->real_steps, cfg->index, run->n_actors);
+    }
+    return 0;
+}
+
 int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
 {
     memset(a, 0, sizeof *a);
@@ -1108,13 +1127,9 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     clock_cond_init(&a->cv);
     atomic_init(&a->stop, 0);
 
-    if (cfg->index >= run->n_actors) {
-        return err_set(-EINVAL, "actor.index (%d) must be below n_actors (%d)", cfg->index,
-                       run->n_actors);
-    }
-    if (cfg->eval_index >= run->n_actors) {
-        return err_set(-EINVAL, "actor.eval_index (%d) must be below n_actors (%d) or -1",
-                       cfg->eval_index, run->n_actors);
+    int rc = actor_opts_check(cfg, run);
+    if (rc < 0) {
+        return rc;
     }
     if (cfg->id[0]) {
         snprintf(a->id, sizeof a->id, "%s", cfg->id);
@@ -1124,12 +1139,8 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     a->share = actor_share(run->real_steps, cfg->index, run->n_actors);
     a->init_share = actor_share(run->init_steps, cfg->index, run->n_actors);
     a->evaluates = cfg->eval_index == cfg->index;
-    if (a->share == 0) {
-        return err_set(-EINVAL, "real_steps (%" PRIu64 ") leaves actor %d of %d no steps",
-                       run->real_steps, cfg->index, run->n_actors);
-    }
 
-    int rc = env_make(&a->env, run->env);
+    rc = env_make(&a->env, run->env);
     if (rc == 0) {
         rc = env_make(&a->eval_env, run->env);
     }

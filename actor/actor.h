@@ -97,6 +97,11 @@ typedef struct actor_cfg {
 extern const config_opt actor_opts[];
 extern const int actor_n_opts;
 
+/* the actor section's checks against the run (the table's check; cfg an actor_cfg, run the
+ * run_cfg): index and eval_index below n_actors, a share of real_steps for this actor.
+ * 0, or -EINVAL naming the options and values */
+int actor_opts_check(const void *cfg, const void *run);
+
 /* ---- pure pieces (tested on their own) ---- */
 
 /* actor index's part of total split over n: total/n, plus one for the first total%n */

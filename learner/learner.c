@@ -39,7 +39,7 @@
 
 #define L(field) offsetof(learner_cfg, field)
 const config_opt learner_opts[] = {
-    {"listen", CFG_STRING, L(listen), "", 0, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, L(listen), "", 0, RUN_ADDR_MAX,
      "HOST:PORT to serve on (port 0: any free one); empty: the run's learner_addr", NULL},
     {"port_file", CFG_STRING, L(port_file), "", 0, LEARNER_PATH_MAX,
      "write the bound port to this file once serving; empty: none", NULL},

@@ -5,8 +5,8 @@
  *
  * Options: the run's top level (common/run_config.h) and the `learner` section
  * (learner_opts in learner.c; `twig-learner --help` lists them).
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner could not start,
- * 2 on a bad command line or config.
+ * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner
+ * could not start, 2 on a bad command line or config, before anything starts.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +24,8 @@ int main(int argc, char **argv)
     run_cfg run;
     learner_cfg cfg;
     config_table tables[2] = {
-        {NULL, run_opts, run_n_opts, &run},
-        {"learner", learner_opts, learner_n_opts, &cfg},
+        run_cfg_table(&run),
+        {"learner", learner_opts, learner_n_opts, &cfg, NULL},
     };
     int rc = cli_parse(tables, 2, "learner", argc, argv,
                        "usage: twig-learner [--config FILE] [--set KEY=VALUE] [--KEY VALUE]\n\n"
@@ -34,7 +34,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {
         return 0;
     }
-    if (rc < 0 || (rc = run_cfg_check(&run)) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "twig-learner: %s\n", err_msg());
         return 2;
     }

@@ -86,6 +86,10 @@ typedef struct rollout_cfg {
 extern const config_opt rollout_opts[];
 extern const int rollout_n_opts;
 
+/* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
+ * the run_cfg): index below n_rollout. 0, or -EINVAL naming the options and values */
+int rollout_opts_check(const void *cfg, const void *run);
+
 /* counters, published under stats_mu for Stats */
 typedef struct rollout_stats {
     uint64_t real_mirrored;
@@ -151,7 +155,7 @@ typedef struct rollout {
     int p_n;
 } rollout_t;
 
-/* check cfg against run (index < n_rollout, ...), make the env, allocate, bind the server
+/* check cfg against run (run_cfg_check, rollout_opts_check), make the env, allocate, bind the server
  * (started; health SERVING), write the port file. 0 or a negative code with err_msg(). */
 int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run);
 /* start the worker, run the loop until SIGTERM/SIGINT, stop the worker (it finishes or

@@ -508,16 +508,29 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
 
 /* ---- lifetime ---- */
 
-static int trainer_cfg_check(const trainer_cfg *c)
+int trainer_opts_check(const void *cfg, const void *run)
 {
+    (void)run;
+    const trainer_cfg *c = cfg;
+    if (c->elites > c->ensemble_size) {
+        return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
+                       c->elites, c->ensemble_size);
+    }
     if (c->min_epochs > c->train_max_epochs) {
         return err_set(-EINVAL,
                        "modelserver.min_epochs (%d) exceeds modelserver.train_max_epochs (%d)",
                        c->min_epochs, c->train_max_epochs);
     }
-    if (c->elites > c->ensemble_size) {
-        return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
-                       c->elites, c->ensemble_size);
+    /* the weights between hidden layers alone; params, grads and two Adam moments each hold
+     * them, so past this the first fit would exhaust memory (and abort) instead */
+    double hidden_weights = (double)c->ensemble_size * (c->model_layers - 1) *
+                            (double)c->model_hidden * c->model_hidden;
+    if (hidden_weights > TRAINER_MAX_HIDDEN_WEIGHTS) {
+        return err_set(-EINVAL,
+                       "modelserver.ensemble_size (%d) x (modelserver.model_layers (%d) - 1) x "
+                       "modelserver.model_hidden (%d)^2 is %.3g weights, at most %.3g",
+                       c->ensemble_size, c->model_layers, c->model_hidden, hidden_weights,
+                       (double)TRAINER_MAX_HIDDEN_WEIGHTS);
     }
     return 0;
 }
@@ -526,7 +539,7 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
                  const char *dir)
 {
     memset(t, 0, sizeof *t);
-    int rc = trainer_cfg_check(cfg);
+    int rc = trainer_opts_check(cfg, run);
     if (rc < 0) {
         return rc;
     }

@@ -66,6 +66,9 @@
 #define TRAINER_ADAM_FILE "model.adam"
 #define TRAINER_WAIT_MAX_MS 60000u /* longest GetModel long poll */
 #define TRAINER_FETCH_ROWS 4096u   /* rows per read of the log */
+/* ensemble_size x (model_layers - 1) x model_hidden^2 at most (2^28: 1 GiB of floats per
+ * copy; MBPO's 7 x 3 x 200^2 is 840k, Humanoid's 400 wide 3.4M) */
+#define TRAINER_MAX_HIDDEN_WEIGHTS (1u << 28)
 
 /* the model options of the modelserver section (trainer_opts) */
 typedef struct trainer_cfg {
@@ -86,6 +89,11 @@ typedef struct trainer_cfg {
 
 extern const config_opt trainer_opts[];
 extern const int trainer_n_opts;
+
+/* the checks between model options (the table's check; cfg a trainer_cfg, run unused):
+ * elites <= ensemble_size, min_epochs <= train_max_epochs, the hidden weights within
+ * TRAINER_MAX_HIDDEN_WEIGHTS. 0, or -EINVAL naming both options and their values */
+int trainer_opts_check(const void *cfg, const void *run);
 
 /* a published model: the unpacked blob (owned) and its packed bytes */
 typedef struct trainer_model {

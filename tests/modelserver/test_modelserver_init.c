@@ -40,8 +40,8 @@ typedef struct ms_setup {
 
 static void ms_setup_defaults(ms_setup *s)
 {
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &s->run},
-                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &s->tc}};
+    config_table t[2] = {run_cfg_table(&s->run),
+                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &s->tc, trainer_opts_check}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
     snprintf(s->data_dir, sizeof s->data_dir, "%s/data", tmp);
     s->cfg = (modelserver_cfg){.listen = "127.0.0.1:0",
@@ -122,4 +122,76 @@ Test(modelserver_init, an_unwritable_port_file_fails_after_serving_began_and_fre
     snprintf(port_file, sizeof port_file, "%s/no-such-dir/port", tmp);
     s.cfg.port_file = port_file;
     expect_failed_init_frees_cleanly(&s, "no-such-dir");
+}
+
+/* ---- the binary: each trigger of a failed start ends in an exit code, never a signal ---- */
+
+#define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+
+/* run twig-modelserver on tmp/data with extra args (NULL-terminated) to its end: the exit
+ * code (256 + the signal if one ended it) and its output in out */
+static int run_binary(char *out, size_t n, const char *const *extra)
+{
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    snprintf(log, sizeof log, "%s/ms.out", tmp);
+    unlink(log);
+    const char *argv[32] = {MS_BIN, "--listen", "127.0.0.1:0", "--data-dir", data};
+    int k = 5;
+    for (int i = 0; extra[i]; i++) {
+        argv[k++] = extra[i];
+    }
+    argv[k] = NULL;
+    int code = procfix_exit_code(procfix_spawn(argv, log), 30000);
+    out[0] = '\0';
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t got = fread(out, 1, n - 1, f);
+        out[got] = '\0';
+        fclose(f);
+    }
+    return code;
+}
+
+Test(modelserver_init, more_elites_than_members_exits_2_naming_both_before_anything_starts)
+{
+    static char out[1 << 14];
+    const char *elites[] = {"--set", "modelserver.elites=9", NULL};
+    int code = run_binary(out, sizeof out, elites);
+    cr_expect_eq(code, 2, "exit %d (>= 256: a signal)\n%s", code, out);
+    cr_expect_neq(strstr(out, "modelserver.elites (9) exceeds modelserver.ensemble_size (7)"),
+                  NULL, "%s", out);
+    char data[300];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    cr_expect_neq(access(data, F_OK), 0, "the data dir was made: something started");
+    /* what twig run asks each process before it starts any */
+    const char *print[] = {"--set", "modelserver.elites=9", "--print-config", NULL};
+    code = run_binary(out, sizeof out, print);
+    cr_expect_eq(code, 2, "--print-config: exit %d\n%s", code, out);
+    cr_expect_neq(strstr(out, "modelserver.elites (9)"), NULL, "%s", out);
+}
+
+Test(modelserver_init, min_epochs_above_the_cap_exits_2_naming_both)
+{
+    static char out[1 << 14];
+    const char *args[] = {"--set", "modelserver.train_max_epochs=10", "--set",
+                          "modelserver.min_epochs=11", NULL};
+    int code = run_binary(out, sizeof out, args);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, out);
+    cr_expect_neq(
+        strstr(out, "modelserver.min_epochs (11) exceeds modelserver.train_max_epochs (10)"),
+        NULL, "%s", out);
+}
+
+Test(modelserver_init, an_unwritable_port_file_exits_1_saying_so)
+{
+    static char out[1 << 14];
+    char port_file[300];
+    snprintf(port_file, sizeof port_file, "%s/no-such-dir/port", tmp);
+    const char *args[] = {"--port-file", port_file, NULL};
+    int code = run_binary(out, sizeof out, args);
+    cr_expect_eq(code, 1, "exit %d\n%s", code, out);
+    cr_expect_neq(strstr(out, "event=start_failed"), NULL, "%s", out);
+    cr_expect_neq(strstr(out, "no-such-dir"), NULL, "%s", out);
+    cr_expect_null(strstr(out, "panic"), "%s", out);
 }

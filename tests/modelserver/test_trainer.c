@@ -66,8 +66,8 @@ static const rpc_method methods[] = {
  * training point 400, then every 200 */
 static void rig_cfg(rig *r)
 {
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &r->run},
-                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg}};
+    config_table t[2] = {run_cfg_table(&r->run),
+                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg, trainer_opts_check}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
     const char *sets[] = {"init_steps=300",
                           "model_train_freq=200",
@@ -242,7 +242,7 @@ Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
      * under the refitted normaliser; the model must not get worse on fresh data */
     rig r = {0};
     rig_cfg(&r);
-    config_table t[1] = {{TRAINER_SECTION, trainer_opts, trainer_n_opts, &r.tcfg}};
+    config_table t[1] = {{TRAINER_SECTION, trainer_opts, trainer_n_opts, &r.tcfg, trainer_opts_check}};
     cr_assert_eq(config_set_assignment(t, 1, "modelserver.fresh_fit=false"), 0, "%s", err_msg());
     rig_start(&r);
     ed_data d;
