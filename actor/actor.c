@@ -1115,7 +1115,7 @@ int actor_opts_check(const void *cfg_, const void *run_)
         return err_set(-EINVAL, "real_steps (%" PRIu64 ") leaves actor %d of %d no steps",
                        run->real_steps, cfg->index, run->n_actors);
     }
-    return 0;
+    return env_check_id(run->env);
 }
 
 int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)

@@ -98,8 +98,8 @@ extern const config_opt actor_opts[];
 extern const int actor_n_opts;
 
 /* the actor section's checks against the run (the table's check; cfg an actor_cfg, run the
- * run_cfg): index and eval_index below n_actors, a share of real_steps for this actor.
- * 0, or -EINVAL naming the options and values */
+ * run_cfg): index and eval_index below n_actors, a share of real_steps for this actor, an
+ * env id env_make knows. 0, or -EINVAL / TWIG_ENOTFOUND naming the options and values */
 int actor_opts_check(const void *cfg, const void *run);
 
 /* ---- pure pieces (tested on their own) ---- */

@@ -25,9 +25,9 @@
  * Exit status, the same for every twig program (CLI_EXIT_STATUS_HELP, printed by --help):
  * 0 a clean end (SIGTERM/SIGINT, or --help/--print-config served); 1 a valid configuration
  * that could not start or failed while running (a port in use, a host that does not resolve,
- * a data dir in use, a peer that gave up; the log says why, once); 2 a bad command line or
- * configuration (whatever cli_parse refuses, and checks of the options alone), before
- * anything is started. `twig run` adds 128 + N when ended by signal N.
+ * a data dir in use, a plugin that does not load, a peer that gave up; the log says why,
+ * once); 2 a bad command line or configuration (whatever cli_parse refuses: options, files,
+ * the tables' checks, an unknown env id), before anything is started. `twig run` adds 128 + N when ended by signal N.
  */
 #ifndef TWIG_CLI_H
 #define TWIG_CLI_H

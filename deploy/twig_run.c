@@ -31,6 +31,7 @@
 
 #include "common/atomic_file.h"
 #include "common/config.h"
+#include "common/env.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -384,7 +385,7 @@ static void print_summary(const launcher_t *L)
 static int parse_args(launcher_t *L, int argc, char **argv)
 {
     config_table t[2] = {run_cfg_table(&L->run),
-                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg}};
+                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg, NULL}};
     int rc = config_set_defaults(t, 2);
     if (rc < 0) {
         return rc;
@@ -433,7 +434,7 @@ static int parse_args(launcher_t *L, int argc, char **argv)
         }
     }
     rc = config_check(t, 2);
-    if (rc < 0) {
+    if (rc < 0 || (rc = env_check_id(L->run.env)) < 0) {
         return rc;
     }
     if (run_dir_flag) {

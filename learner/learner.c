@@ -84,6 +84,12 @@ const config_opt learner_opts[] = {
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
 
+int learner_opts_check(const void *cfg, const void *run)
+{
+    (void)cfg;
+    return env_check_id(((const run_cfg *)run)->env);
+}
+
 /* ---- pacing ---- */
 
 uint64_t learner_quota_done(const learner_t *l)

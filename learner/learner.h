@@ -76,6 +76,10 @@ typedef struct learner_cfg {
 extern const config_opt learner_opts[];
 extern const int learner_n_opts;
 
+/* the learner section's checks against the run (the table's check; cfg a learner_cfg, run
+ * the run_cfg): an env id env_make knows. 0, or a negative code naming it */
+int learner_opts_check(const void *cfg, const void *run);
+
 typedef struct learner_eval {
     char source_id[MSG_MAX_ID_LEN + 1];
     uint64_t real_steps, policy_version, seq;

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
     learner_cfg cfg;
     config_table tables[2] = {
         run_cfg_table(&run),
-        {"learner", learner_opts, learner_n_opts, &cfg, NULL},
+        {"learner", learner_opts, learner_n_opts, &cfg, learner_opts_check},
     };
     int rc = cli_parse(tables, 2, "learner", argc, argv,
                        "usage: twig-learner [--config FILE] [--set KEY=VALUE] [--KEY VALUE]\n\n"

@@ -630,7 +630,7 @@ int rollout_opts_check(const void *cfg_, const void *run_)
         return err_set(-EINVAL, "rollout.index (%d) must be below n_rollout (%d)", cfg->index,
                        run->n_rollout);
     }
-    return 0;
+    return env_check_id(run->env);
 }
 
 int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)

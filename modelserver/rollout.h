@@ -87,7 +87,8 @@ extern const config_opt rollout_opts[];
 extern const int rollout_n_opts;
 
 /* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
- * the run_cfg): index below n_rollout. 0, or -EINVAL naming the options and values */
+ * the run_cfg): index below n_rollout, an env id env_make knows. 0, or -EINVAL /
+ * TWIG_ENOTFOUND naming the options and values */
 int rollout_opts_check(const void *cfg, const void *run);
 
 /* counters, published under stats_mu for Stats */

@@ -8,7 +8,7 @@
  * id, index, listen, port_file, chunk, push_batch, wait_ms, ...).
  *
  * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the worker
- * could not start (a taken port, a host that does not resolve, an env that cannot be made),
+ * could not start (a taken port, a host that does not resolve, a plugin that does not load),
  * 2 on a bad command line or config (rollout.index not below n_rollout too), before
  * anything starts.
  */

@@ -342,3 +342,30 @@ Test(cli_programs, a_taken_port_or_a_bad_host_is_reported_once_and_exits_1)
     }
     close(fd);
 }
+
+Test(cli_programs, an_unknown_env_id_is_a_config_error_wherever_an_env_is_made)
+{
+    static char out[1 << 14];
+    const char *const makers[] = {LEARNER, ACTOR, ROLLOUT};
+    for (int i = 0; i < 3; i++) {
+        const char *args[] = {"--env", "Hopper-v9", "--print-config", NULL};
+        int code = run_program(out, sizeof out, makers[i], args);
+        cr_expect_eq(code, 2, "%s: exit %d\n%s", makers[i], code, out);
+        cr_expect_eq(count_of(out, "unknown env id 'Hopper-v9'"), 1, "%s: %s", makers[i], out);
+        const char *plugin[] = {"--env", "plugin:/x.so", NULL};
+        code = run_program(out, sizeof out, makers[i], plugin);
+        cr_expect_eq(code, 2, "%s: exit %d\n%s", makers[i], code, out);
+        cr_expect_neq(strstr(out, "must be plugin:/path/lib.so:Name"), NULL, "%s", out);
+    }
+    char cfg[PROCFIX_DIR_LEN + 16], run_dir[PROCFIX_DIR_LEN + 16];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", tmp);
+    snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
+    FILE *f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fputs("env: Hopper-v9\n", f);
+    fclose(f);
+    const char *twig[] = {TWIG, "run", cfg, "--run-dir", run_dir, NULL};
+    cr_expect_eq(run(out, sizeof out, twig), 2, "%s", out);
+    cr_expect_neq(strstr(out, "unknown env id 'Hopper-v9'"), NULL, "%s", out);
+    cr_expect_neq(access(run_dir, F_OK), 0, "refused before the run dir is made");
+}
