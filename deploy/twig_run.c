@@ -400,7 +400,7 @@ static int parse_args(launcher_t *L, int argc, char **argv)
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
                 return err_set(-EINVAL, "%s needs a value (see twig run --help)", argv[i]);
             }
-            if (argv[i][2] == 'r') {
+            if (strcmp(argv[i], "--run-dir") == 0) {
                 run_dir_flag = argv[++i];
             } else if (L->n_overrides == PLAN_MAX_OVERRIDES) {
                 return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
