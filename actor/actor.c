@@ -33,7 +33,7 @@ const config_opt actor_opts[] = {
      "source id in the real log; empty: actor-<index>", NULL},
     {"index", CFG_INT, A(index), "0", 0, 255,
      "this actor's index, 0..n_actors-1 (its share of the budget)", NULL},
-    {"listen", CFG_STRING, A(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, A(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
      "host:port serving health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, A(port_file), "", 0, ACTOR_PATH_MAX,
      "file that gets the bound port once serving; empty: none", NULL},
@@ -1171,8 +1171,10 @@ static void actor_on_wake(uv_async_t *h)
 
 _Static_assert(ACTOR_ID_MAX <= MSG_MAX_ID_LEN, "an actor id is a source id");
 
-int actor_cfg_check(const run_cfg *run, const actor_cfg *cfg)
+int actor_opts_check(const void *cfg_, const void *run_)
 {
+    const actor_cfg *cfg = cfg_;
+    const run_cfg *run = run_;
     if (cfg->index >= run->n_actors) {
         return err_set(-EINVAL, "actor.index (%d) must be below n_actors (%d)", cfg->index,
                        run->n_actors);
@@ -1181,20 +1183,14 @@ int actor_cfg_check(const run_cfg *run, const actor_cfg *cfg)
         return err_set(-EINVAL, "actor.eval_index (%d) must be below n_actors (%d) or -1",
                        cfg->eval_index, run->n_actors);
     }
-    const char *peers[2][2] = {{"modelserver_addr", run->modelserver_addr},
-                               {"learner_addr", run->learner_addr}};
-    for (int i = 0; i < 2; i++) {
-        if (netaddr_check_peer(peers[i][1]) < 0) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", err_msg());
-            return err_set(-EINVAL, "%s '%s' is not a peer address: %s", peers[i][0],
-                           peers[i][1], why);
-        }
+    if (actor_share(run->real_steps, cfg->index, run->n_actors) == 0) {
+        return err_set(-EINVAL, "real_steps (%" PRIu64 ") leaves actor %d of %d no steps",
+                       run->real_steps, cfg->index, run->n_actors);
     }
     if (cfg->id[0] && msg_check_source_id("actor.id", cfg->id) < 0) {
         return -EINVAL;
     }
-    return 0;
+    return env_check_id(run->env);
 }
 
 int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
@@ -1208,7 +1204,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
 
     a->peer_up[ACTOR_PEER_MS] = a->peer_up[ACTOR_PEER_LEARNER] = -1;
     a->ready_state = -1;
-    int rc = actor_cfg_check(run, cfg);
+    int rc = actor_opts_check(cfg, run);
     if (rc < 0) {
         return rc;
     }
@@ -1220,10 +1216,6 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     a->share = actor_share(run->real_steps, cfg->index, run->n_actors);
     a->init_share = actor_share(run->init_steps, cfg->index, run->n_actors);
     a->evaluates = cfg->eval_index == cfg->index;
-    if (a->share == 0) {
-        return err_set(-EINVAL, "real_steps (%" PRIu64 ") leaves actor %d of %d no steps",
-                       run->real_steps, cfg->index, run->n_actors);
-    }
 
     rc = env_make(&a->env, run->env);
     if (rc == 0) {

@@ -110,9 +110,11 @@ typedef struct actor_cfg {
 extern const config_opt actor_opts[];
 extern const int actor_n_opts;
 
-/* what the option tables cannot check: index and eval_index below n_actors, dialable peer
- * addresses, the id's characters. 0 or -EINVAL naming the option (twig-actor exits 2) */
-int actor_cfg_check(const run_cfg *run, const actor_cfg *cfg);
+/* the actor section's checks against the run (the table's check; cfg an actor_cfg, run the
+ * run_cfg): index and eval_index below n_actors, a share of real_steps for this actor, the
+ * id's characters, an env id env_make knows. 0, or -EINVAL / TWIG_ENOTFOUND naming the
+ * options and values */
+int actor_opts_check(const void *cfg, const void *run);
 
 /* ---- pure pieces (tested on their own) ---- */
 

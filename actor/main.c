@@ -8,9 +8,10 @@
  * (actor.h: id, index, listen, port_file, push_every, ...); `--index 1` is short for
  * `--set actor.index=1`.
  *
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT, or done with exit_when_done),
- * 1 when the actor could not start or gave up (its log says why), 2 on a bad command line or
- * config (a malformed peer address included; an unreachable one is waited for, not ready).
+ * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT, or done with
+ * exit_when_done), 1 when the actor could not start or gave up (its log says why), 2 on a
+ * bad command line or config (actor.index not below n_actors, a malformed peer address),
+ * before anything starts; an unreachable peer is waited for, not ready.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -28,8 +29,8 @@ int main(int argc, char **argv)
     run_cfg run;
     actor_cfg cfg;
     const config_table tables[2] = {
-        {NULL, run_opts, run_n_opts, &run},
-        {"actor", actor_opts, actor_n_opts, &cfg},
+        run_cfg_table(&run),
+        {"actor", actor_opts, actor_n_opts, &cfg, actor_opts_check},
     };
     int rc = cli_parse(tables, 2, "actor", argc, argv,
                        "usage: twig-actor [--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]"
@@ -38,7 +39,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {
         return 0;
     }
-    if (rc < 0 || run_cfg_check(&run) < 0 || actor_cfg_check(&run, &cfg) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "twig-actor: %s\n", err_msg());
         return 2;
     }

@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     rng_seed(&rng, a.seed);
     /* the model server's own defaults (its `modelserver` options), mapped as it maps them */
     trainer_cfg trc;
-    config_table trt = {TRAINER_SECTION, trainer_opts, trainer_n_opts, &trc};
+    config_table trt = {TRAINER_SECTION, trainer_opts, trainer_n_opts, &trc, trainer_opts_check};
     if (config_set_defaults(&trt, 1) < 0) {
         fprintf(stderr, "twig-model-replay: %s\n", err_msg());
         return 1;

@@ -10,11 +10,12 @@
 #include <yaml.h>
 
 #include "common/err.h"
+#include "common/mem.h"
 
 #define CONFIG_KEY_MAX 128
 
 static const char *const config_type_names[] = {"int",  "u64",    "float", "double",
-                                                "bool", "string", "enum"};
+                                                "bool", "string", "enum",  "addr"};
 
 /* find the option named key ("name" or "section.name") */
 static const config_opt *config_find(const config_table *t, int n_tables, const char *key,
@@ -127,11 +128,21 @@ static int config_apply(const config_opt *o, void *base, const char *key, const 
         *(bool *)field = b;
         return 0;
     }
-    case CFG_STRING: {
+    case CFG_STRING:
+    case CFG_ADDR: {
         size_t len = strlen(value);
         if ((double)len < o->min || (double)len > o->max) {
             return err_set(-EINVAL, "%s: length %zu is out of range [%g, %g]", key, len, o->min,
                            o->max);
+        }
+        if (o->type == CFG_ADDR && len > 0) {
+            char host[256];
+            int port;
+            if (config_addr_split(host, sizeof host, &port, value) < 0) {
+                char detail[CONFIG_KEY_MAX * 2];
+                snprintf(detail, sizeof detail, "%s", err_msg());
+                return err_set(-EINVAL, "%s: %s", key, detail);
+            }
         }
         memcpy(field, value, len + 1);
         return 0;
@@ -161,9 +172,105 @@ int config_set(const config_table *t, int n_tables, const char *key, const char 
     const config_table *owner = NULL;
     const config_opt *o = config_find(t, n_tables, key, &owner);
     if (!o) {
+        char near[CONFIG_KEY_MAX];
+        if (config_nearest(t, n_tables, key, near, sizeof near)) {
+            return err_set(-ENOENT, "unknown option '%s' (did you mean '%s'?)", key, near);
+        }
         return err_set(-ENOENT, "unknown option '%s'", key);
     }
     return config_apply(o, owner->base, key, value);
+}
+
+int config_check(const config_table *t, int n_tables)
+{
+    const void *top = NULL;
+    for (int i = 0; i < n_tables && !top; i++) {
+        top = t[i].section ? NULL : t[i].base;
+    }
+    for (int i = 0; i < n_tables; i++) {
+        int rc = t[i].check ? t[i].check(t[i].base, top) : 0;
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* edits from a to b: insert, delete, replace, or swap two neighbours (optimal string
+ * alignment), over at most CONFIG_KEY_MAX characters of each */
+static int edit_distance(const char *a, const char *b)
+{
+    int la = (int)strnlen(a, CONFIG_KEY_MAX), lb = (int)strnlen(b, CONFIG_KEY_MAX);
+    int rows[3][CONFIG_KEY_MAX + 1];
+    int *two = rows[0], *one = rows[1], *cur = rows[2];
+    for (int j = 0; j <= lb; j++) {
+        one[j] = j;
+    }
+    for (int i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int v = one[j] + 1;
+            v = cur[j - 1] + 1 < v ? cur[j - 1] + 1 : v;
+            v = one[j - 1] + cost < v ? one[j - 1] + cost : v;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                two[j - 2] + 1 < v) {
+                v = two[j - 2] + 1;
+            }
+            cur[j] = v;
+        }
+        int *t = two;
+        two = one;
+        one = cur;
+        cur = t;
+    }
+    return one[lb];
+}
+
+int config_nearest(const config_table *t, int n_tables, const char *key, char *out, size_t n)
+{
+    int best = 3;   /* more than two edits is not a slip */
+    int len = (int)strlen(key);
+    for (int i = 0; i < n_tables; i++) {
+        for (int j = 0; j < t[i].n_opts; j++) {
+            char name[CONFIG_KEY_MAX];
+            snprintf(name, sizeof name, "%s%s%s", t[i].section ? t[i].section : "",
+                     t[i].section ? "." : "", t[i].opts[j].name);
+            int d = edit_distance(key, name);
+            if (d < best && 2 * d < len) {
+                best = d;
+                snprintf(out, n, "%s", name);
+            }
+        }
+    }
+    return best < 3;
+}
+
+int config_addr_split(char *host, size_t host_n, int *port, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr) {
+        return err_set(-EINVAL, "address '%s' is not HOST:PORT", addr);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
+        return err_set(-EINVAL, "address '%s': the port must be a number 0..65535", addr);
+    }
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= host_n) {
+        return err_set(-EINVAL, "address '%s': the host is empty or too long", addr);
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
 }
 
 int config_set_assignment(const config_table *t, int n_tables, const char *assignment)
@@ -215,6 +322,18 @@ static bool section_known(const char *const *known, const char *name)
     return false;
 }
 
+/* the keys of one mapping so far, with their lines: a key given twice is refused (YAML
+ * says keys are unique; libyaml would let the last one win silently) */
+typedef struct seen_key {
+    char name[CONFIG_KEY_MAX];
+    size_t line;
+} seen_key;
+
+typedef struct seen_keys {
+    seen_key *v;   /* owned */
+    int n, cap;
+} seen_keys;
+
 /* parser state: depth 0 is the document's mapping, depth 1 a section's mapping */
 typedef struct yaml_walk {
     yaml_parser_t parser;
@@ -260,8 +379,39 @@ static int walk_skip(yaml_walk *w, yaml_event_t *ev)
     }
 }
 
-/* read key: value pairs until the mapping ends; prefix is "" or "section." */
+/* remember name (at key's line); -EINVAL naming both lines when it was seen before */
+static int seen_add(seen_keys *s, yaml_walk *w, const yaml_event_t *key, const char *name)
+{
+    for (int i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i].name, name) == 0) {
+            char what[CONFIG_KEY_MAX + 64];
+            snprintf(what, sizeof what, "'%s' is given twice (first at line %zu)", name,
+                     s->v[i].line);
+            return walk_error(w, key, -EINVAL, what);
+        }
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        s->v = xrealloc(s->v, (size_t)s->cap * sizeof *s->v);
+    }
+    snprintf(s->v[s->n].name, sizeof s->v[s->n].name, "%s", name);
+    s->v[s->n].line = key->start_mark.line + 1;
+    s->n++;
+    return 0;
+}
+
+static int walk_mapping_keys(yaml_walk *w, const char *section, seen_keys *seen);
+
+/* read key: value pairs until the mapping ends; section is NULL at the top level */
 static int walk_mapping(yaml_walk *w, const char *section)
+{
+    seen_keys seen = {0};
+    int rc = walk_mapping_keys(w, section, &seen);
+    free(seen.v);
+    return rc;
+}
+
+static int walk_mapping_keys(yaml_walk *w, const char *section, seen_keys *seen)
 {
     yaml_event_t key, val;
     for (;;) {
@@ -281,6 +431,11 @@ static int walk_mapping(yaml_walk *w, const char *section)
         char name[CONFIG_KEY_MAX];
         snprintf(name, sizeof name, "%s%s%s", section ? section : "", section ? "." : "",
                  (const char *)key.data.scalar.value);
+        rc = seen_add(seen, w, &key, name);
+        if (rc < 0) {
+            yaml_event_delete(&key);
+            return rc;
+        }
         rc = walk_next(w, &val);
         if (rc < 0) {
             yaml_event_delete(&key);
@@ -415,6 +570,7 @@ static void format_value(const config_opt *o, const void *base, char *buf, size_
         snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false");
         break;
     case CFG_STRING:
+    case CFG_ADDR:
         snprintf(buf, n, "%s", field);
         break;
     case CFG_ENUM:
@@ -437,7 +593,7 @@ int config_get_text(const config_table *t, int n_tables, const char *key, char *
 /* strings are written double-quoted so values like "yes" or "1e3" stay strings */
 static void write_scalar(FILE *f, const config_opt *o, const char *text)
 {
-    if (o->type != CFG_STRING) {
+    if (o->type != CFG_STRING && o->type != CFG_ADDR) {
         fputs(text, f);
         return;
     }
@@ -511,7 +667,7 @@ void config_write_help(FILE *f, const config_table *t, int n_tables)
                     fprintf(f, "%s%s", k ? "|" : "", o->choices[k]);
                 }
                 fputc(')', f);
-            } else if (o->type != CFG_BOOL && o->type != CFG_STRING) {
+            } else if (o->type != CFG_BOOL && o->type != CFG_STRING && o->type != CFG_ADDR) {
                 fprintf(f, " [%g, %g]", o->min, o->max);
             }
             fputc('\n', f);

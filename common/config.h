@@ -39,6 +39,8 @@ typedef enum config_type {
     CFG_BOOL,     /* bool: true/false/yes/no/on/off/1/0 */
     CFG_STRING,   /* char[max + 1] inside the struct; max is the longest accepted length */
     CFG_ENUM,     /* int index into choices (a NULL-terminated list) */
+    CFG_ADDR,     /* "HOST:PORT" or "[V6]:PORT" in char[max + 1], as CFG_STRING; the empty
+                   * string only when min is 0 (config_addr_split checks the rest) */
 } config_type;
 
 typedef struct config_opt {
@@ -57,6 +59,11 @@ typedef struct config_table {
     const config_opt *opts;
     int n_opts;
     void *base;                   /* the struct the offsets point into; borrowed */
+    /* the checks between options that bounds cannot express (elites <= ensemble_size), run
+     * by config_check once every option is applied: base is this table's struct, top the
+     * top-level table's (NULL when there is none). 0, or -EINVAL with err_msg naming the
+     * options and their values. NULL: none */
+    int (*check)(const void *base, const void *top);
 } config_table;
 
 /* write every default; returns 0 or -EINVAL (a bad default is a bug, reported by name) */
@@ -69,8 +76,12 @@ int config_set(const config_table *t, int n_tables, const char *key, const char 
 /* parse "key=value" (as given to --set) and apply it */
 int config_set_assignment(const config_table *t, int n_tables, const char *assignment);
 
+/* every table's check (in table order); 0 or the first failure's code */
+int config_check(const config_table *t, int n_tables);
+
 /* load a YAML file of scalars, one level of sections; known_sections lists the mapping names
- * that may appear (NULL-terminated, may be NULL). returns 0 or a negative code */
+ * that may appear (NULL-terminated, may be NULL). A key given twice in one mapping (a section
+ * too) is an error naming the file, both lines and the key. returns 0 or a negative code */
 int config_load_file(const config_table *t, int n_tables, const char *path,
                      const char *const *known_sections);
 
@@ -86,5 +97,15 @@ void config_write_help(FILE *f, const config_table *t, int n_tables);
 
 /* current value of an option as text into buf; returns 0 or -ENOENT */
 int config_get_text(const config_table *t, int n_tables, const char *key, char *buf, size_t n);
+
+/* the option name (as "name" or "section.name") nearest to key, for "did you mean": at most
+ * two edits (a swap of neighbours is one) and fewer than half of key's length. 1 with the name
+ * in out, or 0 when none is near */
+int config_nearest(const config_table *t, int n_tables, const char *key, char *out, size_t n);
+
+/* "HOST:PORT" or "[V6]:PORT" (how every address is written): the host, brackets removed,
+ * into host[host_n] and the port (0..65535) into *port; 0, or -EINVAL with err_msg naming
+ * addr */
+int config_addr_split(char *host, size_t host_n, int *port, const char *addr);
 
 #endif

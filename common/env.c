@@ -96,10 +96,7 @@ static int env_check_spec(const env_t *e, const char *id)
 static int env_load_plugin(env_t *e, env_create_fn *create, const char *spec)
 {
     const char *rest = spec + strlen(ENV_PLUGIN_PREFIX);
-    const char *colon = strrchr(rest, ':');
-    if (colon == NULL || colon == rest || colon[1] == '\0') {
-        return err_set(-EINVAL, "plugin id '%s' must be plugin:/path/lib.so:Name", spec);
-    }
+    const char *colon = strrchr(rest, ':');   /* env_check_id checked the form */
     size_t path_len = (size_t)(colon - rest);
     char *path = xmalloc(path_len + 1);
     memcpy(path, rest, path_len);
@@ -145,17 +142,44 @@ static int env_load_plugin(env_t *e, env_create_fn *create, const char *spec)
     return 0;
 }
 
+int env_check_id(const char *id)
+{
+    if (id == NULL || id[0] == '\0') {
+        return err_set(-EINVAL, "env id is empty");
+    }
+    if (strncmp(id, ENV_PLUGIN_PREFIX, strlen(ENV_PLUGIN_PREFIX)) == 0) {
+        const char *rest = id + strlen(ENV_PLUGIN_PREFIX);
+        const char *colon = strrchr(rest, ':');
+        if (colon == NULL || colon == rest || colon[1] == '\0') {
+            return err_set(-EINVAL, "plugin id '%s' must be plugin:/path/lib.so:Name", id);
+        }
+        return 0;
+    }
+    for (int i = 0; i < ENV_N_REGISTRY; i++) {
+        if (strcmp(env_registry[i].id, id) == 0) {
+            return 0;
+        }
+    }
+    char known[512] = "";
+    for (int i = 0; env_ids[i] != NULL; i++) {
+        size_t n = strlen(known);
+        snprintf(known + n, sizeof(known) - n, "%s%s", i ? ", " : "", env_ids[i]);
+    }
+    return err_set(TWIG_ENOTFOUND, "unknown env id '%s' (known: %s, or plugin:PATH:NAME)", id,
+                   known);
+}
+
 int env_make(env_t **out, const char *id)
 {
     *out = NULL;
-    if (id == NULL || id[0] == '\0') {
-        return err_set(-EINVAL, "env id is empty");
+    int rc = env_check_id(id);
+    if (rc < 0) {
+        return rc;
     }
     env_t *e = xcalloc(1, sizeof(*e));
     e->reset_noise_scale = NAN;
     e->done = true;
     env_create_fn create = NULL;
-    int rc = 0;
     if (strncmp(id, ENV_PLUGIN_PREFIX, strlen(ENV_PLUGIN_PREFIX)) == 0) {
         rc = env_load_plugin(e, &create, id);
     } else {
@@ -163,15 +187,6 @@ int env_make(env_t **out, const char *id)
             if (strcmp(env_registry[i].id, id) == 0) {
                 create = env_registry[i].create;
             }
-        }
-        if (create == NULL) {
-            char known[512] = "";
-            for (int i = 0; env_ids[i] != NULL; i++) {
-                size_t n = strlen(known);
-                snprintf(known + n, sizeof(known) - n, "%s%s", i ? ", " : "", env_ids[i]);
-            }
-            rc = err_set(TWIG_ENOTFOUND, "unknown env id '%s' (known: %s, or plugin:PATH:NAME)",
-                         id, known);
         }
     }
     if (rc == 0) {

@@ -93,6 +93,11 @@ int env_make(env_t **out, const char *id);
 /* safe on NULL */
 void env_free(env_t *e);
 
+/* is id one env_make could make, from the options alone: a built-in id, or a plugin id of
+ * the form plugin:PATH:NAME (the plugin itself is loaded only by env_make). 0, or
+ * TWIG_ENOTFOUND / -EINVAL with err_msg naming the id (and the known ones) */
+int env_check_id(const char *id);
+
 void env_reset(env_t *e, uint64_t seed, float *obs);
 /* checks the action (length is the caller's contract; NaN/Inf -> -EINVAL, nothing stepped),
  * clips it to the bounds, steps, and applies the time limit. stepping a finished episode

@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "common/netaddr.h"
 
 static const char *const pacing_names[] = {"strict", "async", NULL};
 
@@ -48,9 +50,9 @@ const config_opt run_opts[] = {
      NULL},
     {"n_actors", CFG_INT, R(n_actors), "1", 1, 256, "actor processes", NULL},
     {"n_rollout", CFG_INT, R(n_rollout), "1", 0, 256, "rollout worker processes", NULL},
-    {"modelserver_addr", CFG_STRING, R(modelserver_addr), "127.0.0.1:7101", 3, RUN_ADDR_MAX,
+    {"modelserver_addr", CFG_ADDR, R(modelserver_addr), "127.0.0.1:7101", 3, RUN_ADDR_MAX,
      "host:port of twig-modelserver", NULL},
-    {"learner_addr", CFG_STRING, R(learner_addr), "127.0.0.1:7102", 3, RUN_ADDR_MAX,
+    {"learner_addr", CFG_ADDR, R(learner_addr), "127.0.0.1:7102", 3, RUN_ADDR_MAX,
      "host:port of twig-learner", NULL},
 };
 #undef R
@@ -121,32 +123,38 @@ int run_cfg_check(const run_cfg *r)
         return err_set(-EINVAL, "init_steps (%llu) leaves nothing of real_steps (%llu)",
                        (unsigned long long)r->init_steps, (unsigned long long)r->real_steps);
     }
+    if (r->pacing == RUN_PACING_STRICT && r->rollouts_per_step > 0 &&
+        r->rollouts_per_step < r->n_rollout) {
+        return err_set(-EINVAL,
+                       "rollouts_per_step (%d) is below n_rollout (%d) with pacing strict: a "
+                       "worker would have no share of the quota",
+                       r->rollouts_per_step, r->n_rollout);
+    }
+    const char *peers[2][2] = {{"modelserver_addr", r->modelserver_addr},
+                               {"learner_addr", r->learner_addr}};
+    for (int i = 0; i < 2; i++) {
+        if (netaddr_check_peer(peers[i][1]) < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(-EINVAL, "%s '%s' is not a peer address: %s", peers[i][0],
+                           peers[i][1], why);
+        }
+    }
     return 0;
+}
+
+int run_cfg_table_check(const void *base, const void *top)
+{
+    (void)top;
+    return run_cfg_check(base);
+}
+
+config_table run_cfg_table(run_cfg *r)
+{
+    return (config_table){NULL, run_opts, run_n_opts, r, run_cfg_table_check};
 }
 
 int run_addr_split(char *host, size_t host_n, int *port, const char *addr)
 {
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr) {
-        return err_set(-EINVAL, "address '%s' is not HOST:PORT", addr);
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
-        return err_set(-EINVAL, "address '%s': the port must be a number 0..65535", addr);
-    }
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= host_n) {
-        return err_set(-EINVAL, "address '%s': the host is empty or too long", addr);
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
+    return config_addr_split(host, host_n, port, addr);
 }

@@ -77,12 +77,18 @@ uint64_t run_model_next_point(const run_cfg *r, uint64_t real_steps);
  * epoch_length / model_train_freq) */
 uint64_t run_synthetic_capacity(const run_cfg *r, int k);
 
-/* cross-option checks the table cannot express (k_min <= k_max, ...); 0 or -EINVAL */
+/* cross-option checks the table cannot express (k_min <= k_max, init_steps < real_steps,
+ * rollouts_per_step 0 or >= n_rollout when strict); 0 or -EINVAL naming both options */
 int run_cfg_check(const run_cfg *r);
+/* run_cfg_check as a config_table check (base: the run_cfg) */
+int run_cfg_table_check(const void *base, const void *top);
 
-/* "HOST:PORT" or "[V6]:PORT" (how every address of a run is written): the host, brackets
- * removed, into host[host_n] and the port (0..65535) into *port; 0, or -EINVAL with err_msg
- * naming addr */
+/* the top-level table of a process, over r, with its check: cli_parse refuses a run config
+ * that fails run_cfg_check before anything runs (--print-config too) */
+config_table run_cfg_table(run_cfg *r);
+
+/* "HOST:PORT" or "[V6]:PORT" (how every address of a run is written; CFG_ADDR options are
+ * checked with it): config_addr_split */
 int run_addr_split(char *host, size_t host_n, int *port, const char *addr);
 
 #endif

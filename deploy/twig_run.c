@@ -32,6 +32,7 @@
 
 #include "common/atomic_file.h"
 #include "common/config.h"
+#include "common/env.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -70,7 +71,12 @@ static const char usage[] =
     "usage: twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]\n"
     "  runs a whole training on this machine: model server, learner, rollout workers and\n"
     "  actors as separate processes. KEY is a top-level option (real_steps, utd, ...) or\n"
-    "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).";
+    "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).\n"
+    "  exit status: 0 the run finished; 1 it failed (a process gave up, a port in use, a\n"
+    "  binary missing); 2 a bad command line or config (twig's own, or a section a process\n"
+    "  refused), before any process starts; 128 + N interrupted by signal N.";
+
+#define TWIG_RUN_EXIT_CONFIG 2   /* a config refused before anything started */
 
 static int mkdir_p(const char *path)
 {
@@ -426,8 +432,8 @@ static void print_summary(const launcher_t *L)
 
 static int parse_args(launcher_t *L, int argc, char **argv)
 {
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &L->run},
-                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg}};
+    config_table t[2] = {run_cfg_table(&L->run),
+                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg, NULL}};
     int rc = config_set_defaults(t, 2);
     if (rc < 0) {
         return rc;
@@ -438,19 +444,23 @@ static int parse_args(launcher_t *L, int argc, char **argv)
             printf("%s\n\nrun options (top level) and launcher options:\n", usage);
             config_write_help(stdout, t, 2);
             return 1;
-        } else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) {
-            run_dir_flag = argv[++i];
-        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-            if (L->n_overrides == PLAN_MAX_OVERRIDES) {
-                return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
+        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                return err_set(-EINVAL, "%s needs a value (see twig run --help)", argv[i]);
             }
-            L->overrides[L->n_overrides++] = argv[++i];
+            if (strcmp(argv[i], "--run-dir") == 0) {
+                run_dir_flag = argv[++i];
+            } else if (L->n_overrides == PLAN_MAX_OVERRIDES) {
+                return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
+            } else {
+                L->overrides[L->n_overrides++] = argv[++i];
+            }
         } else if (argv[i][0] == '-') {
-            return err_set(-EINVAL, "unknown or incomplete option '%s'\n%s", argv[i], usage);
+            return err_set(-EINVAL, "unknown option '%s' (see twig run --help)", argv[i]);
         } else if (!L->config_src[0]) {
             snprintf(L->config_src, sizeof L->config_src, "%s", argv[i]);
         } else {
-            return err_set(-EINVAL, "unexpected argument '%s'\n%s", argv[i], usage);
+            return err_set(-EINVAL, "unexpected argument '%s' (see twig run --help)", argv[i]);
         }
     }
     if (!L->config_src[0]) {
@@ -471,8 +481,8 @@ static int parse_args(launcher_t *L, int argc, char **argv)
             return rc;
         }
     }
-    rc = run_cfg_check(&L->run);
-    if (rc < 0) {
+    rc = config_check(t, 2);
+    if (rc < 0 || (rc = env_check_id(L->run.env)) < 0) {
         return rc;
     }
     if (run_dir_flag) {
@@ -549,14 +559,12 @@ static int launch(launcher_t *L)
     L->plan = xcalloc(1, sizeof *L->plan);
     rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
                     L->n_overrides, bins);
-    if (rc < 0) {
-        return rc;
-    }
-    for (int i = 0; i < L->plan->n_procs; i++) {
+    for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
         rc = check_process_config(L, &L->plan->procs[i]);
-        if (rc < 0) {
-            return rc;
-        }
+    }
+    if (rc < 0) {
+        L->exit_code = TWIG_RUN_EXIT_CONFIG;   /* the config, not the machine: nothing started */
+        return rc;
     }
     rc = check_ports_free(L->plan);
     if (rc < 0) {
@@ -636,14 +644,14 @@ int twig_cmd_run(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "twig run: %s\n", err_msg());
         free(L);
-        return 2;
+        return TWIG_RUN_EXIT_CONFIG;
     }
     rpc_lib_init();
     rc = launch(L);
     if (rc < 0) {
         fprintf(stderr, "twig run: %s\n", err_msg());
     }
-    int code = rc < 0 ? 1 : L->exit_code;
+    int code = rc < 0 && L->exit_code == 0 ? 1 : L->exit_code;
     if (L->log_fd >= 0) {
         log_add_file(-1, LOG_LEVEL_INFO);
         close(L->log_fd);

@@ -41,7 +41,7 @@
 
 #define L(field) offsetof(learner_cfg, field)
 const config_opt learner_opts[] = {
-    {"listen", CFG_STRING, L(listen), "", 0, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, L(listen), "", 0, RUN_ADDR_MAX,
      "HOST:PORT to serve on (port 0: any free one); empty: the run's learner_addr", NULL},
     {"port_file", CFG_STRING, L(port_file), "", 0, LEARNER_PATH_MAX,
      "write the bound port to this file once serving; empty: none", NULL},
@@ -99,20 +99,15 @@ _Static_assert(sizeof(((learner_t *)0)->quota_end) / sizeof(uint64_t) == LEARNER
                "one quota watermark per rollout worker index");
 _Static_assert(MSG_BATCH_MAX_COUNT <= INT32_MAX, "a push's count converts to int");
 
-int learner_cfg_check(const run_cfg *run, const learner_cfg *cfg)
+int learner_opts_check(const void *cfg, const void *run_)
 {
     (void)cfg;
-    if (netaddr_check_peer(run->modelserver_addr) < 0) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", err_msg());
-        return err_set(-EINVAL, "modelserver_addr '%s' is not a peer address: %s",
-                       run->modelserver_addr, why);
-    }
+    const run_cfg *run = run_;
     if (run->n_rollout > LEARNER_MAX_WORKERS) {
         return err_set(-EINVAL, "n_rollout %d is above the %d workers the learner keeps",
                        run->n_rollout, LEARNER_MAX_WORKERS);
     }
-    return 0;
+    return env_check_id(run->env);
 }
 
 uint64_t learner_evals_bound(const run_cfg *run)
@@ -865,7 +860,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         snprintf(l->cfg.listen, sizeof l->cfg.listen, "%s", run->learner_addr);
     }
     int rc = run_cfg_check(run);
-    if (rc < 0 || (rc = learner_cfg_check(run, cfg)) < 0) {
+    if (rc < 0 || (rc = learner_opts_check(cfg, run)) < 0) {
         return rc;
     }
     /* push sources: bounded, measured in synthetic samples; eval sources: the actors */

@@ -107,10 +107,10 @@ typedef struct learner_cfg {
 extern const config_opt learner_opts[];
 extern const int learner_n_opts;
 
-/* what the option table cannot check: the peer address is a HOST:PORT one can dial, and
- * n_rollout fits the worker table. 0 or -EINVAL naming the option and its value (twig-learner
- * exits 2) */
-int learner_cfg_check(const run_cfg *run, const learner_cfg *cfg);
+/* the learner section's checks against the run (the table's check; cfg a learner_cfg, run
+ * the run_cfg): n_rollout fits the worker table, an env id env_make knows. 0, or a negative
+ * code naming the option and its value */
+int learner_opts_check(const void *cfg, const void *run);
 
 /* evaluations kept for the run: n_actors x (real_steps / eval_every + 1) (each actor's eval
  * points and its final evaluation), at most LEARNER_EVALS_CAP */

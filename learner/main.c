@@ -5,9 +5,10 @@
  *
  * Options: the run's top level (common/run_config.h) and the `learner` section
  * (learner_opts in learner.c; `twig-learner --help` lists them).
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner could not start
- * (e.g. a damaged checkpoint_dir/policy_version), 2 on a bad command line or config (a
- * malformed modelserver_addr included; an unreachable one is waited for, not ready).
+ * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner
+ * could not start (e.g. a damaged checkpoint_dir/policy_version), 2 on a bad command line or
+ * config (a malformed modelserver_addr included), before anything starts; an unreachable
+ * model server is waited for, not ready.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,8 @@ int main(int argc, char **argv)
     run_cfg run;
     learner_cfg cfg;
     config_table tables[2] = {
-        {NULL, run_opts, run_n_opts, &run},
-        {"learner", learner_opts, learner_n_opts, &cfg},
+        run_cfg_table(&run),
+        {"learner", learner_opts, learner_n_opts, &cfg, learner_opts_check},
     };
     int rc = cli_parse(tables, 2, "learner", argc, argv,
                        "usage: twig-learner [--config FILE] [--set KEY=VALUE] [--KEY VALUE]\n\n"
@@ -35,7 +36,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {
         return 0;
     }
-    if (rc < 0 || (rc = run_cfg_check(&run)) < 0 || (rc = learner_cfg_check(&run, &cfg)) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "twig-learner: %s\n", err_msg());
         return 2;
     }

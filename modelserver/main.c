@@ -52,7 +52,7 @@ static const char *const fsync_names[] = {"batch", "group", "none", NULL};
 
 #define O(field) offsetof(ms_options, field)
 static const config_opt ms_opts[] = {
-    {"listen", CFG_STRING, O(listen), "", 0, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, O(listen), "", 0, RUN_ADDR_MAX,
      "HOST:PORT to listen on (required); port 0 picks a free one", NULL},
     {"data_dir", CFG_STRING, O(data_dir), "", 0, MS_PATH_MAX,
      "directory of the real-transition log (required; created if missing)", NULL},
@@ -83,18 +83,6 @@ static int ms_bad(const char *what)
     return -EINVAL;
 }
 
-/* "HOST:PORT" with a non-empty host and a port 0..65535 ("[::1]:80" works too) */
-static int check_listen(const char *s)
-{
-    char host[RUN_ADDR_MAX + 1], why[2 * RUN_ADDR_MAX + 160];
-    int port;
-    if (run_addr_split(host, sizeof host, &port, s) < 0) {
-        snprintf(why, sizeof why, "--listen '%s': %s", s, err_msg());
-        return ms_bad(why);
-    }
-    return 0;
-}
-
 /* the parsed options into the server's config (which borrows o's strings) */
 static int ms_cfg_from_options(modelserver_cfg *cfg, const ms_options *o)
 {
@@ -104,9 +92,6 @@ static int ms_cfg_from_options(modelserver_cfg *cfg, const ms_options *o)
     }
     if (!o->data_dir[0]) {
         return ms_bad("--data-dir is required (or modelserver.data_dir in --config/--set)");
-    }
-    if (check_listen(o->listen) < 0) {
-        return -EINVAL;
     }
     cfg->listen = o->listen;
     cfg->data_dir = o->data_dir;
@@ -140,9 +125,9 @@ int main(int argc, char **argv)
     trainer_cfg tc;
     ms_options o;
     config_table t[3] = {
-        {NULL, run_opts, run_n_opts, &run},
-        {TRAINER_SECTION, ms_opts, (int)(sizeof ms_opts / sizeof ms_opts[0]), &o},
-        {TRAINER_SECTION, trainer_opts, trainer_n_opts, &tc},
+        run_cfg_table(&run),
+        {TRAINER_SECTION, ms_opts, (int)(sizeof ms_opts / sizeof ms_opts[0]), &o, NULL},
+        {TRAINER_SECTION, trainer_opts, trainer_n_opts, &tc, trainer_opts_check},
     };
     int rc = cli_parse(t, 3, TRAINER_SECTION, argc, argv,
                        "usage: twig-modelserver --listen HOST:PORT --data-dir DIR [options]\n\n"
@@ -151,7 +136,7 @@ int main(int argc, char **argv)
     if (rc == CLI_EXIT) {   /* --help or --print-config went to stdout */
         return 0;
     }
-    if (rc < 0 || (rc = run_cfg_check(&run)) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "twig-modelserver: %s\n", err_msg());
         return 2;
     }

@@ -565,10 +565,12 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
 
     uv_async_init(&ms->loop, &ms->wake, ms_on_wake);
     ms->wake.data = ms;
+    ms->wake_ready = 1;
     ms->wake_open = 1;
     reallog_set_notify(&ms->log, ms_on_log_end, ms);
     uv_signal_init(&ms->loop, &ms->sig_term);
     uv_signal_init(&ms->loop, &ms->sig_int);
+    ms->signals_ready = 1;
     ms->sig_term.data = ms;
     ms->sig_int.data = ms;
     uv_signal_start(&ms->sig_term, ms_on_signal, SIGTERM);
@@ -625,13 +627,18 @@ void modelserver_shutdown(modelserver_t *ms)
                        TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
         ms_waiter_drop(ms, w);
     }
-    ms_close_quiet((uv_handle_t *)&ms->sig_term);
-    ms_close_quiet((uv_handle_t *)&ms->sig_int);
+    /* only the handles init reached: a failed init may stop before any of them */
+    if (ms->signals_ready) {
+        ms_close_quiet((uv_handle_t *)&ms->sig_term);
+        ms_close_quiet((uv_handle_t *)&ms->sig_int);
+    }
     launcher_link_ignore_stop_signals();
     pthread_mutex_lock(&ms->wake_mu);
     ms->wake_open = 0;
     pthread_mutex_unlock(&ms->wake_mu);
-    ms_close_quiet((uv_handle_t *)&ms->wake);
+    if (ms->wake_ready) {
+        ms_close_quiet((uv_handle_t *)&ms->wake);
+    }
 }
 
 int modelserver_run(modelserver_t *ms)
@@ -642,12 +649,11 @@ int modelserver_run(modelserver_t *ms)
 
 void modelserver_free(modelserver_t *ms)
 {
-    if (ms->loop_ready && !ms->shutting_down && ms->log_open) {
-        /* a failed init: close what was opened, let the loop finish the closes */
+    if (ms->loop_ready && !ms->shutting_down) {
+        /* a failed init, or one never run: close what init opened, then let the loop run
+         * the closes and the rpc server's end (its handles close once its calls are over) */
         modelserver_shutdown(ms);
-        if (!ms->srv) {
-            uv_run(&ms->loop, UV_RUN_DEFAULT);
-        }
+        uv_run(&ms->loop, UV_RUN_DEFAULT);
     }
     if (ms->srv) {
         rpc_server_free(ms->srv);   /* waits for the CQ thread */

@@ -78,6 +78,8 @@ typedef struct modelserver {
     int wake_open;
     int shutting_down;               /* loop thread */
     int loop_ready;
+    int wake_ready;                  /* uv_async_init(wake) ran: close it */
+    int signals_ready;               /* uv_signal_init(sig_term, sig_int) ran: close them */
     int log_open;
 
     struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
@@ -98,7 +100,8 @@ int modelserver_run(modelserver_t *ms);
 /* begin the shutdown from the loop thread (what the signals do) */
 void modelserver_shutdown(modelserver_t *ms);
 
-/* release everything; safe after a failed init */
+/* release everything; safe on a zeroed struct, after a failed init, and after an init that
+ * was never run (it shuts down first) */
 void modelserver_free(modelserver_t *ms);
 
 #endif

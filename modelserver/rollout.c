@@ -44,7 +44,7 @@ const config_opt rollout_opts[] = {
     {"id", CFG_STRING, C(id), "rollout-0", 1, ROLLOUT_ID_MAX,
      "worker id; the learner sees source_id <id>@<incarnation>", NULL},
     {"index", CFG_INT, C(index), "0", 0, 255, "this worker's index j of n_rollout", NULL},
-    {"listen", CFG_STRING, C(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
+    {"listen", CFG_ADDR, C(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
      "HOST:PORT for health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, C(port_file), "", 0, ROLLOUT_PATH_MAX,
      "write the bound port to this file once serving (atomic rename)", NULL},
@@ -752,6 +752,20 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
+int rollout_opts_check(const void *cfg_, const void *run_)
+{
+    const rollout_cfg *cfg = cfg_;
+    const run_cfg *run = run_;
+    if (run->n_rollout < 1 || cfg->index >= run->n_rollout) {
+        return err_set(-EINVAL, "rollout.index (%d) must be below n_rollout (%d)", cfg->index,
+                       run->n_rollout);
+    }
+    if (msg_check_source_id("rollout.id", cfg->id) < 0) {
+        return -EINVAL;
+    }
+    return env_check_id(run->env);
+}
+
 int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
 {
     memset(r, 0, sizeof *r);
@@ -760,34 +774,10 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     atomic_init(&r->stop, 0);
     pthread_mutex_init(&r->stats_mu, NULL);
     int rc = run_cfg_check(run);
-    if (rc < 0) {
+    if (rc < 0 || (rc = rollout_opts_check(cfg, run)) < 0) {
         return rc;
-    }
-    if (run->n_rollout < 1 || cfg->index >= run->n_rollout) {
-        return err_set(-EINVAL, "rollout.index %d is not below n_rollout %d", cfg->index,
-                       run->n_rollout);
     }
     r->share = rollout_share(run->rollouts_per_step, cfg->index, run->n_rollout);
-    if (run->rollouts_per_step > 0 && run->rollouts_per_step < run->n_rollout &&
-        run->pacing == RUN_PACING_STRICT) {
-        return err_set(-EINVAL,
-                       "rollouts_per_step %d is below n_rollout %d: a worker would "
-                       "have no share of the quota",
-                       run->rollouts_per_step, run->n_rollout);
-    }
-    const char *peers[2][2] = {{"modelserver_addr", run->modelserver_addr},
-                               {"learner_addr", run->learner_addr}};
-    for (int i = 0; i < 2; i++) {
-        if (netaddr_check_peer(peers[i][1]) < 0) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", err_msg());
-            return err_set(-EINVAL, "%s '%s' is not a peer address: %s", peers[i][0],
-                           peers[i][1], why);
-        }
-    }
-    if ((rc = msg_check_source_id("rollout.id", cfg->id)) < 0) {
-        return rc;
-    }
     if ((rc = env_make(&r->env, run->env)) < 0) {
         return rc;
     }

@@ -106,6 +106,11 @@ typedef struct rollout_peer {
     int backoff_ms;   /* the next wait after a failure */
 } rollout_peer;
 
+/* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
+ * the run_cfg): index below n_rollout, the id's characters, an env id env_make knows. 0, or -EINVAL /
+ * TWIG_ENOTFOUND naming the options and values */
+int rollout_opts_check(const void *cfg, const void *run);
+
 /* counters, published under stats_mu for Stats */
 typedef struct rollout_stats {
     uint64_t real_mirrored;
@@ -180,10 +185,10 @@ typedef struct rollout {
     int p_n;
 } rollout_t;
 
-/* check cfg against run (index < n_rollout, the peer addresses, the id, ...: -EINVAL naming
- * the option, and twig-rollout exits 2), make the env, allocate, bind the server (started;
- * live, not ready until both peers answered), write the port file. 0 or a negative code
- * with err_msg(). */
+/* check cfg against run (run_cfg_check: the peer addresses, ...; rollout_opts_check: index
+ * < n_rollout, the id, ...: -EINVAL naming the option, and twig-rollout exits 2), make the
+ * env, allocate, bind the server (started; live, not ready until both peers answered), write
+ * the port file. 0 or a negative code with err_msg(). */
 int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run);
 /* start the worker, run the loop until SIGTERM/SIGINT, stop the worker (it finishes or
  * abandons its current call within about wait_ms), shut the server down. 0 on a clean exit. */

@@ -7,8 +7,10 @@
  * modelserver_addr, learner_addr, n_rollout, ...) and the `rollout` section (rollout.h:
  * id, index, listen, port_file, chunk, push_batch, wait_ms, ...).
  *
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the worker could not start,
- * 2 on a bad command line.
+ * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the worker
+ * could not start (a taken port, a host that does not resolve, a plugin that does not load),
+ * 2 on a bad command line or config (rollout.index not below n_rollout too), before
+ * anything starts.
  */
 #include <stdio.h>
 
@@ -23,8 +25,8 @@ int main(int argc, char **argv)
 {
     run_cfg run;
     rollout_cfg cfg;
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &run},
-                         {ROLLOUT_SECTION, rollout_opts, rollout_n_opts, &cfg}};
+    config_table t[2] = {run_cfg_table(&run),
+                         {ROLLOUT_SECTION, rollout_opts, rollout_n_opts, &cfg, rollout_opts_check}};
     int rc = cli_parse(t, 2, ROLLOUT_SECTION, argc, argv,
                        "usage: twig-rollout [--config RUN.yaml] [--set KEY=VALUE] [--KEY VALUE]\n\n"
                        "Generates short model branches from real start states and pushes them "
@@ -33,7 +35,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) {
-        fprintf(stderr, "twig-rollout: %s\n(see twig-rollout --help)\n", err_msg());
+        fprintf(stderr, "twig-rollout: %s\n", err_msg());
         return 2;
     }
     log_init("rollout", (log_level)cfg.log_level);
@@ -48,7 +50,7 @@ int main(int argc, char **argv)
         log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
         rollout_free(&r);
         rpc_lib_shutdown(2000);
-        return rc == -EINVAL ? 2 : 1;
+        return 1;   /* the config was checked in cli_parse: this is a start-up failure */
     }
     rc = rollout_run(&r);
     rollout_free(&r);

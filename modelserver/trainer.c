@@ -12,6 +12,7 @@
 
 #include "common/atomic_file.h"
 #include "common/clock.h"
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -95,7 +96,7 @@ static float blob_stat(const Twig__V1__WeightBlob *msg, const char *key, float d
     return dflt;
 }
 
-/* ---- model.blob ---- */
+/* ---- model.blob, model.version ---- */
 
 static int path_join(char *out, size_t n, const char *dir, const char *name)
 {
@@ -105,16 +106,83 @@ static int path_join(char *out, size_t n, const char *dir, const char *name)
     return 0;
 }
 
-/* write bytes to DIR/model.blob atomically */
-static int blob_write_file(const char *dir, const uint8_t *buf, size_t n)
+static const char blob_magic[8] = TRAINER_BLOB_MAGIC;
+
+/* write the packed WeightBlob payload(n) to DIR/model.blob atomically, framed (trainer.h) */
+static int blob_write_file(const char *dir, const uint8_t *payload, size_t n)
 {
     char path[4096];
     int rc = path_join(path, sizeof path, dir, TRAINER_BLOB_FILE);
-    return rc < 0 ? rc : atomic_file_write(path, buf, n);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t total = TRAINER_BLOB_HEADER + n + 4;
+    uint8_t *img = xmalloc(total);
+    uint32_t format = TRAINER_BLOB_FORMAT;
+    uint64_t len = n;
+    memcpy(img, blob_magic, 8);
+    memcpy(img + 8, &format, 4);
+    memcpy(img + 12, &len, 8);
+    memcpy(img + TRAINER_BLOB_HEADER, payload, n);
+    uint32_t crc = crc32c(img, TRAINER_BLOB_HEADER + n);
+    memcpy(img + TRAINER_BLOB_HEADER + n, &crc, 4);
+    rc = atomic_file_write(path, img, total);
+    free(img);
+    return rc;
 }
 
-/* read DIR/model.blob: 0 with *out (owned) set, 1 when there is none, < 0 on an error */
-static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
+/* the payload of a model.blob image: 0 with *payload, *n pointing into buf, or TWIG_ECORRUPT /
+ * TWIG_EVERSION naming what is wrong (path prefixed). A bare WeightBlob (format 1, before
+ * the frame) is refused: nothing vouches for its stats and version; its version, if it
+ * parses, goes to *legacy_version as a hint for the version floor */
+static int blob_unframe(const uint8_t **payload, size_t *n, uint64_t *legacy_version,
+                        const uint8_t *buf, size_t len, const char *path)
+{
+    if (len == 0) {
+        return err_set(TWIG_ECORRUPT, "%s is empty", path);
+    }
+    if (len < TRAINER_BLOB_HEADER + 4 || memcmp(buf, blob_magic, 8) != 0) {
+        Twig__V1__WeightBlob *old = twig__v1__weight_blob__unpack(NULL, len, buf);
+        if (old) {
+            *legacy_version = old->version;
+            protobuf_c_message_free_unpacked(&old->base, NULL);
+            return err_set(TWIG_EVERSION,
+                           "%s is in format 1 (a bare WeightBlob, version %" PRIu64 "): no "
+                           "checksum covers its stats and version",
+                           path, *legacy_version);
+        }
+        return err_set(TWIG_ECORRUPT, "%s is not a model blob (%zu bytes, no " TRAINER_BLOB_MAGIC
+                       " header)", path, len);
+    }
+    uint32_t format, crc;
+    uint64_t body;
+    memcpy(&format, buf + 8, 4);
+    memcpy(&body, buf + 12, 8);
+    if (format != TRAINER_BLOB_FORMAT) {
+        return err_set(TWIG_EVERSION, "%s is in format %u, this build reads format %u", path,
+                       format, TRAINER_BLOB_FORMAT);
+    }
+    if (body != len - TRAINER_BLOB_HEADER - 4) {
+        return err_set(TWIG_ECORRUPT,
+                       "%s is %zu bytes, its header says %" PRIu64 " bytes of model and %d of "
+                       "framing (truncated or extended)",
+                       path, len, body, TRAINER_BLOB_HEADER + 4);
+    }
+    memcpy(&crc, buf + len - 4, 4);
+    if (crc != crc32c(buf, len - 4)) {
+        return err_set(TWIG_ECORRUPT, "%s fails its checksum (crc32c %08x, the file says %08x)",
+                       path, crc32c(buf, len - 4), crc);
+    }
+    *payload = buf + TRAINER_BLOB_HEADER;
+    *n = (size_t)body;
+    return 0;
+}
+
+/* read DIR/model.blob: 0 with *out (owned) and e set, 1 when there is none, < 0 on an error:
+ * TWIG_ECORRUPT / TWIG_EVERSION / TWIG_ETOOBIG for a file that is not a sound model (the
+ * caller refits), another code when it cannot be read at all */
+static int blob_read_file(trainer_model **out, ensemble_t *e, uint64_t *legacy_version,
+                          const char *dir)
 {
     *out = NULL;
     char path[4096];
@@ -123,39 +191,96 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, const char *dir)
         return rc;
     }
     uint8_t *buf;
-    size_t n;
-    rc = atomic_file_read(&buf, &n, path, RPC_DEFAULT_MAX_MSG_BYTES);
+    size_t len;
+    rc = atomic_file_read(&buf, &len, path, TRAINER_BLOB_FILE_MAX);
     if (rc == -ENOENT) {
         return 1;
     }
     if (rc < 0) {
         return rc;
     }
-    if (n == 0) {
-        free(buf);
-        return err_set(TWIG_ECORRUPT, "%s is empty, not a model blob", path);
+    const uint8_t *payload = NULL;
+    size_t n = 0;
+    rc = blob_unframe(&payload, &n, legacy_version, buf, len, path);
+    Twig__V1__WeightBlob *msg = NULL;
+    if (rc == 0 && !(msg = twig__v1__weight_blob__unpack(NULL, n, payload))) {
+        rc = err_set(TWIG_ECORRUPT, "%s does not parse as a WeightBlob", path);
     }
-    Twig__V1__WeightBlob *msg = twig__v1__weight_blob__unpack(NULL, n, buf);
     free(buf);
-    if (!msg) {
-        return err_set(TWIG_ECORRUPT, "%s does not parse as a WeightBlob", path);
-    }
-    rc = ensemble_from_blob(e, msg);
-    if (rc < 0 || msg->version == 0) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", rc < 0 ? err_msg() : "version 0");
-        rc = err_set(TWIG_ECORRUPT, "%s: %s", path, why);
-        protobuf_c_message_free_unpacked(&msg->base, NULL);
-        ensemble_free(e);
+    if (rc < 0) {
         return rc;
+    }
+    /* the checksum vouches for the bytes; these are the writer's mistakes, should one happen */
+    char why[300] = "";
+    float trained_on = blob_stat(msg, "trained_on", NAN);
+    if ((rc = ensemble_from_blob(e, msg)) < 0) {
+        snprintf(why, sizeof why, "%s", err_msg());
+    } else if (msg->version == 0) {
+        snprintf(why, sizeof why, "version 0");
+    } else if (!(trained_on >= 0.0f && trained_on == floorf(trained_on) &&
+                 trained_on <= 0x1p53f)) {
+        snprintf(why, sizeof why, "trained_on is %g, not a count of rows", (double)trained_on);
+    }
+    if (why[0]) {
+        if (rc == 0) {
+            ensemble_free(e);
+        }
+        protobuf_c_message_free_unpacked(&msg->base, NULL);
+        return err_set(TWIG_ECORRUPT, "%s: %s", path, why);
     }
     trainer_model *m = xcalloc(1, sizeof *m);
     m->msg = msg;
     m->version = msg->version;
-    m->trained_on = (uint64_t)blob_stat(msg, "trained_on", 0.0f);
+    m->trained_on = (uint64_t)trained_on;
     m->holdout_mse = blob_stat(msg, "holdout_mse_elites", NAN);
     *out = m;
     return 0;
+}
+
+/* DIR/model.version: the highest version this data dir ever published, as decimal text.
+ * 0 with *v (0 when there is no file), or TWIG_ECORRUPT / -errno naming the file */
+static int version_read_file(uint64_t *v, const char *dir)
+{
+    *v = 0;
+    char path[4096];
+    int rc = path_join(path, sizeof path, dir, TRAINER_VERSION_FILE);
+    if (rc < 0) {
+        return rc;
+    }
+    uint8_t *buf;
+    size_t len;
+    rc = atomic_file_read(&buf, &len, path, 64);
+    if (rc == -ENOENT) {
+        return 0;
+    }
+    if (rc < 0) {
+        return rc == TWIG_ETOOBIG ? err_set(TWIG_ECORRUPT, "%s is too long", path) : rc;
+    }
+    char text[65];
+    memcpy(text, buf, len);
+    text[len] = '\0';
+    free(buf);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long u = strtoull(text, &end, 10);
+    if (len == 0 || text[0] < '0' || text[0] > '9' || errno != 0 || strcmp(end, "\n") != 0 ||
+        u == 0) {
+        return err_set(TWIG_ECORRUPT, "%s does not hold a version (\"%.*s\")", path,
+                       (int)strcspn(text, "\n"), text);
+    }
+    *v = u;
+    return 0;
+}
+
+static int version_write_file(const char *dir, uint64_t v)
+{
+    char path[4096], text[32];
+    int rc = path_join(path, sizeof path, dir, TRAINER_VERSION_FILE);
+    if (rc < 0) {
+        return rc;
+    }
+    int n = snprintf(text, sizeof text, "%" PRIu64 "\n", v);
+    return atomic_file_write(path, text, (size_t)n);
 }
 
 /* ---- publishing ---- */
@@ -279,33 +404,41 @@ static int ensure_ensemble(trainer_t *t, int n_obs, int n_act)
     return 0;
 }
 
+/* the fit's training state for t->ens, fresh moments, unless it exists already */
 static int trainer_setup_fit(trainer_t *t)
 {
-    ensemble_cfg ec;
-    ensemble_train_cfg tc;
-    trainer_ensemble_cfg(&ec, &tc, &t->cfg, t->ens.cfg.n_obs, t->ens.cfg.n_act);
     if (t->tr.grads) {
         return 0;
     }
+    ensemble_cfg ec;
+    ensemble_train_cfg tc;
+    trainer_ensemble_cfg(&ec, &tc, &t->cfg, t->ens.cfg.n_obs, t->ens.cfg.n_act);
     int rc = ensemble_trainer_init(&t->tr, &t->ens, &tc);
     if (rc < 0) {
         return rc;
     }
     t->tr.stop = &t->stop;
-    if (t->resume_adam) {
-        t->resume_adam = 0;
-        char path[4096];
-        if (path_join(path, sizeof path, t->dir, TRAINER_ADAM_FILE) == 0) {
-            int lr = ensemble_trainer_load_file(&t->tr, &t->ens, path);
-            if (lr < 0) {
-                log_warn("event=model_adam_not_resumed err=%s detail=\"%s\" action=fresh_moments",
-                         err_name(lr), err_msg());
-            } else {
-                log_info("event=model_adam_resumed steps=%lld", (long long)t->tr.steps);
-            }
-        }
-    }
     return 0;
+}
+
+/* a warm start (at init): the Adam moments of the fit that made the loaded model, from
+ * DIR/model.adam; one line says what became of them */
+static void trainer_resume_adam(trainer_t *t)
+{
+    char path[4096];
+    int rc = path_join(path, sizeof path, t->dir, TRAINER_ADAM_FILE);
+    if (rc == 0 && (rc = trainer_setup_fit(t)) == 0) {
+        rc = ensemble_trainer_load_file(&t->tr, &t->ens, path);
+    }
+    if (rc == -ENOENT) {
+        log_warn("event=model_adam_missing file=%s action=fresh_moments", path);
+    } else if (rc < 0) {
+        log_warn("event=model_adam_discarded file=%s err=%s detail=\"%s\" action=fresh_moments",
+                 path, err_name(rc), err_msg());
+    } else {
+        t->adam_steps = t->tr.steps;
+        log_info("event=model_adam_resumed file=%s steps=%lld", path, (long long)t->tr.steps);
+    }
 }
 
 /* one fit on rows [0, end) and its publication; 0, 1 when stopped, or < 0 */
@@ -352,14 +485,20 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
                  rep.epochs);
         return 1;
     }
+    /* above everything published here and every version known to have been (the floor) */
     pthread_mutex_lock(&t->mu);
-    uint64_t version = (t->pub ? t->pub->version : 0) + 1;
+    uint64_t newest = t->pub ? t->pub->version : 0;
+    uint64_t version = (newest > t->version_floor ? newest : t->version_floor) + 1;
     pthread_mutex_unlock(&t->mu);
 
     uint8_t *bytes;
     size_t n_bytes;
     trainer_model *m = model_build(t, &bytes, &n_bytes, version, end, rep.epochs, secs, st.env_id);
-    rc = blob_write_file(t->dir, bytes, n_bytes);
+    /* the version first: whatever happens to model.blob later, a restart numbers above it */
+    rc = version_write_file(t->dir, version);
+    if (rc == 0) {
+        rc = blob_write_file(t->dir, bytes, n_bytes);
+    }
     free(bytes);
     char adam[4096];
     if (rc == 0 && (rc = path_join(adam, sizeof adam, t->dir, TRAINER_ADAM_FILE)) == 0) {
@@ -474,7 +613,20 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
     if (q->wait_ms > TRAINER_WAIT_MAX_MS) {
         return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms, TRAINER_WAIT_MAX_MS);
     }
+    if (q->have_version > TRAINER_VERSION_HINT_MAX) {
+        return err_set(-EINVAL, "have_version is %" PRIu64 ", at most %llu", q->have_version,
+                       TRAINER_VERSION_HINT_MAX);
+    }
     pthread_mutex_lock(&t->mu);
+    uint64_t newest = t->pub ? t->pub->version : 0;
+    if (q->have_version > newest && q->have_version > t->version_floor) {
+        /* a client holds a version this server does not know (an earlier life's, its model
+         * lost): number the next one above it, so no client ever meets its version again
+         * with other weights */
+        t->version_floor = q->have_version;
+        log_info("event=model_version_floor version_floor=%" PRIu64 " from=client",
+                 t->version_floor);
+    }
     if (t->stopping) {
         pthread_mutex_unlock(&t->mu);
         reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
@@ -508,16 +660,47 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
 
 /* ---- lifetime ---- */
 
-static int trainer_cfg_check(const trainer_cfg *c)
+int trainer_opts_check(const void *cfg, const void *run)
 {
+    (void)run;
+    const trainer_cfg *c = cfg;
+    if (c->elites > c->ensemble_size) {
+        return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
+                       c->elites, c->ensemble_size);
+    }
     if (c->min_epochs > c->train_max_epochs) {
         return err_set(-EINVAL,
                        "modelserver.min_epochs (%d) exceeds modelserver.train_max_epochs (%d)",
                        c->min_epochs, c->train_max_epochs);
     }
-    if (c->elites > c->ensemble_size) {
-        return err_set(-EINVAL, "modelserver.elites (%d) exceeds modelserver.ensemble_size (%d)",
-                       c->elites, c->ensemble_size);
+    /* the weights between hidden layers alone; params, grads and two Adam moments each hold
+     * them, so past this the first fit would exhaust memory (and abort) instead */
+    double hidden_weights = (double)c->ensemble_size * (c->model_layers - 1) *
+                            (double)c->model_hidden * c->model_hidden;
+    if (hidden_weights > TRAINER_MAX_HIDDEN_WEIGHTS) {
+        return err_set(-EINVAL,
+                       "modelserver.ensemble_size (%d) x (modelserver.model_layers (%d) - 1) x "
+                       "modelserver.model_hidden (%d)^2 is %.3g weights, at most %.3g",
+                       c->ensemble_size, c->model_layers, c->model_hidden, hidden_weights,
+                       (double)TRAINER_MAX_HIDDEN_WEIGHTS);
+    }
+    return 0;
+}
+
+/* a loaded model must be for the log's env and dims, when the log has them: 0, or
+ * TWIG_EMISMATCH (m and e released) */
+static int model_check_log(trainer_model *m, ensemble_t *e, reallog_t *log, const char *dir)
+{
+    reallog_status st;
+    reallog_get_status(log, &st);
+    if (st.obs_dim && ((uint32_t)e->cfg.n_obs != st.obs_dim ||
+                       (uint32_t)e->cfg.n_act != st.act_dim || strcmp(m->msg->env_id, st.env_id))) {
+        int rc = err_set(TWIG_EMISMATCH, "%s/%s is for %s (%d, %d), the log for %s (%u, %u)",
+                         dir, TRAINER_BLOB_FILE, m->msg->env_id, e->cfg.n_obs, e->cfg.n_act,
+                         st.env_id, st.obs_dim, st.act_dim);
+        ensemble_free(e);
+        model_free(m);
+        return rc;
     }
     return 0;
 }
@@ -526,7 +709,7 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
                  const char *dir)
 {
     memset(t, 0, sizeof *t);
-    int rc = trainer_cfg_check(cfg);
+    int rc = trainer_opts_check(cfg, run);
     if (rc < 0) {
         return rc;
     }
@@ -542,28 +725,44 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
     t->end = reallog_end(log);
 
-    /* the newest model of an earlier run of this server */
+    /* the highest version this data dir published: the next one goes above it */
+    char vpath[4096];
+    uint64_t floor_file = 0;
+    if ((rc = version_read_file(&floor_file, dir)) < 0) {
+        if (rc != TWIG_ECORRUPT) {
+            return rc;
+        }
+        log_warn("event=model_version_file_ignored err=%s detail=\"%s\"", err_name(rc),
+                 err_msg());
+    }
+    t->version_floor = floor_file;
+
+    /* the newest model of an earlier run of this server; the log is the source of truth, so
+     * a model that is not sound is named and refitted from it, never served or fatal */
     ensemble_t loaded = {0};
     trainer_model *m = NULL;
-    rc = blob_read_file(&m, &loaded, dir);
-    if (rc < 0) {
-        return rc;
+    uint64_t legacy_version = 0;
+    rc = blob_read_file(&m, &loaded, &legacy_version, dir);
+    if (rc == 0) {
+        rc = model_check_log(m, &loaded, log, dir);
     }
-    if (rc == 1) {
-        log_info("event=model_none dir=%s", dir);
+    if (rc == TWIG_ECORRUPT || rc == TWIG_EVERSION || rc == TWIG_ETOOBIG ||
+        rc == TWIG_EMISMATCH) {
+        if (legacy_version > t->version_floor && legacy_version <= TRAINER_VERSION_HINT_MAX) {
+            t->version_floor = legacy_version;
+        }
+        path_join(vpath, sizeof vpath, dir, TRAINER_BLOB_FILE);
+        log_warn("event=model_discarded file=%s err=%s detail=\"%s\" action=refit_from_log"
+                 " end_offset=%" PRIu64 " version_floor=%" PRIu64,
+                 vpath, err_name(rc), err_msg(), t->end, t->version_floor);
         return 0;
     }
-    reallog_status st;
-    reallog_get_status(log, &st);
-    if (st.obs_dim &&
-        ((uint32_t)loaded.cfg.n_obs != st.obs_dim || (uint32_t)loaded.cfg.n_act != st.act_dim ||
-         strcmp(m->msg->env_id, st.env_id) != 0)) {
-        rc = err_set(TWIG_EMISMATCH, "%s/%s is for %s (%d, %d), the log for %s (%u, %u)", dir,
-                     TRAINER_BLOB_FILE, m->msg->env_id, loaded.cfg.n_obs, loaded.cfg.n_act,
-                     st.env_id, st.obs_dim, st.act_dim);
-        ensemble_free(&loaded);
-        model_free(m);
-        return rc;
+    if (rc < 0) {
+        return rc;   /* not readable at all (permissions, I/O): the operator's to fix */
+    }
+    if (rc == 1) {
+        log_info("event=model_none dir=%s version_floor=%" PRIu64, dir, t->version_floor);
+        return 0;
     }
     if (m->trained_on > t->end) {
         log_warn("event=model_ahead_of_log version=%" PRIu64 " trained_on=%" PRIu64
@@ -574,20 +773,24 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     ensemble_cfg ec;
     ensemble_train_cfg tc;
     trainer_ensemble_cfg(&ec, &tc, cfg, loaded.cfg.n_obs, loaded.cfg.n_act);
-    if (ec.n_members == loaded.cfg.n_members && ec.n_elites == loaded.cfg.n_elites &&
-        ec.n_hidden == loaded.cfg.n_hidden && ec.n_layers == loaded.cfg.n_layers &&
-        ec.learn_reward == loaded.cfg.learn_reward) {
+    bool warm = ec.n_members == loaded.cfg.n_members && ec.n_elites == loaded.cfg.n_elites &&
+                ec.n_hidden == loaded.cfg.n_hidden && ec.n_layers == loaded.cfg.n_layers &&
+                ec.learn_reward == loaded.cfg.learn_reward;
+    t->pub = m;
+    log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64 " holdout_mse=%.5g"
+             " version_floor=%" PRIu64,
+             m->version, m->trained_on, m->holdout_mse, t->version_floor);
+    if (warm) {
         t->ens = loaded;
         t->ens_ready = 1;
         t->ens_fitted = 1;
-        t->resume_adam = 1;
+        if (!cfg->fresh_fit) {
+            trainer_resume_adam(t);
+        }
     } else {
         log_warn("event=model_options_changed version=%" PRIu64 " action=cold_start", m->version);
         ensemble_free(&loaded);
     }
-    t->pub = m;
-    log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64 " holdout_mse=%.5g",
-             m->version, m->trained_on, m->holdout_mse);
     return 0;
 }
 

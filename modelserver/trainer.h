@@ -21,18 +21,39 @@
  *     trained_on     real steps the fit saw (rows [0, trained_on)); exact below 2^24
  *     train_epochs   epochs of the fit
  *     train_seconds  its wall time
- * The packed blob is written to DIR/model.blob (tmp, fsync, rename, fsync DIR) before it is
- * served, so a restarted server serves the same newest version (and warm-starts from it when
- * the ensemble options are unchanged, with the fit's Adam moments from DIR/model.adam,
- * written after model.blob; a crash between the two pairs a model with the moments of the
- * fit before it, which only changes the optimiser's momentum). A model.blob that does not load is
- * an error at start (TWIG_ECORRUPT naming the file): nothing is discarded silently.
+ * Before it is served, a model is made durable (each file tmp, fsync, rename, fsync DIR):
+ *     DIR/model.version  its version as decimal text, first: the highest version the data
+ *                        dir ever published, whatever becomes of model.blob
+ *     DIR/model.blob     format 2: "TWIGMDL\0", u32 format (2), u64 n, the packed WeightBlob
+ *                        (n bytes), u32 crc32c of everything before it (little endian)
+ *     DIR/model.adam     the fit's Adam moments (ensemble_trainer_save_file)
+ * so a restarted server serves the same newest version and warm-starts from it when the
+ * ensemble options are unchanged, with the moments (a crash between blob and moments pairs a
+ * model with the moments of the fit before it, which only changes the optimiser's momentum).
+ *
+ * The log is the source of truth. A model.blob that is not a sound model (empty, truncated,
+ * failing its checksum, in format 1 — the bare WeightBlob of earlier builds, whose stats and
+ * version no checksum covered —, another format, values a model cannot have, or another
+ * env or dims than the log's) is logged once (event=model_discarded, the file and what is
+ * wrong) and never served; the server starts and refits from the whole log at once. A
+ * model.blob that cannot be read at all (permissions, I/O) fails the start. A damaged
+ * model.adam is logged (event=model_adam_discarded) and the fit starts with fresh moments.
+ *
+ * Versions never repeat with other weights: the next version is above the version floor,
+ * the highest of model.version, a sound model.blob's version, the version a format 1 file
+ * carries, and any have_version a GetModel presented that this server has not published (a
+ * client of an earlier life; at most TRAINER_VERSION_HINT_MAX). With model.version gone too
+ * and no client asking before the refit is published, versions start again at 1; a client
+ * then gets a version lower than its own, and takes it, as rollout workers take any version
+ * that differs from theirs (they judge a model by its trained_on, which a refit from the
+ * whole log never lowers).
  *
  * GetModel(have_version, wait_ms): the blob when the newest version differs from
  * have_version (a have_version the server never published gets the newest, so a client of a
- * wiped server resyncs); else, after up to wait_ms (long poll, at most
- * TRAINER_WAIT_MAX_MS and never past the client's deadline), empty_reason NO_VERSION;
- * NOT_READY while shutting down.
+ * wiped server resyncs, and raises the version floor); else, after up to wait_ms (long
+ * poll, at most TRAINER_WAIT_MAX_MS and never past the client's deadline), empty_reason
+ * NO_VERSION; NOT_READY while shutting down. wait_ms above TRAINER_WAIT_MAX_MS or
+ * have_version above TRAINER_VERSION_HINT_MAX: INVALID_ARGUMENT.
  *
  * Threads. trainer_thread fits (OpenBLAS with `train_threads`); a waiter thread answers
  * parked long polls; handlers run on the rpc layer's CQ thread. The published blob is
@@ -40,7 +61,7 @@
  * and fetches never wait for a fit.
  *
  *     trainer_t tr;
- *     trainer_init(&tr, &tcfg, &run, &log, dir);     // loads DIR/model.blob if present
+ *     trainer_init(&tr, &tcfg, &run, &log, dir);     // loads DIR/model.blob if sound
  *     trainer_start(&tr);                            // threads
  *     ... log's notify: trainer_notify_end(&tr, end); method table: trainer_get_model ...
  *     trainer_shutdown(&tr);                         // answers parked calls, stops the fit
@@ -64,8 +85,17 @@
 #define TRAINER_SECTION "modelserver"
 #define TRAINER_BLOB_FILE "model.blob"
 #define TRAINER_ADAM_FILE "model.adam"
+#define TRAINER_VERSION_FILE "model.version"
+#define TRAINER_BLOB_MAGIC "TWIGMDL"              /* 8 bytes with its NUL */
+#define TRAINER_BLOB_FORMAT 2u                    /* 1: the bare WeightBlob (refused) */
+#define TRAINER_BLOB_HEADER 20                    /* magic, u32 format, u64 length */
+#define TRAINER_BLOB_FILE_MAX (RPC_DEFAULT_MAX_MSG_BYTES + TRAINER_BLOB_HEADER + 4)
+#define TRAINER_VERSION_HINT_MAX (1ull << 53)     /* largest have_version taken as a floor */
 #define TRAINER_WAIT_MAX_MS 60000u /* longest GetModel long poll */
 #define TRAINER_FETCH_ROWS 4096u   /* rows per read of the log */
+/* ensemble_size x (model_layers - 1) x model_hidden^2 at most (2^28: 1 GiB of floats per
+ * copy; MBPO's 7 x 3 x 200^2 is 840k, Humanoid's 400 wide 3.4M) */
+#define TRAINER_MAX_HIDDEN_WEIGHTS (1u << 28)
 
 /* the model options of the modelserver section (trainer_opts) */
 typedef struct trainer_cfg {
@@ -86,6 +116,11 @@ typedef struct trainer_cfg {
 
 extern const config_opt trainer_opts[];
 extern const int trainer_n_opts;
+
+/* the checks between model options (the table's check; cfg a trainer_cfg, run unused):
+ * elites <= ensemble_size, min_epochs <= train_max_epochs, the hidden weights within
+ * TRAINER_MAX_HIDDEN_WEIGHTS. 0, or -EINVAL naming both options and their values */
+int trainer_opts_check(const void *cfg, const void *run);
 
 /* a published model: the unpacked blob (owned) and its packed bytes */
 typedef struct trainer_model {
@@ -124,6 +159,7 @@ typedef struct trainer {
     bool training;
     double last_train_seconds;
     int64_t adam_steps;
+    uint64_t version_floor; /* every version published from now on is above it */
 
     atomic_int stop; /* ends a fit early */
     pthread_t train_thread;
@@ -137,15 +173,16 @@ typedef struct trainer {
     ensemble_trainer_t tr;
     int ens_ready;
     int ens_fitted; /* ens holds a fitted model (trained here or loaded): fits continue it */
-    int resume_adam; /* warm start: load DIR/model.adam with the trainer */
     uint64_t n_rows; /* rows read from the log so far */
     uint64_t cap_rows;
     float *obs, *act, *next_obs, *reward;
 } trainer_t;
 
-/* copy cfg and run, load DIR/model.blob if present (validated; it must match the log's env
- * and dims when the log has them). 0, or a negative code with err_msg(): a bad cfg (-EINVAL
- * naming the option), an unreadable or corrupt model.blob (TWIG_ECORRUPT / -errno). */
+/* copy cfg and run, read DIR/model.version and load DIR/model.blob if present and sound
+ * (it must match the log's env and dims when the log has them; one that is not is logged
+ * and refitted, see above), with DIR/model.adam on a warm start. 0, or a negative code with
+ * err_msg(): a bad cfg (-EINVAL naming the options), a model file that cannot be read at all
+ * (-errno naming it). */
 int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reallog_t *log,
                  const char *dir);
 /* start the trainer and waiter threads; 0 or -errno */

@@ -109,8 +109,8 @@ Test(actor, batch_fills_and_packs_a_valid_message)
 static int parse(run_cfg *run, actor_cfg *cfg, int argc, char **argv)
 {
     const config_table t[2] = {
-        {NULL, run_opts, run_n_opts, run},
-        {"actor", actor_opts, actor_n_opts, cfg},
+        run_cfg_table(run),
+        {"actor", actor_opts, actor_n_opts, cfg, actor_opts_check},
     };
     return cli_parse(t, 2, "actor", argc, argv, "usage");
 }
@@ -142,13 +142,15 @@ Test(actor, options_have_valid_defaults_and_refuse_bad_values_by_name)
     cr_expect(strstr(err_msg(), "log_level") != NULL, "%s", err_msg());
 }
 
-Test(actor, init_refuses_an_index_outside_the_actor_count)
+Test(actor, parse_and_init_refuse_an_index_outside_the_actor_count)
 {
     run_cfg run;
     actor_cfg cfg;
     char *argv[] = {"twig-actor", "--index", "2", "--n-actors", "2"};
-    cr_assert_eq(parse(&run, &cfg, 5, argv), CLI_RUN, "%s", err_msg());
-    actor_t a;
+    cr_expect_eq(parse(&run, &cfg, 5, argv), -EINVAL, "a config error, refused at parse time");
+    cr_expect(strstr(err_msg(), "actor.index (2) must be below n_actors (2)") != NULL, "%s",
+              err_msg());
+    actor_t a;   /* the options as parsed: init refuses them too */
     cr_expect_eq(actor_init(&a, &run, &cfg), -EINVAL);
     cr_expect(strstr(err_msg(), "index") != NULL, "%s", err_msg());
     actor_free(&a);

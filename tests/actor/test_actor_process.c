@@ -918,7 +918,7 @@ Test(actor_process, not_ready_until_both_peers_answer_and_bad_addresses_exit_2)
     static const struct {
         const char *flag, *value, *says;
     } bad[] = {
-        {"--learner-addr", "nonsense", "learner_addr .nonsense."},
+        {"--learner-addr", "nonsense", "learner_addr: address .nonsense. is not HOST:PORT"},
         {"--modelserver-addr", "127.0.0.1:0", "modelserver_addr .127.0.0.1:0."},
         {"--modelserver-addr", "bad host:7101", "modelserver_addr .bad host:7101."},
         {"--id", "actor 0", "actor.id"},

@@ -46,8 +46,8 @@ static void setup(void)
 {
     memset(&rc, 0, sizeof rc);
     memset(&lc, 0, sizeof lc);
-    tables[0] = (config_table){NULL, run_opts, 2, &rc};
-    tables[1] = (config_table){"learner", learner_opts, 5, &lc};
+    tables[0] = (config_table){NULL, run_opts, 2, &rc, NULL};
+    tables[1] = (config_table){"learner", learner_opts, 5, &lc, NULL};
     cr_assert_eq(config_set_defaults(tables, 2), 0, "%s", err_msg());
 }
 
@@ -161,7 +161,7 @@ Test(config, tables_sharing_a_section_are_written_under_one_header, .init = setu
         {"env2", CFG_STRING, offsetof(run_cfg, env), "x", 1, 63, "another key", NULL},
     };
     run_cfg other = {0};
-    config_table t3[3] = {tables[0], tables[1], {"learner", more_opts, 1, &other}};
+    config_table t3[3] = {tables[0], tables[1], {"learner", more_opts, 1, &other, NULL}};
     cr_assert_eq(config_set_defaults(t3, 3), 0, "%s", err_msg());
     cr_assert_eq(config_set_assignment(t3, 3, "learner.env2=second"), 0, "%s", err_msg());
     char *buf = NULL;
@@ -188,7 +188,7 @@ Test(config, u64_values_are_exact_up_to_the_maximum)
         {"n", CFG_U64, offsetof(big, n), "0", 0, 18446744073709551615.0, "any u64", NULL},
     };
     big b = {0};
-    config_table t = {NULL, big_opts, 1, &b};
+    config_table t = {NULL, big_opts, 1, &b, NULL};
     cr_assert_eq(config_set(&t, 1, "n", "9007199254740993"), 0, "%s", err_msg());
     cr_expect_eq(b.n, 9007199254740993ull);
     cr_assert_eq(config_set(&t, 1, "n", "18446744073709551615"), 0, "%s", err_msg());
@@ -201,4 +201,109 @@ Test(config, u64_values_are_exact_up_to_the_maximum)
     cr_assert_eq(config_set(&t, 1, "n", "12345678901234567"), 0);
     cr_assert_eq(config_get_text(&t, 1, "n", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "12345678901234567");
+}
+
+Test(config, a_key_given_twice_is_refused_naming_the_file_both_lines_and_the_key, .init = setup)
+{
+    int r = load("env: Hopper-v4\nseed: 7\nseed: 8\n");
+    cr_expect_eq(r, -EINVAL);
+    cr_expect(strstr(err_msg(), "test.yaml:3: 'seed' is given twice (first at line 2)") != NULL,
+              "%s", err_msg());
+
+    setup();
+    r = load("learner:\n  batch_size: 128\n  mode: async\n  batch_size: 64\n");
+    cr_expect_eq(r, -EINVAL);
+    cr_expect(strstr(err_msg(), "test.yaml:4: 'learner.batch_size' is given twice (first at "
+                                "line 2)") != NULL,
+              "%s", err_msg());
+
+    /* a section twice is a key twice, also one this process skips */
+    setup();
+    r = load("learner:\n  batch_size: 128\nseed: 3\nlearner:\n  mode: async\n");
+    cr_expect_eq(r, -EINVAL);
+    cr_expect(strstr(err_msg(), "test.yaml:4: 'learner' is given twice") != NULL, "%s",
+              err_msg());
+    setup();
+    r = load("actor:\n  a: 1\nactor:\n  b: 2\n");
+    cr_expect_eq(r, -EINVAL);
+    cr_expect(strstr(err_msg(), "test.yaml:3: 'actor' is given twice") != NULL, "%s", err_msg());
+
+    /* the same name in two mappings is two keys */
+    setup();
+    r = load("env: Hopper-v4\nlearner:\n  mode: async\nactor:\n  mode: x\n");
+    cr_expect_eq(r, 0, "%s", err_msg());
+}
+
+Test(config, an_unknown_key_names_its_near_miss, .init = setup)
+{
+    cr_expect_eq(config_set_assignment(tables, 2, "learner.batch_sise=3"), -ENOENT);
+    cr_expect(strstr(err_msg(), "unknown option 'learner.batch_sise' (did you mean "
+                                "'learner.batch_size'?)") != NULL,
+              "%s", err_msg());
+    cr_expect_eq(config_set_assignment(tables, 2, "sede=3"), -ENOENT);
+    cr_expect(strstr(err_msg(), "did you mean 'seed'") != NULL, "a swap is one edit: %s",
+              err_msg());
+    cr_expect_eq(config_set_assignment(tables, 2, "completely_else=3"), -ENOENT);
+    cr_expect_null(strstr(err_msg(), "did you mean"), "no near miss: %s", err_msg());
+    char near[64];
+    cr_expect_eq(config_nearest(tables, 2, "xy", near, sizeof near), 0, "too short to guess");
+    cr_expect_eq(config_nearest(tables, 2, "learner.tua", near, sizeof near), 1);
+    cr_expect_str_eq(near, "learner.tau");
+}
+
+Test(config, addr_options_take_host_port_and_refuse_the_rest)
+{
+    typedef struct addrs {
+        char must[32];
+        char may[32];
+    } addrs;
+    static const config_opt addr_opts[] = {
+        {"must", CFG_ADDR, offsetof(addrs, must), "127.0.0.1:1", 3, 31, "required", NULL},
+        {"may", CFG_ADDR, offsetof(addrs, may), "", 0, 31, "empty: unset", NULL},
+    };
+    addrs a;
+    config_table t = {NULL, addr_opts, 2, &a, NULL};
+    cr_assert_eq(config_set_defaults(&t, 1), 0, "%s", err_msg());
+    cr_expect_str_eq(a.may, "");
+    cr_expect_eq(config_set(&t, 1, "must", "[::1]:0"), 0, "%s", err_msg());
+    cr_expect_eq(config_set(&t, 1, "may", "example.org:65535"), 0, "%s", err_msg());
+    const char *bad[] = {"localhost", ":80", "host:", "host:65536", "host:8o", "[]:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(config_set(&t, 1, "may", bad[i]), -EINVAL, "accepted '%s'", bad[i]);
+        cr_expect(strstr(err_msg(), "may: address") != NULL, "%s", err_msg());
+    }
+    cr_expect_str_eq(a.may, "example.org:65535", "a refused value changes nothing");
+    cr_expect_eq(config_set(&t, 1, "must", ""), -EINVAL, "min length 3");
+    char buf[512] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    config_write_yaml(f, &t, 1);
+    fclose(f);
+    cr_expect(strstr(buf, "must: \"[::1]:0\"\n") != NULL, "written quoted: %s", buf);
+}
+
+/* a check sees its own struct and the top level's */
+static int lr_below_tau(const void *base, const void *top)
+{
+    const learner_cfg *l = base;
+    const run_cfg *r = top;
+    if (r == NULL || r->seed == 0) {
+        return err_set(-EINVAL, "the check got no top-level struct");
+    }
+    if ((double)l->lr_actor > l->tau) {
+        return err_set(-EINVAL, "learner.lr_actor (%g) exceeds learner.tau (%g)",
+                       (double)l->lr_actor, l->tau);
+    }
+    return 0;
+}
+
+Test(config, config_check_runs_each_tables_check_with_the_top_level, .init = setup)
+{
+    tables[1].check = lr_below_tau;
+    cr_expect_eq(config_check(tables, 2), 0, "%s", err_msg());
+    cr_assert_eq(config_set_assignment(tables, 2, "learner.lr_actor=0.5"), 0);
+    cr_expect_eq(config_check(tables, 2), -EINVAL);
+    cr_expect_str_eq(err_msg(), "learner.lr_actor (0.5) exceeds learner.tau (0.005)");
+    config_table section_only = tables[1];
+    cr_expect_eq(config_check(&section_only, 1), -EINVAL);
+    cr_expect_str_eq(err_msg(), "the check got no top-level struct");
 }

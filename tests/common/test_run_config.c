@@ -26,8 +26,8 @@ static config_table tables[2];
 
 static void setup(void)
 {
-    tables[0] = (config_table){NULL, run_opts, run_n_opts, &run};
-    tables[1] = (config_table){"learner", proc_opts, 2, &proc};
+    tables[0] = run_cfg_table(&run);
+    tables[1] = (config_table){"learner", proc_opts, 2, &proc, NULL};
     cr_assert_eq(config_set_defaults(tables, 2), 0, "%s", err_msg());
 }
 

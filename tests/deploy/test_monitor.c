@@ -92,8 +92,8 @@ Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeo
 
     run_cfg run;
     launcher_cfg lc;
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &run},
-                         {"launcher", launcher_opts, launcher_n_opts, &lc}};
+    config_table t[2] = {run_cfg_table(&run),
+                         {"launcher", launcher_opts, launcher_n_opts, &lc, NULL}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
     lc.startup_timeout_ms = 800;
     run_plan *plan = calloc(1, sizeof *plan);

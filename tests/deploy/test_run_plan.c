@@ -14,8 +14,8 @@ static const char *const bins[4] = {"/b/twig-modelserver", "/b/twig-learner", "/
 
 static void setup(void)
 {
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &run},
-                         {"launcher", launcher_opts, launcher_n_opts, &lc}};
+    config_table t[2] = {run_cfg_table(&run),
+                         {"launcher", launcher_opts, launcher_n_opts, &lc, NULL}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
     plan = calloc(1, sizeof *plan);
 }

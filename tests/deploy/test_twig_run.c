@@ -159,7 +159,7 @@ Test(twig_run, a_config_refused_by_a_process_names_it_with_its_exit_status, .ini
     pid_t pid = start_twig(NULL, 0);
     int code = procfix_exit_code(pid, 60000);
     const char *err = slurp("err.txt");
-    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_expect_eq(code, 2, "a config error: exit %d; stderr: %s", code, err);
     cr_expect(strstr(err, "learner refused the config (exit 2") != NULL, "stderr: %s", err);
     cr_expect(strstr(err, "unknown option learner.bogus") != NULL, "stderr: %s", err);
 }

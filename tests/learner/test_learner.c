@@ -529,13 +529,12 @@ Test(learner, a_malformed_modelserver_addr_exits_2_naming_the_option_and_value)
                               "learner.listen=127.0.0.1:0", NULL};
         cr_expect_eq(procfix_exit_code(procfix_spawn(argv, log), 20000), 2, "%s", bad[i]);
         cr_expect_eq(log_count(log, "modelserver_addr"), 1, "%s: the option is named", bad[i]);
-        cr_expect_eq(log_count(log, bad[i]), 1, "%s: the value is named", bad[i]);
+        cr_expect_geq(log_count(log, bad[i]), 1, "%s: the value is named", bad[i]);
     }
     char log[512];
     snprintf(log, sizeof log, "%s/bad-addr-0.log", tmp);
-    cr_expect_eq(log_count(log, "'nonsense' is not a peer address: address 'nonsense' is not "
-                                "HOST:PORT"),
-                 1, "and what is wrong with it");
+    cr_expect_eq(log_count(log, "modelserver_addr: address 'nonsense' is not HOST:PORT"), 1,
+                 "and what is wrong with it");
 }
 
 Test(learner, an_unreachable_model_server_is_live_not_ready_until_it_comes_up)

@@ -728,7 +728,7 @@ Test(rollout, bad_options_exit_2_naming_them)
         {{RO_BIN, "--chunk", "0", NULL}, "chunk 0", NULL},
         {{RO_BIN, "--bogus", "1", NULL}, "unknown flag", NULL},
         {{RO_BIN, "--set", "learner_addr=nonsense", NULL}, "malformed learner_addr",
-         "learner_addr 'nonsense'"},
+         "learner_addr: address 'nonsense' is not HOST:PORT"},
         {{RO_BIN, "--set", "modelserver_addr=127.0.0.1:0", NULL}, "modelserver_addr port 0",
          "modelserver_addr '127.0.0.1:0'"},
         {{RO_BIN, "--set", "rollout.id=worker 0", NULL}, "an id with a space", "rollout.id"},

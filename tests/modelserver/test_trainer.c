@@ -66,8 +66,8 @@ static const rpc_method methods[] = {
  * training point 400, then every 200 */
 static void rig_cfg(rig *r)
 {
-    config_table t[2] = {{NULL, run_opts, run_n_opts, &r->run},
-                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg}};
+    config_table t[2] = {run_cfg_table(&r->run),
+                         {TRAINER_SECTION, trainer_opts, trainer_n_opts, &r->tcfg, trainer_opts_check}};
     cr_assert_eq(config_set_defaults(t, 2), 0, "%s", err_msg());
     const char *sets[] = {"init_steps=300",
                           "model_train_freq=200",
@@ -242,7 +242,7 @@ Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
      * under the refitted normaliser; the model must not get worse on fresh data */
     rig r = {0};
     rig_cfg(&r);
-    config_table t[1] = {{TRAINER_SECTION, trainer_opts, trainer_n_opts, &r.tcfg}};
+    config_table t[1] = {{TRAINER_SECTION, trainer_opts, trainer_n_opts, &r.tcfg, trainer_opts_check}};
     cr_assert_eq(config_set_assignment(t, 1, "modelserver.fresh_fit=false"), 0, "%s", err_msg());
     rig_start(&r);
     ed_data d;
@@ -307,7 +307,8 @@ Test(trainer, restart_serves_the_same_newest_model)
     cr_expect_eq(b->blob->data.len, a->blob->data.len);
     cr_expect_eq(memcmp(b->blob->data.data, a->blob->data.data, a->blob->data.len), 0);
     cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
-    /* a client holding a version the server never published is resynced */
+    /* a client holding a version the server never published is resynced, and the next
+     * version goes above the one it holds */
     Twig__V1__GetWeightsReply *c = get_model(&r2, 99, 0, &rc);
     cr_assert_eq(rc, 0, "%s", err_msg());
     cr_assert_not_null(c->blob);
@@ -316,12 +317,12 @@ Test(trainer, restart_serves_the_same_newest_model)
     protobuf_c_message_free_unpacked(&b->base, NULL);
     protobuf_c_message_free_unpacked(&c->base, NULL);
 
-    /* the next fit continues the version sequence */
+    /* the next fit continues the version sequence, above the client's 99 */
     append_rows(&r2, &d, 400, 600, &seq);
     Twig__V1__GetWeightsReply *n = get_model(&r2, 1, 60000, &rc);
     cr_assert_eq(rc, 0, "%s", err_msg());
     cr_assert_not_null(n->blob);
-    cr_expect_eq(n->blob->version, 2);
+    cr_expect_eq(n->blob->version, 100);
     cr_expect_eq(stat_of(n->blob, "trained_on"), 600.0f);
     trainer_status st2;
     trainer_get_status(&r2.tr, &st2);
@@ -331,7 +332,7 @@ Test(trainer, restart_serves_the_same_newest_model)
     ed_free(&d);
 }
 
-Test(trainer, corrupt_model_file_is_refused_at_start)
+Test(trainer, a_model_file_that_is_not_a_model_is_refitted_from_the_log)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
@@ -341,13 +342,95 @@ Test(trainer, corrupt_model_file_is_refused_at_start)
     fclose(f);
     rig r = {0};
     rig_cfg(&r);
-    reallog_opts o = reallog_opts_default(dir);
-    cr_assert_eq(reallog_open(&r.log, &o), 0, "%s", err_msg());
-    int rc = trainer_init(&r.tr, &r.tcfg, &r.run, &r.log, dir);
-    cr_expect_eq(rc, TWIG_ECORRUPT, "%s", err_name(rc));
-    cr_expect_neq(strstr(err_msg(), TRAINER_BLOB_FILE), NULL, "%s", err_msg());
-    trainer_free(&r.tr);
-    reallog_close(&r.log);
+    rig_start(&r);   /* trainer_init succeeds: the log is the source of truth */
+    int rc;
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_expect_null(rep->blob, "the damaged model is never served");
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 6), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    rep = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob);
+    cr_expect_eq(rep->blob->version, 1);
+    cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    rig_stop(&r);
+
+    /* the refit replaced it with a sound file, and its version is on record */
+    uint8_t head[8];
+    f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(head, 1, 8, f), 8);
+    fclose(f);
+    cr_expect_eq(memcmp(head, TRAINER_BLOB_MAGIC, 8), 0);
+    char vpath[512], text[32] = "";
+    snprintf(vpath, sizeof vpath, "%s/%s", dir, TRAINER_VERSION_FILE);
+    f = fopen(vpath, "r");
+    cr_assert_not_null(f);
+    cr_expect_not_null(fgets(text, sizeof text, f));
+    fclose(f);
+    cr_expect_str_eq(text, "1\n");
+    ed_free(&d);
+}
+
+Test(trainer, versions_go_on_above_model_version_whatever_became_of_the_blob)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 600, 12), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    int rc;
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob);
+    cr_expect_eq(rep->blob->version, 1);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    rig_stop(&r);
+
+    /* model.version says 41 (a later blob was lost): the next fit is 42 */
+    char vpath[512];
+    snprintf(vpath, sizeof vpath, "%s/%s", dir, TRAINER_VERSION_FILE);
+    FILE *f = fopen(vpath, "w");
+    cr_assert_not_null(f);
+    fputs("41\n", f);
+    fclose(f);
+    rig r2 = {0};
+    rig_cfg(&r2);
+    rig_start(&r2);
+    append_rows(&r2, &d, 400, 600, &seq);
+    rep = get_model(&r2, 1, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob);
+    cr_expect_eq(rep->blob->version, 42);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    rig_stop(&r2);
+
+    /* a damaged model.version is ignored (logged); the sound blob still numbers the next */
+    f = fopen(vpath, "w");
+    cr_assert_not_null(f);
+    fputs("forty-two\n", f);
+    fclose(f);
+    rig r3 = {0};
+    rig_cfg(&r3);
+    rig_start(&r3);
+    rep = get_model(&r3, 0, 0, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob, "the blob is sound and served");
+    cr_expect_eq(rep->blob->version, 42);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    /* a client's version above anything the server knows is refused past 2^53 */
+    rep = get_model(&r3, TRAINER_VERSION_HINT_MAX + 1, 0, &rc);
+    cr_expect_eq(rc, -EINVAL, "%s", err_name(rc));
+    cr_expect_neq(strstr(err_msg(), "have_version"), NULL, "%s", err_msg());
+    rig_stop(&r3);
+    ed_free(&d);
 }
 
 Test(trainer, bad_requests_and_options_are_refused)
@@ -531,5 +614,174 @@ Test(trainer, a_running_fit_never_stalls_appends_or_get_model_and_stops_at_shutd
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
     cr_expect_neq(access(path, F_OK), 0, "no model.blob from an abandoned fit");
+    ed_free(&d);
+}
+
+/* ---- damaged model files, with the real binary ---- */
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = xmalloc((size_t)len + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+static void write_all(const char *path, const uint8_t *buf, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(buf, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* where the packed WeightBlob starts in a model.blob (after the frame, when there is one) */
+static size_t payload_at(const uint8_t *buf, size_t n)
+{
+    return n >= 8 && memcmp(buf, TRAINER_BLOB_MAGIC, 8) == 0 ? TRAINER_BLOB_HEADER : 0;
+}
+
+/* the offset of the float value of stats["trained_on"] in a packed WeightBlob: the map entry
+ * is {1: "trained_on", 2: fixed32} */
+static size_t trained_on_at(const uint8_t *buf, size_t n)
+{
+    for (size_t i = 0; i + 15 <= n; i++) {
+        if (memcmp(buf + i, "trained_on", 10) == 0 && buf[i + 10] == 0x15) {
+            return i + 11;
+        }
+    }
+    cr_assert_fail("no trained_on entry in the blob");
+    return 0;
+}
+
+/* append rows [0, n) of d to the server at addr in batches of 100 */
+static void append_over_rpc(rpc_client_t *cl, const ed_data *d, int n)
+{
+    for (int i = 0; i < n; i += 100) {
+        tbatch_t v = ed_view(d, i, 100, "actor-0", (uint64_t)i / 100 + 1);
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &v);
+        ProtobufCMessage *reply = NULL;
+        rpc_call_opts o = {.deadline_ms = 10000, .idempotent = true};
+        int rc = rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/AppendReal", &m.base,
+                                  &twig__v1__append_real_reply__descriptor, &o);
+        cr_assert_eq(rc, 0, "append: %s", err_msg());
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+}
+
+/* start the binary on data_dir, wait for a model (long poll): its version and trained_on;
+ * the server's log (warn and up) into log, then SIGTERM and exit 0 */
+static uint64_t serve_once(const char *data_dir, float *trained_on, char *log, size_t log_n)
+{
+    procfix_t ms = {0};
+    start_binary(&ms, data_dir);
+    rig r = {0};
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    int rc;
+    Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(rep->blob, "a model is served (log %s)", ms.log_file);
+    uint64_t version = rep->blob->version;
+    *trained_on = stat_of(rep->blob, "trained_on");
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    rpc_client_free(r.cl);
+    procfix_stop(&ms);
+    size_t n;
+    uint8_t *text = read_all(ms.log_file, &n);
+    snprintf(log, log_n, "%.*s", (int)n, (const char *)text);
+    free(text);
+    unlink(ms.log_file);
+    return version;
+}
+
+Test(trainer, a_damaged_model_blob_is_logged_and_refitted_from_the_log_by_the_binary,
+     .timeout = 240)
+{
+    char data_dir[600], blob[700], log[1 << 14];
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    snprintf(blob, sizeof blob, "%s/%s", data_dir, TRAINER_BLOB_FILE);
+
+    /* version 1, trained on the whole log */
+    procfix_t ms = {0};
+    start_binary(&ms, data_dir);
+    rig r = {0};
+    cr_assert_eq(rpc_client_init(&r.cl, ms.addr, NULL), 0);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 8), 0);
+    append_over_rpc(r.cl, &d, 400);
+    rpc_client_free(r.cl);
+    procfix_stop(&ms);
+    float trained_on = 0;
+    uint64_t served = serve_once(data_dir, &trained_on, log, sizeof log);
+    cr_assert_eq(served, 1, "the model of the first fit: %s", log);
+    cr_expect_null(strstr(log, "model_discarded"), "%s", log);
+    size_t n_good;
+    uint8_t *good = read_all(blob, &n_good);
+    size_t p0 = payload_at(good, n_good);
+    cr_assert(good[p0] == 0x08 && good[p0 + 2] == 0x10 && good[p0 + 3] == 0x01,
+              "kind, then version 1, lead the packed blob");
+
+    enum { FLIP_TRAINED_ON, FLIP_VERSION, FLIP_WEIGHT, TRUNCATE, EMPTY, N_CASES };
+    static const char *const names[N_CASES] = {"trained_on flipped", "version flipped",
+                                               "a weight flipped", "truncated", "empty"};
+    static const char *const why[N_CASES] = {"fails its checksum", "fails its checksum",
+                                             "fails its checksum", "truncated", "is empty"};
+    for (int c = 0; c < N_CASES; c++) {
+        uint8_t *bad = xmalloc(n_good);
+        memcpy(bad, good, n_good);
+        size_t n_bad = n_good;
+        if (c == FLIP_TRAINED_ON) {
+            bad[trained_on_at(bad, n_bad) + 3] ^= 0x5e;   /* the float's sign and exponent */
+        } else if (c == FLIP_VERSION) {
+            bad[p0 + 3] = 0x7f;                            /* version 1 -> 127 */
+        } else if (c == FLIP_WEIGHT) {
+            bad[p0 + (n_bad - p0) / 2] ^= 0x01;            /* inside the tensors' data */
+        } else if (c == TRUNCATE) {
+            n_bad = n_good / 2;
+        } else {
+            n_bad = 0;
+        }
+        write_all(blob, bad, n_bad);
+        free(bad);
+        uint64_t v = serve_once(data_dir, &trained_on, log, sizeof log);
+        char want[800];
+        snprintf(want, sizeof want, "event=model_discarded file=%s", blob);
+        cr_expect_neq(strstr(log, want), NULL, "%s: the damage is logged: %s", names[c], log);
+        cr_expect_neq(strstr(log, why[c]), NULL, "%s: says what is wrong: %s", names[c], log);
+        cr_expect_neq(strstr(log, "action=refit_from_log"), NULL, "%s: %s", names[c], log);
+        cr_expect_eq(trained_on, 400.0f, "%s: refitted on the whole log", names[c]);
+        cr_expect_gt(v, served, "%s: version %llu after %llu", names[c], (unsigned long long)v,
+                     (unsigned long long)served);
+        served = v;
+    }
+
+    /* the format before the frame (a bare WeightBlob) is refused the same way, and numbered
+     * above the version it carries */
+    write_all(blob, good + p0, n_good - p0 - 4);
+    uint64_t v = serve_once(data_dir, &trained_on, log, sizeof log);
+    cr_expect_neq(strstr(log, "is in format 1"), NULL, "%s", log);
+    cr_expect_gt(v, served);
+    cr_expect_eq(trained_on, 400.0f);
+    served = v;
+
+    /* a damaged model.adam: the sound model is served as it is, and the log says the moments
+     * start afresh */
+    char adam[700];
+    snprintf(adam, sizeof adam, "%s/%s", data_dir, TRAINER_ADAM_FILE);
+    write_all(adam, (const uint8_t *)"not adam moments", 16);
+    v = serve_once(data_dir, &trained_on, log, sizeof log);
+    cr_expect_eq(v, served, "the model itself was sound");
+    char want[800];
+    snprintf(want, sizeof want, "event=model_adam_discarded file=%s", adam);
+    cr_expect_neq(strstr(log, want), NULL, "%s", log);
+    cr_expect_neq(strstr(log, "action=fresh_moments"), NULL, "%s", log);
+    free(good);
     ed_free(&d);
 }

@@ -1,0 +1,120 @@
+/* `twig run` with the real binaries refuses a config that one process's section makes
+ * invalid (each binary checks its own with --print-config) before it starts any process,
+ * naming the option, with exit 2 */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/procfix.h"
+
+#define TWIG TWIG_BIN_DIR "/deploy/twig"
+
+static char tmp[PROCFIX_DIR_LEN];
+
+static void setup(void)
+{
+    procfix_tmpdir(tmp, sizeof tmp);
+}
+
+static void teardown(void)
+{
+    procfix_reap_all();
+    procfix_tmpdir_done(tmp);
+}
+
+TestSuite(twig_run_checks, .init = setup, .fini = teardown, .timeout = 120);
+
+/* tmp/config.yaml: a small run on free ports, plus extra (a YAML fragment) */
+static void write_config(const char *extra)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/config.yaml", tmp);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "env: Pendulum-v1\nreal_steps: 2000\ninit_steps: 500\nn_actors: 1\nn_rollout: 1\n"
+            "modelserver_addr: 127.0.0.1:%d\nlearner_addr: 127.0.0.1:%d\n"
+            "launcher:\n  actor_base_port: %d\n  rollout_base_port: %d\n%s",
+            procfix_free_port(), procfix_free_port(), procfix_free_port(), procfix_free_port(),
+            extra);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* twig run tmp/config.yaml --run-dir tmp/run [--set s ...] to its end; exit code, stderr */
+static int run_twig(char *err, size_t n, const char *const *sets, int n_sets)
+{
+    char cfg[128], run_dir[128], out_path[128], err_path[128];
+    snprintf(cfg, sizeof cfg, "%s/config.yaml", tmp);
+    snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    const char *argv[16] = {TWIG, "run", cfg, "--run-dir", run_dir};
+    int k = 5;
+    for (int i = 0; i < n_sets; i++) {
+        argv[k++] = "--set";
+        argv[k++] = sets[i];
+    }
+    argv[k] = NULL;
+    unlink(err_path);
+    int code = procfix_exit_code(procfix_spawn_io(argv, out_path, err_path), 60000);
+    err[0] = '\0';
+    FILE *f = fopen(err_path, "r");
+    if (f) {
+        size_t got = fread(err, 1, n - 1, f);
+        err[got] = '\0';
+        fclose(f);
+    }
+    return code;
+}
+
+/* no process of the run was started: no procs.tsv, no data dirs, no process logs */
+static void expect_nothing_started(void)
+{
+    const char *left[] = {"procs.tsv", "modelserver", "learner", "modelserver.log",
+                          "learner.log", "actor-0.log", "rollout-0.log"};
+    for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/run/%s", tmp, left[i]);
+        cr_expect_neq(access(p, F_OK), 0, "%s exists: a process was started", p);
+    }
+}
+
+Test(twig_run_checks, more_elites_than_members_is_refused_before_any_process_starts)
+{
+    static char err[1 << 14];
+    write_config("");
+    const char *sets[] = {"modelserver.elites=9"};
+    int code = run_twig(err, sizeof err, sets, 1);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "modelserver refused the config (exit 2"), NULL, "%s", err);
+    cr_expect_neq(strstr(err, "modelserver.elites (9) exceeds modelserver.ensemble_size (7)"),
+                  NULL, "%s", err);
+    expect_nothing_started();
+}
+
+Test(twig_run_checks, a_bad_model_section_in_the_file_is_refused_naming_the_keys)
+{
+    static char err[1 << 14];
+    write_config("modelserver:\n  train_max_epochs: 50\n  min_epochs: 80\n");
+    int code = run_twig(err, sizeof err, NULL, 0);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(
+        strstr(err, "modelserver.min_epochs (80) exceeds modelserver.train_max_epochs (50)"),
+        NULL, "%s", err);
+    expect_nothing_started();
+}
+
+Test(twig_run_checks, a_run_option_checked_by_the_processes_is_refused_by_twig_itself)
+{
+    static char err[1 << 14];
+    write_config("");
+    const char *sets[] = {"rollouts_per_step=1", "n_rollout=2"};
+    int code = run_twig(err, sizeof err, sets, 2);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "rollouts_per_step (1) is below n_rollout (2)"), NULL, "%s", err);
+    char run_dir[128];
+    snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
+    cr_expect_neq(access(run_dir, F_OK), 0, "refused before the run dir is made");
+}
