@@ -89,7 +89,7 @@ static int wait_healthy(monitor_t *m)
             uint64_t probe_start = clock_now_ms();
             int rc = rpc_health_check(p->addr, RPC_HEALTH_LIVENESS, MONITOR_HEALTH_PROBE_MS);
             if (rc == RPC_HEALTH_SERVING) {
-                log_info("event=live proc=%s addr=%s", p->name, p->addr);
+                log_info("event=monitor_sees_live proc=%s addr=%s", p->name, p->addr);
                 break;
             }
             if (clock_now_ms() >= deadline) {

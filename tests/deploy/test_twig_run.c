@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,11 +236,15 @@ Test(twig_run, a_hung_process_is_killed_and_restarted, .init = setup, .fini = te
     }
     cr_assert_gt(hung, 0, "actor-0 never started; stderr: %s", slurp("err.txt"));
     cr_assert_eq(starts, 1);
-    /* wait until the launcher has seen it live, then hang it */
-    for (int64_t end = procfix_now_ms() + 60000;
-         procfix_now_ms() < end && !strstr(slurp("run/twig.log"), "event=live proc=actor-0 ");) {
+    /* wait until the launcher's health watch has seen it live (its own line: the monitor's
+     * start-up wait logs event=monitor_sees_live), then hang it */
+    const char *seen_live = "event=live proc=actor-0 start=1";
+    bool seen = false;
+    for (int64_t end = procfix_now_ms() + 60000; procfix_now_ms() < end && !seen;) {
+        seen = strstr(slurp("run/twig.log"), seen_live) != NULL;
         procfix_pause_ms(20);
     }
+    cr_assert(seen, "the health watch never saw actor-0 live: %s", slurp("run/twig.log"));
     int64_t t0 = procfix_now_ms();
     cr_assert_eq(kill(hung, SIGSTOP), 0);
     int now_pid = 0;
@@ -251,7 +256,7 @@ Test(twig_run, a_hung_process_is_killed_and_restarted, .init = setup, .fini = te
         procfix_pause_ms(20);
     }
     int64_t took = procfix_now_ms() - t0;
-    cr_expect_eq(starts, 2, "restarted once; stderr: %s", slurp("err.txt"));
+    cr_expect_eq(starts, 2, "restarted once; twig.log: %s", slurp("run/twig.log"));
     cr_expect(now_pid > 0 && now_pid != hung, "a new actor-0 runs");
     cr_expect_geq(took, 1500, "killed after %lld ms, before hang_ms", (long long)took);
     cr_expect(kill(hung, 0) < 0 && errno == ESRCH, "the hung process (pid %d) is gone", hung);
