@@ -13,15 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/stats.h"
-#include "common/portfile.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/netaddr.h"
+#include "common/base/clock.h"
+#include "common/rpc/stats.h"
+#include "common/base/portfile.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/base/netaddr.h"
 
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
 #define ACTOR_IDLE_WAIT_MS 1000 /* a wait that only ends on a change or stop */

@@ -74,12 +74,12 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/config.h"
-#include "common/env.h"
-#include "common/policy.h"
-#include "common/rng.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "common/config/config.h"
+#include "common/env/env.h"
+#include "common/nn/policy.h"
+#include "common/base/rng.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 #include "proto/twig.pb-c.h"
 
 #define ACTOR_ID_MAX 63

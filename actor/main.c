@@ -8,7 +8,7 @@
  * (actor.h: id, index, listen, port_file, push_every, ...); `--index 1` is short for
  * `--set actor.index=1`.
  *
- * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT, or done with
+ * Exit status (common/config/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT, or done with
  * exit_when_done), 1 when the actor could not start or gave up (its log says why), 2 on a
  * bad command line or config (actor.index not below n_actors, a malformed peer address),
  * before anything starts; an unreachable peer is waited for, not ready.
@@ -17,12 +17,12 @@
 #include <stdio.h>
 
 #include "actor/actor.h"
-#include "common/cli.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "common/config/cli.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 
 int main(int argc, char **argv)
 {

@@ -18,10 +18,10 @@
 #include <string.h>
 
 #include "bench/bench.h"
-#include "common/clock.h"
-#include "common/ensemble.h"
-#include "common/mem.h"
-#include "common/nn_gemm.h"
+#include "common/base/clock.h"
+#include "common/nn/ensemble.h"
+#include "common/base/mem.h"
+#include "common/nn/nn_gemm.h"
 
 enum { ENS_OBS = 17, ENS_ACT = 6, ENS_BATCH = 256, ENS_DATA = 100000, ENS_ROLLOUT = 100000 };
 #define ENS_CHUNK 2048

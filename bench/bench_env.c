@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "bench/bench.h"
-#include "common/clock.h"
-#include "common/env.h"
-#include "common/env_mujoco.h"
-#include "common/err.h"
-#include "common/mem.h"
-#include "common/rng.h"
+#include "common/base/clock.h"
+#include "common/env/env.h"
+#include "common/env/env_mujoco.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
+#include "common/base/rng.h"
 
 #define BENCH_ENV_STEPS 20000
 #define BENCH_ENV_CHECK_STEPS 1000

@@ -9,12 +9,12 @@
 #include <string.h>
 
 #include "bench/bench.h"
-#include "common/clock.h"
-#include "common/err.h"
-#include "common/mem.h"
-#include "common/nn_gemm.h"
-#include "common/replay.h"
-#include "common/sac.h"
+#include "common/base/clock.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
+#include "common/nn/nn_gemm.h"
+#include "common/nn/replay.h"
+#include "common/nn/sac.h"
 
 enum { SAC_OBS = 17, SAC_ACT = 6, SAC_HID = 256, SAC_BATCH = 256, SAC_REPLAY = 100000 };
 

@@ -14,7 +14,7 @@
  * usage: bench_reallog [--seconds S] [--reps N] [--dir DIR]
  * Each figure is the median of N runs of S seconds (min and max too). Files go under DIR
  * (default /tmp) and are removed. Only the log's public API is used, so the same file
- * builds against an older common/reallog.c for a before/after comparison.
+ * builds against an older modelserver/reallog.c for a before/after comparison.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,10 +26,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/err.h"
-#include "common/mem.h"
-#include "common/reallog.h"
+#include "common/base/clock.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
+#include "modelserver/reallog.h"
 
 #define B_ENV "HalfCheetah-v4"
 #define B_OBS 17

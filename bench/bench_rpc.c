@@ -28,12 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/crc32c.h"
-#include "common/clock.h"
-#include "common/err.h"
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/rpc.h"
+#include "common/base/crc32c.h"
+#include "common/base/clock.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/rpc/rpc.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define B_ENV "HalfCheetah-v4"   /* the server's log takes the env's dims: obs 17, act 6 */

@@ -24,12 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/config.h"
-#include "common/ensemble.h"
-#include "common/err.h"
-#include "common/log.h"
-#include "common/reallog.h"
+#include "common/base/clock.h"
+#include "common/config/config.h"
+#include "common/nn/ensemble.h"
+#include "common/base/err.h"
+#include "common/base/log.h"
+#include "modelserver/reallog.h"
 #include "modelserver/trainer.h"
 
 typedef struct replay_args {

@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
-#include "common/nn_gemm.h"
+#include "common/nn/nn_gemm.h"
 
 /* figures of `twig-bench nn`: append new ones here */
 static const bench_figure nn_figures[] = {

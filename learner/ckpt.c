@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/atomic_file.h"
-#include "common/err.h"
-#include "common/mem.h"
+#include "common/base/atomic_file.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
 
 #define CKPT_PREFIX "ckpt-"
 #define CKPT_TMP_PREFIX ".tmp-ckpt-"

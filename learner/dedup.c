@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/err.h"
-#include "common/mem.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
 
 _Static_assert(DEDUP_WINDOW > 0 && (DEDUP_WINDOW & (DEDUP_WINDOW - 1)) == 0,
                "the window is a power of two");

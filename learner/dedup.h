@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/msg.h"
+#include "common/rpc/msg.h"
 
 #define DEDUP_WINDOW 64         /* seqs whose acknowledgement a source's entry can prove */
 #define DEDUP_NEVER UINT64_MAX  /* quiet: no source is ever quiet enough to be evicted */

@@ -13,17 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/atomic_file.h"
-#include "common/clock.h"
-#include "common/portfile.h"
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/netaddr.h"
-#include "common/nn_gemm.h"
+#include "common/base/atomic_file.h"
+#include "common/base/clock.h"
+#include "common/base/portfile.h"
+#include "common/base/crc32c.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/base/netaddr.h"
+#include "common/nn/nn_gemm.h"
 #include "learner/ckpt.h"
 #include "learner/learner_int.h"
 

@@ -53,15 +53,15 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/config.h"
-#include "common/env.h"
-#include "common/nn_blob.h"
-#include "common/policy.h"
-#include "common/replay.h"
-#include "common/rng.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
-#include "common/sac.h"
+#include "common/config/config.h"
+#include "common/env/env.h"
+#include "common/rpc/nn_blob.h"
+#include "common/nn/policy.h"
+#include "common/nn/replay.h"
+#include "common/base/rng.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
+#include "common/nn/sac.h"
 #include "learner/dedup.h"
 #include "learner/synth.h"
 

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/stats.h"
-#include "common/err.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/policy.h"
+#include "common/rpc/stats.h"
+#include "common/base/err.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/nn/policy.h"
 #include "learner/learner_int.h"
 
 /* ---- PushSynthetic ---- */

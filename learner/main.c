@@ -3,9 +3,9 @@
  *   twig-learner [--config FILE] [--set [learner.]KEY=VALUE ...] [--KEY VALUE ...]
  *                [--help] [--print-config]
  *
- * Options: the run's top level (common/run_config.h) and the `learner` section
+ * Options: the run's top level (common/config/run_config.h) and the `learner` section
  * (learner_opts in learner.c; `twig-learner --help` lists them).
- * Exit status (common/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner
+ * Exit status (common/config/cli.h): 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the learner
  * could not start (e.g. a damaged checkpoint_dir/policy_version), 2 on a bad command line or
  * config (a malformed modelserver_addr included), before anything starts; an unreachable
  * model server is waited for, not ready.
@@ -13,12 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common/cli.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/rpc.h"
+#include "common/config/cli.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/rpc.h"
 #include "learner/learner.h"
 
 int main(int argc, char **argv)

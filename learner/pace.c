@@ -3,7 +3,7 @@
 
 #include <math.h>
 
-#include "common/run_config.h"
+#include "common/config/run_config.h"
 
 /* floor(utd * steps) without overshooting by float rounding: utd came from a float option,
  * so 0.1 * 10 may be 1.0000000149; floor gives 1 as wanted, and the product of a double is

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "common/mem.h"
+#include "common/base/mem.h"
 
 int synth_init(synth_t *s, size_t capacity, int n_obs, int n_act)
 {

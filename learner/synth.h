@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/replay.h"
-#include "common/rng.h"
+#include "common/nn/replay.h"
+#include "common/base/rng.h"
 
 typedef struct synth {
     replay_t rb;  /* storage; rb.total counts every transition ever added */

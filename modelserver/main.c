@@ -6,13 +6,13 @@
  *                    [--config RUN.yaml] [--set [modelserver.]KEY=VALUE ...] [--help]
  *                    [--print-config]
  *
- * Every option goes through common/cli: the run's top level (common/run_config.h) and the
+ * Every option goes through common/cli: the run's top level (common/config/run_config.h) and the
  * `modelserver` section, which holds the server options below (ms_opts) and the model options
  * (trainer_opts, modelserver/trainer.h). `--data-dir d` is `--set modelserver.data_dir=d`;
  * later settings win over earlier ones and over the --config file.
  *
  * The run's `env` (top level; `--env ID` on the command line) fixes the log's schema at
- * start: its id and the obs and act dims of its spec (common/env.h). Every batch must have
+ * start: its id and the obs and act dims of its spec (common/env/env.h). Every batch must have
  * them, from the first one on, and a data dir holding another env's log refuses to start.
  *
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server could not start
@@ -24,12 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/cli.h"
-#include "common/env.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/rpc.h"
+#include "common/config/cli.h"
+#include "common/env/env.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/rpc/rpc.h"
 #include "modelserver/modelserver.h"
 
 #define MS_PATH_MAX 1023

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/stats.h"
-#include "common/portfile.h"
-#include "common/err.h"
-#include "common/launcher_link.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/msg.h"
+#include "common/rpc/stats.h"
+#include "common/base/portfile.h"
+#include "common/base/err.h"
+#include "common/base/launcher_link.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
 
 /* a parked FetchReal long poll (loop thread) */
 typedef struct ms_waiter {

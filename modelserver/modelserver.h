@@ -34,9 +34,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/reallog.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "modelserver/reallog.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 #include "modelserver/trainer.h"
 
 #define MODELSERVER_SERVICE "twig.v1.ModelServer"

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/atomic_file.h"
-#include "common/clock.h"
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/nn_gemm.h"
+#include "common/base/atomic_file.h"
+#include "common/base/clock.h"
+#include "common/base/crc32c.h"
+#include "common/base/err.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/nn/nn_gemm.h"
 
 #define T(field) offsetof(trainer_cfg, field)
 const config_opt trainer_opts[] = {

@@ -75,12 +75,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/ensemble.h"
-#include "common/reallog.h"
-#include "common/rng.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "common/config/config.h"
+#include "common/nn/ensemble.h"
+#include "modelserver/reallog.h"
+#include "common/base/rng.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 
 #define TRAINER_SECTION "modelserver"
 #define TRAINER_BLOB_FILE "model.blob"

@@ -37,8 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/err.h"
-#include "common/rpc.h"
+#include "common/base/err.h"
+#include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
 
 #define PROCFIX_DIR_LEN 64     /* "/tmp/twig-test-XXXXXX" and some room */

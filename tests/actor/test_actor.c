@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "actor/actor.h"
-#include "common/cli.h"
-#include "common/err.h"
-#include "common/msg.h"
-#include "common/run_config.h"
+#include "common/config/cli.h"
+#include "common/base/err.h"
+#include "common/rpc/msg.h"
+#include "common/config/run_config.h"
 
 Test(actor, shares_split_the_budget_exactly_and_evenly)
 {

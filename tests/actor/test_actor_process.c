@@ -10,13 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/env.h"
-#include "common/msg.h"
-#include "common/err.h"
-#include "common/nn_blob.h"
-#include "common/policy.h"
-#include "common/rpc.h"
-#include "common/sac.h"
+#include "common/env/env.h"
+#include "common/rpc/msg.h"
+#include "common/base/err.h"
+#include "common/rpc/nn_blob.h"
+#include "common/nn/policy.h"
+#include "common/rpc/rpc.h"
+#include "common/nn/sac.h"
 #include "proto/twig.pb-c.h"
 #include "tests/procfix.h"
 

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/err.h"
-#include "common/rpc.h"
+#include "common/base/err.h"
+#include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
 #include "tests/procfix.h"
 

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <sys/prctl.h>
 
-#include "common/reallog.h"
+#include "modelserver/reallog.h"
 
 /* small but complete: random steps, model training, rollouts, SAC with checkpoints */
 static const char small_run[] =
@@ -208,7 +208,7 @@ Test(faults, garbage_pushes_are_refused_and_the_run_goes_on, .timeout = 900)
 }
 
 /* kill -9 of `twig run` itself: no process of the run outlives it (each gets SIGTERM from
- * the kernel, common/launcher_link.h, and shuts down cleanly), so nothing keeps the run's
+ * the kernel, common/base/launcher_link.h, and shuts down cleanly), so nothing keeps the run's
  * ports or data dirs */
 Test(faults, launcher_killed_takes_every_process_of_the_run_with_it, .timeout = 600)
 {

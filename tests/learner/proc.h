@@ -14,10 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/err.h"
-#include "common/mem.h"
-#include "common/rng.h"
-#include "common/rpc.h"
+#include "common/base/err.h"
+#include "common/base/mem.h"
+#include "common/base/rng.h"
+#include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
 #include "tests/procfix.h"
 

@@ -3,8 +3,8 @@
  * final checkpoint, and a damaged newest checkpoint falling back to the previous one. */
 #include <dirent.h>
 
-#include "common/crc32c.h"
-#include "common/sac.h"
+#include "common/base/crc32c.h"
+#include "common/nn/sac.h"
 #include "learner/ckpt.h"
 #include "learner/dedup.h"
 #include "proc.h"

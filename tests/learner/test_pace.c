@@ -1,7 +1,7 @@
 /* tests for learner/pace.c: the rate limiter as pure functions of the counters */
 #include <criterion/criterion.h>
 
-#include "common/run_config.h"
+#include "common/config/run_config.h"
 #include "learner/pace.h"
 
 static pace_in strict_in(double utd, uint64_t learn_start, uint64_t real, uint64_t updates)

@@ -1,7 +1,7 @@
 /* tests for learner/synth.c: the synthetic FIFO keeps and samples only the newest data */
 #include <criterion/criterion.h>
 
-#include "common/rng.h"
+#include "common/base/rng.h"
 #include "learner/synth.h"
 
 #define O 3

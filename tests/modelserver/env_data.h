@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/env.h"
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/rng.h"
+#include "common/env/env.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/base/rng.h"
 
 /* n transitions of consecutive episodes, owned arrays, and a batch view of them */
 typedef struct ed_data {

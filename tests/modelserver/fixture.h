@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/mem.h"
-#include "common/msg.h"
-#include "common/rng.h"
+#include "common/base/mem.h"
+#include "common/rpc/msg.h"
+#include "common/base/rng.h"
 
 /* twig-modelserver flags for a small, quick model: an ensemble of 3 with 2 elites, 2 hidden
  * layers of 32, at most 20 epochs a fit (argv entries, for an initializer) */

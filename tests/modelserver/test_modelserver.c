@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/err.h"
-#include "common/reallog.h"
-#include "common/rpc.h"
+#include "common/base/err.h"
+#include "modelserver/reallog.h"
+#include "common/rpc/rpc.h"
 #include "fixture.h"
 #include "tests/procfix.h"
 

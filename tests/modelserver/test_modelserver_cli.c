@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "common/base/clock.h"
 
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 

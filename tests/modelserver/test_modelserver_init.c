@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/config.h"
-#include "common/err.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "common/config/config.h"
+#include "common/base/err.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 #include "modelserver/modelserver.h"
 #include "tests/procfix.h"
 

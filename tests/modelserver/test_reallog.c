@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/reallog.h"
+#include "common/base/crc32c.h"
+#include "common/base/err.h"
+#include "modelserver/reallog.h"
 #include "fixture.h"
 #include "tests/procfix.h"
 

@@ -5,11 +5,11 @@
 #include <math.h>
 #include <time.h>
 
-#include "common/config.h"
-#include "common/ensemble.h"
-#include "common/err.h"
-#include "common/rpc.h"
-#include "common/run_config.h"
+#include "common/config/config.h"
+#include "common/nn/ensemble.h"
+#include "common/base/err.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
 #include "env_data.h"
 #include "fixture.h"
 #include "modelserver/trainer.h"

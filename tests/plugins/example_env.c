@@ -1,6 +1,6 @@
 /* example_env.c - a user environment as a twig plugin: "PointMass", a unit mass on a line.
  *
- * Build it as a shared object against common/env.h and common/env_plugin.h only (no twig
+ * Build it as a shared object against common/env/env.h and common/env/env_plugin.h only (no twig
  * library symbols are available to plugins), then run it with
  *     twig env plugin:/path/libtwig_example_env.so:PointMass --steps 20
  *
@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/env.h"
-#include "common/env_plugin.h"
+#include "common/env/env.h"
+#include "common/env/env_plugin.h"
 
 #ifndef EXAMPLE_ABI_VERSION
 #define EXAMPLE_ABI_VERSION ENV_PLUGIN_ABI_VERSION

@@ -1,0 +1,139 @@
+/* policy.c - acting with a published SAC actor, action unit conversion */
+#include "common/nn/policy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base/err.h"
+#include "common/base/mem.h"
+
+int policy_init(policy_t *p, const env_spec *spec, int hidden, int max_batch)
+{
+    memset(p, 0, sizeof *p);
+    if (spec->n_obs <= 0 || spec->n_act <= 0) {
+        return err_set(-EINVAL, "policy: n_obs %d / n_act %d must be positive", spec->n_obs,
+                       spec->n_act);
+    }
+    if (hidden <= 0 || max_batch <= 0) {
+        return err_set(-EINVAL, "policy: hidden %d / max_batch %d must be positive", hidden,
+                       max_batch);
+    }
+    int O = spec->n_obs, A = spec->n_act;
+    p->n_obs = O;
+    p->n_act = A;
+    p->hidden = hidden;
+    p->max_batch = max_batch;
+    const int sizes[] = {O, hidden, hidden, 2 * A};
+    rng_t init_rng;
+    rng_seed(&init_rng, 0);   /* overwritten by the first blob */
+    int rc = mlp_init(&p->actor, sizes, 3, NN_ACT_RELU, max_batch, &init_rng);
+    if (rc < 0) {
+        return rc;
+    }
+    p->act_low = xmalloc((size_t)A * sizeof(float));
+    p->act_high = xmalloc((size_t)A * sizeof(float));
+    memcpy(p->act_low, spec->act_low, (size_t)A * sizeof(float));
+    memcpy(p->act_high, spec->act_high, (size_t)A * sizeof(float));
+    size_t B = (size_t)max_batch;
+    size_t n = B * 2 * A + 3 * B * A + B;
+    p->work = xmalloc_aligned(n * sizeof(float));
+    float *w = p->work;
+    p->pi_out = w;
+    w += B * 2 * A;
+    p->eps = w;
+    w += B * A;
+    p->u = w;
+    w += B * A;
+    p->unit = w;
+    w += B * A;
+    p->logp = w;
+    return 0;
+}
+
+void policy_free(policy_t *p)
+{
+    mlp_free(&p->actor);
+    free(p->act_low);
+    free(p->act_high);
+    free(p->work);
+    memset(p, 0, sizeof *p);
+}
+
+int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob)
+{
+    if (blob->kind != TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY) {
+        return err_set(TWIG_EMISMATCH, "policy blob: kind is %d, expected POLICY", blob->kind);
+    }
+    if (!policy_version_newer(blob->version, p->version)) {
+        return err_set(TWIG_EMISMATCH, "policy blob: version %llu is not newer than %llu",
+                       (unsigned long long)blob->version, (unsigned long long)p->version);
+    }
+    mlp_t *nets[1] = {&p->actor};
+    const char *prefixes[1] = {POLICY_BLOB_PREFIX};
+    int rc = nn_blob_load(nets, prefixes, 1, blob);
+    if (rc < 0) {
+        return rc;
+    }
+    p->version = blob->version;
+    return 0;
+}
+
+void policy_act(policy_t *p, rng_t *rng, float *act, const float *obs, int B, bool deterministic)
+{
+    TWIG_ASSERT(B <= p->max_batch);
+    int A = p->n_act;
+    mlp_forward(&p->actor, p->pi_out, obs, B);
+    if (deterministic) {
+        for (int i = 0; i < B; i++) {
+            for (int j = 0; j < A; j++) {
+                p->unit[i * A + j] = tanhf(p->pi_out[i * 2 * A + j]);
+            }
+        }
+    } else {
+        rng_fill_normal(rng, p->eps, B * A);
+        sac_squash_forward(p->u, p->unit, p->logp, p->pi_out, p->eps, B, A);
+    }
+    policy_env_from_unit(p, act, p->unit, B);
+}
+
+void policy_act_random(const policy_t *p, rng_t *rng, float *act, int B)
+{
+    int A = p->n_act;
+    for (int i = 0; i < B; i++) {
+        for (int j = 0; j < A; j++) {
+            act[i * A + j] = rng_uniform_range(rng, p->act_low[j], p->act_high[j]);
+        }
+    }
+}
+
+void policy_unit_from_env(const policy_t *p, float *unit, const float *act, int B)
+{
+    int A = p->n_act;
+    for (int i = 0; i < B; i++) {
+        for (int j = 0; j < A; j++) {
+            float lo = p->act_low[j], hi = p->act_high[j];
+            float u = 2.0f * (act[i * A + j] - lo) / (hi - lo) - 1.0f;
+            unit[i * A + j] = u < -1.0f ? -1.0f : (u > 1.0f ? 1.0f : u);
+        }
+    }
+}
+
+void policy_env_from_unit(const policy_t *p, float *act, const float *unit, int B)
+{
+    int A = p->n_act;
+    for (int i = 0; i < B; i++) {
+        for (int j = 0; j < A; j++) {
+            float lo = p->act_low[j], hi = p->act_high[j];
+            act[i * A + j] = lo + (unit[i * A + j] + 1.0f) * 0.5f * (hi - lo);
+        }
+    }
+}
+
+int policy_blob_build(nn_blob *b, sac_t *s, uint64_t version, const char *env_id)
+{
+    mlp_t *nets[1] = {&s->actor};
+    const char *prefixes[1] = {POLICY_BLOB_PREFIX};
+    return nn_blob_build(b, nets, prefixes, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, version,
+                         env_id);
+}

@@ -1,0 +1,335 @@
+/* monitor.c - health at start-up, periodic progress, metrics and the end of the run */
+#include "deploy/launcher/monitor.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/base/clock.h"
+#include "common/base/err.h"
+#include "common/base/log.h"
+#include "proto/twig.pb-c.h"
+
+#define MONITOR_CALL_DEADLINE_MS 2000
+#define MONITOR_HEALTH_PROBE_MS 1000
+#define MONITOR_HEALTH_POLL_MS 50   /* at least this long between two probes of one process */
+
+const char monitor_metrics_header[] =
+    "real_steps,wall_s,eval_return_mean,eval_return_std,updates,synthetic_samples,"
+    "policy_version,model_version,eval_policy_version,achieved_utd,model_holdout_loss\n";
+
+static void set_state(monitor_t *m, monitor_state s)
+{
+    atomic_store(&m->state, (int)s);
+    m->wake(m->wake_data);
+}
+
+double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s)
+{
+    if (now < before || !(dt_s > 0)) {
+        return 0.0;   /* unsigned now - before would wrap to ~1.8e19 */
+    }
+    return (double)(now - before) / dt_s;
+}
+
+void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s)
+{
+    fprintf(f, "%llu,%.3f,%.4f,%.4f,%llu,%llu,%llu,%llu,%llu,%.3f,%.6g\n",
+            (unsigned long long)s->eval_real_steps, s->wall_s, (double)s->eval_return_mean,
+            (double)s->eval_return_std, (unsigned long long)s->updates,
+            (unsigned long long)s->synthetic_samples, (unsigned long long)s->policy_version,
+            (unsigned long long)s->model_version, (unsigned long long)s->eval_policy_version,
+            (double)s->achieved_utd, s->model_holdout_loss);
+    fflush(f);
+}
+
+int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
+                 const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data)
+{
+    memset(m, 0, sizeof *m);
+    m->run = run;
+    m->launcher = launcher;
+    m->plan = plan;
+    snprintf(m->run_dir, sizeof m->run_dir, "%s", run_dir);
+    m->wake = wake;
+    m->wake_data = data;
+    m->tty = isatty(STDOUT_FILENO);
+    m->last.model_holdout_loss = NAN;
+    m->last.eval_return_mean = NAN;
+    m->last.eval_return_std = NAN;
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.csv", run_dir);
+    m->metrics = fopen(path, "w");
+    if (!m->metrics) {
+        int e = errno;
+        return err_set(-e, "%s: %s", path, strerror(e));
+    }
+    fputs(monitor_metrics_header, m->metrics);
+    fflush(m->metrics);
+    int rc = tfevents_open(&m->tf, run_dir);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = rpc_client_init(&m->learner, run->learner_addr, NULL);
+    return rc < 0 ? rc : rpc_client_init(&m->modelserver, run->modelserver_addr, NULL);
+}
+
+/* every process is live (docs/design.md, Health) within the start-up timeout */
+static int wait_healthy(monitor_t *m)
+{
+    uint64_t deadline = clock_now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
+    for (int i = 0; i < m->plan->n_procs; i++) {
+        const plan_proc *p = &m->plan->procs[i];
+        for (;;) {
+            if (atomic_load(&m->stop)) {
+                return TWIG_ECANCELLED;
+            }
+            uint64_t probe_start = clock_now_ms();
+            int rc = rpc_health_check(p->addr, RPC_HEALTH_LIVENESS, MONITOR_HEALTH_PROBE_MS);
+            if (rc == RPC_HEALTH_SERVING) {
+                log_info("event=monitor_sees_live proc=%s addr=%s", p->name, p->addr);
+                break;
+            }
+            if (clock_now_ms() >= deadline) {
+                snprintf(m->failure, sizeof m->failure, "%s at %s not live after %d ms: %s",
+                         p->name, p->addr, m->launcher->startup_timeout_ms,
+                         rc < 0 ? err_msg() : "NOT_SERVING");
+                return TWIG_EDEADLINE;
+            }
+            /* a refused connection fails in well under a millisecond: pause before the next
+             * probe whatever the answer, or start-up becomes a busy loop of new channels */
+            uint64_t took = clock_now_ms() - probe_start;
+            if (took < MONITOR_HEALTH_POLL_MS) {
+                usleep((useconds_t)(MONITOR_HEALTH_POLL_MS - took) * 1000);
+            }
+        }
+    }
+    return 0;
+}
+
+static const rpc_call_opts poll_opts = {.deadline_ms = MONITOR_CALL_DEADLINE_MS,
+                                        .idempotent = true};
+
+/* the newest counters; a peer that does not answer leaves its fields as they were */
+static void poll_counters(monitor_t *m, monitor_snapshot *s)
+{
+    ProtobufCMessage *reply = NULL;
+    Twig__V1__ProgressRequest pq = TWIG__V1__PROGRESS_REQUEST__INIT;
+    if (rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetProgress", &pq.base,
+                         &twig__v1__progress__descriptor, &poll_opts) == 0) {
+        const Twig__V1__Progress *p = (const Twig__V1__Progress *)reply;
+        s->updates = p->updates;
+        s->synthetic_samples = p->synthetic_samples;
+        s->policy_version = p->policy_version;
+        s->model_version = p->model_version > s->model_version ? p->model_version
+                                                                : s->model_version;
+        s->achieved_utd = p->achieved_utd;
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    Twig__V1__LogStatusRequest lq = TWIG__V1__LOG_STATUS_REQUEST__INIT;
+    if (rpc_client_unary(m->modelserver, &reply, "/twig.v1.ModelServer/LogStatus", &lq.base,
+                         &twig__v1__log_status_reply__descriptor, &poll_opts) == 0) {
+        s->real_steps = ((const Twig__V1__LogStatusReply *)reply)->end_offset;
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    Twig__V1__StatsRequest sq = TWIG__V1__STATS_REQUEST__INIT;
+    if (rpc_client_unary(m->modelserver, &reply, "/twig.v1.Stats/GetStats", &sq.base,
+                         &twig__v1__stats_reply__descriptor, &poll_opts) == 0) {
+        const Twig__V1__StatsReply *st = (const Twig__V1__StatsReply *)reply;
+        for (size_t i = 0; i < st->n_values; i++) {
+            if (strcmp(st->values[i]->key, "model_holdout_loss") == 0) {
+                s->model_holdout_loss = st->values[i]->value;
+            } else if (strcmp(st->values[i]->key, "model_version") == 0 &&
+                       st->values[i]->value > (double)s->model_version) {
+                s->model_version = (uint64_t)st->values[i]->value;
+            }
+        }
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+}
+
+static void write_scalars(monitor_t *m, const monitor_snapshot *s)
+{
+    int64_t step = (int64_t)s->real_steps;
+    double wall = (double)time(NULL);
+    tfevents_write_scalar(&m->tf, "progress/updates", step, wall, (float)s->updates);
+    tfevents_write_scalar(&m->tf, "rate/updates_per_s", step, wall, (float)s->updates_per_s);
+    tfevents_write_scalar(&m->tf, "rate/synthetic_per_s", step, wall,
+                          (float)s->synthetic_per_s);
+    tfevents_write_scalar(&m->tf, "rate/real_per_s", step, wall, (float)s->real_per_s);
+    tfevents_write_scalar(&m->tf, "progress/achieved_utd", step, wall, s->achieved_utd);
+    if (!isnan(s->model_holdout_loss)) {
+        tfevents_write_scalar(&m->tf, "model/holdout_loss", step, wall,
+                              (float)s->model_holdout_loss);
+    }
+}
+
+/* new evaluations since the last poll: metrics rows, event scalars, log lines.
+ * A learner restarted from a checkpoint older than its last evaluations holds fewer than we
+ * have read and refuses our from_index (INVALID_ARGUMENT): then read its list again from the
+ * start, writing only what lies beyond the last evaluation already written */
+static void poll_evals(monitor_t *m, monitor_snapshot *s)
+{
+    Twig__V1__GetEvalsRequest q = TWIG__V1__GET_EVALS_REQUEST__INIT;
+    q.from_index = (uint32_t)s->evals;
+    ProtobufCMessage *reply = NULL;
+    int rc = rpc_client_unary(m->learner, &reply, "/twig.v1.Learner/GetEvals", &q.base,
+                              &twig__v1__get_evals_reply__descriptor, &poll_opts);
+    if (rc == -EINVAL && s->evals > 0) {
+        log_warn("event=evals_lost seen=%d detail=\"%s\"", s->evals, err_msg());
+        s->evals = 0;
+        m->evals_resync = true;
+        return;
+    }
+    if (rc != 0) {
+        return;
+    }
+    const Twig__V1__GetEvalsReply *r = (const Twig__V1__GetEvalsReply *)reply;
+    double wall = (double)time(NULL);
+    for (size_t i = 0; i < r->n_evals; i++) {
+        const Twig__V1__EvalResult *e = r->evals[i];
+        s->evals++;
+        if (m->evals_resync && e->real_steps <= s->eval_real_steps) {
+            continue;   /* written before the learner lost it */
+        }
+        m->evals_resync = false;
+        s->eval_return_mean = e->return_mean;
+        s->eval_return_std = e->return_std;
+        s->eval_real_steps = e->real_steps;
+        s->eval_policy_version = e->policy_version;
+        monitor_write_metrics_row(m->metrics, s);
+        tfevents_write_scalar(&m->tf, "eval/return_mean", (int64_t)e->real_steps, wall,
+                              e->return_mean);
+        tfevents_write_scalar(&m->tf, "eval/return_std", (int64_t)e->real_steps, wall,
+                              e->return_std);
+        log_info("event=eval real_steps=%llu return_mean=%.2f return_std=%.2f episodes=%u "
+                 "policy_version=%llu",
+                 (unsigned long long)e->real_steps, (double)e->return_mean,
+                 (double)e->return_std, e->episodes, (unsigned long long)e->policy_version);
+    }
+    protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+static void print_progress(monitor_t *m, const monitor_snapshot *s)
+{
+    double left = (double)m->run->real_steps - (double)s->real_steps;
+    char eta[32] = "?";
+    if (s->real_per_s > 0 && left > 0 && left / s->real_per_s < 1e8) {   /* fits an int */
+        int sec = (int)(left / s->real_per_s);
+        snprintf(eta, sizeof eta, "%dm%02ds", sec / 60, sec % 60);
+    } else if (left <= 0) {
+        snprintf(eta, sizeof eta, "final eval");
+    }
+    char ret[32] = "-";
+    if (s->evals > 0) {
+        snprintf(ret, sizeof ret, "%.1f", (double)s->eval_return_mean);
+    }
+    char loss[32] = "-";
+    if (!isnan(s->model_holdout_loss)) {
+        snprintf(loss, sizeof loss, "%.4g", s->model_holdout_loss);
+    }
+    printf("%sreal %llu/%llu | eval %s | upd/s %.0f | synth/s %.0f | model loss %s | "
+           "policy v%llu model v%llu | ETA %s%s",
+           m->tty ? "\r\033[K" : "", (unsigned long long)s->real_steps,
+           (unsigned long long)m->run->real_steps, ret, s->updates_per_s, s->synthetic_per_s,
+           loss, (unsigned long long)s->policy_version, (unsigned long long)s->model_version,
+           eta, m->tty ? "" : "\n");
+    fflush(stdout);
+}
+
+static void monitor_main(void *arg)
+{
+    monitor_t *m = arg;
+    m->started_ms = clock_now_ms();
+    if (wait_healthy(m) < 0) {
+        if (!atomic_load(&m->stop)) {
+            set_state(m, MONITOR_FAILED);
+        }
+        return;
+    }
+    set_state(m, MONITOR_RUNNING);
+    monitor_snapshot s = m->last;
+    uint64_t prev_ms = clock_now_ms();
+    monitor_snapshot prev = s;
+    int ticks = 0;
+    while (!atomic_load(&m->stop)) {
+        poll_counters(m, &s);
+        poll_evals(m, &s);
+        uint64_t t = clock_now_ms();
+        double dt = (double)(t - prev_ms) / 1000.0;
+        if (dt > 0) {
+            s.updates_per_s = monitor_rate_per_s(s.updates, prev.updates, dt);
+            s.synthetic_per_s = monitor_rate_per_s(s.synthetic_samples, prev.synthetic_samples,
+                                                   dt);
+            s.real_per_s = monitor_rate_per_s(s.real_steps, prev.real_steps, dt);
+        }
+        s.wall_s = (double)(t - m->started_ms) / 1000.0;
+        prev = s;
+        prev_ms = t;
+        m->last = s;
+        write_scalars(m, &s);
+        /* a line at each tick on a terminal; every 10th tick in a log */
+        if (m->tty || ticks % 10 == 0) {
+            print_progress(m, &s);
+        }
+        ticks++;
+        if (s.real_steps >= m->run->real_steps && m->budget_reached_ms == 0) {
+            m->budget_reached_ms = t;
+            log_info("event=budget_reached real_steps=%llu", (unsigned long long)s.real_steps);
+        }
+        if (s.evals > 0 && s.eval_real_steps >= m->run->real_steps) {
+            if (m->tty) {
+                putchar('\n');
+            }
+            set_state(m, MONITOR_DONE);
+            return;
+        }
+        if (m->budget_reached_ms &&
+            t - m->budget_reached_ms > (uint64_t)m->launcher->final_eval_timeout_ms) {
+            snprintf(m->failure, sizeof m->failure,
+                     "no final evaluation within %d ms of reaching the budget",
+                     m->launcher->final_eval_timeout_ms);
+            set_state(m, MONITOR_FAILED);
+            return;
+        }
+        /* sleep the rest of the interval in small steps so a stop is seen quickly */
+        uint64_t until = t + (uint64_t)m->launcher->progress_interval_ms;
+        while (!atomic_load(&m->stop) && clock_now_ms() < until) {
+            usleep(20 * 1000);
+        }
+    }
+}
+
+int monitor_start(monitor_t *m)
+{
+    int rc = uv_thread_create(&m->thread, monitor_main, m);
+    if (rc < 0) {
+        return err_set(rc, "cannot start the monitor thread: %s", uv_strerror(rc));
+    }
+    m->thread_started = true;
+    return 0;
+}
+
+void monitor_stop(monitor_t *m)
+{
+    atomic_store(&m->stop, true);
+    if (m->thread_started) {
+        uv_thread_join(&m->thread);
+        m->thread_started = false;
+    }
+}
+
+void monitor_free(monitor_t *m)
+{
+    monitor_stop(m);
+    rpc_client_free(m->learner);
+    rpc_client_free(m->modelserver);
+    m->learner = m->modelserver = NULL;
+    if (m->metrics) {
+        fclose(m->metrics);
+        m->metrics = NULL;
+    }
+    tfevents_close(&m->tf);
+}

@@ -1,0 +1,45 @@
+/* twig.c - the `twig` launcher: one subcommand table, dispatch on argv[1] */
+#include <stdio.h>
+#include <string.h>
+
+#include "deploy/launcher/twig_cmds.h"
+
+typedef struct twig_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} twig_cmd;
+
+static const twig_cmd twig_cmds[] = {
+    {"run", twig_cmd_run, "run a whole training on this machine from a config file"},
+    {"env", twig_cmd_env, "step one episode of an environment and print it as CSV"},
+};
+#define TWIG_N_CMDS ((int)(sizeof(twig_cmds) / sizeof(twig_cmds[0])))
+
+static void twig_usage(FILE *f)
+{
+    fprintf(f, "usage: twig COMMAND [ARGS...]   (twig COMMAND --help for its options)\n\n");
+    for (int i = 0; i < TWIG_N_CMDS; i++) {
+        fprintf(f, "  %-8s %s\n", twig_cmds[i].name, twig_cmds[i].help);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        twig_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        twig_usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < TWIG_N_CMDS; i++) {
+        if (strcmp(argv[1], twig_cmds[i].name) == 0) {
+            return twig_cmds[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "twig: unknown command '%s'\n", argv[1]);
+    twig_usage(stderr);
+    return 2;
+}

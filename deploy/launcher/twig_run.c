@@ -1,0 +1,663 @@
+/* twig_run.c - `twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]`: a whole training on
+ * this machine.
+ *
+ * 1. read the run config (top level + launcher section) and the overrides;
+ * 2. make the run directory, copy the config there, and have every binary check its own
+ *    section (`--print-config` into RUN/<proc>.config.yaml) before anything starts;
+ * 3. start the processes under supervision (restart with backoff on a crash);
+ * 4. the monitor waits until all are healthy, then shows progress and writes metrics.csv and
+ *    TensorBoard events until the final evaluation arrives;
+ * 5. stop everything, draw learning_curve.png with gnuplot, print the summary.
+ *
+ * The run ends in one place, launcher_stop() on the loop thread, whatever ends it: the
+ * monitor (final evaluation, or a failure) through the `wake` async, SIGINT/SIGTERM, a process
+ * the supervisor gave up on (launcher.max_restarts), or an error while starting. The monitor
+ * thread may still send on `wake` until it is joined, so that handle is unreferenced at the
+ * stop and closed only after monitor_stop().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/base/atomic_file.h"
+#include "common/config/config.h"
+#include "common/env/env.h"
+#include "common/base/err.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/rpc/rpc.h"
+#include "common/config/run_config.h"
+#include "deploy/launcher/healthwatch.h"
+#include "deploy/launcher/monitor.h"
+#include "deploy/launcher/ports.h"
+#include "deploy/launcher/run_plan.h"
+#include "deploy/launcher/supervise.h"
+#include "deploy/launcher/twig_cmds.h"
+
+typedef struct launcher {
+    run_cfg run;
+    launcher_cfg cfg;
+    char config_src[PLAN_PATH_MAX];
+    char run_dir[PLAN_PATH_MAX];
+    char config_path[PLAN_PATH_MAX + 16];
+    const char *overrides[PLAN_MAX_OVERRIDES];
+    int n_overrides;
+    char bin_paths[4][PLAN_PATH_MAX];
+    run_plan *plan;                /* owned, large */
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_signal_t sigint, sigterm;
+    supervise_t sup;
+    monitor_t mon;
+    healthwatch_t hw;
+    atomic_uint hung[PLAN_MAX_PROCS]; /* start gen of a process the watch found hung; 0: none */
+    bool stopping;                 /* launcher_stop ran */
+    int exit_code;
+    int log_fd;                    /* RUN/twig.log; -1 before the run dir exists */
+} launcher_t;
+
+static const char usage[] =
+    "usage: twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]\n"
+    "  runs a whole training on this machine: model server, learner, rollout workers and\n"
+    "  actors as separate processes. KEY is a top-level option (real_steps, utd, ...) or\n"
+    "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).\n"
+    "  exit status: 0 the run finished; 1 it failed (a process gave up, a port in use, a\n"
+    "  binary missing); 2 a bad command line or config (twig's own, or a section a process\n"
+    "  refused), before any process starts; 128 + N interrupted by signal N.";
+
+#define TWIG_RUN_EXIT_CONFIG 2   /* a config refused before anything started */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PLAN_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+                return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+        return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+static int copy_file(const char *dst, const char *src)
+{
+    FILE *in = fopen(src, "rb");
+    if (!in) {
+        return err_set(-errno, "%s: %s", src, strerror(errno));
+    }
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        int e = errno;
+        fclose(in);
+        return err_set(-e, "%s: %s", dst, strerror(e));
+    }
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        fwrite(buf, 1, n, out);
+    }
+    fclose(in);
+    return fclose(out) == 0 ? 0 : err_set(-EIO, "%s: write failed", dst);
+}
+
+/* a binary next to twig (installed layout) or in the build tree's folder for its role */
+static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
+{
+    static const char *const folders[] = {"modelserver", "learner", "modelserver", "actor"};
+    const char *name = plan_binary_name(role);
+    char exe_dir[PLAN_PATH_MAX / 2];
+    if (bin_dir[0]) {
+        if (strlen(bin_dir) >= sizeof exe_dir) {
+            return err_set(-ENAMETOOLONG, "launcher.bin_dir is too long");
+        }
+        snprintf(exe_dir, sizeof exe_dir, "%s", bin_dir);
+    } else {
+        ssize_t len = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
+        if (len < 0) {
+            return err_set(-errno, "cannot find the twig binary's folder");
+        }
+        exe_dir[len] = '\0';
+        char *slash = strrchr(exe_dir, '/');
+        if (slash) {
+            *slash = '\0';
+        }
+    }
+    snprintf(out, n, "%s/%s", exe_dir, name);
+    if (access(out, X_OK) == 0) {
+        return 0;
+    }
+    snprintf(out, n, "%s/../%s/%s", exe_dir, folders[role], name);
+    if (access(out, X_OK) == 0) {
+        return 0;
+    }
+    return err_set(-ENOENT, "%s not found in %s or %s/../%s (set launcher.bin_dir)", name,
+                   exe_dir, exe_dir, folders[role]);
+}
+
+/* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
+ * search), stdout and stderr into the files out_path and err_path. Its wait status, or
+ * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
+ * libuv child watcher competes for the exit */
+static int run_child(char *const argv[], const char *out_path, const char *err_path,
+                     bool search)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return err_set(-errno, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) {
+            _exit(126);
+        }
+        dup2(fo, STDOUT_FILENO);
+        dup2(fe, STDERR_FILENO);
+        if (search) {
+            execvp(argv[0], argv);
+        } else {
+            execv(argv[0], argv);
+        }
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+/* "exit 2", "killed by signal 11", "could not be run (exit 127)" */
+static void describe_status(char *out, size_t n, int status)
+{
+    if (WIFSIGNALED(status)) {
+        snprintf(out, n, "killed by signal %d", WTERMSIG(status));
+    } else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+        snprintf(out, n, "could not be run (exit %d)", WEXITSTATUS(status));
+    } else {
+        snprintf(out, n, "exit %d", WEXITSTATUS(status));
+    }
+}
+
+/* run `bin --config ... --set ... --print-config` and keep its output: each process checks
+ * its own section of the file before anything starts */
+static int check_process_config(launcher_t *L, const plan_proc *p)
+{
+    char out_path[PLAN_PATH_MAX + 64], err_path[PLAN_PATH_MAX + 64];
+    snprintf(out_path, sizeof out_path, "%s/%s.config.yaml", L->run_dir, p->name);
+    snprintf(err_path, sizeof err_path, "%s/%s.config.err", L->run_dir, p->name);
+    char *argv[PLAN_MAX_ARGS + 2];
+    int argc = 0;
+    while (p->argv[argc]) {
+        argv[argc] = p->argv[argc];
+        argc++;
+    }
+    argv[argc++] = "--print-config";
+    argv[argc] = NULL;
+    int status = run_child(argv, out_path, err_path, false);
+    if (status < 0) {
+        return status;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        unlink(err_path);
+        return 0;
+    }
+    char detail[400] = "";
+    FILE *f = fopen(err_path, "r");
+    if (f) {
+        size_t n = fread(detail, 1, sizeof detail - 1, f);
+        detail[n] = '\0';
+        fclose(f);
+        char *nl = strrchr(detail, '\n');
+        if (nl && nl[1] == '\0') {
+            *nl = '\0';
+        }
+    }
+    char how[64];
+    describe_status(how, sizeof how, status);
+    return err_set(-EINVAL, "%s refused the config (%s, %s): %s", p->name, how, argv[0],
+                   detail[0] ? detail : "no message");
+}
+
+/* loop thread: end the run with exit code `code` (reason: why, when code != 0); the first call
+ * wins. The loop returns once every child is gone */
+static void launcher_stop(launcher_t *L, int code, const char *reason)
+{
+    if (L->stopping) {
+        return;
+    }
+    L->stopping = true;
+    L->exit_code = code;
+    if (code != 0) {
+        log_error("event=run_failed exit=%d reason=\"%s\"", code, reason);
+        fprintf(stderr, "\ntwig: run failed: %s\n", reason);
+    }
+    atomic_store(&L->mon.stop, true);   /* the monitor winds down while the children stop */
+    atomic_store(&L->hw.stop, true);
+    supervise_stop(&L->sup);
+    uv_close((uv_handle_t *)&L->sigint, NULL);
+    uv_close((uv_handle_t *)&L->sigterm, NULL);
+    uv_unref((uv_handle_t *)&L->wake);   /* closed after monitor_stop: the thread may send */
+}
+
+/* loop thread: kill what the health watch found hung in its current start; the supervisor
+ * restarts it as after any crash */
+static void kill_hung(launcher_t *L)
+{
+    for (int i = 0; i < L->sup.n_procs && !L->stopping; i++) {
+        unsigned gen = atomic_exchange(&L->hung[i], 0);
+        supervise_proc *p = &L->sup.procs[i];
+        if (gen == 0 || gen != healthwatch_gen(&L->hw, i) || !p->running) {
+            continue;   /* restarted or gone meanwhile */
+        }
+        log_info("event=hung_killed proc=%s pid=%d", p->name, p->pid);
+        if (supervise_kill(&L->sup, i, SIGKILL) < 0) {
+            log_warn("event=kill_failed proc=%s detail=\"%s\"", p->name, err_msg());
+        }
+    }
+}
+
+/* watch thread */
+static void on_hung(void *data, int index, unsigned gen, const char *why)
+{
+    launcher_t *L = data;
+    fprintf(stderr, "\ntwig: %s is hung (%s); killing and restarting it\n",
+            L->plan->procs[index].name, why);
+    atomic_store(&L->hung[index], gen);
+    uv_async_send(&L->wake);
+}
+
+/* watch thread */
+static void on_ready(void *data, int index, bool ready)
+{
+    launcher_t *L = data;
+    const plan_proc *p = &L->plan->procs[index];
+    if (ready) {
+        fprintf(stderr, "\ntwig: %s is ready again\n", p->name);
+    } else {
+        fprintf(stderr, "\ntwig: %s is live but not ready (it cannot do its job now; see %s)\n",
+                p->name, p->log_path);
+    }
+}
+
+static void on_wake(uv_async_t *h)
+{
+    launcher_t *L = h->data;
+    kill_hung(L);
+    monitor_state st = monitor_get_state(&L->mon);
+    if (st == MONITOR_DONE) {
+        launcher_stop(L, 0, NULL);
+    } else if (st == MONITOR_FAILED) {
+        launcher_stop(L, 1, L->mon.failure);
+    }
+}
+
+static void wake_from_monitor(void *data)
+{
+    launcher_t *L = data;
+    uv_async_send(&L->wake);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    launcher_t *L = h->data;
+    char reason[64];
+    snprintf(reason, sizeof reason, "interrupted by signal %d", signum);
+    launcher_stop(L, 128 + signum, reason);   /* the shell's convention: 130 for Ctrl-C */
+}
+
+static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_signal)
+{
+    launcher_t *L = s->data;
+    const supervise_proc *p = &s->procs[index];
+    if (s->stopping) {
+        return;
+    }
+    if (p->gave_up) {
+        /* it stays down: without it the run can never finish, so end it now */
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "%s exited (status %lld, signal %d) and gave up after %d restarts", p->name,
+                 (long long)status, term_signal, p->restarts);
+        launcher_stop(L, 1, reason);
+        return;
+    }
+    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n", p->name,
+            (long long)status, term_signal);
+}
+
+/* RUN/procs.tsv: name, pid, starts of every process, rewritten at each start, so tools and
+ * fault tests can find (and kill) a process by name */
+static void on_proc_start(supervise_t *s, int index)
+{
+    launcher_t *L = s->data;
+    healthwatch_note_start(&L->hw, index);
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/procs.tsv", L->run_dir);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    TWIG_ASSERT(f);
+    fprintf(f, "name\tpid\tstarts\trunning\n");
+    for (int i = 0; i < s->n_procs; i++) {
+        const supervise_proc *p = &s->procs[i];
+        fprintf(f, "%s\t%d\t%d\t%d\n", p->name, p->pid, p->starts, p->running ? 1 : 0);
+    }
+    fclose(f);
+    if (atomic_file_write(path, text, len) < 0) {
+        log_warn("event=procs_file_failed path=%s detail=\"%s\"", path, err_msg());
+    }
+    free(text);
+    if (s->procs[index].restarts > 0) {
+        fprintf(stderr, "twig: %s restarted (pid %d, restart %d)\n", s->procs[index].name,
+                s->procs[index].pid, s->procs[index].restarts);
+    }
+}
+
+/* gnuplot draws metrics.csv into learning_curve.png. No shell is involved; the paths sit in
+ * gnuplot's single-quoted strings, so a name with a single quote is not plotted */
+static void plot_learning_curve(const launcher_t *L)
+{
+    if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
+        log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
+        return;
+    }
+    char script[4 * PLAN_PATH_MAX];
+    snprintf(script, sizeof script,
+             "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
+             "set datafile separator ','; set key autotitle columnhead; "
+             "set title '%s: evaluation return'; set xlabel 'real steps'; "
+             "set ylabel 'return'; set grid; "
+             "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
+             "title 'eval return (mean, std)'",
+             L->run_dir, L->run.env, L->run_dir);
+    char *argv[] = {"gnuplot", "-e", script, NULL};
+    int status = run_child(argv, "/dev/null", "/dev/null", true);
+    if (status != 0) {
+        char how[64] = "fork failed";
+        if (status > 0) {
+            describe_status(how, sizeof how, status);
+        }
+        log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
+    }
+}
+
+static void print_summary(const launcher_t *L)
+{
+    const monitor_snapshot *s = &L->mon.last;
+    double upd_rate = s->wall_s > 0 ? (double)s->updates / s->wall_s : 0;
+    double syn_rate = s->wall_s > 0 ? (double)s->synthetic_samples / s->wall_s : 0;
+    printf("\ntwig: run %s in %.1f s\n", L->exit_code == 0 ? "finished" : "ended", s->wall_s);
+    printf("  env                 %s\n", L->run.env);
+    printf("  real steps          %llu / %llu\n", (unsigned long long)s->real_steps,
+           (unsigned long long)L->run.real_steps);
+    if (s->evals > 0) {
+        printf("  final eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
+               (double)s->eval_return_mean, (double)s->eval_return_std,
+               (unsigned long long)s->eval_real_steps,
+               (unsigned long long)s->eval_policy_version);
+    }
+    printf("  SAC updates         %llu (%.1f/s, achieved UTD %.2f)\n",
+           (unsigned long long)s->updates, upd_rate, (double)s->achieved_utd);
+    printf("  synthetic samples   %llu (%.0f/s)\n", (unsigned long long)s->synthetic_samples,
+           syn_rate);
+    printf("  versions            policy v%llu, model v%llu\n",
+           (unsigned long long)s->policy_version, (unsigned long long)s->model_version);
+    for (int i = 0; i < L->sup.n_procs; i++) {
+        if (L->sup.procs[i].restarts > 0) {
+            printf("  restarts            %s: %d\n", L->sup.procs[i].name,
+                   L->sup.procs[i].restarts);
+        }
+    }
+    printf("  run directory       %s (metrics.csv, learning_curve.png, logs, events)\n",
+           L->run_dir);
+}
+
+static int parse_args(launcher_t *L, int argc, char **argv)
+{
+    config_table t[2] = {run_cfg_table(&L->run),
+                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg, NULL}};
+    int rc = config_set_defaults(t, 2);
+    if (rc < 0) {
+        return rc;
+    }
+    const char *run_dir_flag = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s\n\nrun options (top level) and launcher options:\n", usage);
+            config_write_help(stdout, t, 2);
+            return 1;
+        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                return err_set(-EINVAL, "%s needs a value (see twig run --help)", argv[i]);
+            }
+            if (strcmp(argv[i], "--run-dir") == 0) {
+                run_dir_flag = argv[++i];
+            } else if (L->n_overrides == PLAN_MAX_OVERRIDES) {
+                return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
+            } else {
+                L->overrides[L->n_overrides++] = argv[++i];
+            }
+        } else if (argv[i][0] == '-') {
+            return err_set(-EINVAL, "unknown option '%s' (see twig run --help)", argv[i]);
+        } else if (!L->config_src[0]) {
+            snprintf(L->config_src, sizeof L->config_src, "%s", argv[i]);
+        } else {
+            return err_set(-EINVAL, "unexpected argument '%s' (see twig run --help)", argv[i]);
+        }
+    }
+    if (!L->config_src[0]) {
+        return err_set(-EINVAL, "no CONFIG given\n%s", usage);
+    }
+    rc = config_load_file(t, 2, L->config_src, run_sections);
+    if (rc < 0) {
+        return rc;
+    }
+    for (int i = 0; i < L->n_overrides; i++) {
+        const char *o = L->overrides[i];
+        const char *eq = strchr(o, '=');
+        const char *dot = strchr(o, '.');
+        /* a section key (the value may hold dots too: learner_addr=127.0.0.1:7102) */
+        bool other = dot && (!eq || dot < eq) && strncmp(o, "launcher.", 9) != 0;
+        rc = other ? 0 : config_set_assignment(t, 2, o);   /* others: checked by each binary */
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    rc = config_check(t, 2);
+    if (rc < 0 || (rc = env_check_id(L->run.env)) < 0) {
+        return rc;
+    }
+    if (run_dir_flag) {
+        snprintf(L->run_dir, sizeof L->run_dir, "%s", run_dir_flag);
+    } else if (L->cfg.run_dir[0]) {
+        snprintf(L->run_dir, sizeof L->run_dir, "%s", L->cfg.run_dir);
+    } else {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(L->run_dir, sizeof L->run_dir, "runs/%s-%s", L->run.env, stamp);
+        for (char *p = L->run_dir + 5; *p; p++) {   /* plugin ids have '/' and ':' */
+            if (*p == '/' || *p == ':') {
+                *p = '_';
+            }
+        }
+    }
+    return 0;
+}
+
+/* every address the run will listen on is free now, or a refusal naming the option to change
+ * (another run on the same ports would be talked to instead of ours, see deploy/launcher/ports.h) */
+static int check_ports_free(const run_plan *plan)
+{
+    static const char *const option[] = {
+        [PLAN_ROLE_MODELSERVER] = "modelserver_addr",
+        [PLAN_ROLE_LEARNER] = "learner_addr",
+        [PLAN_ROLE_ROLLOUT] = "launcher.rollout_base_port",
+        [PLAN_ROLE_ACTOR] = "launcher.actor_base_port",
+    };
+    for (int i = 0; i < plan->n_procs; i++) {
+        const plan_proc *p = &plan->procs[i];
+        int rc = ports_check_free(p->addr);
+        if (rc < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(rc, "%s cannot listen: %s; set %s to a free one", p->name, why,
+                           option[p->role]);
+        }
+    }
+    return 0;
+}
+
+static int launch(launcher_t *L)
+{
+    int rc = mkdir_p(L->run_dir);
+    if (rc < 0) {
+        return rc;
+    }
+    /* the launcher's own events, in full, beside its terse stderr */
+    char log_path[PLAN_PATH_MAX + 16];
+    snprintf(log_path, sizeof log_path, "%s/twig.log", L->run_dir);
+    L->log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (L->log_fd < 0) {
+        return err_set(-errno, "%s: %s", log_path, strerror(errno));
+    }
+    log_add_file(L->log_fd, LOG_LEVEL_INFO);
+    snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
+    rc = copy_file(L->config_path, L->config_src);
+    if (rc < 0) {
+        return rc;
+    }
+    const char *bins[4];
+    for (int role = 0; role < 4; role++) {
+        rc = find_binary(L->bin_paths[role], sizeof L->bin_paths[role], L->cfg.bin_dir,
+                         (plan_role)role);
+        if (rc < 0) {
+            return rc;
+        }
+        bins[role] = L->bin_paths[role];
+    }
+    L->plan = xcalloc(1, sizeof *L->plan);
+    rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
+                    L->n_overrides, bins);
+    for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
+        rc = check_process_config(L, &L->plan->procs[i]);
+    }
+    if (rc < 0) {
+        L->exit_code = TWIG_RUN_EXIT_CONFIG;   /* the config, not the machine: nothing started */
+        return rc;
+    }
+    rc = check_ports_free(L->plan);
+    if (rc < 0) {
+        return rc;
+    }
+    printf("twig: %s, %llu real steps, %d actor(s), %d rollout worker(s), pacing %s\n",
+           L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
+           L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
+    printf("twig: run directory %s\n", L->run_dir);
+    fflush(stdout);
+
+    uv_loop_init(&L->loop);
+    uv_async_init(&L->loop, &L->wake, on_wake);
+    L->wake.data = L;
+    uv_signal_init(&L->loop, &L->sigint);
+    uv_signal_init(&L->loop, &L->sigterm);
+    L->sigint.data = L->sigterm.data = L;
+    uv_signal_start(&L->sigint, on_signal, SIGINT);
+    uv_signal_start(&L->sigterm, on_signal, SIGTERM);
+    supervise_cfg scfg = {.backoff_base_ms = (uint64_t)L->cfg.restart_base_ms,
+                          .backoff_max_ms = (uint64_t)L->cfg.restart_max_ms,
+                          .stable_ms = (uint64_t)L->cfg.restart_stable_ms,
+                          .grace_ms = (uint64_t)L->cfg.stop_grace_ms,
+                          .max_restarts = L->cfg.max_restarts};
+    supervise_init(&L->sup, &L->loop, &scfg);
+    L->sup.on_exit = on_proc_exit;
+    L->sup.on_start = on_proc_start;
+    L->sup.data = L;
+    for (int i = 0; i < L->plan->n_procs && rc == 0; i++) {
+        const plan_proc *p = &L->plan->procs[i];
+        int index = supervise_add(&L->sup, p->name, p->argv, p->log_path);
+        rc = index < 0 ? index : 0;   /* an index, not 0: the loop used to stop after two */
+    }
+    rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
+                                    wake_from_monitor, L);
+    healthwatch_cfg hcfg = {.every_ms = L->cfg.health_every_ms, .hang_ms = L->cfg.hang_ms,
+                            .startup_ms = L->cfg.startup_timeout_ms};
+    healthwatch_init(&L->hw, &hcfg, L->plan, on_hung, on_ready, L);
+    rc = rc < 0 ? rc : supervise_start(&L->sup);
+    rc = rc < 0 ? rc : monitor_start(&L->mon);
+    if (rc == 0 && (rc = healthwatch_start(&L->hw)) < 0) {
+        rc = err_set(rc, "cannot start the health watch: %s", uv_strerror(rc));
+    }
+    if (rc < 0) {
+        /* stop whatever started; the loop then ends */
+        char reason[sizeof L->mon.failure];
+        snprintf(reason, sizeof reason, "%s", err_msg());
+        launcher_stop(L, 1, reason);
+    }
+    uv_run(&L->loop, UV_RUN_DEFAULT);
+    monitor_stop(&L->mon);
+    healthwatch_stop(&L->hw);
+    uv_close((uv_handle_t *)&L->wake, NULL);
+    uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
+    if (L->exit_code == 0) {
+        plot_learning_curve(L);
+    }
+    print_summary(L);
+    monitor_free(&L->mon);
+    supervise_free(&L->sup);
+    if (uv_loop_close(&L->loop) != 0) {
+        log_error("event=loop_not_closed detail=\"a handle is still open\"");
+    }
+    return 0;   /* from here on, failures were reported by launcher_stop: see exit_code */
+}
+
+int twig_cmd_run(int argc, char **argv)
+{
+    log_init("twig", LOG_LEVEL_WARN);
+    launcher_t *L = xcalloc(1, sizeof *L);
+    L->log_fd = -1;
+    int rc = parse_args(L, argc, argv);
+    if (rc == 1) {
+        free(L);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "twig run: %s\n", err_msg());
+        free(L);
+        return TWIG_RUN_EXIT_CONFIG;
+    }
+    rpc_lib_init();
+    rc = launch(L);
+    if (rc < 0) {
+        fprintf(stderr, "twig run: %s\n", err_msg());
+    }
+    int code = rc < 0 && L->exit_code == 0 ? 1 : L->exit_code;
+    if (L->log_fd >= 0) {
+        log_add_file(-1, LOG_LEVEL_INFO);
+        close(L->log_fd);
+    }
+    free(L->plan);
+    free(L);
+    rpc_lib_shutdown(2000);
+    return code;
+}
