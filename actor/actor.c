@@ -1224,7 +1224,9 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     if (rc < 0) {
         return rc;
     }
-    rc = policy_init(&a->pol, &a->env->spec, run->hidden, 1);
+    const env_spec *sp = &a->env->spec;
+    policy_shape shape = {sp->n_obs, sp->n_act, run->hidden, sp->act_low, sp->act_high};
+    rc = policy_init(&a->pol, &shape, 1);
     if (rc < 0) {
         return rc;
     }

@@ -77,6 +77,7 @@
 #include "common/config/config.h"
 #include "common/env/env.h"
 #include "common/nn/policy.h"
+#include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"

@@ -878,7 +878,8 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     const env_spec *sp = &l->env->spec;
-    if ((rc = policy_init(&l->units, sp, run->hidden, 1)) < 0) {
+    policy_shape shape = {sp->n_obs, sp->n_act, run->hidden, sp->act_low, sp->act_high};
+    if ((rc = policy_init(&l->units, &shape, 1)) < 0) {
         return rc;
     }
     sac_cfg sc = sac_default_cfg(sp->n_obs, sp->n_act);

@@ -57,6 +57,7 @@
 #include "common/env/env.h"
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
+#include "common/rpc/policy_blob.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"

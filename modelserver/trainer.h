@@ -76,7 +76,7 @@
 #include <stdint.h>
 
 #include "common/config/config.h"
-#include "common/nn/ensemble.h"
+#include "common/rpc/ensemble_blob.h"
 #include "modelserver/reallog.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"

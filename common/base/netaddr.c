@@ -7,18 +7,45 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/base/err.h"
-#include "common/config/run_config.h"
+
+int netaddr_split(char *host, size_t host_n, int *port, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr) {
+        return err_set(-EINVAL, "address '%s' is not HOST:PORT", addr);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
+        return err_set(-EINVAL, "address '%s': the port must be a number 0..65535", addr);
+    }
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= host_n) {
+        return err_set(-EINVAL, "address '%s': the host is empty or too long", addr);
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
 
 int netaddr_check_bindable(const char *addr)
 {
-    char host[RUN_ADDR_MAX + 1], port[8];
+    char host[NETADDR_MAX + 1], port[8];
     int port_n;
-    int rc = run_addr_split(host, sizeof host, &port_n, addr);
+    int rc = netaddr_split(host, sizeof host, &port_n, addr);
     if (rc < 0) {
         return rc;
     }
@@ -65,9 +92,9 @@ int netaddr_check_bindable(const char *addr)
 
 int netaddr_check_peer(const char *addr)
 {
-    char host[RUN_ADDR_MAX + 1];
+    char host[NETADDR_MAX + 1];
     int port;
-    int rc = run_addr_split(host, sizeof host, &port, addr);
+    int rc = netaddr_split(host, sizeof host, &port, addr);
     if (rc < 0) {
         return rc;
     }

@@ -5,6 +5,15 @@
 #ifndef TWIG_NETADDR_H
 #define TWIG_NETADDR_H
 
+#include <stddef.h>
+
+#define NETADDR_MAX 127   /* the longest "HOST:PORT" twig accepts */
+
+/* "HOST:PORT" or "[V6]:PORT" (how every address is written): the host, brackets removed,
+ * into host[host_n] and the port (0..65535) into *port; 0, or -EINVAL with err_msg naming
+ * addr */
+int netaddr_split(char *host, size_t host_n, int *port, const char *addr);
+
 /* addr is "host:port" (host a name or IPv4 literal, or "[v6]:port"). Resolves the host and,
  * for a port other than 0, binds each address it resolves to once (SO_REUSEADDR, as gRPC's
  * listeners) until one binds. 0, or with err_msg naming addr: -EINVAL (not HOST:PORT, or the

@@ -10,6 +10,7 @@
 #include <yaml.h>
 
 #include "common/base/err.h"
+#include "common/base/netaddr.h"
 #include "common/base/mem.h"
 
 #define CONFIG_KEY_MAX 128
@@ -138,7 +139,7 @@ static int config_apply(const config_opt *o, void *base, const char *key, const 
         if (o->type == CFG_ADDR && len > 0) {
             char host[256];
             int port;
-            if (config_addr_split(host, sizeof host, &port, value) < 0) {
+            if (netaddr_split(host, sizeof host, &port, value) < 0) {
                 char detail[CONFIG_KEY_MAX * 2];
                 snprintf(detail, sizeof detail, "%s", err_msg());
                 return err_set(-EINVAL, "%s: %s", key, detail);
@@ -244,33 +245,6 @@ int config_nearest(const config_table *t, int n_tables, const char *key, char *o
         }
     }
     return best < 3;
-}
-
-int config_addr_split(char *host, size_t host_n, int *port, const char *addr)
-{
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr) {
-        return err_set(-EINVAL, "address '%s' is not HOST:PORT", addr);
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
-        return err_set(-EINVAL, "address '%s': the port must be a number 0..65535", addr);
-    }
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= host_n) {
-        return err_set(-EINVAL, "address '%s': the host is empty or too long", addr);
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
 }
 
 int config_set_assignment(const config_table *t, int n_tables, const char *assignment)

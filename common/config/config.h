@@ -40,7 +40,7 @@ typedef enum config_type {
     CFG_STRING,   /* char[max + 1] inside the struct; max is the longest accepted length */
     CFG_ENUM,     /* int index into choices (a NULL-terminated list) */
     CFG_ADDR,     /* "HOST:PORT" or "[V6]:PORT" in char[max + 1], as CFG_STRING; the empty
-                   * string only when min is 0 (config_addr_split checks the rest) */
+                   * string only when min is 0 (netaddr_split checks the rest) */
 } config_type;
 
 typedef struct config_opt {
@@ -102,10 +102,5 @@ int config_get_text(const config_table *t, int n_tables, const char *key, char *
  * two edits (a swap of neighbours is one) and fewer than half of key's length. 1 with the name
  * in out, or 0 when none is near */
 int config_nearest(const config_table *t, int n_tables, const char *key, char *out, size_t n);
-
-/* "HOST:PORT" or "[V6]:PORT" (how every address is written): the host, brackets removed,
- * into host[host_n] and the port (0..65535) into *port; 0, or -EINVAL with err_msg naming
- * addr */
-int config_addr_split(char *host, size_t host_n, int *port, const char *addr);
 
 #endif

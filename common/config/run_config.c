@@ -153,8 +153,3 @@ config_table run_cfg_table(run_cfg *r)
 {
     return (config_table){NULL, run_opts, run_n_opts, r, run_cfg_table_check};
 }
-
-int run_addr_split(char *host, size_t host_n, int *port, const char *addr)
-{
-    return config_addr_split(host, host_n, port, addr);
-}

@@ -19,9 +19,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/base/netaddr.h"
 #include "common/config/config.h"
 
-#define RUN_ADDR_MAX 127
+#define RUN_ADDR_MAX NETADDR_MAX   /* the longest HOST:PORT of an address option */
 #define RUN_ENV_MAX 255
 
 typedef enum run_pacing {
@@ -86,9 +87,5 @@ int run_cfg_table_check(const void *base, const void *top);
 /* the top-level table of a process, over r, with its check: cli_parse refuses a run config
  * that fails run_cfg_check before anything runs (--print-config too) */
 config_table run_cfg_table(run_cfg *r);
-
-/* "HOST:PORT" or "[V6]:PORT" (how every address of a run is written; CFG_ADDR options are
- * checked with it): config_addr_split */
-int run_addr_split(char *host, size_t host_n, int *port, const char *addr);
 
 #endif

@@ -46,7 +46,6 @@
 
 #include "common/nn/nn.h"
 #include "common/base/rng.h"
-#include "proto/twig.pb-c.h"
 
 #define ENSEMBLE_MAX_HIDDEN_LAYERS 8
 #define ENSEMBLE_MAX_LINEAR (ENSEMBLE_MAX_HIDDEN_LAYERS + 1)
@@ -275,25 +274,13 @@ int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, cons
 int ensemble_trainer_save_file(const ensemble_t *e, const ensemble_trainer_t *t, const char *path);
 int ensemble_trainer_load_file(ensemble_trainer_t *t, const ensemble_t *e, const char *path);
 
-/* a WeightBlob (kind MODEL) describing e; owns the storage its message points into */
-typedef struct ensemble_blob {
-    Twig__V1__WeightBlob msg;
-    Twig__V1__Tensor tensors[ENSEMBLE_MAX_TENSORS];
-    Twig__V1__Tensor *tensor_ptrs[ENSEMBLE_MAX_TENSORS];
-    Twig__V1__WeightBlob__StatsEntry stats[ENSEMBLE_MAX_MEMBERS + 1];
-    Twig__V1__WeightBlob__StatsEntry *stat_ptrs[ENSEMBLE_MAX_MEMBERS + 1];
-    char stat_keys[ENSEMBLE_MAX_MEMBERS + 1][24];
-    char env_id[64];
-    uint8_t *data; /* owned */
-} ensemble_blob_t;
-
-/* tensors named as the table (see ensemble_tensor), stats "holdout_mse.<e>" and
- * "holdout_mse_elites". env_id copied (truncated to 63 bytes). */
-void ensemble_blob_init(ensemble_blob_t *b, const ensemble_t *e, uint64_t version,
-                        const char *env_id);
-void ensemble_blob_free(ensemble_blob_t *b);
-/* e zeroed or freed: initialised from a received blob, after checking kind, crc32c, every
- * tensor's name, shape and extent, and the values. -EINVAL / TWIG_ECORRUPT with err_msg */
-int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg);
+/* for loaders (the file images here, the WeightBlob codec in common/rpc/ensemble_blob.h):
+ * the floats of every tensor of a valid cfg (parameters, stats, elites, dims), computed
+ * without allocating, so a loader refuses a short input before it allocates; e allocated for
+ * a valid cfg with zero parameters, to be filled; and the values a loaded model must have
+ * (finite, positive scales, distinct elites in range): 0 or -EINVAL naming what */
+size_t ensemble_tensor_floats(const ensemble_cfg *cfg);
+void ensemble_alloc(ensemble_t *e, const ensemble_cfg *cfg);
+int ensemble_check_values(const ensemble_t *e, const char *what);
 
 #endif

@@ -7,19 +7,21 @@
 
 #include "common/base/err.h"
 #include "common/base/mem.h"
+#include "common/nn/squash.h"
 
-int policy_init(policy_t *p, const env_spec *spec, int hidden, int max_batch)
+int policy_init(policy_t *p, const policy_shape *shape, int max_batch)
 {
     memset(p, 0, sizeof *p);
-    if (spec->n_obs <= 0 || spec->n_act <= 0) {
-        return err_set(-EINVAL, "policy: n_obs %d / n_act %d must be positive", spec->n_obs,
-                       spec->n_act);
+    if (shape->n_obs <= 0 || shape->n_act <= 0) {
+        return err_set(-EINVAL, "policy: n_obs %d / n_act %d must be positive", shape->n_obs,
+                       shape->n_act);
     }
+    int hidden = shape->hidden;
     if (hidden <= 0 || max_batch <= 0) {
         return err_set(-EINVAL, "policy: hidden %d / max_batch %d must be positive", hidden,
                        max_batch);
     }
-    int O = spec->n_obs, A = spec->n_act;
+    int O = shape->n_obs, A = shape->n_act;
     p->n_obs = O;
     p->n_act = A;
     p->hidden = hidden;
@@ -33,8 +35,8 @@ int policy_init(policy_t *p, const env_spec *spec, int hidden, int max_batch)
     }
     p->act_low = xmalloc((size_t)A * sizeof(float));
     p->act_high = xmalloc((size_t)A * sizeof(float));
-    memcpy(p->act_low, spec->act_low, (size_t)A * sizeof(float));
-    memcpy(p->act_high, spec->act_high, (size_t)A * sizeof(float));
+    memcpy(p->act_low, shape->act_low, (size_t)A * sizeof(float));
+    memcpy(p->act_high, shape->act_high, (size_t)A * sizeof(float));
     size_t B = (size_t)max_batch;
     size_t n = B * 2 * A + 3 * B * A + B;
     p->work = xmalloc_aligned(n * sizeof(float));
@@ -60,25 +62,6 @@ void policy_free(policy_t *p)
     memset(p, 0, sizeof *p);
 }
 
-int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob)
-{
-    if (blob->kind != TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY) {
-        return err_set(TWIG_EMISMATCH, "policy blob: kind is %d, expected POLICY", blob->kind);
-    }
-    if (!policy_version_newer(blob->version, p->version)) {
-        return err_set(TWIG_EMISMATCH, "policy blob: version %llu is not newer than %llu",
-                       (unsigned long long)blob->version, (unsigned long long)p->version);
-    }
-    mlp_t *nets[1] = {&p->actor};
-    const char *prefixes[1] = {POLICY_BLOB_PREFIX};
-    int rc = nn_blob_load(nets, prefixes, 1, blob);
-    if (rc < 0) {
-        return rc;
-    }
-    p->version = blob->version;
-    return 0;
-}
-
 void policy_act(policy_t *p, rng_t *rng, float *act, const float *obs, int B, bool deterministic)
 {
     TWIG_ASSERT(B <= p->max_batch);
@@ -92,7 +75,7 @@ void policy_act(policy_t *p, rng_t *rng, float *act, const float *obs, int B, bo
         }
     } else {
         rng_fill_normal(rng, p->eps, B * A);
-        sac_squash_forward(p->u, p->unit, p->logp, p->pi_out, p->eps, B, A);
+        squash_forward(p->u, p->unit, p->logp, p->pi_out, p->eps, B, A);
     }
     policy_env_from_unit(p, act, p->unit, B);
 }
@@ -128,12 +111,4 @@ void policy_env_from_unit(const policy_t *p, float *act, const float *unit, int 
             act[i * A + j] = lo + (unit[i * A + j] + 1.0f) * 0.5f * (hi - lo);
         }
     }
-}
-
-int policy_blob_build(nn_blob *b, sac_t *s, uint64_t version, const char *env_id)
-{
-    mlp_t *nets[1] = {&s->actor};
-    const char *prefixes[1] = {POLICY_BLOB_PREFIX};
-    return nn_blob_build(b, nets, prefixes, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, version,
-                         env_id);
 }

@@ -1,5 +1,6 @@
-/* policy.h - the SAC actor as the other processes use it: loaded from a policy WeightBlob,
- * acting on batches of observations, in the env's action units.
+/* policy.h - the SAC actor as the other processes use it: parameters only (no critics, no
+ * optimiser state), acting on batches of observations, in the env's action units. Its
+ * parameters come from a policy WeightBlob (common/rpc/policy_blob.h).
  *
  * Units. Everything on the wire (the real log, synthetic pushes) and everything the model
  * sees carries actions in the env's units (within spec.act_low..act_high, as applied). SAC
@@ -7,12 +8,11 @@
  * dimension: env = low + (unit + 1) (high - low) / 2.
  *
  *     policy_t p = {0};
- *     policy_init(&p, &e->spec, hidden, max_batch);            // the one allocation
- *     if (policy_load_blob(&p, blob) < 0) { ... err_msg() ... }  // blob from GetPolicy
+ *     policy_shape sh = {spec->n_obs, spec->n_act, hidden, spec->act_low, spec->act_high};
+ *     policy_init(&p, &sh, max_batch);                           // the one allocation
+ *     if (policy_load_blob(&p, blob) < 0) { ... err_msg() ... }  // policy_blob.h
  *     policy_act(&p, &rng, act, obs, B, false);                  // sample, env units
  *     policy_free(&p);
- *
- * The learner publishes with policy_blob_build(&b, &sac, version, env_id).
  */
 #ifndef TWIG_POLICY_H
 #define TWIG_POLICY_H
@@ -20,14 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/env/env.h"
-#include "common/nn/nn.h"
-#include "common/rpc/nn_blob.h"
 #include "common/base/rng.h"
-#include "common/nn/sac.h"
-#include "proto/twig.pb-c.h"
-
-#define POLICY_BLOB_PREFIX "actor"
+#include "common/nn/nn.h"
 
 /* the one "newer" rule for policy versions: GetPolicy (answered now, parked waiters, the
  * shutdown's answers), its clients and policy_load_blob. Versions never go backwards (the
@@ -41,7 +35,7 @@ typedef struct policy {
     int n_obs, n_act, hidden, max_batch;
     mlp_t actor;             /* O -> H -> H -> 2A, parameters from the newest blob */
     uint64_t version;        /* of the loaded blob; 0 before the first load */
-    float *act_low;          /* (n_act) copied from the spec */
+    float *act_low;          /* (n_act) copied from the shape */
     float *act_high;         /* (n_act) */
     /* workspace, one block, for max_batch rows */
     float *work;
@@ -52,14 +46,15 @@ typedef struct policy {
     float *logp;             /* (B) */
 } policy_t;
 
-/* sized for spec's dims and batches up to max_batch; returns 0 or -EINVAL naming the field */
-int policy_init(policy_t *p, const env_spec *spec, int hidden, int max_batch);
-void policy_free(policy_t *p);
+/* what a policy is sized by: the env's dims and action bounds (copied), the hidden width */
+typedef struct policy_shape {
+    int n_obs, n_act, hidden;
+    const float *act_low, *act_high;   /* (n_act) each */
+} policy_shape;
 
-/* take the actor's parameters from a policy blob; checks the kind, the version (must be newer
- * than the loaded one), shapes, checksum and finiteness before changing anything.
- * returns 0, or TWIG_EMISMATCH / TWIG_ECORRUPT / -EINVAL with err_msg naming the problem */
-int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob);
+/* sized for shape and batches up to max_batch; returns 0 or -EINVAL naming the field */
+int policy_init(policy_t *p, const policy_shape *shape, int max_batch);
+void policy_free(policy_t *p);
 
 /* act (B, n_act) in env units for obs (B, n_obs), B <= max_batch: tanh(mu) if deterministic,
  * else a tanh-Gaussian sample drawn with rng */
@@ -73,7 +68,5 @@ void policy_unit_from_env(const policy_t *p, float *unit, const float *act, int 
 /* env-unit actions from unit (B, A) */
 void policy_env_from_unit(const policy_t *p, float *act, const float *unit, int B);
 
-/* a policy blob of the learner's actor (parameters copied into b; free with nn_blob_free) */
-int policy_blob_build(nn_blob *b, sac_t *s, uint64_t version, const char *env_id);
 
 #endif

@@ -9,9 +9,6 @@
 #include "common/base/err.h"
 #include "common/base/mem.h"
 
-#define HALF_LOG_2PI 0.91893853320467274f
-#define LOG_2 0.69314718055994531f
-
 sac_cfg sac_default_cfg(int n_obs, int n_act)
 {
     return (sac_cfg){
@@ -115,61 +112,6 @@ void sac_free(sac_t *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* ---- the tanh-Gaussian head ---- */
-
-/* log(1 + e^x) without overflow */
-static inline float softplusf(float x)
-{
-    return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
-}
-
-static inline float clamp_log_std(float v)
-{
-    return v < SAC_LOG_STD_MIN ? SAC_LOG_STD_MIN : v > SAC_LOG_STD_MAX ? SAC_LOG_STD_MAX : v;
-}
-
-void sac_squash_forward(float *u, float *a, float *logp, const float *pi_out, const float *eps,
-                        int B, int A)
-{
-    for (int i = 0; i < B; i++) {
-        const float *mu = pi_out + (size_t)i * 2 * A;
-        const float *ls_raw = mu + A;
-        float lp = 0.0f;
-        for (int j = 0; j < A; j++) {
-            size_t k = (size_t)i * A + j;
-            float ls = clamp_log_std(ls_raw[j]);
-            float e = eps[k];
-            float uk = mu[j] + expf(ls) * e;
-            u[k] = uk;
-            a[k] = tanhf(uk);
-            // log N(u; mu, std) - log(1 - tanh(u)^2), the latter as 2 (log 2 - u - sp(-2u))
-            lp += -0.5f * e * e - ls - HALF_LOG_2PI;
-            lp -= 2.0f * (LOG_2 - uk - softplusf(-2.0f * uk));
-        }
-        logp[i] = lp;
-    }
-}
-
-void sac_squash_backward(float *dpi, const float *da, const float *dlogp, const float *pi_out,
-                         const float *eps, const float *a, int B, int A)
-{
-    for (int i = 0; i < B; i++) {
-        const float *ls_raw = pi_out + (size_t)i * 2 * A + A;
-        float *dmu = dpi + (size_t)i * 2 * A;
-        float *dls = dmu + A;
-        for (int j = 0; j < A; j++) {
-            size_t k = (size_t)i * A + j;
-            // d logp / du = 2 tanh(u); d a / du = 1 - a^2
-            float du = da[k] * (1.0f - a[k] * a[k]) + dlogp[i] * 2.0f * a[k];
-            dmu[j] = du;
-            bool live = ls_raw[j] >= SAC_LOG_STD_MIN && ls_raw[j] <= SAC_LOG_STD_MAX;
-            float ls = clamp_log_std(ls_raw[j]);
-            // u = mu + e^ls eps; logp has -ls directly
-            dls[j] = live ? du * expf(ls) * eps[k] - dlogp[i] : 0.0f;
-        }
-    }
-}
-
 /* x = [obs | act] row by row */
 static void concat_rows(float *x, const float *obs, const float *act, int B, int O, int A)
 {
@@ -221,7 +163,7 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
 {
     const int O = s->cfg.n_obs, A = s->cfg.n_act;
     mlp_forward(&s->actor, s->pi_out, obs, B);
-    sac_squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
+    squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
     concat_rows(s->x, obs, s->a, B, O, A);
     mlp_forward(&s->q[0], s->q1, s->x, B);
     mlp_forward(&s->q[1], s->q2, s->x, B);
@@ -264,7 +206,7 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
         for (int i = 0; i < B; i++) {
             s->dlogp[i] = alpha * inv_b;
         }
-        sac_squash_backward(s->dpi, s->da, s->dlogp, s->pi_out, eps, s->a, B, A);
+        squash_backward(s->dpi, s->da, s->dlogp, s->pi_out, eps, s->a, B, A);
         if (mode == GRAD_SET) {
             mlp_backward_set(&s->actor, NULL, s->dpi);
         } else {
@@ -298,7 +240,7 @@ void sac_target(sac_t *s, float *y, const replay_batch *b, const float *eps, flo
     const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
     const float gamma = s->cfg.gamma;
     mlp_forward(&s->actor, s->pi_out, b->next_obs, B);
-    sac_squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
+    squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
     concat_rows(s->x, b->next_obs, s->a, B, O, A);
     mlp_forward(&s->q_targ[0], s->q1, s->x, B);
     mlp_forward(&s->q_targ[1], s->q2, s->x, B);
@@ -359,7 +301,7 @@ static void policy_head(float *act, float *scratch, const float *pi_out, int B, 
     }
     float *eps = scratch, *u = eps + (size_t)B * A, *logp = u + (size_t)B * A;
     rng_fill_normal_polar(rng, eps, B * A);
-    sac_squash_forward(u, act, logp, pi_out, eps, B, A);
+    squash_forward(u, act, logp, pi_out, eps, B, A);
 }
 
 void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)

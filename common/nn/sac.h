@@ -23,10 +23,9 @@
 
 #include "common/nn/nn.h"
 #include "common/nn/replay.h"
+#include "common/nn/squash.h"
 #include "common/base/rng.h"
 
-#define SAC_LOG_STD_MIN (-20.0f)
-#define SAC_LOG_STD_MAX 2.0f
 
 typedef struct sac_cfg {
     int n_obs, n_act;
@@ -101,12 +100,7 @@ int sac_load(sac_t *s, const char *path);
 
 /* ---- the pieces of an update, exposed for the gradient tests ---- */
 
-/* tanh-Gaussian head: from pi_out (B, 2A) and eps (B, A) writes u, a (B, A) and logp (B) */
-void sac_squash_forward(float *u, float *a, float *logp, const float *pi_out, const float *eps,
-                        int B, int A);
-/* dpi (B, 2A) from dL/da (B, A) and dL/dlogp (B) for the head above */
-void sac_squash_backward(float *dpi, const float *da, const float *dlogp, const float *pi_out,
-                         const float *eps, const float *a, int B, int A);
+/* the tanh-Gaussian head: squash_forward / squash_backward (common/nn/squash.h) */
 
 /* y(B) = r + gamma (1 - terminated) (min Q'(o', a') - alpha logp'), a' from the actor on o'
  * with noise eps (B, A). Only termination cuts the bootstrap: a time-limit truncation is

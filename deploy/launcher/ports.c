@@ -12,7 +12,7 @@ int ports_check_free(const char *addr)
 {
     char host[RUN_ADDR_MAX + 1];
     int port_n;
-    int rc = run_addr_split(host, sizeof host, &port_n, addr);
+    int rc = netaddr_split(host, sizeof host, &port_n, addr);
     if (rc < 0) {
         return rc;
     }

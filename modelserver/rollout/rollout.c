@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/rpc/ensemble_blob.h"
 #include "common/base/clock.h"
 #include "common/rpc/stats.h"
 #include "common/base/portfile.h"
@@ -794,7 +795,9 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     int cap = cfg->chunk > r->share ? cfg->chunk : r->share;
     size_t O = (size_t)r->n_obs, A = (size_t)r->n_act, B = (size_t)cap;
     size_t P = (size_t)cfg->push_batch;
-    if ((rc = policy_init(&r->pol, &r->env->spec, run->hidden, cap)) < 0) {
+    const env_spec *sp = &r->env->spec;
+    policy_shape shape = {sp->n_obs, sp->n_act, run->hidden, sp->act_low, sp->act_high};
+    if ((rc = policy_init(&r->pol, &shape, cap)) < 0) {
         return rc;
     }
     r->cur = xmalloc(B * O * sizeof(float));

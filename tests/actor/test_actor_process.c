@@ -15,6 +15,7 @@
 #include "common/base/err.h"
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
+#include "common/rpc/policy_blob.h"
 #include "common/rpc/rpc.h"
 #include "common/nn/sac.h"
 #include "proto/twig.pb-c.h"

@@ -7,6 +7,7 @@
 
 #include "common/config/config.h"
 #include "common/nn/ensemble.h"
+#include "common/rpc/ensemble_blob.h"
 #include "common/base/err.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"

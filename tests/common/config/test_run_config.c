@@ -134,18 +134,18 @@ Test(run_config, addresses_split_into_host_and_port_or_are_refused_by_name)
 {
     char host[RUN_ADDR_MAX + 1];
     int port = -1;
-    cr_expect_eq(run_addr_split(host, sizeof host, &port, "127.0.0.1:7101"), 0, "%s", err_msg());
+    cr_expect_eq(netaddr_split(host, sizeof host, &port, "127.0.0.1:7101"), 0, "%s", err_msg());
     cr_expect_str_eq(host, "127.0.0.1");
     cr_expect_eq(port, 7101);
-    cr_expect_eq(run_addr_split(host, sizeof host, &port, "[::1]:0"), 0, "%s", err_msg());
+    cr_expect_eq(netaddr_split(host, sizeof host, &port, "[::1]:0"), 0, "%s", err_msg());
     cr_expect_str_eq(host, "::1");
     cr_expect_eq(port, 0);
     static const char *const bad[] = {"127.0.0.1", ":7101", "127.0.0.1:", "127.0.0.1:65536",
                                       "127.0.0.1:-1", "127.0.0.1:7x", "[]:7101", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_expect_eq(run_addr_split(host, sizeof host, &port, bad[i]), -EINVAL, "'%s'", bad[i]);
+        cr_expect_eq(netaddr_split(host, sizeof host, &port, bad[i]), -EINVAL, "'%s'", bad[i]);
         cr_expect(strstr(err_msg(), bad[i]) != NULL, "names '%s': %s", bad[i], err_msg());
     }
     char small[4];
-    cr_expect_eq(run_addr_split(small, sizeof small, &port, "localhost:80"), -EINVAL);
+    cr_expect_eq(netaddr_split(small, sizeof small, &port, "localhost:80"), -EINVAL);
 }

@@ -14,7 +14,8 @@
 #include "common/base/mem.h"
 #include "common/nn/nn_gemm.h"
 #include "common/base/rng.h"
-#include "ensemble_testlib.h"
+#include "tests/common/nn/ensemble_small.h"
+#include "tests/common/nn/ensemble_testlib.h"
 
 static void setup(void)
 {
@@ -22,23 +23,6 @@ static void setup(void)
 }
 
 TestSuite(ensemble, .init = setup);
-
-/* a small ensemble for the fast tests: 3 members, 2 elites, 2 x 16, O 3, A 2 */
-static void small_cfg(ensemble_cfg *c)
-{
-    ensemble_cfg_default(c, 3, 2);
-    c->n_members = 3;
-    c->n_elites = 2;
-    c->n_hidden = 16;
-    c->n_layers = 2;
-}
-
-static void fill_uniform(rng_t *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) {
-        x[i] = rng_uniform_range(r, lo, hi);
-    }
-}
 
 /* ---- gradients -------------------------------------------------------------------------- */
 
@@ -300,35 +284,6 @@ Test(ensemble, too_few_transitions_are_refused)
 
 /* ---- prediction modes and steps -------------------------------------------------------- */
 
-/* a small model with a fitted normaliser and a few training steps: non-trivial outputs */
-static void small_trained(ensemble_t *e, rng_t *r)
-{
-    ensemble_cfg cfg;
-    small_cfg(&cfg);
-    cr_assert_eq(ensemble_init(e, &cfg, r), 0);
-    enum { N = 200 };
-    float obs[N * 3], act[N * 2], next[N * 3], rew[N];
-    fill_uniform(r, obs, N * 3, -1.0f, 1.0f);
-    fill_uniform(r, act, N * 2, -1.0f, 1.0f);
-    for (int i = 0; i < N; i++) {
-        for (int j = 0; j < 3; j++) {
-            next[3 * i + j] = 0.9f * obs[3 * i + j] + 0.1f * act[2 * i + (j & 1)];
-        }
-        rew[i] = -obs[3 * i] * obs[3 * i];
-    }
-    ensemble_train_cfg tc;
-    ensemble_train_cfg_default(&tc, cfg.n_layers);
-    tc.batch = 32;
-    tc.max_epochs = 3;
-    ensemble_trainer_t t = {0};
-    cr_assert_eq(ensemble_trainer_init(&t, e, &tc), 0);
-    ensemble_train_report rep;
-    cr_assert_eq(ensemble_train(e, &t, r, &rep, obs, act, next, rew, N), 0, "%s", err_msg());
-    cr_assert_eq(rep.epochs, 3);
-    cr_assert_eq(rep.n_holdout, 40);
-    ensemble_trainer_free(&t);
-}
-
 Test(ensemble, train_steps_lower_the_loss_on_a_fixed_batch)
 {
     ensemble_cfg cfg;
@@ -460,33 +415,6 @@ Test(ensemble, samples_follow_the_predicted_gaussian)
 }
 
 /* ---- saving ----------------------------------------------------------------------------- */
-
-static void expect_same_predictions(const ensemble_t *a, const ensemble_t *b)
-{
-    enum { N = 100 };
-    rng_t r;
-    rng_seed(&r, 6);
-    float obs[N * 3], act[N * 2];
-    fill_uniform(&r, obs, N * 3, -1.0f, 1.0f);
-    fill_uniform(&r, act, N * 2, -1.0f, 1.0f);
-    float na[N * 3], nb[N * 3], ra[N], rb[N];
-    int ma[N], mb[N];
-    ensemble_work_t wa = {0}, wb = {0};
-    cr_assert_eq(ensemble_work_init(&wa, a, 32), 0);
-    cr_assert_eq(ensemble_work_init(&wb, b, 32), 0);
-    rng_t s1, s2;
-    rng_seed(&s1, 77);
-    rng_seed(&s2, 77);
-    ensemble_predict(a, &wa, &s1, na, ra, ma, obs, act, N, true);
-    ensemble_predict(b, &wb, &s2, nb, rb, mb, obs, act, N, true);
-    cr_expect_eq(memcmp(na, nb, sizeof na), 0);
-    cr_expect_eq(memcmp(ra, rb, sizeof ra), 0);
-    cr_expect_eq(memcmp(ma, mb, sizeof ma), 0);
-    cr_expect_eq(memcmp(a->elites, b->elites, (size_t)a->cfg.n_elites * sizeof(int)), 0);
-    cr_expect_eq(memcmp(a->holdout_mse, b->holdout_mse, (size_t)a->cfg.n_members * 4), 0);
-    ensemble_work_free(&wa);
-    ensemble_work_free(&wb);
-}
 
 static void temp_path(char *buf, size_t n, const char *tag)
 {
@@ -674,92 +602,6 @@ Test(ensemble, resumed_training_continues_bit_for_bit)
     ensemble_trainer_free(&t2);
     ensemble_free(&e2);
     ensemble_trainer_free(&t);
-    ensemble_free(&e);
-}
-
-Test(ensemble, weight_blob_round_trip_and_refusals)
-{
-    rng_t r;
-    rng_seed(&r, 10);
-    ensemble_t e = {0};
-    small_trained(&e, &r);
-    ensemble_blob_t *b = xmalloc(sizeof *b);
-    ensemble_blob_init(b, &e, 42, "Test-v0");
-    size_t n = twig__v1__weight_blob__get_packed_size(&b->msg);
-    uint8_t *wire = xmalloc(n);
-    cr_assert_eq(twig__v1__weight_blob__pack(&b->msg, wire), n);
-    ensemble_blob_free(b);
-
-    Twig__V1__WeightBlob *msg = twig__v1__weight_blob__unpack(NULL, n, wire);
-    cr_assert_not_null(msg);
-    cr_expect_eq(msg->kind, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL);
-    cr_expect_eq(msg->version, 42);
-    cr_expect_str_eq(msg->env_id, "Test-v0");
-    cr_expect_eq(msg->n_stats, 4);
-    bool saw_elites_stat = false;
-    for (size_t i = 0; i < msg->n_stats; i++) {
-        if (strcmp(msg->stats[i]->key, "holdout_mse.1") == 0) {
-            cr_expect_float_eq(msg->stats[i]->value, e.holdout_mse[1], 0.0f);
-        }
-        saw_elites_stat |= strcmp(msg->stats[i]->key, "holdout_mse_elites") == 0;
-    }
-    cr_expect(saw_elites_stat);
-
-    ensemble_t l = {0};
-    cr_assert_eq(ensemble_from_blob(&l, msg), 0, "%s", err_msg());
-    cr_expect_eq(l.cfg.n_members, 3);
-    cr_expect_eq(l.cfg.n_elites, 2);
-    cr_expect_eq(l.cfg.n_layers, 2);
-    cr_expect_eq(l.cfg.n_hidden, 16);
-    cr_expect(l.cfg.learn_reward);
-    expect_same_predictions(&e, &l);
-    ensemble_free(&l);
-
-    /* a damaged byte of data: crc */
-    msg->data.data[msg->data.len / 3] ^= 1;
-    cr_expect_eq(ensemble_from_blob(&l, msg), TWIG_ECORRUPT);
-    cr_expect_null(l.params);
-    msg->data.data[msg->data.len / 3] ^= 1;
-
-    /* a wrong shape */
-    Twig__V1__Tensor *t1 = msg->tensors[1]; /* l0.b (E, H) */
-    t1->shape[1] = 17;
-    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
-    cr_expect(strstr(err_msg(), "l0.b") != NULL, "%s", err_msg());
-    t1->shape[1] = 16;
-
-    /* huge claimed dimensions: refused by the data's size before allocating */
-    Twig__V1__Tensor *t0 = msg->tensors[0]; /* l0.w (E, n_in, H) */
-    t0->shape[2] = 4096;
-    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
-    cr_expect(strstr(err_msg(), "need") != NULL, "%s", err_msg());
-    cr_expect_null(l.params);
-    t0->shape[2] = 16;
-
-    /* a tensor running past the data */
-    uint64_t keep = t1->offset;
-    t1->offset = msg->data.len - 4;
-    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
-    t1->offset = keep;
-
-    /* a missing tensor (renamed) */
-    char *name = msg->tensors[msg->n_tensors - 4]->name; /* out_sd */
-    name[0] = 'x';
-    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
-    cr_expect(strstr(err_msg(), "out_sd") != NULL, "%s", err_msg());
-    name[0] = 'o';
-
-    /* a policy blob is not a model */
-    msg->kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY;
-    cr_expect_eq(ensemble_from_blob(&l, msg), -EINVAL);
-    msg->kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL;
-
-    /* and it still loads after the repairs */
-    cr_expect_eq(ensemble_from_blob(&l, msg), 0, "%s", err_msg());
-    ensemble_free(&l);
-    twig__v1__weight_blob__free_unpacked(msg, NULL);
-    free(wire);
-    free(b);
     ensemble_free(&e);
 }
 

@@ -272,7 +272,7 @@ Test(sac, stable_log_prob_matches_the_direct_formula)
         pi_out[2 * i + 1] = -1.0f;               // log std
         eps[i] = 0.1f;
     }
-    sac_squash_forward(u, a, logp, pi_out, eps, N, 1);
+    squash_forward(u, a, logp, pi_out, eps, N, 1);
     for (int i = 0; i < N; i++) {
         double ud = (double)pi_out[2 * i] + exp(-1.0) * 0.1;
         double t = tanh(ud);
@@ -283,7 +283,7 @@ Test(sac, stable_log_prob_matches_the_direct_formula)
     }
     // far in the tails the stable form stays finite
     float big[2] = {30.0f, 0.0f}, e1[1] = {0.0f};
-    sac_squash_forward(u, a, logp, big, e1, 1, 1);
+    squash_forward(u, a, logp, big, e1, 1, 1);
     cr_expect(isfinite(logp[0]) && a[0] == 1.0f, "logp %f a %f", logp[0], a[0]);
 }
 
@@ -302,7 +302,7 @@ Test(sac, termination_cuts_the_bootstrap_and_nothing_else)
     // recompute the pieces: actor on o', both target critics
     float out[B * 2 * A], u[B * A], a[B * A], logp[B], x[B * (O + A)], q1[B], q2[B];
     mlp_forward(&s.actor, out, b.next_obs, B);
-    sac_squash_forward(u, a, logp, out, eps, B, A);
+    squash_forward(u, a, logp, out, eps, B, A);
     for (int i = 0; i < B; i++) {
         memcpy(x + i * (O + A), b.next_obs + i * O, sizeof(float) * O);
         memcpy(x + i * (O + A) + O, a + i * A, sizeof(float) * A);

@@ -14,6 +14,7 @@
 #include "common/rpc/msg.h"
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
+#include "common/rpc/policy_blob.h"
 #include "common/rpc/rpc.h"
 #include "common/nn/sac.h"
 #include "tests/modelserver/env_data.h"

@@ -1,25 +1,20 @@
-/* policy: a learner's actor published as a blob acts the same in another process's policy */
+/* policy blobs (common/rpc/policy_blob.h): a learner's actor published as a blob acts the same
+ * in another process's inference-only policy (common/nn/policy.h) */
 #include <criterion/criterion.h>
 #include <math.h>
 
-#include "common/env/env.h"
 #include "common/base/err.h"
 #include "common/nn/policy.h"
 #include "common/nn/sac.h"
+#include "common/rpc/policy_blob.h"
 
 static const float low2[2] = {-2.0f, 0.0f};
 static const float high2[2] = {2.0f, 1.0f};
-
-static env_spec spec2(void)
-{
-    env_spec s = {.name = "Test-v0", .n_obs = 3, .n_act = 2, .act_low = low2,
-                  .act_high = high2, .max_episode_steps = 10, .dt = 0.05};
-    return s;
-}
+/* O 3, A 2 within these bounds, H hidden units */
+#define SHAPE2(H) (&(const policy_shape){3, 2, (H), low2, high2})
 
 Test(policy, blob_from_sac_gives_the_same_deterministic_actions_in_env_units)
 {
-    env_spec spec = spec2();
     sac_t s = {0};
     sac_cfg cfg = sac_default_cfg(3, 2);
     cfg.hidden = 32;
@@ -29,7 +24,7 @@ Test(policy, blob_from_sac_gives_the_same_deterministic_actions_in_env_units)
     cr_assert_eq(policy_blob_build(&b, &s, 7, "Test-v0"), 0, "%s", err_msg());
 
     policy_t p = {0};
-    cr_assert_eq(policy_init(&p, &spec, 32, 8), 0, "%s", err_msg());
+    cr_assert_eq(policy_init(&p, SHAPE2(32), 8), 0, "%s", err_msg());
     cr_assert_eq(policy_load_blob(&p, &b.msg), 0, "%s", err_msg());
     cr_expect_eq(p.version, 7);
 
@@ -65,14 +60,13 @@ Test(policy, blob_from_sac_gives_the_same_deterministic_actions_in_env_units)
 
 Test(policy, model_blob_or_damaged_blob_is_refused)
 {
-    env_spec spec = spec2();
     sac_t s = {0};
     sac_cfg cfg = sac_default_cfg(3, 2);
     cfg.hidden = 16;
     cfg.batch = 4;
     cr_assert_eq(sac_init(&s, &cfg, 5), 0);
     policy_t p = {0};
-    cr_assert_eq(policy_init(&p, &spec, 16, 4), 0);
+    cr_assert_eq(policy_init(&p, SHAPE2(16), 4), 0);
     nn_blob b;
     cr_assert_eq(policy_blob_build(&b, &s, 3, "Test-v0"), 0);
     b.msg.kind = TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL;
@@ -84,7 +78,7 @@ Test(policy, model_blob_or_damaged_blob_is_refused)
     nn_blob_free(&b);
     /* a policy of another width does not fit */
     policy_t wide = {0};
-    cr_assert_eq(policy_init(&wide, &spec, 32, 4), 0);
+    cr_assert_eq(policy_init(&wide, SHAPE2(32), 4), 0);
     cr_assert_eq(policy_blob_build(&b, &s, 4, "Test-v0"), 0);
     cr_expect_eq(policy_load_blob(&wide, &b.msg), TWIG_EMISMATCH);
     nn_blob_free(&b);
@@ -95,9 +89,8 @@ Test(policy, model_blob_or_damaged_blob_is_refused)
 
 Test(policy, unit_conversion_round_trips_and_clamps)
 {
-    env_spec spec = spec2();
     policy_t p = {0};
-    cr_assert_eq(policy_init(&p, &spec, 8, 2), 0);
+    cr_assert_eq(policy_init(&p, SHAPE2(8), 2), 0);
     float act[4] = {-2.0f, 0.25f, 1.0f, 1.0f}, unit[4], back[4];
     policy_unit_from_env(&p, unit, act, 2);
     cr_expect_float_eq(unit[0], -1.0f, 1e-6f);
