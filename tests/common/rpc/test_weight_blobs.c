@@ -1,16 +1,20 @@
-/* the WeightBlob codecs (common/rpc/ensemble_blob.h): what is packed loads back the same,
+/* the WeightBlob codecs (common/rpc/nn_blob.h, common/rpc/ensemble_blob.h): what is packed loads back the same,
  * and every kind of damage a peer could send is refused before anything is allocated */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "common/nn/nn_gemm.h"
 #include "common/rpc/ensemble_blob.h"
+#include "common/rpc/nn_blob.h"
 #include "tests/common/nn/ensemble_small.h"
+#include "tests/common/nn/mlp_small.h"
 
 static void setup(void)
 {
@@ -103,4 +107,59 @@ Test(ensemble_blob, round_trip_and_refusals)
     free(wire);
     free(b);
     ensemble_free(&e);
+}
+
+Test(nn_blob, round_trip_through_protobuf_and_refuse_damage)
+{
+    mlp_t a = {0}, b = {0}, a2 = {0}, b2 = {0};
+    make_trained(&a, &b, 5);
+    make_trained(&a2, &b2, 77);
+    mlp_t *src[2] = {&a, &b}, *dst[2] = {&a2, &b2};
+    const char *names[2] = {"pi", "q"};
+    nn_blob *blob = calloc(1, sizeof(*blob));
+    cr_assert_eq(nn_blob_build(blob, src, names, 2, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, 7,
+                               "Pendulum-v1"),
+                 0, "%s", err_msg());
+    cr_expect_eq(blob->msg.n_tensors, 10);
+    size_t len = twig__v1__weight_blob__get_packed_size(&blob->msg);
+    uint8_t *wire = malloc(len);
+    cr_assert_eq(twig__v1__weight_blob__pack(&blob->msg, wire), len);
+    Twig__V1__WeightBlob *got = twig__v1__weight_blob__unpack(NULL, len, wire);
+    cr_assert(got);
+    cr_expect_eq(got->version, 7);
+    cr_expect_str_eq(got->env_id, "Pendulum-v1");
+    cr_assert_eq(nn_blob_load(dst, names, 2, got), 0, "%s", err_msg());
+    for (int k = 0; k < 2; k++) {
+        for (int t = 0; t < 2 * src[k]->n_layers; t++) {
+            const mlp_tensor *ts = &src[k]->tensors[t];
+            cr_expect_eq(memcmp(src[k]->params + ts->offset, dst[k]->params + ts->offset,
+                                sizeof(float) * ts->rows * ts->cols),
+                         0);
+        }
+    }
+
+    // damaged data, a wrong shape, a missing tensor, a NaN (with a matching crc)
+    got->data.data[5] ^= 1;
+    cr_expect_eq(nn_blob_load(dst, names, 2, got), TWIG_ECORRUPT);
+    got->data.data[5] ^= 1;
+    got->tensors[0]->shape[1] += 1;
+    cr_expect_eq(nn_blob_load(dst, names, 2, got), TWIG_EMISMATCH);
+    cr_expect(strstr(err_msg(), "pi.w0") != NULL, "%s", err_msg());
+    got->tensors[0]->shape[1] -= 1;
+    const char *other[2] = {"pi", "nope"};
+    cr_expect_eq(nn_blob_load(dst, other, 2, got), TWIG_EMISMATCH);
+    cr_expect(strstr(err_msg(), "nope.w0") != NULL, "%s", err_msg());
+    float nan = NAN;
+    memcpy(got->data.data, &nan, sizeof(nan));
+    got->crc32c = crc32c(got->data.data, got->data.len);
+    cr_expect_eq(nn_blob_load(dst, names, 2, got), -EINVAL);
+    cr_expect(strstr(err_msg(), "not finite") != NULL, "%s", err_msg());
+    twig__v1__weight_blob__free_unpacked(got, NULL);
+    free(wire);
+    nn_blob_free(blob);
+    free(blob);
+    mlp_free(&a);
+    mlp_free(&b);
+    mlp_free(&a2);
+    mlp_free(&b2);
 }

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 
 #include "common/nn/nn_gemm.h"
-#include "ensemble_testlib.h"
+#include "tests/learning/ensemble_testlib.h"
 
 static void setup(void)
 {
