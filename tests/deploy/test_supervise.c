@@ -188,7 +188,9 @@ Test(supervise, child_ignoring_sigterm_is_killed_after_grace, .init = setup, .fi
     cr_expect_eq(uv_loop_close(&loop), 0);
 }
 
-Test(supervise, missing_binary_is_a_clear_error, .init = setup, .fini = teardown)
+/* a spawn that fails at once; the timeout is for a supervisor that tries again forever */
+Test(supervise, missing_binary_is_a_clear_error, .init = setup, .fini = teardown,
+     .timeout = 30)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);

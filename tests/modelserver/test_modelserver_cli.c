@@ -30,7 +30,10 @@ static void remove_tmp(void)
     procfix_tmpdir_done(tmp);
 }
 
-TestSuite(modelserver_cli, .init = make_tmp, .fini = remove_tmp);
+/* every test runs twig-modelserver: a run takes about a second under ASan. The timeout is
+ * for a hang and sits above the waits' own deadlines (20 s an exit, 30 s the port and the
+ * health), so those fail first, naming what they waited for */
+TestSuite(modelserver_cli, .init = make_tmp, .fini = remove_tmp, .timeout = 120);
 
 /* start the server with args (NULL-terminated), stdout and stderr into tmp/out (emptied
  * first: each run reads only its own output) */
