@@ -2,42 +2,41 @@
  * --print-config, --set and the YAML file, flags win over the file, and options that came
  * only from the file reach the running server */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "common/base/clock.h"
+#include "common/rpc/rpc.h"
+#include "tests/procfix.h"
 
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 
-extern char **environ;
-
-static char tmp[128];
+static char tmp[PROCFIX_DIR_LEN];
 
 static void make_tmp(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/twig-ms-cli-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
+    procfix_tmpdir(tmp, sizeof tmp);
+    rpc_lib_init(); /* the health check of the server the last test starts */
 }
 
 static void remove_tmp(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_expect_eq(system(cmd), 0);
+    procfix_reap_all(); /* a server a failed assertion left running */
+    rpc_lib_shutdown(2000);
+    procfix_tmpdir_done(tmp);
 }
 
-TestSuite(modelserver_cli, .init = make_tmp, .fini = remove_tmp);
+/* every test runs twig-modelserver: a run takes about a second under ASan. The timeout is
+ * for a hang and sits above the waits' own deadlines (20 s an exit, 30 s the port and the
+ * health), so those fail first, naming what they waited for */
+TestSuite(modelserver_cli, .init = make_tmp, .fini = remove_tmp, .timeout = 120);
 
-/* start the server with args (NULL-terminated), stdout and stderr into tmp/out */
+/* start the server with args (NULL-terminated), stdout and stderr into tmp/out (emptied
+ * first: each run reads only its own output) */
 static pid_t start(const char *const *args)
 {
     const char *argv[64] = {MS_BIN};
@@ -49,38 +48,14 @@ static pid_t start(const char *const *args)
     argv[k] = NULL;
     char out[256];
     snprintf(out, sizeof out, "%s/out", tmp);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, MS_BIN, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
-}
-
-/* exit status of pid within ms (killed and failed after it) */
-static int wait_exit(pid_t pid, int ms)
-{
-    uint64_t end = clock_now_ms() + (uint64_t)ms;
-    int st = 0;
-    while (clock_now_ms() < end) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        }
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    cr_assert_fail("twig-modelserver did not exit within %d ms", ms);
-    return -1;
+    unlink(out);
+    return procfix_spawn(argv, out);
 }
 
 /* run to completion; exit status, output (stdout + stderr) into out */
 static int run(char *out, size_t n, const char *const *args)
 {
-    int rc = wait_exit(start(args), 20000);
+    int rc = procfix_exit_code(start(args), 20000);
     char path[256];
     snprintf(path, sizeof path, "%s/out", tmp);
     FILE *f = fopen(path, "r");
@@ -193,27 +168,17 @@ Test(modelserver_cli, a_server_configured_only_by_its_file_serves_with_those_opt
              data, port_file);
     write_text(yaml, text);
     const char *args[] = {"--config", yaml, NULL};
-    pid_t pid = start(args);
-    uint64_t end = clock_now_ms() + 20000;
-    int port = 0;
-    while (port == 0 && clock_now_ms() < end) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1) {
-                port = 0;
-            }
-            fclose(f);
-        }
-        int st;
-        if (port == 0 && waitpid(pid, &st, WNOHANG) == pid) {
-            cr_assert_fail("twig-modelserver exited before serving (status %d)", st);
-        }
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
+    procfix_t ms = {0};
+    snprintf(ms.port_file, sizeof ms.port_file, "%s", port_file);
+    snprintf(ms.log_file, sizeof ms.log_file, "%s/out", tmp);
+    ms.pid = start(args);
+    /* the port file, then health SERVING: a server that wrote its port and cannot serve
+     * (no writable log) fails here, naming its log */
+    procfix_wait_serving(&ms, 30000);
+    int port = ms.port;
     cr_expect_gt(port, 0, "no port in %s", port_file);
-    cr_assert_eq(kill(pid, SIGTERM), 0);
-    cr_expect_eq(wait_exit(pid, 20000), 0, "a clean exit on SIGTERM");
+    cr_assert_eq(kill(ms.pid, SIGTERM), 0);
+    cr_expect_eq(procfix_exit_code(ms.pid, 20000), 0, "a clean exit on SIGTERM");
     struct stat st;
     cr_expect_eq(stat(data, &st), 0, "the data dir from the file was created");
     char out[256], log[1 << 14];

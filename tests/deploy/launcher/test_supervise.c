@@ -8,6 +8,7 @@
 
 #include "common/base/log.h"
 #include "deploy/launcher/supervise.h"
+#include "tests/procfix.h"
 
 typedef struct watch {
     supervise_t *s;
@@ -34,6 +35,10 @@ static const supervise_cfg fast = {
     .max_restarts = -1};
 
 static char log_path[] = "/tmp/twig-supervise-XXXXXX";
+
+/* how long a child's first line, or its restart, may take (a shell under ASan, on a loaded
+ * machine) */
+#define READY_WAIT_MS 10000
 
 static void setup(void)
 {
@@ -111,10 +116,18 @@ Test(supervise, kill_9_is_seen_and_the_child_comes_back, .init = setup, .fini = 
     uv_timer_init(&loop, &t);
     t.data = &w;
     uv_timer_start(&t, kill_first, 1, 0);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    while (s.procs[0].starts < 2) {
-        uv_run(&loop, UV_RUN_ONCE);
+    /* a deadline of its own, so a restart that never comes fails naming what was seen
+     * instead of blocking in uv_run until the test's timeout */
+    for (int64_t end = procfix_now_ms() + READY_WAIT_MS;
+         s.procs[0].starts < 2 && procfix_now_ms() < end;) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        procfix_pause_ms(1);
     }
+    if (s.procs[0].starts < 2 && s.procs[0].running) {
+        kill(s.procs[0].pid, SIGKILL); /* not left behind by the failed test */
+    }
+    cr_assert_geq(s.procs[0].starts, 2, "no restart within %d ms: starts %d, exits %d, first "
+                  "signal %d", READY_WAIT_MS, s.procs[0].starts, w.exits, w.signals_seen[0]);
     supervise_stop(&s);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(w.signals_seen[0], SIGKILL);
@@ -141,20 +154,31 @@ Test(supervise, child_ignoring_sigterm_is_killed_after_grace, .init = setup, .fi
                     NULL};
     cr_assert_eq(supervise_add(&s, "stubborn", argv, log_path), 0);
     cr_assert_eq(supervise_start(&s), 0);
-    /* wait until the trap is installed: the child prints "ready" after it */
-    for (int i = 0; i < 2000; i++) {
+    /* wait until the trap is installed: the child prints "ready" after it. Stopping it
+     * before that would test a plain SIGTERM, not the grace: a miss fails here, naming what
+     * the log held and whether the child still ran */
+    char line[16] = "";
+    bool ready = false;
+    for (int64_t end = procfix_now_ms() + READY_WAIT_MS; !ready && procfix_now_ms() < end;) {
         FILE *f = fopen(log_path, "r");
-        char line[16] = "";
-        int got = f && fgets(line, sizeof line, f) != NULL;
+        line[0] = '\0';
         if (f) {
+            if (!fgets(line, sizeof line, f)) {
+                line[0] = '\0';
+            }
             fclose(f);
         }
-        if (got) {
-            break;
+        ready = strcmp(line, "ready\n") == 0;
+        if (!ready) {
+            uv_run(&loop, UV_RUN_NOWAIT);
+            procfix_pause_ms(1);
         }
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(1000);
     }
+    if (!ready && s.procs[0].running) {
+        kill(s.procs[0].pid, SIGKILL); /* it ignores SIGTERM: it would outlive the test */
+    }
+    cr_assert(ready, "no \"ready\" line from the child within %d ms: the log holds '%s', "
+              "running %d, exits %d", READY_WAIT_MS, line, (int)s.procs[0].running, w.exits);
     supervise_stop(&s);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(w.exits, 1);
@@ -164,7 +188,9 @@ Test(supervise, child_ignoring_sigterm_is_killed_after_grace, .init = setup, .fi
     cr_expect_eq(uv_loop_close(&loop), 0);
 }
 
-Test(supervise, missing_binary_is_a_clear_error, .init = setup, .fini = teardown)
+/* a spawn that fails at once; the timeout is for a supervisor that tries again forever */
+Test(supervise, missing_binary_is_a_clear_error, .init = setup, .fini = teardown,
+     .timeout = 30)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
