@@ -399,22 +399,29 @@ typedef struct client {
     char why[320];        /* set when it gave up */
 } client;
 
-/* the rows of (src, seq): obs = (src, seq, row), next_obs = obs + 0.5, act = -row,
- * reward = seq + row / 4096, flags from seq and row */
+/* row i of (src, seq): obs = (src, seq, i), next_obs = obs + 0.5, act = -i,
+ * reward = seq + i / 4096, flags from seq and i */
+static void row_fill(float *obs, float *next_obs, float *act, float *reward, int *term,
+                     int *trunc, int src, uint64_t seq, uint32_t i)
+{
+    obs[0] = (float)src;
+    obs[1] = (float)seq;
+    obs[2] = (float)i;
+    for (int j = 0; j < F_OBS; j++) {
+        next_obs[j] = obs[j] + 0.5f;
+    }
+    *act = -(float)i;
+    *reward = (float)seq + (float)i / 4096.0f;
+    *term = (int)((seq + i) % 7 == 0);
+    *trunc = (int)((seq + i) % 5 == 0);
+}
+
 static void batch_fill(float *obs, float *next_obs, float *act, float *reward, int *term,
                        int *trunc, int src, uint64_t seq, uint32_t rows)
 {
     for (uint32_t i = 0; i < rows; i++) {
-        obs[i * F_OBS + 0] = (float)src;
-        obs[i * F_OBS + 1] = (float)seq;
-        obs[i * F_OBS + 2] = (float)i;
-        for (int j = 0; j < F_OBS; j++) {
-            next_obs[i * F_OBS + j] = obs[i * F_OBS + j] + 0.5f;
-        }
-        act[i] = -(float)i;
-        reward[i] = (float)seq + (float)i / 4096.0f;
-        term[i] = (int)((seq + i) % 7 == 0);
-        trunc[i] = (int)((seq + i) % 5 == 0);
+        row_fill(&obs[i * F_OBS], &next_obs[i * F_OBS], &act[i * F_ACT], &reward[i], &term[i],
+                 &trunc[i], src, seq, i);
     }
 }
 
@@ -548,14 +555,7 @@ static bool row_is(const reallog_rows_t *r, uint32_t k, int src, uint64_t seq, u
 {
     float o[F_OBS], n[F_OBS], a, w;
     int te, tr;
-    batch_fill(o, n, &a, &w, &te, &tr, src, seq, 1);
-    /* batch_fill's row 0; redo the row-dependent fields for row i */
-    o[2] = (float)i;
-    n[2] = o[2] + 0.5f;
-    a = -(float)i;
-    w = (float)seq + (float)i / 4096.0f;
-    te = (int)((seq + i) % 7 == 0);
-    tr = (int)((seq + i) % 5 == 0);
+    row_fill(o, n, &a, &w, &te, &tr, src, seq, i);
     return !memcmp(&r->obs[k * F_OBS], o, sizeof o) &&
            !memcmp(&r->next_obs[k * F_OBS], n, sizeof n) && r->act[k] == a &&
            r->reward[k] == w && !!r->terminated[k] == te && !!r->truncated[k] == tr;
@@ -596,12 +596,13 @@ static int check_log(const char *data, client *cs, int n_src, uint32_t rows, che
         for (uint32_t k = 0; k < r.count; k++) {
             uint64_t off = from + k;
             float fs = r.obs[k * F_OBS], fq = r.obs[k * F_OBS + 1], fi = r.obs[k * F_OBS + 2];
-            int src = (int)fs;
-            uint64_t seq = (uint64_t)fq;
-            uint32_t i = (uint32_t)fi;
-            bool decodes = fs >= 0 && fs < n_src && (float)src == fs && fq >= 1 &&
-                           fq < SEQ_LIMIT && (float)seq == fq && fi >= 0 && fi < rows &&
-                           (float)i == fi;
+            /* range first: a float out of range (or NaN) must not be cast to an integer */
+            bool decodes = fs >= 0 && fs < n_src && fq >= 1 && fq < SEQ_LIMIT && fi >= 0 &&
+                           fi < rows;
+            int src = decodes ? (int)fs : 0;
+            uint64_t seq = decodes ? (uint64_t)fq : 0;
+            uint32_t i = decodes ? (uint32_t)fi : 0;
+            decodes = decodes && (float)src == fs && (float)seq == fq && (float)i == fi;
             if (!decodes || seq > cs[src].n_acked) {
                 res->stray_rows++;   /* not a row any acknowledged batch sent */
                 continue;
