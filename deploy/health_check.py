@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """health_check.py - ask a twig server whether it is serving (grpc.health.v1.Health/Check).
 
-    deploy/launcher/health_check.py [HOST:PORT] [--service NAME] [--timeout SECONDS]
+    deploy/health_check.py [HOST:PORT] [--service NAME] [--timeout SECONDS]
 
 Exits 0 when the answer is SERVING and 1 otherwise (NOT_SERVING, unknown service, nobody
 listening, timeout), printing why on stderr: usable as a Docker HEALTHCHECK,

@@ -1250,13 +1250,13 @@ Test(rpc, shutdown_answers_calls_still_queued_for_a_busy_loop)
     cr_expect_eq(ls.blocked, 1, "blocked %d", ls.blocked);  /* queued calls never ran */
 }
 
-/* ---- deploy/launcher/health_check.py against the C server ---- */
+/* ---- deploy/health_check.py against the C server ---- */
 
-/* exit code of deploy/launcher/health_check.py ADDR --service SERVICE (within 30 s) */
+/* exit code of deploy/health_check.py ADDR --service SERVICE (within 30 s) */
 static int run_health_py(const char *addr, const char *service)
 {
     char script[512];
-    snprintf(script, sizeof script, "%s/deploy/launcher/health_check.py", TWIG_SRC_DIR);
+    snprintf(script, sizeof script, "%s/deploy/health_check.py", TWIG_SRC_DIR);
     const char *argv[] = {"/usr/bin/python3", script,    addr, "--service", service,
                           "--timeout",        "2",       NULL};
     return procfix_exit_code(procfix_spawn(argv, NULL), 30000);

@@ -8,7 +8,7 @@ transitions and the learner holds one evaluation at REAL_STEPS. With FAKE_EVALS=
 learner first holds evaluations at 300 and 500 steps, then, as if restarted from an older
 checkpoint, only the one at REAL_STEPS; with FAKE_EVALS=none it never holds one; like twig-learner it refuses a from_index past the
 end with INVALID_ARGUMENT. Replies are encoded by hand
-(field numbers from proto/twig.proto and proto/health.proto) with deploy/launcher/health_check.py's
+(field numbers from proto/twig.proto and proto/health.proto) with deploy/health_check.py's
 varint helpers. It runs until SIGTERM.
 """
 import os
