@@ -12,6 +12,7 @@
 
 #include "common/base/atomic_file.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/mem.h"
 
 #define CKPT_PREFIX "ckpt-"
@@ -42,31 +43,6 @@ static int remove_tree(const char *path)
     return 0;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char p[CKPT_PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-        return err_set(-ENAMETOOLONG, "checkpoint_dir is too long");
-    }
-    for (char *s = p + 1; *s; s++) {
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                return err_set(-errno, "mkdir %s: %s", p, strerror(errno));
-            }
-            *s = '/';
-        }
-    }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-        return err_set(-errno, "mkdir %s: %s", p, strerror(errno));
-    }
-    struct stat st;
-    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return err_set(-ENOTDIR, "%s is not a directory", p);
-    }
-    return 0;
-}
-
 /* "ckpt-<digits>" -> id */
 static int parse_id(const char *name, const char *prefix, uint64_t *id)
 {
@@ -87,7 +63,7 @@ static int parse_id(const char *name, const char *prefix, uint64_t *id)
 
 int ckpt_dir_prepare(const char *dir)
 {
-    int rc = mkdir_p(dir);
+    int rc = fs_mkdir_p(dir);
     if (rc < 0) {
         return rc;
     }

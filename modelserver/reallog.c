@@ -19,6 +19,7 @@
 #include "common/base/clock.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 
@@ -158,27 +159,6 @@ static int reallog_fsync_dir(reallog_t *lg)
 {
     if (fsync(lg->dir_fd) < 0) {
         return err_set(-errno, "fsync of data dir %s: %s", lg->dir, strerror(errno));
-    }
-    return 0;
-}
-
-static int mkdir_parents(const char *dir)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-        return err_set(-ENAMETOOLONG, "data dir path is too long");
-    }
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-                return err_set(-errno, "mkdir %s: %s", path, strerror(errno));
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-        return err_set(-errno, "mkdir %s: %s", path, strerror(errno));
     }
     return 0;
 }
@@ -1386,7 +1366,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     clock_cond_init(&lg->cv_room); /* timed waits (reallog_wait_room) */
     lg->q_tail = &lg->q_head;
 
-    if ((rc = mkdir_parents(lg->dir)) < 0) {
+    if ((rc = fs_mkdir_p(lg->dir)) < 0) {
         goto fail;
     }
     lg->dir_fd = open(lg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -34,6 +34,7 @@
 #include "common/config/config.h"
 #include "common/env/env.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/rpc.h"
@@ -77,25 +78,6 @@ static const char usage[] =
     "  refused), before any process starts; 128 + N interrupted by signal N.";
 
 #define TWIG_RUN_EXIT_CONFIG 2   /* a config refused before anything started */
-
-static int mkdir_p(const char *path)
-{
-    char tmp[PLAN_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-                return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-        return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
-    }
-    return 0;
-}
 
 static int copy_file(const char *dst, const char *src)
 {
@@ -530,7 +512,7 @@ static int check_ports_free(const run_plan *plan)
 
 static int launch(launcher_t *L)
 {
-    int rc = mkdir_p(L->run_dir);
+    int rc = fs_mkdir_p(L->run_dir);
     if (rc < 0) {
         return rc;
     }
