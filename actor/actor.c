@@ -17,6 +17,7 @@
 #include "common/rpc/stats.h"
 #include "common/base/portfile.h"
 #include "common/base/err.h"
+#include "common/base/backoff.h"
 #include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
@@ -187,31 +188,10 @@ static bool actor_pause(actor_t *a, uint64_t ms)
     return atomic_load(&a->stop) != 0;
 }
 
-typedef struct backoff {
-    uint64_t cur, min, max;
-    rng_t rng;
-} backoff_t;
-
-static void backoff_init(backoff_t *b, const actor_cfg *c, uint64_t seed)
+/* the actor's retry waits: backoff_min_ms doubling to backoff_max_ms, jittered */
+static void actor_backoff_init(backoff_t *b, const actor_cfg *c, uint64_t seed)
 {
-    b->min = (uint64_t)c->backoff_min_ms;
-    b->max =
-        (uint64_t)(c->backoff_max_ms > c->backoff_min_ms ? c->backoff_max_ms : c->backoff_min_ms);
-    b->cur = b->min;
-    rng_seed(&b->rng, seed);
-}
-
-/* the next wait: doubles up to max, with jitter in [d/2, d] */
-static uint64_t backoff_next(backoff_t *b)
-{
-    uint64_t d = b->cur;
-    b->cur = b->cur * 2 > b->max ? b->max : b->cur * 2;
-    return d / 2 + rng_uniform_u32(&b->rng, (uint32_t)(d / 2 + 1));
-}
-
-static void backoff_reset(backoff_t *b)
-{
-    b->cur = b->min;
+    backoff_init(b, (uint64_t)c->backoff_min_ms, (uint64_t)c->backoff_max_ms, seed);
 }
 
 /* ---- calls ---- */
@@ -342,7 +322,7 @@ static void *actor_pusher_main(void *arg)
 {
     actor_t *a = arg;
     backoff_t bo;
-    backoff_init(&bo, &a->cfg, a->run.seed ^ 0x5055534845ull ^ (uint64_t)a->cfg.index);
+    actor_backoff_init(&bo, &a->cfg, a->run.seed ^ 0x5055534845ull ^ (uint64_t)a->cfg.index);
     uint64_t failures = 0;
     pthread_mutex_lock(&a->mu);
     for (;;) {
@@ -537,7 +517,7 @@ static void *actor_puller_main(void *arg)
 {
     actor_t *a = arg;
     backoff_t bo;
-    backoff_init(&bo, &a->cfg, a->run.seed ^ 0x50554c4cull ^ (uint64_t)a->cfg.index);
+    actor_backoff_init(&bo, &a->cfg, a->run.seed ^ 0x50554c4cull ^ (uint64_t)a->cfg.index);
     uint64_t have = 0;
     while (!atomic_load(&a->stop)) {
         uint64_t t0 = clock_now_ms();
@@ -803,7 +783,7 @@ static bool actor_evaluate(actor_t *a, uint64_t seq, uint64_t steps)
 static bool actor_sync_start(actor_t *a)
 {
     backoff_t bo;
-    backoff_init(&bo, &a->cfg, a->run.seed ^ 0x53594e43ull ^ (uint64_t)a->cfg.index);
+    actor_backoff_init(&bo, &a->cfg, a->run.seed ^ 0x53594e43ull ^ (uint64_t)a->cfg.index);
     bool logged = false;
     for (;;) {
         actor_log_info li = {0};
@@ -866,7 +846,7 @@ static void actor_finish(actor_t *a)
     log_info("event=share_stored steps=%" PRIu64, a->share);
     if (a->evaluates) {
         backoff_t bo;
-        backoff_init(&bo, &a->cfg, a->run.seed ^ 0x46494eull);
+        actor_backoff_init(&bo, &a->cfg, a->run.seed ^ 0x46494eull);
         uint64_t end = 0;
         for (;;) {
             pthread_mutex_lock(&a->mu);

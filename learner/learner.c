@@ -17,6 +17,7 @@
 #include "common/base/clock.h"
 #include "common/base/portfile.h"
 #include "common/base/crc32c.h"
+#include "common/base/backoff.h"
 #include "common/base/err.h"
 #include "common/base/launcher_link.h"
 #include "common/base/log.h"
@@ -564,21 +565,6 @@ static int learner_restore(learner_t *l)
 
 /* ---- mirror thread: the model server's real log -> the real replay ---- */
 
-/* sleep up to ms unless stopping; returns true when stopping */
-static bool learner_nap(learner_t *l, int ms)
-{
-    struct timespec ts = clock_deadline_ms(ms);
-    pthread_mutex_lock(&l->mu);
-    while (!l->stop) {
-        if (pthread_cond_timedwait(&l->cv_stop, &l->mu, &ts) == ETIMEDOUT) {
-            break;
-        }
-    }
-    bool stop = l->stop;
-    pthread_mutex_unlock(&l->mu);
-    return stop;
-}
-
 /* check a FetchReal reply against the run and append its rows: how many, or -EINVAL (bad
  * reply) */
 static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, float *unit)
@@ -686,10 +672,12 @@ static void *learner_mirror_main(void *arg)
     rpc_client_t *cl = l->ms;
     int rc;
     float *unit = xmalloc(sizeof(float) * (size_t)l->cfg.fetch_max * (size_t)l->env->spec.n_act);
-    int backoff = LEARNER_BACKOFF_MIN_MS;
+    backoff_t backoff;
+    backoff_init(&backoff, LEARNER_BACKOFF_MIN_MS, LEARNER_BACKOFF_MAX_MS,
+                 l->run.seed ^ 0x4d49ull);
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        bool stop = l->stop;
+        bool stop = stop_flag_raised(&l->stop);
         uint64_t off = l->real_offset;
         pthread_mutex_unlock(&l->mu);
         if (stop) {
@@ -705,10 +693,9 @@ static void *learner_mirror_main(void *arg)
                               &twig__v1__fetch_real_reply__descriptor, &o);
         if (rc < 0) {
             learner_note_modelserver(l, false, rc, off);
-            if (learner_nap(l, backoff)) {
+            if (stop_flag_wait_ms(&l->stop, backoff_next(&backoff))) {
                 break;
             }
-            backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
         learner_note_modelserver(l, true, 0, off);
@@ -718,18 +705,18 @@ static void *learner_mirror_main(void *arg)
         if (rc < 0) {
             log_error("event=bad_real_batch from_offset=%" PRIu64 " err=%s detail=\"%s\"", off,
                       err_name(rc), err_msg());
-            if (learner_nap(l, LEARNER_BACKOFF_MAX_MS)) {
+            if (stop_flag_wait_ms(&l->stop, LEARNER_BACKOFF_MAX_MS)) {
                 break;
             }
         } else if (rc == 0 && why != TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END) {
             /* not ready (starting, draining): back off rather than ask again at once */
-            if (learner_nap(l, backoff)) {
+            if (stop_flag_wait_ms(&l->stop, backoff_next(&backoff))) {
                 break;
             }
-            backoff = backoff * 2 > LEARNER_BACKOFF_MAX_MS ? LEARNER_BACKOFF_MAX_MS : backoff * 2;
         } else {
-            backoff = LEARNER_BACKOFF_MIN_MS;
-            if (rc == 0 && l->cfg.fetch_wait_ms == 0 && learner_nap(l, LEARNER_BACKOFF_MIN_MS)) {
+            backoff_reset(&backoff);
+            if (rc == 0 && l->cfg.fetch_wait_ms == 0 &&
+                stop_flag_wait_ms(&l->stop, LEARNER_BACKOFF_MIN_MS)) {
                 break; /* no long poll: pace the polling */
             }
         }
@@ -762,7 +749,7 @@ static void *learner_train_main(void *arg)
     bool waiting = false;
     pthread_mutex_lock(&l->mu);
     u_rate = l->updates;
-    while (!l->stop) {
+    while (!stop_flag_raised(&l->stop)) {
         pace_in in = learner_pace_in(l);
         if (l->diverged || !pace_may_update(&in)) {
             if (!waiting) {
@@ -854,7 +841,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->cfg = *cfg;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv_train, NULL);
-    clock_cond_init(&l->cv_stop);
+    stop_flag_init(&l->stop);
     l->ready = -1;
     if (!l->cfg.listen[0]) {
         snprintf(l->cfg.listen, sizeof l->cfg.listen, "%s", run->learner_addr);
@@ -1000,10 +987,9 @@ static void learner_close_quiet(uv_handle_t *h)
 /* stop and join the threads (any thread but those two) */
 static void learner_stop_threads(learner_t *l)
 {
-    pthread_mutex_lock(&l->mu);
-    l->stop = true;
+    stop_flag_raise(&l->stop);
+    pthread_mutex_lock(&l->mu);   /* the training thread checks the flag under mu, then waits */
     pthread_cond_broadcast(&l->cv_train);
-    pthread_cond_broadcast(&l->cv_stop);
     pthread_mutex_unlock(&l->mu);
     if (l->train_started) {
         pthread_join(l->train_thr, NULL);
@@ -1085,6 +1071,6 @@ void learner_free(learner_t *l)
     env_free(l->env);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv_train);
-    pthread_cond_destroy(&l->cv_stop);
+    stop_flag_destroy(&l->stop);
     memset(l, 0, sizeof *l);
 }

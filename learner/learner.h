@@ -53,6 +53,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/base/stop.h"
+
 #include "common/config/config.h"
 #include "common/env/env.h"
 #include "common/rpc/nn_blob.h"
@@ -154,8 +156,7 @@ typedef struct learner {
     /* guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_train; /* data, quota or stop for the training thread */
-    pthread_cond_t cv_stop;  /* the mirror's backoff sleeps */
-    bool stop;
+    stop_flag stop;          /* the threads' stop; the mirror's backoff sleeps wake on it */
     int wake_open;
     nn_blob *pending_blob; /* published by the training thread, taken by the loop */
     replay_t real;         /* actions in [-1, 1] */

@@ -24,6 +24,7 @@
 #include <grpc/support/time.h>
 
 #include "common/base/clock.h"
+#include "common/base/backoff.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "common/base/rng.h"
@@ -287,16 +288,9 @@ int rpc_client_unary_bytes(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, c
         if (rc == 0 || !retryable(rc) || k >= attempts) {
             break;
         }
-        /* equal jitter: half the backoff fixed, half uniform */
-        int64_t b = backoff;
-        for (int i = 1; i < k && b < backoff_max; i++) {
-            b *= 2;
-        }
-        if (b > backoff_max) {
-            b = backoff_max;
-        }
+        uint64_t d = backoff_delay_ms((uint64_t)backoff, (uint64_t)backoff_max, k);
         pthread_mutex_lock(&cl->rng_lock);
-        int64_t pause = b / 2 + (int64_t)(rng_uniform_f64(&cl->rng) * (double)(b - b / 2));
+        int64_t pause = (int64_t)backoff_jitter(d, rng_uniform_f64(&cl->rng));
         pthread_mutex_unlock(&cl->rng_lock);
         if ((int64_t)clock_now_ms() + pause >= end) {
             break;  /* the next attempt would start past the deadline */

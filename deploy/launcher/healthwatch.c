@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/base/clock.h"
 #include "common/base/log.h"
@@ -25,7 +24,7 @@ void healthwatch_init(healthwatch_t *hw, const healthwatch_cfg *cfg, const run_p
     for (int i = 0; i < PLAN_MAX_PROCS; i++) {
         atomic_init(&hw->procs[i].gen, 0);
     }
-    atomic_init(&hw->stop, false);
+    stop_flag_init(&hw->stop);
 }
 
 unsigned healthwatch_note_start(healthwatch_t *hw, int index)
@@ -120,7 +119,7 @@ static void probe_proc(healthwatch_t *hw, int i, uint64_t now,
 void healthwatch_round(healthwatch_t *hw, uint64_t now_ms,
                        int (*probe)(const char *, const char *, void *), void *probe_data)
 {
-    for (int i = 0; i < hw->plan->n_procs && !atomic_load(&hw->stop); i++) {
+    for (int i = 0; i < hw->plan->n_procs && !stop_flag_raised(&hw->stop); i++) {
         probe_proc(hw, i, now_ms, probe, probe_data);
     }
 }
@@ -133,30 +132,15 @@ static int rpc_probe(const char *addr, const char *service, void *data)
     return rpc_health_check(addr, service, ms);
 }
 
-/* sleep up to ms, waking early on stop */
-static void pause_stoppable(healthwatch_t *hw, uint64_t ms)
-{
-    uint64_t end = clock_now_ms() + ms;
-    while (!atomic_load(&hw->stop)) {
-        uint64_t now = clock_now_ms();
-        if (now >= end) {
-            return;
-        }
-        uint64_t d = end - now < 50 ? end - now : 50;
-        struct timespec ts = {0, (long)d * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 static void healthwatch_main(void *arg)
 {
     healthwatch_t *hw = arg;
-    while (!atomic_load(&hw->stop)) {
+    while (!stop_flag_raised(&hw->stop)) {
         uint64_t t0 = clock_now_ms();
         healthwatch_round(hw, t0, rpc_probe, hw);
         uint64_t took = clock_now_ms() - t0;
         if (took < (uint64_t)hw->cfg.every_ms) {
-            pause_stoppable(hw, (uint64_t)hw->cfg.every_ms - took);
+            stop_flag_wait_ms(&hw->stop, (uint64_t)hw->cfg.every_ms - took);
         }
     }
 }
@@ -175,7 +159,7 @@ int healthwatch_start(healthwatch_t *hw)
 
 void healthwatch_stop(healthwatch_t *hw)
 {
-    atomic_store(&hw->stop, true);
+    stop_flag_raise(&hw->stop);
     if (hw->thread_started) {
         uv_thread_join(&hw->thread);
         hw->thread_started = false;

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/base/stop.h"
+
 #include "deploy/launcher/run_plan.h"
 
 typedef struct healthwatch_cfg {
@@ -55,7 +57,7 @@ typedef struct healthwatch {
     /* watch thread: readiness changed (after being reported not ready) */
     void (*on_ready)(void *data, int index, bool ready);
     void *data;
-    atomic_bool stop;
+    stop_flag stop;   /* the probe thread's; its pause between rounds wakes on it */
     uv_thread_t thread;
     bool thread_started;
 } healthwatch_t;

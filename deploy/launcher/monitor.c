@@ -49,6 +49,7 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
                  const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data)
 {
     memset(m, 0, sizeof *m);
+    stop_flag_init(&m->stop);
     m->run = run;
     m->launcher = launcher;
     m->plan = plan;
@@ -83,7 +84,7 @@ static int wait_healthy(monitor_t *m)
     for (int i = 0; i < m->plan->n_procs; i++) {
         const plan_proc *p = &m->plan->procs[i];
         for (;;) {
-            if (atomic_load(&m->stop)) {
+            if (stop_flag_raised(&m->stop)) {
                 return TWIG_ECANCELLED;
             }
             uint64_t probe_start = clock_now_ms();
@@ -102,7 +103,7 @@ static int wait_healthy(monitor_t *m)
              * probe whatever the answer, or start-up becomes a busy loop of new channels */
             uint64_t took = clock_now_ms() - probe_start;
             if (took < MONITOR_HEALTH_POLL_MS) {
-                usleep((useconds_t)(MONITOR_HEALTH_POLL_MS - took) * 1000);
+                stop_flag_wait_ms(&m->stop, MONITOR_HEALTH_POLL_MS - took);
             }
         }
     }
@@ -244,7 +245,7 @@ static void monitor_main(void *arg)
     monitor_t *m = arg;
     m->started_ms = clock_now_ms();
     if (wait_healthy(m) < 0) {
-        if (!atomic_load(&m->stop)) {
+        if (!stop_flag_raised(&m->stop)) {
             set_state(m, MONITOR_FAILED);
         }
         return;
@@ -254,7 +255,7 @@ static void monitor_main(void *arg)
     uint64_t prev_ms = clock_now_ms();
     monitor_snapshot prev = s;
     int ticks = 0;
-    while (!atomic_load(&m->stop)) {
+    while (!stop_flag_raised(&m->stop)) {
         poll_counters(m, &s);
         poll_evals(m, &s);
         uint64_t t = clock_now_ms();
@@ -294,10 +295,10 @@ static void monitor_main(void *arg)
             set_state(m, MONITOR_FAILED);
             return;
         }
-        /* sleep the rest of the interval in small steps so a stop is seen quickly */
-        uint64_t until = t + (uint64_t)m->launcher->progress_interval_ms;
-        while (!atomic_load(&m->stop) && clock_now_ms() < until) {
-            usleep(20 * 1000);
+        /* sleep the rest of the interval; a stop ends it at once */
+        uint64_t until = t + (uint64_t)m->launcher->progress_interval_ms, now = clock_now_ms();
+        if (now < until) {
+            stop_flag_wait_ms(&m->stop, until - now);
         }
     }
 }
@@ -314,7 +315,7 @@ int monitor_start(monitor_t *m)
 
 void monitor_stop(monitor_t *m)
 {
-    atomic_store(&m->stop, true);
+    stop_flag_raise(&m->stop);
     if (m->thread_started) {
         uv_thread_join(&m->thread);
         m->thread_started = false;
@@ -332,4 +333,5 @@ void monitor_free(monitor_t *m)
         m->metrics = NULL;
     }
     tfevents_close(&m->tf);
+    stop_flag_destroy(&m->stop);
 }

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "common/base/stop.h"
+
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "deploy/launcher/tfevents.h"
@@ -65,7 +67,7 @@ typedef struct monitor {
     uv_thread_t thread;
     bool thread_started;
     atomic_int state;              /* monitor_state */
-    atomic_bool stop;              /* set by monitor_stop */
+    stop_flag stop;                /* raised by monitor_stop; the thread's pauses wake on it */
     void (*wake)(void *data);      /* called from the thread when state changes */
     void *wake_data;
     bool tty;                      /* progress line with \r on a terminal */

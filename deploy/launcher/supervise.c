@@ -10,20 +10,12 @@
 #include <unistd.h>
 
 #include "common/base/err.h"
+#include "common/base/backoff.h"
 #include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 
 extern char **environ; /* POSIX: the process's environment */
-
-static uint64_t backoff_ms(const supervise_cfg *cfg, int failures)
-{
-    uint64_t d = cfg->backoff_base_ms;
-    for (int i = 1; i < failures && d < cfg->backoff_max_ms; i++) {
-        d *= 2;
-    }
-    return d < cfg->backoff_max_ms ? d : cfg->backoff_max_ms;
-}
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -78,7 +70,9 @@ static void on_restart_timer(uv_timer_t *t)
     int rc = spawn_proc(p);
     if (rc < 0) {
         p->consecutive_failures++;
-        uint64_t d = backoff_ms(&p->owner->cfg, p->consecutive_failures);
+        const supervise_cfg *c = &p->owner->cfg;
+        uint64_t d =
+            backoff_delay_ms(c->backoff_base_ms, c->backoff_max_ms, p->consecutive_failures);
         log_error("event=spawn_failed proc=%s err=%s detail=\"%s\" retry_ms=%llu", p->name,
                   err_name(rc), err_msg(), (unsigned long long)d);
         uv_timer_start(&p->restart_timer, on_restart_timer, d, 0);
@@ -112,7 +106,8 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int term_signal)
                   p->pid, (long long)status, term_signal, p->restarts);
         return;
     }
-    uint64_t d = backoff_ms(&s->cfg, p->consecutive_failures);
+    uint64_t d =
+        backoff_delay_ms(s->cfg.backoff_base_ms, s->cfg.backoff_max_ms, p->consecutive_failures);
     log_warn("event=crashed proc=%s pid=%d status=%lld signal=%d uptime_ms=%llu restart_in_ms=%llu",
              p->name, p->pid, (long long)status, term_signal, (unsigned long long)up,
              (unsigned long long)d);

@@ -231,8 +231,8 @@ static void launcher_stop(launcher_t *L, int code, const char *reason)
         log_error("event=run_failed exit=%d reason=\"%s\"", code, reason);
         fprintf(stderr, "\ntwig: run failed: %s\n", reason);
     }
-    atomic_store(&L->mon.stop, true);   /* the monitor winds down while the children stop */
-    atomic_store(&L->hw.stop, true);
+    stop_flag_raise(&L->mon.stop);   /* the monitor winds down while the children stop */
+    stop_flag_raise(&L->hw.stop);
     supervise_stop(&L->sup);
     uv_close((uv_handle_t *)&L->sigint, NULL);
     uv_close((uv_handle_t *)&L->sigterm, NULL);

@@ -70,18 +70,13 @@ int rollout_share(int rollouts_per_step, int index, int n_workers)
 
 static bool stopping(rollout_t *r)
 {
-    return atomic_load(&r->stop) != 0;
+    return stop_flag_raised(&r->stop);
 }
 
-/* wait ms in slices, ending early on stop */
-static void nap(rollout_t *r, int ms)
+/* wait ms, ending early on stop */
+static void nap(rollout_t *r, uint64_t ms)
 {
-    while (ms > 0 && !stopping(r)) {
-        int slice = ms < 20 ? ms : 20;
-        struct timespec ts = {0, (long)slice * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= slice;
-    }
+    stop_flag_wait_ms(&r->stop, ms);
 }
 
 /* could the peer not be reached at all (as opposed to an answer we did not like)? */
@@ -135,21 +130,17 @@ static void peer_seen(rollout_t *r, rollout_peer *p, bool reached, int rc)
     }
 }
 
-/* a call to p failed: note it (an unreachable peer), back off (doubling, capped) */
+/* a call to p failed: note it (an unreachable peer), back off (doubling, capped, jittered) */
 static void peer_failed(rollout_t *r, rollout_peer *p, int rc)
 {
     peer_seen(r, p, !unreachable(rc), rc);
-    p->backoff_ms = p->backoff_ms ? 2 * p->backoff_ms : ROLLOUT_BACKOFF_MS;
-    if (p->backoff_ms > r->cfg.backoff_max_ms) {
-        p->backoff_ms = r->cfg.backoff_max_ms;
-    }
-    nap(r, p->backoff_ms);
+    nap(r, backoff_next(&p->backoff));
 }
 
 static void peer_ok(rollout_t *r, rollout_peer *p)
 {
     peer_seen(r, p, true, 0);
-    p->backoff_ms = 0;
+    backoff_reset(&p->backoff);
 }
 
 static int call(rollout_t *r, rpc_client_t *cl, ProtobufCMessage **reply, const char *path,
@@ -772,7 +763,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
     r->run = *run;
-    atomic_init(&r->stop, 0);
+    stop_flag_init(&r->stop);
     pthread_mutex_init(&r->stats_mu, NULL);
     int rc = run_cfg_check(run);
     if (rc < 0 || (rc = rollout_opts_check(cfg, run)) < 0) {
@@ -787,6 +778,10 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     r->ready_state = -1;
     r->ms_peer = (rollout_peer){.name = "modelserver", .addr = run->modelserver_addr, .up = -1};
     r->ln_peer = (rollout_peer){.name = "learner", .addr = run->learner_addr, .up = -1};
+    backoff_init(&r->ms_peer.backoff, ROLLOUT_BACKOFF_MS, (uint64_t)cfg->backoff_max_ms,
+                 run->seed ^ 0x4d53ull ^ (uint64_t)cfg->index);
+    backoff_init(&r->ln_peer.backoff, ROLLOUT_BACKOFF_MS, (uint64_t)cfg->backoff_max_ms,
+                 run->seed ^ 0x4c4eull ^ (uint64_t)cfg->index);
 
     /* the first identity: a new incarnation per start, so seqs never meet acknowledged ones */
     identity_begin(r);
@@ -851,7 +846,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
 
 void rollout_stop(rollout_t *r)
 {
-    atomic_store(&r->stop, 1);
+    stop_flag_raise(&r->stop);
 }
 
 int rollout_run(rollout_t *r)
@@ -906,5 +901,6 @@ void rollout_free(rollout_t *r)
     free(r->p_term);
     free(r->p_trunc);
     pthread_mutex_destroy(&r->stats_mu);
+    stop_flag_destroy(&r->stop);
     memset(r, 0, sizeof *r);
 }

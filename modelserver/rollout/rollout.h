@@ -68,6 +68,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/base/backoff.h"
+#include "common/base/stop.h"
 #include "common/config/config.h"
 #include "common/nn/ensemble.h"
 #include "common/env/env.h"
@@ -104,7 +106,7 @@ typedef struct rollout_peer {
     const char *name; /* "modelserver", "learner" */
     const char *addr;
     int up;           /* -1 not asked yet, 0 did not answer, 1 answered */
-    int backoff_ms;   /* the next wait after a failure */
+    backoff_t backoff; /* the waits after failures in a row */
 } rollout_peer;
 
 /* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
@@ -157,7 +159,7 @@ typedef struct rollout {
 
     pthread_t thread;
     int thread_started;
-    atomic_int stop;
+    stop_flag stop;   /* the worker thread's stop; its backoff sleeps wake on it */
 
     pthread_mutex_t stats_mu;
     rollout_stats stats;
