@@ -7,8 +7,12 @@
  *   fetch_real    rows/s read back with FetchReal (4096 rows a call), as a log mirror does
  *   weight_blob   p50/p99 latency of pulling a 10 MiB WeightBlob through the rpc layer, with
  *                 glibc's default malloc tuning and with the mmap/trim thresholds raised
+ *   model_pull    p50/p99 of pulling a real model from a real twig-modelserver (GetModel, the
+ *                 whole blob each time) after its first fit on 2048 appended rows; for each
+ *                 --server-bin given (another build's, for a before/after), interleaved
  *
- * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob] [--fsync none|group|batch]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull] [--fsync none|group|batch]
+ *                  [--server-bin PATH]... [--model-hidden H]
  * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
  * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
@@ -145,7 +149,9 @@ static void rm_dir(const char *dir)
     rmdir(dir);
 }
 
-static int server_start(server_proc *s, const char *fsync)
+/* bin with the benchmark's flags plus extra (NULL-terminated, may be NULL) */
+static int server_start_bin(server_proc *s, const char *bin, const char *fsync,
+                            const char *const *extra)
 {
     snprintf(s->dir, sizeof s->dir, "/tmp/twig-bench-XXXXXX");
     if (!mkdtemp(s->dir)) {
@@ -161,9 +167,15 @@ static int server_start(server_proc *s, const char *fsync)
         if (getppid() != parent) {
             _exit(127);
         }
-        execl(SERVER_BIN, SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", data,
-              "--port-file", port_file, "--fsync", fsync, "--log-level", "warn", "--env", B_ENV,
-              (char *)NULL);
+        const char *argv[40] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data,
+                                "--port-file", port_file, "--fsync", fsync, "--log-level",
+                                "warn", "--env", B_ENV};
+        int n = 13;
+        for (int i = 0; extra && extra[i] && n < 39; i++) {
+            argv[n++] = extra[i];
+        }
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     double deadline = clock_now_s() + 20;
@@ -189,6 +201,11 @@ static int server_start(server_proc *s, const char *fsync)
     }
     snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", port);
     return rpc_wait_serving(s->addr, 10000);
+}
+
+static int server_start(server_proc *s, const char *fsync)
+{
+    return server_start_bin(s, SERVER_BIN, fsync, NULL);
 }
 
 static void server_stop(server_proc *s)
@@ -381,12 +398,107 @@ static int run_blob(const char *addr, double *p50, double *p99)
     return 0;
 }
 
+/* ---- weight pulls through a real model server ---- */
+
+/* the server's options for model_pull: one fit of a full-size HalfCheetah ensemble (7 x 200,
+ * 4 layers: MBPO's) on the first MODEL_ROWS rows, then nothing more to train (the first
+ * training point is init_steps rounded up to a multiple of model_train_freq) */
+#define MODEL_ROWS 2048
+static const char *const model_sets[] = {
+    "--set", "real_steps=1000000", "--set", "init_steps=2048", "--set",
+    "model_train_freq=2048", "--set", "modelserver.train_max_epochs=2", "--set", NULL, NULL};
+
+/* start bin, append MODEL_ROWS rows, wait for its first model, then pull it BLOB_PULLS
+ * times (have_version 0: the whole blob each time); p50/p99 in ms and the blob's bytes */
+static int run_model_pull(const char *bin, int hidden, double *p50, double *p99, size_t *bytes)
+{
+    server_proc s;
+    const char *sets[sizeof model_sets / sizeof model_sets[0]];
+    memcpy(sets, model_sets, sizeof sets);
+    char hidden_set[64];
+    snprintf(hidden_set, sizeof hidden_set, "modelserver.model_hidden=%d", hidden);
+    sets[sizeof sets / sizeof sets[0] - 2] = hidden_set;
+    int rc = server_start_bin(&s, bin, "none", sets);
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: %s: %s\n", bin, err_msg());
+        return rc;
+    }
+    rpc_client_t *cl;
+    rpc_client_init(&cl, s.addr, NULL);
+    rpc_call_opts o = {.deadline_ms = 30000};
+    bench_batch *b = xmalloc(sizeof *b);
+    bench_batch_init(b, 900);
+    for (uint64_t seq = 1; rc == 0 && seq * B_COUNT <= MODEL_ROWS; seq++) {
+        /* vary the rows so that the fit sees more than one point */
+        for (int i = 0; i < B_COUNT * B_OBS; i++) {
+            b->obs[i] = (float)((i * 7919 + (int)seq * 104729) % 2000) * 1e-3f - 1.0f;
+            b->next_obs[i] = b->obs[i] * 0.9f;
+        }
+        b->v.seq = seq;
+        Twig__V1__TransitionBatch m;
+        msg_batch_from_view(&m, &b->v);
+        ProtobufCMessage *r = NULL;
+        rc = rpc_client_unary(cl, &r, "/twig.v1.ModelServer/AppendReal", &m.base,
+                              &twig__v1__append_real_reply__descriptor, &o);
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    free(b);
+    double lat[BLOB_PULLS];
+    *bytes = 0;
+    /* the first model: long polls of up to 10 s, within 300 s */
+    for (double end = clock_now_s() + 300; rc == 0 && *bytes == 0;) {
+        if (clock_now_s() > end) {
+            rc = err_set(TWIG_EDEADLINE, "no model within 300 s");
+            break;
+        }
+        Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+        q.wait_ms = 10000;
+        ProtobufCMessage *r = NULL;
+        rc = rpc_client_unary(cl, &r, "/twig.v1.ModelServer/GetModel", &q.base,
+                              &twig__v1__get_weights_reply__descriptor, &o);
+        if (rc == 0) {
+            const Twig__V1__GetWeightsReply *w = (const Twig__V1__GetWeightsReply *)r;
+            *bytes = w->blob ? w->blob->data.len : 0;
+            protobuf_c_message_free_unpacked(r, NULL);
+        }
+    }
+    for (int i = 0; i < BLOB_PULLS && rc == 0; i++) {
+        Twig__V1__GetWeightsRequest q = TWIG__V1__GET_WEIGHTS_REQUEST__INIT;
+        ProtobufCMessage *r = NULL;
+        double t0 = clock_now_s();
+        rc = rpc_client_unary(cl, &r, "/twig.v1.ModelServer/GetModel", &q.base,
+                              &twig__v1__get_weights_reply__descriptor, &o);
+        lat[i] = (clock_now_s() - t0) * 1e3;
+        if (rc == 0) {
+            const Twig__V1__GetWeightsReply *w = (const Twig__V1__GetWeightsReply *)r;
+            if (!w->blob || w->blob->data.len != *bytes ||
+                crc32c(w->blob->data.data, w->blob->data.len) != w->blob->crc32c) {
+                rc = err_set(TWIG_ECORRUPT, "pull %d: the model came back wrong", i);
+            }
+            protobuf_c_message_free_unpacked(r, NULL);
+        }
+    }
+    rpc_client_free(cl);
+    server_stop(&s);
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: model pull from %s: %s\n", bin, err_msg());
+        return rc;
+    }
+    qsort(lat, BLOB_PULLS, sizeof lat[0], cmp_double);
+    *p50 = lat[BLOB_PULLS / 2];
+    *p99 = lat[BLOB_PULLS - 1];
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 2.0;
     int reps = 3;
     const char *only = NULL;
     const char *only_fsync = NULL;
+    const char *bins[4] = {SERVER_BIN};
+    int n_bins = 0;
+    int model_hidden = 200;   /* MBPO's; larger for a bigger model blob */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
@@ -396,11 +508,23 @@ int main(int argc, char **argv)
             only_fsync = argv[++i];
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
+        } else if (!strcmp(argv[i], "--model-hidden") && i + 1 < argc) {
+            model_hidden = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--server-bin") && i + 1 < argc && n_bins < 4) {
+            bins[n_bins++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob]"
-                            " [--fsync none|group|batch]\n");
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull]"
+                            " [--fsync none|group|batch] [--server-bin PATH]... [--model-hidden H]\n");
             return 2;
         }
+    }
+    if (model_hidden < 8 || model_hidden > 2048) {
+        fprintf(stderr, "bench_rpc: --model-hidden must be in 8..2048\n");
+        return 2;
+    }
+    if (only && strcmp(only, "append") && strcmp(only, "blob") && strcmp(only, "pull")) {
+        fprintf(stderr, "bench_rpc: --only '%s': append, blob or pull\n", only);
+        return 2;
     }
     if (seconds <= 0 || seconds > 600 || reps < 1 || reps > 16) {
         fprintf(stderr, "bench_rpc: --seconds must be in (0, 600], --reps in 1..16\n");
@@ -488,6 +612,30 @@ int main(int argc, char **argv)
             printf("{\"bench\":\"weight_blob\",\"impl\":\"rpc\",\"malloc\":\"mmap_threshold_32M\","
                    "\"bytes\":%u,\"pulls\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
                    BLOB_BYTES, BLOB_PULLS, p50, p99);
+        }
+    }
+    if (!only || !strcmp(only, "pull")) {
+        /* the same model pulled from each server binary given (default: this build's),
+         * interleaved over reps; with glibc's default malloc tuning on both ends */
+        n_bins = n_bins ? n_bins : 1;
+        double p50[4][16], p99[4][16];
+        size_t bytes[4] = {0};
+        for (int r = 0; r < reps; r++) {
+            for (int k = 0; k < n_bins; k++) {
+                if (run_model_pull(bins[k], model_hidden, &p50[k][r], &p99[k][r], &bytes[k]) < 0) {
+                    return 1;
+                }
+            }
+        }
+        for (int k = 0; k < n_bins; k++) {
+            qsort(p50[k], (size_t)reps, sizeof(double), cmp_double);
+            qsort(p99[k], (size_t)reps, sizeof(double), cmp_double);
+            printf("{\"bench\":\"model_pull\",\"impl\":\"twig_modelserver\",\"server\":\"%s\","
+                   "\"model_hidden\":%d,\"bytes\":%zu,\"pulls\":%d,\"reps\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
+                   "\"p50_min\":%.2f,\"p50_max\":%.2f}\n",
+                   bins[k], model_hidden, bytes[k], BLOB_PULLS, reps, p50[k][reps / 2], p99[k][reps / 2],
+                   p50[k][0], p50[k][reps - 1]);
+            fflush(stdout);
         }
     }
     rpc_server_shutdown(sink, 500);
