@@ -62,6 +62,7 @@
 #include "common/rpc/policy_blob.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
+#include "common/rpc/real_mirror.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "common/nn/sac.h"
@@ -152,6 +153,10 @@ typedef struct learner {
     /* threads */
     pthread_t mirror_thr, train_thr;
     int mirror_started, train_started;
+
+    /* mirror thread */
+    real_mirror_t mirror; /* the model server's real log, from refill_from */
+    float *mirror_unit;   /* (fetch_max, n_act) fetched actions in [-1, 1] */
 
     /* guarded by mu */
     pthread_mutex_t mu;
