@@ -68,8 +68,8 @@ static int real_mirror_check(const real_mirror_t *m, real_mirror_rows *rows,
                        c->n_obs, c->n_act);
     }
     if (r->first_offset != off) {
-        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64,
-                       r->first_offset, off);
+        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64, r->first_offset,
+                       off);
     }
     if (r->end_offset < off + n) {
         return err_set(-EINVAL, "%u rows from %" PRIu64 " past the log's end %" PRIu64, b->count,

@@ -56,31 +56,31 @@ typedef void (*real_mirror_take_fn)(void *app, const real_mirror_rows *rows);
 typedef void (*real_mirror_peer_fn)(void *app, bool reached, int rc, uint64_t offset);
 
 typedef struct real_mirror_cfg {
-    rpc_client_t *client;      /* the model server; borrowed, outlives the mirror */
-    const char *env_id;        /* the run's env; borrowed */
-    int n_obs, n_act;          /* the run's env dims */
-    uint32_t max_count;        /* rows asked per FetchReal, 1..MSG_BATCH_MAX_COUNT */
-    int wait_ms;               /* real_mirror_run's long poll at the log's end; 0: poll every
-                                * backoff_min_ms */
-    int deadline_slack_ms;     /* the call's deadline beyond its long poll */
-    uint64_t backoff_min_ms;   /* first wait after a failure, doubling up to backoff_max_ms */
+    rpc_client_t *client;    /* the model server; borrowed, outlives the mirror */
+    const char *env_id;      /* the run's env; borrowed */
+    int n_obs, n_act;        /* the run's env dims */
+    uint32_t max_count;      /* rows asked per FetchReal, 1..MSG_BATCH_MAX_COUNT */
+    int wait_ms;             /* real_mirror_run's long poll at the log's end; 0: poll every
+                              * backoff_min_ms */
+    int deadline_slack_ms;   /* the call's deadline beyond its long poll */
+    uint64_t backoff_min_ms; /* first wait after a failure, doubling up to backoff_max_ms */
     uint64_t backoff_max_ms;
-    uint64_t seed;             /* the backoff's jitter */
-    stop_flag *stop;           /* borrowed; every wait ends when it is raised */
+    uint64_t seed;   /* the backoff's jitter */
+    stop_flag *stop; /* borrowed; every wait ends when it is raised */
     real_mirror_take_fn take;
-    real_mirror_peer_fn peer;  /* NULL: nobody asks */
-    void *app;                 /* handed to both callbacks; borrowed */
+    real_mirror_peer_fn peer; /* NULL: nobody asks */
+    void *app;                /* handed to both callbacks; borrowed */
 } real_mirror_cfg;
 
 typedef struct real_mirror {
     real_mirror_cfg cfg;
-    backoff_t backoff;             /* the waits after failures in a row */
-    _Atomic uint64_t offset;       /* next log offset to ask for (the mirror's thread writes) */
-    bool at_end;                   /* the last reply said the log has nothing past offset */
+    backoff_t backoff;       /* the waits after failures in a row */
+    _Atomic uint64_t offset; /* next log offset to ask for (the mirror's thread writes) */
+    bool at_end;             /* the last reply said the log has nothing past offset */
     /* counters, readable from any thread */
-    _Atomic uint64_t rows;         /* rows taken */
-    _Atomic uint64_t refused;      /* replies refused by the checks */
-    _Atomic uint64_t failures;     /* FetchReal calls that failed (no reply) */
+    _Atomic uint64_t rows;     /* rows taken */
+    _Atomic uint64_t refused;  /* replies refused by the checks */
+    _Atomic uint64_t failures; /* FetchReal calls that failed (no reply) */
 } real_mirror_t;
 
 /* fill m to mirror from from_offset (cfg copied; its pointers stay borrowed) */

@@ -21,19 +21,19 @@
 /* what the fake server does with the next replies */
 typedef enum fake_mode {
     FAKE_OK = 0,
-    FAKE_WRONG_DIMS,    /* obs_dim one too many */
-    FAKE_WRONG_FIRST,   /* first_offset one past what was asked */
-    FAKE_NOT_FINITE,    /* a NaN observation */
-    FAKE_NOT_READY,     /* empty, EMPTY_REASON_NOT_READY */
+    FAKE_WRONG_DIMS,  /* obs_dim one too many */
+    FAKE_WRONG_FIRST, /* first_offset one past what was asked */
+    FAKE_NOT_FINITE,  /* a NaN observation */
+    FAKE_NOT_READY,   /* empty, EMPTY_REASON_NOT_READY */
 } fake_mode;
 
 /* ---- the fake model server: a log of rows whose values say their offset ---- */
 
 typedef struct fake_ms {
     pthread_mutex_t lock;
-    uint64_t end;      /* rows in the log */
+    uint64_t end; /* rows in the log */
     fake_mode mode;
-    int fetches;       /* FetchReal calls answered */
+    int fetches; /* FetchReal calls answered */
     /* one reply's arrays, filled under lock on the CQ thread */
     float obs[LOG_MAX * (N_OBS + 1)], next_obs[LOG_MAX * (N_OBS + 1)];
     float act[LOG_MAX * N_ACT], reward[LOG_MAX];
@@ -128,14 +128,14 @@ static rpc_server_t *fake_serve(fake_ms *f, const char *listen)
 
 typedef struct owner {
     pthread_mutex_t lock;
-    int takes;                  /* take callbacks, empty ones included */
-    uint64_t rows;              /* rows taken */
-    uint64_t next;              /* first_offset the next take must have */
-    uint64_t end_offset;        /* of the last take */
-    int bad_rows;               /* rows whose values do not match their offset */
-    int reached, not_reached;   /* peer callbacks */
-    int last_rc;                /* of the last not reached */
-    int64_t fail_ms[16];        /* when the first not-reached callbacks came */
+    int takes;                /* take callbacks, empty ones included */
+    uint64_t rows;            /* rows taken */
+    uint64_t next;            /* first_offset the next take must have */
+    uint64_t end_offset;      /* of the last take */
+    int bad_rows;             /* rows whose values do not match their offset */
+    int reached, not_reached; /* peer callbacks */
+    int last_rc;              /* of the last not reached */
+    int64_t fail_ms[16];      /* when the first not-reached callbacks came */
 } owner;
 
 static void owner_take(void *app, const real_mirror_rows *rows)
@@ -328,8 +328,7 @@ Test(real_mirror, a_log_end_going_back_behind_the_offset_is_refused)
     cr_assert_eq(real_mirror_offset(&fx.m), 10);
     fake_set(&fx.ms, 6, FAKE_OK); /* a model server that lost rows we hold */
     cr_expect_eq(real_mirror_step(&fx.m, 0), -EINVAL);
-    cr_expect(strstr(err_msg(), "the log ends at 6, before offset 10") != NULL, "%s",
-              err_msg());
+    cr_expect(strstr(err_msg(), "the log ends at 6, before offset 10") != NULL, "%s", err_msg());
     cr_expect_eq(real_mirror_offset(&fx.m), 10, "never backwards");
     cr_expect_eq(fx.own.takes, 1, "the refused reply was not taken");
     cr_expect_eq(atomic_load(&fx.m.refused), 1);
