@@ -17,7 +17,6 @@
 #include "common/base/clock.h"
 #include "common/base/portfile.h"
 #include "common/base/crc32c.h"
-#include "common/base/backoff.h"
 #include "common/base/err.h"
 #include "common/base/launcher_link.h"
 #include "common/base/log.h"
@@ -565,73 +564,36 @@ static int learner_restore(learner_t *l)
 
 /* ---- mirror thread: the model server's real log -> the real replay ---- */
 
-/* check a FetchReal reply against the run and append its rows: how many, or -EINVAL (bad
- * reply) */
-static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, float *unit)
+/* the mirror's take: rows of a checked FetchReal reply into the real replay (count 0 too:
+ * the log's end is news for pacing) */
+static void learner_take_real(void *app, const real_mirror_rows *rows)
 {
-    const env_spec *sp = &l->env->spec;
+    learner_t *l = app;
     pthread_mutex_lock(&l->mu);
-    uint64_t off = l->real_offset;
-    l->log_end = r->end_offset;
+    l->log_end = rows->end_offset;
     if (!l->quota_known) {
         /* branches for real steps already in the log when this process first looks were
          * either counted by an earlier life or lost with it: their quota counts as met */
-        l->quota_base = r->end_offset > l->learn_start ? r->end_offset : l->learn_start;
+        l->quota_base = rows->end_offset > l->learn_start ? rows->end_offset : l->learn_start;
         l->quota_known = true;
         pthread_cond_broadcast(&l->cv_train);
         log_info("event=quota_base real_steps=%" PRIu64 " log_end=%" PRIu64, l->quota_base,
-                 r->end_offset);
+                 rows->end_offset);
     }
     pthread_mutex_unlock(&l->mu);
-
-    const Twig__V1__TransitionBatch *m = r->batch;
-    if (!m || m->count == 0 || r->empty_reason != TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE) {
-        if (r->end_offset < off) {
-            return err_set(
-                -EINVAL, "the log ends at %" PRIu64 ", before offset %" PRIu64 " mirrored already",
-                r->end_offset, off);
-        }
-        return 0;
+    if (rows->count == 0) {
+        return;
     }
-    /* a fetched range spans sources, so it carries none: check the rest */
-    uint64_t c = m->count;
-    if (c > (uint64_t)l->cfg.fetch_max) {
-        return err_set(-EINVAL, "count is %u, asked for at most %d", m->count, l->cfg.fetch_max);
-    }
-    if (m->n_obs != c * m->obs_dim || m->n_next_obs != c * m->obs_dim ||
-        m->n_act != c * m->act_dim || m->n_reward != c || m->n_terminated != c) {
-        return err_set(-EINVAL, "array lengths do not match count %u x dims %ux%u", m->count,
-                       m->obs_dim, m->act_dim);
-    }
-    tbatch_t v;
-    msg_batch_view(&v, m);
-    v.source_id = "fetch";
-    if (!v.truncated) {
-        v.truncated = m->terminated; /* not used here */
-    }
-    int rc = msg_tbatch_check(&v, (uint32_t)l->cfg.fetch_max);
-    if (rc < 0) {
-        return rc;
-    }
-    if (strcmp(m->env_id, l->run.env) != 0) {
-        return err_set(-EINVAL, "env_id is '%s', the run's is '%s'", m->env_id, l->run.env);
-    }
-    if (m->obs_dim != (uint32_t)sp->n_obs || m->act_dim != (uint32_t)sp->n_act) {
-        return err_set(-EINVAL, "dims %ux%u, the run's env has %dx%d", m->obs_dim, m->act_dim,
-                       sp->n_obs, sp->n_act);
-    }
-    if (r->first_offset != off) {
-        return err_set(-EINVAL, "first_offset is %" PRIu64 ", asked for %" PRIu64, r->first_offset,
-                       off);
-    }
-    policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
-    size_t O = (size_t)sp->n_obs, A = (size_t)sp->n_act;
+    /* converted outside mu: the training thread samples meanwhile */
+    policy_unit_from_env(&l->units, l->mirror_unit, rows->act, (int)rows->count);
+    size_t O = (size_t)l->env->spec.n_obs, A = (size_t)l->env->spec.n_act;
+    uint64_t off = rows->first_offset;
     pthread_mutex_lock(&l->mu);
-    for (size_t i = 0; i < m->count; i++) {
-        replay_add(&l->real, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
-                   m->terminated[i] != 0);
+    for (size_t i = 0; i < rows->count; i++) {
+        replay_add(&l->real, rows->obs + i * O, l->mirror_unit + i * A, rows->reward[i],
+                   rows->next_obs + i * O, rows->terminated[i] != 0);
     }
-    l->real_offset += m->count;
+    l->real_offset = off + rows->count;
     learner_update_synth_limit(l);
     bool refilled = l->refill_until && off < l->refill_until && l->real_offset >= l->refill_until;
     pthread_cond_broadcast(&l->cv_train);
@@ -641,13 +603,13 @@ static int learner_take_real(learner_t *l, const Twig__V1__FetchRealReply *r, fl
         log_info("event=refill_done real_offset=%" PRIu64 " from=%" PRIu64, now_off,
                  l->refill_from);
     }
-    return (int)m->count;
 }
 
-/* mirror thread: did the model server answer? Readiness follows (the learner cannot do its
- * job without the real log), each change logged once with its reason (rc: the failure) */
-static void learner_note_modelserver(learner_t *l, bool reached, int rc, uint64_t off)
+/* the mirror's peer: did the model server answer? Readiness follows (the learner cannot do
+ * its job without the real log), each change logged once with its reason (rc: the failure) */
+static void learner_note_modelserver(void *app, bool reached, int rc, uint64_t off)
 {
+    learner_t *l = app;
     int now = reached ? 1 : 0;
     pthread_mutex_lock(&l->mu);
     int was = l->ready;
@@ -669,59 +631,7 @@ static void learner_note_modelserver(learner_t *l, bool reached, int rc, uint64_
 static void *learner_mirror_main(void *arg)
 {
     learner_t *l = arg;
-    rpc_client_t *cl = l->ms;
-    int rc;
-    float *unit = xmalloc(sizeof(float) * (size_t)l->cfg.fetch_max * (size_t)l->env->spec.n_act);
-    backoff_t backoff;
-    backoff_init(&backoff, LEARNER_BACKOFF_MIN_MS, LEARNER_BACKOFF_MAX_MS,
-                 l->run.seed ^ 0x4d49ull);
-    for (;;) {
-        pthread_mutex_lock(&l->mu);
-        bool stop = stop_flag_raised(&l->stop);
-        uint64_t off = l->real_offset;
-        pthread_mutex_unlock(&l->mu);
-        if (stop) {
-            break;
-        }
-        Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
-        q.from_offset = off;
-        q.max_count = (uint32_t)l->cfg.fetch_max;
-        q.wait_ms = (uint32_t)l->cfg.fetch_wait_ms;
-        rpc_call_opts o = {.deadline_ms = l->cfg.fetch_wait_ms + LEARNER_FETCH_SLACK_MS};
-        ProtobufCMessage *reply = NULL;
-        rc = rpc_client_unary(cl, &reply, "/twig.v1.ModelServer/FetchReal", &q.base,
-                              &twig__v1__fetch_real_reply__descriptor, &o);
-        if (rc < 0) {
-            learner_note_modelserver(l, false, rc, off);
-            if (stop_flag_wait_ms(&l->stop, backoff_next(&backoff))) {
-                break;
-            }
-            continue;
-        }
-        learner_note_modelserver(l, true, 0, off);
-        Twig__V1__EmptyReason why = ((const Twig__V1__FetchRealReply *)reply)->empty_reason;
-        rc = learner_take_real(l, (const Twig__V1__FetchRealReply *)reply, unit);
-        protobuf_c_message_free_unpacked(reply, NULL);
-        if (rc < 0) {
-            log_error("event=bad_real_batch from_offset=%" PRIu64 " err=%s detail=\"%s\"", off,
-                      err_name(rc), err_msg());
-            if (stop_flag_wait_ms(&l->stop, LEARNER_BACKOFF_MAX_MS)) {
-                break;
-            }
-        } else if (rc == 0 && why != TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END) {
-            /* not ready (starting, draining): back off rather than ask again at once */
-            if (stop_flag_wait_ms(&l->stop, backoff_next(&backoff))) {
-                break;
-            }
-        } else {
-            backoff_reset(&backoff);
-            if (rc == 0 && l->cfg.fetch_wait_ms == 0 &&
-                stop_flag_wait_ms(&l->stop, LEARNER_BACKOFF_MIN_MS)) {
-                break; /* no long poll: pace the polling */
-            }
-        }
-    }
-    free(unit);
+    real_mirror_run(&l->mirror);
     return NULL;
 }
 
@@ -900,6 +810,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         synth_cap = cap_capacity(max_rows);
         l->synth_capped = true;
     }
+    l->mirror_unit = xmalloc(sizeof(float) * (size_t)cfg->fetch_max * (size_t)sp->n_act);
     if ((rc = replay_init(&l->real, (size_t)real_cap, sp->n_obs, sp->n_act)) < 0 ||
         (rc = synth_init(&l->synth, (size_t)synth_cap, sp->n_obs, sp->n_act)) < 0) {
         return rc;
@@ -958,6 +869,23 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
 
+    real_mirror_cfg mc = {
+        .client = l->ms,
+        .env_id = l->run.env,
+        .n_obs = sp->n_obs,
+        .n_act = sp->n_act,
+        .max_count = (uint32_t)cfg->fetch_max,
+        .wait_ms = cfg->fetch_wait_ms,
+        .deadline_slack_ms = LEARNER_FETCH_SLACK_MS,
+        .backoff_min_ms = LEARNER_BACKOFF_MIN_MS,
+        .backoff_max_ms = LEARNER_BACKOFF_MAX_MS,
+        .seed = run->seed ^ 0x4d49ull,
+        .stop = &l->stop,
+        .take = learner_take_real,
+        .peer = learner_note_modelserver,
+        .app = l,
+    };
+    real_mirror_init(&l->mirror, &mc, l->real_offset);
     if (pthread_create(&l->mirror_thr, NULL, learner_mirror_main, l) != 0) {
         return err_set(-EAGAIN, "cannot start the mirror thread");
     }
@@ -1066,6 +994,7 @@ void learner_free(learner_t *l)
     dedup_free(&l->push_dedup);
     dedup_free(&l->eval_dedup);
     rpc_client_free(l->ms);
+    free(l->mirror_unit);
     free(l->evals);
     policy_free(&l->units);
     env_free(l->env);

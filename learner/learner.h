@@ -16,7 +16,8 @@
  *   twig.v1.Stats/GetStats         counters and gauges (ready: 0/1)
  *   grpc.health.v1.Health/Check    (the rpc layer); liveness from the loop, readiness false
  *                                  while the model server cannot be reached (the mirror's
- *                                  last call failed, or none answered yet)
+ *                                  last call found nobody, rpc_err_unreachable, or none
+ *                                  answered yet)
  *
  * Push dedup (docs/design.md "Dedup"): the table holds at most cfg.max_sources sources; a
  * source's quietness is measured in synthetic samples accepted (synthetic_samples), and a
@@ -35,10 +36,10 @@
  *
  * Threads: the libuv loop on the caller's thread (signals, GetPolicy long polls, publishing),
  * the rpc completion-queue thread (the other handlers: quick, under l->mu), the mirror thread
- * (FetchReal long polls on the model server -> real replay) and the training thread (SAC
- * updates as the rate limiter allows, policy publishing, checkpoints). l->mu guards the
- * replays, counters, dedup tables and evaluations; the SAC state belongs to the training
- * thread alone.
+ * (common/rpc/real_mirror: FetchReal long polls on the model server -> real replay) and the
+ * training thread (SAC updates as the rate limiter allows, policy publishing, checkpoints).
+ * l->mu guards the replays, counters, dedup tables and evaluations; the SAC state belongs to
+ * the training thread alone.
  *
  *     learner_t *l = xcalloc(1, sizeof *l);
  *     rc = learner_init(l, &run, &cfg);    // env, nets, newest valid checkpoint, binds, serves
@@ -62,6 +63,7 @@
 #include "common/rpc/policy_blob.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
+#include "common/rpc/real_mirror.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "common/nn/sac.h"
@@ -152,6 +154,10 @@ typedef struct learner {
     /* threads */
     pthread_t mirror_thr, train_thr;
     int mirror_started, train_started;
+
+    /* mirror thread */
+    real_mirror_t mirror; /* the model server's real log, from refill_from */
+    float *mirror_unit;   /* (fetch_max, n_act) fetched actions in [-1, 1] */
 
     /* guarded by mu */
     pthread_mutex_t mu;

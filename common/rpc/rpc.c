@@ -190,6 +190,11 @@ int rpc_err_to_status(int rc)
     }
 }
 
+bool rpc_err_unreachable(int rc)
+{
+    return rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE || rc == TWIG_ECANCELLED;
+}
+
 int rpc_status_to_err(int status)
 {
     switch (status) {

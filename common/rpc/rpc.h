@@ -155,6 +155,10 @@ int rpc_err_to_status(int rc);
 int rpc_status_to_err(int status);
 /* "INVALID_ARGUMENT", ... */
 const char *rpc_status_name(int status);
+/* did a call fail because the peer could not be reached at all (TWIG_EUNAVAIL,
+ * TWIG_EDEADLINE, TWIG_ECANCELLED), as opposed to an answer it gave (-EINVAL, TWIG_EFULL, ...)?
+ * What readiness follows: a peer that answers with an error is still there. */
+bool rpc_err_unreachable(int rc);
 
 /* ---- server ---- */
 

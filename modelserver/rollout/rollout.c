@@ -25,7 +25,6 @@
 #include "common/base/netaddr.h"
 #include "common/nn/nn_gemm.h"
 
-#define P_FETCH "/twig.v1.ModelServer/FetchReal"
 #define P_MODEL "/twig.v1.ModelServer/GetModel"
 #define P_PUSH "/twig.v1.Learner/PushSynthetic"
 #define P_POLICY "/twig.v1.Learner/GetPolicy"
@@ -79,12 +78,6 @@ static void nap(rollout_t *r, uint64_t ms)
     stop_flag_wait_ms(&r->stop, ms);
 }
 
-/* could the peer not be reached at all (as opposed to an answer we did not like)? */
-static bool unreachable(int rc)
-{
-    return rc == TWIG_EUNAVAIL || rc == TWIG_EDEADLINE || rc == TWIG_ECANCELLED;
-}
-
 /* ready: the model server answers and, when the run has rollouts, the learner too */
 static bool ready_now(const rollout_t *r)
 {
@@ -133,7 +126,7 @@ static void peer_seen(rollout_t *r, rollout_peer *p, bool reached, int rc)
 /* a call to p failed: note it (an unreachable peer), back off (doubling, capped, jittered) */
 static void peer_failed(rollout_t *r, rollout_peer *p, int rc)
 {
-    peer_seen(r, p, !unreachable(rc), rc);
+    peer_seen(r, p, !rpc_err_unreachable(rc), rc);
     nap(r, backoff_next(&p->backoff));
 }
 
@@ -168,74 +161,44 @@ static bool row_finite(const float *x, int n)
     return true;
 }
 
-/* one FetchReal from the mirrored end; *got rows appended. 0 or < 0 */
-static int mirror_fetch(rollout_t *r, int wait_ms, uint32_t *got)
+/* the mirror's take: the observations of checked rows become start states */
+static void mirror_take(void *app, const real_mirror_rows *rows)
 {
-    *got = 0;
-    Twig__V1__FetchRealRequest q = TWIG__V1__FETCH_REAL_REQUEST__INIT;
-    q.from_offset = r->n_real;
-    q.max_count = ROLLOUT_FETCH_ROWS;
-    q.wait_ms = (uint32_t)wait_ms;
-    ProtobufCMessage *m = NULL;
-    int rc = call(r, r->ms, &m, P_FETCH, &q.base, &twig__v1__fetch_real_reply__descriptor, wait_ms);
-    if (rc < 0) {
-        return rc;
+    rollout_t *r = app;
+    if (rows->count == 0) {
+        return;
     }
-    Twig__V1__FetchRealReply *rep = (Twig__V1__FetchRealReply *)m;
-    const Twig__V1__TransitionBatch *b = rep->batch;
-    if (b) {
-        /* the mirror keeps only observations: those are checked (the log's rows carry no
-         * source id, so msg_batch_check's rules for pushes do not apply) */
-        if (strcmp(b->env_id, r->run.env) != 0 || b->obs_dim != (uint32_t)r->n_obs ||
-            b->act_dim != (uint32_t)r->n_act) {
-            rc = err_set(TWIG_EMISMATCH, "the real log holds %s (%u, %u), the run is %s (%d, %d)",
-                         b->env_id, b->obs_dim, b->act_dim, r->run.env, r->n_obs, r->n_act);
-        } else if (b->count == 0 || b->count > ROLLOUT_FETCH_ROWS ||
-                   b->n_obs != (size_t)b->count * b->obs_dim ||
-                   !row_finite(b->obs, (int)b->n_obs)) {
-            rc = err_set(TWIG_EPROTO,
-                         "FetchReal batch: count %u with %zu obs values, or not "
-                         "finite",
-                         b->count, b->n_obs);
-        } else if (rep->first_offset != r->n_real) {
-            rc = err_set(TWIG_EPROTO, "FetchReal from %" PRIu64 " answered from %" PRIu64,
-                         r->n_real, rep->first_offset);
-        } else {
-            uint64_t need = r->n_real + b->count;
-            if (need > r->cap_real) {
-                uint64_t cap = r->cap_real ? r->cap_real : 4096;
-                while (cap < need) {
-                    cap *= 2;
-                }
-                r->real_obs = xrealloc(r->real_obs, cap * (size_t)r->n_obs * sizeof(float));
-                r->cap_real = cap;
-            }
-            memcpy(r->real_obs + r->n_real * (size_t)r->n_obs, b->obs,
-                   (size_t)b->count * (size_t)r->n_obs * sizeof(float));
-            r->n_real = need;
-            *got = b->count;
+    uint64_t need = r->n_real + rows->count;
+    if (need > r->cap_real) {
+        /* the log grows for the whole run: double, so copies stay rare */
+        uint64_t cap = r->cap_real ? r->cap_real : ROLLOUT_FETCH_ROWS;
+        while (cap < need) {
+            cap *= 2;
         }
+        r->real_obs = xrealloc(r->real_obs, cap * (size_t)r->n_obs * sizeof(float));
+        r->cap_real = cap;
     }
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (rc == 0 && *got) {
-        pthread_mutex_lock(&r->stats_mu);
-        r->stats.real_mirrored = r->n_real;
-        pthread_mutex_unlock(&r->stats_mu);
-    }
-    return rc;
+    memcpy(r->real_obs + r->n_real * (size_t)r->n_obs, rows->obs,
+           (size_t)rows->count * (size_t)r->n_obs * sizeof(float));
+    r->n_real = need;
+    pthread_mutex_lock(&r->stats_mu);
+    r->stats.real_mirrored = r->n_real;
+    pthread_mutex_unlock(&r->stats_mu);
 }
 
-/* fetch until the end of the log (bounded: each round moves the end or stops) */
-static int mirror_catch_up(rollout_t *r)
+/* the mirror's peer: the model server answered a FetchReal, or not */
+static void mirror_peer(void *app, bool reached, int rc, uint64_t offset)
 {
-    for (int i = 0; i < 1024 && !stopping(r); i++) {
-        uint32_t got;
-        int rc = mirror_fetch(r, 0, &got);
-        if (rc < 0 || got < ROLLOUT_FETCH_ROWS) {
-            return rc;
-        }
-    }
-    return 0;
+    (void)offset;
+    rollout_t *r = app;
+    peer_seen(r, &r->ms_peer, reached, rc);
+}
+
+/* one long poll for real rows (the mirror noted the peer and backed off on failure): 0 or < 0 */
+static int mirror_wait(rollout_t *r)
+{
+    int rc = real_mirror_step(&r->mirror, r->cfg.wait_ms);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- model and policy ---- */
@@ -312,7 +275,7 @@ static void policy_refresh(rollout_t *r)
     rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms};
     int rc = rpc_client_unary(r->learner, &m, P_POLICY, &q.base,
                               &twig__v1__get_weights_reply__descriptor, &o);
-    peer_seen(r, &r->ln_peer, !unreachable(rc), rc);
+    peer_seen(r, &r->ln_peer, !rpc_err_unreachable(rc), rc);
     if (rc < 0) {
         log_debug("event=policy_unavailable err=%s detail=\"%s\"", err_name(rc), err_msg());
         return;
@@ -579,20 +542,14 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
 static int rollout_step(rollout_t *r)
 {
     rollout_peer *ms = &r->ms_peer, *ln = &r->ln_peer;
-    int rc = mirror_catch_up(r);
+    int rc = real_mirror_catch_up(&r->mirror);
     if (rc < 0) {
-        peer_failed(r, ms, rc);
         return rc;
     }
-    peer_ok(r, ms);
+    peer_ok(r, ms); /* it answered: GetModel's backoff starts over too */
     if (r->run.rollouts_per_step == 0) {
         /* no model rollouts in this run: keep the mirror warm, nothing else */
-        uint32_t got;
-        rc = mirror_fetch(r, r->cfg.wait_ms, &got);
-        if (rc < 0) {
-            peer_failed(r, ms, rc);
-        }
-        return rc;
+        return mirror_wait(r);
     }
     policy_refresh(r); /* also tells whether the learner answers, model or not */
     if (!r->ens_ready) {
@@ -607,12 +564,7 @@ static int rollout_step(rollout_t *r)
         return rc;
     }
     if (r->n_real == 0) {
-        uint32_t got;   /* a model but no start states yet: wait for real data */
-        rc = mirror_fetch(r, r->cfg.wait_ms, &got);
-        if (rc < 0) {
-            peer_failed(r, ms, rc);
-        }
-        return rc;
+        return mirror_wait(r); /* a model but no start states yet: wait for real data */
     }
     if (r->run.pacing == RUN_PACING_ASYNC) {
         int k = run_rollout_length(&r->run, r->n_real);
@@ -630,12 +582,7 @@ static int rollout_step(rollout_t *r)
     }
     uint64_t s0 = r->quota_done;
     if (s0 >= r->n_real) {
-        uint32_t got;
-        rc = mirror_fetch(r, r->cfg.wait_ms, &got); /* wait for real steps */
-        if (rc < 0) {
-            peer_failed(r, ms, rc);
-        }
-        return rc;
+        return mirror_wait(r); /* wait for real steps */
     }
     if (r->model_trained_on < run_model_point(&r->run, s0)) {
         rc = model_refresh(r, r->cfg.wait_ms); /* wait for that point's model */
@@ -811,6 +758,23 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         (rc = rpc_client_init(&r->learner, run->learner_addr, NULL)) < 0) {
         return rc;
     }
+    real_mirror_cfg mc = {
+        .client = r->ms,
+        .env_id = run->env,
+        .n_obs = r->n_obs,
+        .n_act = r->n_act,
+        .max_count = ROLLOUT_FETCH_ROWS,
+        .wait_ms = cfg->wait_ms,
+        .deadline_slack_ms = cfg->deadline_ms,
+        .backoff_min_ms = ROLLOUT_BACKOFF_MS,
+        .backoff_max_ms = (uint64_t)cfg->backoff_max_ms,
+        .seed = run->seed ^ 0x524dull ^ (uint64_t)cfg->index, /* "RM" */
+        .stop = &r->stop,
+        .take = mirror_take,
+        .peer = mirror_peer,
+        .app = r,
+    };
+    real_mirror_init(&r->mirror, &mc, 0);
 
     if ((rc = uv_loop_init(&r->loop)) < 0) {
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));

@@ -4,8 +4,10 @@
  * One worker thread does everything in order, with blocking calls that always end (long
  * polls of at most wait_ms, deadlines, backoff), so SIGTERM is served within about wait_ms:
  *
- *   mirror   FetchReal from the mirrored end: the observations of every real transition, in
- *            a local buffer (the start states). Nothing else of the log is needed.
+ *   mirror   common/rpc/real_mirror from the mirrored end: the observations of every real
+ *            transition (replies checked against the env; backing off while the model server
+ *            is missing) in a local buffer, the start states. Nothing else of the log is
+ *            needed.
  *   model    GetModel(have_version): the newest ensemble (elites + normaliser).
  *   policy   Learner/GetPolicy(have_version), never waited for: until a policy exists,
  *            actions are uniform random in the env's bounds (policy_act_random), tagged
@@ -76,6 +78,7 @@
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
+#include "common/rpc/real_mirror.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 
@@ -170,6 +173,7 @@ typedef struct rollout {
     rollout_peer ms_peer, ln_peer;
     int ready_state; /* -1 not known yet, 0, 1 (also under stats_mu) */
     rng_t rng;
+    real_mirror_t mirror; /* the real log's observations -> real_obs */
     float *real_obs; /* (cap_real, n_obs) mirrored start states */
     uint64_t n_real, cap_real;
     ensemble_t ens;
