@@ -289,7 +289,7 @@ static void learner_on_wake(uv_async_t *h)
         free(l->blob);
     }
     l->blob = b;
-    learner_serve_waiters(l);
+    rpc_longpoll_notify(&l->policy_polls);
 }
 
 /* ---- checkpoints ---- */
@@ -935,6 +935,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
     }
     l->loop_ready = 1;
+    rpc_longpoll_init(&l->policy_polls, &l->loop, &learner_policy_poll_ops, l);
     uv_async_init(&l->loop, &l->wake, learner_on_wake);
     l->wake.data = l;
     l->wake_open = 1;
@@ -1015,7 +1016,7 @@ void learner_shutdown(learner_t *l)
     if (l->srv) {
         rpc_server_shutdown(l->srv, l->cfg.grace_ms);
     }
-    learner_drop_waiters(l);
+    rpc_longpoll_close(&l->policy_polls);   /* parked GetPolicy calls answered now */
     learner_close_quiet((uv_handle_t *)&l->sig_term);
     learner_close_quiet((uv_handle_t *)&l->sig_int);
     launcher_link_ignore_stop_signals();

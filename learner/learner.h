@@ -60,6 +60,7 @@
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
+#include "common/rpc/longpoll.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
@@ -126,8 +127,6 @@ typedef struct learner_eval {
     float return_mean, return_std;
 } learner_eval;
 
-struct learner_waiter;
-
 typedef struct learner {
     run_cfg run;
     learner_cfg cfg;
@@ -144,7 +143,7 @@ typedef struct learner {
     int port;
     uv_signal_t sig_term, sig_int;
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
-    struct learner_waiter *waiters; /* parked GetPolicy calls */
+    rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
     nn_blob *blob;                  /* the policy served; loop thread only */
     int loop_ready, shutting_down;
     int exit_code;
