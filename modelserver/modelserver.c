@@ -311,11 +311,13 @@ static void ms_fetch_answer(void *app, rpc_call_t *call, const rpc_poll_want *w,
 
 static const rpc_longpoll_ops ms_fetch_poll_ops = {ms_fetch_has_news, ms_fetch_answer};
 
-/* the log's end moved: answer the long polls it concerns (loop thread) */
+/* the log's end moved or a model was published: answer the long polls it concerns (loop
+ * thread; one wake may stand for both) */
 static void ms_on_wake(uv_async_t *h)
 {
     modelserver_t *ms = h->data;
     rpc_longpoll_notify(&ms->fetch_polls);
+    rpc_longpoll_notify(&ms->model_polls);
 }
 
 /* appender thread: wake the loop (sends coalesce; on_wake looks at the end itself) */
@@ -326,6 +328,17 @@ static void ms_on_log_end(void *arg, uint64_t end)
     if (ms->trainer_open) {
         trainer_notify_end(&ms->trainer, end);
     }
+    if (ms->wake_open) {
+        uv_async_send(&ms->wake);
+    }
+    pthread_mutex_unlock(&ms->wake_mu);
+}
+
+/* trainer thread: a model was published, wake the loop for the parked GetModel calls */
+static void ms_on_model_published(void *arg)
+{
+    modelserver_t *ms = arg;
+    pthread_mutex_lock(&ms->wake_mu);
     if (ms->wake_open) {
         uv_async_send(&ms->wake);
     }
@@ -418,7 +431,8 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
 
 static int ms_on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
-    return trainer_get_model(&((modelserver_t *)app)->trainer, call, msg);
+    modelserver_t *ms = app;
+    return trainer_get_model(&ms->trainer, &ms->model_polls, call, msg);
 }
 
 /* ---- Stats: what the launcher's progress line shows ---- */
@@ -463,7 +477,7 @@ static const rpc_method ms_methods[] = {
     {"/twig.v1.ModelServer/LogStatus", &twig__v1__log_status_request__descriptor, ms_on_status,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.ModelServer/GetModel", &twig__v1__get_weights_request__descriptor,
-     ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+     ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, ms_on_stats,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
@@ -511,8 +525,12 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return rc;
     }
     ms->log_open = 1;
-    if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0 ||
-        (rc = trainer_start(&ms->trainer)) < 0) {
+    if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0) {
+        return rc;
+    }
+    rpc_longpoll_init(&ms->model_polls, &ms->loop, &trainer_model_poll_ops, &ms->trainer);
+    trainer_set_publish_notify(&ms->trainer, ms_on_model_published, ms);
+    if ((rc = trainer_start(&ms->trainer)) < 0) {
         return rc;
     }
     ms->trainer_open = 1;
@@ -573,7 +591,8 @@ void modelserver_shutdown(modelserver_t *ms)
     if (ms->srv) {
         rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
     }
-    trainer_shutdown(&ms->trainer);   /* answers its parked GetModel calls, ends a fit */
+    trainer_shutdown(&ms->trainer);   /* refuses new GetModel calls, ends a fit */
+    rpc_longpoll_close(&ms->model_polls);   /* parked GetModel calls: NOT_READY now */
     rpc_longpoll_close(&ms->fetch_polls);   /* parked FetchReal calls: NOT_READY now */
     /* only the handles init reached: a failed init may stop before any of them */
     if (ms->signals_ready) {

@@ -82,6 +82,7 @@ typedef struct modelserver {
     int log_open;
 
     rpc_longpoll_t fetch_polls;      /* parked FetchReal calls */
+    rpc_longpoll_t model_polls;      /* parked GetModel calls (app: trainer) */
     reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
     trainer_t trainer;               /* the model: fits, GetModel */
     int trainer_open;                /* guarded by wake_mu: the notify may reach the trainer */
