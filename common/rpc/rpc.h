@@ -226,6 +226,19 @@ void rpc_server_free(rpc_server_t *srv);
  * so it may live on the caller's stack). rc < 0: the status for rc with the calling
  * thread's err_msg() as text; reply is ignored. */
 void rpc_call_reply(rpc_call_t *call, int rc, const ProtobufCMessage *reply);
+/* A reply packed once and sent to many calls (a model or policy blob: one encode per
+ * version, not per request). Reference counted, any thread: the creator holds one reference,
+ * each reply in flight another, so the bytes outlive whoever drops theirs first. */
+typedef struct rpc_packed rpc_packed_t;  /* opaque */
+/* msg packed into a new rpc_packed_t (one reference, owned by the caller) */
+rpc_packed_t *rpc_packed_from_msg(const ProtobufCMessage *msg);
+/* drop a reference; the bytes go with the last. NULL is fine */
+void rpc_packed_unref(rpc_packed_t *p);
+/* the packed size in bytes */
+size_t rpc_packed_size(const rpc_packed_t *p);
+/* reply OK to a call with p's bytes as the method's reply message, no packing or copy (the
+ * reply takes its own reference); as rpc_call_reply otherwise */
+void rpc_call_reply_packed(rpc_call_t *call, rpc_packed_t *p);
 /* the call's path */
 const char *rpc_call_path(const rpc_call_t *call);
 /* milliseconds left until the client's deadline (INT64_MAX if it set none) */
