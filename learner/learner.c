@@ -257,10 +257,17 @@ static int learner_publish(learner_t *l)
         free(b);
         return rc;
     }
+    /* GetPolicy's reply, packed once here for every call that gets this version */
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    r.blob = &b->msg;
+    rpc_packed_t *reply = rpc_packed_from_msg(&r.base);
     pthread_mutex_lock(&l->mu);
     l->policy_version = v;
+    l->policy_reply_packs++;
     nn_blob *old = l->pending_blob;
+    rpc_packed_t *old_reply = l->pending_reply;
     l->pending_blob = b;
+    l->pending_reply = reply;
     if (l->wake_open) {
         uv_async_send(&l->wake);
     }
@@ -269,6 +276,7 @@ static int learner_publish(learner_t *l)
         nn_blob_free(old);
         free(old);
     }
+    rpc_packed_unref(old_reply);
     log_debug("event=policy_published policy_version=%" PRIu64, v);
     return 0;
 }
@@ -279,7 +287,9 @@ static void learner_on_wake(uv_async_t *h)
     learner_t *l = h->data;
     pthread_mutex_lock(&l->mu);
     nn_blob *b = l->pending_blob;
+    rpc_packed_t *reply = l->pending_reply;
     l->pending_blob = NULL;
+    l->pending_reply = NULL;
     pthread_mutex_unlock(&l->mu);
     if (!b) {
         return;
@@ -288,7 +298,9 @@ static void learner_on_wake(uv_async_t *h)
         nn_blob_free(l->blob);
         free(l->blob);
     }
+    rpc_packed_unref(l->blob_reply);
     l->blob = b;
+    l->blob_reply = reply;
     rpc_longpoll_notify(&l->policy_polls);
 }
 
@@ -928,7 +940,9 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     l->blob = l->pending_blob;
+    l->blob_reply = l->pending_reply;
     l->pending_blob = NULL;
+    l->pending_reply = NULL;
 
     /* loop, signals, server */
     if ((rc = uv_loop_init(&l->loop)) < 0) {
@@ -1053,6 +1067,8 @@ void learner_free(learner_t *l)
             log_warn("event=loop_close_failed err=%s", uv_strerror(rc));
         }
     }
+    rpc_packed_unref(l->blob_reply);
+    rpc_packed_unref(l->pending_reply);
     nn_blob *blobs[2] = {l->blob, l->pending_blob};
     for (int i = 0; i < 2; i++) {
         if (blobs[i]) {

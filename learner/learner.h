@@ -145,6 +145,7 @@ typedef struct learner {
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
     rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
     nn_blob *blob;                  /* the policy served; loop thread only */
+    rpc_packed_t *blob_reply;       /* its GetPolicy reply, packed once; loop thread only */
     int loop_ready, shutting_down;
     int exit_code;
 
@@ -158,6 +159,8 @@ typedef struct learner {
     stop_flag stop;          /* the threads' stop; the mirror's backoff sleeps wake on it */
     int wake_open;
     nn_blob *pending_blob; /* published by the training thread, taken by the loop */
+    rpc_packed_t *pending_reply; /* its GetPolicy reply, taken with it */
+    uint64_t policy_reply_packs; /* GetPolicy replies packed: one per version published */
     replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
     dedup_t push_dedup;    /* progress: synthetic_samples */

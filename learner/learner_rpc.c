@@ -137,14 +137,15 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
 
 /* ---- GetPolicy: answered now, or parked until a newer version or the wait's end ---- */
 
-static void learner_reply_policy(rpc_call_t *call, const nn_blob *b)
+/* the served policy (its reply packed once per version), or NO_VERSION */
+static void learner_reply_policy(rpc_call_t *call, rpc_packed_t *policy_reply)
 {
-    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
-    if (b) {
-        r.blob = (Twig__V1__WeightBlob *)&b->msg;
-    } else {
-        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
+    if (policy_reply) {
+        rpc_call_reply_packed(call, policy_reply);
+        return;
     }
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
     rpc_call_reply(call, 0, &r.base);
 }
 
@@ -165,7 +166,7 @@ static void learner_poll_answer(void *app, rpc_call_t *call, const rpc_poll_want
 {
     learner_t *l = app;
     bool newer = why != RPC_POLL_END_TIMEOUT && learner_has_newer(l, w->have);
-    learner_reply_policy(call, newer ? l->blob : NULL);
+    learner_reply_policy(call, newer ? l->blob_reply : NULL);
 }
 
 const rpc_longpoll_ops learner_policy_poll_ops = {learner_poll_has_news, learner_poll_answer};
@@ -373,6 +374,7 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"ready", (double)(l->ready == 1)},
         {"rollout_quota_done", (double)(learner_quota_done(l))},
         {"policy_version", (double)(l->policy_version)},
+        {"policy_reply_packs", (double)(l->policy_reply_packs)},
         {"model_version", (double)(l->model_version)},
         {"achieved_utd", (double)(pace_achieved_utd(l->updates, l->real_offset, l->learn_start))},
         {"updates_per_s", (double)(l->updates_per_s)},
