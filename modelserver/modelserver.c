@@ -460,6 +460,7 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"model_trained_on", (double)ts.trained_on},
         {"model_holdout_loss", ts.version ? (double)ts.holdout_mse : NAN},
         {"model_trainings", (double)ts.trainings},
+        {"model_reply_packs", (double)ts.reply_packs},
         {"model_training", ts.training ? 1.0 : 0.0},
         {"model_last_train_s", ts.last_train_seconds},
     };

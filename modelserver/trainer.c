@@ -71,6 +71,7 @@ void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const traine
 static void model_free(trainer_model *m)
 {
     if (m) {
+        rpc_packed_unref(m->reply);
         if (m->msg) {
             protobuf_c_message_free_unpacked(&m->msg->base, NULL);
         }
@@ -321,13 +322,20 @@ static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes
     return m;
 }
 
-/* reply to a parked or new call with the model (mu held) */
-static void reply_model(rpc_call_t *call, const trainer_model *m)
+/* m's GetModel reply, packed once for every call that gets this version (before m is
+ * published: off the lock and off the loop) */
+static void model_pack_reply(trainer_model *m)
 {
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
     r.blob = m->msg;
     r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE;
-    rpc_call_reply(call, 0, &r.base);
+    m->reply = rpc_packed_from_msg(&r.base);
+}
+
+/* reply to a parked or new call with the model (mu held: m stays published meanwhile) */
+static void reply_model(rpc_call_t *call, const trainer_model *m)
+{
+    rpc_call_reply_packed(call, m->reply);
 }
 
 static void reply_empty(rpc_call_t *call, Twig__V1__EmptyReason why)
@@ -501,9 +509,11 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
         log_warn("event=model_persist_failed version=%" PRIu64 " err=%s detail=\"%s\"", version,
                  err_name(rc), err_msg());
     }
+    model_pack_reply(m);
     pthread_mutex_lock(&t->mu);
     trainer_model *old = t->pub;
     t->pub = m;
+    t->reply_packs++;
     t->trainings++;
     t->last_train_seconds = secs;
     t->adam_steps = t->tr.steps;
@@ -751,7 +761,9 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     bool warm = ec.n_members == loaded.cfg.n_members && ec.n_elites == loaded.cfg.n_elites &&
                 ec.n_hidden == loaded.cfg.n_hidden && ec.n_layers == loaded.cfg.n_layers &&
                 ec.learn_reward == loaded.cfg.learn_reward;
+    model_pack_reply(m);
     t->pub = m;
+    t->reply_packs++;
     log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64 " holdout_mse=%.5g"
              " version_floor=%" PRIu64,
              m->version, m->trained_on, m->holdout_mse, t->version_floor);
@@ -834,6 +846,7 @@ void trainer_get_status(trainer_t *t, trainer_status *st)
         st->holdout_mse = t->pub->holdout_mse;
     }
     st->trainings = t->trainings;
+    st->reply_packs = t->reply_packs;
     st->training = t->training;
     st->last_train_seconds = t->last_train_seconds;
     st->adam_steps = t->adam_steps;

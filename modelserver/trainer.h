@@ -128,9 +128,10 @@ extern const int trainer_n_opts;
  * TRAINER_MAX_HIDDEN_WEIGHTS. 0, or -EINVAL naming both options and their values */
 int trainer_opts_check(const void *cfg, const void *run);
 
-/* a published model: the unpacked blob (owned) and its packed bytes */
+/* a published model: the unpacked blob (owned) and its GetModel reply, packed once */
 typedef struct trainer_model {
     Twig__V1__WeightBlob *msg; /* owned (protobuf-c unpacked) */
+    rpc_packed_t *reply;       /* one reference, owned */
     uint64_t version;
     uint64_t trained_on;
     float holdout_mse; /* of the elites */
@@ -140,6 +141,7 @@ typedef struct trainer_status {
     uint64_t version; /* newest published, 0: none */
     uint64_t trained_on;
     uint64_t trainings; /* fits published by this process */
+    uint64_t reply_packs; /* GetModel replies packed: one per model published or loaded */
     bool training;      /* a fit is running */
     float holdout_mse;
     double last_train_seconds;
@@ -160,6 +162,7 @@ typedef struct trainer {
     void (*on_publish)(void *arg);  /* after each publish, outside mu (wakes the loop) */
     void *on_publish_arg;
     uint64_t trainings;
+    uint64_t reply_packs;
     bool training;
     double last_train_seconds;
     int64_t adam_steps;

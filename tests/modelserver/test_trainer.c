@@ -2,6 +2,7 @@
  * real log, GetModel long polls over a real rpc server, the blob predicts better than "no
  * change", the newest model survives a restart, bad requests are refused */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <time.h>
@@ -318,6 +319,36 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     cr_expect_eq(st.trainings, 2);
     rig_stop(&r);
     ed_free(&d);
+}
+
+/* GetModel replies share one encoding per version: many calls for version 1, one pack */
+Test(trainer, get_model_packs_each_version_once_however_many_calls_get_it)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 21), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    const int calls = 6;
+    for (int i = 0; i < calls; i++) {
+        int rc;
+        Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 60000, &rc);
+        cr_assert_eq(rc, 0, "call %d: %s", i, err_msg());
+        cr_assert_not_null(rep->blob, "call %d", i);
+        cr_expect_eq(rep->blob->version, 1);
+        cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    }
+    trainer_status st;
+    trainer_get_status(&r.tr, &st);
+    cr_expect_eq(st.version, 1);
+    cr_expect_eq(st.trainings, 1);
+    cr_expect_eq(st.reply_packs, 1, "packed %" PRIu64 " times for %d calls", st.reply_packs,
+                 calls);
+    ed_free(&d);
+    rig_stop(&r);
 }
 
 Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
