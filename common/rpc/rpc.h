@@ -82,9 +82,12 @@
  *     When the last call has ended the CQ thread exits and the server's uv handle closes, so
  *     uv_run returns; then rpc_server_free. Without a loop, rpc_server_free waits for the
  *     CQ thread itself (and shuts down with RPC_DEFAULT_GRACE_MS if nobody did).
- *   - Long polls: park the call (RPC_DEFER) and answer before rpc_call_remaining_ms() runs
- *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply:
- *     rpc_call_poll_ms(call, wait_ms) is how long to park (RPC_POLL_MARGIN_MS early).
+ *   - Long polls: use rpc_longpoll_t (common/rpc/longpoll.h), which parks the call
+ *     (RPC_DEFER) and answers before rpc_call_remaining_ms() runs out, or the client sees
+ *     DEADLINE_EXCEEDED instead of its "nothing yet" reply: rpc_call_poll_ms(call, wait_ms)
+ *     is how long it parks (RPC_POLL_MARGIN_MS early).
+ *   - A reply many calls share (a blob per version): pack it once with rpc_packed_from_msg
+ *     and send it with rpc_call_reply_packed.
  *   - Never call rpc_server_free from a handler or a loop callback.
  *
  * A client. One rpc_client_t is one channel to "host:port", shared by any number of threads;
