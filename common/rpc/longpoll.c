@@ -8,15 +8,14 @@
 
 /* one parked call; freed in its timer's close callback */
 typedef struct rpc_poll_entry {
-    uv_timer_t timer;                 /* fires when the wait ends */
+    uv_timer_t timer; /* fires when the wait ends */
     rpc_longpoll_t *lp;
     rpc_call_t *call;
     rpc_poll_want want;
     struct rpc_poll_entry *next;
 } rpc_poll_entry;
 
-void rpc_longpoll_init(rpc_longpoll_t *lp, uv_loop_t *loop, const rpc_longpoll_ops *ops,
-                       void *app)
+void rpc_longpoll_init(rpc_longpoll_t *lp, uv_loop_t *loop, const rpc_longpoll_ops *ops, void *app)
 {
     TWIG_ASSERT(loop && ops && ops->has_news && ops->answer);
     *lp = (rpc_longpoll_t){.loop = loop, .ops = ops, .app = app};
@@ -28,8 +27,7 @@ static void entry_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static void answer(rpc_longpoll_t *lp, rpc_call_t *call, const rpc_poll_want *w,
-                   rpc_poll_end why)
+static void answer(rpc_longpoll_t *lp, rpc_call_t *call, const rpc_poll_want *w, rpc_poll_end why)
 {
     lp->answered[why]++;
     lp->ops->answer(lp->app, call, w, why);
@@ -90,7 +88,7 @@ unsigned rpc_longpoll_notify(rpc_longpoll_t *lp)
     unsigned n = 0;
     rpc_poll_entry *e = lp->parked;
     while (e) {
-        rpc_poll_entry *next = e->next;   /* entry_end unlinks e */
+        rpc_poll_entry *next = e->next; /* entry_end unlinks e */
         if (lp->ops->has_news(lp->app, &e->want)) {
             entry_end(lp, e, RPC_POLL_END_NEWS);
             n++;

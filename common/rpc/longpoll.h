@@ -45,9 +45,9 @@
 
 /* why a parked (or parking) call is answered */
 typedef enum rpc_poll_end {
-    RPC_POLL_END_NEWS = 0,      /* has_news said yes */
-    RPC_POLL_END_TIMEOUT = 1,   /* its wait ended (or there was no time left to park) */
-    RPC_POLL_END_SHUTDOWN = 2,  /* rpc_longpoll_close ran */
+    RPC_POLL_END_NEWS = 0,     /* has_news said yes */
+    RPC_POLL_END_TIMEOUT = 1,  /* its wait ended (or there was no time left to park) */
+    RPC_POLL_END_SHUTDOWN = 2, /* rpc_longpoll_close ran */
     RPC_POLL_END_COUNT = 3,
 } rpc_poll_end;
 
@@ -68,19 +68,18 @@ typedef struct rpc_longpoll_ops {
 struct rpc_poll_entry;
 
 typedef struct rpc_longpoll {
-    uv_loop_t *loop;                  /* borrowed */
-    const rpc_longpoll_ops *ops;      /* borrowed */
-    void *app;                        /* handed to ops; borrowed */
-    struct rpc_poll_entry *parked;    /* loop thread only */
-    atomic_uint n_parked;             /* their number, for status replies (any thread) */
+    uv_loop_t *loop;               /* borrowed */
+    const rpc_longpoll_ops *ops;   /* borrowed */
+    void *app;                     /* handed to ops; borrowed */
+    struct rpc_poll_entry *parked; /* loop thread only */
+    atomic_uint n_parked;          /* their number, for status replies (any thread) */
     bool closed;
     uint64_t answered[RPC_POLL_END_COUNT]; /* calls answered by park/notify/close, per end;
                                             * loop thread (tests and stats read them) */
 } rpc_longpoll_t;
 
 /* fill lp (nothing to free but what rpc_longpoll_close ends); loop, ops and app borrowed */
-void rpc_longpoll_init(rpc_longpoll_t *lp, uv_loop_t *loop, const rpc_longpoll_ops *ops,
-                       void *app);
+void rpc_longpoll_init(rpc_longpoll_t *lp, uv_loop_t *loop, const rpc_longpoll_ops *ops, void *app);
 
 /* park call for up to wait_ms (cut by the client's deadline, see Deadline) waiting for *w
  * (copied). Answers at once instead, and returns 0, when lp is closed (SHUTDOWN), when no time

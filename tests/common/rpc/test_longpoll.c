@@ -13,8 +13,8 @@
 #include "proto/twig.pb-c.h"
 #include "tests/procfix.h"
 
-#define P_POLL "/twig.v1.Test/Poll"          /* GetWeightsRequest(have_version, wait_ms) */
-#define P_PUBLISH "/twig.v1.Test/Publish"    /* GetWeightsRequest(have_version: new version) */
+#define P_POLL "/twig.v1.Test/Poll"       /* GetWeightsRequest(have_version, wait_ms) */
+#define P_PUBLISH "/twig.v1.Test/Publish" /* GetWeightsRequest(have_version: new version) */
 #define MAX_CLIENTS 8
 
 static void setup(void)
@@ -32,18 +32,18 @@ TestSuite(longpoll, .init = setup, .fini = teardown, .timeout = 60);
 /* the server: a version that Publish raises, the polls waiting for a newer one */
 typedef struct poll_server {
     uv_loop_t loop;
-    uv_async_t close_now;       /* from the test thread: close the polls, shut down */
+    uv_async_t close_now; /* from the test thread: close the polls, shut down */
     pthread_t thread;
     rpc_server_t *srv;
     rpc_longpoll_t polls;
-    uint64_t version;           /* loop thread */
-    int port;                   /* set before the server starts answering */
+    uint64_t version; /* loop thread */
+    int port;         /* set before the server starts answering */
     int init_rc;
     int loop_close_rc;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool started;
-    uint64_t answers[RPC_POLL_END_COUNT];   /* the answer callback's own count */
+    uint64_t answers[RPC_POLL_END_COUNT]; /* the answer callback's own count */
 } poll_server;
 
 static bool poll_has_news(void *app, const rpc_poll_want *w)
@@ -79,14 +79,13 @@ static int on_publish(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
     ps->version = q->have_version;
     Twig__V1__LogStatusReply r = TWIG__V1__LOG_STATUS_REPLY__INIT;
-    r.end_offset = rpc_longpoll_notify(&ps->polls);   /* how many it answered */
+    r.end_offset = rpc_longpoll_notify(&ps->polls); /* how many it answered */
     rpc_call_reply(call, 0, &r.base);
     return 0;
 }
 
 static const rpc_method poll_methods[] = {
-    {P_POLL, &twig__v1__get_weights_request__descriptor, on_poll, RPC_KIND_UNARY,
-     RPC_RUN_ON_LOOP},
+    {P_POLL, &twig__v1__get_weights_request__descriptor, on_poll, RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
     {P_PUBLISH, &twig__v1__get_weights_request__descriptor, on_publish, RPC_KIND_UNARY,
      RPC_RUN_ON_LOOP},
 };
@@ -118,7 +117,7 @@ static void *poll_server_main(void *arg)
     pthread_cond_broadcast(&ps->cv);
     pthread_mutex_unlock(&ps->mu);
     if (rc == 0) {
-        uv_run(&ps->loop, UV_RUN_DEFAULT);   /* returns once the server and polls are closed */
+        uv_run(&ps->loop, UV_RUN_DEFAULT); /* returns once the server and polls are closed */
     } else {
         uv_close((uv_handle_t *)&ps->close_now, NULL);
         uv_run(&ps->loop, UV_RUN_DEFAULT);
@@ -162,7 +161,7 @@ static bool wait_parked(const poll_server *ps, unsigned n, int timeout_ms)
         if (procfix_now_ms() >= until) {
             return false;
         }
-        procfix_pause_ms(5);   /* polling a counter, not waiting for a server to start */
+        procfix_pause_ms(5); /* polling a counter, not waiting for a server to start */
     }
     return true;
 }
@@ -175,8 +174,8 @@ typedef struct poller {
     uint32_t wait_ms;
     int deadline_ms;
     int rc;
-    uint64_t version;     /* the server's version when it answered */
-    uint32_t end;         /* rpc_poll_end */
+    uint64_t version; /* the server's version when it answered */
+    uint32_t end;     /* rpc_poll_end */
     int64_t took_ms;
 } poller;
 
@@ -194,8 +193,8 @@ static void *poller_main(void *arg)
     rpc_call_opts o = {.deadline_ms = p->deadline_ms};
     ProtobufCMessage *reply = NULL;
     int64_t t0 = procfix_now_ms();
-    p->rc = rpc_client_unary(cl, &reply, P_POLL, &q.base, &twig__v1__log_status_reply__descriptor,
-                             &o);
+    p->rc =
+        rpc_client_unary(cl, &reply, P_POLL, &q.base, &twig__v1__log_status_reply__descriptor, &o);
     p->took_ms = procfix_now_ms() - t0;
     if (p->rc == 0) {
         const Twig__V1__LogStatusReply *r = (const Twig__V1__LogStatusReply *)reply;
@@ -328,10 +327,9 @@ Test(longpoll, close_answers_every_parked_call_at_once)
     for (int i = 0; i < MAX_CLIENTS; i++) {
         poller_start(&p[i], addr, (uint64_t)i, 30000, 40000);
     }
-    cr_assert(wait_parked(&ps, MAX_CLIENTS, 10000), "parked: %u",
-              rpc_longpoll_parked(&ps.polls));
+    cr_assert(wait_parked(&ps, MAX_CLIENTS, 10000), "parked: %u", rpc_longpoll_parked(&ps.polls));
     int64_t t0 = procfix_now_ms();
-    poll_server_stop(&ps);   /* closes the polls, then shuts the server down */
+    poll_server_stop(&ps); /* closes the polls, then shuts the server down */
     for (int i = 0; i < MAX_CLIENTS; i++) {
         pthread_join(p[i].thread, NULL);
         cr_expect_eq(p[i].rc, 0, "poll %d: %s", i, err_name(p[i].rc));
