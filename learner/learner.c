@@ -256,10 +256,17 @@ static int learner_publish(learner_t *l)
         free(b);
         return rc;
     }
+    /* GetPolicy's reply, packed once here for every call that gets this version */
+    Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
+    r.blob = &b->msg;
+    rpc_packed_t *reply = rpc_packed_from_msg(&r.base);
     pthread_mutex_lock(&l->mu);
     l->policy_version = v;
+    l->policy_reply_packs++;
     nn_blob *old = l->pending_blob;
+    rpc_packed_t *old_reply = l->pending_reply;
     l->pending_blob = b;
+    l->pending_reply = reply;
     if (l->wake_open) {
         uv_async_send(&l->wake);
     }
@@ -268,6 +275,7 @@ static int learner_publish(learner_t *l)
         nn_blob_free(old);
         free(old);
     }
+    rpc_packed_unref(old_reply);
     log_debug("event=policy_published policy_version=%" PRIu64, v);
     return 0;
 }
@@ -278,7 +286,9 @@ static void learner_on_wake(uv_async_t *h)
     learner_t *l = h->data;
     pthread_mutex_lock(&l->mu);
     nn_blob *b = l->pending_blob;
+    rpc_packed_t *reply = l->pending_reply;
     l->pending_blob = NULL;
+    l->pending_reply = NULL;
     pthread_mutex_unlock(&l->mu);
     if (!b) {
         return;
@@ -287,8 +297,10 @@ static void learner_on_wake(uv_async_t *h)
         nn_blob_free(l->blob);
         free(l->blob);
     }
+    rpc_packed_unref(l->blob_reply);
     l->blob = b;
-    learner_serve_waiters(l);
+    l->blob_reply = reply;
+    rpc_longpoll_notify(&l->policy_polls);
 }
 
 /* ---- checkpoints ---- */
@@ -839,13 +851,16 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     l->blob = l->pending_blob;
+    l->blob_reply = l->pending_reply;
     l->pending_blob = NULL;
+    l->pending_reply = NULL;
 
     /* loop, signals, server */
     if ((rc = uv_loop_init(&l->loop)) < 0) {
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
     }
     l->loop_ready = 1;
+    rpc_longpoll_init(&l->policy_polls, &l->loop, &learner_policy_poll_ops, l);
     uv_async_init(&l->loop, &l->wake, learner_on_wake);
     l->wake.data = l;
     l->wake_open = 1;
@@ -943,7 +958,7 @@ void learner_shutdown(learner_t *l)
     if (l->srv) {
         rpc_server_shutdown(l->srv, l->cfg.grace_ms);
     }
-    learner_drop_waiters(l);
+    rpc_longpoll_close(&l->policy_polls);   /* parked GetPolicy calls answered now */
     learner_close_quiet((uv_handle_t *)&l->sig_term);
     learner_close_quiet((uv_handle_t *)&l->sig_int);
     launcher_link_ignore_stop_signals();
@@ -980,6 +995,8 @@ void learner_free(learner_t *l)
             log_warn("event=loop_close_failed err=%s", uv_strerror(rc));
         }
     }
+    rpc_packed_unref(l->blob_reply);
+    rpc_packed_unref(l->pending_reply);
     nn_blob *blobs[2] = {l->blob, l->pending_blob};
     for (int i = 0; i < 2; i++) {
         if (blobs[i]) {

@@ -61,6 +61,7 @@
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
+#include "common/rpc/longpoll.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -128,8 +129,6 @@ typedef struct learner_eval {
     float return_mean, return_std;
 } learner_eval;
 
-struct learner_waiter;
-
 typedef struct learner {
     run_cfg run;
     learner_cfg cfg;
@@ -146,8 +145,9 @@ typedef struct learner {
     int port;
     uv_signal_t sig_term, sig_int;
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
-    struct learner_waiter *waiters; /* parked GetPolicy calls */
+    rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
     nn_blob *blob;                  /* the policy served; loop thread only */
+    rpc_packed_t *blob_reply;       /* its GetPolicy reply, packed once; loop thread only */
     int loop_ready, shutting_down;
     int exit_code;
 
@@ -165,6 +165,8 @@ typedef struct learner {
     stop_flag stop;          /* the threads' stop; the mirror's backoff sleeps wake on it */
     int wake_open;
     nn_blob *pending_blob; /* published by the training thread, taken by the loop */
+    rpc_packed_t *pending_reply; /* its GetPolicy reply, taken with it */
+    uint64_t policy_reply_packs; /* GetPolicy replies packed: one per version published */
     replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
     dedup_t push_dedup;    /* progress: synthetic_samples */

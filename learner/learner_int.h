@@ -13,9 +13,7 @@ pace_in learner_pace_in(const learner_t *l);
 /* real steps whose synthetic quota is met (caller holds l->mu) */
 uint64_t learner_quota_done(const learner_t *l);
 
-/* loop thread: serve a newly published policy to the parked GetPolicy calls */
-void learner_serve_waiters(learner_t *l);
-/* loop thread: answer every parked GetPolicy call (shutdown) */
-void learner_drop_waiters(learner_t *l);
+/* GetPolicy's long poll (l->policy_polls): news is a policy newer than the caller's */
+extern const rpc_longpoll_ops learner_policy_poll_ops;
 
 #endif

@@ -137,47 +137,16 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
 
 /* ---- GetPolicy: answered now, or parked until a newer version or the wait's end ---- */
 
-typedef struct learner_waiter {
-    uv_timer_t timer;
-    learner_t *l;
-    rpc_call_t *call;
-    uint64_t have;
-    struct learner_waiter *next;
-} learner_waiter;
-
-static void learner_reply_policy(rpc_call_t *call, const nn_blob *b)
+/* the served policy (its reply packed once per version), or NO_VERSION */
+static void learner_reply_policy(rpc_call_t *call, rpc_packed_t *policy_reply)
 {
+    if (policy_reply) {
+        rpc_call_reply_packed(call, policy_reply);
+        return;
+    }
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
-    if (b) {
-        r.blob = (Twig__V1__WeightBlob *)&b->msg;
-    } else {
-        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
-    }
+    r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION;
     rpc_call_reply(call, 0, &r.base);
-}
-
-static void learner_waiter_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void learner_waiter_drop(learner_t *l, learner_waiter *w)
-{
-    for (learner_waiter **p = &l->waiters; *p; p = &(*p)->next) {
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    }
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, learner_waiter_closed);
-}
-
-static void learner_on_wait_timeout(uv_timer_t *t)
-{
-    learner_waiter *w = t->data;
-    learner_reply_policy(w->call, NULL);
-    learner_waiter_drop(w->l, w);
 }
 
 /* the policy served is newer than have (the one comparison, policy_version_newer) */
@@ -186,28 +155,21 @@ static bool learner_has_newer(const learner_t *l, uint64_t have)
     return l->blob && policy_version_newer(l->blob->msg.version, have);
 }
 
-void learner_serve_waiters(learner_t *l)
+static bool learner_poll_has_news(void *app, const rpc_poll_want *w)
 {
-    learner_waiter *w = l->waiters;
-    while (w) {
-        learner_waiter *next = w->next;
-        if (learner_has_newer(l, w->have)) {
-            learner_reply_policy(w->call, l->blob);
-            learner_waiter_drop(l, w);
-        }
-        w = next;
-    }
+    return learner_has_newer(app, w->have);
 }
 
-void learner_drop_waiters(learner_t *l)
+/* news: the new policy; the wait's end: NO_VERSION; shutdown: whichever of the two is true */
+static void learner_poll_answer(void *app, rpc_call_t *call, const rpc_poll_want *w,
+                                rpc_poll_end why)
 {
-    while (l->waiters) {
-        learner_waiter *w = l->waiters;
-        bool newer = learner_has_newer(l, w->have);
-        learner_reply_policy(w->call, newer ? l->blob : NULL);
-        learner_waiter_drop(l, w);
-    }
+    learner_t *l = app;
+    bool newer = why != RPC_POLL_END_TIMEOUT && learner_has_newer(l, w->have);
+    learner_reply_policy(call, newer ? l->blob_reply : NULL);
 }
+
+const rpc_longpoll_ops learner_policy_poll_ops = {learner_poll_has_news, learner_poll_answer};
 
 static int learner_on_get_policy(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
@@ -216,26 +178,8 @@ static int learner_on_get_policy(rpc_call_t *call, const ProtobufCMessage *msg, 
     if (q->wait_ms > LEARNER_WAIT_MAX_MS) {
         return err_set(-EINVAL, "wait_ms is %u, at most %u", q->wait_ms, LEARNER_WAIT_MAX_MS);
     }
-    if (learner_has_newer(l, q->have_version)) {
-        learner_reply_policy(call, l->blob);
-        return 0;
-    }
-    /* "nothing newer" comes before the client's deadline, as the other long polls */
-    uint64_t wait = rpc_call_poll_ms(call, q->wait_ms);
-    if (wait == 0 || l->shutting_down) {
-        learner_reply_policy(call, NULL);
-        return 0;
-    }
-    learner_waiter *w = xcalloc(1, sizeof *w);
-    w->l = l;
-    w->call = call;
-    w->have = q->have_version;
-    uv_timer_init(&l->loop, &w->timer);
-    w->timer.data = w;
-    uv_timer_start(&w->timer, learner_on_wait_timeout, wait, 0);
-    w->next = l->waiters;
-    l->waiters = w;
-    return RPC_DEFER;
+    return rpc_longpoll_park(&l->policy_polls, call, q->wait_ms,
+                             &(rpc_poll_want){.have = q->have_version});
 }
 
 /* ---- GetProgress ---- */
@@ -430,6 +374,7 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"ready", (double)(l->ready == 1)},
         {"rollout_quota_done", (double)(learner_quota_done(l))},
         {"policy_version", (double)(l->policy_version)},
+        {"policy_reply_packs", (double)(l->policy_reply_packs)},
         {"model_version", (double)(l->model_version)},
         {"achieved_utd", (double)(pace_achieved_utd(l->updates, l->real_offset, l->learn_start))},
         {"updates_per_s", (double)(l->updates_per_s)},

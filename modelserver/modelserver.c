@@ -18,16 +18,6 @@
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
 
-/* a parked FetchReal long poll (loop thread) */
-typedef struct ms_waiter {
-    uv_timer_t timer;         /* fires at the wait deadline */
-    modelserver_t *ms;
-    rpc_call_t *call;
-    uint64_t from;
-    uint32_t max_count;
-    struct ms_waiter *next;
-} ms_waiter;
-
 /* ---- AppendReal ---- */
 
 static void ms_fill_ack(Twig__V1__AppendRealReply *r, const reallog_ack *ack)
@@ -304,49 +294,30 @@ static void ms_reply_fetch(modelserver_t *ms, rpc_call_t *call, uint64_t from, u
     rpc_call_reply(call, 0, &r.base);
 }
 
-static void ms_waiter_closed(uv_handle_t *h)
+/* a parked FetchReal waits for rows past its from_offset (want.have) */
+static bool ms_fetch_has_news(void *app, const rpc_poll_want *w)
 {
-    free(h->data);
+    return w->have < reallog_end(&((modelserver_t *)app)->log);
 }
 
-/* unlink w from the waiters and close it */
-static void ms_waiter_drop(modelserver_t *ms, ms_waiter *w)
+/* rows or the wait's end: what the log has (AT_END when nothing); shutdown: NOT_READY */
+static void ms_fetch_answer(void *app, rpc_call_t *call, const rpc_poll_want *w,
+                            rpc_poll_end why)
 {
-    for (ms_waiter **p = &ms->waiters; *p; p = &(*p)->next) {
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    }
-    atomic_fetch_sub(&ms->n_waiters, 1);
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, ms_waiter_closed);
+    ms_reply_fetch(app, call, w->have, (uint32_t)w->arg,
+                   why == RPC_POLL_END_SHUTDOWN ? TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY
+                                                : TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
 }
 
-static void ms_on_wait_timeout(uv_timer_t *t)
-{
-    ms_waiter *w = t->data;
-    modelserver_t *ms = w->ms;
-    ms_reply_fetch(ms, w->call, w->from, w->max_count,
-                   TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
-    ms_waiter_drop(ms, w);
-}
+static const rpc_longpoll_ops ms_fetch_poll_ops = {ms_fetch_has_news, ms_fetch_answer};
 
-/* the log's end moved: answer the waiters it concerns (loop thread) */
+/* the log's end moved or a model was published: answer the long polls it concerns (loop
+ * thread; one wake may stand for both) */
 static void ms_on_wake(uv_async_t *h)
 {
     modelserver_t *ms = h->data;
-    uint64_t end = reallog_end(&ms->log);
-    ms_waiter *w = ms->waiters;
-    while (w) {
-        ms_waiter *next = w->next;
-        if (w->from < end) {
-            ms_reply_fetch(ms, w->call, w->from, w->max_count,
-                           TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
-            ms_waiter_drop(ms, w);
-        }
-        w = next;
-    }
+    rpc_longpoll_notify(&ms->fetch_polls);
+    rpc_longpoll_notify(&ms->model_polls);
 }
 
 /* appender thread: wake the loop (sends coalesce; on_wake looks at the end itself) */
@@ -357,6 +328,17 @@ static void ms_on_log_end(void *arg, uint64_t end)
     if (ms->trainer_open) {
         trainer_notify_end(&ms->trainer, end);
     }
+    if (ms->wake_open) {
+        uv_async_send(&ms->wake);
+    }
+    pthread_mutex_unlock(&ms->wake_mu);
+}
+
+/* trainer thread: a model was published, wake the loop for the parked GetModel calls */
+static void ms_on_model_published(void *arg)
+{
+    modelserver_t *ms = arg;
+    pthread_mutex_lock(&ms->wake_mu);
     if (ms->wake_open) {
         uv_async_send(&ms->wake);
     }
@@ -409,26 +391,10 @@ static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
                        TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
         return 0;
     }
-    /* long poll: park until data arrives or the wait (or the client's deadline) is up */
-    int64_t wait = q->wait_ms;
-    int64_t left = rpc_call_remaining_ms(call) - 50;   /* answer before the client gives up */
-    if (left < wait) {
-        wait = left > 0 ? left : 0;
-    }
-    ms_waiter *w = xcalloc(1, sizeof *w);
-    w->ms = ms;
-    w->call = call;
-    w->from = q->from_offset;
-    w->max_count = max_count;
-    uv_timer_init(&ms->loop, &w->timer);
-    w->timer.data = w;
-    uv_timer_start(&w->timer, ms_on_wait_timeout, (uint64_t)wait, 0);
-    w->next = ms->waiters;
-    ms->waiters = w;
-    atomic_fetch_add(&ms->n_waiters, 1);
-    /* data may have arrived between reading the end and parking */
-    uv_async_send(&ms->wake);
-    return RPC_DEFER;
+    /* long poll: park until data arrives or the wait (or the client's deadline) is up;
+     * data that arrived since reading the end is seen by the park itself */
+    return rpc_longpoll_park(&ms->fetch_polls, call, q->wait_ms,
+                             &(rpc_poll_want){.have = q->from_offset, .arg = max_count});
 }
 
 /* ---- LogStatus ---- */
@@ -446,7 +412,7 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
     r.act_dim = st.act_dim;
     r.segments = st.segments;
     r.bytes = st.bytes;
-    r.parked_fetches = atomic_load(&ms->n_waiters);
+    r.parked_fetches = rpc_longpoll_parked(&ms->fetch_polls);
     r.source_epoch = st.epoch;
     r.source_fence = st.fence;
     const Twig__V1__LogStatusRequest *q = (const Twig__V1__LogStatusRequest *)msg;
@@ -465,7 +431,8 @@ static int ms_on_status(rpc_call_t *call, const ProtobufCMessage *msg, void *app
 
 static int ms_on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
-    return trainer_get_model(&((modelserver_t *)app)->trainer, call, msg);
+    modelserver_t *ms = app;
+    return trainer_get_model(&ms->trainer, &ms->model_polls, call, msg);
 }
 
 /* ---- Stats: what the launcher's progress line shows ---- */
@@ -493,6 +460,7 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"model_trained_on", (double)ts.trained_on},
         {"model_holdout_loss", ts.version ? (double)ts.holdout_mse : NAN},
         {"model_trainings", (double)ts.trainings},
+        {"model_reply_packs", (double)ts.reply_packs},
         {"model_training", ts.training ? 1.0 : 0.0},
         {"model_last_train_s", ts.last_train_seconds},
     };
@@ -510,7 +478,7 @@ static const rpc_method ms_methods[] = {
     {"/twig.v1.ModelServer/LogStatus", &twig__v1__log_status_request__descriptor, ms_on_status,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.ModelServer/GetModel", &twig__v1__get_weights_request__descriptor,
-     ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+     ms_on_get_model, RPC_KIND_UNARY, RPC_RUN_ON_LOOP},
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, ms_on_stats,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
@@ -538,6 +506,7 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
     }
     ms->loop_ready = 1;
+    rpc_longpoll_init(&ms->fetch_polls, &ms->loop, &ms_fetch_poll_ops, ms);
 
     reallog_opts o = reallog_opts_default(cfg->data_dir);
     o.env_id = cfg->env_id;
@@ -557,8 +526,12 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return rc;
     }
     ms->log_open = 1;
-    if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0 ||
-        (rc = trainer_start(&ms->trainer)) < 0) {
+    if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0) {
+        return rc;
+    }
+    rpc_longpoll_init(&ms->model_polls, &ms->loop, &trainer_model_poll_ops, &ms->trainer);
+    trainer_set_publish_notify(&ms->trainer, ms_on_model_published, ms);
+    if ((rc = trainer_start(&ms->trainer)) < 0) {
         return rc;
     }
     ms->trainer_open = 1;
@@ -615,18 +588,13 @@ void modelserver_shutdown(modelserver_t *ms)
     }
     ms->shutting_down = 1;
     log_info("event=shutdown_begin grace_ms=%d parked_fetches=%u", ms->cfg.grace_ms,
-             atomic_load(&ms->n_waiters));
+             rpc_longpoll_parked(&ms->fetch_polls));
     if (ms->srv) {
         rpc_server_shutdown(ms->srv, ms->cfg.grace_ms);
     }
-    trainer_shutdown(&ms->trainer);   /* answers its parked GetModel calls, ends a fit */
-    /* parked long polls: answer now */
-    while (ms->waiters) {
-        ms_waiter *w = ms->waiters;
-        ms_reply_fetch(ms, w->call, w->from, w->max_count,
-                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
-        ms_waiter_drop(ms, w);
-    }
+    trainer_shutdown(&ms->trainer);   /* refuses new GetModel calls, ends a fit */
+    rpc_longpoll_close(&ms->model_polls);   /* parked GetModel calls: NOT_READY now */
+    rpc_longpoll_close(&ms->fetch_polls);   /* parked FetchReal calls: NOT_READY now */
     /* only the handles init reached: a failed init may stop before any of them */
     if (ms->signals_ready) {
         ms_close_quiet((uv_handle_t *)&ms->sig_term);

@@ -35,6 +35,7 @@
 #include <uv.h>
 
 #include "modelserver/reallog.h"
+#include "common/rpc/longpoll.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "modelserver/trainer.h"
@@ -62,8 +63,6 @@ typedef struct modelserver_cfg {
     const trainer_cfg *train; /* the model options (trainer_opts); borrowed */
 } modelserver_cfg;
 
-struct ms_waiter;
-
 typedef struct modelserver {
     modelserver_cfg cfg;
     uv_loop_t loop;
@@ -82,8 +81,8 @@ typedef struct modelserver {
     int signals_ready;               /* uv_signal_init(sig_term, sig_int) ran: close them */
     int log_open;
 
-    struct ms_waiter *waiters;       /* parked FetchReal calls; loop thread only */
-    atomic_uint n_waiters;           /* their number, for LogStatus (any thread) */
+    rpc_longpoll_t fetch_polls;      /* parked FetchReal calls */
+    rpc_longpoll_t model_polls;      /* parked GetModel calls (app: trainer) */
     reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
     trainer_t trainer;               /* the model: fits, GetModel */
     int trainer_open;                /* guarded by wake_mu: the notify may reach the trainer */

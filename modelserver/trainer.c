@@ -50,14 +50,6 @@ const config_opt trainer_opts[] = {
 #undef T
 const int trainer_n_opts = (int)(sizeof trainer_opts / sizeof trainer_opts[0]);
 
-/* a parked GetModel long poll */
-typedef struct trainer_waiter {
-    rpc_call_t *call;
-    uint64_t have_version;
-    struct timespec deadline; /* CLOCK_MONOTONIC */
-    struct trainer_waiter *next;
-} trainer_waiter;
-
 void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const trainer_cfg *cfg,
                           int n_obs, int n_act)
 {
@@ -79,6 +71,7 @@ void trainer_ensemble_cfg(ensemble_cfg *ec, ensemble_train_cfg *tc, const traine
 static void model_free(trainer_model *m)
 {
     if (m) {
+        rpc_packed_unref(m->reply);
         if (m->msg) {
             protobuf_c_message_free_unpacked(&m->msg->base, NULL);
         }
@@ -329,13 +322,20 @@ static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes
     return m;
 }
 
-/* reply to a parked or new call with the model (mu held) */
-static void reply_model(rpc_call_t *call, const trainer_model *m)
+/* m's GetModel reply, packed once for every call that gets this version (before m is
+ * published: off the lock and off the loop) */
+static void model_pack_reply(trainer_model *m)
 {
     Twig__V1__GetWeightsReply r = TWIG__V1__GET_WEIGHTS_REPLY__INIT;
     r.blob = m->msg;
     r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE;
-    rpc_call_reply(call, 0, &r.base);
+    m->reply = rpc_packed_from_msg(&r.base);
+}
+
+/* reply to a parked or new call with the model (mu held: m stays published meanwhile) */
+static void reply_model(rpc_call_t *call, const trainer_model *m)
+{
+    rpc_call_reply_packed(call, m->reply);
 }
 
 static void reply_empty(rpc_call_t *call, Twig__V1__EmptyReason why)
@@ -509,15 +509,21 @@ static int trainer_fit(trainer_t *t, uint64_t end, reallog_rows_t *rows)
         log_warn("event=model_persist_failed version=%" PRIu64 " err=%s detail=\"%s\"", version,
                  err_name(rc), err_msg());
     }
+    model_pack_reply(m);
     pthread_mutex_lock(&t->mu);
     trainer_model *old = t->pub;
     t->pub = m;
+    t->reply_packs++;
     t->trainings++;
     t->last_train_seconds = secs;
     t->adam_steps = t->tr.steps;
-    pthread_cond_broadcast(&t->cv_wait);
+    void (*notify)(void *) = t->on_publish;
+    void *notify_arg = t->on_publish_arg;
     pthread_mutex_unlock(&t->mu);
     model_free(old);
+    if (notify) {
+        notify(notify_arg);   /* outside mu: the owner's wake lock is taken before mu */
+    }
     log_info("event=model_published version=%" PRIu64 " trained_on=%" PRIu64
              " n_train=%d n_holdout=%d epochs=%d stopped_early=%d holdout_mse=%.5g"
              " train_loss=%.5g seconds=%.2f bytes=%zu",
@@ -567,47 +573,44 @@ static void *trainer_thread(void *arg)
 
 /* ---- long polls ---- */
 
-static int ts_before(const struct timespec *a, const struct timespec *b)
+static bool trainer_poll_has_news(void *app, const rpc_poll_want *w)
 {
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+    trainer_t *t = app;
+    pthread_mutex_lock(&t->mu);
+    bool newer = model_newer_for(t->pub, w->have);
+    pthread_mutex_unlock(&t->mu);
+    return newer;
 }
 
-static void *wait_thread(void *arg)
+/* a newer model whenever there is one (a fit may have landed just before the wait ended);
+ * else NO_VERSION, or NOT_READY once shutting down */
+static void trainer_poll_answer(void *app, rpc_call_t *call, const rpc_poll_want *w,
+                                rpc_poll_end why)
 {
-    trainer_t *t = arg;
+    trainer_t *t = app;
     pthread_mutex_lock(&t->mu);
-    while (!t->stopping) {
-        struct timespec now, soonest = {0};
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int have_soonest = 0;
-        for (trainer_waiter **p = &t->waiters; *p;) {
-            trainer_waiter *w = *p;
-            if (model_newer_for(t->pub, w->have_version)) {
-                reply_model(w->call, t->pub);
-            } else if (!ts_before(&now, &w->deadline)) {
-                reply_empty(w->call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
-            } else {
-                if (!have_soonest || ts_before(&w->deadline, &soonest)) {
-                    soonest = w->deadline;
-                    have_soonest = 1;
-                }
-                p = &w->next;
-                continue;
-            }
-            *p = w->next;
-            free(w);
-        }
-        if (have_soonest) {
-            pthread_cond_timedwait(&t->cv_wait, &t->mu, &soonest);
-        } else {
-            pthread_cond_wait(&t->cv_wait, &t->mu);
-        }
+    if (why == RPC_POLL_END_SHUTDOWN) {
+        reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+    } else if (model_newer_for(t->pub, w->have)) {
+        reply_model(call, t->pub);
+    } else {
+        reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
     }
     pthread_mutex_unlock(&t->mu);
-    return NULL;
 }
 
-int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *msg)
+const rpc_longpoll_ops trainer_model_poll_ops = {trainer_poll_has_news, trainer_poll_answer};
+
+void trainer_set_publish_notify(trainer_t *t, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&t->mu);
+    t->on_publish = fn;
+    t->on_publish_arg = arg;
+    pthread_mutex_unlock(&t->mu);
+}
+
+int trainer_get_model(trainer_t *t, rpc_longpoll_t *polls, rpc_call_t *call,
+                      const ProtobufCMessage *msg)
 {
     const Twig__V1__GetWeightsRequest *q = (const Twig__V1__GetWeightsRequest *)msg;
     if (q->wait_ms > TRAINER_WAIT_MAX_MS) {
@@ -637,25 +640,8 @@ int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *ms
         pthread_mutex_unlock(&t->mu);
         return 0;
     }
-    int64_t wait = q->wait_ms;
-    int64_t left = rpc_call_remaining_ms(call) - 50; /* answer before the client gives up */
-    if (left < wait) {
-        wait = left > 0 ? left : 0;
-    }
-    if (wait == 0) {
-        pthread_mutex_unlock(&t->mu);
-        reply_empty(call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NO_VERSION);
-        return 0;
-    }
-    trainer_waiter *w = xcalloc(1, sizeof *w);
-    w->call = call;
-    w->have_version = q->have_version;
-    w->deadline = clock_deadline_ms(wait);
-    w->next = t->waiters;
-    t->waiters = w;
-    pthread_cond_broadcast(&t->cv_wait);
     pthread_mutex_unlock(&t->mu);
-    return RPC_DEFER;
+    return rpc_longpoll_park(polls, call, q->wait_ms, &(rpc_poll_want){.have = q->have_version});
 }
 
 /* ---- lifetime ---- */
@@ -720,7 +706,6 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     atomic_init(&t->stop, 0);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv_train, NULL);
-    clock_cond_init(&t->cv_wait);
     t->mu_ready = 1;
     rng_seed(&t->rng, run->seed ^ 0x6d6f64656c5f7472ull); /* "model_tr" */
     t->end = reallog_end(log);
@@ -776,7 +761,9 @@ int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reall
     bool warm = ec.n_members == loaded.cfg.n_members && ec.n_elites == loaded.cfg.n_elites &&
                 ec.n_hidden == loaded.cfg.n_hidden && ec.n_layers == loaded.cfg.n_layers &&
                 ec.learn_reward == loaded.cfg.learn_reward;
+    model_pack_reply(m);
     t->pub = m;
+    t->reply_packs++;
     log_info("event=model_loaded version=%" PRIu64 " trained_on=%" PRIu64 " holdout_mse=%.5g"
              " version_floor=%" PRIu64,
              m->version, m->trained_on, m->holdout_mse, t->version_floor);
@@ -799,12 +786,6 @@ int trainer_start(trainer_t *t)
     int rc = pthread_create(&t->train_thread, NULL, trainer_thread, t);
     if (rc != 0) {
         return err_set(-rc, "trainer thread: %s", strerror(rc));
-    }
-    rc = pthread_create(&t->wait_thread, NULL, wait_thread, t);
-    if (rc != 0) {
-        trainer_shutdown(t);
-        pthread_join(t->train_thread, NULL);
-        return err_set(-rc, "waiter thread: %s", strerror(rc));
     }
     t->threads_started = 1;
     return 0;
@@ -829,14 +810,7 @@ void trainer_shutdown(trainer_t *t)
     pthread_mutex_lock(&t->mu);
     if (!t->stopping) {
         t->stopping = 1;
-        while (t->waiters) {
-            trainer_waiter *w = t->waiters;
-            t->waiters = w->next;
-            reply_empty(w->call, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
-            free(w);
-        }
         pthread_cond_broadcast(&t->cv_train);
-        pthread_cond_broadcast(&t->cv_wait);
     }
     pthread_mutex_unlock(&t->mu);
 }
@@ -847,11 +821,9 @@ void trainer_free(trainer_t *t)
         trainer_shutdown(t);
         if (t->threads_started) {
             pthread_join(t->train_thread, NULL);
-            pthread_join(t->wait_thread, NULL);
         }
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv_train);
-        pthread_cond_destroy(&t->cv_wait);
     }
     model_free(t->pub);
     ensemble_trainer_free(&t->tr);
@@ -874,6 +846,7 @@ void trainer_get_status(trainer_t *t, trainer_status *st)
         st->holdout_mse = t->pub->holdout_mse;
     }
     st->trainings = t->trainings;
+    st->reply_packs = t->reply_packs;
     st->training = t->training;
     st->last_train_seconds = t->last_train_seconds;
     st->adam_steps = t->adam_steps;

@@ -55,16 +55,21 @@
  * NO_VERSION; NOT_READY while shutting down. wait_ms above TRAINER_WAIT_MAX_MS or
  * have_version above TRAINER_VERSION_HINT_MAX: INVALID_ARGUMENT.
  *
- * Threads. trainer_thread fits (OpenBLAS with `train_threads`); a waiter thread answers
- * parked long polls; handlers run on the rpc layer's CQ thread. The published blob is
- * swapped under the lock, which is held only to swap and to answer (pack) a call, so appends
- * and fetches never wait for a fit.
+ * Threads. trainer_thread fits (OpenBLAS with `train_threads`); GetModel runs on the owner's
+ * loop and parks on the owner's rpc_longpoll_t (app: the trainer), which the loop notifies
+ * when the trainer says it published (trainer_set_publish_notify: wake the loop from there).
+ * The published blob is swapped under the lock, which is held only to swap and to answer a
+ * call, so appends and fetches never wait for a fit.
  *
  *     trainer_t tr;
  *     trainer_init(&tr, &tcfg, &run, &log, dir);     // loads DIR/model.blob if sound
- *     trainer_start(&tr);                            // threads
- *     ... log's notify: trainer_notify_end(&tr, end); method table: trainer_get_model ...
- *     trainer_shutdown(&tr);                         // answers parked calls, stops the fit
+ *     rpc_longpoll_init(&polls, &loop, &trainer_model_poll_ops, &tr);
+ *     trainer_set_publish_notify(&tr, wake_the_loop, owner);  // loop: rpc_longpoll_notify
+ *     trainer_start(&tr);                            // the fit's thread
+ *     ... log's notify: trainer_notify_end(&tr, end);
+ *     ... RPC_RUN_ON_LOOP GetModel: return trainer_get_model(&tr, &polls, call, msg);
+ *     trainer_shutdown(&tr);                         // refuses new calls, stops the fit
+ *     rpc_longpoll_close(&polls);                    // loop: parked calls get NOT_READY
  *     trainer_free(&tr);                             // joins (before the log closes)
  */
 #ifndef TWIG_MODELSERVER_TRAINER_H
@@ -77,6 +82,7 @@
 
 #include "common/config/config.h"
 #include "common/rpc/ensemble_blob.h"
+#include "common/rpc/longpoll.h"
 #include "modelserver/reallog.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
@@ -122,20 +128,20 @@ extern const int trainer_n_opts;
  * TRAINER_MAX_HIDDEN_WEIGHTS. 0, or -EINVAL naming both options and their values */
 int trainer_opts_check(const void *cfg, const void *run);
 
-/* a published model: the unpacked blob (owned) and its packed bytes */
+/* a published model: the unpacked blob (owned) and its GetModel reply, packed once */
 typedef struct trainer_model {
     Twig__V1__WeightBlob *msg; /* owned (protobuf-c unpacked) */
+    rpc_packed_t *reply;       /* one reference, owned */
     uint64_t version;
     uint64_t trained_on;
     float holdout_mse; /* of the elites */
 } trainer_model;
 
-struct trainer_waiter;
-
 typedef struct trainer_status {
     uint64_t version; /* newest published, 0: none */
     uint64_t trained_on;
     uint64_t trainings; /* fits published by this process */
+    uint64_t reply_packs; /* GetModel replies packed: one per model published or loaded */
     bool training;      /* a fit is running */
     float holdout_mse;
     double last_train_seconds;
@@ -150,12 +156,13 @@ typedef struct trainer {
 
     pthread_mutex_t mu;      /* guards everything below it */
     pthread_cond_t cv_train; /* trainer thread: end moved or stopping */
-    pthread_cond_t cv_wait;  /* waiter thread: new model, new waiter or stopping */
     uint64_t end;            /* the log's end as last notified */
     int stopping;
     trainer_model *pub;             /* newest model, NULL before the first */
-    struct trainer_waiter *waiters; /* parked GetModel calls */
+    void (*on_publish)(void *arg);  /* after each publish, outside mu (wakes the loop) */
+    void *on_publish_arg;
     uint64_t trainings;
+    uint64_t reply_packs;
     bool training;
     double last_train_seconds;
     int64_t adam_steps;
@@ -163,7 +170,6 @@ typedef struct trainer {
 
     atomic_int stop; /* ends a fit early */
     pthread_t train_thread;
-    pthread_t wait_thread;
     int threads_started;
     int mu_ready;
 
@@ -185,14 +191,22 @@ typedef struct trainer {
  * (-errno naming it). */
 int trainer_init(trainer_t *t, const trainer_cfg *cfg, const run_cfg *run, reallog_t *log,
                  const char *dir);
-/* start the trainer and waiter threads; 0 or -errno */
+/* start the fit's thread; 0 or -errno */
 int trainer_start(trainer_t *t);
 /* the log's end moved (from the log's notify callback, any thread) */
 void trainer_notify_end(trainer_t *t, uint64_t end);
-/* the GetModel handler body (CQ thread or any): returns 0 (replied), RPC_DEFER or < 0 */
-int trainer_get_model(trainer_t *t, rpc_call_t *call, const ProtobufCMessage *msg);
-/* answer parked calls (NOT_READY), refuse new ones, end a running fit after its epoch;
- * returns at once. Any thread; later calls do nothing. */
+/* GetModel's long poll on the owner's loop (rpc_longpoll_init with app = the trainer):
+ * news is a published version other than the caller's */
+extern const rpc_longpoll_ops trainer_model_poll_ops;
+/* fn(arg) runs on the fit's thread after each publish (no trainer lock held): the owner
+ * wakes its loop there, which then calls rpc_longpoll_notify. fn NULL: none. Any thread */
+void trainer_set_publish_notify(trainer_t *t, void (*fn)(void *arg), void *arg);
+/* the GetModel handler body, on polls' loop thread: returns 0 (replied), RPC_DEFER (parked
+ * on polls) or < 0 */
+int trainer_get_model(trainer_t *t, rpc_longpoll_t *polls, rpc_call_t *call,
+                      const ProtobufCMessage *msg);
+/* refuse new calls (NOT_READY), end a running fit after its epoch; returns at once (the
+ * owner closes its polls: parked calls get NOT_READY). Any thread; later calls do nothing. */
 void trainer_shutdown(trainer_t *t);
 /* shut down if needed, join the threads, release everything. Safe on a zeroed struct and
  * after a failed init. */

@@ -82,9 +82,12 @@
  *     When the last call has ended the CQ thread exits and the server's uv handle closes, so
  *     uv_run returns; then rpc_server_free. Without a loop, rpc_server_free waits for the
  *     CQ thread itself (and shuts down with RPC_DEFAULT_GRACE_MS if nobody did).
- *   - Long polls: park the call (RPC_DEFER) and answer before rpc_call_remaining_ms() runs
- *     out, or the client sees DEADLINE_EXCEEDED instead of your "nothing yet" reply:
- *     rpc_call_poll_ms(call, wait_ms) is how long to park (RPC_POLL_MARGIN_MS early).
+ *   - Long polls: use rpc_longpoll_t (common/rpc/longpoll.h), which parks the call
+ *     (RPC_DEFER) and answers before rpc_call_remaining_ms() runs out, or the client sees
+ *     DEADLINE_EXCEEDED instead of its "nothing yet" reply: rpc_call_poll_ms(call, wait_ms)
+ *     is how long it parks (RPC_POLL_MARGIN_MS early).
+ *   - A reply many calls share (a blob per version): pack it once with rpc_packed_from_msg
+ *     and send it with rpc_call_reply_packed.
  *   - Never call rpc_server_free from a handler or a loop callback.
  *
  * A client. One rpc_client_t is one channel to "host:port", shared by any number of threads;
@@ -230,6 +233,19 @@ void rpc_server_free(rpc_server_t *srv);
  * so it may live on the caller's stack). rc < 0: the status for rc with the calling
  * thread's err_msg() as text; reply is ignored. */
 void rpc_call_reply(rpc_call_t *call, int rc, const ProtobufCMessage *reply);
+/* A reply packed once and sent to many calls (a model or policy blob: one encode per
+ * version, not per request). Reference counted, any thread: the creator holds one reference,
+ * each reply in flight another, so the bytes outlive whoever drops theirs first. */
+typedef struct rpc_packed rpc_packed_t;  /* opaque */
+/* msg packed into a new rpc_packed_t (one reference, owned by the caller) */
+rpc_packed_t *rpc_packed_from_msg(const ProtobufCMessage *msg);
+/* drop a reference; the bytes go with the last. NULL is fine */
+void rpc_packed_unref(rpc_packed_t *p);
+/* the packed size in bytes */
+size_t rpc_packed_size(const rpc_packed_t *p);
+/* reply OK to a call with p's bytes as the method's reply message, no packing or copy (the
+ * reply takes its own reference); as rpc_call_reply otherwise */
+void rpc_call_reply_packed(rpc_call_t *call, rpc_packed_t *p);
 /* the call's path */
 const char *rpc_call_path(const rpc_call_t *call);
 /* milliseconds left until the client's deadline (INT64_MAX if it set none) */

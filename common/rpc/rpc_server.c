@@ -241,6 +241,53 @@ void rpc_call_reply(rpc_call_t *call, int rc, const ProtobufCMessage *reply)
     call_finish(call, (grpc_status_code)rpc_err_to_status(rc), text, NULL);
 }
 
+struct rpc_packed {
+    atomic_int refs;
+    size_t n;
+    uint8_t bytes[];
+};
+
+rpc_packed_t *rpc_packed_from_msg(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    rpc_packed_t *p = xmalloc(sizeof *p + (n ? n : 1));   /* empty messages are legal */
+    atomic_init(&p->refs, 1);
+    p->n = n;
+    protobuf_c_message_pack(msg, p->bytes);
+    return p;
+}
+
+void rpc_packed_unref(rpc_packed_t *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        free(p);
+    }
+}
+
+size_t rpc_packed_size(const rpc_packed_t *p)
+{
+    return p->n;
+}
+
+/* gRPC drops the slice (its reference) once the reply is sent or the call is gone */
+static void packed_slice_done(void *p)
+{
+    rpc_packed_unref(p);
+}
+
+void rpc_call_reply_packed(rpc_call_t *call, rpc_packed_t *p)
+{
+    TWIG_ASSERT(call != NULL && p != NULL);
+    if (atomic_exchange(&call->replied, true)) {
+        TWIG_PANIC("rpc_call_reply_packed: %s was already replied to", call->path);
+    }
+    atomic_fetch_add(&p->refs, 1);
+    grpc_slice s = grpc_slice_new_with_user_data(p->bytes, p->n, packed_slice_done, p);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    call_finish(call, GRPC_STATUS_OK, NULL, bb);
+}
+
 const char *rpc_call_path(const rpc_call_t *call)
 {
     return call->path;

@@ -423,6 +423,27 @@ Test(learner, get_policy_says_no_version_before_the_clients_deadline)
     procfix_stop(&lr);
 }
 
+/* GetPolicy replies share one encoding per version: many calls for version 1, one pack */
+Test(learner, get_policy_packs_each_version_once_however_many_calls_get_it)
+{
+    procfix_t lr = {0};
+    start_learner(&lr, "l", "127.0.0.1:1", NULL);   /* no model server: version 1 only */
+    rpc_client_t *cl = client_of(&lr);
+    const int calls = 6;
+    for (int i = 0; i < calls; i++) {
+        Twig__V1__GetWeightsReply *g = get_policy(cl, 0, 5000);
+        cr_assert_not_null(g->blob, "call %d", i);
+        cr_expect_eq(g->blob->version, 1);
+        cr_expect_eq(g->empty_reason, TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE);
+        protobuf_c_message_free_unpacked(&g->base, NULL);
+    }
+    cr_expect_eq(stat_of(&lr, "policy_version"), 1.0);
+    cr_expect_eq(stat_of(&lr, "policy_reply_packs"), 1.0, "packed %g times for %d calls",
+                 stat_of(&lr, "policy_reply_packs"), calls);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
+}
+
 /* an evaluation that must be refused with want, its message naming field */
 static void expect_eval_refused(rpc_client_t *cl, const Twig__V1__EvalResult *e, int want,
                                 const char *field)

@@ -2,13 +2,16 @@
  * real log, GetModel long polls over a real rpc server, the blob predicts better than "no
  * change", the newest model survives a restart, bad requests are refused */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "common/config/config.h"
 #include "common/nn/ensemble.h"
 #include "common/rpc/ensemble_blob.h"
 #include "common/base/err.h"
+#include "common/rpc/longpoll.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "env_data.h"
@@ -37,7 +40,8 @@ static void teardown(void)
 
 TestSuite(trainer, .init = setup, .fini = teardown, .timeout = 120);
 
-/* the log, the trainer and a server answering GetModel, as the model server wires them */
+/* the log, the trainer and a server answering GetModel, as the model server wires them:
+ * GetModel on a loop (its own thread here), parked on a long poll the publish wakes */
 typedef struct rig {
     reallog_t log;
     trainer_t tr;
@@ -46,11 +50,22 @@ typedef struct rig {
     char addr[64];
     trainer_cfg tcfg;
     run_cfg run;
+    uv_loop_t loop;
+    pthread_t loop_thread;
+    uv_async_t wake;          /* a model was published: notify the polls */
+    uv_async_t stop;          /* rig_stop: shut down on the loop thread */
+    rpc_longpoll_t polls;
+    pthread_mutex_t mu;       /* guards wake_open, started, init_rc */
+    pthread_cond_t cv;
+    bool wake_open;
+    bool started;
+    int init_rc;
 } rig;
 
 static int on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
-    return trainer_get_model(app, call, msg);
+    rig *r = app;
+    return trainer_get_model(&r->tr, &r->polls, call, msg);
 }
 
 static void on_end(void *arg, uint64_t end)
@@ -60,8 +75,69 @@ static void on_end(void *arg, uint64_t end)
 
 static const rpc_method methods[] = {
     {GET_MODEL, &twig__v1__get_weights_request__descriptor, on_get_model, RPC_KIND_UNARY,
-     RPC_RUN_ON_CQ},
+     RPC_RUN_ON_LOOP},
 };
+
+/* trainer thread */
+static void rig_on_published(void *arg)
+{
+    rig *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (r->wake_open) {
+        uv_async_send(&r->wake);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void rig_on_wake(uv_async_t *h)
+{
+    rig *r = h->data;
+    rpc_longpoll_notify(&r->polls);
+}
+
+/* the model server's order: stop serving, refuse new calls, answer parked ones */
+static void rig_on_stop(uv_async_t *h)
+{
+    rig *r = h->data;
+    rpc_server_shutdown(r->srv, 500);
+    trainer_shutdown(&r->tr);
+    rpc_longpoll_close(&r->polls);
+    pthread_mutex_lock(&r->mu);
+    r->wake_open = false;
+    pthread_mutex_unlock(&r->mu);
+    uv_close((uv_handle_t *)&r->wake, NULL);
+    uv_close((uv_handle_t *)&r->stop, NULL);
+}
+
+static void *rig_loop_main(void *arg)
+{
+    rig *r = arg;
+    uv_loop_init(&r->loop);
+    uv_async_init(&r->loop, &r->wake, rig_on_wake);
+    uv_async_init(&r->loop, &r->stop, rig_on_stop);
+    r->wake.data = r;
+    r->stop.data = r;
+    rpc_longpoll_init(&r->polls, &r->loop, &trainer_model_poll_ops, &r->tr);
+    rpc_server_cfg sc = {.listen = "127.0.0.1:0", .loop = &r->loop, .app = r};
+    int rc = rpc_server_init(&r->srv, &sc, methods, 1);
+    if (rc == 0) {
+        rc = rpc_server_start(r->srv);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->init_rc = rc;
+    r->wake_open = rc == 0;
+    r->started = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&r->wake, NULL);
+        uv_close((uv_handle_t *)&r->stop, NULL);
+    }
+    uv_run(&r->loop, UV_RUN_DEFAULT);   /* returns once the server and the asyncs closed */
+    rpc_server_free(r->srv);
+    uv_loop_close(&r->loop);
+    return NULL;
+}
 
 /* small and quick: 3 members of 2 x 32, Pendulum; init_steps 300 rounds up to the first
  * training point 400, then every 200 */
@@ -93,10 +169,17 @@ static void rig_start(rig *r)
     rc = trainer_init(&r->tr, &r->tcfg, &r->run, &r->log, dir);
     cr_assert_eq(rc, 0, "trainer_init: %s %s", err_name(rc), err_msg());
     reallog_set_notify(&r->log, on_end, &r->tr);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    trainer_set_publish_notify(&r->tr, rig_on_published, r);
     cr_assert_eq(trainer_start(&r->tr), 0, "%s", err_msg());
-    rpc_server_cfg sc = {.listen = "127.0.0.1:0", .app = &r->tr};
-    cr_assert_eq(rpc_server_init(&r->srv, &sc, methods, 1), 0, "%s", err_msg());
-    cr_assert_eq(rpc_server_start(r->srv), 0, "%s", err_msg());
+    cr_assert_eq(pthread_create(&r->loop_thread, NULL, rig_loop_main, r), 0);
+    pthread_mutex_lock(&r->mu);
+    while (!r->started) {
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    cr_assert_eq(r->init_rc, 0, "%s", err_msg());
     snprintf(r->addr, sizeof r->addr, "127.0.0.1:%d", rpc_server_port(r->srv));
     cr_assert_eq(rpc_wait_serving(r->addr, 10000), 0, "%s", err_msg());
     cr_assert_eq(rpc_client_init(&r->cl, r->addr, NULL), 0);
@@ -106,12 +189,13 @@ static void rig_start(rig *r)
 static void rig_stop(rig *r)
 {
     rpc_client_free(r->cl);
-    rpc_server_shutdown(r->srv, 500);
-    trainer_shutdown(&r->tr);
-    rpc_server_free(r->srv);
+    uv_async_send(&r->stop);
+    pthread_join(r->loop_thread, NULL);
     trainer_free(&r->tr);
     reallog_set_notify(&r->log, NULL, NULL);
     reallog_close(&r->log);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
 }
 
 static void append_rows(rig *r, const ed_data *d, int from, int to, uint64_t *seq)
@@ -235,6 +319,36 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     cr_expect_eq(st.trainings, 2);
     rig_stop(&r);
     ed_free(&d);
+}
+
+/* GetModel replies share one encoding per version: many calls for version 1, one pack */
+Test(trainer, get_model_packs_each_version_once_however_many_calls_get_it)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 21), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    const int calls = 6;
+    for (int i = 0; i < calls; i++) {
+        int rc;
+        Twig__V1__GetWeightsReply *rep = get_model(&r, 0, 60000, &rc);
+        cr_assert_eq(rc, 0, "call %d: %s", i, err_msg());
+        cr_assert_not_null(rep->blob, "call %d", i);
+        cr_expect_eq(rep->blob->version, 1);
+        cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    }
+    trainer_status st;
+    trainer_get_status(&r.tr, &st);
+    cr_expect_eq(st.version, 1);
+    cr_expect_eq(st.trainings, 1);
+    cr_expect_eq(st.reply_packs, 1, "packed %" PRIu64 " times for %d calls", st.reply_packs,
+                 calls);
+    ed_free(&d);
+    rig_stop(&r);
 }
 
 Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
