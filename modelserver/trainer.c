@@ -205,14 +205,17 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, uint64_t *legacy_v
     }
     /* the checksum vouches for the bytes; these are the writer's mistakes, should one happen */
     char why[300] = "";
-    float trained_on = blob_stat(msg, "trained_on", NAN);
+    /* blobs written before the integer field carry the count only as a float stat */
+    float legacy = blob_stat(msg, "trained_on", NAN);
     if ((rc = ensemble_from_blob(e, msg)) < 0) {
         snprintf(why, sizeof why, "%s", err_msg());
     } else if (msg->version == 0) {
         snprintf(why, sizeof why, "version 0");
-    } else if (!(trained_on >= 0.0f && trained_on == floorf(trained_on) &&
-                 trained_on <= 0x1p53f)) {
-        snprintf(why, sizeof why, "trained_on is %g, not a count of rows", (double)trained_on);
+    } else if (msg->trained_on == 0 &&
+               !(legacy >= 0.0f && legacy == floorf(legacy) && legacy <= 0x1p53f)) {
+        snprintf(why, sizeof why, "trained_on is %g, not a count of rows", (double)legacy);
+    } else if (msg->trained_on == 0) {
+        msg->trained_on = (uint64_t)legacy;   /* served with the field from now on */
     }
     if (why[0]) {
         if (rc == 0) {
@@ -224,7 +227,7 @@ static int blob_read_file(trainer_model **out, ensemble_t *e, uint64_t *legacy_v
     trainer_model *m = xcalloc(1, sizeof *m);
     m->msg = msg;
     m->version = msg->version;
-    m->trained_on = (uint64_t)trained_on;
+    m->trained_on = msg->trained_on;
     m->holdout_mse = blob_stat(msg, "holdout_mse_elites", NAN);
     *out = m;
     return 0;
@@ -303,6 +306,7 @@ static trainer_model *model_build(trainer_t *t, uint8_t **bytes, size_t *n_bytes
     }
     b->msg.stats = ptrs;
     b->msg.n_stats = ns + TRAINER_EXTRA_STATS;
+    b->msg.trained_on = trained_on;   /* what peers act on; the stat is for people */
     size_t n = twig__v1__weight_blob__get_packed_size(&b->msg);
     uint8_t *buf = xmalloc(n);
     twig__v1__weight_blob__pack(&b->msg, buf);

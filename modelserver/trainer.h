@@ -18,9 +18,12 @@
  *
  * What is published. ensemble_blob_init's tensors (members, elites, normaliser, bounds,
  * holdout MSEs) and stats, plus
- *     trained_on     real steps the fit saw (rows [0, trained_on)); exact below 2^24
- *     train_epochs   epochs of the fit
- *     train_seconds  its wall time
+ *     WeightBlob.trained_on   real steps the fit saw (rows [0, trained_on)), an integer:
+ *                             what the rollout workers' strict pacing compares (a blob
+ *                             written before the field has only the float stat of the same
+ *                             name, read at load and served with the field)
+ *     stats trained_on, train_epochs, train_seconds   the same, the fit's epochs and wall
+ *                             time, as floats for people (exact below 2^24 only)
  * Before it is served, a model is made durable (each file tmp, fsync, rename, fsync DIR):
  *     DIR/model.version  its version as decimal text, first: the highest version the data
  *                        dir ever published, whatever becomes of model.blob

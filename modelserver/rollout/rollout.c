@@ -203,16 +203,6 @@ static int mirror_wait(rollout_t *r)
 
 /* ---- model and policy ---- */
 
-static float blob_stat(const Twig__V1__WeightBlob *b, const char *key)
-{
-    for (size_t i = 0; i < b->n_stats; i++) {
-        if (b->stats[i]->key && strcmp(b->stats[i]->key, key) == 0) {
-            return b->stats[i]->value;
-        }
-    }
-    return 0.0f;
-}
-
 /* GetModel(have our version); loads a newer one. 0 (new or not), or < 0 */
 static int model_refresh(rollout_t *r, int wait_ms)
 {
@@ -243,7 +233,7 @@ static int model_refresh(rollout_t *r, int wait_ms)
             ensemble_work_init(&r->work, &r->ens, 1024);
             r->ens_ready = 1;
             r->model_version = rep->blob->version;
-            r->model_trained_on = (uint64_t)blob_stat(rep->blob, "trained_on");
+            r->model_trained_on = rep->blob->trained_on;   /* an integer on the wire */
             pthread_mutex_lock(&r->stats_mu);
             r->stats.model_version = r->model_version;
             r->stats.model_trained_on = r->model_trained_on;

@@ -292,6 +292,7 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     cr_expect_eq(rep->blob->kind, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_MODEL);
     cr_expect_str_eq(rep->blob->env_id, "Pendulum-v1");
     cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+    cr_expect_eq(rep->blob->trained_on, 400u, "the integer field");
     cr_expect_geq(stat_of(rep->blob, "train_epochs"), 1.0f);
     cr_expect(isfinite(stat_of(rep->blob, "holdout_mse_elites")));
     double mse_model, mse_same;
@@ -311,6 +312,7 @@ Test(trainer, publishes_at_training_points_and_long_polls)
     cr_assert_not_null(rep->blob);
     cr_expect_eq(rep->blob->version, 2);
     cr_expect_eq(stat_of(rep->blob, "trained_on"), 600.0f);
+    cr_expect_eq(rep->blob->trained_on, 600u, "the integer field");
     protobuf_c_message_free_unpacked(&rep->base, NULL);
 
     trainer_status st;
@@ -339,6 +341,7 @@ Test(trainer, get_model_packs_each_version_once_however_many_calls_get_it)
         cr_assert_not_null(rep->blob, "call %d", i);
         cr_expect_eq(rep->blob->version, 1);
         cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+        cr_expect_eq(rep->blob->trained_on, 400u, "the integer field");
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
     trainer_status st;
@@ -378,6 +381,7 @@ Test(trainer, continued_fits_keep_the_model_as_good_as_the_first)
         cr_assert_not_null(rep->blob);
         cr_expect_eq(rep->blob->version, v);
         cr_expect_eq(stat_of(rep->blob, "trained_on"), (float)(400 + 200 * (v - 1)));
+        cr_expect_eq(rep->blob->trained_on, (uint64_t)(400 + 200 * (v - 1)), "the integer field");
         double mse, unused;
         model_vs_no_change(rep->blob, &mse, &unused);
         cr_expect_lt(mse, 1.5 * first + 1e-4, "version %llu: mse %g, first fit %g",
@@ -422,6 +426,7 @@ Test(trainer, restart_serves_the_same_newest_model)
     cr_expect_eq(b->blob->data.len, a->blob->data.len);
     cr_expect_eq(memcmp(b->blob->data.data, a->blob->data.data, a->blob->data.len), 0);
     cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
+    cr_expect_eq(b->blob->trained_on, 400u, "the integer field");
     /* a client holding a version the server never published is resynced, and the next
      * version goes above the one it holds */
     Twig__V1__GetWeightsReply *c = get_model(&r2, 99, 0, &rc);
@@ -439,6 +444,7 @@ Test(trainer, restart_serves_the_same_newest_model)
     cr_assert_not_null(n->blob);
     cr_expect_eq(n->blob->version, 100);
     cr_expect_eq(stat_of(n->blob, "trained_on"), 600.0f);
+    cr_expect_eq(n->blob->trained_on, 600u, "the integer field");
     trainer_status st2;
     trainer_get_status(&r2.tr, &st2);
     cr_expect_gt(st2.adam_steps, st1.adam_steps, "the restarted fit went on from the moments");
@@ -472,6 +478,7 @@ Test(trainer, a_model_file_that_is_not_a_model_is_refitted_from_the_log)
     cr_assert_not_null(rep->blob);
     cr_expect_eq(rep->blob->version, 1);
     cr_expect_eq(stat_of(rep->blob, "trained_on"), 400.0f);
+    cr_expect_eq(rep->blob->trained_on, 400u, "the integer field");
     protobuf_c_message_free_unpacked(&rep->base, NULL);
     rig_stop(&r);
 
@@ -644,6 +651,7 @@ Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
     cr_assert_not_null(a->blob);
     cr_expect_eq(a->blob->version, 1);
     cr_expect_eq(stat_of(a->blob, "trained_on"), 400.0f);
+    cr_expect_eq(a->blob->trained_on, 400u, "the integer field");
     rpc_client_free(r.cl);
     procfix_kill9(&ms);
 
@@ -655,6 +663,7 @@ Test(trainer, modelserver_binary_serves_the_same_model_after_kill9)
     cr_expect_eq(b->blob->version, 1);
     cr_expect_eq(b->blob->crc32c, a->blob->crc32c);
     cr_expect_eq(stat_of(b->blob, "trained_on"), 400.0f);
+    cr_expect_eq(b->blob->trained_on, 400u, "the integer field");
     protobuf_c_message_free_unpacked(&a->base, NULL);
     protobuf_c_message_free_unpacked(&b->base, NULL);
 
