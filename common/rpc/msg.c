@@ -32,30 +32,15 @@ static int msg_check_floats(const char *field, const float *x, size_t n, uint32_
     return err_set(-EINVAL, "%s[%ld] is %s", field, i, what);
 }
 
-static int msg_check_id(const char *field, const char *s)
-{
-    if (!s || !s[0]) {
-        return err_set(-EINVAL, "%s is empty", field);
-    }
-    size_t n = strlen(s);
-    if (n > MSG_MAX_ID_LEN) {
-        return err_set(-EINVAL, "%s is %zu bytes long, at most %u allowed", field, n,
-                       MSG_MAX_ID_LEN);
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return err_set(-EINVAL, "%s has a control character at byte %zu", field, i);
-        }
-    }
-    return 0;
-}
-
 int msg_check_source_id(const char *field, const char *id)
 {
     size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > MSG_MAX_ID_LEN) {
-        return err_set(-EINVAL, "%s has %zu bytes, expected 1..%u", field, n, MSG_MAX_ID_LEN);
+    if (n == 0) {
+        return err_set(-EINVAL, "%s is empty", field);
+    }
+    if (n > MSG_MAX_ID_LEN) {
+        return err_set(-EINVAL, "%s is %zu bytes long, at most %u allowed", field, n,
+                       MSG_MAX_ID_LEN);
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)id[i];
@@ -117,8 +102,8 @@ static int msg_check_common(const Twig__V1__TransitionBatch *m, uint32_t max_cou
     if (!m) {
         return err_set(-EINVAL, "no message");
     }
-    if ((rc = msg_check_id("env_id", m->env_id)) < 0 ||
-        (rc = msg_check_id("source_id", m->source_id)) < 0 ||
+    if ((rc = msg_check_source_id("env_id", m->env_id)) < 0 ||
+        (rc = msg_check_source_id("source_id", m->source_id)) < 0 ||
         (rc = msg_check_shape(m->obs_dim, m->act_dim, m->count, max_count)) < 0) {
         return rc;
     }
@@ -170,8 +155,8 @@ int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
 int msg_tbatch_check(const tbatch_t *b, uint32_t max_count)
 {
     int rc;
-    if ((rc = msg_check_id("env_id", b->env_id)) < 0 ||
-        (rc = msg_check_id("source_id", b->source_id)) < 0 ||
+    if ((rc = msg_check_source_id("env_id", b->env_id)) < 0 ||
+        (rc = msg_check_source_id("source_id", b->source_id)) < 0 ||
         (rc = msg_check_shape(b->obs_dim, b->act_dim, b->count, max_count)) < 0) {
         return rc;
     }

@@ -54,9 +54,9 @@ int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
 /* a source id a log line and a key=value parser can carry as it is: 1..MSG_MAX_ID_LEN
  * bytes of letters, digits and MSG_ID_PUNCT. 0 or -EINVAL naming field and the first byte
- * that is not allowed. (msg_batch_check only refuses control bytes; receivers that log
- * source ids, the learner, check this too; actors and rollout workers check their own ids
- * with it at start.) */
+ * that is not allowed. The one id rule: msg_batch_check applies it to a batch's env_id and
+ * source_id (so every id that reaches a log line or a table has passed it), actors and
+ * rollout workers to their own ids at start. */
 #define MSG_ID_PUNCT "-_.:@/+"
 int msg_check_source_id(const char *field, const char *id);
 

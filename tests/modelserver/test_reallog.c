@@ -630,7 +630,15 @@ Test(msg, batch_check_names_the_bad_field)
     m->n_truncated = 4;
     m->source_id = (char *)"";
     expect_invalid(m, "source_id is empty");
+    /* ids reach log lines as key=value: a space, a quote or a newline would forge fields */
+    m->source_id = (char *)"actor 0";
+    expect_invalid(m, "source_id has byte 0x20 at 5");
+    m->source_id = (char *)"a\"b";
+    expect_invalid(m, "source_id has byte 0x22 at 1");
     m->source_id = b.source_id;
+    m->env_id = (char *)"Pendulum-v1 x=1";
+    expect_invalid(m, "env_id has byte 0x20 at 11");
+    m->env_id = b.env_id;
     m->env_id = (char *)"";
     expect_invalid(m, "env_id is empty");
     m->env_id = b.env_id;
