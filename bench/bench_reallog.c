@@ -28,6 +28,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/mem.h"
 #include "modelserver/reallog.h"
 
@@ -93,10 +94,8 @@ static void *appender_main(void *p)
 
 static void rm_dir(const char *dir)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "bench_reallog: could not remove %s\n", dir);
+    if (fs_remove_tree(dir) < 0) {
+        fprintf(stderr, "bench_reallog: %s\n", err_msg());
     }
 }
 

@@ -17,7 +17,6 @@
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
  * are removed. Both ends share this machine's cores: figures are noisy on a loaded host.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -27,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +33,7 @@
 #include "common/base/crc32c.h"
 #include "common/base/clock.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
 #include "common/rpc/rpc.h"
@@ -126,29 +125,6 @@ typedef struct server_proc {
     char addr[64];
 } server_proc;
 
-static void rm_dir(const char *dir)
-{
-    char p[1024];
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%.200s", dir, e->d_name);
-            struct stat st;
-            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-                rm_dir(p);
-            } else {
-                unlink(p);
-            }
-        }
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 /* bin with the benchmark's flags plus extra (NULL-terminated, may be NULL) */
 static int server_start_bin(server_proc *s, const char *bin, const char *fsync,
                             const char *const *extra)
@@ -212,7 +188,7 @@ static void server_stop(server_proc *s)
 {
     kill(s->pid, SIGTERM);
     waitpid(s->pid, NULL, 0);
-    rm_dir(s->dir);
+    fs_remove_tree(s->dir);
 }
 
 /* ---- append runs ---- */

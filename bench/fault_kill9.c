@@ -27,7 +27,6 @@
  * deadline and the whole run is bounded by --timeout-s. Only the server pids this program
  * started are signalled; the temp dir (data dir, server log, port file) is removed.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -40,13 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/base/clock.h"
 #include "common/base/err.h"
+#include "common/base/fs.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
 #include "modelserver/reallog.h"
@@ -209,32 +208,6 @@ typedef struct server {
     char log_file[128];
     const char *fsync;
 } server;
-
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
-            continue;
-        }
-        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) {
-            continue;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            rm_tree(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* the end of the server's log, for a failure message (it is removed with the temp dir) */
 static void dump_server_log(const server *s)
@@ -914,7 +887,7 @@ int main(int argc, char **argv)
         int st;
         server_signal_reap(&s, SIGKILL, 10000, &st);
     }
-    rm_tree(s.tmp);
+    fs_remove_tree(s.tmp);
     rpc_lib_shutdown(2000);
     return status;
 }

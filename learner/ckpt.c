@@ -19,30 +19,6 @@
 #define CKPT_TMP_PREFIX ".tmp-ckpt-"
 #define CKPT_FILE_MAX ((size_t)1 << 40) /* no real limit: a file is as large as the state */
 
-/* remove a directory with plain files in it */
-static int remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        return errno == ENOENT ? 0 : err_set(-errno, "opendir %s: %s", path, strerror(errno));
-    }
-    struct dirent *e;
-    char p[CKPT_PATH_MAX];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
-            continue;
-        }
-        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) < (int)sizeof p) {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    if (rmdir(path) != 0 && errno != ENOENT) {
-        return err_set(-errno, "rmdir %s: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 /* "ckpt-<digits>" -> id */
 static int parse_id(const char *name, const char *prefix, uint64_t *id)
 {
@@ -77,7 +53,7 @@ int ckpt_dir_prepare(const char *dir)
         uint64_t id;
         if (parse_id(e->d_name, CKPT_TMP_PREFIX, &id) == 0 &&
             snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) {
-            remove_tree(p);
+            fs_remove_tree(p);
         }
     }
     closedir(d);
@@ -142,7 +118,7 @@ int ckpt_begin(char *tmp, size_t n, const char *dir, uint64_t id)
     if (rc < 0) {
         return rc;
     }
-    remove_tree(tmp);
+    fs_remove_tree(tmp);
     if (mkdir(tmp, 0755) != 0) {
         return err_set(-errno, "mkdir %s: %s", tmp, strerror(errno));
     }
@@ -172,7 +148,7 @@ int ckpt_commit(const char *dir, uint64_t id)
         (rc = atomic_file_sync_dir(tmp)) < 0) {
         return rc;
     }
-    remove_tree(final); /* an older checkpoint of the same id (e.g. a final one) */
+    fs_remove_tree(final); /* an older checkpoint of the same id (e.g. a final one) */
     if (rename(tmp, final) != 0) {
         return err_set(-errno, "rename %s -> %s: %s", tmp, final, strerror(errno));
     }
@@ -183,7 +159,7 @@ int ckpt_remove(const char *dir, uint64_t id)
 {
     char p[CKPT_PATH_MAX];
     int rc = ckpt_path(p, sizeof p, dir, id, NULL);
-    return rc < 0 ? rc : remove_tree(p);
+    return rc < 0 ? rc : fs_remove_tree(p);
 }
 
 int ckpt_prune(const char *dir, int keep)

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base/fs.h"
 #include "common/base/err.h"
 #include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
@@ -86,28 +87,7 @@ static inline void procfix_tmpdir(char *dir, size_t n)
 /* remove a directory tree */
 static inline void procfix_rmtree(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    struct dirent *e;
-    char p[8192];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
-            continue;
-        }
-        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) {
-            continue;
-        }
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            procfix_rmtree(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
+    fs_remove_tree(dir);   /* what is left is caught by procfix_tmpdir_done's check */
 }
 
 /* the end of a run dir: removed (and expected gone), or kept (logs, data) when

@@ -1,10 +1,12 @@
 /* fs.c - see fs.h */
 #include "common/base/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/base/err.h"
 
@@ -44,4 +46,44 @@ int fs_mkdir_p(const char *dir)
         }
     }
     return make_one(path);
+}
+
+int fs_remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        if (errno != ENOTDIR) {
+            return err_set(-errno, "opendir %s: %s", dir, strerror(errno));
+        }
+        /* not a directory (a file, a link): remove it as it is */
+        return unlink(dir) == 0 ? 0 : err_set(-errno, "unlink %s: %s", dir, strerror(errno));
+    }
+    int rc = 0;
+    char path[FS_PATH_MAX];
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
+            continue;
+        }
+        int r;
+        struct stat st;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) {
+            r = err_set(-ENAMETOOLONG, "rm %s/%.64s...: the path is too long", dir, e->d_name);
+        } else if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            r = fs_remove_tree(path);
+        } else {
+            r = unlink(path) == 0 || errno == ENOENT
+                    ? 0
+                    : err_set(-errno, "unlink %s: %s", path, strerror(errno));
+        }
+        rc = rc < 0 ? rc : r;
+    }
+    closedir(d);
+    if (rmdir(dir) != 0 && errno != ENOENT && rc == 0) {
+        rc = err_set(-errno, "rmdir %s: %s", dir, strerror(errno));
+    }
+    return rc;
 }

@@ -75,3 +75,27 @@ Test(fs, too_long_empty_and_unwritable_paths_are_refused)
         cr_expect_eq(fs_mkdir_p(p), -EACCES);
     }
 }
+
+Test(fs, remove_tree_takes_nested_dirs_files_and_links_but_not_what_links_point_to)
+{
+    char p[300], outside[300], target[300];
+    snprintf(p, sizeof p, "%s/t/a/b", root);
+    cr_assert_eq(fs_mkdir_p(p), 0, "%s", err_msg());
+    snprintf(p, sizeof p, "%s/t/a/b/f", root);
+    int fd = open(p, O_CREAT | O_WRONLY, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    snprintf(outside, sizeof outside, "%s/keep", root);
+    cr_assert_eq(fs_mkdir_p(outside), 0);
+    snprintf(target, sizeof target, "%s/keep/f", root);
+    fd = open(target, O_CREAT | O_WRONLY, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    snprintf(p, sizeof p, "%s/t/link", root);
+    cr_assert_eq(symlink(outside, p), 0);
+    snprintf(p, sizeof p, "%s/t", root);
+    cr_expect_eq(fs_remove_tree(p), 0, "%s", err_msg());
+    cr_expect_neq(access(p, F_OK), 0, "the tree is gone");
+    cr_expect_eq(access(target, F_OK), 0, "what the link pointed to is kept");
+    cr_expect_eq(fs_remove_tree(p), 0, "a missing dir is fine");
+}
