@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
+#include "modelserver/fetcher.h"
 
 /* ---- AppendReal ---- */
 
@@ -257,40 +258,22 @@ static int ms_on_append_stream(rpc_call_t *call, const ProtobufCMessage *msg, vo
 
 /* ---- FetchReal ---- */
 
-/* answer a fetch from the log (loop thread); empty replies say why */
-static void ms_reply_fetch(modelserver_t *ms, rpc_call_t *call, uint64_t from, uint32_t max_count,
-                           Twig__V1__EmptyReason if_empty)
+/* hand a fetch to the reader thread, which replies (loop thread): RPC_DEFER, or the
+ * refusal (queue full, shutting down) for the caller to answer with */
+static int ms_queue_fetch(modelserver_t *ms, rpc_call_t *call, uint64_t from, uint32_t max_count,
+                          Twig__V1__EmptyReason if_empty)
 {
-    reallog_status st;
-    reallog_get_status(&ms->log, &st);
-    if (st.obs_dim && (ms->rows.obs_dim != st.obs_dim || ms->rows.act_dim != st.act_dim)) {
-        reallog_rows_free(&ms->rows);
-        reallog_rows_init(&ms->rows, MODELSERVER_FETCH_MAX, st.obs_dim, st.act_dim);
-    }
+    int rc = fetcher_submit(&ms->fetcher, call, from, max_count, (int)if_empty);
+    return rc < 0 ? rc : RPC_DEFER;
+}
+
+/* shutting down: no rows, NOT_READY (the reader thread has stopped) */
+static void ms_reply_not_ready(modelserver_t *ms, rpc_call_t *call, uint64_t from)
+{
     Twig__V1__FetchRealReply r = TWIG__V1__FETCH_REAL_REPLY__INIT;
-    Twig__V1__TransitionBatch b;
     r.first_offset = from;
-    if (ms->rows.cap > 0) {
-        int rc = reallog_fetch(&ms->log, &ms->rows, from, max_count);
-        if (rc < 0) {
-            rpc_call_reply(call, rc, NULL);
-            return;
-        }
-    }
     r.end_offset = reallog_end(&ms->log);
-    if (ms->rows.cap > 0 && ms->rows.count > 0) {
-        const reallog_rows_t *w = &ms->rows;
-        tbatch_t v = {
-            .env_id = st.env_id, .source_id = "", .obs_dim = w->obs_dim, .act_dim = w->act_dim,
-            .count = w->count, .obs = w->obs, .act = w->act, .reward = w->reward,
-            .next_obs = w->next_obs, .terminated = w->terminated, .truncated = w->truncated,
-        };
-        msg_batch_from_view(&b, &v);
-        r.batch = &b;
-        r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NONE;
-    } else {
-        r.empty_reason = if_empty;
-    }
+    r.empty_reason = TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY;
     rpc_call_reply(call, 0, &r.base);
 }
 
@@ -304,9 +287,13 @@ static bool ms_fetch_has_news(void *app, const rpc_poll_want *w)
 static void ms_fetch_answer(void *app, rpc_call_t *call, const rpc_poll_want *w,
                             rpc_poll_end why)
 {
-    ms_reply_fetch(app, call, w->have, (uint32_t)w->arg,
-                   why == RPC_POLL_END_SHUTDOWN ? TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY
-                                                : TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+    int rc = ms_queue_fetch(app, call, w->have, (uint32_t)w->arg,
+                            why == RPC_POLL_END_SHUTDOWN
+                                ? TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY
+                                : TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
+    if (rc < 0) {
+        rpc_call_reply(call, rc, NULL);
+    }
 }
 
 static const rpc_longpoll_ops ms_fetch_poll_ops = {ms_fetch_has_news, ms_fetch_answer};
@@ -382,14 +369,12 @@ static int ms_on_fetch(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
                        q->from_offset, end);
     }
     if (ms->shutting_down) {
-        ms_reply_fetch(ms, call, q->from_offset, max_count,
-                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_NOT_READY);
+        ms_reply_not_ready(ms, call, q->from_offset);
         return 0;
     }
     if (q->from_offset < end || q->wait_ms == 0) {
-        ms_reply_fetch(ms, call, q->from_offset, max_count,
-                       TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
-        return 0;
+        return ms_queue_fetch(ms, call, q->from_offset, max_count,
+                              TWIG__V1__EMPTY_REASON__EMPTY_REASON_AT_END);
     }
     /* long poll: park until data arrives or the wait (or the client's deadline) is up;
      * data that arrived since reading the end is seen by the park itself */
@@ -456,6 +441,7 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"sources_evicted", (double)ls.evictions},
         {"sources_fenced", (double)ls.fenced},
         {"sources_refused_full", (double)ls.sources_full},
+        {"fetch_queued", (double)fetcher_queued(&ms->fetcher)},
         {"model_version", (double)ts.version},
         {"model_trained_on", (double)ts.trained_on},
         {"model_holdout_loss", ts.version ? (double)ts.holdout_mse : NAN},
@@ -526,6 +512,9 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         return rc;
     }
     ms->log_open = 1;
+    if ((rc = fetcher_start(&ms->fetcher, &ms->log, MODELSERVER_FETCH_MAX)) < 0) {
+        return rc;
+    }
     if ((rc = trainer_init(&ms->trainer, cfg->train, cfg->run, &ms->log, cfg->data_dir)) < 0) {
         return rc;
     }
@@ -595,6 +584,7 @@ void modelserver_shutdown(modelserver_t *ms)
     trainer_shutdown(&ms->trainer);   /* refuses new GetModel calls, ends a fit */
     rpc_longpoll_close(&ms->model_polls);   /* parked GetModel calls: NOT_READY now */
     rpc_longpoll_close(&ms->fetch_polls);   /* parked FetchReal calls: NOT_READY now */
+    fetcher_stop(&ms->fetcher);             /* answers what is queued (those, too) */
     /* only the handles init reached: a failed init may stop before any of them */
     if (ms->signals_ready) {
         ms_close_quiet((uv_handle_t *)&ms->sig_term);
@@ -634,6 +624,7 @@ void modelserver_free(modelserver_t *ms)
     ms->trainer_open = 0;
     pthread_mutex_unlock(&ms->wake_mu);
     trainer_free(&ms->trainer);       /* joins the fit: before the log closes */
+    fetcher_stop(&ms->fetcher);       /* stopped by the shutdown already; before the log closes */
     if (ms->log_open) {
         reallog_status st;
         reallog_get_status(&ms->log, &st);
@@ -641,7 +632,6 @@ void modelserver_free(modelserver_t *ms)
         log_info("event=log_closed end_offset=%" PRIu64 " segments=%u", st.end_offset,
                  st.segments);
     }
-    reallog_rows_free(&ms->rows);
     if (ms->loop_ready) {
         int rc = uv_loop_close(&ms->loop);
         if (rc < 0) {

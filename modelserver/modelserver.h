@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "modelserver/fetcher.h"
 #include "modelserver/reallog.h"
 #include "common/rpc/longpoll.h"
 #include "common/rpc/rpc.h"
@@ -83,7 +84,7 @@ typedef struct modelserver {
 
     rpc_longpoll_t fetch_polls;      /* parked FetchReal calls */
     rpc_longpoll_t model_polls;      /* parked GetModel calls (app: trainer) */
-    reallog_rows_t rows;             /* FetchReal buffer; loop thread only */
+    fetcher_t fetcher;               /* FetchReal's reader thread: no pread on the loop */
     trainer_t trainer;               /* the model: fits, GetModel */
     int trainer_open;                /* guarded by wake_mu: the notify may reach the trainer */
 } modelserver_t;
