@@ -56,6 +56,7 @@ struct rpc_stream {
     grpc_status_code status;
     grpc_slice details;
     int tag_recv, tag_send;  /* their addresses are the tags */
+    gpr_timespec deadline;   /* the call's */
 };
 
 /* ---- helpers ---- */
@@ -63,6 +64,27 @@ struct rpc_stream {
 static gpr_timespec deadline_in(int64_t ms)
 {
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* a client call's wait for its tag, bounded: until the call's deadline plus
+ * RPC_PLUCK_SLACK_MS. gRPC's deadline should have ended the call by then; under heavy load
+ * a forked test process saw a stream's deadline never fire and its pluck wait for ever, so
+ * past that point the call is cancelled here (DEADLINE_EXCEEDED), which completes its ops at
+ * once. No wait in a twig client outlives its deadline by more than the slack. */
+#define RPC_PLUCK_SLACK_MS 2000
+
+static grpc_event pluck_by(grpc_completion_queue *cq, void *tag, grpc_call *call,
+                           gpr_timespec deadline)
+{
+    gpr_timespec until =
+        gpr_time_add(deadline, gpr_time_from_millis(RPC_PLUCK_SLACK_MS, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(cq, tag, until, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        grpc_call_cancel_with_status(call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                     "the call outlived its deadline (client watchdog)", NULL);
+        ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    return ev;
 }
 
 static void sleep_ms(int64_t ms)
@@ -206,8 +228,9 @@ static int unary_once(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, const 
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method = grpc_slice_from_copied_string(path);
+    gpr_timespec deadline = deadline_in(timeout_ms);
     grpc_call *call = grpc_channel_create_call(cl->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-                                               NULL, deadline_in(timeout_ms), NULL);
+                                               NULL, deadline, NULL);
     grpc_slice_unref(method);
 
     grpc_metadata_array imd, tmd;
@@ -238,7 +261,7 @@ static int unary_once(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, const 
         rc = err_set(TWIG_EINTERNAL, "%s%s: grpc_call_start_batch failed (%d)", cl->addr, path,
                      (int)e);
     } else {
-        grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        pluck_by(cq, &tag, call, deadline);
         if (status != GRPC_STATUS_OK) {
             rc = status_to_rc(cl->addr, path, status, details);
         } else if (!resp) {
@@ -342,8 +365,9 @@ int rpc_client_stream_open(rpc_client_t *cl, rpc_stream_t **out, const char *pat
     s->wait_for_ready = o.wait_for_ready;
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method = grpc_slice_from_copied_string(path);
+    s->deadline = deadline_in(total);
     s->call = grpc_channel_create_call(cl->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, method, NULL,
-                                       deadline_in(total), NULL);
+                                       s->deadline, NULL);
     grpc_slice_unref(method);
     grpc_metadata_array_init(&s->imd);
     grpc_metadata_array_init(&s->tmd);
@@ -373,8 +397,7 @@ int rpc_client_stream_open(rpc_client_t *cl, rpc_stream_t **out, const char *pat
 static int stream_wait_status(rpc_stream_t *s)
 {
     if (!s->recv_done) {
-        grpc_completion_queue_pluck(s->cq, &s->tag_recv, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                    NULL);
+        pluck_by(s->cq, &s->tag_recv, s->call, s->deadline);
         s->recv_done = true;
         if (s->status != GRPC_STATUS_OK) {
             s->rc = status_to_rc(s->cl->addr, s->path, s->status, s->details);
@@ -414,8 +437,7 @@ static int stream_send_op(rpc_stream_t *s, grpc_op_type type, grpc_byte_buffer *
         return err_set(TWIG_EINTERNAL, "%s%s: grpc_call_start_batch failed (%d)", s->cl->addr,
                        s->path, (int)e);
     }
-    grpc_event ev = grpc_completion_queue_pluck(s->cq, &s->tag_send,
-                                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev = pluck_by(s->cq, &s->tag_send, s->call, s->deadline);
     if (!ev.success) {
         int rc = stream_wait_status(s);  /* the server ended the call: say why */
         return rc < 0 ? rc : err_set(TWIG_EPROTO, "%s%s: the server replied before the end",

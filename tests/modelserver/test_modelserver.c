@@ -384,8 +384,11 @@ Test(modelserver, fetch_long_poll_answers_on_data_or_at_the_wait_deadline)
 static int stream_append(rpc_client_t *cl, Twig__V1__AppendRealStreamReply **reply, int src,
                          uint64_t seq0, int n, uint32_t count, int bad_at)
 {
+    /* a stream of thousands of batches, each fdatasync'ed under --fsync batch, takes seconds
+     * on a loaded machine: its deadline covers the whole stream */
+    static const rpc_call_opts stream_opts = {.deadline_ms = 120000};
     rpc_stream_t *st;
-    int rc = rpc_client_stream_open(cl, &st, P_STREAM, &call_opts);
+    int rc = rpc_client_stream_open(cl, &st, P_STREAM, &stream_opts);
     cr_assert_eq(rc, 0, "%s", err_msg());
     for (int k = 0; k < n; k++) {
         fx_batch b;
