@@ -226,34 +226,55 @@ static int learner_write_version_file(const learner_t *l, uint64_t v)
     return atomic_file_write(p, text, (size_t)n);
 }
 
-/* build the next policy version from the actor and hand it to the loop (training thread,
- * or the loop thread before the threads start / after they stopped) */
-static int learner_publish(learner_t *l)
+/* the policy now as the next version, encoded for GetPolicy, into *out (training thread, or
+ * the loop while the threads are not running). A failure is logged. */
+static int learner_policy_build(learner_t *l, nn_blob **out)
 {
+    *out = NULL;
     pthread_mutex_lock(&l->mu);
-    uint64_t have = l->policy_version;
+    uint64_t have = l->policy_built;
+    if (have < UINT64_MAX) {
+        l->policy_built++;
+    }
     pthread_mutex_unlock(&l->mu);
+    int rc = 0;
+    nn_blob *b = NULL;
     if (have == UINT64_MAX) {
-        int rc = err_set(TWIG_EINTERNAL, "policy version %" PRIu64 " cannot be incremented",
-                         have);
-        log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"", have,
-                  err_name(rc), err_msg());
+        rc = err_set(TWIG_EINTERNAL, "policy version %" PRIu64 " cannot be incremented", have);
+    } else {
+        b = xcalloc(1, sizeof *b);
+        rc = policy_blob_build(b, &l->sac, have + 1, l->run.env);
+    }
+    if (rc < 0) {
+        log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"",
+                  have + 1, err_name(rc), err_msg());
+        free(b);
         return rc;
     }
-    uint64_t v = have + 1;
-    nn_blob *b = xcalloc(1, sizeof *b);
-    int rc = policy_blob_build(b, &l->sac, v, l->run.env);
-    if (rc == 0) {
-        /* recorded before it is served: a restart never serves a version again */
-        rc = learner_write_version_file(l, v);
-        if (rc < 0) {
-            nn_blob_free(b);
-        }
+    *out = b;
+    return 0;
+}
+
+static void learner_blob_release(nn_blob *b)
+{
+    if (b) {
+        nn_blob_free(b);
+        free(b);
     }
+}
+
+/* record b's version (fsync), then hand b and its GetPolicy reply to the loop: a version is
+ * on disk before it is served, so a restart never serves one again. One record covers every
+ * version built before it; a version superseded before it was recorded is never served.
+ * (Writer thread, or the loop while the threads are not running.) Takes b. */
+static int learner_publish_blob(learner_t *l, nn_blob *b)
+{
+    uint64_t v = b->msg.version;
+    int rc = learner_write_version_file(l, v);
     if (rc < 0) {
         log_error("event=publish_failed policy_version=%" PRIu64 " err=%s detail=\"%s\"", v,
                   err_name(rc), err_msg());
-        free(b);
+        learner_blob_release(b);
         return rc;
     }
     /* GetPolicy's reply, packed once here for every call that gets this version */
@@ -271,13 +292,18 @@ static int learner_publish(learner_t *l)
         uv_async_send(&l->wake);
     }
     pthread_mutex_unlock(&l->mu);
-    if (old) {
-        nn_blob_free(old);
-        free(old);
-    }
+    learner_blob_release(old);
     rpc_packed_unref(old_reply);
     log_debug("event=policy_published policy_version=%" PRIu64, v);
     return 0;
+}
+
+/* publish the policy now (the loop, while the threads are not running) */
+static int learner_publish(learner_t *l)
+{
+    nn_blob *b;
+    int rc = learner_policy_build(l, &b);
+    return rc < 0 ? rc : learner_publish_blob(l, b);
 }
 
 /* loop thread: take the pending blob, serve it */
@@ -445,35 +471,61 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
     return 0;
 }
 
-/* write checkpoint ckpt-<updates> (training thread, or the loop once it has stopped) */
-static int learner_checkpoint(learner_t *l, const char *why)
+/* a checkpoint's bytes, taken at one update count */
+typedef struct learner_snapshot {
+    const char *why;   /* static */
+    uint64_t id, policy_version, real_offset;
+    uint8_t *sac;      /* sac.bin: sac_image_write */
+    size_t sac_len;
+    bbuf_t state;      /* state.bin: learner_state_image */
+} learner_snapshot;
+
+static void learner_snapshot_free(learner_snapshot *s)
+{
+    if (s) {
+        free(s->sac);
+        bbuf_free(&s->state);
+        free(s);
+    }
+}
+
+/* the trainer and the state as they are now (training thread, or the loop while the threads
+ * are not running); a memory copy, no I/O */
+static learner_snapshot *learner_snapshot_take(learner_t *l, const char *why)
+{
+    learner_snapshot *s = xcalloc(1, sizeof *s);
+    s->why = why;
+    s->sac_len = sac_image_size(&l->sac);
+    s->sac = xmalloc(s->sac_len);
+    sac_image_write(s->sac, &l->sac);
+    pthread_mutex_lock(&l->mu);
+    learner_state_image(&s->state, l);
+    s->id = l->updates;
+    s->policy_version = l->policy_version;
+    s->real_offset = l->real_offset;
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
+/* write snapshot s as checkpoint ckpt-<id>, then prune (writer thread, or the loop while the
+ * threads are not running) */
+static int learner_snapshot_write(learner_t *l, const learner_snapshot *s)
 {
     double t0 = clock_now_s();
-    bbuf_t img = {0};
-    pthread_mutex_lock(&l->mu);
-    learner_state_image(&img, l);
-    uint64_t id = l->updates, pv = l->policy_version, off = l->real_offset;
-    pthread_mutex_unlock(&l->mu);
-
-    char tmp[CKPT_PATH_MAX], sac_path[CKPT_PATH_MAX];
-    int rc = ckpt_begin(tmp, sizeof tmp, l->cfg.checkpoint_dir, id);
-    if (rc == 0 && snprintf(sac_path, sizeof sac_path, "%s/%s", tmp, LEARNER_SAC_FILE) >=
-                       (int)sizeof sac_path) {
-        rc = err_set(-ENAMETOOLONG, "checkpoint path is too long");
+    char tmp[CKPT_PATH_MAX];
+    int rc = ckpt_begin(tmp, sizeof tmp, l->cfg.checkpoint_dir, s->id);
+    if (rc == 0) {
+        rc = ckpt_write_file(tmp, LEARNER_SAC_FILE, s->sac, s->sac_len);
     }
     if (rc == 0) {
-        rc = sac_save(&l->sac, sac_path);
+        rc = ckpt_write_file(tmp, LEARNER_STATE_FILE, s->state.data, s->state.len);
     }
     if (rc == 0) {
-        rc = ckpt_write_file(tmp, LEARNER_STATE_FILE, img.data, img.len);
+        rc = ckpt_commit(l->cfg.checkpoint_dir, s->id);
     }
-    if (rc == 0) {
-        rc = ckpt_commit(l->cfg.checkpoint_dir, id);
-    }
-    bbuf_free(&img);
     if (rc < 0) {
-        log_error("event=checkpoint_failed why=%s updates=%" PRIu64 " err=%s detail=\"%s\"", why,
-                  id, err_name(rc), err_msg());
+        log_error("event=checkpoint_failed why=%s updates=%" PRIu64 " err=%s detail=\"%s\"",
+                  s->why, s->id, err_name(rc), err_msg());
         return rc;
     }
     int pruned = ckpt_prune(l->cfg.checkpoint_dir, l->cfg.keep_checkpoints);
@@ -482,9 +534,43 @@ static int learner_checkpoint(learner_t *l, const char *why)
     pthread_mutex_unlock(&l->mu);
     log_info("event=checkpoint why=%s updates=%" PRIu64 " policy_version=%" PRIu64
              " real_offset=%" PRIu64 " pruned=%d ms=%.0f",
-             why, id, pv, off, pruned < 0 ? 0 : pruned, 1e3 * (clock_now_s() - t0));
+             s->why, s->id, s->policy_version, s->real_offset, pruned < 0 ? 0 : pruned,
+             1e3 * (clock_now_s() - t0));
     return 0;
 }
+
+/* write checkpoint ckpt-<updates> now (the loop, while the threads are not running) */
+static int learner_checkpoint(learner_t *l, const char *why)
+{
+    learner_snapshot *s = learner_snapshot_take(l, why);
+    int rc = learner_snapshot_write(l, s);
+    learner_snapshot_free(s);
+    return rc;
+}
+
+/* ---- the writer thread's jobs (learner/writer.h) ---- */
+
+static void learner_run_publish(void *app, void *job)
+{
+    learner_publish_blob(app, job);
+}
+
+static void learner_drop_publish(void *app, void *job)
+{
+    (void)app;
+    learner_blob_release(job);
+}
+
+static void learner_run_checkpoint(void *app, void *job)
+{
+    learner_snapshot_write(app, job);
+    learner_snapshot_free(job);
+}
+
+static const writer_kind learner_write_kinds[] = {
+    [LEARNER_WRITE_PUBLISH] = {learner_run_publish, learner_drop_publish},
+    [LEARNER_WRITE_CHECKPOINT] = {learner_run_checkpoint, NULL},   /* every one is kept */
+};
 
 /* the newest checkpoint that loads; a damaged one is logged and the previous one tried.
  * Before the threads start. */
@@ -720,14 +806,19 @@ static void *learner_train_main(void *arg)
                 u_rate = u;
             }
         }
+        /* encoded here, written (fsync) by the writer thread: training goes on meanwhile */
         if (u % (uint64_t)l->cfg.policy_publish_every == 0) {
             pthread_mutex_unlock(&l->mu);
-            learner_publish(l);
+            nn_blob *b;
+            if (learner_policy_build(l, &b) == 0) {
+                writer_submit(&l->writer, LEARNER_WRITE_PUBLISH, b);
+            }
             pthread_mutex_lock(&l->mu);
         }
         if (l->cfg.checkpoint_every > 0 && u % (uint64_t)l->cfg.checkpoint_every == 0) {
             pthread_mutex_unlock(&l->mu);
-            learner_checkpoint(l, "periodic");
+            writer_submit(&l->writer, LEARNER_WRITE_CHECKPOINT,
+                          learner_snapshot_take(l, "periodic"));
             pthread_mutex_lock(&l->mu);
         }
         if (l->cfg.log_every > 0 && u % (uint64_t)l->cfg.log_every == 0) {
@@ -846,6 +937,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     if (watermark > l->policy_version) {
         l->policy_version = watermark; /* versions published after the checkpoint */
     }
+    l->policy_built = l->policy_version;
     /* the first version: the loaded (or fresh) actor, so workers can roll out at once */
     if ((rc = learner_publish(l)) < 0) {
         return rc;
@@ -901,6 +993,9 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         .app = l,
     };
     real_mirror_init(&l->mirror, &mc, l->real_offset);
+    if ((rc = writer_start(&l->writer, learner_write_kinds, 2, l)) < 0) {
+        return rc;
+    }
     if (pthread_create(&l->mirror_thr, NULL, learner_mirror_main, l) != 0) {
         return err_set(-EAGAIN, "cannot start the mirror thread");
     }
@@ -942,6 +1037,7 @@ static void learner_stop_threads(learner_t *l)
         pthread_join(l->mirror_thr, NULL);
         l->mirror_started = 0;
     }
+    writer_stop(&l->writer);   /* writes what the training thread handed over */
 }
 
 void learner_shutdown(learner_t *l)

@@ -67,6 +67,7 @@
 #include "common/rpc/real_mirror.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
+#include "learner/writer.h"
 #include "common/nn/sac.h"
 #include "learner/dedup.h"
 #include "learner/synth.h"
@@ -154,6 +155,7 @@ typedef struct learner {
     /* threads */
     pthread_t mirror_thr, train_thr;
     int mirror_started, train_started;
+    writer_t writer;      /* publications' version records and checkpoints: the fsyncs */
 
     /* mirror thread */
     real_mirror_t mirror; /* the model server's real log, from refill_from */
@@ -179,7 +181,8 @@ typedef struct learner {
     uint64_t refill_from;  /* first offset mirrored in this process */
     uint64_t refill_until; /* restored real offset (0 on a fresh start) */
     uint64_t updates;
-    uint64_t policy_version;    /* newest published */
+    uint64_t policy_version;    /* newest published: recorded on disk, then served */
+    uint64_t policy_built;      /* newest built (>= policy_version; the writer records it) */
     uint64_t synthetic_samples; /* transitions accepted, all lifetimes */
     uint64_t synthetic_pushes;
     uint64_t push_duplicates;

@@ -13,6 +13,9 @@ pace_in learner_pace_in(const learner_t *l);
 /* real steps whose synthetic quota is met (caller holds l->mu) */
 uint64_t learner_quota_done(const learner_t *l);
 
+/* the writer thread's job kinds (l->writer) */
+enum { LEARNER_WRITE_PUBLISH = 0, LEARNER_WRITE_CHECKPOINT = 1 };
+
 /* GetPolicy's long poll (l->policy_polls): news is a policy newer than the caller's */
 extern const rpc_longpoll_ops learner_policy_poll_ops;
 

@@ -324,9 +324,8 @@ typedef struct sac_extra {
     uint64_t rng[4];
 } sac_extra;
 
-int sac_save(sac_t *s, const char *path)
+static sac_extra sac_extra_of(const sac_t *s)
 {
-    mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
     sac_extra ex = {
         .log_alpha = s->log_alpha,
         .alpha_m = s->alpha_adam.m[0],
@@ -335,6 +334,26 @@ int sac_save(sac_t *s, const char *path)
         .n_updates = s->n_updates,
     };
     memcpy(ex.rng, s->rng.s, sizeof(ex.rng));
+    return ex;
+}
+
+size_t sac_image_size(sac_t *s)
+{
+    mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
+    return mlp_image_size(nets, 5, sizeof(sac_extra));
+}
+
+void sac_image_write(uint8_t *buf, sac_t *s)
+{
+    mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
+    sac_extra ex = sac_extra_of(s);
+    mlp_image_write(buf, nets, 5, &ex, sizeof(ex));
+}
+
+int sac_save(sac_t *s, const char *path)
+{
+    mlp_t *nets[5] = {&s->actor, &s->q[0], &s->q[1], &s->q_targ[0], &s->q_targ[1]};
+    sac_extra ex = sac_extra_of(s);
     return mlp_save_file(path, nets, 5, &ex, sizeof(ex));
 }
 

@@ -95,6 +95,11 @@ void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic);
 
 /* full learner state: actor, critics, targets, Adam moments, temperature, counters, rng.
  * load refuses a file of other dimensions or a damaged one (see mlp_load_file) */
+/* the whole trainer (nets, Adam, temperature, update count, rng) as sac_save writes it, into
+ * memory: sac_image_size bytes; a checkpoint takes it on the training thread and writes it
+ * elsewhere */
+size_t sac_image_size(sac_t *s);
+void sac_image_write(uint8_t *buf, sac_t *s);
 int sac_save(sac_t *s, const char *path);
 int sac_load(sac_t *s, const char *path);
 

@@ -752,3 +752,51 @@ Test(learner, bad_config_exits_2_naming_the_key)
     const char *argv2[] = {LEARNER_BIN, "--learner.nonsense", "1", NULL};
     cr_expect_eq(procfix_exit_code(procfix_spawn(argv2, log), 20000), 2);
 }
+
+/* the fsyncs of publishing (the version record) run on the writer thread: with every fsync
+ * slowed to 500 ms (tests/shims/slow_io.c preloaded into the learner), 1,000 updates with a
+ * publication every 10 still take seconds, not the 100 publications x 2 fsyncs x 500 ms =
+ * 100 s they took on the training thread; the versions built meanwhile are recorded together
+ * (superseded ones are never served) and the newest is recorded in the end */
+Test(learner, a_slow_disk_does_not_slow_training)
+{
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    rpc_client_t *mcl = client_of(&ms);
+    for (uint64_t s = 1; s <= 11; s++) {
+        append_real(mcl, "actor-0", s, 100);
+    }
+    const char *sets[] = {"pacing=strict",
+                          "utd=1",
+                          "init_steps=100",
+                          "rollouts_per_step=0",
+                          "learner.policy_publish_every=10",
+                          "learner.checkpoint_every=0",
+                          "learner.final_checkpoint=false",
+                          NULL};
+    const char *asan = getenv("ASAN_OPTIONS");
+    char asan_opts[512];
+    snprintf(asan_opts, sizeof asan_opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan ? ":" : "");
+    setenv("ASAN_OPTIONS", asan_opts, 1);
+    setenv("LD_PRELOAD", TWIG_BIN_DIR "/tests/shims/libtwig_slow_io.so", 1);
+    setenv("TWIG_TEST_SLOW_FSYNC_MS", "500", 1);
+    start_learner(&lr, "l", ms.addr, sets);
+    unsetenv("LD_PRELOAD");
+    unsetenv("TWIG_TEST_SLOW_FSYNC_MS");
+    rpc_client_t *cl = client_of(&lr);
+    Twig__V1__Progress *p = wait_reached(cl, 1100, 1000, 40000, "1000 updates on a slow disk");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "policy_built"), 1 + 1000 / 10, "a version every 10 updates");
+    cr_expect_gt(stat_of(&lr, "publishes_superseded"), 0,
+                 "a 500 ms record cannot keep up with 10 updates: one covers several");
+    wait_stat(&lr, "policy_version", 1 + 1000 / 10, 20000);
+    Twig__V1__GetWeightsReply *w = get_policy(cl, 1, 1000);
+    cr_assert_not_null(w->blob);
+    cr_expect_eq(w->blob->version, 101, "the newest is served");
+    protobuf_c_message_free_unpacked(&w->base, NULL);
+    rpc_client_free(cl);
+    rpc_client_free(mcl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+}

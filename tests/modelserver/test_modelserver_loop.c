@@ -1,5 +1,5 @@
 /* the model server's event loop never waits for the disk: while FetchReal reads a cold log
- * (every segment pread slowed to SLOW_MS by tests/modelserver/shims/slow_pread.c, preloaded
+ * (every segment pread slowed to SLOW_MS by tests/shims/slow_io.c, preloaded
  * into the real twig-modelserver), calls served on the loop (GetModel) are answered at once
  * and a second fetch queues behind the first instead of stalling the loop. */
 #include <criterion/criterion.h>
@@ -14,7 +14,7 @@
 #include "tests/procfix.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
-#define SHIM TWIG_BIN_DIR "/tests/shims/libtwig_slow_pread.so"
+#define SHIM TWIG_BIN_DIR "/tests/shims/libtwig_slow_io.so"
 #define ENV "Pendulum-v1"
 #define SLOW_MS 400   /* per segment pread; a fetch makes six */
 
