@@ -134,6 +134,7 @@
 #define RPC_DEFAULT_RECONNECT_MAX_MS 1000       /* channel reconnect backoff cap */
 #define RPC_HEARTBEAT_MS 250                    /* liveness: the loop stamps the time this often */
 #define RPC_DEFAULT_LIVE_STALE_MS 5000          /* and is not live once the stamp is older */
+#define RPC_DEFAULT_MAX_CALLS 1024              /* calls a server holds at once (health aside) */
 #define RPC_POLL_MARGIN_MS 50                   /* long polls answer this long before the
                                                  * client's deadline */
 #define RPC_HEALTH_LIVENESS "liveness"          /* health service names (see Health above) */
@@ -200,6 +201,10 @@ typedef struct rpc_server_cfg {
                                   * the liveness heartbeat */
     int live_stale_ms;           /* liveness: a heartbeat older than this is not live; 0:
                                   * RPC_DEFAULT_LIVE_STALE_MS */
+    int max_calls;               /* calls held at once (parked long polls, streams, calls
+                                  * being answered); one more is refused at once with
+                                  * RESOURCE_EXHAUSTED. Health checks never count. 0:
+                                  * RPC_DEFAULT_MAX_CALLS */
     void *app;                   /* handed to every handler; borrowed */
 } rpc_server_cfg;
 
@@ -223,6 +228,8 @@ int rpc_server_set_ready(rpc_server_t *srv, bool ready);
 bool rpc_server_loop_live(rpc_server_t *srv);
 /* calls accepted and not yet ended (for metrics and tests); any thread */
 int rpc_server_live_calls(const rpc_server_t *srv);
+/* calls refused because max_calls were held (any thread) */
+uint64_t rpc_server_refused_busy(const rpc_server_t *srv);
 /* begin a graceful shutdown (see the opening comment); any thread, returns at once;
  * later calls do nothing */
 void rpc_server_shutdown(rpc_server_t *srv, int grace_ms);

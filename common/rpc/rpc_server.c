@@ -120,6 +120,8 @@ struct rpc_server {
     srv_tag t_shutdown;
 
     atomic_int live;             /* calls between TAG_NEW(ok) and TAG_DONE; CQ thread writes */
+    int max_calls;               /* live calls at most (health checks aside) */
+    atomic_uint_fast64_t refused_busy;   /* calls refused because max_calls were live */
 
     /* CQ thread only */
     int posted;                  /* request_call contexts outstanding */
@@ -627,6 +629,15 @@ static void on_new(rpc_call_t *c, bool ok)
         call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", c->path);
         return;
     }
+    /* every live call holds its request and its state: peers get at most max_calls of them
+     * (health checks always pass, so probes still see a busy server) */
+    if (!c->is_health && srv->live > srv->max_calls) {
+        atomic_fetch_add(&srv->refused_busy, 1);
+        call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "%s: the server holds %d calls already, at most %d: retry later", c->path,
+                  srv->live - 1, srv->max_calls);
+        return;
+    }
     arm_recv(c, true);
 }
 
@@ -850,6 +861,9 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     if (max_msg > INT32_MAX) {
         return err_set(-EINVAL, "rpc server: max_msg_bytes %zu exceeds %d", max_msg, INT32_MAX);
     }
+    if (cfg->max_calls < 0) {
+        return err_set(-EINVAL, "rpc server: max_calls %d is negative", cfg->max_calls);
+    }
     if (cfg->live_stale_ms < 0) {
         return err_set(-EINVAL, "rpc server: live_stale_ms %d is negative", cfg->live_stale_ms);
     }
@@ -867,6 +881,7 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     srv->app = cfg->app;
     srv->loop = cfg->loop;
     srv->live_stale_ms = cfg->live_stale_ms ? cfg->live_stale_ms : RPC_DEFAULT_LIVE_STALE_MS;
+    srv->max_calls = cfg->max_calls ? cfg->max_calls : RPC_DEFAULT_MAX_CALLS;
     srv->listen = xstrdup(cfg->listen);
     srv->t_shutdown = (srv_tag){TAG_SHUTDOWN, NULL};
     srv->q_tail = &srv->q_head;
@@ -902,6 +917,11 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     }
     *out = srv;
     return 0;
+}
+
+uint64_t rpc_server_refused_busy(const rpc_server_t *srv)
+{
+    return atomic_load(&srv->refused_busy);
 }
 
 int rpc_server_live_calls(const rpc_server_t *srv)

@@ -209,11 +209,11 @@ typedef struct fixture {
     char addr[64];
 } fixture;
 
-static void fixture_start(fixture *f, size_t max_msg_bytes)
+static void fixture_start_with(fixture *f, size_t max_msg_bytes, int max_calls)
 {
     app_init(&f->app);
     rpc_server_cfg cfg = {.listen = "127.0.0.1:0", .max_msg_bytes = max_msg_bytes,
-                          .app = &f->app};
+                          .max_calls = max_calls, .app = &f->app};
     int rc = rpc_server_init(&f->srv, &cfg, test_methods, N_TEST_METHODS);
     cr_assert_eq(rc, 0, "server init: %s", err_msg());
     cr_assert_gt(rpc_server_port(f->srv), 0);
@@ -221,6 +221,11 @@ static void fixture_start(fixture *f, size_t max_msg_bytes)
     snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", rpc_server_port(f->srv));
     cr_assert_eq(rpc_wait_serving(f->addr, 10000), 0, "%s", err_msg());
     cr_assert_eq(rpc_client_init(&f->cl, f->addr, NULL), 0);
+}
+
+static void fixture_start(fixture *f, size_t max_msg_bytes)
+{
+    fixture_start_with(f, max_msg_bytes, 0);
 }
 
 static void fixture_stop(fixture *f)
@@ -1275,4 +1280,33 @@ Test(rpc, python_health_check_exits_0_only_on_serving)
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", procfix_free_port());
     cr_expect_eq(run_health_py(addr, ""), 1);
+}
+
+/* a server holds at most max_calls: one more is refused at once (RESOURCE_EXHAUSTED, which the
+ * client reads as TWIG_EFULL), health checks still answer, and room comes back as calls end */
+Test(rpc, calls_past_max_calls_are_refused_at_once_and_health_still_answers)
+{
+    fixture f;
+    fixture_start_with(&f, 0, 4);
+    enum { N = 4 };
+    call_thread ct[N];
+    pthread_t th[N];
+    calls_park(&f, ct, th, N, 20000);
+    cr_expect_eq(rpc_server_live_calls(f.srv), N);
+    rpc_call_opts o = {.deadline_ms = 5000};
+    int64_t t0 = procfix_now_ms();
+    int rc = status_call(f.cl, P_PARK, &o, NULL);
+    cr_expect_eq(rc, TWIG_EFULL, "the fifth call: %s %s", err_name(rc), err_msg());
+    cr_expect(strstr(err_msg(), "at most 4") != NULL, "names the bound: %s", err_msg());
+    cr_expect_lt(procfix_now_ms() - t0, 2000, "refused at once, not at its deadline");
+    cr_expect_eq(rpc_server_refused_busy(f.srv), 1);
+    rc = rpc_health_check(f.addr, RPC_HEALTH_READINESS, 2000);
+    cr_expect_eq(rc, RPC_HEALTH_SERVING, "health: %s %s", err_name(rc), err_msg());
+    cr_expect_eq(app_release_parked(&f.app), N);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect_eq(ct[i].rc, 0, "call %d: %s", i, err_name(ct[i].rc));
+    }
+    cr_expect_eq(status_call(f.cl, P_STATUS, &o, NULL), 0, "room again: %s", err_msg());
+    fixture_stop(&f);
 }
