@@ -345,6 +345,43 @@ Test(ensemble, save_then_load_gives_identical_predictions)
     ensemble_free(&e);
 }
 
+/* the image's layout, pinned: a change of field order, width or byte order fails here */
+Test(ensemble, image_layout_is_pinned_little_endian)
+{
+    rng_t r;
+    rng_seed(&r, 8);
+    ensemble_t e = {0};
+    small_trained(&e, &r);
+    size_t len = ensemble_image_size(&e);
+    uint8_t *img = xmalloc(len);
+    ensemble_image_write(img, &e);
+    const uint8_t head[48] = {
+        'T', 'W', 'I', 'G', 'E', 'N', 'S', 0, /* magic */
+        1, 0, 0, 0,                           /* version */
+        3, 0, 0, 0, 2, 0, 0, 0,               /* n_obs, n_act */
+        3, 0, 0, 0, 2, 0, 0, 0,               /* n_members, n_elites */
+        16, 0, 0, 0, 2, 0, 0, 0,              /* n_hidden, n_layers */
+        (uint8_t)e.cfg.learn_reward, 0, 0, 0, /* learn_reward */
+        (uint8_t)e.n_params, (uint8_t)(e.n_params >> 8), (uint8_t)(e.n_params >> 16), 0,
+        0, 0, 0, 0,                           /* n_params, u64 */
+    };
+    cr_expect_eq(memcmp(img, head, sizeof head), 0);
+    uint32_t bits;
+    memcpy(&bits, &e.params[0], 4);
+    cr_expect_eq(img[48], (uint8_t)bits);
+    cr_expect_eq(img[51], (uint8_t)(bits >> 24));
+    /* the two elites as u32, then the crc */
+    cr_expect_eq(img[len - 12], (uint8_t)e.elites[0]);
+    cr_expect_eq(img[len - 9], 0);
+    cr_expect_eq(img[len - 8], (uint8_t)e.elites[1]);
+    cr_expect_eq(img[len - 5], 0);
+    uint32_t crc = crc32c(img, len - 4);
+    cr_expect_eq(img[len - 4], (uint8_t)crc);
+    cr_expect_eq(img[len - 1], (uint8_t)(crc >> 24));
+    free(img);
+    ensemble_free(&e);
+}
+
 Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
 {
     rng_t r;
