@@ -15,7 +15,7 @@
  * bytes, and names the tensor and what was wrong:
  *
  *     const uint8_t *w0;
- *     rc = weight_blob_find(&w0, msg, "actor.w0", 2, shape);   // then weight_blob_get_f32s
+ *     rc = weight_blob_find(&w0, msg, "policy blob", "actor.w0", 2, shape);  // + _get_f32s
  */
 #ifndef TWIG_WEIGHT_BLOB_H
 #define TWIG_WEIGHT_BLOB_H

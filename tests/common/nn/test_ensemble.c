@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/nn/ensemble.h"
 #include "common/base/err.h"
@@ -420,9 +421,9 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     /* a future version, checksum intact */
     memcpy(bad, good, len);
     uint32_t v = ENSEMBLE_FILE_VERSION + 1, crc;
-    memcpy(bad + 8, &v, 4);
+    le32_put(bad + 8, v);
     crc = crc32c_update(0, bad, len - 4);
-    memcpy(bad + len - 4, &crc, 4);
+    le32_put(bad + len - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, bad, len), TWIG_EVERSION);
 
     /* a NaN parameter behind a valid checksum */
@@ -430,7 +431,7 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     float nan = NAN;
     memcpy(bad + 48 + 4 * 5, &nan, 4);
     crc = crc32c_update(0, bad, len - 4);
-    memcpy(bad + len - 4, &crc, 4);
+    le32_put(bad + len - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, bad, len), -EINVAL);
     cr_expect(strstr(err_msg(), "not finite") != NULL, "%s", err_msg());
 
@@ -439,9 +440,11 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     uint8_t big[64] = {0};
     memcpy(big, "TWIGENS\0", 8);
     uint32_t hdr[8] = {ENSEMBLE_FILE_VERSION, 4096, 4096, 64, 5, 4096, 8, 1};
-    memcpy(big + 8, hdr, sizeof hdr);
+    for (int i = 0; i < 8; i++) {
+        le32_put(big + 8 + 4 * i, hdr[i]);
+    }
     crc = crc32c_update(0, big, sizeof big - 4);
-    memcpy(big + sizeof big - 4, &crc, 4);
+    le32_put(big + sizeof big - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, big, sizeof big), TWIG_ECORRUPT);
     cr_expect(strstr(err_msg(), "does not match") != NULL, "%s", err_msg());
     cr_expect_null(l.params);
