@@ -1,5 +1,5 @@
-/* ckpt.h - checkpoint directories written atomically, listed, pruned; and a byte buffer to
- * serialise state into.
+/* ckpt.h - checkpoint directories written atomically, listed, pruned (the files in them are
+ * encoded with common/base/bytes.h).
  *
  * A checkpoint is a directory DIR/ckpt-<id> (id: 20 digits, the update count) holding any
  * files. It is written as DIR/.tmp-ckpt-<id>, each file fsynced, the directory fsynced,
@@ -47,30 +47,5 @@ int ckpt_prune(const char *dir, int keep);
 
 /* remove one checkpoint directory and its files */
 int ckpt_remove(const char *dir, uint64_t id);
-
-/* ---- byte buffer: little-endian writer and bounds-checked reader ---- */
-
-typedef struct bbuf {
-    uint8_t *data; /* owned (writer) or borrowed (reader) */
-    size_t len, cap;
-    size_t pos; /* reader position */
-    int bad;    /* reader ran past the end */
-} bbuf_t;
-
-void bbuf_put(bbuf_t *b, const void *p, size_t n);
-void bbuf_put_u32(bbuf_t *b, uint32_t v);
-void bbuf_put_u64(bbuf_t *b, uint64_t v);
-void bbuf_put_f32(bbuf_t *b, float v);
-void bbuf_put_str(bbuf_t *b, const char *s); /* u32 length, bytes */
-void bbuf_free(bbuf_t *b);
-
-/* reader over data (borrowed) */
-void bbuf_reader(bbuf_t *b, const uint8_t *data, size_t len);
-void bbuf_get(bbuf_t *b, void *p, size_t n); /* zeros and sets bad when short */
-uint32_t bbuf_get_u32(bbuf_t *b);
-uint64_t bbuf_get_u64(bbuf_t *b);
-float bbuf_get_f32(bbuf_t *b);
-/* a string of 1..max bytes into out (max + 1 bytes); sets bad otherwise */
-void bbuf_get_str(bbuf_t *b, char *out, size_t max);
 
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/base/atomic_file.h"
+#include "common/base/bytes.h"
 #include "common/base/clock.h"
 #include "common/base/portfile.h"
 #include "common/base/crc32c.h"
@@ -331,47 +332,60 @@ static void learner_on_wake(uv_async_t *h)
 
 /* ---- checkpoints ---- */
 
-/* counters, rng, evaluations and dedup tables as one image (mu held; rng is the training
- * thread's, which is the caller or stopped) */
-static void learner_state_image(bbuf_t *b, const learner_t *l)
+/* the bytes learner_state_image writes (mu held) */
+static size_t learner_state_image_size(const learner_t *l)
 {
-    bbuf_put(b, LEARNER_STATE_MAGIC, 8);
-    bbuf_put_u32(b, LEARNER_STATE_VERSION);
-    bbuf_put_str(b, l->run.env);
-    bbuf_put_u32(b, (uint32_t)l->env->spec.n_obs);
-    bbuf_put_u32(b, (uint32_t)l->env->spec.n_act);
-    bbuf_put_u32(b, (uint32_t)l->run.hidden);
-    bbuf_put_u64(b, l->updates);
-    bbuf_put_u64(b, l->policy_version);
-    /* mid-refill the mirror is below the restored offset, which stays the one to resume */
-    bbuf_put_u64(b, l->real_offset > l->refill_until ? l->real_offset : l->refill_until);
-    bbuf_put_u64(b, l->synthetic_samples);
-    bbuf_put_u64(b, l->synthetic_pushes);
-    bbuf_put_u64(b, l->model_version);
-    for (int i = 0; i < 4; i++) {
-        bbuf_put_u64(b, l->rng.s[i]);
+    size_t n = 8 + 4 + 4 + strlen(l->run.env) + 3 * 4 + 6 * 8 + 4 * 8 + 8;
+    for (size_t i = 0; i < l->n_evals; i++) {
+        n += 4 + strlen(l->evals[i].source_id) + 3 * 8 + 4 + 2 * 4;
     }
-    bbuf_put_u64(b, l->n_evals);
+    n += 8 + dedup_image_size(&l->push_dedup) + 8 + dedup_image_size(&l->eval_dedup);
+    return n + 4;
+}
+
+/* counters, rng, evaluations and dedup tables as one image into *img (owned, free) of *len
+ * bytes (mu held; rng is the training thread's, which is the caller or stopped) */
+static void learner_state_image(uint8_t **img, size_t *len, const learner_t *l)
+{
+    *len = learner_state_image_size(l);
+    *img = xmalloc(*len);
+    byte_writer w = {.buf = *img};
+    bw_bytes(&w, LEARNER_STATE_MAGIC, 8);
+    bw_u32(&w, LEARNER_STATE_VERSION);
+    bw_str(&w, l->run.env);
+    bw_u32(&w, (uint32_t)l->env->spec.n_obs);
+    bw_u32(&w, (uint32_t)l->env->spec.n_act);
+    bw_u32(&w, (uint32_t)l->run.hidden);
+    bw_u64(&w, l->updates);
+    bw_u64(&w, l->policy_version);
+    /* mid-refill the mirror is below the restored offset, which stays the one to resume */
+    bw_u64(&w, l->real_offset > l->refill_until ? l->real_offset : l->refill_until);
+    bw_u64(&w, l->synthetic_samples);
+    bw_u64(&w, l->synthetic_pushes);
+    bw_u64(&w, l->model_version);
+    for (int i = 0; i < 4; i++) {
+        bw_u64(&w, l->rng.s[i]);
+    }
+    bw_u64(&w, l->n_evals);
     for (size_t i = 0; i < l->n_evals; i++) {
         const learner_eval *e = &l->evals[i];
-        bbuf_put_str(b, e->source_id);
-        bbuf_put_u64(b, e->real_steps);
-        bbuf_put_u64(b, e->policy_version);
-        bbuf_put_u64(b, e->seq);
-        bbuf_put_u32(b, e->episodes);
-        bbuf_put_f32(b, e->return_mean);
-        bbuf_put_f32(b, e->return_std);
+        bw_str(&w, e->source_id);
+        bw_u64(&w, e->real_steps);
+        bw_u64(&w, e->policy_version);
+        bw_u64(&w, e->seq);
+        bw_u32(&w, e->episodes);
+        bw_f32s(&w, &e->return_mean, 1);
+        bw_f32s(&w, &e->return_std, 1);
     }
     const dedup_t *tables[2] = {&l->push_dedup, &l->eval_dedup};
     for (int t = 0; t < 2; t++) {
         size_t n = dedup_image_size(tables[t]);
-        uint8_t *img = xmalloc(n);
-        dedup_image_write(img, tables[t]);
-        bbuf_put_u64(b, n);
-        bbuf_put(b, img, n);
-        free(img);
+        bw_u64(&w, n);
+        dedup_image_write(w.buf + w.pos, tables[t]);
+        w.pos += n;
     }
-    bbuf_put_u32(b, crc32c(b->data, b->len));
+    bw_u32(&w, crc32c(w.buf, w.pos));
+    TWIG_ASSERT(w.pos == *len);
 }
 
 /* what a state image restores, checked before anything is applied */
@@ -401,22 +415,18 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
     if (len < 16 || memcmp(data, LEARNER_STATE_MAGIC, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "not a learner state file");
     }
-    uint32_t crc = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 |
-                   (uint32_t)data[len - 2] << 16 | (uint32_t)data[len - 1] << 24;
-    if (crc32c(data, len - 4) != crc) {
+    if (crc32c(data, len - 4) != le32_get(data + len - 4)) {
         return err_set(TWIG_ECORRUPT, "checksum mismatch");
     }
-    bbuf_t b;
-    bbuf_reader(&b, data, len - 4);
-    b.pos = 8;
-    uint32_t version = bbuf_get_u32(&b);
+    byte_reader b = {.buf = data, .len = len - 4, .pos = 8};
+    uint32_t version = br_u32(&b);
     if (version != 1 && version != LEARNER_STATE_VERSION) {
         return err_set(TWIG_EVERSION, "state version is %u, this learner reads 1..%u", version,
                        LEARNER_STATE_VERSION);
     }
     char env[RUN_ENV_MAX + 1];
-    bbuf_get_str(&b, env, RUN_ENV_MAX);
-    uint32_t n_obs = bbuf_get_u32(&b), n_act = bbuf_get_u32(&b), hidden = bbuf_get_u32(&b);
+    br_str(&b, env, RUN_ENV_MAX);
+    uint32_t n_obs = br_u32(&b), n_act = br_u32(&b), hidden = br_u32(&b);
     if (b.bad || strcmp(env, l->run.env) != 0 || n_obs != (uint32_t)l->env->spec.n_obs ||
         n_act != (uint32_t)l->env->spec.n_act || hidden != (uint32_t)l->run.hidden) {
         return err_set(TWIG_EMISMATCH,
@@ -425,29 +435,29 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
                        env, n_obs, n_act, hidden, l->run.env, l->env->spec.n_obs,
                        l->env->spec.n_act, l->run.hidden);
     }
-    s->updates = bbuf_get_u64(&b);
-    s->policy_version = bbuf_get_u64(&b);
-    s->real_offset = bbuf_get_u64(&b);
-    s->synthetic_samples = bbuf_get_u64(&b);
-    s->synthetic_pushes = bbuf_get_u64(&b);
-    s->model_version = bbuf_get_u64(&b);
+    s->updates = br_u64(&b);
+    s->policy_version = br_u64(&b);
+    s->real_offset = br_u64(&b);
+    s->synthetic_samples = br_u64(&b);
+    s->synthetic_pushes = br_u64(&b);
+    s->model_version = br_u64(&b);
     for (int i = 0; i < 4; i++) {
-        s->rng[i] = bbuf_get_u64(&b);
+        s->rng[i] = br_u64(&b);
     }
-    uint64_t n_evals = bbuf_get_u64(&b);
+    uint64_t n_evals = br_u64(&b);
     if (b.bad || n_evals > (version == 1 ? LEARNER_EVALS_CAP_V1 : LEARNER_EVALS_CAP)) {
         return err_set(TWIG_ECORRUPT, "bad counters or evaluation count");
     }
     s->evals = xcalloc(n_evals ? n_evals : 1, sizeof *s->evals);
     for (uint64_t i = 0; i < n_evals && !b.bad; i++) {
         learner_eval *e = &s->evals[i];
-        bbuf_get_str(&b, e->source_id, MSG_MAX_ID_LEN);
-        e->real_steps = bbuf_get_u64(&b);
-        e->policy_version = bbuf_get_u64(&b);
-        e->seq = bbuf_get_u64(&b);
-        e->episodes = bbuf_get_u32(&b);
-        e->return_mean = bbuf_get_f32(&b);
-        e->return_std = bbuf_get_f32(&b);
+        br_str(&b, e->source_id, MSG_MAX_ID_LEN);
+        e->real_steps = br_u64(&b);
+        e->policy_version = br_u64(&b);
+        e->seq = br_u64(&b);
+        e->episodes = br_u32(&b);
+        br_f32s(&b, &e->return_mean, 1);
+        br_f32s(&b, &e->return_std, 1);
     }
     s->n_evals = (size_t)n_evals;
     /* each table's progress: a version-1 image's sources count as active now */
@@ -455,17 +465,15 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
     uint64_t progress[2] = {s->synthetic_samples, s->n_evals};
     unsigned layout = version == 1 ? DEDUP_IMAGE_V1 : DEDUP_IMAGE_V2;
     for (int t = 0; t < 2 && !b.bad; t++) {
-        uint64_t n = bbuf_get_u64(&b);
+        uint64_t n = br_u64(&b);
         size_t used = 0;
-        if (b.bad || n > b.len - b.pos ||
-            dedup_image_read(tables[t], b.data + b.pos, (size_t)n, layout, progress[t], &used) <
-                0 ||
+        const uint8_t *img = n <= br_left(&b) ? br_view(&b, (size_t)n) : NULL;
+        if (!img || dedup_image_read(tables[t], img, (size_t)n, layout, progress[t], &used) < 0 ||
             used != n) {
             return err_set(TWIG_ECORRUPT, "bad dedup table %d", t);
         }
-        b.pos += (size_t)n;
     }
-    if (b.bad || b.pos != b.len) {
+    if (b.bad || br_left(&b) != 0) {
         return err_set(TWIG_ECORRUPT, "truncated or trailing bytes");
     }
     return 0;
@@ -477,14 +485,15 @@ typedef struct learner_snapshot {
     uint64_t id, policy_version, real_offset;
     uint8_t *sac;      /* sac.bin: sac_image_write */
     size_t sac_len;
-    bbuf_t state;      /* state.bin: learner_state_image */
+    uint8_t *state;    /* state.bin: learner_state_image */
+    size_t state_len;
 } learner_snapshot;
 
 static void learner_snapshot_free(learner_snapshot *s)
 {
     if (s) {
         free(s->sac);
-        bbuf_free(&s->state);
+        free(s->state);
         free(s);
     }
 }
@@ -499,7 +508,7 @@ static learner_snapshot *learner_snapshot_take(learner_t *l, const char *why)
     s->sac = xmalloc(s->sac_len);
     sac_image_write(s->sac, &l->sac);
     pthread_mutex_lock(&l->mu);
-    learner_state_image(&s->state, l);
+    learner_state_image(&s->state, &s->state_len, l);
     s->id = l->updates;
     s->policy_version = l->policy_version;
     s->real_offset = l->real_offset;
@@ -518,7 +527,7 @@ static int learner_snapshot_write(learner_t *l, const learner_snapshot *s)
         rc = ckpt_write_file(tmp, LEARNER_SAC_FILE, s->sac, s->sac_len);
     }
     if (rc == 0) {
-        rc = ckpt_write_file(tmp, LEARNER_STATE_FILE, s->state.data, s->state.len);
+        rc = ckpt_write_file(tmp, LEARNER_STATE_FILE, s->state, s->state_len);
     }
     if (rc == 0) {
         rc = ckpt_commit(l->cfg.checkpoint_dir, s->id);

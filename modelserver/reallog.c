@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/base/atomic_file.h"
+#include "common/base/bytes.h"
 #include "common/base/clock.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
@@ -124,30 +125,6 @@ static uint64_t reallog_legacy_record_len(uint32_t src_len, uint32_t count, uint
 {
     uint64_t floats = (uint64_t)count * (2ull * obs_dim + act_dim + 1);
     return REALLOG_HDR_BYTES + pad8(src_len) + floats * 4 + pad8(2ull * count);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void wr64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
 }
 
 static void reallog_seg_name(char *out, size_t n, uint64_t first_offset)
@@ -478,24 +455,24 @@ static int reallog_meta_write(reallog_t *lg)
 static void reallog_rp_encode(uint8_t *slot, const reallog_rp *rp)
 {
     memset(slot, 0, REALLOG_RP_SLOT);
-    wr32(slot, REALLOG_RP_MAGIC);
-    wr64(slot + 8, rp->gen);
-    wr64(slot + 16, rp->end);
-    wr64(slot + 24, rp->seg_first);
-    wr64(slot + 32, rp->seg_bytes);
-    wr32(slot + 40, rp->sync);
-    wr32(slot + 4, crc32c(slot + 8, REALLOG_RP_USED - 8));
+    le32_put(slot, REALLOG_RP_MAGIC);
+    le64_put(slot + 8, rp->gen);
+    le64_put(slot + 16, rp->end);
+    le64_put(slot + 24, rp->seg_first);
+    le64_put(slot + 32, rp->seg_bytes);
+    le32_put(slot + 40, rp->sync);
+    le32_put(slot + 4, crc32c(slot + 8, REALLOG_RP_USED - 8));
 }
 
 /* 1 and *rp filled when the slot holds a valid recovery point, else 0 */
 static int reallog_rp_decode(reallog_rp *rp, const uint8_t *slot)
 {
-    if (rd32(slot) != REALLOG_RP_MAGIC || rd32(slot + 4) != crc32c(slot + 8, REALLOG_RP_USED - 8)) {
+    if (le32_get(slot) != REALLOG_RP_MAGIC || le32_get(slot + 4) != crc32c(slot + 8, REALLOG_RP_USED - 8)) {
         return 0;
     }
-    *rp = (reallog_rp){.gen = rd64(slot + 8), .end = rd64(slot + 16),
-                       .seg_first = rd64(slot + 24), .seg_bytes = rd64(slot + 32),
-                       .sync = rd32(slot + 40)};
+    *rp = (reallog_rp){.gen = le64_get(slot + 8), .end = le64_get(slot + 16),
+                       .seg_first = le64_get(slot + 24), .seg_bytes = le64_get(slot + 32),
+                       .sync = le32_get(slot + 40)};
     return rp->gen > 0 && rp->sync <= REALLOG_SYNC_NONE && rp->seg_first <= rp->end;
 }
 
@@ -627,26 +604,26 @@ static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avai
     if (avail < 12) {
         return "record header cut short";
     }
-    if (rd32(p) != REALLOG_MAGIC) {
+    if (le32_get(p) != REALLOG_MAGIC) {
         return "bad magic";
     }
-    uint64_t len = rd32(p + 4);
+    uint64_t len = le32_get(p + 4);
     if (len < REALLOG_HDR_BYTES || len % 4 != 0 || len > REALLOG_MAX_RECORD) {
         return "bad record length";
     }
     if (len > avail) {
         return "record runs past the end of the file";
     }
-    if (reallog_crc(p, len) != rd32(p + 8)) {
+    if (reallog_crc(p, len) != le32_get(p + 8)) {
         return "CRC mismatch";
     }
     h->len = (uint32_t)len;
-    h->count = rd32(p + 12);
-    h->first_offset = rd64(p + 16);
-    h->seq = rd64(p + 24);
-    h->obs_dim = rd32(p + 32);
-    h->act_dim = rd32(p + 36);
-    h->src_len = (uint32_t)p[48] | ((uint32_t)p[49] << 8);
+    h->count = le32_get(p + 12);
+    h->first_offset = le64_get(p + 16);
+    h->seq = le64_get(p + 24);
+    h->obs_dim = le32_get(p + 32);
+    h->act_dim = le32_get(p + 36);
+    h->src_len = le16_get(p + 48);
     h->src = (const char *)p + REALLOG_HDR_BYTES;
     if (h->count == 0 || h->count > MSG_BATCH_MAX_COUNT || h->obs_dim == 0 ||
         h->obs_dim > MSG_MAX_DIM || h->act_dim == 0 || h->act_dim > MSG_MAX_DIM ||
@@ -663,7 +640,7 @@ static int reallog_valid_after(const uint8_t *map, uint64_t from, uint64_t size)
 {
     reallog_hdr h;
     for (uint64_t p = (from + 3) & ~(uint64_t)3; p + 12 <= size; p += 4) { /* legacy: 4 */
-        if (rd32(map + p) == REALLOG_MAGIC && !reallog_parse(&h, map + p, size - p)) {
+        if (le32_get(map + p) == REALLOG_MAGIC && !reallog_parse(&h, map + p, size - p)) {
             return 1;
         }
     }
@@ -950,16 +927,15 @@ static void reallog_item_encode(reallog_item *it)
     uint32_t c = b->count;
     uint8_t *h = it->hdr;
     memset(h, 0, sizeof it->hdr);
-    wr32(h, REALLOG_MAGIC);
-    wr32(h + 4, (uint32_t)it->len);
-    wr32(h + 12, c);
-    wr64(h + 16, it->ack.first_offset);
-    wr64(h + 24, b->seq);
-    wr32(h + 32, b->obs_dim);
-    wr32(h + 36, b->act_dim);
-    wr64(h + 40, b->policy_version);
-    h[48] = (uint8_t)(it->src_len & 0xff);
-    h[49] = (uint8_t)(it->src_len >> 8);
+    le32_put(h, REALLOG_MAGIC);
+    le32_put(h + 4, (uint32_t)it->len);
+    le32_put(h + 12, c);
+    le64_put(h + 16, it->ack.first_offset);
+    le64_put(h + 24, b->seq);
+    le32_put(h + 32, b->obs_dim);
+    le32_put(h + 36, b->act_dim);
+    le64_put(h + 40, b->policy_version);
+    le16_put(h + 48, (uint16_t)it->src_len);
     memcpy(h + REALLOG_HDR_BYTES, b->source_id, it->src_len);
     size_t O = b->obs_dim, A = b->act_dim;
     it->flags_len = it->len - it->hdr_len - (uint64_t)c * (2 * O + A + 1) * 4; /* + padding */
@@ -975,7 +951,7 @@ static void reallog_item_encode(reallog_item *it)
     crc = crc32c_update(crc, b->reward, (size_t)c * 4);
     crc = crc32c_update(crc, b->next_obs, c * O * 4);
     crc = crc32c_update(crc, it->flags, it->flags_len);
-    wr32(h + 8, crc);
+    le32_put(h + 8, crc);
 }
 
 static int reallog_item_iov(struct iovec *v, const reallog_item *it)

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/base/atomic_file.h"
+#include "common/base/bytes.h"
 #include "common/base/clock.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
@@ -111,14 +112,13 @@ static int blob_write_file(const char *dir, const uint8_t *payload, size_t n)
     }
     size_t total = TRAINER_BLOB_HEADER + n + 4;
     uint8_t *img = xmalloc(total);
-    uint32_t format = TRAINER_BLOB_FORMAT;
-    uint64_t len = n;
-    memcpy(img, blob_magic, 8);
-    memcpy(img + 8, &format, 4);
-    memcpy(img + 12, &len, 8);
-    memcpy(img + TRAINER_BLOB_HEADER, payload, n);
-    uint32_t crc = crc32c(img, TRAINER_BLOB_HEADER + n);
-    memcpy(img + TRAINER_BLOB_HEADER + n, &crc, 4);
+    byte_writer w = {.buf = img};
+    bw_bytes(&w, blob_magic, 8);
+    bw_u32(&w, TRAINER_BLOB_FORMAT);
+    bw_u64(&w, n);
+    bw_bytes(&w, payload, n);
+    bw_u32(&w, crc32c(img, w.pos));
+    TWIG_ASSERT(w.pos == total);
     rc = atomic_file_write(path, img, total);
     free(img);
     return rc;
@@ -147,10 +147,8 @@ static int blob_unframe(const uint8_t **payload, size_t *n, uint64_t *legacy_ver
         return err_set(TWIG_ECORRUPT, "%s is not a model blob (%zu bytes, no " TRAINER_BLOB_MAGIC
                        " header)", path, len);
     }
-    uint32_t format, crc;
-    uint64_t body;
-    memcpy(&format, buf + 8, 4);
-    memcpy(&body, buf + 12, 8);
+    uint32_t format = le32_get(buf + 8);
+    uint64_t body = le64_get(buf + 12);
     if (format != TRAINER_BLOB_FORMAT) {
         return err_set(TWIG_EVERSION, "%s is in format %u, this build reads format %u", path,
                        format, TRAINER_BLOB_FORMAT);
@@ -161,7 +159,7 @@ static int blob_unframe(const uint8_t **payload, size_t *n, uint64_t *legacy_ver
                        "framing (truncated or extended)",
                        path, len, body, TRAINER_BLOB_HEADER + 4);
     }
-    memcpy(&crc, buf + len - 4, 4);
+    uint32_t crc = le32_get(buf + len - 4);
     if (crc != crc32c(buf, len - 4)) {
         return err_set(TWIG_ECORRUPT, "%s fails its checksum (crc32c %08x, the file says %08x)",
                        path, crc32c(buf, len - 4), crc);

@@ -11,6 +11,7 @@
  *     byte_writer w = {.buf = buf};      byte_reader r = {.buf = buf, .len = len};
  *     bw_u32(&w, n);                     uint32_t n = br_u32(&r);
  *     bw_f32s(&w, x, n);                 br_f32s(&r, x, n);
+ *     bw_str(&w, id);                    br_str(&r, id, ID_MAX);
  *     size_t used = w.pos;               if (r.bad) return TWIG_ECORRUPT;
  */
 #ifndef TWIG_BYTES_H
@@ -99,7 +100,33 @@ static inline void bw_f32s(byte_writer *w, const float *x, size_t n)
         memcpy(&b, &x[i], 4);
         bw_u32(w, b);
     }
+/* a bw_str string of 1..max bytes into out (which holds max + 1), NUL-terminated; "" and
+ * bad when it is empty, longer than max or cut short */
+static inline bool br_str(byte_reader *r, char *out, size_t max)
+{
+    uint32_t n = br_u32(r);
+    out[0] = '\0';
+    if (r->bad || n == 0 || n > max) {
+        r->bad = true;
+        return false;
+    }
+    if (!br_bytes(r, out, n)) {
+        out[0] = '\0';
+        return false;
+    }
+    out[n] = '\0';
+    return true;
+}
+
 #endif
+}
+
+/* a string as a u32 length and its bytes (no NUL): 4 + strlen(s) bytes */
+static inline void bw_str(byte_writer *w, const char *s)
+{
+    size_t n = strlen(s);
+    bw_u32(w, (uint32_t)n);
+    bw_bytes(w, s, n);
 }
 
 /* ---- reader: never past len; errors are sticky ---- */
@@ -178,7 +205,43 @@ static inline bool br_f32s(byte_reader *r, float *x, size_t n)
         memcpy(&x[i], &b, 4);
     }
     return !r->bad;
+/* a bw_str string of 1..max bytes into out (which holds max + 1), NUL-terminated; "" and
+ * bad when it is empty, longer than max or cut short */
+static inline bool br_str(byte_reader *r, char *out, size_t max)
+{
+    uint32_t n = br_u32(r);
+    out[0] = '\0';
+    if (r->bad || n == 0 || n > max) {
+        r->bad = true;
+        return false;
+    }
+    if (!br_bytes(r, out, n)) {
+        out[0] = '\0';
+        return false;
+    }
+    out[n] = '\0';
+    return true;
+}
+
 #endif
+}
+
+/* a bw_str string of 1..max bytes into out (which holds max + 1), NUL-terminated; "" and
+ * bad when it is empty, longer than max or cut short */
+static inline bool br_str(byte_reader *r, char *out, size_t max)
+{
+    uint32_t n = br_u32(r);
+    out[0] = '\0';
+    if (r->bad || n == 0 || n > max) {
+        r->bad = true;
+        return false;
+    }
+    if (!br_bytes(r, out, n)) {
+        out[0] = '\0';
+        return false;
+    }
+    out[n] = '\0';
+    return true;
 }
 
 #endif

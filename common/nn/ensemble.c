@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/base/atomic_file.h"
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
@@ -1218,45 +1219,26 @@ size_t ensemble_image_size(const ensemble_t *e)
            (size_t)e->cfg.n_elites * 4 + 4;
 }
 
-static uint8_t *put_u32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-    return p + 4;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 void ensemble_image_write(uint8_t *buf, const ensemble_t *e)
 {
-    uint8_t *p = buf;
-    memcpy(p, ensemble_magic, 8);
-    p += 8;
-    p = put_u32(p, ENSEMBLE_FILE_VERSION);
-    p = put_u32(p, (uint32_t)e->cfg.n_obs);
-    p = put_u32(p, (uint32_t)e->cfg.n_act);
-    p = put_u32(p, (uint32_t)e->cfg.n_members);
-    p = put_u32(p, (uint32_t)e->cfg.n_elites);
-    p = put_u32(p, (uint32_t)e->cfg.n_hidden);
-    p = put_u32(p, (uint32_t)e->cfg.n_layers);
-    p = put_u32(p, e->cfg.learn_reward ? 1u : 0u);
-    uint64_t np = e->n_params;
-    memcpy(p, &np, 8);
-    p += 8;
-    memcpy(p, e->params, e->n_params * sizeof(float));
-    p += e->n_params * sizeof(float);
-    memcpy(p, e->stats, stats_count(e) * sizeof(float));
-    p += stats_count(e) * sizeof(float);
+    byte_writer w = {.buf = buf};
+    bw_bytes(&w, ensemble_magic, 8);
+    bw_u32(&w, ENSEMBLE_FILE_VERSION);
+    bw_u32(&w, (uint32_t)e->cfg.n_obs);
+    bw_u32(&w, (uint32_t)e->cfg.n_act);
+    bw_u32(&w, (uint32_t)e->cfg.n_members);
+    bw_u32(&w, (uint32_t)e->cfg.n_elites);
+    bw_u32(&w, (uint32_t)e->cfg.n_hidden);
+    bw_u32(&w, (uint32_t)e->cfg.n_layers);
+    bw_u32(&w, e->cfg.learn_reward ? 1u : 0u);
+    bw_u64(&w, e->n_params);
+    bw_f32s(&w, e->params, e->n_params);
+    bw_f32s(&w, e->stats, stats_count(e));
     for (int i = 0; i < e->cfg.n_elites; i++) {
-        p = put_u32(p, (uint32_t)e->elites[i]);
+        bw_u32(&w, (uint32_t)e->elites[i]);
     }
-    uint32_t crc = crc32c(buf, (size_t)(p - buf));
-    p = put_u32(p, crc);
-    TWIG_ASSERT((size_t)(p - buf) == ensemble_image_size(e));
+    bw_u32(&w, crc32c(buf, w.pos));
+    TWIG_ASSERT(w.pos == ensemble_image_size(e));
 }
 
 /* finite values, positive scales, elites distinct and in range */
@@ -1301,23 +1283,22 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     if (memcmp(buf, ensemble_magic, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "ensemble image has a wrong magic (not a twig ensemble)");
     }
-    uint32_t version = get_u32(buf + 8);
+    uint32_t version = le32_get(buf + 8);
     if (version != ENSEMBLE_FILE_VERSION) {
         return err_set(TWIG_EVERSION, "ensemble image version %u, this build reads %u", version,
                        ENSEMBLE_FILE_VERSION);
     }
-    uint32_t crc = crc32c(buf, len - 4);
-    if (crc != get_u32(buf + len - 4)) {
+    uint32_t crc = crc32c(buf, len - 4), stored = le32_get(buf + len - 4);
+    if (crc != stored) {
         return err_set(TWIG_ECORRUPT,
                        "ensemble image checksum mismatch (crc32c %08x, stored "
                        "%08x)",
-                       crc, get_u32(buf + len - 4));
+                       crc, stored);
     }
-    const uint8_t *p = buf + 12;
+    byte_reader r = {.buf = buf, .len = len - 4, .pos = 12};
     uint32_t d[7];
     for (int i = 0; i < 7; i++) {
-        d[i] = get_u32(p);
-        p += 4;
+        d[i] = br_u32(&r);
     }
     if (d[6] > 1 || d[0] > ENSEMBLE_MAX_DIM || d[1] > ENSEMBLE_MAX_DIM ||
         d[2] > ENSEMBLE_MAX_MEMBERS || d[4] > ENSEMBLE_MAX_DIM ||
@@ -1337,9 +1318,7 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
     if (rc < 0) {
         return rc;
     }
-    uint64_t np;
-    memcpy(&np, p, 8);
-    p += 8;
+    uint64_t np = br_u64(&r);
     size_t want = IMAGE_HEADER_BYTES + (count_params(&cfg) + count_stats(&cfg)) * sizeof(float) +
                   (size_t)cfg.n_elites * 4 + 4;
     if (np != count_params(&cfg) || len != want) {
@@ -1349,14 +1328,12 @@ int ensemble_image_read(ensemble_t *e, const uint8_t *buf, size_t len)
                        len, (unsigned long long)np);
     }
     ensemble_alloc(e, &cfg);
-    memcpy(e->params, p, e->n_params * sizeof(float));
-    p += e->n_params * sizeof(float);
-    memcpy(e->stats, p, stats_count(e) * sizeof(float));
-    p += stats_count(e) * sizeof(float);
+    br_f32s(&r, e->params, e->n_params);
+    br_f32s(&r, e->stats, stats_count(e));
     for (int i = 0; i < cfg.n_elites; i++) {
-        e->elites[i] = (int)get_u32(p);
-        p += 4;
+        e->elites[i] = (int)br_u32(&r);
     }
+    TWIG_ASSERT(!r.bad && br_left(&r) == 0); /* len was checked against the dimensions */
     rc = ensemble_check_values(e, "ensemble image");
     if (rc < 0) {
         ensemble_free(e);
@@ -1407,23 +1384,16 @@ size_t ensemble_trainer_image_size(const ensemble_t *e)
 
 void ensemble_trainer_image_write(uint8_t *buf, const ensemble_t *e, const ensemble_trainer_t *t)
 {
-    uint8_t *p = buf;
-    memcpy(p, trainer_magic, 8);
-    p += 8;
-    p = put_u32(p, ENSEMBLE_TRAINER_FILE_VERSION);
-    uint64_t np = e->n_params;
-    int64_t steps = t->steps, adam_t = t->adam.t;
-    memcpy(p, &np, 8);
-    memcpy(p + 8, &steps, 8);
-    memcpy(p + 16, &adam_t, 8);
-    p += 24;
-    memcpy(p, t->adam.m, e->n_params * sizeof(float));
-    p += e->n_params * sizeof(float);
-    memcpy(p, t->adam.v, e->n_params * sizeof(float));
-    p += e->n_params * sizeof(float);
-    uint32_t crc = crc32c(buf, (size_t)(p - buf));
-    p = put_u32(p, crc);
-    TWIG_ASSERT((size_t)(p - buf) == ensemble_trainer_image_size(e));
+    byte_writer w = {.buf = buf};
+    bw_bytes(&w, trainer_magic, 8);
+    bw_u32(&w, ENSEMBLE_TRAINER_FILE_VERSION);
+    bw_u64(&w, e->n_params);
+    bw_u64(&w, (uint64_t)t->steps);
+    bw_u64(&w, (uint64_t)t->adam.t);
+    bw_f32s(&w, t->adam.m, e->n_params);
+    bw_f32s(&w, t->adam.v, e->n_params);
+    bw_u32(&w, crc32c(buf, w.pos));
+    TWIG_ASSERT(w.pos == ensemble_trainer_image_size(e));
 }
 
 int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, const uint8_t *buf,
@@ -1432,20 +1402,17 @@ int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, cons
     if (len < TRAINER_HEADER_BYTES + 4 || memcmp(buf, trainer_magic, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "not an ensemble trainer image (short or wrong magic)");
     }
-    uint32_t version = get_u32(buf + 8);
+    uint32_t version = le32_get(buf + 8);
     if (version != ENSEMBLE_TRAINER_FILE_VERSION) {
         return err_set(TWIG_EVERSION, "ensemble trainer image version %u, this build reads %u",
                        version, ENSEMBLE_TRAINER_FILE_VERSION);
     }
-    uint32_t crc = crc32c(buf, len - 4);
-    if (crc != get_u32(buf + len - 4)) {
+    if (crc32c(buf, len - 4) != le32_get(buf + len - 4)) {
         return err_set(TWIG_ECORRUPT, "ensemble trainer image checksum mismatch");
     }
-    uint64_t np;
-    int64_t steps, adam_t;
-    memcpy(&np, buf + 12, 8);
-    memcpy(&steps, buf + 20, 8);
-    memcpy(&adam_t, buf + 28, 8);
+    byte_reader r = {.buf = buf, .len = len - 4, .pos = 12};
+    uint64_t np = br_u64(&r);
+    int64_t steps = (int64_t)br_u64(&r), adam_t = (int64_t)br_u64(&r);
     if (np != e->n_params || len != ensemble_trainer_image_size(e)) {
         return err_set(TWIG_EMISMATCH,
                        "ensemble trainer image is for %llu parameters, the "
@@ -1455,18 +1422,19 @@ int ensemble_trainer_image_read(ensemble_trainer_t *t, const ensemble_t *e, cons
     if (steps < 0 || adam_t < 0) {
         return err_set(-EINVAL, "ensemble trainer image has negative step counts");
     }
-    const uint8_t *p = buf + TRAINER_HEADER_BYTES;
-    const size_t bytes = e->n_params * sizeof(float);
     /* check before writing: a refused image leaves the trainer as it was */
+    const uint8_t *p = buf + TRAINER_HEADER_BYTES;
     for (size_t i = 0; i < 2 * e->n_params; i++) {
+        uint32_t bits = le32_get(p + i * sizeof(float));
         float v;
-        memcpy(&v, p + i * sizeof(float), sizeof v);
+        memcpy(&v, &bits, sizeof v);
         if (!isfinite(v) || (i >= e->n_params && v < 0.0f)) {
             return err_set(-EINVAL, "ensemble trainer image: moment %zu is invalid", i);
         }
     }
-    memcpy(t->adam.m, p, bytes);
-    memcpy(t->adam.v, p + bytes, bytes);
+    br_f32s(&r, t->adam.m, e->n_params);
+    br_f32s(&r, t->adam.v, e->n_params);
+    TWIG_ASSERT(!r.bad && br_left(&r) == 0); /* len was checked against n_params */
     t->steps = steps;
     t->adam.t = adam_t;
     return 0;

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
+#include "common/rpc/weight_blob.h"
 
 static size_t blob_data_bytes(const ensemble_t *e)
 {
@@ -31,36 +31,28 @@ void ensemble_blob_init(ensemble_blob_t *b, const ensemble_t *e, uint64_t versio
     b->msg.env_id = b->env_id;
 
     size_t nbytes = blob_data_bytes(e);
-    b->data = xmalloc(nbytes);
-    size_t off = 0;
+    b->data = xmalloc(nbytes ? nbytes : 1);
+    weight_blob_writer wr;
+    weight_blob_begin(&wr, &b->msg, b->tensors, b->tensor_ptrs, ENSEMBLE_MAX_TENSORS, b->data,
+                      nbytes);
     for (int i = 0; i < e->n_tensors; i++) {
         const ensemble_tensor *et = &e->tensors[i];
-        Twig__V1__Tensor *t = &b->tensors[i];
-        twig__v1__tensor__init(t);
-        t->name = (char *)et->name;
-        t->n_shape = (size_t)et->ndim;
-        t->shape = (uint32_t *)et->shape;
-        t->offset = off;
-        float *dst = (float *)(b->data + off);
-        if (et->data) {
-            memcpy(dst, et->data, et->count * sizeof(float));
-        } else if (strcmp(et->name, "elites") == 0) {
+        float v[ENSEMBLE_MAX_MEMBERS > 3 ? ENSEMBLE_MAX_MEMBERS : 3];
+        const float *x = et->data;
+        if (!x && strcmp(et->name, "elites") == 0) {
             for (size_t j = 0; j < et->count; j++) {
-                dst[j] = (float)e->elites[j];
+                v[j] = (float)e->elites[j];
             }
-        } else { /* dims */
-            dst[0] = (float)e->cfg.n_obs;
-            dst[1] = (float)e->cfg.n_act;
-            dst[2] = e->cfg.learn_reward ? 1.0f : 0.0f;
+            x = v;
+        } else if (!x) { /* dims */
+            v[0] = (float)e->cfg.n_obs;
+            v[1] = (float)e->cfg.n_act;
+            v[2] = e->cfg.learn_reward ? 1.0f : 0.0f;
+            x = v;
         }
-        off += et->count * sizeof(float);
-        b->tensor_ptrs[i] = t;
+        weight_blob_add(&wr, et->name, et->ndim, et->shape, x);
     }
-    b->msg.n_tensors = (size_t)e->n_tensors;
-    b->msg.tensors = b->tensor_ptrs;
-    b->msg.data.data = b->data;
-    b->msg.data.len = nbytes;
-    b->msg.crc32c = crc32c(b->data, nbytes);
+    weight_blob_end(&wr);
 
     int ns = 0;
     double elite_mse = 0.0;
@@ -91,56 +83,17 @@ void ensemble_blob_free(ensemble_blob_t *b)
     memset(b, 0, sizeof *b);
 }
 
-/* the tensor named name, or NULL; -EINVAL when it appears twice */
-static const Twig__V1__Tensor *blob_find(const Twig__V1__WeightBlob *msg, const char *name,
-                                         int *dup)
-{
-    const Twig__V1__Tensor *found = NULL;
-    for (size_t i = 0; i < msg->n_tensors; i++) {
-        const Twig__V1__Tensor *t = msg->tensors[i];
-        if (t && t->name && strcmp(t->name, name) == 0) {
-            if (found) {
-                *dup = 1;
-            }
-            found = t;
-        }
-    }
-    return found;
-}
-
-/* the floats of tensor name, checked against the expected shape and the data's extent */
+/* the floats of tensor name, checked against the expected shape and the data's extent
+ * (weight_blob_find); any mismatch is a malformed blob here, -EINVAL, as its dims tensors
+ * are what the ensemble is made from */
 static int blob_tensor(const uint8_t **out, const Twig__V1__WeightBlob *msg, const char *name,
                        int ndim, const uint32_t *shape)
 {
-    int dup = 0;
-    const Twig__V1__Tensor *t = blob_find(msg, name, &dup);
-    if (!t) {
-        return err_set(-EINVAL, "model blob has no tensor \"%s\"", name);
+    if (weight_blob_find(out, msg, "model blob", name, ndim, shape) < 0) {
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", err_msg());
+        return err_set(-EINVAL, "%s", detail);
     }
-    if (dup) {
-        return err_set(-EINVAL, "model blob has tensor \"%s\" twice", name);
-    }
-    if ((int)t->n_shape != ndim) {
-        return err_set(-EINVAL, "model blob tensor \"%s\" has %zu dims, expected %d", name,
-                       t->n_shape, ndim);
-    }
-    uint64_t count = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (t->shape[i] != shape[i]) {
-            return err_set(-EINVAL, "model blob tensor \"%s\" dim %d is %u, expected %u", name, i,
-                           t->shape[i], shape[i]);
-        }
-        count *= shape[i];
-    }
-    uint64_t bytes = count * sizeof(float);
-    if (t->offset > msg->data.len || bytes > msg->data.len - t->offset) {
-        return err_set(-EINVAL,
-                       "model blob tensor \"%s\" (offset %llu, %llu bytes) runs past "
-                       "the data (%zu bytes)",
-                       name, (unsigned long long)t->offset, (unsigned long long)bytes,
-                       msg->data.len);
-    }
-    *out = msg->data.data + t->offset;
     return 0;
 }
 
@@ -162,10 +115,9 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
     if (msg->data.len > 0 && !msg->data.data) {
         return err_set(-EINVAL, "model blob has no data");
     }
-    uint32_t crc = crc32c(msg->data.data, msg->data.len);
-    if (crc != msg->crc32c) {
-        return err_set(TWIG_ECORRUPT, "model blob crc32c %08x does not match its data (%08x)",
-                       msg->crc32c, crc);
+    int rc = weight_blob_check_crc(msg, "model blob");
+    if (rc < 0) {
+        return rc;
     }
     if (msg->n_tensors > ENSEMBLE_MAX_TENSORS) {
         return err_set(-EINVAL, "model blob has %zu tensors, at most %d", msg->n_tensors,
@@ -173,21 +125,20 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
     }
 
     /* dimensions: dims = (n_obs, n_act, learn_reward); l0.w = (E, n_in, H); elites (n_elites) */
-    int dup = 0;
-    const Twig__V1__Tensor *td = blob_find(msg, "dims", &dup);
-    const Twig__V1__Tensor *tw = blob_find(msg, "l0.w", &dup);
-    const Twig__V1__Tensor *tel = blob_find(msg, "elites", &dup);
-    if (!td || !tw || !tel || tw->n_shape != 3 || tel->n_shape != 1) {
+    int n_w, n_el;
+    const Twig__V1__Tensor *tw = weight_blob_lookup(msg, "l0.w", &n_w);
+    const Twig__V1__Tensor *tel = weight_blob_lookup(msg, "elites", &n_el);
+    if (!tw || !tel || tw->n_shape != 3 || tel->n_shape != 1) {
         return err_set(-EINVAL, "model blob lacks dims, l0.w or elites with their shapes");
     }
     const uint8_t *dims;
     uint32_t s3 = 3;
-    int rc = blob_tensor(&dims, msg, "dims", 1, &s3);
+    rc = blob_tensor(&dims, msg, "dims", 1, &s3);
     if (rc < 0) {
         return rc;
     }
     float dv[3];
-    memcpy(dv, dims, sizeof dv);
+    weight_blob_get_f32s(dv, dims, 3);
     int n_layers = 0;
     for (size_t i = 0; i < msg->n_tensors; i++) {
         const char *nm = msg->tensors[i] ? msg->tensors[i]->name : NULL;
@@ -234,11 +185,11 @@ int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg)
             return rc;
         }
         if (et->data) {
-            memcpy(et->data, src, et->count * sizeof(float));
+            weight_blob_get_f32s(et->data, src, et->count);
         } else if (strcmp(et->name, "elites") == 0) {
             for (size_t j = 0; j < et->count; j++) {
                 float v;
-                memcpy(&v, src + j * sizeof(float), sizeof v);
+                weight_blob_get_f32s(&v, src + j * sizeof(float), 1);
                 e->elites[j] = float_to_count(v, ENSEMBLE_MAX_MEMBERS);
             }
         }

@@ -33,7 +33,8 @@ void ensemble_blob_init(ensemble_blob_t *b, const ensemble_t *e, uint64_t versio
                         const char *env_id);
 void ensemble_blob_free(ensemble_blob_t *b);
 /* e zeroed or freed: initialised from a received blob, after checking kind, crc32c, every
- * tensor's name, shape and extent, and the values. -EINVAL / TWIG_ECORRUPT with err_msg */
+ * tensor's name, shape and extent (common/rpc/weight_blob.h), and the values. TWIG_ECORRUPT
+ * for a checksum, -EINVAL for anything else, with err_msg naming the tensor */
 int ensemble_from_blob(ensemble_t *e, const Twig__V1__WeightBlob *msg);
 
 #endif

@@ -10,7 +10,7 @@
  *     nn_blob_free(&b);
  *
  * Receiving: nn_blob_load() checks checksum, names, shapes, offsets and finiteness before it
- * writes anything into the nets.
+ * writes anything into the nets. The tensors are built and found with common/rpc/weight_blob.h.
  */
 #ifndef TWIG_NN_BLOB_H
 #define TWIG_NN_BLOB_H
@@ -38,7 +38,8 @@ int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, i
 void nn_blob_free(nn_blob *b);
 
 /* copies the blob's tensors into nets of the same shapes; on any error nothing is written and
- * the code is TWIG_ECORRUPT (checksum, offsets), TWIG_EMISMATCH (missing tensor or shape)
+ * the code is TWIG_ECORRUPT (checksum, offsets, a name twice), TWIG_EMISMATCH (missing
+ * tensor or shape)
  * or -EINVAL (non-finite value), with err_msg naming the tensor */
 int nn_blob_load(mlp_t *const *nets, const char *const *prefixes, int n_nets,
                  const Twig__V1__WeightBlob *msg);

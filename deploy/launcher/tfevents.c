@@ -7,32 +7,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "proto/tfevent.pb-c.h"
 
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t get_u32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 void tfevents_frame(uint8_t *out, const uint8_t *data, size_t len)
 {
-    uint64_t n = len;
-    for (int i = 0; i < 8; i++) {
-        out[i] = (uint8_t)(n >> (8 * i));
-    }
-    put_u32le(out + 8, crc32c_masked(crc32c(out, 8)));
+    le64_put(out, len);
+    le32_put(out + 8, crc32c_masked(crc32c(out, 8)));
     memcpy(out + 12, data, len);
-    put_u32le(out + 12 + len, crc32c_masked(crc32c(data, len)));
+    le32_put(out + 12 + len, crc32c_masked(crc32c(data, len)));
 }
 
 static int write_event(tfevents_t *t, const Twig__Tfevent__Event *ev)
@@ -112,13 +98,10 @@ long tfevents_read_record(FILE *f, uint8_t **buf, size_t *cap)
     if (got != sizeof head) {
         return err_set(TWIG_ECORRUPT, "truncated record header (%zu bytes)", got);
     }
-    if (get_u32le(head + 8) != crc32c_masked(crc32c(head, 8))) {
+    if (le32_get(head + 8) != crc32c_masked(crc32c(head, 8))) {
         return err_set(TWIG_ECORRUPT, "length CRC mismatch");
     }
-    uint64_t len = 0;
-    for (int i = 0; i < 8; i++) {
-        len |= (uint64_t)head[i] << (8 * i);
-    }
+    uint64_t len = le64_get(head);
     if (len > (64u << 20)) {
         return err_set(TWIG_ECORRUPT, "record length %llu too large", (unsigned long long)len);
     }
@@ -129,7 +112,7 @@ long tfevents_read_record(FILE *f, uint8_t **buf, size_t *cap)
     if (fread(*buf, 1, len, f) != len || fread(tail, 1, 4, f) != 4) {
         return err_set(TWIG_ECORRUPT, "truncated record body");
     }
-    if (get_u32le(tail) != crc32c_masked(crc32c(*buf, len))) {
+    if (le32_get(tail) != crc32c_masked(crc32c(*buf, len))) {
         return err_set(TWIG_ECORRUPT, "data CRC mismatch");
     }
     return (long)len;

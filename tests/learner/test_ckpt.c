@@ -293,29 +293,3 @@ Test(ckpt, commit_list_prune_and_leftover_temp_dirs)
     rmdir(ab);
     rmdir(root);
 }
-
-Test(ckpt, byte_buffer_reader_stops_at_the_end)
-{
-    bbuf_t w = {0};
-    bbuf_put_u32(&w, 0xdeadbeef);
-    bbuf_put_u64(&w, 1ull << 40);
-    bbuf_put_f32(&w, -2.5f);
-    bbuf_put_str(&w, "hello");
-    bbuf_t r;
-    bbuf_reader(&r, w.data, w.len);
-    cr_expect_eq(bbuf_get_u32(&r), 0xdeadbeef);
-    cr_expect_eq(bbuf_get_u64(&r), 1ull << 40);
-    float f = bbuf_get_f32(&r); /* the macro evaluates its arguments twice */
-    cr_expect_float_eq(f, -2.5f, 0);
-    char s[8];
-    bbuf_get_str(&r, s, 7);
-    cr_expect_str_eq(s, "hello");
-    cr_expect_not(r.bad);
-    cr_expect_eq(bbuf_get_u64(&r), 0);
-    cr_expect(r.bad);
-    bbuf_reader(&r, w.data, w.len);
-    r.pos = 16;
-    bbuf_get_str(&r, s, 3); /* longer than allowed */
-    cr_expect(r.bad);
-    bbuf_free(&w);
-}

@@ -3,6 +3,7 @@
  * final checkpoint, and a damaged newest checkpoint falling back to the previous one. */
 #include <dirent.h>
 
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/nn/sac.h"
 #include "learner/ckpt.h"
@@ -180,8 +181,21 @@ Test(learner_restart, sigterm_checkpoints_and_a_damaged_newest_falls_back)
     cr_expect_eq(ids[1], 80);
     cr_expect_eq(ids[2], 100);
 
-    /* damage the newest: one byte of its state */
     snprintf(state, sizeof state, "%s/ckpt-%020d/state.bin", dir, 100);
+    /* the state image's layout, pinned: magic, version 2, the env as length and bytes, the
+     * sizes, then updates, all little-endian */
+    size_t n_img = 0;
+    uint8_t *img = NULL;
+    cr_assert_eq(ckpt_read_file(state, &img, &n_img), 0, "%s", err_msg());
+    const uint8_t head[] = {'T', 'W', 'I', 'G', 'L', 'R', 'N', 0, 2, 0, 0, 0, 11, 0, 0, 0,
+                            'P', 'e', 'n', 'd', 'u', 'l', 'u', 'm', '-', 'v', '1',
+                            O, 0, 0, 0, A, 0, 0, 0, 32, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_gt(n_img, sizeof head);
+    cr_expect_eq(memcmp(img, head, sizeof head), 0, "state.bin header");
+    cr_expect_eq(le32_get(img + n_img - 4), crc32c(img, n_img - 4));
+    free(img);
+
+    /* damage the newest: one byte of its state */
     FILE *f = fopen(state, "r+b");
     cr_assert_not_null(f, "%s", state);
     cr_assert_eq(fseek(f, 40, SEEK_SET), 0);
@@ -530,60 +544,60 @@ static void write_v1_checkpoint(const char *name)
     cr_assert_eq(sac_save(&sac, sac_path), 0, "%s", err_msg());
     sac_free(&sac);
 
-    bbuf_t b = {0};
-    bbuf_put(&b, "TWIGLRN", 8);
-    bbuf_put_u32(&b, 1);
-    bbuf_put_str(&b, ENV);
-    bbuf_put_u32(&b, O);
-    bbuf_put_u32(&b, A);
-    bbuf_put_u32(&b, 32);
-    bbuf_put_u64(&b, 0);   /* updates */
-    bbuf_put_u64(&b, 7);   /* policy_version */
-    bbuf_put_u64(&b, 0);   /* real_offset */
-    bbuf_put_u64(&b, 500); /* synthetic_samples */
-    bbuf_put_u64(&b, 3);   /* synthetic_pushes */
-    bbuf_put_u64(&b, 2);   /* model_version */
+    static uint8_t buf[8192], tbuf[4096];
+    byte_writer b = {.buf = buf};
+    bw_bytes(&b, "TWIGLRN", 8);
+    bw_u32(&b, 1);
+    bw_str(&b, ENV);
+    bw_u32(&b, O);
+    bw_u32(&b, A);
+    bw_u32(&b, 32);
+    bw_u64(&b, 0);   /* updates */
+    bw_u64(&b, 7);   /* policy_version */
+    bw_u64(&b, 0);   /* real_offset */
+    bw_u64(&b, 500); /* synthetic_samples */
+    bw_u64(&b, 3);   /* synthetic_pushes */
+    bw_u64(&b, 2);   /* model_version */
     for (int i = 0; i < 4; i++) {
-        bbuf_put_u64(&b, 0x1234567ull + (uint64_t)i);
+        bw_u64(&b, 0x1234567ull + (uint64_t)i);
     }
-    bbuf_put_u64(&b, 1); /* evaluations */
-    bbuf_put_str(&b, "actor-0");
-    bbuf_put_u64(&b, 1000);
-    bbuf_put_u64(&b, 5);
-    bbuf_put_u64(&b, 1000);
-    bbuf_put_u32(&b, 10);
-    bbuf_put_f32(&b, -321.5f);
-    bbuf_put_f32(&b, 4.0f);
+    bw_u64(&b, 1); /* evaluations */
+    bw_str(&b, "actor-0");
+    bw_u64(&b, 1000);
+    bw_u64(&b, 5);
+    bw_u64(&b, 1000);
+    bw_u32(&b, 10);
+    bw_f32s(&b, &(float){-321.5f}, 1);
+    bw_f32s(&b, &(float){4.0f}, 1);
     /* push table, v1 layout: u64 n, u32 id_len, id, u64 max_seq, 64 slots */
-    bbuf_t t = {0};
-    bbuf_put_u64(&t, 1);
-    bbuf_put_str(&t, "rollout-0@1");
-    bbuf_put_u64(&t, 3);
+    byte_writer t = {.buf = tbuf};
+    bw_u64(&t, 1);
+    bw_str(&t, "rollout-0@1");
+    bw_u64(&t, 3);
     for (int w = 0; w < DEDUP_WINDOW; w++) {
         uint8_t used = w == 3;
-        bbuf_put_u64(&t, used ? 3 : 0);
-        bbuf_put_u64(&t, used ? 44 : 0);
-        bbuf_put(&t, &used, 1);
+        bw_u64(&t, used ? 3 : 0);
+        bw_u64(&t, used ? 44 : 0);
+        bw_u8(&t, used);
     }
-    bbuf_put_u64(&b, t.len);
-    bbuf_put(&b, t.data, t.len);
-    bbuf_free(&t);
+    bw_u64(&b, t.pos);
+    bw_bytes(&b, t.buf, t.pos);
+    t.pos = 0;
     /* eval table: actor-0, seq 1000 */
-    bbuf_put_u64(&t, 1);
-    bbuf_put_str(&t, "actor-0");
-    bbuf_put_u64(&t, 1000);
+    bw_u64(&t, 1);
+    bw_str(&t, "actor-0");
+    bw_u64(&t, 1000);
     for (int w = 0; w < DEDUP_WINDOW; w++) {
         uint8_t used = w == 1000 % DEDUP_WINDOW;
-        bbuf_put_u64(&t, used ? 1000 : 0);
-        bbuf_put_u64(&t, used ? 1 : 0);
-        bbuf_put(&t, &used, 1);
+        bw_u64(&t, used ? 1000 : 0);
+        bw_u64(&t, used ? 1 : 0);
+        bw_u8(&t, used);
     }
-    bbuf_put_u64(&b, t.len);
-    bbuf_put(&b, t.data, t.len);
-    bbuf_free(&t);
-    bbuf_put_u32(&b, crc32c(b.data, b.len));
-    cr_assert_eq(ckpt_write_file(tmpdir, "state.bin", b.data, b.len), 0, "%s", err_msg());
-    bbuf_free(&b);
+    bw_u64(&b, t.pos);
+    bw_bytes(&b, t.buf, t.pos);
+    t.pos = 0;
+    bw_u32(&b, crc32c(buf, b.pos));
+    cr_assert_eq(ckpt_write_file(tmpdir, "state.bin", buf, b.pos), 0, "%s", err_msg());
     cr_assert_eq(ckpt_commit(dir, 0), 0, "%s", err_msg());
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "modelserver/reallog.h"
@@ -795,18 +796,6 @@ Test(reallog, odd_float_count_records_are_8_aligned_and_reopen)
     free(p);
 }
 
-static uint32_t le32(const unsigned char *q)
-{
-    return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-}
-
-static void put_le32(unsigned char *q, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        q[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
 static uint32_t up8(uint32_t n)
 {
     return (n + 7) & ~7u;
@@ -824,13 +813,13 @@ static void rewrite_as_legacy(const char *p)
     int misaligned = 0; /* records that start 4 mod 8, as the old writer left them */
     while (at < (size_t)n) {
         misaligned += w % 8 != 0;
-        uint32_t len = le32(in + at + 4), count = le32(in + at + 12);
+        uint32_t len = le32_get(in + at + 4), count = le32_get(in + at + 12);
         uint32_t fbytes = count * (2 * HC_O + HC_A + 1) * 4;
         uint32_t legacy = len - up8(fbytes + 2 * count) + fbytes + up8(2 * count);
         memcpy(out + w, in + at, legacy < len ? legacy : len); /* longer: zero padding */
-        put_le32(out + w + 4, legacy);
+        le32_put(out + w + 4, legacy);
         uint32_t crc = crc32c_update(crc32c(out + w, 8), out + w + 12, legacy - 12);
-        put_le32(out + w + 8, crc);
+        le32_put(out + w + 8, crc);
         at += len;
         w += legacy;
     }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "common/base/crc32c.h"
 #include "common/config/config.h"
 #include "common/nn/ensemble.h"
 #include "common/rpc/ensemble_blob.h"
@@ -908,4 +909,41 @@ Test(trainer, a_damaged_model_blob_is_logged_and_refitted_from_the_log_by_the_bi
     cr_expect_neq(strstr(log, "action=fresh_moments"), NULL, "%s", log);
     free(good);
     ed_free(&d);
+}
+
+/* model.blob's frame, pinned: magic, format 2 and the payload length little-endian, the
+ * crc32c of everything before it last */
+Test(trainer, model_blob_frame_layout_is_pinned)
+{
+    rig r = {0};
+    rig_cfg(&r);
+    rig_start(&r);
+    ed_data d;
+    cr_assert_eq(ed_collect(&d, "Pendulum-v1", 400, 2), 0);
+    uint64_t seq = 1;
+    append_rows(&r, &d, 0, 400, &seq);
+    int rc;
+    Twig__V1__GetWeightsReply *a = get_model(&r, 0, 60000, &rc);
+    cr_assert_eq(rc, 0, "%s", err_msg());
+    cr_assert_not_null(a->blob);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    rig_stop(&r);
+    ed_free(&d);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, TRAINER_BLOB_FILE);
+    size_t n;
+    uint8_t *img = read_all(path, &n);
+    cr_assert_gt(n, 24);
+    const uint8_t head[12] = {'T', 'W', 'I', 'G', 'M', 'D', 'L', 0, 2, 0, 0, 0};
+    cr_expect_eq(memcmp(img, head, sizeof head), 0);
+    uint64_t body = n - 24;
+    for (int i = 0; i < 8; i++) {
+        cr_expect_eq(img[12 + i], (uint8_t)(body >> (8 * i)), "length byte %d", i);
+    }
+    uint32_t crc = crc32c(img, n - 4);
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(img[n - 4 + i], (uint8_t)(crc >> (8 * i)), "crc byte %d", i);
+    }
+    free(img);
 }

@@ -67,3 +67,27 @@ Test(bytes, a_short_buffer_sets_bad_returns_zeros_and_never_reads_past_it)
     cr_expect(br_bytes(&k, NULL, 6), "skip");
     cr_expect(!br_bytes(&k, NULL, 1) && k.bad);
 }
+
+Test(bytes, a_string_is_a_length_and_its_bytes_and_reads_back_bounded)
+{
+    uint8_t buf[32];
+    byte_writer w = {.buf = buf};
+    bw_str(&w, "actor-0");
+    bw_str(&w, "toolong");
+    cr_expect_eq(w.pos, 22);
+    cr_expect(buf[0] == 7 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0 && buf[4] == 'a');
+    byte_reader r = {.buf = buf, .len = w.pos};
+    char s[8];
+    cr_expect(br_str(&r, s, 7));
+    cr_expect_str_eq(s, "actor-0");
+    cr_expect(!br_str(&r, s, 3), "longer than max");
+    cr_expect(r.bad && s[0] == '\0');
+
+    byte_reader cut = {.buf = buf, .len = 6};
+    cr_expect(!br_str(&cut, s, 7), "length says 7, 2 bytes there");
+    cr_expect(cut.bad && s[0] == '\0');
+    uint8_t empty[4] = {0};
+    byte_reader e = {.buf = empty, .len = sizeof empty};
+    cr_expect(!br_str(&e, s, 7), "an empty string is refused");
+    cr_expect(e.bad);
+}

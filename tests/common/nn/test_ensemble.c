@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/nn/ensemble.h"
 #include "common/base/err.h"
@@ -345,6 +346,43 @@ Test(ensemble, save_then_load_gives_identical_predictions)
     ensemble_free(&e);
 }
 
+/* the image's layout, pinned: a change of field order, width or byte order fails here */
+Test(ensemble, image_layout_is_pinned_little_endian)
+{
+    rng_t r;
+    rng_seed(&r, 8);
+    ensemble_t e = {0};
+    small_trained(&e, &r);
+    size_t len = ensemble_image_size(&e);
+    uint8_t *img = xmalloc(len);
+    ensemble_image_write(img, &e);
+    const uint8_t head[48] = {
+        'T', 'W', 'I', 'G', 'E', 'N', 'S', 0, /* magic */
+        1, 0, 0, 0,                           /* version */
+        3, 0, 0, 0, 2, 0, 0, 0,               /* n_obs, n_act */
+        3, 0, 0, 0, 2, 0, 0, 0,               /* n_members, n_elites */
+        16, 0, 0, 0, 2, 0, 0, 0,              /* n_hidden, n_layers */
+        (uint8_t)e.cfg.learn_reward, 0, 0, 0, /* learn_reward */
+        (uint8_t)e.n_params, (uint8_t)(e.n_params >> 8), (uint8_t)(e.n_params >> 16), 0,
+        0, 0, 0, 0,                           /* n_params, u64 */
+    };
+    cr_expect_eq(memcmp(img, head, sizeof head), 0);
+    uint32_t bits;
+    memcpy(&bits, &e.params[0], 4);
+    cr_expect_eq(img[48], (uint8_t)bits);
+    cr_expect_eq(img[51], (uint8_t)(bits >> 24));
+    /* the two elites as u32, then the crc */
+    cr_expect_eq(img[len - 12], (uint8_t)e.elites[0]);
+    cr_expect_eq(img[len - 9], 0);
+    cr_expect_eq(img[len - 8], (uint8_t)e.elites[1]);
+    cr_expect_eq(img[len - 5], 0);
+    uint32_t crc = crc32c(img, len - 4);
+    cr_expect_eq(img[len - 4], (uint8_t)crc);
+    cr_expect_eq(img[len - 1], (uint8_t)(crc >> 24));
+    free(img);
+    ensemble_free(&e);
+}
+
 Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
 {
     rng_t r;
@@ -383,9 +421,9 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     /* a future version, checksum intact */
     memcpy(bad, good, len);
     uint32_t v = ENSEMBLE_FILE_VERSION + 1, crc;
-    memcpy(bad + 8, &v, 4);
+    le32_put(bad + 8, v);
     crc = crc32c_update(0, bad, len - 4);
-    memcpy(bad + len - 4, &crc, 4);
+    le32_put(bad + len - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, bad, len), TWIG_EVERSION);
 
     /* a NaN parameter behind a valid checksum */
@@ -393,7 +431,7 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     float nan = NAN;
     memcpy(bad + 48 + 4 * 5, &nan, 4);
     crc = crc32c_update(0, bad, len - 4);
-    memcpy(bad + len - 4, &crc, 4);
+    le32_put(bad + len - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, bad, len), -EINVAL);
     cr_expect(strstr(err_msg(), "not finite") != NULL, "%s", err_msg());
 
@@ -402,9 +440,11 @@ Test(ensemble, corrupt_truncated_or_foreign_file_is_refused)
     uint8_t big[64] = {0};
     memcpy(big, "TWIGENS\0", 8);
     uint32_t hdr[8] = {ENSEMBLE_FILE_VERSION, 4096, 4096, 64, 5, 4096, 8, 1};
-    memcpy(big + 8, hdr, sizeof hdr);
+    for (int i = 0; i < 8; i++) {
+        le32_put(big + 8 + 4 * i, hdr[i]);
+    }
     crc = crc32c_update(0, big, sizeof big - 4);
-    memcpy(big + sizeof big - 4, &crc, 4);
+    le32_put(big + sizeof big - 4, crc);
     cr_expect_eq(ensemble_image_read(&l, big, sizeof big), TWIG_ECORRUPT);
     cr_expect(strstr(err_msg(), "does not match") != NULL, "%s", err_msg());
     cr_expect_null(l.params);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/base/bytes.h"
 #include "common/base/err.h"
 #include "deploy/launcher/tfevents.h"
 #include "proto/tfevent.pb-c.h"
@@ -93,7 +94,5 @@ Test(tfevents, empty_record_frame_has_the_masked_empty_crc)
     for (int i = 0; i < 8; i++) {
         cr_expect_eq(out[i], 0);
     }
-    uint32_t data_crc = (uint32_t)out[12] | (uint32_t)out[13] << 8 | (uint32_t)out[14] << 16 |
-                        (uint32_t)out[15] << 24;
-    cr_expect_eq(data_crc, 0xa282ead8u);
+    cr_expect_eq(le32_get(out + 12), 0xa282ead8u);
 }
