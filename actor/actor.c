@@ -18,7 +18,6 @@
 #include "common/base/portfile.h"
 #include "common/base/err.h"
 #include "common/base/backoff.h"
-#include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
@@ -1131,16 +1130,12 @@ static void actor_shutdown(actor_t *a)
     if (a->srv) {
         rpc_server_shutdown(a->srv, ACTOR_GRACE_MS);
     }
-    uv_close((uv_handle_t *)&a->sig_term, actor_on_close);
-    uv_close((uv_handle_t *)&a->sig_int, actor_on_close);
-    launcher_link_ignore_stop_signals();
+    daemon_signals_close(&a->signals);
     uv_close((uv_handle_t *)&a->wake, actor_on_close);
 }
 
-static void actor_on_signal(uv_signal_t *h, int signum)
+static void actor_on_stop(void *a)
 {
-    actor_t *a = h->data;
-    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     actor_shutdown(a);
 }
 
@@ -1229,12 +1224,9 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
     }
     a->loop_ready = 1;
-    uv_signal_init(&a->loop, &a->sig_term);
-    uv_signal_init(&a->loop, &a->sig_int);
+    daemon_signals_start(&a->signals, &a->loop, actor_on_stop, a);
     uv_async_init(&a->loop, &a->wake, actor_on_wake);
-    a->sig_term.data = a->sig_int.data = a->wake.data = a;
-    uv_signal_start(&a->sig_term, actor_on_signal, SIGTERM);
-    uv_signal_start(&a->sig_int, actor_on_signal, SIGINT);
+    a->wake.data = a;
 
     rpc_server_cfg sc = {.listen = cfg->listen, .loop = &a->loop, .app = a};
     rc = rpc_server_init(&a->srv, &sc, actor_methods,

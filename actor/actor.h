@@ -77,6 +77,7 @@
 #include "common/config/config.h"
 #include "common/env/env.h"
 #include "common/nn/policy.h"
+#include "common/rpc/daemon.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
@@ -214,7 +215,7 @@ typedef struct actor {
     uv_loop_t loop;
     rpc_server_t *srv;
     int port;
-    uv_signal_t sig_term, sig_int;
+    daemon_signals signals; /* SIGTERM, SIGINT */
     uv_async_t wake; /* the stepper is done and exit_when_done */
     int loop_ready;
     bool shutting_down; /* loop thread */

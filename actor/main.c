@@ -1,4 +1,5 @@
-/* main.c - twig-actor: command line, logging, run, exit status.
+/* main.c - twig-actor: its config tables and hooks for the process skeleton
+ * (common/rpc/daemon.h: command line, logging, launcher link, run, exit status).
  *
  *   twig-actor [--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...] [--help]
  *              [--print-config]
@@ -13,54 +14,52 @@
  * bad command line or config (actor.index not below n_actors, a malformed peer address),
  * before anything starts; an unreachable peer is waited for, not ready.
  */
-#include <signal.h>
-#include <stdio.h>
-
 #include "actor/actor.h"
-#include "common/config/cli.h"
-#include "common/base/err.h"
-#include "common/base/launcher_link.h"
-#include "common/base/log.h"
-#include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
+#include "common/rpc/daemon.h"
+
+typedef struct actor_main {
+    run_cfg run;
+    actor_cfg cfg;
+    actor_t a;
+} actor_main;
+
+static int actor_main_init(void *app)
+{
+    actor_main *m = app;
+    return actor_init(&m->a, &m->run, &m->cfg);
+}
+
+static int actor_main_run(void *app)
+{
+    return actor_run(&((actor_main *)app)->a);
+}
+
+static void actor_main_free(void *app)
+{
+    actor_free(&((actor_main *)app)->a);
+}
 
 int main(int argc, char **argv)
 {
-    run_cfg run;
-    actor_cfg cfg;
+    actor_main m;
     const config_table tables[2] = {
-        run_cfg_table(&run),
-        {"actor", actor_opts, actor_n_opts, &cfg, actor_opts_check},
+        run_cfg_table(&m.run),
+        {"actor", actor_opts, actor_n_opts, &m.cfg, actor_opts_check},
     };
-    int rc = cli_parse(tables, 2, "actor", argc, argv,
-                       "usage: twig-actor [--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]"
-                       "\n\nSteps the real environment and appends its transitions to the model"
-                       " server.");
-    if (rc == CLI_EXIT) {
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "twig-actor: %s\n", err_msg());
-        return 2;
-    }
-    log_init("actor", (log_level)cfg.log_level);
-    if (launcher_link_from_env() < 0) {
-        log_error("event=start_failed detail=\"%s\"", err_msg());
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    rpc_lib_init();
-    actor_t a;
-    rc = actor_init(&a, &run, &cfg);
-    if (rc < 0) {
-        log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
-        actor_free(&a);
-        rpc_lib_shutdown(2000);
-        return 1;
-    }
-    rc = actor_run(&a);
-    actor_free(&a);
-    rpc_lib_shutdown(2000);
-    log_info("event=exit status=%d", rc < 0 ? 1 : 0);
-    return rc < 0 ? 1 : 0;
+    const daemon_spec d = {
+        .name = "actor",
+        .section = "actor",
+        .usage = "usage: twig-actor [--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]"
+                 "\n\nSteps the real environment and appends its transitions to the model"
+                 " server.",
+        .tables = tables,
+        .n_tables = 2,
+        .log_level = &m.cfg.log_level,
+        .init = actor_main_init,
+        .run = actor_main_run,
+        .free = actor_main_free,
+        .app = &m,
+    };
+    return daemon_main(&d, argc, argv);
 }

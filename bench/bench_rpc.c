@@ -37,8 +37,12 @@
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
 #include "common/rpc/rpc.h"
+#include "tests/procspawn/procspawn.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
+#define SERVER_PORT_MS 20000    /* spawn to its port file */
+#define SERVER_READY_MS 10000   /* port file to readiness */
+#define SERVER_STOP_MS 60000    /* SIGTERM to exit, then SIGKILL */
 #define B_ENV "HalfCheetah-v4"   /* the server's log takes the env's dims: obs 17, act 6 */
 #define B_COUNT 256
 #define B_OBS 17
@@ -136,47 +140,31 @@ static int server_start_bin(server_proc *s, const char *bin, const char *fsync,
     char data[300], port_file[300];
     snprintf(data, sizeof data, "%s/data", s->dir);
     snprintf(port_file, sizeof port_file, "%s/port", s->dir);
-    pid_t parent = getpid();
-    s->pid = fork();
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        const char *argv[40] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data,
-                                "--port-file", port_file, "--fsync", fsync, "--log-level",
-                                "warn", "--env", B_ENV};
-        int n = 13;
-        for (int i = 0; extra && extra[i] && n < 39; i++) {
-            argv[n++] = extra[i];
-        }
-        argv[n] = NULL;
-        execv(bin, (char *const *)argv);
-        _exit(127);
+    const char *argv[40] = {bin, "--listen", "127.0.0.1:0", "--data-dir", data,
+                            "--port-file", port_file, "--fsync", fsync, "--log-level",
+                            "warn", "--env", B_ENV};
+    int n = 13;
+    for (int i = 0; extra && extra[i] && n < 39; i++) {
+        argv[n++] = extra[i];
     }
-    double deadline = clock_now_s() + 20;
-    int port = 0;
-    while (clock_now_s() < deadline && port == 0) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1) {
-                port = 0;
-            }
-            fclose(f);
-        }
-        if (waitpid(s->pid, NULL, WNOHANG) != 0) {
-            return err_set(TWIG_EUNAVAIL, "server exited at start");
-        }
-        if (port == 0) {
-            struct timespec ts = {0, 5000000};
-            nanosleep(&ts, NULL);
-        }
+    argv[n] = NULL;
+    s->pid = procspawn_start(argv, NULL, NULL);   /* its warnings on our stderr */
+    if (s->pid < 0) {
+        return s->pid;
     }
-    if (port == 0) {
-        return err_set(TWIG_EDEADLINE, "no port file within 20 s");
+    int port = 0, st;
+    int rc = procspawn_read_port(&port, &st, port_file, s->pid, SERVER_PORT_MS, 5);
+    if (rc < 0) {
+        s->pid = rc == PROCSPAWN_EXITED ? 0 : s->pid;
+        return rc;
     }
     snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", port);
-    return rpc_wait_serving(s->addr, 10000);
+    rc = procspawn_wait_health(&st, s->addr, RPC_HEALTH_READINESS, s->pid, SERVER_READY_MS,
+                               10);
+    if (rc == PROCSPAWN_EXITED) {
+        s->pid = 0;
+    }
+    return rc;
 }
 
 static int server_start(server_proc *s, const char *fsync)
@@ -186,8 +174,11 @@ static int server_start(server_proc *s, const char *fsync)
 
 static void server_stop(server_proc *s)
 {
-    kill(s->pid, SIGTERM);
-    waitpid(s->pid, NULL, 0);
+    int st;
+    if (s->pid > 0) {
+        procspawn_stop(&st, s->pid, SERVER_STOP_MS);
+        s->pid = 0;
+    }
     fs_remove_tree(s->dir);
 }
 

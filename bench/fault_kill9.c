@@ -51,6 +51,7 @@
 #include "modelserver/reallog.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
+#include "tests/procspawn/procspawn.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define F_ENV "Pendulum-v1"   /* the server's log takes the env's dims */
@@ -242,40 +243,13 @@ static int server_spawn(server *s, const char *listen)
                           "--set", "init_steps=999999999999",
                           "--set", "model_train_freq=1000000000", NULL};
     unlink(s->port_file);   /* a port file from the killed server would look like readiness */
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    /* dies with this program (the spawning thread is main, which lives to the end) */
+    pid_t pid = procspawn_start(argv, s->log_file, s->log_file);
     if (pid < 0) {
-        return err_set(-errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        /* die with this program (the forking thread is main, which lives to the end) */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        int fd = open(s->log_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
+        return pid;
     }
     s->pid = pid;
     return 0;
-}
-
-/* the exited server's status as words */
-static void status_text(char *out, size_t n, int st)
-{
-    if (WIFEXITED(st)) {
-        snprintf(out, n, "exit status %d", WEXITSTATUS(st));
-    } else if (WIFSIGNALED(st)) {
-        snprintf(out, n, "signal %d", WTERMSIG(st));
-    } else {
-        snprintf(out, n, "wait status %d", st);
-    }
 }
 
 /* poll until the server answers readiness SERVING (and, the first time, has written its
@@ -283,40 +257,30 @@ static void status_text(char *out, size_t n, int st)
 static int server_wait_ready(server *s, int ms)
 {
     double deadline = now_ms() + ms;
-    int last = 0;
-    for (;;) {
-        if (s->port == 0) {
-            FILE *f = fopen(s->port_file, "r");
-            if (f) {
-                int p = 0;
-                if (fscanf(f, "%d", &p) == 1 && p > 0 && p < 65536) {
-                    s->port = p;
-                    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", p);
-                }
-                fclose(f);
-            }
+    int st, rc = 0;
+    if (s->port == 0) {
+        rc = procspawn_read_port(&s->port, &st, s->port_file, s->pid, ms, POLL_MS);
+        if (rc == 0) {
+            snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
         }
-        if (s->port != 0) {
-            last = rpc_health_check(s->addr, RPC_HEALTH_READINESS, 500);
-            if (last == RPC_HEALTH_SERVING) {
-                return 0;
-            }
-        }
-        int st;
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            char why[64];
-            status_text(why, sizeof why, st);
-            s->pid = 0;
-            return err_set(TWIG_EUNAVAIL, "the server exited (%s) before it was ready", why);
-        }
-        if (now_ms() >= deadline) {
-            return err_set(TWIG_EDEADLINE, "the server was not ready within %d ms (last: %s)",
-                           ms, s->port == 0 ? "no port file" : last == RPC_HEALTH_NOT_SERVING
-                                                                   ? "NOT_SERVING"
-                                                                   : err_name(last));
-        }
-        pause_ms(POLL_MS);
     }
+    if (rc == 0) {
+        int left = (int)(deadline - now_ms());
+        rc = procspawn_wait_health(&st, s->addr, RPC_HEALTH_READINESS, s->pid,
+                                   left > 1 ? left : 1, POLL_MS);
+    }
+    if (rc == PROCSPAWN_EXITED) {
+        char why[64];
+        procspawn_status_text(why, sizeof why, st);
+        s->pid = 0;
+        return err_set(TWIG_EUNAVAIL, "the server exited (%s) before it was ready", why);
+    }
+    if (rc < 0) {
+        char last[400];
+        snprintf(last, sizeof last, "%s", err_msg());
+        return err_set(rc, "the server was not ready within %d ms (%s)", ms, last);
+    }
+    return 0;
 }
 
 /* send sig and reap within ms: 0 and the wait status, or TWIG_EDEADLINE (still running) */
@@ -325,19 +289,11 @@ static int server_signal_reap(server *s, int sig, int ms, int *st)
     if (s->pid <= 0) {
         return err_set(-ESRCH, "no server running");
     }
-    if (kill(s->pid, sig) < 0) {
-        return err_set(-errno, "kill %d: %s", (int)s->pid, strerror(errno));
+    int rc = procspawn_signal_reap(st, s->pid, sig, ms);
+    if (rc == 0) {
+        s->pid = 0;
     }
-    double deadline = now_ms() + ms;
-    while (waitpid(s->pid, st, WNOHANG) != s->pid) {
-        if (now_ms() >= deadline) {
-            return err_set(TWIG_EDEADLINE, "pid %d still runs %d ms after signal %d",
-                           (int)s->pid, ms, sig);
-        }
-        pause_ms(POLL_MS);
-    }
-    s->pid = 0;
-    return 0;
+    return rc;
 }
 
 /* ---- the clients ---- */
@@ -722,7 +678,7 @@ static int run(const fault_opts *o, server *s)
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             s->pid = 0;
             char why[64];
-            status_text(why, sizeof why, st);
+            procspawn_status_text(why, sizeof why, st);
             snprintf(fail, sizeof fail, "the server ended by itself (%s)", why);
             break;
         }
@@ -798,7 +754,7 @@ static int run(const fault_opts *o, server *s)
             status = 1;
         } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             char why[64];
-            status_text(why, sizeof why, st);
+            procspawn_status_text(why, sizeof why, st);
             fprintf(stderr, "bench_fault_kill9: the server's clean shutdown ended with %s\n",
                     why);
             status = 1;

@@ -19,7 +19,6 @@
 #include "common/base/portfile.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
-#include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
@@ -840,10 +839,8 @@ static void *learner_train_main(void *arg)
 
 /* ---- life ---- */
 
-static void learner_on_signal(uv_signal_t *h, int signum)
+static void learner_on_stop(void *l)
 {
-    learner_t *l = h->data;
-    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     learner_shutdown(l);
 }
 
@@ -965,12 +962,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     uv_async_init(&l->loop, &l->wake, learner_on_wake);
     l->wake.data = l;
     l->wake_open = 1;
-    uv_signal_init(&l->loop, &l->sig_term);
-    uv_signal_init(&l->loop, &l->sig_int);
-    l->sig_term.data = l;
-    l->sig_int.data = l;
-    uv_signal_start(&l->sig_term, learner_on_signal, SIGTERM);
-    uv_signal_start(&l->sig_int, learner_on_signal, SIGINT);
+    daemon_signals_start(&l->signals, &l->loop, learner_on_stop, l);
     rpc_server_cfg rc_cfg = {.listen = l->cfg.listen, .loop = &l->loop, .app = l};
     if ((rc = rpc_server_init(&l->srv, &rc_cfg, learner_methods, learner_n_methods)) < 0) {
         l->srv = NULL;
@@ -1064,9 +1056,7 @@ void learner_shutdown(learner_t *l)
         rpc_server_shutdown(l->srv, l->cfg.grace_ms);
     }
     rpc_longpoll_close(&l->policy_polls);   /* parked GetPolicy calls answered now */
-    learner_close_quiet((uv_handle_t *)&l->sig_term);
-    learner_close_quiet((uv_handle_t *)&l->sig_int);
-    launcher_link_ignore_stop_signals();
+    daemon_signals_close(&l->signals);
     pthread_mutex_lock(&l->mu);
     l->wake_open = 0;
     pthread_mutex_unlock(&l->mu);

@@ -58,6 +58,7 @@
 
 #include "common/config/config.h"
 #include "common/env/env.h"
+#include "common/rpc/daemon.h"
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
@@ -144,7 +145,7 @@ typedef struct learner {
     rpc_server_t *srv;
     rpc_client_t *ms; /* the model server (mirror thread) */
     int port;
-    uv_signal_t sig_term, sig_int;
+    daemon_signals signals;         /* SIGTERM, SIGINT */
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
     rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
     nn_blob *blob;                  /* the policy served; loop thread only */

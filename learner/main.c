@@ -1,4 +1,5 @@
-/* main.c - twig-learner: command line, logging, run, exit status.
+/* main.c - twig-learner: its config tables and hooks for the process skeleton
+ * (common/rpc/daemon.h: command line, logging, launcher link, run, exit status).
  *
  *   twig-learner [--config FILE] [--set [learner.]KEY=VALUE ...] [--KEY VALUE ...]
  *                [--help] [--print-config]
@@ -10,55 +11,58 @@
  * config (a malformed modelserver_addr included), before anything starts; an unreachable
  * model server is waited for, not ready.
  */
-#include <stdio.h>
 #include <stdlib.h>
 
-#include "common/config/cli.h"
-#include "common/base/err.h"
-#include "common/base/launcher_link.h"
-#include "common/base/log.h"
 #include "common/base/mem.h"
-#include "common/rpc/rpc.h"
+#include "common/rpc/daemon.h"
 #include "learner/learner.h"
+
+typedef struct learner_main {
+    run_cfg run;
+    learner_cfg cfg;
+    learner_t *l;   /* large: on the heap */
+} learner_main;
+
+static int learner_main_init(void *app)
+{
+    learner_main *m = app;
+    m->l = xcalloc(1, sizeof *m->l);
+    return learner_init(m->l, &m->run, &m->cfg);
+}
+
+static int learner_main_run(void *app)
+{
+    return learner_run(((learner_main *)app)->l);
+}
+
+static void learner_main_free(void *app)
+{
+    learner_main *m = app;
+    learner_free(m->l);
+    free(m->l);
+    m->l = NULL;
+}
 
 int main(int argc, char **argv)
 {
-    run_cfg run;
-    learner_cfg cfg;
-    config_table tables[2] = {
-        run_cfg_table(&run),
-        {"learner", learner_opts, learner_n_opts, &cfg, learner_opts_check},
+    learner_main m = {0};
+    const config_table tables[2] = {
+        run_cfg_table(&m.run),
+        {"learner", learner_opts, learner_n_opts, &m.cfg, learner_opts_check},
     };
-    int rc = cli_parse(tables, 2, "learner", argc, argv,
-                       "usage: twig-learner [--config FILE] [--set KEY=VALUE] [--KEY VALUE]\n\n"
-                       "SAC on real + synthetic transitions, paced by real steps (MBPO); serves "
-                       "twig.v1.Learner");
-    if (rc == CLI_EXIT) {
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "twig-learner: %s\n", err_msg());
-        return 2;
-    }
-    log_init("learner", (log_level)cfg.log_level);
-    if (launcher_link_from_env() < 0) {
-        log_error("event=start_failed detail=\"%s\"", err_msg());
-        return 1;
-    }
-    rpc_lib_init();
-    learner_t *l = xcalloc(1, sizeof *l);
-    rc = learner_init(l, &run, &cfg);
-    if (rc < 0) {
-        log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
-        learner_free(l);
-        free(l);
-        rpc_lib_shutdown(2000);
-        return 1;
-    }
-    rc = learner_run(l);
-    learner_free(l);
-    free(l);
-    rpc_lib_shutdown(2000);
-    log_info("event=exit status=%d", rc < 0 ? 1 : 0);
-    return rc < 0 ? 1 : 0;
+    const daemon_spec d = {
+        .name = "learner",
+        .section = "learner",
+        .usage = "usage: twig-learner [--config FILE] [--set KEY=VALUE] [--KEY VALUE]\n\n"
+                 "SAC on real + synthetic transitions, paced by real steps (MBPO); serves "
+                 "twig.v1.Learner",
+        .tables = tables,
+        .n_tables = 2,
+        .log_level = &m.cfg.log_level,
+        .init = learner_main_init,
+        .run = learner_main_run,
+        .free = learner_main_free,
+        .app = &m,
+    };
+    return daemon_main(&d, argc, argv);
 }

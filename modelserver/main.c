@@ -1,4 +1,5 @@
-/* main.c - twig-modelserver: command line, logging, run, exit status.
+/* main.c - twig-modelserver: its config tables and hooks for the process skeleton
+ * (common/rpc/daemon.h: command line, logging, launcher link, run, exit status).
  *
  *   twig-modelserver --listen HOST:PORT --data-dir DIR [--env ID] [--fsync batch|group|none]
  *                    [--segment-mb N] [--port-file FILE] [--grace-ms N] [--log-level L]
@@ -24,12 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config/cli.h"
-#include "common/env/env.h"
 #include "common/base/err.h"
-#include "common/base/launcher_link.h"
 #include "common/base/log.h"
-#include "common/rpc/rpc.h"
+#include "common/env/env.h"
+#include "common/rpc/daemon.h"
 #include "modelserver/modelserver.h"
 
 #define MS_PATH_MAX 1023
@@ -79,8 +78,7 @@ _Static_assert(REALLOG_SYNC_BATCH == 0 && REALLOG_SYNC_GROUP == 1 && REALLOG_SYN
 
 static int ms_bad(const char *what)
 {
-    fprintf(stderr, "twig-modelserver: %s\n(see twig-modelserver --help)\n", what);
-    return -EINVAL;
+    return err_set(-EINVAL, "%s\n(see twig-modelserver --help)", what);
 }
 
 /* the parsed options into the server's config (which borrows o's strings) */
@@ -119,54 +117,70 @@ static int ms_cfg_schema(modelserver_cfg *cfg, const run_cfg *run)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+typedef struct ms_main {
     run_cfg run;
     trainer_cfg tc;
     ms_options o;
-    config_table t[3] = {
-        run_cfg_table(&run),
-        {TRAINER_SECTION, ms_opts, (int)(sizeof ms_opts / sizeof ms_opts[0]), &o, NULL},
-        {TRAINER_SECTION, trainer_opts, trainer_n_opts, &tc, trainer_opts_check},
-    };
-    int rc = cli_parse(t, 3, TRAINER_SECTION, argc, argv,
-                       "usage: twig-modelserver --listen HOST:PORT --data-dir DIR [options]\n\n"
-                       "Serves the run's durable log of real transitions and its dynamics model "
-                       "(twig.v1.ModelServer)");
-    if (rc == CLI_EXIT) {   /* --help or --print-config went to stdout */
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "twig-modelserver: %s\n", err_msg());
-        return 2;
-    }
-    modelserver_cfg cfg;
-    if (ms_cfg_from_options(&cfg, &o) < 0) {
-        return 2;
-    }
-    if (ms_cfg_schema(&cfg, &run) < 0) {
-        fprintf(stderr, "twig-modelserver: the run's env (env: %s): %s\n", run.env, err_msg());
-        return 2;
-    }
-    cfg.run = &run;
-    cfg.train = &tc;
-    log_init("modelserver", (log_level)o.log_level);
-    if (launcher_link_from_env() < 0) {
-        log_error("event=start_failed detail=\"%s\"", err_msg());
-        return 1;
-    }
-    rpc_lib_init();
+    modelserver_cfg cfg;   /* from o, run and tc (configure) */
     modelserver_t ms;
-    rc = modelserver_init(&ms, &cfg);
+} ms_main;
+
+/* the options into the server's config, and the log's schema from the run's env */
+static int ms_main_configure(void *app)
+{
+    ms_main *m = app;
+    int rc = ms_cfg_from_options(&m->cfg, &m->o);
     if (rc < 0) {
-        log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
-        modelserver_free(&ms);
-        rpc_lib_shutdown(2000);
-        return 1;
+        return rc;
     }
-    rc = modelserver_run(&ms);
-    modelserver_free(&ms);
-    rpc_lib_shutdown(2000);
-    log_info("event=exit status=%d", rc < 0 ? 1 : 0);
-    return rc < 0 ? 1 : 0;
+    if ((rc = ms_cfg_schema(&m->cfg, &m->run)) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err_msg());
+        return err_set(rc, "the run's env (env: %s): %s", m->run.env, why);
+    }
+    m->cfg.run = &m->run;
+    m->cfg.train = &m->tc;
+    return 0;
+}
+
+static int ms_main_init(void *app)
+{
+    ms_main *m = app;
+    return modelserver_init(&m->ms, &m->cfg);
+}
+
+static int ms_main_run(void *app)
+{
+    return modelserver_run(&((ms_main *)app)->ms);
+}
+
+static void ms_main_free(void *app)
+{
+    modelserver_free(&((ms_main *)app)->ms);
+}
+
+int main(int argc, char **argv)
+{
+    ms_main m;
+    const config_table t[3] = {
+        run_cfg_table(&m.run),
+        {TRAINER_SECTION, ms_opts, (int)(sizeof ms_opts / sizeof ms_opts[0]), &m.o, NULL},
+        {TRAINER_SECTION, trainer_opts, trainer_n_opts, &m.tc, trainer_opts_check},
+    };
+    const daemon_spec d = {
+        .name = "modelserver",
+        .section = TRAINER_SECTION,
+        .usage = "usage: twig-modelserver --listen HOST:PORT --data-dir DIR [options]\n\n"
+                 "Serves the run's durable log of real transitions and its dynamics model "
+                 "(twig.v1.ModelServer)",
+        .tables = t,
+        .n_tables = 3,
+        .log_level = &m.o.log_level,
+        .configure = ms_main_configure,
+        .init = ms_main_init,
+        .run = ms_main_run,
+        .free = ms_main_free,
+        .app = &m,
+    };
+    return daemon_main(&d, argc, argv);
 }

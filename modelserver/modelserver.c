@@ -13,7 +13,6 @@
 #include "common/rpc/stats.h"
 #include "common/base/portfile.h"
 #include "common/base/err.h"
-#include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
@@ -471,10 +470,8 @@ static const rpc_method ms_methods[] = {
 
 /* ---- lifetime ---- */
 
-static void ms_on_signal(uv_signal_t *h, int signum)
+static void ms_on_stop(void *ms)
 {
-    modelserver_t *ms = h->data;
-    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     modelserver_shutdown(ms);
 }
 
@@ -530,13 +527,7 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
     ms->wake_ready = 1;
     ms->wake_open = 1;
     reallog_set_notify(&ms->log, ms_on_log_end, ms);
-    uv_signal_init(&ms->loop, &ms->sig_term);
-    uv_signal_init(&ms->loop, &ms->sig_int);
-    ms->signals_ready = 1;
-    ms->sig_term.data = ms;
-    ms->sig_int.data = ms;
-    uv_signal_start(&ms->sig_term, ms_on_signal, SIGTERM);
-    uv_signal_start(&ms->sig_int, ms_on_signal, SIGINT);
+    daemon_signals_start(&ms->signals, &ms->loop, ms_on_stop, ms);
 
     rpc_server_cfg sc = {.listen = cfg->listen, .loop = &ms->loop, .app = ms};
     if ((rc = rpc_server_init(&ms->srv, &sc, ms_methods,
@@ -586,11 +577,7 @@ void modelserver_shutdown(modelserver_t *ms)
     rpc_longpoll_close(&ms->fetch_polls);   /* parked FetchReal calls: NOT_READY now */
     fetcher_stop(&ms->fetcher);             /* answers what is queued (those, too) */
     /* only the handles init reached: a failed init may stop before any of them */
-    if (ms->signals_ready) {
-        ms_close_quiet((uv_handle_t *)&ms->sig_term);
-        ms_close_quiet((uv_handle_t *)&ms->sig_int);
-    }
-    launcher_link_ignore_stop_signals();
+    daemon_signals_close(&ms->signals);
     pthread_mutex_lock(&ms->wake_mu);
     ms->wake_open = 0;
     pthread_mutex_unlock(&ms->wake_mu);

@@ -36,6 +36,7 @@
 
 #include "modelserver/fetcher.h"
 #include "modelserver/reallog.h"
+#include "common/rpc/daemon.h"
 #include "common/rpc/longpoll.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
@@ -71,15 +72,13 @@ typedef struct modelserver {
     rpc_server_t *srv;
     int port;
 
-    uv_signal_t sig_term;
-    uv_signal_t sig_int;
+    daemon_signals signals;          /* SIGTERM, SIGINT */
     uv_async_t wake;                 /* the log's end moved: answer long polls */
     pthread_mutex_t wake_mu;         /* guards wake_open against the appender's notify */
     int wake_open;
     int shutting_down;               /* loop thread */
     int loop_ready;
     int wake_ready;                  /* uv_async_init(wake) ran: close it */
-    int signals_ready;               /* uv_signal_init(sig_term, sig_int) ran: close them */
     int log_open;
 
     rpc_longpoll_t fetch_polls;      /* parked FetchReal calls */

@@ -2,7 +2,8 @@
  * spawn argv with log files, wait for an exit with a deadline (status or exit code), wait
  * for a port file and health, read or poll a process's Stats, stop one by SIGTERM or SIGKILL
  * by pid, a free port, now_ms. Header-only, for tests only: every wait has a deadline and
- * fails the test when it passes.
+ * fails the test when it passes. The process work itself is tests/procspawn/procspawn.h's
+ * (shared with the benchmarks); this adds the Criterion assertions and the spawned list.
  *
  *   static char tmp[PROCFIX_DIR_LEN];
  *   procfix_tmpdir(tmp, sizeof tmp);                     suite init
@@ -41,6 +42,7 @@
 #include "common/base/err.h"
 #include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
+#include "tests/procspawn/procspawn.h"
 
 #define PROCFIX_DIR_LEN 64     /* "/tmp/twig-test-XXXXXX" and some room */
 #define PROCFIX_MAX_SPAWNED 32 /* processes one test may start (killed at procfix_reap_all) */
@@ -63,16 +65,13 @@ static int procfix_n_spawned;
 
 static inline int64_t procfix_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return procspawn_now_ms();
 }
 
 /* a pause between two looks at a condition that has a deadline: never a wait for a server */
 static inline void procfix_pause_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    procspawn_pause_ms(ms);
 }
 
 /* ---- temp run dirs ---- */
@@ -118,36 +117,13 @@ static inline int procfix_free_port(void)
 
 /* ---- processes ---- */
 
-/* the child's fd appended to path (NULL or "": left as it is) */
-static inline void procfix_redirect(int fd, const char *path)
-{
-    if (path && path[0]) {
-        int f = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (f >= 0) {
-            dup2(f, fd);
-            close(f);
-        }
-    }
-}
-
 /* fork + exec argv (NULL-terminated, argv[0] a path) with stdout appended to out_file and
  * stderr to err_file (NULL or "": the test's own); the child dies with the test process */
 static inline pid_t procfix_spawn_io(const char *const *argv, const char *out_file,
                                      const char *err_file)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        procfix_redirect(STDOUT_FILENO, out_file);
-        procfix_redirect(STDERR_FILENO, err_file);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    pid_t pid = procspawn_start(argv, out_file, err_file);
+    cr_assert_geq(pid, 0, "%s", err_msg());
     if (procfix_n_spawned < PROCFIX_MAX_SPAWNED) {
         procfix_spawned[procfix_n_spawned++] = pid;
     }
@@ -176,16 +152,7 @@ static inline void procfix_reap_all(void)
 /* wait up to ms for pid to exit: true and its wait status in *st, or false (still running) */
 static inline bool procfix_poll_exit(int *st, pid_t pid, int ms)
 {
-    int64_t deadline = procfix_now_ms() + ms;
-    for (;;) {
-        if (waitpid(pid, st, WNOHANG) == pid) {
-            return true;
-        }
-        if (procfix_now_ms() >= deadline) {
-            return false;
-        }
-        procfix_pause_ms(PROCFIX_POLL_MS);
-    }
+    return procspawn_poll_exit(st, pid, ms);
 }
 
 /* does pid still run after ms? (false: it exited, and is reaped) */
@@ -203,11 +170,7 @@ static inline int procfix_wait_status(pid_t pid, int ms)
     if (procfix_poll_exit(&st, pid, ms)) {
         return st;
     }
-    kill(pid, SIGTERM);
-    if (!procfix_poll_exit(&st, pid, 10000)) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-    }
+    procspawn_stop(&st, pid, 10000);
     cr_assert_fail("process %d did not exit within %d ms", (int)pid, ms);
     return st;
 }
@@ -223,27 +186,10 @@ static inline int procfix_exit_code(pid_t pid, int ms)
 /* the port p wrote to p->port_file, within ms; fails if p exits first */
 static inline int procfix_read_port(procfix_t *p, int ms)
 {
-    int64_t deadline = procfix_now_ms() + ms;
+    int st = 0;
     p->port = 0;
-    for (;;) {
-        FILE *f = fopen(p->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &p->port) == 1 && p->port > 0;
-            fclose(f);
-            if (ok) {
-                break;
-            }
-            p->port = 0;
-        }
-        int st;
-        cr_assert_eq(waitpid(p->pid, &st, WNOHANG), 0,
-                     "pid %d exited (status %d) before "
-                     "writing %s (log %s)",
-                     (int)p->pid, st, p->port_file, p->log_file);
-        cr_assert_lt(procfix_now_ms(), deadline, "no port in %s within %d ms (log %s)",
-                     p->port_file, ms, p->log_file);
-        procfix_pause_ms(5);
-    }
+    int rc = procspawn_read_port(&p->port, &st, p->port_file, p->pid, ms, 5);
+    cr_assert_eq(rc, 0, "%s (log %s)", err_msg(), p->log_file);
     snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
     return p->port;
 }
@@ -252,7 +198,9 @@ static inline int procfix_read_port(procfix_t *p, int ms)
 static inline void procfix_wait_serving(procfix_t *p, int ms)
 {
     procfix_read_port(p, ms);
-    int rc = rpc_wait_serving(p->addr, ms);
+    int st;
+    int rc = procspawn_wait_health(&st, p->addr, RPC_HEALTH_READINESS, p->pid, ms,
+                                   PROCFIX_POLL_MS);
     cr_assert_eq(rc, 0, "%s not serving: %s (log %s)", p->addr, err_msg(), p->log_file);
 }
 
@@ -261,7 +209,9 @@ static inline void procfix_wait_serving(procfix_t *p, int ms)
 static inline void procfix_wait_live(procfix_t *p, int ms)
 {
     procfix_read_port(p, ms);
-    int rc = rpc_wait_health(p->addr, RPC_HEALTH_LIVENESS, ms);
+    int st;
+    int rc = procspawn_wait_health(&st, p->addr, RPC_HEALTH_LIVENESS, p->pid, ms,
+                                   PROCFIX_POLL_MS);
     cr_assert_eq(rc, 0, "%s not live: %s (log %s)", p->addr, err_msg(), p->log_file);
 }
 

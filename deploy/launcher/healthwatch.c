@@ -165,3 +165,9 @@ void healthwatch_stop(healthwatch_t *hw)
         hw->thread_started = false;
     }
 }
+
+void healthwatch_free(healthwatch_t *hw)
+{
+    healthwatch_stop(hw);
+    stop_flag_destroy(&hw->stop);
+}

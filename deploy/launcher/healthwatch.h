@@ -17,6 +17,7 @@
  *     healthwatch_start(&hw);
  *     healthwatch_note_start(&hw, i);      // supervise's on_start
  *     healthwatch_stop(&hw);               // joins the thread
+ *     healthwatch_free(&hw);               // after init, always
  */
 #ifndef TWIG_HEALTHWATCH_H
 #define TWIG_HEALTHWATCH_H
@@ -73,6 +74,8 @@ unsigned healthwatch_note_start(healthwatch_t *hw, int index);
 unsigned healthwatch_gen(const healthwatch_t *hw, int index);
 /* stop and join the thread; safe when it never started */
 void healthwatch_stop(healthwatch_t *hw);
+/* stop (if still running) and release what init took */
+void healthwatch_free(healthwatch_t *hw);
 
 /* one probe round over every process at time now_ms (the thread's body; for tests) with
  * probe answers from probe(addr, service, data): RPC_HEALTH_SERVING, NOT_SERVING or < 0 */

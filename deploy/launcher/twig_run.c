@@ -606,6 +606,7 @@ static int launch(launcher_t *L)
     }
     print_summary(L);
     monitor_free(&L->mon);
+    healthwatch_free(&L->hw);
     supervise_free(&L->sup);
     if (uv_loop_close(&L->loop) != 0) {
         log_error("event=loop_not_closed detail=\"a handle is still open\"");

@@ -1,4 +1,5 @@
-/* rollout_main.c - twig-rollout: command line, logging, run, exit status.
+/* main.c - twig-rollout: its config tables and hooks for the process skeleton
+ * (common/rpc/daemon.h: command line, logging, launcher link, run, exit status).
  *
  *   twig-rollout [--config RUN.yaml] [--set KEY=VALUE ...] [--KEY VALUE ...] [--help]
  *                [--print-config]
@@ -12,49 +13,52 @@
  * 2 on a bad command line or config (rollout.index not below n_rollout too), before
  * anything starts.
  */
-#include <stdio.h>
-
-#include "common/config/cli.h"
-#include "common/base/err.h"
-#include "common/base/launcher_link.h"
-#include "common/base/log.h"
-#include "common/rpc/rpc.h"
+#include "common/rpc/daemon.h"
 #include "modelserver/rollout/rollout.h"
+
+typedef struct rollout_main {
+    run_cfg run;
+    rollout_cfg cfg;
+    rollout_t r;
+} rollout_main;
+
+/* the config was checked in cli_parse: a failure here is a start-up failure (exit 1) */
+static int rollout_main_init(void *app)
+{
+    rollout_main *m = app;
+    return rollout_init(&m->r, &m->cfg, &m->run);
+}
+
+static int rollout_main_run(void *app)
+{
+    return rollout_run(&((rollout_main *)app)->r);
+}
+
+static void rollout_main_free(void *app)
+{
+    rollout_free(&((rollout_main *)app)->r);
+}
 
 int main(int argc, char **argv)
 {
-    run_cfg run;
-    rollout_cfg cfg;
-    config_table t[2] = {run_cfg_table(&run),
-                         {ROLLOUT_SECTION, rollout_opts, rollout_n_opts, &cfg, rollout_opts_check}};
-    int rc = cli_parse(t, 2, ROLLOUT_SECTION, argc, argv,
-                       "usage: twig-rollout [--config RUN.yaml] [--set KEY=VALUE] [--KEY VALUE]\n\n"
-                       "Generates short model branches from real start states and pushes them "
-                       "to the learner.");
-    if (rc == CLI_EXIT) {
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "twig-rollout: %s\n", err_msg());
-        return 2;
-    }
-    log_init("rollout", (log_level)cfg.log_level);
-    if (launcher_link_from_env() < 0) {
-        log_error("event=start_failed detail=\"%s\"", err_msg());
-        return 1;
-    }
-    rpc_lib_init();
-    rollout_t r;
-    rc = rollout_init(&r, &cfg, &run);
-    if (rc < 0) {
-        log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
-        rollout_free(&r);
-        rpc_lib_shutdown(2000);
-        return 1;   /* the config was checked in cli_parse: this is a start-up failure */
-    }
-    rc = rollout_run(&r);
-    rollout_free(&r);
-    rpc_lib_shutdown(2000);
-    log_info("event=exit status=%d", rc < 0 ? 1 : 0);
-    return rc < 0 ? 1 : 0;
+    rollout_main m;
+    const config_table tables[2] = {
+        run_cfg_table(&m.run),
+        {ROLLOUT_SECTION, rollout_opts, rollout_n_opts, &m.cfg, rollout_opts_check},
+    };
+    const daemon_spec d = {
+        .name = "rollout",
+        .section = ROLLOUT_SECTION,
+        .usage = "usage: twig-rollout [--config RUN.yaml] [--set KEY=VALUE] [--KEY VALUE]\n\n"
+                 "Generates short model branches from real start states and pushes them "
+                 "to the learner.",
+        .tables = tables,
+        .n_tables = 2,
+        .log_level = &m.cfg.log_level,
+        .init = rollout_main_init,
+        .run = rollout_main_run,
+        .free = rollout_main_free,
+        .app = &m,
+    };
+    return daemon_main(&d, argc, argv);
 }

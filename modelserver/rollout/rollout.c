@@ -18,7 +18,6 @@
 #include "common/rpc/stats.h"
 #include "common/base/portfile.h"
 #include "common/base/err.h"
-#include "common/base/launcher_link.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
@@ -660,22 +659,11 @@ static const rpc_method rollout_methods[] = {
 
 /* ---- lifetime ---- */
 
-
-static void close_quiet(uv_handle_t *h)
+static void on_stop(void *app)
 {
-    if (h->loop && !uv_is_closing(h)) {
-        uv_close(h, NULL);
-    }
-}
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    rollout_t *r = h->data;
-    log_info("event=signal signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    rollout_t *r = app;
     rollout_stop(r);
-    close_quiet((uv_handle_t *)&r->sig_term);
-    close_quiet((uv_handle_t *)&r->sig_int);
-    launcher_link_ignore_stop_signals();
+    daemon_signals_close(&r->signals);
     if (r->srv) {
         rpc_server_shutdown(r->srv, 500);
     }
@@ -770,12 +758,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         return err_set(rc, "uv_loop_init: %s", uv_strerror(rc));
     }
     r->loop_ready = 1;
-    uv_signal_init(&r->loop, &r->sig_term);
-    uv_signal_init(&r->loop, &r->sig_int);
-    r->sig_term.data = r;
-    r->sig_int.data = r;
-    uv_signal_start(&r->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&r->sig_int, on_signal, SIGINT);
+    daemon_signals_start(&r->signals, &r->loop, on_stop, r);
     rpc_server_cfg sc = {.listen = cfg->listen, .loop = &r->loop, .app = r};
     if ((rc = rpc_server_init(&r->srv, &sc, rollout_methods, 1)) < 0) {
         r->srv = NULL;
@@ -824,8 +807,7 @@ void rollout_free(rollout_t *r)
         pthread_join(r->thread, NULL);
     }
     if (r->loop_ready) {
-        close_quiet((uv_handle_t *)&r->sig_term);
-        close_quiet((uv_handle_t *)&r->sig_int);
+        daemon_signals_close(&r->signals);
         if (r->srv) {
             rpc_server_shutdown(r->srv, 500);
         }

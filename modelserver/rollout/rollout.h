@@ -76,6 +76,7 @@
 #include "common/nn/ensemble.h"
 #include "common/env/env.h"
 #include "common/nn/policy.h"
+#include "common/rpc/daemon.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -152,7 +153,7 @@ typedef struct rollout {
     bool epoch_known;                    /* read since the identity began */
 
     uv_loop_t loop;
-    uv_signal_t sig_term, sig_int;
+    daemon_signals signals; /* SIGTERM, SIGINT */
     rpc_server_t *srv;
     int port;
     int loop_ready;

@@ -72,6 +72,7 @@ Test(healthwatch, a_process_not_yet_started_is_not_probed)
     healthwatch_round(&hw, 100000, probe, &s);
     cr_expect_eq(v.hung, 0);
     cr_expect_eq(s.probes, 4, "two probes (liveness, readiness) of p0 per round");
+    healthwatch_free(&hw);
 }
 
 Test(healthwatch, live_then_silent_for_hang_ms_is_hung_once_and_a_restart_starts_over)
@@ -102,6 +103,7 @@ Test(healthwatch, live_then_silent_for_hang_ms_is_hung_once_and_a_restart_starts
     cr_expect_eq(v.hung, 2);
     cr_expect_eq(v.hung_gen, 2u);
     cr_expect(strstr(v.why, "event loop has not turned for 1000 ms") != NULL, "%s", v.why);
+    healthwatch_free(&hw);
 }
 
 Test(healthwatch, a_good_probe_in_between_resets_the_hang_timer)
@@ -117,6 +119,7 @@ Test(healthwatch, a_good_probe_in_between_resets_the_hang_timer)
         healthwatch_round(&hw, t, probe, &s);
     }
     cr_expect_eq(v.hung, 0, "never 1000 ms without a good answer");
+    healthwatch_free(&hw);
 }
 
 Test(healthwatch, a_process_never_live_after_its_start_is_hung_after_startup_ms)
@@ -132,6 +135,7 @@ Test(healthwatch, a_process_never_live_after_its_start_is_hung_after_startup_ms)
     healthwatch_round(&hw, 5000, probe, &s);
     cr_expect_eq(v.hung, 1);
     cr_expect(strstr(v.why, "not live 5000 ms after its start") != NULL, "%s", v.why);
+    healthwatch_free(&hw);
 }
 
 Test(healthwatch, not_ready_twice_in_a_row_is_reported_once_and_ready_again_too)
@@ -154,4 +158,5 @@ Test(healthwatch, not_ready_twice_in_a_row_is_reported_once_and_ready_again_too)
     cr_expect_eq(v.ready_calls, 2);
     cr_expect_eq(v.last_ready, true);
     cr_expect_eq(v.hung, 0, "not ready is never a reason to restart");
+    healthwatch_free(&hw);
 }
