@@ -68,7 +68,8 @@
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "common/nn/sac.h"
-#include "learner/dedup.h"
+#include "common/rpc/msg.h"
+#include "common/base/dedup.h"
 #include "learner/synth.h"
 
 #define LEARNER_SERVICE "twig.v1.Learner"

@@ -34,15 +34,14 @@
  * Not thread-safe: the caller locks. The table grows as sources arrive (never above
  * max_sources entries, except what a checkpoint brought in above it, see dedup_trim).
  */
-#ifndef TWIG_LEARNER_DEDUP_H
-#define TWIG_LEARNER_DEDUP_H
+#ifndef TWIG_BASE_DEDUP_H
+#define TWIG_BASE_DEDUP_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/rpc/msg.h"
-
+#define DEDUP_MAX_ID_LEN 255u   /* bytes in a source id (rpc/msg.c ties MSG_MAX_ID_LEN to it) */
 #define DEDUP_WINDOW 64         /* seqs whose acknowledgement a source's entry can prove */
 #define DEDUP_NEVER UINT64_MAX  /* quiet: no source is ever quiet enough to be evicted */
 #define DEDUP_IMAGE_V1 1u       /* image layouts (dedup_image_read): before fences */
@@ -60,7 +59,7 @@ typedef struct dedup_slot {
 } dedup_slot;
 
 typedef struct dedup_source {
-    char id[MSG_MAX_ID_LEN + 1];
+    char id[DEDUP_MAX_ID_LEN + 1];
     uint64_t max_seq;             /* newest seq stored */
     uint64_t epoch;               /* max(progress at admission, its source_epoch) */
     uint64_t active;              /* progress at its newest stored push */
@@ -87,7 +86,7 @@ uint64_t dedup_epoch(const dedup_t *d, uint64_t now);
 /* what a push (id, seq, epoch) is at progress now: DEDUP_NEW, DEDUP_DUPLICATE (*ack set),
  * or a refusal with err_msg naming the source: -EINVAL (seq 0, or at or below the source's
  * newest and not provably stored), TWIG_EFENCED (unknown source, epoch below the fence),
- * TWIG_EFULL (unknown source, table full, nobody quiet for `quiet`). id: 1..MSG_MAX_ID_LEN
+ * TWIG_EFULL (unknown source, table full, nobody quiet for `quiet`). id: 1..DEDUP_MAX_ID_LEN
  * bytes, validated by the caller. Changes nothing. */
 int dedup_check(const dedup_t *d, const char *id, uint64_t seq, uint64_t epoch, uint64_t now,
                 uint64_t *ack);

@@ -1,5 +1,5 @@
 /* dedup.c - bounded (source_id, seq) windows with eviction and a fence (see dedup.h) */
-#include "learner/dedup.h"
+#include "common/base/dedup.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -245,7 +245,7 @@ int dedup_image_read(dedup_t *d, const uint8_t *buf, size_t len, unsigned versio
         }
         uint32_t idlen = (uint32_t)buf[off] | (uint32_t)buf[off + 1] << 8 |
                          (uint32_t)buf[off + 2] << 16 | (uint32_t)buf[off + 3] << 24;
-        if (idlen == 0 || idlen > MSG_MAX_ID_LEN ||
+        if (idlen == 0 || idlen > DEDUP_MAX_ID_LEN ||
             len - off < dedup_source_bytes(version, idlen)) {
             return err_set(TWIG_ECORRUPT, "dedup image: bad source %" PRIu64, i);
         }
