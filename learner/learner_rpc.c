@@ -86,13 +86,14 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
 
     pthread_mutex_lock(&l->mu);
-    uint64_t ack = 0, now = l->synthetic_samples;
-    rc = dedup_check(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, &ack);
+    uint64_t now = l->synthetic_samples;
+    dedup_entry hit;
+    rc = dedup_check(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, &hit);
     if (rc == DEDUP_DUPLICATE) {
         l->push_duplicates++;
         pthread_mutex_unlock(&l->mu);
         free(unit);
-        r.accepted = ack;
+        r.accepted = hit.ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
         return 0;
@@ -106,7 +107,7 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
         return learner_refuse_push(l, m, rc, kind);
     }
     uint64_t evicted = l->push_dedup.evictions;
-    dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count);
+    dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count, 0);
     bool eviction = l->push_dedup.evictions != evicted;
     uint64_t fence = l->push_dedup.fence;
     for (size_t i = 0; i < m->count; i++) {
@@ -249,15 +250,16 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
     pthread_mutex_lock(&l->mu);
     int rc = learner_check_eval(l, e);
     bool id_ok = rc == 0 || msg_check_source_id("source_id", e->source_id) == 0;
-    uint64_t ack = 0, now = l->n_evals;
+    uint64_t now = l->n_evals;
+    dedup_entry hit;
     if (rc == 0) {
         /* EvalResult carries no epoch: the table never evicts, its fence stays 0 */
-        rc = dedup_check(&l->eval_dedup, e->source_id, e->seq, 0, now, &ack);
+        rc = dedup_check(&l->eval_dedup, e->source_id, e->seq, 0, now, &hit);
     }
     if (rc == DEDUP_DUPLICATE) {
         l->eval_duplicates++;
         pthread_mutex_unlock(&l->mu);
-        r.accepted = ack;
+        r.accepted = hit.ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
         return 0;
@@ -282,7 +284,7 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
         }
         return rc;
     }
-    dedup_record(&l->eval_dedup, e->source_id, e->seq, 0, now, 1);
+    dedup_record(&l->eval_dedup, e->source_id, e->seq, 0, now, 1, 0);
     if (l->n_evals == l->cap_evals) {
         l->cap_evals = l->cap_evals ? 2 * l->cap_evals : 64;
         l->evals = xrealloc(l->evals, l->cap_evals * sizeof *l->evals);
