@@ -799,6 +799,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     if ((rc = policy_init(&l->units, &shape, 1)) < 0) {
         return rc;
     }
+    l->push_unit = xmalloc(sizeof(float) * (size_t)sp->n_act);
     sac_cfg sc = sac_default_cfg(sp->n_obs, sp->n_act);
     sc.hidden = run->hidden;
     sc.batch = cfg->batch_size;
@@ -1020,6 +1021,7 @@ void learner_free(learner_t *l)
     dedup_free(&l->eval_dedup);
     rpc_client_free(l->ms);
     free(l->mirror_unit);
+    free(l->push_unit);
     free(l->evals);
     policy_free(&l->units);
     env_free(l->env);

@@ -170,6 +170,7 @@ typedef struct learner {
     uint64_t policy_reply_packs; /* GetPolicy replies packed: one per version published */
     replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
+    float *push_unit;      /* (n_act) the pushed row being stored, its action in [-1, 1] */
     dedup_t push_dedup;    /* progress: synthetic_samples */
     dedup_t eval_dedup;    /* progress: n_evals */
     learner_eval *evals;

@@ -82,9 +82,8 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     size_t A = (size_t)l->env->spec.n_act, O = (size_t)l->env->spec.n_obs;
-    float *unit = xmalloc(sizeof(float) * A * m->count);
-    policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
 
+    /* the dedup check first: a retry or a refusal is answered without allocating */
     pthread_mutex_lock(&l->mu);
     uint64_t now = l->synthetic_samples;
     dedup_entry hit;
@@ -92,7 +91,6 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     if (rc == DEDUP_DUPLICATE) {
         l->push_duplicates++;
         pthread_mutex_unlock(&l->mu);
-        free(unit);
         r.accepted = hit.ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
@@ -100,7 +98,6 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     }
     if (rc < 0) {
         pthread_mutex_unlock(&l->mu);
-        free(unit);
         uint64_t *kind = rc == TWIG_EFENCED ? &l->push_fenced
                          : rc == TWIG_EFULL ? &l->push_table_full
                                             : &l->push_stale;
@@ -111,8 +108,9 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     bool eviction = l->push_dedup.evictions != evicted;
     uint64_t fence = l->push_dedup.fence;
     for (size_t i = 0; i < m->count; i++) {
-        replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
-                   m->terminated[i] != 0);
+        policy_unit_from_env(&l->units, l->push_unit, m->act + i * A, 1);
+        replay_add(&l->synth.rb, m->obs + i * O, l->push_unit, m->reward[i],
+                   m->next_obs + i * O, m->terminated[i] != 0);
     }
     l->synthetic_samples += m->count;
     l->synthetic_pushes++;
@@ -125,7 +123,6 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     pthread_cond_broadcast(&l->cv_train);
     uint64_t evictions = l->push_dedup.evictions;
     pthread_mutex_unlock(&l->mu);
-    free(unit);
     if (eviction) {
         /* counted in Stats (source_evictions); logged at debug: a long run evicts often */
         log_debug("event=source_evicted for=%s evictions=%" PRIu64 " source_fence=%" PRIu64,
