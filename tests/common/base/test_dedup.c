@@ -1,5 +1,6 @@
 /* tests for common/base/dedup.c: (source, seq) windows, eviction, fences and their images */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,5 +235,127 @@ Test(dedup, an_image_before_fences_reads_with_its_sources_active_now)
     cr_expect_eq(d.fence, 1001);
     cr_expect_eq(dedup_check(&d, "rollout-0@1", 10, 0, 1000, &hit), TWIG_EFENCED);
     cr_expect_eq(dedup_epoch(&d, 1000), 1001);
+    dedup_free(&d);
+}
+
+/* ---- the real log's policy through the same table: every entry kept ---- */
+
+static void all_table_init(dedup_t *d, size_t max_sources, uint64_t quiet)
+{
+    dedup_init(d, &(dedup_opts){.max_sources = max_sources, .quiet = quiet,
+                                .history = DEDUP_HISTORY_ALL, .first_seq = 0});
+}
+
+/* a batch of count transitions stored at offset now (its ack), as the log records it, from
+ * a sender that read the current epoch */
+static int store_at(dedup_t *d, const char *id, uint64_t seq, uint64_t now, uint32_t count)
+{
+    dedup_entry hit;
+    int rc = dedup_check(d, id, seq, dedup_epoch(d, now), now, &hit);
+    if (rc == DEDUP_NEW) {
+        dedup_record(d, id, seq, 0, now, now, count);
+    }
+    return rc;
+}
+
+Test(dedup, the_full_history_proves_any_old_retry_with_its_count)
+{
+    dedup_t d;
+    all_table_init(&d, 4, DEDUP_NEVER);
+    uint64_t off = 0;
+    cr_assert_eq(store_at(&d, "actor-0", 0, off, 3), DEDUP_NEW, "seq 0 is a seq here");
+    off += 3;
+    for (uint64_t q = 1; q <= 1000; q++) {
+        cr_assert_eq(store_at(&d, "actor-0", 2 * q, off, 3), DEDUP_NEW, "%s", err_msg());
+        off += 3;
+    }
+    dedup_entry hit;
+    /* far older than any window, and seq 65 shares seq 1's slot mod 64: still proven */
+    cr_expect_eq(dedup_check(&d, "actor-0", 2, 0, off, &hit), DEDUP_DUPLICATE);
+    cr_expect_eq(hit.ack, 3);
+    cr_expect_eq(hit.count, 3);
+    cr_expect_eq(dedup_check(&d, "actor-0", 0, 0, off, &hit), DEDUP_DUPLICATE);
+    cr_expect_eq(hit.ack, 0);
+    cr_expect_eq(dedup_check(&d, "actor-0", 130, 0, off, &hit), DEDUP_DUPLICATE);
+    cr_expect_eq(hit.ack, 3 + 64 * 3);
+    cr_expect_eq(dedup_check(&d, "actor-0", 3, 0, off, &hit), -EINVAL, "a gap is never proven");
+    const dedup_source *s = dedup_find(&d, "actor-0");
+    cr_assert_not_null(s);
+    cr_expect_eq(s->n_hist, 1001);
+    cr_expect_eq(s->total, 3003);
+    cr_expect_eq(s->epoch, 0, "its first record's offset");
+    cr_expect_eq(s->active, off, "the end of its newest record");
+    dedup_free(&d);
+}
+
+Test(dedup, rollback_forgets_the_voided_tail_without_fencing)
+{
+    dedup_t d;
+    all_table_init(&d, 4, 0);
+    cr_assert_eq(store_at(&d, "a", 1, 0, 4), DEDUP_NEW);  /* [0, 4) durable */
+    cr_assert_eq(store_at(&d, "a", 2, 4, 4), DEDUP_NEW);  /* [4, 8) */
+    cr_assert_eq(store_at(&d, "b", 1, 8, 2), DEDUP_NEW);  /* [8, 10): b's only entry */
+    cr_assert_eq(store_at(&d, "a", 3, 10, 4), DEDUP_NEW); /* [10, 14) */
+    /* the write from offset 4 on failed */
+    dedup_rollback(&d, "a", 4);
+    dedup_rollback(&d, "b", 4);
+    dedup_rollback(&d, "nobody", 4);
+    cr_expect_eq(d.n, 1, "b had nothing durable: gone");
+    cr_expect_eq(d.evictions, 0, "a rollback is not an eviction");
+    cr_expect_eq(d.fence, 0, "nothing stored was forgotten");
+    const dedup_source *a = dedup_find(&d, "a");
+    cr_assert_not_null(a);
+    cr_expect_eq(a->max_seq, 1);
+    cr_expect_eq(a->active, 4);
+    cr_expect_eq(a->total, 4);
+    cr_expect_null(dedup_find(&d, "b"));
+    /* the retries are new again, and b comes back as a new source at its first epoch */
+    dedup_entry hit;
+    cr_expect_eq(dedup_check(&d, "a", 2, 0, 4, &hit), DEDUP_NEW);
+    cr_expect_eq(dedup_check(&d, "a", 1, 0, 4, &hit), DEDUP_DUPLICATE);
+    cr_expect_eq(store_at(&d, "b", 1, 4, 2), DEDUP_NEW);
+    cr_expect_eq(dedup_find(&d, "b")->epoch, 4);
+    dedup_free(&d);
+}
+
+Test(dedup, evicting_through_the_index_keeps_every_other_source_found)
+{
+    enum { N = 300 };
+    dedup_t d;
+    all_table_init(&d, N, 0);
+    char id[32];
+    for (uint64_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "src-%" PRIu64, i);
+        cr_assert_eq(store_at(&d, id, 1, i, 1), DEDUP_NEW);
+    }
+    cr_expect_eq(d.cap_index >= 2 * N, true);
+    /* N more: each evicts the quietest, the oldest, and raises the fence above its epoch */
+    for (uint64_t i = N; i < 2 * N; i++) {
+        snprintf(id, sizeof id, "src-%" PRIu64, i);
+        cr_assert_eq(store_at(&d, id, 1, i, 1), DEDUP_NEW, "%s", err_msg());
+        cr_expect_eq(d.fence, i - N + 1);
+    }
+    cr_expect_eq(d.evictions, N);
+    cr_expect_eq(d.n, N);
+    dedup_entry hit;
+    for (uint64_t i = 0; i < 2 * N; i++) {
+        snprintf(id, sizeof id, "src-%" PRIu64, i);
+        bool kept = i >= N;
+        cr_expect_eq(dedup_find(&d, id) != NULL, kept, "%s", id);
+        cr_expect_eq(dedup_check(&d, id, 1, 0, 2 * N, &hit),
+                     kept ? DEDUP_DUPLICATE : TWIG_EFENCED, "%s", id);
+    }
+    dedup_free(&d);
+}
+
+Test(dedup, an_image_naming_a_source_twice_is_damage)
+{
+    const char *ids[2] = {"twin", "twin"};
+    uint8_t img[2 * (4 + 4 + 8 + DEDUP_WINDOW * 17) + 8];
+    size_t n = v1_image(img, ids, 2, 3, 1);
+    dedup_t d;
+    window_table_init(&d, 4, 0);
+    size_t used = 0;
+    cr_expect_eq(dedup_image_read(&d, img, n, DEDUP_IMAGE_V1, 0, &used), TWIG_ECORRUPT);
     dedup_free(&d);
 }
