@@ -397,6 +397,14 @@ typedef struct learner_state {
     dedup_t push_dedup, eval_dedup;
 } learner_state;
 
+/* the learner's tables: the last DEDUP_WINDOW seqs per source (slot seq % DEDUP_WINDOW, as in
+ * state.bin), seqs from 1 */
+static void learner_dedup_init(dedup_t *d, size_t max_sources, uint64_t quiet)
+{
+    dedup_init(d, &(dedup_opts){.max_sources = max_sources, .quiet = quiet,
+                                .history = DEDUP_HISTORY_WINDOW, .first_seq = 1});
+}
+
 static void learner_state_free(learner_state *s)
 {
     free(s->evals);
@@ -409,8 +417,8 @@ static int learner_state_parse(learner_state *s, const learner_t *l, const uint8
                                size_t len)
 {
     memset(s, 0, sizeof *s);
-    dedup_init(&s->push_dedup, l->push_dedup.max_sources, l->push_dedup.quiet);
-    dedup_init(&s->eval_dedup, l->eval_dedup.max_sources, l->eval_dedup.quiet);
+    learner_dedup_init(&s->push_dedup, l->push_dedup.max_sources, l->push_dedup.quiet);
+    learner_dedup_init(&s->eval_dedup, l->eval_dedup.max_sources, l->eval_dedup.quiet);
     if (len < 16 || memcmp(data, LEARNER_STATE_MAGIC, 8) != 0) {
         return err_set(TWIG_ECORRUPT, "not a learner state file");
     }
@@ -870,8 +878,8 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return rc;
     }
     /* push sources: bounded, measured in synthetic samples; eval sources: the actors */
-    dedup_init(&l->push_dedup, (size_t)cfg->max_sources, cfg->source_quiet_samples);
-    dedup_init(&l->eval_dedup, (size_t)run->n_actors, DEDUP_NEVER);
+    learner_dedup_init(&l->push_dedup, (size_t)cfg->max_sources, cfg->source_quiet_samples);
+    learner_dedup_init(&l->eval_dedup, (size_t)run->n_actors, DEDUP_NEVER);
     l->evals_bound = learner_evals_bound(run);
     if ((rc = rpc_client_init(&l->ms, run->modelserver_addr, NULL)) < 0) {
         return rc;
@@ -888,6 +896,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     if ((rc = policy_init(&l->units, &shape, 1)) < 0) {
         return rc;
     }
+    l->push_unit = xmalloc(sizeof(float) * (size_t)sp->n_act);
     sac_cfg sc = sac_default_cfg(sp->n_obs, sp->n_act);
     sc.hidden = run->hidden;
     sc.batch = cfg->batch_size;
@@ -1107,6 +1116,7 @@ void learner_free(learner_t *l)
     dedup_free(&l->eval_dedup);
     rpc_client_free(l->ms);
     free(l->mirror_unit);
+    free(l->push_unit);
     free(l->evals);
     policy_free(&l->units);
     env_free(l->env);

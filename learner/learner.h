@@ -70,7 +70,8 @@
 #include "common/config/run_config.h"
 #include "learner/writer.h"
 #include "common/nn/sac.h"
-#include "learner/dedup.h"
+#include "common/rpc/msg.h"
+#include "common/base/dedup.h"
 #include "learner/synth.h"
 
 #define LEARNER_SERVICE "twig.v1.Learner"
@@ -172,6 +173,7 @@ typedef struct learner {
     uint64_t policy_reply_packs; /* GetPolicy replies packed: one per version published */
     replay_t real;         /* actions in [-1, 1] */
     synth_t synth;
+    float *push_unit;      /* (n_act) the pushed row being stored, its action in [-1, 1] */
     dedup_t push_dedup;    /* progress: synthetic_samples */
     dedup_t eval_dedup;    /* progress: n_evals */
     learner_eval *evals;

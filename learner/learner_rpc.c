@@ -82,36 +82,35 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     }
     Twig__V1__PushReply r = TWIG__V1__PUSH_REPLY__INIT;
     size_t A = (size_t)l->env->spec.n_act, O = (size_t)l->env->spec.n_obs;
-    float *unit = xmalloc(sizeof(float) * A * m->count);
-    policy_unit_from_env(&l->units, unit, m->act, (int)m->count);
 
+    /* the dedup check first: a retry or a refusal is answered without allocating */
     pthread_mutex_lock(&l->mu);
-    uint64_t ack = 0, now = l->synthetic_samples;
-    rc = dedup_check(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, &ack);
+    uint64_t now = l->synthetic_samples;
+    dedup_entry hit;
+    rc = dedup_check(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, &hit);
     if (rc == DEDUP_DUPLICATE) {
         l->push_duplicates++;
         pthread_mutex_unlock(&l->mu);
-        free(unit);
-        r.accepted = ack;
+        r.accepted = hit.ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
         return 0;
     }
     if (rc < 0) {
         pthread_mutex_unlock(&l->mu);
-        free(unit);
         uint64_t *kind = rc == TWIG_EFENCED ? &l->push_fenced
                          : rc == TWIG_EFULL ? &l->push_table_full
                                             : &l->push_stale;
         return learner_refuse_push(l, m, rc, kind);
     }
     uint64_t evicted = l->push_dedup.evictions;
-    dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count);
+    dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count, 0);
     bool eviction = l->push_dedup.evictions != evicted;
     uint64_t fence = l->push_dedup.fence;
     for (size_t i = 0; i < m->count; i++) {
-        replay_add(&l->synth.rb, m->obs + i * O, unit + i * A, m->reward[i], m->next_obs + i * O,
-                   m->terminated[i] != 0);
+        policy_unit_from_env(&l->units, l->push_unit, m->act + i * A, 1);
+        replay_add(&l->synth.rb, m->obs + i * O, l->push_unit, m->reward[i],
+                   m->next_obs + i * O, m->terminated[i] != 0);
     }
     l->synthetic_samples += m->count;
     l->synthetic_pushes++;
@@ -124,7 +123,6 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     pthread_cond_broadcast(&l->cv_train);
     uint64_t evictions = l->push_dedup.evictions;
     pthread_mutex_unlock(&l->mu);
-    free(unit);
     if (eviction) {
         /* counted in Stats (source_evictions); logged at debug: a long run evicts often */
         log_debug("event=source_evicted for=%s evictions=%" PRIu64 " source_fence=%" PRIu64,
@@ -249,15 +247,16 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
     pthread_mutex_lock(&l->mu);
     int rc = learner_check_eval(l, e);
     bool id_ok = rc == 0 || msg_check_source_id("source_id", e->source_id) == 0;
-    uint64_t ack = 0, now = l->n_evals;
+    uint64_t now = l->n_evals;
+    dedup_entry hit;
     if (rc == 0) {
         /* EvalResult carries no epoch: the table never evicts, its fence stays 0 */
-        rc = dedup_check(&l->eval_dedup, e->source_id, e->seq, 0, now, &ack);
+        rc = dedup_check(&l->eval_dedup, e->source_id, e->seq, 0, now, &hit);
     }
     if (rc == DEDUP_DUPLICATE) {
         l->eval_duplicates++;
         pthread_mutex_unlock(&l->mu);
-        r.accepted = ack;
+        r.accepted = hit.ack;
         r.duplicate = true;
         rpc_call_reply(call, 0, &r.base);
         return 0;
@@ -282,7 +281,7 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
         }
         return rc;
     }
-    dedup_record(&l->eval_dedup, e->source_id, e->seq, 0, now, 1);
+    dedup_record(&l->eval_dedup, e->source_id, e->seq, 0, now, 1, 0);
     if (l->n_evals == l->cap_evals) {
         l->cap_evals = l->cap_evals ? 2 * l->cap_evals : 64;
         l->evals = xrealloc(l->evals, l->cap_evals * sizeof *l->evals);

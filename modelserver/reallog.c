@@ -59,24 +59,6 @@ typedef struct reallog_rec {
     uint32_t len;        /* record bytes */
 } reallog_rec;
 
-typedef struct reallog_hist {
-    uint64_t seq;
-    uint64_t first_offset;
-    uint32_t count;
-} reallog_hist;
-
-/* a source's dedup state: every batch its current identity stored, in seq order */
-typedef struct reallog_src {
-    char *id;              /* owned; NULL: empty slot */
-    uint32_t hash;
-    uint64_t max_seq;      /* of hist[n_hist - 1]; every source in the table has n_hist >= 1 */
-    uint64_t transitions;  /* stored (or queued) from this identity */
-    uint64_t last_end;     /* end offset of its newest record: its last activity */
-    uint64_t n_hist;
-    uint64_t cap_hist;
-    reallog_hist *hist;    /* (n_hist) owned, increasing seq; hist[0] is the identity's first */
-} reallog_src;
-
 /* a queued append */
 typedef struct reallog_item {
     struct reallog_item *next;
@@ -197,187 +179,90 @@ const char *reallog_sync_name(reallog_sync s)
     return (unsigned)s < 3 ? reallog_sync_names[s] : "?";
 }
 
-/* ---- sources (dedup table); callers hold mu ----
+/* ---- sources: the dedup table (common/base/dedup.h, HISTORY_ALL); callers hold mu ----
  *
- * Open addressing with linear probing in a table allocated at open (cap_srcs >= 2 *
- * max_sources, so probes stay short), deletion by backward shift (no tombstones). */
-
-static uint32_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    }
-    return (uint32_t)(h ^ (h >> 32));
-}
-
-static reallog_src *reallog_src_find(reallog_t *lg, const char *id)
-{
-    uint32_t mask = lg->cap_srcs - 1, h = hash_str(id);
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        reallog_src *s = &lg->srcs[i];
-        if (!s->id) {
-            return NULL;
-        }
-        if (s->hash == h && strcmp(s->id, id) == 0) {
-            return s;
-        }
-    }
-}
-
-/* add a source that is not in the table; the caller made room (n_srcs < max_sources) */
-static reallog_src *reallog_src_add(reallog_t *lg, const char *id)
-{
-    TWIG_ASSERT(lg->n_srcs < lg->opts.max_sources);
-    uint32_t mask = lg->cap_srcs - 1, h = hash_str(id);
-    uint32_t i = h & mask;
-    while (lg->srcs[i].id) {
-        i = (i + 1) & mask;
-    }
-    reallog_src *s = &lg->srcs[i];
-    memset(s, 0, sizeof *s);
-    s->id = xstrdup(id);
-    s->hash = h;
-    lg->n_srcs++;
-    return s;
-}
-
-/* drop a source and everything remembered for it */
-static void reallog_src_remove(reallog_t *lg, reallog_src *s)
-{
-    uint32_t mask = lg->cap_srcs - 1;
-    uint32_t hole = (uint32_t)(s - lg->srcs);
-    free(s->id);
-    free(s->hist);
-    memset(s, 0, sizeof *s);
-    lg->n_srcs--;
-    /* backward shift: pull later entries of the probe run into the hole unless their home
-     * slot lies cyclically in (hole, j] */
-    for (uint32_t j = (hole + 1) & mask; lg->srcs[j].id; j = (j + 1) & mask) {
-        uint32_t home = lg->srcs[j].hash & mask;
-        int stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (!stays) {
-            lg->srcs[hole] = lg->srcs[j];
-            memset(&lg->srcs[j], 0, sizeof lg->srcs[j]);
-            hole = j;
-        }
-    }
-}
-
-/* append (seq above every earlier one) */
-static void reallog_src_remember(reallog_src *s, uint64_t seq, uint64_t first, uint32_t count)
-{
-    if (s->n_hist == s->cap_hist) {
-        s->cap_hist = s->cap_hist ? 2 * s->cap_hist : 16;
-        s->hist = xrealloc(s->hist, s->cap_hist * sizeof *s->hist);
-    }
-    s->transitions += count;
-    s->hist[s->n_hist++] = (reallog_hist){.seq = seq, .first_offset = first, .count = count};
-    s->max_seq = seq;
-    s->last_end = first + count;
-}
-
-/* binary search of a stored seq */
-static const reallog_hist *reallog_src_lookup(const reallog_src *s, uint64_t seq)
-{
-    uint64_t lo = 0, hi = s->n_hist;
-    while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (s->hist[mid].seq < seq) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < s->n_hist && s->hist[lo].seq == seq ? &s->hist[lo] : NULL;
-}
-
-/* the source quiet longest: the oldest newest record (a scan; runs only when a new source
- * finds the table full) */
-static reallog_src *reallog_src_quietest(reallog_t *lg)
-{
-    reallog_src *q = NULL;
-    for (uint32_t i = 0; i < lg->cap_srcs; i++) {
-        reallog_src *s = &lg->srcs[i];
-        if (s->id && (!q || s->last_end < q->last_end)) {
-            q = s;
-        }
-    }
-    return q;
-}
+ * Every stored batch is an entry {seq, ack = its first offset, count}. A source is admitted
+ * at its first record's offset (its epoch: evicting it raises the fence to that offset + 1)
+ * and is active at the end offset of its newest record. */
 
 /* forget a source at log offset now: the fence rises above its identity's first record, so
  * a retry of anything it stored can never pass for a new identity */
-static void reallog_src_evict(reallog_t *lg, reallog_src *s, uint64_t now, const char *reason,
-                              int at_open)
+static void reallog_src_evict(reallog_t *lg, const dedup_source *s, uint64_t now,
+                              const char *reason, int at_open)
 {
-    uint64_t first = s->hist[0].first_offset;
-    if (first + 1 > lg->fence) {
-        lg->fence = first + 1;
-    }
-    lg->n_evictions++;
+    char id[DEDUP_MAX_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", s->id);
+    uint64_t first = s->hist[0].ack, last_end = s->active;
+    dedup_evict(&lg->srcs, s);
     if (at_open) {
         log_debug("event=source_evicted at_open=1 source=%s first_offset=%" PRIu64
                   " last_end=%" PRIu64 " quiet=%" PRIu64 " fence=%" PRIu64 " reason=%s",
-                  s->id, first, s->last_end, now - s->last_end, lg->fence, reason);
+                  id, first, last_end, now - last_end, lg->srcs.fence, reason);
     } else {
         log_info("event=source_evicted source=%s first_offset=%" PRIu64 " last_end=%" PRIu64
                  " quiet=%" PRIu64 " fence=%" PRIu64 " reason=%s",
-                 s->id, first, s->last_end, now - s->last_end, lg->fence, reason);
+                 id, first, last_end, now - last_end, lg->srcs.fence, reason);
     }
-    reallog_src_remove(lg, s);
 }
 
-/* a batch from a source the table does not hold (live): refuse it below the fence, else
- * make room (evicting the quietest source if it has been quiet long enough) and add it */
-static int reallog_src_admit(reallog_t *lg, reallog_src **out, const tbatch_t *b)
+/* record a stored batch of `count` transitions at log offset first (its seq above the
+ * source's newest): an unknown source is admitted, evicting the quietest if the table is
+ * full (its quietness was checked live; at open the record was stored, so it goes anyway) */
+static void reallog_src_record(reallog_t *lg, const char *id, uint64_t seq, uint64_t first,
+                               uint32_t count, int at_open)
 {
-    *out = NULL;
-    if (b->source_epoch < lg->fence) {
-        lg->n_fenced++;
-        return err_set(TWIG_EFENCED, "source '%s' is not known to the log (new, or evicted) and"
-                       " its source_epoch %" PRIu64 " is below the fence %" PRIu64 ": start a"
-                       " new identity from the current epoch (LogStatus.source_epoch)",
-                       b->source_id, b->source_epoch, lg->fence);
+    dedup_t *d = &lg->srcs;
+    if (!dedup_find(d, id) && d->n >= d->max_sources) {
+        reallog_src_evict(lg, dedup_quietest(d), first, "table_full", at_open);
     }
-    if (lg->n_srcs >= lg->opts.max_sources) {
-        reallog_src *q = reallog_src_quietest(lg);
-        uint64_t quiet = lg->end_assigned - q->last_end;
-        if (quiet < lg->opts.quiet_steps) {
-            lg->n_sources_full++;
-            return err_set(TWIG_EFULL, "too many sources: the table holds %u and the quietest,"
-                           " '%s', has been quiet for %" PRIu64 " transitions, fewer than"
-                           " source_quiet_steps %" PRIu64 ": retry later", lg->n_srcs, q->id,
-                           quiet, lg->opts.quiet_steps);
+    dedup_record(d, id, seq, 0, first, first, count);
+}
+
+/* what a batch is to the table at the assigned end, in the log's words: DEDUP_NEW,
+ * DEDUP_DUPLICATE (*ack: the original acknowledgement), or a refusal (-EINVAL: a seq at or
+ * below the newest never stored, or a retry whose count differs; TWIG_EFENCED; TWIG_EFULL),
+ * counted. Changes nothing else and allocates nothing. */
+static int reallog_src_check(reallog_t *lg, const tbatch_t *b, reallog_ack *ack)
+{
+    dedup_entry hit;
+    int rc = dedup_check(&lg->srcs, b->source_id, b->seq, b->source_epoch, lg->end_assigned,
+                         &hit);
+    if (rc == DEDUP_DUPLICATE) {
+        if (hit.count != b->count) {
+            return err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was stored with count %u,"
+                           " this retry has count %u", b->seq, b->source_id, hit.count, b->count);
         }
-        reallog_src_evict(lg, q, lg->end_assigned, "table_full", 0);
+        *ack = (reallog_ack){hit.ack, hit.count, 1, b->seq};
+    } else if (rc == -EINVAL) {
+        const dedup_source *s = dedup_find(&lg->srcs, b->source_id);
+        TWIG_ASSERT(s); /* first_seq is 0: only a known source's old seq is refused */
+        rc = err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was never stored and is below"
+                     " its last stored seq %" PRIu64 ": seqs must increase per source",
+                     b->seq, b->source_id, s->max_seq);
+    } else if (rc == TWIG_EFENCED) {
+        lg->n_fenced++;
+        rc = err_set(TWIG_EFENCED, "source '%s' is not known to the log (new, or evicted) and"
+                     " its source_epoch %" PRIu64 " is below the fence %" PRIu64 ": start a"
+                     " new identity from the current epoch (LogStatus.source_epoch)",
+                     b->source_id, b->source_epoch, lg->srcs.fence);
+    } else if (rc == TWIG_EFULL) {
+        const dedup_source *q = dedup_quietest(&lg->srcs);
+        lg->n_sources_full++;
+        rc = err_set(TWIG_EFULL, "too many sources: the table holds %zu and the quietest,"
+                     " '%s', has been quiet for %" PRIu64 " transitions, fewer than"
+                     " source_quiet_steps %" PRIu64 ": retry later", lg->srcs.n, q->id,
+                     dedup_quiet_for(q, lg->end_assigned), lg->opts.quiet_steps);
     }
-    *out = reallog_src_add(lg, b->source_id);
-    return 0;
+    return rc;
 }
 
 /* a failed write voided the offsets from end_durable on: forget the entries that point
  * there (and a source whose only entries they were), so a retry is stored exactly once */
 static void reallog_src_rollback(reallog_t *lg, const reallog_item *it)
 {
-    if (it->dup) {
-        return;
+    if (!it->dup) {
+        dedup_rollback(&lg->srcs, it->b.source_id, lg->end_durable);
     }
-    reallog_src *s = reallog_src_find(lg, it->b.source_id);
-    if (!s) {
-        return;   /* evicted since */
-    }
-    while (s->n_hist > 0 && s->hist[s->n_hist - 1].first_offset >= lg->end_durable) {
-        s->transitions -= s->hist[s->n_hist - 1].count;
-        s->n_hist--;
-    }
-    if (s->n_hist == 0) {
-        reallog_src_remove(lg, s);
-        return;
-    }
-    const reallog_hist *last = &s->hist[s->n_hist - 1];
-    s->max_seq = last->seq;
-    s->last_end = last->first_offset + last->count;
 }
 
 /* ---- index ---- */
@@ -671,7 +556,7 @@ static void reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, 
     char id[MSG_MAX_ID_LEN + 1];
     memcpy(id, h->src, h->src_len);
     id[h->src_len] = '\0';
-    reallog_src *s = reallog_src_find(lg, id);
+    const dedup_source *s = dedup_find(&lg->srcs, id);
     if (s && h->seq <= s->max_seq) {
         log_info("event=source_readmitted source=%s seq=%" PRIu64 " prev_max_seq=%" PRIu64
                  " segment=%s/%s at_byte=%" PRIu64 " log_offset=%" PRIu64
@@ -680,22 +565,18 @@ static void reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, 
         reallog_src_evict(lg, s, h->first_offset, "readmitted", 1);
         s = NULL;
     }
-    if (!s) {
-        if (lg->n_srcs >= lg->opts.max_sources) {
-            reallog_src *q = reallog_src_quietest(lg);
-            uint64_t quiet = h->first_offset - q->last_end;
-            if (quiet < lg->opts.quiet_steps) {
-                log_warn("event=source_evicted_early source=%s quiet=%" PRIu64
-                         " source_quiet_steps=%" PRIu64 " log_offset=%" PRIu64
-                         " detail=\"the record was admitted to a table with room: made by an"
-                         " eviction whose batch then failed to write, or by larger options\"",
-                         q->id, quiet, lg->opts.quiet_steps, h->first_offset);
-            }
-            reallog_src_evict(lg, q, h->first_offset, "table_full", 1);
+    if (!s && lg->srcs.n >= lg->srcs.max_sources) {
+        const dedup_source *q = dedup_quietest(&lg->srcs);
+        uint64_t quiet = dedup_quiet_for(q, h->first_offset);
+        if (quiet < lg->opts.quiet_steps) {
+            log_warn("event=source_evicted_early source=%s quiet=%" PRIu64
+                     " source_quiet_steps=%" PRIu64 " log_offset=%" PRIu64
+                     " detail=\"the record was admitted to a table with room: made by an"
+                     " eviction whose batch then failed to write, or by larger options\"",
+                     q->id, quiet, lg->opts.quiet_steps, h->first_offset);
         }
-        s = reallog_src_add(lg, id);
     }
-    reallog_src_remember(s, h->seq, h->first_offset, h->count);
+    reallog_src_record(lg, id, h->seq, h->first_offset, h->count, 1);
     reallog_rec r = {.first_offset = h->first_offset, .pos = pos, .count = h->count,
                      .seg = seg, .src_len = h->src_len, .len = h->len};
     reallog_push_rec(lg, &r);
@@ -1330,11 +1211,9 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
     if (lg->opts.quiet_steps == 0) {
         lg->opts.quiet_steps = REALLOG_DEFAULT_QUIET_STEPS;
     }
-    lg->cap_srcs = 16;
-    while (lg->cap_srcs < 2 * lg->opts.max_sources) {
-        lg->cap_srcs *= 2;
-    }
-    lg->srcs = xcalloc(lg->cap_srcs, sizeof *lg->srcs);
+    dedup_init(&lg->srcs, &(dedup_opts){.max_sources = lg->opts.max_sources,
+                                        .quiet = lg->opts.quiet_steps,
+                                        .history = DEDUP_HISTORY_ALL, .first_seq = 0});
     lg->dir = xstrdup(o->dir);
     lg->writable = 1;
     pthread_mutex_init(&lg->mu, NULL);
@@ -1440,11 +1319,7 @@ void reallog_close(reallog_t *lg)
     for (uint32_t i = 0; i < lg->n_segs; i++) {
         close(lg->segs[i].fd);
     }
-    for (uint32_t i = 0; i < lg->cap_srcs; i++) {
-        free(lg->srcs[i].id);
-        free(lg->srcs[i].hist);
-    }
-    free(lg->srcs);
+    dedup_free(&lg->srcs);
     free(lg->segs);
     free(lg->recs);
     if (lg->rp_fd >= 0) {
@@ -1509,35 +1384,6 @@ static int reallog_check_schema(reallog_t *lg, const tbatch_t *b)
     return 0;
 }
 
-/* dedup and admission of a batch; fills it->ack / it->dup. Holds mu. */
-static int reallog_assign(reallog_t *lg, reallog_item *it, const tbatch_t *b)
-{
-    reallog_src *s = reallog_src_find(lg, b->source_id);
-    if (s && b->seq <= s->max_seq) {
-        const reallog_hist *h = reallog_src_lookup(s, b->seq);
-        if (!h) {
-            return err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was never stored and is below"
-                           " its last stored seq %" PRIu64 ": seqs must increase per source",
-                           b->seq, b->source_id, s->max_seq);
-        }
-        if (h->count != b->count) {
-            return err_set(-EINVAL, "seq %" PRIu64 " of source '%s' was stored with count %u,"
-                           " this retry has count %u", b->seq, b->source_id, h->count, b->count);
-        }
-        it->dup = 1;
-        it->ack = (reallog_ack){h->first_offset, h->count, 1, b->seq};
-        return 0;
-    }
-    int rc = s ? 0 : reallog_src_admit(lg, &s, b);
-    if (rc < 0) {
-        return rc;
-    }
-    it->ack = (reallog_ack){lg->end_assigned, b->count, 0, b->seq};
-    lg->end_assigned += b->count;
-    reallog_src_remember(s, b->seq, it->ack.first_offset, b->count);
-    return 0;
-}
-
 int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done, void *arg)
 {
     if (!b->source_id || !b->source_id[0] || strlen(b->source_id) > MSG_MAX_ID_LEN) {
@@ -1549,35 +1395,48 @@ int reallog_append_async(reallog_t *lg, const tbatch_t *b, reallog_done_fn done,
     if (b->count == 0 || b->count > MSG_BATCH_MAX_COUNT) {
         return err_set(-EINVAL, "count is %u, expected 1..%u", b->count, MSG_BATCH_MAX_COUNT);
     }
+    uint32_t src_len = (uint32_t)strlen(b->source_id);
+    uint64_t len = reallog_record_len(src_len, b->count, b->obs_dim, b->act_dim);
+
+    /* every refusal, the dedup check's included, comes before the item is allocated */
+    pthread_mutex_lock(&lg->mu);
+    reallog_ack dup_ack = {0};
+    int rc = 0;
+    if (lg->stopping) {
+        rc = err_set(TWIG_ESHUTDOWN, "the log is closing");
+    } else if (lg->q_bytes > 0 && lg->q_bytes + len > lg->opts.max_queue_bytes) {
+        rc = err_set(TWIG_EFULL, "append queue is full (%" PRIu64 " bytes wait for the disk)",
+                     lg->q_bytes);
+    } else if ((rc = reallog_check_schema(lg, b)) == 0) {
+        rc = reallog_src_check(lg, b, &dup_ack);
+    }
+    if (rc < 0) {
+        pthread_mutex_unlock(&lg->mu);
+        return rc;
+    }
+    /* new, or a duplicate: its acknowledgement follows the queue (its record may be one of
+     * those queued, not yet durable) */
     reallog_item *it = xcalloc(1, sizeof *it);
     it->b = *b;
     it->done = done;
     it->arg = arg;
-    it->src_len = (uint32_t)strlen(b->source_id);
-    it->hdr_len = REALLOG_HDR_BYTES + (uint32_t)pad8(it->src_len);
-    it->len = reallog_record_len(it->src_len, b->count, b->obs_dim, b->act_dim);
-
-    pthread_mutex_lock(&lg->mu);
-    int rc = 0;
-    if (lg->stopping) {
-        rc = err_set(TWIG_ESHUTDOWN, "the log is closing");
-    } else if (lg->q_bytes > 0 && lg->q_bytes + it->len > lg->opts.max_queue_bytes) {
-        rc = err_set(TWIG_EFULL, "append queue is full (%" PRIu64 " bytes wait for the disk)",
-                     lg->q_bytes);
-    } else if ((rc = reallog_check_schema(lg, b)) == 0) {
-        rc = reallog_assign(lg, it, b);
+    it->src_len = src_len;
+    it->hdr_len = REALLOG_HDR_BYTES + (uint32_t)pad8(src_len);
+    it->len = len;
+    if (rc == DEDUP_DUPLICATE) {
+        it->dup = 1;
+        it->ack = dup_ack;
+    } else {
+        it->ack = (reallog_ack){lg->end_assigned, b->count, 0, b->seq};
+        reallog_src_record(lg, b->source_id, b->seq, lg->end_assigned, b->count, 0);
+        lg->end_assigned += b->count;
+        lg->q_bytes += it->len;
     }
-    if (rc == 0) {
-        lg->q_bytes += it->dup ? 0 : it->len;
-        *lg->q_tail = it;
-        lg->q_tail = &it->next;
-        pthread_cond_signal(&lg->cv_work);
-    }
+    *lg->q_tail = it;
+    lg->q_tail = &it->next;
+    pthread_cond_signal(&lg->cv_work);
     pthread_mutex_unlock(&lg->mu);
-    if (rc < 0) {
-        free(it);
-    }
-    return rc;
+    return 0;
 }
 
 uint64_t reallog_batch_bytes(const tbatch_t *b)
@@ -1816,16 +1675,16 @@ void reallog_get_status(reallog_t *lg, reallog_status *st)
     for (uint32_t i = 0; i < lg->n_segs; i++) {
         st->bytes += lg->segs[i].size;
     }
-    st->sources = lg->n_srcs;
+    st->sources = (uint32_t)lg->srcs.n;
     st->max_sources = lg->opts.max_sources;
     st->obs_dim = lg->obs_dim;
     st->act_dim = lg->act_dim;
     snprintf(st->env_id, sizeof st->env_id, "%s", lg->env_id);
-    st->fence = lg->fence;
-    st->epoch = lg->end_durable > lg->fence ? lg->end_durable : lg->fence;
+    st->fence = lg->srcs.fence;
+    st->epoch = dedup_epoch(&lg->srcs, lg->end_durable);
     st->writable = lg->writable;
     st->write_failures = lg->n_write_failures;
-    st->evictions = lg->n_evictions;
+    st->evictions = lg->srcs.evictions;
     st->fenced = lg->n_fenced;
     st->sources_full = lg->n_sources_full;
     pthread_mutex_unlock(&lg->mu);
@@ -1835,8 +1694,8 @@ void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_s
                            uint64_t *transitions)
 {
     pthread_mutex_lock(&lg->mu);
-    const reallog_src *s = reallog_src_find(lg, source_id);
+    const dedup_source *s = dedup_find(&lg->srcs, source_id);
     *max_seq = s ? s->max_seq : 0;
-    *transitions = s ? s->transitions : 0;
+    *transitions = s ? s->total : 0;
     pthread_mutex_unlock(&lg->mu);
 }

@@ -81,7 +81,8 @@
  * record (first rewriting the recovery point, if that was the write that failed) and each
  * later append tries the disk again: the first that is written makes the log writable again.
  *
- * Idempotency and sources (docs/design.md, "Dedup: one rule for every push"): each batch
+ * Idempotency and sources (docs/design.md, "Dedup: one rule for every push"; the table is
+ * common/base/dedup.h with every entry kept, DEDUP_HISTORY_ALL): each batch
  * carries (source_id, seq) and source_epoch; a source's seqs must increase (gaps allowed),
  * which holds for a client sending one batch at a time or over one stream. For each source
  * it knows the log remembers every stored batch: (seq, first offset, count), 24 bytes per
@@ -98,7 +99,8 @@
  * source_epoch is below the fence is refused with TWIG_EFENCED (counted): it may be a retry of
  * a forgotten identity, and the sender must start a new one, reading the current epoch
  * (reallog_status.epoch: the durable end, or the fence if that is higher) before its first
- * push. Open replays the same admissions and evictions in log order (see reallog.c).
+ * push. Open replays the same admissions and evictions in log order (see reallog.c). A
+ * refused append (a gap, a differing retry, fenced, table or queue full) allocates nothing.
  * Known limit: an evicted actor's transitions count (reallog_source_status) starts again
  * from 0 with its new identity (a later issue makes the real-step budget global); the
  * default quiet amount exceeds every real-step budget in configs/, so a run's own actors are
@@ -112,6 +114,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "common/base/dedup.h"
 #include "common/rpc/msg.h"
 
 #define REALLOG_DEFAULT_SEGMENT_BYTES (64ull << 20)
@@ -198,7 +201,6 @@ typedef struct reallog_status {
 
 struct reallog_seg;
 struct reallog_rec;
-struct reallog_src;
 struct reallog_item;
 
 typedef struct reallog {
@@ -232,10 +234,8 @@ typedef struct reallog {
     uint64_t n_recs;
     uint64_t cap_recs;
 
-    struct reallog_src *srcs;         /* open-addressing table of sources (cap_srcs) */
-    uint32_t n_srcs;
-    uint32_t cap_srcs;                /* a power of two, at least 2 * max_sources */
-    uint64_t fence;
+    dedup_t srcs;                     /* the sources: every stored (seq, first offset,
+                                       * count) of each; its fence and evictions */
 
     struct reallog_item *q_head;      /* queued appends, offset order */
     struct reallog_item **q_tail;
@@ -243,7 +243,6 @@ typedef struct reallog {
 
     /* counters (reallog_status) */
     uint64_t n_write_failures;
-    uint64_t n_evictions;
     uint64_t n_fenced;
     uint64_t n_sources_full;
 

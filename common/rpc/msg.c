@@ -5,7 +5,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/base/dedup.h"
 #include "common/base/err.h"
+
+/* the dedup tables (base) hold any id a message may carry */
+_Static_assert(MSG_MAX_ID_LEN == DEDUP_MAX_ID_LEN, "source ids fit the dedup tables");
 
 /* first non-finite element of x, or -1 */
 static long msg_find_nonfinite(const float *x, size_t n)

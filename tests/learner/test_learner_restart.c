@@ -7,7 +7,7 @@
 #include "common/base/crc32c.h"
 #include "common/nn/sac.h"
 #include "learner/ckpt.h"
-#include "learner/dedup.h"
+#include "common/base/dedup.h"
 #include "proc.h"
 
 TestSuite(learner_restart, .init = proc_setup, .fini = proc_teardown, .timeout = 300);
