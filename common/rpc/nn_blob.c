@@ -11,7 +11,7 @@
 #include "common/base/err.h"
 #include "common/base/mem.h"
 
-int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_build(nn_blob *b, mlp_params *const *nets, const char *const *prefixes, int n_nets,
                   Twig__V1__WeightKind kind, uint64_t version, const char *env_id)
 {
     memset(b, 0, sizeof(*b));
@@ -35,7 +35,7 @@ int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, i
     size_t off = 0;
     int t = 0;
     for (int k = 0; k < n_nets; k++) {
-        const mlp_t *n = nets[k];
+        const mlp_params *n = nets[k];
         for (int i = 0; i < 2 * n->n_layers; i++, t++) {
             const mlp_tensor *src = &n->tensors[i];
             Twig__V1__Tensor *dst = &b->tensors[t];
@@ -89,11 +89,11 @@ static const Twig__V1__Tensor *find_tensor(const Twig__V1__WeightBlob *msg, cons
 }
 
 /* one pass validates (dst NULL), the second copies */
-static int blob_walk(mlp_t *const *nets, const char *const *prefixes, int n_nets,
+static int blob_walk(mlp_params *const *nets, const char *const *prefixes, int n_nets,
                      const Twig__V1__WeightBlob *msg, bool apply)
 {
     for (int k = 0; k < n_nets; k++) {
-        mlp_t *n = nets[k];
+        mlp_params *n = nets[k];
         for (int i = 0; i < 2 * n->n_layers; i++) {
             const mlp_tensor *want = &n->tensors[i];
             char name[NN_BLOB_NAME_MAX];
@@ -139,7 +139,7 @@ static int blob_walk(mlp_t *const *nets, const char *const *prefixes, int n_nets
     return 0;
 }
 
-int nn_blob_load(mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_load(mlp_params *const *nets, const char *const *prefixes, int n_nets,
                  const Twig__V1__WeightBlob *msg)
 {
     uint32_t crc = crc32c(msg->data.data, msg->data.len);
