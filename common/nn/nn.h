@@ -166,7 +166,9 @@ typedef struct mlp_train {
     float *dh[2];              /* (max_batch, max width) ping-pong gradient buffers */
 } mlp_train;
 
-/* a net being trained: its parameters with a workspace and the training state */
+/* a net of a trainer: its parameters with a workspace and the training state. A net that is
+ * never stepped (SAC's Polyak targets) may leave train zeroed: its image then carries step 0
+ * and zero moments, and reading one skips them */
 typedef struct mlp {
     mlp_params p;
     mlp_work work;

@@ -378,6 +378,14 @@ size_t mlp_image_size(mlp_t *const *nets, int n_nets, size_t n_extra)
     return n + n_extra + sizeof(uint32_t);
 }
 
+/* a net without training state (never stepped) has moments of zeros and step 0 */
+static void put_zero_moments(byte_writer *w, size_t n_params)
+{
+    size_t n = 2 * n_params * sizeof(float);
+    memset(w->buf + w->pos, 0, n);
+    w->pos += n;
+}
+
 void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *extra,
                      size_t n_extra)
 {
@@ -389,17 +397,22 @@ void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *e
     for (int k = 0; k < n_nets; k++) {
         const mlp_params *p = &nets[k]->p;
         const nn_adam_state *adam = &nets[k]->train.adam;
-        TWIG_ASSERT(adam->n == p->n_params);
+        const bool trained = adam->m != NULL;
+        TWIG_ASSERT(!trained || adam->n == p->n_params);
         bw_u32(&w, (uint32_t)p->n_layers);
         bw_u32(&w, (uint32_t)p->act);
         for (int l = 0; l <= p->n_layers; l++) {
             bw_u32(&w, (uint32_t)p->sizes[l]);
         }
-        bw_u64(&w, (uint64_t)adam->t);
+        bw_u64(&w, trained ? (uint64_t)adam->t : 0);
         bw_u64(&w, p->n_params);
         bw_f32s(&w, p->params, p->n_params);
-        bw_f32s(&w, adam->m, p->n_params);
-        bw_f32s(&w, adam->v, p->n_params);
+        if (trained) {
+            bw_f32s(&w, adam->m, p->n_params);
+            bw_f32s(&w, adam->v, p->n_params);
+        } else {
+            put_zero_moments(&w, p->n_params);
+        }
     }
     bw_bytes(&w, extra, n_extra);
     bw_u32(&w, crc32c(buf, w.pos));
@@ -427,7 +440,8 @@ static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extr
     for (int k = 0; k < n_nets; k++) {
         mlp_params *p = &nets[k]->p;
         nn_adam_state *adam = &nets[k]->train.adam;
-        TWIG_ASSERT(adam->n == p->n_params);
+        const bool trained = adam->m != NULL;
+        TWIG_ASSERT(!trained || adam->n == p->n_params);
         uint32_t nl = br_u32(r), act = br_u32(r);
         if (r->bad) {
             return err_set(TWIG_ECORRUPT, "nn image: net %d header truncated", k);
@@ -459,11 +473,14 @@ static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extr
                            "expected %zu",
                            k, (unsigned long long)np, (long long)t, p->n_params);
         }
-        if (apply) {
+        if (apply && trained) {
             br_f32s(r, p->params, np);
             br_f32s(r, adam->m, np);
             br_f32s(r, adam->v, np);
             adam->t = t;
+        } else if (apply) {
+            br_f32s(r, p->params, np);
+            br_bytes(r, NULL, 2 * np * sizeof(float)); /* moments of a net never stepped */
         } else {
             br_bytes(r, NULL, 3 * np * sizeof(float));
         }

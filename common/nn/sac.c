@@ -63,7 +63,9 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     mlp_init(&s->actor, pi_sizes, 3, NN_ACT_RELU, B, &init);
     for (int k = 0; k < 2; k++) {
         mlp_init(&s->q[k], q_sizes, 3, NN_ACT_RELU, B, &init);
-        mlp_init(&s->q_targ[k], q_sizes, 3, NN_ACT_RELU, B, &init);
+        // the targets are never stepped: parameters and a forward workspace only
+        mlp_params_init(&s->q_targ[k].p, q_sizes, 3, NN_ACT_RELU, &init);
+        mlp_work_init(&s->q_targ[k].work, &s->q_targ[k].p, B);
         mlp_copy_params(&s->q_targ[k].p, &s->q[k].p);
     }
     s->log_alpha = cfg->init_log_alpha;

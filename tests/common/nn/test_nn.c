@@ -361,6 +361,36 @@ Test(mlp_file, image_bytes_are_those_of_format_version_1)
     mlp_free(&b2);
 }
 
+/* a net never stepped (no training state) saves as one whose moments are still zero */
+Test(mlp_file, net_without_training_state_saves_zero_moments)
+{
+    rng_t rng;
+    rng_seed(&rng, 4);
+    const int sizes[] = {3, 8, 2};
+    mlp_t full = {0}, frozen = {0};
+    cr_assert_eq(mlp_init(&full, sizes, 2, NN_ACT_RELU, 4, &rng), 0);
+    cr_assert_eq(mlp_params_init(&frozen.p, sizes, 2, NN_ACT_RELU, &rng), 0);
+    cr_assert_eq(mlp_work_init(&frozen.work, &frozen.p, 4), 0);
+    cr_expect_null(frozen.train.grads);
+    mlp_copy_params(&frozen.p, &full.p);
+    mlp_t *a[1] = {&full}, *b[1] = {&frozen};
+    size_t n = mlp_image_size(a, 1, 0);
+    cr_assert_eq(mlp_image_size(b, 1, 0), n);
+    uint8_t *ia = malloc(n), *ib = malloc(n);
+    mlp_image_write(ia, a, 1, NULL, 0);
+    mlp_image_write(ib, b, 1, NULL, 0);
+    cr_expect_eq(memcmp(ia, ib, n), 0);
+    // and reading one into a net without training state takes the parameters only
+    full.p.params[0] += 1.0f;
+    mlp_image_write(ia, a, 1, NULL, 0);
+    cr_assert_eq(mlp_image_read(ia, n, b, 1, NULL, 0), 0, "%s", err_msg());
+    cr_expect_eq(frozen.p.params[0], full.p.params[0]);
+    free(ia);
+    free(ib);
+    mlp_free(&full);
+    mlp_free(&frozen);
+}
+
 Test(mlp_file, save_then_load_gives_identical_outputs_and_optimizer_state)
 {
     make_tmp();
