@@ -161,9 +161,9 @@ typedef struct mlp_train {
     float *grads;              /* (n_params) owned, laid out as params */
     float *dw[MLP_MAX_LAYERS]; /* into grads */
     float *db[MLP_MAX_LAYERS];
-    nn_adam_state adam;        /* m, v: (n_params) each, owned; t: steps taken */
-    float *scratch;            /* owned: dh[0], dh[1] */
-    float *dh[2];              /* (max_batch, max width) ping-pong gradient buffers */
+    nn_adam_state adam; /* m, v: (n_params) each, owned; t: steps taken */
+    float *scratch;     /* owned: dh[0], dh[1] */
+    float *dh[2];       /* (max_batch, max width) ping-pong gradient buffers */
 } mlp_train;
 
 /* a net of a trainer: its parameters with a workspace and the training state. A net that is
@@ -199,8 +199,8 @@ void mlp_forward(const mlp_params *p, mlp_work *w, float *y, const float *x, int
 /* gradients of w's last forward: t->grads += dL/dparams for dy = dL/dy (B, out); if dx is
  * non-NULL writes dL/dx (B, in). With accumulate_params false, grads are left alone (a frozen
  * net that only passes gradients back to its input). */
-void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
-                  const float *dy, bool accumulate_params);
+void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx, const float *dy,
+                  bool accumulate_params);
 
 /* the same with accumulate_params, but the grads are overwritten instead of added to: one
  * backward per step needs no mlp_zero_grad first */

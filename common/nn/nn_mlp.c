@@ -274,8 +274,8 @@ static void backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float
     }
 }
 
-void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
-                  const float *dy, bool accumulate_params)
+void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx, const float *dy,
+                  bool accumulate_params)
 {
     backward(p, w, t, dx, dy, accumulate_params ? GRAD_ADD : GRAD_NONE);
 }
@@ -419,8 +419,8 @@ void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *e
 }
 
 /* one pass checks everything (apply false), a second copies (apply true) */
-static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extra,
-                      size_t n_extra, bool apply)
+static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra,
+                      bool apply)
 {
     br_bytes(r, NULL, sizeof(MLP_MAGIC) + sizeof(uint32_t));
     uint32_t u = br_u32(r);
@@ -493,8 +493,7 @@ static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extr
         return err_set(TWIG_ECORRUPT, "nn image: extra bytes truncated");
     }
     if (br_left(r) != sizeof(uint32_t)) {
-        return err_set(TWIG_ECORRUPT, "nn image: %zu bytes after the data, expected 4",
-                       br_left(r));
+        return err_set(TWIG_ECORRUPT, "nn image: %zu bytes after the data, expected 4", br_left(r));
     }
     return 0;
 }

@@ -33,7 +33,7 @@ int policy_init(policy_t *p, const policy_shape *shape, int max_batch)
     if (rc < 0) {
         return rc;
     }
-    mlp_work_init(&p->actor_work, &p->actor, max_batch);   /* max_batch >= 1: cannot fail */
+    mlp_work_init(&p->actor_work, &p->actor, max_batch); /* max_batch >= 1: cannot fail */
     p->act_low = xmalloc((size_t)A * sizeof(float));
     p->act_high = xmalloc((size_t)A * sizeof(float));
     memcpy(p->act_low, shape->act_low, (size_t)A * sizeof(float));

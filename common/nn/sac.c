@@ -192,15 +192,15 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
             }
         }
         memset(s->da, 0, sizeof(float) * (size_t)B * A);
-        mlp_backward_input_rows(&s->q[0].p, &s->q[0].work, &s->q[0].train, s->dx, s->dq1,
-                                s->rows1, n1, O, A);
+        mlp_backward_input_rows(&s->q[0].p, &s->q[0].work, &s->q[0].train, s->dx, s->dq1, s->rows1,
+                                n1, O, A);
         for (int r = 0; r < n1; r++) {
             for (int j = 0; j < A; j++) {
                 s->da[(size_t)s->rows1[r] * A + j] += s->dx[(size_t)r * A + j];
             }
         }
-        mlp_backward_input_rows(&s->q[1].p, &s->q[1].work, &s->q[1].train, s->dx, s->dq2,
-                                s->rows2, n2, O, A);
+        mlp_backward_input_rows(&s->q[1].p, &s->q[1].work, &s->q[1].train, s->dx, s->dq2, s->rows2,
+                                n2, O, A);
         for (int r = 0; r < n2; r++) {
             for (int j = 0; j < A; j++) {
                 s->da[(size_t)s->rows2[r] * A + j] += s->dx[(size_t)r * A + j];

@@ -1,5 +1,5 @@
 /* train steps and predictions of the ensemble never allocate: the calls made while a flag is
- * up are counted (tests/common/alloc_count.h, in the plain and the sanitizer build). */
+ * up are counted (tests/common/base/alloc_count.h, in the plain and the sanitizer build). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -10,7 +10,7 @@
 #include "common/base/err.h"
 #include "common/nn/nn_gemm.h"
 #include "common/base/rng.h"
-#include "tests/common/alloc_count.h"
+#include "tests/common/base/alloc_count.h"
 
 Test(ensemble_noalloc, train_steps_and_predictions_do_not_allocate, .init = alloc_count_install)
 {

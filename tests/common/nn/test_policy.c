@@ -9,7 +9,7 @@
 #include "common/nn/nn_gemm.h"
 #include "common/nn/policy.h"
 #include "common/nn/sac.h"
-#include "tests/common/alloc_count.h"
+#include "tests/common/base/alloc_count.h"
 
 Test(policy, allocates_params_and_forward_workspace_only, .init = alloc_count_install)
 {
