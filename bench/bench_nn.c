@@ -49,10 +49,10 @@ static void fill_replay(replay_t *rb, rng_t *rng)
 
 static void use_gemm(sac_t *s, nn_gemm_fn *g)
 {
-    s->actor.gemm = g;
+    s->actor.p.gemm = g;
     for (int k = 0; k < 2; k++) {
-        s->q[k].gemm = g;
-        s->q_targ[k].gemm = g;
+        s->q[k].p.gemm = g;
+        s->q_targ[k].p.gemm = g;
     }
 }
 
@@ -109,7 +109,7 @@ static int check_sac(const replay_t *rb, replay_batch *batch, double *worst)
     mlp_t *fn[5] = {&fast.actor, &fast.q[0], &fast.q[1], &fast.q_targ[0], &fast.q_targ[1]};
     mlp_t *rn[5] = {&ref.actor, &ref.q[0], &ref.q[1], &ref.q_targ[0], &ref.q_targ[1]};
     for (int k = 0; k < 5; k++) {
-        double d = max_abs_diff(fn[k]->params, rn[k]->params, fn[k]->n_params);
+        double d = max_abs_diff(fn[k]->p.params, rn[k]->p.params, fn[k]->p.n_params);
         if (!(d <= ptol)) {
             fprintf(stderr, "bench sac_update: net %d parameters differ by %g (limit %g)\n", k, d,
                     ptol);

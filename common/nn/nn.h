@@ -4,15 +4,20 @@
  * Matrices are row-major, a batch is B rows. A linear layer's weight is stored (in, out), so
  * the forward pass is one plain GEMM, y(B,out) = x(B,in) * w(in,out) + b(out).
  *
- *     mlp_t net = {0};
+ *     mlp_t net = {0};                                     // a trainer's net
  *     const int sizes[] = {23, 256, 256, 1};
- *     mlp_init(&net, sizes, 3, NN_ACT_RELU, 256, &rng);   // params, grads, moments, workspace
- *     mlp_forward(&net, y, x, B);                          // keeps activations for backward
- *     mlp_zero_grad(&net);
- *     mlp_backward(&net, NULL, dy, true);                  // grads += ...; dx not wanted
- *     mlp_adam_step(&net, &adam_cfg);
+ *     mlp_init(&net, sizes, 3, NN_ACT_RELU, 256, &rng);   // params, workspace, training state
+ *     mlp_forward(&net.p, &net.work, y, x, B);             // keeps activations for backward
+ *     mlp_zero_grad(&net.train);
+ *     mlp_backward(&net.p, &net.work, &net.train, NULL, dy, true);   // grads += ...; no dx
+ *     mlp_adam_step(&net.p, &net.train, &adam_cfg);
  *     mlp_save_file("net.bin", (mlp_t *[]){&net}, 1, NULL, 0);   // params + Adam state
  *     mlp_free(&net);
+ *
+ *     mlp_params p = {0};  mlp_work w = {0};               // an inference user's net
+ *     mlp_params_init(&p, sizes, 3, NN_ACT_RELU, &rng);
+ *     mlp_work_init(&w, &p, max_batch);
+ *     mlp_forward(&p, &w, y, x, B);
  *
  * Adam (nn_adam_step) and the activations are general and used by the ensemble too.
  * Parameters to and from the wire's WeightBlob: common/nn_blob.h.
@@ -110,74 +115,114 @@ void nn_adam_step_groups(const nn_adam_cfg *cfg, nn_adam_state *st, float *param
 
 /* ---- MLP -------------------------------------------------------------------------------- */
 
+/* MuJoCo's model/data split, for networks. A net is its parameters (mlp_params: shape and one
+ * block of weights, read-only while in use, shareable between threads) plus, per user:
+ *   mlp_work   the forward pass' activations for up to max_batch rows (every user)
+ *   mlp_train  grads, Adam moments and the backward scratch (trainers only)
+ * An inference user (common/nn/policy.h) allocates params + work and nothing else; a trainer
+ * (common/nn/sac.h) holds the three together in an mlp_t. */
+
 #define MLP_MAX_LAYERS 8
 
 /* one tensor of the parameter block: layer l's weight (in, out) or bias (out) */
 typedef struct mlp_tensor {
     char name[16];  /* "w0", "b0", ... */
     int rows, cols; /* bias: rows 1 */
-    size_t offset;  /* in floats, into params/grads/m/v */
+    size_t offset;  /* in floats, into params (and grads, m, v, which share the layout) */
 } mlp_tensor;
 
-typedef struct mlp {
+typedef struct mlp_params {
     int n_layers;                  /* linear layers */
     int sizes[MLP_MAX_LAYERS + 1]; /* sizes[0] input ... sizes[n_layers] output */
     nn_act act;                    /* hidden activation; the output layer is linear */
-    int max_batch;
-    nn_gemm_fn *gemm; /* nn_gemm unless a test swaps in the naive one */
+    nn_gemm_fn *gemm;              /* nn_gemm unless a test swaps in the naive one */
 
-    /* parameter groups: one block each, tensors pointed in from the table */
+    /* one block, tensors pointed in from the table */
     size_t n_params;
-    float *params;      /* (n_params) owned */
-    float *grads;       /* (n_params) owned */
-    nn_adam_state adam; /* m, v: (n_params) each, owned */
+    float *params; /* (n_params) owned */
     mlp_tensor tensors[2 * MLP_MAX_LAYERS];
-    float *w[MLP_MAX_LAYERS];  /* (sizes[l], sizes[l+1]) into params */
-    float *b[MLP_MAX_LAYERS];  /* (sizes[l+1]) into params */
+    float *w[MLP_MAX_LAYERS]; /* (sizes[l], sizes[l+1]) into params */
+    float *b[MLP_MAX_LAYERS]; /* (sizes[l+1]) into params */
+} mlp_params;
+
+/* the forward pass' workspace: what the last forward kept for a backward */
+typedef struct mlp_work {
+    int max_batch;
+    float *block;             /* owned, one block */
+    const float *x;           /* borrowed input of the last forward */
+    float *z[MLP_MAX_LAYERS]; /* (max_batch, sizes[l+1]) pre-activations of hidden layers */
+    float *h[MLP_MAX_LAYERS]; /* (max_batch, sizes[l+1]) activations (== z unless swish) */
+    int last_batch;
+} mlp_work;
+
+/* the training state: gradients, Adam moments (m, v, step count) and backward scratch */
+typedef struct mlp_train {
+    int max_batch;
+    float *grads;              /* (n_params) owned, laid out as params */
     float *dw[MLP_MAX_LAYERS]; /* into grads */
     float *db[MLP_MAX_LAYERS];
+    nn_adam_state adam; /* m, v: (n_params) each, owned; t: steps taken */
+    float *scratch;     /* owned: dh[0], dh[1] */
+    float *dh[2];       /* (max_batch, max width) ping-pong gradient buffers */
+} mlp_train;
 
-    /* workspace, allocated once: activations of the last forward, and scratch */
-    float *work;              /* owned, one block */
-    const float *x;           /* borrowed input of the last forward */
-    float *z[MLP_MAX_LAYERS]; /* (max_batch, sizes[l+1]) pre-activations */
-    float *h[MLP_MAX_LAYERS]; /* (max_batch, sizes[l+1]) activations (== z for relu) */
-    float *dh[2];             /* (max_batch, max width) ping-pong gradient buffers */
-    int last_batch;
+/* a net of a trainer: its parameters with a workspace and the training state. A net that is
+ * never stepped (SAC's Polyak targets) may leave train zeroed: its image then carries step 0
+ * and zero moments, and reading one skips them */
+typedef struct mlp {
+    mlp_params p;
+    mlp_work work;
+    mlp_train train;
 } mlp_t;
 
-/* sizes[0..n_layers]; weights He-uniform as torch.nn.Linear (U(+-1/sqrt(in)) for w and b).
+/* sizes[0..n_layers]; weights as torch.nn.Linear (U(+-1/sqrt(in)) for w and b).
  * returns 0 or -EINVAL (err_msg names the bad size) */
+int mlp_params_init(mlp_params *p, const int *sizes, int n_layers, nn_act act, rng_t *rng);
+void mlp_params_free(mlp_params *p);
+
+/* activations for batches up to max_batch of p's shape; 0 or -EINVAL */
+int mlp_work_init(mlp_work *w, const mlp_params *p, int max_batch);
+void mlp_work_free(mlp_work *w);
+
+/* zeroed grads and moments and backward scratch for batches up to max_batch; 0 or -EINVAL */
+int mlp_train_init(mlp_train *t, const mlp_params *p, int max_batch);
+void mlp_train_free(mlp_train *t);
+
+/* all three of a trained net; 0 or -EINVAL. mlp_free is safe on a zeroed net */
 int mlp_init(mlp_t *net, const int *sizes, int n_layers, nn_act act, int max_batch, rng_t *rng);
 void mlp_free(mlp_t *net);
 
-/* y(B, out) = net(x(B, in)); keeps x (borrowed) and the activations for mlp_backward */
-void mlp_forward(mlp_t *net, float *y, const float *x, int B);
+/* y(B, out) = p(x(B, in)), B <= w->max_batch; keeps x (borrowed) and the activations in w
+ * for a backward */
+void mlp_forward(const mlp_params *p, mlp_work *w, float *y, const float *x, int B);
 
-/* gradients of the last forward: grads += dL/dparams for dy = dL/dy (B, out); if dx is
+/* gradients of w's last forward: t->grads += dL/dparams for dy = dL/dy (B, out); if dx is
  * non-NULL writes dL/dx (B, in). With accumulate_params false, grads are left alone (a frozen
  * net that only passes gradients back to its input). */
-void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params);
+void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx, const float *dy,
+                  bool accumulate_params);
 
 /* the same with accumulate_params, but the grads are overwritten instead of added to: one
  * backward per step needs no mlp_zero_grad first */
-void mlp_backward_set(mlp_t *net, float *dx, const float *dy);
+void mlp_backward_set(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
+                      const float *dy);
 
 /* the input gradient of the last forward for some rows only (a frozen net): rows(n_rows)
  * index the batch, dy is the full (B, out) gradient whose other rows count as zero, and only
  * input columns [col0, col0 + ncols) are wanted. Writes dx(n_rows, ncols) in rows' order.
- * Grads untouched. Cost scales with n_rows: SAC's actor step back-propagates each row
- * through the one critic that is the minimum there. */
-void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows, int n_rows,
-                             int col0, int ncols);
+ * Grads untouched (t lends its scratch). Cost scales with n_rows: SAC's actor step
+ * back-propagates each row through the one critic that is the minimum there. */
+void mlp_backward_input_rows(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
+                             const float *dy, const int *rows, int n_rows, int col0, int ncols);
 
-void mlp_zero_grad(mlp_t *net);
-void mlp_adam_step(mlp_t *net, const nn_adam_cfg *cfg);
+void mlp_zero_grad(mlp_train *t);
+/* p -= Adam's step for t's grads */
+void mlp_adam_step(mlp_params *p, mlp_train *t, const nn_adam_cfg *cfg);
 
 /* params = (1 - tau) params + tau src, the Polyak average of a target network */
-void mlp_polyak(mlp_t *dst, const mlp_t *src, float tau);
+void mlp_polyak(mlp_params *dst, const mlp_params *src, float tau);
 /* dst's parameters become src's (same sizes) */
-void mlp_copy_params(mlp_t *dst, const mlp_t *src);
+void mlp_copy_params(mlp_params *dst, const mlp_params *src);
 
 /* ---- saving -------------------------------------------------------------------------- */
 

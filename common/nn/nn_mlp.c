@@ -1,5 +1,6 @@
-/* nn_mlp.c - the MLP: one block each for params, grads and Adam moments, tensors pointed in
- * from a size table; forward/backward over a batch with whole-batch GEMMs; checkpoint images */
+/* nn_mlp.c - the MLP: parameters (one block, tensors pointed in from a size table) apart from
+ * the forward workspace and the training state (grads, Adam moments, backward scratch);
+ * forward/backward over a batch with whole-batch GEMMs; checkpoint images (bytes.h) */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,13 +8,12 @@
 #include <string.h>
 
 #include "common/base/atomic_file.h"
+#include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "common/nn/nn.h"
 #include "common/nn/nn_gemm.h"
-
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "images are little-endian floats");
 
 #define MLP_ALIGN_FLOATS 16 /* each tensor starts on a 64-byte boundary */
 #define MLP_MAX_WIDTH 65536
@@ -23,9 +23,8 @@ static size_t round_up(size_t n)
     return (n + MLP_ALIGN_FLOATS - 1) / MLP_ALIGN_FLOATS * MLP_ALIGN_FLOATS;
 }
 
-int mlp_init(mlp_t *net, const int *sizes, int n_layers, nn_act act, int max_batch, rng_t *rng)
+static int check_shape(const int *sizes, int n_layers, nn_act act)
 {
-    memset(net, 0, sizeof(*net));
     if (n_layers < 1 || n_layers > MLP_MAX_LAYERS) {
         return err_set(-EINVAL, "mlp: n_layers is %d, must be 1..%d", n_layers, MLP_MAX_LAYERS);
     }
@@ -38,20 +37,34 @@ int mlp_init(mlp_t *net, const int *sizes, int n_layers, nn_act act, int max_bat
     if (act != NN_ACT_NONE && act != NN_ACT_RELU && act != NN_ACT_SWISH) {
         return err_set(-EINVAL, "mlp: unknown activation %d", (int)act);
     }
+    return 0;
+}
+
+static int check_batch(int max_batch)
+{
     if (max_batch < 1) {
         return err_set(-EINVAL, "mlp: max_batch is %d, must be >= 1", max_batch);
     }
-    net->n_layers = n_layers;
-    memcpy(net->sizes, sizes, sizeof(int) * (size_t)(n_layers + 1));
-    net->act = act;
-    net->max_batch = max_batch;
-    net->gemm = nn_gemm;
+    return 0;
+}
+
+int mlp_params_init(mlp_params *p, const int *sizes, int n_layers, nn_act act, rng_t *rng)
+{
+    memset(p, 0, sizeof(*p));
+    int rc = check_shape(sizes, n_layers, act);
+    if (rc < 0) {
+        return rc;
+    }
+    p->n_layers = n_layers;
+    memcpy(p->sizes, sizes, sizeof(int) * (size_t)(n_layers + 1));
+    p->act = act;
+    p->gemm = nn_gemm;
 
     // size table: w0 b0 w1 b1 ... each rounded up to 64 bytes
     size_t off = 0;
     for (int l = 0; l < n_layers; l++) {
-        mlp_tensor *tw = &net->tensors[2 * l];
-        mlp_tensor *tb = &net->tensors[2 * l + 1];
+        mlp_tensor *tw = &p->tensors[2 * l];
+        mlp_tensor *tb = &p->tensors[2 * l + 1];
         snprintf(tw->name, sizeof(tw->name), "w%d", l);
         snprintf(tb->name, sizeof(tb->name), "b%d", l);
         tw->rows = sizes[l];
@@ -63,109 +76,174 @@ int mlp_init(mlp_t *net, const int *sizes, int n_layers, nn_act act, int max_bat
         tb->offset = off;
         off += round_up((size_t)sizes[l + 1]);
     }
-    net->n_params = off;
-    net->params = xmalloc_aligned(off * sizeof(float));
-    net->grads = xmalloc_aligned(off * sizeof(float));
-    memset(net->params, 0, off * sizeof(float));
-    memset(net->grads, 0, off * sizeof(float));
-    nn_adam_init(&net->adam, off);
+    p->n_params = off;
+    p->params = xmalloc_aligned(off * sizeof(float));
+    memset(p->params, 0, off * sizeof(float));
     for (int l = 0; l < n_layers; l++) {
-        net->w[l] = net->params + net->tensors[2 * l].offset;
-        net->b[l] = net->params + net->tensors[2 * l + 1].offset;
-        net->dw[l] = net->grads + net->tensors[2 * l].offset;
-        net->db[l] = net->grads + net->tensors[2 * l + 1].offset;
+        p->w[l] = p->params + p->tensors[2 * l].offset;
+        p->b[l] = p->params + p->tensors[2 * l + 1].offset;
         // torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
         float bound = 1.0f / sqrtf((float)sizes[l]);
         size_t nw = (size_t)sizes[l] * sizes[l + 1];
         for (size_t i = 0; i < nw; i++) {
-            net->w[l][i] = rng_uniform_range(rng, -bound, bound);
+            p->w[l][i] = rng_uniform_range(rng, -bound, bound);
         }
         for (int i = 0; i < sizes[l + 1]; i++) {
-            net->b[l][i] = rng_uniform_range(rng, -bound, bound);
+            p->b[l][i] = rng_uniform_range(rng, -bound, bound);
         }
     }
+    return 0;
+}
 
-    // workspace: z and h per hidden layer (h aliases z unless swish), two gradient buffers
-    int widest = 0;
-    for (int l = 0; l <= n_layers; l++) {
-        widest = sizes[l] > widest ? sizes[l] : widest;
+void mlp_params_free(mlp_params *p)
+{
+    free(p->params);
+    memset(p, 0, sizeof(*p));
+}
+
+int mlp_work_init(mlp_work *w, const mlp_params *p, int max_batch)
+{
+    memset(w, 0, sizeof(*w));
+    int rc = check_batch(max_batch);
+    if (rc < 0) {
+        return rc;
     }
+    w->max_batch = max_batch;
+    // z and h per hidden layer (h aliases z unless swish); the output goes to the caller's y
+    const int L = p->n_layers;
     size_t wsz = 0;
-    for (int l = 0; l < n_layers - 1; l++) {
-        size_t one = round_up((size_t)max_batch * sizes[l + 1]);
-        wsz += act == NN_ACT_SWISH ? 2 * one : one;
+    for (int l = 0; l < L - 1; l++) {
+        size_t one = round_up((size_t)max_batch * p->sizes[l + 1]);
+        wsz += p->act == NN_ACT_SWISH ? 2 * one : one;
+    }
+    if (wsz == 0) {
+        return 0; /* one linear layer: nothing to keep */
+    }
+    w->block = xmalloc_aligned(wsz * sizeof(float));
+    memset(w->block, 0, wsz * sizeof(float));
+    float *q = w->block;
+    for (int l = 0; l < L - 1; l++) {
+        size_t one = round_up((size_t)max_batch * p->sizes[l + 1]);
+        w->z[l] = q;
+        q += one;
+        if (p->act == NN_ACT_SWISH) {
+            w->h[l] = q;
+            q += one;
+        } else {
+            w->h[l] = w->z[l];
+        }
+    }
+    return 0;
+}
+
+void mlp_work_free(mlp_work *w)
+{
+    free(w->block);
+    memset(w, 0, sizeof(*w));
+}
+
+int mlp_train_init(mlp_train *t, const mlp_params *p, int max_batch)
+{
+    memset(t, 0, sizeof(*t));
+    int rc = check_batch(max_batch);
+    if (rc < 0) {
+        return rc;
+    }
+    t->max_batch = max_batch;
+    const size_t n = p->n_params;
+    t->grads = xmalloc_aligned(n * sizeof(float));
+    memset(t->grads, 0, n * sizeof(float));
+    for (int l = 0; l < p->n_layers; l++) {
+        t->dw[l] = t->grads + p->tensors[2 * l].offset;
+        t->db[l] = t->grads + p->tensors[2 * l + 1].offset;
+    }
+    nn_adam_init(&t->adam, n);
+    // two gradient buffers as wide as the widest layer
+    int widest = 0;
+    for (int l = 0; l <= p->n_layers; l++) {
+        widest = p->sizes[l] > widest ? p->sizes[l] : widest;
     }
     size_t dsz = round_up((size_t)max_batch * widest);
-    wsz += 2 * dsz;
-    net->work = xmalloc_aligned(wsz * sizeof(float));
-    memset(net->work, 0, wsz * sizeof(float));
-    float *p = net->work;
-    for (int l = 0; l < n_layers - 1; l++) {
-        size_t one = round_up((size_t)max_batch * sizes[l + 1]);
-        net->z[l] = p;
-        p += one;
-        if (act == NN_ACT_SWISH) {
-            net->h[l] = p;
-            p += one;
-        } else {
-            net->h[l] = net->z[l];
-        }
+    t->scratch = xmalloc_aligned(2 * dsz * sizeof(float));
+    memset(t->scratch, 0, 2 * dsz * sizeof(float));
+    t->dh[0] = t->scratch;
+    t->dh[1] = t->scratch + dsz;
+    return 0;
+}
+
+void mlp_train_free(mlp_train *t)
+{
+    free(t->grads);
+    free(t->scratch);
+    nn_adam_free(&t->adam);
+    memset(t, 0, sizeof(*t));
+}
+
+int mlp_init(mlp_t *net, const int *sizes, int n_layers, nn_act act, int max_batch, rng_t *rng)
+{
+    memset(net, 0, sizeof(*net));
+    int rc = check_shape(sizes, n_layers, act);
+    if (rc == 0) {
+        rc = check_batch(max_batch);
     }
-    net->dh[0] = p;
-    net->dh[1] = p + dsz;
+    if (rc < 0) {
+        return rc;
+    }
+    mlp_params_init(&net->p, sizes, n_layers, act, rng);
+    mlp_work_init(&net->work, &net->p, max_batch);
+    mlp_train_init(&net->train, &net->p, max_batch);
     return 0;
 }
 
 void mlp_free(mlp_t *net)
 {
-    free(net->params);
-    free(net->grads);
-    free(net->work);
-    nn_adam_free(&net->adam);
-    memset(net, 0, sizeof(*net));
+    mlp_params_free(&net->p);
+    mlp_work_free(&net->work);
+    mlp_train_free(&net->train);
 }
 
-void mlp_forward(mlp_t *net, float *y, const float *x, int B)
+void mlp_forward(const mlp_params *p, mlp_work *w, float *y, const float *x, int B)
 {
-    TWIG_ASSERT(B >= 1 && B <= net->max_batch);
-    const int L = net->n_layers;
-    const int *s = net->sizes;
-    net->x = x;
-    net->last_batch = B;
+    TWIG_ASSERT(B >= 1 && B <= w->max_batch);
+    const int L = p->n_layers;
+    const int *s = p->sizes;
+    w->x = x;
+    w->last_batch = B;
     const float *a = x;
     for (int l = 0; l < L; l++) {
-        float *z = l == L - 1 ? y : net->z[l];
+        float *z = l == L - 1 ? y : w->z[l];
         // z = a * w, then bias (+ activation on hidden layers) in one pass
-        net->gemm(z, a, net->w[l], B, s[l + 1], s[l], false, false, 1.0f, 0.0f, s[l], s[l + 1],
-                  s[l + 1]);
+        p->gemm(z, a, p->w[l], B, s[l + 1], s[l], false, false, 1.0f, 0.0f, s[l], s[l + 1],
+                s[l + 1]);
         if (l == L - 1) {
-            nn_bias_act_forward(z, z, net->b[l], NN_ACT_NONE, B, s[l + 1]);
+            nn_bias_act_forward(z, z, p->b[l], NN_ACT_NONE, B, s[l + 1]);
         } else {
-            nn_bias_act_forward(net->h[l], z, net->b[l], net->act, B, s[l + 1]);
-            a = net->h[l];
+            nn_bias_act_forward(w->h[l], z, p->b[l], p->act, B, s[l + 1]);
+            a = w->h[l];
         }
     }
 }
 
 typedef enum grad_mode { GRAD_NONE, GRAD_ADD, GRAD_SET } grad_mode;
 
-static void backward(mlp_t *net, float *dx, const float *dy, grad_mode mode)
+static void backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
+                     const float *dy, grad_mode mode)
 {
-    const int L = net->n_layers;
-    const int *s = net->sizes;
-    const int B = net->last_batch;
-    TWIG_ASSERT(B >= 1);
+    const int L = p->n_layers;
+    const int *s = p->sizes;
+    const int B = w->last_batch;
+    TWIG_ASSERT(B >= 1 && B <= t->max_batch);
     const bool params = mode != GRAD_NONE;
     const float beta = mode == GRAD_SET ? 0.0f : 1.0f;
     if (mode == GRAD_SET) {
         for (int l = 0; l < L; l++) {
-            memset(net->db[l], 0, sizeof(float) * (size_t)s[l + 1]);
+            memset(t->db[l], 0, sizeof(float) * (size_t)s[l + 1]);
         }
     }
     const float *dz = dy;
     if (params) {
         // column sums of dy into db
-        float *db = net->db[L - 1];
+        float *db = t->db[L - 1];
         for (int i = 0; i < B; i++) {
             for (int j = 0; j < s[L]; j++) {
                 db[j] += dy[(size_t)i * s[L] + j];
@@ -174,50 +252,53 @@ static void backward(mlp_t *net, float *dx, const float *dy, grad_mode mode)
     }
     int buf = 0;
     for (int l = L - 1; l >= 0; l--) {
-        const float *a = l == 0 ? net->x : net->h[l - 1];
+        const float *a = l == 0 ? w->x : w->h[l - 1];
         if (params) {
             // dw (+)= a^T dz
-            net->gemm(net->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, beta, s[l], s[l + 1],
-                      s[l + 1]);
+            p->gemm(t->dw[l], a, dz, s[l], s[l + 1], B, true, false, 1.0f, beta, s[l], s[l + 1],
+                    s[l + 1]);
         }
         if (l == 0 && !dx) {
             break;
         }
         // da = dz w^T
-        float *da = l == 0 ? dx : net->dh[buf];
-        net->gemm(da, dz, net->w[l], B, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1], s[l + 1],
-                  s[l]);
+        float *da = l == 0 ? dx : t->dh[buf];
+        p->gemm(da, dz, p->w[l], B, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1], s[l + 1],
+                s[l]);
         if (l > 0) {
-            nn_act_bias_backward(da, params ? net->db[l - 1] : NULL, da, net->z[l - 1],
-                                 net->h[l - 1], net->act, B, s[l]);
+            nn_act_bias_backward(da, params ? t->db[l - 1] : NULL, da, w->z[l - 1], w->h[l - 1],
+                                 p->act, B, s[l]);
             dz = da;
             buf ^= 1;
         }
     }
 }
 
-void mlp_backward(mlp_t *net, float *dx, const float *dy, bool accumulate_params)
+void mlp_backward(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx, const float *dy,
+                  bool accumulate_params)
 {
-    backward(net, dx, dy, accumulate_params ? GRAD_ADD : GRAD_NONE);
+    backward(p, w, t, dx, dy, accumulate_params ? GRAD_ADD : GRAD_NONE);
 }
 
-void mlp_backward_set(mlp_t *net, float *dx, const float *dy)
+void mlp_backward_set(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
+                      const float *dy)
 {
-    backward(net, dx, dy, GRAD_SET);
+    backward(p, w, t, dx, dy, GRAD_SET);
 }
 
-void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *rows, int n_rows,
-                             int col0, int ncols)
+void mlp_backward_input_rows(const mlp_params *p, const mlp_work *w, mlp_train *t, float *dx,
+                             const float *dy, const int *rows, int n_rows, int col0, int ncols)
 {
-    const int L = net->n_layers;
-    const int *s = net->sizes;
-    const int B = net->last_batch;
-    TWIG_ASSERT(n_rows >= 0 && n_rows <= B && col0 >= 0 && ncols >= 1 && col0 + ncols <= s[0]);
+    const int L = p->n_layers;
+    const int *s = p->sizes;
+    const int B = w->last_batch;
+    TWIG_ASSERT(n_rows >= 0 && n_rows <= B && B <= t->max_batch && col0 >= 0 && ncols >= 1 &&
+                col0 + ncols <= s[0]);
     if (n_rows == 0) {
         return;
     }
     // gather the wanted rows of dy
-    float *dz = net->dh[0];
+    float *dz = t->dh[0];
     for (int r = 0; r < n_rows; r++) {
         TWIG_ASSERT(rows[r] >= 0 && rows[r] < B);
         memcpy(dz + (size_t)r * s[L], dy + (size_t)rows[r] * s[L], sizeof(float) * s[L]);
@@ -225,33 +306,34 @@ void mlp_backward_input_rows(mlp_t *net, float *dx, const float *dy, const int *
     int buf = 1;
     for (int l = L - 1; l > 0; l--) {
         // da = dz w^T, then through the activation of the gathered rows
-        float *da = net->dh[buf];
-        net->gemm(da, dz, net->w[l], n_rows, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
-                  s[l + 1], s[l]);
+        float *da = t->dh[buf];
+        p->gemm(da, dz, p->w[l], n_rows, s[l], s[l + 1], false, true, 1.0f, 0.0f, s[l + 1],
+                s[l + 1], s[l]);
         for (int r = 0; r < n_rows; r++) {
             size_t src = (size_t)rows[r] * s[l], dst = (size_t)r * s[l];
-            nn_act_bias_backward(da + dst, NULL, da + dst, net->z[l - 1] + src, net->h[l - 1] + src,
-                                 net->act, 1, s[l]);
+            nn_act_bias_backward(da + dst, NULL, da + dst, w->z[l - 1] + src, w->h[l - 1] + src,
+                                 p->act, 1, s[l]);
         }
         dz = da;
         buf ^= 1;
     }
     // the first layer: only the wanted input columns, rows col0.. of w0 (in, out)
-    net->gemm(dx, dz, net->w[0] + (size_t)col0 * s[1], n_rows, ncols, s[1], false, true, 1.0f, 0.0f,
-              s[1], s[1], ncols);
+    p->gemm(dx, dz, p->w[0] + (size_t)col0 * s[1], n_rows, ncols, s[1], false, true, 1.0f, 0.0f,
+            s[1], s[1], ncols);
 }
 
-void mlp_zero_grad(mlp_t *net)
+void mlp_zero_grad(mlp_train *t)
 {
-    memset(net->grads, 0, net->n_params * sizeof(float));
+    memset(t->grads, 0, t->adam.n * sizeof(float));
 }
 
-void mlp_adam_step(mlp_t *net, const nn_adam_cfg *cfg)
+void mlp_adam_step(mlp_params *p, mlp_train *t, const nn_adam_cfg *cfg)
 {
-    nn_adam_step(cfg, &net->adam, net->params, net->grads, net->n_params);
+    TWIG_ASSERT(t->adam.n == p->n_params);
+    nn_adam_step(cfg, &t->adam, p->params, t->grads, p->n_params);
 }
 
-static bool same_shape(const mlp_t *a, const mlp_t *b)
+static bool same_shape(const mlp_params *a, const mlp_params *b)
 {
     if (a->n_layers != b->n_layers) {
         return false;
@@ -264,7 +346,7 @@ static bool same_shape(const mlp_t *a, const mlp_t *b)
     return true;
 }
 
-void mlp_polyak(mlp_t *dst, const mlp_t *src, float tau)
+void mlp_polyak(mlp_params *dst, const mlp_params *src, float tau)
 {
     TWIG_ASSERT(same_shape(dst, src));
     float *restrict d = dst->params;
@@ -275,7 +357,7 @@ void mlp_polyak(mlp_t *dst, const mlp_t *src, float tau)
     }
 }
 
-void mlp_copy_params(mlp_t *dst, const mlp_t *src)
+void mlp_copy_params(mlp_params *dst, const mlp_params *src)
 {
     TWIG_ASSERT(same_shape(dst, src));
     memcpy(dst->params, src->params, dst->n_params * sizeof(float));
@@ -286,137 +368,132 @@ void mlp_copy_params(mlp_t *dst, const mlp_t *src)
 static const char MLP_MAGIC[8] = {'T', 'W', 'I', 'G', 'N', 'N', 0, 0};
 #define MLP_MAX_FILE ((size_t)1 << 31)
 
-typedef struct cursor {
-    uint8_t *w;       /* writing */
-    const uint8_t *r; /* reading */
-    size_t pos, len;
-} cursor;
-
-static void put(cursor *c, const void *p, size_t n)
-{
-    memcpy(c->w + c->pos, p, n);
-    c->pos += n;
-}
-
-static void put_u32(cursor *c, uint32_t v)
-{
-    put(c, &v, sizeof(v));
-}
-
-static bool get(cursor *c, void *p, size_t n)
-{
-    if (c->len - c->pos < n) {
-        return false;
-    }
-    if (p) {
-        memcpy(p, c->r + c->pos, n);
-    }
-    c->pos += n;
-    return true;
-}
-
 size_t mlp_image_size(mlp_t *const *nets, int n_nets, size_t n_extra)
 {
     size_t n = sizeof(MLP_MAGIC) + 3 * sizeof(uint32_t);
     for (int k = 0; k < n_nets; k++) {
-        n += 2 * sizeof(uint32_t) + sizeof(uint32_t) * (size_t)(nets[k]->n_layers + 1);
-        n += sizeof(int64_t) + sizeof(uint64_t) + 3 * nets[k]->n_params * sizeof(float);
+        n += 2 * sizeof(uint32_t) + sizeof(uint32_t) * (size_t)(nets[k]->p.n_layers + 1);
+        n += sizeof(int64_t) + sizeof(uint64_t) + 3 * nets[k]->p.n_params * sizeof(float);
     }
     return n + n_extra + sizeof(uint32_t);
+}
+
+/* a net without training state (never stepped) has moments of zeros and step 0 */
+static void put_zero_moments(byte_writer *w, size_t n_params)
+{
+    size_t n = 2 * n_params * sizeof(float);
+    memset(w->buf + w->pos, 0, n);
+    w->pos += n;
 }
 
 void mlp_image_write(uint8_t *buf, mlp_t *const *nets, int n_nets, const void *extra,
                      size_t n_extra)
 {
-    cursor c = {.w = buf};
-    put(&c, MLP_MAGIC, sizeof(MLP_MAGIC));
-    put_u32(&c, MLP_FILE_VERSION);
-    put_u32(&c, (uint32_t)n_nets);
-    put_u32(&c, (uint32_t)n_extra);
+    byte_writer w = {.buf = buf};
+    bw_bytes(&w, MLP_MAGIC, sizeof(MLP_MAGIC));
+    bw_u32(&w, MLP_FILE_VERSION);
+    bw_u32(&w, (uint32_t)n_nets);
+    bw_u32(&w, (uint32_t)n_extra);
     for (int k = 0; k < n_nets; k++) {
-        const mlp_t *n = nets[k];
-        put_u32(&c, (uint32_t)n->n_layers);
-        put_u32(&c, (uint32_t)n->act);
-        for (int l = 0; l <= n->n_layers; l++) {
-            put_u32(&c, (uint32_t)n->sizes[l]);
+        const mlp_params *p = &nets[k]->p;
+        const nn_adam_state *adam = &nets[k]->train.adam;
+        const bool trained = adam->m != NULL;
+        TWIG_ASSERT(!trained || adam->n == p->n_params);
+        bw_u32(&w, (uint32_t)p->n_layers);
+        bw_u32(&w, (uint32_t)p->act);
+        for (int l = 0; l <= p->n_layers; l++) {
+            bw_u32(&w, (uint32_t)p->sizes[l]);
         }
-        put(&c, &n->adam.t, sizeof(int64_t));
-        uint64_t np = n->n_params;
-        put(&c, &np, sizeof(np));
-        put(&c, n->params, np * sizeof(float));
-        put(&c, n->adam.m, np * sizeof(float));
-        put(&c, n->adam.v, np * sizeof(float));
+        bw_u64(&w, trained ? (uint64_t)adam->t : 0);
+        bw_u64(&w, p->n_params);
+        bw_f32s(&w, p->params, p->n_params);
+        if (trained) {
+            bw_f32s(&w, adam->m, p->n_params);
+            bw_f32s(&w, adam->v, p->n_params);
+        } else {
+            put_zero_moments(&w, p->n_params);
+        }
     }
-    if (n_extra > 0) {
-        put(&c, extra, n_extra);
-    }
-    put_u32(&c, crc32c(buf, c.pos));
+    bw_bytes(&w, extra, n_extra);
+    bw_u32(&w, crc32c(buf, w.pos));
 }
 
 /* one pass checks everything (apply false), a second copies (apply true) */
-static int image_walk(cursor *c, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra,
+static int image_walk(byte_reader *r, mlp_t *const *nets, int n_nets, void *extra, size_t n_extra,
                       bool apply)
 {
-    uint32_t u = 0;
-    if (!get(c, NULL, sizeof(MLP_MAGIC) + sizeof(uint32_t)) || !get(c, &u, sizeof(u))) {
+    br_bytes(r, NULL, sizeof(MLP_MAGIC) + sizeof(uint32_t));
+    uint32_t u = br_u32(r);
+    if (r->bad) {
         return err_set(TWIG_ECORRUPT, "nn image: header truncated");
     }
     if (u != (uint32_t)n_nets) {
         return err_set(TWIG_EMISMATCH, "nn image: holds %u nets, expected %d", u, n_nets);
     }
-    if (!get(c, &u, sizeof(u))) {
+    u = br_u32(r);
+    if (r->bad) {
         return err_set(TWIG_ECORRUPT, "nn image: header truncated");
     }
     if (u != (uint32_t)n_extra) {
         return err_set(TWIG_EMISMATCH, "nn image: holds %u extra bytes, expected %zu", u, n_extra);
     }
     for (int k = 0; k < n_nets; k++) {
-        mlp_t *n = nets[k];
-        uint32_t nl = 0, act = 0;
-        if (!get(c, &nl, sizeof(nl)) || !get(c, &act, sizeof(act))) {
+        mlp_params *p = &nets[k]->p;
+        nn_adam_state *adam = &nets[k]->train.adam;
+        const bool trained = adam->m != NULL;
+        TWIG_ASSERT(!trained || adam->n == p->n_params);
+        uint32_t nl = br_u32(r), act = br_u32(r);
+        if (r->bad) {
             return err_set(TWIG_ECORRUPT, "nn image: net %d header truncated", k);
         }
-        if (nl != (uint32_t)n->n_layers || act != (uint32_t)n->act) {
+        if (nl != (uint32_t)p->n_layers || act != (uint32_t)p->act) {
             return err_set(TWIG_EMISMATCH,
                            "nn image: net %d has %u layers act %u, expected %d "
                            "layers act %d",
-                           k, nl, act, n->n_layers, (int)n->act);
+                           k, nl, act, p->n_layers, (int)p->act);
         }
-        for (int l = 0; l <= n->n_layers; l++) {
-            if (!get(c, &u, sizeof(u))) {
+        for (int l = 0; l <= p->n_layers; l++) {
+            u = br_u32(r);
+            if (r->bad) {
                 return err_set(TWIG_ECORRUPT, "nn image: net %d sizes truncated", k);
             }
-            if (u != (uint32_t)n->sizes[l]) {
+            if (u != (uint32_t)p->sizes[l]) {
                 return err_set(TWIG_EMISMATCH, "nn image: net %d sizes[%d] is %u, expected %d", k,
-                               l, u, n->sizes[l]);
+                               l, u, p->sizes[l]);
             }
         }
-        int64_t t = 0;
-        uint64_t np = 0;
-        if (!get(c, &t, sizeof(t)) || !get(c, &np, sizeof(np))) {
+        int64_t t = (int64_t)br_u64(r);
+        uint64_t np = br_u64(r);
+        if (r->bad) {
             return err_set(TWIG_ECORRUPT, "nn image: net %d header truncated", k);
         }
-        if (np != n->n_params || t < 0) {
+        if (np != p->n_params || t < 0) {
             return err_set(TWIG_EMISMATCH,
                            "nn image: net %d has %llu params (step %lld), "
                            "expected %zu",
-                           k, (unsigned long long)np, (long long)t, n->n_params);
+                           k, (unsigned long long)np, (long long)t, p->n_params);
         }
-        size_t bytes = np * sizeof(float);
-        if (!get(c, apply ? n->params : NULL, bytes) || !get(c, apply ? n->adam.m : NULL, bytes) ||
-            !get(c, apply ? n->adam.v : NULL, bytes)) {
+        if (apply && trained) {
+            br_f32s(r, p->params, np);
+            br_f32s(r, adam->m, np);
+            br_f32s(r, adam->v, np);
+            adam->t = t;
+        } else if (apply) {
+            br_f32s(r, p->params, np);
+            br_bytes(r, NULL, 2 * np * sizeof(float)); /* moments of a net never stepped */
+        } else {
+            br_bytes(r, NULL, 3 * np * sizeof(float));
+        }
+        if (r->bad) {
             return err_set(TWIG_ECORRUPT, "nn image: net %d data truncated", k);
         }
-        if (apply) {
-            n->adam.t = t;
-        }
     }
-    if (n_extra > 0 && !get(c, apply ? extra : NULL, n_extra)) {
+    br_bytes(r, apply ? extra : NULL, n_extra);
+    if (r->bad) {
         return err_set(TWIG_ECORRUPT, "nn image: extra bytes truncated");
     }
-    if (c->len - c->pos != sizeof(uint32_t)) {
-        return err_set(TWIG_ECORRUPT, "nn image: %zu bytes after the data, expected 4",
-                       c->len - c->pos);
+    if (br_left(r) != sizeof(uint32_t)) {
+        return err_set(TWIG_ECORRUPT, "nn image: %zu bytes after the data, expected 4", br_left(r));
     }
     return 0;
 }
@@ -431,28 +508,26 @@ int mlp_image_read(const uint8_t *buf, size_t len, mlp_t *const *nets, int n_net
     if (memcmp(buf, MLP_MAGIC, sizeof(MLP_MAGIC)) != 0) {
         return err_set(TWIG_ECORRUPT, "nn image: bad magic (not a twig network file)");
     }
-    uint32_t version;
-    memcpy(&version, buf + sizeof(MLP_MAGIC), sizeof(version));
+    uint32_t version = le32_get(buf + sizeof(MLP_MAGIC));
     if (version != MLP_FILE_VERSION) {
         return err_set(TWIG_EVERSION, "nn image: version %u, this build reads version %u", version,
                        MLP_FILE_VERSION);
     }
-    uint32_t stored;
-    memcpy(&stored, buf + len - sizeof(stored), sizeof(stored));
-    uint32_t actual = crc32c(buf, len - sizeof(stored));
+    uint32_t stored = le32_get(buf + len - sizeof(uint32_t));
+    uint32_t actual = crc32c(buf, len - sizeof(uint32_t));
     if (stored != actual) {
         return err_set(TWIG_ECORRUPT,
                        "nn image: checksum mismatch (stored %08x, computed %08x):"
                        " truncated or corrupted",
                        stored, actual);
     }
-    cursor c = {.r = buf, .len = len};
-    int rc = image_walk(&c, nets, n_nets, extra, n_extra, false);
+    byte_reader check = {.buf = buf, .len = len};
+    int rc = image_walk(&check, nets, n_nets, extra, n_extra, false);
     if (rc < 0) {
         return rc;
     }
-    c.pos = 0;
-    return image_walk(&c, nets, n_nets, extra, n_extra, true);
+    byte_reader copy = {.buf = buf, .len = len};
+    return image_walk(&copy, nets, n_nets, extra, n_extra, true);
 }
 
 int mlp_save_file(const char *path, mlp_t *const *nets, int n_nets, const void *extra,

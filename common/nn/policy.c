@@ -29,10 +29,11 @@ int policy_init(policy_t *p, const policy_shape *shape, int max_batch)
     const int sizes[] = {O, hidden, hidden, 2 * A};
     rng_t init_rng;
     rng_seed(&init_rng, 0);   /* overwritten by the first blob */
-    int rc = mlp_init(&p->actor, sizes, 3, NN_ACT_RELU, max_batch, &init_rng);
+    int rc = mlp_params_init(&p->actor, sizes, 3, NN_ACT_RELU, &init_rng);
     if (rc < 0) {
         return rc;
     }
+    mlp_work_init(&p->actor_work, &p->actor, max_batch); /* max_batch >= 1: cannot fail */
     p->act_low = xmalloc((size_t)A * sizeof(float));
     p->act_high = xmalloc((size_t)A * sizeof(float));
     memcpy(p->act_low, shape->act_low, (size_t)A * sizeof(float));
@@ -55,7 +56,8 @@ int policy_init(policy_t *p, const policy_shape *shape, int max_batch)
 
 void policy_free(policy_t *p)
 {
-    mlp_free(&p->actor);
+    mlp_params_free(&p->actor);
+    mlp_work_free(&p->actor_work);
     free(p->act_low);
     free(p->act_high);
     free(p->work);
@@ -66,7 +68,7 @@ void policy_act(policy_t *p, rng_t *rng, float *act, const float *obs, int B, bo
 {
     TWIG_ASSERT(B <= p->max_batch);
     int A = p->n_act;
-    mlp_forward(&p->actor, p->pi_out, obs, B);
+    mlp_forward(&p->actor, &p->actor_work, p->pi_out, obs, B);
     if (deterministic) {
         for (int i = 0; i < B; i++) {
             for (int j = 0; j < A; j++) {

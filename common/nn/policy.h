@@ -9,7 +9,7 @@
  *
  *     policy_t p = {0};
  *     policy_shape sh = {spec->n_obs, spec->n_act, hidden, spec->act_low, spec->act_high};
- *     policy_init(&p, &sh, max_batch);                           // the one allocation
+ *     policy_init(&p, &sh, max_batch);       // the allocation: params, forward workspace
  *     if (policy_load_blob(&p, blob) < 0) { ... err_msg() ... }  // policy_blob.h
  *     policy_act(&p, &rng, act, obs, B, false);                  // sample, env units
  *     policy_free(&p);
@@ -33,7 +33,8 @@ static inline bool policy_version_newer(uint64_t version, uint64_t have)
 
 typedef struct policy {
     int n_obs, n_act, hidden, max_batch;
-    mlp_t actor;             /* O -> H -> H -> 2A, parameters from the newest blob */
+    mlp_params actor;        /* O -> H -> H -> 2A, parameters from the newest blob */
+    mlp_work actor_work;     /* its forward activations for max_batch rows */
     uint64_t version;        /* of the loaded blob; 0 before the first load */
     float *act_low;          /* (n_act) copied from the shape */
     float *act_high;         /* (n_act) */

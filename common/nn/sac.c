@@ -63,8 +63,10 @@ int sac_init(sac_t *s, const sac_cfg *cfg, uint64_t seed)
     mlp_init(&s->actor, pi_sizes, 3, NN_ACT_RELU, B, &init);
     for (int k = 0; k < 2; k++) {
         mlp_init(&s->q[k], q_sizes, 3, NN_ACT_RELU, B, &init);
-        mlp_init(&s->q_targ[k], q_sizes, 3, NN_ACT_RELU, B, &init);
-        mlp_copy_params(&s->q_targ[k], &s->q[k]);
+        // the targets are never stepped: parameters and a forward workspace only
+        mlp_params_init(&s->q_targ[k].p, q_sizes, 3, NN_ACT_RELU, &init);
+        mlp_work_init(&s->q_targ[k].work, &s->q_targ[k].p, B);
+        mlp_copy_params(&s->q_targ[k].p, &s->q[k].p);
     }
     s->log_alpha = cfg->init_log_alpha;
     nn_adam_init(&s->alpha_adam, 1);
@@ -130,8 +132,8 @@ static float critic_loss(sac_t *s, const replay_batch *b, const float *y, grad_m
 {
     const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
     concat_rows(s->x, b->obs, b->act, B, O, A);
-    mlp_forward(&s->q[0], s->q1, s->x, B);
-    mlp_forward(&s->q[1], s->q2, s->x, B);
+    mlp_forward(&s->q[0].p, &s->q[0].work, s->q1, s->x, B);
+    mlp_forward(&s->q[1].p, &s->q[1].work, s->q2, s->x, B);
     double l1 = 0.0, l2 = 0.0, qsum = 0.0;
     const float scale = 2.0f / (float)B;
     for (int i = 0; i < B; i++) {
@@ -144,11 +146,11 @@ static float critic_loss(sac_t *s, const replay_batch *b, const float *y, grad_m
     }
     s->stats.q_mean = (float)(qsum / B);
     if (mode == GRAD_ADD) {
-        mlp_backward(&s->q[0], NULL, s->dq1, true);
-        mlp_backward(&s->q[1], NULL, s->dq2, true);
+        mlp_backward(&s->q[0].p, &s->q[0].work, &s->q[0].train, NULL, s->dq1, true);
+        mlp_backward(&s->q[1].p, &s->q[1].work, &s->q[1].train, NULL, s->dq2, true);
     } else if (mode == GRAD_SET) {
-        mlp_backward_set(&s->q[0], NULL, s->dq1);
-        mlp_backward_set(&s->q[1], NULL, s->dq2);
+        mlp_backward_set(&s->q[0].p, &s->q[0].work, &s->q[0].train, NULL, s->dq1);
+        mlp_backward_set(&s->q[1].p, &s->q[1].work, &s->q[1].train, NULL, s->dq2);
     }
     return (float)((l1 + l2) / B);
 }
@@ -162,11 +164,11 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
                         grad_mode mode)
 {
     const int O = s->cfg.n_obs, A = s->cfg.n_act;
-    mlp_forward(&s->actor, s->pi_out, obs, B);
+    mlp_forward(&s->actor.p, &s->actor.work, s->pi_out, obs, B);
     squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
     concat_rows(s->x, obs, s->a, B, O, A);
-    mlp_forward(&s->q[0], s->q1, s->x, B);
-    mlp_forward(&s->q[1], s->q2, s->x, B);
+    mlp_forward(&s->q[0].p, &s->q[0].work, s->q1, s->x, B);
+    mlp_forward(&s->q[1].p, &s->q[1].work, s->q2, s->x, B);
     double loss = 0.0;
     const float inv_b = 1.0f / (float)B;
     for (int i = 0; i < B; i++) {
@@ -190,13 +192,15 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
             }
         }
         memset(s->da, 0, sizeof(float) * (size_t)B * A);
-        mlp_backward_input_rows(&s->q[0], s->dx, s->dq1, s->rows1, n1, O, A);
+        mlp_backward_input_rows(&s->q[0].p, &s->q[0].work, &s->q[0].train, s->dx, s->dq1, s->rows1,
+                                n1, O, A);
         for (int r = 0; r < n1; r++) {
             for (int j = 0; j < A; j++) {
                 s->da[(size_t)s->rows1[r] * A + j] += s->dx[(size_t)r * A + j];
             }
         }
-        mlp_backward_input_rows(&s->q[1], s->dx, s->dq2, s->rows2, n2, O, A);
+        mlp_backward_input_rows(&s->q[1].p, &s->q[1].work, &s->q[1].train, s->dx, s->dq2, s->rows2,
+                                n2, O, A);
         for (int r = 0; r < n2; r++) {
             for (int j = 0; j < A; j++) {
                 s->da[(size_t)s->rows2[r] * A + j] += s->dx[(size_t)r * A + j];
@@ -208,9 +212,9 @@ static float actor_loss(sac_t *s, const float *obs, const float *eps, float alph
         }
         squash_backward(s->dpi, s->da, s->dlogp, s->pi_out, eps, s->a, B, A);
         if (mode == GRAD_SET) {
-            mlp_backward_set(&s->actor, NULL, s->dpi);
+            mlp_backward_set(&s->actor.p, &s->actor.work, &s->actor.train, NULL, s->dpi);
         } else {
-            mlp_backward(&s->actor, NULL, s->dpi, true);
+            mlp_backward(&s->actor.p, &s->actor.work, &s->actor.train, NULL, s->dpi, true);
         }
     }
     return (float)(loss / B);
@@ -239,11 +243,11 @@ void sac_target(sac_t *s, float *y, const replay_batch *b, const float *eps, flo
 {
     const int B = b->n, O = s->cfg.n_obs, A = s->cfg.n_act;
     const float gamma = s->cfg.gamma;
-    mlp_forward(&s->actor, s->pi_out, b->next_obs, B);
+    mlp_forward(&s->actor.p, &s->actor.work, s->pi_out, b->next_obs, B);
     squash_forward(s->u, s->a, s->logp, s->pi_out, eps, B, A);
     concat_rows(s->x, b->next_obs, s->a, B, O, A);
-    mlp_forward(&s->q_targ[0], s->q1, s->x, B);
-    mlp_forward(&s->q_targ[1], s->q2, s->x, B);
+    mlp_forward(&s->q_targ[0].p, &s->q_targ[0].work, s->q1, s->x, B);
+    mlp_forward(&s->q_targ[1].p, &s->q_targ[1].work, s->q2, s->x, B);
     for (int i = 0; i < B; i++) {
         float qmin = s->q1[i] < s->q2[i] ? s->q1[i] : s->q2[i];
         y[i] = b->reward[i] + gamma * (1.0f - b->terminated[i]) * (qmin - alpha * s->logp[i]);
@@ -262,13 +266,13 @@ void sac_update(sac_t *s, const replay_batch *b)
 
     // critic step (the backward overwrites the grads: no zeroing pass)
     s->stats.q_loss = critic_loss(s, b, s->y, GRAD_SET);
-    mlp_adam_step(&s->q[0], &s->adam_critic);
-    mlp_adam_step(&s->q[1], &s->adam_critic);
+    mlp_adam_step(&s->q[0].p, &s->q[0].train, &s->adam_critic);
+    mlp_adam_step(&s->q[1].p, &s->q[1].train, &s->adam_critic);
 
     // actor step, critics frozen
     rng_fill_normal_polar(&s->rng, s->eps, B * A);
     s->stats.pi_loss = actor_loss(s, b->obs, s->eps, alpha, B, GRAD_SET);
-    mlp_adam_step(&s->actor, &s->adam_actor);
+    mlp_adam_step(&s->actor.p, &s->actor.train, &s->adam_actor);
 
     // temperature step on the actor step's logp
     float g = 0.0f;
@@ -282,8 +286,8 @@ void sac_update(sac_t *s, const replay_batch *b)
     s->stats.alpha = alpha;
 
     // targets follow
-    mlp_polyak(&s->q_targ[0], &s->q[0], s->cfg.tau);
-    mlp_polyak(&s->q_targ[1], &s->q[1], s->cfg.tau);
+    mlp_polyak(&s->q_targ[0].p, &s->q[0].p, s->cfg.tau);
+    mlp_polyak(&s->q_targ[1].p, &s->q[1].p, s->cfg.tau);
     s->n_updates++;
 }
 
@@ -307,7 +311,7 @@ static void policy_head(float *act, float *scratch, const float *pi_out, int B, 
 void sac_act(sac_t *s, float *act, const float *obs, int B, bool deterministic)
 {
     TWIG_ASSERT(B >= 1 && B <= s->cfg.batch);
-    mlp_forward(&s->actor, s->pi_out, obs, B);
+    mlp_forward(&s->actor.p, &s->actor.work, s->pi_out, obs, B);
     // eps, u, a, da are consecutive in the workspace: 4 B A floats, more than the
     // 2 B A + B policy_head uses as scratch
     const size_t BA = (size_t)s->cfg.batch * s->cfg.n_act;

@@ -56,7 +56,7 @@ typedef struct sac {
     sac_cfg cfg;
     mlp_t actor;     /* O -> H -> H -> 2A (mu, log_std) */
     mlp_t q[2];      /* O+A -> H -> H -> 1 */
-    mlp_t q_targ[2]; /* Polyak copies, never trained */
+    mlp_t q_targ[2]; /* Polyak copies, never trained: p and work, train zeroed */
     float log_alpha;
     nn_adam_state alpha_adam; /* n = 1 */
     nn_adam_cfg adam_actor, adam_critic, adam_alpha;

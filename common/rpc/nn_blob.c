@@ -11,7 +11,7 @@
 #include "common/base/mem.h"
 #include "common/rpc/weight_blob.h"
 
-int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_build(nn_blob *b, mlp_params *const *nets, const char *const *prefixes, int n_nets,
                   Twig__V1__WeightKind kind, uint64_t version, const char *env_id)
 {
     memset(b, 0, sizeof(*b));
@@ -46,7 +46,7 @@ int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, i
                       bytes);
     t = 0;
     for (int k = 0; k < n_nets; k++) {
-        const mlp_t *n = nets[k];
+        const mlp_params *n = nets[k];
         for (int i = 0; i < 2 * n->n_layers; i++, t++) {
             const mlp_tensor *src = &n->tensors[i];
             bool bias = i % 2 == 1; /* (cols); a weight (rows, cols) */
@@ -72,11 +72,11 @@ void nn_blob_free(nn_blob *b)
 }
 
 /* one pass validates, the second copies */
-static int blob_walk(mlp_t *const *nets, const char *const *prefixes, int n_nets,
+static int blob_walk(mlp_params *const *nets, const char *const *prefixes, int n_nets,
                      const Twig__V1__WeightBlob *msg, bool apply)
 {
     for (int k = 0; k < n_nets; k++) {
-        mlp_t *n = nets[k];
+        mlp_params *n = nets[k];
         for (int i = 0; i < 2 * n->n_layers; i++) {
             const mlp_tensor *want = &n->tensors[i];
             char name[NN_BLOB_NAME_MAX];
@@ -107,7 +107,7 @@ static int blob_walk(mlp_t *const *nets, const char *const *prefixes, int n_nets
     return 0;
 }
 
-int nn_blob_load(mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_load(mlp_params *const *nets, const char *const *prefixes, int n_nets,
                  const Twig__V1__WeightBlob *msg)
 {
     int rc = weight_blob_check_crc(msg, "weight blob");

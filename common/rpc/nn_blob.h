@@ -33,7 +33,7 @@ typedef struct nn_blob {
 
 /* fills b (caller's storage, may be on the heap: it is large) from the nets' parameters
  * (copied). prefixes[k] names net k ("actor", "q1"). returns 0 or -EINVAL */
-int nn_blob_build(nn_blob *b, mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_build(nn_blob *b, mlp_params *const *nets, const char *const *prefixes, int n_nets,
                   Twig__V1__WeightKind kind, uint64_t version, const char *env_id);
 void nn_blob_free(nn_blob *b);
 
@@ -41,7 +41,7 @@ void nn_blob_free(nn_blob *b);
  * the code is TWIG_ECORRUPT (checksum, offsets, a name twice), TWIG_EMISMATCH (missing
  * tensor or shape)
  * or -EINVAL (non-finite value), with err_msg naming the tensor */
-int nn_blob_load(mlp_t *const *nets, const char *const *prefixes, int n_nets,
+int nn_blob_load(mlp_params *const *nets, const char *const *prefixes, int n_nets,
                  const Twig__V1__WeightBlob *msg);
 
 #endif

@@ -12,7 +12,7 @@ int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob)
         return err_set(TWIG_EMISMATCH, "policy blob: version %llu is not newer than %llu",
                        (unsigned long long)blob->version, (unsigned long long)p->version);
     }
-    mlp_t *nets[1] = {&p->actor};
+    mlp_params *nets[1] = {&p->actor};
     const char *prefixes[1] = {POLICY_BLOB_PREFIX};
     int rc = nn_blob_load(nets, prefixes, 1, blob);
     if (rc < 0) {
@@ -24,7 +24,7 @@ int policy_load_blob(policy_t *p, const Twig__V1__WeightBlob *blob)
 
 int policy_blob_build(nn_blob *b, sac_t *s, uint64_t version, const char *env_id)
 {
-    mlp_t *nets[1] = {&s->actor};
+    mlp_params *nets[1] = {&s->actor.p};
     const char *prefixes[1] = {POLICY_BLOB_PREFIX};
     return nn_blob_build(b, nets, prefixes, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, version,
                          env_id);

@@ -23,13 +23,13 @@ static inline void make_trained(mlp_t *a, mlp_t *b, uint64_t seed)
     for (int s = 0; s < 3; s++) {
         mlp_t *nets[2] = {a, b};
         for (int k = 0; k < 2; k++) {
-            mlp_forward(nets[k], y, x, 8);
-            for (int i = 0; i < 8 * nets[k]->sizes[nets[k]->n_layers]; i++) {
+            mlp_forward(&nets[k]->p, &nets[k]->work, y, x, 8);
+            for (int i = 0; i < 8 * nets[k]->p.sizes[nets[k]->p.n_layers]; i++) {
                 dy[i] = y[i] - 1.0f;
             }
-            mlp_zero_grad(nets[k]);
-            mlp_backward(nets[k], NULL, dy, true);
-            mlp_adam_step(nets[k], &cfg);
+            mlp_zero_grad(&nets[k]->train);
+            mlp_backward(&nets[k]->p, &nets[k]->work, &nets[k]->train, NULL, dy, true);
+            mlp_adam_step(&nets[k]->p, &nets[k]->train, &cfg);
         }
     }
 }

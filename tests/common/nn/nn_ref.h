@@ -1,5 +1,5 @@
 /* nn_ref.h - double-precision reference forward of an mlp_t, for finite-difference tests.
- * Parameters are passed as a double copy of net->params (same layout), so a test can perturb
+ * Parameters are passed as a double copy of net->p.params (same layout), so a test can perturb
  * one coordinate and re-evaluate a loss exactly. Small nets only: B * width <= NN_REF_MAX. */
 #ifndef TWIG_TESTS_NN_REF_H
 #define TWIG_TESTS_NN_REF_H
@@ -29,19 +29,19 @@ static inline void nn_ref_forward(const mlp_t *net, const double *p, double *y, 
                                   int B)
 {
     double a[NN_REF_MAX], nxt[NN_REF_MAX];
-    int in = net->sizes[0];
+    int in = net->p.sizes[0];
     memcpy(a, x, sizeof(double) * (size_t)B * in);
-    for (int l = 0; l < net->n_layers; l++) {
-        int out = net->sizes[l + 1];
-        const double *w = p + net->tensors[2 * l].offset;
-        const double *b = p + net->tensors[2 * l + 1].offset;
+    for (int l = 0; l < net->p.n_layers; l++) {
+        int out = net->p.sizes[l + 1];
+        const double *w = p + net->p.tensors[2 * l].offset;
+        const double *b = p + net->p.tensors[2 * l + 1].offset;
         for (int i = 0; i < B; i++) {
             for (int j = 0; j < out; j++) {
                 double s = b[j];
                 for (int k = 0; k < in; k++) {
                     s += a[i * in + k] * w[k * out + j];
                 }
-                nxt[i * out + j] = l == net->n_layers - 1 ? s : nn_ref_act(net->act, s);
+                nxt[i * out + j] = l == net->p.n_layers - 1 ? s : nn_ref_act(net->p.act, s);
             }
         }
         memcpy(a, nxt, sizeof(double) * (size_t)B * out);
@@ -53,9 +53,9 @@ static inline void nn_ref_forward(const mlp_t *net, const double *p, double *y, 
 /* a double copy of a net's parameters (free it) */
 static inline double *nn_ref_params(const mlp_t *net)
 {
-    double *p = calloc(net->n_params, sizeof(double));
-    for (size_t i = 0; i < net->n_params; i++) {
-        p[i] = net->params[i];
+    double *p = calloc(net->p.n_params, sizeof(double));
+    for (size_t i = 0; i < net->p.n_params; i++) {
+        p[i] = net->p.params[i];
     }
     return p;
 }

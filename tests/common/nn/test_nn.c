@@ -21,7 +21,7 @@ static double ref_loss(const mlp_t *net, const double *p, const double *x, const
     double y[64 * 64];
     nn_ref_forward(net, p, y, x, B);
     double s = 0;
-    for (int i = 0; i < B * net->sizes[net->n_layers]; i++) {
+    for (int i = 0; i < B * net->p.sizes[net->p.n_layers]; i++) {
         s += y[i] * r[i];
     }
     return s;
@@ -45,23 +45,23 @@ static void check_mlp_gradients(nn_act act)
         r[i] = rng_normal_f32(&rng);
         rd[i] = r[i];
     }
-    mlp_forward(&net, y, x, B);
-    double *p = calloc(net.n_params, sizeof(double));
-    for (size_t i = 0; i < net.n_params; i++) {
-        p[i] = net.params[i];
+    mlp_forward(&net.p, &net.work, y, x, B);
+    double *p = calloc(net.p.n_params, sizeof(double));
+    for (size_t i = 0; i < net.p.n_params; i++) {
+        p[i] = net.p.params[i];
     }
     nn_ref_forward(&net, p, yd, xd, B);
     for (int i = 0; i < B * 3; i++) {
         cr_expect(fabs(y[i] - yd[i]) < 1e-5 * (1 + fabs(yd[i])), "y[%d] %f vs %f", i, y[i], yd[i]);
     }
-    mlp_zero_grad(&net);
-    mlp_backward(&net, dx, r, true);
+    mlp_zero_grad(&net.train);
+    mlp_backward(&net.p, &net.work, &net.train, dx, r, true);
 
     // every parameter of every tensor against central differences in double
     const double h = 1e-6;
     int checked = 0;
-    for (int t = 0; t < 2 * net.n_layers; t++) {
-        const mlp_tensor *ts = &net.tensors[t];
+    for (int t = 0; t < 2 * net.p.n_layers; t++) {
+        const mlp_tensor *ts = &net.p.tensors[t];
         for (int j = 0; j < ts->rows * ts->cols; j++) {
             size_t i = ts->offset + (size_t)j;
             double keep = p[i];
@@ -71,7 +71,7 @@ static void check_mlp_gradients(nn_act act)
             double lm = ref_loss(&net, p, xd, rd, B);
             p[i] = keep;
             double num = (lp - lm) / (2 * h);
-            double ana = net.grads[i];
+            double ana = net.train.grads[i];
             cr_expect(fabs(num - ana) < 1e-4 * (1 + fabs(num)),
                       "%s[%d]: numeric %.7f analytic "
                       "%.7f",
@@ -95,26 +95,26 @@ static void check_mlp_gradients(nn_act act)
                   i, num, dx[i]);
     }
     // the overwriting backward gives the same grads over garbage
-    float *acc = malloc(net.n_params * sizeof(float));
-    memcpy(acc, net.grads, net.n_params * sizeof(float));
-    for (size_t i = 0; i < net.n_params; i++) {
-        net.grads[i] = 1e3f;
+    float *acc = malloc(net.p.n_params * sizeof(float));
+    memcpy(acc, net.train.grads, net.p.n_params * sizeof(float));
+    for (size_t i = 0; i < net.p.n_params; i++) {
+        net.train.grads[i] = 1e3f;
     }
-    mlp_backward_set(&net, NULL, r);
-    for (int t = 0; t < 2 * net.n_layers; t++) {
-        const mlp_tensor *ts = &net.tensors[t];
+    mlp_backward_set(&net.p, &net.work, &net.train, NULL, r);
+    for (int t = 0; t < 2 * net.p.n_layers; t++) {
+        const mlp_tensor *ts = &net.p.tensors[t];
         for (int j = 0; j < ts->rows * ts->cols; j++) {
             size_t i = ts->offset + (size_t)j;
-            cr_expect(fabsf(net.grads[i] - acc[i]) <= 1e-6f * (1 + fabsf(acc[i])), "%s[%d]",
+            cr_expect(fabsf(net.train.grads[i] - acc[i]) <= 1e-6f * (1 + fabsf(acc[i])), "%s[%d]",
                       ts->name, j);
         }
     }
     free(acc);
     // a frozen pass leaves grads alone but still gives dx
-    float g0 = net.grads[0];
+    float g0 = net.train.grads[0];
     float dx2[B * 4];
-    mlp_backward(&net, dx2, r, false);
-    cr_expect_eq(net.grads[0], g0);
+    mlp_backward(&net.p, &net.work, &net.train, dx2, r, false);
+    cr_expect_eq(net.train.grads[0], g0);
     cr_expect_eq(memcmp(dx, dx2, sizeof(dx)), 0);
     free(p);
     mlp_free(&net);
@@ -138,12 +138,12 @@ Test(mlp, blas_and_naive_gemm_agree)
     mlp_t a = {0}, b = {0};
     cr_assert_eq(mlp_init(&a, sizes, 3, NN_ACT_SWISH, 32, &rng), 0);
     cr_assert_eq(mlp_init(&b, sizes, 3, NN_ACT_SWISH, 32, &rng), 0);
-    mlp_copy_params(&b, &a);
-    b.gemm = nn_gemm_naive;
+    mlp_copy_params(&b.p, &a.p);
+    b.p.gemm = nn_gemm_naive;
     float x[32 * 17], ya[32 * 12], yb[32 * 12];
     rng_fill_normal(&rng, x, 32 * 17);
-    mlp_forward(&a, ya, x, 32);
-    mlp_forward(&b, yb, x, 32);
+    mlp_forward(&a.p, &a.work, ya, x, 32);
+    mlp_forward(&b.p, &b.work, yb, x, 32);
     for (int i = 0; i < 32 * 12; i++) {
         cr_expect(fabsf(ya[i] - yb[i]) < 1e-4f, "y[%d] %f vs %f", i, ya[i], yb[i]);
     }
@@ -168,10 +168,10 @@ static void check_rows_backward(nn_act act)
     for (int r = 0; r < 4; r++) {
         memcpy(dyz + rows[r] * OUT, dy + rows[r] * OUT, sizeof(float) * OUT);
     }
-    mlp_forward(&net, y, x, B);
-    mlp_zero_grad(&net);
-    mlp_backward(&net, dx, dyz, false);
-    mlp_backward_input_rows(&net, dxr, dy, rows, 4, 2, 3);
+    mlp_forward(&net.p, &net.work, y, x, B);
+    mlp_zero_grad(&net.train);
+    mlp_backward(&net.p, &net.work, &net.train, dx, dyz, false);
+    mlp_backward_input_rows(&net.p, &net.work, &net.train, dxr, dy, rows, 4, 2, 3);
     for (int r = 0; r < 4; r++) {
         for (int j = 0; j < 3; j++) {
             float want = dx[rows[r] * I + 2 + j];
@@ -179,7 +179,7 @@ static void check_rows_backward(nn_act act)
                       "row %d col %d: %f vs %f", rows[r], j, dxr[r * 3 + j], want);
         }
     }
-    cr_expect_eq(nn_grad_norm(net.grads, net.n_params), 0.0);
+    cr_expect_eq(nn_grad_norm(net.train.grads, net.p.n_params), 0.0);
     mlp_free(&net);
 }
 
@@ -316,6 +316,83 @@ static size_t file_size(const char *path)
     return (size_t)n;
 }
 
+/* the image of version 1 is pinned: its checksum, over everything before it, is the one the
+ * format had when params, grads and moments still lived in one struct, so old checkpoints
+ * load and new ones read the same. Every value is set exactly (no GEMM, no rounding that
+ * depends on the build), so it holds on every CPU and in every build. */
+Test(mlp_file, image_bytes_are_those_of_format_version_1)
+{
+    rng_t rng;
+    rng_seed(&rng, 12);
+    mlp_t a = {0}, b = {0};
+    const int sa[] = {5, 16, 16, 2}, sb[] = {3, 8, 1};
+    cr_assert_eq(mlp_init(&a, sa, 3, NN_ACT_SWISH, 4, &rng), 0);
+    cr_assert_eq(mlp_init(&b, sb, 2, NN_ACT_RELU, 4, &rng), 0);
+    mlp_t *nets[2] = {&a, &b};
+    for (int k = 0; k < 2; k++) {
+        nn_adam_state *adam = &nets[k]->train.adam;
+        for (size_t i = 0; i < nets[k]->p.n_params; i++) {
+            nets[k]->p.params[i] = (float)((i * 7 + (size_t)k) % 13) * 0.125f - 0.75f;
+            adam->m[i] = 0.25f * (float)i - 3.0f;
+            adam->v[i] = 1.0f / (float)(i + 1);
+        }
+        adam->t = 7 + k;
+    }
+    const char extra[5] = "twig";
+    size_t n = mlp_image_size(nets, 2, sizeof(extra));
+    cr_assert_eq(n, 6057);
+    uint8_t *img = malloc(n);
+    mlp_image_write(img, nets, 2, extra, sizeof(extra));
+    cr_expect_eq(crc32c(img, n - 4), 0xc15fe95eu);
+
+    // and it reads back into fresh nets of the same shapes
+    mlp_t a2 = {0}, b2 = {0};
+    cr_assert_eq(mlp_init(&a2, sa, 3, NN_ACT_SWISH, 4, &rng), 0);
+    cr_assert_eq(mlp_init(&b2, sb, 2, NN_ACT_RELU, 4, &rng), 0);
+    mlp_t *dst[2] = {&a2, &b2};
+    char extra2[5] = {0};
+    cr_assert_eq(mlp_image_read(img, n, dst, 2, extra2, sizeof(extra2)), 0, "%s", err_msg());
+    cr_expect_eq(memcmp(b.p.params, b2.p.params, b.p.n_params * sizeof(float)), 0);
+    cr_expect_eq(memcmp(a.train.adam.v, a2.train.adam.v, a.p.n_params * sizeof(float)), 0);
+    cr_expect_eq(b2.train.adam.t, 8);
+    cr_expect_str_eq(extra2, "twig");
+    free(img);
+    mlp_free(&a);
+    mlp_free(&b);
+    mlp_free(&a2);
+    mlp_free(&b2);
+}
+
+/* a net never stepped (no training state) saves as one whose moments are still zero */
+Test(mlp_file, net_without_training_state_saves_zero_moments)
+{
+    rng_t rng;
+    rng_seed(&rng, 4);
+    const int sizes[] = {3, 8, 2};
+    mlp_t full = {0}, frozen = {0};
+    cr_assert_eq(mlp_init(&full, sizes, 2, NN_ACT_RELU, 4, &rng), 0);
+    cr_assert_eq(mlp_params_init(&frozen.p, sizes, 2, NN_ACT_RELU, &rng), 0);
+    cr_assert_eq(mlp_work_init(&frozen.work, &frozen.p, 4), 0);
+    cr_expect_null(frozen.train.grads);
+    mlp_copy_params(&frozen.p, &full.p);
+    mlp_t *a[1] = {&full}, *b[1] = {&frozen};
+    size_t n = mlp_image_size(a, 1, 0);
+    cr_assert_eq(mlp_image_size(b, 1, 0), n);
+    uint8_t *ia = malloc(n), *ib = malloc(n);
+    mlp_image_write(ia, a, 1, NULL, 0);
+    mlp_image_write(ib, b, 1, NULL, 0);
+    cr_expect_eq(memcmp(ia, ib, n), 0);
+    // and reading one into a net without training state takes the parameters only
+    full.p.params[0] += 1.0f;
+    mlp_image_write(ia, a, 1, NULL, 0);
+    cr_assert_eq(mlp_image_read(ia, n, b, 1, NULL, 0), 0, "%s", err_msg());
+    cr_expect_eq(frozen.p.params[0], full.p.params[0]);
+    free(ia);
+    free(ib);
+    mlp_free(&full);
+    mlp_free(&frozen);
+}
+
 Test(mlp_file, save_then_load_gives_identical_outputs_and_optimizer_state)
 {
     make_tmp();
@@ -330,16 +407,16 @@ Test(mlp_file, save_then_load_gives_identical_outputs_and_optimizer_state)
     cr_expect_eq(file_size(path), mlp_image_size(src, 2, sizeof(extra)));
     cr_assert_eq(mlp_load_file(path, dst, 2, extra2, sizeof(extra2)), 0, "%s", err_msg());
     cr_expect_eq(memcmp(extra, extra2, sizeof(extra)), 0);
-    cr_expect_eq(memcmp(a.params, a2.params, a.n_params * sizeof(float)), 0);
-    cr_expect_eq(memcmp(a.adam.m, a2.adam.m, a.n_params * sizeof(float)), 0);
-    cr_expect_eq(memcmp(b.adam.v, b2.adam.v, b.n_params * sizeof(float)), 0);
-    cr_expect_eq(a2.adam.t, 3);
+    cr_expect_eq(memcmp(a.p.params, a2.p.params, a.p.n_params * sizeof(float)), 0);
+    cr_expect_eq(memcmp(a.train.adam.m, a2.train.adam.m, a.p.n_params * sizeof(float)), 0);
+    cr_expect_eq(memcmp(b.train.adam.v, b2.train.adam.v, b.p.n_params * sizeof(float)), 0);
+    cr_expect_eq(a2.train.adam.t, 3);
     float x[4 * 5], y1[8], y2[8];
     rng_t rng;
     rng_seed(&rng, 8);
     rng_fill_normal(&rng, x, 20);
-    mlp_forward(&a, y1, x, 4);
-    mlp_forward(&a2, y2, x, 4);
+    mlp_forward(&a.p, &a.work, y1, x, 4);
+    mlp_forward(&a2.p, &a2.work, y2, x, 4);
     cr_expect_eq(memcmp(y1, y2, sizeof(y1)), 0);
     mlp_free(&a);
     mlp_free(&b);
@@ -366,7 +443,7 @@ Test(mlp_file, corrupted_truncated_or_wrong_version_file_is_refused)
     size_t n = mlp_image_size(src, 2, 0);
     uint8_t *img = malloc(n), *bad = malloc(n);
     mlp_image_write(img, src, 2, NULL, 0);
-    float before = a2.params[0];
+    float before = a2.p.params[0];
     char path[300];
     snprintf(path, sizeof(path), "%s/bad.bin", tmpdir);
 
@@ -409,7 +486,7 @@ Test(mlp_file, corrupted_truncated_or_wrong_version_file_is_refused)
     cr_expect_eq(mlp_load_file(missing, dst, 2, NULL, 0), -ENOENT);
 
     // nothing was written by any refused load
-    cr_expect_eq(a2.params[0], before);
+    cr_expect_eq(a2.p.params[0], before);
     free(img);
     free(bad);
     mlp_free(&a);

@@ -114,8 +114,8 @@ static int check_net_grads(const mlp_t *net, double *p, const float *grads, loss
 {
     const double h = 1e-6;
     int n = 0;
-    for (int t = 0; t < 2 * net->n_layers; t++) {
-        const mlp_tensor *ts = &net->tensors[t];
+    for (int t = 0; t < 2 * net->p.n_layers; t++) {
+        const mlp_tensor *ts = &net->p.tensors[t];
         for (int j = 0; j < ts->rows * ts->cols; j++) {
             size_t i = ts->offset + (size_t)j;
             double keep = p[i];
@@ -156,18 +156,18 @@ Test(sac, critic_loss_gradients_match_finite_differences)
     random_batch(&b, &rng);
     float y[B];
     rng_fill_normal(&rng, y, B);
-    mlp_zero_grad(&s.q[0]);
-    mlp_zero_grad(&s.q[1]);
-    mlp_zero_grad(&s.actor);
+    mlp_zero_grad(&s.q[0].train);
+    mlp_zero_grad(&s.q[1].train);
+    mlp_zero_grad(&s.actor.train);
     float loss = sac_critic_loss(&s, &b, y, true);
     critic_ctx c = {&s, nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]), &b, y};
     cr_expect(fabs(loss - critic_loss_of(&c)) < 1e-5 * (1 + fabs(loss)), "loss %f vs %f", loss,
               critic_loss_of(&c));
-    int n = check_net_grads(&s.q[0], c.p0, s.q[0].grads, critic_loss_of, &c, "q1");
-    n += check_net_grads(&s.q[1], c.p1, s.q[1].grads, critic_loss_of, &c, "q2");
+    int n = check_net_grads(&s.q[0], c.p0, s.q[0].train.grads, critic_loss_of, &c, "q1");
+    n += check_net_grads(&s.q[1], c.p1, s.q[1].train.grads, critic_loss_of, &c, "q2");
     cr_expect_eq(n, 2 * ((O + A) * H + H + H * H + H + H + 1));
     // the critic loss leaves the actor alone
-    cr_expect_eq(nn_grad_norm(s.actor.grads, s.actor.n_params), 0.0);
+    cr_expect_eq(nn_grad_norm(s.actor.train.grads, s.actor.p.n_params), 0.0);
     free(c.p0);
     free(c.p1);
     replay_batch_free(&b);
@@ -192,7 +192,7 @@ static void check_actor(float ls_bias)
     sac_t s;
     small_sac(&s, 3);
     // a large log-std bias pushes one action dim into the clamp: its gradient must vanish
-    s.actor.b[2][A] = ls_bias;
+    s.actor.p.b[2][A] = ls_bias;
     rng_t rng;
     rng_seed(&rng, 4);
     replay_batch b;
@@ -200,9 +200,9 @@ static void check_actor(float ls_bias)
     float eps[B * A];
     rng_fill_normal(&rng, eps, B * A);
     const float alpha = 0.3f;
-    mlp_zero_grad(&s.q[0]);
-    mlp_zero_grad(&s.q[1]);
-    mlp_zero_grad(&s.actor);
+    mlp_zero_grad(&s.q[0].train);
+    mlp_zero_grad(&s.q[1].train);
+    mlp_zero_grad(&s.actor.train);
     float loss = sac_actor_loss(&s, b.obs, eps, alpha, B, true);
     actor_ctx c = {
         &s,   nn_ref_params(&s.actor), nn_ref_params(&s.q[0]), nn_ref_params(&s.q[1]), b.obs, eps,
@@ -214,13 +214,13 @@ static void check_actor(float ls_bias)
         cr_expect(fabs(s.logp[i] - logp[i]) < 1e-4 * (1 + fabs(logp[i])), "logp[%d] %f vs %f", i,
                   s.logp[i], logp[i]);
     }
-    int n = check_net_grads(&s.actor, c.pa, s.actor.grads, actor_loss_of, &c, "actor");
+    int n = check_net_grads(&s.actor, c.pa, s.actor.train.grads, actor_loss_of, &c, "actor");
     cr_expect_eq(n, O * H + H + H * H + H + H * 2 * A + 2 * A);
     // critics are frozen during the actor step
-    cr_expect_eq(nn_grad_norm(s.q[0].grads, s.q[0].n_params), 0.0);
-    cr_expect_eq(nn_grad_norm(s.q[1].grads, s.q[1].n_params), 0.0);
+    cr_expect_eq(nn_grad_norm(s.q[0].train.grads, s.q[0].p.n_params), 0.0);
+    cr_expect_eq(nn_grad_norm(s.q[1].train.grads, s.q[1].p.n_params), 0.0);
     if (ls_bias > 10.0f) {
-        const float *db = s.actor.db[2];
+        const float *db = s.actor.train.db[2];
         cr_expect_eq(db[A], 0.0f, "clamped log-std has gradient %g", db[A]);
     }
     free(c.pa);
@@ -301,14 +301,14 @@ Test(sac, termination_cuts_the_bootstrap_and_nothing_else)
     sac_target(&s, y, &b, eps, alpha);
     // recompute the pieces: actor on o', both target critics
     float out[B * 2 * A], u[B * A], a[B * A], logp[B], x[B * (O + A)], q1[B], q2[B];
-    mlp_forward(&s.actor, out, b.next_obs, B);
+    mlp_forward(&s.actor.p, &s.actor.work, out, b.next_obs, B);
     squash_forward(u, a, logp, out, eps, B, A);
     for (int i = 0; i < B; i++) {
         memcpy(x + i * (O + A), b.next_obs + i * O, sizeof(float) * O);
         memcpy(x + i * (O + A) + O, a + i * A, sizeof(float) * A);
     }
-    mlp_forward(&s.q_targ[0], q1, x, B);
-    mlp_forward(&s.q_targ[1], q2, x, B);
+    mlp_forward(&s.q_targ[0].p, &s.q_targ[0].work, q1, x, B);
+    mlp_forward(&s.q_targ[1].p, &s.q_targ[1].work, q2, x, B);
     for (int i = 0; i < B; i++) {
         float boot = 0.99f * (fminf(q1[i], q2[i]) - alpha * logp[i]);
         float want = b.reward[i] + (i == 1 ? 0.0f : boot);
@@ -329,7 +329,7 @@ Test(sac, acting_is_bounded_and_deterministic_mode_is_tanh_mu)
     rng_fill_normal(&rng, obs, B * O);
     sac_act(&s, a1, obs, B, true);
     sac_act(&s, a2, obs, B, true);
-    mlp_forward(&s.actor, out, obs, B);
+    mlp_forward(&s.actor.p, &s.actor.work, out, obs, B);
     for (int i = 0; i < B; i++) {
         for (int j = 0; j < A; j++) {
             cr_expect_eq(a1[i * A + j], a2[i * A + j]);
@@ -369,7 +369,7 @@ Test(sac, blas_and_naive_gemm_updates_agree)
     small_sac(&s2, 10);
     mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
     for (int k = 0; k < 5; k++) {
-        n2[k]->gemm = nn_gemm_naive;
+        n2[k]->p.gemm = nn_gemm_naive;
     }
     rng_t rng;
     rng_seed(&rng, 11);
@@ -415,19 +415,19 @@ Test(sac, one_update_is_target_critic_actor_alpha_polyak_in_that_order)
         const float alpha = expf(s2.log_alpha);
         rng_fill_normal_polar(&s2.rng, eps, B * A);
         sac_target(&s2, y, &b, eps, alpha);
-        mlp_zero_grad(&s2.q[0]);
-        mlp_zero_grad(&s2.q[1]);
+        mlp_zero_grad(&s2.q[0].train);
+        mlp_zero_grad(&s2.q[1].train);
         float ql = sac_critic_loss(&s2, &b, y, true);
-        mlp_adam_step(&s2.q[0], &s2.adam_critic);
-        mlp_adam_step(&s2.q[1], &s2.adam_critic);
+        mlp_adam_step(&s2.q[0].p, &s2.q[0].train, &s2.adam_critic);
+        mlp_adam_step(&s2.q[1].p, &s2.q[1].train, &s2.adam_critic);
         rng_fill_normal_polar(&s2.rng, eps, B * A);
-        mlp_zero_grad(&s2.actor);
+        mlp_zero_grad(&s2.actor.train);
         float pl = sac_actor_loss(&s2, b.obs, eps, alpha, B, true);
-        mlp_adam_step(&s2.actor, &s2.adam_actor);
+        mlp_adam_step(&s2.actor.p, &s2.actor.train, &s2.adam_actor);
         sac_alpha_loss(&s2, s2.logp, B, &g);
         nn_adam_step(&s2.adam_alpha, &s2.alpha_adam, &s2.log_alpha, &g, 1);
-        mlp_polyak(&s2.q_targ[0], &s2.q[0], s2.cfg.tau);
-        mlp_polyak(&s2.q_targ[1], &s2.q[1], s2.cfg.tau);
+        mlp_polyak(&s2.q_targ[0].p, &s2.q[0].p, s2.cfg.tau);
+        mlp_polyak(&s2.q_targ[1].p, &s2.q[1].p, s2.cfg.tau);
         cr_expect_eq(ql, s1.stats.q_loss);
         cr_expect_eq(pl, s1.stats.pi_loss);
     }
@@ -435,8 +435,8 @@ Test(sac, one_update_is_target_critic_actor_alpha_polyak_in_that_order)
     mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
     for (int k = 0; k < 5; k++) {
         double d = 0;
-        for (size_t i = 0; i < n1[k]->n_params; i++) {
-            d = fmax(d, fabs((double)n1[k]->params[i] - n2[k]->params[i]));
+        for (size_t i = 0; i < n1[k]->p.n_params; i++) {
+            d = fmax(d, fabs((double)n1[k]->p.params[i] - n2[k]->p.params[i]));
         }
         cr_expect(d < 1e-6, "net %d differs by %g", k, d);
     }
@@ -498,7 +498,7 @@ Test(sac, save_load_resumes_bit_for_bit_and_damage_is_refused)
     mlp_t *n1[5] = {&s1.actor, &s1.q[0], &s1.q[1], &s1.q_targ[0], &s1.q_targ[1]};
     mlp_t *n2[5] = {&s2.actor, &s2.q[0], &s2.q[1], &s2.q_targ[0], &s2.q_targ[1]};
     for (int k = 0; k < 5; k++) {
-        cr_expect_eq(memcmp(n1[k]->params, n2[k]->params, n1[k]->n_params * sizeof(float)), 0,
+        cr_expect_eq(memcmp(n1[k]->p.params, n2[k]->p.params, n1[k]->p.n_params * sizeof(float)), 0,
                      "net %d differs after resume", k);
     }
     cr_expect_eq(s1.log_alpha, s2.log_alpha);

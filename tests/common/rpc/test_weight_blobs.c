@@ -114,7 +114,7 @@ Test(nn_blob, round_trip_through_protobuf_and_refuse_damage)
     mlp_t a = {0}, b = {0}, a2 = {0}, b2 = {0};
     make_trained(&a, &b, 5);
     make_trained(&a2, &b2, 77);
-    mlp_t *src[2] = {&a, &b}, *dst[2] = {&a2, &b2};
+    mlp_params *src[2] = {&a.p, &b.p}, *dst[2] = {&a2.p, &b2.p};
     const char *names[2] = {"pi", "q"};
     nn_blob *blob = calloc(1, sizeof(*blob));
     cr_assert_eq(nn_blob_build(blob, src, names, 2, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, 7,
