@@ -185,14 +185,16 @@ Test(python_client, action_bounds_are_those_of_the_c_envs, .timeout = 120)
     }
 }
 
-/* a short run: 200 random steps, then SAC; the first evaluation at 400 real steps */
+/* a small run, slowed to 200 real steps/s so it is still going while the client reads it
+ * (stopped by SIGTERM): 200 random steps, then SAC; the first evaluation at 400 real steps;
+ * a new policy version every 2 s, so the client and the C side mostly read the same one */
 static const char short_run[] =
-    "env: Pendulum-v1\nseed: 5\nreal_steps: 2000\ninit_steps: 200\nutd: 1\n"
+    "env: Pendulum-v1\nseed: 5\nreal_steps: 20000\ninit_steps: 200\nutd: 1\n"
     "model_train_freq: 200\nrollouts_per_step: 4\nepoch_length: 200\n"
     "hidden: 32\neval_every: 400\neval_episodes: 1\nn_actors: 1\nn_rollout: 1\n"
-    "learner:\n  batch_size: 32\n  policy_publish_every: 20\n"
+    "learner:\n  batch_size: 32\n  policy_publish_every: 400\n"
     "modelserver:\n  model_hidden: 32\n  train_max_epochs: 5\n"
-    "actor:\n  push_every: 25\n";
+    "actor:\n  push_every: 25\n  steps_per_s: 200\n";
 
 /* the learner's evaluations so far (GetEvals total); -1 when the call failed */
 static int evals_total(const e2e_run *r)
@@ -285,7 +287,7 @@ Test(python_client, reads_status_evals_and_the_policy_of_a_live_pendulum_run, .t
     cr_assert_eq(policy_init(&p, &sh, B), 0, "%s", err_msg());
     int at = snprintf(args, sizeof args, "%s act --learner %s", CLIENT, r.learner_addr);
     for (int i = 0; i < B; i++) {
-        at += snprintf(args + at, sizeof args - at, " --obs %.9g,%.9g,%.9g", obs[i][0],
+        at += snprintf(args + at, sizeof args - at, " --obs=%.9g,%.9g,%.9g", obs[i][0],
                        obs[i][1], obs[i][2]);
     }
     bool compared = false;
