@@ -3,7 +3,8 @@
  * - its policy forward pass against common/nn/policy.c's policy_act on fixed weights,
  * - its table of action bounds against the C envs,
  * - every command against a real `twig run` of Pendulum-v1: status, evals, and act, whose
- *   actions must be those of the C policy loaded from the same GetPolicy version. */
+ *   actions must be those of the C policy loaded from the same GetPolicy version, and the
+ *   module's other calls (health, FetchReal, GetModel, a GetPolicy long poll). */
 #include "tests/e2e/e2e_run.h"
 
 #include <math.h>
@@ -17,6 +18,7 @@
 
 #define CLIENT TWIG_SRC_DIR "/deploy/python/twig_client.py"
 #define ACT_HELPER TWIG_SRC_DIR "/tests/deploy/python_client_act.py"
+#define CALLS_HELPER TWIG_SRC_DIR "/tests/deploy/python_client_calls.py"
 #define ACT_TOL 1e-5f   /* float32 numpy against float32 C, different summation orders */
 #define OUT_MAX (1 << 16)
 
@@ -322,6 +324,21 @@ Test(python_client, reads_status_evals_and_the_policy_of_a_live_pendulum_run, .t
     cr_expect(compared, "the policy version changed between every two reads");
     policy_free(&p);
     env_free(e);
+
+    /* the module's other calls: health, FetchReal, GetModel, a GetPolicy long poll */
+    snprintf(args, sizeof args, "%s %s", CALLS_HELPER, r.run_dir);
+    rc = run_python(out, sizeof out, args);
+    cr_assert_eq(rc, 0, "python_client_calls.py exited %d:\n%s", rc, out);
+    const char *want_calls[] = {"learner_ready=1\n", "modelserver_health=1\n",
+                                "unknown_service_health=0\n", "fetch_rows=64 obs_cols=3 act_cols=1",
+                                "fetch_continuous=1\n", "far_future_policy=0\n"};
+    for (size_t i = 0; i < sizeof want_calls / sizeof want_calls[0]; i++) {
+        cr_expect(strstr(out, want_calls[i]) != NULL, "no %s in:\n%s", want_calls[i], out);
+    }
+    const char *mv = strstr(out, "model_version=");
+    cr_expect(mv && strtoull(mv + 14, NULL, 10) >= 1, "%s", out);
+    const char *mt = strstr(out, "model_tensors=");
+    cr_expect(mt && atoi(mt + 14) > 0, "%s", out);
 
     /* an address nobody answers on fails with status 1, the reason on stderr */
     snprintf(args, sizeof args, "%s evals --learner 127.0.0.1:%d --timeout 1 2>/dev/null", CLIENT,
