@@ -187,7 +187,7 @@ class Policy:
                              % (self.act_low.size, self.act_high.size, self.n_act))
 
     def act(self, obs):
-        """deterministic actions in env units: obs (n_obs) -> (n_act), or (B, n_obs) -> (B, n_act)"""
+        """deterministic actions in env units: (n_obs) -> (n_act), (B, n_obs) -> (B, n_act)"""
         x = np.asarray(obs, dtype=np.float32)
         single = x.ndim == 1
         x = x.reshape(-1, self.n_obs)
