@@ -100,15 +100,11 @@ Test(python_client, act_matches_policy_act_on_fixed_weights, .timeout = 60)
     rng_t rng;
     rng_seed(&rng, 11);
     /* bigger than the init's so some outputs saturate and the ReLUs cut */
-    size_t n_params = 0;
-    for (int l = 0; l < p.actor.n_layers; l++) {
-        n_params += (size_t)p.actor.sizes[l + 1] * (p.actor.sizes[l] + 1);
-    }
-    for (size_t i = 0; i < n_params; i++) {
+    for (size_t i = 0; i < p.actor.n_params; i++) {
         p.actor.params[i] = rng_uniform_range(&rng, -0.8f, 0.8f);
     }
     nn_blob nb;
-    mlp_t *nets[1] = {&p.actor};
+    mlp_params *nets[1] = {&p.actor};
     const char *prefixes[1] = {POLICY_BLOB_PREFIX};
     cr_assert_eq(nn_blob_build(&nb, nets, prefixes, 1, TWIG__V1__WEIGHT_KIND__WEIGHT_KIND_POLICY, 3,
                                "Test-v0"),
