@@ -359,7 +359,7 @@ static void log_reason(char *out, size_t n, const char *log_path, int max_lines)
         picked[n_picked++] = last;
     }
     if (n_picked == 0) {
-        snprintf(out, n, "%s is empty", log_path);
+        snprintf(out, n, "nothing in its log");
         return;
     }
     size_t at = 0;
@@ -502,8 +502,9 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
             snprintf(window, sizeof window, " in %s", w);
         }
         snprintf(reason, sizeof reason,
-                 "%s restarted %d times%s; last %s: %s (see %s; launcher.max_restarts)",
-                 p->name, p->window_restarts, window, how, why, p->log_path);
+                 "%s restarted %d time%s%s; last %s: %s (see %s; launcher.max_restarts)",
+                 p->name, p->window_restarts, p->window_restarts == 1 ? "" : "s", window, how,
+                 why, p->log_path);
         launcher_stop(L, 1, reason);
         return;
     }
