@@ -277,13 +277,44 @@ static int check_env_id(const char *id)
     return err_set(rc, "env: %s", why);
 }
 
+/* the model server's data dir from its effective config (`  data_dir: "..."`, quoted as
+ * config_write_yaml writes strings: \" and \\), into out; 0, or -ENOENT when not found */
+static int effective_data_dir(char *out, size_t n, const launcher_t *L)
+{
+    for (int i = 0; i < L->plan->n_procs; i++) {
+        const char *cfg = L->effective[i];
+        if (L->plan->procs[i].role != PLAN_ROLE_MODELSERVER || !cfg) {
+            continue;
+        }
+        const char *sec = strstr(cfg, "\nmodelserver:\n");
+        const char *at = sec ? strstr(sec, "\n  data_dir: \"") : NULL;
+        if (!at) {
+            return -ENOENT;
+        }
+        at += strlen("\n  data_dir: \"");
+        size_t k = 0;
+        for (; *at && *at != '"' && *at != '\n' && k + 1 < n; at++) {
+            if (*at == '\\' && at[1]) {
+                at++;
+            }
+            out[k++] = *at;
+        }
+        out[k] = '\0';
+        return *at == '"' && k > 0 ? 0 : -ENOENT;
+    }
+    return -ENOENT;
+}
+
 /* an existing run directory continues its run: its real-transition log (the model server's
- * data dir RUN/modelserver, whose meta file modelserver/reallog.c writes as
- * "twig-reallog 1\nenv_id=ID\nobs_dim=N\nact_dim=M\n") must be of this run's env and dims */
+ * data dir, RUN/modelserver unless set otherwise, whose meta file modelserver/reallog.c writes
+ * as "twig-reallog 1\nenv_id=ID\nobs_dim=N\nact_dim=M\n") must be of this run's env and dims */
 static int check_run_dir(const launcher_t *L)
 {
-    char path[PLAN_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/modelserver/meta", L->run_dir);
+    char data_dir[PLAN_PATH_MAX + 16], path[PLAN_PATH_MAX + 32];
+    if (effective_data_dir(data_dir, sizeof data_dir, L) < 0) {
+        snprintf(data_dir, sizeof data_dir, "%s/modelserver", L->run_dir);
+    }
+    snprintf(path, sizeof path, "%s/meta", data_dir);
     FILE *f = fopen(path, "r");
     if (!f) {
         return 0;   /* a new run directory, or one without a log yet */
@@ -297,15 +328,15 @@ static int check_run_dir(const launcher_t *L)
     if (sscanf(buf, "twig-reallog 1\nenv_id=%255[^\n]\nobs_dim=%u\nact_dim=%u", env, &obs,
                &act) != 3) {
         return err_set(TWIG_ECORRUPT,
-                       "%s is not a twig-reallog meta file: is %s a twig run directory? "
+                       "%s is not a twig-reallog meta file: is %s a twig run's data dir? "
                        "(use another --run-dir)",
-                       path, L->run_dir);
+                       path, data_dir);
     }
     if (strcmp(env, L->run.env) != 0) {
         return err_set(TWIG_EMISMATCH,
-                       "run directory %s holds a run of env '%s' (%s), not '%s': use another "
-                       "--run-dir (launcher.run_dir), or env %s",
-                       L->run_dir, env, path, L->run.env, env);
+                       "the run's data dir %s holds a log of env '%s' (%s), not '%s': use "
+                       "another --run-dir (launcher.run_dir), or env %s",
+                       data_dir, env, path, L->run.env, env);
     }
     env_t *e = NULL;
     int rc = env_make(&e, L->run.env);
@@ -316,9 +347,9 @@ static int check_run_dir(const launcher_t *L)
     env_free(e);
     if (obs != want_obs || act != want_act) {
         return err_set(TWIG_EMISMATCH,
-                       "run directory %s holds a log of %s with obs_dim %u, act_dim %u (%s), "
-                       "but %s now has obs_dim %u, act_dim %u: use another --run-dir",
-                       L->run_dir, env, obs, act, path, L->run.env, want_obs, want_act);
+                       "the run's data dir %s holds a log of %s with obs_dim %u, act_dim %u "
+                       "(%s), but %s now has obs_dim %u, act_dim %u: use another --run-dir",
+                       data_dir, env, obs, act, path, L->run.env, want_obs, want_act);
     }
     return 0;
 }

@@ -173,7 +173,7 @@ Test(twig_run_checks, a_run_dir_holding_another_envs_log_is_refused_before_anyth
     cr_assert_eq(fclose(f), 0);
     int code = run_twig(err, sizeof err, NULL, 0);
     cr_expect_eq(code, 2, "exit %d\n%s", code, err);
-    cr_expect_neq(strstr(err, "holds a run of env 'Hopper-v4'"), NULL, "%s", err);
+    cr_expect_neq(strstr(err, "holds a log of env 'Hopper-v4'"), NULL, "%s", err);
     cr_expect_neq(strstr(err, "not 'Pendulum-v1'"), NULL, "%s", err);
     /* unchanged: nothing was added to it */
     const char *added[] = {"twig.log", "config.yaml", "learner.config.yaml",
