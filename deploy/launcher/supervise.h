@@ -9,9 +9,9 @@
  * line. A process that exits with max_restarts used up (within restart_window_ms, or over
  * the whole run when that is 0) stays down, and so does one that exits with `fatal_status`
  * (the twig programs' 2: a bad configuration, which a restart cannot mend): gave_up is set
- * and the on_exit callback decides what that means for the run. supervise_stop() sends SIGTERM to all,
- * then SIGKILL to those still alive after `grace_ms`; the loop then ends once every handle
- * is closed.
+ * and the on_exit callback decides what that means for the run. supervise_stop() sends
+ * SIGTERM to all, then SIGKILL to those still alive after `grace_ms`; the loop then ends once
+ * every handle is closed.
  *
  *     supervise_t s;
  *     supervise_init(&s, &loop, &cfg);
