@@ -3,6 +3,7 @@
  * accept the --print-config check and then do what the test needs (crash, wait, or serve
  * what the monitor polls through tests/deploy/launcher/fake_twig_proc.py and /usr/bin/python3). */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -12,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "deploy/launcher/tfevents.h"
+#include "proto/tfevent.pb-c.h"
 #include "tests/procfix.h"
 
 #define TWIG TWIG_BIN_DIR "/deploy/twig"
@@ -331,4 +334,89 @@ Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .
     snprintf(png, sizeof png, "%s/run-$x/learning_curve.png", tmpdir);
     struct stat st;
     cr_expect(stat(png, &st) == 0 && st.st_size > 1000, "no plot at %s", png);
+}
+
+/* the scalars of the run's event file by tag: count, how many lack simple_value, how many
+ * are 0, the largest, and whether any wall_time has a fraction */
+typedef struct tag_stats {
+    int n, no_value, zeros, fractional_wall;
+    float max;
+} tag_stats;
+
+static tag_stats read_tag(const char *run_dir, const char *tag)
+{
+    tag_stats st = {0};
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, run_dir);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s", path);
+    struct dirent *e;
+    char file[512] = "";
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "events.out.tfevents.", 20) == 0) {
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        }
+    }
+    closedir(d);
+    FILE *f = file[0] ? fopen(file, "rb") : NULL;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    long n;
+    while (f && (n = tfevents_read_record(f, &buf, &cap)) > 0) {
+        Twig__Tfevent__Event *ev = twig__tfevent__event__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(ev);
+        if (ev->what_case == TWIG__TFEVENT__EVENT__WHAT_SUMMARY && ev->summary->n_value == 1 &&
+            strcmp(ev->summary->value[0]->tag, tag) == 0) {
+            const Twig__Tfevent__SummaryValue *v = ev->summary->value[0];
+            st.no_value += v->value_case != TWIG__TFEVENT__SUMMARY_VALUE__VALUE_SIMPLE_VALUE;
+            st.zeros += v->simple_value == 0.0f;
+            st.max = st.n == 0 || v->simple_value > st.max ? v->simple_value : st.max;
+            st.fractional_wall += ev->wall_time != (double)(int64_t)ev->wall_time;
+            st.n++;
+        }
+        twig__tfevent__event__free_unpacked(ev, NULL);
+    }
+    if (f) {
+        fclose(f);
+    }
+    free(buf);
+    return st;
+}
+
+/* the event file tells the truth: a stalled counter's 0 rate is written (TensorBoard drops
+ * a value without simple_value), the first rate covers a whole poll interval (not the few
+ * milliseconds since start-up: 1000 steps then would be ~100000/s), wall times have
+ * fractions. The fake's counters stand still at 1000 real steps and it never evaluates */
+Test(twig_run, the_event_file_holds_zero_rates_real_intervals_and_fractional_wall_times,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "FAKE_EVALS=none exec /usr/bin/python3 %s/tests/deploy/launcher/fake_twig_proc.py "
+             "\"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=2000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    pid_t pid = start_twig(sets, 4);
+    tag_stats st = {0};
+    for (int64_t end = procfix_now_ms() + 60000; procfix_now_ms() < end && st.n < 5;) {
+        procfix_pause_ms(50);
+        char dir[200];
+        snprintf(dir, sizeof dir, "%s/run", tmpdir);
+        if (access(dir, F_OK) == 0) {
+            st = read_tag("run", "rate/real_per_s");
+        }
+    }
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    procfix_exit_code(pid, 30000);
+    st = read_tag("run", "rate/real_per_s");
+    cr_assert_geq(st.n, 5, "rate points: %d; stderr: %s", st.n, slurp("err.txt"));
+    cr_expect_eq(st.no_value, 0, "%d of %d points have no simple_value", st.no_value, st.n);
+    cr_expect_eq(st.zeros, st.n, "a stalled counter: every rate is 0 (largest %f)",
+                 (double)st.max);
+    cr_expect_eq(st.max, 0.0f, "the first rate came from a near-zero interval: %f",
+                 (double)st.max);
+    cr_expect_gt(st.fractional_wall, 0, "every wall_time is whole seconds");
 }
