@@ -2,8 +2,9 @@
  * this machine.
  *
  * 1. read the run config (top level + launcher section) and the overrides;
- * 2. make the run directory, copy the config there, and have every binary check its own
- *    section (`--print-config` into RUN/<proc>.config.yaml) before anything starts;
+ * 2. make the run directory, write the config as run there (the overrides applied), and have
+ *    every binary check its own section (`--print-config` into RUN/<proc>.config.yaml)
+ *    before anything starts;
  * 3. start the processes under supervision (restart with backoff on a crash);
  * 4. the monitor waits until all are healthy, then shows progress and writes metrics.csv and
  *    TensorBoard events until the final evaluation arrives;
@@ -39,6 +40,7 @@
 #include "common/base/mem.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
+#include "deploy/launcher/config_record.h"
 #include "deploy/launcher/healthwatch.h"
 #include "deploy/launcher/monitor.h"
 #include "deploy/launcher/ports.h"
@@ -98,6 +100,41 @@ static int copy_file(const char *dst, const char *src)
     }
     fclose(in);
     return fclose(out) == 0 ? 0 : err_set(-EIO, "%s: write failed", dst);
+}
+
+/* RUN/config.yaml: the config as run, the --set overrides applied with their text as given
+ * (config_record.h); a file it cannot rewrite is copied as it is */
+static int write_run_config(const launcher_t *L)
+{
+    FILE *in = fopen(L->config_src, "rb");
+    if (!in) {
+        return err_set(-errno, "%s: %s", L->config_src, strerror(errno));
+    }
+    char *yaml = NULL, *text = NULL;
+    size_t yaml_len = 0, len = 0;
+    FILE *src = open_memstream(&yaml, &yaml_len);
+    TWIG_ASSERT(src);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        fwrite(buf, 1, n, src);
+    }
+    fclose(in);
+    fclose(src);
+    FILE *out = open_memstream(&text, &len);
+    TWIG_ASSERT(out);
+    int rc = config_record_write(out, yaml, yaml_len, L->config_src, L->overrides,
+                                 L->n_overrides);
+    fclose(out);
+    if (rc < 0) {
+        log_warn("event=config_copied_as_is path=%s detail=\"%s\"", L->config_src, err_msg());
+        rc = copy_file(L->config_path, L->config_src);
+    } else {
+        rc = atomic_file_write(L->config_path, text, len);
+    }
+    free(yaml);
+    free(text);
+    return rc;
 }
 
 /* a binary next to twig (installed layout) or in the build tree's folder for its role */
@@ -525,7 +562,7 @@ static int launch(launcher_t *L)
     }
     log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
-    rc = copy_file(L->config_path, L->config_src);
+    rc = write_run_config(L);
     if (rc < 0) {
         return rc;
     }

@@ -2,6 +2,7 @@
  * invalid (each binary checks its own with --print-config) before it starts any process,
  * naming the option, with exit 2 */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,4 +118,64 @@ Test(twig_run_checks, a_run_option_checked_by_the_processes_is_refused_by_twig_i
     char run_dir[128];
     snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
     cr_expect_neq(access(run_dir, F_OK), 0, "refused before the run dir is made");
+}
+
+/* a "key: value" line whose number has a run of 0s or 9s after its point: 0.0500000007 */
+static bool float_noise(const char *line)
+{
+    const char *colon = strchr(line, ':');
+    const char *point = colon ? strchr(colon, '.') : NULL;
+    if (!point || point[1] < '0' || point[1] > '9') {
+        return false;
+    }
+    return strstr(point, "0000") != NULL || strstr(point, "9999") != NULL;
+}
+
+/* RUN/config.yaml is the config as run: the overrides applied, with the text the user gave;
+ * each process's effective copy prints floats without float32 noise (0.05, not
+ * 0.0500000007). The learner's address is taken, so the run stops once the configs are
+ * written and checked, before any process starts */
+Test(twig_run_checks, the_run_dir_config_has_the_overrides_as_written_and_no_float_noise)
+{
+    static char err[1 << 14];
+    write_config("learner:\n  batch_size: 256\n");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 1), 0);
+    socklen_t alen = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    char busy[64];
+    snprintf(busy, sizeof busy, "learner_addr=127.0.0.1:%d", ntohs(a.sin_port));
+    const char *sets[] = {"real_ratio=0.05", "learner.batch_size=128", busy};
+    int code = run_twig(err, sizeof err, sets, 3);
+    close(fd);
+    cr_expect_eq(code, 1, "stopped at the busy port: exit %d\n%s", code, err);
+    char path[256], text[1 << 14];
+    snprintf(path, sizeof path, "%s/run/config.yaml", tmp);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    cr_expect_neq(strstr(text, "\nreal_ratio: 0.05\n"), NULL, "%s", text);
+    cr_expect_neq(strstr(text, "\nlearner:\n  batch_size: 128\n"), NULL, "%s", text);
+    cr_expect_eq(strstr(text, "batch_size: 256"), NULL, "%s", text);
+    /* every per-process copy: no float printed with more digits than it needs */
+    const char *procs[] = {"modelserver", "learner", "rollout-0", "actor-0"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/run/%s.config.yaml", tmp, procs[i]);
+        f = fopen(path, "r");
+        cr_assert_not_null(f, "%s", path);
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            cr_expect(!float_noise(line), "%s: float noise: %s", procs[i], line);
+        }
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/run/learner.config.yaml", tmp);
+    f = fopen(path, "r");
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    cr_expect_neq(strstr(text, "real_ratio: 0.05\n"), NULL, "%s", text);
+    cr_expect_neq(strstr(text, "batch_size: 128\n"), NULL, "%s", text);
 }
