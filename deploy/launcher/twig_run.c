@@ -68,6 +68,7 @@ typedef struct launcher {
     bool stopping;                 /* launcher_stop ran */
     int exit_code;
     int log_fd;                    /* RUN/twig.log; -1 before the run dir exists */
+    bool plotted;                  /* learning_curve.png was written */
 } launcher_t;
 
 static const char usage[] =
@@ -390,18 +391,23 @@ static void on_proc_start(supervise_t *s, int index)
     }
 }
 
-/* gnuplot draws metrics.csv into learning_curve.png. No shell is involved; the paths sit in
- * gnuplot's single-quoted strings, so a name with a single quote is not plotted */
-static void plot_learning_curve(const launcher_t *L)
+/* gnuplot draws metrics.csv into learning_curve.png, the legend below the plot so it never
+ * hides a point. No shell is involved; the paths sit in gnuplot's single-quoted strings, so a
+ * name with a single quote is not plotted. True when the picture was written */
+static bool plot_learning_curve(const launcher_t *L)
 {
     if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
         log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
-        return;
+        return false;
     }
+    char png[PLAN_PATH_MAX + 32];
+    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
+    unlink(png);   /* a picture from an earlier run in this dir is not this run's */
     char script[4 * PLAN_PATH_MAX];
     snprintf(script, sizeof script,
              "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
              "set datafile separator ','; set key autotitle columnhead; "
+             "set key outside below center; "
              "set title '%s: evaluation return'; set xlabel 'real steps'; "
              "set ylabel 'return'; set grid; "
              "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
@@ -415,7 +421,10 @@ static void plot_learning_curve(const launcher_t *L)
             describe_status(how, sizeof how, status);
         }
         log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
+        return false;
     }
+    struct stat st;
+    return stat(png, &st) == 0 && st.st_size > 0;
 }
 
 static void print_summary(const launcher_t *L)
@@ -445,8 +454,9 @@ static void print_summary(const launcher_t *L)
                    L->sup.procs[i].restarts);
         }
     }
-    printf("  run directory       %s (metrics.csv, learning_curve.png, logs, events)\n",
-           L->run_dir);
+    /* only what is there: no gnuplot, or a failed one, leaves no picture */
+    printf("  run directory       %s (metrics.csv, %slogs, events)\n", L->run_dir,
+           L->plotted ? "learning_curve.png, " : "");
 }
 
 static int parse_args(launcher_t *L, int argc, char **argv)
@@ -639,7 +649,7 @@ static int launch(launcher_t *L)
     uv_close((uv_handle_t *)&L->wake, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
-        plot_learning_curve(L);
+        L->plotted = plot_learning_curve(L);
     }
     print_summary(L);
     monitor_free(&L->mon);

@@ -420,3 +420,27 @@ Test(twig_run, the_event_file_holds_zero_rates_real_intervals_and_fractional_wal
                  (double)st.max);
     cr_expect_gt(st.fractional_wall, 0, "every wall_time is whole seconds");
 }
+
+/* without gnuplot there is no picture, and the summary does not list one */
+Test(twig_run, a_picture_that_was_not_drawn_is_not_listed, .init = setup, .fini = teardown,
+     .timeout = 180)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "exec /usr/bin/python3 %s/tests/deploy/launcher/fake_twig_proc.py \"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    setenv("PATH", "/nonexistent", 1);   /* no gnuplot to find */
+    pid_t pid = start_twig(sets, 4);
+    int code = procfix_exit_code(pid, 150000);
+    cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_expect_neq(strstr(out, "  run directory "), NULL, "stdout: %s", out);
+    cr_expect_eq(strstr(out, "learning_curve.png"), NULL, "stdout: %s", out);
+    char png[160];
+    snprintf(png, sizeof png, "%s/run/learning_curve.png", tmpdir);
+    cr_expect_neq(access(png, F_OK), 0, "a picture at %s", png);
+}
