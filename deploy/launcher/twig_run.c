@@ -298,6 +298,7 @@ static void kill_hung(launcher_t *L)
 static void on_hung(void *data, int index, unsigned gen, const char *why)
 {
     launcher_t *L = data;
+    log_warn("event=hung proc=%s detail=\"%s\"", L->plan->procs[index].name, why);
     fprintf(stderr, "\ntwig: %s is hung (%s); killing and restarting it\n",
             L->plan->procs[index].name, why);
     atomic_store(&L->hung[index], gen);
@@ -309,6 +310,7 @@ static void on_ready(void *data, int index, bool ready)
 {
     launcher_t *L = data;
     const plan_proc *p = &L->plan->procs[index];
+    log_info("event=%s proc=%s", ready ? "ready_again" : "not_ready", p->name);
     if (ready) {
         fprintf(stderr, "\ntwig: %s is ready again\n", p->name);
     } else {
@@ -385,10 +387,7 @@ static void on_proc_start(supervise_t *s, int index)
         log_warn("event=procs_file_failed path=%s detail=\"%s\"", path, err_msg());
     }
     free(text);
-    if (s->procs[index].restarts > 0) {
-        fprintf(stderr, "twig: %s restarted (pid %d, restart %d)\n", s->procs[index].name,
-                s->procs[index].pid, s->procs[index].restarts);
-    }
+    /* a restart's start is in twig.log (event=started); stderr had its exit already */
 }
 
 /* gnuplot draws metrics.csv into learning_curve.png, the legend below the plot so it never
@@ -570,6 +569,9 @@ static int launch(launcher_t *L)
     if (L->log_fd < 0) {
         return err_set(-errno, "%s: %s", log_path, strerror(errno));
     }
+    /* from here on each event is one line in twig.log, and stderr has the short human line
+     * of those the user must see (a crash, a restart, a hang, the failure), not both */
+    log_init("twig", LOG_LEVEL_OFF);
     log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
     rc = write_run_config(L);

@@ -103,6 +103,15 @@ static char *slurp(const char *name)
     return buf;
 }
 
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) {
+        n++;
+    }
+    return n;
+}
+
 Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_used_up,
      .init = setup, .fini = teardown, .timeout = 120)
 {
@@ -119,6 +128,16 @@ Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_use
     cr_expect_lt(took, 30000, "took %llu ms", (unsigned long long)took);
     cr_expect(strstr(err, "gave up") != NULL, "stderr: %s", err);
     cr_expect(strstr(err, "restarting it") != NULL, "the first crash is restarted: %s", err);
+    /* each event once: a short line on stderr, a log line in RUN/twig.log */
+    cr_expect_eq(count_of(err, "modelserver exited (status 3, signal 0); restarting it"), 1,
+                 "stderr: %s", err);
+    cr_expect_eq(count_of(err, "run failed"), 1, "stderr: %s", err);
+    cr_expect_eq(strstr(err, "event="), NULL, "log lines on stderr too: %s", err);
+    const char *log = slurp("run/twig.log");
+    cr_expect_eq(count_of(log, "event=crashed proc=modelserver"), 1, "twig.log: %s", log);
+    cr_expect_eq(count_of(log, "event=run_failed exit=1 reason=\"modelserver exited"), 1,
+                 "twig.log: %s", log);
+    cr_expect_neq(strstr(log, " info twig["), NULL, "the daemons' line format: %s", log);
 }
 
 Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15, .init = setup,
