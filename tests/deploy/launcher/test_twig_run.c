@@ -463,3 +463,13 @@ Test(twig_run, a_picture_that_was_not_drawn_is_not_listed, .init = setup, .fini 
     snprintf(png, sizeof png, "%s/run/learning_curve.png", tmpdir);
     cr_expect_neq(access(png, F_OK), 0, "a picture at %s", png);
 }
+
+Test(twig, version_prints_the_project_version)
+{
+    FILE *p = popen(TWIG " --version", "r");
+    cr_assert_not_null(p);
+    char line[256] = "";
+    cr_expect_not_null(fgets(line, sizeof line, p));
+    cr_expect_eq(pclose(p), 0, "exit status");
+    cr_expect_eq(strncmp(line, "twig 0.", 7), 0, "%s", line);
+}
