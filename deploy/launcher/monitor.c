@@ -383,6 +383,7 @@ static void monitor_main(void *arg)
     int ticks = 0;
     while (!stop_flag_raised(&m->stop)) {
         poll_counters(m, &s);
+        s.wall_s = (double)(clock_now_ms() - m->started_ms) / 1000.0;   /* for the rows */
         poll_evals(m, &s);
         uint64_t t = clock_now_ms();
         /* a rate over the few milliseconds since start-up would count the whole random phase

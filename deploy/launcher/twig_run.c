@@ -436,7 +436,9 @@ static void print_summary(const launcher_t *L)
     printf("  real steps          %llu / %llu\n", (unsigned long long)s->real_steps,
            (unsigned long long)L->run.real_steps);
     if (s->evals > 0) {
-        printf("  final eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
+        /* "final" only for the evaluation at the budget: a run ended early has a last one */
+        printf("  %s eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
+               s->eval_real_steps >= L->run.real_steps ? "final" : "last ",
                (double)s->eval_return_mean, (double)s->eval_return_std,
                (unsigned long long)s->eval_real_steps,
                (unsigned long long)s->eval_policy_version);
