@@ -99,6 +99,12 @@ uint64_t actor_next_eval(uint64_t steps, uint64_t every)
     return (steps / every + 1) * every;
 }
 
+uint64_t actor_first_eval(uint64_t steps, uint64_t init_steps, uint64_t every)
+{
+    uint64_t next = actor_next_eval(steps, every);
+    return init_steps > steps && init_steps < next ? init_steps : next;
+}
+
 void actor_batch_init(actor_batch_t *b, int cap, int n_obs, int n_act)
 {
     TWIG_ASSERT(cap > 0 && n_obs > 0 && n_act > 0);
@@ -926,7 +932,8 @@ static void *actor_stepper_main(void *arg)
     pthread_mutex_lock(&a->mu);
     uint64_t count = a->base; /* own steps taken: stored, queued or in fill */
     uint64_t gen = a->resync_gen;
-    uint64_t next_eval = actor_next_eval(a->st.global_end, (uint64_t)a->run.eval_every);
+    uint64_t next_eval = actor_first_eval(a->st.global_end, a->run.init_steps,
+                                          (uint64_t)a->run.eval_every);
     pthread_mutex_unlock(&a->mu);
     rng_seed(&a->rng, a->run.seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)a->cfg.index << 40) ^ count);
 

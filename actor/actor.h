@@ -53,7 +53,8 @@
  *
  * Evaluation (the actor whose index is eval_index): each time the run's real steps reach a
  * multiple of eval_every, eval_episodes episodes with the deterministic policy on seeds
- * seed + eval_seed_offset + e; reported with ReportEval (seq = that multiple, so a retry or a
+ * seed + eval_seed_offset + e, and once at init_steps (the initial policy, the curve's
+ * baseline); reported with ReportEval (seq = that point, so a retry or a
  * restarted actor's repeat is stored once; points passed while the actor was down are
  * skipped; before the learner has published a policy, random actions, policy_version 0).
  * When the whole budget is in the log, a final evaluation (seq = real_steps); then the actor
@@ -131,6 +132,11 @@ bool actor_pace_allows(int pacing, double utd, uint64_t learn_start, uint64_t sl
 
 /* the first multiple of every above steps */
 uint64_t actor_next_eval(uint64_t steps, uint64_t every);
+
+/* the first eval point of an actor that starts at steps: the end of the random phase
+ * (init_steps) when it lies ahead and before the next multiple of every, so the learning
+ * curve starts from the initial policy's return; else actor_next_eval */
+uint64_t actor_first_eval(uint64_t steps, uint64_t init_steps, uint64_t every);
 
 /* a batch of transitions being filled (or waiting for its ack); arrays owned, one block */
 typedef struct actor_batch {

@@ -112,7 +112,8 @@ int learner_opts_check(const void *cfg, const void *run_)
 
 uint64_t learner_evals_bound(const run_cfg *run)
 {
-    uint64_t per_actor = run->real_steps / (uint64_t)run->eval_every + 1;
+    /* the multiples of eval_every, the final one and the initial policy's at init_steps */
+    uint64_t per_actor = run->real_steps / (uint64_t)run->eval_every + 2;
     uint64_t n = per_actor * (uint64_t)run->n_actors;
     return n < LEARNER_EVALS_CAP ? n : LEARNER_EVALS_CAP;
 }

@@ -121,8 +121,9 @@ extern const int learner_n_opts;
  * code naming the option and its value */
 int learner_opts_check(const void *cfg, const void *run);
 
-/* evaluations kept for the run: n_actors x (real_steps / eval_every + 1) (each actor's eval
- * points and its final evaluation), at most LEARNER_EVALS_CAP */
+/* evaluations kept for the run: n_actors x (real_steps / eval_every + 2) (each actor's eval
+ * points, its final evaluation and the initial policy's at init_steps), at most
+ * LEARNER_EVALS_CAP */
 uint64_t learner_evals_bound(const run_cfg *run);
 
 typedef struct learner_eval {

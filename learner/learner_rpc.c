@@ -264,7 +264,7 @@ static int learner_on_report_eval(rpc_call_t *call, const ProtobufCMessage *msg,
     if (rc == DEDUP_NEW && l->n_evals >= l->evals_bound) {
         rc = err_set(TWIG_EFULL,
                      "already %zu evaluations, the most this run keeps (n_actors %d x "
-                     "(real_steps %" PRIu64 " / eval_every %d + 1), at most %u)",
+                     "(real_steps %" PRIu64 " / eval_every %d + 2), at most %u)",
                      l->n_evals, l->run.n_actors, l->run.real_steps, l->run.eval_every,
                      LEARNER_EVALS_CAP);
     }

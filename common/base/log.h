@@ -15,6 +15,7 @@ typedef enum log_level {
     LOG_LEVEL_INFO = 1,
     LOG_LEVEL_WARN = 2,
     LOG_LEVEL_ERROR = 3,
+    LOG_LEVEL_OFF = 4,     /* for log_init: no lines on stderr (the added file gets them) */
 } log_level;
 
 /* role: short process name ("modelserver"); copied. level: lowest level printed */

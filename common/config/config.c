@@ -552,6 +552,19 @@ int config_load_file(const config_table *t, int n_tables, const char *path,
     return rc;
 }
 
+/* the fewest significant digits that read back as the same float (or double): 0.05, not the
+ * 0.0500000007 of %.9g, so a printed config shows what was written */
+static void format_shortest(char *buf, size_t n, double v, bool is_float)
+{
+    int max_digits = is_float ? 9 : 17;
+    for (int digits = 1; digits <= max_digits; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) {
+            return;
+        }
+    }
+}
+
 static void format_value(const config_opt *o, const void *base, char *buf, size_t n)
 {
     const char *field = (const char *)base + o->offset;
@@ -563,10 +576,10 @@ static void format_value(const config_opt *o, const void *base, char *buf, size_
         snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
         break;
     case CFG_FLOAT:
-        snprintf(buf, n, "%.9g", (double)*(const float *)field);
+        format_shortest(buf, n, (double)*(const float *)field, true);
         break;
     case CFG_DOUBLE:
-        snprintf(buf, n, "%.17g", *(const double *)field);
+        format_shortest(buf, n, *(const double *)field, false);
         break;
     case CFG_BOOL:
         snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false");

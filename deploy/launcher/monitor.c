@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,12 +156,14 @@ static void poll_counters(monitor_t *m, monitor_snapshot *s)
 static void write_scalars(monitor_t *m, const monitor_snapshot *s)
 {
     int64_t step = (int64_t)s->real_steps;
-    double wall = (double)time(NULL);
+    double wall = tfevents_wall_now();
     tfevents_write_scalar(&m->tf, "progress/updates", step, wall, (float)s->updates);
-    tfevents_write_scalar(&m->tf, "rate/updates_per_s", step, wall, (float)s->updates_per_s);
-    tfevents_write_scalar(&m->tf, "rate/synthetic_per_s", step, wall,
-                          (float)s->synthetic_per_s);
-    tfevents_write_scalar(&m->tf, "rate/real_per_s", step, wall, (float)s->real_per_s);
+    if (s->have_rates) {
+        tfevents_write_scalar(&m->tf, "rate/updates_per_s", step, wall, (float)s->updates_per_s);
+        tfevents_write_scalar(&m->tf, "rate/synthetic_per_s", step, wall,
+                              (float)s->synthetic_per_s);
+        tfevents_write_scalar(&m->tf, "rate/real_per_s", step, wall, (float)s->real_per_s);
+    }
     tfevents_write_scalar(&m->tf, "progress/achieved_utd", step, wall, s->achieved_utd);
     if (!isnan(s->model_holdout_loss)) {
         tfevents_write_scalar(&m->tf, "model/holdout_loss", step, wall,
@@ -188,7 +192,7 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
         return;
     }
     const Twig__V1__GetEvalsReply *r = (const Twig__V1__GetEvalsReply *)reply;
-    double wall = (double)time(NULL);
+    double wall = tfevents_wall_now();
     for (size_t i = 0; i < r->n_evals; i++) {
         const Twig__V1__EvalResult *e = r->evals[i];
         s->evals++;
@@ -213,30 +217,152 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
     protobuf_c_message_free_unpacked(reply, NULL);
 }
 
+void monitor_eta_add(monitor_eta *e, uint64_t t_ms, uint64_t real_steps)
+{
+    if (e->n > 0) {
+        int last = (e->head + MONITOR_ETA_SAMPLES - 1) % MONITOR_ETA_SAMPLES;
+        if (t_ms < e->t_ms[last] + MONITOR_ETA_SAMPLE_MS) {
+            return;
+        }
+    }
+    e->t_ms[e->head] = t_ms;
+    e->real_steps[e->head] = real_steps;
+    e->head = (e->head + 1) % MONITOR_ETA_SAMPLES;
+    if (e->n < MONITOR_ETA_SAMPLES) {
+        e->n++;
+    }
+}
+
+double monitor_eta_rate(const monitor_eta *e)
+{
+    if (e->n < 2) {
+        return 0.0;
+    }
+    int newest = (e->head + MONITOR_ETA_SAMPLES - 1) % MONITOR_ETA_SAMPLES;
+    int from = (e->head + MONITOR_ETA_SAMPLES - e->n) % MONITOR_ETA_SAMPLES;   /* the oldest */
+    /* walk from the newest back to the first sample a whole window old */
+    for (int k = 1; k < e->n; k++) {
+        int i = (newest + MONITOR_ETA_SAMPLES - k) % MONITOR_ETA_SAMPLES;
+        if (e->t_ms[newest] - e->t_ms[i] >= MONITOR_ETA_WINDOW_MS) {
+            from = i;
+            break;
+        }
+    }
+    return monitor_rate_per_s(e->real_steps[newest], e->real_steps[from],
+                              (double)(e->t_ms[newest] - e->t_ms[from]) / 1000.0);
+}
+
+int monitor_term_width(int fd)
+{
+    struct winsize ws;
+    if (isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+        return ws.ws_col;
+    }
+    const char *cols = getenv("COLUMNS");
+    int c = cols ? atoi(cols) : 0;
+    return c > 0 ? c : 80;
+}
+
+/* "42s", "3m07s", "2h05m" */
+static void format_duration(char *out, size_t n, double sec)
+{
+    long s = (long)sec;
+    if (s < 60) {
+        snprintf(out, n, "%lds", s);
+    } else if (s < 3600) {
+        snprintf(out, n, "%ldm%02lds", s / 60, s % 60);
+    } else {
+        snprintf(out, n, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    }
+}
+
+/* the fields of the progress line, most important first */
+enum {
+    PROGRESS_REAL,
+    PROGRESS_ELAPSED,
+    PROGRESS_ETA,
+    PROGRESS_EVAL,
+    PROGRESS_EVAL_STEP,   /* appended to PROGRESS_EVAL */
+    PROGRESS_UPD,
+    PROGRESS_SYNTH,
+    PROGRESS_LOSS,
+    PROGRESS_VERSIONS,
+    PROGRESS_N_FIELDS,
+};
+#define PROGRESS_ALWAYS 3   /* real steps, elapsed and ETA are never left out */
+
+/* the line with the first `keep` fields */
+static size_t progress_join(char *out, size_t n, char field[][48], int keep)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < keep && i < PROGRESS_N_FIELDS; i++) {
+        if (!field[i][0]) {
+            continue;
+        }
+        const char *sep = i == 0 ? "" : i == PROGRESS_EVAL_STEP ? " " : " | ";
+        int w = snprintf(out + len, len < n ? n - len : 0, "%s%s", sep, field[i]);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    return len < n ? len : n - 1;
+}
+
+size_t monitor_format_progress(char *out, size_t n, const monitor_snapshot *s, uint64_t budget,
+                               double eta_rate, int width)
+{
+    char field[PROGRESS_N_FIELDS][48] = {{0}};
+    snprintf(field[PROGRESS_REAL], 48, "real %llu/%llu", (unsigned long long)s->real_steps,
+             (unsigned long long)budget);
+    char d[24];
+    format_duration(d, sizeof d, s->wall_s);
+    snprintf(field[PROGRESS_ELAPSED], 48, "%s", d);
+    double left = (double)budget - (double)s->real_steps;
+    if (left <= 0) {
+        snprintf(field[PROGRESS_ETA], 48, "ETA final eval");
+    } else if (eta_rate > 0 && left / eta_rate < 1e8) {
+        format_duration(d, sizeof d, left / eta_rate);
+        snprintf(field[PROGRESS_ETA], 48, "ETA %s", d);
+    } else {
+        snprintf(field[PROGRESS_ETA], 48, "ETA ?");
+    }
+    if (s->evals > 0) {
+        snprintf(field[PROGRESS_EVAL], 48, "eval %.1f", (double)s->eval_return_mean);
+        snprintf(field[PROGRESS_EVAL_STEP], 48, "@%llu", (unsigned long long)s->eval_real_steps);
+    } else {
+        snprintf(field[PROGRESS_EVAL], 48, "eval -");
+    }
+    snprintf(field[PROGRESS_UPD], 48, "upd/s %.0f", s->updates_per_s);
+    snprintf(field[PROGRESS_SYNTH], 48, "synth/s %.0f", s->synthetic_per_s);
+    if (!isnan(s->model_holdout_loss)) {
+        snprintf(field[PROGRESS_LOSS], 48, "model loss %.4g", s->model_holdout_loss);
+    } else {
+        snprintf(field[PROGRESS_LOSS], 48, "model loss -");
+    }
+    snprintf(field[PROGRESS_VERSIONS], 48, "policy v%llu model v%llu",
+             (unsigned long long)s->policy_version, (unsigned long long)s->model_version);
+    /* the last column stays empty: a character there wraps the line on some terminals */
+    int keep = PROGRESS_N_FIELDS;
+    size_t len = progress_join(out, n, field, keep);
+    while (width > 0 && len > (size_t)(width - 1) && keep > PROGRESS_ALWAYS) {
+        len = progress_join(out, n, field, --keep);
+    }
+    if (width > 0 && len > (size_t)(width - 1)) {
+        len = width > 1 ? (size_t)(width - 1) : 0;   /* a very narrow terminal: cut */
+        if (len < n) {
+            out[len] = '\0';
+        }
+    }
+    return len;
+}
+
 static void print_progress(monitor_t *m, const monitor_snapshot *s)
 {
-    double left = (double)m->run->real_steps - (double)s->real_steps;
-    char eta[32] = "?";
-    if (s->real_per_s > 0 && left > 0 && left / s->real_per_s < 1e8) {   /* fits an int */
-        int sec = (int)(left / s->real_per_s);
-        snprintf(eta, sizeof eta, "%dm%02ds", sec / 60, sec % 60);
-    } else if (left <= 0) {
-        snprintf(eta, sizeof eta, "final eval");
-    }
-    char ret[32] = "-";
-    if (s->evals > 0) {
-        snprintf(ret, sizeof ret, "%.1f", (double)s->eval_return_mean);
-    }
-    char loss[32] = "-";
-    if (!isnan(s->model_holdout_loss)) {
-        snprintf(loss, sizeof loss, "%.4g", s->model_holdout_loss);
-    }
-    printf("%sreal %llu/%llu | eval %s | upd/s %.0f | synth/s %.0f | model loss %s | "
-           "policy v%llu model v%llu | ETA %s%s",
-           m->tty ? "\r\033[K" : "", (unsigned long long)s->real_steps,
-           (unsigned long long)m->run->real_steps, ret, s->updates_per_s, s->synthetic_per_s,
-           loss, (unsigned long long)s->policy_version, (unsigned long long)s->model_version,
-           eta, m->tty ? "" : "\n");
+    char line[512];
+    /* a terminal gets one line rewritten in place, cut to its width; a file every line */
+    int width = m->tty ? monitor_term_width(STDOUT_FILENO) : 0;
+    monitor_format_progress(line, sizeof line, s, m->run->real_steps, monitor_eta_rate(&m->eta),
+                            width);
+    printf("%s%s%s", m->tty ? "\r\033[K" : "", line, m->tty ? "" : "\n");
     fflush(stdout);
 }
 
@@ -252,21 +378,26 @@ static void monitor_main(void *arg)
     }
     set_state(m, MONITOR_RUNNING);
     monitor_snapshot s = m->last;
-    uint64_t prev_ms = clock_now_ms();
+    uint64_t prev_ms = 0;   /* no poll yet: the first one gives no rate */
     monitor_snapshot prev = s;
     int ticks = 0;
     while (!stop_flag_raised(&m->stop)) {
         poll_counters(m, &s);
+        s.wall_s = (double)(clock_now_ms() - m->started_ms) / 1000.0;   /* for the rows */
         poll_evals(m, &s);
         uint64_t t = clock_now_ms();
-        double dt = (double)(t - prev_ms) / 1000.0;
-        if (dt > 0) {
+        /* a rate over the few milliseconds since start-up would count the whole random phase
+         * as one interval (90000 steps/s): rates start from the second poll */
+        double dt = prev_ms ? (double)(t - prev_ms) / 1000.0 : 0.0;
+        s.have_rates = dt > 0;
+        if (s.have_rates) {
             s.updates_per_s = monitor_rate_per_s(s.updates, prev.updates, dt);
             s.synthetic_per_s = monitor_rate_per_s(s.synthetic_samples, prev.synthetic_samples,
                                                    dt);
             s.real_per_s = monitor_rate_per_s(s.real_steps, prev.real_steps, dt);
         }
         s.wall_s = (double)(t - m->started_ms) / 1000.0;
+        monitor_eta_add(&m->eta, t, s.real_steps);
         prev = s;
         prev_ms = t;
         m->last = s;

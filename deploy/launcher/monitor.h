@@ -44,6 +44,7 @@ typedef struct monitor_snapshot {
     uint64_t policy_version;
     uint64_t model_version;
     float achieved_utd;
+    bool have_rates;               /* the rates below cover one whole poll interval */
     double updates_per_s;          /* over the last interval */
     double synthetic_per_s;
     double real_per_s;
@@ -54,6 +55,19 @@ typedef struct monitor_snapshot {
     uint64_t eval_real_steps;
     uint64_t eval_policy_version;
 } monitor_snapshot;
+
+/* the real-step counter sampled about once a second, for an ETA that does not jump with one
+ * slow second: the rate is taken over the last MONITOR_ETA_WINDOW_MS or more */
+#define MONITOR_ETA_SAMPLES 128
+#define MONITOR_ETA_SAMPLE_MS 1000
+#define MONITOR_ETA_WINDOW_MS 60000
+
+typedef struct monitor_eta {
+    uint64_t t_ms[MONITOR_ETA_SAMPLES];
+    uint64_t real_steps[MONITOR_ETA_SAMPLES];
+    int head;                      /* next slot to write */
+    int n;                         /* samples held */
+} monitor_eta;
 
 typedef struct monitor {
     const run_cfg *run;            /* borrowed */
@@ -71,6 +85,7 @@ typedef struct monitor {
     void (*wake)(void *data);      /* called from the thread when state changes */
     void *wake_data;
     bool tty;                      /* progress line with \r on a terminal */
+    monitor_eta eta;
     uint64_t budget_reached_ms;    /* when real_steps first reached the budget; 0: not yet */
     uint64_t started_ms;
     bool evals_resync;             /* rereading the learner's evaluations after it lost some */
@@ -93,6 +108,25 @@ static inline monitor_state monitor_get_state(monitor_t *m)
 /* growth of a counter per second over dt_s; 0 when it went back (a restarted process that
  * lost some progress) or dt_s <= 0 (exposed for tests) */
 double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s);
+
+/* record real_steps at t_ms; a sample closer than MONITOR_ETA_SAMPLE_MS to the previous one
+ * is dropped, the oldest is overwritten when the ring is full (exposed for tests) */
+void monitor_eta_add(monitor_eta *e, uint64_t t_ms, uint64_t real_steps);
+/* real steps per second from the newest sample back to the newest one at least
+ * MONITOR_ETA_WINDOW_MS older (the oldest held, while the run is younger); 0 with fewer than
+ * two samples or when the counter went back (exposed for tests) */
+double monitor_eta_rate(const monitor_eta *e);
+
+/* the progress line into out (no \r, no newline), at most width - 1 columns so a terminal
+ * never wraps it; width <= 0: no limit. Fields that do not fit are left out, the least
+ * important first (versions, model loss, synthetic rate, update rate, eval step); real
+ * steps, elapsed time and ETA always stay. eta_rate: real steps per second for the ETA
+ * (monitor_eta_rate). Returns the length written (exposed for tests) */
+size_t monitor_format_progress(char *out, size_t n, const monitor_snapshot *s, uint64_t budget,
+                               double eta_rate, int width);
+
+/* the width of the terminal on fd (TIOCGWINSZ), else $COLUMNS, else 80 */
+int monitor_term_width(int fd);
 
 /* one metrics.csv row for an evaluation (exposed for tests) */
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s);

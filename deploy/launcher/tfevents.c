@@ -67,6 +67,7 @@ int tfevents_write_scalar(tfevents_t *t, const char *tag, int64_t step, double w
 {
     Twig__Tfevent__SummaryValue v = TWIG__TFEVENT__SUMMARY_VALUE__INIT;
     v.tag = (char *)tag;
+    v.value_case = TWIG__TFEVENT__SUMMARY_VALUE__VALUE_SIMPLE_VALUE;   /* written even when 0 */
     v.simple_value = value;
     Twig__Tfevent__SummaryValue *vals[1] = {&v};
     Twig__Tfevent__Summary s = TWIG__TFEVENT__SUMMARY__INIT;
@@ -78,6 +79,13 @@ int tfevents_write_scalar(tfevents_t *t, const char *tag, int64_t step, double w
     ev.what_case = TWIG__TFEVENT__EVENT__WHAT_SUMMARY;
     ev.summary = &s;
     return write_event(t, &ev);
+}
+
+double tfevents_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 void tfevents_close(tfevents_t *t)

@@ -24,10 +24,14 @@ typedef struct tfevents {
 
 /* create dir/events.out.tfevents.<time>.<host>; returns 0 or -errno (err_msg has the path) */
 int tfevents_open(tfevents_t *t, const char *dir);
-/* append one scalar and flush; returns 0 or -errno */
+/* append one scalar and flush; the value is always written, 0 included; returns 0 or -errno */
 int tfevents_write_scalar(tfevents_t *t, const char *tag, int64_t step, double wall_time,
                           float value);
 void tfevents_close(tfevents_t *t);
+
+/* the wall time of an event: seconds since the epoch with sub-second precision, as
+ * TensorFlow writes it (a whole-second time(NULL) stacks a second's points on one x) */
+double tfevents_wall_now(void);
 
 /* frame one record into out (len + 16 bytes); exposed for tests */
 void tfevents_frame(uint8_t *out, const uint8_t *data, size_t len);

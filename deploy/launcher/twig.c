@@ -34,6 +34,10 @@ int main(int argc, char **argv)
         twig_usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("twig %s\n", TWIG_VERSION);   /* project() version, git describe at build */
+        return 0;
+    }
     for (int i = 0; i < TWIG_N_CMDS; i++) {
         if (strcmp(argv[1], twig_cmds[i].name) == 0) {
             return twig_cmds[i].run(argc - 1, argv + 1);

@@ -6,7 +6,8 @@
  *    its own section of the user's file with the overrides (`--print-config`, the very option
  *    tables it runs with, so errors name the user's file and line), an existing run directory
  *    must hold a log of the same env (RUN/modelserver/meta), the listen ports must be free;
- * 3. make the run directory, copy the config and each process's effective config there
+ * 3. make the run directory, write the config as run there (RUN/config.yaml: the overrides
+ *    applied, each value as written) and each process's effective config
  *    (RUN/<proc>.config.yaml), and start the processes under supervision: restart with
  *    backoff on a crash, at most launcher.max_restarts within launcher.restart_window_ms;
  *    a process exiting 2 (a configuration error, cli.h) is never restarted;
@@ -44,6 +45,7 @@
 #include "common/base/mem.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
+#include "deploy/launcher/config_record.h"
 #include "deploy/launcher/healthwatch.h"
 #include "deploy/launcher/monitor.h"
 #include "deploy/launcher/ports.h"
@@ -73,6 +75,7 @@ typedef struct launcher {
     bool stopping;                 /* launcher_stop ran */
     int exit_code;
     int log_fd;                    /* RUN/twig.log; -1 before the run dir exists */
+    bool plotted;                  /* learning_curve.png was written */
 } launcher_t;
 
 static const char usage[] =
@@ -114,6 +117,41 @@ static int copy_file(const char *dst, const char *src)
     }
     fclose(in);
     return fclose(out) == 0 ? 0 : err_set(-EIO, "%s: write failed", dst);
+}
+
+/* RUN/config.yaml: the config as run, the --set overrides applied with their text as given
+ * (config_record.h); a file it cannot rewrite is copied as it is */
+static int write_run_config(const launcher_t *L)
+{
+    FILE *in = fopen(L->config_src, "rb");
+    if (!in) {
+        return err_set(-errno, "%s: %s", L->config_src, strerror(errno));
+    }
+    char *yaml = NULL, *text = NULL;
+    size_t yaml_len = 0, len = 0;
+    FILE *src = open_memstream(&yaml, &yaml_len);
+    TWIG_ASSERT(src);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        fwrite(buf, 1, n, src);
+    }
+    fclose(in);
+    fclose(src);
+    FILE *out = open_memstream(&text, &len);
+    TWIG_ASSERT(out);
+    int rc = config_record_write(out, yaml, yaml_len, L->config_src, L->overrides,
+                                 L->n_overrides);
+    fclose(out);
+    if (rc < 0) {
+        log_warn("event=config_copied_as_is path=%s detail=\"%s\"", L->config_src, err_msg());
+        rc = copy_file(L->config_path, L->config_src);
+    } else {
+        rc = atomic_file_write(L->config_path, text, len);
+    }
+    free(yaml);
+    free(text);
+    return rc;
 }
 
 /* a binary next to twig (installed layout) or in the build tree's folder for its role */
@@ -457,6 +495,7 @@ static void kill_hung(launcher_t *L)
 static void on_hung(void *data, int index, unsigned gen, const char *why)
 {
     launcher_t *L = data;
+    log_warn("event=hung proc=%s detail=\"%s\"", L->plan->procs[index].name, why);
     fprintf(stderr, "\ntwig: %s is hung (%s); killing and restarting it\n",
             L->plan->procs[index].name, why);
     atomic_store(&L->hung[index], gen);
@@ -468,6 +507,7 @@ static void on_ready(void *data, int index, bool ready)
 {
     launcher_t *L = data;
     const plan_proc *p = &L->plan->procs[index];
+    log_info("event=%s proc=%s", ready ? "ready_again" : "not_ready", p->name);
     if (ready) {
         fprintf(stderr, "\ntwig: %s is ready again\n", p->name);
     } else {
@@ -564,24 +604,26 @@ static void on_proc_start(supervise_t *s, int index)
         log_warn("event=procs_file_failed path=%s detail=\"%s\"", path, err_msg());
     }
     free(text);
-    if (s->procs[index].restarts > 0) {
-        fprintf(stderr, "twig: %s restarted (pid %d, restart %d)\n", s->procs[index].name,
-                s->procs[index].pid, s->procs[index].restarts);
-    }
+    /* a restart's start is in twig.log (event=started); stderr had its exit already */
 }
 
-/* gnuplot draws metrics.csv into learning_curve.png. No shell is involved; the paths sit in
- * gnuplot's single-quoted strings, so a name with a single quote is not plotted */
-static void plot_learning_curve(const launcher_t *L)
+/* gnuplot draws metrics.csv into learning_curve.png, the legend below the plot so it never
+ * hides a point. No shell is involved; the paths sit in gnuplot's single-quoted strings, so a
+ * name with a single quote is not plotted. True when the picture was written */
+static bool plot_learning_curve(const launcher_t *L)
 {
     if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
         log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
-        return;
+        return false;
     }
+    char png[PLAN_PATH_MAX + 32];
+    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
+    unlink(png);   /* a picture from an earlier run in this dir is not this run's */
     char script[4 * PLAN_PATH_MAX];
     snprintf(script, sizeof script,
              "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
              "set datafile separator ','; set key autotitle columnhead; "
+             "set key outside below center; "
              "set title '%s: evaluation return'; set xlabel 'real steps'; "
              "set ylabel 'return'; set grid; "
              "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
@@ -591,7 +633,7 @@ static void plot_learning_curve(const launcher_t *L)
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (devnull < 0) {
         log_warn("event=plot_failed detail=\"/dev/null: %s\"", strerror(errno));
-        return;
+        return false;
     }
     int status = run_child(argv, devnull, devnull, true);
     close(devnull);
@@ -601,7 +643,10 @@ static void plot_learning_curve(const launcher_t *L)
             describe_status(how, sizeof how, status);
         }
         log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
+        return false;
     }
+    struct stat st;
+    return stat(png, &st) == 0 && st.st_size > 0;
 }
 
 static void print_summary(const launcher_t *L)
@@ -614,7 +659,9 @@ static void print_summary(const launcher_t *L)
     printf("  real steps          %llu / %llu\n", (unsigned long long)s->real_steps,
            (unsigned long long)L->run.real_steps);
     if (s->evals > 0) {
-        printf("  final eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
+        /* "final" only for the evaluation at the budget: a run ended early has a last one */
+        printf("  %s eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
+               s->eval_real_steps >= L->run.real_steps ? "final" : "last ",
                (double)s->eval_return_mean, (double)s->eval_return_std,
                (unsigned long long)s->eval_real_steps,
                (unsigned long long)s->eval_policy_version);
@@ -631,8 +678,9 @@ static void print_summary(const launcher_t *L)
                    L->sup.procs[i].restarts);
         }
     }
-    printf("  run directory       %s (metrics.csv, learning_curve.png, logs, events)\n",
-           L->run_dir);
+    /* only what is there: no gnuplot, or a failed one, leaves no picture */
+    printf("  run directory       %s (metrics.csv, %slogs, events)\n", L->run_dir,
+           L->plotted ? "learning_curve.png, " : "");
 }
 
 static int parse_args(launcher_t *L, int argc, char **argv)
@@ -776,9 +824,12 @@ static int launch(launcher_t *L)
     if (L->log_fd < 0) {
         return err_set(-errno, "%s: %s", log_path, strerror(errno));
     }
+    /* from here on each event is one line in twig.log, and stderr has the short human line
+     * of those the user must see (a crash, a restart, a hang, the failure), not both */
+    log_init("twig", LOG_LEVEL_OFF);
     log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
-    rc = copy_file(L->config_path, L->config_src);
+    rc = write_run_config(L);
     if (rc < 0) {
         return rc;
     }
@@ -848,7 +899,7 @@ static int launch(launcher_t *L)
     uv_close((uv_handle_t *)&L->wake, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
-        plot_learning_curve(L);
+        L->plotted = plot_learning_curve(L);
     }
     print_summary(L);
     monitor_free(&L->mon);

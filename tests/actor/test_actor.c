@@ -64,6 +64,16 @@ Test(actor, eval_points_are_the_next_multiple)
     cr_expect_eq(actor_next_eval(7, 1), 8);
 }
 
+/* the curve's baseline: the initial policy is evaluated at the end of the random phase */
+Test(actor, the_first_eval_point_is_the_end_of_the_random_phase)
+{
+    cr_expect_eq(actor_first_eval(0, 500, 1000), 500);
+    cr_expect_eq(actor_first_eval(0, 2500, 1000), 1000, "a multiple comes first");
+    cr_expect_eq(actor_first_eval(0, 1000, 1000), 1000, "one point, not two");
+    cr_expect_eq(actor_first_eval(600, 500, 1000), 1000, "a restart past it skips it");
+    cr_expect_eq(actor_first_eval(0, 0, 1000), 1000, "no random phase");
+}
+
 Test(actor, batch_fills_and_packs_a_valid_message)
 {
     actor_batch_t b;

@@ -552,14 +552,16 @@ Test(actor_process, strict_pacing_follows_the_learners_updates_and_evals_are_rep
     cr_expect_eq(s.end, 1000);
     cr_expect_eq(s.stored, 1000);
 
-    /* one eval at 500, the final one at 1000, both with the pulled policy */
+    /* the initial policy's at the end of the random phase (200, before any policy was
+     * published), one at 500 and the final one at 1000 with the pulled policy */
     pthread_mutex_lock(&f.mu);
-    cr_expect_eq(f.n_evals, 2);
-    for (int i = 0; i < f.n_evals && i < 2; i++) {
+    cr_expect_eq(f.n_evals, 3);
+    for (int i = 0; i < f.n_evals && i < 3; i++) {
         const Twig__V1__EvalResult *e = &f.evals[i];
-        cr_expect_eq(e->seq, i == 0 ? 500 : 1000);
+        const uint64_t seq[] = {200, 500, 1000};
+        cr_expect_eq(e->seq, seq[i]);
         cr_expect(e->real_steps >= e->seq);
-        cr_expect_eq(e->policy_version, 3);
+        cr_expect_eq(e->policy_version, i == 0 ? 0 : 3);
         cr_expect_eq(e->episodes, 2);
         cr_expect_str_eq(f.eval_source[i], "actor-0");
         cr_expect(isfinite(e->return_mean) && e->return_mean <= 0 && e->return_mean >= -200 * 16.3,
@@ -711,7 +713,7 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
                  "actor 0 takes its share, with the odd step");
     cr_assert(procfix_runs_for(a0, 300), "actor 0 waits for the whole budget");
     pthread_mutex_lock(&f.mu);
-    cr_expect_leq(f.n_evals, 1, "no final evaluation before the budget is in the log");
+    cr_expect_leq(f.n_evals, 2, "no final evaluation before the budget is in the log");
     pthread_mutex_unlock(&f.mu);
 
     procfix_t a1 = {0};
@@ -727,12 +729,13 @@ Test(actor_process, two_actors_split_the_budget_and_the_evaluator_waits_for_all_
     cr_expect_eq(s.stored, 1000);
 
     pthread_mutex_lock(&f.mu);
-    cr_expect_eq(f.n_evals, 2, "one at 1000, the final at 2001");
-    if (f.n_evals == 2) {
-        cr_expect_eq(f.evals[0].seq, 1000);
-        cr_expect_eq(f.evals[1].seq, 2001);
-        cr_expect_eq(f.evals[1].real_steps, 2001, "the final eval saw the whole budget");
-        cr_expect_str_eq(f.eval_source[1], "actor-0");
+    cr_expect_eq(f.n_evals, 3, "the initial one at 300, one at 1000, the final at 2001");
+    if (f.n_evals == 3) {
+        cr_expect_eq(f.evals[0].seq, 300);
+        cr_expect_eq(f.evals[1].seq, 1000);
+        cr_expect_eq(f.evals[2].seq, 2001);
+        cr_expect_eq(f.evals[2].real_steps, 2001, "the final eval saw the whole budget");
+        cr_expect_str_eq(f.eval_source[2], "actor-0");
     }
     pthread_mutex_unlock(&f.mu);
     fake_stop(&f);

@@ -458,7 +458,7 @@ static void expect_eval_refused(rpc_client_t *cl, const Twig__V1__EvalResult *e,
 Test(learner, report_eval_refuses_garbage_and_keeps_at_most_the_runs_bound)
 {
     procfix_t lr = {0};
-    /* 3000 steps, an eval every 1000, one actor: 3 + 1 evaluations at most */
+    /* 3000 steps, an eval every 1000, one actor: 3 + 2 evaluations at most */
     const char *sets[] = {"real_steps=3000", "eval_every=1000", "n_actors=1", NULL};
     start_learner(&lr, "l", "127.0.0.1:1", sets);
     rpc_client_t *cl = client_of(&lr);
@@ -483,21 +483,21 @@ Test(learner, report_eval_refuses_garbage_and_keeps_at_most_the_runs_bound)
     expect_eval_refused(cl, &e, -EINVAL, "seq");
     /* the run's own: stored; a second source is one more than n_actors */
     bool dup = true;
-    for (uint64_t s = 1000; s <= 1003; s++) {
+    for (uint64_t s = 1000; s <= 1004; s++) {
         e = eval_of("actor-0", s);
         cr_assert_eq(eval_as(cl, &e, &dup), 0, "seq %" PRIu64 ": %s", s, err_msg());
         cr_expect_not(dup);
     }
     e = eval_of("actor-1", 1000);
     expect_eval_refused(cl, &e, TWIG_EFULL, "'actor-1' is new");
-    /* the bound: 4 kept, the next one is refused with the reason */
+    /* the bound: 5 kept (3 multiples, the final and the initial), the next is refused */
     e = eval_of("actor-0", 2000);
     expect_eval_refused(cl, &e, TWIG_EFULL, "the most this run keeps");
-    e = eval_of("actor-0", 1003);
+    e = eval_of("actor-0", 1004);
     cr_assert_eq(eval_as(cl, &e, &dup), 0, "a retry is still answered: %s", err_msg());
     cr_expect(dup);
-    cr_expect_eq(stat_of(&lr, "evals"), 4);
-    cr_expect_eq(stat_of(&lr, "evals_bound"), 4);
+    cr_expect_eq(stat_of(&lr, "evals"), 5);
+    cr_expect_eq(stat_of(&lr, "evals_bound"), 5);
     cr_expect_eq(stat_of(&lr, "eval_rejected"), 9);
     Twig__V1__GetEvalsRequest gq = TWIG__V1__GET_EVALS_REQUEST__INIT;
     ProtobufCMessage *reply = NULL;
@@ -505,7 +505,7 @@ Test(learner, report_eval_refuses_garbage_and_keeps_at_most_the_runs_bound)
                                   &twig__v1__get_evals_reply__descriptor, &call_opts),
                  0);
     const Twig__V1__GetEvalsReply *ge = (const Twig__V1__GetEvalsReply *)reply;
-    cr_expect_eq(ge->total, 4);
+    cr_expect_eq(ge->total, 5);
     for (size_t i = 0; i < ge->n_evals; i++) {
         cr_expect_str_eq(ge->evals[i]->source_id, "actor-0");
         cr_expect_leq(ge->evals[i]->real_steps, 3000);

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/config/config.h"
@@ -306,4 +307,28 @@ Test(config, config_check_runs_each_tables_check_with_the_top_level, .init = set
     config_table section_only = tables[1];
     cr_expect_eq(config_check(&section_only, 1), -EINVAL);
     cr_expect_str_eq(err_msg(), "the check got no top-level struct");
+}
+
+/* floats print in the fewest digits that read back the same: 0.05, not 0.0500000007 */
+Test(config, floats_are_written_as_the_shortest_text_that_reads_back, .init = setup)
+{
+    const char *cases[][2] = {{"learner.lr_actor=0.05", "0.05"}, {"learner.lr_actor=3e-4", "0.0003"},
+                              {"learner.lr_actor=0.1", "0.1"},   {"learner.tau=0.005", "0.005"},
+                              {"learner.tau=0.1", "0.1"},        {"learner.lr_actor=1", "1"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(config_set_assignment(tables, 2, cases[i][0]), 0, "%s", err_msg());
+        char key[32], buf[64];
+        snprintf(key, sizeof key, "%.*s", (int)(strchr(cases[i][0], '=') - cases[i][0]),
+                 cases[i][0]);
+        cr_assert_eq(config_get_text(tables, 2, key, buf, sizeof buf), 0);
+        cr_expect_str_eq(buf, cases[i][1], "%s", cases[i][0]);
+    }
+    /* a value that needs every digit keeps them, and still reads back exactly */
+    lc.lr_actor = 0.1f + 1e-8f;
+    lc.tau = 1.0 / 3.0;
+    char buf[64];
+    config_get_text(tables, 2, "learner.lr_actor", buf, sizeof buf);
+    cr_expect_eq(strtof(buf, NULL), lc.lr_actor, "%s", buf);
+    config_get_text(tables, 2, "learner.tau", buf, sizeof buf);
+    cr_expect_eq(strtod(buf, NULL), lc.tau, "%s", buf);
 }

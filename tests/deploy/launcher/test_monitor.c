@@ -1,5 +1,7 @@
 /* monitor: start-up health probing is paced and gives up at the start-up timeout */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -128,4 +130,89 @@ Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeo
     free(plan);
     procfix_tmpdir_done(dir);
     rpc_lib_shutdown(2000);
+}
+
+/* a snapshot in the middle of a run, every field known */
+static monitor_snapshot busy_snapshot(void)
+{
+    monitor_snapshot s = {.wall_s = 125.0, .real_steps = 12000, .updates = 240000,
+                          .synthetic_samples = 9000000, .policy_version = 412,
+                          .model_version = 37, .have_rates = true, .updates_per_s = 251.0,
+                          .synthetic_per_s = 12345.0, .real_per_s = 50.0,
+                          .model_holdout_loss = 0.1234, .evals = 3,
+                          .eval_return_mean = -150.5f, .eval_return_std = 12.0f,
+                          .eval_real_steps = 10000, .eval_policy_version = 400};
+    return s;
+}
+
+Test(monitor, progress_line_fits_the_width_dropping_the_least_important_fields)
+{
+    monitor_snapshot s = busy_snapshot();
+    char line[512];
+    /* wide: everything, elapsed time and the step of the last evaluation included */
+    size_t len = monitor_format_progress(line, sizeof line, &s, 20000, 40.0, 200);
+    cr_expect_eq(len, strlen(line));
+    cr_expect_lt(len, 200u, "%s", line);
+    const char *wide[] = {"real 12000/20000", "2m05s", "ETA 3m20s", "eval -150.5 @10000",
+                          "upd/s 251", "synth/s 12345", "model loss 0.1234",
+                          "policy v412 model v37"};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        cr_expect_neq(strstr(line, wide[i]), NULL, "'%s' missing: %s", wide[i], line);
+    }
+    /* 80 columns: no wrap, the versions go first, the essentials stay */
+    len = monitor_format_progress(line, sizeof line, &s, 20000, 40.0, 80);
+    cr_expect_leq(len, 79u, "%zu columns: %s", len, line);
+    cr_expect_eq(strstr(line, "policy v"), NULL, "%s", line);
+    cr_expect_neq(strstr(line, "eval -150.5 @10000"), NULL, "%s", line);
+    cr_expect_neq(strstr(line, "ETA 3m20s"), NULL, "%s", line);
+    /* 40 columns: real steps, elapsed and ETA only */
+    len = monitor_format_progress(line, sizeof line, &s, 20000, 40.0, 40);
+    cr_expect_leq(len, 39u, "%zu columns: %s", len, line);
+    cr_expect_str_eq(line, "real 12000/20000 | 2m05s | ETA 3m20s");
+    /* narrower than the essentials: cut, never wrapped */
+    len = monitor_format_progress(line, sizeof line, &s, 20000, 40.0, 20);
+    cr_expect_eq(len, 19u, "%s", line);
+    cr_expect_eq(strlen(line), 19u);
+}
+
+Test(monitor, terminal_width_falls_back_to_columns_then_80)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    cr_assert_geq(fd, 0);
+    setenv("COLUMNS", "132", 1);
+    cr_expect_eq(monitor_term_width(fd), 132);
+    unsetenv("COLUMNS");
+    cr_expect_eq(monitor_term_width(fd), 80);
+    close(fd);
+}
+
+Test(monitor, eta_rate_is_taken_over_the_last_minute_not_the_last_second)
+{
+    monitor_eta e = {0};
+    cr_expect_eq(monitor_eta_rate(&e), 0.0);
+    /* 50 steps/s for two minutes, samples every 500 ms (half are dropped: 1 s spacing) */
+    uint64_t t = 1000000, steps = 0;
+    for (int i = 0; i < 240; i++) {
+        monitor_eta_add(&e, t, steps);
+        t += 500;
+        steps += 25;
+    }
+    cr_expect(fabs(monitor_eta_rate(&e) - 50.0) < 1e-9, "rate %f", monitor_eta_rate(&e));
+    /* one second with a burst of 5000 steps moves the rate a little, not to 5000/s */
+    t += 500;
+    steps += 5000;
+    monitor_eta_add(&e, t, steps);
+    double r = monitor_eta_rate(&e);
+    cr_expect(r > 50.0 && r < 150.0, "rate after a burst %f", r);
+    /* a stalled last second does not make the ETA infinite */
+    monitor_eta_add(&e, t + 1000, steps);
+    cr_expect_gt(monitor_eta_rate(&e), 50.0);
+    /* a short run: the rate over what is held */
+    monitor_eta y = {0};
+    monitor_eta_add(&y, 5000, 500);
+    monitor_eta_add(&y, 15000, 1500);
+    cr_expect(fabs(monitor_eta_rate(&y) - 100.0) < 1e-9, "rate %f", monitor_eta_rate(&y));
+    /* the counter went back (a restarted process): 0, not a wrapped huge rate */
+    monitor_eta_add(&y, 25000, 10);
+    cr_expect_eq(monitor_eta_rate(&y), 0.0);
 }

@@ -3,6 +3,7 @@
  * accept the --print-config check and then do what the test needs (crash, wait, or serve
  * what the monitor polls through tests/deploy/launcher/fake_twig_proc.py and /usr/bin/python3). */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -12,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "deploy/launcher/tfevents.h"
+#include "proto/tfevent.pb-c.h"
 #include "tests/procfix.h"
 
 #define TWIG TWIG_BIN_DIR "/deploy/twig"
@@ -100,6 +103,15 @@ static char *slurp(const char *name)
     return buf;
 }
 
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) {
+        n++;
+    }
+    return n;
+}
+
 Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_used_up,
      .init = setup, .fini = teardown, .timeout = 120)
 {
@@ -117,6 +129,17 @@ Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_use
     cr_expect(strstr(err, "restarted 1 time in 10m; last exit status 3") != NULL, "stderr: %s",
               err);
     cr_expect(strstr(err, "restarting it") != NULL, "the first crash is restarted: %s", err);
+    /* each event once: a short line on stderr, a log line in RUN/twig.log */
+    cr_expect_eq(count_of(err, "modelserver exited (exit status 3): nothing in its log; "
+                               "restarting it"),
+                 1, "stderr: %s", err);
+    cr_expect_eq(count_of(err, "run failed"), 1, "stderr: %s", err);
+    cr_expect_eq(strstr(err, "event="), NULL, "log lines on stderr too: %s", err);
+    const char *log = slurp("run/twig.log");
+    cr_expect_eq(count_of(log, "event=crashed proc=modelserver"), 1, "twig.log: %s", log);
+    cr_expect_eq(count_of(log, "event=run_failed exit=1 reason=\"modelserver restarted 1 time"),
+                 1, "twig.log: %s", log);
+    cr_expect_neq(strstr(log, " info twig["), NULL, "the daemons' line format: %s", log);
 }
 
 Test(twig_run, every_process_starts_and_sigterm_stops_them_and_exits_128_plus_15, .init = setup,
@@ -396,4 +419,123 @@ Test(twig_run, a_process_crashing_over_and_over_stops_the_run_at_the_default_res
                           "detail=\"disk on fire\"") != NULL,
               "stderr: %s", err);
     cr_expect_eq(count_lines("starts"), 6, "learner started %d times", count_lines("starts"));
+}
+
+/* the scalars of the run's event file by tag: count, how many lack simple_value, how many
+ * are 0, the largest, and whether any wall_time has a fraction */
+typedef struct tag_stats {
+    int n, no_value, zeros, fractional_wall;
+    float max;
+} tag_stats;
+
+static tag_stats read_tag(const char *run_dir, const char *tag)
+{
+    tag_stats st = {0};
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, run_dir);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s", path);
+    struct dirent *e;
+    char file[512] = "";
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "events.out.tfevents.", 20) == 0) {
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        }
+    }
+    closedir(d);
+    FILE *f = file[0] ? fopen(file, "rb") : NULL;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    long n;
+    while (f && (n = tfevents_read_record(f, &buf, &cap)) > 0) {
+        Twig__Tfevent__Event *ev = twig__tfevent__event__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(ev);
+        if (ev->what_case == TWIG__TFEVENT__EVENT__WHAT_SUMMARY && ev->summary->n_value == 1 &&
+            strcmp(ev->summary->value[0]->tag, tag) == 0) {
+            const Twig__Tfevent__SummaryValue *v = ev->summary->value[0];
+            st.no_value += v->value_case != TWIG__TFEVENT__SUMMARY_VALUE__VALUE_SIMPLE_VALUE;
+            st.zeros += v->simple_value == 0.0f;
+            st.max = st.n == 0 || v->simple_value > st.max ? v->simple_value : st.max;
+            st.fractional_wall += ev->wall_time != (double)(int64_t)ev->wall_time;
+            st.n++;
+        }
+        twig__tfevent__event__free_unpacked(ev, NULL);
+    }
+    if (f) {
+        fclose(f);
+    }
+    free(buf);
+    return st;
+}
+
+/* the event file tells the truth: a stalled counter's 0 rate is written (TensorBoard drops
+ * a value without simple_value), the first rate covers a whole poll interval (not the few
+ * milliseconds since start-up: 1000 steps then would be ~100000/s), wall times have
+ * fractions. The fake's counters stand still at 1000 real steps and it never evaluates */
+Test(twig_run, the_event_file_holds_zero_rates_real_intervals_and_fractional_wall_times,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "FAKE_EVALS=none exec /usr/bin/python3 %s/tests/deploy/launcher/fake_twig_proc.py "
+             "\"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=2000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    pid_t pid = start_twig(sets, 4);
+    tag_stats st = {0};
+    for (int64_t end = procfix_now_ms() + 60000; procfix_now_ms() < end && st.n < 5;) {
+        procfix_pause_ms(50);
+        char dir[200];
+        snprintf(dir, sizeof dir, "%s/run", tmpdir);
+        if (access(dir, F_OK) == 0) {
+            st = read_tag("run", "rate/real_per_s");
+        }
+    }
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    procfix_exit_code(pid, 30000);
+    st = read_tag("run", "rate/real_per_s");
+    cr_assert_geq(st.n, 5, "rate points: %d; stderr: %s", st.n, slurp("err.txt"));
+    cr_expect_eq(st.no_value, 0, "%d of %d points have no simple_value", st.no_value, st.n);
+    cr_expect_eq(st.zeros, st.n, "a stalled counter: every rate is 0 (largest %f)",
+                 (double)st.max);
+    cr_expect_eq(st.max, 0.0f, "the first rate came from a near-zero interval: %f",
+                 (double)st.max);
+    cr_expect_gt(st.fractional_wall, 0, "every wall_time is whole seconds");
+}
+
+/* without gnuplot there is no picture, and the summary does not list one */
+Test(twig_run, a_picture_that_was_not_drawn_is_not_listed, .init = setup, .fini = teardown,
+     .timeout = 180)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "exec /usr/bin/python3 %s/tests/deploy/launcher/fake_twig_proc.py \"$0\" \"$@\"",
+             TWIG_SRC_DIR);
+    make_fixture(body);
+    const char *sets[] = {"real_steps=1000", "init_steps=100",
+                          "launcher.progress_interval_ms=100",
+                          "launcher.startup_timeout_ms=90000"};
+    setenv("PATH", "/nonexistent", 1);   /* no gnuplot to find */
+    pid_t pid = start_twig(sets, 4);
+    int code = procfix_exit_code(pid, 150000);
+    cr_expect_eq(code, 0, "exit %d; stderr: %s", code, slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_expect_neq(strstr(out, "  run directory "), NULL, "stdout: %s", out);
+    cr_expect_eq(strstr(out, "learning_curve.png"), NULL, "stdout: %s", out);
+    char png[160];
+    snprintf(png, sizeof png, "%s/run/learning_curve.png", tmpdir);
+    cr_expect_neq(access(png, F_OK), 0, "a picture at %s", png);
+}
+
+Test(twig, version_prints_the_project_version)
+{
+    FILE *p = popen(TWIG " --version", "r");
+    cr_assert_not_null(p);
+    char line[256] = "";
+    cr_expect_not_null(fgets(line, sizeof line, p));
+    cr_expect_eq(pclose(p), 0, "exit status");
+    cr_expect_eq(strncmp(line, "twig 0.", 7), 0, "%s", line);
 }

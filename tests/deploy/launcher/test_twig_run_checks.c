@@ -2,6 +2,7 @@
  * invalid (each binary checks its own with --print-config) before it starts any process,
  * naming the option, with exit 2 */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -182,4 +183,73 @@ Test(twig_run_checks, a_run_dir_holding_another_envs_log_is_refused_before_anyth
         snprintf(path, sizeof path, "%s/run/%s", tmp, added[i]);
         cr_expect_neq(access(path, F_OK), 0, "%s was made by a refused run", path);
     }
+}
+
+/* a "key: value" line whose number has a run of 0s or 9s after its point: 0.0500000007 */
+static bool float_noise(const char *line)
+{
+    const char *colon = strchr(line, ':');
+    const char *point = colon ? strchr(colon, '.') : NULL;
+    if (!point || point[1] < '0' || point[1] > '9') {
+        return false;
+    }
+    return strstr(point, "0000") != NULL || strstr(point, "9999") != NULL;
+}
+
+/* RUN/config.yaml is the config as run: the overrides applied, with the text the user gave;
+ * each process's effective copy prints floats without float32 noise (0.05, not
+ * 0.0500000007). The files are written once every check passed, before the processes
+ * start: the test waits for them, then stops the run with SIGTERM */
+Test(twig_run_checks, the_run_dir_config_has_the_overrides_as_written_and_no_float_noise)
+{
+    write_config("learner:\n  batch_size: 256\n");
+    char cfg[128], run_dir[128], out_path[128], err_path[128];
+    snprintf(cfg, sizeof cfg, "%s/config.yaml", tmp);
+    snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    const char *argv[] = {TWIG, "run", cfg, "--run-dir", run_dir, "--set", "real_ratio=0.05",
+                          "--set", "learner.batch_size=128", NULL};
+    pid_t pid = procfix_spawn_io(argv, out_path, err_path);
+    const char *procs[] = {"modelserver", "learner", "rollout-0", "actor-0"};
+    char path[256], text[1 << 14];
+    for (int64_t end = procfix_now_ms() + 60000;; procfix_pause_ms(PROCFIX_POLL_MS)) {
+        int have = 0;
+        for (int i = 0; i < 4; i++) {
+            snprintf(path, sizeof path, "%s/run/%s.config.yaml", tmp, procs[i]);
+            have += access(path, F_OK) == 0;
+        }
+        snprintf(path, sizeof path, "%s/run/procs.tsv", tmp);
+        if (have == 4 && access(path, F_OK) == 0) {
+            break;   /* procs.tsv: the processes were started after the configs were written */
+        }
+        cr_assert(procfix_now_ms() < end, "the run's config files never appeared");
+    }
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    procfix_exit_code(pid, 60000);
+    snprintf(path, sizeof path, "%s/run/config.yaml", tmp);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    cr_expect_neq(strstr(text, "\nreal_ratio: 0.05\n"), NULL, "%s", text);
+    cr_expect_neq(strstr(text, "\nlearner:\n  batch_size: 128\n"), NULL, "%s", text);
+    cr_expect_eq(strstr(text, "batch_size: 256"), NULL, "%s", text);
+    /* every per-process copy: no float printed with more digits than it needs */
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/run/%s.config.yaml", tmp, procs[i]);
+        f = fopen(path, "r");
+        cr_assert_not_null(f, "%s", path);
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            cr_expect(!float_noise(line), "%s: float noise: %s", procs[i], line);
+        }
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/run/learner.config.yaml", tmp);
+    f = fopen(path, "r");
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    cr_expect_neq(strstr(text, "real_ratio: 0.05\n"), NULL, "%s", text);
+    cr_expect_neq(strstr(text, "batch_size: 128\n"), NULL, "%s", text);
 }
