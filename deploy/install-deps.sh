@@ -9,7 +9,7 @@ set -eu
 
 build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
  libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox"
-test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf protobuf-compiler"
+test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler"
 bench_pkgs="python3-torch"
 
 case "${1:-test}" in

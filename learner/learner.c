@@ -24,8 +24,8 @@
 #include "common/rpc/msg.h"
 #include "common/base/netaddr.h"
 #include "common/nn/nn_gemm.h"
-#include "learner/ckpt.h"
-#include "learner/ckpt_files.h"
+#include "common/base/ckpt.h"
+#include "common/nn/ckpt_policy.h"
 #include "learner/learner_int.h"
 
 #define LEARNER_BACKOFF_MIN_MS 50

@@ -1,6 +1,6 @@
 /* policy_source.h - the POLICY argument of `twig export`, `twig eval` and `twig env --policy`:
  * an exported policy file (.twigp, docs/policy-format.md), a run directory, a learner
- * checkpoint directory or one ckpt-<id> directory (learner/ckpt_policy.h) */
+ * checkpoint directory or one ckpt-<id> directory (common/nn/ckpt_policy.h) */
 #ifndef TWIG_DEPLOY_POLICY_SOURCE_H
 #define TWIG_DEPLOY_POLICY_SOURCE_H
 

@@ -1,5 +1,5 @@
 /* tests of `twig export`, `twig eval` and `twig env --policy FILE` (deploy/launcher/
- * twig_export.c, twig_eval.c, policy_source.c, learner/ckpt_policy.c): checkpoints laid out
+ * twig_export.c, twig_eval.c, policy_source.c, common/nn/ckpt_policy.c): checkpoints laid out
  * as the learner writes them (RUN/learner/ckpt-<updates>/sac.bin + state.bin), the built
  * binary run on them, its output read back and checked against the policy acting here */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* ckpt_policy.c - see ckpt_policy.h */
-#include "learner/ckpt_policy.h"
+#include "common/nn/ckpt_policy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,10 +11,9 @@
 #include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/base/err.h"
-#include "common/env/env.h"
+#include "common/base/mem.h"
 #include "common/nn/sac.h"
-#include "learner/ckpt.h"
-#include "learner/ckpt_files.h"
+#include "common/base/ckpt.h"
 
 int ckpt_state_info_read(ckpt_state_info *out, const char *state_path)
 {
@@ -50,7 +49,8 @@ int ckpt_state_info_read(ckpt_state_info *out, const char *state_path)
     return rc;
 }
 
-int ckpt_policy_load_one(policy_t *p, policy_file_meta *meta, const char *ckpt, int max_batch)
+int ckpt_policy_load_one(policy_t *p, policy_file_meta *meta, const char *ckpt,
+                         ckpt_bounds_fn *bounds, void *ctx, int max_batch)
 {
     memset(p, 0, sizeof *p);
     char sp[CKPT_PATH_MAX], stp[CKPT_PATH_MAX];
@@ -63,17 +63,17 @@ int ckpt_policy_load_one(policy_t *p, policy_file_meta *meta, const char *ckpt, 
     if (rc < 0) {
         return rc;
     }
-    env_t *e = NULL;
-    if ((rc = env_make(&e, st.env)) < 0) {
+    if (st.n_obs == 0 || st.n_obs > POLICY_FILE_DIM_MAX || st.n_act == 0 ||
+        st.n_act > POLICY_FILE_DIM_MAX || st.hidden == 0 || st.hidden > POLICY_FILE_DIM_MAX) {
+        return err_set(TWIG_ECORRUPT, "%s: n_obs %u / n_act %u / hidden %u out of range", stp,
+                       st.n_obs, st.n_act, st.hidden);
+    }
+    float *low = xmalloc(2 * (size_t)st.n_act * sizeof(float)), *high = low + st.n_act;
+    if ((rc = bounds(ctx, low, high, st.env, (int)st.n_obs, (int)st.n_act)) < 0) {
         char detail[512];
         snprintf(detail, sizeof detail, "%s", err_msg());
+        free(low);
         return err_set(rc, "%s: env %s (for its action bounds): %s", stp, st.env, detail);
-    }
-    if ((uint32_t)e->spec.n_obs != st.n_obs || (uint32_t)e->spec.n_act != st.n_act) {
-        rc = err_set(TWIG_EMISMATCH, "%s: %u obs / %u act, env %s has %d / %d", stp, st.n_obs,
-                     st.n_act, st.env, e->spec.n_obs, e->spec.n_act);
-        env_free(e);
-        return rc;
     }
     sac_cfg cfg = sac_default_cfg((int)st.n_obs, (int)st.n_act);
     cfg.hidden = (int)st.hidden;
@@ -85,8 +85,7 @@ int ckpt_policy_load_one(policy_t *p, policy_file_meta *meta, const char *ckpt, 
                      s.n_updates, st.updates);
     }
     if (rc == 0) {
-        policy_shape sh = {(int)st.n_obs, (int)st.n_act, (int)st.hidden, e->spec.act_low,
-                           e->spec.act_high};
+        policy_shape sh = {(int)st.n_obs, (int)st.n_act, (int)st.hidden, low, high};
         rc = policy_init(p, &sh, max_batch);
         if (rc == 0) {
             mlp_copy_params(&p->actor, &s.actor.p);
@@ -94,7 +93,7 @@ int ckpt_policy_load_one(policy_t *p, policy_file_meta *meta, const char *ckpt, 
         }
     }
     sac_free(&s);
-    env_free(e);
+    free(low);
     if (rc < 0) {
         policy_free(p);
         return rc;
@@ -114,12 +113,13 @@ static bool is_file(const char *dir, const char *name)
 }
 
 int ckpt_policy_load(policy_t *p, policy_file_meta *meta, char *used, size_t n,
-                     const char *path, uint64_t max_version, int max_batch)
+                     const char *path, uint64_t max_version, ckpt_bounds_fn *bounds, void *ctx,
+                     int max_batch)
 {
     memset(p, 0, sizeof *p);
     /* one checkpoint */
     if (is_file(path, LEARNER_SAC_FILE)) {
-        int rc = ckpt_policy_load_one(p, meta, path, max_batch);
+        int rc = ckpt_policy_load_one(p, meta, path, bounds, ctx, max_batch);
         if (rc == 0 && meta->policy_version > max_version) {
             policy_free(p);
             return err_set(TWIG_ENOTFOUND, "%s has policy_version %" PRIu64 ", above %" PRIu64,
@@ -159,7 +159,7 @@ int ckpt_policy_load(policy_t *p, policy_file_meta *meta, char *used, size_t n,
             continue;
         }
         if (rc == 0) {
-            rc = ckpt_policy_load_one(p, meta, one, max_batch);
+            rc = ckpt_policy_load_one(p, meta, one, bounds, ctx, max_batch);
         }
         if (rc == 0) {
             snprintf(used, n, "%s", one);
