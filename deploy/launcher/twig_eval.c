@@ -104,8 +104,8 @@ static int eval_parse(eval_opts *o, int argc, char **argv)
             o->csv_path = v;
             i++;
         } else if (strcmp(a, "--video") == 0) {
-            fprintf(stderr, "twig eval: --video is not available: MuJoCo offscreen rendering "
-                            "does not work with this build (docs/eval.md)\n");
+            fprintf(stderr, "twig eval: --video is not implemented yet (OSMesa offscreen "
+                            "rendering works here, EGL does not: docs/eval.md)\n");
             return -EINVAL;
         } else if (a[0] == '-') {
             fprintf(stderr, "twig eval: unknown option '%s'\n", a);
