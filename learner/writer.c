@@ -69,9 +69,9 @@ void writer_submit(writer_t *w, int kind, void *job)
     void *old = NULL;
     if (w->waiting[kind] && w->kinds[kind].drop) {
         old = w->waiting[kind];
-        w->superseded[kind]++;
+        atomic_fetch_add(&w->superseded[kind], 1);
     } else if (w->waiting[kind]) {
-        w->waited[kind]++;
+        atomic_fetch_add(&w->waited[kind], 1);
         while (w->waiting[kind]) {
             pthread_cond_wait(&w->cv_taken, &w->mu);
         }
@@ -86,18 +86,12 @@ void writer_submit(writer_t *w, int kind, void *job)
 
 uint64_t writer_superseded(writer_t *w, int kind)
 {
-    pthread_mutex_lock(&w->mu);
-    uint64_t n = w->superseded[kind];
-    pthread_mutex_unlock(&w->mu);
-    return n;
+    return atomic_load(&w->superseded[kind]);
 }
 
 uint64_t writer_waited(writer_t *w, int kind)
 {
-    pthread_mutex_lock(&w->mu);
-    uint64_t n = w->waited[kind];
-    pthread_mutex_unlock(&w->mu);
-    return n;
+    return atomic_load(&w->waited[kind]);
 }
 
 void writer_stop(writer_t *w)

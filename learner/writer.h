@@ -21,6 +21,7 @@
 #define TWIG_LEARNER_WRITER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,8 +44,9 @@ typedef struct writer {
     void *waiting[WRITER_MAX_KINDS];
     bool stop;
     bool started;
-    uint64_t superseded[WRITER_MAX_KINDS];
-    uint64_t waited[WRITER_MAX_KINDS];    /* submissions that waited for room */
+    /* atomics: read without the lock, also after writer_stop (Stats during a shutdown) */
+    atomic_uint_fast64_t superseded[WRITER_MAX_KINDS];
+    atomic_uint_fast64_t waited[WRITER_MAX_KINDS];    /* submissions that waited for room */
 } writer_t;
 
 /* start the thread; kinds (borrowed) has n_kinds <= WRITER_MAX_KINDS entries */
@@ -54,7 +56,8 @@ int writer_start(writer_t *w, const writer_kind *kinds, int n_kinds, void *app);
  * (a kind with drop) or waited for until it starts (one without) */
 void writer_submit(writer_t *w, int kind, void *job);
 
-/* of kind so far: jobs dropped unrun because a newer one came, submissions that waited */
+/* of kind so far: jobs dropped unrun because a newer one came, submissions that waited
+ * (any thread, any time, also on a zeroed or stopped writer) */
 uint64_t writer_superseded(writer_t *w, int kind);
 uint64_t writer_waited(writer_t *w, int kind);
 

@@ -61,6 +61,7 @@ static void *fetcher_main(void *arg)
         fetch_req q = f->queue[f->head];
         f->head = (f->head + 1) % FETCHER_QUEUE_MAX;
         f->n--;
+        atomic_store(&f->queued, f->n);
         pthread_mutex_unlock(&f->mu);
         fetcher_answer(f, &q);
         pthread_mutex_lock(&f->mu);
@@ -103,6 +104,7 @@ int fetcher_submit(fetcher_t *f, rpc_call_t *call, uint64_t from, uint32_t max_c
         f->queue[(f->head + f->n) % FETCHER_QUEUE_MAX] =
             (fetch_req){.call = call, .from = from, .max_count = max_count, .if_empty = if_empty};
         f->n++;
+        atomic_store(&f->queued, f->n);
         pthread_cond_signal(&f->cv);
     }
     pthread_mutex_unlock(&f->mu);
@@ -111,10 +113,7 @@ int fetcher_submit(fetcher_t *f, rpc_call_t *call, uint64_t from, uint32_t max_c
 
 uint32_t fetcher_queued(fetcher_t *f)
 {
-    pthread_mutex_lock(&f->mu);
-    uint32_t n = f->n;
-    pthread_mutex_unlock(&f->mu);
-    return n;
+    return atomic_load(&f->queued);
 }
 
 void fetcher_stop(fetcher_t *f)

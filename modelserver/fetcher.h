@@ -20,6 +20,7 @@
 #define TWIG_MODELSERVER_FETCHER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,6 +47,7 @@ typedef struct fetcher {
     bool stopping;       /* no more submissions; the thread drains and exits */
     bool running;        /* the thread was started and not joined */
     uint64_t served, refused_full;
+    atomic_uint queued;  /* n, readable without the lock (Stats, also after fetcher_stop) */
     reallog_rows_t rows; /* reader thread only */
 } fetcher_t;
 
@@ -62,7 +64,7 @@ int fetcher_submit(fetcher_t *f, rpc_call_t *call, uint64_t from, uint32_t max_c
  * and twice */
 void fetcher_stop(fetcher_t *f);
 
-/* requests waiting now (any thread) */
+/* requests waiting now (any thread, any time) */
 uint32_t fetcher_queued(fetcher_t *f);
 
 #endif

@@ -100,24 +100,6 @@ static inline void bw_f32s(byte_writer *w, const float *x, size_t n)
         memcpy(&b, &x[i], 4);
         bw_u32(w, b);
     }
-/* a bw_str string of 1..max bytes into out (which holds max + 1), NUL-terminated; "" and
- * bad when it is empty, longer than max or cut short */
-static inline bool br_str(byte_reader *r, char *out, size_t max)
-{
-    uint32_t n = br_u32(r);
-    out[0] = '\0';
-    if (r->bad || n == 0 || n > max) {
-        r->bad = true;
-        return false;
-    }
-    if (!br_bytes(r, out, n)) {
-        out[0] = '\0';
-        return false;
-    }
-    out[n] = '\0';
-    return true;
-}
-
 #endif
 }
 
@@ -205,24 +187,6 @@ static inline bool br_f32s(byte_reader *r, float *x, size_t n)
         memcpy(&x[i], &b, 4);
     }
     return !r->bad;
-/* a bw_str string of 1..max bytes into out (which holds max + 1), NUL-terminated; "" and
- * bad when it is empty, longer than max or cut short */
-static inline bool br_str(byte_reader *r, char *out, size_t max)
-{
-    uint32_t n = br_u32(r);
-    out[0] = '\0';
-    if (r->bad || n == 0 || n > max) {
-        r->bad = true;
-        return false;
-    }
-    if (!br_bytes(r, out, n)) {
-        out[0] = '\0';
-        return false;
-    }
-    out[n] = '\0';
-    return true;
-}
-
 #endif
 }
 

@@ -228,23 +228,51 @@ static int edit_distance(const char *a, const char *b)
     return one[lb];
 }
 
+/* how near key is to name: edits (at most two, fewer than half of key's length), or 3 for a
+ * key that is name cut at a '_' (batch for batch_size), or -1 when it is not near at all */
+static int nearness(const char *key, const char *name)
+{
+    int len = (int)strlen(key);
+    int d = edit_distance(key, name);
+    if (d < 3 && 2 * d < len) {
+        return d;
+    }
+    size_t kl = strlen(key);
+    if (kl >= 4 && strncmp(name, key, kl) == 0 && name[kl] == '_') {
+        return 3;
+    }
+    return -1;
+}
+
 int config_nearest(const config_table *t, int n_tables, const char *key, char *out, size_t n)
 {
-    int best = 3;   /* more than two edits is not a slip */
-    int len = (int)strlen(key);
+    int best = 4;
     for (int i = 0; i < n_tables; i++) {
         for (int j = 0; j < t[i].n_opts; j++) {
             char name[CONFIG_KEY_MAX];
             snprintf(name, sizeof name, "%s%s%s", t[i].section ? t[i].section : "",
                      t[i].section ? "." : "", t[i].opts[j].name);
-            int d = edit_distance(key, name);
-            if (d < best && 2 * d < len) {
+            int d = nearness(key, name);
+            if (d >= 0 && d < best) {
                 best = d;
                 snprintf(out, n, "%s", name);
             }
         }
     }
-    return best < 3;
+    return best < 4;
+}
+
+int config_nearest_word(const char *const *words, const char *key, char *out, size_t n)
+{
+    int best = 4;
+    for (int i = 0; words[i] != NULL; i++) {
+        int d = nearness(key, words[i]);
+        if (d >= 0 && d < best) {
+            best = d;
+            snprintf(out, n, "%s", words[i]);
+        }
+    }
+    return best < 4;
 }
 
 int config_set_assignment(const config_table *t, int n_tables, const char *assignment)

@@ -99,8 +99,12 @@ void config_write_help(FILE *f, const config_table *t, int n_tables);
 int config_get_text(const config_table *t, int n_tables, const char *key, char *buf, size_t n);
 
 /* the option name (as "name" or "section.name") nearest to key, for "did you mean": at most
- * two edits (a swap of neighbours is one) and fewer than half of key's length. 1 with the name
+ * two edits (a swap of neighbours is one) and fewer than half of key's length, or else a name
+ * of which key is the part before a '_' (learner.batch: learner.batch_size). 1 with the name
  * in out, or 0 when none is near */
 int config_nearest(const config_table *t, int n_tables, const char *key, char *out, size_t n);
+
+/* the same over a NULL-terminated list of words (env ids, choices); 1 or 0 */
+int config_nearest_word(const char *const *words, const char *key, char *out, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/base/err.h"
+#include "deploy/launcher/supervise.h"
 
 #define L(field) offsetof(launcher_cfg, field)
 const config_opt launcher_opts[] = {
@@ -31,8 +32,11 @@ const config_opt launcher_opts[] = {
      "largest restart delay", NULL},
     {"restart_stable_ms", CFG_INT, L(restart_stable_ms), "30000", 1, 86400000,
      "uptime after which the restart delay resets", NULL},
-    {"max_restarts", CFG_INT, L(max_restarts), "-1", -1, 1e6,
-     "restarts per process before giving up; -1: no limit", NULL},
+    {"max_restarts", CFG_INT, L(max_restarts), "5", -1, 1e6,
+     "restarts of one process within restart_window_ms before the run stops; -1: no limit",
+     NULL},
+    {"restart_window_ms", CFG_INT, L(restart_window_ms), "600000", 0, 86400000,
+     "the window max_restarts counts in (then max_restarts <= 64); 0: the whole run", NULL},
     {"stop_grace_ms", CFG_INT, L(stop_grace_ms), "10000", 1, 600000,
      "SIGTERM to SIGKILL delay at the end", NULL},
     {"final_eval_timeout_ms", CFG_INT, L(final_eval_timeout_ms), "600000", 1000, 86400000,
@@ -45,6 +49,19 @@ const config_opt launcher_opts[] = {
 };
 #undef L
 const int launcher_n_opts = (int)(sizeof launcher_opts / sizeof launcher_opts[0]);
+
+int launcher_cfg_check(const void *base, const void *top)
+{
+    (void)top;
+    const launcher_cfg *l = base;
+    if (l->restart_window_ms > 0 && l->max_restarts > SUPERVISE_WINDOW_MAX) {
+        return err_set(-EINVAL,
+                       "launcher.max_restarts is %d but at most %d within a window "
+                       "(launcher.restart_window_ms %d; 0 counts over the whole run)",
+                       l->max_restarts, SUPERVISE_WINDOW_MAX, l->restart_window_ms);
+    }
+    return 0;
+}
 
 static const char *const binary_names[] = {"twig-modelserver", "twig-learner", "twig-rollout",
                                            "twig-actor"};

@@ -43,7 +43,8 @@ typedef struct launcher_cfg {
     int restart_base_ms;
     int restart_max_ms;
     int restart_stable_ms;
-    int max_restarts;
+    int max_restarts;                /* within restart_window_ms; -1: no limit */
+    int restart_window_ms;           /* 0: max_restarts counts over the whole run */
     int stop_grace_ms;
     int final_eval_timeout_ms;       /* after the budget is reached */
     int health_every_ms;             /* liveness probe period (deploy/launcher/healthwatch.h); 0: off */
@@ -52,6 +53,9 @@ typedef struct launcher_cfg {
 
 extern const config_opt launcher_opts[];
 extern const int launcher_n_opts;
+
+/* the launcher table's check (config_table.check): max_restarts fits a window's count */
+int launcher_cfg_check(const void *base, const void *top);
 
 typedef struct plan_proc {
     char name[48];                    /* "modelserver", "actor-0", ... */

@@ -57,6 +57,21 @@ static void finish_stop_if_done(supervise_t *s)
 
 static int spawn_proc(supervise_proc *p);
 
+/* how many of p's restarts fall in the window ending now (all of them without a window) */
+static int restarts_in_window(const supervise_proc *p, uint64_t now)
+{
+    const supervise_cfg *c = &p->owner->cfg;
+    if (c->restart_window_ms == 0) {
+        return p->restarts;
+    }
+    int kept = p->restarts < SUPERVISE_WINDOW_MAX ? p->restarts : SUPERVISE_WINDOW_MAX;
+    int n = 0;
+    for (int i = 0; i < kept; i++) {
+        n += now - p->restart_ms[i] < c->restart_window_ms;
+    }
+    return n;
+}
+
 static void on_restart_timer(uv_timer_t *t)
 {
     supervise_proc *p = t->data;
@@ -88,7 +103,11 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int term_signal)
     p->last_term_signal = term_signal;
     uv_close((uv_handle_t *)h, on_process_closed);
     /* decided before the callback, so it can tell a last exit from one that is restarted */
-    p->gave_up = !s->stopping && s->cfg.max_restarts >= 0 && p->restarts >= s->cfg.max_restarts;
+    p->fatal = !s->stopping && s->cfg.fatal_status != 0 && term_signal == 0 &&
+               status == s->cfg.fatal_status;
+    p->window_restarts = restarts_in_window(p, uv_now(s->loop));
+    p->gave_up = p->fatal || (!s->stopping && s->cfg.max_restarts >= 0 &&
+                              p->window_restarts >= s->cfg.max_restarts);
     int index = (int)(p - s->procs);
     if (s->on_exit) {
         s->on_exit(s, index, status, term_signal);
@@ -102,8 +121,8 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int term_signal)
     uint64_t up = uv_now(s->loop) - p->started_ms;
     p->consecutive_failures = up >= s->cfg.stable_ms ? 1 : p->consecutive_failures + 1;
     if (p->gave_up) {
-        log_error("event=gave_up proc=%s pid=%d status=%lld signal=%d restarts=%d", p->name,
-                  p->pid, (long long)status, term_signal, p->restarts);
+        log_error("event=gave_up proc=%s pid=%d status=%lld signal=%d restarts=%d fatal=%d",
+                  p->name, p->pid, (long long)status, term_signal, p->restarts, p->fatal);
         return;
     }
     uint64_t d =
@@ -150,6 +169,7 @@ static int spawn_proc(supervise_proc *p)
     p->pid = p->handle.pid;
     p->started_ms = uv_now(s->loop);
     if (p->starts > 0) {
+        p->restart_ms[p->restarts % SUPERVISE_WINDOW_MAX] = p->started_ms;
         p->restarts++;
     }
     p->starts++;

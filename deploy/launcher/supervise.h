@@ -6,10 +6,12 @@
  * the run is not stopping is restarted after an
  * exponential backoff (base, doubled per consecutive quick failure, capped); a process that
  * stayed up for `stable_ms` gets its backoff reset. Every start, exit and restart is one log
- * line. A process that exits with max_restarts used up stays down (gave_up; the on_exit
- * callback decides what that means for the run). supervise_stop() sends SIGTERM to all,
- * then SIGKILL to those still alive after `grace_ms`; the loop then ends once every handle
- * is closed.
+ * line. A process that exits with max_restarts used up (within restart_window_ms, or over
+ * the whole run when that is 0) stays down, and so does one that exits with `fatal_status`
+ * (the twig programs' 2: a bad configuration, which a restart cannot mend): gave_up is set
+ * and the on_exit callback decides what that means for the run. supervise_stop() sends
+ * SIGTERM to all, then SIGKILL to those still alive after `grace_ms`; the loop then ends once
+ * every handle is closed.
  *
  *     supervise_t s;
  *     supervise_init(&s, &loop, &cfg);
@@ -28,13 +30,17 @@
 #define SUPERVISE_MAX_PROCS 64
 #define SUPERVISE_MAX_ARGS 64
 #define SUPERVISE_NAME_MAX 48
+#define SUPERVISE_WINDOW_MAX 64   /* the most restarts a sliding window can count */
 
 typedef struct supervise_cfg {
     uint64_t backoff_base_ms;   /* first restart delay */
     uint64_t backoff_max_ms;    /* cap on the delay */
     uint64_t stable_ms;         /* uptime after which the backoff resets */
     uint64_t grace_ms;          /* SIGTERM -> SIGKILL delay at stop */
-    int max_restarts;           /* per process; -1: unlimited */
+    int max_restarts;           /* per process (within restart_window_ms); -1: unlimited */
+    uint64_t restart_window_ms; /* max_restarts counts the restarts of this long a window
+                                 * (then max_restarts <= SUPERVISE_WINDOW_MAX); 0: the run */
+    int fatal_status;           /* an exit status never restarted (0: none) */
 } supervise_cfg;
 
 typedef struct supervise_proc {
@@ -49,7 +55,12 @@ typedef struct supervise_proc {
     int starts;                           /* how many times it was started */
     int restarts;                         /* starts after the first */
     int consecutive_failures;
-    bool gave_up;                         /* exited with max_restarts used up: stays down */
+    bool gave_up;                         /* exited with max_restarts used up, or with
+                                           * fatal_status: stays down */
+    bool fatal;                           /* gave up because it exited with fatal_status */
+    int window_restarts;                  /* restarts within the window, this exit's included
+                                           * (set with gave_up) */
+    uint64_t restart_ms[SUPERVISE_WINDOW_MAX]; /* ring: loop time of the latest restarts */
     uint64_t started_ms;
     int64_t last_exit_status;
     int last_term_signal;

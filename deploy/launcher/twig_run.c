@@ -1,10 +1,15 @@
 /* twig_run.c - `twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]`: a whole training on
  * this machine.
  *
- * 1. read the run config (top level + launcher section) and the overrides;
- * 2. make the run directory, copy the config there, and have every binary check its own
- *    section (`--print-config` into RUN/<proc>.config.yaml) before anything starts;
- * 3. start the processes under supervision (restart with backoff on a crash);
+ * 1. read the run config (top level + launcher section) and the overrides, check the env id;
+ * 2. check the whole effective config before anything is made or started: every binary checks
+ *    its own section of the user's file with the overrides (`--print-config`, the very option
+ *    tables it runs with, so errors name the user's file and line), an existing run directory
+ *    must hold a log of the same env (RUN/modelserver/meta), the listen ports must be free;
+ * 3. make the run directory, copy the config and each process's effective config there
+ *    (RUN/<proc>.config.yaml), and start the processes under supervision: restart with
+ *    backoff on a crash, at most launcher.max_restarts within launcher.restart_window_ms;
+ *    a process exiting 2 (a configuration error, cli.h) is never restarted;
  * 4. the monitor waits until all are healthy, then shows progress and writes metrics.csv and
  *    TensorBoard events until the final evaluation arrives;
  * 5. stop everything, draw learning_curve.png with gnuplot, print the summary.
@@ -55,6 +60,8 @@ typedef struct launcher {
     const char *overrides[PLAN_MAX_OVERRIDES];
     int n_overrides;
     char bin_paths[4][PLAN_PATH_MAX];
+    char *effective[PLAN_MAX_PROCS]; /* owned: each process's --print-config output */
+    size_t effective_len[PLAN_MAX_PROCS];
     run_plan *plan;                /* owned, large */
     uv_loop_t loop;
     uv_async_t wake;
@@ -73,11 +80,20 @@ static const char usage[] =
     "  runs a whole training on this machine: model server, learner, rollout workers and\n"
     "  actors as separate processes. KEY is a top-level option (real_steps, utd, ...) or\n"
     "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).\n"
+    "  Before anything is made or started, the whole effective config is checked: each\n"
+    "  section by its own process's option table (errors name CONFIG:LINE and the key, and\n"
+    "  a near miss: did you mean 'learner.batch_size'?), the env id, the listen addresses,\n"
+    "  and an existing run directory, whose log must be of the same env and dims; a refused\n"
+    "  run creates nothing. A crashed process is restarted with backoff, at most\n"
+    "  launcher.max_restarts times within launcher.restart_window_ms (5 in 10 min unless\n"
+    "  set); then the run stops, saying why. A process that exits 2 (a configuration error)\n"
+    "  is never restarted: the run stops and shows the reason from its log.\n"
     "  exit status: 0 the run finished; 1 it failed (a process gave up, a port in use, a\n"
-    "  binary missing); 2 a bad command line or config (twig's own, or a section a process\n"
-    "  refused), before any process starts; 128 + N interrupted by signal N.";
+    "  binary missing); 2 a bad command line or config (twig's own, a section a process\n"
+    "  refused, a run dir of another env) before any process starts, or a process that\n"
+    "  exited 2 later; 128 + N interrupted by signal N.";
 
-#define TWIG_RUN_EXIT_CONFIG 2   /* a config refused before anything started */
+#define TWIG_RUN_EXIT_CONFIG 2   /* a config refused (cli.h's exit 2, a process's too) */
 
 static int copy_file(const char *dst, const char *src)
 {
@@ -135,22 +151,16 @@ static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
 }
 
 /* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
- * search), stdout and stderr into the files out_path and err_path. Its wait status, or
+ * search), stdout and stderr into the open files fo and fe (borrowed). Its wait status, or
  * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
  * libuv child watcher competes for the exit */
-static int run_child(char *const argv[], const char *out_path, const char *err_path,
-                     bool search)
+static int run_child(char *const argv[], int fo, int fe, bool search)
 {
     pid_t pid = fork();
     if (pid < 0) {
         return err_set(-errno, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) {
-            _exit(126);
-        }
         dup2(fo, STDOUT_FILENO);
         dup2(fe, STDERR_FILENO);
         if (search) {
@@ -178,13 +188,31 @@ static void describe_status(char *out, size_t n, int status)
     }
 }
 
-/* run `bin --config ... --set ... --print-config` and keep its output: each process checks
- * its own section of the file before anything starts */
-static int check_process_config(launcher_t *L, const plan_proc *p)
+/* the whole of f (rewound) as a malloc'd string, *len its length; owned by the caller */
+static char *read_all(FILE *f, size_t *len)
 {
-    char out_path[PLAN_PATH_MAX + 64], err_path[PLAN_PATH_MAX + 64];
-    snprintf(out_path, sizeof out_path, "%s/%s.config.yaml", L->run_dir, p->name);
-    snprintf(err_path, sizeof err_path, "%s/%s.config.err", L->run_dir, p->name);
+    rewind(f);
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* run `bin --config CONFIG --set ... --print-config`: the process checks its own section of
+ * the user's file with the overrides, through the option tables it runs with. Its output is
+ * kept in memory (L->effective[i]) and written into the run directory only once every check
+ * passed: a refused run leaves nothing behind */
+static int check_process_config(launcher_t *L, int i, const plan_proc *p)
+{
     char *argv[PLAN_MAX_ARGS + 2];
     int argc = 0;
     while (p->argv[argc]) {
@@ -193,29 +221,198 @@ static int check_process_config(launcher_t *L, const plan_proc *p)
     }
     argv[argc++] = "--print-config";
     argv[argc] = NULL;
-    int status = run_child(argv, out_path, err_path, false);
+    FILE *out = tmpfile(), *err = tmpfile();   /* unlinked at once: nothing is left */
+    if (!out || !err) {
+        int e = errno;
+        if (out) {
+            fclose(out);
+        }
+        return err_set(-e, "tmpfile: %s", strerror(e));
+    }
+    int status = run_child(argv, fileno(out), fileno(err), false);
     if (status < 0) {
+        fclose(out);
+        fclose(err);
         return status;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        unlink(err_path);
+        L->effective[i] = read_all(out, &L->effective_len[i]);
+        fclose(out);
+        fclose(err);
         return 0;
     }
-    char detail[400] = "";
-    FILE *f = fopen(err_path, "r");
-    if (f) {
-        size_t n = fread(detail, 1, sizeof detail - 1, f);
-        detail[n] = '\0';
-        fclose(f);
-        char *nl = strrchr(detail, '\n');
-        if (nl && nl[1] == '\0') {
-            *nl = '\0';
-        }
+    size_t n;
+    char *detail = read_all(err, &n);
+    fclose(out);
+    fclose(err);
+    while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' ')) {
+        detail[--n] = '\0';
+    }
+    /* "twig-learner: FILE:3: ..." names the binary once more: drop the prefix */
+    const char *msg = detail;
+    const char *bin = plan_binary_name(p->role);
+    if (strncmp(msg, bin, strlen(bin)) == 0 && strncmp(msg + strlen(bin), ": ", 2) == 0) {
+        msg += strlen(bin) + 2;
     }
     char how[64];
     describe_status(how, sizeof how, status);
-    return err_set(-EINVAL, "%s refused the config (%s, %s): %s", p->name, how, argv[0],
-                   detail[0] ? detail : "no message");
+    int rc = err_set(-EINVAL, "%s refused the config (%s): %s", p->name, how,
+                     msg[0] ? msg : "no message");
+    free(detail);
+    return rc;
+}
+
+/* the env id, with a near miss among the built-in ids when it is none of them */
+static int check_env_id(const char *id)
+{
+    int rc = env_check_id(id);
+    if (rc != TWIG_ENOTFOUND) {
+        return rc;
+    }
+    char why[700], near[RUN_ENV_MAX + 1];
+    snprintf(why, sizeof why, "%s", err_msg());
+    if (config_nearest_word(env_list(), id, near, sizeof near)) {
+        return err_set(rc, "env: %s; did you mean '%s'?", why, near);
+    }
+    return err_set(rc, "env: %s", why);
+}
+
+/* the model server's data dir from its effective config (`  data_dir: "..."`, quoted as
+ * config_write_yaml writes strings: \" and \\), into out; 0, or -ENOENT when not found */
+static int effective_data_dir(char *out, size_t n, const launcher_t *L)
+{
+    for (int i = 0; i < L->plan->n_procs; i++) {
+        const char *cfg = L->effective[i];
+        if (L->plan->procs[i].role != PLAN_ROLE_MODELSERVER || !cfg) {
+            continue;
+        }
+        const char *sec = strstr(cfg, "\nmodelserver:\n");
+        const char *at = sec ? strstr(sec, "\n  data_dir: \"") : NULL;
+        if (!at) {
+            return -ENOENT;
+        }
+        at += strlen("\n  data_dir: \"");
+        size_t k = 0;
+        for (; *at && *at != '"' && *at != '\n' && k + 1 < n; at++) {
+            if (*at == '\\' && at[1]) {
+                at++;
+            }
+            out[k++] = *at;
+        }
+        out[k] = '\0';
+        return *at == '"' && k > 0 ? 0 : -ENOENT;
+    }
+    return -ENOENT;
+}
+
+/* an existing run directory continues its run: its real-transition log (the model server's
+ * data dir, RUN/modelserver unless set otherwise, whose meta file modelserver/reallog.c writes
+ * as "twig-reallog 1\nenv_id=ID\nobs_dim=N\nact_dim=M\n") must be of this run's env and dims */
+static int check_run_dir(const launcher_t *L)
+{
+    char data_dir[PLAN_PATH_MAX + 16], path[PLAN_PATH_MAX + 32];
+    if (effective_data_dir(data_dir, sizeof data_dir, L) < 0) {
+        snprintf(data_dir, sizeof data_dir, "%s/modelserver", L->run_dir);
+    }
+    snprintf(path, sizeof path, "%s/meta", data_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return 0;   /* a new run directory, or one without a log yet */
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    char env[RUN_ENV_MAX + 1];
+    unsigned obs = 0, act = 0;
+    if (sscanf(buf, "twig-reallog 1\nenv_id=%255[^\n]\nobs_dim=%u\nact_dim=%u", env, &obs,
+               &act) != 3) {
+        return err_set(TWIG_ECORRUPT,
+                       "%s is not a twig-reallog meta file: is %s a twig run's data dir? "
+                       "(use another --run-dir)",
+                       path, data_dir);
+    }
+    if (strcmp(env, L->run.env) != 0) {
+        return err_set(TWIG_EMISMATCH,
+                       "the run's data dir %s holds a log of env '%s' (%s), not '%s': use "
+                       "another --run-dir (launcher.run_dir), or env %s",
+                       data_dir, env, path, L->run.env, env);
+    }
+    env_t *e = NULL;
+    int rc = env_make(&e, L->run.env);
+    if (rc < 0) {
+        return err_set(rc, "env %s: %s", L->run.env, err_msg());
+    }
+    unsigned want_obs = (unsigned)e->spec.n_obs, want_act = (unsigned)e->spec.n_act;
+    env_free(e);
+    if (obs != want_obs || act != want_act) {
+        return err_set(TWIG_EMISMATCH,
+                       "the run's data dir %s holds a log of %s with obs_dim %u, act_dim %u "
+                       "(%s), but %s now has obs_dim %u, act_dim %u: use another --run-dir",
+                       data_dir, env, obs, act, path, L->run.env, want_obs, want_act);
+    }
+    return 0;
+}
+
+/* the last error lines of a process's log (at most max_lines <= 8, joined by " | "), or its
+ * last line when none is an error: what the terminal shows when a process ends a run */
+static void log_reason(char *out, size_t n, const char *log_path, int max_lines)
+{
+    FILE *f = fopen(log_path, "r");
+    if (!f) {
+        snprintf(out, n, "no log at %s", log_path);
+        return;
+    }
+    static char tail[8192];   /* loop thread only */
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t got = fread(tail, 1, sizeof tail - 1, f);
+    tail[got] = '\0';
+    fclose(f);
+    const char *picked[8];
+    int n_picked = 0;
+    const char *last = NULL;
+    for (char *line = strtok(tail, "\n"); line; line = strtok(NULL, "\n")) {
+        last = line;
+        /* a log line at level error, or a program's own "twig-learner: ..." message */
+        bool error = strstr(line, " error ") != NULL || strncmp(line, "twig-", 5) == 0;
+        if (error) {
+            if (n_picked == max_lines) {
+                memmove(picked, picked + 1, (size_t)(max_lines - 1) * sizeof picked[0]);
+                n_picked--;
+            }
+            picked[n_picked++] = line;
+        }
+    }
+    if (n_picked == 0 && last) {
+        picked[n_picked++] = last;
+    }
+    if (n_picked == 0) {
+        snprintf(out, n, "nothing in its log");
+        return;
+    }
+    size_t at = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n_picked && at < n; i++) {
+        at += (size_t)snprintf(out + at, n - at, "%s%s", i ? " | " : "", picked[i]);
+    }
+}
+
+/* "10m", "90s", "2h", "250ms" */
+static void describe_ms(char *out, size_t n, uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+    if (ms % 3600000 == 0) {
+        snprintf(out, n, "%lluh", (unsigned long long)(s / 3600));
+    } else if (ms % 60000 == 0) {
+        snprintf(out, n, "%llum", (unsigned long long)(s / 60));
+    } else if (ms % 1000 == 0) {
+        snprintf(out, n, "%llus", (unsigned long long)s);
+    } else {
+        snprintf(out, n, "%llums", (unsigned long long)ms);
+    }
 }
 
 /* loop thread: end the run with exit code `code` (reason: why, when code != 0); the first call
@@ -312,17 +509,37 @@ static void on_proc_exit(supervise_t *s, int index, int64_t status, int term_sig
     if (s->stopping) {
         return;
     }
+    char how[48], why[1024], reason[1400];
+    if (term_signal != 0) {
+        snprintf(how, sizeof how, "killed by signal %d", term_signal);
+    } else {
+        snprintf(how, sizeof how, "exit status %lld", (long long)status);
+    }
+    log_reason(why, sizeof why, p->log_path, p->fatal ? 3 : 1);
+    if (p->fatal) {
+        /* a configuration error: a restart would fail the same way */
+        snprintf(reason, sizeof reason,
+                 "%s exited with a configuration error (%s) and is not restarted: %s (see %s)",
+                 p->name, how, why, p->log_path);
+        launcher_stop(L, TWIG_RUN_EXIT_CONFIG, reason);
+        return;
+    }
     if (p->gave_up) {
         /* it stays down: without it the run can never finish, so end it now */
-        char reason[160];
+        char window[40] = "";
+        if (s->cfg.restart_window_ms > 0) {
+            char w[24];
+            describe_ms(w, sizeof w, s->cfg.restart_window_ms);
+            snprintf(window, sizeof window, " in %s", w);
+        }
         snprintf(reason, sizeof reason,
-                 "%s exited (status %lld, signal %d) and gave up after %d restarts", p->name,
-                 (long long)status, term_signal, p->restarts);
+                 "%s restarted %d time%s%s; last %s: %s (see %s; launcher.max_restarts)",
+                 p->name, p->window_restarts, p->window_restarts == 1 ? "" : "s", window, how,
+                 why, p->log_path);
         launcher_stop(L, 1, reason);
         return;
     }
-    fprintf(stderr, "\ntwig: %s exited (status %lld, signal %d); restarting it\n", p->name,
-            (long long)status, term_signal);
+    fprintf(stderr, "\ntwig: %s exited (%s): %s; restarting it\n", p->name, how, why);
 }
 
 /* RUN/procs.tsv: name, pid, starts of every process, rewritten at each start, so tools and
@@ -371,7 +588,13 @@ static void plot_learning_curve(const launcher_t *L)
              "title 'eval return (mean, std)'",
              L->run_dir, L->run.env, L->run_dir);
     char *argv[] = {"gnuplot", "-e", script, NULL};
-    int status = run_child(argv, "/dev/null", "/dev/null", true);
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull < 0) {
+        log_warn("event=plot_failed detail=\"/dev/null: %s\"", strerror(errno));
+        return;
+    }
+    int status = run_child(argv, devnull, devnull, true);
+    close(devnull);
     if (status != 0) {
         char how[64] = "fork failed";
         if (status > 0) {
@@ -415,7 +638,7 @@ static void print_summary(const launcher_t *L)
 static int parse_args(launcher_t *L, int argc, char **argv)
 {
     config_table t[2] = {run_cfg_table(&L->run),
-                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg, NULL}};
+                         {"launcher", launcher_opts, launcher_n_opts, &L->cfg, launcher_cfg_check}};
     int rc = config_set_defaults(t, 2);
     if (rc < 0) {
         return rc;
@@ -464,7 +687,7 @@ static int parse_args(launcher_t *L, int argc, char **argv)
         }
     }
     rc = config_check(t, 2);
-    if (rc < 0 || (rc = env_check_id(L->run.env)) < 0) {
+    if (rc < 0 || (rc = check_env_id(L->run.env)) < 0) {
         return rc;
     }
     if (run_dir_flag) {
@@ -510,6 +733,36 @@ static int check_ports_free(const run_plan *plan)
     return 0;
 }
 
+/* everything a run can be refused for, checked before anything is made or started: the
+ * binaries, every process's section (of the user's file, so errors name it and its lines),
+ * the run directory's env, the ports. 0, or a negative code with err_msg; *config_error tells
+ * a bad config (exit 2) from a machine that cannot run it (exit 1) */
+static int preflight(launcher_t *L, bool *config_error)
+{
+    *config_error = false;
+    const char *bins[4];
+    for (int role = 0; role < 4; role++) {
+        int rc = find_binary(L->bin_paths[role], sizeof L->bin_paths[role], L->cfg.bin_dir,
+                             (plan_role)role);
+        if (rc < 0) {
+            return rc;
+        }
+        bins[role] = L->bin_paths[role];
+    }
+    L->plan = xcalloc(1, sizeof *L->plan);
+    int rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src, L->overrides,
+                        L->n_overrides, bins);
+    for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
+        rc = check_process_config(L, i, &L->plan->procs[i]);
+    }
+    rc = rc < 0 ? rc : check_run_dir(L);
+    if (rc < 0) {
+        *config_error = true;   /* the config, not the machine */
+        return rc;
+    }
+    return check_ports_free(L->plan);
+}
+
 static int launch(launcher_t *L)
 {
     int rc = fs_mkdir_p(L->run_dir);
@@ -529,26 +782,17 @@ static int launch(launcher_t *L)
     if (rc < 0) {
         return rc;
     }
-    const char *bins[4];
-    for (int role = 0; role < 4; role++) {
-        rc = find_binary(L->bin_paths[role], sizeof L->bin_paths[role], L->cfg.bin_dir,
-                         (plan_role)role);
-        if (rc < 0) {
-            return rc;
+    for (int i = 0; i < L->plan->n_procs; i++) {
+        char path[PLAN_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s.config.yaml", L->run_dir, L->plan->procs[i].name);
+        if (atomic_file_write(path, L->effective[i], L->effective_len[i]) < 0) {
+            log_warn("event=config_copy_failed path=%s detail=\"%s\"", path, err_msg());
         }
-        bins[role] = L->bin_paths[role];
     }
-    L->plan = xcalloc(1, sizeof *L->plan);
+    /* from now on the processes read the run directory's copy of the config */
+    const char *bins[4] = {L->bin_paths[0], L->bin_paths[1], L->bin_paths[2], L->bin_paths[3]};
     rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
                     L->n_overrides, bins);
-    for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
-        rc = check_process_config(L, &L->plan->procs[i]);
-    }
-    if (rc < 0) {
-        L->exit_code = TWIG_RUN_EXIT_CONFIG;   /* the config, not the machine: nothing started */
-        return rc;
-    }
-    rc = check_ports_free(L->plan);
     if (rc < 0) {
         return rc;
     }
@@ -570,7 +814,9 @@ static int launch(launcher_t *L)
                           .backoff_max_ms = (uint64_t)L->cfg.restart_max_ms,
                           .stable_ms = (uint64_t)L->cfg.restart_stable_ms,
                           .grace_ms = (uint64_t)L->cfg.stop_grace_ms,
-                          .max_restarts = L->cfg.max_restarts};
+                          .max_restarts = L->cfg.max_restarts,
+                          .restart_window_ms = (uint64_t)L->cfg.restart_window_ms,
+                          .fatal_status = TWIG_RUN_EXIT_CONFIG};
     supervise_init(&L->sup, &L->loop, &scfg);
     L->sup.on_exit = on_proc_exit;
     L->sup.on_start = on_proc_start;
@@ -630,7 +876,13 @@ int twig_cmd_run(int argc, char **argv)
         return TWIG_RUN_EXIT_CONFIG;
     }
     rpc_lib_init();
-    rc = launch(L);
+    bool config_error = false;
+    rc = preflight(L, &config_error);
+    if (rc < 0) {
+        L->exit_code = config_error ? TWIG_RUN_EXIT_CONFIG : 1;
+    } else {
+        rc = launch(L);
+    }
     if (rc < 0) {
         fprintf(stderr, "twig run: %s\n", err_msg());
     }
@@ -638,6 +890,9 @@ int twig_cmd_run(int argc, char **argv)
     if (L->log_fd >= 0) {
         log_add_file(-1, LOG_LEVEL_INFO);
         close(L->log_fd);
+    }
+    for (int i = 0; i < PLAN_MAX_PROCS; i++) {
+        free(L->effective[i]);
     }
     free(L->plan);
     free(L);

@@ -7,7 +7,7 @@
 #include "common/base/err.h"
 #include "modelserver/reallog.h"
 #include "fixture.h"
-#include "tests/alloc_count.h"
+#include "tests/common/base/alloc_count.h"
 #include "tests/procfix.h"
 
 #define ENV "Pendulum-v1"

@@ -1,18 +1,26 @@
-/* alloc_count.h - counts the allocations (calls and bytes) a test makes while a flag is up.
- * Include it in one test file only: the plain build interposes malloc, calloc, realloc and
- * posix_memalign (forwarding to glibc's). Under AddressSanitizer, whose allocator owns these
- * symbols, the count comes from the sanitizer's allocation hook instead, which its allocator
- * runs for every block it hands out, so the same test runs in both builds.
+/* alloc_count.h - count the heap allocations a thread makes while its flag is up, in plain
+ * and sanitizer builds alike. Include it in exactly one file of a test executable.
+ *
+ * The plain build interposes malloc, calloc, realloc and posix_memalign (forwarding to
+ * glibc's). Under AddressSanitizer, whose allocator owns these symbols, the count comes from
+ * the sanitizer's allocation hook instead, which its allocator runs for every block it hands
+ * out. alloc_count_begin counts the calling thread only, so the threads of the code under
+ * test (an appender, a completion queue) are not counted; alloc_count_begin_all counts
+ * every thread (code whose workers must not allocate either). alloc_counted_bytes holds the
+ * bytes the counted calls asked for.
  *
  *     Test(x, y, .init = alloc_count_install) {
- *         alloc_count_start();   ...   alloc_count_stop();
- *         cr_expect_eq(alloc_calls, 0);   cr_expect_eq(alloc_bytes, expected);
+ *         alloc_count_begin();
+ *         ...code that must not allocate...
+ *         cr_expect_eq(alloc_count_end(), 0);
+ *     }
  */
-#ifndef TWIG_TEST_ALLOC_COUNT_H
-#define TWIG_TEST_ALLOC_COUNT_H
+#ifndef TWIG_TESTS_ALLOC_COUNT_H
+#define TWIG_TESTS_ALLOC_COUNT_H
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,29 +35,40 @@
 #define TWIG_TEST_ASAN 0
 #endif
 
-/* one test process at a time (criterion forks each test); not shared between threads here */
-static volatile bool alloc_counting;
-static volatile long alloc_calls;
-static volatile size_t alloc_bytes; /* as requested (posix_memalign: its rounded size) */
+/* what is counted: this thread's allocations (alloc_count_begin), or every thread's
+ * (alloc_count_begin_all, for code whose own threads must not allocate either) */
+static _Thread_local bool alloc_counting;
+static atomic_bool alloc_counting_all;
+static atomic_long alloc_counted;         /* calls since the last begin */
+static atomic_size_t alloc_counted_bytes; /* bytes they asked for (posix_memalign: its size) */
 
-static void alloc_count_start(void)
+static inline void alloc_count_note(size_t n)
 {
-    alloc_calls = 0;
-    alloc_bytes = 0;
+    if (alloc_counting || atomic_load_explicit(&alloc_counting_all, memory_order_relaxed)) {
+        atomic_fetch_add(&alloc_counted, 1);
+        atomic_fetch_add(&alloc_counted_bytes, n);
+    }
+}
+
+static inline void alloc_count_begin(void)
+{
+    atomic_store(&alloc_counted, 0);
+    atomic_store(&alloc_counted_bytes, 0);
     alloc_counting = true;
 }
 
-static void alloc_count_stop(void)
+static inline void alloc_count_begin_all(void)
 {
-    alloc_counting = false;
+    alloc_count_begin();
+    atomic_store(&alloc_counting_all, true);
 }
 
-static void alloc_count_one(size_t n)
+/* allocations counted since the begin (alloc_counted_bytes: their bytes) */
+static inline long alloc_count_end(void)
 {
-    if (alloc_counting) {
-        alloc_calls++;
-        alloc_bytes += n;
-    }
+    alloc_counting = false;
+    atomic_store(&alloc_counting_all, false);
+    return atomic_load(&alloc_counted);
 }
 
 #if TWIG_TEST_ASAN
@@ -60,28 +79,28 @@ extern int __sanitizer_install_malloc_and_free_hooks(
     void (*malloc_hook)(const volatile void *p, size_t n),
     void (*free_hook)(const volatile void *p));
 
-static void alloc_count_hook(const volatile void *p, size_t n)
+static void alloc_count_malloc_hook(const volatile void *p, size_t n)
 {
     (void)p;
-    alloc_count_one(n);
+    alloc_count_note(n);
 }
 
-static void alloc_count_ignore_free(const volatile void *p)
+static void alloc_count_free_hook(const volatile void *p)
 {
     (void)p;
 }
 
 /* in the test's own process, before its body allocates anything that is counted */
-static void alloc_count_install(void)
+static inline void alloc_count_install(void)
 {
-    cr_assert_gt(__sanitizer_install_malloc_and_free_hooks(alloc_count_hook,
-                                                           alloc_count_ignore_free),
+    cr_assert_gt(__sanitizer_install_malloc_and_free_hooks(alloc_count_malloc_hook,
+                                                           alloc_count_free_hook),
                  0, "the sanitizer refused the allocation hooks");
 }
 
 #else
 
-static void alloc_count_install(void)
+static inline void alloc_count_install(void)
 {
 }
 
@@ -93,25 +112,25 @@ extern void *__libc_memalign(size_t align, size_t n);
 
 void *malloc(size_t n)
 {
-    alloc_count_one(n);
+    alloc_count_note(n);
     return __libc_malloc(n);
 }
 
 void *calloc(size_t count, size_t size)
 {
-    alloc_count_one(count * size);
+    alloc_count_note(count * size);
     return __libc_calloc(count, size);
 }
 
 void *realloc(void *p, size_t n)
 {
-    alloc_count_one(n);
+    alloc_count_note(n);
     return __libc_realloc(p, n);
 }
 
 int posix_memalign(void **out, size_t align, size_t n)
 {
-    alloc_count_one(n);
+    alloc_count_note(n);
     void *p = __libc_memalign(align, n);
     if (!p) {
         return ENOMEM;

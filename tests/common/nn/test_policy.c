@@ -19,9 +19,10 @@ Test(policy, allocates_params_and_forward_workspace_only, .init = alloc_count_in
     const float high[A] = {1, 1, 1, 1, 2, 2, 2, 2};
     policy_shape sh = {O, A, H, low, high};
     policy_t p = {0};
-    alloc_count_start();
+    alloc_count_begin_all();
     int rc = policy_init(&p, &sh, B);
-    alloc_count_stop();
+    long calls = alloc_count_end();
+    size_t bytes = atomic_load(&alloc_counted_bytes);
     cr_assert_eq(rc, 0);
 
     size_t params = (size_t)O * H + H + (size_t)H * H + H + (size_t)H * 2 * A + 2 * A;
@@ -29,12 +30,12 @@ Test(policy, allocates_params_and_forward_workspace_only, .init = alloc_count_in
     size_t bounds = 2 * (size_t)A;                          /* act_low, act_high */
     size_t own = (size_t)B * 2 * A + 3 * (size_t)B * A + B; /* pi_out, eps, u, unit, logp */
     cr_expect_eq(p.actor.n_params, params);
-    cr_expect_eq(alloc_bytes, sizeof(float) * (params + forward + bounds + own),
+    cr_expect_eq(bytes, sizeof(float) * (params + forward + bounds + own),
                  "policy_init took %zu bytes, params + forward workspace are %zu "
                  "(Adam moments alone would be %zu more)",
-                 (size_t)alloc_bytes, sizeof(float) * (params + forward + bounds + own),
+                 bytes, sizeof(float) * (params + forward + bounds + own),
                  2 * sizeof(float) * params);
-    cr_expect_eq(alloc_calls, 5, "params, forward workspace, two bounds, own workspace");
+    cr_expect_eq(calls, 5, "params, forward workspace, two bounds, own workspace");
     policy_free(&p);
 }
 

@@ -251,3 +251,53 @@ Test(supervise, the_exit_that_uses_up_max_restarts_is_marked_gave_up, .init = se
     supervise_free(&s);
     cr_expect_eq(uv_loop_close(&loop), 0);
 }
+
+Test(supervise, an_exit_with_the_fatal_status_is_never_restarted, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    supervise_cfg cfg = fast;   /* unlimited restarts otherwise */
+    cfg.fatal_status = 2;
+    supervise_t s;
+    supervise_init(&s, &loop, &cfg);
+    give_up_watch w = {0};
+    s.data = &w;
+    s.on_exit = on_exit_give_up;
+    char *argv[] = {"/bin/sh", "-c", "exit 2", NULL};
+    cr_assert_eq(supervise_add(&s, "misconfigured", argv, log_path), 0);
+    cr_assert_eq(supervise_start(&s), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(w.exits, 1);
+    cr_expect(w.gave_up_at[0]);
+    cr_expect(s.procs[0].fatal);
+    cr_expect_eq(s.procs[0].starts, 1);
+    cr_expect_eq(s.open_handles, 0);
+    supervise_free(&s);
+    cr_expect_eq(uv_loop_close(&loop), 0);
+}
+
+Test(supervise, restarts_older_than_the_window_do_not_count_toward_max_restarts, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    supervise_cfg cfg = fast;
+    cfg.max_restarts = 2;
+    cfg.restart_window_ms = 1;   /* each incarnation lives >= 50 ms: its start is outside */
+    supervise_t s;
+    supervise_init(&s, &loop, &cfg);
+    watch_t w = {.s = &s, .stop_after_exits = 5};
+    s.data = &w;
+    s.on_exit = on_exit_seen;
+    char *argv[] = {"/bin/sh", "-c", "sleep 0.05; exit 5", NULL};
+    cr_assert_eq(supervise_add(&s, "slow-crasher", argv, log_path), 0);
+    cr_assert_eq(supervise_start(&s), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(w.exits, 5, "gave up early: %d exits", w.exits);
+    cr_expect_eq(s.procs[0].restarts, 4);
+    cr_expect_not(s.procs[0].gave_up);
+    cr_expect_eq(s.open_handles, 0);
+    supervise_free(&s);
+    cr_expect_eq(uv_loop_close(&loop), 0);
+}

@@ -114,7 +114,8 @@ Test(twig_run, a_process_that_keeps_crashing_fails_the_run_once_restarts_are_use
     cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
     /* ended by the supervisor giving up, not by the 60 s start-up timeout */
     cr_expect_lt(took, 30000, "took %llu ms", (unsigned long long)took);
-    cr_expect(strstr(err, "gave up") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "restarted 1 time in 10m; last exit status 3") != NULL, "stderr: %s",
+              err);
     cr_expect(strstr(err, "restarting it") != NULL, "the first crash is restarted: %s", err);
 }
 
@@ -331,4 +332,68 @@ Test(twig_run, a_run_that_gets_its_final_eval_exits_0_with_metrics_and_a_plot, .
     snprintf(png, sizeof png, "%s/run-$x/learning_curve.png", tmpdir);
     struct stat st;
     cr_expect(stat(png, &st) == 0 && st.st_size > 1000, "no plot at %s", png);
+}
+
+/* bin/twig-learner passes the --print-config check, then appends a line to tmpdir/starts at
+ * each start, writes `log` (its reason) to its log and exits with `status` */
+static void make_learner(const char *log, int status)
+{
+    char path[128], script[1024];
+    snprintf(path, sizeof path, "%s/bin/twig-learner", tmpdir);
+    snprintf(script, sizeof script,
+             "#!/bin/sh\n"
+             "for a; do [ \"$a\" = --print-config ] && { echo 'ok: true'; exit 0; }; done\n"
+             "echo start >> %s/starts\n"
+             "echo '2026-12-07T10:00:00.000Z info learner[1] event=starting'\n"
+             "echo '%s'\n"
+             "exit %d\n",
+             tmpdir, log, status);
+    write_file(path, script, 0755);
+}
+
+static int count_lines(const char *name)
+{
+    int n = 0;
+    for (const char *c = slurp(name); *c; c++) {
+        n += *c == '\n';
+    }
+    return n;
+}
+
+Test(twig_run, a_process_exiting_2_is_not_restarted_and_the_run_shows_its_reason,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    make_fixture("exec sleep 60");
+    make_learner("twig-learner: learner.checkpoint_dir: cannot use /nope (not a directory)", 2);
+    const char *sets[] = {"launcher.restart_base_ms=10", "launcher.stop_grace_ms=2000"};
+    pid_t pid = start_twig(sets, 2);
+    int code = procfix_exit_code(pid, 30000);
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 2, "exit %d; stderr: %s", code, err);
+    cr_expect(strstr(err, "learner exited with a configuration error (exit status 2) and is "
+                          "not restarted") != NULL,
+              "stderr: %s", err);
+    cr_expect(strstr(err, "cannot use /nope (not a directory)") != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "restarting it") == NULL, "a config error was restarted: %s", err);
+    cr_expect_eq(count_lines("starts"), 1, "learner started %d times", count_lines("starts"));
+}
+
+Test(twig_run, a_process_crashing_over_and_over_stops_the_run_at_the_default_restart_bound,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+    make_fixture("exec sleep 60");
+    make_learner("2026-12-07T10:00:00.001Z error learner[1] event=fatal detail=\"disk on fire\"",
+                 1);
+    /* no max_restarts: the default bound, 5 within 10 min */
+    const char *sets[] = {"launcher.restart_base_ms=10", "launcher.restart_max_ms=20",
+                          "launcher.stop_grace_ms=2000"};
+    pid_t pid = start_twig(sets, 3);
+    int code = procfix_exit_code(pid, 30000);
+    const char *err = slurp("err.txt");
+    cr_expect_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_expect(strstr(err, "learner restarted 5 times in 10m; last exit status 1: "
+                          "2026-12-07T10:00:00.001Z error learner[1] event=fatal "
+                          "detail=\"disk on fire\"") != NULL,
+              "stderr: %s", err);
+    cr_expect_eq(count_lines("starts"), 6, "learner started %d times", count_lines("starts"));
 }

@@ -118,3 +118,68 @@ Test(twig_run_checks, a_run_option_checked_by_the_processes_is_refused_by_twig_i
     snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
     cr_expect_neq(access(run_dir, F_OK), 0, "refused before the run dir is made");
 }
+
+/* the run directory was never made: a refused run creates nothing */
+static void expect_no_run_dir(void)
+{
+    char run_dir[128];
+    snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
+    cr_expect_neq(access(run_dir, F_OK), 0, "%s exists: a refused run made it", run_dir);
+}
+
+Test(twig_run_checks, an_unknown_env_id_is_refused_with_a_near_miss_and_nothing_is_made)
+{
+    static char err[1 << 14];
+    write_config("");
+    const char *sets[] = {"env=Pendulum-v0"};
+    int code = run_twig(err, sizeof err, sets, 1);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "unknown env id 'Pendulum-v0'"), NULL, "%s", err);
+    cr_expect_neq(strstr(err, "did you mean 'Pendulum-v1'?"), NULL, "%s", err);
+    expect_no_run_dir();
+}
+
+Test(twig_run_checks, an_unknown_section_key_names_the_users_file_and_line_with_a_near_miss)
+{
+    static char err[1 << 14];
+    /* write_config's lines 1-10, then learner: on 11 and the slip on 12 */
+    write_config("learner:\n  batch: 64\n");
+    int code = run_twig(err, sizeof err, NULL, 0);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    char want[256];
+    snprintf(want, sizeof want,
+             "%s/config.yaml:12: unknown option 'learner.batch' (did you mean "
+             "'learner.batch_size'?)",
+             tmp);
+    cr_expect_neq(strstr(err, want), NULL, "wanted: %s\ngot: %s", want, err);
+    cr_expect_eq(strstr(err, "/run/config.yaml"), NULL, "names the run dir's copy: %s", err);
+    expect_no_run_dir();
+}
+
+Test(twig_run_checks, a_run_dir_holding_another_envs_log_is_refused_before_anything_starts)
+{
+    static char err[1 << 14];
+    write_config("");
+    /* what twig-modelserver's real-transition log leaves in RUN/modelserver/meta */
+    char path[256];
+    snprintf(path, sizeof path, "%s/run", tmp);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/run/modelserver", tmp);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/run/modelserver/meta", tmp);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("twig-reallog 1\nenv_id=Hopper-v4\nobs_dim=11\nact_dim=3\n", f);
+    cr_assert_eq(fclose(f), 0);
+    int code = run_twig(err, sizeof err, NULL, 0);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "holds a log of env 'Hopper-v4'"), NULL, "%s", err);
+    cr_expect_neq(strstr(err, "not 'Pendulum-v1'"), NULL, "%s", err);
+    /* unchanged: nothing was added to it */
+    const char *added[] = {"twig.log", "config.yaml", "learner.config.yaml",
+                           "modelserver.config.yaml", "procs.tsv", "modelserver.log"};
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
+        snprintf(path, sizeof path, "%s/run/%s", tmp, added[i]);
+        cr_expect_neq(access(path, F_OK), 0, "%s was made by a refused run", path);
+    }
+}
