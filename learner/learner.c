@@ -24,17 +24,14 @@
 #include "common/rpc/msg.h"
 #include "common/base/netaddr.h"
 #include "common/nn/nn_gemm.h"
-#include "learner/ckpt.h"
+#include "common/base/ckpt.h"
+#include "common/nn/ckpt_policy.h"
 #include "learner/learner_int.h"
 
 #define LEARNER_BACKOFF_MIN_MS 50
 #define LEARNER_BACKOFF_MAX_MS 2000
 #define LEARNER_FETCH_SLACK_MS 3000 /* FetchReal deadline beyond its long poll */
 #define LEARNER_MAX_CAPACITY ((uint64_t)1 << 31)
-#define LEARNER_STATE_MAGIC "TWIGLRN" /* + NUL: 8 bytes */
-#define LEARNER_STATE_VERSION 2u /* 1: dedup images without fences (still read) */
-#define LEARNER_SAC_FILE "sac.bin"
-#define LEARNER_STATE_FILE "state.bin"
 #define LEARNER_VERSION_FILE "policy_version"
 #define LEARNER_VERSION_FILE_MAX 64 /* bytes: 20 digits and a newline, with room */
 

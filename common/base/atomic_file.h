@@ -26,7 +26,7 @@ int atomic_file_write(const char *path, const void *buf, size_t n);
 int atomic_file_read(uint8_t **data, size_t *n, const char *path, size_t max);
 
 /* fsync a directory, making the renames and creations in it durable (also for callers that
- * build a directory of files and rename it whole, like learner/ckpt.c) */
+ * build a directory of files and rename it whole, like common/base/ckpt.c) */
 int atomic_file_sync_dir(const char *dir);
 
 #endif

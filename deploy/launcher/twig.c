@@ -13,6 +13,8 @@ typedef struct twig_cmd {
 static const twig_cmd twig_cmds[] = {
     {"run", twig_cmd_run, "run a whole training on this machine from a config file"},
     {"env", twig_cmd_env, "step one episode of an environment and print it as CSV"},
+    {"eval", twig_cmd_eval, "run episodes of a trained policy, print returns, mean and std"},
+    {"export", twig_cmd_export, "write a run's trained policy as a policy file (.twigp)"},
 };
 #define TWIG_N_CMDS ((int)(sizeof(twig_cmds) / sizeof(twig_cmds[0])))
 

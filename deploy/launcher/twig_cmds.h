@@ -6,5 +6,7 @@
  * status: 0 ok, 1 runtime failure, 2 bad usage */
 int twig_cmd_env(int argc, char **argv);
 int twig_cmd_run(int argc, char **argv);
+int twig_cmd_eval(int argc, char **argv);
+int twig_cmd_export(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "common/base/rng.h"
+#include "common/nn/policy.h"
+#include "deploy/launcher/policy_source.h"
 #include "deploy/launcher/twig_cmds.h"
 
 #define ENV_CMD_LINE_MAX 65536
@@ -26,6 +28,7 @@ typedef enum env_policy {
     ENV_POLICY_ZERO,
     ENV_POLICY_RANDOM,
     ENV_POLICY_FILE,
+    ENV_POLICY_NET,             /* a trained policy (docs/policy-format.md), deterministic */
 } env_policy;
 
 typedef struct env_cmd_opts {
@@ -34,6 +37,7 @@ typedef struct env_cmd_opts {
     long steps;                 /* < 0: the env's max_episode_steps */
     env_policy policy;
     const char *actions_path;
+    const char *policy_path;    /* ENV_POLICY_NET: a policy file or a run/checkpoint dir */
     double reset_noise_scale;   /* NAN: the env's default */
 } env_cmd_opts;
 
@@ -41,12 +45,16 @@ static void env_cmd_usage(FILE *f)
 {
     fprintf(f,
             "usage: twig env ENV_ID [--seed N] [--steps N]\n"
-            "                [--actions FILE | --policy random|zero] [--reset-noise-scale X]\n"
+            "                [--actions FILE | --policy random|zero|FILE]\n"
+            "                [--reset-noise-scale X]\n"
             "  ENV_ID                  a Gymnasium id (Hopper-v4, ...) or plugin:PATH.so:Name\n"
             "  --seed N                reset seed; the random policy uses a stream of it (0)\n"
             "  --steps N               stop after N steps (default and maximum: one episode)\n"
             "  --actions FILE          one action per line, comma-separated floats\n"
             "  --policy random|zero    actions uniform in the bounds, or all zero (zero)\n"
+            "  --policy FILE           a trained policy's mean action: a `twig export` file,\n"
+            "                          a run or checkpoint directory (./random for a file\n"
+            "                          named random)\n"
             "  --reset-noise-scale X   Gymnasium's reset_noise_scale; 0 starts exactly at the\n"
             "                          model's initial pose\n"
             "known ids:");
@@ -119,8 +127,8 @@ static int env_cmd_parse(env_cmd_opts *o, int argc, char **argv)
             } else if (strcmp(v, "zero") == 0) {
                 o->policy = ENV_POLICY_ZERO;
             } else {
-                fprintf(stderr, "twig env: --policy '%s' is not random or zero\n", v);
-                return -EINVAL;
+                o->policy = ENV_POLICY_NET;
+                o->policy_path = v;
             }
             have_policy = true;
             i++;
@@ -236,7 +244,7 @@ static void env_cmd_print_obs(long step, const float *obs, int n_obs)
 }
 
 /* the episode loop; returns the exit status */
-static int env_cmd_run(const env_cmd_opts *o, env_t *e, FILE *actions)
+static int env_cmd_run(const env_cmd_opts *o, env_t *e, FILE *actions, policy_t *net)
 {
     const env_spec *s = &e->spec;
     float *obs = xcalloc((size_t)s->n_obs, sizeof(float));
@@ -263,6 +271,8 @@ static int env_cmd_run(const env_cmd_opts *o, env_t *e, FILE *actions)
             for (int i = 0; i < s->n_act; i++) {
                 act[i] = rng_uniform_range(&policy_rng, s->act_low[i], s->act_high[i]);
             }
+        } else if (o->policy == ENV_POLICY_NET) {
+            policy_act(net, NULL, act, obs, 1, true);
         } else if (o->policy == ENV_POLICY_FILE) {
             int rc = env_cmd_read_action(act, s->n_act, actions, line, &lineno, o->actions_path);
             if (rc <= 0) {
@@ -303,6 +313,27 @@ static int env_cmd_run(const env_cmd_opts *o, env_t *e, FILE *actions)
     return status;
 }
 
+/* the --policy FILE net, checked against the env; 0 or < 0 (reported) */
+static int env_cmd_load_policy(policy_t *net, const env_cmd_opts *o, const env_spec *s)
+{
+    policy_file_meta meta;
+    char used[4096];
+    int rc = policy_source_load(net, &meta, used, sizeof used, o->policy_path, UINT64_MAX, 1);
+    if (rc < 0) {
+        fprintf(stderr, "twig env: --policy %s (%s)\n", err_msg(), err_name(rc));
+        return rc;
+    }
+    if (strcmp(meta.env_id, o->env_id) != 0 || net->n_obs != s->n_obs ||
+        net->n_act != s->n_act) {
+        fprintf(stderr,
+                "twig env: --policy %s is for env_id %s (%d obs, %d act), not %s (%d, %d)\n",
+                used, meta.env_id, net->n_obs, net->n_act, o->env_id, s->n_obs, s->n_act);
+        policy_free(net);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int twig_cmd_env(int argc, char **argv)
 {
     env_cmd_opts o;
@@ -337,7 +368,16 @@ int twig_cmd_env(int argc, char **argv)
             return 2;
         }
     }
-    int status = env_cmd_run(&o, e, actions);
+    policy_t net = {0};
+    if (o.policy == ENV_POLICY_NET) {
+        rc = env_cmd_load_policy(&net, &o, &e->spec);
+        if (rc < 0) {
+            env_free(e);
+            return 2;
+        }
+    }
+    int status = env_cmd_run(&o, e, actions, &net);
+    policy_free(&net);
     if (actions != NULL) {
         fclose(actions);
     }

@@ -6,7 +6,7 @@
 #include "common/base/bytes.h"
 #include "common/base/crc32c.h"
 #include "common/nn/sac.h"
-#include "learner/ckpt.h"
+#include "common/base/ckpt.h"
 #include "common/base/dedup.h"
 #include "proc.h"
 

@@ -11,8 +11,8 @@
  *     ckpt_commit(dir, id);                              // rename + fsyncs
  *     ckpt_prune(dir, keep);                             // newest `keep` stay
  */
-#ifndef TWIG_LEARNER_CKPT_H
-#define TWIG_LEARNER_CKPT_H
+#ifndef TWIG_BASE_CKPT_H
+#define TWIG_BASE_CKPT_H
 
 #include <stddef.h>
 #include <stdint.h>

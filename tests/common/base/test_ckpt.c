@@ -1,4 +1,4 @@
-/* tests for learner/ckpt.c: checkpoint directories written, listed and pruned */
+/* tests for common/base/ckpt.c: checkpoint directories written, listed and pruned */
 #include <criterion/criterion.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common/base/err.h"
-#include "learner/ckpt.h"
+#include "common/base/ckpt.h"
 
 static void make_tmpdir(char *out, size_t n)
 {

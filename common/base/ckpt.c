@@ -1,5 +1,5 @@
 /* ckpt.c - atomic checkpoint directories and the byte buffer (see ckpt.h) */
-#include "learner/ckpt.h"
+#include "common/base/ckpt.h"
 
 #include <dirent.h>
 #include <errno.h>
