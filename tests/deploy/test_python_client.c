@@ -185,7 +185,8 @@ Test(python_client, action_bounds_are_those_of_the_c_envs, .timeout = 120)
 }
 
 /* a small run, slowed to 200 real steps/s so it is still going while the client reads it
- * (stopped by SIGTERM): 200 random steps, then SAC; the first evaluation at 400 real steps;
+ * (stopped by SIGTERM): 200 random steps (the initial policy evaluated at their end), then
+ * SAC; the next evaluation at 400 real steps;
  * a new policy version every 5 s, so the client and the C side mostly read the same one */
 static const char short_run[] =
     "env: Pendulum-v1\nseed: 5\nreal_steps: 20000\ninit_steps: 200\nutd: 1\n"
@@ -240,8 +241,9 @@ Test(python_client, reads_status_evals_and_the_policy_of_a_live_pendulum_run, .t
     e2e_run r;
     e2e_init(&r, short_run);
     e2e_start(&r);
-    /* the first evaluation is in (poll with a deadline) */
-    for (int64_t until = procfix_now_ms() + 400000; evals_total(&r) < 1;) {
+    /* the baseline (at init_steps) and the first evaluation at 400 are in (poll with a
+     * deadline) */
+    for (int64_t until = procfix_now_ms() + 400000; evals_total(&r) < 2;) {
         cr_assert_lt(procfix_now_ms(), until, "no evaluation in 400 s (see %s)", r.dir);
         cr_assert(procfix_runs_for(r.pid, 200), "twig run ended early (see %s)", r.dir);
     }
@@ -269,8 +271,10 @@ Test(python_client, reads_status_evals_and_the_policy_of_a_live_pendulum_run, .t
     snprintf(args, sizeof args, "%s evals --learner %s", CLIENT, r.learner_addr);
     rc = run_python(out, sizeof out, args);
     cr_assert_eq(rc, 0, "evals exited %d:\n%s", rc, out);
-    cr_expect_geq(field_num(out, "evals", "count"), 1, "%s", out);
-    cr_expect_geq(field_num(out, "eval", "real_steps"), 400, "%s", out);
+    /* the initial policy's evaluation at init_steps (200), then one every 400 */
+    cr_expect_geq(field_num(out, "evals", "count"), 2, "%s", out);
+    cr_expect_eq(field_num(out, "eval", "real_steps"), 200, "%s", out);
+    cr_expect_neq(strstr(out, "eval source_id=actor-0 real_steps=400 "), NULL, "%s", out);
     cr_expect_eq(field_num(out, "eval", "episodes"), 1, "%s", out);
     double ret = field_num(out, "eval", "return_mean");
     cr_expect(isfinite(ret) && ret < 0, "Pendulum returns are negative: %s", out);
