@@ -52,8 +52,11 @@ typedef struct launcher {
     char config_src[PLAN_PATH_MAX];
     char run_dir[PLAN_PATH_MAX];
     char config_path[PLAN_PATH_MAX + 16];
-    const char *overrides[PLAN_MAX_OVERRIDES];
+    const char *overrides[PLAN_MAX_OVERRIDES];   /* recorded ones first when resuming */
     int n_overrides;
+    bool resume;                   /* --resume: continue the run in run_dir */
+    char recorded[PLAN_MAX_OVERRIDES][PLAN_PATH_MAX / 2];   /* RUN/overrides.txt's lines */
+    char *old_configs[PLAN_MAX_PROCS];   /* RUN/<proc>.config.yaml before this launch, owned */
     char bin_paths[4][PLAN_PATH_MAX];
     run_plan *plan;                /* owned, large */
     uv_loop_t loop;
@@ -70,14 +73,18 @@ typedef struct launcher {
 
 static const char usage[] =
     "usage: twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]\n"
+    "       twig run --resume RUN_DIR [--set KEY=VALUE ...]\n"
     "  runs a whole training on this machine: model server, learner, rollout workers and\n"
     "  actors as separate processes. KEY is a top-level option (real_steps, utd, ...) or\n"
     "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).\n"
+    "  --resume continues a stopped run with its recorded config; only real_steps (a larger\n"
+    "  budget), n_actors, n_rollout and launcher.* may change (docs/design.md, Resume).\n"
     "  exit status: 0 the run finished; 1 it failed (a process gave up, a port in use, a\n"
     "  binary missing); 2 a bad command line or config (twig's own, or a section a process\n"
     "  refused), before any process starts; 128 + N interrupted by signal N.";
 
 #define TWIG_RUN_EXIT_CONFIG 2   /* a config refused before anything started */
+#define RUN_OVERRIDES_FILE "overrides.txt"
 
 static int copy_file(const char *dst, const char *src)
 {
@@ -300,8 +307,10 @@ static void wake_from_monitor(void *data)
 static void on_signal(uv_signal_t *h, int signum)
 {
     launcher_t *L = h->data;
-    char reason[64];
-    snprintf(reason, sizeof reason, "interrupted by signal %d", signum);
+    char reason[PLAN_PATH_MAX + 96];
+    snprintf(reason, sizeof reason,
+             "interrupted by signal %d; continue it with: twig run --resume %s", signum,
+             L->run_dir);
     launcher_stop(L, 128 + signum, reason);   /* the shell's convention: 130 for Ctrl-C */
 }
 
@@ -412,6 +421,213 @@ static void print_summary(const launcher_t *L)
            L->run_dir);
 }
 
+/* ---- resume ---- */
+
+/* the text before '=' of a --set assignment */
+static size_t override_key_len(const char *o)
+{
+    const char *eq = strchr(o, '=');
+    return eq ? (size_t)(eq - o) : strlen(o);
+}
+
+/* add o to the overrides; one with the same key is replaced (the newest value wins) */
+static int override_put(launcher_t *L, const char *o)
+{
+    size_t k = override_key_len(o);
+    for (int i = 0; i < L->n_overrides; i++) {
+        if (override_key_len(L->overrides[i]) == k && strncmp(L->overrides[i], o, k) == 0) {
+            L->overrides[i] = o;
+            return 0;
+        }
+    }
+    if (L->n_overrides == PLAN_MAX_OVERRIDES) {
+        return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
+    }
+    L->overrides[L->n_overrides++] = o;
+    return 0;
+}
+
+/* --resume DIR: the config as recorded (DIR/config.yaml) and the overrides the run was
+ * started with (DIR/overrides.txt, one per line), ahead of this command line's */
+static int resume_load(launcher_t *L, const char *dir)
+{
+    char path[PLAN_PATH_MAX + 32];
+    if (strlen(dir) + sizeof "/config.yaml" > sizeof L->config_src) {
+        return err_set(-ENAMETOOLONG, "--resume: %s is too long", dir);
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    if (access(path, R_OK) != 0) {
+        return err_set(-ENOENT, "%s is not a run directory (no config.yaml)", dir);
+    }
+    memcpy(L->config_src, path, strlen(path) + 1);
+    L->resume = true;
+    const char *given[PLAN_MAX_OVERRIDES];
+    int n_given = L->n_overrides;
+    memcpy(given, L->overrides, sizeof given);
+    L->n_overrides = 0;
+    snprintf(path, sizeof path, "%s/" RUN_OVERRIDES_FILE, dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && n < PLAN_MAX_OVERRIDES && fgets(L->recorded[n], sizeof L->recorded[n], f)) {
+        L->recorded[n][strcspn(L->recorded[n], "\n")] = '\0';
+        if (L->recorded[n][0]) {
+            L->overrides[L->n_overrides++] = L->recorded[n];
+            n++;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    for (int i = 0; i < n_given; i++) {
+        int rc = override_put(L, given[i]);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* the keys a resumed run may change: what it does next, not what it did */
+static bool resume_key_safe(const char *key)
+{
+    static const char *const safe[] = {"real_steps", "n_actors", "n_rollout"};
+    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++) {
+        if (strcmp(key, safe[i]) == 0) {
+            return true;
+        }
+    }
+    return strncmp(key, "launcher.", 9) == 0;
+}
+
+/* value of key ("name" or "section.name") in an effective config as --print-config writes
+ * it (top-level scalars, then one level of sections), into out; false when absent */
+static bool config_text_value(const char *text, const char *key, char *out, size_t n)
+{
+    char section[64] = "";
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *colon = memchr(line, ':', len);
+        if (colon) {
+            bool indented = line[0] == ' ';
+            const char *k = line;
+            while (*k == ' ') {
+                k++;
+            }
+            char full[160];
+            snprintf(full, sizeof full, "%s%s%.*s", indented ? section : "",
+                     indented ? "." : "", (int)(colon - k), k);
+            const char *v = colon + 1;
+            while (*v == ' ') {
+                v++;
+            }
+            size_t vlen = len - (size_t)(v - line);
+            if (!indented && vlen == 0) {
+                snprintf(section, sizeof section, "%.*s", (int)(colon - k), k);
+            } else if (strcmp(full, key) == 0) {
+                snprintf(out, n, "%.*s", (int)vlen, v);
+                return true;
+            }
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* every key of process i's new effective config that differs from the run's recorded one
+ * must be a safe one; 0 or -EINVAL naming the key, the recorded and the new value */
+static int resume_check_config(const launcher_t *L, int i, const char *new_text)
+{
+    const char *old_text = L->old_configs[i];
+    if (!old_text) {
+        return 0;   /* a process this run did not have (n_actors or n_rollout grew) */
+    }
+    char section[64] = "";
+    for (const char *line = new_text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *colon = memchr(line, ':', len);
+        if (colon) {
+            bool indented = line[0] == ' ';
+            const char *k = line;
+            while (*k == ' ') {
+                k++;
+            }
+            const char *v = colon + 1;
+            while (*v == ' ') {
+                v++;
+            }
+            size_t vlen = len - (size_t)(v - line);
+            char key[160], now[256], before[256];
+            if (!indented && vlen == 0) {
+                snprintf(section, sizeof section, "%.*s", (int)(colon - k), k);
+            } else {
+                snprintf(key, sizeof key, "%s%s%.*s", indented ? section : "",
+                         indented ? "." : "", (int)(colon - k), k);
+                snprintf(now, sizeof now, "%.*s", (int)vlen, v);
+                if (!resume_key_safe(key) && config_text_value(old_text, key, before,
+                                                               sizeof before) &&
+                    strcmp(before, now) != 0) {
+                    return err_set(-EINVAL,
+                                   "--resume: %s was %s in this run and would be %s; only "
+                                   "real_steps, n_actors, n_rollout and launcher.* may change "
+                                   "(start a new run for another config)",
+                                   key, before, now);
+                }
+            }
+        }
+        if (!end) {
+            break;
+        }
+        line = end + 1;
+    }
+    return 0;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = 2 * (len + n + 1);
+            text = xrealloc(text, cap);
+        }
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    fclose(f);
+    if (!text) {
+        text = xcalloc(1, 1);
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* RUN/overrides.txt: the --set options in effect, for the next --resume */
+static int write_overrides(const launcher_t *L)
+{
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" RUN_OVERRIDES_FILE, L->run_dir);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    TWIG_ASSERT(f);
+    for (int i = 0; i < L->n_overrides; i++) {
+        fprintf(f, "%s\n", L->overrides[i]);
+    }
+    fclose(f);
+    int rc = atomic_file_write(path, text, len);
+    free(text);
+    return rc;
+}
+
 static int parse_args(launcher_t *L, int argc, char **argv)
 {
     config_table t[2] = {run_cfg_table(&L->run),
@@ -420,18 +636,21 @@ static int parse_args(launcher_t *L, int argc, char **argv)
     if (rc < 0) {
         return rc;
     }
-    const char *run_dir_flag = NULL;
+    const char *run_dir_flag = NULL, *resume_dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("%s\n\nrun options (top level) and launcher options:\n", usage);
             config_write_help(stdout, t, 2);
             return 1;
-        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0) {
+        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0 ||
+                   strcmp(argv[i], "--resume") == 0) {
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
                 return err_set(-EINVAL, "%s needs a value (see twig run --help)", argv[i]);
             }
             if (strcmp(argv[i], "--run-dir") == 0) {
                 run_dir_flag = argv[++i];
+            } else if (strcmp(argv[i], "--resume") == 0) {
+                resume_dir = argv[++i];
             } else if (L->n_overrides == PLAN_MAX_OVERRIDES) {
                 return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
             } else {
@@ -444,6 +663,17 @@ static int parse_args(launcher_t *L, int argc, char **argv)
         } else {
             return err_set(-EINVAL, "unexpected argument '%s' (see twig run --help)", argv[i]);
         }
+    }
+    if (resume_dir) {
+        if (L->config_src[0] || run_dir_flag) {
+            return err_set(-EINVAL, "--resume takes the run's recorded config and directory: "
+                                    "give neither CONFIG nor --run-dir with it");
+        }
+        rc = resume_load(L, resume_dir);
+        if (rc < 0) {
+            return rc;
+        }
+        run_dir_flag = resume_dir;
     }
     if (!L->config_src[0]) {
         return err_set(-EINVAL, "no CONFIG given\n%s", usage);
@@ -512,6 +742,15 @@ static int check_ports_free(const run_plan *plan)
 
 static int launch(launcher_t *L)
 {
+    char recorded_config[PLAN_PATH_MAX + 16];
+    snprintf(recorded_config, sizeof recorded_config, "%s/config.yaml", L->run_dir);
+    if (!L->resume && access(recorded_config, F_OK) == 0) {
+        L->exit_code = TWIG_RUN_EXIT_CONFIG;
+        return err_set(-EEXIST,
+                       "%s already holds a run; continue it with: twig run --resume %s "
+                       "(or give another --run-dir)",
+                       L->run_dir, L->run_dir);
+    }
     int rc = fs_mkdir_p(L->run_dir);
     if (rc < 0) {
         return rc;
@@ -525,7 +764,7 @@ static int launch(launcher_t *L)
     }
     log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
-    rc = copy_file(L->config_path, L->config_src);
+    rc = L->resume ? 0 : copy_file(L->config_path, L->config_src);   /* resume: as recorded */
     if (rc < 0) {
         return rc;
     }
@@ -542,8 +781,21 @@ static int launch(launcher_t *L)
     rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
                     L->n_overrides, bins);
     for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
+        char path[PLAN_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s.config.yaml", L->run_dir, L->plan->procs[i].name);
+        L->old_configs[i] = L->resume ? read_text(path) : NULL;
         rc = check_process_config(L, &L->plan->procs[i]);
+        char *now = rc == 0 && L->resume ? read_text(path) : NULL;
+        if (now) {
+            rc = resume_check_config(L, i, now);
+            if (rc < 0 && L->old_configs[i]) {
+                /* refused: the run's record stays as it was */
+                atomic_file_write(path, L->old_configs[i], strlen(L->old_configs[i]));
+            }
+            free(now);
+        }
     }
+    rc = rc < 0 ? rc : write_overrides(L);
     if (rc < 0) {
         L->exit_code = TWIG_RUN_EXIT_CONFIG;   /* the config, not the machine: nothing started */
         return rc;
@@ -555,7 +807,7 @@ static int launch(launcher_t *L)
     printf("twig: %s, %llu real steps, %d actor(s), %d rollout worker(s), pacing %s\n",
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
            L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
-    printf("twig: run directory %s\n", L->run_dir);
+    printf("twig: run directory %s%s\n", L->run_dir, L->resume ? " (resumed)" : "");
     fflush(stdout);
 
     uv_loop_init(&L->loop);
@@ -638,6 +890,9 @@ int twig_cmd_run(int argc, char **argv)
     if (L->log_fd >= 0) {
         log_add_file(-1, LOG_LEVEL_INFO);
         close(L->log_fd);
+    }
+    for (int i = 0; i < PLAN_MAX_PROCS; i++) {
+        free(L->old_configs[i]);
     }
     free(L->plan);
     free(L);
