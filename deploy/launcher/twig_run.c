@@ -742,9 +742,11 @@ static int check_ports_free(const run_plan *plan)
 
 static int launch(launcher_t *L)
 {
-    char recorded_config[PLAN_PATH_MAX + 16];
-    snprintf(recorded_config, sizeof recorded_config, "%s/config.yaml", L->run_dir);
-    if (!L->resume && access(recorded_config, F_OK) == 0) {
+    /* a run that started once (its overrides are written once nothing refused it) */
+    char started[PLAN_PATH_MAX + 32], metrics[PLAN_PATH_MAX + 32];
+    snprintf(started, sizeof started, "%s/" RUN_OVERRIDES_FILE, L->run_dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.csv", L->run_dir);
+    if (!L->resume && (access(started, F_OK) == 0 || access(metrics, F_OK) == 0)) {
         L->exit_code = TWIG_RUN_EXIT_CONFIG;
         return err_set(-EEXIST,
                        "%s already holds a run; continue it with: twig run --resume %s "
@@ -795,12 +797,15 @@ static int launch(launcher_t *L)
             free(now);
         }
     }
-    rc = rc < 0 ? rc : write_overrides(L);
     if (rc < 0) {
         L->exit_code = TWIG_RUN_EXIT_CONFIG;   /* the config, not the machine: nothing started */
         return rc;
     }
     rc = check_ports_free(L->plan);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = write_overrides(L);
     if (rc < 0) {
         return rc;
     }

@@ -189,11 +189,17 @@ Test(resume, a_plain_run_into_a_run_directory_is_refused, .timeout = 60)
     e2e_run r;
     e2e_init(&r, resume_run);
     cr_assert_eq(fs_mkdir_p(r.run_dir), 0);
+    /* what a run leaves: its config and metrics.csv */
     char path[400];
     snprintf(path, sizeof path, "%s/config.yaml", r.run_dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(resume_run, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/metrics.csv", r.run_dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("real_steps,wall_s\n300,1.000\n", f);
     fclose(f);
     e2e_start(&r);
     cr_expect_eq(e2e_wait_exit(&r, 30000), 2);
