@@ -926,7 +926,11 @@ static void *actor_stepper_main(void *arg)
     pthread_mutex_lock(&a->mu);
     uint64_t count = a->base; /* own steps taken: stored, queued or in fill */
     uint64_t gen = a->resync_gen;
-    uint64_t next_eval = actor_next_eval(a->st.global_end, (uint64_t)a->run.eval_every);
+    /* a restart (or twig run --resume) repeats the newest point already passed: its report
+     * may have been lost with the stop, and a repeat the learner holds is stored once */
+    uint64_t every = (uint64_t)a->run.eval_every;
+    uint64_t next_eval = a->st.global_end >= every ? a->st.global_end / every * every
+                                                   : actor_next_eval(a->st.global_end, every);
     pthread_mutex_unlock(&a->mu);
     rng_seed(&a->rng, a->run.seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)a->cfg.index << 40) ^ count);
 

@@ -54,8 +54,8 @@
  * Evaluation (the actor whose index is eval_index): each time the run's real steps reach a
  * multiple of eval_every, eval_episodes episodes with the deterministic policy on seeds
  * seed + eval_seed_offset + e; reported with ReportEval (seq = that multiple, so a retry or a
- * restarted actor's repeat is stored once; points passed while the actor was down are
- * skipped; before the learner has published a policy, random actions, policy_version 0).
+ * restarted actor's repeat is stored once; a restarted actor repeats the newest point the
+ * log has passed, whose report may have died with it, and skips older ones; before the learner has published a policy, random actions, policy_version 0).
  * When the whole budget is in the log, a final evaluation (seq = real_steps); then the actor
  * idles, serving health and Stats (done = 1), until SIGTERM (the launcher ends the run when
  * the final eval reaches the learner), or exits 0 at once with exit_when_done.
