@@ -499,37 +499,58 @@ static bool resume_key_safe(const char *key)
     return strncmp(key, "launcher.", 9) == 0;
 }
 
-/* value of key ("name" or "section.name") in an effective config as --print-config writes
- * it (top-level scalars, then one level of sections), into out; false when absent */
-static bool config_text_value(const char *text, const char *key, char *out, size_t n)
+/* an effective config as --print-config writes it (top-level scalars, then one level of
+ * sections), one line at a time: the next "key: value" line from *pos into c->key ("name"
+ * or "section.name") and c->value; a section header only sets c->section (start zeroed).
+ * false at the end */
+typedef struct config_line {
+    char section[64];
+    char key[160];
+    char value[256];
+} config_line;
+
+static bool config_text_next(const char **pos, config_line *c)
 {
-    char section[64] = "";
-    for (const char *line = text; line && *line;) {
+    while (*pos && **pos) {
+        const char *line = *pos;
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
+        *pos = end ? end + 1 : NULL;
         const char *colon = memchr(line, ':', len);
-        if (colon) {
-            bool indented = line[0] == ' ';
-            const char *k = line;
-            while (*k == ' ') {
-                k++;
-            }
-            char full[160];
-            snprintf(full, sizeof full, "%s%s%.*s", indented ? section : "",
-                     indented ? "." : "", (int)(colon - k), k);
-            const char *v = colon + 1;
-            while (*v == ' ') {
-                v++;
-            }
-            size_t vlen = len - (size_t)(v - line);
-            if (!indented && vlen == 0) {
-                snprintf(section, sizeof section, "%.*s", (int)(colon - k), k);
-            } else if (strcmp(full, key) == 0) {
-                snprintf(out, n, "%.*s", (int)vlen, v);
-                return true;
-            }
+        if (!colon) {
+            continue;
         }
-        line = end ? end + 1 : NULL;
+        bool indented = line[0] == ' ';
+        const char *k = line;
+        while (*k == ' ') {
+            k++;
+        }
+        const char *v = colon + 1;
+        while (*v == ' ') {
+            v++;
+        }
+        int klen = (int)(colon - k), vlen = (int)(len - (size_t)(v - line));
+        if (!indented && vlen == 0) {
+            snprintf(c->section, sizeof c->section, "%.*s", klen, k);
+            continue;
+        }
+        snprintf(c->key, sizeof c->key, "%s%s%.*s", indented ? c->section : "",
+                 indented ? "." : "", klen, k);
+        snprintf(c->value, sizeof c->value, "%.*s", vlen, v);
+        return true;
+    }
+    return false;
+}
+
+/* value of key in an effective config's text into out; false when absent */
+static bool config_text_value(const char *text, const char *key, char *out, size_t n)
+{
+    config_line c = {0};
+    for (const char *pos = text; config_text_next(&pos, &c);) {
+        if (strcmp(c.key, key) == 0) {
+            snprintf(out, n, "%s", c.value);
+            return true;
+        }
     }
     return false;
 }
@@ -542,44 +563,17 @@ static int resume_check_config(const launcher_t *L, int i, const char *new_text)
     if (!old_text) {
         return 0;   /* a process this run did not have (n_actors or n_rollout grew) */
     }
-    char section[64] = "";
-    for (const char *line = new_text; *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        const char *colon = memchr(line, ':', len);
-        if (colon) {
-            bool indented = line[0] == ' ';
-            const char *k = line;
-            while (*k == ' ') {
-                k++;
-            }
-            const char *v = colon + 1;
-            while (*v == ' ') {
-                v++;
-            }
-            size_t vlen = len - (size_t)(v - line);
-            char key[160], now[256], before[256];
-            if (!indented && vlen == 0) {
-                snprintf(section, sizeof section, "%.*s", (int)(colon - k), k);
-            } else {
-                snprintf(key, sizeof key, "%s%s%.*s", indented ? section : "",
-                         indented ? "." : "", (int)(colon - k), k);
-                snprintf(now, sizeof now, "%.*s", (int)vlen, v);
-                if (!resume_key_safe(key) && config_text_value(old_text, key, before,
-                                                               sizeof before) &&
-                    strcmp(before, now) != 0) {
-                    return err_set(-EINVAL,
-                                   "--resume: %s was %s in this run and would be %s; only "
-                                   "real_steps, n_actors, n_rollout and launcher.* may change "
-                                   "(start a new run for another config)",
-                                   key, before, now);
-                }
-            }
+    config_line c = {0};
+    char before[256];
+    for (const char *pos = new_text; config_text_next(&pos, &c);) {
+        if (!resume_key_safe(c.key) && config_text_value(old_text, c.key, before, sizeof before) &&
+            strcmp(before, c.value) != 0) {
+            return err_set(-EINVAL,
+                           "--resume: %s was %s in this run and would be %s; only real_steps, "
+                           "n_actors, n_rollout and launcher.* may change (start a new run for "
+                           "another config)",
+                           c.key, before, c.value);
         }
-        if (!end) {
-            break;
-        }
-        line = end + 1;
     }
     return 0;
 }
