@@ -47,9 +47,8 @@ void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s)
     fflush(f);
 }
 
-int monitor_read_metrics(const char *path, uint64_t *last_real_steps, int *rows)
+int monitor_read_metrics(const char *path, monitor_snapshot *last, int *rows)
 {
-    *last_real_steps = 0;
     *rows = 0;
     FILE *f = fopen(path, "r+");
     if (!f) {
@@ -70,7 +69,12 @@ int monitor_read_metrics(const char *path, uint64_t *last_real_steps, int *rows)
             continue;
         }
         (*rows)++;
-        *last_real_steps = strtoull(line, NULL, 10);
+        /* real_steps,wall_s,eval_return_mean,eval_return_std,... */
+        char *p = line;
+        last->eval_real_steps = strtoull(p, &p, 10);
+        strtod(p + (*p == ','), &p);
+        last->eval_return_mean = strtof(p + (*p == ','), &p);
+        last->eval_return_std = strtof(p + (*p == ','), &p);
     }
     fseek(f, 0, SEEK_END);
     if (ftell(f) != end_of_whole) {
@@ -115,7 +119,7 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
     m->last.eval_return_std = NAN;
     char path[PLAN_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.csv", run_dir);
-    int rc = monitor_read_metrics(path, &m->last.eval_real_steps, &m->resumed_rows);
+    int rc = monitor_read_metrics(path, &m->last, &m->resumed_rows);
     if (rc < 0) {
         return rc;
     }
@@ -329,13 +333,14 @@ static void monitor_main(void *arg)
     }
     set_state(m, MONITOR_RUNNING);
     monitor_snapshot s = m->last;
+    uint64_t prev_ms = clock_now_ms();
     if (m->resumed_rows > 0) {
         /* the counters already hold the earlier launches' work: the first rate is over an
          * interval of this one, not from zero */
         poll_counters(m, &s);
+        prev_ms = clock_now_ms();
         stop_flag_wait_ms(&m->stop, (uint64_t)m->launcher->progress_interval_ms);
     }
-    uint64_t prev_ms = clock_now_ms();
     monitor_snapshot prev = s;
     int ticks = 0;
     while (!stop_flag_raised(&m->stop)) {

@@ -106,9 +106,10 @@ double monitor_rate_per_s(uint64_t now, uint64_t before, double dt_s);
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s);
 extern const char monitor_metrics_header[];
 
-/* the real steps of metrics.csv's last row and its number of rows (0, 0 when there is no
- * file); a last line without its newline (cut by a kill) is removed. 0 or -errno */
-int monitor_read_metrics(const char *path, uint64_t *last_real_steps, int *rows);
+/* metrics.csv's number of rows, and its last row's real steps and return into last's eval_
+ * fields (untouched, *rows 0 when there is no file); a last line without its newline (cut by
+ * a kill) is removed. 0 or -errno */
+int monitor_read_metrics(const char *path, monitor_snapshot *last, int *rows);
 /* seconds in an elapsed file; 0 when missing or unreadable */
 double monitor_read_elapsed(const char *path);
 
