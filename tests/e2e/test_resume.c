@@ -149,6 +149,30 @@ Test(resume, sigterm_at_half_then_resume_ends_as_an_uninterrupted_run, .timeout 
     cr_assert(strchr(before, '\n') != NULL, "no metrics.csv before the resume");
     start_resume(&r, NULL, 0);
     expect_finished(&r, before, BUDGET);
+    /* rates of the resumed launch are over its own intervals: no spike from counting the
+     * earlier launches' updates in one tick (a few thousand per second here, not 1e5) */
+    snprintf(out, sizeof out, "%s/twig-resume.out", r.dir);
+    msg = slurp_path(out);
+    int lines = 0;
+    for (const char *p = strstr(msg, "upd/s "); p; p = strstr(p + 1, "upd/s ")) {
+        double rate = strtod(p + 6, NULL);
+        cr_expect_lt(rate, 1e5, "a rate spike after the resume: %s", msg);
+        lines++;
+    }
+    cr_expect_gt(lines, 0, "no progress line: %s", msg);
+    free(msg);
+    /* wall time continues: the first row after the stop is later than the last before it */
+    char *csv = run_file(&r, "metrics.csv");
+    const char *last_before = before + strlen(before) - 1;
+    while (last_before > before && last_before[-1] != '\n') {
+        last_before--;
+    }
+    const char *first_after = csv + strlen(before);
+    double wall_before = strtod(strchr(last_before, ',') + 1, NULL);
+    double wall_after = strtod(strchr(first_after, ',') + 1, NULL);
+    cr_expect_gt(wall_after, wall_before, "wall_s %g after %g:\n%s", wall_after, wall_before,
+                 csv);
+    free(csv);
     free(before);
 }
 
