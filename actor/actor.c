@@ -105,6 +105,15 @@ uint64_t actor_first_eval(uint64_t steps, uint64_t init_steps, uint64_t every)
     return init_steps > steps && init_steps < next ? init_steps : next;
 }
 
+uint64_t actor_start_eval(uint64_t steps, uint64_t init_steps, uint64_t every)
+{
+    uint64_t passed = steps >= every ? steps / every * every : 0;
+    if (init_steps > passed && init_steps <= steps) {
+        passed = init_steps;
+    }
+    return passed > 0 ? passed : actor_first_eval(steps, init_steps, every);
+}
+
 void actor_batch_init(actor_batch_t *b, int cap, int n_obs, int n_act)
 {
     TWIG_ASSERT(cap > 0 && n_obs > 0 && n_act > 0);
@@ -932,7 +941,9 @@ static void *actor_stepper_main(void *arg)
     pthread_mutex_lock(&a->mu);
     uint64_t count = a->base; /* own steps taken: stored, queued or in fill */
     uint64_t gen = a->resync_gen;
-    uint64_t next_eval = actor_first_eval(a->st.global_end, a->run.init_steps,
+    /* a restart (or twig run --resume) repeats the newest point already passed: its report
+     * may have been lost with the stop, and a repeat the learner holds is stored once */
+    uint64_t next_eval = actor_start_eval(a->st.global_end, a->run.init_steps,
                                           (uint64_t)a->run.eval_every);
     pthread_mutex_unlock(&a->mu);
     rng_seed(&a->rng, a->run.seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)a->cfg.index << 40) ^ count);

@@ -54,9 +54,10 @@
  * Evaluation (the actor whose index is eval_index): each time the run's real steps reach a
  * multiple of eval_every, eval_episodes episodes with the deterministic policy on seeds
  * seed + eval_seed_offset + e, and once at init_steps (the initial policy, the curve's
- * baseline); reported with ReportEval (seq = that point, so a retry or a
- * restarted actor's repeat is stored once; points passed while the actor was down are
- * skipped; before the learner has published a policy, random actions, policy_version 0).
+ * baseline); reported with ReportEval (seq = that point, so a retry or a restarted actor's
+ * repeat is stored once; a restarted actor repeats the newest point the log has passed,
+ * whose report may have died with it, and skips older ones; before the learner has
+ * published a policy, random actions, policy_version 0).
  * When the whole budget is in the log, a final evaluation (seq = real_steps); then the actor
  * idles, serving health and Stats (done = 1), until SIGTERM (the launcher ends the run when
  * the final eval reaches the learner), or exits 0 at once with exit_when_done.
@@ -137,6 +138,11 @@ uint64_t actor_next_eval(uint64_t steps, uint64_t every);
  * (init_steps) when it lies ahead and before the next multiple of every, so the learning
  * curve starts from the initial policy's return; else actor_next_eval */
 uint64_t actor_first_eval(uint64_t steps, uint64_t init_steps, uint64_t every);
+
+/* where an actor that starts at steps (a restart, a resume) evaluates first: the newest eval
+ * point already passed (init_steps or a multiple of every), whose report may have died with
+ * the stop; with none passed, actor_first_eval */
+uint64_t actor_start_eval(uint64_t steps, uint64_t init_steps, uint64_t every);
 
 /* a batch of transitions being filled (or waiting for its ack); arrays owned, one block */
 typedef struct actor_batch {

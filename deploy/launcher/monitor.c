@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base/atomic_file.h"
 #include "common/base/clock.h"
 #include "common/base/err.h"
 #include "common/base/log.h"
@@ -47,6 +48,61 @@ void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s)
     fflush(f);
 }
 
+int monitor_read_metrics(const char *path, monitor_snapshot *last, int *rows)
+{
+    *rows = 0;
+    FILE *f = fopen(path, "r+");
+    if (!f) {
+        return errno == ENOENT ? 0 : err_set(-errno, "%s: %s", path, strerror(errno));
+    }
+    /* the rows are whole lines; a line cut by a kill mid-write is dropped */
+    char line[1024];
+    long end_of_whole = 0;
+    bool header = true;
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n == 0 || line[n - 1] != '\n') {
+            break;
+        }
+        end_of_whole = ftell(f);
+        if (header) {
+            header = false;
+            continue;
+        }
+        (*rows)++;
+        /* real_steps,wall_s,eval_return_mean,eval_return_std,... */
+        char *p = line;
+        last->eval_real_steps = strtoull(p, &p, 10);
+        strtod(p + (*p == ','), &p);
+        last->eval_return_mean = strtof(p + (*p == ','), &p);
+        last->eval_return_std = strtof(p + (*p == ','), &p);
+    }
+    fseek(f, 0, SEEK_END);
+    if (ftell(f) != end_of_whole) {
+        log_warn("event=metrics_partial_row_dropped path=%s at=%ld", path, end_of_whole);
+        if (ftruncate(fileno(f), end_of_whole) < 0) {
+            int e = errno;
+            fclose(f);
+            return err_set(-e, "%s: %s", path, strerror(e));
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+double monitor_read_elapsed(const char *path)
+{
+    double s = 0;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%lf", &s) != 1 || !(s >= 0) || !isfinite(s)) {
+            s = 0;
+        }
+        fclose(f);
+    }
+    return s;
+}
+
 int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
                  const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data)
 {
@@ -64,14 +120,28 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
     m->last.eval_return_std = NAN;
     char path[PLAN_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.csv", run_dir);
-    m->metrics = fopen(path, "w");
+    int rc = monitor_read_metrics(path, &m->last, &m->resumed_rows);
+    if (rc < 0) {
+        return rc;
+    }
+    m->metrics = fopen(path, "a");   /* rows already written stay as they are */
     if (!m->metrics) {
         int e = errno;
         return err_set(-e, "%s: %s", path, strerror(e));
     }
-    fputs(monitor_metrics_header, m->metrics);
-    fflush(m->metrics);
-    int rc = tfevents_open(&m->tf, run_dir);
+    if (ftell(m->metrics) == 0) {
+        fputs(monitor_metrics_header, m->metrics);
+        fflush(m->metrics);
+    }
+    if (m->resumed_rows > 0) {
+        /* a resumed run: the learner's evaluations are read from the start and only those
+         * past the last row written are added (as after a learner that lost some) */
+        m->evals_resync = true;
+    }
+    snprintf(m->elapsed_path, sizeof m->elapsed_path, "%s/" MONITOR_ELAPSED_FILE, run_dir);
+    m->elapsed_before_s = monitor_read_elapsed(m->elapsed_path);
+    m->last.wall_s = m->elapsed_before_s;
+    rc = tfevents_open(&m->tf, run_dir);
     if (rc < 0) {
         return rc;
     }
@@ -366,6 +436,16 @@ static void print_progress(monitor_t *m, const monitor_snapshot *s)
     fflush(stdout);
 }
 
+/* RUN/elapsed_s: the run's wall time over all its launches, for the next --resume */
+static void monitor_write_elapsed(monitor_t *m, double wall_s)
+{
+    char text[64];
+    int n = snprintf(text, sizeof text, "%.3f\n", wall_s);
+    if (atomic_file_write(m->elapsed_path, text, (size_t)n) < 0) {
+        log_warn("event=elapsed_file_failed path=%s detail=\"%s\"", m->elapsed_path, err_msg());
+    }
+}
+
 static void monitor_main(void *arg)
 {
     monitor_t *m = arg;
@@ -378,12 +458,14 @@ static void monitor_main(void *arg)
     }
     set_state(m, MONITOR_RUNNING);
     monitor_snapshot s = m->last;
-    uint64_t prev_ms = 0;   /* no poll yet: the first one gives no rate */
+    /* no poll yet: the first one gives no rate (after a resume too: the counters then hold
+     * the earlier launches' work, and a rate from them would be a spike) */
+    uint64_t prev_ms = 0;
     monitor_snapshot prev = s;
     int ticks = 0;
     while (!stop_flag_raised(&m->stop)) {
         poll_counters(m, &s);
-        s.wall_s = (double)(clock_now_ms() - m->started_ms) / 1000.0;   /* for the rows */
+        s.wall_s = m->elapsed_before_s + (double)(clock_now_ms() - m->started_ms) / 1000.0;
         poll_evals(m, &s);
         uint64_t t = clock_now_ms();
         /* a rate over the few milliseconds since start-up would count the whole random phase
@@ -396,8 +478,9 @@ static void monitor_main(void *arg)
                                                    dt);
             s.real_per_s = monitor_rate_per_s(s.real_steps, prev.real_steps, dt);
         }
-        s.wall_s = (double)(t - m->started_ms) / 1000.0;
+        s.wall_s = m->elapsed_before_s + (double)(t - m->started_ms) / 1000.0;
         monitor_eta_add(&m->eta, t, s.real_steps);
+        monitor_write_elapsed(m, s.wall_s);
         prev = s;
         prev_ms = t;
         m->last = s;

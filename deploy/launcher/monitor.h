@@ -37,7 +37,7 @@ typedef enum monitor_state {
 
 /* what the last poll saw; also the run's summary at the end */
 typedef struct monitor_snapshot {
-    double wall_s;                 /* since the monitor started */
+    double wall_s;                 /* the run's, over every launch of it (--resume) */
     uint64_t real_steps;           /* the model server's log end */
     uint64_t updates;
     uint64_t synthetic_samples;
@@ -89,11 +89,19 @@ typedef struct monitor {
     uint64_t budget_reached_ms;    /* when real_steps first reached the budget; 0: not yet */
     uint64_t started_ms;
     bool evals_resync;             /* rereading the learner's evaluations after it lost some */
+    int resumed_rows;              /* metrics.csv rows from earlier launches (--resume) */
+    double elapsed_before_s;       /* wall time of earlier launches, from RUN/elapsed_s */
+    char elapsed_path[PLAN_PATH_MAX + 32];
     monitor_snapshot last;         /* written by the thread; read after monitor_stop */
     char failure[256];             /* why MONITOR_FAILED */
 } monitor_t;
 
-/* opens metrics.csv and the event file in run_dir; 0 or -errno (err_msg names the file) */
+/* the run's wall time over all its launches, written at each progress tick */
+#define MONITOR_ELAPSED_FILE "elapsed_s"
+
+/* opens metrics.csv and the event file in run_dir. A metrics.csv of an earlier launch
+ * (twig run --resume) is kept as it is and continued: rows go on after its last real step,
+ * wall time after RUN/elapsed_s; 0 or -errno (err_msg names the file) */
 int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
                  const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data);
 int monitor_start(monitor_t *m);
@@ -131,5 +139,12 @@ int monitor_term_width(int fd);
 /* one metrics.csv row for an evaluation (exposed for tests) */
 void monitor_write_metrics_row(FILE *f, const monitor_snapshot *s);
 extern const char monitor_metrics_header[];
+
+/* metrics.csv's number of rows, and its last row's real steps and return into last's eval_
+ * fields (untouched, *rows 0 when there is no file); a last line without its newline (cut by
+ * a kill) is removed. 0 or -errno */
+int monitor_read_metrics(const char *path, monitor_snapshot *last, int *rows);
+/* seconds in an elapsed file; 0 when missing or unreadable */
+double monitor_read_elapsed(const char *path);
 
 #endif

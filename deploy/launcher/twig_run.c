@@ -59,8 +59,11 @@ typedef struct launcher {
     char config_src[PLAN_PATH_MAX];
     char run_dir[PLAN_PATH_MAX];
     char config_path[PLAN_PATH_MAX + 16];
-    const char *overrides[PLAN_MAX_OVERRIDES];
+    const char *overrides[PLAN_MAX_OVERRIDES];   /* recorded ones first when resuming */
     int n_overrides;
+    bool resume;                   /* --resume: continue the run in run_dir */
+    char recorded[PLAN_MAX_OVERRIDES][PLAN_PATH_MAX / 2];   /* RUN/overrides.txt's lines */
+    char *old_configs[PLAN_MAX_PROCS];   /* RUN/<proc>.config.yaml before this launch, owned */
     char bin_paths[4][PLAN_PATH_MAX];
     char *effective[PLAN_MAX_PROCS]; /* owned: each process's --print-config output */
     size_t effective_len[PLAN_MAX_PROCS];
@@ -80,6 +83,7 @@ typedef struct launcher {
 
 static const char usage[] =
     "usage: twig run CONFIG [--run-dir DIR] [--set KEY=VALUE ...]\n"
+    "       twig run --resume RUN_DIR [--set KEY=VALUE ...]\n"
     "  runs a whole training on this machine: model server, learner, rollout workers and\n"
     "  actors as separate processes. KEY is a top-level option (real_steps, utd, ...) or\n"
     "  SECTION.KEY (learner.batch_size, launcher.run_dir, ...).\n"
@@ -91,12 +95,15 @@ static const char usage[] =
     "  launcher.max_restarts times within launcher.restart_window_ms (5 in 10 min unless\n"
     "  set); then the run stops, saying why. A process that exits 2 (a configuration error)\n"
     "  is never restarted: the run stops and shows the reason from its log.\n"
+    "  --resume continues a stopped run with its recorded config; only real_steps (a larger\n"
+    "  budget), n_actors, n_rollout and launcher.* may change (docs/design.md, Resume).\n"
     "  exit status: 0 the run finished; 1 it failed (a process gave up, a port in use, a\n"
     "  binary missing); 2 a bad command line or config (twig's own, a section a process\n"
     "  refused, a run dir of another env) before any process starts, or a process that\n"
     "  exited 2 later; 128 + N interrupted by signal N.";
 
 #define TWIG_RUN_EXIT_CONFIG 2   /* a config refused (cli.h's exit 2, a process's too) */
+#define RUN_OVERRIDES_FILE "overrides.txt"
 
 static int copy_file(const char *dst, const char *src)
 {
@@ -537,8 +544,10 @@ static void wake_from_monitor(void *data)
 static void on_signal(uv_signal_t *h, int signum)
 {
     launcher_t *L = h->data;
-    char reason[64];
-    snprintf(reason, sizeof reason, "interrupted by signal %d", signum);
+    char reason[PLAN_PATH_MAX + 96];
+    snprintf(reason, sizeof reason,
+             "interrupted by signal %d; continue it with: twig run --resume %s", signum,
+             L->run_dir);
     launcher_stop(L, 128 + signum, reason);   /* the shell's convention: 130 for Ctrl-C */
 }
 
@@ -683,6 +692,207 @@ static void print_summary(const launcher_t *L)
            L->plotted ? "learning_curve.png, " : "");
 }
 
+/* ---- resume ---- */
+
+/* the text before '=' of a --set assignment */
+static size_t override_key_len(const char *o)
+{
+    const char *eq = strchr(o, '=');
+    return eq ? (size_t)(eq - o) : strlen(o);
+}
+
+/* add o to the overrides; one with the same key is replaced (the newest value wins) */
+static int override_put(launcher_t *L, const char *o)
+{
+    size_t k = override_key_len(o);
+    for (int i = 0; i < L->n_overrides; i++) {
+        if (override_key_len(L->overrides[i]) == k && strncmp(L->overrides[i], o, k) == 0) {
+            L->overrides[i] = o;
+            return 0;
+        }
+    }
+    if (L->n_overrides == PLAN_MAX_OVERRIDES) {
+        return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
+    }
+    L->overrides[L->n_overrides++] = o;
+    return 0;
+}
+
+/* --resume DIR: the config as recorded (DIR/config.yaml) and the overrides the run was
+ * started with (DIR/overrides.txt, one per line), ahead of this command line's */
+static int resume_load(launcher_t *L, const char *dir)
+{
+    char path[PLAN_PATH_MAX + 32];
+    if (strlen(dir) + sizeof "/config.yaml" > sizeof L->config_src) {
+        return err_set(-ENAMETOOLONG, "--resume: %s is too long", dir);
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    if (access(path, R_OK) != 0) {
+        return err_set(-ENOENT, "%s is not a run directory (no config.yaml)", dir);
+    }
+    memcpy(L->config_src, path, strlen(path) + 1);
+    L->resume = true;
+    const char *given[PLAN_MAX_OVERRIDES];
+    int n_given = L->n_overrides;
+    memcpy(given, L->overrides, sizeof given);
+    L->n_overrides = 0;
+    snprintf(path, sizeof path, "%s/" RUN_OVERRIDES_FILE, dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && n < PLAN_MAX_OVERRIDES && fgets(L->recorded[n], sizeof L->recorded[n], f)) {
+        L->recorded[n][strcspn(L->recorded[n], "\n")] = '\0';
+        if (L->recorded[n][0]) {
+            L->overrides[L->n_overrides++] = L->recorded[n];
+            n++;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    for (int i = 0; i < n_given; i++) {
+        int rc = override_put(L, given[i]);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* the keys a resumed run may change: what it does next, not what it did */
+static bool resume_key_safe(const char *key)
+{
+    static const char *const safe[] = {"real_steps", "n_actors", "n_rollout"};
+    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++) {
+        if (strcmp(key, safe[i]) == 0) {
+            return true;
+        }
+    }
+    return strncmp(key, "launcher.", 9) == 0;
+}
+
+/* an effective config as --print-config writes it (top-level scalars, then one level of
+ * sections), one line at a time: the next "key: value" line from *pos into c->key ("name"
+ * or "section.name") and c->value; a section header only sets c->section (start zeroed).
+ * false at the end */
+typedef struct config_line {
+    char section[64];
+    char key[160];
+    char value[256];
+} config_line;
+
+static bool config_text_next(const char **pos, config_line *c)
+{
+    while (*pos && **pos) {
+        const char *line = *pos;
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        *pos = end ? end + 1 : NULL;
+        const char *colon = memchr(line, ':', len);
+        if (!colon) {
+            continue;
+        }
+        bool indented = line[0] == ' ';
+        const char *k = line;
+        while (*k == ' ') {
+            k++;
+        }
+        const char *v = colon + 1;
+        while (*v == ' ') {
+            v++;
+        }
+        int klen = (int)(colon - k), vlen = (int)(len - (size_t)(v - line));
+        if (!indented && vlen == 0) {
+            snprintf(c->section, sizeof c->section, "%.*s", klen, k);
+            continue;
+        }
+        snprintf(c->key, sizeof c->key, "%s%s%.*s", indented ? c->section : "",
+                 indented ? "." : "", klen, k);
+        snprintf(c->value, sizeof c->value, "%.*s", vlen, v);
+        return true;
+    }
+    return false;
+}
+
+/* value of key in an effective config's text into out; false when absent */
+static bool config_text_value(const char *text, const char *key, char *out, size_t n)
+{
+    config_line c = {0};
+    for (const char *pos = text; config_text_next(&pos, &c);) {
+        if (strcmp(c.key, key) == 0) {
+            snprintf(out, n, "%s", c.value);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* every key of process i's new effective config that differs from the run's recorded one
+ * must be a safe one; 0 or -EINVAL naming the key, the recorded and the new value */
+static int resume_check_config(const launcher_t *L, int i, const char *new_text)
+{
+    const char *old_text = L->old_configs[i];
+    if (!old_text) {
+        return 0;   /* a process this run did not have (n_actors or n_rollout grew) */
+    }
+    config_line c = {0};
+    char before[256];
+    for (const char *pos = new_text; config_text_next(&pos, &c);) {
+        if (!resume_key_safe(c.key) && config_text_value(old_text, c.key, before, sizeof before) &&
+            strcmp(before, c.value) != 0) {
+            return err_set(-EINVAL,
+                           "--resume: %s was %s in this run and would be %s; only real_steps, "
+                           "n_actors, n_rollout and launcher.* may change (start a new run for "
+                           "another config)",
+                           c.key, before, c.value);
+        }
+    }
+    return 0;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = 2 * (len + n + 1);
+            text = xrealloc(text, cap);
+        }
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    fclose(f);
+    if (!text) {
+        text = xcalloc(1, 1);
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* RUN/overrides.txt: the --set options in effect, for the next --resume */
+static int write_overrides(const launcher_t *L)
+{
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" RUN_OVERRIDES_FILE, L->run_dir);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    TWIG_ASSERT(f);
+    for (int i = 0; i < L->n_overrides; i++) {
+        fprintf(f, "%s\n", L->overrides[i]);
+    }
+    fclose(f);
+    int rc = atomic_file_write(path, text, len);
+    free(text);
+    return rc;
+}
+
 static int parse_args(launcher_t *L, int argc, char **argv)
 {
     config_table t[2] = {run_cfg_table(&L->run),
@@ -691,18 +901,21 @@ static int parse_args(launcher_t *L, int argc, char **argv)
     if (rc < 0) {
         return rc;
     }
-    const char *run_dir_flag = NULL;
+    const char *run_dir_flag = NULL, *resume_dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("%s\n\nrun options (top level) and launcher options:\n", usage);
             config_write_help(stdout, t, 2);
             return 1;
-        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0) {
+        } else if (strcmp(argv[i], "--run-dir") == 0 || strcmp(argv[i], "--set") == 0 ||
+                   strcmp(argv[i], "--resume") == 0) {
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
                 return err_set(-EINVAL, "%s needs a value (see twig run --help)", argv[i]);
             }
             if (strcmp(argv[i], "--run-dir") == 0) {
                 run_dir_flag = argv[++i];
+            } else if (strcmp(argv[i], "--resume") == 0) {
+                resume_dir = argv[++i];
             } else if (L->n_overrides == PLAN_MAX_OVERRIDES) {
                 return err_set(-E2BIG, "more than %d --set options", PLAN_MAX_OVERRIDES);
             } else {
@@ -715,6 +928,17 @@ static int parse_args(launcher_t *L, int argc, char **argv)
         } else {
             return err_set(-EINVAL, "unexpected argument '%s' (see twig run --help)", argv[i]);
         }
+    }
+    if (resume_dir) {
+        if (L->config_src[0] || run_dir_flag) {
+            return err_set(-EINVAL, "--resume takes the run's recorded config and directory: "
+                                    "give neither CONFIG nor --run-dir with it");
+        }
+        rc = resume_load(L, resume_dir);
+        if (rc < 0) {
+            return rc;
+        }
+        run_dir_flag = resume_dir;
     }
     if (!L->config_src[0]) {
         return err_set(-EINVAL, "no CONFIG given\n%s", usage);
@@ -797,11 +1021,31 @@ static int preflight(launcher_t *L, bool *config_error)
         }
         bins[role] = L->bin_paths[role];
     }
+    /* a run that started once (its overrides are written once nothing refused it) goes on
+     * only with --resume */
+    char started[PLAN_PATH_MAX + 32], metrics[PLAN_PATH_MAX + 32];
+    snprintf(started, sizeof started, "%s/" RUN_OVERRIDES_FILE, L->run_dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.csv", L->run_dir);
+    if (!L->resume && (access(started, F_OK) == 0 || access(metrics, F_OK) == 0)) {
+        *config_error = true;
+        return err_set(-EEXIST,
+                       "%s already holds a run; continue it with: twig run --resume %s "
+                       "(or give another --run-dir)",
+                       L->run_dir, L->run_dir);
+    }
     L->plan = xcalloc(1, sizeof *L->plan);
     int rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src, L->overrides,
                         L->n_overrides, bins);
     for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
         rc = check_process_config(L, i, &L->plan->procs[i]);
+        if (rc == 0 && L->resume) {
+            /* each process's config as this run recorded it: only safe keys may differ */
+            char path[PLAN_PATH_MAX + 64];
+            snprintf(path, sizeof path, "%s/%s.config.yaml", L->run_dir,
+                     L->plan->procs[i].name);
+            L->old_configs[i] = read_text(path);
+            rc = resume_check_config(L, i, L->effective[i]);
+        }
     }
     rc = rc < 0 ? rc : check_run_dir(L);
     if (rc < 0) {
@@ -829,7 +1073,7 @@ static int launch(launcher_t *L)
     log_init("twig", LOG_LEVEL_OFF);
     log_add_file(L->log_fd, LOG_LEVEL_INFO);
     snprintf(L->config_path, sizeof L->config_path, "%s/config.yaml", L->run_dir);
-    rc = write_run_config(L);
+    rc = L->resume ? 0 : write_run_config(L);   /* resume: as recorded */
     if (rc < 0) {
         return rc;
     }
@@ -847,10 +1091,14 @@ static int launch(launcher_t *L)
     if (rc < 0) {
         return rc;
     }
+    rc = write_overrides(L);
+    if (rc < 0) {
+        return rc;
+    }
     printf("twig: %s, %llu real steps, %d actor(s), %d rollout worker(s), pacing %s\n",
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
            L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
-    printf("twig: run directory %s\n", L->run_dir);
+    printf("twig: run directory %s%s\n", L->run_dir, L->resume ? " (resumed)" : "");
     fflush(stdout);
 
     uv_loop_init(&L->loop);
@@ -944,6 +1192,7 @@ int twig_cmd_run(int argc, char **argv)
     }
     for (int i = 0; i < PLAN_MAX_PROCS; i++) {
         free(L->effective[i]);
+        free(L->old_configs[i]);
     }
     free(L->plan);
     free(L);

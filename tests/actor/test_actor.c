@@ -74,6 +74,18 @@ Test(actor, the_first_eval_point_is_the_end_of_the_random_phase)
     cr_expect_eq(actor_first_eval(0, 0, 1000), 1000, "no random phase");
 }
 
+/* a restarted or resumed actor repeats the newest point passed (its report may be lost) */
+Test(actor, a_restart_repeats_the_newest_eval_point_passed)
+{
+    cr_expect_eq(actor_start_eval(0, 500, 1000), 500, "a fresh start: the baseline first");
+    cr_expect_eq(actor_start_eval(600, 500, 1000), 500, "the baseline, passed");
+    cr_expect_eq(actor_start_eval(1500, 500, 1000), 1000, "the newest multiple passed");
+    cr_expect_eq(actor_start_eval(2000, 500, 1000), 2000, "a point exactly reached");
+    cr_expect_eq(actor_start_eval(300, 500, 1000), 500, "nothing passed: the next point");
+    cr_expect_eq(actor_start_eval(300, 0, 1000), 1000, "no random phase, nothing passed");
+    cr_expect_eq(actor_start_eval(1200, 1100, 1000), 1100, "a baseline past a multiple");
+}
+
 Test(actor, batch_fills_and_packs_a_valid_message)
 {
     actor_batch_t b;
