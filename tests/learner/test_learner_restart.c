@@ -335,6 +335,11 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
         append_real(mcl, "actor-0", s, 100); /* 400 real steps: 5 x 300 = 1500 updates */
     }
     Twig__V1__Progress *p = wait_reached(cl, 400, 250, 120000, "250 updates");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    /* checkpoints are written by the learner's writer thread while training goes on: the one
+     * of update 200 is on disk once two were written (100, 200) */
+    wait_stat(&lr, "checkpoints_written", 2, 60000);
+    p = progress_of(cl);
     uint64_t at_kill = p->updates;
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
@@ -356,7 +361,7 @@ Test(learner_restart, kill_9_while_training_loses_only_the_updates_after_the_che
     cr_assert_geq(n, 1);
     cr_assert_leq(n, 3, "old checkpoints pruned");
     uint64_t newest = ids[n - 1];
-    /* checkpoint 200 was written before update 201, so it exists once 250 were seen */
+    /* checkpoint 200 was on disk before the kill (checkpoints_written reached 2) */
     cr_expect_geq(newest, 200);
     cr_expect_eq(newest % 100, 0);
     cr_expect_geq(pv_last, 1 + newest / 20);
