@@ -1,24 +1,7 @@
 /* pace.c - the learner's rate limiter (see pace.h) */
 #include "learner/pace.h"
 
-#include <math.h>
-
 #include "common/config/run_config.h"
-
-/* floor(utd * steps) without overshooting by float rounding: utd came from a float option,
- * so 0.1 * 10 may be 1.0000000149; floor gives 1 as wanted, and the product of a double is
- * exact enough for the step counts a run reaches (< 2^40) */
-static uint64_t pace_credit(double utd, uint64_t steps)
-{
-    double c = floor(utd * (double)steps);
-    if (c <= 0.0) {
-        return 0;
-    }
-    if (c >= 1.8e19) {
-        return PACE_UNLIMITED - 1;
-    }
-    return (uint64_t)c;
-}
 
 uint64_t pace_allowed_updates(const pace_in *in)
 {
@@ -35,7 +18,7 @@ uint64_t pace_allowed_updates(const pace_in *in)
     if (covered <= in->learn_start) {
         return 0;
     }
-    return pace_credit(in->utd, covered - in->learn_start);
+    return run_utd_credit(in->utd, covered - in->learn_start);
 }
 
 bool pace_may_update(const pace_in *in)

@@ -2,6 +2,7 @@
 #include "common/config/run_config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,18 @@ uint64_t run_synthetic_capacity(const run_cfg *r, int k)
         trainings = 1;
     }
     return per_training * (uint64_t)k * (uint64_t)r->retain_epochs * trainings;
+}
+
+uint64_t run_utd_credit(double utd, uint64_t steps)
+{
+    double c = floor(utd * (double)steps);
+    if (c <= 0.0) {
+        return 0;
+    }
+    if (c >= 1.8e19) {
+        return UINT64_MAX - 1;
+    }
+    return (uint64_t)c;
 }
 
 int run_cfg_check(const run_cfg *r)

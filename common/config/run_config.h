@@ -78,6 +78,13 @@ uint64_t run_model_next_point(const run_cfg *r, uint64_t real_steps);
  * epoch_length / model_train_freq) */
 uint64_t run_synthetic_capacity(const run_cfg *r, int k);
 
+/* the SAC updates strict pacing allows for `steps` real steps past learn_start:
+ * floor(utd * steps), without overshooting by float rounding (utd came from a float option,
+ * so 0.1 * 10 may be 1.0000000149; floor gives 1 as wanted, and the product of a double is
+ * exact enough for the step counts a run reaches, < 2^40). The learner's rate limiter and the
+ * launcher's end of a strict run both count with it. */
+uint64_t run_utd_credit(double utd, uint64_t steps);
+
 /* cross-option checks the table cannot express (k_min <= k_max, init_steps < real_steps,
  * rollouts_per_step 0 or >= n_rollout when strict); 0 or -EINVAL naming both options */
 int run_cfg_check(const run_cfg *r);

@@ -446,6 +446,13 @@ static void monitor_write_elapsed(monitor_t *m, double wall_s)
     }
 }
 
+/* the updates strict pacing allows for the whole budget (learner/pace.c counts the same) */
+static uint64_t monitor_strict_updates(const run_cfg *run)
+{
+    uint64_t past = run->real_steps > run->init_steps ? run->real_steps - run->init_steps : 0;
+    return run_utd_credit(run->utd, past);
+}
+
 static void monitor_main(void *arg)
 {
     monitor_t *m = arg;
@@ -494,7 +501,12 @@ static void monitor_main(void *arg)
             m->budget_reached_ms = t;
             log_info("event=budget_reached real_steps=%llu", (unsigned long long)s.real_steps);
         }
-        if (s.evals > 0 && s.eval_real_steps >= m->run->real_steps) {
+        /* done: the final evaluation is in and, under strict pacing, the learner has made
+         * every update the budget allows (so a run, resumed or not, ends with exact counts) */
+        bool final_eval = s.evals > 0 && s.eval_real_steps >= m->run->real_steps;
+        bool updates_done = m->run->pacing != RUN_PACING_STRICT ||
+                            s.updates >= monitor_strict_updates(m->run);
+        if (final_eval && updates_done) {
             if (m->tty) {
                 putchar('\n');
             }
@@ -503,9 +515,18 @@ static void monitor_main(void *arg)
         }
         if (m->budget_reached_ms &&
             t - m->budget_reached_ms > (uint64_t)m->launcher->final_eval_timeout_ms) {
-            snprintf(m->failure, sizeof m->failure,
-                     "no final evaluation within %d ms of reaching the budget",
-                     m->launcher->final_eval_timeout_ms);
+            if (!final_eval) {
+                snprintf(m->failure, sizeof m->failure,
+                         "no final evaluation within %d ms of reaching the budget",
+                         m->launcher->final_eval_timeout_ms);
+            } else {
+                snprintf(m->failure, sizeof m->failure,
+                         "the learner made %llu of its %llu updates within %d ms of reaching "
+                         "the budget",
+                         (unsigned long long)s.updates,
+                         (unsigned long long)monitor_strict_updates(m->run),
+                         m->launcher->final_eval_timeout_ms);
+            }
             set_state(m, MONITOR_FAILED);
             return;
         }
