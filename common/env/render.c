@@ -16,7 +16,8 @@
 #define RENDER_SIZE_MIN 16
 #define RENDER_SIZE_MAX 4096
 #define RENDER_MAXGEOM 2000        /* scene capacity: the humanoid has ~30 geoms */
-#define RENDER_DISTANCE 1.5        /* camera distance, in model extents */
+#define RENDER_DISTANCE 4.0        /* camera distance, in radii of the tracked body tree */
+#define RENDER_DISTANCE_MIN 1.0    /* metres */
 #define RENDER_ELEVATION -20.0     /* degrees: a little above the floor */
 #define RENDER_AZIMUTH 90.0        /* degrees: from the side, looking along +y */
 
@@ -25,6 +26,28 @@
 bool env_render_available(void)
 {
     return true;
+}
+
+/* how far the bodies of track's tree reach from its centre of mass at qpos0 (the model's
+ * extent would count the floor plane, forty metres wide) */
+static double render_tree_radius(const mjModel *m, int track)
+{
+    mjData *d = mj_makeData(m);
+    mj_forward(m, d);
+    double radius = 0.0;
+    for (int b = 1; b < m->nbody; b++) {
+        int up = b;
+        while (up > track) {
+            up = m->body_parentid[up];
+        }
+        if (up != track) {
+            continue;   /* not in the tree */
+        }
+        double dist = mju_dist3(d->xpos + 3 * b, d->subtree_com + 3 * track);
+        radius = dist > radius ? dist : radius;
+    }
+    mj_deleteData(d);
+    return radius;
 }
 
 int env_render_init(env_render *r, const env_t *e, int width, int height)
@@ -74,7 +97,8 @@ int env_render_init(env_render *r, const env_t *e, int width, int height)
     mjv_defaultCamera(&r->cam);
     r->cam.type = mjCAMERA_TRACKING;
     r->cam.trackbodyid = r->m->nbody > 1 ? 1 : 0;
-    r->cam.distance = RENDER_DISTANCE * r->m->stat.extent;
+    double distance = RENDER_DISTANCE * render_tree_radius(r->m, r->cam.trackbodyid);
+    r->cam.distance = distance > RENDER_DISTANCE_MIN ? distance : RENDER_DISTANCE_MIN;
     r->cam.elevation = RENDER_ELEVATION;
     r->cam.azimuth = RENDER_AZIMUTH;
     return 0;

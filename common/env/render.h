@@ -7,7 +7,8 @@
  *
  * Software rendering (Mesa's OSMesa, no GPU, no display): EGL finds no device here
  * (docs/eval.md). The camera tracks the model's first body from the side (azimuth 90,
- * elevation -20, 1.5 x the model's extent away), as Gymnasium's default MuJoCo cameras do.
+ * elevation -20), as Gymnasium's default MuJoCo cameras do, 4 times as far away as that
+ * body's tree reaches at qpos0 (at least 1 m). init computes that reach on a scratch mjData.
  * One OSMesa context per renderer, made current on the calling thread: one renderer per
  * thread, every call from the thread that made it.
  *
