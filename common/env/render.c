@@ -131,6 +131,7 @@ void env_render_free(env_render *r)
         mjv_freeScene(&r->scn);
     }
     if (r->gl != NULL) {
+        OSMesaMakeCurrent(NULL, NULL, 0, 0, 0);   /* release it before destroying it */
         OSMesaDestroyContext(r->gl);
     }
     if (r->m != NULL) {

@@ -249,17 +249,16 @@ static int eval_video_close(eval_video *v, const eval_opts *o)
         fprintf(stderr, "twig eval: --video: %s\n", err_msg());
         return rc;
     }
+    double per_s = v->render_s > 0.0 ? (double)frames / v->render_s : 0.0;
     printf("video %s frames %ld size %dx%d fps %d render %.1f frames/s\n", o->video_path,
-           frames, v->r.width, v->r.height, v->fps, v->render_s > 0.0 ? (double)frames / v->render_s : 0.0);
+           frames, v->r.width, v->r.height, v->fps, per_s);
     return 0;
 }
 
 /* what --video took; removes an unfinished file; safe on a zeroed v */
 static void eval_video_free(eval_video *v)
 {
-    if (v->rgb != NULL) {
-        video_pipe_abort(&v->pipe);
-    }
+    video_pipe_abort(&v->pipe);
     env_render_free(&v->r);
     free(v->rgb);
     *v = (eval_video){0};
