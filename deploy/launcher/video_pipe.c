@@ -77,24 +77,6 @@ int video_pipe_open(video_pipe *v, const char *path, int width, int height, int 
     return 0;
 }
 
-int video_pipe_write(video_pipe *v, const unsigned char *rgb)
-{
-    size_t done = 0;
-    while (done < v->frame_bytes) {
-        ssize_t w = write(v->fd, rgb + done, v->frame_bytes - done);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            int e = errno;
-            return err_set(-e, "writing frame %ld to ffmpeg: %s", v->frames, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    v->frames++;
-    return 0;
-}
-
 /* wait for ffmpeg; its exit status, or -1 if it did not exit normally */
 static int video_wait(video_pipe *v)
 {
@@ -106,20 +88,49 @@ static int video_wait(video_pipe *v)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* ffmpeg has ended, with status (video_wait's): remove its file and say how it ended */
+static int video_ended(video_pipe *v, int status)
+{
+    unlink(v->tmp);
+    v->tmp[0] = '\0';
+    if (status < 0) {
+        return err_set(TWIG_EINTERNAL, "ffmpeg was killed after %ld frames: %s is not written",
+                       v->frames, v->path);
+    }
+    return err_set(TWIG_EINTERNAL, "ffmpeg exited with status %d after %ld frames: %s is not "
+                                   "written", status, v->frames, v->path);
+}
+
+int video_pipe_write(video_pipe *v, const unsigned char *rgb)
+{
+    size_t done = 0;
+    while (done < v->frame_bytes) {
+        ssize_t w = write(v->fd, rgb + done, v->frame_bytes - done);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int e = errno;
+            if (e == EPIPE) {   /* ffmpeg is gone: its exit status says more than EPIPE */
+                close(v->fd);
+                v->fd = -1;
+                return video_ended(v, video_wait(v));
+            }
+            return err_set(-e, "writing frame %ld to ffmpeg: %s", v->frames, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    v->frames++;
+    return 0;
+}
+
 int video_pipe_close(video_pipe *v)
 {
     close(v->fd);
     v->fd = -1;
     int status = video_wait(v);
     if (status != 0) {
-        unlink(v->tmp);
-        v->tmp[0] = '\0';
-        if (status < 0) {
-            return err_set(TWIG_EINTERNAL, "ffmpeg was killed after %ld frames: %s is not "
-                                           "written", v->frames, v->path);
-        }
-        return err_set(TWIG_EINTERNAL, "ffmpeg exited with status %d after %ld frames: %s is "
-                                       "not written", status, v->frames, v->path);
+        return video_ended(v, status);
     }
     if (rename(v->tmp, v->path) < 0) {
         int e = errno;

@@ -34,7 +34,8 @@ typedef struct video_pipe {
  * on failure */
 int video_pipe_open(video_pipe *v, const char *path, int width, int height, int fps);
 
-/* one frame; 0 or a negative code (ffmpeg gone: -EPIPE) */
+/* one frame; 0 or a negative code. If ffmpeg has gone, it is waited for, its file removed
+ * and its exit status named in err_msg (as close does) */
 int video_pipe_write(video_pipe *v, const unsigned char *rgb);
 
 /* end the stream, wait for ffmpeg and move the file into place. 0, or a negative code with

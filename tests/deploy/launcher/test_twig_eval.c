@@ -469,6 +469,10 @@ Test(twig_eval, video_refusals_name_the_problem_and_leave_no_file)
     cr_expect_eq(run_twig("eval %s --video %s --width 64 --height 48", iprun, odd), 1);
     cr_expect_not_null(strstr(err_text, "ffmpeg exited with status"), "%s", err_text);
     cr_expect_not(exists(odd));
+    /* the same with frames larger than the pipe: ffmpeg is gone while twig still writes */
+    cr_expect_eq(run_twig("eval %s --video %s --width 1280 --height 720", iprun, odd), 1);
+    cr_expect_not_null(strstr(err_text, "ffmpeg exited with status"), "%s", err_text);
+    cr_expect_not(exists(odd));
 
     /* yuv420p wants even sizes; the size options go with --video */
     cr_expect_eq(run_twig("eval %s --video %s --width 321", iprun, video), 2);
