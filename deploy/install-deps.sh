@@ -7,9 +7,13 @@
 # usage: deploy/install-deps.sh [build|test|bench|all]   (default: test)
 set -eu
 
+# libosmesa6-dev: offscreen rendering for `twig eval --video` (optional to the build: without
+# it twig builds and --video says it is unavailable); ffmpeg encodes the video and its ffprobe
+# checks it in test_twig_eval
 build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
- libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox"
-test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler"
+ libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox libosmesa6-dev"
+test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler
+ ffmpeg"
 bench_pkgs="python3-torch"
 
 case "${1:-test}" in

@@ -68,12 +68,13 @@ static int run_twig(const char *fmt, ...)
     return WEXITSTATUS(st);
 }
 
-/* a checkpoint ckpt-<updates> under run/learner as the learner lays it out: sac.bin from
- * sac_save, state.bin's header (what twig reads of it) with the crc32c over the file */
-static void make_ckpt(sac_t *s, const char *run, uint64_t updates, uint64_t policy_version,
-                      uint64_t seed)
+/* a checkpoint ckpt-<updates> of an env_id policy (n_obs, n_act) under run/learner as the
+ * learner lays it out: sac.bin from sac_save, state.bin's header (what twig reads of it) with
+ * the crc32c over the file */
+static void make_env_ckpt(sac_t *s, const char *run, uint64_t updates, uint64_t policy_version,
+                          uint64_t seed, const char *env_id, int n_obs, int n_act)
 {
-    sac_cfg cfg = sac_default_cfg(3, 1);   /* Pendulum-v1 */
+    sac_cfg cfg = sac_default_cfg(n_obs, n_act);
     cfg.hidden = HIDDEN;
     cr_assert_eq(sac_init(s, &cfg, seed), 0, "%s", err_msg());
     s->n_updates = (int64_t)updates;
@@ -89,9 +90,9 @@ static void make_ckpt(sac_t *s, const char *run, uint64_t updates, uint64_t poli
     byte_writer w = {.buf = st};
     bw_bytes(&w, "TWIGLRN", 8);
     bw_u32(&w, 2);
-    bw_str(&w, "Pendulum-v1");
-    bw_u32(&w, 3);
-    bw_u32(&w, 1);
+    bw_str(&w, env_id);
+    bw_u32(&w, (uint32_t)n_obs);
+    bw_u32(&w, (uint32_t)n_act);
     bw_u32(&w, HIDDEN);
     bw_u64(&w, updates);
     bw_u64(&w, policy_version);
@@ -104,6 +105,13 @@ static void make_ckpt(sac_t *s, const char *run, uint64_t updates, uint64_t poli
     cr_assert_not_null(f);
     cr_assert_eq(fwrite(st, 1, w.pos, f), w.pos);
     fclose(f);
+}
+
+/* a Pendulum-v1 checkpoint */
+static void make_ckpt(sac_t *s, const char *run, uint64_t updates, uint64_t policy_version,
+                      uint64_t seed)
+{
+    make_env_ckpt(s, run, updates, policy_version, seed, "Pendulum-v1", 3, 1);
 }
 
 /* three checkpoints: pv 3 at 100 updates, pv 7 at 200, and a damaged newest one at 300 */
@@ -332,4 +340,147 @@ Test(twig_eval, a_bad_policy_file_is_refused_naming_the_problem)
     cr_expect_not_null(strstr(err_text, "env_id Pendulum-v1"), "%s", err_text);
     cr_expect_eq(run_twig("env Pendulum-v1 --policy %s/missing.twigp", tmpdir), 2);
     sac_free(&s);
+}
+
+/* `ffprobe` of a video's first stream: frames counted by decoding, size and frame rate */
+static void probe_video(const char *path, long *frames, int *w, int *h, int *fps)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "ffprobe -v error -select_streams v:0 -count_frames -show_entries "
+             "stream=nb_read_frames,width,height,r_frame_rate -of default=nw=1 '%s' > %s/probe.txt",
+             path, tmpdir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char p[128], text[1024];
+    snprintf(p, sizeof p, "%s/probe.txt", tmpdir);
+    slurp(text, sizeof text, p);
+    char *f;
+    cr_assert_not_null(f = strstr(text, "width="), "%s", text);
+    *w = atoi(f + 6);
+    cr_assert_not_null(f = strstr(text, "height="), "%s", text);
+    *h = atoi(f + 7);
+    cr_assert_not_null(f = strstr(text, "r_frame_rate="), "%s", text);
+    *fps = atoi(f + 13);
+    cr_assert_not_null(f = strstr(text, "nb_read_frames="), "%s", text);
+    *frames = atol(f + 15);
+}
+
+/* no file of the tmpdir has ".tmp-" in its name: ffmpeg's unfinished output is gone */
+static void expect_no_temporary_video(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls -a %s | grep -q '\\.tmp-'", tmpdir);
+    cr_expect_neq(system(cmd), 0, "a temporary video file is left in %s", tmpdir);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+Test(twig_eval, video_has_the_first_episode_one_frame_after_reset_and_each_step)
+{
+    if (system("ffprobe -version > /dev/null 2>&1") != 0) {
+        cr_skip_test("no ffmpeg/ffprobe installed (deploy/install-deps.sh test)");
+    }
+    sac_t s = {0};
+    char run[256], video[300];
+    snprintf(run, sizeof run, "%s/run", tmpdir);
+    make_env_ckpt(&s, run, 50, 2, 31, "InvertedPendulum-v4", 4, 1);
+    snprintf(video, sizeof video, "%s/ip.mp4", tmpdir);
+    int rc = run_twig("eval %s --episodes 2 --video %s --width 320 --height 240", run, video);
+    if (rc == 1 && strstr(err_text, "without OSMesa") != NULL) {
+        cr_skip_test("twig built without OSMesa");
+    }
+    cr_assert_eq(rc, 0, "%s", err_text);
+    long steps = 0;
+    char *ep0 = strstr(out_text, "episode 0 seed 0 return ");
+    cr_assert_not_null(ep0, "%s", out_text);
+    cr_assert_not_null(strstr(ep0, " steps "));
+    steps = atol(strstr(ep0, " steps ") + 7);
+    cr_assert_gt(steps, 0);
+    cr_expect_not_null(strstr(out_text, "episode 1 seed 1"), "%s", out_text);
+
+    struct stat st;
+    cr_assert_eq(stat(video, &st), 0, "no %s", video);
+    cr_expect_gt(st.st_size, 0);
+    long frames;
+    int w, h, fps;
+    probe_video(video, &frames, &w, &h, &fps);
+    cr_expect_eq(frames, steps + 1, "%ld frames for %ld steps", frames, steps);
+    cr_expect_eq(w, 320);
+    cr_expect_eq(h, 240);
+    cr_expect_eq(fps, 25, "real time: 1 / dt, dt 0.04");   /* InvertedPendulum-v4 */
+    char line[512];
+    snprintf(line, sizeof line, "video %s frames %ld size 320x240 fps 25 render ", video,
+             steps + 1);
+    cr_expect_not_null(strstr(out_text, line), "%s", out_text);
+    expect_no_temporary_video();
+
+    /* --fps, and the same video again over the first */
+    cr_assert_eq(run_twig("eval %s --episodes 1 --video %s --width 64 --height 48 --fps 10", run,
+                          video), 0, "%s", err_text);
+    probe_video(video, &frames, &w, &h, &fps);
+    cr_expect_eq(frames, steps + 1);
+    cr_expect_eq(w, 64);
+    cr_expect_eq(h, 48);
+    cr_expect_eq(fps, 10);
+    expect_no_temporary_video();
+    sac_free(&s);
+}
+
+Test(twig_eval, video_refusals_name_the_problem_and_leave_no_file)
+{
+    sac_t s = {0}, ip = {0};
+    char run[256], iprun[256], video[300];
+    snprintf(run, sizeof run, "%s/run", tmpdir);
+    make_ckpt(&s, run, 50, 2, 21);   /* Pendulum-v1: no MuJoCo model */
+    snprintf(iprun, sizeof iprun, "%s/iprun", tmpdir);
+    make_env_ckpt(&ip, iprun, 50, 2, 31, "InvertedPendulum-v4", 4, 1);
+    snprintf(video, sizeof video, "%s/v.mp4", tmpdir);
+
+    cr_expect_eq(run_twig("eval %s --video %s", run, video), 1);
+    if (strstr(err_text, "without OSMesa") != NULL) {
+        cr_skip_test("twig built without OSMesa");
+    }
+    cr_expect_not_null(strstr(err_text, "Pendulum-v1 has no MuJoCo model"), "%s", err_text);
+    cr_expect_not(exists(video));
+
+    /* a directory that is not there */
+    cr_expect_eq(run_twig("eval %s --video %s/no/such/dir/v.mp4", iprun, tmpdir), 1);
+    cr_expect_not_null(strstr(err_text, "cannot write"), "%s", err_text);
+    cr_expect_not_null(strstr(err_text, "No such file"), "%s", err_text);
+
+    /* no ffmpeg on PATH */
+    const char *path = getenv("PATH");
+    char saved[4096];
+    snprintf(saved, sizeof saved, "%s", path != NULL ? path : "/usr/bin:/bin");
+    setenv("PATH", "/nonexistent", 1);
+    int rc = run_twig("eval %s --video %s", iprun, video);
+    setenv("PATH", saved, 1);
+    cr_expect_eq(rc, 1);
+    cr_expect_not_null(strstr(err_text, "ffmpeg is not on PATH"), "%s", err_text);
+    cr_expect_not(exists(video));
+
+    /* ffmpeg fails (no container for the extension): its exit status is checked */
+    char odd[300];
+    snprintf(odd, sizeof odd, "%s/v.notavideoformat", tmpdir);
+    cr_expect_eq(run_twig("eval %s --video %s --width 64 --height 48", iprun, odd), 1);
+    cr_expect_not_null(strstr(err_text, "ffmpeg exited with status"), "%s", err_text);
+    cr_expect_not(exists(odd));
+    /* the same with frames larger than the pipe: ffmpeg is gone while twig still writes */
+    cr_expect_eq(run_twig("eval %s --video %s --width 1280 --height 720", iprun, odd), 1);
+    cr_expect_not_null(strstr(err_text, "ffmpeg exited with status"), "%s", err_text);
+    cr_expect_not(exists(odd));
+
+    /* yuv420p wants even sizes; the size options go with --video */
+    cr_expect_eq(run_twig("eval %s --video %s --width 321", iprun, video), 2);
+    cr_expect_not_null(strstr(err_text, "--width 321 is not an even integer"), "%s", err_text);
+    cr_expect_eq(run_twig("eval %s --fps 10", iprun), 2);
+    cr_expect_not_null(strstr(err_text, "go with --video"), "%s", err_text);
+    cr_expect_not(exists(video));
+    expect_no_temporary_video();
+    sac_free(&s);
+    sac_free(&ip);
 }
