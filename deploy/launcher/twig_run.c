@@ -855,23 +855,9 @@ static char *read_text(const char *path)
     if (!f) {
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = 2 * (len + n + 1);
-            text = xrealloc(text, cap);
-        }
-        memcpy(text + len, buf, n);
-        len += n;
-    }
+    size_t len;
+    char *text = read_all(f, &len);
     fclose(f);
-    if (!text) {
-        text = xcalloc(1, 1);
-    }
-    text[len] = '\0';
     return text;
 }
 

@@ -2,6 +2,7 @@
  * needed): validation of pushes and evals, dedup, policy long polls, mirroring, strict
  * pacing with and without synthetic quotas, SIGTERM. */
 #include "proc.h"
+#include "tests/shims/slow_io.h"
 
 TestSuite(learner, .init = proc_setup, .fini = proc_teardown, .timeout = 240);
 
@@ -774,15 +775,10 @@ Test(learner, a_slow_disk_does_not_slow_training)
                           "learner.checkpoint_every=0",
                           "learner.final_checkpoint=false",
                           NULL};
-    const char *asan = getenv("ASAN_OPTIONS");
-    char asan_opts[512];
-    snprintf(asan_opts, sizeof asan_opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-             asan ? ":" : "");
-    setenv("ASAN_OPTIONS", asan_opts, 1);
-    setenv("LD_PRELOAD", TWIG_BIN_DIR "/tests/shims/libtwig_slow_io.so", 1);
+    slow_io_preload();
     setenv("TWIG_TEST_SLOW_FSYNC_MS", "500", 1);
     start_learner(&lr, "l", ms.addr, sets);
-    unsetenv("LD_PRELOAD");
+    slow_io_unload();
     unsetenv("TWIG_TEST_SLOW_FSYNC_MS");
     rpc_client_t *cl = client_of(&lr);
     Twig__V1__Progress *p = wait_reached(cl, 1100, 1000, 40000, "1000 updates on a slow disk");

@@ -12,9 +12,9 @@
 #include "common/rpc/rpc.h"
 #include "fixture.h"
 #include "tests/procfix.h"
+#include "tests/shims/slow_io.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
-#define SHIM TWIG_BIN_DIR "/tests/shims/libtwig_slow_io.so"
 #define ENV "Pendulum-v1"
 #define SLOW_MS 400   /* per segment pread; a fetch makes six */
 
@@ -73,22 +73,15 @@ Test(modelserver_loop, a_slow_log_read_stalls_neither_get_model_nor_the_next_fet
     snprintf(ms.port_file, sizeof ms.port_file, "%s/ms.port", tmp);
     snprintf(ms.log_file, sizeof ms.log_file, "%s/ms.log", tmp);
     snprintf(slow, sizeof slow, "%d", SLOW_MS);
-    /* the child inherits these (Criterion runs each test in its own process); the ASan
-     * runtime, when there is one, need not come first for a shim that only wraps pread */
-    setenv("LD_PRELOAD", SHIM, 1);
+    slow_io_preload();
     setenv("TWIG_TEST_SLOW_PREAD_MS", slow, 1);
     setenv("TWIG_TEST_SLOW_PREAD_FLAG", flag, 1);
-    const char *asan = getenv("ASAN_OPTIONS");
-    char asan_opts[512];
-    snprintf(asan_opts, sizeof asan_opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-             asan ? ":" : "");
-    setenv("ASAN_OPTIONS", asan_opts, 1);
     const char *argv[] = {SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
                           "--port-file", ms.port_file, "--log-level", "warn", "--env", ENV,
                           /* no fit during the test: the trainer reads the log too */
                           "--set", "real_steps=2000000", "--set", "init_steps=1000000", NULL};
     ms.pid = procfix_spawn(argv, ms.log_file);
-    unsetenv("LD_PRELOAD");
+    slow_io_unload();
     procfix_wait_serving(&ms, 20000);
 
     rpc_client_t *cl;
