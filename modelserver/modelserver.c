@@ -506,9 +506,22 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
         o.segment_bytes = cfg->segment_bytes;
     }
     if ((rc = reallog_open(&ms->log, &o)) < 0) {
+        if (rc == TWIG_EMISMATCH) {   /* a log of another env: the config, not the machine */
+            char why[512];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(TWIG_ECONFIG, "%s", why);
+        }
         return rc;
     }
     ms->log_open = 1;
+    if (cfg->run && reallog_end(&ms->log) > cfg->run->real_steps) {
+        return err_set(TWIG_ECONFIG,
+                       "the log in %s holds %" PRIu64 " real steps, more than real_steps %" PRIu64
+                       ": a run's budget can grow, not shrink (give real_steps %" PRIu64
+                       " or more, or start a new run)",
+                       cfg->data_dir, reallog_end(&ms->log), cfg->run->real_steps,
+                       reallog_end(&ms->log));
+    }
     if ((rc = fetcher_start(&ms->fetcher, &ms->log, MODELSERVER_FETCH_MAX)) < 0) {
         return rc;
     }

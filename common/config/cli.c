@@ -120,6 +120,14 @@ static int apply_set(const config_table *t, int n, const char *section, const ch
     return config_set(t, n, full, eq + 1);
 }
 
+/* an error of a --set value says where the value came from: "--set K=V: why" */
+int cli_err_from_set(int rc, const char *assignment)
+{
+    char why[512];
+    snprintf(why, sizeof why, "%s", err_msg());
+    return err_set(rc, "--set %s: %s", assignment, why);
+}
+
 /* a flag's value: the next argument, unless there is none or it is itself an option */
 static int take_value(const char **value, int argc, char **argv, int *i, const char *flag)
 {
@@ -182,7 +190,7 @@ int cli_parse(const config_table *t, int n, const char *section, int argc, char 
                 return err_set(rc, "--set needs KEY=VALUE");
             }
             if ((rc = apply_set(t, n, section, value)) < 0) {
-                return rc;
+                return cli_err_from_set(rc, value);
             }
             continue;
         }

@@ -49,4 +49,7 @@ typedef enum cli_result {
 int cli_parse(const config_table *tables, int n_tables, const char *section, int argc,
               char **argv, const char *usage);
 
+/* rc with err_msg() prefixed by the --set that caused it: "--set KEY=VALUE: why" */
+int cli_err_from_set(int rc, const char *assignment);
+
 #endif

@@ -41,7 +41,7 @@ int daemon_main(const daemon_spec *d, int argc, char **argv)
         log_error("event=start_failed err=%s detail=\"%s\"", err_name(rc), err_msg());
         d->free(d->app);
         rpc_lib_shutdown(DAEMON_RPC_UNLOAD_MS);
-        return 1;
+        return rc == TWIG_ECONFIG ? 2 : 1;   /* a restart cannot mend the config */
     }
     rc = d->run(d->app);
     d->free(d->app);

@@ -37,6 +37,7 @@
 #include <uv.h>
 
 #include "common/base/atomic_file.h"
+#include "common/config/cli.h"
 #include "common/config/config.h"
 #include "common/env/env.h"
 #include "common/base/err.h"
@@ -940,12 +941,20 @@ static int parse_args(launcher_t *L, int argc, char **argv)
         /* a section key (the value may hold dots too: learner_addr=127.0.0.1:7102) */
         bool other = dot && (!eq || dot < eq) && strncmp(o, "launcher.", 9) != 0;
         rc = other ? 0 : config_set_assignment(t, 2, o);   /* others: checked by each binary */
+        rc = rc < 0 ? cli_err_from_set(rc, o) : rc;
         if (rc < 0) {
             return rc;
         }
     }
-    rc = config_check(t, 2);
-    if (rc < 0 || (rc = check_env_id(L->run.env)) < 0) {
+    if ((rc = config_check(t, 2)) < 0) {
+        return rc;
+    }
+    if ((rc = check_env_id(L->run.env)) < 0) {
+        for (int i = L->n_overrides - 1; i >= 0; i--) {
+            if (strncmp(L->overrides[i], "env=", 4) == 0) {   /* the env came from --set */
+                return cli_err_from_set(rc, L->overrides[i]);
+            }
+        }
         return rc;
     }
     if (run_dir_flag) {

@@ -259,6 +259,18 @@ Test(resume, a_changed_unsafe_key_is_refused_and_a_larger_budget_is_accepted, .t
     const char *batch[] = {"learner.batch_size=32"};
     start_resume(&r, batch, 1);
     cr_expect_eq(e2e_wait_exit(&r, 30000), 2, "a changed learner.batch_size is refused");
+    /* the budget grows, never shrinks below what the log holds: the model server refuses
+     * (exit 2, not restarted) and nothing is appended or rewritten */
+    const char *shorter[] = {"real_steps=1000"};
+    start_resume(&r, shorter, 1);
+    cr_expect_eq(e2e_wait_exit(&r, 60000), 2, "a budget below the log's steps is refused");
+    msg = slurp_path(out);
+    cr_expect(strstr(msg, "more than real_steps 1000") && strstr(msg, "can grow, not shrink"),
+              "%s", msg);
+    free(msg);
+    now = run_file(&r, "metrics.csv");
+    cr_expect_str_eq(now, before, "a refused resume touched metrics.csv");
+    free(now);
     const char *longer[] = {"real_steps=3600"};
     start_resume(&r, longer, 1);
     expect_finished(&r, before, 3600);

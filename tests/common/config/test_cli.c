@@ -80,8 +80,8 @@ Test(cli, an_unknown_option_is_named_as_unknown_with_or_without_a_value)
     cr_expect_eq(PARSE("--n-wrokers", "3"), -EINVAL);
     cr_expect_str_eq(err_msg(), "unknown option '--n-wrokers' (did you mean '--n-workers'?)");
     cr_expect_eq(PARSE("--set", "learner.idnex=1"), -ENOENT);
-    cr_expect_str_eq(err_msg(),
-                     "unknown option 'learner.idnex' (did you mean 'learner.index'?)");
+    cr_expect_str_eq(err_msg(), "--set learner.idnex=1: unknown option 'learner.idnex' "
+                                "(did you mean 'learner.index'?)");
 }
 
 Test(cli, a_missing_value_is_named_and_never_taken_from_the_next_option)

@@ -95,6 +95,26 @@ Test(twig_run_checks, more_elites_than_members_is_refused_before_any_process_sta
     expect_nothing_started();
 }
 
+/* a value that came from --set is named as such, whoever checks it: twig itself (run keys,
+ * the env id) or a process (a section key) */
+Test(twig_run_checks, a_bad_set_value_is_named_with_its_set)
+{
+    static char err[1 << 14];
+    write_config("");
+    const char *cases[][2] = {
+        {"learner.batch_size=abc",
+         "--set learner.batch_size=abc: learner.batch_size: 'abc' is not a number"},
+        {"real_steps=-5", "--set real_steps=-5: real_steps: -5 is out of range"},
+        {"env=Pendulum-v0", "--set env=Pendulum-v0: env: unknown env id 'Pendulum-v0'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int code = run_twig(err, sizeof err, &cases[i][0], 1);
+        cr_expect_eq(code, 2, "%s: exit %d\n%s", cases[i][0], code, err);
+        cr_expect_neq(strstr(err, cases[i][1]), NULL, "wanted '%s' in:\n%s", cases[i][1], err);
+        expect_nothing_started();
+    }
+}
+
 Test(twig_run_checks, a_bad_model_section_in_the_file_is_refused_naming_the_keys)
 {
     static char err[1 << 14];
