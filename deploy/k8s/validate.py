@@ -19,7 +19,9 @@ refused, with the document and the field's path, when it has
   - an int-or-string (ports, maxSurge, ...) that is neither, or a named port that is not an
     IANA service name,
   - a Quantity (resources, sizeLimit) that does not parse (`1 Gi`, `2GB`),
-  - an apiVersion/kind outside the groups below.
+  - an apiVersion/kind outside the groups below,
+  - a key given twice in one map, a name that is not DNS-1123, a port name that is not an
+    IANA service name, a controller selector that does not select its own template.
 Kubernetes 1.22 has no native gRPC probe (it came in 1.24): probes run `twig health` (exec).
 
 Exit status: 0 all valid (one summary line on stdout); 1 refused (one line per problem on
@@ -70,6 +72,8 @@ QUANTITY = {
     ("V1ResourceRequirements", "limits"), ("V1ResourceRequirements", "requests"),
     ("V1EmptyDirVolumeSource", "size_limit"), ("V1PodSpec", "overhead"),
 }
+# fields that name a port: IANA service names (what a probe's or Service's port may name)
+PORT_NAMES = {("V1ContainerPort", "name")}
 # the ports that are named must be IANA service names (what a probe's port may name)
 NAMED_PORT = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 # Quantity: a signed decimal and one of the suffixes of apimachinery's resource.Quantity
@@ -142,6 +146,8 @@ def check_value(typ, v, path, where, out, owner=None, attr=None):
     if (owner, attr) in INT_OR_STRING:
         check_int_or_string(v, path, where, out, port=attr in ("port", "target_port"))
         return
+    if (owner, attr) in PORT_NAMES and isinstance(v, str) and not NAMED_PORT.match(v):
+        out.add(where, path, "'%s' is not a port name (IANA service name, <= 15 chars)" % v)
     quantity = (owner, attr) in QUANTITY
     m = re.match(r"^list\[(.*)\]$", typ)
     if m:
@@ -224,13 +230,55 @@ def check_document(doc, where, out):
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not DNS1123_SUBDOMAIN.match(name):
         out.add(where, "metadata.name", "%r is not a DNS-1123 name" % (name,))
+    check_selector(doc, where, out)
     return (api, kind, name)
+
+
+def check_selector(doc, where, out):
+    """a controller's selector.matchLabels must select its own pod template (the API server
+    refuses `selector does not match template labels`)"""
+    spec = doc.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("selector"), dict):
+        return
+    if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return
+    want = spec["selector"].get("matchLabels") or {}
+    tmpl = spec.get("template") or {}
+    labels = (tmpl.get("metadata") or {}).get("labels") or {} if isinstance(tmpl, dict) else {}
+    if not isinstance(want, dict) or not isinstance(labels, dict):
+        return  # already refused by type
+    if not want and not spec["selector"].get("matchExpressions"):
+        out.add(where, "spec.selector", "selects nothing (empty matchLabels)")
+    for k, v in want.items():
+        if labels.get(k) != v:
+            out.add(where, "spec.selector.matchLabels.%s" % k,
+                    "%r does not match the template's label %r" % (v, labels.get(k)))
+
+
+class StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one map (PyYAML keeps the last one
+    silently; the API server's strict decoding refuses it)"""
+
+
+def _construct_map(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "in a map", node.start_mark, "duplicate key '%s' (first on line %d)"
+                % (key, seen[key] + 1), key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
 
 def load_stream(path, out):
     try:
         with open(path, encoding="utf-8") as f:
-            docs = list(yaml.safe_load_all(f))
+            docs = list(yaml.load_all(f, Loader=StrictLoader))
     except OSError as e:
         raise SystemExit("validate: %s: %s" % (path, e.strerror)) from e
     except yaml.YAMLError as e:

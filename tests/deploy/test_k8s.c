@@ -3,7 +3,9 @@
  *   models, accepts the tree and refuses copies of it with one edit each: a misspelled
  *   field, wrong types (string for int, bool for int, number for string, map for list), a
  *   bad Quantity, a bad int-or-string, a missing required field, an unknown kind, and a
- *   kustomization naming a missing file, missing a file, or using a key it cannot render;
+ *   kustomization naming a missing file, missing a file, or using a key it cannot render,
+ *   and what the API server's own checks refuse (a key twice, a selector that does not
+ *   select its template, a port name longer than 15);
  *   it accepts the edits the API accepts (a number as Quantity, a numeric targetPort, a
  *   percentage maxUnavailable);
  * - tests/deploy/k8s_check.py accepts the tree, whose every container's command the real
@@ -218,6 +220,22 @@ Test(k8s, missing_required_and_unknown_kind_refused, .timeout = 120)
         {{"actor.yaml", "kind: Job", "kind: Jobs"}, "kind: 'Jobs' is not a kind of batch/v1"},
         {{"learner.yaml", "  name: twig-learner\n  labels", "  name: Twig_Learner\n  labels"},
          "metadata.name: 'Twig_Learner' is not a DNS-1123 name"},
+    };
+    expect_refusals(VALIDATE, "", cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+Test(k8s, what_the_api_server_refuses_is_refused, .timeout = 120)
+{
+    const refusal_t cases[] = {
+        {{"modelserver.yaml", "      terminationGracePeriodSeconds: 30\n",
+          "      terminationGracePeriodSeconds: 30\n      terminationGracePeriodSeconds: 5\n"},
+         "duplicate key 'terminationGracePeriodSeconds'"},
+        {{"rollout.yaml", "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollout",
+          "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollouts"},
+         "spec.selector.matchLabels.app.kubernetes.io/name: 'twig-rollout' does not match the "
+         "template's label 'twig-rollouts'"},
+        {{"actor.yaml", "            - name: grpc\n", "            - name: grpc-health-and-stats\n"},
+         "'grpc-health-and-stats' is not a port name"},
     };
     expect_refusals(VALIDATE, "", cases, (int)(sizeof cases / sizeof cases[0]));
 }
