@@ -243,8 +243,9 @@ def check_selector(doc, where, out):
     if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
         return
     want = spec["selector"].get("matchLabels") or {}
-    tmpl = spec.get("template") or {}
-    labels = (tmpl.get("metadata") or {}).get("labels") or {} if isinstance(tmpl, dict) else {}
+    tmpl = spec.get("template")
+    meta = tmpl.get("metadata") if isinstance(tmpl, dict) else None
+    labels = (meta.get("labels") if isinstance(meta, dict) else None) or {}
     if not isinstance(want, dict) or not isinstance(labels, dict):
         return  # already refused by type
     if not want and not spec["selector"].get("matchExpressions"):
@@ -363,7 +364,8 @@ def render(docs, k):
                 name, _, tag = str(c.get("image", "")).partition(":")
                 im = images.get(name)
                 if im:
-                    c["image"] = "%s:%s" % (im.get("newName", name), im.get("newTag", tag or "latest"))
+                    c["image"] = "%s:%s" % (im.get("newName", name),
+                                            im.get("newTag", tag or "latest"))
     return docs
 
 

@@ -89,6 +89,8 @@ def main(argv):
         fail("run-config.yaml", "no ConfigMap twig-run with a run.yaml")
         return report(bad)
     services = {d["metadata"]["name"]: d for d in by_kind.get("Service", [])}
+    for s in services.values():
+        s.setdefault("spec", {}).setdefault("ports", [])
 
     tmp = tempfile.mkdtemp(prefix="twig-test-k8s-")
     run_file = os.path.join(tmp, "run.yaml")
@@ -101,9 +103,10 @@ def main(argv):
             if d["kind"] not in WORKLOADS:
                 continue
             where = "%s %s/%s" % (d["_file"], d["kind"], d["metadata"]["name"])
-            pod = d["spec"]["template"]["spec"]
-            tlabels = d["spec"]["template"].get("metadata", {}).get("labels", {})
-            for c in pod["containers"]:
+            tmpl = d["spec"]["template"]
+            pod = tmpl.get("spec") or {}
+            tlabels = (tmpl.get("metadata") or {}).get("labels") or {}
+            for c in pod.get("containers") or []:
                 w = "%s container %s" % (where, c["name"])
                 cfg = check_container(c, pod, d, w, run_file, bin_dir, want_image, fail)
                 if cfg is None:
@@ -235,7 +238,11 @@ def check_run(configs, workloads, services, fail):
         s = services.get("twig-" + sec)
         if s is None:
             continue
-        want = "twig-%s:%d" % (sec, s["spec"]["ports"][0]["port"])
+        sp = [p for p in s["spec"]["ports"] if p.get("name") == "grpc"]
+        if not sp:
+            fail("Service twig-%s" % sec, "no port named grpc")
+            continue
+        want = "twig-%s:%d" % (sec, sp[0]["port"])
         for user, eff in configs.items():
             if eff[key] != want:
                 fail("%s's config" % user, "%s is %s, but the Service is %s"
@@ -246,10 +253,12 @@ def check_run(configs, workloads, services, fail):
         if d["kind"] != "StatefulSet" or d["spec"].get("replicas", 1) != 1:
             fail(w, "expected a StatefulSet of one replica")
             continue
-        claims = {t["metadata"]["name"] for t in d["spec"].get("volumeClaimTemplates") or []}
+        claims = {(t.get("metadata") or {}).get("name")
+                  for t in d["spec"].get("volumeClaimTemplates") or []}
         path = str(configs[sec][sec][key])
-        on = [m for m in c.get("volumeMounts") or [] if m["name"] in claims
-              and not m.get("readOnly") and (path + "/").startswith(m["mountPath"].rstrip("/") + "/")]
+        on = [m for m in c.get("volumeMounts") or []
+              if m["name"] in claims and not m.get("readOnly")
+              and (path + "/").startswith(m["mountPath"].rstrip("/") + "/")]
         if not on:
             fail(w, "%s.%s %s is not on a writable mount of a volume claim (%s)"
                  % (sec, key, path, ", ".join(sorted(claims)) or "none"))

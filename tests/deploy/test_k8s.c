@@ -109,8 +109,7 @@ static void copy_tree(char *dir, size_t n, const edit_t *e)
 }
 
 /* run script on a copy of deploy/k8s with edit e; its exit status, output in out */
-static int run_on_edit(char *out, size_t n, const char *script, const char *extra,
-                       const edit_t *e)
+static int run_on_edit(char *out, size_t n, const char *script, const char *extra, const edit_t *e)
 {
     char dir[PROCFIX_DIR_LEN], args[512];
     copy_tree(dir, sizeof dir, e);
@@ -132,10 +131,12 @@ static void expect_refusals(const char *script, const char *extra, const refusal
     for (int i = 0; i < n_cases; i++) {
         const refusal_t *c = &cases[i];
         int rc = run_on_edit(out, sizeof out, script, extra, &c->e);
-        cr_expect_eq(rc, 1, "%s: '%s' -> '%s' should be refused (exit 1), got %d:\n%s",
-                     c->e.file, c->e.from, c->e.to ? c->e.to : "(removed)", rc, out);
+        cr_expect_eq(rc, 1, "%s: '%s' -> '%s' should be refused (exit 1), got %d:\n%s", c->e.file,
+                     c->e.from, c->e.to ? c->e.to : "(removed)", rc, out);
         cr_expect_not_null(strstr(out, c->says), "%s: '%s' -> '%s': expected '%s' in:\n%s",
                            c->e.file, c->e.from, c->e.to ? c->e.to : "(removed)", c->says, out);
+        cr_expect_null(strstr(out, "Traceback"), "%s: '%s': a crash, not a refusal:\n%s", c->e.file,
+                       c->e.from, out);
     }
 }
 
@@ -144,8 +145,7 @@ Test(k8s, manifests_valid_against_the_1_22_api, .timeout = 60)
     static char out[OUT_MAX];
     int rc = run_py(out, sizeof out, VALIDATE, K8S_DIR);
     cr_assert_eq(rc, 0, "validate.py refused deploy/k8s:\n%s", out);
-    cr_expect_not_null(strstr(out, "9 documents valid against the Kubernetes 1.22 API"), "%s",
-                       out);
+    cr_expect_not_null(strstr(out, "9 documents valid against the Kubernetes 1.22 API"), "%s", out);
     cr_expect_not_null(strstr(out, "ConfigMap 1, Deployment 1, Job 1, Service 4, StatefulSet 2"),
                        "%s", out);
 }
@@ -230,12 +230,32 @@ Test(k8s, what_the_api_server_refuses_is_refused, .timeout = 120)
         {{"modelserver.yaml", "      terminationGracePeriodSeconds: 30\n",
           "      terminationGracePeriodSeconds: 30\n      terminationGracePeriodSeconds: 5\n"},
          "duplicate key 'terminationGracePeriodSeconds'"},
-        {{"rollout.yaml", "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollout",
+        {{"rollout.yaml",
+          "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollout",
           "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollouts"},
          "spec.selector.matchLabels.app.kubernetes.io/name: 'twig-rollout' does not match the "
          "template's label 'twig-rollouts'"},
-        {{"actor.yaml", "            - name: grpc\n", "            - name: grpc-health-and-stats\n"},
+        {{"actor.yaml", "            - name: grpc\n",
+          "            - name: grpc-health-and-stats\n"},
          "'grpc-health-and-stats' is not a port name"},
+    };
+    expect_refusals(VALIDATE, "", cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+Test(k8s, malformed_documents_refused_not_crashed, .timeout = 120)
+{
+    const refusal_t cases[] = {
+        {{"modelserver.yaml",
+          "  template:\n    metadata:", "  template: 7\n  tmpl:\n    metadata:"},
+         "spec.template: expected a map (V1PodTemplateSpec), got an int"},
+        {{"learner.yaml",
+          "    metadata:\n      labels:", "    metadata: [1, 2]\n    meta:\n      labels:"},
+         "spec.template.metadata: expected a map (V1ObjectMeta), got a list"},
+        {{"rollout.yaml", "            sizeLimit: 64Mi\n",
+          "            sizeLimit: 64Mi\n---\njust a string\n"},
+         "rollout.yaml: doc 3: (document): a manifest is a map, not a string"},
+        {{"actor.yaml", "  completions: 2", "  completions: [2"},
+         "actor.yaml: (document): not YAML"},
     };
     expect_refusals(VALIDATE, "", cases, (int)(sizeof cases / sizeof cases[0]));
 }
@@ -269,8 +289,8 @@ Test(k8s, what_the_api_accepts_is_accepted, .timeout = 120)
     static char out[OUT_MAX];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = run_on_edit(out, sizeof out, VALIDATE, "", &cases[i]);
-        cr_expect_eq(rc, 0, "%s: '%s' -> '%s' is valid, got %d:\n%s", cases[i].file,
-                     cases[i].from, cases[i].to, rc, out);
+        cr_expect_eq(rc, 0, "%s: '%s' -> '%s' is valid, got %d:\n%s", cases[i].file, cases[i].from,
+                     cases[i].to, rc, out);
     }
 }
 
