@@ -8,6 +8,7 @@ the twig-run ConfigMap to a temporary file and, for every container, runs its co
 args (the ConfigMap's mount path replaced by that file, $(VAR) expanded from its env) with
 --print-config: the program must accept them, and what it prints is the effective config
 the pod would run with. Then checks, naming the manifest and the key:
+  - the run file sets every key of configs/pendulum.yaml to that file's value;
   - the role is a twig program, the image the kustomization's one image;
   - the container port named grpc, every probe's address and the Service's port and
     targetPort are the port of the role's listen key, which listens on all addresses;
@@ -43,6 +44,7 @@ ROLES = {  # program -> its config section (and its Service: twig-<section>)
 BIN_SUBDIR = {"twig-modelserver": "modelserver", "twig-learner": "learner",
               "twig-rollout": "modelserver", "twig-actor": "actor"}
 WORKLOADS = {"StatefulSet", "Deployment", "Job"}
+TASK_FILE = "configs/pendulum.yaml"  # the task the ConfigMap's run file runs
 
 
 def port_of(addr):
@@ -92,6 +94,7 @@ def main(argv):
     for s in services.values():
         s.setdefault("spec", {}).setdefault("ports", [])
 
+    check_task_file(cms[0]["data"]["run.yaml"], fail)
     tmp = tempfile.mkdtemp(prefix="twig-test-k8s-")
     run_file = os.path.join(tmp, "run.yaml")
     with open(run_file, "w", encoding="utf-8") as f:
@@ -122,6 +125,27 @@ def main(argv):
         os.remove(run_file)
         os.rmdir(tmp)
     return report(bad, len(configs), len(services))
+
+
+def check_task_file(run_text, fail):
+    """the run file sets every key of configs/pendulum.yaml to that file's value (it is that
+    task's run, with the cluster's addresses and paths added)"""
+    task_path = os.path.join(SRC, TASK_FILE)
+    with open(task_path, encoding="utf-8") as f:
+        task = yaml.safe_load(f)
+    run = yaml.safe_load(run_text)
+    if not isinstance(run, dict):
+        fail("run-config.yaml", "run.yaml is not a map")
+        return
+    for key, want in task.items():
+        if isinstance(want, dict):
+            got_sec = run.get(key) if isinstance(run.get(key), dict) else {}
+            pairs = [("%s.%s" % (key, k), v, got_sec.get(k)) for k, v in want.items()]
+        else:
+            pairs = [(key, want, run.get(key))]
+        for name, v, got in pairs:
+            if got != v:
+                fail("run-config.yaml", "%s is %r, but %s has %r" % (name, got, TASK_FILE, v))
 
 
 def report(bad, n_roles=0, n_services=0):

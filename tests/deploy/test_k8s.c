@@ -10,7 +10,8 @@
  *   percentage maxUnavailable);
  * - tests/deploy/k8s_check.py accepts the tree, whose every container's command the real
  *   programs accept (--print-config), and refuses copies whose ports, probes, addresses,
- *   process counts or volumes disagree with the config those programs print. */
+ *   process counts or volumes disagree with the config those programs print, or whose run
+ *   file is not configs/pendulum.yaml's task. */
 #include "tests/procfix.h"
 
 #include <dirent.h>
@@ -322,6 +323,10 @@ Test(k8s, disagreements_with_the_config_table_refused, .timeout = 300)
         {{"run-config.yaml", "twig-learner:7102", "twig-learner:7109"},
          "learner_addr is twig-learner:7109, but the Service is twig-learner:7102"},
         {{"run-config.yaml", "n_rollout: 2", "n_rollout: 3"}, "n_rollout is 3 but replicas is 2"},
+        {{"run-config.yaml", "real_steps: 6000", "real_steps: 7000"},
+         "real_steps is 7000, but configs/pendulum.yaml has 6000"},
+        {{"run-config.yaml", "model_hidden: 100", "model_hidden: 200"},
+         "modelserver.model_hidden is 200, but configs/pendulum.yaml has 100"},
         {{"actor.yaml", "completions: 2", "completions: 1"},
          "n_actors is 2: expected a Job with completions and parallelism 2"},
         {{"run-config.yaml", "exit_when_done: true", "exit_when_done: false"},
