@@ -179,6 +179,12 @@ Test(k8s, misspelled_field_refused, .timeout = 120)
          "unknown field 'restartpolicy' in V1PodSpec (did you mean 'restartPolicy'?)"},
         {{"rollout.yaml", "  replicas: 2", "  replica: 2"},
          "spec.replica: unknown field 'replica' in V1DeploymentSpec"},
+        /* the native gRPC probe came after 1.22 (alpha in 1.23): not in this schema */
+        {{"modelserver.yaml",
+          "exec:\n              command: [\"twig\", \"health\", \"127.0.0.1:7101\", \"--service\", "
+          "\"liveness\"]\n            periodSeconds: 10",
+          "grpc:\n              port: 7101\n            periodSeconds: 10"},
+         "livenessProbe.grpc: unknown field 'grpc' in V1Probe"},
     };
     expect_refusals(VALIDATE, "", cases, (int)(sizeof cases / sizeof cases[0]));
 }
