@@ -22,7 +22,7 @@ refused, with the document and the field's path, when it has
   - an apiVersion/kind outside the groups below,
   - a key given twice in one map, a name that is not DNS-1123, a port name that is not an
     IANA service name, a controller selector that does not select its own template.
-Kubernetes 1.22 has no native gRPC probe (it came in 1.24): probes run `twig health` (exec).
+Kubernetes 1.22 has no native gRPC probe (alpha in 1.23): probes run `twig health` (exec).
 
 Exit status: 0 all valid (one summary line on stdout); 1 refused (one line per problem on
 stderr, each `FILE: doc N (Kind/name): path: problem`); 2 bad usage or unreadable input.
@@ -84,6 +84,10 @@ DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
                                r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
 INT32_MAX = 2**31 - 1
+
+
+class Unreadable(Exception):
+    """an input that cannot be read at all (exit 2)"""
 
 
 class Problems:
@@ -281,7 +285,7 @@ def load_stream(path, out):
         with open(path, encoding="utf-8") as f:
             docs = list(yaml.load_all(f, Loader=StrictLoader))
     except OSError as e:
-        raise SystemExit("validate: %s: %s" % (path, e.strerror)) from e
+        raise Unreadable("%s: %s" % (path, e.strerror)) from e
     except yaml.YAMLError as e:
         out.add(path, "", "not YAML: %s" % str(e).replace("\n", " "))
         return []
@@ -297,7 +301,7 @@ def load_kustomization(d, out):
     """(resource paths, kustomization) of directory d"""
     path = os.path.join(d, "kustomization.yaml")
     if not os.path.isfile(path):
-        raise SystemExit("validate: %s: no kustomization.yaml" % d)
+        raise Unreadable("%s: no kustomization.yaml" % d)
     docs = load_stream(path, out)
     if len(docs) != 1 or not isinstance(docs[0], dict):
         out.add(path, "", "a kustomization is one map")
@@ -417,5 +421,13 @@ def main(argv):
     return 0
 
 
+def run(argv):
+    try:
+        return main(argv)
+    except Unreadable as e:
+        sys.stderr.write("validate: %s\n" % e)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run(sys.argv))

@@ -300,4 +300,8 @@ def check_run(configs, workloads, services, fail):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    try:
+        sys.exit(main(sys.argv))
+    except validate.Unreadable as e:
+        sys.stderr.write("k8s_check: %s\n" % e)
+        sys.exit(2)

@@ -356,3 +356,21 @@ Test(k8s, disagreements_with_the_config_table_refused, .timeout = 300)
     snprintf(extra, sizeof extra, "%s", TWIG_BIN_DIR);
     expect_refusals(CHECK, extra, cases, (int)(sizeof cases / sizeof cases[0]));
 }
+
+Test(k8s, unreadable_input_exits_2, .timeout = 60)
+{
+    static char out[OUT_MAX];
+    char dir[PROCFIX_DIR_LEN], args[PROCFIX_DIR_LEN + 32];
+    procfix_tmpdir(dir, sizeof dir);
+    int rc = run_py(out, sizeof out, VALIDATE, dir);
+    cr_expect_eq(rc, 2, "a directory without kustomization.yaml: exit 2, got %d:\n%s", rc, out);
+    cr_expect_not_null(strstr(out, "no kustomization.yaml"), "%s", out);
+    snprintf(args, sizeof args, "%s/none.yaml", dir);
+    rc = run_py(out, sizeof out, VALIDATE, args);
+    cr_expect_eq(rc, 2, "a missing file: exit 2, got %d:\n%s", rc, out);
+    cr_expect_not_null(strstr(out, "none.yaml: no such file or directory"), "%s", out);
+    rc = run_py(out, sizeof out, VALIDATE, "--strict " K8S_DIR);
+    cr_expect_eq(rc, 2, "an unknown flag: exit 2, got %d:\n%s", rc, out);
+    cr_expect_not_null(strstr(out, "usage: validate.py"), "%s", out);
+    procfix_tmpdir_done(dir);
+}
