@@ -21,6 +21,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
+#include "common/rpc/tls_run.h"
 #include "common/base/netaddr.h"
 
 #define ACTOR_GRACE_MS 500      /* health/Stats calls in flight at shutdown */
@@ -1228,7 +1229,8 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
         actor_batch_init(&a->ring[i], cfg->push_every, a->env->spec.n_obs, a->env->spec.n_act);
     }
 
-    rpc_client_cfg cc = {.seed = run->seed ^ (uint64_t)cfg->index};
+    rpc_tls tls = rpc_tls_of_run(run);
+    rpc_client_cfg cc = {.seed = run->seed ^ (uint64_t)cfg->index, .tls = &tls};
     rc = rpc_client_init(&a->ms, run->modelserver_addr, &cc);
     if (rc == 0) {
         rc = rpc_client_init(&a->learner, run->learner_addr, &cc);
@@ -1246,7 +1248,7 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
     uv_async_init(&a->loop, &a->wake, actor_on_wake);
     a->wake.data = a;
 
-    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &a->loop, .app = a};
+    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &a->loop, .app = a, .tls = &tls};
     rc = rpc_server_init(&a->srv, &sc, actor_methods,
                          sizeof actor_methods / sizeof actor_methods[0]);
     if (rc < 0) {

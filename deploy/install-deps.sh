@@ -10,11 +10,13 @@ set -eu
 # libosmesa6-dev: offscreen rendering for `twig eval --video` (optional to the build: without
 # it twig builds and --video says it is unavailable); ffmpeg encodes the video and its ffprobe
 # checks it in test_twig_eval; python3-kubernetes (the Kubernetes 1.22 API models) and
-# python3-yaml validate deploy/k8s offline in test_k8s (deploy/k8s/validate.py)
+# python3-yaml validate deploy/k8s offline in test_k8s (deploy/k8s/validate.py); libssl-dev
+# checks the TLS files at start (common/rpc/rpc_tls.c), and the openssl CLI makes the tests'
+# CA and certificates (test_rpc_tls, test_tls_run)
 build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
- libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox libosmesa6-dev"
+ libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox libosmesa6-dev libssl-dev"
 test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler
- ffmpeg python3-kubernetes python3-yaml"
+ ffmpeg python3-kubernetes python3-yaml openssl"
 bench_pkgs="python3-torch"
 
 case "${1:-test}" in

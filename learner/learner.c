@@ -22,6 +22,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
+#include "common/rpc/tls_run.h"
 #include "common/base/netaddr.h"
 #include "common/nn/nn_gemm.h"
 #include "common/base/ckpt.h"
@@ -879,7 +880,9 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     learner_dedup_init(&l->push_dedup, (size_t)cfg->max_sources, cfg->source_quiet_samples);
     learner_dedup_init(&l->eval_dedup, (size_t)run->n_actors, DEDUP_NEVER);
     l->evals_bound = learner_evals_bound(run);
-    if ((rc = rpc_client_init(&l->ms, run->modelserver_addr, NULL)) < 0) {
+    rpc_tls tls = rpc_tls_of_run(&l->run);
+    rpc_client_cfg cc = {.tls = &tls};
+    if ((rc = rpc_client_init(&l->ms, run->modelserver_addr, &cc)) < 0) {
         return rc;
     }
     l->learn_start = run->init_steps;
@@ -970,7 +973,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->wake.data = l;
     l->wake_open = 1;
     daemon_signals_start(&l->signals, &l->loop, learner_on_stop, l);
-    rpc_server_cfg rc_cfg = {.listen = l->cfg.listen, .loop = &l->loop, .app = l};
+    rpc_server_cfg rc_cfg = {.listen = l->cfg.listen, .loop = &l->loop, .app = l, .tls = &tls};
     if ((rc = rpc_server_init(&l->srv, &rc_cfg, learner_methods, learner_n_methods)) < 0) {
         l->srv = NULL;
         return rc;

@@ -16,6 +16,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
+#include "common/rpc/tls_run.h"
 #include "modelserver/fetcher.h"
 
 /* ---- AppendReal ---- */
@@ -542,7 +543,8 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
     reallog_set_notify(&ms->log, ms_on_log_end, ms);
     daemon_signals_start(&ms->signals, &ms->loop, ms_on_stop, ms);
 
-    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &ms->loop, .app = ms};
+    rpc_tls tls = rpc_tls_of_run(cfg->run);
+    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &ms->loop, .app = ms, .tls = &tls};
     if ((rc = rpc_server_init(&ms->srv, &sc, ms_methods,
                               sizeof ms_methods / sizeof ms_methods[0])) < 0) {
         ms->srv = NULL;

@@ -55,6 +55,16 @@ const config_opt run_opts[] = {
      "host:port of twig-modelserver", NULL},
     {"learner_addr", CFG_ADDR, R(learner_addr), "127.0.0.1:7102", 3, RUN_ADDR_MAX,
      "host:port of twig-learner", NULL},
+    {"tls_ca", CFG_STRING, R(tls_ca), "", 0, RUN_PATH_MAX,
+     "PEM CA certificate for mutual TLS on every connection; empty: plaintext (trusted "
+     "network only)", NULL},
+    {"tls_cert", CFG_STRING, R(tls_cert), "", 0, RUN_PATH_MAX,
+     "PEM certificate of this process, signed by tls_ca (per host: --set tls_cert=...)", NULL},
+    {"tls_key", CFG_STRING, R(tls_key), "", 0, RUN_PATH_MAX, "PEM private key of tls_cert",
+     NULL},
+    {"tls_server_name", CFG_STRING, R(tls_server_name), "", 0, RUN_TLS_NAME_MAX,
+     "name the servers' certificates must carry; empty: the host of the address dialled",
+     NULL},
 };
 #undef R
 const int run_n_opts = (int)(sizeof run_opts / sizeof run_opts[0]);
@@ -142,6 +152,20 @@ int run_cfg_check(const run_cfg *r)
                        "rollouts_per_step (%d) is below n_rollout (%d) with pacing strict: a "
                        "worker would have no share of the quota",
                        r->rollouts_per_step, r->n_rollout);
+    }
+    const char *tls[3][2] = {
+        {"tls_ca", r->tls_ca}, {"tls_cert", r->tls_cert}, {"tls_key", r->tls_key}};
+    int n_tls = !!r->tls_ca[0] + !!r->tls_cert[0] + !!r->tls_key[0];
+    for (int i = 0; i < 3 && n_tls > 0 && n_tls < 3; i++) {
+        if (!tls[i][1][0]) {
+            const char *given = r->tls_ca[0] ? "tls_ca" : r->tls_cert[0] ? "tls_cert" : "tls_key";
+            return err_set(-EINVAL, "%s is set but %s is empty: TLS needs tls_ca, tls_cert and "
+                           "tls_key (or none of them, for plaintext)", given, tls[i][0]);
+        }
+    }
+    if (n_tls == 0 && r->tls_server_name[0]) {
+        return err_set(-EINVAL, "tls_server_name '%s' is set without tls_ca, tls_cert and "
+                       "tls_key", r->tls_server_name);
     }
     const char *peers[2][2] = {{"modelserver_addr", r->modelserver_addr},
                                {"learner_addr", r->learner_addr}};

@@ -24,6 +24,8 @@
 
 #define RUN_ADDR_MAX NETADDR_MAX   /* the longest HOST:PORT of an address option */
 #define RUN_ENV_MAX 255
+#define RUN_PATH_MAX 1023          /* the longest file path of an option (tls_*) */
+#define RUN_TLS_NAME_MAX 253       /* the longest tls_server_name (a DNS name) */
 
 typedef enum run_pacing {
     RUN_PACING_STRICT = 0,   /* every process waits so the run is algorithmically MBPO */
@@ -52,6 +54,13 @@ typedef struct run_cfg {
     int n_rollout;
     char modelserver_addr[RUN_ADDR_MAX + 1];
     char learner_addr[RUN_ADDR_MAX + 1];
+    /* TLS of every connection of the run (docs/deploy.md, "TLS"): all three files, or none
+     * (plaintext); per host with --set tls_cert=... */
+    char tls_ca[RUN_PATH_MAX + 1];          /* PEM CA certificate every process trusts */
+    char tls_cert[RUN_PATH_MAX + 1];        /* PEM certificate of this process (its host) */
+    char tls_key[RUN_PATH_MAX + 1];         /* PEM private key of tls_cert */
+    char tls_server_name[RUN_TLS_NAME_MAX + 1]; /* name the servers' certificates carry, if
+                                                 * not their addresses' hosts */
 } run_cfg;
 
 extern const config_opt run_opts[];
@@ -86,7 +95,9 @@ uint64_t run_synthetic_capacity(const run_cfg *r, int k);
 uint64_t run_utd_credit(double utd, uint64_t steps);
 
 /* cross-option checks the table cannot express (k_min <= k_max, init_steps < real_steps,
- * rollouts_per_step 0 or >= n_rollout when strict); 0 or -EINVAL naming both options */
+ * rollouts_per_step 0 or >= n_rollout when strict, tls_ca/tls_cert/tls_key all or none);
+ * 0 or -EINVAL naming both options. The TLS files themselves are read by the processes
+ * (common/rpc: rpc_tls_check), each on its own host. */
 int run_cfg_check(const run_cfg *r);
 /* run_cfg_check as a config_table check (base: the run_cfg) */
 int run_cfg_table_check(const void *base, const void *top);

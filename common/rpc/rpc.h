@@ -111,7 +111,23 @@
  *     instead of failing at once with TWIG_EUNAVAIL.
  *   - A client stream: rpc_client_stream_open, rpc_stream_send per message (one in flight; it
  *     returns when the transport took the message), rpc_stream_finish for the single reply.
- *   - rpc_health_check / rpc_wait_serving: one-shot probes for tests and the launcher.
+ *   - rpc_health_check / rpc_wait_serving: one-shot probes for tests and the launcher;
+ *     rpc_health_check_cfg / rpc_wait_health_cfg the same over a client cfg (TLS).
+ *
+ * TLS. A server or client whose cfg.tls names three PEM files talks TLS 1.2+ only, and
+ * always mutual: the server shows cert_file and requires a client certificate that ca_file
+ * signed; the client trusts ca_file alone (never the system's roots), checks the server's
+ * certificate against the host of its address (or server_name) and shows its own cert_file.
+ * tls NULL or all empty: plaintext, and the network must be trusted (docs/deploy.md, "TLS").
+ *
+ *     rpc_tls tls = {.ca_file = "ca.pem", .cert_file = "host.pem", .key_file = "host.key"};
+ *     rpc_server_cfg cfg = {.listen = "0.0.0.0:7101", .tls = &tls, ...};
+ *     rpc_client_cfg ccfg = {.tls = &tls};
+ *
+ * The files are read and checked when a server or client is made (rpc_tls_check says what
+ * is checked); a failure is TWIG_ECONFIG naming the run-config key (tls_ca, tls_cert,
+ * tls_key, tls_server_name) and the file. A TLS peer and a plaintext one do not talk: each
+ * call fails with TWIG_EUNAVAIL (UNAVAILABLE), at once without wait_for_ready.
  */
 #ifndef TWIG_RPC_H
 #define TWIG_RPC_H
@@ -164,6 +180,26 @@ const char *rpc_status_name(int status);
  * What readiness follows: a peer that answers with an error is still there. */
 bool rpc_err_unreachable(int rc);
 
+/* ---- TLS (see the opening comment) ---- */
+
+typedef struct rpc_tls {
+    const char *ca_file;      /* PEM: the CA certificate(s) both sides trust; borrowed */
+    const char *cert_file;    /* PEM: this process's certificate (chain), signed by the CA */
+    const char *key_file;     /* PEM: its private key (unencrypted) */
+    const char *server_name;  /* client: the name the server's certificate must carry;
+                               * NULL or "": the host of the address it dials */
+} rpc_tls;
+
+/* does t ask for TLS (any of its three files named)? NULL: no */
+bool rpc_tls_on(const rpc_tls *t);
+/* read and check t's files as rpc_server_init / rpc_client_init do: all three or none
+ * named (server_name only with them); each readable, at most 1 MiB, PEM of its kind (one or
+ * more certificates; a private key); the key is the certificate's; the certificate (with
+ * any intermediates after it in cert_file) verifies against ca_file now (not expired).
+ * 0 (also when TLS is off), or TWIG_ECONFIG with err_msg() naming the key and file:
+ * "tls_cert '/etc/twig/a.pem': cannot read it (open ...: No such file or directory)" */
+int rpc_tls_check(const rpc_tls *t);
+
 /* ---- server ---- */
 
 typedef struct rpc_server rpc_server_t;  /* opaque */
@@ -206,11 +242,13 @@ typedef struct rpc_server_cfg {
                                   * RESOURCE_EXHAUSTED. Health checks never count. 0:
                                   * RPC_DEFAULT_MAX_CALLS */
     void *app;                   /* handed to every handler; borrowed */
+    const rpc_tls *tls;          /* NULL or all empty: plaintext; borrowed (read at init) */
 } rpc_server_cfg;
 
 /* create a server and bind cfg->listen (fails with -EADDRINUSE if taken: SO_REUSEPORT is
  * off). methods[0..n_methods) are copied (their strings and descriptors are borrowed).
- * -EINVAL on a bad table (path not "/a.B/C", duplicate path, RPC_RUN_ON_LOOP without loop). */
+ * -EINVAL on a bad table (path not "/a.B/C", duplicate path, RPC_RUN_ON_LOOP without loop).
+ * TWIG_ECONFIG: cfg->tls's files failed rpc_tls_check. */
 int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_method *methods,
                     size_t n_methods);
 /* the bound port (the one picked for ":0") */
@@ -282,6 +320,7 @@ typedef struct rpc_client_cfg {
     int keepalive_timeout_ms;    /* 0: default */
     int reconnect_max_ms;        /* cap of the channel's reconnect backoff; 0: default */
     uint64_t seed;               /* retry jitter; 0: from the clock */
+    const rpc_tls *tls;          /* NULL or all empty: plaintext; borrowed (read at init) */
 } rpc_client_cfg;
 
 typedef struct rpc_call_opts {
@@ -301,7 +340,8 @@ typedef enum rpc_conn_state {
     RPC_CONN_SHUTDOWN = 4,
 } rpc_conn_state;
 
-/* addr "host:port" (copied); cfg may be NULL. Does not connect yet. */
+/* addr "host:port" (copied); cfg may be NULL. Does not connect yet. TWIG_ECONFIG:
+ * cfg->tls's files failed rpc_tls_check. */
 int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *cfg);
 /* every call on it must have returned; NULL is fine */
 void rpc_client_free(rpc_client_t *cl);
@@ -341,9 +381,15 @@ void rpc_stream_abort(rpc_stream_t *s);
 #define RPC_HEALTH_SERVING 1
 #define RPC_HEALTH_NOT_SERVING 2
 int rpc_health_check(const char *addr, const char *service, int deadline_ms);
+/* the same over a client made with cfg (NULL: defaults; cfg->tls for a TLS server) */
+int rpc_health_check_cfg(const char *addr, const rpc_client_cfg *cfg, const char *service,
+                         int deadline_ms);
 /* poll addr's service until SERVING: 0, or TWIG_EDEADLINE after deadline_ms (err_msg()
  * says what the last probe saw) */
 int rpc_wait_health(const char *addr, const char *service, int deadline_ms);
+/* the same over a client made with cfg (NULL: defaults) */
+int rpc_wait_health_cfg(const char *addr, const rpc_client_cfg *cfg, const char *service,
+                        int deadline_ms);
 /* rpc_wait_health on RPC_HEALTH_READINESS */
 int rpc_wait_serving(const char *addr, int deadline_ms);
 

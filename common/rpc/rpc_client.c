@@ -159,6 +159,12 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
     int reconnect_max = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms
                                                   : RPC_DEFAULT_RECONNECT_MAX_MS;
     rpc_grpc_init();
+    grpc_channel_credentials *creds = NULL;
+    int rc = rpc_tls_channel_creds(&creds, cfg->tls);
+    if (rc < 0) {
+        grpc_shutdown();   /* rpc_grpc_init's reference */
+        return rc;
+    }
     rpc_client_t *cl = xcalloc(1, sizeof *cl);
     cl->addr = xstrdup(addr);
     pthread_mutex_init(&cl->rng_lock, NULL);
@@ -170,8 +176,15 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
     }
     rng_seed(&cl->rng, seed);
 
-    grpc_arg a[8];
+    grpc_arg a[9];
     size_t na = 0;
+    if (cfg->tls && cfg->tls->server_name && cfg->tls->server_name[0]) {
+        /* the name checked in the server's certificate, instead of the address's host */
+        a[na].type = GRPC_ARG_STRING;
+        a[na].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        a[na].value.string = (char *)cfg->tls->server_name;
+        na++;
+    }
     rpc_arg_int(a, &na, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
     rpc_arg_int(a, &na, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
     rpc_arg_int(a, &na, GRPC_ARG_KEEPALIVE_TIME_MS,
@@ -185,7 +198,6 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
                                                          : reconnect_max);
     rpc_arg_int(a, &na, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, reconnect_max);
     grpc_channel_args args = {.num_args = na, .args = a};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     cl->ch = grpc_channel_create(addr, creds, &args);
     grpc_channel_credentials_release(creds);
     *out = cl;
@@ -536,8 +548,14 @@ static int client_health(rpc_client_t *cl, const char *service, int deadline_ms,
 
 int rpc_health_check(const char *addr, const char *service, int deadline_ms)
 {
+    return rpc_health_check_cfg(addr, NULL, service, deadline_ms);
+}
+
+int rpc_health_check_cfg(const char *addr, const rpc_client_cfg *cfg, const char *service,
+                         int deadline_ms)
+{
     rpc_client_t *cl;
-    int rc = rpc_client_init(&cl, addr, NULL);
+    int rc = rpc_client_init(&cl, addr, cfg);
     if (rc < 0) {
         return rc;
     }
@@ -548,8 +566,14 @@ int rpc_health_check(const char *addr, const char *service, int deadline_ms)
 
 int rpc_wait_health(const char *addr, const char *service, int deadline_ms)
 {
+    return rpc_wait_health_cfg(addr, NULL, service, deadline_ms);
+}
+
+int rpc_wait_health_cfg(const char *addr, const rpc_client_cfg *cfg, const char *service,
+                        int deadline_ms)
+{
     rpc_client_t *cl;
-    int rc = rpc_client_init(&cl, addr, NULL);
+    int rc = rpc_client_init(&cl, addr, cfg);
     if (rc < 0) {
         return rc;
     }

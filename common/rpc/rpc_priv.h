@@ -22,4 +22,16 @@ grpc_byte_buffer *rpc_bb_from_msg(const ProtobufCMessage *msg);
 /* append an integer channel argument: args[*n] = {key, value}, then (*n)++ */
 void rpc_arg_int(grpc_arg *args, size_t *n, const char *key, int value);
 
+/* an rpc_tls's three files, read (NUL-terminated, owned); all NULL when TLS is off */
+typedef struct rpc_tls_pem {
+    char *ca, *cert, *key;
+} rpc_tls_pem;
+/* read and check t's files (rpc_tls_check); 0 or TWIG_ECONFIG */
+int rpc_tls_load(rpc_tls_pem *p, const rpc_tls *t);
+void rpc_tls_pem_free(rpc_tls_pem *p);
+/* the credentials for t: SSL (mutual) when TLS is on, else insecure. 0 and *out (owned:
+ * grpc_*_credentials_release), or TWIG_ECONFIG */
+int rpc_tls_server_creds(struct grpc_server_credentials **out, const rpc_tls *t);
+int rpc_tls_channel_creds(struct grpc_channel_credentials **out, const rpc_tls *t);
+
 #endif

@@ -89,6 +89,7 @@ struct rpc_server {
     void *app;
     int port;
     char *listen;
+    bool tls;                    /* cfg.tls was on: mutual TLS on every connection */
 
     /* health: [0] is "", [1] "readiness", then one per service of the table; liveness is
      * not in the table: it is the loop's heartbeat */
@@ -872,7 +873,13 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
                                                      : RPC_DEFAULT_KEEPALIVE_TIMEOUT_MS;
 
     rpc_grpc_init();
+    grpc_server_credentials *creds = NULL;
+    if ((rc = rpc_tls_server_creds(&creds, cfg->tls)) < 0) {
+        grpc_shutdown();   /* rpc_grpc_init's reference */
+        return rc;
+    }
     rpc_server_t *srv = xcalloc(1, sizeof *srv);
+    srv->tls = rpc_tls_on(cfg->tls);
     srv->methods = xmalloc((n_methods ? n_methods : 1) * sizeof *srv->methods);
     if (n_methods) {
         memcpy(srv->methods, methods, n_methods * sizeof *methods);
@@ -905,7 +912,6 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
     srv->server = grpc_server_create(&args, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
     if (srv->port == 0) {
@@ -957,8 +963,8 @@ int rpc_server_start(rpc_server_t *srv)
     if (pthread_create(&srv->cq_thread, NULL, cq_main, srv) != 0) {
         TWIG_PANIC("cannot start the rpc CQ thread");
     }
-    log_info("event=rpc_listen addr=%s port=%d methods=%zu", srv->listen, srv->port,
-             srv->n_methods);
+    log_info("event=rpc_listen addr=%s port=%d methods=%zu tls=%s", srv->listen, srv->port,
+             srv->n_methods, srv->tls ? "mutual" : "off");
     return 0;
 }
 

@@ -129,7 +129,8 @@ static int rpc_probe(const char *addr, const char *service, void *data)
     const healthwatch_t *hw = data;
     int ms = hw->cfg.every_ms < HEALTHWATCH_PROBE_MAX_MS ? hw->cfg.every_ms
                                                          : HEALTHWATCH_PROBE_MAX_MS;
-    return rpc_health_check(addr, service, ms);
+    rpc_client_cfg cc = {.tls = &hw->cfg.tls};
+    return rpc_health_check_cfg(addr, &cc, service, ms);
 }
 
 static void healthwatch_main(void *arg)

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common/base/stop.h"
+#include "common/rpc/rpc.h"
 
 #include "deploy/launcher/run_plan.h"
 
@@ -35,6 +36,7 @@ typedef struct healthwatch_cfg {
     int every_ms;     /* probe period; 0: no watch */
     int hang_ms;      /* not live this long after being live: hung */
     int startup_ms;   /* a process not live this long after its start: hung */
+    rpc_tls tls;      /* the run's TLS for the probes (paths borrowed for the watch's life) */
 } healthwatch_cfg;
 
 typedef struct healthwatch_proc {

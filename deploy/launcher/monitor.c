@@ -13,6 +13,7 @@
 #include "common/base/clock.h"
 #include "common/base/err.h"
 #include "common/base/log.h"
+#include "common/rpc/tls_run.h"
 #include "proto/twig.pb-c.h"
 
 #define MONITOR_CALL_DEADLINE_MS 2000
@@ -145,14 +146,18 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
     if (rc < 0) {
         return rc;
     }
-    rc = rpc_client_init(&m->learner, run->learner_addr, NULL);
-    return rc < 0 ? rc : rpc_client_init(&m->modelserver, run->modelserver_addr, NULL);
+    rpc_tls tls = rpc_tls_of_run(run);
+    rpc_client_cfg cc = {.tls = &tls};
+    rc = rpc_client_init(&m->learner, run->learner_addr, &cc);
+    return rc < 0 ? rc : rpc_client_init(&m->modelserver, run->modelserver_addr, &cc);
 }
 
 /* every process is live (docs/design.md, Health) within the start-up timeout */
 static int wait_healthy(monitor_t *m)
 {
     uint64_t deadline = clock_now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
+    rpc_tls tls = rpc_tls_of_run(m->run);
+    rpc_client_cfg cc = {.tls = &tls};
     for (int i = 0; i < m->plan->n_procs; i++) {
         const plan_proc *p = &m->plan->procs[i];
         for (;;) {
@@ -160,7 +165,8 @@ static int wait_healthy(monitor_t *m)
                 return TWIG_ECANCELLED;
             }
             uint64_t probe_start = clock_now_ms();
-            int rc = rpc_health_check(p->addr, RPC_HEALTH_LIVENESS, MONITOR_HEALTH_PROBE_MS);
+            int rc = rpc_health_check_cfg(p->addr, &cc, RPC_HEALTH_LIVENESS,
+                                          MONITOR_HEALTH_PROBE_MS);
             if (rc == RPC_HEALTH_SERVING) {
                 log_info("event=monitor_sees_live proc=%s addr=%s", p->name, p->addr);
                 break;

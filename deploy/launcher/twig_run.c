@@ -45,6 +45,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls_run.h"
 #include "common/config/run_config.h"
 #include "deploy/launcher/config_record.h"
 #include "deploy/launcher/healthwatch.h"
@@ -759,10 +760,12 @@ static int resume_load(launcher_t *L, const char *dir)
     return 0;
 }
 
-/* the keys a resumed run may change: what it does next, not what it did */
+/* the keys a resumed run may change: what it does next, not what it did (TLS files: a
+ * renewed certificate changes how processes talk, not what they computed) */
 static bool resume_key_safe(const char *key)
 {
-    static const char *const safe[] = {"real_steps", "n_actors", "n_rollout"};
+    static const char *const safe[] = {"real_steps", "n_actors", "n_rollout", "tls_ca",
+                                       "tls_cert", "tls_key", "tls_server_name"};
     for (size_t i = 0; i < sizeof safe / sizeof *safe; i++) {
         if (strcmp(key, safe[i]) == 0) {
             return true;
@@ -1043,6 +1046,9 @@ static int preflight(launcher_t *L, bool *config_error)
         }
     }
     rc = rc < 0 ? rc : check_run_dir(L);
+    /* the launcher dials every process (monitor, health watch): its TLS files first */
+    rpc_tls tls = rpc_tls_of_run(&L->run);
+    rc = rc < 0 ? rc : rpc_tls_check(&tls);
     if (rc < 0) {
         *config_error = true;   /* the config, not the machine */
         return rc;
@@ -1123,7 +1129,8 @@ static int launch(launcher_t *L)
     rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
                                     wake_from_monitor, L);
     healthwatch_cfg hcfg = {.every_ms = L->cfg.health_every_ms, .hang_ms = L->cfg.hang_ms,
-                            .startup_ms = L->cfg.startup_timeout_ms};
+                            .startup_ms = L->cfg.startup_timeout_ms,
+                            .tls = rpc_tls_of_run(&L->run)};
     healthwatch_init(&L->hw, &hcfg, L->plan, on_hung, on_ready, L);
     rc = rc < 0 ? rc : supervise_start(&L->sup);
     rc = rc < 0 ? rc : monitor_start(&L->mon);

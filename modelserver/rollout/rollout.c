@@ -21,6 +21,7 @@
 #include "common/base/log.h"
 #include "common/base/mem.h"
 #include "common/rpc/msg.h"
+#include "common/rpc/tls_run.h"
 #include "common/base/netaddr.h"
 #include "common/nn/nn_gemm.h"
 
@@ -732,8 +733,10 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     r->p_term = xmalloc(P * sizeof(int));
     r->p_trunc = xmalloc(P * sizeof(int));
 
-    if ((rc = rpc_client_init(&r->ms, run->modelserver_addr, NULL)) < 0 ||
-        (rc = rpc_client_init(&r->learner, run->learner_addr, NULL)) < 0) {
+    rpc_tls tls = rpc_tls_of_run(run);
+    rpc_client_cfg cc = {.tls = &tls};
+    if ((rc = rpc_client_init(&r->ms, run->modelserver_addr, &cc)) < 0 ||
+        (rc = rpc_client_init(&r->learner, run->learner_addr, &cc)) < 0) {
         return rc;
     }
     real_mirror_cfg mc = {
@@ -759,7 +762,7 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     }
     r->loop_ready = 1;
     daemon_signals_start(&r->signals, &r->loop, on_stop, r);
-    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &r->loop, .app = r};
+    rpc_server_cfg sc = {.listen = cfg->listen, .loop = &r->loop, .app = r, .tls = &tls};
     if ((rc = rpc_server_init(&r->srv, &sc, rollout_methods, 1)) < 0) {
         r->srv = NULL;
         return rc;
