@@ -24,6 +24,7 @@ typedef struct e2e_run {
     char learner_addr[64];
     int base_port;
     pid_t pid;             /* twig run */
+    const rpc_tls *tls;    /* the run's TLS for the test's own calls; NULL: plaintext */
 } e2e_run;
 
 /* ports from the test's pid, so test executables running side by side do not collide */
@@ -84,7 +85,8 @@ static inline int e2e_proc(const e2e_run *r, const char *name, int *starts)
 static inline int e2e_progress(const e2e_run *r, Twig__V1__Progress *out)
 {
     rpc_client_t *cl = NULL;
-    int rc = rpc_client_init(&cl, r->learner_addr, NULL);
+    rpc_client_cfg cc = {.tls = r->tls};
+    int rc = rpc_client_init(&cl, r->learner_addr, &cc);
     if (rc < 0) {
         return rc;
     }
