@@ -7,6 +7,8 @@
     python3 twig_client.py policy --learner HOST:PORT     # version, tensors and their shapes
     python3 twig_client.py act    --learner HOST:PORT --obs 0.5,-0.2,1.0 [--obs ...]
     python3 twig_client.py bounds ENV_ID                  # the action bounds act() scales to
+    python3 twig_client.py status --run-dir RUN --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
+                                      # a run with TLS (a run dir's own tls_* keys are used too)
 
 As a module (docs/python.md has every call with an example):
 
@@ -19,6 +21,8 @@ As a module (docs/python.md has every call with an example):
     a = pol.act(obs)                             # deterministic action in env units
     ms = tc.ModelServer("127.0.0.1:7101")
     print(ms.log_status().end_offset)
+    tls = tc.Tls("ca.pem", "me.pem", "me.key")  # a run with tls_ca/tls_cert/tls_key
+    learner = tc.Learner("10.0.0.5:7102", tls=tls)
 
 Needs Debian's python3-grpcio, python3-protobuf and python3-numpy, and the message classes
 protoc generates from proto/*.proto (twig_pb2.py, health_pb2.py). The build makes them in
@@ -28,7 +32,8 @@ build/gen/python next to this source tree, or made by hand with
 Methods are called by their path with grpc's generic unary_unary, so no grpc plugin is needed.
 
 The output of the script is one `key=value ...` line per record, so shell tools and tests can
-read it. Exit status: 0, 1 when a call failed (the reason on stderr), 2 for bad usage.
+read it. Exit status: 0, 1 when a call failed (the reason on stderr), 2 for bad usage
+(a missing TLS file too).
 """
 import argparse
 import os
@@ -197,19 +202,53 @@ class Policy:
 
 # ---- the servers ----------------------------------------------------------------------------
 
+class Tls:
+    """the TLS files of a run (its keys tls_ca, tls_cert, tls_key, tls_server_name): mutual
+    TLS, so all three files are needed; server_name, when set, is the name the servers'
+    certificates must carry instead of the host dialled. The files are read here: a missing
+    one raises OSError naming it."""
+
+    def __init__(self, ca, cert, key, server_name=""):
+        given = {"tls_ca": ca, "tls_cert": cert, "tls_key": key}
+        missing = [k for k, v in given.items() if not v]
+        if missing:
+            raise ValueError("TLS needs tls_ca, tls_cert and tls_key: %s not given"
+                             % ", ".join(missing))
+        self.server_name = server_name or ""
+        self._pem = {}
+        for k, path in given.items():
+            try:
+                with open(path, "rb") as f:
+                    self._pem[k] = f.read()
+            except OSError as e:
+                raise OSError("%s '%s': %s" % (k, path, e.strerror or e)) from e
+
+    def credentials(self):
+        return grpc.ssl_channel_credentials(root_certificates=self._pem["tls_ca"],
+                                            private_key=self._pem["tls_key"],
+                                            certificate_chain=self._pem["tls_cert"])
+
+    def options(self):
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
 class _Server:
-    """one channel and its calls, each by path: (request class, reply class)"""
+    """one channel and its calls, each by path: (request class, reply class); tls: a Tls for
+    a run with TLS, None for plaintext"""
 
     METHODS = {
         "health": ("/grpc.health.v1.Health/Check", "HealthCheckRequest", "HealthCheckResponse"),
         "stats": ("/twig.v1.Stats/GetStats", "StatsRequest", "StatsReply"),
     }
 
-    def __init__(self, addr, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, addr, timeout=DEFAULT_TIMEOUT, tls=None):
         self.addr = addr
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
-            addr, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        if tls is not None:
+            self.channel = grpc.secure_channel(addr, tls.credentials(), options + tls.options())
+        else:
+            self.channel = grpc.insecure_channel(addr, options=options)
         self._calls = {}
         for key, (path, req, rep) in self.METHODS.items():
             mod = health_pb if path.startswith("/grpc.health") else pb
@@ -317,9 +356,13 @@ class ModelServer(_Server):
 
 # ---- a run directory ------------------------------------------------------------------------
 
+RUN_TLS_KEYS = ("tls_ca", "tls_cert", "tls_key", "tls_server_name")
+
+
 def run_addresses(run_dir):
     """{"modelserver": addr, "learner": addr} from RUN/learner.config.yaml (the effective
-    config, defaults included), else RUN/config.yaml with twig's defaults"""
+    config, defaults included), else RUN/config.yaml with twig's defaults; with the run's
+    TLS keys (tls_ca, ...) when they are set"""
     addrs = {"modelserver": "127.0.0.1:7101", "learner": "127.0.0.1:7102"}
     for name in ("learner.config.yaml", "config.yaml"):
         path = os.path.join(run_dir, name)
@@ -333,6 +376,8 @@ def run_addresses(run_dir):
                 value = value.split("#", 1)[0].strip().strip("'\"")
                 if key in ("modelserver_addr", "learner_addr") and value:
                     addrs[key[:-len("_addr")]] = value
+                elif key in RUN_TLS_KEYS and value:
+                    addrs[key] = value
         return addrs
     raise FileNotFoundError("%s: no learner.config.yaml or config.yaml" % run_dir)
 
@@ -349,7 +394,8 @@ def _kv(prefix, pairs):
 
 
 def cmd_status(a):
-    with Learner(a.learner, a.timeout) as l, ModelServer(a.modelserver, a.timeout) as m:
+    with Learner(a.learner, a.timeout, a.tls) as l, \
+            ModelServer(a.modelserver, a.timeout, a.tls) as m:
         p = l.progress()
         print(_kv("learner", [(k, getattr(p, k)) for k in p.DESCRIPTOR.fields_by_name]))
         print(_kv("learner_stats", sorted(l.stats().items())))
@@ -360,7 +406,7 @@ def cmd_status(a):
 
 
 def cmd_evals(a):
-    with Learner(a.learner, a.timeout) as l:
+    with Learner(a.learner, a.timeout, a.tls) as l:
         evs = l.evals(a.from_index)
         for e in evs:
             print(_kv("eval", [(k, getattr(e, k)) for k in e.DESCRIPTOR.fields_by_name]))
@@ -372,7 +418,7 @@ def _policy(a):
     low = high = None
     if a.act_low is not None or a.act_high is not None:
         low, high = _floats(a.act_low or ""), _floats(a.act_high or "")
-    with Learner(a.learner, a.timeout) as l:
+    with Learner(a.learner, a.timeout, a.tls) as l:
         pol = l.policy(act_low=low, act_high=high)
     if pol is None:
         raise LookupError("the learner has no policy yet")
@@ -423,6 +469,9 @@ def main(argv):
             p.add_argument("--modelserver", help="HOST:PORT of twig-modelserver")
         p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                        help="seconds per call (default %(default)s)")
+        for key in RUN_TLS_KEYS:
+            p.add_argument("--" + key.replace("_", "-"), dest=key,
+                           help="the run's %s (default: the run dir's, else none)" % key)
 
     def bounds(p):
         p.add_argument("--act-low", help="comma-separated action lower bounds (plugin envs)")
@@ -459,6 +508,14 @@ def main(argv):
             a.modelserver = a.modelserver or addrs.get("modelserver")
             if not a.modelserver:
                 ap.error("--modelserver or --run-dir is required")
+        tls = {k: getattr(a, k) or addrs.get(k, "") for k in RUN_TLS_KEYS}
+        a.tls = None
+        if any(tls[k] for k in RUN_TLS_KEYS):
+            try:
+                a.tls = Tls(tls["tls_ca"], tls["tls_cert"], tls["tls_key"],
+                            tls["tls_server_name"])
+            except (OSError, ValueError) as e:
+                ap.error(str(e))
     try:
         return a.fn(a)
     except grpc.RpcError as e:

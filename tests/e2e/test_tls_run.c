@@ -38,6 +38,26 @@ static void certs_make(certs *c)
     snprintf(c->missing, sizeof c->missing, "%s/missing.pem", c->dir);
 }
 
+/* deploy/python/twig_client.py status ARGS...: its exit code, its output in *text (owned) */
+static int py_status(const e2e_run *r, char **text, const char *const *args)
+{
+    char out[400];
+    snprintf(out, sizeof out, "%s/py-status.out", r->dir);
+    unlink(out);
+    const char *argv[16] = {"/usr/bin/python3", TWIG_SRC_DIR "/deploy/python/twig_client.py",
+                            "status"};
+    int n = 3;
+    for (int i = 0; args[i] && n < 15; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    setenv("TWIG_PY_GEN", TWIG_BIN_DIR "/gen/python", 1);
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    int code = procfix_exit_code(procfix_spawn(argv, out), 30000);
+    *text = tlsfix_slurp(out);
+    return code;
+}
+
 static void teardown(void)
 {
     procfix_reap_all();
@@ -76,7 +96,20 @@ Test(tls_run, a_strict_run_with_tls_everywhere_reaches_its_budget, .timeout = 24
         cr_expect_lt(procfix_now_ms() - t0, 2000, "plaintext probe of %s hung", addrs[i]);
     }
 
-    int code = e2e_wait_exit(&r, 180000);
+    /* the Python client: the run dir's TLS keys, or none (refused) */
+    char *text = NULL;
+    const char *with_run[] = {"--run-dir", r.run_dir, NULL};
+    int code = py_status(&r, &text, with_run);
+    cr_expect_eq(code, 0, "twig_client.py status --run-dir: exit %d: %s", code, text);
+    cr_expect(strstr(text, "real_steps="), "%s", text);
+    free(text);
+    const char *plain[] = {"--learner", r.learner_addr, "--modelserver", r.ms_addr, NULL};
+    code = py_status(&r, &text, plain);
+    cr_expect_eq(code, 1, "plaintext twig_client.py status: exit %d: %s", code, text);
+    cr_expect(strstr(text, "UNAVAILABLE"), "%s", text);
+    free(text);
+
+    code = e2e_wait_exit(&r, 180000);
     cr_expect_eq(code, 0, "twig run exited %d (see %s)", code, r.dir);
     double cols[2] = {0, 0};
     int rows = e2e_metrics_last(&r, cols, 2);
