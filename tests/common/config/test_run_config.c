@@ -67,6 +67,25 @@ Test(run_config, cross_checks_name_the_options, .init = setup)
     cr_expect(strstr(err_msg(), "k_min") != NULL);
 }
 
+Test(run_config, tls_keys_come_all_three_or_none, .init = setup)
+{
+    cr_expect_str_empty(run.tls_ca);   /* the default: plaintext */
+    cr_expect_eq(run_cfg_check(&run), 0, "%s", err_msg());
+    snprintf(run.tls_cert, sizeof run.tls_cert, "/etc/twig/host.pem");
+    cr_expect_eq(run_cfg_check(&run), -EINVAL);
+    cr_expect(strstr(err_msg(), "tls_cert is set but tls_ca is empty"), "%s", err_msg());
+    snprintf(run.tls_ca, sizeof run.tls_ca, "/etc/twig/ca.pem");
+    cr_expect_eq(run_cfg_check(&run), -EINVAL);
+    cr_expect(strstr(err_msg(), "tls_key is empty"), "%s", err_msg());
+    snprintf(run.tls_key, sizeof run.tls_key, "/etc/twig/host.key");
+    snprintf(run.tls_server_name, sizeof run.tls_server_name, "twig.internal");
+    cr_expect_eq(run_cfg_check(&run), 0, "%s", err_msg());
+    run.tls_ca[0] = run.tls_cert[0] = run.tls_key[0] = '\0';
+    cr_expect_eq(run_cfg_check(&run), -EINVAL);
+    cr_expect(strstr(err_msg(), "tls_server_name 'twig.internal' is set without"), "%s",
+              err_msg());
+}
+
 Test(cli, file_then_flags_in_order_and_dashes_become_underscores, .init = setup)
 {
     char path[] = "/tmp/twig-cli-XXXXXX";
