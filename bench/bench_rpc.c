@@ -10,8 +10,12 @@
  *   model_pull    p50/p99 of pulling a real model from a real twig-modelserver (GetModel, the
  *                 whole blob each time) after its first fit on 2048 appended rows; for each
  *                 --server-bin given (another build's, for a before/after), interleaved
+ *   tls           the cost of mutual TLS (docs/deploy.md, "TLS") on the in-process sink: a new
+ *                 client's first call (connect + handshake) p50, unary appends/s (1 in flight)
+ *                 and 10 MiB blob pulls p50, plaintext and TLS interleaved, with the ratio;
+ *                 the CA and certificate are made with /usr/bin/openssl under /tmp
  *
- * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull] [--fsync none|group|batch]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull|tls] [--fsync none|group|batch]
  *                  [--server-bin PATH]... [--model-hidden H]
  * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
@@ -38,6 +42,7 @@
 #include "common/rpc/msg.h"
 #include "common/rpc/rpc.h"
 #include "tests/procspawn/procspawn.h"
+#include "tests/procspawn/tlsgen.h"
 
 #define SERVER_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define SERVER_PORT_MS 20000    /* spawn to its port file */
@@ -49,6 +54,7 @@
 #define B_ACT 6
 #define BLOB_BYTES (10u << 20)
 #define BLOB_PULLS 40
+#define CONNECT_CALLS 40   /* tls: new clients, each timed to the end of its first call */
 
 /* ---- one batch of the benchmark's shape, sent many times with new seqs ---- */
 
@@ -186,6 +192,7 @@ static void server_stop(server_proc *s)
 
 typedef struct unary_arg {
     const char *addr;
+    const rpc_client_cfg *cc;   /* NULL: defaults (plaintext) */
     int src;
     double seconds;
     uint64_t batches;
@@ -196,7 +203,10 @@ static void *unary_main(void *p)
 {
     unary_arg *u = p;
     rpc_client_t *cl;
-    rpc_client_init(&cl, u->addr, NULL);
+    if ((u->rc = rpc_client_init(&cl, u->addr, u->cc)) < 0) {
+        fprintf(stderr, "bench_rpc: client: %s\n", err_msg());
+        return NULL;
+    }
     bench_batch *b = xmalloc(sizeof *b);
     bench_batch_init(b, u->src);
     rpc_call_opts o = {.deadline_ms = 30000};
@@ -221,13 +231,14 @@ static void *unary_main(void *p)
 }
 
 /* transitions/s of `threads` unary clients, one call in flight each */
-static double run_unary(const char *addr, int threads, double seconds, int src0)
+static double run_unary(const char *addr, const rpc_client_cfg *cc, int threads, double seconds,
+                        int src0)
 {
     pthread_t th[16];
     unary_arg a[16];
     double t0 = clock_now_s();
     for (int t = 0; t < threads; t++) {
-        a[t] = (unary_arg){.addr = addr, .src = src0 + t, .seconds = seconds};
+        a[t] = (unary_arg){.addr = addr, .cc = cc, .src = src0 + t, .seconds = seconds};
         pthread_create(&th[t], NULL, unary_main, &a[t]);
     }
     uint64_t n = 0;
@@ -331,13 +342,16 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* pull the blob n times; p50/p99 in ms; checks the crc of the first pull */
-static int run_blob(const char *addr, double *p50, double *p99)
+static int run_blob(const char *addr, const rpc_client_cfg *cc, double *p50, double *p99)
 {
     rpc_client_t *cl;
-    rpc_client_init(&cl, addr, NULL);
+    int rc = rpc_client_init(&cl, addr, cc);
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: client: %s\n", err_msg());
+        return rc;
+    }
     rpc_call_opts o = {.deadline_ms = 20000};
     double lat[BLOB_PULLS];
-    int rc = 0;
     for (int i = 0; i < BLOB_PULLS && rc == 0; i++) {
         Twig__V1__LogStatusRequest q = TWIG__V1__LOG_STATUS_REQUEST__INIT;
         ProtobufCMessage *r = NULL;
@@ -363,6 +377,91 @@ static int run_blob(const char *addr, double *p50, double *p99)
     *p50 = lat[BLOB_PULLS / 2];
     *p99 = lat[BLOB_PULLS - 1];   /* 40 pulls: the max stands for p99 */
     return 0;
+}
+
+/* ---- the cost of TLS ---- */
+
+/* p50 in ms of CONNECT_CALLS new clients' first health call (connect, handshake, call) */
+static int run_connect(const char *addr, const rpc_client_cfg *cc, double *p50)
+{
+    double lat[CONNECT_CALLS];
+    for (int i = 0; i < CONNECT_CALLS; i++) {
+        double t0 = clock_now_s();
+        int rc = rpc_health_check_cfg(addr, cc, "", 5000);
+        lat[i] = (clock_now_s() - t0) * 1e3;
+        if (rc != RPC_HEALTH_SERVING) {
+            fprintf(stderr, "bench_rpc: connect: %s\n", err_msg());
+            return rc < 0 ? rc : TWIG_EUNAVAIL;
+        }
+    }
+    qsort(lat, CONNECT_CALLS, sizeof lat[0], cmp_double);
+    *p50 = lat[CONNECT_CALLS / 2];
+    return 0;
+}
+
+/* plaintext (the sink at plain_addr) against mutual TLS (a second sink made here, with
+ * certificates openssl makes under /tmp), interleaved over reps; medians and ratios */
+static int run_tls(const char *plain_addr, void *blob, double seconds, int reps)
+{
+    char dir[] = "/tmp/twig-bench-tls-XXXXXX";
+    if (!mkdtemp(dir)) {
+        return err_set(-errno, "mkdtemp: %s", strerror(errno));
+    }
+    char ca[TLSGEN_PATH_MAX], cert[TLSGEN_PATH_MAX], key[TLSGEN_PATH_MAX];
+    tlsgen_path(ca, sizeof ca, dir, "ca", "pem");
+    tlsgen_path(cert, sizeof cert, dir, "host", "pem");
+    tlsgen_path(key, sizeof key, dir, "host", "key");
+    rpc_tls tls = {.ca_file = ca, .cert_file = cert, .key_file = key};
+    rpc_server_t *srv = NULL;
+    rpc_server_cfg sc = {.listen = "127.0.0.1:0", .app = blob, .tls = &tls};
+    int rc = tlsgen_ca(dir, "ca");
+    rc = rc < 0 ? rc : tlsgen_cert(dir, "ca", "host");
+    rc = rc < 0 ? rc : rpc_server_init(&srv, &sc, sink_methods,
+                                       sizeof sink_methods / sizeof *sink_methods);
+    rc = rc < 0 ? rc : rpc_server_start(srv);
+    if (rc == 0) {
+        char tls_addr[64];
+        snprintf(tls_addr, sizeof tls_addr, "127.0.0.1:%d", rpc_server_port(srv));
+        rpc_client_cfg tc = {.tls = &tls};
+        /* [0] plaintext, [1] TLS: connect p50, appends/s, blob p50 */
+        double conn[2][16], app[2][16], blob_p50[2][16], p99;
+        for (int r = 0; r < reps && rc == 0; r++) {
+            for (int k = 0; k < 2 && rc == 0; k++) {
+                const char *addr = k ? tls_addr : plain_addr;
+                const rpc_client_cfg *cc = k ? &tc : NULL;
+                rc = run_connect(addr, cc, &conn[k][r]);
+                app[k][r] = rc < 0 ? 0 : run_unary(addr, cc, 1, seconds, 9000 + 10 * r + k);
+                rc = rc < 0 ? rc : run_blob(addr, cc, &blob_p50[k][r], &p99);
+            }
+        }
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            qsort(conn[k], (size_t)reps, sizeof(double), cmp_double);
+            qsort(app[k], (size_t)reps, sizeof(double), cmp_double);
+            qsort(blob_p50[k], (size_t)reps, sizeof(double), cmp_double);
+        }
+        int m = reps / 2;
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            printf("{\"bench\":\"tls\",\"impl\":\"rpc_%s\",\"reps\":%d,"
+                   "\"connect_p50_ms\":%.2f,\"append_unary_tr_per_s\":%.0f,"
+                   "\"blob_10MiB_p50_ms\":%.2f}\n",
+                   k ? "mutual_tls" : "plaintext", reps, conn[k][m], app[k][m], blob_p50[k][m]);
+        }
+        if (rc == 0) {
+            printf("{\"bench\":\"tls\",\"impl\":\"ratio_tls_over_plaintext\","
+                   "\"connect\":%.2f,\"append_unary\":%.3f,\"blob_10MiB\":%.2f}\n",
+                   conn[1][m] / conn[0][m], app[1][m] / app[0][m],
+                   blob_p50[1][m] / blob_p50[0][m]);
+        }
+    }
+    if (rc < 0) {
+        fprintf(stderr, "bench_rpc: tls: %s\n", err_msg());
+    }
+    if (srv) {
+        rpc_server_shutdown(srv, 100);
+        rpc_server_free(srv);
+    }
+    fs_remove_tree(dir);
+    return rc;
 }
 
 /* ---- weight pulls through a real model server ---- */
@@ -480,7 +579,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--server-bin") && i + 1 < argc && n_bins < 4) {
             bins[n_bins++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull]"
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull|tls]"
                             " [--fsync none|group|batch] [--server-bin PATH]... [--model-hidden H]\n");
             return 2;
         }
@@ -489,8 +588,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_rpc: --model-hidden must be in 8..2048\n");
         return 2;
     }
-    if (only && strcmp(only, "append") && strcmp(only, "blob") && strcmp(only, "pull")) {
-        fprintf(stderr, "bench_rpc: --only '%s': append, blob or pull\n", only);
+    if (only && strcmp(only, "append") && strcmp(only, "blob") && strcmp(only, "pull") &&
+        strcmp(only, "tls")) {
+        fprintf(stderr, "bench_rpc: --only '%s': append, blob, pull or tls\n", only);
         return 2;
     }
     if (seconds <= 0 || seconds > 600 || reps < 1 || reps > 16) {
@@ -541,8 +641,8 @@ int main(int argc, char **argv)
                 for (int j = 0; j < 3; j++) {
                     int src = 100 * (r + 1) + 10 * j;
                     if (j < 2) {
-                        sink_r[j][r] = run_unary(sink_addr, in_flight[j], seconds, src);
-                        twig[j][r] = run_unary(s.addr, in_flight[j], seconds, src);
+                        sink_r[j][r] = run_unary(sink_addr, NULL, in_flight[j], seconds, src);
+                        twig[j][r] = run_unary(s.addr, NULL, in_flight[j], seconds, src);
                     } else {
                         sink_r[j][r] = run_stream(sink_addr, seconds, src);
                         twig[j][r] = run_stream(s.addr, seconds, src);
@@ -564,9 +664,12 @@ int main(int argc, char **argv)
             }
         }
     }
+    if ((!only || !strcmp(only, "tls")) && run_tls(sink_addr, &blob, seconds, reps) < 0) {
+        return 1;
+    }
     if (!only || !strcmp(only, "blob")) {
         double p50, p99;
-        if (run_blob(sink_addr, &p50, &p99) == 0) {
+        if (run_blob(sink_addr, NULL, &p50, &p99) == 0) {
             printf("{\"bench\":\"weight_blob\",\"impl\":\"rpc\",\"malloc\":\"glibc_default\","
                    "\"bytes\":%u,\"pulls\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
                    BLOB_BYTES, BLOB_PULLS, p50, p99);
@@ -575,7 +678,7 @@ int main(int argc, char **argv)
         mallopt(M_MMAP_THRESHOLD, 32 << 20);
         mallopt(M_TRIM_THRESHOLD, 512 << 20);
         mallopt(M_TOP_PAD, 64 << 20);
-        if (run_blob(sink_addr, &p50, &p99) == 0) {
+        if (run_blob(sink_addr, NULL, &p50, &p99) == 0) {
             printf("{\"bench\":\"weight_blob\",\"impl\":\"rpc\",\"malloc\":\"mmap_threshold_32M\","
                    "\"bytes\":%u,\"pulls\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
                    BLOB_BYTES, BLOB_PULLS, p50, p99);
