@@ -15,7 +15,8 @@
  *                 and 10 MiB blob pulls p50, plaintext and TLS interleaved, with the ratio;
  *                 the CA and certificate are made with /usr/bin/openssl under /tmp
  *
- * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull|tls] [--fsync none|group|batch]
+ * usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull|tls]
+ *                  [--fsync none|group|batch]
  *                  [--server-bin PATH]... [--model-hidden H]
  * Each append figure is the median of N runs of S seconds, twig and the sink interleaved.
  * The server binary is TWIG_BIN_DIR/modelserver/twig-modelserver; data dirs go under /tmp and
@@ -579,7 +580,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--server-bin") && i + 1 < argc && n_bins < 4) {
             bins[n_bins++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] [--only append|blob|pull|tls]"
+            fprintf(stderr, "usage: bench_rpc [--seconds S] [--reps N] "
+                            "[--only append|blob|pull|tls]"
                             " [--fsync none|group|batch] [--server-bin PATH]... [--model-hidden H]\n");
             return 2;
         }

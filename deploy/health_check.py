@@ -2,9 +2,12 @@
 """health_check.py - ask a twig server whether it is serving (grpc.health.v1.Health/Check).
 
     deploy/health_check.py [HOST:PORT] [--service NAME] [--timeout SECONDS]
+                           [--tls-ca CA --tls-cert CERT --tls-key KEY [--tls-server-name N]]
 
 Exits 0 when the answer is SERVING and 1 otherwise (NOT_SERVING, unknown service, nobody
-listening, timeout), printing why on stderr: usable as a Docker HEALTHCHECK,
+listening, timeout, a TLS file that cannot be read), printing why on stderr; 2 for bad usage.
+A run with TLS (docs/deploy.md, "TLS") needs the run's tls_ca and a certificate it signed:
+its plaintext probe is refused (UNAVAILABLE). Usable as a Docker HEALTHCHECK,
     HEALTHCHECK CMD ["/usr/bin/python3", "/opt/twig/health_check.py", "127.0.0.1:50051"]
 Needs Debian's python3-grpcio and nothing generated: the two tiny messages of
 proto/health.proto are encoded here by hand,
@@ -81,9 +84,31 @@ def decode_status(buf):
     return status
 
 
-def check(addr, service, timeout):
+def channel(addr, tls):
+    """a plaintext channel, or a mutual-TLS one when tls = {"tls_ca": path, ...}"""
+    if not tls:
+        return grpc.insecure_channel(addr)
+    pem = {}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        with open(tls[key], "rb") as f:
+            pem[key] = f.read()
+    creds = grpc.ssl_channel_credentials(root_certificates=pem["tls_ca"],
+                                         private_key=pem["tls_key"],
+                                         certificate_chain=pem["tls_cert"])
+    options = []
+    if tls.get("tls_server_name"):
+        options.append(("grpc.ssl_target_name_override", tls["tls_server_name"]))
+    return grpc.secure_channel(addr, creds, options)
+
+
+def check(addr, service, timeout, tls=None):
     """0 when SERVING, else 1; prints the reason on stderr"""
-    with grpc.insecure_channel(addr) as ch:
+    try:
+        ch = channel(addr, tls)
+    except OSError as e:
+        print("health_check: %s: %s" % (e.filename, e.strerror), file=sys.stderr)
+        return 1
+    with ch:
         call = ch.unary_unary(CHECK_PATH)  # bytes in, bytes out
         try:
             reply = call(encode_request(service), timeout=timeout)
@@ -108,10 +133,19 @@ def main(argv):
     p.add_argument("addr", nargs="?", default="127.0.0.1:50051", help="HOST:PORT")
     p.add_argument("--service", default="", help='service name ("" = whole server)')
     p.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    for key in ("tls_ca", "tls_cert", "tls_key", "tls_server_name"):
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default="",
+                       help="the run's %s (TLS: all three files)" % key)
     a = p.parse_args(argv)
     if a.timeout <= 0:
         p.error("--timeout must be positive")
-    return check(a.addr, a.service, a.timeout)
+    tls = {k: getattr(a, k) for k in ("tls_ca", "tls_cert", "tls_key", "tls_server_name")}
+    given = [k for k in ("tls_ca", "tls_cert", "tls_key") if tls[k]]
+    if given and len(given) != 3:
+        p.error("TLS needs --tls-ca, --tls-cert and --tls-key (or none of them)")
+    if not given and tls["tls_server_name"]:
+        p.error("--tls-server-name needs --tls-ca, --tls-cert and --tls-key")
+    return check(a.addr, a.service, a.timeout, tls if given else None)
 
 
 if __name__ == "__main__":

@@ -114,10 +114,11 @@
  *   - rpc_health_check / rpc_wait_serving: one-shot probes for tests and the launcher;
  *     rpc_health_check_cfg / rpc_wait_health_cfg the same over a client cfg (TLS).
  *
- * TLS. A server or client whose cfg.tls names three PEM files talks TLS 1.2+ only, and
- * always mutual: the server shows cert_file and requires a client certificate that ca_file
- * signed; the client trusts ca_file alone (never the system's roots), checks the server's
- * certificate against the host of its address (or server_name) and shows its own cert_file.
+ * TLS. A server or client whose cfg.tls names three PEM files talks TLS only (gRPC's
+ * default versions), and always mutual: the server shows cert_file and requires a client
+ * certificate that ca_file signed; the client trusts ca_file alone (never the system's
+ * roots), checks the server's certificate against the host of its address (or server_name)
+ * and shows its own cert_file.
  * tls NULL or all empty: plaintext, and the network must be trusted (docs/deploy.md, "TLS").
  *
  *     rpc_tls tls = {.ca_file = "ca.pem", .cert_file = "host.pem", .key_file = "host.key"};

@@ -266,3 +266,39 @@ Test(rpc_tls, bad_files_are_refused_at_init_naming_key_and_file)
     cr_expect_eq(rpc_tls_check(&f.tls), 0, "%s", err_msg());
     procfix_tmpdir_done(f.dir);
 }
+
+/* exit code of deploy/health_check.py ADDR with tls's files as flags (tls NULL: plaintext) */
+static int run_health_py(const fix *f, const char *addr, const rpc_tls *tls)
+{
+    char log[TLSFIX_PATH_MAX];
+    snprintf(log, sizeof log, "%s/health_check.log", f->dir);
+    const char *argv[16] = {"/usr/bin/python3", TWIG_SRC_DIR "/deploy/health_check.py", addr,
+                            "--timeout", "2"};
+    int n = 5;
+    if (tls) {
+        argv[n++] = "--tls-ca";
+        argv[n++] = tls->ca_file;
+        argv[n++] = "--tls-cert";
+        argv[n++] = tls->cert_file;
+        argv[n++] = "--tls-key";
+        argv[n++] = tls->key_file;
+    }
+    argv[n] = NULL;
+    return procfix_exit_code(procfix_spawn(argv, log), 30000);
+}
+
+Test(rpc_tls, python_health_check_probes_a_tls_server_only_with_the_files)
+{
+    fix f;
+    fix_init(&f);
+    char addr[64];
+    rpc_server_t *srv = start_server(&f.tls, addr, sizeof addr);
+    cr_expect_eq(run_health_py(&f, addr, &f.tls), 0);
+    cr_expect_eq(run_health_py(&f, addr, NULL), 1, "a plaintext probe is refused");
+    rpc_tls intruder = {.ca_file = f.both_cas, .cert_file = f.other_cert,
+                        .key_file = f.other_key};
+    cr_expect_eq(run_health_py(&f, addr, &intruder), 1, "another CA's certificate is refused");
+    rpc_server_shutdown(srv, 100);
+    rpc_server_free(srv);
+    procfix_tmpdir_done(f.dir);
+}
