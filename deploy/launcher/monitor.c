@@ -304,8 +304,13 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
     for (size_t i = 0; i < r->n_evals; i++) {
         const Twig__V1__EvalResult *e = r->evals[i];
         s->evals++;
-        if (m->evals_resync && e->real_steps <= s->eval_real_steps) {
-            continue;   /* written before the learner lost it */
+        /* written before the learner lost it. An evaluation is named by its point (seq: a
+         * multiple of eval_every, or init_steps) and may have started some steps past it
+         * (real_steps); an actor repeats the newest point after a restart, later than the
+         * first time, so the point decides, not the step it ran at */
+        uint64_t point = e->seq > 0 && e->seq <= e->real_steps ? e->seq : e->real_steps;
+        if (m->evals_resync && point <= s->eval_real_steps) {
+            continue;
         }
         m->evals_resync = false;
         s->eval_return_mean = e->return_mean;
