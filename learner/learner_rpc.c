@@ -197,6 +197,13 @@ static int learner_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, vo
     r.achieved_utd = (float)pace_achieved_utd(l->updates, l->real_offset, l->learn_start);
     r.rollout_quota_done = learner_quota_done(l);
     r.source_epoch = dedup_epoch(&l->push_dedup, l->synthetic_samples);
+    r.real_steps_budget = l->run.real_steps;
+    r.strict_pacing = l->run.pacing == RUN_PACING_STRICT;
+    r.env_id = l->run.env;   /* borrowed: lives as long as the learner */
+    if (r.strict_pacing) {
+        uint64_t past = l->run.real_steps > l->learn_start ? l->run.real_steps - l->learn_start : 0;
+        r.updates_budget = run_utd_credit(l->run.utd, past);
+    }
     pthread_mutex_unlock(&l->mu);
     rpc_call_reply(call, 0, &r.base);
     return 0;

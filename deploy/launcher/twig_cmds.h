@@ -8,5 +8,7 @@ int twig_cmd_env(int argc, char **argv);
 int twig_cmd_run(int argc, char **argv);
 int twig_cmd_eval(int argc, char **argv);
 int twig_cmd_export(int argc, char **argv);
+int twig_cmd_monitor(int argc, char **argv);
+int twig_cmd_status(int argc, char **argv);
 
 #endif

@@ -46,11 +46,13 @@
 #include "common/base/mem.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
+#include "deploy/launcher/child.h"
 #include "deploy/launcher/config_record.h"
 #include "deploy/launcher/healthwatch.h"
 #include "deploy/launcher/monitor.h"
 #include "deploy/launcher/ports.h"
 #include "deploy/launcher/run_plan.h"
+#include "deploy/launcher/run_report.h"
 #include "deploy/launcher/supervise.h"
 #include "deploy/launcher/twig_cmds.h"
 
@@ -196,44 +198,6 @@ static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
                    exe_dir, exe_dir, folders[role]);
 }
 
-/* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
- * search), stdout and stderr into the open files fo and fe (borrowed). Its wait status, or
- * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
- * libuv child watcher competes for the exit */
-static int run_child(char *const argv[], int fo, int fe, bool search)
-{
-    pid_t pid = fork();
-    if (pid < 0) {
-        return err_set(-errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        dup2(fo, STDOUT_FILENO);
-        dup2(fe, STDERR_FILENO);
-        if (search) {
-            execvp(argv[0], argv);
-        } else {
-            execv(argv[0], argv);
-        }
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-}
-
-/* "exit 2", "killed by signal 11", "could not be run (exit 127)" */
-static void describe_status(char *out, size_t n, int status)
-{
-    if (WIFSIGNALED(status)) {
-        snprintf(out, n, "killed by signal %d", WTERMSIG(status));
-    } else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
-        snprintf(out, n, "could not be run (exit %d)", WEXITSTATUS(status));
-    } else {
-        snprintf(out, n, "exit %d", WEXITSTATUS(status));
-    }
-}
-
 /* the whole of f (rewound) as a malloc'd string, *len its length; owned by the caller */
 static char *read_all(FILE *f, size_t *len)
 {
@@ -275,7 +239,7 @@ static int check_process_config(launcher_t *L, int i, const plan_proc *p)
         }
         return err_set(-e, "tmpfile: %s", strerror(e));
     }
-    int status = run_child(argv, fileno(out), fileno(err), false);
+    int status = child_run(argv, fileno(out), fileno(err), false);
     if (status < 0) {
         fclose(out);
         fclose(err);
@@ -301,7 +265,7 @@ static int check_process_config(launcher_t *L, int i, const plan_proc *p)
         msg += strlen(bin) + 2;
     }
     char how[64];
-    describe_status(how, sizeof how, status);
+    child_describe_status(how, sizeof how, status);
     int rc = err_set(-EINVAL, "%s refused the config (%s): %s", p->name, how,
                      msg[0] ? msg : "no message");
     free(detail);
@@ -617,80 +581,18 @@ static void on_proc_start(supervise_t *s, int index)
     /* a restart's start is in twig.log (event=started); stderr had its exit already */
 }
 
-/* gnuplot draws metrics.csv into learning_curve.png, the legend below the plot so it never
- * hides a point. No shell is involved; the paths sit in gnuplot's single-quoted strings, so a
- * name with a single quote is not plotted. True when the picture was written */
-static bool plot_learning_curve(const launcher_t *L)
-{
-    if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
-        log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
-        return false;
-    }
-    char png[PLAN_PATH_MAX + 32];
-    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
-    unlink(png);   /* a picture from an earlier run in this dir is not this run's */
-    char script[4 * PLAN_PATH_MAX];
-    snprintf(script, sizeof script,
-             "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
-             "set datafile separator ','; set key autotitle columnhead; "
-             "set key outside below center; "
-             "set title '%s: evaluation return'; set xlabel 'real steps'; "
-             "set ylabel 'return'; set grid; "
-             "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
-             "title 'eval return (mean, std)'",
-             L->run_dir, L->run.env, L->run_dir);
-    char *argv[] = {"gnuplot", "-e", script, NULL};
-    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (devnull < 0) {
-        log_warn("event=plot_failed detail=\"/dev/null: %s\"", strerror(errno));
-        return false;
-    }
-    int status = run_child(argv, devnull, devnull, true);
-    close(devnull);
-    if (status != 0) {
-        char how[64] = "fork failed";
-        if (status > 0) {
-            describe_status(how, sizeof how, status);
-        }
-        log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
-        return false;
-    }
-    struct stat st;
-    return stat(png, &st) == 0 && st.st_size > 0;
-}
-
 static void print_summary(const launcher_t *L)
 {
-    const monitor_snapshot *s = &L->mon.last;
-    double upd_rate = s->wall_s > 0 ? (double)s->updates / s->wall_s : 0;
-    double syn_rate = s->wall_s > 0 ? (double)s->synthetic_samples / s->wall_s : 0;
-    printf("\ntwig: run %s in %.1f s\n", L->exit_code == 0 ? "finished" : "ended", s->wall_s);
-    printf("  env                 %s\n", L->run.env);
-    printf("  real steps          %llu / %llu\n", (unsigned long long)s->real_steps,
-           (unsigned long long)L->run.real_steps);
-    if (s->evals > 0) {
-        /* "final" only for the evaluation at the budget: a run ended early has a last one */
-        printf("  %s eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
-               s->eval_real_steps >= L->run.real_steps ? "final" : "last ",
-               (double)s->eval_return_mean, (double)s->eval_return_std,
-               (unsigned long long)s->eval_real_steps,
-               (unsigned long long)s->eval_policy_version);
-    }
-    printf("  SAC updates         %llu (%.1f/s, achieved UTD %.2f)\n",
-           (unsigned long long)s->updates, upd_rate, (double)s->achieved_utd);
-    printf("  synthetic samples   %llu (%.0f/s)\n", (unsigned long long)s->synthetic_samples,
-           syn_rate);
-    printf("  versions            policy v%llu, model v%llu\n",
-           (unsigned long long)s->policy_version, (unsigned long long)s->model_version);
-    for (int i = 0; i < L->sup.n_procs; i++) {
+    report_restart r[PLAN_MAX_PROCS];
+    int n = 0;
+    for (int i = 0; i < L->sup.n_procs && n < PLAN_MAX_PROCS; i++) {
         if (L->sup.procs[i].restarts > 0) {
-            printf("  restarts            %s: %d\n", L->sup.procs[i].name,
-                   L->sup.procs[i].restarts);
+            r[n++] = (report_restart){.name = L->sup.procs[i].name,
+                                      .restarts = L->sup.procs[i].restarts};
         }
     }
-    /* only what is there: no gnuplot, or a failed one, leaves no picture */
-    printf("  run directory       %s (metrics.csv, %slogs, events)\n", L->run_dir,
-           L->plotted ? "learning_curve.png, " : "");
+    report_summary(stdout, &L->mon.last, &L->mon.run, L->exit_code == 0, L->run_dir, L->plotted,
+                   r, n);
 }
 
 /* ---- resume ---- */
@@ -1120,8 +1022,9 @@ static int launch(launcher_t *L)
         int index = supervise_add(&L->sup, p->name, p->argv, p->log_path);
         rc = index < 0 ? index : 0;   /* an index, not 0: the loop used to stop after two */
     }
-    rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
-                                    wake_from_monitor, L);
+    monitor_cfg mc;
+    monitor_cfg_from_plan(&mc, &L->run, &L->cfg, L->plan, L->run_dir);
+    rc = rc < 0 ? rc : monitor_init(&L->mon, &mc, wake_from_monitor, L);
     healthwatch_cfg hcfg = {.every_ms = L->cfg.health_every_ms, .hang_ms = L->cfg.hang_ms,
                             .startup_ms = L->cfg.startup_timeout_ms};
     healthwatch_init(&L->hw, &hcfg, L->plan, on_hung, on_ready, L);
@@ -1142,7 +1045,7 @@ static int launch(launcher_t *L)
     uv_close((uv_handle_t *)&L->wake, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
-        L->plotted = plot_learning_curve(L);
+        L->plotted = report_plot(L->run_dir, L->run.env);
     }
     print_summary(L);
     monitor_free(&L->mon);
