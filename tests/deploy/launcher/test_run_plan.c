@@ -41,7 +41,7 @@ Test(run_plan, one_of_each_in_start_order_with_their_identity, .init = setup, .f
     run.n_actors = 2;
     run.n_rollout = 3;
     const char *ov[] = {"learner.batch_size=64", "utd=10"};
-    int rc = plan_build(plan, &run, &lc, "runs/x", "runs/x/config.yaml", ov, 2, bins);
+    int rc = plan_build(plan, &run, &lc, "runs/x", "runs/x/config.yaml", ov, 2, bins, NULL);
     cr_assert_eq(rc, 0, "%s", err_msg());
     cr_assert_eq(plan->n_procs, 7);
     const char *names[] = {"modelserver", "learner",  "rollout-0", "rollout-1",
@@ -76,8 +76,8 @@ Test(run_plan, overlapping_port_ranges_are_refused, .init = setup, .fini = teard
     run.n_rollout = 4;
     lc.actor_base_port = 8000;
     lc.rollout_base_port = 8002;
-    cr_expect_eq(plan_build(plan, &run, &lc, "r", "r/c.yaml", NULL, 0, bins), -EINVAL);
+    cr_expect_eq(plan_build(plan, &run, &lc, "r", "r/c.yaml", NULL, 0, bins, NULL), -EINVAL);
     cr_expect(strstr(err_msg(), "overlap") != NULL, "%s", err_msg());
     lc.rollout_base_port = 65534;
-    cr_expect_eq(plan_build(plan, &run, &lc, "r", "r/c.yaml", NULL, 0, bins), -EINVAL);
+    cr_expect_eq(plan_build(plan, &run, &lc, "r", "r/c.yaml", NULL, 0, bins, NULL), -EINVAL);
 }
