@@ -1137,6 +1137,10 @@ static int launch(launcher_t *L)
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
            L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
     printf("twig: run directory %s%s\n", L->run_dir, L->resume ? " (resumed)" : "");
+    if (L->plan->n_procs > 0 && L->plan->procs[0].metrics_addr[0]) {
+        printf("twig: Prometheus metrics of each process: %s/metrics_targets.json "
+               "(docs/metrics.md)\n", L->run_dir);
+    }
     fflush(stdout);
 
     uv_loop_init(&L->loop);
