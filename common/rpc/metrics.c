@@ -257,6 +257,16 @@ static enum MHD_Result metrics_answer(void *cls, struct MHD_Connection *conn, co
     return ret;
 }
 
+/* libmicrohttpd's own complaints, as one twig log line each */
+static void metrics_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[256];
+    vsnprintf(text, sizeof text, fmt, ap);
+    text[strcspn(text, "\n")] = '\0';
+    log_warn("event=metrics_http_error detail=\"%s\"", text);
+}
+
 /* listen as one IPv4 or IPv6 socket address (numeric or resolved host) */
 static int metrics_resolve(struct sockaddr_storage *sa, const char *listen)
 {
@@ -352,14 +362,16 @@ int metrics_init(metrics_t *m, const metrics_cfg *cfg)
         close(fd);
         return err_set(-e, "metrics_listen '%s': %s", addr, strerror(e));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* one thread for every connection (scrapes are serialised: one render buffer), with
+     * poll/epoll rather than select (no FD_SETSIZE limit on the socket's number) */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
     m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, metrics_answer, m, MHD_OPTION_LISTEN_SOCKET,
                               fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_CONN_TIMEOUT_S,
-                              MHD_OPTION_END);
+                              MHD_OPTION_EXTERNAL_LOGGER, metrics_mhd_log, NULL, MHD_OPTION_END);
     if (!m->mhd) {
         close(fd);
         return err_set(-EIO, "metrics_listen '%s': libmicrohttpd did not start", addr);
