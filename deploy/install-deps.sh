@@ -10,11 +10,14 @@ set -eu
 # libosmesa6-dev: offscreen rendering for `twig eval --video` (optional to the build: without
 # it twig builds and --video says it is unavailable); ffmpeg encodes the video and its ffprobe
 # checks it in test_twig_eval; python3-kubernetes (the Kubernetes 1.22 API models) and
-# python3-yaml validate deploy/k8s offline in test_k8s (deploy/k8s/validate.py)
+# python3-yaml validate deploy/k8s offline in test_k8s (deploy/k8s/validate.py);
+# libmicrohttpd-dev serves every process's GET /metrics, and prometheus (its promtool checks
+# the text, its server scrapes a run in test_metrics_run)
 build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
- libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox libosmesa6-dev"
+ libuv1-dev libopenblas-dev libmujoco-dev libyaml-dev gnuplot-nox libosmesa6-dev
+ libmicrohttpd-dev"
 test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler
- ffmpeg python3-kubernetes python3-yaml"
+ ffmpeg python3-kubernetes python3-yaml prometheus"
 bench_pkgs="python3-torch"
 
 case "${1:-test}" in
@@ -46,6 +49,30 @@ fi
 
 echo "install-deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+
+# Packages with a service (prometheus) start it from their postinst through invoke-rc.d or
+# deb-systemd-invoke; both ask /usr/sbin/policy-rc.d first, and 101 means "do not start".
+# Without one (a plain machine, a container without systemd) a service would be left
+# listening (prometheus on :9090): deny starts for this install, then remove the denial.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+
+# and none at the next boot either: the tests run their own prometheus
+case " $missing " in
+    *" prometheus "*)
+        if command -v deb-systemd-helper >/dev/null 2>&1; then
+            deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+        fi
+        if [ -x /etc/init.d/prometheus ] && command -v update-rc.d >/dev/null 2>&1; then
+            update-rc.d prometheus disable >/dev/null 2>&1 || true
+        fi
+        ;;
+esac

@@ -42,6 +42,9 @@ const config_opt learner_opts[] = {
      "HOST:PORT to serve on (port 0: any free one); empty: the run's learner_addr", NULL},
     {"port_file", CFG_STRING, L(port_file), "", 0, LEARNER_PATH_MAX,
      "write the bound port to this file once serving; empty: none", NULL},
+    {"metrics_listen", CFG_ADDR, L(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"checkpoint_dir", CFG_STRING, L(checkpoint_dir), "learner-ckpt", 1, LEARNER_PATH_MAX,
      "directory of checkpoints (created if missing); the newest valid one is loaded at start",
      NULL},
@@ -780,7 +783,19 @@ static void *learner_train_main(void *arg)
                           in.updates, in.real_steps, in.quota_done);
                 waiting = true;
             }
+            /* a wait counts for what held it back when it began */
+            bool for_synthetic = !l->diverged && pace_waits_for_synthetic(&in);
+            double t_wait = clock_now_s();
             pthread_cond_wait(&l->cv_train, &l->mu);
+            double waited = clock_now_s() - t_wait;
+            if (l->diverged) {
+                continue;
+            }
+            if (for_synthetic) {
+                l->wait_synthetic_s += waited;
+            } else {
+                l->wait_real_s += waited;
+            }
             continue;
         }
         waiting = false;
@@ -1012,6 +1027,12 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return err_set(-EAGAIN, "cannot start the training thread");
     }
     l->train_started = 1;
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = learner_series,
+                        .n_series = learner_n_series, .collect = learner_collect_stats, .app = l,
+                        .srv = l->srv, .clients = {l->ms}};
+    if ((rc = metrics_init(&l->metrics, &mcfg)) < 0) {
+        return rc;
+    }
     log_info("event=started listen=%s port=%d env=%s obs=%d act=%d pacing=%s utd=%g "
              "learn_start=%" PRIu64 " quota=%s real_capacity=%" PRIu64
              " synthetic_capacity=%" PRIu64 " updates=%" PRIu64 " policy_version=%" PRIu64
@@ -1078,6 +1099,7 @@ int learner_run(learner_t *l)
 
 void learner_free(learner_t *l)
 {
+    metrics_free(&l->metrics);   /* first: a scrape reads what the rest releases */
     learner_stop_threads(l);
     if (l->loop_ready && !l->shutting_down) {
         /* a failed init: close what was opened */

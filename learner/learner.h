@@ -63,6 +63,7 @@
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
 #include "common/rpc/longpoll.h"
+#include "common/rpc/metrics.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -92,6 +93,7 @@
 typedef struct learner_cfg {
     char listen[RUN_ADDR_MAX + 1];        /* "": the run's learner_addr */
     char port_file[LEARNER_PATH_MAX + 1]; /* "": none */
+    char metrics_listen[RUN_ADDR_MAX + 1]; /* Prometheus /metrics; "": off */
     char checkpoint_dir[LEARNER_PATH_MAX + 1];
     int checkpoint_every; /* updates; 0: never */
     int keep_checkpoints;
@@ -147,6 +149,7 @@ typedef struct learner {
     rpc_server_t *srv;
     rpc_client_t *ms; /* the model server (mirror thread) */
     int port;
+    metrics_t metrics;              /* GET /metrics on cfg.metrics_listen */
     daemon_signals signals;         /* SIGTERM, SIGINT */
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
     rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
@@ -205,6 +208,8 @@ typedef struct learner {
     bool diverged;
     sac_stats stats;
     double updates_per_s;
+    double wait_real_s;      /* the training thread's waits for real steps (pacing), seconds */
+    double wait_synthetic_s; /* and for the synthetic quota alone (pace_waits_for_synthetic) */
 
     /* training thread */
     sac_t sac;

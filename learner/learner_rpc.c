@@ -355,7 +355,7 @@ static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, v
 
 /* ---- Stats ---- */
 
-static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+int learner_collect_stats(stats_kv *out, int max, void *app)
 {
     learner_t *l = app;
     pthread_mutex_lock(&l->mu);
@@ -396,11 +396,68 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"evals_bound", (double)(l->evals_bound)},
         {"eval_duplicates", (double)(l->eval_duplicates)},
         {"eval_rejected", (double)(l->eval_rejected)},
+        {"train_wait_real_s", l->wait_real_s},
+        {"train_wait_synthetic_s", l->wait_synthetic_s},
     };
     pthread_mutex_unlock(&l->mu);
-    stats_reply(call, "learner", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "learner", v, learner_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* ---- /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above ---- */
+
+#define C METRICS_COUNTER
+#define G METRICS_GAUGE
+const metrics_series learner_series[] = {
+    {"twig_learner_updates_total", C, "SAC updates made (all lifetimes)", "updates"},
+    {"twig_learner_real_steps", G, "real transitions mirrored from the model server's log",
+     "real_steps"},
+    {"twig_learner_real_replay_size", G, "transitions in the real replay", "real_replay_size"},
+    {"twig_learner_log_end", G, "the model server's log end at the last fetch", "log_end"},
+    {"twig_learner_synthetic_samples_total", C, "synthetic transitions accepted (all lifetimes)",
+     "synthetic_samples"},
+    {"twig_learner_synthetic_stored", G, "synthetic transitions held in the pool",
+     "synthetic_stored"},
+    {"twig_learner_synthetic_pushes_total", C, "PushSynthetic calls accepted",
+     "synthetic_pushes"},
+    {"twig_learner_push_duplicates_total", C, "pushes already stored (retries)",
+     "push_duplicates"},
+    {"twig_learner_push_rejected_total", C, "pushes refused (stale, fenced, table full, invalid)",
+     "push_rejected"},
+    {"twig_learner_sources", G, "push sources remembered", "sources"},
+    {"twig_learner_ready", G, "1 while the learner is ready", "ready"},
+    {"twig_learner_rollout_quota_done", G, "real steps whose synthetic quota has arrived",
+     "rollout_quota_done"},
+    {"twig_learner_policy_version", G, "newest policy version published", "policy_version"},
+    {"twig_learner_model_version", G, "newest model version seen in synthetic data",
+     "model_version"},
+    {"twig_learner_achieved_utd", G, "updates per real step since learning started",
+     "achieved_utd"},
+    {"twig_learner_updates_per_second", G, "update rate over the last progress period",
+     "updates_per_s"},
+    {"twig_learner_q_loss", G, "critic loss of the last update", "q_loss"},
+    {"twig_learner_pi_loss", G, "actor loss of the last update", "pi_loss"},
+    {"twig_learner_alpha", G, "SAC entropy temperature", "alpha"},
+    {"twig_learner_checkpoints_written_total", C, "checkpoints written", "checkpoints_written"},
+    {"twig_learner_evals", G, "evaluations held", "evals"},
+    {"twig_learner_train_wait_real_seconds_total", C,
+     "time the training thread waited for real steps (pacing, warm-up)", "train_wait_real_s"},
+    {"twig_learner_train_wait_synthetic_seconds_total", C,
+     "time the training thread waited for the rollout workers' synthetic quota alone: when it "
+     "grows, add rollout workers",
+     "train_wait_synthetic_s"},
+};
+#undef C
+#undef G
+const int learner_n_series = STATS_COUNT(learner_series);
+
 
 const rpc_method learner_methods[] = {
     {"/twig.v1.Learner/PushSynthetic", &twig__v1__transition_batch__descriptor, learner_on_push,

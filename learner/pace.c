@@ -26,6 +26,16 @@ bool pace_may_update(const pace_in *in)
     return in->updates < pace_allowed_updates(in);
 }
 
+bool pace_waits_for_synthetic(const pace_in *in)
+{
+    if (!in->quota_on || pace_may_update(in)) {
+        return false;
+    }
+    pace_in real_only = *in;
+    real_only.quota_on = false;
+    return pace_may_update(&real_only);
+}
+
 uint64_t pace_updates_left(const pace_in *in)
 {
     uint64_t a = pace_allowed_updates(in);

@@ -43,6 +43,12 @@ bool pace_may_update(const pace_in *in);
 /* updates that may run now before waiting again (allowed - updates, 0 if none) */
 uint64_t pace_updates_left(const pace_in *in);
 
+/* does the learner wait for synthetic data now: no update may run, yet the real steps alone
+ * would allow one (strict pacing with quotas on, the rollout workers behind)? What
+ * twig_learner_synthetic_wait_seconds_total measures: time in such waits says more rollout
+ * workers would help */
+bool pace_waits_for_synthetic(const pace_in *in);
+
 /* real steps whose synthetic quota is met: each worker j says it has done its share of every
  * real step below quota_end[j] (TransitionBatch.quota_end); the slowest worker sets the
  * watermark, never below quota_base (what a restarted learner counts as met). n_workers > 0 */

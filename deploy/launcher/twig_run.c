@@ -56,6 +56,9 @@
 #include "deploy/launcher/supervise.h"
 #include "deploy/launcher/twig_cmds.h"
 
+/* metrics_targets.json: PLAN_MAX_PROCS entries of at most ~200 bytes */
+#define METRICS_TARGETS_MAX (PLAN_MAX_PROCS * 256 + 16)
+
 typedef struct launcher {
     run_cfg run;
     launcher_cfg cfg;
@@ -71,6 +74,7 @@ typedef struct launcher {
     char *effective[PLAN_MAX_PROCS]; /* owned: each process's --print-config output */
     size_t effective_len[PLAN_MAX_PROCS];
     run_plan *plan;                /* owned, large */
+    int metrics_ports[PLAN_MAX_PROCS]; /* launcher.metrics_base_port 0: the free ports picked */
     uv_loop_t loop;
     uv_async_t wake;
     uv_signal_t sigint, sigterm;
@@ -670,6 +674,11 @@ static bool resume_key_safe(const char *key)
             return true;
         }
     }
+    /* where a process serves its metrics is not what it did (free ports differ per launch) */
+    const char *dot = strrchr(key, '.');
+    if (dot && strcmp(dot + 1, "metrics_listen") == 0) {
+        return true;
+    }
     return strncmp(key, "launcher.", 9) == 0;
 }
 
@@ -898,6 +907,13 @@ static int check_ports_free(const run_plan *plan)
             return err_set(rc, "%s cannot listen: %s; set %s to a free one", p->name, why,
                            option[p->role]);
         }
+        rc = p->metrics_addr[0] ? ports_check_free(p->metrics_addr) : 0;
+        if (rc < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(rc, "%s cannot serve its metrics: %s; set launcher.metrics_base_port "
+                           "to a free range, 0 (free ports) or -1 (off)", p->name, why);
+        }
     }
     return 0;
 }
@@ -931,8 +947,12 @@ static int preflight(launcher_t *L, bool *config_error)
                        L->run_dir, L->run_dir);
     }
     L->plan = xcalloc(1, sizeof *L->plan);
-    int rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src, L->overrides,
-                        L->n_overrides, bins);
+    int rc = 0;
+    if (L->cfg.metrics_base_port == 0 && plan_n_procs(&L->run) <= PLAN_MAX_PROCS) {
+        rc = ports_pick_free(L->cfg.host, L->metrics_ports, plan_n_procs(&L->run));
+    }
+    rc = rc < 0 ? rc : plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src,
+                                  L->overrides, L->n_overrides, bins, L->metrics_ports);
     for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
         rc = check_process_config(L, i, &L->plan->procs[i]);
         if (rc == 0 && L->resume) {
@@ -950,6 +970,37 @@ static int preflight(launcher_t *L, bool *config_error)
         return rc;
     }
     return check_ports_free(L->plan);
+}
+
+/* RUN/metrics_targets.json: where each process serves GET /metrics, in Prometheus's file_sd
+ * format (a scrape config's file_sd_configs can read it as is), and one log line each. A
+ * process whose --set overrides moved its metrics is listed where the plan put it */
+static void write_metrics_targets(const launcher_t *L)
+{
+    char *json = xmalloc(METRICS_TARGETS_MAX);
+    size_t n = 0;
+    n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n, "[\n");
+    int listed = 0;
+    for (int i = 0; i < L->plan->n_procs; i++) {
+        const plan_proc *p = &L->plan->procs[i];
+        if (!p->metrics_addr[0]) {
+            continue;
+        }
+        log_info("event=metrics proc=%s url=http://%s/metrics", p->name, p->metrics_addr);
+        n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n,
+                              "%s  {\"targets\": [\"%s\"], \"labels\": {\"twig_proc\": \"%s\", "
+                              "\"twig_role\": \"%s\"}}",
+                              listed ? ",\n" : "", p->metrics_addr, p->name,
+                              plan_binary_name(p->role) + 5);
+        listed++;
+    }
+    n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n, "\n]\n");
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics_targets.json", L->run_dir);
+    if (listed && atomic_file_write(path, json, n) < 0) {
+        log_warn("event=metrics_targets_failed path=%s detail=\"%s\"", path, err_msg());
+    }
+    free(json);
 }
 
 static int launch(launcher_t *L)
@@ -984,10 +1035,11 @@ static int launch(launcher_t *L)
     /* from now on the processes read the run directory's copy of the config */
     const char *bins[4] = {L->bin_paths[0], L->bin_paths[1], L->bin_paths[2], L->bin_paths[3]};
     rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
-                    L->n_overrides, bins);
+                    L->n_overrides, bins, L->metrics_ports);
     if (rc < 0) {
         return rc;
     }
+    write_metrics_targets(L);
     rc = write_overrides(L);
     if (rc < 0) {
         return rc;
@@ -996,6 +1048,10 @@ static int launch(launcher_t *L)
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
            L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
     printf("twig: run directory %s%s\n", L->run_dir, L->resume ? " (resumed)" : "");
+    if (L->plan->n_procs > 0 && L->plan->procs[0].metrics_addr[0]) {
+        printf("twig: Prometheus metrics of each process: %s/metrics_targets.json "
+               "(docs/metrics.md)\n", L->run_dir);
+    }
     fflush(stdout);
 
     uv_loop_init(&L->loop);

@@ -47,6 +47,9 @@ const config_opt rollout_opts[] = {
      "HOST:PORT for health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, C(port_file), "", 0, ROLLOUT_PATH_MAX,
      "write the bound port to this file once serving (atomic rename)", NULL},
+    {"metrics_listen", CFG_ADDR, C(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"chunk", CFG_INT, C(chunk), "4096", 1, 1 << 20, "branches generated together", NULL},
     {"push_batch", CFG_INT, C(push_batch), "4096", 1, MSG_BATCH_MAX_COUNT,
      "transitions per PushSynthetic", NULL},
@@ -623,7 +626,8 @@ void rollout_get_stats(rollout_t *r, rollout_stats *st)
     pthread_mutex_unlock(&r->stats_mu);
 }
 
-static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+/* the figures of GetStats and /metrics (metrics_collect_fn) */
+static int rollout_collect_stats(stats_kv *out, int max, void *app)
 {
     rollout_t *r = app;
     rollout_stats s;
@@ -648,9 +652,45 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"source_epoch", (double)s.source_epoch},
         {"ready", (double)s.ready},
     };
-    stats_reply(call, "rollout", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "rollout", v, rollout_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above */
+#define MC METRICS_COUNTER
+#define MG METRICS_GAUGE
+static const metrics_series rollout_series[] = {
+    {"twig_rollout_samples_per_second", MG, "synthetic transitions pushed per second (recent)",
+     "samples_per_s"},
+    {"twig_rollout_transitions_total", MC, "synthetic transitions pushed to the learner",
+     "transitions"},
+    {"twig_rollout_branches_total", MC, "model rollout branches started", "branches"},
+    {"twig_rollout_pushes_total", MC, "PushSynthetic calls the learner accepted", "pushes"},
+    {"twig_rollout_push_retries_total", MC, "pushes sent again after a failure", "push_retries"},
+    {"twig_rollout_push_refused_total", MC, "pushes the learner refused", "push_refused"},
+    {"twig_rollout_terminated_total", MC, "branches ended by a predicted terminal state",
+     "terminated"},
+    {"twig_rollout_dropped_nonfinite_total", MC, "branches dropped for a non-finite prediction",
+     "dropped_nonfinite"},
+    {"twig_rollout_real_mirrored", MG, "real transitions mirrored from the model server",
+     "real_mirrored"},
+    {"twig_rollout_model_version", MG, "model version the worker rolls out with",
+     "model_version"},
+    {"twig_rollout_policy_version", MG, "policy version the worker acts with", "policy_version"},
+    {"twig_rollout_quota_done", MG, "real steps whose synthetic quota this worker has met",
+     "quota_done"},
+    {"twig_rollout_horizon_steps", MG, "rollout length k now (MBPO's schedule)", "k"},
+    {"twig_rollout_ready", MG, "1 while the worker is ready (peers answered)", "ready"},
+};
+#undef MC
+#undef MG
 
 static const rpc_method rollout_methods[] = {
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, on_stats, RPC_KIND_UNARY,
@@ -773,6 +813,13 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         return rc;
     }
     r->rate_t0 = clock_now_s();
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = rollout_series,
+                        .n_series = STATS_COUNT(rollout_series),
+                        .collect = rollout_collect_stats, .app = r, .srv = r->srv,
+                        .clients = {r->ms, r->learner}};
+    if ((rc = metrics_init(&r->metrics, &mcfg)) < 0) {
+        return rc;
+    }
     log_info("event=started source_id=%s index=%d n_rollout=%d share=%d pacing=%s env=%s "
              "modelserver=%s learner=%s port=%d chunk=%d push_batch=%d",
              r->source_id, cfg->index, run->n_rollout, r->share,
@@ -802,6 +849,7 @@ int rollout_run(rollout_t *r)
 
 void rollout_free(rollout_t *r)
 {
+    metrics_free(&r->metrics);   /* first: a scrape reads what the rest releases */
     rollout_stop(r);
     if (r->thread_started) {
         pthread_join(r->thread, NULL);

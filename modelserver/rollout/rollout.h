@@ -77,6 +77,7 @@
 #include "common/env/env.h"
 #include "common/nn/policy.h"
 #include "common/rpc/daemon.h"
+#include "common/rpc/metrics.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -94,6 +95,7 @@ typedef struct rollout_cfg {
     int index;                            /* j of run.n_rollout */
     char listen[RUN_ADDR_MAX + 1];        /* health + Stats */
     char port_file[ROLLOUT_PATH_MAX + 1]; /* "" or a file that gets the bound port */
+    char metrics_listen[RUN_ADDR_MAX + 1]; /* Prometheus /metrics; "": off */
     int chunk;                            /* branches generated together */
     int push_batch;                       /* transitions per PushSynthetic */
     int wait_ms;                          /* long polls (FetchReal, GetModel) */
@@ -156,6 +158,7 @@ typedef struct rollout {
     daemon_signals signals; /* SIGTERM, SIGINT */
     rpc_server_t *srv;
     int port;
+    metrics_t metrics;                    /* GET /metrics on cfg.metrics_listen */
     int loop_ready;
     int closing;
     rpc_client_t *ms; /* model server */
