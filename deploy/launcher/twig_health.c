@@ -18,7 +18,7 @@
 #define HEALTH_TIMEOUT_MS_DEFAULT 2000
 #define HEALTH_TIMEOUT_MS_MAX 600000
 #define HEALTH_SERVICE_MAX 200
-#define HEALTH_UNLOAD_MS 1000   /* gRPC unload wait at the end (the answer is already known) */
+#define HEALTH_UNLOAD_MS 1000 /* gRPC unload wait at the end (the answer is already known) */
 
 /* exit statuses (listed in --help and docs/deploy.md) */
 enum {
@@ -136,8 +136,8 @@ int twig_cmd_health(int argc, char **argv)
                 o.service);
         status = HEALTH_EXIT_UNKNOWN_SERVICE;
     } else {
-        fprintf(stderr, "twig health: %s unreachable within %d ms: %s (%s)\n", o.addr,
-                o.timeout_ms, err_msg(), err_name(rc));
+        fprintf(stderr, "twig health: %s unreachable within %d ms: %s (%s)\n", o.addr, o.timeout_ms,
+                err_msg(), err_name(rc));
         status = HEALTH_EXIT_UNREACHABLE;
     }
     fflush(stdout);

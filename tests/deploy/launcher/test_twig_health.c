@@ -4,7 +4,7 @@
 #include "tests/procfix.h"
 
 #define TWIG TWIG_BIN_DIR "/deploy/twig"
-#define RUN_MS 20000   /* a probe's whole run (its own timeout is much shorter) */
+#define RUN_MS 20000 /* a probe's whole run (its own timeout is much shorter) */
 
 static char tmp[PROCFIX_DIR_LEN];
 static char out_file[PROCFIX_DIR_LEN + 16], err_file[PROCFIX_DIR_LEN + 16];
@@ -80,13 +80,12 @@ Test(twig_health, serving_server_and_liveness)
 {
     char addr[64], out[4096], err[4096];
     rpc_server_t *srv = serve(addr, sizeof addr);
-    int code = run_health(out, err, sizeof out, NULL,
-                          (const char *const[]){"health", addr, NULL});
+    int code = run_health(out, err, sizeof out, NULL, (const char *const[]){"health", addr, NULL});
     cr_expect_eq(code, 0, "exit %d, stderr: %s", code, err);
     cr_expect(strstr(out, "SERVING") != NULL && strstr(out, addr) != NULL, "stdout: %s", out);
     code = run_health(out, err, sizeof out, NULL,
-                      (const char *const[]){"health", addr, "--service", "liveness",
-                                            "--timeout-ms", "3000", NULL});
+                      (const char *const[]){"health", addr, "--service", "liveness", "--timeout-ms",
+                                            "3000", NULL});
     cr_expect_eq(code, 0, "liveness: exit %d, stderr: %s", code, err);
     cr_expect(strstr(out, "\"liveness\": SERVING") != NULL, "stdout: %s", out);
     unserve(srv);
@@ -97,8 +96,7 @@ Test(twig_health, not_serving_is_exit_1)
     char addr[64], out[4096], err[4096];
     rpc_server_t *srv = serve(addr, sizeof addr);
     rpc_server_set_ready(srv, false);
-    int code = run_health(out, err, sizeof out, NULL,
-                          (const char *const[]){"health", addr, NULL});
+    int code = run_health(out, err, sizeof out, NULL, (const char *const[]){"health", addr, NULL});
     cr_expect_eq(code, 1, "exit %d, stderr: %s", code, err);
     cr_expect(strstr(out, "NOT_SERVING") != NULL, "stdout: %s", out);
     code = run_health(out, err, sizeof out, NULL,
@@ -165,8 +163,8 @@ Test(twig_health, bad_arguments_are_exit_2)
 Test(twig_health, help_lists_the_exit_codes)
 {
     char out[4096], err[4096];
-    int code = run_health(out, err, sizeof out, NULL,
-                          (const char *const[]){"health", "--help", NULL});
+    int code =
+        run_health(out, err, sizeof out, NULL, (const char *const[]){"health", "--help", NULL});
     cr_expect_eq(code, 0, "exit %d", code);
     cr_expect(strstr(out, "usage: twig health ADDR") != NULL, "%s", out);
     cr_expect(strstr(out, "0  SERVING") && strstr(out, "1  NOT_SERVING") &&
