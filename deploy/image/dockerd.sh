@@ -5,7 +5,8 @@
 #   sh deploy/image/dockerd.sh start STATE_DIR   use the daemon that answers, or start one
 #   sh deploy/image/dockerd.sh stop STATE_DIR    stop it, only if `start` started it
 #
-# start: when `docker info` answers (DOCKER_HOST, or the default socket) that daemon is used and
+# start: installs the deploy packages when docker.io is missing (deploy/install-deps.sh deploy).
+# Then, when `docker info` answers (DOCKER_HOST, or the default socket) that daemon is used and
 # never stopped. Otherwise Debian's /usr/sbin/dockerd starts with --storage-driver=vfs and its
 # own socket, pid file, data-root and exec-root under STATE_DIR (nothing shared with another
 # daemon), and `docker info` is polled until it answers (deadline DOCKERD_START_S, 60 s).
@@ -45,6 +46,11 @@ answers() {
 alive() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
 
 start() {
+    if [ ! -x "$docker" ] || [ ! -x "$dockerd" ]; then
+        # Debian's docker.io (and the rest of the deploy set) when missing: needs root
+        sh "$(dirname "$0")/../install-deps.sh" deploy
+        [ -x /usr/sbin/dockerd ] && dockerd=/usr/sbin/dockerd
+    fi
     [ -x "$docker" ] || { echo "dockerd.sh: $docker missing (sh deploy/install-deps.sh deploy)" >&2; exit 1; }
     mkdir -p "$state"
     if [ -f "$state/started" ] && alive && answers "unix://$sock"; then
