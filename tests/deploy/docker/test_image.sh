@@ -46,7 +46,7 @@ if [ "$mode" = build ]; then
     # only runtime: HEALTHCHECK, user, volumes as documented
     [ "$("$docker" image inspect -f '{{.Config.User}}' "$tag")" = "twig:twig" ] || fail "image user"
     vols=$("$docker" image inspect -f '{{range $k, $v := .Config.Volumes}}{{$k}} {{end}}' "$tag")
-    for v in /var/lib/twig/real /var/lib/twig/ckpt /var/lib/twig/run; do
+    for v in /var/lib/twig/modelserver /var/lib/twig/learner /var/lib/twig/run; do
         case " $vols" in *" $v "*) ;; *) fail "volume $v not declared (have: $vols)" ;; esac
     done
     "$docker" image inspect -f '{{.Config.Healthcheck.Test}}' "$tag" | grep -q "twig health" ||
@@ -89,7 +89,7 @@ echo "ok: every role prints --help"
 ms="$prefix-ms"
 "$docker" run -d --name "$ms" -e TWIG_HEALTH_ADDR=127.0.0.1:7101 -e OPENBLAS_CORETYPE \
     -e OPENBLAS_L2_SIZE "$tag" twig-modelserver --listen 0.0.0.0:7101 \
-    --data-dir /var/lib/twig/real >/dev/null || fail "docker run twig-modelserver"
+    --data-dir /var/lib/twig/modelserver/log >/dev/null || fail "docker run twig-modelserver"
 end=$(($(date +%s) + 120))
 status=""
 while [ "$status" != healthy ]; do
@@ -114,7 +114,7 @@ echo "$peer" | grep -q '"liveness": SERVING' || fail "twig health from a peer: $
 echo "ok: twig health inside ($out)"
 "$docker" logs "$ms" 2>&1 | grep -q "event=started" || fail "docker logs lacks event=started"
 echo "ok: docker logs shows the model server's log"
-"$docker" exec "$ms" sh -c 'ls -A /var/lib/twig/real' | grep -q . ||
+"$docker" exec "$ms" sh -c 'ls -A /var/lib/twig/modelserver/log' | grep -q . ||
     fail "the model server wrote nothing into its data volume"
 for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
     host=$(printenv "$v" || true)
