@@ -4,7 +4,7 @@
 # something is missing, installs only those, and says what it installs.
 # It changes no machine setting (OPENBLAS_CORETYPE and friends are left alone).
 #
-# usage: deploy/install-deps.sh [build|test|bench|all]   (default: test)
+# usage: deploy/install-deps.sh [build|test|bench|deploy|all]   (default: test)
 set -eu
 
 # libosmesa6-dev: offscreen rendering for `twig eval --video` (optional to the build: without
@@ -19,13 +19,18 @@ build_pkgs="build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev proto
 test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-numpy protobuf-compiler
  ffmpeg python3-kubernetes python3-yaml prometheus"
 bench_pkgs="python3-torch"
+# deploy: `make image` and `make test-deploy` (docs/deploy.md): Debian's Docker daemon and CLI
+# (/usr/bin/docker, /usr/bin/dockerd) and debootstrap for the image's base
+deploy_pkgs="docker.io debootstrap"
 
 case "${1:-test}" in
     build) want="$build_pkgs" ;;
     test) want="$build_pkgs $test_pkgs" ;;
-    bench | all) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+    bench) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+    deploy) want="$build_pkgs $test_pkgs $deploy_pkgs" ;;
+    all) want="$build_pkgs $test_pkgs $bench_pkgs $deploy_pkgs" ;;
     *)
-        echo "install-deps: unknown set '$1' (expected build, test, bench or all)" >&2
+        echo "install-deps: unknown set '$1' (expected build, test, bench, deploy or all)" >&2
         exit 2
         ;;
 esac
