@@ -31,7 +31,8 @@
     X(TWIG_EDIVERGED, -10013, "numerical divergence")                             \
     X(TWIG_ESHUTDOWN, -10014, "shutting down")                                    \
     X(TWIG_EPROTO, -10015, "protocol error")                                      \
-    X(TWIG_EFENCED, -10016, "source identity fenced: start a new one")
+    X(TWIG_EFENCED, -10016, "source identity fenced: start a new one")            \
+    X(TWIG_ELEASE, -10017, "membership lease expired or unknown: join again")
 
 enum twig_err {
 #define TWIG_ERR_ENUM(name, value, msg) name = (value),

@@ -114,7 +114,7 @@ typedef struct rollout_peer {
 } rollout_peer;
 
 /* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
- * the run_cfg): index below n_rollout, the id's characters, an env id env_make knows. 0, or -EINVAL /
+ * the run_cfg): the id's characters, an env id env_make knows. 0, or -EINVAL /
  * TWIG_ENOTFOUND naming the options and values */
 int rollout_opts_check(const void *cfg, const void *run);
 
@@ -132,8 +132,13 @@ typedef struct rollout_stats {
     uint64_t model_trained_on; /* real steps the loaded model was trained on */
     uint64_t policy_version;
     uint64_t quota_done;
-    uint64_t identities;   /* push identities begun (1 + the fenced ones) */
-    uint64_t push_fenced;  /* pushes refused as fenced (each began a new identity) */
+    uint64_t identities;   /* memberships joined (each a push identity) */
+    uint64_t push_fenced;  /* pushes refused as fenced (each began a new membership) */
+    uint64_t push_lease;   /* pushes refused for a dead lease (each began a new membership) */
+    uint64_t lease_lost;   /* memberships lost (expired, fenced, a learner restart) */
+    uint64_t member_id;    /* the current one (0: not joined) */
+    uint64_t chunks;       /* chunks finished */
+    uint64_t chunk_branches; /* branches credited to chunks, acknowledged */
     uint64_t source_epoch; /* of the current identity */
     int k;
     int ready;            /* 0/1: the health answer */
@@ -145,12 +150,18 @@ typedef struct rollout {
     run_cfg run;
     env_t *env; /* spec and termination only */
     int n_obs, n_act;
-    int share; /* branches per real step for this worker (strict) */
-    char source_id[ROLLOUT_ID_MAX + 24]; /* "<id>@<incarnation>" (worker thread) */
-    uint64_t incarnation;                /* microseconds, hex in source_id */
+    char source_id[ROLLOUT_ID_MAX + 24]; /* JoinReply.source_id, <id>@m<member id> */
     uint64_t seq;                        /* last used by this identity */
-    uint64_t epoch;                      /* Progress.source_epoch for this identity */
-    bool epoch_known;                    /* read since the identity began */
+    uint64_t epoch;                      /* JoinReply.source_epoch for this identity */
+    /* membership: written by the worker thread, read by the heartbeat, under member_mu */
+    pthread_mutex_t member_mu;
+    uint64_t member_id;                  /* 0: not joined */
+    uint64_t ttl_ms;
+    bool lease_lost;                     /* the heartbeat's Renew was refused */
+    /* strict: the chunk being worked on (worker thread) */
+    uint64_t chunk_id;                   /* 0: none */
+    uint64_t chunk_begin, chunk_end, chunk_left;
+    int fatal;                           /* a refusal that stops the worker (exit 1) */
 
     uv_loop_t loop;
     daemon_signals signals; /* SIGTERM, SIGINT */
@@ -161,8 +172,8 @@ typedef struct rollout {
     rpc_client_t *ms; /* model server */
     rpc_client_t *learner;
 
-    pthread_t thread;
-    int thread_started;
+    pthread_t thread, hb_thread;
+    int thread_started, hb_started;
     stop_flag stop;   /* the worker thread's stop; its backoff sleeps wake on it */
 
     pthread_mutex_t stats_mu;
@@ -183,14 +194,13 @@ typedef struct rollout {
     ensemble_work_t work;
     policy_t pol;
     double policy_checked; /* last GetPolicy (monotonic s) */
-    uint64_t quota_done;
-    int quota_known;
     /* a piece: branches (chunk rows) and the push buffer (push_batch rows) */
     float *cur, *next, *act, *rew;
     bool *done;
     float *p_obs, *p_act, *p_rew, *p_next;
     int *p_term, *p_trunc;
     int p_n;
+    uint64_t p_starts; /* rows of the buffer that are a branch's first step */
 } rollout_t;
 
 /* check cfg against run (run_cfg_check: the peer addresses, ...; rollout_opts_check: index
@@ -207,8 +217,5 @@ void rollout_stop(rollout_t *r);
 void rollout_free(rollout_t *r);
 
 void rollout_get_stats(rollout_t *r, rollout_stats *st);
-
-/* branches per real step of worker j of M for R rollouts per step: R/M + (j < R mod M) */
-int rollout_share(int rollouts_per_step, int index, int n_workers);
 
 #endif

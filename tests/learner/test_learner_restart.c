@@ -72,8 +72,8 @@ Test(learner_restart, kill_9_resumes_from_the_newest_checkpoint)
     start_learner(&lr, "l", ms.addr, sets);
     rpc_client_t *cl = client_of(&lr);
     /* synthetic data and an evaluation before any checkpoint */
-    push_ok(cl, "rollout-0", 1, 10, 2);
-    push_ok(cl, "rollout-0", 2, 10, 2);
+    push_ok(cl, "rollout-0", 1, 10);
+    push_ok(cl, "rollout-0", 2, 10);
     bool dup = true;
     cr_assert_eq(report_eval(cl, 1, &dup), 0, "%s", err_msg());
     cr_expect_not(dup);
