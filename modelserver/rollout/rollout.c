@@ -653,8 +653,11 @@ static int rollout_step(rollout_t *r)
         /* no model rollouts in this run: keep the mirror warm, nothing else */
         return mirror_wait(r);
     }
-    if ((rc = member_ensure(r)) < 0) {
-        return rc; /* a member before anything else: its lease is its registration */
+    /* a member as early as can be (its lease is its registration); a missing learner is a
+     * wait that the mirror and the model do not share */
+    int joined = member_ensure(r);
+    if (r->fatal) {
+        return joined;
     }
     policy_refresh(r); /* also tells whether the learner answers, model or not */
     if (!r->ens_ready) {
@@ -670,6 +673,9 @@ static int rollout_step(rollout_t *r)
     }
     if (r->n_real == 0) {
         return mirror_wait(r); /* a model but no start states yet: wait for real data */
+    }
+    if (joined < 0 && (joined = member_ensure(r)) < 0) {
+        return joined; /* nothing is pushed without a lease */
     }
     if (r->run.pacing == RUN_PACING_ASYNC) {
         int k = run_rollout_length(&r->run, r->n_real);

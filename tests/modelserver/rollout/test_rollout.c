@@ -815,14 +815,30 @@ Test(rollout, two_workers_share_the_quota_by_chunks_exactly)
     run_params rp = {"Pendulum-v1", 200, 200, 3, 1, 2, NULL};
     rig g;
     rig_init(&g, &rp, "127.0.0.1:0", 500, 41);
-    rig_append(&g, 0, 500);
     fake_learner *fl = &g.fl;
     procfix_t w1 = {0};
     rig_start_rollout(&g); /* worker 0 */
     start_worker(&w1, &rp, g.ms.addr, fl->addr, "w1", 0);
+    /* both members before the real steps come, so both get chunks */
+    int64_t deadline = procfix_now_ms() + 30000;
+    for (;;) {
+        pthread_mutex_lock(&fl->mu);
+        size_t live = lease_live(&fl->members.leases, (uint64_t)procfix_now_ms());
+        pthread_mutex_unlock(&fl->mu);
+        if (live == 2) {
+            break;
+        }
+        cr_assert_lt(procfix_now_ms(), deadline, "both workers join");
+        procfix_pause_ms(20);
+    }
+    for (int s0 = 0; s0 < 500; s0 += 50) {
+        rig_append(&g, s0, s0 + 50);
+    }
     fl_wait_quota(fl, 500, 60000);
     double t0 = stat_value(g.ro.addr, "transitions"), t1 = stat_value(w1.addr, "transitions");
     cr_expect_eq(t0 + t1, (500 - 200) * 3);
+    cr_expect_gt(t0, 0, "worker 0 took chunks");
+    cr_expect_gt(t1, 0, "worker 1 took chunks");
     pthread_mutex_lock(&fl->mu);
     cr_expect_eq(fl->transitions, (500 - 200) * 3);
     cr_expect_eq(fl->credited, (500 - 200) * 3);
