@@ -355,6 +355,7 @@ static void member_lost(rollout_t *r, const char *why)
     r->p_n = 0; /* the piece's unpushed rows: not stored, and no chunk to credit them to */
     r->p_starts = 0;
     pthread_mutex_lock(&r->stats_mu);
+    r->stats.chunk_open = 0;
     r->stats.lease_lost++;
     pthread_mutex_unlock(&r->stats_mu);
 }
@@ -462,6 +463,9 @@ static int chunk_take(rollout_t *r)
         r->chunk_end = c->step_end;
         r->chunk_left = c->chunk_branches - c->done;
         got = 1;
+        pthread_mutex_lock(&r->stats_mu);
+        r->stats.chunk_open = 1;
+        pthread_mutex_unlock(&r->stats_mu);
         log_debug("event=chunk chunk_id=%" PRIu64 " steps=%" PRIu64 "..%" PRIu64 " left=%" PRIu64,
                   r->chunk_id, r->chunk_begin, r->chunk_end, r->chunk_left);
     }
@@ -704,6 +708,7 @@ static int rollout_step(rollout_t *r)
         if (r->chunk_left == 0) {
             r->chunk_id = 0;
             pthread_mutex_lock(&r->stats_mu);
+            r->stats.chunk_open = 0;
             r->stats.chunks++;
             r->stats.quota_done = r->chunk_end > r->stats.quota_done ? r->chunk_end
                                                                       : r->stats.quota_done;
@@ -765,6 +770,7 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"lease_lost", (double)s.lease_lost},
         {"push_lease", (double)s.push_lease},
         {"chunks", (double)s.chunks},
+        {"chunk_open", (double)s.chunk_open},
         {"chunk_branches", (double)s.chunk_branches},
         {"push_fenced", (double)s.push_fenced},
         {"source_epoch", (double)s.source_epoch},

@@ -138,6 +138,7 @@ typedef struct rollout_stats {
     uint64_t lease_lost;   /* memberships lost (expired, fenced, a learner restart) */
     uint64_t member_id;    /* the current one (0: not joined) */
     uint64_t chunks;       /* chunks finished */
+    int chunk_open;        /* 0/1: a chunk is being worked on */
     uint64_t chunk_branches; /* branches credited to chunks, acknowledged */
     uint64_t source_epoch; /* of the current identity */
     int k;
