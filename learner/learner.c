@@ -83,17 +83,17 @@ const config_opt learner_opts[] = {
      "PushSynthetic sources (source_id) remembered for dedup; every restarted rollout worker "
      "is a new one. A new source beyond this evicts the quietest, see source_quiet_samples",
      NULL},
+    {"source_quiet_samples", CFG_U64, L(source_quiet_samples), "1000000", 0, 1e15,
+     "synthetic samples accepted from all sources since a source's last push before it may "
+     "be evicted for a new one (progress, not time: downtime forgets nothing); while no "
+     "source is that quiet, new sources are refused with RESOURCE_EXHAUSTED",
+     NULL},
     {"max_members", CFG_INT, L(max_members), "256", 1, 4096,
      "rollout workers holding a membership lease at once (Membership/Join beyond it: "
      "RESOURCE_EXHAUSTED until one leaves or expires)", NULL},
     {"lease_ttl_ms", CFG_INT, L(lease_ttl_ms), "5000", 100, 600000,
      "a rollout worker's lease ends this long after its last renewal (its pushes, chunk "
      "requests or heartbeats, every third of this); its unfinished chunk goes to the others",
-     NULL},
-    {"source_quiet_samples", CFG_U64, L(source_quiet_samples), "1000000", 0, 1e15,
-     "synthetic samples accepted from all sources since a source's last push before it may "
-     "be evicted for a new one (progress, not time: downtime forgets nothing); while no "
-     "source is that quiet, new sources are refused with RESOURCE_EXHAUSTED",
      NULL},
 };
 #undef L

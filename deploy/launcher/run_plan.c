@@ -100,8 +100,9 @@ static int arg_push(argv_builder *b, const char *fmt, ...)
 }
 
 static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
-                    const char *run_dir, const char *config_path, const char *const *overrides,
-                    int n_overrides, const char *const bin_paths[4])
+                    const char *run_dir, const char *run_id, const char *config_path,
+                    const char *const *overrides, int n_overrides,
+                    const char *const bin_paths[4])
 {
     if (plan->n_procs >= PLAN_MAX_PROCS) {
         return err_set(-EINVAL, "more than %d processes", PLAN_MAX_PROCS);
@@ -130,6 +131,12 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
     rc = rc ? rc : arg_push(&b, "%s", config_path);
     rc = rc ? rc : arg_push(&b, "--set");
     rc = rc ? rc : arg_push(&b, "%s.listen=%s", sec, addr);
+    if (run_id) {
+        /* members of another run (a stray worker of an earlier run on these ports) are
+         * refused when they join */
+        rc = rc ? rc : arg_push(&b, "--set");
+        rc = rc ? rc : arg_push(&b, "run_id=%s", run_id);
+    }
     if (role == PLAN_ROLE_MODELSERVER) {
         rc = rc ? rc : arg_push(&b, "--set");
         rc = rc ? rc : arg_push(&b, "modelserver.data_dir=%s/modelserver", run_dir);
@@ -168,19 +175,28 @@ int plan_build(run_plan *plan, const run_cfg *r, const launcher_cfg *l, const ch
         return err_set(-EINVAL, "launcher.actor_base_port and rollout_base_port ranges overlap");
     }
     char addr[RUN_ADDR_MAX + 1];
-    int rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, run_dir, config_path,
-                      overrides, n_overrides, bin_paths);
+    /* a run without a run_id is named after its run directory (the same on --resume) */
+    char id_buf[RUN_ID_MAX + 1];
+    const char *run_id = NULL;
+    if (!r->run_id[0]) {
+        const char *slash = strrchr(run_dir, '/');
+        const char *base = slash && slash[1] ? slash + 1 : run_dir;
+        snprintf(id_buf, sizeof id_buf, "%s", base);
+        run_id = id_buf;
+    }
+    int rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, run_dir, run_id,
+                      config_path, overrides, n_overrides, bin_paths);
     rc = rc ? rc
-            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, run_dir, config_path,
-                       overrides, n_overrides, bin_paths);
+            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, run_dir, run_id,
+                       config_path, overrides, n_overrides, bin_paths);
     for (int j = 0; j < r->n_rollout && rc == 0; j++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->rollout_base_port + j);
-        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, run_dir, config_path, overrides,
+        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     for (int i = 0; i < r->n_actors && rc == 0; i++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->actor_base_port + i);
-        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, run_dir, config_path, overrides,
+        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     return rc;

@@ -309,7 +309,11 @@ static int member_join(rollout_t *r)
     q.role = (char *)MEMBER_ROLE_ROLLOUT;
     q.identity = r->cfg.id;
     ProtobufCMessage *m = NULL;
-    int rc = call(r, r->learner, &m, P_JOIN, &q.base, &twig__v1__join_reply__descriptor, 0);
+    /* not retried inside the call: a Join whose reply was lost would leave a second lease
+     * (harmless, it expires unused, but counted) */
+    rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms};
+    int rc = rpc_client_unary(r->learner, &m, P_JOIN, &q.base, &twig__v1__join_reply__descriptor,
+                              &o);
     if (rc == TWIG_EMISMATCH || rc == TWIG_EVERSION || rc == -EINVAL) {
         member_fatal(r, rc);
         return rc;

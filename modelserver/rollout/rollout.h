@@ -18,20 +18,22 @@
  *            predicted next state; a terminated branch stops, the others go on from the
  *            prediction. Rows whose prediction is not finite are dropped (and counted).
  *   push     PushSynthetic batches of at most push_batch transitions (actions in env units,
- *            truncated false), source_id "<id>@<incarnation>", seq 1, 2, ... per incarnation,
- *            source_epoch of the identity, model_version and policy_version of the piece;
- *            retried with the same seq and content until acknowledged (a missing learner
- *            is a wait with backoff, a full source table too). A batch the learner refuses
- *            as invalid is logged and dropped (counted).
+ *            truncated false) as the member's identity, source_id "<id>@m<member id>", seq
+ *            1, 2, ... per membership, its source_epoch, member_id, model_version and
+ *            policy_version of the piece, and (strict) its chunk and the branches that start
+ *            in it; retried with the same seq and content until acknowledged (a missing
+ *            learner is a wait with backoff, a full source table too). A batch the learner
+ *            refuses as invalid is logged and dropped (counted).
  *
- * Identities (docs/design.md "Dedup"). An identity is an incarnation: the time in
- * microseconds (hex) when it began, and its seqs from 1. Before an identity's first push the
- * worker reads Progress.source_epoch and sends it with every push of that identity. When the
- * learner has forgotten the identity (evicted from its bounded table) and refuses a push as
- * fenced (ABORTED), the worker begins a new identity (new incarnation, seq 1, the epoch read
- * afresh) and sends the same, unacknowledged batch under it: nothing acknowledged is lost
- * and nothing is stored twice. A restarted worker (kill -9) is a new identity too; nothing
- * is persisted.
+ * Membership (docs/design.md "Membership"). The worker joins the learner
+ * (Membership/Join: the run's run_id, MSG_PROTOCOL_VERSION, role "rollout", its id as the
+ * name; identical replicas may share all options) and keeps the lease with a heartbeat
+ * thread (Renew every third of the ttl) and its traffic; a clean stop Leaves. A refused Join
+ * (another run, another protocol version) stops the worker: exit 1 with
+ * event=join_refused. When a push is refused for its lease (UNAUTHENTICATED: the worker was
+ * paused past its ttl, or the learner restarted) or as fenced (ABORTED), or a Renew is
+ * refused, the worker drops the piece it was making and joins again: a new member id, a new
+ * identity, seqs from 1. Nothing is persisted; a restarted worker is a new member.
  *
  * Readiness: health answers NOT_SERVING (readiness, "") while the model server, or (when the
  * run has rollouts) the learner, does not answer; each change is logged once with its reason
@@ -40,18 +42,15 @@
  * start, so its absence is known while the worker still waits for a model.
  *
  * Pacing (docs/design.md). Real steps at or above the first model training point P0 carry a
- * quota of rollouts_per_step branches; worker j of M (index, run.n_rollout) takes
- * R / M + (j < R mod M) of each step's branches. k = run_rollout_length(real step).
- *   strict  for steps [quota_done, mirrored end) in pieces of about `chunk` branches that
- *           never cross a training point or an epoch (k) boundary; a piece needs a model
- *           with trained_on >= run_model_point(its first step), else the worker long-polls
- *           GetModel for it. The last push of a piece carries quota_end. At start quota_done
- *           is the learner's Progress.rollout_quota_done (the slowest worker's acknowledged
- *           quota), at least P0: a restarted worker goes on from there, so what it generates
- *           twice is its unacknowledged piece plus, with M > 1, its lead over the slowest
- *           worker (Progress has no per-worker quota).
+ * quota of rollouts_per_step branches, handed out by the learner in chunks. k =
+ * run_rollout_length(real step).
+ *   strict  Learner/TakeChunk gives the member a chunk [begin, end) that never crosses a
+ *           training point or an epoch (k boundary), or nothing (wait for real steps); its
+ *           branches need a model with trained_on >= run_model_point(begin), else the worker
+ *           long-polls GetModel for it. The chunk's remaining branches are made in pieces
+ *           of at most `chunk`; each push credits the branches whose first step it holds.
  *   async   `chunk` branches at a time, continuously, with the newest model, k of the
- *           mirrored end; quota_end = mirrored end.
+ *           mirrored end; no chunks.
  *
  * Serves grpc.health.v1 and twig.v1.Stats/GetStats (role "rollout": samples_per_s,
  * transitions, pushes, push_retries, ...) on `listen`.
