@@ -130,7 +130,11 @@ uint64_t learner_quota_done(const learner_t *l)
     if (!l->quota_known) {
         return 0;
     }
-    return quota_done(&l->quota);
+    /* steps between quota_base and the chunks' start (P0: no model before it) count as met
+     * only once the first chunk is done, so the first update waits for the first branches,
+     * as MBPO never trains on an empty model pool */
+    uint64_t done = quota_done(&l->quota);
+    return done > l->quota.start ? done : l->quota_base;
 }
 
 /* member ids of this life start at the wall clock's microseconds at start-up: above every

@@ -775,6 +775,43 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     procfix_stop(&ms);
 }
 
+Test(learner, steps_before_the_first_model_wait_for_the_first_chunk)
+{
+    /* init_steps 150, models every 100: the first one at 200, so steps 150..200 owe no
+     * branches, yet no update may run before the first branches (MBPO never trains on an
+     * empty model pool) */
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    const char *sets[] = {"pacing=strict", "utd=2", "init_steps=150", "model_train_freq=100",
+                          "rollouts_per_step=10", "learner.checkpoint_every=0", NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    rpc_client_t *mcl = client_of(&ms);
+    wait_stat(&lr, "rollout_quota_done", 150, 20000);
+    for (uint64_t s = 1; s <= 5; s++) {
+        append_real(mcl, "actor-0", s, 50);
+    }
+    Twig__V1__Progress *p = wait_reached(cl, 250, 0, 30000, "mirror");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "quota_start"), 200);
+    for (int i = 0; i < 10; i++) {
+        p = progress_of(cl);
+        cr_expect_eq(p->updates, 0, "no branches yet");
+        cr_expect_eq(p->rollout_quota_done, 150);
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        procfix_pause_ms(10);
+    }
+    fill_chunk(cl, "w", 1, 250, 200, 210);
+    p = wait_reached(cl, 250, 120, 60000, "quota 210");
+    cr_expect_eq(p->rollout_quota_done, 210);
+    cr_expect_eq(p->updates, 120, "2 x (210 - 150)");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    rpc_client_free(cl);
+    rpc_client_free(mcl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+}
+
 Test(learner, membership_refuses_another_run_or_build_and_fences_an_expired_lease)
 {
     procfix_t lr = {0};
