@@ -56,8 +56,7 @@ int quota_take(quota_t *q, uint64_t member, uint64_t have_end, uint64_t limit_en
         } else if (c->owner == member) {
             *out = *c; /* its own, unfinished */
             return 1;
-        } else if (c->owner == 0 && c->end <= have_end &&
-                   (!orphan || c->begin < orphan->begin)) {
+        } else if (c->owner == 0 && c->end <= have_end && (!orphan || c->begin < orphan->begin)) {
             orphan = c;
         }
     }
@@ -71,8 +70,11 @@ int quota_take(quota_t *q, uint64_t member, uint64_t have_end, uint64_t limit_en
         return 0;
     }
     uint64_t end = limit_end - q->next_step > max_steps ? q->next_step + max_steps : limit_end;
-    *free_slot = (quota_chunk){.id = q->next_id++, .begin = q->next_step, .end = end,
-                               .need = (end - q->next_step) * q->per_step, .owner = member};
+    *free_slot = (quota_chunk){.id = q->next_id++,
+                               .begin = q->next_step,
+                               .end = end,
+                               .need = (end - q->next_step) * q->per_step,
+                               .owner = member};
     q->next_step = end;
     *out = *free_slot;
     return 1;
@@ -88,16 +90,19 @@ int quota_check(const quota_t *q, uint64_t member, uint64_t chunk_id, uint64_t b
 {
     const quota_chunk *c = quota_slot(q, chunk_id);
     if (!c) {
-        return err_set(-EINVAL, "chunk_id %" PRIu64 " is no open chunk (done, or never "
-                                "handed out)", chunk_id);
+        return err_set(-EINVAL,
+                       "chunk_id %" PRIu64 " is no open chunk (done, or never "
+                       "handed out)",
+                       chunk_id);
     }
     if (c->owner != member) {
-        return err_set(-EINVAL, "chunk_id %" PRIu64 " is not held by member %" PRIu64,
-                       chunk_id, member);
+        return err_set(-EINVAL, "chunk_id %" PRIu64 " is not held by member %" PRIu64, chunk_id,
+                       member);
     }
     if (branches > c->need - c->done) {
-        return err_set(-EINVAL, "chunk_branches is %" PRIu64 ", chunk %" PRIu64 " needs only %"
-                                PRIu64 " more", branches, chunk_id, c->need - c->done);
+        return err_set(
+            -EINVAL, "chunk_branches is %" PRIu64 ", chunk %" PRIu64 " needs only %" PRIu64 " more",
+            branches, chunk_id, c->need - c->done);
     }
     return 0;
 }

@@ -29,20 +29,20 @@
 #include <stdint.h>
 
 typedef struct quota_chunk {
-    uint64_t id;          /* 0: a free slot; ids count from 1 and are never reused */
-    uint64_t begin, end;  /* real steps [begin, end) */
-    uint64_t need, done;  /* branches: (end - begin) * per_step, and those accepted */
-    uint64_t owner;       /* member id; 0: an orphan waiting for a taker */
+    uint64_t id;         /* 0: a free slot; ids count from 1 and are never reused */
+    uint64_t begin, end; /* real steps [begin, end) */
+    uint64_t need, done; /* branches: (end - begin) * per_step, and those accepted */
+    uint64_t owner;      /* member id; 0: an orphan waiting for a taker */
 } quota_chunk;
 
 typedef struct quota {
-    quota_chunk *c;       /* (cap) owned */
+    quota_chunk *c; /* (cap) owned */
     size_t cap;
-    uint64_t per_step;    /* branches per real step, > 0 */
-    uint64_t start;       /* the first real step owing branches */
-    uint64_t next_step;   /* the first real step in no chunk */
+    uint64_t per_step;  /* branches per real step, > 0 */
+    uint64_t start;     /* the first real step owing branches */
+    uint64_t next_step; /* the first real step in no chunk */
     uint64_t next_id;
-    uint64_t branches;    /* accepted, all chunks */
+    uint64_t branches;                       /* accepted, all chunks */
     uint64_t chunks_done, orphaned, adopted; /* counters */
 } quota_t;
 

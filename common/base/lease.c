@@ -73,13 +73,17 @@ static lease *lease_live_slot(const lease_table *t, uint64_t id, uint64_t now_ms
 {
     lease *s = lease_slot(t, id);
     if (!s) {
-        err_set(TWIG_ELEASE, "member %" PRIu64 " holds no lease (never joined, left, or "
-                             "expired and swept)", id);
+        err_set(TWIG_ELEASE,
+                "member %" PRIu64 " holds no lease (never joined, left, or "
+                "expired and swept)",
+                id);
         return NULL;
     }
     if (!lease_alive(s, now_ms)) {
-        err_set(TWIG_ELEASE, "the lease of member %" PRIu64 " expired %" PRIu64 " ms ago "
-                             "(ttl %" PRIu64 " ms)", id, now_ms - s->expires_ms, t->ttl_ms);
+        err_set(TWIG_ELEASE,
+                "the lease of member %" PRIu64 " expired %" PRIu64 " ms ago "
+                "(ttl %" PRIu64 " ms)",
+                id, now_ms - s->expires_ms, t->ttl_ms);
         return NULL;
     }
     return s;

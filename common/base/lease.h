@@ -35,19 +35,19 @@
 #define LEASE_NAME_MAX 63 /* a member's name (its identity hint), for logs and Stats */
 
 typedef struct lease {
-    uint64_t id;                 /* 0: a free slot */
-    uint64_t joined_ms;          /* server monotonic time of the join */
-    uint64_t renewed_ms;         /* of the last renewal (the join counts as one) */
-    uint64_t expires_ms;         /* renewed_ms + ttl_ms: dead from this time on */
+    uint64_t id;         /* 0: a free slot */
+    uint64_t joined_ms;  /* server monotonic time of the join */
+    uint64_t renewed_ms; /* of the last renewal (the join counts as one) */
+    uint64_t expires_ms; /* renewed_ms + ttl_ms: dead from this time on */
     char name[LEASE_NAME_MAX + 1];
 } lease;
 
 typedef struct lease_table {
     lease *slot; /* (cap) owned */
     size_t cap;
-    size_t n;         /* slots in use (live or not yet swept) */
-    uint64_t ttl_ms;  /* > 0 */
-    uint64_t next_id; /* the id the next join gets */
+    size_t n;                                       /* slots in use (live or not yet swept) */
+    uint64_t ttl_ms;                                /* > 0 */
+    uint64_t next_id;                               /* the id the next join gets */
     uint64_t joins, leaves, expiries, refused_full; /* counters, this life */
 } lease_table;
 
@@ -80,8 +80,7 @@ size_t lease_live(const lease_table *t, uint64_t now_ms);
 
 /* the age of the oldest live lease and the longest time since a live lease's renewal, in
  * ms at now_ms (0 when none is live) */
-void lease_ages(const lease_table *t, uint64_t now_ms, uint64_t *oldest_ms,
-                uint64_t *stalest_ms);
+void lease_ages(const lease_table *t, uint64_t now_ms, uint64_t *oldest_ms, uint64_t *stalest_ms);
 
 /* the earliest expiry among live leases at now_ms, UINT64_MAX when none */
 uint64_t lease_next_expiry(const lease_table *t, uint64_t now_ms);

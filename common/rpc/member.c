@@ -62,13 +62,16 @@ size_t member_sweep(member_svc *s, uint64_t now_ms)
 static int member_check_join(const member_svc *s, const Twig__V1__JoinRequest *q)
 {
     if (strcmp(q->run_id, s->run_id) != 0) {
-        return err_set(TWIG_EMISMATCH, "run_id is '%.64s', this server's run is '%s': a "
-                                        "member of another run", q->run_id, s->run_id);
+        return err_set(TWIG_EMISMATCH,
+                       "run_id is '%.64s', this server's run is '%s': a "
+                       "member of another run",
+                       q->run_id, s->run_id);
     }
     if (q->protocol_version != MSG_PROTOCOL_VERSION) {
-        return err_set(TWIG_EVERSION, "protocol_version is %u, this server speaks %u: a build "
-                                      "of another version", q->protocol_version,
-                       MSG_PROTOCOL_VERSION);
+        return err_set(TWIG_EVERSION,
+                       "protocol_version is %u, this server speaks %u: a build "
+                       "of another version",
+                       q->protocol_version, MSG_PROTOCOL_VERSION);
     }
     if (strcmp(q->role, s->role) != 0) {
         return err_set(-EINVAL, "role is '%.32s', this server admits '%s' members", q->role,
@@ -92,8 +95,8 @@ int member_on_join(member_svc *s, rpc_call_t *call, const ProtobufCMessage *msg)
         uint64_t n = ++s->refused;
         pthread_mutex_unlock(s->cfg.mu);
         if (n <= 10 || (n & (n - 1)) == 0) {
-            log_warn("event=join_refused role=%s count=%" PRIu64 " err=%s detail=\"%s\"",
-                     s->role, n, err_name(rc), why);
+            log_warn("event=join_refused role=%s count=%" PRIu64 " err=%s detail=\"%s\"", s->role,
+                     n, err_name(rc), why);
         }
         return err_set(rc, "%s", why);
     }

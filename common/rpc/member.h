@@ -42,11 +42,11 @@
 #define MEMBER_SOURCE_MAX (LEASE_NAME_MAX + 3 + 16) /* <identity>@m<16 hex digits> */
 
 typedef struct member_svc_cfg {
-    const char *role;   /* the role this server admits; copied */
-    const char *run_id; /* copied */
-    uint64_t ttl_ms;    /* > 0 */
-    size_t capacity;    /* leases at once, > 0 */
-    uint64_t first_id;  /* > 0, above every id an earlier life handed out */
+    const char *role;    /* the role this server admits; copied */
+    const char *run_id;  /* copied */
+    uint64_t ttl_ms;     /* > 0 */
+    size_t capacity;     /* leases at once, > 0 */
+    uint64_t first_id;   /* > 0, above every id an earlier life handed out */
     pthread_mutex_t *mu; /* the owner's lock; borrowed */
     /* a lease ended: left (true) or expired. Lock held. May be NULL */
     void (*gone)(void *app, const lease *ended, bool left);
@@ -59,8 +59,8 @@ typedef struct member_svc {
     member_svc_cfg cfg;
     char role[16];
     char run_id[64];
-    lease_table leases; /* under cfg.mu */
-    uint64_t refused;   /* joins refused (another run, version, role, identity) */
+    lease_table leases;     /* under cfg.mu */
+    uint64_t refused;       /* joins refused (another run, version, role, identity) */
     uint64_t lease_refused; /* calls and pushes refused for a dead or unknown lease */
 } member_svc;
 

@@ -20,10 +20,10 @@
 #define MS_BIN TWIG_BIN_DIR "/modelserver/twig-modelserver"
 #define LN_BIN TWIG_BIN_DIR "/learner/twig-learner"
 #define RO_BIN TWIG_BIN_DIR "/modelserver/twig-rollout"
-#define R 4            /* rollouts_per_step */
-#define INIT 200       /* init_steps = the first model training point; then one every 100 */
-#define TTL_MS 1500    /* the learner's lease ttl */
-#define END 1000       /* real steps appended in all */
+#define R 4         /* rollouts_per_step */
+#define INIT 200    /* init_steps = the first model training point; then one every 100 */
+#define TTL_MS 1500 /* the learner's lease ttl */
+#define END 1000    /* real steps appended in all */
 
 static char tmp[PROCFIX_DIR_LEN];
 
@@ -77,26 +77,49 @@ static void start_learner(procfix_t *p, const char *ms_addr)
     snprintf(s_pf, sizeof s_pf, "learner.port_file=%s", p->port_file);
     snprintf(s_ck, sizeof s_ck, "learner.checkpoint_dir=%s/ln.ckpt", tmp);
     snprintf(s_ttl, sizeof s_ttl, "learner.lease_ttl_ms=%d", TTL_MS);
-    const char *argv[] = {LN_BIN, RUN_SETS, "--set", s_ms, "--set", "learner.listen=127.0.0.1:0",
-                          "--set", s_pf, "--set", s_ck, "--set", s_ttl, "--set", "utd=1",
-                          "--set", "learner.batch_size=32", "--set", "learner.checkpoint_every=0",
-                          "--set", "learner.fetch_wait_ms=200", NULL};
+    const char *argv[] = {LN_BIN,  RUN_SETS,
+                          "--set", s_ms,
+                          "--set", "learner.listen=127.0.0.1:0",
+                          "--set", s_pf,
+                          "--set", s_ck,
+                          "--set", s_ttl,
+                          "--set", "utd=1",
+                          "--set", "learner.batch_size=32",
+                          "--set", "learner.checkpoint_every=0",
+                          "--set", "learner.fetch_wait_ms=200",
+                          NULL};
     p->pid = procfix_spawn(argv, p->log_file);
     procfix_wait_live(p, 30000);
 }
 
 /* a replica: every worker gets the same options (no index, no id): only its files differ */
-static void start_worker(procfix_t *p, const char *name, const char *ms_addr,
-                         const char *ln_addr)
+static void start_worker(procfix_t *p, const char *name, const char *ms_addr, const char *ln_addr)
 {
     char s_ms[128], s_ln[128], s_pf[700];
     files_of(p, name);
     snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", ms_addr);
     snprintf(s_ln, sizeof s_ln, "learner_addr=%s", ln_addr);
     snprintf(s_pf, sizeof s_pf, "rollout.port_file=%s", p->port_file);
-    const char *argv[] = {RO_BIN, RUN_SETS, "--set", s_ms, "--set", s_ln, "--set", s_pf,
-                          "--listen", "127.0.0.1:0", "--chunk", "128", "--push-batch", "50",
-                          "--wait-ms", "200", "--backoff-max-ms", "200", "--log-level", "info",
+    const char *argv[] = {RO_BIN,
+                          RUN_SETS,
+                          "--set",
+                          s_ms,
+                          "--set",
+                          s_ln,
+                          "--set",
+                          s_pf,
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--chunk",
+                          "128",
+                          "--push-batch",
+                          "50",
+                          "--wait-ms",
+                          "200",
+                          "--backoff-max-ms",
+                          "200",
+                          "--log-level",
+                          "info",
                           NULL};
     p->pid = procfix_spawn(argv, p->log_file);
     procfix_wait_live(p, 30000);
@@ -214,7 +237,8 @@ Test(members, replicas_join_leave_die_and_pause_and_every_step_gets_exactly_r_br
     in_flight += holds_chunk(&b, 5000);
     procfix_kill9(&b);
     int64_t waited = wait_quota(&w, 800, 120000, "after kill -9");
-    cr_expect_leq(waited, TTL_MS + 3000, "a vanished member holds the quota %" PRId64 " ms", waited);
+    cr_expect_leq(waited, TTL_MS + 3000, "a vanished member holds the quota %" PRId64 " ms",
+                  waited);
     procfix_wait_stat(w.ln.addr, "learner", "member_expiries", 1, 20000);
 
     /* c is paused past its ttl: d finishes its chunk; c, resumed, is fenced and rejoins */
@@ -241,7 +265,9 @@ Test(members, replicas_join_leave_die_and_pause_and_every_step_gets_exactly_r_br
     cr_expect_geq(ln_stat(&w, "push_lease") + ln_stat(&w, "lease_refused"), 1,
                   "the paused member was fenced");
     cr_expect_geq(ln_stat(&w, "member_joins"), 5, "a, b, c, d and c again");
-    fprintf(stderr, "members: departures_with_a_chunk=%d joins=%.0f leaves=%.0f expiries=%.0f orphaned=%.0f adopted=%.0f "
+    fprintf(stderr,
+            "members: departures_with_a_chunk=%d joins=%.0f leaves=%.0f expiries=%.0f "
+            "orphaned=%.0f adopted=%.0f "
             "quota_wait_max_ms=%.0f\n",
             in_flight, ln_stat(&w, "member_joins"), ln_stat(&w, "member_leaves"),
             ln_stat(&w, "member_expiries"), ln_stat(&w, "quota_orphaned"),

@@ -46,7 +46,7 @@ Test(quota, a_released_half_done_chunk_is_finished_by_the_next_taker_exactly)
     quota_init(&q, 8, R, 0);
     quota_chunk a, b, c;
     cr_assert_eq(quota_take(&q, 1, 50, 50, 5, &a), 1);
-    quota_add(&q, 1, a.id, 2 * R + 3);  /* part of its work arrived, then it vanished */
+    quota_add(&q, 1, a.id, 2 * R + 3); /* part of its work arrived, then it vanished */
     cr_expect_eq(quota_release(&q, 1), 1);
     cr_expect_eq(quota_release(&q, 1), 0, "nothing left to release");
     cr_expect_eq(quota_check(&q, 1, a.id, 1), -EINVAL, "the gone member's chunk is not its own");
@@ -112,10 +112,10 @@ Test(quota, random_churn_keeps_exactly_r_branches_per_step)
             continue;
         }
         if (!has[i]) {
-            uint64_t limit = mirrored < (q.next_step / 250 + 1) * 250 ? mirrored
-                                                                   : (q.next_step / 250 + 1) * 250;
-            has[i] = quota_take(&q, member[i], mirrored, limit, 1 + rng_uniform_u32(&rng, 7),
-                                &held[i]);
+            uint64_t limit =
+                mirrored < (q.next_step / 250 + 1) * 250 ? mirrored : (q.next_step / 250 + 1) * 250;
+            has[i] =
+                quota_take(&q, member[i], mirrored, limit, 1 + rng_uniform_u32(&rng, 7), &held[i]);
             continue;
         }
         const quota_chunk *c = quota_find(&q, member[i], held[i].id);
