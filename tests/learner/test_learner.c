@@ -812,6 +812,57 @@ Test(learner, steps_before_the_first_model_wait_for_the_first_chunk)
     procfix_stop(&ms);
 }
 
+Test(learner, a_vanished_members_half_done_chunk_goes_to_another_after_its_ttl)
+{
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    const char *sets[] = {"pacing=strict", "utd=1", "init_steps=100", "model_train_freq=100",
+                          "rollouts_per_step=10", "learner.checkpoint_every=0",
+                          "learner.lease_ttl_ms=400", NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    rpc_client_t *mcl = client_of(&ms);
+    wait_stat(&lr, "rollout_quota_done", 100, 20000);
+    append_real(mcl, "actor-0", 1, 120);
+    Twig__V1__Progress *p = wait_reached(cl, 120, 0, 30000, "mirror");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    /* v takes [100, 110), stores 30 of its 100 branches, then is never heard again */
+    Twig__V1__ChunkReply *c = take_chunk(cl, "v", 120, 10);
+    cr_assert_eq(c->step_begin, 100);
+    uint64_t lost = c->chunk_id;
+    push_chunk(cl, "v", 1, 30, lost, 30);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    int64_t t0 = procfix_now_ms();
+    wait_stat(&lr, "member_expiries", 1, 10000);
+    int64_t took = procfix_now_ms() - t0;
+    cr_expect_geq(took, 300, "not before its ttl (%" PRId64 " ms)", took);
+    cr_expect_eq(stat_of(&lr, "quota_orphans"), 1);
+    cr_expect_eq(stat_of(&lr, "rollout_quota_done"), 100, "the orphan holds the quota");
+    /* w gets the rest of v's chunk, not more, and the quota moves */
+    c = take_chunk(cl, "w", 120, 10);
+    cr_expect_eq(c->chunk_id, lost);
+    cr_expect_eq(c->done, 30);
+    push_chunk(cl, "w", 1, 70, lost, 70);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    /* v, back from its pause, is fenced: nothing of it is stored */
+    tb b;
+    tb_make(&b, "v", 2, 5, 7);
+    b.m.model_version = 1;
+    int rc = push_synth(cl, &b, NULL);
+    cr_expect_eq(rc, TWIG_ELEASE, "%s %s", err_name(rc), err_msg());
+    tb_free(&b);
+    p = wait_reached(cl, 120, 10, 30000, "quota 110");
+    cr_expect_eq(p->rollout_quota_done, 110);
+    cr_expect_eq(p->synthetic_samples, 100, "30 + 70: exactly 10 a step, v's late push refused");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "quota_branches"), 100);
+    cr_expect_eq(stat_of(&lr, "quota_adopted"), 1);
+    rpc_client_free(cl);
+    rpc_client_free(mcl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+}
+
 Test(learner, membership_refuses_another_run_or_build_and_fences_an_expired_lease)
 {
     procfix_t lr = {0};
