@@ -42,15 +42,6 @@ uint64_t pace_updates_left(const pace_in *in)
     return a > in->updates ? a - in->updates : 0;
 }
 
-uint64_t pace_quota_watermark(uint64_t quota_base, const uint64_t *quota_end, int n_workers)
-{
-    uint64_t low = UINT64_MAX;
-    for (int j = 0; j < n_workers; j++) {
-        low = quota_end[j] < low ? quota_end[j] : low;
-    }
-    return low > quota_base ? low : quota_base;
-}
-
 double pace_achieved_utd(uint64_t updates, uint64_t real_steps, uint64_t learn_start)
 {
     if (real_steps <= learn_start) {

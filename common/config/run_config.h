@@ -24,6 +24,7 @@
 
 #define RUN_ADDR_MAX NETADDR_MAX   /* the longest HOST:PORT of an address option */
 #define RUN_ENV_MAX 255
+#define RUN_ID_MAX 63              /* the longest run_id */
 
 typedef enum run_pacing {
     RUN_PACING_STRICT = 0,   /* every process waits so the run is algorithmically MBPO */
@@ -31,6 +32,8 @@ typedef enum run_pacing {
 } run_pacing;
 
 typedef struct run_cfg {
+    char run_id[RUN_ID_MAX + 1];            /* the run's name: members of another are refused
+                                             * at Join ("" is a name like any other) */
     char env[RUN_ENV_MAX + 1];              /* env id, e.g. "Hopper-v4" or "plugin:..." */
     uint64_t seed;
     uint64_t real_steps;                    /* budget of real env steps for the whole run */

@@ -105,7 +105,8 @@ static int arg_push(argv_builder *b, const char *fmt, ...)
 }
 
 static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
-                    const char *metrics_addr, const char *run_dir, const char *config_path,
+                    const char *metrics_addr, const char *run_dir, const char *run_id,
+                    const char *config_path,
                     const char *const *overrides, int n_overrides,
                     const char *const bin_paths[4])
 {
@@ -140,6 +141,12 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
     rc = rc ? rc : arg_push(&b, "%s", config_path);
     rc = rc ? rc : arg_push(&b, "--set");
     rc = rc ? rc : arg_push(&b, "%s.listen=%s", sec, addr);
+    if (run_id) {
+        /* members of another run (a stray worker of an earlier run on these ports) are
+         * refused when they join */
+        rc = rc ? rc : arg_push(&b, "--set");
+        rc = rc ? rc : arg_push(&b, "run_id=%s", run_id);
+    }
     if (role == PLAN_ROLE_MODELSERVER) {
         rc = rc ? rc : arg_push(&b, "--set");
         rc = rc ? rc : arg_push(&b, "modelserver.data_dir=%s/modelserver", run_dir);
@@ -239,24 +246,33 @@ int plan_build(run_plan *plan, const run_cfg *r, const launcher_cfg *l, const ch
         return rc;
     }
     char addr[RUN_ADDR_MAX + 1], maddr[RUN_ADDR_MAX + 1];
+    /* a run without a run_id is named after its run directory (the same on --resume) */
+    char id_buf[RUN_ID_MAX + 1];
+    const char *run_id = NULL;
+    if (!r->run_id[0]) {
+        const char *slash = strrchr(run_dir, '/');
+        const char *base = slash && slash[1] ? slash + 1 : run_dir;
+        snprintf(id_buf, sizeof id_buf, "%s", base);
+        run_id = id_buf;
+    }
     int k = 0;
     metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
-    rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, maddr, run_dir,
+    rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, maddr, run_dir, run_id,
                   config_path, overrides, n_overrides, bin_paths);
     metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
     rc = rc ? rc
-            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, maddr, run_dir, config_path,
-                       overrides, n_overrides, bin_paths);
+            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, maddr, run_dir, run_id,
+                       config_path, overrides, n_overrides, bin_paths);
     for (int j = 0; j < r->n_rollout && rc == 0; j++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->rollout_base_port + j);
         metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
-        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, maddr, run_dir, config_path, overrides,
+        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, maddr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     for (int i = 0; i < r->n_actors && rc == 0; i++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->actor_base_port + i);
         metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
-        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, maddr, run_dir, config_path, overrides,
+        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, maddr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     return rc;

@@ -66,19 +66,6 @@ Test(pace, strict_quota_caps_updates_at_the_covered_real_steps)
     cr_expect_eq(pace_allowed_updates(&in), 6000);
 }
 
-Test(pace, quota_watermark_is_the_slowest_worker_never_below_the_base)
-{
-    uint64_t ends[3] = {0, 0, 0};
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1000);
-    ends[0] = 1500;
-    ends[1] = 1200;
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1000, "worker 2 has done nothing");
-    ends[2] = 1300;
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1200);
-    cr_expect_eq(pace_quota_watermark(1250, ends, 3), 1250);
-    cr_expect_eq(pace_quota_watermark(0, ends, 1), 1500);
-}
-
 Test(pace, async_is_unlimited_once_learning_starts)
 {
     pace_in in = {.pacing = RUN_PACING_ASYNC, .utd = 20, .learn_start = 100, .real_steps = 100};

@@ -53,6 +53,7 @@ Test(run_plan, one_of_each_in_start_order_with_their_identity, .init = setup, .f
         cr_expect_str_eq(p->argv[2], "runs/x/config.yaml");
         cr_expect_geq(find_set(p, "learner.batch_size=64"), 0, "%s lacks the override", p->name);
         cr_expect_geq(find_set(p, "utd=10"), 0);
+        cr_expect_geq(find_set(p, "run_id=x"), 0, "%s: the run is named after its dir", p->name);
     }
     cr_expect_str_eq(plan->procs[0].argv[0], "/b/twig-modelserver");
     cr_expect_str_eq(plan->procs[0].addr, "127.0.0.1:7101");
