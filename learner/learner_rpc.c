@@ -568,6 +568,22 @@ const metrics_series learner_series[] = {
      "time the training thread waited for the rollout workers' synthetic quota alone: when it "
      "grows, add rollout workers",
      "train_wait_synthetic_s"},
+    {"twig_learner_members", G, "rollout workers with a live lease", "members"},
+    {"twig_learner_member_joins_total", C, "rollout workers that joined", "member_joins"},
+    {"twig_learner_member_leaves_total", C, "rollout workers that left cleanly", "member_leaves"},
+    {"twig_learner_member_expiries_total", C, "leases that expired (a worker vanished)",
+     "member_expiries"},
+    {"twig_learner_member_join_refused_total", C,
+     "joins refused (another run or build, or the table full)", "member_join_refused"},
+    {"twig_learner_lease_oldest_ms", G, "age of the oldest live lease", "lease_oldest_ms"},
+    {"twig_learner_lease_stalest_ms", G, "longest time since a live lease was renewed",
+     "lease_stalest_ms"},
+    {"twig_learner_push_lease_refused_total", C, "pushes refused under an expired or unknown lease",
+     "push_lease"},
+    {"twig_learner_quota_wait_max_ms", G, "longest wait of the training thread on the quota",
+     "quota_wait_max_ms"},
+    {"twig_learner_quota_chunks_open", G, "quota chunks handed out and not yet complete",
+     "quota_chunks_open"},
 };
 #undef C
 #undef G

@@ -820,6 +820,13 @@ static const metrics_series rollout_series[] = {
      "quota_done"},
     {"twig_rollout_horizon_steps", MG, "rollout length k now (MBPO's schedule)", "k"},
     {"twig_rollout_ready", MG, "1 while the worker is ready (peers answered)", "ready"},
+    {"twig_rollout_member_id", MG, "the worker's membership id at the learner (0: none)",
+     "member_id"},
+    {"twig_rollout_identities_total", MC, "times the worker joined (a lost lease rejoins)",
+     "identities"},
+    {"twig_rollout_push_lease_refused_total", MC, "pushes refused for an expired lease",
+     "push_lease"},
+    {"twig_rollout_chunks_total", MC, "quota chunks taken from the learner", "chunks"},
 };
 #undef MC
 #undef MG
