@@ -38,6 +38,9 @@ const config_opt actor_opts[] = {
      "host:port serving health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, A(port_file), "", 0, ACTOR_PATH_MAX,
      "file that gets the bound port once serving; empty: none", NULL},
+    {"metrics_listen", CFG_ADDR, A(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"push_every", CFG_INT, A(push_every), "50", 1, 65536,
      "transitions per AppendReal batch (a batch also ends when the policy changes)", NULL},
     {"max_pending", CFG_INT, A(max_pending), "8", 1, 4096,
@@ -1071,7 +1074,8 @@ out:
 
 /* ---- health + Stats ---- */
 
-static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+/* the figures of GetStats and /metrics (metrics_collect_fn) */
+static int actor_collect_stats(stats_kv *out, int max, void *app)
 {
     actor_t *a = app;
     pthread_mutex_lock(&a->mu);
@@ -1107,9 +1111,44 @@ static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *a
         {"source_epoch", (double)(st.source_epoch)},
         {"ready", (double)(ready)},
     };
-    stats_reply(call, "actor", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int actor_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "actor", v, actor_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above */
+#define C METRICS_COUNTER
+#define G METRICS_GAUGE
+static const metrics_series actor_series[] = {
+    {"twig_actor_steps_total", C, "real environment steps taken", "steps"},
+    {"twig_actor_acked_steps_total", C, "real steps the model server has acknowledged", "acked"},
+    {"twig_actor_share_steps", G, "this actor's share of the real-step budget", "share"},
+    {"twig_actor_log_end", G, "the model server's log end at the last append", "log_end"},
+    {"twig_actor_episodes_total", C, "episodes finished", "episodes"},
+    {"twig_actor_episode_return_last", G, "return of the last finished episode",
+     "episode_return_last"},
+    {"twig_actor_episode_return_mean10", G, "mean return of the last 10 episodes",
+     "episode_return_mean10"},
+    {"twig_actor_batches_pending", G, "append batches waiting to be sent", "batches_pending"},
+    {"twig_actor_append_retries_total", C, "appends sent again after a failure",
+     "append_retries"},
+    {"twig_actor_duplicates_total", C, "appends the log already had (retries)", "duplicates"},
+    {"twig_actor_policy_version", G, "policy version the actor acts with", "policy_version"},
+    {"twig_actor_evals_total", C, "evaluations run", "evals"},
+    {"twig_actor_eval_return_last", G, "mean return of the last evaluation", "eval_return_last"},
+    {"twig_actor_pace_wait_seconds_total", C, "time stepping waited for the learner (pacing)",
+     "pace_wait_s"},
+    {"twig_actor_done", G, "1 once the actor has taken its share", "done"},
+    {"twig_actor_ready", G, "1 while the actor is ready (both peers answered)", "ready"},
+};
+#undef C
+#undef G
 
 static const rpc_method actor_methods[] = {
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, actor_on_stats,
@@ -1266,6 +1305,13 @@ int actor_init(actor_t *a, const run_cfg *run, const actor_cfg *cfg)
             return rc;
         }
     }
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = actor_series,
+                        .n_series = STATS_COUNT(actor_series), .collect = actor_collect_stats,
+                        .app = a, .srv = a->srv, .clients = {a->ms, a->learner}};
+    rc = metrics_init(&a->metrics, &mcfg);
+    if (rc < 0) {
+        return rc;
+    }
     log_info("event=serving port=%d id=%s env=%s share=%" PRIu64 " init_share=%" PRIu64
              " pacing=%s evaluates=%d modelserver=%s learner=%s",
              a->port, a->id, run->env, a->share, a->init_share,
@@ -1294,6 +1340,7 @@ int actor_run(actor_t *a)
 
 void actor_free(actor_t *a)
 {
+    metrics_free(&a->metrics);   /* first: a scrape reads what the rest releases */
     if (a->threads_started > 0 || (a->loop_ready && !a->shutting_down)) {
         /* a failed init or run: stop what was started */
         if (a->loop_ready && !a->shutting_down) {

@@ -80,6 +80,7 @@
 #include "common/env/env.h"
 #include "common/nn/policy.h"
 #include "common/rpc/daemon.h"
+#include "common/rpc/metrics.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/rpc.h"
@@ -96,6 +97,7 @@ typedef struct actor_cfg {
     int index;                          /* 0 .. n_actors-1 */
     char listen[RUN_ADDR_MAX + 1];      /* health + Stats */
     char port_file[ACTOR_PATH_MAX + 1]; /* "" or a file that gets the bound port */
+    char metrics_listen[RUN_ADDR_MAX + 1]; /* Prometheus /metrics; "": off */
     int push_every;                     /* transitions per AppendReal batch */
     int max_pending;                    /* batches stepped but not acknowledged */
     uint64_t eval_seed_offset;          /* eval env seeds: seed + this + episode */
@@ -227,6 +229,7 @@ typedef struct actor {
     uv_loop_t loop;
     rpc_server_t *srv;
     int port;
+    metrics_t metrics;                  /* GET /metrics on cfg.metrics_listen */
     daemon_signals signals; /* SIGTERM, SIGINT */
     uv_async_t wake; /* the stepper is done and exit_when_done */
     int loop_ready;

@@ -43,6 +43,9 @@ const config_opt learner_opts[] = {
      "HOST:PORT to serve on (port 0: any free one); empty: the run's learner_addr", NULL},
     {"port_file", CFG_STRING, L(port_file), "", 0, LEARNER_PATH_MAX,
      "write the bound port to this file once serving; empty: none", NULL},
+    {"metrics_listen", CFG_ADDR, L(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"checkpoint_dir", CFG_STRING, L(checkpoint_dir), "learner-ckpt", 1, LEARNER_PATH_MAX,
      "directory of checkpoints (created if missing); the newest valid one is loaded at start",
      NULL},
@@ -89,12 +92,17 @@ const config_opt learner_opts[] = {
      "be evicted for a new one (progress, not time: downtime forgets nothing); while no "
      "source is that quiet, new sources are refused with RESOURCE_EXHAUSTED",
      NULL},
+    {"max_members", CFG_INT, L(max_members), "256", 1, 4096,
+     "rollout workers holding a membership lease at once (Membership/Join beyond it: "
+     "RESOURCE_EXHAUSTED until one leaves or expires)", NULL},
+    {"lease_ttl_ms", CFG_INT, L(lease_ttl_ms), "5000", 100, 600000,
+     "a rollout worker's lease ends this long after its last renewal (its pushes, chunk "
+     "requests or heartbeats, every third of this); its unfinished chunk goes to the others",
+     NULL},
 };
 #undef L
 const int learner_n_opts = (int)(sizeof learner_opts / sizeof learner_opts[0]);
 
-_Static_assert(sizeof(((learner_t *)0)->quota_end) / sizeof(uint64_t) == LEARNER_MAX_WORKERS,
-               "one quota watermark per rollout worker index");
 _Static_assert(MSG_BATCH_MAX_COUNT <= INT32_MAX, "a push's count converts to int");
 
 int learner_opts_check(const void *cfg, const void *run_)
@@ -126,7 +134,39 @@ uint64_t learner_quota_done(const learner_t *l)
     if (!l->quota_known) {
         return 0;
     }
-    return pace_quota_watermark(l->quota_base, l->quota_end, l->run.n_rollout);
+    /* steps between quota_base and the chunks' start (P0: no model before it) count as met
+     * only once the first chunk is done, so the first update waits for the first branches,
+     * as MBPO never trains on an empty model pool */
+    uint64_t done = quota_done(&l->quota);
+    return done > l->quota.start ? done : l->quota_base;
+}
+
+/* member ids of this life start at the wall clock's microseconds at start-up: above every
+ * id an earlier life of the learner handed out unless that life made more joins than it
+ * lived microseconds (docs/design.md, "Membership") */
+static uint64_t learner_first_member_id(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + 1;
+}
+
+/* a rollout worker's lease ended (mu held): its unfinished chunk goes to the others */
+static void learner_member_gone(void *app, const lease *ended, bool left)
+{
+    learner_t *l = app;
+    if (quota_release(&l->quota, ended->id)) {
+        log_info("event=chunk_released member_id=%" PRIu64 " why=%s quota_done=%" PRIu64,
+                 ended->id, left ? "left" : "expired", learner_quota_done(l));
+    }
+    pthread_cond_broadcast(&l->cv_train);
+}
+
+/* the epoch a new push identity starts with (mu held) */
+static uint64_t learner_member_epoch(void *app)
+{
+    learner_t *l = app;
+    return dedup_epoch(&l->push_dedup, l->synthetic_samples);
 }
 
 pace_in learner_pace_in(const learner_t *l)
@@ -689,6 +729,10 @@ static void learner_take_real(void *app, const real_mirror_rows *rows)
          * either counted by an earlier life or lost with it: their quota counts as met */
         l->quota_base = rows->end_offset > l->learn_start ? rows->end_offset : l->learn_start;
         l->quota_known = true;
+        /* chunks start there, or at the first model training point: no step before it has
+         * a model to branch from */
+        uint64_t p0 = run_model_next_point(&l->run, 0);
+        quota_set_start(&l->quota, l->quota_base > p0 ? l->quota_base : p0);
         pthread_cond_broadcast(&l->cv_train);
         log_info("event=quota_base real_steps=%" PRIu64 " log_end=%" PRIu64, l->quota_base,
                  rows->end_offset);
@@ -770,18 +814,45 @@ static void *learner_train_main(void *arg)
     double t_rate = clock_now_s();
     uint64_t u_rate = 0;
     bool waiting = false;
+    uint64_t wait_t0 = 0;
     pthread_mutex_lock(&l->mu);
     u_rate = l->updates;
     while (!stop_flag_raised(&l->stop)) {
         pace_in in = learner_pace_in(l);
         if (l->diverged || !pace_may_update(&in)) {
+            bool on_quota = l->quota_on && in.quota_done < in.real_steps;
             if (!waiting) {
                 log_debug("event=train_wait updates=%" PRIu64 " real_steps=%" PRIu64
                           " quota_done=%" PRIu64,
                           in.updates, in.real_steps, in.quota_done);
                 waiting = true;
+                wait_t0 = clock_now_ms();
             }
-            pthread_cond_wait(&l->cv_train, &l->mu);
+            /* a wait counts for what held it back when it began */
+            bool for_synthetic = !l->diverged && pace_waits_for_synthetic(&in);
+            double t_wait = clock_now_s();
+            if (on_quota) {
+                /* a vanished worker holds the quota until its lease expires: sweep while
+                 * waiting, so its chunk is released within a quarter ttl of the expiry */
+                uint64_t now = clock_now_ms();
+                member_sweep(&l->members, now);
+                if (now - wait_t0 > l->quota_wait_max_ms) {
+                    l->quota_wait_max_ms = now - wait_t0;
+                }
+                struct timespec dl = clock_deadline_ms(l->cfg.lease_ttl_ms / 4);
+                pthread_cond_timedwait(&l->cv_train, &l->mu, &dl);
+            } else {
+                pthread_cond_wait(&l->cv_train, &l->mu);
+            }
+            double waited = clock_now_s() - t_wait;
+            if (l->diverged) {
+                continue;
+            }
+            if (for_synthetic) {
+                l->wait_synthetic_s += waited;
+            } else {
+                l->wait_real_s += waited;
+            }
             continue;
         }
         waiting = false;
@@ -866,7 +937,7 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->run = *run;
     l->cfg = *cfg;
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv_train, NULL);
+    clock_cond_init(&l->cv_train); /* timed waits: the quota wait sweeps leases */
     stop_flag_init(&l->stop);
     l->ready = -1;
     if (!l->cfg.listen[0]) {
@@ -888,6 +959,18 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
     l->learn_start = run->init_steps;
     l->quota_on =
         run->pacing == RUN_PACING_STRICT && run->rollouts_per_step > 0 && run->n_rollout > 0;
+    /* rollout workers' leases: ids above any an earlier life handed out (see
+     * learner_first_member_id); at most one chunk per member plus as many orphans */
+    member_svc_cfg msc = {.role = MEMBER_ROLE_ROLLOUT, .run_id = run->run_id,
+                         .ttl_ms = (uint64_t)cfg->lease_ttl_ms,
+                         .capacity = (size_t)cfg->max_members,
+                         .first_id = learner_first_member_id(), .mu = &l->mu,
+                         .gone = learner_member_gone, .epoch = learner_member_epoch, .app = l};
+    if ((rc = member_svc_init(&l->members, &msc)) < 0) {
+        return rc;
+    }
+    quota_init(&l->quota, 2 * (size_t)cfg->max_members,
+               run->rollouts_per_step > 0 ? (uint64_t)run->rollouts_per_step : 1, 0);
 
     if ((rc = env_make(&l->env, run->env)) < 0) {
         return rc;
@@ -1015,6 +1098,12 @@ int learner_init(learner_t *l, const run_cfg *run, const learner_cfg *cfg)
         return err_set(-EAGAIN, "cannot start the training thread");
     }
     l->train_started = 1;
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = learner_series,
+                        .n_series = learner_n_series, .collect = learner_collect_stats, .app = l,
+                        .srv = l->srv, .clients = {l->ms}};
+    if ((rc = metrics_init(&l->metrics, &mcfg)) < 0) {
+        return rc;
+    }
     log_info("event=started listen=%s port=%d env=%s obs=%d act=%d pacing=%s utd=%g "
              "learn_start=%" PRIu64 " quota=%s real_capacity=%" PRIu64
              " synthetic_capacity=%" PRIu64 " updates=%" PRIu64 " policy_version=%" PRIu64
@@ -1081,6 +1170,7 @@ int learner_run(learner_t *l)
 
 void learner_free(learner_t *l)
 {
+    metrics_free(&l->metrics);   /* first: a scrape reads what the rest releases */
     learner_stop_threads(l);
     if (l->loop_ready && !l->shutting_down) {
         /* a failed init: close what was opened */
@@ -1115,6 +1205,8 @@ void learner_free(learner_t *l)
     synth_free(&l->synth);
     dedup_free(&l->push_dedup);
     dedup_free(&l->eval_dedup);
+    member_svc_free(&l->members);
+    quota_free(&l->quota);
     rpc_client_free(l->ms);
     free(l->mirror_unit);
     free(l->push_unit);

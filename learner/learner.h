@@ -13,6 +13,10 @@
  *                                  (learner_check_eval) and deduped on (source_id, seq); at
  *                                  most learner_evals_bound() kept
  *   twig.v1.Learner/GetEvals       the evaluations so far
+ *   twig.v1.Learner/TakeChunk      strict pacing: a rollout worker's chunk of the synthetic
+ *                                  quota (learner/quota.h), renewing its lease
+ *   twig.v1.Membership/...         rollout workers join, renew and leave (common/rpc/member.h);
+ *                                  a push needs a live lease, its source_id is the lease's
  *   twig.v1.Stats/GetStats         counters and gauges (ready: 0/1)
  *   grpc.health.v1.Health/Check    (the rpc layer); liveness from the loop, readiness false
  *                                  while the model server cannot be reached (the mirror's
@@ -63,6 +67,7 @@
 #include "common/nn/policy.h"
 #include "common/rpc/policy_blob.h"
 #include "common/rpc/longpoll.h"
+#include "common/rpc/metrics.h"
 #include "common/nn/replay.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -72,6 +77,8 @@
 #include "common/nn/sac.h"
 #include "common/rpc/msg.h"
 #include "common/base/dedup.h"
+#include "common/rpc/member.h"
+#include "learner/quota.h"
 #include "learner/synth.h"
 
 #define LEARNER_SERVICE "twig.v1.Learner"
@@ -92,6 +99,7 @@
 typedef struct learner_cfg {
     char listen[RUN_ADDR_MAX + 1];        /* "": the run's learner_addr */
     char port_file[LEARNER_PATH_MAX + 1]; /* "": none */
+    char metrics_listen[RUN_ADDR_MAX + 1]; /* Prometheus /metrics; "": off */
     char checkpoint_dir[LEARNER_PATH_MAX + 1];
     int checkpoint_every; /* updates; 0: never */
     int keep_checkpoints;
@@ -110,6 +118,8 @@ typedef struct learner_cfg {
     int log_every; /* updates between progress lines; 0: never */
     int log_level; /* log_level */
     int max_sources;               /* push sources remembered (dedup table) */
+    int max_members;               /* rollout worker leases at once */
+    int lease_ttl_ms;              /* a lease ends this long after its last renewal */
     uint64_t source_quiet_samples; /* quiet needed before a source may be evicted */
 } learner_cfg;
 
@@ -147,6 +157,7 @@ typedef struct learner {
     rpc_server_t *srv;
     rpc_client_t *ms; /* the model server (mirror thread) */
     int port;
+    metrics_t metrics;              /* GET /metrics on cfg.metrics_listen */
     daemon_signals signals;         /* SIGTERM, SIGINT */
     uv_async_t wake;                /* a new policy is waiting in pending_blob */
     rpc_longpoll_t policy_polls;    /* parked GetPolicy calls */
@@ -194,8 +205,11 @@ typedef struct learner {
     uint64_t push_stale;      /* at or below the newest seq, not provably stored */
     uint64_t push_fenced;     /* unknown source below the fence */
     uint64_t push_table_full; /* new source, no source quiet enough to evict */
+    uint64_t push_lease;      /* new data under a dead or unknown lease (fenced) */
     uint64_t eval_duplicates, eval_rejected;
-    uint64_t quota_end[LEARNER_MAX_WORKERS]; /* per rollout worker: its quota watermark */
+    member_svc members;     /* rollout workers' leases (under mu) */
+    quota_t quota;          /* strict: the synthetic quota in chunks, from quota_base */
+    uint64_t quota_wait_max_ms; /* the longest the training thread waited on the quota alone */
     uint64_t quota_base;    /* real steps whose quota counts as met at start */
     bool quota_known;       /* quota_base set (first contact with the model server) */
     uint64_t model_version; /* newest in synthetic data */
@@ -205,6 +219,8 @@ typedef struct learner {
     bool diverged;
     sac_stats stats;
     double updates_per_s;
+    double wait_real_s;      /* the training thread's waits for real steps (pacing), seconds */
+    double wait_synthetic_s; /* and for the synthetic quota alone (pace_waits_for_synthetic) */
 
     /* training thread */
     sac_t sac;

@@ -8,6 +8,12 @@
 extern const rpc_method learner_methods[];
 extern const size_t learner_n_methods;
 
+/* the figures of GetStats and /metrics (metrics_collect_fn; takes l->mu) */
+int learner_collect_stats(stats_kv *out, int max, void *app);
+/* the /metrics series over them */
+extern const metrics_series learner_series[];
+extern const int learner_n_series;
+
 /* the pacing counters now (caller holds l->mu) */
 pace_in learner_pace_in(const learner_t *l);
 /* real steps whose synthetic quota is met (caller holds l->mu) */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/rpc/stats.h"
+#include "common/base/clock.h"
 #include "common/base/err.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
@@ -27,14 +28,10 @@ static int learner_check_push(const learner_t *l, const Twig__V1__TransitionBatc
     if (rc < 0 || (rc = msg_check_source_id("source_id", m->source_id)) < 0) {
         return rc;
     }
-    /* worker_index indexes quota_end: checked against that array, whatever n_workers says */
-    if (m->worker_index >= LEARNER_MAX_WORKERS) {
-        return err_set(-EINVAL, "worker_index is %u, the learner keeps workers 0..%d",
-                       m->worker_index, LEARNER_MAX_WORKERS - 1);
-    }
-    if (m->n_workers != (uint32_t)l->run.n_rollout) {
-        return err_set(-EINVAL, "n_workers is %u, the run has n_rollout %d", m->n_workers,
-                       l->run.n_rollout);
+    if (!l->quota_on && m->chunk_branches != 0) {
+        return err_set(-EINVAL, "chunk_branches is %" PRIu64 ": this run has no synthetic "
+                                "quota to credit (async pacing, or no rollouts)",
+                       m->chunk_branches);
     }
     const env_spec *sp = &l->env->spec;
     if (strcmp(m->env_id, l->run.env) != 0) {
@@ -103,6 +100,20 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
                                             : &l->push_stale;
         return learner_refuse_push(l, m, rc, kind);
     }
+    /* new data: only from a live lease (fencing: a member paused past its ttl stores
+     * nothing), under its own identity, into its own chunk */
+    uint64_t now_ms = clock_now_ms();
+    member_sweep(&l->members, now_ms);
+    rc = member_check_push(&l->members, m->member_id, m->source_id, now_ms);
+    if (rc == 0 && l->quota_on && m->chunk_branches > 0) {
+        /* credit only to the member's own open chunk; a push crediting nothing (the later
+         * steps of a piece's branches) may name a chunk finished meanwhile */
+        rc = quota_check(&l->quota, m->member_id, m->chunk_id, m->chunk_branches);
+    }
+    if (rc < 0) {
+        pthread_mutex_unlock(&l->mu);
+        return learner_refuse_push(l, m, rc, rc == TWIG_ELEASE ? &l->push_lease : NULL);
+    }
     uint64_t evicted = l->push_dedup.evictions;
     dedup_record(&l->push_dedup, m->source_id, m->seq, m->source_epoch, now, m->count, 0);
     bool eviction = l->push_dedup.evictions != evicted;
@@ -114,8 +125,8 @@ static int learner_on_push(rpc_call_t *call, const ProtobufCMessage *msg, void *
     }
     l->synthetic_samples += m->count;
     l->synthetic_pushes++;
-    if (m->quota_end > l->quota_end[m->worker_index]) {
-        l->quota_end[m->worker_index] = m->quota_end;
+    if (l->quota_on && m->chunk_branches > 0) {
+        quota_add(&l->quota, m->member_id, m->chunk_id, m->chunk_branches);
     }
     if (m->model_version > l->model_version) {
         l->model_version = m->model_version;
@@ -197,6 +208,13 @@ static int learner_on_progress(rpc_call_t *call, const ProtobufCMessage *msg, vo
     r.achieved_utd = (float)pace_achieved_utd(l->updates, l->real_offset, l->learn_start);
     r.rollout_quota_done = learner_quota_done(l);
     r.source_epoch = dedup_epoch(&l->push_dedup, l->synthetic_samples);
+    r.real_steps_budget = l->run.real_steps;
+    r.strict_pacing = l->run.pacing == RUN_PACING_STRICT;
+    r.env_id = l->run.env;   /* borrowed: lives as long as the learner */
+    if (r.strict_pacing) {
+        uint64_t past = l->run.real_steps > l->learn_start ? l->run.real_steps - l->learn_start : 0;
+        r.updates_budget = run_utd_credit(l->run.utd, past);
+    }
     pthread_mutex_unlock(&l->mu);
     rpc_call_reply(call, 0, &r.base);
     return 0;
@@ -346,13 +364,117 @@ static int learner_on_get_evals(rpc_call_t *call, const ProtobufCMessage *msg, v
     return 0;
 }
 
-/* ---- Stats ---- */
+/* ---- TakeChunk: a rollout worker's share of the synthetic quota ---- */
 
-static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+/* where a new chunk from step s0 may end for a worker that has mirrored have steps: not
+ * past the next model training point (its branches need one model) or the next epoch
+ * (one rollout length k) */
+static uint64_t learner_chunk_limit(const learner_t *l, uint64_t s0, uint64_t have)
+{
+    uint64_t el = (uint64_t)l->run.epoch_length;
+    uint64_t end = have;
+    uint64_t next_point = run_model_next_point(&l->run, s0);
+    uint64_t next_epoch = (s0 / el + 1) * el;
+    end = end < next_point ? end : next_point;
+    return end < next_epoch ? end : next_epoch;
+}
+
+static int learner_on_take_chunk(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
 {
     learner_t *l = app;
+    const Twig__V1__ChunkRequest *q = (const Twig__V1__ChunkRequest *)msg;
+    if (!l->quota_on) {
+        return err_set(-EINVAL, "TakeChunk: this run has no synthetic quota (async pacing, "
+                                "rollouts_per_step 0 or n_rollout 0)");
+    }
+    if (q->max_steps == 0) {
+        return err_set(-EINVAL, "max_steps is 0, a chunk has at least one real step");
+    }
+    if (q->have_real > l->run.real_steps) {
+        return err_set(-EINVAL, "have_real is %" PRIu64 ", beyond the run's budget of %" PRIu64,
+                       q->have_real, l->run.real_steps);
+    }
+    Twig__V1__ChunkReply r = TWIG__V1__CHUNK_REPLY__INIT;
+    uint64_t now = clock_now_ms();
     pthread_mutex_lock(&l->mu);
+    member_sweep(&l->members, now);
+    int rc = lease_renew(&l->members.leases, q->member_id, now);
+    if (rc < 0) {
+        l->members.lease_refused++;
+        pthread_mutex_unlock(&l->mu);
+        return rc;
+    }
+    quota_chunk c;
+    bool adopted = false;
+    if (l->quota_known) {
+        uint64_t before = l->quota.adopted;
+        uint64_t limit = learner_chunk_limit(l, l->quota.next_step, q->have_real);
+        if (quota_take(&l->quota, q->member_id, q->have_real, limit, q->max_steps, &c) == 1) {
+            r.chunk_id = c.id;
+            r.step_begin = c.begin;
+            r.step_end = c.end;
+            r.chunk_branches = c.need;
+            r.done = c.done;
+            adopted = l->quota.adopted != before;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (adopted) {
+        log_info("event=chunk_adopted member_id=%" PRIu64 " chunk_id=%" PRIu64 " steps=%" PRIu64
+                 "..%" PRIu64 " done=%" PRIu64 " need=%" PRIu64,
+                 q->member_id, c.id, c.begin, c.end, c.done, c.need);
+    }
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+/* ---- Membership (common/rpc/member.h does the work) ---- */
+
+static int learner_on_join(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_join(&((learner_t *)app)->members, call, msg);
+}
+
+static int learner_on_renew(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_renew(&((learner_t *)app)->members, call, msg);
+}
+
+static int learner_on_leave(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_leave(&((learner_t *)app)->members, call, msg);
+}
+
+/* ---- Stats ---- */
+
+int learner_collect_stats(stats_kv *out, int max, void *app)
+{
+    learner_t *l = app;
+    uint64_t now = clock_now_ms();
+    pthread_mutex_lock(&l->mu);
+    member_sweep(&l->members, now);
+    uint64_t lease_oldest, lease_stalest;
+    lease_ages(&l->members.leases, now, &lease_oldest, &lease_stalest);
+    size_t orphans = 0, chunks_open = quota_open(&l->quota, &orphans);
+    const lease_table *lt = &l->members.leases;
     const stats_kv v[] = {
+        {"members", (double)(lease_live(lt, now))},
+        {"member_joins", (double)(lt->joins)},
+        {"member_leaves", (double)(lt->leaves)},
+        {"member_expiries", (double)(lt->expiries)},
+        {"member_join_refused", (double)(l->members.refused + lt->refused_full)},
+        {"lease_refused", (double)(l->members.lease_refused)},
+        {"lease_oldest_ms", (double)lease_oldest},
+        {"lease_stalest_ms", (double)lease_stalest},
+        {"push_lease", (double)(l->push_lease)},
+        {"quota_branches", (double)(l->quota.branches)},
+        {"quota_chunks_done", (double)(l->quota.chunks_done)},
+        {"quota_chunks_open", (double)chunks_open},
+        {"quota_orphans", (double)orphans},
+        {"quota_orphaned", (double)(l->quota.orphaned)},
+        {"quota_adopted", (double)(l->quota.adopted)},
+        {"quota_start", (double)(l->quota.start)},
+        {"quota_wait_max_ms", (double)(l->quota_wait_max_ms)},
         {"updates", (double)(l->updates)},
         {"real_steps", (double)(l->real_offset)},
         {"real_replay_size", (double)(l->real.size)},
@@ -389,11 +511,84 @@ static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void 
         {"evals_bound", (double)(l->evals_bound)},
         {"eval_duplicates", (double)(l->eval_duplicates)},
         {"eval_rejected", (double)(l->eval_rejected)},
+        {"train_wait_real_s", l->wait_real_s},
+        {"train_wait_synthetic_s", l->wait_synthetic_s},
     };
     pthread_mutex_unlock(&l->mu);
-    stats_reply(call, "learner", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int learner_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "learner", v, learner_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* ---- /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above ---- */
+
+#define C METRICS_COUNTER
+#define G METRICS_GAUGE
+const metrics_series learner_series[] = {
+    {"twig_learner_updates_total", C, "SAC updates made (all lifetimes)", "updates"},
+    {"twig_learner_real_steps", G, "real transitions mirrored from the model server's log",
+     "real_steps"},
+    {"twig_learner_real_replay_size", G, "transitions in the real replay", "real_replay_size"},
+    {"twig_learner_log_end", G, "the model server's log end at the last fetch", "log_end"},
+    {"twig_learner_synthetic_samples_total", C, "synthetic transitions accepted (all lifetimes)",
+     "synthetic_samples"},
+    {"twig_learner_synthetic_stored", G, "synthetic transitions held in the pool",
+     "synthetic_stored"},
+    {"twig_learner_synthetic_pushes_total", C, "PushSynthetic calls accepted",
+     "synthetic_pushes"},
+    {"twig_learner_push_duplicates_total", C, "pushes already stored (retries)",
+     "push_duplicates"},
+    {"twig_learner_push_rejected_total", C, "pushes refused (stale, fenced, table full, invalid)",
+     "push_rejected"},
+    {"twig_learner_sources", G, "push sources remembered", "sources"},
+    {"twig_learner_ready", G, "1 while the learner is ready", "ready"},
+    {"twig_learner_rollout_quota_done", G, "real steps whose synthetic quota has arrived",
+     "rollout_quota_done"},
+    {"twig_learner_policy_version", G, "newest policy version published", "policy_version"},
+    {"twig_learner_model_version", G, "newest model version seen in synthetic data",
+     "model_version"},
+    {"twig_learner_achieved_utd", G, "updates per real step since learning started",
+     "achieved_utd"},
+    {"twig_learner_updates_per_second", G, "update rate over the last progress period",
+     "updates_per_s"},
+    {"twig_learner_q_loss", G, "critic loss of the last update", "q_loss"},
+    {"twig_learner_pi_loss", G, "actor loss of the last update", "pi_loss"},
+    {"twig_learner_alpha", G, "SAC entropy temperature", "alpha"},
+    {"twig_learner_checkpoints_written_total", C, "checkpoints written", "checkpoints_written"},
+    {"twig_learner_evals", G, "evaluations held", "evals"},
+    {"twig_learner_train_wait_real_seconds_total", C,
+     "time the training thread waited for real steps (pacing, warm-up)", "train_wait_real_s"},
+    {"twig_learner_train_wait_synthetic_seconds_total", C,
+     "time the training thread waited for the rollout workers' synthetic quota alone: when it "
+     "grows, add rollout workers",
+     "train_wait_synthetic_s"},
+    {"twig_learner_members", G, "rollout workers with a live lease", "members"},
+    {"twig_learner_member_joins_total", C, "rollout workers that joined", "member_joins"},
+    {"twig_learner_member_leaves_total", C, "rollout workers that left cleanly", "member_leaves"},
+    {"twig_learner_member_expiries_total", C, "leases that expired (a worker vanished)",
+     "member_expiries"},
+    {"twig_learner_member_join_refused_total", C,
+     "joins refused (another run or build, or the table full)", "member_join_refused"},
+    {"twig_learner_lease_oldest_ms", G, "age of the oldest live lease", "lease_oldest_ms"},
+    {"twig_learner_lease_stalest_ms", G, "longest time since a live lease was renewed",
+     "lease_stalest_ms"},
+    {"twig_learner_push_lease_refused_total", C, "pushes refused under an expired or unknown lease",
+     "push_lease"},
+    {"twig_learner_quota_wait_max_ms", G, "longest wait of the training thread on the quota",
+     "quota_wait_max_ms"},
+    {"twig_learner_quota_chunks_open", G, "quota chunks handed out and not yet complete",
+     "quota_chunks_open"},
+};
+#undef C
+#undef G
+const int learner_n_series = STATS_COUNT(learner_series);
+
 
 const rpc_method learner_methods[] = {
     {"/twig.v1.Learner/PushSynthetic", &twig__v1__transition_batch__descriptor, learner_on_push,
@@ -405,6 +600,14 @@ const rpc_method learner_methods[] = {
     {"/twig.v1.Learner/ReportEval", &twig__v1__eval_result__descriptor, learner_on_report_eval,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.Learner/GetEvals", &twig__v1__get_evals_request__descriptor, learner_on_get_evals,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/TakeChunk", &twig__v1__chunk_request__descriptor, learner_on_take_chunk,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Join", &twig__v1__join_request__descriptor, learner_on_join,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Renew", &twig__v1__member_request__descriptor, learner_on_renew,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Leave", &twig__v1__member_request__descriptor, learner_on_leave,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, learner_on_stats,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},

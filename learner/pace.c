@@ -26,19 +26,20 @@ bool pace_may_update(const pace_in *in)
     return in->updates < pace_allowed_updates(in);
 }
 
+bool pace_waits_for_synthetic(const pace_in *in)
+{
+    if (!in->quota_on || pace_may_update(in)) {
+        return false;
+    }
+    pace_in real_only = *in;
+    real_only.quota_on = false;
+    return pace_may_update(&real_only);
+}
+
 uint64_t pace_updates_left(const pace_in *in)
 {
     uint64_t a = pace_allowed_updates(in);
     return a > in->updates ? a - in->updates : 0;
-}
-
-uint64_t pace_quota_watermark(uint64_t quota_base, const uint64_t *quota_end, int n_workers)
-{
-    uint64_t low = UINT64_MAX;
-    for (int j = 0; j < n_workers; j++) {
-        low = quota_end[j] < low ? quota_end[j] : low;
-    }
-    return low > quota_base ? low : quota_base;
 }
 
 double pace_achieved_utd(uint64_t updates, uint64_t real_steps, uint64_t learn_start)

@@ -4,10 +4,10 @@
  * Strict pacing (docs/design.md, "Pacing") is MBPO's ratio kept by credits: update number u
  * (counting from 0) belongs to real step learn_start + floor(u / utd) + 1, and may run once
  *   - that real step has been mirrored:   u < floor(utd * (real_steps - learn_start)), and
- *   - when synthetic quotas are on (rollouts_per_step > 0 and rollout workers exist), every
- *     worker has generated its share of that real step's branches:
- *     u < floor(utd * (quota_done - learn_start)), where quota_done is the workers' watermark
- *     max(quota_base, min over workers j of quota_end_j) (pace_quota_watermark).
+ *   - when synthetic quotas are on (rollouts_per_step > 0 and rollout workers exist), that
+ *     real step's branches have all arrived:
+ *     u < floor(utd * (quota_done - learn_start)), where quota_done is the lowest real step
+ *     of an unfinished chunk (learner/quota.h, quota_done).
  * Async pacing allows any number of updates once real_steps > learn_start.
  * Both refuse while a restarted learner refills its real replay (real_steps < refill_until).
  *
@@ -43,10 +43,11 @@ bool pace_may_update(const pace_in *in);
 /* updates that may run now before waiting again (allowed - updates, 0 if none) */
 uint64_t pace_updates_left(const pace_in *in);
 
-/* real steps whose synthetic quota is met: each worker j says it has done its share of every
- * real step below quota_end[j] (TransitionBatch.quota_end); the slowest worker sets the
- * watermark, never below quota_base (what a restarted learner counts as met). n_workers > 0 */
-uint64_t pace_quota_watermark(uint64_t quota_base, const uint64_t *quota_end, int n_workers);
+/* does the learner wait for synthetic data now: no update may run, yet the real steps alone
+ * would allow one (strict pacing with quotas on, the rollout workers behind)? What
+ * twig_learner_synthetic_wait_seconds_total measures: time in such waits says more rollout
+ * workers would help */
+bool pace_waits_for_synthetic(const pace_in *in);
 
 /* updates / (real_steps - learn_start), 0 before learning starts */
 double pace_achieved_utd(uint64_t updates, uint64_t real_steps, uint64_t learn_start);

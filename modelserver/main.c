@@ -38,6 +38,7 @@ typedef struct ms_options {
     char listen[RUN_ADDR_MAX + 1];
     char data_dir[MS_PATH_MAX + 1];
     char port_file[MS_PATH_MAX + 1];
+    char metrics_listen[RUN_ADDR_MAX + 1];
     int fsync;      /* reallog_sync, index into fsync_names */
     int segment_mb;
     int grace_ms;
@@ -60,6 +61,9 @@ static const config_opt ms_opts[] = {
     {"segment_mb", CFG_INT, O(segment_mb), "64", 1, 4096, "log segment size in MiB", NULL},
     {"port_file", CFG_STRING, O(port_file), "", 0, MS_PATH_MAX,
      "write the bound port to this file once serving (atomic rename); empty: none", NULL},
+    {"metrics_listen", CFG_ADDR, O(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"grace_ms", CFG_INT, O(grace_ms), "2000", 1, 600000,
      "on SIGTERM, calls in flight get this long to finish", NULL},
     {"log_level", CFG_ENUM, O(log_level), "info", 0, 0, "debug, info, warn or error",
@@ -94,6 +98,7 @@ static int ms_cfg_from_options(modelserver_cfg *cfg, const ms_options *o)
     cfg->listen = o->listen;
     cfg->data_dir = o->data_dir;
     cfg->port_file = o->port_file[0] ? o->port_file : NULL;
+    cfg->metrics_listen = o->metrics_listen;
     cfg->sync = (reallog_sync)o->fsync;
     cfg->segment_bytes = (uint64_t)o->segment_mb << 20;
     cfg->grace_ms = o->grace_ms;

@@ -422,7 +422,8 @@ static int ms_on_get_model(rpc_call_t *call, const ProtobufCMessage *msg, void *
 
 /* ---- Stats: what the launcher's progress line shows ---- */
 
-static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+/* the figures of GetStats and /metrics (metrics_collect_fn) */
+static int ms_collect_stats(stats_kv *out, int max, void *app)
 {
     modelserver_t *ms = app;
     trainer_status ts;
@@ -450,9 +451,44 @@ static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"model_training", ts.training ? 1.0 : 0.0},
         {"model_last_train_s", ts.last_train_seconds},
     };
-    stats_reply(call, "modelserver", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int ms_on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "modelserver", v, ms_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above */
+#define C METRICS_COUNTER
+#define G METRICS_GAUGE
+static const metrics_series ms_series[] = {
+    {"twig_modelserver_log_end", G, "real transitions in the durable log (its end offset)",
+     "log_end"},
+    {"twig_modelserver_ready", G, "1 while the log is writable", "ready"},
+    {"twig_modelserver_log_write_failures_total", C, "failed log writes", "log_write_failures"},
+    {"twig_modelserver_sources", G, "sources (actors) in the log's dedup table", "sources"},
+    {"twig_modelserver_sources_evicted_total", C, "sources evicted from the dedup table",
+     "sources_evicted"},
+    {"twig_modelserver_sources_refused_full_total", C,
+     "appends of new sources refused: dedup table full", "sources_refused_full"},
+    {"twig_modelserver_fetch_queued", G, "FetchReal long polls parked", "fetch_queued"},
+    {"twig_modelserver_model_version", G, "newest model version served", "model_version"},
+    {"twig_modelserver_model_trained_on", G, "real transitions the newest model was trained on",
+     "model_trained_on"},
+    {"twig_modelserver_model_holdout_loss", G, "holdout MSE of the newest model (NaN before one)",
+     "model_holdout_loss"},
+    {"twig_modelserver_model_trainings_total", C, "ensemble trainings finished",
+     "model_trainings"},
+    {"twig_modelserver_model_training", G, "1 while the ensemble trains", "model_training"},
+    {"twig_modelserver_model_last_train_seconds", G, "duration of the last training",
+     "model_last_train_s"},
+};
+#undef C
+#undef G
 
 static const rpc_method ms_methods[] = {
     {"/twig.v1.ModelServer/AppendReal", &twig__v1__transition_batch__descriptor, ms_on_append,
@@ -558,6 +594,12 @@ int modelserver_init(modelserver_t *ms, const modelserver_cfg *cfg)
     if (cfg->port_file && (rc = portfile_write(cfg->port_file, ms->port)) < 0) {
         return rc;
     }
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = ms_series,
+                        .n_series = STATS_COUNT(ms_series), .collect = ms_collect_stats,
+                        .app = ms, .srv = ms->srv};
+    if ((rc = metrics_init(&ms->metrics, &mcfg)) < 0) {
+        return rc;
+    }
     reallog_status st;
     reallog_get_status(&ms->log, &st);
     log_info("event=started listen=%s port=%d data_dir=%s fsync=%s end_offset=%" PRIu64
@@ -609,6 +651,7 @@ int modelserver_run(modelserver_t *ms)
 
 void modelserver_free(modelserver_t *ms)
 {
+    metrics_free(&ms->metrics);   /* first: a scrape reads what the rest releases */
     if (ms->loop_ready && !ms->shutting_down) {
         /* a failed init, or one never run: close what init opened, then let the loop run
          * the closes and the rpc server's end (its handles close once its calls are over) */

@@ -38,6 +38,7 @@
 #include "modelserver/reallog.h"
 #include "common/rpc/daemon.h"
 #include "common/rpc/longpoll.h"
+#include "common/rpc/metrics.h"
 #include "common/rpc/rpc.h"
 #include "common/config/run_config.h"
 #include "modelserver/trainer.h"
@@ -56,6 +57,7 @@ typedef struct modelserver_cfg {
     uint32_t obs_dim;         /* its spec's dims: the log's schema */
     uint32_t act_dim;
     const char *port_file;    /* NULL or a file that gets the bound port; borrowed */
+    const char *metrics_listen; /* Prometheus /metrics "HOST:PORT"; NULL or "": off; borrowed */
     reallog_sync sync;
     uint64_t segment_bytes;
     uint32_t max_sources;        /* the log's source table (reallog_opts); 0: default */
@@ -71,6 +73,7 @@ typedef struct modelserver {
     reallog_t log;
     rpc_server_t *srv;
     int port;
+    metrics_t metrics;               /* GET /metrics on cfg.metrics_listen */
 
     daemon_signals signals;          /* SIGTERM, SIGINT */
     uv_async_t wake;                 /* the log's end moved: answer long polls */

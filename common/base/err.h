@@ -32,7 +32,8 @@
     X(TWIG_ESHUTDOWN, -10014, "shutting down")                                    \
     X(TWIG_EPROTO, -10015, "protocol error")                                      \
     X(TWIG_EFENCED, -10016, "source identity fenced: start a new one")            \
-    X(TWIG_ECONFIG, -10017, "the config does not fit the run's data on disk")
+    X(TWIG_ECONFIG, -10017, "the config does not fit the run's data on disk")            \
+    X(TWIG_ELEASE, -10018, "membership lease expired or unknown: join again")
 
 enum twig_err {
 #define TWIG_ERR_ENUM(name, value, msg) name = (value),

@@ -18,6 +18,8 @@ const char *const run_sections[] = {"actor", "learner", "modelserver", "rollout"
 
 #define R(field) offsetof(run_cfg, field)
 const config_opt run_opts[] = {
+    {"run_id", CFG_STRING, R(run_id), "", 0, RUN_ID_MAX,
+     "the run's name: a rollout worker or actor of another run is refused when it joins", NULL},
     {"env", CFG_STRING, R(env), "Pendulum-v1", 1, RUN_ENV_MAX, "environment id", NULL},
     {"seed", CFG_U64, R(seed), "1", 0, 1e15, "seed of the whole run", NULL},
     {"real_steps", CFG_U64, R(real_steps), "6000", 1, 1e12, "budget of real env steps", NULL},

@@ -26,6 +26,7 @@
 #define RUN_ENV_MAX 255
 #define RUN_PATH_MAX 1023          /* the longest file path of an option (tls_*) */
 #define RUN_TLS_NAME_MAX 253       /* the longest tls_server_name (a DNS name) */
+#define RUN_ID_MAX 63              /* the longest run_id */
 
 typedef enum run_pacing {
     RUN_PACING_STRICT = 0,   /* every process waits so the run is algorithmically MBPO */
@@ -33,6 +34,8 @@ typedef enum run_pacing {
 } run_pacing;
 
 typedef struct run_cfg {
+    char run_id[RUN_ID_MAX + 1];            /* the run's name: members of another are refused
+                                             * at Join ("" is a name like any other) */
     char env[RUN_ENV_MAX + 1];              /* env id, e.g. "Hopper-v4" or "plugin:..." */
     uint64_t seed;
     uint64_t real_steps;                    /* budget of real env steps for the whole run */

@@ -147,10 +147,11 @@ int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count)
     if (m->model_version == 0) {
         return err_set(-EINVAL, "model_version is 0, a synthetic transition needs its model");
     }
-    if (m->n_workers == 0 || m->worker_index >= m->n_workers) {
-        return err_set(-EINVAL, "worker_index %u of n_workers %u", m->worker_index,
-                       m->n_workers);
+    if (m->member_id == 0) {
+        return err_set(-EINVAL, "member_id is 0: a synthetic push comes from a member "
+                                "(Membership/Join)");
     }
+
     tbatch_t b;
     msg_batch_view(&b, m);
     return msg_check_values(&b);

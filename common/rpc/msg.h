@@ -49,7 +49,7 @@ typedef struct tbatch {
 int msg_batch_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
 /* the checks of a synthetic push (Learner/PushSynthetic): as msg_batch_check, but
- * model_version must be set (>= 1) and worker_index below n_workers (>= 1) */
+ * model_version must be set (>= 1) and member_id too (>= 1) */
 int msg_synth_check(const Twig__V1__TransitionBatch *m, uint32_t max_count);
 
 /* a source id a log line and a key=value parser can carry as it is: 1..MSG_MAX_ID_LEN

@@ -178,6 +178,8 @@ int rpc_err_to_status(int rc)
         return GRPC_STATUS_DATA_LOSS;
     case TWIG_EFENCED:   /* a sequencer check failed: the sender must take a new identity */
         return GRPC_STATUS_ABORTED;
+    case TWIG_ELEASE: /* the member's lease no longer admits it: it joins again */
+        return GRPC_STATUS_UNAUTHENTICATED;
     case -EEXIST:
         return GRPC_STATUS_ALREADY_EXISTS;
     case -EPERM:
@@ -213,7 +215,7 @@ int rpc_status_to_err(int status)
     case GRPC_STATUS_PERMISSION_DENIED:
         return -EPERM;
     case GRPC_STATUS_UNAUTHENTICATED:
-        return -EACCES;
+        return TWIG_ELEASE;
     case GRPC_STATUS_RESOURCE_EXHAUSTED:
         return TWIG_EFULL;
     case GRPC_STATUS_FAILED_PRECONDITION:

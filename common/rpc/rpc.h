@@ -176,6 +176,7 @@ int rpc_err_to_status(int rc);
 int rpc_status_to_err(int status);
 /* "INVALID_ARGUMENT", ... */
 const char *rpc_status_name(int status);
+#define RPC_N_STATUS 17  /* gRPC status codes 0 (OK) .. 16 (UNAUTHENTICATED) */
 /* did a call fail because the peer could not be reached at all (TWIG_EUNAVAIL,
  * TWIG_EDEADLINE, TWIG_ECANCELLED), as opposed to an answer it gave (-EINVAL, TWIG_EFULL, ...)?
  * What readiness follows: a peer that answers with an error is still there. */
@@ -269,6 +270,9 @@ bool rpc_server_loop_live(rpc_server_t *srv);
 int rpc_server_live_calls(const rpc_server_t *srv);
 /* calls refused because max_calls were held (any thread) */
 uint64_t rpc_server_refused_busy(const rpc_server_t *srv);
+/* add to out[status] the calls this server ended with each status (health checks and the
+ * layer's own refusals included; out[0], OK, gets nothing). Any thread */
+void rpc_server_error_counts(const rpc_server_t *srv, uint64_t out[RPC_N_STATUS]);
 /* begin a graceful shutdown (see the opening comment); any thread, returns at once;
  * later calls do nothing */
 void rpc_server_shutdown(rpc_server_t *srv, int grace_ms);
@@ -348,6 +352,9 @@ int rpc_client_init(rpc_client_t **out, const char *addr, const rpc_client_cfg *
 void rpc_client_free(rpc_client_t *cl);
 /* the channel's state (does not start connecting) */
 rpc_conn_state rpc_client_state(rpc_client_t *cl);
+/* add to out[status] the failed attempts of this client's calls and streams by the status
+ * they ended with (every retry counts; out[0] gets nothing); NULL cl adds nothing. Any thread */
+void rpc_client_error_counts(const rpc_client_t *cl, uint64_t out[RPC_N_STATUS]);
 
 /* unary call: *reply (owned; free with protobuf_c_message_free_unpacked) is set on 0 and
  * NULL otherwise. opts may be NULL (defaults, not idempotent). Errors: the server's code

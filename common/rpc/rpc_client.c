@@ -10,6 +10,7 @@
 #include "common/rpc/rpc.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct rpc_client {
     char *addr;
     pthread_mutex_t rng_lock;
     rng_t rng;  /* retry jitter */
+    atomic_uint_fast64_t errors[RPC_N_STATUS]; /* failed attempts by status */
 };
 
 struct rpc_stream {
@@ -120,9 +122,12 @@ static int bb_to_bytes(uint8_t **out, size_t *n_out, grpc_byte_buffer *bb)
 }
 
 /* a non-OK status as a twig code, with "addr/path: STATUS: text" as detail */
-static int status_to_rc(const char *addr, const char *path, grpc_status_code status,
+static int status_to_rc(rpc_client_t *cl, const char *path, grpc_status_code status,
                         grpc_slice details)
 {
+    const char *addr = cl->addr;
+    atomic_fetch_add(&cl->errors[(unsigned)status < RPC_N_STATUS ? status : GRPC_STATUS_UNKNOWN],
+                     1);
     int rc = rpc_status_to_err((int)status);
     char *text = grpc_slice_to_c_string(details);
     if (status == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(text, "larger than max")) {
@@ -216,6 +221,13 @@ void rpc_client_free(rpc_client_t *cl)
     grpc_shutdown();
 }
 
+void rpc_client_error_counts(const rpc_client_t *cl, uint64_t out[RPC_N_STATUS])
+{
+    for (int i = 0; cl && i < RPC_N_STATUS; i++) {
+        out[i] += atomic_load(&cl->errors[i]);
+    }
+}
+
 rpc_conn_state rpc_client_state(rpc_client_t *cl)
 {
     switch (grpc_channel_check_connectivity_state(cl->ch, 0)) {
@@ -275,7 +287,7 @@ static int unary_once(rpc_client_t *cl, uint8_t **reply, size_t *n_reply, const 
     } else {
         pluck_by(cq, &tag, call, deadline);
         if (status != GRPC_STATUS_OK) {
-            rc = status_to_rc(cl->addr, path, status, details);
+            rc = status_to_rc(cl, path, status, details);
         } else if (!resp) {
             rc = err_set(TWIG_EPROTO, "%s%s: OK without a reply message", cl->addr, path);
         } else {
@@ -412,7 +424,7 @@ static int stream_wait_status(rpc_stream_t *s)
         pluck_by(s->cq, &s->tag_recv, s->call, s->deadline);
         s->recv_done = true;
         if (s->status != GRPC_STATUS_OK) {
-            s->rc = status_to_rc(s->cl->addr, s->path, s->status, s->details);
+            s->rc = status_to_rc(s->cl, s->path, s->status, s->details);
         } else if (!s->resp) {
             s->rc = err_set(TWIG_EPROTO, "%s%s: OK without a reply message", s->cl->addr,
                             s->path);

@@ -123,6 +123,7 @@ struct rpc_server {
     atomic_int live;             /* calls between TAG_NEW(ok) and TAG_DONE; CQ thread writes */
     int max_calls;               /* live calls at most (health checks aside) */
     atomic_uint_fast64_t refused_busy;   /* calls refused because max_calls were live */
+    atomic_uint_fast64_t errors[RPC_N_STATUS]; /* calls ended with each non-OK status */
 
     /* CQ thread only */
     int posted;                  /* request_call contexts outstanding */
@@ -187,6 +188,10 @@ static void call_finish(rpc_call_t *c, grpc_status_code code, const char *text,
     memset(ops, 0, sizeof ops);
     grpc_op *op = ops;
     grpc_slice details = grpc_slice_from_copied_string(text ? text : "");
+    if (code != GRPC_STATUS_OK) {
+        atomic_fetch_add(&c->srv->errors[(unsigned)code < RPC_N_STATUS ? code : GRPC_STATUS_UNKNOWN],
+                         1);
+    }
     if (!c->md_sent) {
         c->md_sent = true;
         op->op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -928,6 +933,13 @@ int rpc_server_init(rpc_server_t **out, const rpc_server_cfg *cfg, const rpc_met
 uint64_t rpc_server_refused_busy(const rpc_server_t *srv)
 {
     return atomic_load(&srv->refused_busy);
+}
+
+void rpc_server_error_counts(const rpc_server_t *srv, uint64_t out[RPC_N_STATUS])
+{
+    for (int i = 0; i < RPC_N_STATUS; i++) {
+        out[i] += atomic_load(&srv->errors[i]);
+    }
 }
 
 int rpc_server_live_calls(const rpc_server_t *srv)

@@ -196,6 +196,49 @@ rpc_tls rpc_tls_of_run(const run_cfg *r)
                      .server_name = r->tls_server_name};
 }
 
+void rpc_tls_paths_of_run(rpc_tls_paths *out, const run_cfg *r)
+{
+    memset(out, 0, sizeof *out);
+    if (r) {
+        snprintf(out->ca, sizeof out->ca, "%s", r->tls_ca);
+        snprintf(out->cert, sizeof out->cert, "%s", r->tls_cert);
+        snprintf(out->key, sizeof out->key, "%s", r->tls_key);
+        snprintf(out->server_name, sizeof out->server_name, "%s", r->tls_server_name);
+    }
+}
+
+rpc_tls rpc_tls_of_paths(const rpc_tls_paths *p)
+{
+    return (rpc_tls){.ca_file = p->ca, .cert_file = p->cert, .key_file = p->key,
+                     .server_name = p->server_name};
+}
+
+const char rpc_tls_flags_help[] =
+    "  --tls-ca FILE     the run's tls_ca (PEM): mutual TLS, with --tls-cert and --tls-key\n"
+    "  --tls-cert FILE   a certificate the run's CA signed (PEM)\n"
+    "  --tls-key FILE    its private key (PEM)\n"
+    "  --tls-server-name NAME  the name the server's certificate carries (default: the host)\n";
+
+int rpc_tls_paths_flag(rpc_tls_paths *p, const char *flag, const char *value)
+{
+    static const char *const flags[4] = {"--tls-ca", "--tls-cert", "--tls-key",
+                                         "--tls-server-name"};
+    char *const dst[4] = {p->ca, p->cert, p->key, p->server_name};
+    const size_t cap[4] = {sizeof p->ca, sizeof p->cert, sizeof p->key, sizeof p->server_name};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(flag, flags[i]) != 0) {
+            continue;
+        }
+        if (!value || !value[0] || strlen(value) >= cap[i]) {
+            return err_set(-EINVAL, "%s needs a %s of at most %zu bytes", flag,
+                           i < 3 ? "file" : "name", cap[i] - 1);
+        }
+        snprintf(dst[i], cap[i], "%s", value);
+        return 1;
+    }
+    return 0;
+}
+
 int rpc_tls_check(const rpc_tls *t)
 {
     rpc_tls_pem p;

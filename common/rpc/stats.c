@@ -1,6 +1,7 @@
 /* stats.c - packing a GetStats reply */
 #include "common/rpc/stats.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include "common/base/mem.h"
@@ -23,4 +24,11 @@ void stats_reply(rpc_call_t *call, const char *role, const stats_kv *kv, int n)
     r.n_values = (size_t)n;
     r.values = ep;
     rpc_call_reply(call, 0, &r.base);
+}
+
+int stats_copy(stats_kv *out, int max, const stats_kv *kv, int n)
+{
+    TWIG_ASSERT(n >= 0 && n <= max);
+    memcpy(out, kv, (size_t)n * sizeof *kv);
+    return n;
 }

@@ -17,6 +17,10 @@ typedef struct stats_kv {
     double value;
 } stats_kv;
 
+/* copy kv[0..n) to out[0..max) (a process's collect function, shared by its GetStats handler
+ * and its /metrics, metrics.h, builds its figures on the stack and returns this); n <= max */
+int stats_copy(stats_kv *out, int max, const stats_kv *kv, int n);
+
 /* reply OK to call with kv[0..n), n <= STATS_MAX (the reply is packed at once) */
 void stats_reply(rpc_call_t *call, const char *role, const stats_kv *kv, int n);
 

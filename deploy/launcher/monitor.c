@@ -104,23 +104,53 @@ double monitor_read_elapsed(const char *path)
     return s;
 }
 
-int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
-                 const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data)
+void monitor_cfg_from_plan(monitor_cfg *cfg, const run_cfg *run, const launcher_cfg *launcher,
+                           const run_plan *plan, const char *run_dir)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->learner_addr, sizeof cfg->learner_addr, "%s", run->learner_addr);
+    snprintf(cfg->modelserver_addr, sizeof cfg->modelserver_addr, "%s", run->modelserver_addr);
+    for (int i = 0; i < plan->n_procs && i < MONITOR_MAX_PEERS; i++) {
+        snprintf(cfg->peers[i].name, sizeof cfg->peers[i].name, "%s", plan->procs[i].name);
+        snprintf(cfg->peers[i].addr, sizeof cfg->peers[i].addr, "%s", plan->procs[i].addr);
+        cfg->n_peers++;
+    }
+    snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", run_dir);
+    rpc_tls_paths_of_run(&cfg->tls, run);
+    cfg->startup_timeout_ms = launcher->startup_timeout_ms;
+    cfg->final_eval_timeout_ms = launcher->final_eval_timeout_ms;
+    cfg->progress_interval_ms = launcher->progress_interval_ms;
+    /* the updates strict pacing allows for the whole budget (learner/pace.c counts the same) */
+    uint64_t past = run->real_steps > run->init_steps ? run->real_steps - run->init_steps : 0;
+    cfg->run = (monitor_run){.known = true, .budget = run->real_steps,
+                             .updates_budget = run->pacing == RUN_PACING_STRICT
+                                                   ? run_utd_credit(run->utd, past)
+                                                   : 0};
+    snprintf(cfg->run.env, sizeof cfg->run.env, "%s", run->env);
+}
+
+int monitor_init(monitor_t *m, const monitor_cfg *cfg, void (*wake)(void *), void *data)
 {
     memset(m, 0, sizeof *m);
     stop_flag_init(&m->stop);
-    m->run = run;
-    m->launcher = launcher;
-    m->plan = plan;
-    snprintf(m->run_dir, sizeof m->run_dir, "%s", run_dir);
+    m->cfg = *cfg;
+    m->run = cfg->run;
+    if (m->cfg.n_peers == 0) {   /* by address: the two it polls */
+        m->cfg.peers[0] = (monitor_peer){.name = "learner"};
+        m->cfg.peers[1] = (monitor_peer){.name = "modelserver"};
+        snprintf(m->cfg.peers[0].addr, sizeof m->cfg.peers[0].addr, "%s", cfg->learner_addr);
+        snprintf(m->cfg.peers[1].addr, sizeof m->cfg.peers[1].addr, "%s", cfg->modelserver_addr);
+        m->cfg.n_peers = 2;
+    }
     m->wake = wake;
     m->wake_data = data;
     m->tty = isatty(STDOUT_FILENO);
     m->last.model_holdout_loss = NAN;
     m->last.eval_return_mean = NAN;
     m->last.eval_return_std = NAN;
+    const char *dir = m->cfg.out_dir;
     char path[PLAN_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/metrics.csv", run_dir);
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
     int rc = monitor_read_metrics(path, &m->last, &m->resumed_rows);
     if (rc < 0) {
         return rc;
@@ -139,27 +169,27 @@ int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
          * past the last row written are added (as after a learner that lost some) */
         m->evals_resync = true;
     }
-    snprintf(m->elapsed_path, sizeof m->elapsed_path, "%s/" MONITOR_ELAPSED_FILE, run_dir);
+    snprintf(m->elapsed_path, sizeof m->elapsed_path, "%s/" MONITOR_ELAPSED_FILE, dir);
     m->elapsed_before_s = monitor_read_elapsed(m->elapsed_path);
     m->last.wall_s = m->elapsed_before_s;
-    rc = tfevents_open(&m->tf, run_dir);
+    rc = tfevents_open(&m->tf, dir);
     if (rc < 0) {
         return rc;
     }
-    rpc_tls tls = rpc_tls_of_run(run);
+    rpc_tls tls = rpc_tls_of_paths(&m->cfg.tls);
     rpc_client_cfg cc = {.tls = &tls};
-    rc = rpc_client_init(&m->learner, run->learner_addr, &cc);
-    return rc < 0 ? rc : rpc_client_init(&m->modelserver, run->modelserver_addr, &cc);
+    rc = rpc_client_init(&m->learner, m->cfg.learner_addr, &cc);
+    return rc < 0 ? rc : rpc_client_init(&m->modelserver, m->cfg.modelserver_addr, &cc);
 }
 
-/* every process is live (docs/design.md, Health) within the start-up timeout */
+/* every peer is live (docs/design.md, Health) within the start-up timeout */
 static int wait_healthy(monitor_t *m)
 {
-    uint64_t deadline = clock_now_ms() + (uint64_t)m->launcher->startup_timeout_ms;
-    rpc_tls tls = rpc_tls_of_run(m->run);
+    uint64_t deadline = clock_now_ms() + (uint64_t)m->cfg.startup_timeout_ms;
+    rpc_tls tls = rpc_tls_of_paths(&m->cfg.tls);
     rpc_client_cfg cc = {.tls = &tls};
-    for (int i = 0; i < m->plan->n_procs; i++) {
-        const plan_proc *p = &m->plan->procs[i];
+    for (int i = 0; i < m->cfg.n_peers; i++) {
+        const monitor_peer *p = &m->cfg.peers[i];
         for (;;) {
             if (stop_flag_raised(&m->stop)) {
                 return TWIG_ECANCELLED;
@@ -173,7 +203,7 @@ static int wait_healthy(monitor_t *m)
             }
             if (clock_now_ms() >= deadline) {
                 snprintf(m->failure, sizeof m->failure, "%s at %s not live after %d ms: %s",
-                         p->name, p->addr, m->launcher->startup_timeout_ms,
+                         p->name, p->addr, m->cfg.startup_timeout_ms,
                          rc < 0 ? err_msg() : "NOT_SERVING");
                 return TWIG_EDEADLINE;
             }
@@ -205,6 +235,15 @@ static void poll_counters(monitor_t *m, monitor_snapshot *s)
         s->model_version = p->model_version > s->model_version ? p->model_version
                                                                 : s->model_version;
         s->achieved_utd = p->achieved_utd;
+        if (!m->run.known && p->real_steps_budget > 0) {
+            m->run.known = true;
+            m->run.budget = p->real_steps_budget;
+            m->run.updates_budget = p->strict_pacing ? p->updates_budget : 0;
+            snprintf(m->run.env, sizeof m->run.env, "%s", p->env_id ? p->env_id : "");
+            log_info("event=monitor_run env=%s real_steps=%llu updates_budget=%llu", m->run.env,
+                     (unsigned long long)m->run.budget,
+                     (unsigned long long)m->run.updates_budget);
+        }
         protobuf_c_message_free_unpacked(reply, NULL);
     }
     Twig__V1__LogStatusRequest lq = TWIG__V1__LOG_STATUS_REQUEST__INIT;
@@ -272,8 +311,13 @@ static void poll_evals(monitor_t *m, monitor_snapshot *s)
     for (size_t i = 0; i < r->n_evals; i++) {
         const Twig__V1__EvalResult *e = r->evals[i];
         s->evals++;
-        if (m->evals_resync && e->real_steps <= s->eval_real_steps) {
-            continue;   /* written before the learner lost it */
+        /* written before the learner lost it. An evaluation is named by its point (seq: a
+         * multiple of eval_every, or init_steps) and may have started some steps past it
+         * (real_steps); an actor repeats the newest point after a restart, later than the
+         * first time, so the point decides, not the step it ran at */
+        uint64_t point = e->seq > 0 && e->seq <= e->real_steps ? e->seq : e->real_steps;
+        if (m->evals_resync && point <= s->eval_real_steps) {
+            continue;
         }
         m->evals_resync = false;
         s->eval_return_mean = e->return_mean;
@@ -436,7 +480,7 @@ static void print_progress(monitor_t *m, const monitor_snapshot *s)
     char line[512];
     /* a terminal gets one line rewritten in place, cut to its width; a file every line */
     int width = m->tty ? monitor_term_width(STDOUT_FILENO) : 0;
-    monitor_format_progress(line, sizeof line, s, m->run->real_steps, monitor_eta_rate(&m->eta),
+    monitor_format_progress(line, sizeof line, s, m->run.budget, monitor_eta_rate(&m->eta),
                             width);
     printf("%s%s%s", m->tty ? "\r\033[K" : "", line, m->tty ? "" : "\n");
     fflush(stdout);
@@ -452,11 +496,39 @@ static void monitor_write_elapsed(monitor_t *m, double wall_s)
     }
 }
 
-/* the updates strict pacing allows for the whole budget (learner/pace.c counts the same) */
-static uint64_t monitor_strict_updates(const run_cfg *run)
+/* the run's end as the monitor sees it at t: true once the state is DONE or FAILED */
+static bool monitor_check_end(monitor_t *m, const monitor_snapshot *s, uint64_t t)
 {
-    uint64_t past = run->real_steps > run->init_steps ? run->real_steps - run->init_steps : 0;
-    return run_utd_credit(run->utd, past);
+    if (s->real_steps >= m->run.budget && m->budget_reached_ms == 0) {
+        m->budget_reached_ms = t;
+        log_info("event=budget_reached real_steps=%llu", (unsigned long long)s->real_steps);
+    }
+    /* done: the final evaluation is in and, under strict pacing, the learner has made every
+     * update the budget allows (so a run, resumed or not, ends with exact counts) */
+    bool final_eval = s->evals > 0 && s->eval_real_steps >= m->run.budget;
+    bool updates_done = s->updates >= m->run.updates_budget;
+    if (final_eval && updates_done) {
+        if (m->tty) {
+            putchar('\n');
+        }
+        set_state(m, MONITOR_DONE);
+        return true;
+    }
+    if (!m->budget_reached_ms || t - m->budget_reached_ms <= (uint64_t)m->cfg.final_eval_timeout_ms) {
+        return false;
+    }
+    if (!final_eval) {
+        snprintf(m->failure, sizeof m->failure,
+                 "no final evaluation within %d ms of reaching the budget",
+                 m->cfg.final_eval_timeout_ms);
+    } else {
+        snprintf(m->failure, sizeof m->failure,
+                 "the learner made %llu of its %llu updates within %d ms of reaching the budget",
+                 (unsigned long long)s->updates, (unsigned long long)m->run.updates_budget,
+                 m->cfg.final_eval_timeout_ms);
+    }
+    set_state(m, MONITOR_FAILED);
+    return true;
 }
 
 static void monitor_main(void *arg)
@@ -503,41 +575,12 @@ static void monitor_main(void *arg)
             print_progress(m, &s);
         }
         ticks++;
-        if (s.real_steps >= m->run->real_steps && m->budget_reached_ms == 0) {
-            m->budget_reached_ms = t;
-            log_info("event=budget_reached real_steps=%llu", (unsigned long long)s.real_steps);
-        }
-        /* done: the final evaluation is in and, under strict pacing, the learner has made
-         * every update the budget allows (so a run, resumed or not, ends with exact counts) */
-        bool final_eval = s.evals > 0 && s.eval_real_steps >= m->run->real_steps;
-        bool updates_done = m->run->pacing != RUN_PACING_STRICT ||
-                            s.updates >= monitor_strict_updates(m->run);
-        if (final_eval && updates_done) {
-            if (m->tty) {
-                putchar('\n');
-            }
-            set_state(m, MONITOR_DONE);
-            return;
-        }
-        if (m->budget_reached_ms &&
-            t - m->budget_reached_ms > (uint64_t)m->launcher->final_eval_timeout_ms) {
-            if (!final_eval) {
-                snprintf(m->failure, sizeof m->failure,
-                         "no final evaluation within %d ms of reaching the budget",
-                         m->launcher->final_eval_timeout_ms);
-            } else {
-                snprintf(m->failure, sizeof m->failure,
-                         "the learner made %llu of its %llu updates within %d ms of reaching "
-                         "the budget",
-                         (unsigned long long)s.updates,
-                         (unsigned long long)monitor_strict_updates(m->run),
-                         m->launcher->final_eval_timeout_ms);
-            }
-            set_state(m, MONITOR_FAILED);
+        /* the end is judged once the learner has said what the run is */
+        if (m->run.known && monitor_check_end(m, &s, t)) {
             return;
         }
         /* sleep the rest of the interval; a stop ends it at once */
-        uint64_t until = t + (uint64_t)m->launcher->progress_interval_ms, now = clock_now_ms();
+        uint64_t until = t + (uint64_t)m->cfg.progress_interval_ms, now = clock_now_ms();
         if (now < until) {
             stop_flag_wait_ms(&m->stop, until - now);
         }

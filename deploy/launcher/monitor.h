@@ -6,7 +6,9 @@
  * its atomic `state` and the `wake` callback the launcher gives it.
  *
  *     monitor_t m;
- *     monitor_init(&m, &run, &launcher, plan, run_dir, on_wake, loop_data);
+ *     monitor_cfg c;
+ *     monitor_cfg_from_plan(&c, &run, &launcher, plan, run_dir);   // or by address
+ *     monitor_init(&m, &c, on_wake, loop_data);
  *     monitor_start(&m);             // thread: wait healthy, then poll until done or stopped
  *     ...                            // on_wake: read monitor_state(&m), stop processes
  *     monitor_stop(&m);              // ask the thread to end, join it
@@ -24,6 +26,7 @@
 #include "common/base/stop.h"
 
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls_run.h"
 #include "common/config/run_config.h"
 #include "deploy/launcher/tfevents.h"
 #include "deploy/launcher/run_plan.h"
@@ -69,11 +72,41 @@ typedef struct monitor_eta {
     int n;                         /* samples held */
 } monitor_eta;
 
+/* a process the monitor waits to be live before it polls */
+typedef struct monitor_peer {
+    char name[48];
+    char addr[RUN_ADDR_MAX + 1];
+} monitor_peer;
+
+#define MONITOR_MAX_PEERS PLAN_MAX_PROCS
+
+/* the run being watched: given (twig run knows its config) or learnt from the learner's
+ * Progress at the first poll (twig monitor by address) */
+typedef struct monitor_run {
+    bool known;
+    uint64_t budget;                /* real_steps */
+    uint64_t updates_budget;        /* strict: updates the budget allows; 0: async */
+    char env[RUN_ENV_MAX + 1];
+} monitor_run;
+
+/* what to watch and where to write. What the run itself is (budget, pacing, env) may come
+ * from the learner's Progress, so a deployment is watched by address alone */
+typedef struct monitor_cfg {
+    char learner_addr[RUN_ADDR_MAX + 1];
+    char modelserver_addr[RUN_ADDR_MAX + 1];
+    monitor_peer peers[MONITOR_MAX_PEERS];   /* waited live at start (the two above if none) */
+    int n_peers;
+    char out_dir[PLAN_PATH_MAX];             /* metrics.csv, events, elapsed_s */
+    int startup_timeout_ms;                  /* for every peer to be live */
+    int final_eval_timeout_ms;               /* from the budget to the final evaluation */
+    int progress_interval_ms;
+    monitor_run run;                         /* known: the run's own; else from the learner */
+    rpc_tls_paths tls;                       /* the run's TLS files; all empty: plaintext */
+} monitor_cfg;
+
 typedef struct monitor {
-    const run_cfg *run;            /* borrowed */
-    const launcher_cfg *launcher;  /* borrowed */
-    const run_plan *plan;          /* borrowed */
-    char run_dir[PLAN_PATH_MAX];
+    monitor_cfg cfg;
+    monitor_run run;               /* written by the thread; read after monitor_stop */
     rpc_client_t *learner;         /* owned */
     rpc_client_t *modelserver;     /* owned */
     FILE *metrics;                 /* metrics.csv, owned */
@@ -102,8 +135,12 @@ typedef struct monitor {
 /* opens metrics.csv and the event file in run_dir. A metrics.csv of an earlier launch
  * (twig run --resume) is kept as it is and continued: rows go on after its last real step,
  * wall time after RUN/elapsed_s; 0 or -errno (err_msg names the file) */
-int monitor_init(monitor_t *m, const run_cfg *run, const launcher_cfg *launcher,
-                 const run_plan *plan, const char *run_dir, void (*wake)(void *), void *data);
+int monitor_init(monitor_t *m, const monitor_cfg *cfg, void (*wake)(void *), void *data);
+
+/* twig run's monitor: its run's learner and model server, every process of the plan as a
+ * peer, the launcher's timeouts, out_dir = run_dir */
+void monitor_cfg_from_plan(monitor_cfg *cfg, const run_cfg *run, const launcher_cfg *launcher,
+                           const run_plan *plan, const char *run_dir);
 int monitor_start(monitor_t *m);
 void monitor_stop(monitor_t *m);
 void monitor_free(monitor_t *m);

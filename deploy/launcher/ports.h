@@ -13,4 +13,10 @@
  * address of this machine) or -EINVAL (unparsable), with err_msg naming addr */
 int ports_check_free(const char *addr);
 
+/* n distinct ports (n <= 1024) free on host (an IPv4 literal or name) now, into ports[0..n):
+ * each bound at port 0 and held until all are picked, then released for their processes
+ * (another program may take one in between: the process then fails to bind, and says so).
+ * 0, or a negative code with err_msg naming host */
+int ports_pick_free(const char *host, int *ports, int n);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/base/err.h"
@@ -22,6 +23,10 @@ const config_opt launcher_opts[] = {
      "actor i listens on this port + i", NULL},
     {"rollout_base_port", CFG_INT, L(rollout_base_port), "7140", 1, 65535,
      "rollout worker j listens on this port + j", NULL},
+    {"metrics_base_port", CFG_INT, L(metrics_base_port), "0", -1, 65535,
+     "Prometheus GET /metrics of each process on launcher.host: 0 a free port picked at launch, "
+     "N > 0 the plan's k-th process (modelserver, learner, rollout-j, actor-i) on N + k, -1 "
+     "off; where they are: RUN/metrics_targets.json", NULL},
     {"progress_interval_ms", CFG_INT, L(progress_interval_ms), "1000", 50, 600000,
      "how often the progress line and metrics are updated", NULL},
     {"startup_timeout_ms", CFG_INT, L(startup_timeout_ms), "60000", 100, 3600000,
@@ -100,8 +105,10 @@ static int arg_push(argv_builder *b, const char *fmt, ...)
 }
 
 static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
-                    const char *run_dir, const char *config_path, const char *const *overrides,
-                    int n_overrides, const char *const bin_paths[4])
+                    const char *metrics_addr, const char *run_dir, const char *run_id,
+                    const char *config_path,
+                    const char *const *overrides, int n_overrides,
+                    const char *const bin_paths[4])
 {
     if (plan->n_procs >= PLAN_MAX_PROCS) {
         return err_set(-EINVAL, "more than %d processes", PLAN_MAX_PROCS);
@@ -121,6 +128,10 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
         return err_set(-EINVAL, "%s: address '%s' is too long", p->name, addr);
     }
     memcpy(p->addr, addr, addr_len + 1);
+    if (strlen(metrics_addr) >= sizeof p->metrics_addr) {
+        return err_set(-EINVAL, "%s: metrics address '%s' is too long", p->name, metrics_addr);
+    }
+    snprintf(p->metrics_addr, sizeof p->metrics_addr, "%s", metrics_addr);
     char name[sizeof p->name];
     memcpy(name, p->name, sizeof name);
     snprintf(p->log_path, sizeof p->log_path, "%s/%s.log", run_dir, name);
@@ -130,6 +141,12 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
     rc = rc ? rc : arg_push(&b, "%s", config_path);
     rc = rc ? rc : arg_push(&b, "--set");
     rc = rc ? rc : arg_push(&b, "%s.listen=%s", sec, addr);
+    if (run_id) {
+        /* members of another run (a stray worker of an earlier run on these ports) are
+         * refused when they join */
+        rc = rc ? rc : arg_push(&b, "--set");
+        rc = rc ? rc : arg_push(&b, "run_id=%s", run_id);
+    }
     if (role == PLAN_ROLE_MODELSERVER) {
         rc = rc ? rc : arg_push(&b, "--set");
         rc = rc ? rc : arg_push(&b, "modelserver.data_dir=%s/modelserver", run_dir);
@@ -142,6 +159,10 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
         rc = rc ? rc : arg_push(&b, "--set");
         rc = rc ? rc : arg_push(&b, "%s.index=%d", sec, index);
     }
+    if (p->metrics_addr[0]) {
+        rc = rc ? rc : arg_push(&b, "--set");
+        rc = rc ? rc : arg_push(&b, "%s.metrics_listen=%s", sec, p->metrics_addr);
+    }
     for (int i = 0; i < n_overrides && rc == 0; i++) {
         rc = arg_push(&b, "--set");
         rc = rc ? rc : arg_push(&b, "%s", overrides[i]);
@@ -153,9 +174,62 @@ static int add_proc(run_plan *plan, plan_role role, int index, const char *addr,
     return 0;
 }
 
+int plan_n_procs(const run_cfg *r)
+{
+    return 2 + r->n_rollout + r->n_actors;
+}
+
+/* the plan's k-th metrics address into out ("" when metrics are off) */
+static void metrics_addr_of(char *out, size_t n, const launcher_cfg *l, const int *ports, int k)
+{
+    int port = l->metrics_base_port > 0 ? l->metrics_base_port + k
+               : l->metrics_base_port == 0 && ports ? ports[k]
+                                                    : 0;
+    if (port > 0) {
+        snprintf(out, n, "%s:%d", l->host, port);
+    } else {
+        out[0] = '\0';
+    }
+}
+
+/* a port of modelserver_addr / learner_addr (0 when it has none) */
+static int addr_port(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    return colon ? atoi(colon + 1) : 0;
+}
+
+/* launcher.metrics_base_port's range misses the other planned ports */
+static int check_metrics_range(const run_cfg *r, const launcher_cfg *l)
+{
+    int lo = l->metrics_base_port, hi = lo + plan_n_procs(r);
+    if (lo <= 0) {
+        return 0;
+    }
+    if (hi > 65536) {
+        return err_set(-EINVAL, "launcher.metrics_base_port %d + %d processes exceeds 65535", lo,
+                       plan_n_procs(r));
+    }
+    if ((lo < l->actor_base_port + r->n_actors && l->actor_base_port < hi) ||
+        (lo < l->rollout_base_port + r->n_rollout && l->rollout_base_port < hi)) {
+        return err_set(-EINVAL, "launcher.metrics_base_port's range %d..%d overlaps the actor or "
+                       "rollout ports", lo, hi - 1);
+    }
+    const char *peers[2][2] = {{"modelserver_addr", r->modelserver_addr},
+                               {"learner_addr", r->learner_addr}};
+    for (int i = 0; i < 2; i++) {
+        int port = addr_port(peers[i][1]);
+        if (port >= lo && port < hi) {
+            return err_set(-EINVAL, "launcher.metrics_base_port's range %d..%d holds %s's port %d",
+                           lo, hi - 1, peers[i][0], port);
+        }
+    }
+    return 0;
+}
+
 int plan_build(run_plan *plan, const run_cfg *r, const launcher_cfg *l, const char *run_dir,
                const char *config_path, const char *const *overrides, int n_overrides,
-               const char *const bin_paths[4])
+               const char *const bin_paths[4], const int *metrics_ports)
 {
     plan->n_procs = 0;
     if (l->actor_base_port + r->n_actors > 65536 ||
@@ -167,20 +241,38 @@ int plan_build(run_plan *plan, const run_cfg *r, const launcher_cfg *l, const ch
     if (overlap) {
         return err_set(-EINVAL, "launcher.actor_base_port and rollout_base_port ranges overlap");
     }
-    char addr[RUN_ADDR_MAX + 1];
-    int rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, run_dir, config_path,
-                      overrides, n_overrides, bin_paths);
+    int rc = check_metrics_range(r, l);
+    if (rc < 0) {
+        return rc;
+    }
+    char addr[RUN_ADDR_MAX + 1], maddr[RUN_ADDR_MAX + 1];
+    /* a run without a run_id is named after its run directory (the same on --resume) */
+    char id_buf[RUN_ID_MAX + 1];
+    const char *run_id = NULL;
+    if (!r->run_id[0]) {
+        const char *slash = strrchr(run_dir, '/');
+        const char *base = slash && slash[1] ? slash + 1 : run_dir;
+        snprintf(id_buf, sizeof id_buf, "%s", base);
+        run_id = id_buf;
+    }
+    int k = 0;
+    metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
+    rc = add_proc(plan, PLAN_ROLE_MODELSERVER, 0, r->modelserver_addr, maddr, run_dir, run_id,
+                  config_path, overrides, n_overrides, bin_paths);
+    metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
     rc = rc ? rc
-            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, run_dir, config_path,
-                       overrides, n_overrides, bin_paths);
+            : add_proc(plan, PLAN_ROLE_LEARNER, 0, r->learner_addr, maddr, run_dir, run_id,
+                       config_path, overrides, n_overrides, bin_paths);
     for (int j = 0; j < r->n_rollout && rc == 0; j++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->rollout_base_port + j);
-        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, run_dir, config_path, overrides,
+        metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
+        rc = add_proc(plan, PLAN_ROLE_ROLLOUT, j, addr, maddr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     for (int i = 0; i < r->n_actors && rc == 0; i++) {
         snprintf(addr, sizeof addr, "%s:%d", l->host, l->actor_base_port + i);
-        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, run_dir, config_path, overrides,
+        metrics_addr_of(maddr, sizeof maddr, l, metrics_ports, k++);
+        rc = add_proc(plan, PLAN_ROLE_ACTOR, i, addr, maddr, run_dir, run_id, config_path, overrides,
                       n_overrides, bin_paths);
     }
     return rc;

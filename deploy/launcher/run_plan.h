@@ -38,6 +38,7 @@ typedef struct launcher_cfg {
     char host[64];                    /* where actors and rollout workers listen */
     int actor_base_port;
     int rollout_base_port;
+    int metrics_base_port;           /* -1 off; 0 free ports picked at launch; N: N + slot */
     int progress_interval_ms;
     int startup_timeout_ms;
     int restart_base_ms;
@@ -62,6 +63,7 @@ typedef struct plan_proc {
     plan_role role;
     int index;                        /* within the role */
     char addr[RUN_ADDR_MAX + 1];      /* where its health and Stats answer */
+    char metrics_addr[RUN_ADDR_MAX + 1]; /* where its GET /metrics answers; "": off */
     char log_path[PLAN_PATH_MAX];
     char *argv[PLAN_MAX_ARGS + 1];    /* into plan.strings; NULL-terminated */
 } plan_proc;
@@ -75,11 +77,18 @@ typedef struct run_plan {
 /* the binary's file name of a role ("twig-modelserver", ...) */
 const char *plan_binary_name(plan_role role);
 
+/* processes a plan of run r has (modelserver, learner, the workers, the actors) */
+int plan_n_procs(const run_cfg *r);
+
 /* fill plan (caller storage, large: allocate it) for run r with launcher cfg l; config_path
  * is the run's config file, overrides[0..n) the user's KEY=VALUE strings, bin_paths[role]
- * each binary's path. returns 0 or -EINVAL (err_msg names what does not fit) */
+ * each binary's path. Metrics: process k of the plan gets `--set SECTION.metrics_listen=
+ * l->host:PORT` (before the user's overrides, which may replace it) with PORT
+ * l->metrics_base_port + k when that is > 0, metrics_ports[k] when it is 0 (the launcher's
+ * pick of free ports; NULL: none), and none at -1. returns 0 or -EINVAL (err_msg names what
+ * does not fit) */
 int plan_build(run_plan *plan, const run_cfg *r, const launcher_cfg *l, const char *run_dir,
                const char *config_path, const char *const *overrides, int n_overrides,
-               const char *const bin_paths[4]);
+               const char *const bin_paths[4], const int *metrics_ports);
 
 #endif

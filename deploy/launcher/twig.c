@@ -15,6 +15,9 @@ static const twig_cmd twig_cmds[] = {
     {"env", twig_cmd_env, "step one episode of an environment and print it as CSV"},
     {"eval", twig_cmd_eval, "run episodes of a trained policy, print returns, mean and std"},
     {"export", twig_cmd_export, "write a run's trained policy as a policy file (.twigp)"},
+    {"monitor", twig_cmd_monitor, "watch a running deployment by address: metrics, events, plot"},
+    {"status", twig_cmd_status, "one screen about running twig processes, by address"},
+    {"health", twig_cmd_health, "ask a grpc.health.v1 service; the answer is the exit status"},
 };
 #define TWIG_N_CMDS ((int)(sizeof(twig_cmds) / sizeof(twig_cmds[0])))
 

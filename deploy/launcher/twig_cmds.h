@@ -8,5 +8,10 @@ int twig_cmd_env(int argc, char **argv);
 int twig_cmd_run(int argc, char **argv);
 int twig_cmd_eval(int argc, char **argv);
 int twig_cmd_export(int argc, char **argv);
+int twig_cmd_monitor(int argc, char **argv);
+int twig_cmd_status(int argc, char **argv);
+/* twig health: its own statuses (0 SERVING, 1 NOT_SERVING, 2 bad usage, 3 unreachable,
+ * 4 unknown service; twig_health.c) */
+int twig_cmd_health(int argc, char **argv);
 
 #endif

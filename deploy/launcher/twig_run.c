@@ -47,13 +47,18 @@
 #include "common/rpc/rpc.h"
 #include "common/rpc/tls_run.h"
 #include "common/config/run_config.h"
+#include "deploy/launcher/child.h"
 #include "deploy/launcher/config_record.h"
 #include "deploy/launcher/healthwatch.h"
 #include "deploy/launcher/monitor.h"
 #include "deploy/launcher/ports.h"
 #include "deploy/launcher/run_plan.h"
+#include "deploy/launcher/run_report.h"
 #include "deploy/launcher/supervise.h"
 #include "deploy/launcher/twig_cmds.h"
+
+/* metrics_targets.json: PLAN_MAX_PROCS entries of at most ~200 bytes */
+#define METRICS_TARGETS_MAX (PLAN_MAX_PROCS * 256 + 16)
 
 typedef struct launcher {
     run_cfg run;
@@ -70,6 +75,7 @@ typedef struct launcher {
     char *effective[PLAN_MAX_PROCS]; /* owned: each process's --print-config output */
     size_t effective_len[PLAN_MAX_PROCS];
     run_plan *plan;                /* owned, large */
+    int metrics_ports[PLAN_MAX_PROCS]; /* launcher.metrics_base_port 0: the free ports picked */
     uv_loop_t loop;
     uv_async_t wake;
     uv_signal_t sigint, sigterm;
@@ -197,44 +203,6 @@ static int find_binary(char *out, size_t n, const char *bin_dir, plan_role role)
                    exe_dir, exe_dir, folders[role]);
 }
 
-/* run argv to its end without a shell (argv[0] a path, or a name looked up in PATH when
- * search), stdout and stderr into the open files fo and fe (borrowed). Its wait status, or
- * -errno if it could not be forked. Runs before the loop starts or after it ended, so no
- * libuv child watcher competes for the exit */
-static int run_child(char *const argv[], int fo, int fe, bool search)
-{
-    pid_t pid = fork();
-    if (pid < 0) {
-        return err_set(-errno, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        dup2(fo, STDOUT_FILENO);
-        dup2(fe, STDERR_FILENO);
-        if (search) {
-            execvp(argv[0], argv);
-        } else {
-            execv(argv[0], argv);
-        }
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-}
-
-/* "exit 2", "killed by signal 11", "could not be run (exit 127)" */
-static void describe_status(char *out, size_t n, int status)
-{
-    if (WIFSIGNALED(status)) {
-        snprintf(out, n, "killed by signal %d", WTERMSIG(status));
-    } else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
-        snprintf(out, n, "could not be run (exit %d)", WEXITSTATUS(status));
-    } else {
-        snprintf(out, n, "exit %d", WEXITSTATUS(status));
-    }
-}
-
 /* the whole of f (rewound) as a malloc'd string, *len its length; owned by the caller */
 static char *read_all(FILE *f, size_t *len)
 {
@@ -276,7 +244,7 @@ static int check_process_config(launcher_t *L, int i, const plan_proc *p)
         }
         return err_set(-e, "tmpfile: %s", strerror(e));
     }
-    int status = run_child(argv, fileno(out), fileno(err), false);
+    int status = child_run(argv, fileno(out), fileno(err), false);
     if (status < 0) {
         fclose(out);
         fclose(err);
@@ -302,7 +270,7 @@ static int check_process_config(launcher_t *L, int i, const plan_proc *p)
         msg += strlen(bin) + 2;
     }
     char how[64];
-    describe_status(how, sizeof how, status);
+    child_describe_status(how, sizeof how, status);
     int rc = err_set(-EINVAL, "%s refused the config (%s): %s", p->name, how,
                      msg[0] ? msg : "no message");
     free(detail);
@@ -618,80 +586,18 @@ static void on_proc_start(supervise_t *s, int index)
     /* a restart's start is in twig.log (event=started); stderr had its exit already */
 }
 
-/* gnuplot draws metrics.csv into learning_curve.png, the legend below the plot so it never
- * hides a point. No shell is involved; the paths sit in gnuplot's single-quoted strings, so a
- * name with a single quote is not plotted. True when the picture was written */
-static bool plot_learning_curve(const launcher_t *L)
-{
-    if (strchr(L->run_dir, '\'') || strchr(L->run.env, '\'')) {
-        log_warn("event=plot_skipped reason=\"a single quote in the run dir or env id\"");
-        return false;
-    }
-    char png[PLAN_PATH_MAX + 32];
-    snprintf(png, sizeof png, "%s/learning_curve.png", L->run_dir);
-    unlink(png);   /* a picture from an earlier run in this dir is not this run's */
-    char script[4 * PLAN_PATH_MAX];
-    snprintf(script, sizeof script,
-             "set terminal pngcairo size 900,540; set output '%s/learning_curve.png'; "
-             "set datafile separator ','; set key autotitle columnhead; "
-             "set key outside below center; "
-             "set title '%s: evaluation return'; set xlabel 'real steps'; "
-             "set ylabel 'return'; set grid; "
-             "plot '%s/metrics.csv' using 1:3:4 with yerrorlines "
-             "title 'eval return (mean, std)'",
-             L->run_dir, L->run.env, L->run_dir);
-    char *argv[] = {"gnuplot", "-e", script, NULL};
-    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (devnull < 0) {
-        log_warn("event=plot_failed detail=\"/dev/null: %s\"", strerror(errno));
-        return false;
-    }
-    int status = run_child(argv, devnull, devnull, true);
-    close(devnull);
-    if (status != 0) {
-        char how[64] = "fork failed";
-        if (status > 0) {
-            describe_status(how, sizeof how, status);
-        }
-        log_warn("event=plot_failed detail=\"gnuplot %s\"", how);
-        return false;
-    }
-    struct stat st;
-    return stat(png, &st) == 0 && st.st_size > 0;
-}
-
 static void print_summary(const launcher_t *L)
 {
-    const monitor_snapshot *s = &L->mon.last;
-    double upd_rate = s->wall_s > 0 ? (double)s->updates / s->wall_s : 0;
-    double syn_rate = s->wall_s > 0 ? (double)s->synthetic_samples / s->wall_s : 0;
-    printf("\ntwig: run %s in %.1f s\n", L->exit_code == 0 ? "finished" : "ended", s->wall_s);
-    printf("  env                 %s\n", L->run.env);
-    printf("  real steps          %llu / %llu\n", (unsigned long long)s->real_steps,
-           (unsigned long long)L->run.real_steps);
-    if (s->evals > 0) {
-        /* "final" only for the evaluation at the budget: a run ended early has a last one */
-        printf("  %s eval return   %.2f +- %.2f (at %llu real steps, policy v%llu)\n",
-               s->eval_real_steps >= L->run.real_steps ? "final" : "last ",
-               (double)s->eval_return_mean, (double)s->eval_return_std,
-               (unsigned long long)s->eval_real_steps,
-               (unsigned long long)s->eval_policy_version);
-    }
-    printf("  SAC updates         %llu (%.1f/s, achieved UTD %.2f)\n",
-           (unsigned long long)s->updates, upd_rate, (double)s->achieved_utd);
-    printf("  synthetic samples   %llu (%.0f/s)\n", (unsigned long long)s->synthetic_samples,
-           syn_rate);
-    printf("  versions            policy v%llu, model v%llu\n",
-           (unsigned long long)s->policy_version, (unsigned long long)s->model_version);
-    for (int i = 0; i < L->sup.n_procs; i++) {
+    report_restart r[PLAN_MAX_PROCS];
+    int n = 0;
+    for (int i = 0; i < L->sup.n_procs && n < PLAN_MAX_PROCS; i++) {
         if (L->sup.procs[i].restarts > 0) {
-            printf("  restarts            %s: %d\n", L->sup.procs[i].name,
-                   L->sup.procs[i].restarts);
+            r[n++] = (report_restart){.name = L->sup.procs[i].name,
+                                      .restarts = L->sup.procs[i].restarts};
         }
     }
-    /* only what is there: no gnuplot, or a failed one, leaves no picture */
-    printf("  run directory       %s (metrics.csv, %slogs, events)\n", L->run_dir,
-           L->plotted ? "learning_curve.png, " : "");
+    report_summary(stdout, &L->mon.last, &L->mon.run, L->exit_code == 0, L->run_dir, L->plotted,
+                   r, n);
 }
 
 /* ---- resume ---- */
@@ -770,6 +676,11 @@ static bool resume_key_safe(const char *key)
         if (strcmp(key, safe[i]) == 0) {
             return true;
         }
+    }
+    /* where a process serves its metrics is not what it did (free ports differ per launch) */
+    const char *dot = strrchr(key, '.');
+    if (dot && strcmp(dot + 1, "metrics_listen") == 0) {
+        return true;
     }
     return strncmp(key, "launcher.", 9) == 0;
 }
@@ -999,6 +910,13 @@ static int check_ports_free(const run_plan *plan)
             return err_set(rc, "%s cannot listen: %s; set %s to a free one", p->name, why,
                            option[p->role]);
         }
+        rc = p->metrics_addr[0] ? ports_check_free(p->metrics_addr) : 0;
+        if (rc < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", err_msg());
+            return err_set(rc, "%s cannot serve its metrics: %s; set launcher.metrics_base_port "
+                           "to a free range, 0 (free ports) or -1 (off)", p->name, why);
+        }
     }
     return 0;
 }
@@ -1032,8 +950,12 @@ static int preflight(launcher_t *L, bool *config_error)
                        L->run_dir, L->run_dir);
     }
     L->plan = xcalloc(1, sizeof *L->plan);
-    int rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src, L->overrides,
-                        L->n_overrides, bins);
+    int rc = 0;
+    if (L->cfg.metrics_base_port == 0 && plan_n_procs(&L->run) <= PLAN_MAX_PROCS) {
+        rc = ports_pick_free(L->cfg.host, L->metrics_ports, plan_n_procs(&L->run));
+    }
+    rc = rc < 0 ? rc : plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_src,
+                                  L->overrides, L->n_overrides, bins, L->metrics_ports);
     for (int i = 0; rc == 0 && i < L->plan->n_procs; i++) {
         rc = check_process_config(L, i, &L->plan->procs[i]);
         if (rc == 0 && L->resume) {
@@ -1054,6 +976,37 @@ static int preflight(launcher_t *L, bool *config_error)
         return rc;
     }
     return check_ports_free(L->plan);
+}
+
+/* RUN/metrics_targets.json: where each process serves GET /metrics, in Prometheus's file_sd
+ * format (a scrape config's file_sd_configs can read it as is), and one log line each. A
+ * process whose --set overrides moved its metrics is listed where the plan put it */
+static void write_metrics_targets(const launcher_t *L)
+{
+    char *json = xmalloc(METRICS_TARGETS_MAX);
+    size_t n = 0;
+    n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n, "[\n");
+    int listed = 0;
+    for (int i = 0; i < L->plan->n_procs; i++) {
+        const plan_proc *p = &L->plan->procs[i];
+        if (!p->metrics_addr[0]) {
+            continue;
+        }
+        log_info("event=metrics proc=%s url=http://%s/metrics", p->name, p->metrics_addr);
+        n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n,
+                              "%s  {\"targets\": [\"%s\"], \"labels\": {\"twig_proc\": \"%s\", "
+                              "\"twig_role\": \"%s\"}}",
+                              listed ? ",\n" : "", p->metrics_addr, p->name,
+                              plan_binary_name(p->role) + 5);
+        listed++;
+    }
+    n += (size_t)snprintf(json + n, METRICS_TARGETS_MAX - n, "\n]\n");
+    char path[PLAN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics_targets.json", L->run_dir);
+    if (listed && atomic_file_write(path, json, n) < 0) {
+        log_warn("event=metrics_targets_failed path=%s detail=\"%s\"", path, err_msg());
+    }
+    free(json);
 }
 
 static int launch(launcher_t *L)
@@ -1088,10 +1041,11 @@ static int launch(launcher_t *L)
     /* from now on the processes read the run directory's copy of the config */
     const char *bins[4] = {L->bin_paths[0], L->bin_paths[1], L->bin_paths[2], L->bin_paths[3]};
     rc = plan_build(L->plan, &L->run, &L->cfg, L->run_dir, L->config_path, L->overrides,
-                    L->n_overrides, bins);
+                    L->n_overrides, bins, L->metrics_ports);
     if (rc < 0) {
         return rc;
     }
+    write_metrics_targets(L);
     rc = write_overrides(L);
     if (rc < 0) {
         return rc;
@@ -1100,6 +1054,10 @@ static int launch(launcher_t *L)
            L->run.env, (unsigned long long)L->run.real_steps, L->run.n_actors, L->run.n_rollout,
            L->run.pacing == RUN_PACING_STRICT ? "strict" : "async");
     printf("twig: run directory %s%s\n", L->run_dir, L->resume ? " (resumed)" : "");
+    if (L->plan->n_procs > 0 && L->plan->procs[0].metrics_addr[0]) {
+        printf("twig: Prometheus metrics of each process: %s/metrics_targets.json "
+               "(docs/metrics.md)\n", L->run_dir);
+    }
     fflush(stdout);
 
     uv_loop_init(&L->loop);
@@ -1126,8 +1084,9 @@ static int launch(launcher_t *L)
         int index = supervise_add(&L->sup, p->name, p->argv, p->log_path);
         rc = index < 0 ? index : 0;   /* an index, not 0: the loop used to stop after two */
     }
-    rc = rc < 0 ? rc : monitor_init(&L->mon, &L->run, &L->cfg, L->plan, L->run_dir,
-                                    wake_from_monitor, L);
+    monitor_cfg mc;
+    monitor_cfg_from_plan(&mc, &L->run, &L->cfg, L->plan, L->run_dir);
+    rc = rc < 0 ? rc : monitor_init(&L->mon, &mc, wake_from_monitor, L);
     healthwatch_cfg hcfg = {.every_ms = L->cfg.health_every_ms, .hang_ms = L->cfg.hang_ms,
                             .startup_ms = L->cfg.startup_timeout_ms,
                             .tls = rpc_tls_of_run(&L->run)};
@@ -1149,7 +1108,7 @@ static int launch(launcher_t *L)
     uv_close((uv_handle_t *)&L->wake, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);   /* the close callback */
     if (L->exit_code == 0) {
-        L->plotted = plot_learning_curve(L);
+        L->plotted = report_plot(L->run_dir, L->run.env);
     }
     print_summary(L);
     monitor_free(&L->mon);

@@ -20,6 +20,7 @@
 #include "common/base/err.h"
 #include "common/base/log.h"
 #include "common/base/mem.h"
+#include "common/rpc/member.h"
 #include "common/rpc/msg.h"
 #include "common/rpc/tls_run.h"
 #include "common/base/netaddr.h"
@@ -28,26 +29,34 @@
 #define P_MODEL "/twig.v1.ModelServer/GetModel"
 #define P_PUSH "/twig.v1.Learner/PushSynthetic"
 #define P_POLICY "/twig.v1.Learner/GetPolicy"
-#define P_PROGRESS "/twig.v1.Learner/GetProgress"
+#define P_CHUNK "/twig.v1.Learner/TakeChunk"
+#define P_JOIN "/twig.v1.Membership/Join"
+#define P_RENEW "/twig.v1.Membership/Renew"
+#define P_LEAVE "/twig.v1.Membership/Leave"
+#define ROLLOUT_LEAVE_DEADLINE_MS 1000 /* a Leave at shutdown waits at most this long */
 #define ROLLOUT_POLICY_EVERY_S 0.5 /* GetPolicy at most this often */
 #define ROLLOUT_RATE_WINDOW_S 2.0  /* samples_per_s is measured over about this long */
 #define ROLLOUT_BACKOFF_MS 50      /* first wait after a failed call */
 
-_Static_assert(ROLLOUT_ID_MAX + 1 + 16 <= MSG_MAX_ID_LEN,
-               "<id>@<incarnation in hex> fits a source id");
-_Static_assert(sizeof(((rollout_t *)0)->source_id) >= ROLLOUT_ID_MAX + 1 + 16 + 1,
-               "the source id buffer holds <id>@<16 hex digits>");
+_Static_assert(ROLLOUT_ID_MAX <= LEASE_NAME_MAX, "a worker id is a member name");
+_Static_assert(sizeof(((rollout_t *)0)->source_id) >= MEMBER_SOURCE_MAX + 1,
+               "the source id buffer holds <id>@m<16 hex digits>");
 
 
 #define C(field) offsetof(rollout_cfg, field)
 const config_opt rollout_opts[] = {
     {"id", CFG_STRING, C(id), "rollout-0", 1, ROLLOUT_ID_MAX,
-     "worker id; the learner sees source_id <id>@<incarnation>", NULL},
-    {"index", CFG_INT, C(index), "0", 0, 255, "this worker's index j of n_rollout", NULL},
+     "worker name (identical replicas may share it); the learner sees source_id "
+     "<id>@m<member id>", NULL},
+    {"index", CFG_INT, C(index), "0", 0, 255,
+     "salt of this worker's seeds only (pacing needs no index: members take chunks)", NULL},
     {"listen", CFG_ADDR, C(listen), "127.0.0.1:0", 3, RUN_ADDR_MAX,
      "HOST:PORT for health and Stats (port 0: any free one)", NULL},
     {"port_file", CFG_STRING, C(port_file), "", 0, ROLLOUT_PATH_MAX,
      "write the bound port to this file once serving (atomic rename)", NULL},
+    {"metrics_listen", CFG_ADDR, C(metrics_listen), "", 0, RUN_ADDR_MAX,
+     "HOST:PORT to serve Prometheus GET /metrics on (port 0: any free one); empty: off "
+     "(twig run gives each process one, launcher.metrics_base_port)", NULL},
     {"chunk", CFG_INT, C(chunk), "4096", 1, 1 << 20, "branches generated together", NULL},
     {"push_batch", CFG_INT, C(push_batch), "4096", 1, MSG_BATCH_MAX_COUNT,
      "transitions per PushSynthetic", NULL},
@@ -61,11 +70,6 @@ const config_opt rollout_opts[] = {
 };
 #undef C
 const int rollout_n_opts = (int)(sizeof rollout_opts / sizeof rollout_opts[0]);
-
-int rollout_share(int rollouts_per_step, int index, int n_workers)
-{
-    return rollouts_per_step / n_workers + (index < rollouts_per_step % n_workers ? 1 : 0);
-}
 
 static bool stopping(rollout_t *r)
 {
@@ -286,83 +290,210 @@ static void policy_refresh(rollout_t *r)
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
-/* the learner's Progress: rollout_quota_done and source_epoch. 0 or < 0 */
-static int learner_progress(rollout_t *r, uint64_t *quota_done, uint64_t *source_epoch)
+/* ---- membership (docs/design.md "Membership") ---- */
+
+/* a refusal no retry mends: another run, another protocol version, a bad identity. The
+ * worker stops (exit 1) with the learner's words */
+static void member_fatal(rollout_t *r, int rc)
 {
-    Twig__V1__ProgressRequest q = TWIG__V1__PROGRESS_REQUEST__INIT;
-    ProtobufCMessage *m = NULL;
-    int rc = call(r, r->learner, &m, P_PROGRESS, &q.base, &twig__v1__progress__descriptor, 0);
-    if (rc < 0) {
-        return rc;
-    }
-    const Twig__V1__Progress *p = (const Twig__V1__Progress *)m;
-    *quota_done = p->rollout_quota_done;
-    *source_epoch = p->source_epoch;
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    log_error("event=join_refused learner=%s run_id=%s err=%s detail=\"%s\"",
+              r->run.learner_addr, r->run.run_id, err_name(rc), err_msg());
+    r->fatal = rc;
+    rollout_stop(r);
+    kill(getpid(), SIGTERM); /* the loop's shutdown, as a signal would start it */
 }
 
-/* begin a push identity: a new incarnation (later than any before), seqs from 1, its epoch
- * still to be read */
-static void identity_begin(rollout_t *r)
+/* Membership/Join: a member id, its lease's ttl, its push identity and that identity's
+ * epoch; seqs from 1, no chunk. 0 or < 0 (backed off already; fatal refusals stop) */
+static int member_join(rollout_t *r)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    uint64_t inc = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-    r->incarnation = inc > r->incarnation ? inc : r->incarnation + 1;
-    snprintf(r->source_id, sizeof r->source_id, "%s@%" PRIx64, r->cfg.id, r->incarnation);
+    Twig__V1__JoinRequest q = TWIG__V1__JOIN_REQUEST__INIT;
+    q.run_id = r->run.run_id;
+    q.protocol_version = MSG_PROTOCOL_VERSION;
+    q.role = (char *)MEMBER_ROLE_ROLLOUT;
+    q.identity = r->cfg.id;
+    ProtobufCMessage *m = NULL;
+    /* not retried inside the call: a Join whose reply was lost would leave a second lease
+     * (harmless, it expires unused, but counted) */
+    rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms};
+    int rc = rpc_client_unary(r->learner, &m, P_JOIN, &q.base, &twig__v1__join_reply__descriptor,
+                              &o);
+    if (rc == TWIG_EMISMATCH || rc == TWIG_EVERSION || rc == -EINVAL) {
+        member_fatal(r, rc);
+        return rc;
+    }
+    if (rc < 0) {
+        peer_failed(r, &r->ln_peer, rc); /* missing, or a full table: retry later */
+        return rc;
+    }
+    peer_ok(r, &r->ln_peer);
+    const Twig__V1__JoinReply *j = (const Twig__V1__JoinReply *)m;
+    pthread_mutex_lock(&r->member_mu);
+    r->member_id = j->member_id;
+    r->ttl_ms = j->ttl_ms ? j->ttl_ms : 1000;
+    r->lease_lost = false;
+    pthread_mutex_unlock(&r->member_mu);
+    snprintf(r->source_id, sizeof r->source_id, "%s", j->source_id);
+    r->epoch = j->source_epoch;
     r->seq = 0;
-    r->epoch_known = false;
+    r->chunk_id = 0;
+    protobuf_c_message_free_unpacked(m, NULL);
     pthread_mutex_lock(&r->stats_mu);
     r->stats.identities++;
+    r->stats.member_id = r->member_id;
+    r->stats.source_epoch = r->epoch;
     pthread_mutex_unlock(&r->stats_mu);
+    log_info("event=joined member_id=%" PRIu64 " source_id=%s source_epoch=%" PRIu64
+             " ttl_ms=%" PRIu64,
+             r->member_id, r->source_id, r->epoch, r->ttl_ms);
+    return 0;
 }
 
-/* the epoch of the current identity, read once before its first push. 0 or < 0 */
-static int identity_epoch(rollout_t *r)
+/* the lease is gone (expired while paused, a learner restart, fenced): drop the member
+ * and its chunk; the next step joins again */
+static void member_lost(rollout_t *r, const char *why)
 {
-    if (r->epoch_known) {
-        return 0;
-    }
-    uint64_t quota_done, epoch;
-    int rc = learner_progress(r, &quota_done, &epoch);
-    if (rc < 0) {
-        return rc;
-    }
-    r->epoch = epoch;
-    r->epoch_known = true;
+    log_warn("event=lease_lost member_id=%" PRIu64 " source_id=%s why=%s detail=\"%s\"",
+             r->member_id, r->source_id, why, err_msg());
+    pthread_mutex_lock(&r->member_mu);
+    r->member_id = 0;
+    r->lease_lost = false;
+    pthread_mutex_unlock(&r->member_mu);
+    r->chunk_id = 0;
+    r->p_n = 0; /* the piece's unpushed rows: not stored, and no chunk to credit them to */
+    r->p_starts = 0;
     pthread_mutex_lock(&r->stats_mu);
-    r->stats.source_epoch = epoch;
+    r->stats.chunk_open = 0;
+    r->stats.lease_lost++;
     pthread_mutex_unlock(&r->stats_mu);
-    log_info("event=identity source_id=%s source_epoch=%" PRIu64, r->source_id, epoch);
-    return 0;
 }
 
-/* strict: where to start, from what the learner has acknowledged. 0 or < 0 */
-static int quota_resume(rollout_t *r)
+/* a member now (joined, lease not lost). 0 or < 0 */
+static int member_ensure(rollout_t *r)
 {
-    uint64_t done, epoch;
-    int rc = learner_progress(r, &done, &epoch);
-    if (rc < 0) {
+    pthread_mutex_lock(&r->member_mu);
+    bool lost = r->member_id != 0 && r->lease_lost;
+    bool joined = r->member_id != 0;
+    pthread_mutex_unlock(&r->member_mu);
+    if (lost) {
+        err_set(TWIG_ELEASE, "the heartbeat's Renew was refused");
+        member_lost(r, "renew_refused");
+        joined = false;
+    }
+    return joined ? 0 : member_join(r);
+}
+
+/* Membership/Leave on a clean stop: the learner hands the chunk to the others at once */
+static void member_leave(rollout_t *r)
+{
+    pthread_mutex_lock(&r->member_mu);
+    uint64_t id = r->member_id;
+    r->member_id = 0;
+    pthread_mutex_unlock(&r->member_mu);
+    if (id == 0) {
+        return;
+    }
+    Twig__V1__MemberRequest q = TWIG__V1__MEMBER_REQUEST__INIT;
+    q.member_id = id;
+    ProtobufCMessage *m = NULL;
+    rpc_call_opts o = {.deadline_ms = ROLLOUT_LEAVE_DEADLINE_MS};
+    int rc = rpc_client_unary(r->learner, &m, P_LEAVE, &q.base,
+                              &twig__v1__leave_reply__descriptor, &o);
+    if (rc == 0) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        log_info("event=left member_id=%" PRIu64, id);
+    } else {
+        log_warn("event=leave_failed member_id=%" PRIu64 " err=%s detail=\"%s\" (the lease "
+                 "expires instead)", id, err_name(rc), err_msg());
+    }
+}
+
+/* the heartbeat thread: Renew every third of the ttl, so a lease outlives long polls and
+ * model waits; a refused renewal is left to the worker thread (lease_lost) */
+static void *heartbeat_thread(void *arg)
+{
+    rollout_t *r = arg;
+    while (!stopping(r)) {
+        pthread_mutex_lock(&r->member_mu);
+        uint64_t id = r->lease_lost ? 0 : r->member_id;
+        uint64_t every = r->ttl_ms ? r->ttl_ms / 3 : 1000;
+        pthread_mutex_unlock(&r->member_mu);
+        if (id != 0) {
+            Twig__V1__MemberRequest q = TWIG__V1__MEMBER_REQUEST__INIT;
+            q.member_id = id;
+            ProtobufCMessage *m = NULL;
+            rpc_call_opts o = {.deadline_ms = (int)every};
+            int rc = rpc_client_unary(r->learner, &m, P_RENEW, &q.base,
+                                      &twig__v1__renew_reply__descriptor, &o);
+            if (rc == 0) {
+                protobuf_c_message_free_unpacked(m, NULL);
+            } else if (rc == TWIG_ELEASE) {
+                pthread_mutex_lock(&r->member_mu);
+                if (r->member_id == id) {
+                    r->lease_lost = true;
+                }
+                pthread_mutex_unlock(&r->member_mu);
+            }
+        }
+        nap(r, every);
+    }
+    return NULL;
+}
+
+/* strict: this member's chunk (Learner/TakeChunk). 1 with a chunk, 0 when there is none
+ * now, < 0 on a failed call (backed off) or a lost lease */
+static int chunk_take(rollout_t *r)
+{
+    if (r->chunk_id != 0) {
+        return 1;
+    }
+    Twig__V1__ChunkRequest q = TWIG__V1__CHUNK_REQUEST__INIT;
+    q.member_id = r->member_id;
+    q.have_real = r->n_real;
+    uint64_t steps = (uint64_t)(r->cfg.chunk / r->run.rollouts_per_step);
+    q.max_steps = (uint32_t)(steps < 1 ? 1 : steps);
+    ProtobufCMessage *m = NULL;
+    int rc = call(r, r->learner, &m, P_CHUNK, &q.base, &twig__v1__chunk_reply__descriptor, 0);
+    if (rc == TWIG_ELEASE) {
+        member_lost(r, "take_chunk_refused");
         return rc;
     }
-    uint64_t p0 = run_model_next_point(&r->run, 0);
-    r->quota_done = done > p0 ? done : p0;
-    r->quota_known = 1;
-    log_info("event=quota_resumed quota_done=%" PRIu64 " learner_quota_done=%" PRIu64,
-             r->quota_done, done);
-    return 0;
+    if (rc < 0) {
+        peer_failed(r, &r->ln_peer, rc);
+        return rc;
+    }
+    peer_ok(r, &r->ln_peer);
+    const Twig__V1__ChunkReply *c = (const Twig__V1__ChunkReply *)m;
+    int got = 0;
+    if (c->chunk_id != 0 && c->step_begin < c->step_end && c->done < c->chunk_branches) {
+        r->chunk_id = c->chunk_id;
+        r->chunk_begin = c->step_begin;
+        r->chunk_end = c->step_end;
+        r->chunk_left = c->chunk_branches - c->done;
+        got = 1;
+        pthread_mutex_lock(&r->stats_mu);
+        r->stats.chunk_open = 1;
+        pthread_mutex_unlock(&r->stats_mu);
+        log_debug("event=chunk chunk_id=%" PRIu64 " steps=%" PRIu64 "..%" PRIu64 " left=%" PRIu64,
+                  r->chunk_id, r->chunk_begin, r->chunk_end, r->chunk_left);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return got;
 }
 
 /* ---- pushes ---- */
 
-/* push the buffer (p_n rows) with quota_end, retrying with the same seq until acknowledged.
- * 0, or TWIG_ESHUTDOWN when stopped first */
-static int push_flush(rollout_t *r, uint64_t quota_end)
+/* push the buffer (p_n rows), crediting the branches that start in it (p_starts: a branch
+ * counts once its first transition is stored) to the chunk (strict), retrying with the same
+ * seq until acknowledged. 0; TWIG_ELEASE when the lease is gone (the rows are dropped: the
+ * chunk's uncredited remainder is the learner's to hand out again); TWIG_ESHUTDOWN when
+ * stopped */
+static int push_flush(rollout_t *r)
 {
     if (r->p_n == 0) {
         return 0;
     }
+    uint64_t branches = r->chunk_id != 0 ? r->p_starts : 0;
     size_t c = (size_t)r->p_n, O = (size_t)r->n_obs, A = (size_t)r->n_act;
     Twig__V1__TransitionBatch m = TWIG__V1__TRANSITION_BATCH__INIT;
     m.env_id = r->run.env;
@@ -383,31 +514,17 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
     m.truncated = r->p_trunc;
     m.model_version = r->model_version;
     m.policy_version = r->pol.version;
-    m.quota_end = quota_end;
-    m.worker_index = (uint32_t)r->cfg.index;
-    m.n_workers = (uint32_t)r->run.n_rollout;
-    bool numbered = false;
+    m.source_id = r->source_id;
+    m.seq = ++r->seq;
+    m.source_epoch = r->epoch;
+    m.member_id = r->member_id;
+    m.chunk_id = r->chunk_id;
+    m.chunk_branches = branches;
     for (;;) {
-        /* the identity's epoch before its first push; then this batch's seq, kept for its
-         * retries */
-        int rc = identity_epoch(r);
-        if (rc < 0) {
-            if (stopping(r)) {
-                return TWIG_ESHUTDOWN;
-            }
-            peer_failed(r, &r->ln_peer, rc);
-            continue;
-        }
-        if (!numbered) {
-            m.source_id = r->source_id;
-            m.seq = ++r->seq;
-            m.source_epoch = r->epoch;
-            numbered = true;
-        }
         ProtobufCMessage *rep = NULL;
         rpc_call_opts o = {.deadline_ms = r->cfg.deadline_ms, .idempotent = true};
-        rc = rpc_client_unary(r->learner, &rep, P_PUSH, &m.base, &twig__v1__push_reply__descriptor,
-                              &o);
+        int rc = rpc_client_unary(r->learner, &rep, P_PUSH, &m.base,
+                                  &twig__v1__push_reply__descriptor, &o);
         if (rc == 0) {
             protobuf_c_message_free_unpacked(rep, NULL);
             peer_ok(r, &r->ln_peer);
@@ -415,9 +532,8 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
             pthread_mutex_lock(&r->stats_mu);
             r->stats.transitions += c;
             r->stats.pushes++;
-            if (quota_end > r->stats.quota_done) {
-                r->stats.quota_done = quota_end;
-            }
+            r->stats.chunk_branches += branches;
+            r->chunk_left -= branches;
             if (now - r->rate_t0 >= ROLLOUT_RATE_WINDOW_S) {
                 r->stats.samples_per_s =
                     (double)(r->stats.transitions - r->rate_n0) / (now - r->rate_t0);
@@ -427,19 +543,19 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
             pthread_mutex_unlock(&r->stats_mu);
             break;
         }
-        if (rc == TWIG_EFENCED) {
-            /* the learner forgot this identity: the batch was not stored; send it again
-             * under a new identity */
-            log_warn("event=identity_fenced source_id=%s seq=%" PRIu64 " source_epoch=%" PRIu64
-                     " detail=\"%s\"",
-                     m.source_id, m.seq, m.source_epoch, err_msg());
+        if (rc == TWIG_ELEASE || rc == TWIG_EFENCED) {
+            /* fencing: this identity may not store anything new. Nothing of the batch was
+             * stored; the member joins again and its chunk's remainder is handed out anew */
             pthread_mutex_lock(&r->stats_mu);
-            r->stats.push_fenced++;
+            r->stats.push_fenced += rc == TWIG_EFENCED;
+            r->stats.push_lease += rc == TWIG_ELEASE;
             pthread_mutex_unlock(&r->stats_mu);
             peer_ok(r, &r->ln_peer);
-            identity_begin(r);
-            numbered = false;
-            continue;
+            if (rc == TWIG_EFENCED) {
+                member_leave(r); /* the lease is alive: give its chunk back now */
+            }
+            member_lost(r, rc == TWIG_EFENCED ? "fenced" : "push_refused");
+            return TWIG_ELEASE;
         }
         if (refused(rc)) {
             log_error("event=push_refused seq=%" PRIu64 " count=%zu err=%s detail=\"%s\"", m.seq, c,
@@ -447,6 +563,12 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
             pthread_mutex_lock(&r->stats_mu);
             r->stats.push_refused += c;
             pthread_mutex_unlock(&r->stats_mu);
+            if (r->chunk_id != 0) {
+                /* the chunk cannot take this credit: start over with what TakeChunk says */
+                r->chunk_id = 0;
+                r->p_n = 0;
+                return rc;
+            }
             break;
         }
         if (stopping(r)) {
@@ -458,21 +580,23 @@ static int push_flush(rollout_t *r, uint64_t quota_end)
         peer_failed(r, &r->ln_peer, rc); /* same message, same seq, next round */
     }
     r->p_n = 0;
+    r->p_starts = 0;
     return 0;
 }
 
 /* ---- branches ---- */
 
-/* n branches of k steps from uniformly drawn mirrored states; the last push carries
- * quota_end (earlier ones the quota completed before). 0 or TWIG_ESHUTDOWN */
-static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
+/* n branches of k steps from uniformly drawn mirrored states, pushed as they fill the
+ * buffer; each push credits the branches whose first step it holds (a branch whose first
+ * prediction is not finite is not credited, so the chunk gets another). 0, TWIG_ELEASE
+ * (lease gone: the piece's unpushed rows dropped) or TWIG_ESHUTDOWN */
+static int rollout_piece(rollout_t *r, int n, int k)
 {
     const int O = r->n_obs, A = r->n_act;
     for (int i = 0; i < n; i++) {
         uint32_t row = rng_uniform_u32(&r->rng, (uint32_t)r->n_real);
         memcpy(r->cur + (size_t)i * O, r->real_obs + (size_t)row * O, (size_t)O * sizeof(float));
     }
-    uint64_t before = r->quota_done;
     uint64_t terminated = 0, dropped = 0;
     int alive = n;
     for (int step = 0; step < k && alive > 0; step++) {
@@ -492,11 +616,12 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
                 continue;
             }
             if (r->p_n == r->cfg.push_batch) {
-                int rc = push_flush(r, before);
+                int rc = push_flush(r);
                 if (rc < 0) {
                     return rc;
                 }
             }
+            r->p_starts += step == 0;
             size_t p = (size_t)r->p_n++;
             memcpy(r->p_obs + p * O, r->cur + (size_t)i * O, (size_t)O * sizeof(float));
             memcpy(r->p_act + p * A, r->act + (size_t)i * A, (size_t)A * sizeof(float));
@@ -522,8 +647,7 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
     r->stats.dropped_nonfinite += dropped;
     r->stats.k = k;
     pthread_mutex_unlock(&r->stats_mu);
-    /* a piece that produced nothing leaves its quota_end to the next push */
-    return push_flush(r, quota_end);
+    return push_flush(r);
 }
 
 /* ---- the worker ---- */
@@ -531,7 +655,7 @@ static int rollout_piece(rollout_t *r, int n, int k, uint64_t quota_end)
 /* one unit of work. 0, or < 0 after a failed call to a peer (backed off already) */
 static int rollout_step(rollout_t *r)
 {
-    rollout_peer *ms = &r->ms_peer, *ln = &r->ln_peer;
+    rollout_peer *ms = &r->ms_peer;
     int rc = real_mirror_catch_up(&r->mirror);
     if (rc < 0) {
         return rc;
@@ -540,6 +664,12 @@ static int rollout_step(rollout_t *r)
     if (r->run.rollouts_per_step == 0) {
         /* no model rollouts in this run: keep the mirror warm, nothing else */
         return mirror_wait(r);
+    }
+    /* a member as early as can be (its lease is its registration); a missing learner is a
+     * wait that the mirror and the model do not share */
+    int joined = member_ensure(r);
+    if (r->fatal) {
+        return joined;
     }
     policy_refresh(r); /* also tells whether the learner answers, model or not */
     if (!r->ens_ready) {
@@ -556,23 +686,21 @@ static int rollout_step(rollout_t *r)
     if (r->n_real == 0) {
         return mirror_wait(r); /* a model but no start states yet: wait for real data */
     }
+    if (joined < 0 && (joined = member_ensure(r)) < 0) {
+        return joined; /* nothing is pushed without a lease */
+    }
     if (r->run.pacing == RUN_PACING_ASYNC) {
         int k = run_rollout_length(&r->run, r->n_real);
-        r->quota_done = r->n_real;
-        return rollout_piece(r, r->cfg.chunk, k, r->n_real);
+        return rollout_piece(r, r->cfg.chunk, k);
     }
 
-    /* strict */
-    if (!r->quota_known) {
-        if ((rc = quota_resume(r)) < 0) {
-            peer_failed(r, ln, rc);
-            return rc;
-        }
-        peer_ok(r, ln);
+    /* strict: this member's chunk of the quota */
+    if ((rc = chunk_take(r)) <= 0) {
+        return rc < 0 ? rc : mirror_wait(r); /* none now: wait for real steps */
     }
-    uint64_t s0 = r->quota_done;
-    if (s0 >= r->n_real) {
-        return mirror_wait(r); /* wait for real steps */
+    uint64_t s0 = r->chunk_begin;
+    if (r->n_real < r->chunk_end) {
+        return mirror_wait(r); /* an adopted chunk past our mirror: catch up first */
     }
     if (r->model_trained_on < run_model_point(&r->run, s0)) {
         rc = model_refresh(r, r->cfg.wait_ms); /* wait for that point's model */
@@ -581,19 +709,19 @@ static int rollout_step(rollout_t *r)
         }
         return rc;
     }
-    uint64_t el = (uint64_t)r->run.epoch_length;
-    uint64_t s_end = r->n_real;
-    uint64_t next_point = run_model_next_point(&r->run, s0);
-    uint64_t next_epoch = (s0 / el + 1) * el;
-    s_end = s_end < next_point ? s_end : next_point;
-    s_end = s_end < next_epoch ? s_end : next_epoch;
-    uint64_t steps = (uint64_t)(r->cfg.chunk / r->share);
-    steps = steps < 1 ? 1 : steps;
-    steps = steps < s_end - s0 ? steps : s_end - s0;
     int k = run_rollout_length(&r->run, s0);
-    rc = rollout_piece(r, (int)(steps * (uint64_t)r->share), k, s0 + steps);
-    if (rc == 0) {
-        r->quota_done = s0 + steps;
+    uint64_t n = r->chunk_left < (uint64_t)r->cfg.chunk ? r->chunk_left : (uint64_t)r->cfg.chunk;
+    rc = rollout_piece(r, (int)n, k);
+    if (rc == 0 && r->chunk_id != 0) {
+        if (r->chunk_left == 0) {
+            r->chunk_id = 0;
+            pthread_mutex_lock(&r->stats_mu);
+            r->stats.chunk_open = 0;
+            r->stats.chunks++;
+            r->stats.quota_done = r->chunk_end > r->stats.quota_done ? r->chunk_end
+                                                                      : r->stats.quota_done;
+            pthread_mutex_unlock(&r->stats_mu);
+        }
     }
     return rc;
 }
@@ -605,8 +733,9 @@ static void *rollout_thread(void *arg)
     while (!stopping(r)) {
         rollout_step(r);
     }
+    member_leave(r); /* a clean stop hands the chunk back at once */
     log_info("event=worker_stopped source_id=%s seq=%" PRIu64 " quota_done=%" PRIu64,
-             r->source_id, r->seq, r->quota_done);
+             r->source_id, r->seq, r->stats.quota_done);
     return NULL;
 }
 
@@ -624,7 +753,8 @@ void rollout_get_stats(rollout_t *r, rollout_stats *st)
     pthread_mutex_unlock(&r->stats_mu);
 }
 
-static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+/* the figures of GetStats and /metrics (metrics_collect_fn) */
+static int rollout_collect_stats(stats_kv *out, int max, void *app)
 {
     rollout_t *r = app;
     rollout_stats s;
@@ -645,13 +775,62 @@ static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
         {"quota_done", (double)s.quota_done},
         {"k", (double)s.k},
         {"identities", (double)s.identities},
+        {"member_id", (double)s.member_id},
+        {"lease_lost", (double)s.lease_lost},
+        {"push_lease", (double)s.push_lease},
+        {"chunks", (double)s.chunks},
+        {"chunk_open", (double)s.chunk_open},
+        {"chunk_branches", (double)s.chunk_branches},
         {"push_fenced", (double)s.push_fenced},
         {"source_epoch", (double)s.source_epoch},
         {"ready", (double)s.ready},
     };
-    stats_reply(call, "rollout", v, STATS_COUNT(v));
+    return stats_copy(out, max, v, STATS_COUNT(v));
+}
+
+static int on_stats(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    (void)msg;
+    stats_kv v[STATS_MAX];
+    stats_reply(call, "rollout", v, rollout_collect_stats(v, STATS_MAX, app));
     return 0;
 }
+
+/* /metrics (common/rpc/metrics.h): one row a series, over the Stats keys above */
+#define MC METRICS_COUNTER
+#define MG METRICS_GAUGE
+static const metrics_series rollout_series[] = {
+    {"twig_rollout_samples_per_second", MG, "synthetic transitions pushed per second (recent)",
+     "samples_per_s"},
+    {"twig_rollout_transitions_total", MC, "synthetic transitions pushed to the learner",
+     "transitions"},
+    {"twig_rollout_branches_total", MC, "model rollout branches started", "branches"},
+    {"twig_rollout_pushes_total", MC, "PushSynthetic calls the learner accepted", "pushes"},
+    {"twig_rollout_push_retries_total", MC, "pushes sent again after a failure", "push_retries"},
+    {"twig_rollout_push_refused_total", MC, "pushes the learner refused", "push_refused"},
+    {"twig_rollout_terminated_total", MC, "branches ended by a predicted terminal state",
+     "terminated"},
+    {"twig_rollout_dropped_nonfinite_total", MC, "branches dropped for a non-finite prediction",
+     "dropped_nonfinite"},
+    {"twig_rollout_real_mirrored", MG, "real transitions mirrored from the model server",
+     "real_mirrored"},
+    {"twig_rollout_model_version", MG, "model version the worker rolls out with",
+     "model_version"},
+    {"twig_rollout_policy_version", MG, "policy version the worker acts with", "policy_version"},
+    {"twig_rollout_quota_done", MG, "real steps whose synthetic quota this worker has met",
+     "quota_done"},
+    {"twig_rollout_horizon_steps", MG, "rollout length k now (MBPO's schedule)", "k"},
+    {"twig_rollout_ready", MG, "1 while the worker is ready (peers answered)", "ready"},
+    {"twig_rollout_member_id", MG, "the worker's membership id at the learner (0: none)",
+     "member_id"},
+    {"twig_rollout_identities_total", MC, "times the worker joined (a lost lease rejoins)",
+     "identities"},
+    {"twig_rollout_push_lease_refused_total", MC, "pushes refused for an expired lease",
+     "push_lease"},
+    {"twig_rollout_chunks_total", MC, "quota chunks taken from the learner", "chunks"},
+};
+#undef MC
+#undef MG
 
 static const rpc_method rollout_methods[] = {
     {"/twig.v1.Stats/GetStats", &twig__v1__stats_request__descriptor, on_stats, RPC_KIND_UNARY,
@@ -674,10 +853,6 @@ int rollout_opts_check(const void *cfg_, const void *run_)
 {
     const rollout_cfg *cfg = cfg_;
     const run_cfg *run = run_;
-    if (run->n_rollout < 1 || cfg->index >= run->n_rollout) {
-        return err_set(-EINVAL, "rollout.index (%d) must be below n_rollout (%d)", cfg->index,
-                       run->n_rollout);
-    }
     if (msg_check_source_id("rollout.id", cfg->id) < 0) {
         return -EINVAL;
     }
@@ -691,11 +866,11 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     r->run = *run;
     stop_flag_init(&r->stop);
     pthread_mutex_init(&r->stats_mu, NULL);
+    pthread_mutex_init(&r->member_mu, NULL);
     int rc = run_cfg_check(run);
     if (rc < 0 || (rc = rollout_opts_check(cfg, run)) < 0) {
         return rc;
     }
-    r->share = rollout_share(run->rollouts_per_step, cfg->index, run->n_rollout);
     if ((rc = env_make(&r->env, run->env)) < 0) {
         return rc;
     }
@@ -709,11 +884,14 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
     backoff_init(&r->ln_peer.backoff, ROLLOUT_BACKOFF_MS, (uint64_t)cfg->backoff_max_ms,
                  run->seed ^ 0x4c4eull ^ (uint64_t)cfg->index);
 
-    /* the first identity: a new incarnation per start, so seqs never meet acknowledged ones */
-    identity_begin(r);
-    rng_seed(&r->rng, run->seed * 1000003u + (uint64_t)cfg->index * 7919u + r->incarnation);
+    /* seeds: the run's, the index salt and the start time, so identical replicas differ */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t start_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    rng_seed(&r->rng, run->seed * 1000003u + (uint64_t)cfg->index * 7919u + start_us);
+    snprintf(r->source_id, sizeof r->source_id, "(not-joined)");
 
-    int cap = cfg->chunk > r->share ? cfg->chunk : r->share;
+    int cap = cfg->chunk;
     size_t O = (size_t)r->n_obs, A = (size_t)r->n_act, B = (size_t)cap;
     size_t P = (size_t)cfg->push_batch;
     const env_spec *sp = &r->env->spec;
@@ -776,9 +954,16 @@ int rollout_init(rollout_t *r, const rollout_cfg *cfg, const run_cfg *run)
         return rc;
     }
     r->rate_t0 = clock_now_s();
-    log_info("event=started source_id=%s index=%d n_rollout=%d share=%d pacing=%s env=%s "
+    metrics_cfg mcfg = {.listen = cfg->metrics_listen, .series = rollout_series,
+                        .n_series = STATS_COUNT(rollout_series),
+                        .collect = rollout_collect_stats, .app = r, .srv = r->srv,
+                        .clients = {r->ms, r->learner}};
+    if ((rc = metrics_init(&r->metrics, &mcfg)) < 0) {
+        return rc;
+    }
+    log_info("event=started id=%s run_id=%s index=%d pacing=%s env=%s "
              "modelserver=%s learner=%s port=%d chunk=%d push_batch=%d",
-             r->source_id, cfg->index, run->n_rollout, r->share,
+             cfg->id, run->run_id, cfg->index,
              run->pacing == RUN_PACING_STRICT ? "strict" : "async", run->env, run->modelserver_addr,
              run->learner_addr, r->port, cfg->chunk, cfg->push_batch);
     return 0;
@@ -796,18 +981,34 @@ int rollout_run(rollout_t *r)
         return err_set(-rc, "worker thread: %s", strerror(rc));
     }
     r->thread_started = 1;
+    if (r->run.rollouts_per_step > 0) {
+        rc = pthread_create(&r->hb_thread, NULL, heartbeat_thread, r);
+        if (rc != 0) {
+            rollout_stop(r);
+            return err_set(-rc, "heartbeat thread: %s", strerror(rc));
+        }
+        r->hb_started = 1;
+    }
     uv_run(&r->loop, UV_RUN_DEFAULT); /* until a signal has shut the server down */
     rollout_stop(r);
     pthread_join(r->thread, NULL);
     r->thread_started = 0;
-    return 0;
+    if (r->hb_started) {
+        pthread_join(r->hb_thread, NULL);
+        r->hb_started = 0;
+    }
+    return r->fatal;
 }
 
 void rollout_free(rollout_t *r)
 {
+    metrics_free(&r->metrics);   /* first: a scrape reads what the rest releases */
     rollout_stop(r);
     if (r->thread_started) {
         pthread_join(r->thread, NULL);
+    }
+    if (r->hb_started) {
+        pthread_join(r->hb_thread, NULL);
     }
     if (r->loop_ready) {
         daemon_signals_close(&r->signals);
@@ -840,6 +1041,7 @@ void rollout_free(rollout_t *r)
     free(r->p_term);
     free(r->p_trunc);
     pthread_mutex_destroy(&r->stats_mu);
+    pthread_mutex_destroy(&r->member_mu);
     stop_flag_destroy(&r->stop);
     memset(r, 0, sizeof *r);
 }

@@ -18,20 +18,22 @@
  *            predicted next state; a terminated branch stops, the others go on from the
  *            prediction. Rows whose prediction is not finite are dropped (and counted).
  *   push     PushSynthetic batches of at most push_batch transitions (actions in env units,
- *            truncated false), source_id "<id>@<incarnation>", seq 1, 2, ... per incarnation,
- *            source_epoch of the identity, model_version and policy_version of the piece;
- *            retried with the same seq and content until acknowledged (a missing learner
- *            is a wait with backoff, a full source table too). A batch the learner refuses
- *            as invalid is logged and dropped (counted).
+ *            truncated false) as the member's identity, source_id "<id>@m<member id>", seq
+ *            1, 2, ... per membership, its source_epoch, member_id, model_version and
+ *            policy_version of the piece, and (strict) its chunk and the branches that start
+ *            in it; retried with the same seq and content until acknowledged (a missing
+ *            learner is a wait with backoff, a full source table too). A batch the learner
+ *            refuses as invalid is logged and dropped (counted).
  *
- * Identities (docs/design.md "Dedup"). An identity is an incarnation: the time in
- * microseconds (hex) when it began, and its seqs from 1. Before an identity's first push the
- * worker reads Progress.source_epoch and sends it with every push of that identity. When the
- * learner has forgotten the identity (evicted from its bounded table) and refuses a push as
- * fenced (ABORTED), the worker begins a new identity (new incarnation, seq 1, the epoch read
- * afresh) and sends the same, unacknowledged batch under it: nothing acknowledged is lost
- * and nothing is stored twice. A restarted worker (kill -9) is a new identity too; nothing
- * is persisted.
+ * Membership (docs/design.md "Membership"). The worker joins the learner
+ * (Membership/Join: the run's run_id, MSG_PROTOCOL_VERSION, role "rollout", its id as the
+ * name; identical replicas may share all options) and keeps the lease with a heartbeat
+ * thread (Renew every third of the ttl) and its traffic; a clean stop Leaves. A refused Join
+ * (another run, another protocol version) stops the worker: exit 1 with
+ * event=join_refused. When a push is refused for its lease (UNAUTHENTICATED: the worker was
+ * paused past its ttl, or the learner restarted) or as fenced (ABORTED), or a Renew is
+ * refused, the worker drops the piece it was making and joins again: a new member id, a new
+ * identity, seqs from 1. Nothing is persisted; a restarted worker is a new member.
  *
  * Readiness: health answers NOT_SERVING (readiness, "") while the model server, or (when the
  * run has rollouts) the learner, does not answer; each change is logged once with its reason
@@ -40,18 +42,15 @@
  * start, so its absence is known while the worker still waits for a model.
  *
  * Pacing (docs/design.md). Real steps at or above the first model training point P0 carry a
- * quota of rollouts_per_step branches; worker j of M (index, run.n_rollout) takes
- * R / M + (j < R mod M) of each step's branches. k = run_rollout_length(real step).
- *   strict  for steps [quota_done, mirrored end) in pieces of about `chunk` branches that
- *           never cross a training point or an epoch (k) boundary; a piece needs a model
- *           with trained_on >= run_model_point(its first step), else the worker long-polls
- *           GetModel for it. The last push of a piece carries quota_end. At start quota_done
- *           is the learner's Progress.rollout_quota_done (the slowest worker's acknowledged
- *           quota), at least P0: a restarted worker goes on from there, so what it generates
- *           twice is its unacknowledged piece plus, with M > 1, its lead over the slowest
- *           worker (Progress has no per-worker quota).
+ * quota of rollouts_per_step branches, handed out by the learner in chunks. k =
+ * run_rollout_length(real step).
+ *   strict  Learner/TakeChunk gives the member a chunk [begin, end) that never crosses a
+ *           training point or an epoch (k boundary), or nothing (wait for real steps); its
+ *           branches need a model with trained_on >= run_model_point(begin), else the worker
+ *           long-polls GetModel for it. The chunk's remaining branches are made in pieces
+ *           of at most `chunk`; each push credits the branches whose first step it holds.
  *   async   `chunk` branches at a time, continuously, with the newest model, k of the
- *           mirrored end; quota_end = mirrored end.
+ *           mirrored end; no chunks.
  *
  * Serves grpc.health.v1 and twig.v1.Stats/GetStats (role "rollout": samples_per_s,
  * transitions, pushes, push_retries, ...) on `listen`.
@@ -77,6 +76,7 @@
 #include "common/env/env.h"
 #include "common/nn/policy.h"
 #include "common/rpc/daemon.h"
+#include "common/rpc/metrics.h"
 #include "common/rpc/policy_blob.h"
 #include "common/base/rng.h"
 #include "common/rpc/real_mirror.h"
@@ -94,6 +94,7 @@ typedef struct rollout_cfg {
     int index;                            /* j of run.n_rollout */
     char listen[RUN_ADDR_MAX + 1];        /* health + Stats */
     char port_file[ROLLOUT_PATH_MAX + 1]; /* "" or a file that gets the bound port */
+    char metrics_listen[RUN_ADDR_MAX + 1]; /* Prometheus /metrics; "": off */
     int chunk;                            /* branches generated together */
     int push_batch;                       /* transitions per PushSynthetic */
     int wait_ms;                          /* long polls (FetchReal, GetModel) */
@@ -114,7 +115,7 @@ typedef struct rollout_peer {
 } rollout_peer;
 
 /* the rollout section's checks against the run (the table's check; cfg a rollout_cfg, run
- * the run_cfg): index below n_rollout, the id's characters, an env id env_make knows. 0, or -EINVAL /
+ * the run_cfg): the id's characters, an env id env_make knows. 0, or -EINVAL /
  * TWIG_ENOTFOUND naming the options and values */
 int rollout_opts_check(const void *cfg, const void *run);
 
@@ -132,8 +133,14 @@ typedef struct rollout_stats {
     uint64_t model_trained_on; /* real steps the loaded model was trained on */
     uint64_t policy_version;
     uint64_t quota_done;
-    uint64_t identities;   /* push identities begun (1 + the fenced ones) */
-    uint64_t push_fenced;  /* pushes refused as fenced (each began a new identity) */
+    uint64_t identities;   /* memberships joined (each a push identity) */
+    uint64_t push_fenced;  /* pushes refused as fenced (each began a new membership) */
+    uint64_t push_lease;   /* pushes refused for a dead lease (each began a new membership) */
+    uint64_t lease_lost;   /* memberships lost (expired, fenced, a learner restart) */
+    uint64_t member_id;    /* the current one (0: not joined) */
+    uint64_t chunks;       /* chunks finished */
+    int chunk_open;        /* 0/1: a chunk is being worked on */
+    uint64_t chunk_branches; /* branches credited to chunks, acknowledged */
     uint64_t source_epoch; /* of the current identity */
     int k;
     int ready;            /* 0/1: the health answer */
@@ -145,24 +152,31 @@ typedef struct rollout {
     run_cfg run;
     env_t *env; /* spec and termination only */
     int n_obs, n_act;
-    int share; /* branches per real step for this worker (strict) */
-    char source_id[ROLLOUT_ID_MAX + 24]; /* "<id>@<incarnation>" (worker thread) */
-    uint64_t incarnation;                /* microseconds, hex in source_id */
+    char source_id[ROLLOUT_ID_MAX + 24]; /* JoinReply.source_id, <id>@m<member id> */
     uint64_t seq;                        /* last used by this identity */
-    uint64_t epoch;                      /* Progress.source_epoch for this identity */
-    bool epoch_known;                    /* read since the identity began */
+    uint64_t epoch;                      /* JoinReply.source_epoch for this identity */
+    /* membership: written by the worker thread, read by the heartbeat, under member_mu */
+    pthread_mutex_t member_mu;
+    uint64_t member_id;                  /* 0: not joined */
+    uint64_t ttl_ms;
+    bool lease_lost;                     /* the heartbeat's Renew was refused */
+    /* strict: the chunk being worked on (worker thread) */
+    uint64_t chunk_id;                   /* 0: none */
+    uint64_t chunk_begin, chunk_end, chunk_left;
+    int fatal;                           /* a refusal that stops the worker (exit 1) */
 
     uv_loop_t loop;
     daemon_signals signals; /* SIGTERM, SIGINT */
     rpc_server_t *srv;
     int port;
+    metrics_t metrics;                    /* GET /metrics on cfg.metrics_listen */
     int loop_ready;
     int closing;
     rpc_client_t *ms; /* model server */
     rpc_client_t *learner;
 
-    pthread_t thread;
-    int thread_started;
+    pthread_t thread, hb_thread;
+    int thread_started, hb_started;
     stop_flag stop;   /* the worker thread's stop; its backoff sleeps wake on it */
 
     pthread_mutex_t stats_mu;
@@ -183,14 +197,13 @@ typedef struct rollout {
     ensemble_work_t work;
     policy_t pol;
     double policy_checked; /* last GetPolicy (monotonic s) */
-    uint64_t quota_done;
-    int quota_known;
     /* a piece: branches (chunk rows) and the push buffer (push_batch rows) */
     float *cur, *next, *act, *rew;
     bool *done;
     float *p_obs, *p_act, *p_rew, *p_next;
     int *p_term, *p_trunc;
     int p_n;
+    uint64_t p_starts; /* rows of the buffer that are a branch's first step */
 } rollout_t;
 
 /* check cfg against run (run_cfg_check: the peer addresses, ...; rollout_opts_check: index
@@ -207,8 +220,5 @@ void rollout_stop(rollout_t *r);
 void rollout_free(rollout_t *r);
 
 void rollout_get_stats(rollout_t *r, rollout_stats *st);
-
-/* branches per real step of worker j of M for R rollouts per step: R/M + (j < R mod M) */
-int rollout_share(int rollouts_per_step, int index, int n_workers);
 
 #endif

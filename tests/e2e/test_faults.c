@@ -194,7 +194,7 @@ Test(faults, garbage_pushes_are_refused_and_the_run_goes_on, .timeout = 900)
         b.source_id = (char *)"garbage";
         b.seq = 1;
         b.model_version = s == 0 ? 0 : 1;   /* real for the log, synthetic for the learner */
-        b.n_workers = 2;
+        b.member_id = 1;                    /* a synthetic push names its member */
         ProtobufCMessage *rep = NULL;
         const ProtobufCMessageDescriptor *rd = s == 0 ? &twig__v1__append_real_reply__descriptor
                                                       : &twig__v1__push_reply__descriptor;

@@ -7,8 +7,9 @@ A file's layer is its folder: common/LAYER/..., tests/common/LAYER/... (tests mi
 tree); everything else is a program (actor/, learner/, modelserver/, deploy/), a test or a
 benchmark, which may include every layer and its own folder, never another program's.
 External headers belong to the layer that links their library: <grpc/...> to rpc alone
-(gRPC stays inside common/rpc), <openssl/...> to rpc alone (its TLS checks), <protobuf-c/...>, <uv.h> and the generated "proto/..." to
-rpc and what is above it, <mujoco/...> to env (<GL/...>, OSMesa's, to env alone), <cblas.h> to nn, <yaml.h> to config.
+(gRPC stays inside common/rpc), <openssl/...> to rpc alone (its TLS checks), <protobuf-c/...>,
+<uv.h> and the generated "proto/..." to rpc and what is above it, <mujoco/...> to env (<GL/...>,
+OSMesa's, to env alone), <microhttpd.h> to rpc alone, <cblas.h> to nn, <yaml.h> to config.
 Prints every violation as FILE:LINE: what, and exits 1 if there is one."""
 import os
 import re
@@ -16,8 +17,9 @@ import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 PROGRAMS = ("actor", "learner", "modelserver", "deploy")
-EXTERNAL = (("grpc/", "rpc", True), ("openssl/", "rpc", True), ("protobuf-c/", "rpc", False), ("proto/", "rpc", False),
-            ("uv.h", "rpc", False), ("mujoco/", "env", False), ("GL/", "env", True), ("cblas.h", "nn", False),
+EXTERNAL = (("grpc/", "rpc", True), ("openssl/", "rpc", True), ("protobuf-c/", "rpc", False),
+            ("proto/", "rpc", False), ("uv.h", "rpc", False), ("mujoco/", "env", False),
+            ("GL/", "env", True), ("microhttpd.h", "rpc", True), ("cblas.h", "nn", False),
             ("yaml.h", "config", False))
 
 

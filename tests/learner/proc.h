@@ -17,6 +17,7 @@
 #include "common/base/err.h"
 #include "common/base/mem.h"
 #include "common/base/rng.h"
+#include "common/rpc/member.h"
 #include "common/rpc/rpc.h"
 #include "proto/twig.pb-c.h"
 #include "tests/procfix.h"
@@ -165,7 +166,6 @@ static void tb_make(tb *b, const char *source, uint64_t seq, uint32_t count, uin
     b->m.reward = b->reward;
     b->m.terminated = b->term;
     b->m.truncated = b->trunc;
-    b->m.n_workers = 1;   /* synthetic pushes name their worker; real appends ignore it */
 }
 
 static void tb_free(tb *b)
@@ -192,9 +192,83 @@ static void append_real(rpc_client_t *ms, const char *source, uint64_t seq, uint
     tb_free(&b);
 }
 
-/* push a synthetic batch; returns the rc, reply in *out (may be NULL) */
+/* ---- membership: a test's push sources are members named after them ---- */
+
+/* Join as identity on role with run_id and version; the rc, the reply in *out (may be
+ * NULL) */
+static int join_raw(rpc_client_t *cl, const char *run_id, uint32_t version, const char *role,
+                    const char *identity, Twig__V1__JoinReply **out)
+{
+    Twig__V1__JoinRequest q = TWIG__V1__JOIN_REQUEST__INIT;
+    q.run_id = (char *)run_id;
+    q.protocol_version = version;
+    q.role = (char *)role;
+    q.identity = (char *)identity;
+    ProtobufCMessage *reply = NULL;
+    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Membership/Join", &q.base,
+                              &twig__v1__join_reply__descriptor, &call_opts);
+    if (out) {
+        *out = (Twig__V1__JoinReply *)reply;
+    } else if (reply) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    return rc;
+}
+
+typedef struct test_member {
+    char name[64];
+    uint64_t id;
+    char source[MEMBER_SOURCE_MAX + 1];
+} test_member;
+
+/* the members this test process joined, by name (one test per process: Criterion forks) */
+static test_member test_members[4200];
+static int n_test_members;
+
+/* the member named name, joined on first use (asserted) */
+static const test_member *member_of(rpc_client_t *cl, const char *name)
+{
+    for (int i = 0; i < n_test_members; i++) {
+        if (!strcmp(test_members[i].name, name)) {
+            return &test_members[i];
+        }
+    }
+    cr_assert_lt(n_test_members, (int)(sizeof test_members / sizeof test_members[0]));
+    Twig__V1__JoinReply *j = NULL;
+    int rc = join_raw(cl, "", MSG_PROTOCOL_VERSION, MEMBER_ROLE_ROLLOUT, name, &j);
+    cr_assert_eq(rc, 0, "Join as %s: %s", name, err_msg());
+    test_member *m = &test_members[n_test_members++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->id = j->member_id;
+    snprintf(m->source, sizeof m->source, "%s", j->source_id);
+    protobuf_c_message_free_unpacked(&j->base, NULL);
+    return m;
+}
+
+/* Membership/Leave of the member named name (joined before); the rc */
+static inline int member_leave_name(rpc_client_t *cl, const char *name)
+{
+    Twig__V1__MemberRequest q = TWIG__V1__MEMBER_REQUEST__INIT;
+    q.member_id = member_of(cl, name)->id;
+    ProtobufCMessage *reply = NULL;
+    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Membership/Leave", &q.base,
+                              &twig__v1__leave_reply__descriptor, &call_opts);
+    if (reply) {
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
+    return rc;
+}
+
+/* push a synthetic batch; returns the rc, reply in *out (may be NULL). A batch whose
+ * source_id is still its own name pushes as the member of that name (member_id and the
+ * member's source_id filled in) */
 static int push_synth(rpc_client_t *cl, tb *b, Twig__V1__PushReply **out)
 {
+    if (b->m.source_id == b->source) {
+        const test_member *tm = member_of(cl, b->source);
+        b->m.member_id = tm->id;
+        b->m.source_id = (char *)tm->source;
+    }
     ProtobufCMessage *reply = NULL;
     int rc = rpc_client_unary(cl, &reply, "/twig.v1.Learner/PushSynthetic", &b->m.base,
                               &twig__v1__push_reply__descriptor, &call_opts);
@@ -206,16 +280,17 @@ static int push_synth(rpc_client_t *cl, tb *b, Twig__V1__PushReply **out)
     return rc;
 }
 
-/* a valid synthetic push of count transitions from worker 0 of 1, whose quota watermark is
- * then quota_end */
-static void push_ok(rpc_client_t *cl, const char *source, uint64_t seq, uint32_t count,
-                    uint64_t quota_end)
+/* a valid synthetic push of count transitions from the member named source, crediting
+ * branches to its chunk chunk_id (0, 0: no quota in the run) */
+static inline void push_chunk(rpc_client_t *cl, const char *source, uint64_t seq, uint32_t count,
+                       uint64_t chunk_id, uint64_t branches)
 {
     tb b;
     tb_make(&b, source, seq, count, 2);
     b.m.model_version = 1;
     b.m.policy_version = 1;
-    b.m.quota_end = quota_end;
+    b.m.chunk_id = chunk_id;
+    b.m.chunk_branches = branches;
     Twig__V1__PushReply *r = NULL;
     int rc = push_synth(cl, &b, &r);
     cr_assert_eq(rc, 0, "PushSynthetic: %s", err_msg());
@@ -223,6 +298,27 @@ static void push_ok(rpc_client_t *cl, const char *source, uint64_t seq, uint32_t
     cr_assert_not(r->duplicate);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     tb_free(&b);
+}
+
+/* a valid synthetic push of count transitions, no quota */
+static void push_ok(rpc_client_t *cl, const char *source, uint64_t seq, uint32_t count)
+{
+    push_chunk(cl, source, seq, count, 0, 0);
+}
+
+/* TakeChunk for the member named name with have_real mirrored steps; the reply (owned) */
+static inline Twig__V1__ChunkReply *take_chunk(rpc_client_t *cl, const char *name, uint64_t have_real,
+                                        uint32_t max_steps)
+{
+    Twig__V1__ChunkRequest q = TWIG__V1__CHUNK_REQUEST__INIT;
+    q.member_id = member_of(cl, name)->id;
+    q.have_real = have_real;
+    q.max_steps = max_steps;
+    ProtobufCMessage *reply = NULL;
+    int rc = rpc_client_unary(cl, &reply, "/twig.v1.Learner/TakeChunk", &q.base,
+                              &twig__v1__chunk_reply__descriptor, &call_opts);
+    cr_assert_eq(rc, 0, "TakeChunk: %s", err_msg());
+    return (Twig__V1__ChunkReply *)reply;
 }
 
 static Twig__V1__Progress *progress_of(rpc_client_t *cl)

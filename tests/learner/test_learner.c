@@ -52,24 +52,29 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     b.m.model_version = 0;
     expect_invalid(cl, &b, "model_version");
     b.m.model_version = 3;
-    b.m.worker_index = 1;
-    expect_invalid(cl, &b, "worker_index");
-    b.m.worker_index = 0;
-    b.m.n_workers = 2;
-    expect_invalid(cl, &b, "n_workers");
-    b.m.n_workers = 1;
+    /* pushes come from members: b pushes as the member "rollout-0" from here on */
+    uint64_t member = member_of(cl, "rollout-0")->id;
+    b.m.member_id = 0;
+    b.m.source_id = (char *)"rollout-0@m1";
+    expect_invalid(cl, &b, "member_id");
+    b.m.member_id = member;
+    expect_invalid(cl, &b, "pushes as 'rollout-0@m"); /* a live member under another name */
+    b.m.member_id = member + 1000;                    /* nobody's lease */
+    int lrc = push_synth(cl, &b, NULL);
+    cr_expect_eq(lrc, TWIG_ELEASE, "%s %s", err_name(lrc), err_msg());
+    cr_expect(strstr(err_msg(), "lease expired") != NULL, "%s", err_msg());
+    b.m.member_id = member;
     b.m.source_id = (char *)"";
     expect_invalid(cl, &b, "source_id");
     b.m.source_id = (char *)"rollout 0\" x=1";
     expect_invalid(cl, &b, "source_id");
     b.m.source_id = b.source;
-    /* worker_index indexes the learner's watermarks: checked against them, not only
-     * against n_workers */
-    b.m.worker_index = 4000;
-    b.m.n_workers = 4001;
-    expect_invalid(cl, &b, "worker_index");
-    b.m.worker_index = 0;
-    b.m.n_workers = 1;
+    /* credit for a chunk nobody took */
+    b.m.chunk_id = 5;
+    b.m.chunk_branches = 1;
+    expect_invalid(cl, &b, "chunk_id 5 is no open chunk");
+    b.m.chunk_id = 0;
+    b.m.chunk_branches = 0;
 
     /* bytes that are no TransitionBatch */
     uint8_t junk[] = {0xff, 0xff, 0xff, 0x0f, 0x12, 0x99};
@@ -91,8 +96,8 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(r->accepted, 8, "a retry gets the original ack");
     protobuf_c_message_free_unpacked(&r->base, NULL);
     tb_free(&b);
-    push_ok(cl, "rollout-0", 2, 5, 1);
-    push_ok(cl, "rollout-1", 1, 4, 4);
+    push_ok(cl, "rollout-0", 2, 5);
+    push_ok(cl, "rollout-1", 1, 4);
 
     Twig__V1__Progress *p = progress_of(cl);
     cr_expect_eq(p->synthetic_samples, 17, "8 + 5 + 4 stored, the retry not");
@@ -100,7 +105,9 @@ Test(learner, bad_pushes_get_invalid_argument_duplicates_are_stored_once)
     cr_expect_eq(p->real_steps, 0);
     cr_expect_eq(p->updates, 0);
     protobuf_c_message_free_unpacked(&p->base, NULL);
-    cr_expect_eq(stat_of(&lr, "push_rejected"), 11);
+    cr_expect_eq(stat_of(&lr, "push_rejected"), 12);
+    cr_expect_eq(stat_of(&lr, "push_lease"), 1);
+    cr_expect_eq(stat_of(&lr, "members"), 2);
     cr_expect_eq(stat_of(&lr, "push_duplicates"), 1);
     cr_expect_eq(stat_of(&lr, "synthetic_stored"), 17);
 
@@ -284,7 +291,7 @@ Test(learner, a_lower_seq_not_provably_stored_is_refused_never_acknowledged)
     expect_push_duplicate(cl, w, 1, 0, 8);
     /* seq 129 takes that slot: seq 1 can no longer be proven and is refused */
     push_new(cl, w, 129, 0, 4);
-    expect_push_refused(cl, w, 1, 0, -EINVAL, "seq 1 of source 'rollout-0@1'");
+    expect_push_refused(cl, w, 1, 0, -EINVAL, "seq 1 of source 'rollout-0@1@m");
     expect_push_refused(cl, w, 120, 0, -EINVAL, "newest 129");
     expect_push_duplicate(cl, w, 129, 0, 4);
     cr_expect_eq(synthetic_of(cl), 17, "8 + 5 + 4: no refused push was stored");
@@ -333,7 +340,7 @@ Test(learner, a_full_source_table_evicts_the_quietest_once_quiet_and_fences_it)
     push_new(cl, "a", 1, 0, 10); /* admitted at progress 0 */
     push_new(cl, "b", 1, 0, 10); /* admitted at 10 */
     /* full, and a has been quiet for 10 samples only: refused, retry later, counted */
-    expect_push_refused(cl, "c", 1, epoch_of(cl), TWIG_EFULL, "'c' is new");
+    expect_push_refused(cl, "c", 1, epoch_of(cl), TWIG_EFULL, "'c@m");
     cr_expect_eq(stat_of(&lr, "push_table_full"), 1);
     cr_expect_eq(stat_of(&lr, "push_rejected"), 1);
     cr_expect_eq(stat_of(&lr, "sources"), 2);
@@ -353,7 +360,7 @@ Test(learner, a_full_source_table_evicts_the_quietest_once_quiet_and_fences_it)
     cr_expect_eq(e, 130);
     push_new(cl, "a@2", 1, e, 10);
     cr_expect_eq(stat_of(&lr, "source_fence"), 11, "above b's epoch, 10");
-    expect_push_refused(cl, "b", 2, 0, TWIG_EFENCED, "'b'");
+    expect_push_refused(cl, "b", 2, 0, TWIG_EFENCED, "'b@m");
     expect_push_duplicate(cl, "c", 1, 120, 10);
     expect_push_duplicate(cl, "a@2", 1, 130, 10);
     cr_expect_eq(synthetic_of(cl), 140, "10 + 10 + 100 + 10 + 10, nothing refused stored");
@@ -368,14 +375,18 @@ Test(learner, a_full_source_table_evicts_the_quietest_once_quiet_and_fences_it)
 Test(learner, the_default_table_of_4096_sources_counts_the_refusal_of_one_more)
 {
     procfix_t lr = {0};
-    start_learner(&lr, "l", "127.0.0.1:1", NULL);
+    /* 4096 members at once, long-lived: the dedup table is what is measured */
+    const char *sets[] = {"learner.max_members=4096", "learner.lease_ttl_ms=600000", NULL};
+    start_learner(&lr, "l", "127.0.0.1:1", sets);
     rpc_client_t *cl = client_of(&lr);
     char id[32];
     for (int i = 0; i < 4096; i++) {
         snprintf(id, sizeof id, "rollout-0@%x", i);
         push_new(cl, id, 1, 0, 1);
     }
-    /* nobody has been quiet for the default 1,000,000 samples */
+    /* one member leaves (its dedup identity stays, bounded apart); nobody has been quiet
+     * for the default 1,000,000 samples */
+    cr_assert_eq(member_leave_name(cl, "rollout-0@0"), 0, "%s", err_msg());
     expect_push_refused(cl, "rollout-0@fffff", 1, 4096, TWIG_EFULL, "4096 sources");
     cr_expect_eq(stat_of(&lr, "push_rejected"), 1, "the refusal is counted");
     cr_expect_eq(stat_of(&lr, "push_table_full"), 1);
@@ -665,6 +676,20 @@ Test(learner, mirrors_the_real_log_and_strict_updates_reach_utd_times_real_steps
     procfix_stop(&ms);
 }
 
+/* take member name's chunk with have mirrored steps and fill it in one push of seq */
+static void fill_chunk(rpc_client_t *cl, const char *name, uint64_t seq, uint64_t have,
+                       uint64_t want_begin, uint64_t want_end)
+{
+    Twig__V1__ChunkReply *c = take_chunk(cl, name, have, 10);
+    cr_assert_neq(c->chunk_id, 0, "a chunk from %" PRIu64, want_begin);
+    cr_expect_eq(c->step_begin, want_begin);
+    cr_expect_eq(c->step_end, want_end);
+    cr_expect_eq(c->chunk_branches, (want_end - want_begin) * 10);
+    cr_expect_eq(c->done, 0);
+    push_chunk(cl, name, seq, (uint32_t)c->chunk_branches, c->chunk_id, c->chunk_branches);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+}
+
 Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
 {
     procfix_t ms = {0}, lr = {0};
@@ -672,6 +697,7 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
     const char *sets[] = {"pacing=strict",
                           "utd=2",
                           "init_steps=100",
+                          "model_train_freq=100",
                           "rollouts_per_step=10",
                           "n_rollout=1",
                           "learner.checkpoint_every=0",
@@ -694,9 +720,9 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
         protobuf_c_message_free_unpacked(&p->base, NULL);
         procfix_pause_ms(10);
     }
-    /* the worker's watermark moves to 110, then 120: 20 real steps have their branches */
-    push_ok(cl, "rollout-0", 1, 300, 110);
-    push_ok(cl, "rollout-0", 2, 100, 120);
+    /* a member's chunks of 10 steps x 10 branches: the quota moves to 110, then 120 */
+    fill_chunk(cl, "w", 1, 150, 100, 110);
+    fill_chunk(cl, "w", 2, 150, 110, 120);
     p = wait_reached(cl, 150, 40, 60000, "quota 120");
     cr_expect_eq(p->rollout_quota_done, 120);
     protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -706,16 +732,198 @@ Test(learner, strict_waits_for_the_synthetic_quota_of_each_real_step)
         protobuf_c_message_free_unpacked(&p->base, NULL);
         procfix_pause_ms(10);
     }
-    /* quota beyond the real steps: the real steps bound again */
-    push_ok(cl, "rollout-0", 3, 1000, 10000);
+    /* a second member half-fills a chunk and leaves: its remainder goes to the first */
+    Twig__V1__ChunkReply *c = take_chunk(cl, "v", 150, 10);
+    cr_assert_eq(c->step_begin, 120);
+    push_chunk(cl, "v", 1, 40, c->chunk_id, 40);
+    uint64_t half = c->chunk_id;
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    cr_assert_eq(member_leave_name(cl, "v"), 0, "%s", err_msg());
+    cr_expect_eq(stat_of(&lr, "quota_orphans"), 1);
+    c = take_chunk(cl, "w", 150, 10);
+    cr_expect_eq(c->chunk_id, half, "the orphan goes first");
+    cr_expect_eq(c->done, 40);
+    cr_expect_eq(c->chunk_branches, 100);
+    /* more than the rest is refused, the rest exactly is taken */
+    tb b;
+    tb_make(&b, "w", 3, 61, 5);
+    b.m.model_version = 1;
+    b.m.chunk_id = half;
+    b.m.chunk_branches = 61;
+    cr_expect_eq(push_synth(cl, &b, NULL), -EINVAL, "61 > 60 left");
+    tb_free(&b);
+    push_chunk(cl, "w", 4, 60, half, 60);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    /* the last chunks: the real steps bound again */
+    fill_chunk(cl, "w", 5, 150, 130, 140);
+    fill_chunk(cl, "w", 6, 150, 140, 150);
+    c = take_chunk(cl, "w", 150, 10);
+    cr_expect_eq(c->chunk_id, 0, "no real steps past 150 yet");
+    protobuf_c_message_free_unpacked(&c->base, NULL);
     p = wait_reached(cl, 150, 100, 60000, "real 150");
     cr_expect_eq(p->updates, 100);
-    cr_expect_eq(p->synthetic_samples, 1400);
+    cr_expect_eq(p->rollout_quota_done, 150);
+    cr_expect_eq(p->synthetic_samples, 500, "10 branches for each of the 50 steps");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "quota_branches"), 500);
+    cr_expect_eq(stat_of(&lr, "quota_orphaned"), 1);
+    cr_expect_eq(stat_of(&lr, "quota_adopted"), 1);
+    cr_expect_eq(stat_of(&lr, "member_leaves"), 1);
+    rpc_client_free(cl);
+    rpc_client_free(mcl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+}
+
+Test(learner, steps_before_the_first_model_wait_for_the_first_chunk)
+{
+    /* init_steps 150, models every 100: the first one at 200, so steps 150..200 owe no
+     * branches, yet no update may run before the first branches (MBPO never trains on an
+     * empty model pool) */
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    const char *sets[] = {"pacing=strict", "utd=2", "init_steps=150", "model_train_freq=100",
+                          "rollouts_per_step=10", "learner.checkpoint_every=0", NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    rpc_client_t *mcl = client_of(&ms);
+    wait_stat(&lr, "rollout_quota_done", 150, 20000);
+    for (uint64_t s = 1; s <= 5; s++) {
+        append_real(mcl, "actor-0", s, 50);
+    }
+    Twig__V1__Progress *p = wait_reached(cl, 250, 0, 30000, "mirror");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "quota_start"), 200);
+    for (int i = 0; i < 10; i++) {
+        p = progress_of(cl);
+        cr_expect_eq(p->updates, 0, "no branches yet");
+        cr_expect_eq(p->rollout_quota_done, 150);
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        procfix_pause_ms(10);
+    }
+    fill_chunk(cl, "w", 1, 250, 200, 210);
+    p = wait_reached(cl, 250, 120, 60000, "quota 210");
+    cr_expect_eq(p->rollout_quota_done, 210);
+    cr_expect_eq(p->updates, 120, "2 x (210 - 150)");
     protobuf_c_message_free_unpacked(&p->base, NULL);
     rpc_client_free(cl);
     rpc_client_free(mcl);
     procfix_stop(&lr);
     procfix_stop(&ms);
+}
+
+Test(learner, a_vanished_members_half_done_chunk_goes_to_another_after_its_ttl)
+{
+    procfix_t ms = {0}, lr = {0};
+    start_modelserver(&ms, "ms");
+    const char *sets[] = {"pacing=strict", "utd=1", "init_steps=100", "model_train_freq=100",
+                          "rollouts_per_step=10", "learner.checkpoint_every=0",
+                          "learner.lease_ttl_ms=400", NULL};
+    start_learner(&lr, "l", ms.addr, sets);
+    rpc_client_t *cl = client_of(&lr);
+    rpc_client_t *mcl = client_of(&ms);
+    wait_stat(&lr, "rollout_quota_done", 100, 20000);
+    append_real(mcl, "actor-0", 1, 120);
+    Twig__V1__Progress *p = wait_reached(cl, 120, 0, 30000, "mirror");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    /* v takes [100, 110), stores 30 of its 100 branches, then is never heard again */
+    Twig__V1__ChunkReply *c = take_chunk(cl, "v", 120, 10);
+    cr_assert_eq(c->step_begin, 100);
+    uint64_t lost = c->chunk_id;
+    push_chunk(cl, "v", 1, 30, lost, 30);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    int64_t t0 = procfix_now_ms();
+    wait_stat(&lr, "member_expiries", 1, 10000);
+    int64_t took = procfix_now_ms() - t0;
+    cr_expect_geq(took, 300, "not before its ttl (%" PRId64 " ms)", took);
+    cr_expect_eq(stat_of(&lr, "quota_orphans"), 1);
+    cr_expect_eq(stat_of(&lr, "rollout_quota_done"), 100, "the orphan holds the quota");
+    /* w gets the rest of v's chunk, not more, and the quota moves */
+    c = take_chunk(cl, "w", 120, 10);
+    cr_expect_eq(c->chunk_id, lost);
+    cr_expect_eq(c->done, 30);
+    push_chunk(cl, "w", 1, 70, lost, 70);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    /* v, back from its pause, is fenced: nothing of it is stored */
+    tb b;
+    tb_make(&b, "v", 2, 5, 7);
+    b.m.model_version = 1;
+    int rc = push_synth(cl, &b, NULL);
+    cr_expect_eq(rc, TWIG_ELEASE, "%s %s", err_name(rc), err_msg());
+    tb_free(&b);
+    p = wait_reached(cl, 120, 10, 30000, "quota 110");
+    cr_expect_eq(p->rollout_quota_done, 110);
+    cr_expect_eq(p->synthetic_samples, 100, "30 + 70: exactly 10 a step, v's late push refused");
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    cr_expect_eq(stat_of(&lr, "quota_branches"), 100);
+    cr_expect_eq(stat_of(&lr, "quota_adopted"), 1);
+    rpc_client_free(cl);
+    rpc_client_free(mcl);
+    procfix_stop(&lr);
+    procfix_stop(&ms);
+}
+
+Test(learner, membership_refuses_another_run_or_build_and_fences_an_expired_lease)
+{
+    procfix_t lr = {0};
+    const char *sets[] = {"run_id=run-a", "learner.lease_ttl_ms=300", NULL};
+    start_learner(&lr, "l", "127.0.0.1:1", sets);
+    rpc_client_t *cl = client_of(&lr);
+    int rc = join_raw(cl, "run-b", MSG_PROTOCOL_VERSION, MEMBER_ROLE_ROLLOUT, "w", NULL);
+    cr_expect_eq(rc, -EINVAL, "another run: %s", err_name(rc));
+    cr_expect(strstr(err_msg(), "run_id is 'run-b', this server's run is 'run-a'"), "%s",
+              err_msg());
+    rc = join_raw(cl, "run-a", MSG_PROTOCOL_VERSION + 1, MEMBER_ROLE_ROLLOUT, "w", NULL);
+    cr_expect_eq(rc, TWIG_EVERSION, "another build: %s", err_name(rc));
+    cr_expect(strstr(err_msg(), "protocol_version"), "%s", err_msg());
+    rc = join_raw(cl, "run-a", MSG_PROTOCOL_VERSION, MEMBER_ROLE_ACTOR, "w", NULL);
+    cr_expect_eq(rc, -EINVAL, "an actor at the learner: %s", err_name(rc));
+    cr_expect(strstr(err_msg(), "role"), "%s", err_msg());
+    cr_expect_eq(stat_of(&lr, "member_join_refused"), 3);
+
+    Twig__V1__JoinReply *j = NULL;
+    cr_assert_eq(join_raw(cl, "run-a", MSG_PROTOCOL_VERSION, MEMBER_ROLE_ROLLOUT, "w", &j), 0,
+                 "%s", err_msg());
+    cr_expect_eq(j->ttl_ms, 300);
+    char want[64];
+    snprintf(want, sizeof want, "w@m%" PRIx64, j->member_id);
+    cr_expect_str_eq(j->source_id, want);
+    tb b;
+    tb_make(&b, "w", 1, 4, 6);
+    b.m.model_version = 1;
+    b.m.member_id = j->member_id;
+    b.m.source_id = j->source_id;
+    b.m.source_epoch = j->source_epoch;
+    Twig__V1__PushReply *r = NULL;
+    cr_assert_eq(push_synth(cl, &b, &r), 0, "%s", err_msg());
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    /* silent past the ttl (a SIGSTOPped worker): until the lease is dead */
+    int64_t deadline = procfix_now_ms() + 10000;
+    while (stat_of(&lr, "members") > 0) {
+        cr_assert_lt(procfix_now_ms(), deadline, "the lease never expired");
+        procfix_pause_ms(50);
+    }
+    /* its retry is still proven (nothing stored twice); anything new is fenced */
+    cr_assert_eq(push_synth(cl, &b, &r), 0, "%s", err_msg());
+    cr_expect(r->duplicate);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    b.m.seq = 2;
+    rc = push_synth(cl, &b, NULL);
+    cr_expect_eq(rc, TWIG_ELEASE, "%s %s", err_name(rc), err_msg());
+    cr_expect(strstr(err_msg(), "lease expired"), "%s", err_msg());
+    Twig__V1__MemberRequest q = TWIG__V1__MEMBER_REQUEST__INIT;
+    q.member_id = j->member_id;
+    ProtobufCMessage *rr = NULL;
+    rc = rpc_client_unary(cl, &rr, "/twig.v1.Membership/Renew", &q.base,
+                          &twig__v1__renew_reply__descriptor, &call_opts);
+    cr_expect_eq(rc, TWIG_ELEASE, "a renewal after the ttl: %s", err_name(rc));
+    tb_free(&b);
+    protobuf_c_message_free_unpacked(&j->base, NULL);
+    cr_expect_eq(stat_of(&lr, "member_expiries"), 1);
+    cr_expect_eq(stat_of(&lr, "push_lease"), 1);
+    cr_expect_eq(stat_of(&lr, "synthetic_samples"), 4);
+    rpc_client_free(cl);
+    procfix_stop(&lr);
 }
 
 Test(learner, async_trains_past_the_ratio_and_reports_it)

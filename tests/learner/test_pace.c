@@ -66,19 +66,6 @@ Test(pace, strict_quota_caps_updates_at_the_covered_real_steps)
     cr_expect_eq(pace_allowed_updates(&in), 6000);
 }
 
-Test(pace, quota_watermark_is_the_slowest_worker_never_below_the_base)
-{
-    uint64_t ends[3] = {0, 0, 0};
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1000);
-    ends[0] = 1500;
-    ends[1] = 1200;
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1000, "worker 2 has done nothing");
-    ends[2] = 1300;
-    cr_expect_eq(pace_quota_watermark(1000, ends, 3), 1200);
-    cr_expect_eq(pace_quota_watermark(1250, ends, 3), 1250);
-    cr_expect_eq(pace_quota_watermark(0, ends, 1), 1500);
-}
-
 Test(pace, async_is_unlimited_once_learning_starts)
 {
     pace_in in = {.pacing = RUN_PACING_ASYNC, .utd = 20, .learn_start = 100, .real_steps = 100};
@@ -110,4 +97,29 @@ Test(pace, achieved_utd)
     cr_expect_float_eq(pace_achieved_utd(0, 10, 10), 0.0, 1e-12);
     cr_expect_float_eq(pace_achieved_utd(400, 30, 10), 20.0, 1e-12);
     cr_expect_float_eq(pace_achieved_utd(50, 110, 10), 0.5, 1e-12);
+}
+
+Test(pace, waits_for_synthetic_only_when_the_quota_alone_holds_updates_back)
+{
+    /* real steps allow 20 * 300 = 6000 updates; the quota covers 100 steps: 2000 */
+    pace_in in = strict_in(20, 1000, 1300, 2000);
+    in.quota_on = true;
+    in.quota_done = 1100;
+    cr_expect(pace_waits_for_synthetic(&in), "the quota alone stops update 2000");
+    in.updates = 1999;
+    cr_expect_not(pace_waits_for_synthetic(&in), "an update may run: no wait at all");
+    in.updates = 6000;
+    in.quota_done = 1300;
+    cr_expect_not(pace_waits_for_synthetic(&in), "both caught up: a wait for real steps");
+    in.quota_done = 1100;
+    cr_expect_not(pace_waits_for_synthetic(&in), "real steps hold it back as well");
+    in.updates = 2000;
+    in.quota_on = false;
+    cr_expect_not(pace_waits_for_synthetic(&in), "no quota, no synthetic wait");
+    pace_in before = strict_in(20, 1000, 900, 0);
+    before.quota_on = true;
+    cr_expect_not(pace_waits_for_synthetic(&before), "warm-up waits for real steps");
+    pace_in async = {.pacing = RUN_PACING_ASYNC, .utd = 20, .learn_start = 100,
+                     .real_steps = 500, .quota_on = true};
+    cr_expect_not(pace_waits_for_synthetic(&async), "async never waits for synthetic data");
 }

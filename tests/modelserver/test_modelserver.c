@@ -55,10 +55,11 @@ typedef struct server {
 /* spawn the binary on s->data_dir with extra args (NULL-terminated); returns its pid */
 static pid_t spawn_server(server *s, const char *const *extra)
 {
+    /* a log service with room for every test's appends (a log past real_steps is refused) */
     const char *argv[32] = {SERVER_BIN,    "--listen",      "127.0.0.1:0", "--data-dir",
                             s->data_dir,   "--port-file",   s->p.port_file, "--log-level",
-                            "warn"};
-    int n = 9;
+                            "warn",        "--set",         "real_steps=1000000000"};
+    int n = 11;
     for (int i = 0; extra && extra[i]; i++) {
         argv[n++] = extra[i];
     }
@@ -247,7 +248,8 @@ Test(modelserver, append_then_fetch_is_bit_exact_and_health_answers)
     /* the env id fixed by the first batch is kept in the data dir */
     const char *other[] = {"--env", "Hopper-v4", NULL};
     snprintf(s.data_dir, sizeof s.data_dir, "%s/d", tmp);
-    cr_expect_eq(procfix_exit_code(spawn_server(&s, other), 20000), 1);
+    cr_expect_eq(procfix_exit_code(spawn_server(&s, other), 20000), 2,
+                 "a log of another env is the config's error: exit 2, never restarted");
 }
 
 static void expect_invalid(rpc_client_t *cl, fx_batch *b, const char *text)
@@ -1221,7 +1223,7 @@ Test(modelserver, the_run_env_fixes_the_log_schema_before_the_first_batch)
 
     /* another env on this data dir: refused at start, naming both */
     const char *hopper[] = {"--env", "Hopper-v4", NULL};
-    expect_start_fails(&s, 1, hopper, "the run's env is 'Hopper-v4' (obs_dim 11, act_dim 3)",
+    expect_start_fails(&s, 2, hopper, "the run's env is 'Hopper-v4' (obs_dim 11, act_dim 3)",
                        "'Pendulum-v1' (obs_dim 3, act_dim 1)");
     /* an env id nobody knows: a configuration error */
     char err[4096], dir[1024];

@@ -55,6 +55,7 @@ Test(rpc_status, every_twig_code_has_its_status)
         {-EACCES, S_PERMISSION_DENIED}, /* a file's "Permission denied", not a failed login */
         {-ERANGE, S_OUT_OF_RANGE},
         {TWIG_EFENCED, S_ABORTED},
+        {TWIG_ELEASE, S_UNAUTHENTICATED},
         {TWIG_EINTERNAL, S_INTERNAL},
         {TWIG_EDIVERGED, S_INTERNAL},
         {TWIG_EPROTO, S_INTERNAL},
@@ -70,16 +71,13 @@ Test(rpc_status, every_twig_code_has_its_status)
 Test(rpc_status, every_status_has_the_twig_code_that_sends_it)
 {
     /* status -> code -> status is the identity, except the statuses twig never sends:
-     * UNKNOWN is an internal error to a twig client, UNAUTHENTICATED a refused permission */
+     * UNKNOWN is an internal error to a twig client */
     for (int s = S_OK; s <= S_UNAUTHENTICATED; s++) {
         int rc = rpc_status_to_err(s);
         cr_expect((s == S_OK) == (rc == 0), "%s -> %s", rpc_status_name(s), err_name(rc));
         int back = rpc_err_to_status(rc);
         if (s == S_UNKNOWN) {
             cr_expect_eq(rc, TWIG_EINTERNAL, "%s -> %s", rpc_status_name(s), err_name(rc));
-        } else if (s == S_UNAUTHENTICATED) {
-            cr_expect_eq(rc, -EACCES, "%s -> %s", rpc_status_name(s), err_name(rc));
-            cr_expect_eq(back, S_PERMISSION_DENIED);
         } else {
             cr_expect_eq(back, s, "%s -> %s -> %s", rpc_status_name(s), err_name(rc),
                          rpc_status_name(back));
@@ -88,6 +86,7 @@ Test(rpc_status, every_status_has_the_twig_code_that_sends_it)
     cr_expect_eq(rpc_status_to_err(S_RESOURCE_EXHAUSTED), TWIG_EFULL, "retryable back-pressure");
     cr_expect_eq(rpc_status_to_err(S_UNAVAILABLE), TWIG_EUNAVAIL);
     cr_expect_eq(rpc_status_to_err(S_ABORTED), TWIG_EFENCED, "a fenced source identity");
+    cr_expect_eq(rpc_status_to_err(S_UNAUTHENTICATED), TWIG_ELEASE, "an expired lease");
     cr_expect_eq(rpc_status_to_err(99), TWIG_EINTERNAL, "a status from a newer gRPC");
     cr_expect_eq(rpc_status_to_err(-1), TWIG_EINTERNAL);
 }

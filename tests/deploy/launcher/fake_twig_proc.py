@@ -72,11 +72,12 @@ get_evals_calls = [0]
 def get_evals(req, ctx):
     from_index = decode_varint(req, 1)[0] if len(req) >= 2 and req[0] == 0x08 else 0
     get_evals_calls[0] += 1
-    held = [eval_result(REAL_STEPS, 1)]
+    # seq is the evaluation point (a multiple of eval_every, or init_steps), as actors send it
+    held = [eval_result(REAL_STEPS, REAL_STEPS)]
     if os.environ.get("FAKE_EVALS") == "none":
         held = []
     if os.environ.get("FAKE_EVALS") == "restart" and get_evals_calls[0] == 1:
-        held = [eval_result(300, 1), eval_result(500, 2)]
+        held = [eval_result(300, 300), eval_result(500, 500)]
     if from_index > len(held):
         ctx.abort(grpc.StatusCode.INVALID_ARGUMENT,
                   "from_index is %d, only %d evaluations exist" % (from_index, len(held)))

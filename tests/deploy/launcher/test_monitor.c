@@ -107,7 +107,9 @@ Test(monitor, startup_probes_of_a_refusing_peer_are_paced_then_fail_at_the_timeo
 
     monitor_t m;
     atomic_store(&wakes, 0);
-    cr_assert_eq(monitor_init(&m, &run, &lc, plan, dir, count_wake, NULL), 0, "%s", err_msg());
+    monitor_cfg mc;
+    monitor_cfg_from_plan(&mc, &run, &lc, plan, dir);
+    cr_assert_eq(monitor_init(&m, &mc, count_wake, NULL), 0, "%s", err_msg());
     int64_t t0 = procfix_now_ms();
     cr_assert_eq(monitor_start(&m), 0);
     while (monitor_get_state(&m) != MONITOR_FAILED && procfix_now_ms() - t0 < 20000) {

@@ -49,3 +49,21 @@ Test(ports, malformed_or_foreign_addresses_are_refused_by_name)
     cr_expect_eq(ports_check_free("192.0.2.1:7101"), -EADDRNOTAVAIL, "%s", err_msg());
     cr_expect(strstr(err_msg(), "192.0.2.1:7101") != NULL, "%s", err_msg());
 }
+
+Test(ports, picked_ports_are_distinct_and_free)
+{
+    enum { N = 40 };
+    int ports[N];
+    cr_assert_eq(ports_pick_free("127.0.0.1", ports, N), 0, "%s", err_msg());
+    for (int i = 0; i < N; i++) {
+        cr_expect(ports[i] > 0 && ports[i] < 65536, "port %d", ports[i]);
+        for (int j = 0; j < i; j++) {
+            cr_expect_neq(ports[i], ports[j], "port %d picked twice", ports[i]);
+        }
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[i]);
+        cr_expect_eq(ports_check_free(addr), 0, "%s", err_msg());
+    }
+    cr_expect_eq(ports_pick_free("no-such-host.invalid", ports, 1), -EINVAL);
+    cr_expect(strstr(err_msg(), "launcher.host") != NULL, "%s", err_msg());
+}

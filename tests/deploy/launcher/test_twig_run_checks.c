@@ -273,3 +273,32 @@ Test(twig_run_checks, the_run_dir_config_has_the_overrides_as_written_and_no_flo
     cr_expect_neq(strstr(text, "real_ratio: 0.05\n"), NULL, "%s", text);
     cr_expect_neq(strstr(text, "batch_size: 128\n"), NULL, "%s", text);
 }
+
+Test(twig_run_checks, a_taken_metrics_port_or_a_bad_metrics_address_starts_nothing)
+{
+    static char err[1 << 14];
+    /* somebody listens where the model server's metrics would go */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 1), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char extra[64];
+    snprintf(extra, sizeof extra, "  metrics_base_port: %d\n", ntohs(a.sin_port));
+    write_config(extra);
+    int code = run_twig(err, sizeof err, NULL, 0);
+    cr_expect_eq(code, 1, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "modelserver cannot serve its metrics"), NULL, "%s", err);
+    cr_expect_neq(strstr(err, "launcher.metrics_base_port"), NULL, "%s", err);
+    expect_nothing_started();
+    close(fd);
+
+    write_config("");
+    const char *sets[] = {"learner.metrics_listen=nowhere"};
+    code = run_twig(err, sizeof err, sets, 1);
+    cr_expect_eq(code, 2, "exit %d\n%s", code, err);
+    cr_expect_neq(strstr(err, "learner.metrics_listen"), NULL, "%s", err);
+    expect_nothing_started();
+}

@@ -6,11 +6,14 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "common/env/env.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
+#include "common/config/run_config.h"
+#include "common/rpc/member.h"
 #include "common/rpc/msg.h"
 #include "common/rpc/nn_blob.h"
 #include "common/nn/policy.h"
@@ -43,6 +46,14 @@ static void teardown(void)
 
 TestSuite(rollout, .init = setup, .fini = teardown, .timeout = 240);
 
+/* a test's schedule */
+typedef struct run_params {
+    const char *env;
+    int init_steps, train_freq, rollouts, k;
+    int n_workers;      /* 0: 1 */
+    const char *pacing; /* NULL: the default (strict) */
+} run_params;
+
 /* ---- the learner's side, in the test ---- */
 
 typedef struct push_rec {
@@ -52,8 +63,15 @@ typedef struct push_rec {
     uint32_t count;
     uint64_t model_version;
     uint64_t policy_version;
-    uint64_t quota_end;
+    uint64_t chunk_id, chunk_branches;
+    uint64_t chunk_begin; /* of the chunk it credited (0: it credited none) */
 } push_rec;
+
+/* a chunk of the quota as the fake learner hands them out (the learner's rule, by hand) */
+typedef struct fl_chunk {
+    uint64_t id, begin, end, need, done, owner;
+} fl_chunk;
+#define FL_CHUNKS 64
 
 typedef struct fake_learner {
     pthread_mutex_t mu;
@@ -66,8 +84,11 @@ typedef struct fake_learner {
     float *obs, *next, *act; /* stored rows */
     int *term;
     uint64_t n_rows, cap_rows;
-    uint64_t quota[MAX_WORKERS];
-    uint32_t n_workers;
+    member_svc members; /* the real Membership handler (common/rpc/member.h), under mu */
+    run_cfg run;        /* init_steps, model_train_freq, epoch_length: the chunks' bounds */
+    fl_chunk chunks[FL_CHUNKS];
+    uint64_t next_step, next_chunk;
+    uint64_t credited;  /* branches credited to chunks */
     int drop_ack_every; /* store, then fail the reply of every n-th new push */
     uint64_t n_new;
     nn_blob *policy;        /* served by GetPolicy when set */
@@ -86,10 +107,8 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     const Twig__V1__TransitionBatch *m = (const Twig__V1__TransitionBatch *)msg;
     int rc = msg_synth_check(m, MSG_BATCH_MAX_COUNT);
     pthread_mutex_lock(&fl->mu);
-    if (rc == 0 && (m->obs_dim != (uint32_t)fl->O || m->act_dim != (uint32_t)fl->A ||
-                    m->n_workers > MAX_WORKERS)) {
-        rc =
-            err_set(-EINVAL, "dims (%u, %u) or n_workers %u", m->obs_dim, m->act_dim, m->n_workers);
+    if (rc == 0 && (m->obs_dim != (uint32_t)fl->O || m->act_dim != (uint32_t)fl->A)) {
+        rc = err_set(-EINVAL, "dims (%u, %u)", m->obs_dim, m->act_dim);
     }
     if (rc < 0) {
         fl->bad++;
@@ -119,6 +138,23 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
             return 0;
         }
     }
+    /* new data: a live lease, and credit only to the member's own open chunk */
+    rc = member_check_push(&fl->members, m->member_id, m->source_id, (uint64_t)procfix_now_ms());
+    fl_chunk *ck = NULL;
+    for (int i = 0; i < FL_CHUNKS && rc == 0 && m->chunk_branches > 0; i++) {
+        if (fl->chunks[i].id == m->chunk_id && fl->chunks[i].owner == m->member_id) {
+            ck = &fl->chunks[i];
+        }
+    }
+    if (rc == 0 && m->chunk_branches > 0 && (!ck || m->chunk_branches > ck->need - ck->done)) {
+        rc = err_set(-EINVAL, "chunk %" PRIu64 " cannot take %" PRIu64 " branches", m->chunk_id,
+                     m->chunk_branches);
+    }
+    if (rc < 0) {
+        fl->bad += rc != TWIG_ELEASE;
+        pthread_mutex_unlock(&fl->mu);
+        return rc;
+    }
     if (fl->n_recs == fl->cap_recs) {
         fl->cap_recs = fl->cap_recs ? 2 * fl->cap_recs : 256;
         fl->recs = xrealloc(fl->recs, (size_t)fl->cap_recs * sizeof *fl->recs);
@@ -130,7 +166,16 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     p->count = m->count;
     p->model_version = m->model_version;
     p->policy_version = m->policy_version;
-    p->quota_end = m->quota_end;
+    p->chunk_id = m->chunk_id;
+    p->chunk_branches = m->chunk_branches;
+    p->chunk_begin = ck ? ck->begin : 0;
+    if (ck) {
+        ck->done += m->chunk_branches;
+        fl->credited += m->chunk_branches;
+        if (ck->done == ck->need) {
+            memset(ck, 0, sizeof *ck);
+        }
+    }
     uint64_t need = fl->n_rows + m->count;
     if (need > fl->cap_rows) {
         fl->cap_rows = need * 2;
@@ -148,10 +193,6 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     }
     fl->n_rows = need;
     fl->transitions += m->count;
-    fl->n_workers = m->n_workers;
-    if (m->quota_end > fl->quota[m->worker_index]) {
-        fl->quota[m->worker_index] = m->quota_end;
-    }
     fl->n_new++;
     if (fl->evict_at && fl->transitions >= fl->evict_at && !fl->forgotten[0]) {
         /* evicted: its next push, whatever its seq, finds it unknown and below the fence */
@@ -171,16 +212,95 @@ static int fl_push(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
     return 0;
 }
 
+/* the lowest step of an open chunk, else the first step in none */
 static uint64_t fl_quota_done_locked(const fake_learner *fl)
 {
-    if (fl->n_workers == 0) {
-        return 0;
-    }
-    uint64_t q = UINT64_MAX;
-    for (uint32_t j = 0; j < fl->n_workers; j++) {
-        q = fl->quota[j] < q ? fl->quota[j] : q;
+    uint64_t q = fl->next_step;
+    for (int i = 0; i < FL_CHUNKS; i++) {
+        if (fl->chunks[i].id && fl->chunks[i].begin < q) {
+            q = fl->chunks[i].begin;
+        }
     }
     return q;
+}
+
+static int fl_take_chunk(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    fake_learner *fl = app;
+    const Twig__V1__ChunkRequest *q = (const Twig__V1__ChunkRequest *)msg;
+    Twig__V1__ChunkReply r = TWIG__V1__CHUNK_REPLY__INIT;
+    pthread_mutex_lock(&fl->mu);
+    member_sweep(&fl->members, (uint64_t)procfix_now_ms());
+    int rc = lease_renew(&fl->members.leases, q->member_id, (uint64_t)procfix_now_ms());
+    if (rc < 0) {
+        pthread_mutex_unlock(&fl->mu);
+        return rc;
+    }
+    fl_chunk *c = NULL, *free_slot = NULL;
+    for (int i = 0; i < FL_CHUNKS && !c; i++) {
+        fl_chunk *x = &fl->chunks[i];
+        if (x->id && (x->owner == q->member_id || (x->owner == 0 && x->end <= q->have_real))) {
+            c = x;
+            c->owner = q->member_id;
+        } else if (!x->id && !free_slot) {
+            free_slot = x;
+        }
+    }
+    uint64_t s0 = fl->next_step, end = q->have_real;
+    uint64_t next_point = run_model_next_point(&fl->run, s0);
+    uint64_t el = (uint64_t)fl->run.epoch_length, next_epoch = (s0 / el + 1) * el;
+    end = end < next_point ? end : next_point;
+    end = end < next_epoch ? end : next_epoch;
+    end = end < s0 + q->max_steps ? end : s0 + q->max_steps;
+    if (!c && free_slot && end > s0) {
+        c = free_slot;
+        *c = (fl_chunk){.id = ++fl->next_chunk, .begin = s0, .end = end,
+                        .need = (end - s0) * (uint64_t)fl->run.rollouts_per_step,
+                        .owner = q->member_id};
+        fl->next_step = end;
+    }
+    if (c) {
+        r.chunk_id = c->id;
+        r.step_begin = c->begin;
+        r.step_end = c->end;
+        r.chunk_branches = c->need;
+        r.done = c->done;
+    }
+    pthread_mutex_unlock(&fl->mu);
+    rpc_call_reply(call, 0, &r.base);
+    return 0;
+}
+
+/* a lease ended: its chunk becomes an orphan (mu held) */
+static void fl_gone(void *app, const lease *ended, bool left)
+{
+    (void)left;
+    fake_learner *fl = app;
+    for (int i = 0; i < FL_CHUNKS; i++) {
+        if (fl->chunks[i].id && fl->chunks[i].owner == ended->id) {
+            fl->chunks[i].owner = 0;
+        }
+    }
+}
+
+static uint64_t fl_epoch(void *app)
+{
+    return ((fake_learner *)app)->epoch;
+}
+
+static int fl_join(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_join(&((fake_learner *)app)->members, call, msg);
+}
+
+static int fl_renew(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_renew(&((fake_learner *)app)->members, call, msg);
+}
+
+static int fl_leave(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
+{
+    return member_on_leave(&((fake_learner *)app)->members, call, msg);
 }
 
 static int fl_progress(rpc_call_t *call, const ProtobufCMessage *msg, void *app)
@@ -217,24 +337,42 @@ static const rpc_method fl_methods[] = {
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
     {"/twig.v1.Learner/GetPolicy", &twig__v1__get_weights_request__descriptor, fl_policy,
      RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Learner/TakeChunk", &twig__v1__chunk_request__descriptor, fl_take_chunk,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Join", &twig__v1__join_request__descriptor, fl_join, RPC_KIND_UNARY,
+     RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Renew", &twig__v1__member_request__descriptor, fl_renew,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
+    {"/twig.v1.Membership/Leave", &twig__v1__member_request__descriptor, fl_leave,
+     RPC_KIND_UNARY, RPC_RUN_ON_CQ},
 };
 
 /* listen on addr ("127.0.0.1:0" or a reserved port) */
 static void fl_start(fake_learner *fl, const char *addr)
 {
     rpc_server_cfg sc = {.listen = addr, .app = fl};
-    int rc = rpc_server_init(&fl->srv, &sc, fl_methods, 3);
+    int rc = rpc_server_init(&fl->srv, &sc, fl_methods, sizeof fl_methods / sizeof fl_methods[0]);
     cr_assert_eq(rc, 0, "fake learner: %s", err_msg());
     cr_assert_eq(rpc_server_start(fl->srv), 0);
     snprintf(fl->addr, sizeof fl->addr, "127.0.0.1:%d", rpc_server_port(fl->srv));
 }
 
-static void fl_init(fake_learner *fl, int O, int A)
+/* a fake learner for rows of (O, A) under rp's schedule; leases of ttl_ms */
+static void fl_init(fake_learner *fl, int O, int A, const run_params *rp, uint64_t ttl_ms)
 {
     memset(fl, 0, sizeof *fl);
     pthread_mutex_init(&fl->mu, NULL);
     fl->O = O;
     fl->A = A;
+    fl->run.init_steps = (uint64_t)rp->init_steps;
+    fl->run.model_train_freq = rp->train_freq;
+    fl->run.epoch_length = 1000;
+    fl->run.rollouts_per_step = rp->rollouts;
+    fl->next_step = run_model_next_point(&fl->run, 0);
+    member_svc_cfg mc = {.role = MEMBER_ROLE_ROLLOUT, .run_id = "", .ttl_ms = ttl_ms,
+                         .capacity = 16, .first_id = 1000, .mu = &fl->mu, .gone = fl_gone,
+                         .epoch = fl_epoch, .app = fl};
+    cr_assert_eq(member_svc_init(&fl->members, &mc), 0);
 }
 
 static void fl_free(fake_learner *fl)
@@ -245,6 +383,7 @@ static void fl_free(fake_learner *fl)
     free(fl->next);
     free(fl->term);
     free(fl->act);
+    member_svc_free(&fl->members);
     pthread_mutex_destroy(&fl->mu);
 }
 
@@ -267,12 +406,6 @@ static void fl_wait_quota(fake_learner *fl, uint64_t q, int ms)
 
 /* ---- processes ---- */
 
-typedef struct run_params {
-    const char *env;
-    int init_steps, train_freq, rollouts, k;
-    int n_workers;      /* 0: 1 */
-    const char *pacing; /* NULL: the default (strict) */
-} run_params;
 
 /* p's port and log file: tmp/<name>.port, tmp/<name>.log */
 static void name_files(procfix_t *p, const char *name)
@@ -364,7 +497,7 @@ static void rig_init(rig *g, const run_params *rp, const char *listen, int n_rea
     start_modelserver_on(&g->ms, rp, listen);
     cr_assert_eq(ed_collect(&g->d, rp->env, n_real, seed), 0);
     cr_assert_eq(rpc_client_init(&g->cl, g->ms.addr, NULL), 0);
-    fl_init(&g->fl, g->d.O, g->d.A);
+    fl_init(&g->fl, g->d.O, g->d.A, rp, 3000);
 }
 
 /* append rows [from, to) of the collected steps to the model server as actor-0 */
@@ -456,22 +589,24 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
     cr_expect_eq(fl->bad, 0);
     cr_expect_gt(fl->acks_dropped, 0);
     cr_expect_geq(fl->duplicates, fl->acks_dropped, "every lost ack was retried with its seq");
-    uint64_t max_quota = 0;
+    uint64_t max_begin = 0;
     for (int i = 0; i < fl->n_recs; i++) {
         const push_rec *p = &fl->recs[i];
         cr_expect_geq(p->model_version, 1);
         cr_expect_eq(p->policy_version, 0, "no policy yet: random actions");
-        cr_expect_eq(p->seq, (uint64_t)i + 1, "seqs 1, 2, ... of one incarnation");
+        cr_expect_eq(p->seq, (uint64_t)i + 1, "seqs 1, 2, ... of one membership");
         cr_expect_eq(p->source_epoch, 7, "the epoch the learner gave the identity");
-        cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
-        if (p->quota_end > 600) {
+        cr_expect_eq(strncmp(p->source, "rollout-0@m", 11), 0, "%s", p->source);
+        cr_expect_eq(p->chunk_branches, p->count, "k = 1: every row starts a branch");
+        if (p->chunk_begin >= 600) {
             /* steps from 600 on need the model trained at 600: version 2 or later */
-            cr_expect_geq(p->model_version, 2, "push %d quota_end %" PRIu64, i, p->quota_end);
+            cr_expect_geq(p->model_version, 2, "push %d chunk at %" PRIu64, i, p->chunk_begin);
         }
-        cr_expect_geq(p->quota_end, max_quota, "quota_end never goes back");
-        max_quota = p->quota_end > max_quota ? p->quota_end : max_quota;
+        cr_expect_geq(p->chunk_begin, max_begin, "one worker's chunks never go back");
+        max_begin = p->chunk_begin > max_begin ? p->chunk_begin : max_begin;
     }
-    cr_expect_eq(max_quota, 700);
+    cr_expect_eq(fl_quota_done_locked(fl), 700);
+    cr_expect_eq(fl->credited, (700 - 400) * 3, "exactly 3 branches per real step");
     pthread_mutex_unlock(&fl->mu);
     cr_expect_eq(stat_value(g.ro.addr, "branches"), (700 - 400) * 3);
     cr_expect_eq(stat_value(g.ro.addr, "transitions"), (700 - 400) * 3);
@@ -495,10 +630,11 @@ Test(rollout, strict_quota_per_real_step_and_model_per_training_point)
     cr_expect_eq(missing, 0, "no second line for it");
 }
 
-Test(rollout, a_fenced_identity_resends_its_batch_under_a_new_one)
+Test(rollout, a_fenced_identity_rejoins_and_finishes_its_chunk_under_a_new_one)
 {
     /* the learner forgets the worker's identity once 300 transitions are in: the next push
-     * is refused as fenced, and the worker sends it again as a new identity */
+     * is refused as fenced, the worker leaves, joins again as a new identity and makes the
+     * chunk's uncredited rest */
     run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
     rig g;
     rig_init(&g, &rp, "127.0.0.1:0", 600, 61);
@@ -510,9 +646,10 @@ Test(rollout, a_fenced_identity_resends_its_batch_under_a_new_one)
     fl_wait_quota(fl, 600, 60000);
     pthread_mutex_lock(&fl->mu);
     cr_expect_eq(fl->transitions, (600 - 200) * 2, "every quota slot once, none lost");
+    cr_expect_eq(fl->credited, (600 - 200) * 2);
     cr_expect_eq(fl->n_rows, fl->transitions);
     cr_expect_eq(fl->duplicates, 0);
-    cr_expect_eq(fl->fenced, 1, "one push refused, then sent again under a new identity");
+    cr_expect_eq(fl->fenced, 1, "one push refused; its chunk's rest made under a new one");
     cr_expect_eq(fl->bad, 0);
     cr_assert_gt(fl->n_recs, 2);
     const char *first = fl->recs[0].source;
@@ -525,7 +662,7 @@ Test(rollout, a_fenced_identity_resends_its_batch_under_a_new_one)
     for (int i = 0; i < fl->n_recs; i++) {
         const push_rec *p = &fl->recs[i];
         bool second = i >= split;
-        cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
+        cr_expect_eq(strncmp(p->source, "rollout-0@m", 11), 0, "%s", p->source);
         cr_expect_eq(p->seq, (uint64_t)(second ? i - split + 1 : i + 1),
                      "push %d: each identity numbers from 1", i);
         cr_expect_eq(p->source_epoch, second ? 13 : 7, "push %d: the identity's epoch", i);
@@ -603,14 +740,15 @@ Test(rollout, kill9_and_restart_resumes_under_a_new_source)
     fl_wait_quota(fl, 600, 60000);
     pthread_mutex_lock(&fl->mu);
     cr_expect_eq(fl->transitions, (600 - 200) * 2, "resumed at the acknowledged quota");
+    cr_expect_eq(fl->credited, (600 - 200) * 2);
     cr_expect_eq(fl->duplicates, 0);
     cr_assert_gt(fl->n_recs, first_recs);
     const push_rec *p = &fl->recs[first_recs];
-    cr_expect_str_neq(p->source, first_source, "a new incarnation is a new source");
-    cr_expect_eq(strncmp(p->source, "rollout-0@", 10), 0, "%s", p->source);
+    cr_expect_str_neq(p->source, first_source, "a new membership is a new source");
+    cr_expect_eq(strncmp(p->source, "rollout-0@m", 11), 0, "%s", p->source);
     cr_expect_eq(p->seq, 1);
-    cr_expect_geq(p->quota_end, 400, "its first push carries the quota it resumed from");
-    cr_expect_eq(fl->recs[fl->n_recs - 1].quota_end, 600);
+    cr_expect_geq(p->chunk_begin, 400, "its chunks start where the quota stood");
+    cr_expect_eq(fl_quota_done_locked(fl), 600);
     for (int i = first_recs; i < fl->n_recs; i++) {
         cr_expect_str_eq(fl->recs[i].source, p->source);
     }
@@ -660,7 +798,8 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
         }
     }
     for (int i = 0; i < fl->n_recs; i++) {
-        cr_expect_eq(fl->recs[i].quota_end, 300, "async: quota_end is the mirrored end");
+        cr_expect_eq(fl->recs[i].chunk_id, 0, "async: no chunks");
+        cr_expect_eq(fl->recs[i].chunk_branches, 0);
     }
     pthread_mutex_unlock(&fl->mu);
     cr_expect_eq(stat_value(g.ro.addr, "policy_version"), 7);
@@ -670,31 +809,109 @@ Test(rollout, async_generates_continuously_with_the_learners_policy)
     sac_free(&sac);
 }
 
-Test(rollout, two_workers_split_each_steps_quota)
+Test(rollout, two_workers_share_the_quota_by_chunks_exactly)
 {
-    /* R = 3 over M = 2: worker 0 takes 2 branches a step, worker 1 takes 1 */
+    /* R = 3, two identical workers (no index needed): together exactly 3 per step */
     run_params rp = {"Pendulum-v1", 200, 200, 3, 1, 2, NULL};
     rig g;
     rig_init(&g, &rp, "127.0.0.1:0", 500, 41);
-    rig_append(&g, 0, 500);
     fake_learner *fl = &g.fl;
     procfix_t w1 = {0};
     rig_start_rollout(&g); /* worker 0 */
-    start_worker(&w1, &rp, g.ms.addr, fl->addr, "w1", 1);
+    start_worker(&w1, &rp, g.ms.addr, fl->addr, "w1", 0);
+    /* both members before the real steps come, so both get chunks */
+    int64_t deadline = procfix_now_ms() + 30000;
+    for (;;) {
+        pthread_mutex_lock(&fl->mu);
+        size_t live = lease_live(&fl->members.leases, (uint64_t)procfix_now_ms());
+        pthread_mutex_unlock(&fl->mu);
+        if (live == 2) {
+            break;
+        }
+        cr_assert_lt(procfix_now_ms(), deadline, "both workers join");
+        procfix_pause_ms(20);
+    }
+    for (int s0 = 0; s0 < 500; s0 += 50) {
+        rig_append(&g, s0, s0 + 50);
+    }
     fl_wait_quota(fl, 500, 60000);
-    cr_expect_eq(stat_value(g.ro.addr, "transitions"), (500 - 200) * 2);
-    cr_expect_eq(stat_value(w1.addr, "transitions"), (500 - 200) * 1);
+    double t0 = stat_value(g.ro.addr, "transitions"), t1 = stat_value(w1.addr, "transitions");
+    cr_expect_eq(t0 + t1, (500 - 200) * 3);
+    cr_expect_gt(t0, 0, "worker 0 took chunks");
+    cr_expect_gt(t1, 0, "worker 1 took chunks");
     pthread_mutex_lock(&fl->mu);
     cr_expect_eq(fl->transitions, (500 - 200) * 3);
-    cr_expect_eq(fl->n_workers, 2);
-    cr_expect_eq(fl->quota[0], 500);
-    cr_expect_eq(fl->quota[1], 500);
+    cr_expect_eq(fl->credited, (500 - 200) * 3);
+    cr_expect_eq(fl->members.leases.joins, 2, "two members");
     for (int i = 0; i < fl->n_recs; i++) {
         const char *src = fl->recs[i].source;
-        cr_expect(!strncmp(src, "rollout-0@", 10) || !strncmp(src, "rollout-1@", 10), "%s", src);
+        cr_expect(!strncmp(src, "rollout-0@m", 11), "%s", src);
     }
     pthread_mutex_unlock(&fl->mu);
     procfix_stop(&w1);
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->members.leases.leaves, 1, "a clean stop leaves");
+    pthread_mutex_unlock(&fl->mu);
+    rig_free(&g);
+}
+
+Test(rollout, a_worker_paused_past_its_ttl_is_fenced_and_rejoins)
+{
+    /* SIGSTOP for longer than the lease: the learner gives its chunk to nobody else here,
+     * but its lease is gone; after SIGCONT its next call is refused and it joins again */
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
+    rig g;
+    rig_start(&g, &rp, "127.0.0.1:0", 600, 71, 400);
+    fake_learner *fl = &g.fl;
+    cr_assert_eq(kill(g.ro.pid, SIGSTOP), 0);
+    /* until its lease is dead on the learner's clock (the ttl, 3 s, after its last renewal) */
+    int64_t deadline = procfix_now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&fl->mu);
+        size_t live = lease_live(&fl->members.leases, (uint64_t)procfix_now_ms());
+        pthread_mutex_unlock(&fl->mu);
+        if (live == 0) {
+            break;
+        }
+        cr_assert_lt(procfix_now_ms(), deadline, "the paused worker's lease never expired");
+        procfix_pause_ms(50);
+    }
+    rig_append(&g, 400, 600);
+    cr_assert_eq(kill(g.ro.pid, SIGCONT), 0);
+    fl_wait_quota(fl, 600, 60000);
+    procfix_wait_stat(g.ro.addr, "rollout", "lease_lost", 1, 20000);
+    pthread_mutex_lock(&fl->mu);
+    cr_expect_eq(fl->credited, (600 - 200) * 2, "exact across the pause");
+    cr_expect_eq(fl->transitions, (600 - 200) * 2);
+    cr_expect_eq(fl->members.leases.expiries, 1);
+    cr_expect_eq(fl->members.leases.joins, 2, "a new membership after the pause");
+    pthread_mutex_unlock(&fl->mu);
+    cr_expect_eq(stat_value(g.ro.addr, "identities"), 2);
+    rig_free(&g);
+}
+
+Test(rollout, a_worker_of_another_run_is_refused_at_join_and_exits_1)
+{
+    run_params rp = {"Pendulum-v1", 200, 200, 2, 1, 1, NULL};
+    rig g;
+    rig_init(&g, &rp, "127.0.0.1:0", 300, 81);
+    fl_start(&g.fl, "127.0.0.1:0");
+    char s_ms[128], s_ln[128], log[700];
+    snprintf(s_ms, sizeof s_ms, "modelserver_addr=%s", g.ms.addr);
+    snprintf(s_ln, sizeof s_ln, "learner_addr=%s", g.fl.addr);
+    snprintf(log, sizeof log, "%s/other-run.log", tmp);
+    const char *argv[] = {RO_BIN, "--set", s_ms, "--set", s_ln, "--set", "run_id=other-run",
+                          "--set", "rollouts_per_step=2", "--listen", "127.0.0.1:0", NULL};
+    int code = procfix_exit_code(procfix_spawn(argv, log), 30000);
+    cr_expect_eq(code, 1, "exit code %d", code);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "grep -q \"event=join_refused.*run_id is 'other-run', this "
+                              "server's run is ''\" '%s'", log);
+    cr_expect_eq(system(cmd), 0, "the log says why (%s)", log);
+    pthread_mutex_lock(&g.fl.mu);
+    cr_expect_eq(g.fl.members.refused, 1);
+    cr_expect_eq(g.fl.members.leases.joins, 0);
+    pthread_mutex_unlock(&g.fl.mu);
     rig_free(&g);
 }
 
@@ -724,8 +941,6 @@ Test(rollout, bad_options_exit_2_naming_them)
         const char *what;
         const char *says; /* in the output, or NULL */
     } bad[] = {
-        {{RO_BIN, "--set", "rollout.index=2", "--set", "n_rollout=2", NULL}, "index >= n_rollout",
-         NULL},
         {{RO_BIN, "--chunk", "0", NULL}, "chunk 0", NULL},
         {{RO_BIN, "--bogus", "1", NULL}, "unknown flag", NULL},
         {{RO_BIN, "--set", "learner_addr=nonsense", NULL}, "malformed learner_addr",
@@ -743,19 +958,6 @@ Test(rollout, bad_options_exit_2_naming_them)
             char cmd[1024];
             snprintf(cmd, sizeof cmd, "grep -qF \"%s\" '%s'", bad[i].says, log);
             cr_expect_eq(system(cmd), 0, "%s: the output names it (%s)", bad[i].what, log);
-        }
-    }
-}
-
-Test(rollout, share_splits_the_quota_exactly)
-{
-    for (int R = 0; R < 50; R++) {
-        for (int M = 1; M <= 8; M++) {
-            int sum = 0;
-            for (int j = 0; j < M; j++) {
-                sum += rollout_share(R, j, M);
-            }
-            cr_expect_eq(sum, R, "R %d M %d", R, M);
         }
     }
 }
