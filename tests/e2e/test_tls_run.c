@@ -7,11 +7,11 @@
 
 #include "tests/tlsfix.h"
 
-#define BUDGET 3000
+#define BUDGET 6000   /* long enough for every check below to run while it runs */
 #define DAEMON_EXIT_MS 30000
 
 static const char tls_run[] =
-    "env: Pendulum-v1\nseed: 5\nreal_steps: 3000\ninit_steps: 300\nutd: 2\npacing: strict\n"
+    "env: Pendulum-v1\nseed: 5\nreal_steps: 6000\ninit_steps: 300\nutd: 2\npacing: strict\n"
     "model_train_freq: 300\nrollouts_per_step: 8\nepoch_length: 300\n"
     "hidden: 32\neval_every: 1000\neval_episodes: 2\nn_actors: 1\nn_rollout: 1\n"
     "learner:\n  batch_size: 64\n  policy_publish_every: 50\n"
@@ -56,6 +56,28 @@ static int py_status(const e2e_run *r, char **text, const char *const *args)
     int code = procfix_exit_code(procfix_spawn(argv, out), 30000);
     *text = tlsfix_slurp(out);
     return code;
+}
+
+/* `twig CMD ARGS...` (NULL-terminated) with the TLS flags of c when tls: its exit code */
+static int twig_cmd(const e2e_run *r, const char *const *args, const rpc_tls *tls)
+{
+    char out[400];
+    snprintf(out, sizeof out, "%s/twig-cmd.out", r->dir);
+    const char *argv[20] = {TWIG_BIN_DIR "/deploy/twig"};
+    int n = 1;
+    for (int i = 0; args[i] && n < 12; i++) {
+        argv[n++] = args[i];
+    }
+    if (tls) {
+        argv[n++] = "--tls-ca";
+        argv[n++] = tls->ca_file;
+        argv[n++] = "--tls-cert";
+        argv[n++] = tls->cert_file;
+        argv[n++] = "--tls-key";
+        argv[n++] = tls->key_file;
+    }
+    argv[n] = NULL;
+    return procfix_exit_code(procfix_spawn(argv, out), 30000);
 }
 
 static void teardown(void)
@@ -108,6 +130,17 @@ Test(tls_run, a_strict_run_with_tls_everywhere_reaches_its_budget, .timeout = 24
     cr_expect_eq(code, 1, "plaintext twig_client.py status: exit %d: %s", code, text);
     cr_expect(strstr(text, "UNAVAILABLE"), "%s", text);
     free(text);
+
+    /* twig health and twig status: with the files they answer, without them they cannot */
+    const char *health[] = {"health", r.learner_addr, "--service", "liveness", NULL};
+    cr_expect_eq(twig_cmd(&r, health, &tls), 0, "twig health over TLS");
+    cr_expect_eq(twig_cmd(&r, health, NULL), 3, "plaintext twig health: unreachable");
+    const char *status[] = {"status", r.ms_addr, NULL};
+    cr_expect_eq(twig_cmd(&r, status, &tls), 0, "twig status over TLS");
+    cr_expect_eq(twig_cmd(&r, status, NULL), 1, "plaintext twig status");
+    rpc_tls missing = tls;
+    missing.cert_file = c.missing;
+    cr_expect_eq(twig_cmd(&r, health, &missing), 2, "twig health with a missing --tls-cert");
 
     code = e2e_wait_exit(&r, 180000);
     cr_expect_eq(code, 0, "twig run exited %d (see %s)", code, r.dir);
