@@ -22,8 +22,9 @@ test_pkgs="libcriterion-dev python3 python3-grpcio python3-protobuf python3-nump
  ffmpeg python3-kubernetes python3-yaml prometheus openssl"
 bench_pkgs="python3-torch"
 # deploy: `make image` and `make test-deploy` (docs/deploy.md): Debian's Docker daemon and CLI
-# (/usr/bin/docker, /usr/bin/dockerd) and debootstrap for the image's base
-deploy_pkgs="docker.io debootstrap"
+# (/usr/bin/docker, /usr/bin/dockerd) and debootstrap for the image's base; iproute2 and
+# iptables for test_netns_hosts (network namespaces on a bridge as three hosts)
+deploy_pkgs="docker.io debootstrap iproute2 iptables"
 
 case "${1:-test}" in
     build) want="$build_pkgs" ;;

@@ -268,10 +268,10 @@ Test(members, replicas_join_leave_die_and_pause_and_every_step_gets_exactly_r_br
     fprintf(stderr,
             "members: departures_with_a_chunk=%d joins=%.0f leaves=%.0f expiries=%.0f "
             "orphaned=%.0f adopted=%.0f "
-            "quota_wait_max_ms=%.0f\n",
+            "quota_wait_max_s=%.3f\n",
             in_flight, ln_stat(&w, "member_joins"), ln_stat(&w, "member_leaves"),
             ln_stat(&w, "member_expiries"), ln_stat(&w, "quota_orphaned"),
-            ln_stat(&w, "quota_adopted"), ln_stat(&w, "quota_wait_max_ms"));
+            ln_stat(&w, "quota_adopted"), ln_stat(&w, "quota_wait_max_s"));
 
     procfix_stop(&c);
     procfix_stop(&d);
