@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/base/err.h"
@@ -126,6 +127,22 @@ int cli_err_from_set(int rc, const char *assignment)
     char why[512];
     snprintf(why, sizeof why, "%s", err_msg());
     return err_set(rc, "--set %s: %s", assignment, why);
+}
+
+int cli_flag_u64(uint64_t *out, const char *flag, const char *v, uint64_t lo, uint64_t hi)
+{
+    if (v == NULL) {
+        return err_set(-EINVAL, "%s needs a value", flag);
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (end == NULL || *end != '\0' || errno != 0 || x < lo || x > hi) {
+        return err_set(-EINVAL, "%s '%s' is not an integer in [%llu, %llu]", flag, v,
+                       (unsigned long long)lo, (unsigned long long)hi);
+    }
+    *out = (uint64_t)x;
+    return 0;
 }
 
 /* a flag's value: the next argument, unless there is none or it is itself an option */

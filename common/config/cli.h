@@ -32,6 +32,8 @@
 #ifndef TWIG_CLI_H
 #define TWIG_CLI_H
 
+#include <stdint.h>
+
 #include "common/config/config.h"
 
 typedef enum cli_result {
@@ -51,5 +53,11 @@ int cli_parse(const config_table *tables, int n_tables, const char *section, int
 
 /* rc with err_msg() prefixed by the --set that caused it: "--set KEY=VALUE: why" */
 int cli_err_from_set(int rc, const char *assignment);
+
+/* the value of a subcommand's integer flag (`twig status --timeout-ms 500`): v must be a
+ * whole decimal number in [lo, hi]; else -EINVAL with err_msg() naming the flag, the value and
+ * the range ("--timeout-ms 'abc' is not an integer in [1, 600000]"; "--timeout-ms needs a
+ * value" when v is NULL) */
+int cli_flag_u64(uint64_t *out, const char *flag, const char *v, uint64_t lo, uint64_t hi);
 
 #endif

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/base/err.h"
+#include "common/config/cli.h"
 #include "deploy/launcher/twig_cmds.h"
 
 typedef struct twig_cmd {
@@ -51,4 +53,14 @@ int main(int argc, char **argv)
     fprintf(stderr, "twig: unknown command '%s'\n", argv[1]);
     twig_usage(stderr);
     return 2;
+}
+
+int twig_flag_u64(const char *cmd, uint64_t *out, const char *flag, const char *v, uint64_t lo,
+                  uint64_t hi)
+{
+    int rc = cli_flag_u64(out, flag, v, lo, hi);
+    if (rc < 0) {
+        fprintf(stderr, "twig %s: %s\n", cmd, err_msg());
+    }
+    return rc;
 }

@@ -64,23 +64,6 @@ static void env_cmd_usage(FILE *f)
     fprintf(f, "\n");
 }
 
-static int env_cmd_parse_u64(uint64_t *out, const char *s, const char *flag)
-{
-    char *end = NULL;
-    errno = 0;
-    if (s == NULL || s[0] == '\0' || s[0] == '-') {
-        fprintf(stderr, "twig env: %s needs a non-negative integer\n", flag);
-        return -EINVAL;
-    }
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        fprintf(stderr, "twig env: %s '%s' is not a non-negative integer\n", flag, s);
-        return -EINVAL;
-    }
-    *out = (uint64_t)v;
-    return 0;
-}
-
 static int env_cmd_parse(env_cmd_opts *o, int argc, char **argv)
 {
     *o = (env_cmd_opts){.steps = -1, .policy = ENV_POLICY_ZERO, .reset_noise_scale = NAN};
@@ -92,18 +75,13 @@ static int env_cmd_parse(env_cmd_opts *o, int argc, char **argv)
             env_cmd_usage(stdout);
             return 1;
         } else if (strcmp(a, "--seed") == 0) {
-            if (env_cmd_parse_u64(&o->seed, v, a) < 0) {
+            if (twig_flag_u64("env", &o->seed, a, v, 0, UINT64_MAX) < 0) {
                 return -EINVAL;
             }
             i++;
         } else if (strcmp(a, "--steps") == 0) {
             uint64_t n = 0;
-            if (env_cmd_parse_u64(&n, v, a) < 0) {
-                return -EINVAL;
-            }
-            if (n < 1 || n > (uint64_t)ENV_CMD_STEPS_MAX) {
-                fprintf(stderr, "twig env: --steps %s is outside [1, %ld]\n", v,
-                        ENV_CMD_STEPS_MAX);
+            if (twig_flag_u64("env", &n, a, v, 1, (uint64_t)ENV_CMD_STEPS_MAX) < 0) {
                 return -EINVAL;
             }
             o->steps = (long)n;

@@ -77,23 +77,6 @@ static void eval_usage(FILE *f)
             EVAL_VIDEO_WIDTH, EVAL_VIDEO_HEIGHT);
 }
 
-static int eval_parse_u64(uint64_t *out, const char *v, const char *flag)
-{
-    char *end = NULL;
-    errno = 0;
-    if (v == NULL || v[0] == '-' || v[0] == '\0') {
-        fprintf(stderr, "twig eval: %s needs a non-negative integer\n", flag);
-        return -EINVAL;
-    }
-    unsigned long long x = strtoull(v, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        fprintf(stderr, "twig eval: %s '%s' is not a non-negative integer\n", flag, v);
-        return -EINVAL;
-    }
-    *out = (uint64_t)x;
-    return 0;
-}
-
 /* 0, 1 for --help, < 0 for bad usage (reported) */
 static int eval_parse(eval_opts *o, int argc, char **argv)
 {
@@ -106,22 +89,17 @@ static int eval_parse(eval_opts *o, int argc, char **argv)
             eval_usage(stdout);
             return 1;
         } else if (strcmp(a, "--episodes") == 0) {
-            if (eval_parse_u64(&o->episodes, v, a) < 0) {
-                return -EINVAL;
-            }
-            if (o->episodes < 1 || o->episodes > EVAL_EPISODES_MAX) {
-                fprintf(stderr, "twig eval: --episodes %s is outside [1, %llu]\n", v,
-                        EVAL_EPISODES_MAX);
+            if (twig_flag_u64("eval", &o->episodes, a, v, 1, EVAL_EPISODES_MAX) < 0) {
                 return -EINVAL;
             }
             i++;
         } else if (strcmp(a, "--seed") == 0) {
-            if (eval_parse_u64(&o->seed, v, a) < 0) {
+            if (twig_flag_u64("eval", &o->seed, a, v, 0, UINT64_MAX) < 0) {
                 return -EINVAL;
             }
             i++;
         } else if (strcmp(a, "--version") == 0) {
-            if (eval_parse_u64(&o->max_version, v, a) < 0) {
+            if (twig_flag_u64("eval", &o->max_version, a, v, 0, UINT64_MAX) < 0) {
                 return -EINVAL;
             }
             i++;
@@ -143,12 +121,11 @@ static int eval_parse(eval_opts *o, int argc, char **argv)
                    strcmp(a, "--fps") == 0) {
             uint64_t *x = a[2] == 'w' ? &o->width : a[2] == 'h' ? &o->height : &o->fps;
             uint64_t hi = a[2] == 'f' ? EVAL_VIDEO_FPS_MAX : EVAL_VIDEO_SIZE_MAX;
-            if (eval_parse_u64(x, v, a) < 0) {
+            if (twig_flag_u64("eval", x, a, v, 1, hi) < 0) {
                 return -EINVAL;
             }
-            if (*x < 1 || *x > hi || (a[2] != 'f' && *x % 2 != 0)) {
-                fprintf(stderr, "twig eval: %s %s is not %s in [1, %" PRIu64 "]\n", a, v,
-                        a[2] == 'f' ? "an integer" : "an even integer", hi);
+            if (a[2] != 'f' && *x % 2 != 0) {
+                fprintf(stderr, "twig eval: %s %s is not an even integer\n", a, v);
                 return -EINVAL;
             }
             i++;

@@ -40,14 +40,9 @@ int twig_cmd_export(int argc, char **argv)
             out = v;
             i++;
         } else if (strcmp(a, "--version") == 0) {
-            char *end = NULL;
-            errno = 0;
-            unsigned long long x = v != NULL && v[0] != '-' ? strtoull(v, &end, 10) : 0;
-            if (v == NULL || v[0] == '-' || v[0] == '\0' || errno != 0 || *end != '\0') {
-                fprintf(stderr, "twig export: --version needs a non-negative integer\n");
+            if (twig_flag_u64("export", &max_version, a, v, 0, UINT64_MAX) < 0) {
                 return 2;
             }
-            max_version = (uint64_t)x;
             i++;
         } else if (a[0] == '-') {
             fprintf(stderr, "twig export: unknown option '%s'\n", a);

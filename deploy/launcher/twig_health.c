@@ -89,16 +89,8 @@ static int health_parse(health_opts *o, int argc, char **argv)
             o->service = v;
             i++;
         } else if (strcmp(a, "--timeout-ms") == 0) {
-            char *end = NULL;
-            errno = 0;
-            long x = v != NULL && v[0] != '\0' ? strtol(v, &end, 10) : 0;
-            if (v == NULL || v[0] == '\0' || errno != 0 || *end != '\0') {
-                fprintf(stderr, "twig health: --timeout-ms needs an integer of milliseconds\n");
-                return -EINVAL;
-            }
-            if (x < 1 || x > HEALTH_TIMEOUT_MS_MAX) {
-                fprintf(stderr, "twig health: --timeout-ms %s is outside [1, %d]\n", v,
-                        HEALTH_TIMEOUT_MS_MAX);
+            uint64_t x = 0;
+            if (twig_flag_u64("health", &x, a, v, 1, HEALTH_TIMEOUT_MS_MAX) < 0) {
                 return -EINVAL;
             }
             o->timeout_ms = (int)x;

@@ -14,6 +14,7 @@
 #include "common/base/fs.h"
 #include "common/base/log.h"
 #include "common/base/netaddr.h"
+#include "common/config/cli.h"
 #include "common/rpc/rpc.h"
 #include "deploy/launcher/monitor.h"
 #include "deploy/launcher/run_report.h"
@@ -23,6 +24,7 @@
 #define MONITOR_DEFAULT_STARTUP_MS 120000
 #define MONITOR_DEFAULT_FINAL_EVAL_MS 600000
 #define MONITOR_UNLOAD_MS 2000
+#define MONITOR_TIMEOUT_MS_MAX 86400000 /* a day */
 
 static void monitor_usage(FILE *f)
 {
@@ -40,15 +42,6 @@ static void monitor_usage(FILE *f)
             "  evaluation in time); 2 bad usage or TLS files; 128+N interrupted by signal N\n",
             MONITOR_DEFAULT_INTERVAL_MS, MONITOR_DEFAULT_STARTUP_MS, MONITOR_DEFAULT_FINAL_EVAL_MS,
             rpc_tls_flags_help);
-}
-
-/* a positive int option value; -1 when it is not one */
-static int positive_ms(const char *v)
-{
-    char *end = NULL;
-    errno = 0;
-    long x = v && v[0] != '-' ? strtol(v, &end, 10) : 0;
-    return v && *v && errno == 0 && *end == '\0' && x > 0 && x <= 86400000 ? (int)x : -1;
 }
 
 static int parse_monitor_args(monitor_cfg *c, int argc, char **argv)
@@ -75,9 +68,12 @@ static int parse_monitor_args(monitor_cfg *c, int argc, char **argv)
                   : strcmp(a, "--final-eval-timeout-ms") == 0 ? &c->final_eval_timeout_ms
                                                               : NULL;
         if (ms) {
-            if ((*ms = positive_ms(v)) < 0) {
-                return err_set(-EINVAL, "%s needs a number of milliseconds (1..86400000)", a);
+            uint64_t x = 0;
+            int rc = cli_flag_u64(&x, a, v, 1, MONITOR_TIMEOUT_MS_MAX);
+            if (rc < 0) {
+                return rc;
             }
+            *ms = (int)x;
             i++;
         } else if (strcmp(a, "--out") == 0) {
             if (!v || !*v || strlen(v) >= sizeof c->out_dir) {

@@ -18,6 +18,7 @@
 #define STATUS_DEFAULT_TIMEOUT_MS 2000
 #define STATUS_MAX_ADDRS 64
 #define STATUS_UNLOAD_MS 2000
+#define STATUS_TIMEOUT_MS_MAX 600000
 
 static void status_usage(FILE *f)
 {
@@ -173,10 +174,8 @@ int twig_cmd_status(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--timeout-ms") == 0) {
-            char *end = NULL;
-            long x = v ? strtol(v, &end, 10) : 0;
-            if (!v || !*v || *end != '\0' || x < 1 || x > 600000) {
-                fprintf(stderr, "twig status: --timeout-ms needs 1..600000\n");
+            uint64_t x = 0;
+            if (twig_flag_u64("status", &x, a, v, 1, STATUS_TIMEOUT_MS_MAX) < 0) {
                 return 2;
             }
             timeout_ms = (int)x;

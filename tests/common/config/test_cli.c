@@ -4,6 +4,7 @@
  * unknown option, a missing value, a near miss, a key given twice in a config file, a bad
  * index, and the listen-address errors (exit 1, reported once) */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -368,4 +369,61 @@ Test(cli_programs, an_unknown_env_id_is_a_config_error_wherever_an_env_is_made)
     cr_expect_eq(run(out, sizeof out, twig), 2, "%s", out);
     cr_expect_neq(strstr(out, "unknown env id 'Hopper-v9'"), NULL, "%s", out);
     cr_expect_neq(access(run_dir, F_OK), 0, "refused before the run dir is made");
+}
+
+Test(cli_flag, an_integer_flag_takes_a_whole_number_in_its_range_and_names_what_is_wrong)
+{
+    uint64_t x = 7;
+    cr_assert_eq(cli_flag_u64(&x, "--n", "0", 0, 5), 0);
+    cr_expect_eq(x, 0);
+    cr_assert_eq(cli_flag_u64(&x, "--n", "18446744073709551615", 0, UINT64_MAX), 0);
+    cr_expect_eq(x, UINT64_MAX);
+    const struct {
+        const char *v, *why;
+    } bad[] = {
+        {NULL, "--n needs a value"},
+        {"", "--n '' is not an integer in [1, 5]"},
+        {"6", "--n '6' is not an integer in [1, 5]"},
+        {"0", "--n '0' is not an integer in [1, 5]"},
+        {"-1", "--n '-1' is not an integer in [1, 5]"},
+        {" 2", "--n ' 2' is not an integer in [1, 5]"},
+        {"+2", "--n '+2' is not an integer in [1, 5]"},
+        {"2x", "--n '2x' is not an integer in [1, 5]"},
+        {"0x2", "--n '0x2' is not an integer in [1, 5]"},
+        {"99999999999999999999", "--n '99999999999999999999' is not an integer in [1, 5]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        x = 3;
+        cr_expect_eq(cli_flag_u64(&x, "--n", bad[i].v, 1, 5), -EINVAL, "'%s'", bad[i].v);
+        cr_expect_str_eq(err_msg(), bad[i].why);
+        cr_expect_eq(x, 3, "'%s' left the value alone", bad[i].v);
+    }
+}
+
+Test(cli_programs, every_subcommand_refuses_a_bad_integer_flag_with_exit_2_naming_it)
+{
+    static char out[1 << 14];
+    const struct {
+        const char *args[8];
+        const char *why;
+    } cases[] = {
+        {{TWIG, "status", "127.0.0.1:1", "--timeout-ms", "0", NULL},
+         "twig status: --timeout-ms '0' is not an integer in [1, 600000]"},
+        {{TWIG, "health", "127.0.0.1:1", "--timeout-ms", "5s", NULL},
+         "twig health: --timeout-ms '5s' is not an integer in [1, 600000]"},
+        {{TWIG, "monitor", "127.0.0.1:1", "127.0.0.1:2", "--interval-ms", "-5", NULL},
+         "--interval-ms '-5' is not an integer in [1, 86400000]"},
+        {{TWIG, "env", "Pendulum-v1", "--steps", "0", NULL},
+         "twig env: --steps '0' is not an integer in [1, 100000000]"},
+        {{TWIG, "eval", "x.twigp", "--episodes", "2e3", NULL},
+         "twig eval: --episodes '2e3' is not an integer in [1, 1000000]"},
+        {{TWIG, "export", "x", "-o", "y", "--version", "-1", NULL},
+         "twig export: --version '-1' is not an integer in [0, 18446744073709551615]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int code = run(out, sizeof out, cases[i].args);
+        cr_expect_eq(code, 2, "%s %s: exit %d\n%s", cases[i].args[1], cases[i].args[3], code, out);
+        cr_expect_neq(strstr(out, cases[i].why), NULL, "%s: wanted '%s' in\n%s", cases[i].args[1],
+                      cases[i].why, out);
+    }
 }
