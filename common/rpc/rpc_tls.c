@@ -26,6 +26,7 @@
 #include "common/base/atomic_file.h"
 #include "common/base/err.h"
 #include "common/base/mem.h"
+#include "common/config/config.h"
 #include "common/rpc/rpc_priv.h"
 #include "common/rpc/tls_run.h"
 
@@ -217,10 +218,50 @@ const char rpc_tls_flags_help[] =
     "  --tls-ca FILE     the run's tls_ca (PEM): mutual TLS, with --tls-cert and --tls-key\n"
     "  --tls-cert FILE   a certificate the run's CA signed (PEM)\n"
     "  --tls-key FILE    its private key (PEM)\n"
-    "  --tls-server-name NAME  the name the server's certificate carries (default: the host)\n";
+    "  --tls-server-name NAME  the name the server's certificate carries (default: the host)\n"
+    "  --tls-from FILE   take the four from a run file's tls_ca, tls_cert, tls_key and\n"
+    "                    tls_server_name (a container's probe: the file its process runs with);\n"
+    "                    --tls-* flags given as well win\n";
+
+/* --tls-from FILE: the run file's TLS keys fill what no --tls-* flag set (flags win in any
+ * order: a later flag overwrites, an earlier one is kept) */
+static int tls_paths_from_run_file(rpc_tls_paths *p, const char *path)
+{
+    run_cfg r;
+    config_table t = run_cfg_table(&r);
+    int rc = config_set_defaults(&t, 1);
+    if (rc >= 0) {
+        rc = config_load_file(&t, 1, path, run_sections);
+    }
+    if (rc >= 0) {
+        rc = config_check(&t, 1);
+    }
+    if (rc < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", err_msg());
+        return err_set(-EINVAL, "--tls-from %s: %s", path, why);
+    }
+    rpc_tls_paths file;
+    rpc_tls_paths_of_run(&file, &r);
+    char *const dst[4] = {p->ca, p->cert, p->key, p->server_name};
+    const char *const src[4] = {file.ca, file.cert, file.key, file.server_name};
+    const size_t cap[4] = {sizeof p->ca, sizeof p->cert, sizeof p->key, sizeof p->server_name};
+    for (int i = 0; i < 4; i++) {
+        if (!dst[i][0]) {
+            snprintf(dst[i], cap[i], "%s", src[i]);
+        }
+    }
+    return 1;
+}
 
 int rpc_tls_paths_flag(rpc_tls_paths *p, const char *flag, const char *value)
 {
+    if (strcmp(flag, "--tls-from") == 0) {
+        if (!value || !value[0]) {
+            return err_set(-EINVAL, "--tls-from needs a run file");
+        }
+        return tls_paths_from_run_file(p, value);
+    }
     static const char *const flags[4] = {"--tls-ca", "--tls-cert", "--tls-key",
                                          "--tls-server-name"};
     char *const dst[4] = {p->ca, p->cert, p->key, p->server_name};

@@ -28,7 +28,9 @@ typedef struct rpc_tls_paths {
 void rpc_tls_paths_of_run(rpc_tls_paths *out, const run_cfg *r);
 /* an rpc_tls pointing into p (borrowed) */
 rpc_tls rpc_tls_of_paths(const rpc_tls_paths *p);
-/* a command's TLS flag: --tls-ca, --tls-cert, --tls-key, --tls-server-name FILE|NAME.
+/* a command's TLS flag: --tls-ca, --tls-cert, --tls-key, --tls-server-name FILE|NAME, or
+ * --tls-from RUNFILE (the run file's four keys, for what no --tls-* flag sets; a bad run file
+ * is -EINVAL naming it).
  * 1: flag was one of them and value went into p (the caller skips the value); 0: another
  * flag; -EINVAL: no value or one too long (err_msg() names the flag). Check the files with
  * rpc_tls_check(rpc_tls_of_paths(p)) once every flag is parsed. */

@@ -40,8 +40,9 @@ typedef struct health_opts {
 static void health_usage(FILE *f)
 {
     fprintf(f,
-            "usage: twig health ADDR [--service NAME] [--timeout-ms N] [--tls-ca FILE\n"
-            "                        --tls-cert FILE --tls-key FILE [--tls-server-name NAME]]\n"
+            "usage: twig health ADDR [--service NAME] [--timeout-ms N] [--tls-from RUNFILE]\n"
+            "                        [--tls-ca FILE --tls-cert FILE --tls-key FILE\n"
+            "                        [--tls-server-name NAME]]\n"
             "  ADDR            HOST:PORT (or [V6]:PORT) of a twig process's listen address\n"
             "  --service NAME  the health service to ask: \"\" (the whole server, default),\n"
             "                  \"liveness\" (the process's loop turns), \"readiness\", or a\n"

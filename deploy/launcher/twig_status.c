@@ -23,8 +23,8 @@
 static void status_usage(FILE *f)
 {
     fprintf(f,
-            "usage: twig status ADDR... [--timeout-ms N] [--tls-ca FILE --tls-cert FILE\n"
-            "                   --tls-key FILE [--tls-server-name NAME]]\n"
+            "usage: twig status ADDR... [--timeout-ms N] [--tls-from RUNFILE] [--tls-ca FILE\n"
+            "                   --tls-cert FILE --tls-key FILE [--tls-server-name NAME]]\n"
             "  ADDR   HOST:PORT of any twig process (model server, learner, actor, rollout)\n"
             "  --timeout-ms N   per call (default %d)\n"
             "%s"

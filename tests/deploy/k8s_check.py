@@ -12,8 +12,12 @@ the pod would run with. Then checks, naming the manifest and the key:
   - the role is a twig program, the image the kustomization's one image;
   - the container port named grpc, every probe's address and the Service's port and
     targetPort are the port of the role's listen key, which listens on all addresses;
-  - startup and liveness probes ask `twig health 127.0.0.1:PORT --service liveness`,
-    readiness probes `--service readiness`;
+  - startup and liveness probes ask `twig health 127.0.0.1:PORT --service liveness
+    --tls-from RUNFILE` (the mounted run file: TLS exactly when the run has it), readiness
+    probes `--service readiness`;
+  - the container port named metrics is the port of the role's metrics_listen (all
+    addresses), the pod's prometheus.io/scrape and prometheus.io/port annotations say so, and
+    the Service has a port named metrics to it;
   - modelserver_addr and learner_addr are their Services' NAME:PORT;
   - the model server's data_dir and the learner's checkpoint_dir are on the StatefulSet's
     volume claim, which is mounted writable; StatefulSets have one replica;
@@ -111,7 +115,8 @@ def main(argv):
             tlabels = (tmpl.get("metadata") or {}).get("labels") or {}
             for c in pod.get("containers") or []:
                 w = "%s container %s" % (where, c["name"])
-                cfg = check_container(c, pod, d, w, run_file, bin_dir, want_image, fail)
+                cfg = check_container(c, pod, tmpl.get("metadata") or {}, w, run_file, bin_dir,
+                                      want_image, fail)
                 if cfg is None:
                     continue
                 prog, eff = cfg
@@ -161,7 +166,7 @@ def expand(s, env):
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), s)
 
 
-def check_container(c, pod, d, w, run_file, bin_dir, want_image, fail):
+def check_container(c, pod, tmeta, w, run_file, bin_dir, want_image, fail):
     """runs c's command with --print-config; (program, effective config) or None"""
     cmd = (c.get("command") or []) + (c.get("args") or [])
     if not cmd or cmd[0] not in ROLES:
@@ -211,9 +216,26 @@ def check_container(c, pod, d, w, run_file, bin_dir, want_image, fail):
     if "grpc" not in ports or ports["grpc"]["containerPort"] != port:
         fail(w, "containerPort grpc %s, but %s.listen is %s"
              % (ports.get("grpc", {}).get("containerPort"), sec, eff[sec]["listen"]))
+    mhost, mport = port_of(str(eff[sec].get("metrics_listen", "")))
+    if mport is None or mhost not in ("0.0.0.0", "[::]", ""):
+        fail(w, "%s.metrics_listen %r does not serve /metrics on the pod's address"
+             % (sec, eff[sec].get("metrics_listen")))
+    elif "metrics" not in ports or ports["metrics"]["containerPort"] != mport:
+        fail(w, "containerPort metrics %s, but %s.metrics_listen is %s"
+             % (ports.get("metrics", {}).get("containerPort"), sec, eff[sec]["metrics_listen"]))
+    notes = tmeta.get("annotations") or {}
+    if mport is not None and (notes.get("prometheus.io/scrape") != "true"
+                              or notes.get("prometheus.io/port") != str(mport)):
+        fail(w, "pod annotations prometheus.io/scrape %r, prometheus.io/port %r: expected "
+             "\"true\" and \"%s\" (%s.metrics_listen)" % (notes.get("prometheus.io/scrape"),
+                                                        notes.get("prometheus.io/port"), mport,
+                                                        sec))
     for probe, service in (("startupProbe", "liveness"), ("livenessProbe", "liveness"),
                            ("readinessProbe", "readiness")):
-        want = ["twig", "health", "127.0.0.1:%d" % port, "--service", service]
+        # --tls-from the run file the container runs with: the probe speaks TLS when the
+        # run does (its tls_* keys), plaintext when it does not
+        want = ["twig", "health", "127.0.0.1:%d" % port, "--service", service, "--tls-from",
+                cm_paths[0] if cm_paths else "/etc/twig/run.yaml"]
         got = ((c.get(probe) or {}).get("exec") or {}).get("command")
         if got != want:
             fail(w, "%s runs %r, expected %r (%s.listen %s)"
@@ -255,6 +277,14 @@ def check_run(configs, workloads, services, fail):
             fail("Service %s" % name, "port grpc %s -> targetPort %r (container port %s), "
                  "but %s.listen is %s" % (sp[0]["port"] if sp else None, tp, tp_num, sec,
                                           configs[sec][sec]["listen"]))
+        _, mport = port_of(str(configs[sec][sec].get("metrics_listen", "")))
+        mp = [p for p in s["spec"]["ports"] if p.get("name") == "metrics"]
+        mtp = mp[0].get("targetPort") if mp else None
+        mtp_num = cport.get(mtp) if isinstance(mtp, str) else mtp
+        if mport is not None and (not mp or mp[0]["port"] != mport or mtp_num != mport):
+            fail("Service %s" % name, "port metrics %s -> targetPort %r (container port %s), "
+                 "but %s.metrics_listen is %s" % (mp[0]["port"] if mp else None, mtp, mtp_num,
+                                                  sec, configs[sec][sec]["metrics_listen"]))
         if d["kind"] == "StatefulSet" and d["spec"].get("serviceName") != name:
             fail(w, "serviceName %r is not %s" % (d["spec"].get("serviceName"), name))
     # peers: the addresses in the run file are the Services' NAME:PORT

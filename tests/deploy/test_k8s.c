@@ -182,7 +182,8 @@ Test(k8s, misspelled_field_refused, .timeout = 120)
         /* the native gRPC probe came after 1.22 (alpha in 1.23): not in this schema */
         {{"modelserver.yaml",
           "exec:\n              command: [\"twig\", \"health\", \"127.0.0.1:7101\", \"--service\", "
-          "\"liveness\"]\n            periodSeconds: 10",
+          "\"liveness\",\n                        \"--tls-from\", \"/etc/twig/run.yaml\"]\n"
+          "            periodSeconds: 10",
           "grpc:\n              port: 7101\n            periodSeconds: 10"},
          "livenessProbe.grpc: unknown field 'grpc' in V1Probe"},
     };
@@ -238,8 +239,8 @@ Test(k8s, what_the_api_server_refuses_is_refused, .timeout = 120)
           "      terminationGracePeriodSeconds: 30\n      terminationGracePeriodSeconds: 5\n"},
          "duplicate key 'terminationGracePeriodSeconds'"},
         {{"rollout.yaml",
-          "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollout",
-          "    metadata:\n      labels:\n        app.kubernetes.io/name: twig-rollouts"},
+          "        prometheus.io/path: /metrics\n      labels:\n        app.kubernetes.io/name: twig-rollout",
+          "        prometheus.io/path: /metrics\n      labels:\n        app.kubernetes.io/name: twig-rollouts"},
          "spec.selector.matchLabels.app.kubernetes.io/name: 'twig-rollout' does not match the "
          "template's label 'twig-rollouts'"},
         {{"actor.yaml", "            - name: grpc\n",
@@ -256,7 +257,7 @@ Test(k8s, malformed_documents_refused_not_crashed, .timeout = 120)
           "  template:\n    metadata:", "  template: 7\n  tmpl:\n    metadata:"},
          "spec.template: expected a map (V1PodTemplateSpec), got an int"},
         {{"learner.yaml",
-          "    metadata:\n      labels:", "    metadata: [1, 2]\n    meta:\n      labels:"},
+          "  template:\n    metadata:", "  template:\n    metadata: [1, 2]\n    meta:"},
          "spec.template.metadata: expected a map (V1ObjectMeta), got a list"},
         {{"rollout.yaml", "            sizeLimit: 64Mi\n",
           "            sizeLimit: 64Mi\n---\njust a string\n"},
@@ -321,9 +322,23 @@ Test(k8s, disagreements_with_the_config_table_refused, .timeout = 300)
         {{"actor.yaml", "\"127.0.0.1:7110\", \"--service\", \"readiness\"",
           "\"127.0.0.1:7111\", \"--service\", \"readiness\""},
          "readinessProbe runs ['twig', 'health', '127.0.0.1:7111'"},
-        {{"rollout.yaml", "\"--service\", \"liveness\"]\n            periodSeconds: 10",
-          "\"--service\", \"readiness\"]\n            periodSeconds: 10"},
+        {{"rollout.yaml", "\"liveness\",\n                        \"--tls-from\", \"/etc/twig/run.yaml\"]\n"
+                          "            periodSeconds: 10",
+          "\"readiness\",\n                        \"--tls-from\", \"/etc/twig/run.yaml\"]\n"
+          "            periodSeconds: 10"},
          "livenessProbe runs"},
+        {{"actor.yaml", "\"readiness\",\n                        \"--tls-from\", \"/etc/twig/run.yaml\"]",
+          "\"readiness\"]"},
+         "readinessProbe runs ['twig', 'health', '127.0.0.1:7110', '--service', 'readiness']"},
+        {{"run-config.yaml", "metrics_listen: \"0.0.0.0:9102\"", "metrics_listen: \"127.0.0.1:9102\""},
+         "learner.metrics_listen '127.0.0.1:9102' does not serve /metrics on the pod's address"},
+        {{"learner.yaml", "containerPort: 9102", "containerPort: 9103"},
+         "containerPort metrics 9103, but learner.metrics_listen is 0.0.0.0:9102"},
+        {{"rollout.yaml", "prometheus.io/port: \"9140\"", "prometheus.io/port: \"9141\""},
+         "pod annotations prometheus.io/scrape 'true', prometheus.io/port '9141'"},
+        {{"modelserver.yaml", "      port: 9101", "      port: 9100"},
+         "port metrics 9100 -> targetPort 'metrics' (container port 9101), but "
+         "modelserver.metrics_listen is 0.0.0.0:9101"},
         {{"modelserver.yaml", "      port: 7101", "      port: 7100"},
          "modelserver_addr is twig-modelserver:7101, but the Service is twig-modelserver:7100"},
         {{"run-config.yaml", "twig-learner:7102", "twig-learner:7109"},

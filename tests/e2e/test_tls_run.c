@@ -141,6 +141,17 @@ Test(tls_run, a_strict_run_with_tls_everywhere_reaches_its_budget, .timeout = 24
     rpc_tls missing = tls;
     missing.cert_file = c.missing;
     cr_expect_eq(twig_cmd(&r, health, &missing), 2, "twig health with a missing --tls-cert");
+    /* a container's probe: the TLS keys from the run file its process runs with */
+    char run_file[sizeof r.run_dir + 16];
+    snprintf(run_file, sizeof run_file, "%s/config.yaml", r.run_dir);
+    const char *from[] = {"health", r.learner_addr, "--service", "liveness", "--tls-from",
+                          run_file, NULL};
+    cr_expect_eq(twig_cmd(&r, from, NULL), 0, "twig health --tls-from the run file");
+    const char *status_from[] = {"status", r.ms_addr, "--tls-from", run_file, NULL};
+    cr_expect_eq(twig_cmd(&r, status_from, NULL), 0, "twig status --tls-from the run file");
+    const char *from_over[] = {"health", r.learner_addr, "--tls-cert", c.missing, "--tls-from",
+                               run_file, NULL};
+    cr_expect_eq(twig_cmd(&r, from_over, NULL), 2, "a --tls-cert given wins over --tls-from");
 
     code = e2e_wait_exit(&r, 180000);
     cr_expect_eq(code, 0, "twig run exited %d (see %s)", code, r.dir);

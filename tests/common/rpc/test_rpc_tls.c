@@ -3,11 +3,13 @@
  * client and server talk; plaintext and TLS peers do not, fast; a client certificate of
  * another CA is refused; bad files are refused at init, naming the key and the file. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/base/err.h"
 #include "common/rpc/rpc.h"
+#include "common/rpc/tls_run.h"
 #include "proto/health.pb-c.h"
 #include "tests/procfix.h"
 #include "tests/tlsfix.h"
@@ -301,4 +303,55 @@ Test(rpc_tls, python_health_check_probes_a_tls_server_only_with_the_files)
     rpc_server_shutdown(srv, 100);
     rpc_server_free(srv);
     procfix_tmpdir_done(f.dir);
+}
+
+Test(rpc_tls, tls_from_takes_a_run_files_keys_and_flags_given_win_in_either_order)
+{
+    char dir[PROCFIX_DIR_LEN];
+    procfix_tmpdir(dir, sizeof dir);
+    tlsfix_write(dir, "run.yaml",
+                 "env: Pendulum-v1\ntls_ca: /x/ca.pem\ntls_cert: /x/host.pem\n"
+                 "tls_key: /x/host.key\ntls_server_name: twig.internal\nlearner:\n"
+                 "  batch_size: 64\n");
+    tlsfix_write(dir, "plain.yaml", "env: Pendulum-v1\n");
+    tlsfix_write(dir, "bad.yaml", "tls_ca: /x/ca.pem\n");
+    tlsfix_write(dir, "typo.yaml", "tls_cas: /x/ca.pem\n");
+    char run[PROCFIX_DIR_LEN + 16], plain[PROCFIX_DIR_LEN + 16], bad[PROCFIX_DIR_LEN + 16],
+        typo[PROCFIX_DIR_LEN + 16], missing[PROCFIX_DIR_LEN + 16];
+    snprintf(run, sizeof run, "%s/run.yaml", dir);
+    snprintf(plain, sizeof plain, "%s/plain.yaml", dir);
+    snprintf(bad, sizeof bad, "%s/bad.yaml", dir);
+    snprintf(typo, sizeof typo, "%s/typo.yaml", dir);
+    snprintf(missing, sizeof missing, "%s/missing.yaml", dir);
+
+    rpc_tls_paths p;
+    memset(&p, 0, sizeof p);
+    cr_assert_eq(rpc_tls_paths_flag(&p, "--tls-from", run), 1, "%s", err_msg());
+    cr_expect_str_eq(p.ca, "/x/ca.pem");
+    cr_expect_str_eq(p.cert, "/x/host.pem");
+    cr_expect_str_eq(p.key, "/x/host.key");
+    cr_expect_str_eq(p.server_name, "twig.internal");
+    /* a flag after the file overwrites it; one before the file is kept */
+    cr_assert_eq(rpc_tls_paths_flag(&p, "--tls-cert", "/y/mine.pem"), 1);
+    cr_expect_str_eq(p.cert, "/y/mine.pem");
+    memset(&p, 0, sizeof p);
+    cr_assert_eq(rpc_tls_paths_flag(&p, "--tls-key", "/y/mine.key"), 1);
+    cr_assert_eq(rpc_tls_paths_flag(&p, "--tls-from", run), 1);
+    cr_expect_str_eq(p.key, "/y/mine.key");
+    cr_expect_str_eq(p.ca, "/x/ca.pem");
+    /* a run file without TLS leaves plaintext */
+    memset(&p, 0, sizeof p);
+    cr_assert_eq(rpc_tls_paths_flag(&p, "--tls-from", plain), 1, "%s", err_msg());
+    cr_expect_str_eq(p.ca, "");
+    cr_expect_str_eq(p.cert, "");
+    /* refused, naming the file and what is wrong with it */
+    cr_expect_eq(rpc_tls_paths_flag(&p, "--tls-from", NULL), -EINVAL);
+    cr_expect_str_eq(err_msg(), "--tls-from needs a run file");
+    cr_expect_eq(rpc_tls_paths_flag(&p, "--tls-from", bad), -EINVAL);
+    cr_expect(strstr(err_msg(), bad) && strstr(err_msg(), "tls_cert"), "%s", err_msg());
+    cr_expect_eq(rpc_tls_paths_flag(&p, "--tls-from", typo), -EINVAL);
+    cr_expect(strstr(err_msg(), typo) && strstr(err_msg(), "tls_cas"), "%s", err_msg());
+    cr_expect_eq(rpc_tls_paths_flag(&p, "--tls-from", missing), -EINVAL);
+    cr_expect(strstr(err_msg(), missing), "%s", err_msg());
+    procfix_tmpdir_done(dir);
 }
