@@ -125,3 +125,51 @@ echo "ok: OPENBLAS_CORETYPE='${OPENBLAS_CORETYPE:-}' OPENBLAS_L2_SIZE='${OPENBLA
 "$docker" stop -t 20 "$ms" >/dev/null
 [ "$("$docker" inspect -f '{{.State.ExitCode}}' "$ms")" = 0 ] || fail "model server exit code on docker stop"
 echo "ok: docker stop ends it with status 0"
+
+# with TLS: the HEALTHCHECK takes the run file's keys (TWIG_HEALTH_TLS_FROM) and reaches
+# healthy, a plaintext probe of the same server is refused (exit 3), --tls-from answers
+tls=$(mktemp -d /tmp/twig-test-image-tls.XXXXXX)
+trap 'cleanup; rm -rf "$tls"' EXIT
+ossl() { /usr/bin/openssl "$@" >>"$tls/openssl.log" 2>&1 || fail "openssl $1 (see $tls/openssl.log)"; }
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/ca.key" \
+    -out "$tls/ca.pem" -days 2 -subj /CN=twig-test-ca
+ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/host.key" \
+    -out "$tls/host.csr" -subj /CN=localhost
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    >"$tls/ext.cnf"
+ossl x509 -req -in "$tls/host.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext.cnf" -out "$tls/host.pem"
+chmod 755 "$tls" && chmod 644 "$tls"/*
+cat >"$tls/run.yaml" <<'RUN'
+env: Pendulum-v1
+tls_ca: /etc/twig/tls/ca.pem
+tls_cert: /etc/twig/tls/host.pem
+tls_key: /etc/twig/tls/host.key
+modelserver:
+  listen: "0.0.0.0:7101"
+  data_dir: /var/lib/twig/modelserver/log
+RUN
+mst="$prefix-ms-tls"
+"$docker" run -d --name "$mst" -v "$tls:/etc/twig/tls:ro" \
+    -e TWIG_HEALTH_ADDR=127.0.0.1:7101 -e TWIG_HEALTH_TLS_FROM=/etc/twig/tls/run.yaml \
+    -e OPENBLAS_CORETYPE -e OPENBLAS_L2_SIZE "$tag" \
+    twig-modelserver --config /etc/twig/tls/run.yaml >/dev/null || fail "docker run (TLS)"
+end=$(($(date +%s) + 120))
+status=""
+while [ "$status" != healthy ]; do
+    status=$("$docker" inspect -f '{{.State.Health.Status}}' "$mst")
+    if [ "$("$docker" inspect -f '{{.State.Running}}' "$mst")" != true ]; then
+        "$docker" logs "$mst" 2>&1 | tail -n 20
+        fail "the TLS model server container stopped (health $status)"
+    fi
+    [ "$(date +%s)" -lt "$end" ] || fail "TLS: health '$status' after 120 s"
+    [ "$status" = healthy ] || sleep 0.5
+done
+echo "ok: HEALTHCHECK healthy with TLS (TWIG_HEALTH_TLS_FROM)"
+"$docker" logs "$mst" 2>&1 | grep -q "tls=mutual" || fail "the TLS model server does not log tls=mutual"
+codes=$("$docker" exec "$mst" sh -c 'twig health 127.0.0.1:7101 --timeout-ms 3000 >/dev/null 2>&1;
+    echo $?; twig health 127.0.0.1:7101 --tls-from /etc/twig/tls/run.yaml >/dev/null; echo $?' |
+    tr '\n' ' ')
+[ "$codes" = "3 0 " ] || fail "TLS: plaintext and --tls-from probes exit '$codes' (expected 3, 0)"
+echo "ok: a plaintext probe of the TLS server is refused (3), --tls-from answers (0)"
+"$docker" stop -t 20 "$mst" >/dev/null
