@@ -58,6 +58,22 @@ fi
 [ "$mode" = run ] || fail "unknown mode $mode"
 run() { "$docker" run --rm --name "$prefix-$(date +%s%N)" "$@"; }
 
+# wait_healthy CONTAINER WHAT: poll its HEALTHCHECK status until healthy (120 s deadline);
+# fail, with its last log lines, if it stops first
+wait_healthy() {
+    end=$(($(date +%s) + 120))
+    status=""
+    while [ "$status" != healthy ]; do
+        status=$("$docker" inspect -f '{{.State.Health.Status}}' "$1")
+        if [ "$("$docker" inspect -f '{{.State.Running}}' "$1")" != true ]; then
+            "$docker" logs "$1" 2>&1 | tail -n 20
+            fail "$2 stopped (health $status)"
+        fi
+        [ "$(date +%s)" -lt "$end" ] || fail "$2: health '$status' after 120 s"
+        [ "$status" = healthy ] || sleep 0.5
+    done
+}
+
 # one container (each costs seconds on vfs) looks for compilers, its uid and every role's --help
 out=$(run "$tag" sh -c '
     for c in gcc cc c99 c++ g++ clang tcc ld ld.bfd ld.gold as; do
@@ -90,18 +106,7 @@ ms="$prefix-ms"
 "$docker" run -d --name "$ms" -e TWIG_HEALTH_ADDR=127.0.0.1:7101 -e OPENBLAS_CORETYPE \
     -e OPENBLAS_L2_SIZE "$tag" twig-modelserver --listen 0.0.0.0:7101 \
     --data-dir /var/lib/twig/modelserver/log >/dev/null || fail "docker run twig-modelserver"
-end=$(($(date +%s) + 120))
-status=""
-while [ "$status" != healthy ]; do
-    status=$("$docker" inspect -f '{{.State.Health.Status}}' "$ms")
-    running=$("$docker" inspect -f '{{.State.Running}}' "$ms")
-    if [ "$running" != true ]; then
-        "$docker" logs "$ms" 2>&1 | tail -n 20
-        fail "the model server container stopped (health $status)"
-    fi
-    [ "$(date +%s)" -lt "$end" ] || fail "health '$status' after 120 s"
-    [ "$status" = healthy ] || sleep 0.5
-done
+wait_healthy "$ms" "the model server container"
 echo "ok: HEALTHCHECK healthy"
 out=$("$docker" exec "$ms" twig health 127.0.0.1:7101) || fail "twig health inside: $out"
 echo "$out" | grep -q ": SERVING" || fail "twig health said: $out"
@@ -154,17 +159,7 @@ mst="$prefix-ms-tls"
     -e TWIG_HEALTH_ADDR=127.0.0.1:7101 -e TWIG_HEALTH_TLS_FROM=/etc/twig/tls/run.yaml \
     -e OPENBLAS_CORETYPE -e OPENBLAS_L2_SIZE "$tag" \
     twig-modelserver --config /etc/twig/tls/run.yaml >/dev/null || fail "docker run (TLS)"
-end=$(($(date +%s) + 120))
-status=""
-while [ "$status" != healthy ]; do
-    status=$("$docker" inspect -f '{{.State.Health.Status}}' "$mst")
-    if [ "$("$docker" inspect -f '{{.State.Running}}' "$mst")" != true ]; then
-        "$docker" logs "$mst" 2>&1 | tail -n 20
-        fail "the TLS model server container stopped (health $status)"
-    fi
-    [ "$(date +%s)" -lt "$end" ] || fail "TLS: health '$status' after 120 s"
-    [ "$status" = healthy ] || sleep 0.5
-done
+wait_healthy "$mst" "the TLS model server container"
 echo "ok: HEALTHCHECK healthy with TLS (TWIG_HEALTH_TLS_FROM)"
 "$docker" logs "$mst" 2>&1 | grep -q "tls=mutual" || fail "the TLS model server does not log tls=mutual"
 codes=$("$docker" exec "$mst" sh -c 'twig health 127.0.0.1:7101 --timeout-ms 3000 >/dev/null 2>&1;
