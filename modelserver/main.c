@@ -16,6 +16,8 @@
  * start: its id and the obs and act dims of its spec (common/env/env.h). Every batch must have
  * them, from the first one on, and a data dir holding another env's log refuses to start.
  *
+ *   twig-modelserver log check|repair DIR ...   the log's offline tool (modelserver/logtool.h)
+ *
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server could not start
  * or run (data dir in use, corrupt, or of another env; port taken), 2 on a bad command line
  * or config (an unknown env id too).
@@ -29,6 +31,7 @@
 #include "common/base/log.h"
 #include "common/env/env.h"
 #include "common/rpc/daemon.h"
+#include "modelserver/logtool.h"
 #include "modelserver/modelserver.h"
 
 #define MS_PATH_MAX 1023
@@ -166,6 +169,9 @@ static void ms_main_free(void *app)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "log") == 0) {
+        return logtool_main(argc - 1, argv + 1, stdout, stderr);
+    }
     ms_main m;
     const config_table t[3] = {
         run_cfg_table(&m.run),
@@ -177,7 +183,9 @@ int main(int argc, char **argv)
         .section = TRAINER_SECTION,
         .usage = "usage: twig-modelserver --listen HOST:PORT --data-dir DIR [options]\n\n"
                  "Serves the run's durable log of real transitions and its dynamics model "
-                 "(twig.v1.ModelServer)",
+                 "(twig.v1.ModelServer)\n"
+                 "       twig-modelserver log check|repair DIR ... (see log --help): check or "
+                 "repair a data dir's log offline",
         .tables = t,
         .n_tables = 3,
         .log_level = &m.o.log_level,

@@ -361,11 +361,12 @@ static int reallog_rp_decode(reallog_rp *rp, const uint8_t *slot)
     return rp->gen > 0 && rp->sync <= REALLOG_SYNC_NONE && rp->seg_first <= rp->end;
 }
 
-/* read DIR/durable_end: 1 with *rp (the newest valid slot) and lg->rp_fd open, 0 when the
- * file does not exist, or a negative code */
-static int reallog_rp_read(reallog_t *lg, reallog_rp *rp)
+/* read DIR/durable_end: 1 with *rp (the newest valid slot) and lg->rp_fd open (oflags:
+ * O_RDWR, or O_RDONLY for the log tool's check), 0 when the file does not exist, or a
+ * negative code */
+static int reallog_rp_read(reallog_t *lg, reallog_rp *rp, int oflags)
 {
-    int fd = openat(lg->dir_fd, REALLOG_RP_NAME, O_RDWR | O_CLOEXEC);
+    int fd = openat(lg->dir_fd, REALLOG_RP_NAME, oflags | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? 0
                                : err_set(-errno, "open %s/" REALLOG_RP_NAME ": %s", lg->dir,
@@ -456,7 +457,7 @@ static void reallog_durable_pos(reallog_t *lg, uint32_t *seg, uint64_t *bytes)
     *bytes = r->pos + r->len;
 }
 
-/* ---- reading records at open ---- */
+/* ---- reading records: the scan open and the log tool (reallog_inspect_*) share ---- */
 
 typedef struct reallog_hdr {
     uint32_t len;
@@ -478,29 +479,70 @@ typedef struct reallog_bound {
     const reallog_rp *rp;
 } reallog_bound;
 
+/* the schema every record must have: the meta file's */
+typedef struct reallog_schema {
+    int meta;            /* the meta file exists */
+    uint32_t obs_dim;
+    uint32_t act_dim;
+} reallog_schema;
+
+/* by reallog_damage: the name in reports, and open's words */
+static const struct {
+    const char *name;
+    const char *text;
+} reallog_damages[REALLOG_DAMAGE_COUNT_] = {
+    [REALLOG_DAMAGE_NONE] = {"none", "no damage"},
+    [REALLOG_DAMAGE_HEADER_SHORT] = {"header_short", "record header cut short"},
+    [REALLOG_DAMAGE_BAD_MAGIC] = {"bad_magic", "bad magic"},
+    [REALLOG_DAMAGE_BAD_LENGTH] = {"bad_length", "bad record length"},
+    [REALLOG_DAMAGE_RECORD_SHORT] = {"record_short", "record runs past the end of the file"},
+    [REALLOG_DAMAGE_CRC] = {"crc", "CRC mismatch"},
+    [REALLOG_DAMAGE_FIELDS] = {"fields", "record fields disagree with its length"},
+    [REALLOG_DAMAGE_OFFSET_GAP] = {"offset_gap", "record offset breaks the sequence"},
+    [REALLOG_DAMAGE_NO_META] = {"no_meta", "records exist but the meta file is missing"},
+    [REALLOG_DAMAGE_DIMS] = {"dims", "record dims differ from the meta file"},
+    [REALLOG_DAMAGE_RP_INSIDE] = {"rp_inside", "the recovery point falls inside this record"},
+    [REALLOG_DAMAGE_SEGMENT_GAP] = {"segment_gap", "the segment starts past the log's end"},
+    [REALLOG_DAMAGE_RP_MISMATCH] = {"rp_mismatch", "the recovery point names another offset"},
+    [REALLOG_DAMAGE_SEGMENT_SHORT] = {"segment_short", "segment cut short of the recovery point"},
+    [REALLOG_DAMAGE_SEGMENT_MISSING] = {"segment_missing", "the recovery point's segment is missing"},
+    [REALLOG_DAMAGE_LOG_SHORT] = {"log_short", "the log ends before the recovery point"},
+};
+
+const char *reallog_damage_name(reallog_damage d)
+{
+    return (unsigned)d < REALLOG_DAMAGE_COUNT_ ? reallog_damages[d].name : "?";
+}
+
+/* the record did not parse: at the end of the last segment, a write a crash cut short */
+static int reallog_damage_is_framing(reallog_damage d)
+{
+    return d >= REALLOG_DAMAGE_HEADER_SHORT && d <= REALLOG_DAMAGE_FIELDS;
+}
+
 static uint32_t reallog_crc(const uint8_t *rec, uint64_t len)
 {
     return crc32c_update(crc32c(rec, 8), rec + 12, len - 12);
 }
 
-/* parse and verify one record at p (avail bytes to the end of the file); NULL or why not */
-static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avail)
+/* parse and verify one record at p (avail bytes to the end of the file); NONE or why not */
+static reallog_damage reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avail)
 {
     if (avail < 12) {
-        return "record header cut short";
+        return REALLOG_DAMAGE_HEADER_SHORT;
     }
     if (le32_get(p) != REALLOG_MAGIC) {
-        return "bad magic";
+        return REALLOG_DAMAGE_BAD_MAGIC;
     }
     uint64_t len = le32_get(p + 4);
     if (len < REALLOG_HDR_BYTES || len % 4 != 0 || len > REALLOG_MAX_RECORD) {
-        return "bad record length";
+        return REALLOG_DAMAGE_BAD_LENGTH;
     }
     if (len > avail) {
-        return "record runs past the end of the file";
+        return REALLOG_DAMAGE_RECORD_SHORT;
     }
     if (reallog_crc(p, len) != le32_get(p + 8)) {
-        return "CRC mismatch";
+        return REALLOG_DAMAGE_CRC;
     }
     h->len = (uint32_t)len;
     h->count = le32_get(p + 12);
@@ -515,22 +557,257 @@ static const char *reallog_parse(reallog_hdr *h, const uint8_t *p, uint64_t avai
         h->src_len == 0 || h->src_len > MSG_MAX_ID_LEN ||
         (reallog_record_len(h->src_len, h->count, h->obs_dim, h->act_dim) != len &&
          reallog_legacy_record_len(h->src_len, h->count, h->obs_dim, h->act_dim) != len)) {
-        return "record fields disagree with its length";
+        return REALLOG_DAMAGE_FIELDS;
     }
-    return NULL;
+    return REALLOG_DAMAGE_NONE;
 }
 
-/* is there a valid record anywhere in [from, size)? (tells a torn tail from corruption) */
-static int reallog_valid_after(const uint8_t *map, uint64_t from, uint64_t size)
+/* the byte of the first record in [from, size) that verifies (4-aligned: legacy records
+ * are), *h filled; UINT64_MAX if none (tells a torn tail from corruption, and finds the
+ * records behind a damaged one) */
+static uint64_t reallog_next_valid(reallog_hdr *h, const uint8_t *map, uint64_t from,
+                                   uint64_t size)
 {
-    reallog_hdr h;
-    for (uint64_t p = (from + 3) & ~(uint64_t)3; p + 12 <= size; p += 4) { /* legacy: 4 */
-        if (le32_get(map + p) == REALLOG_MAGIC && !reallog_parse(&h, map + p, size - p)) {
-            return 1;
+    for (uint64_t p = (from + 3) & ~(uint64_t)3; p + 12 <= size; p += 4) {
+        if (le32_get(map + p) == REALLOG_MAGIC && !reallog_parse(h, map + p, size - p)) {
+            return p;
         }
+    }
+    return UINT64_MAX;
+}
+
+/* called for each record a walk verifies, at byte pos of its segment */
+typedef void (*reallog_rec_fn)(void *arg, const reallog_hdr *h, uint64_t pos);
+
+/* how far one segment verifies */
+typedef struct reallog_walk {
+    uint64_t seg_first;       /* the segment's first offset (its name) */
+    uint64_t pos;             /* bytes verified: the first bad record's byte, or the size */
+    uint64_t end;             /* the log offset at pos */
+    uint64_t end_at_protect;  /* the log offset at byte protect; UINT64_MAX: not reached */
+    uint64_t records;         /* verified */
+    reallog_damage why;       /* what stopped it; NONE: every byte verified */
+} reallog_walk;
+
+/* verify the records of one segment (map, size bytes) whose log must continue at offset
+ * start, against bd and the schema: fn sees each good one in order */
+static void reallog_walk_seg(reallog_walk *w, const uint8_t *map, uint64_t size,
+                             uint64_t seg_first, uint64_t start, const reallog_bound *bd,
+                             const reallog_schema *sc, reallog_rec_fn fn, void *arg)
+{
+    *w = (reallog_walk){.seg_first = seg_first, .end = start, .end_at_protect = UINT64_MAX};
+    if (seg_first != start) {
+        w->why = REALLOG_DAMAGE_SEGMENT_GAP;
+        return;
+    }
+    while (w->pos < size) {
+        if (w->pos == bd->protect) {
+            w->end_at_protect = w->end;
+        }
+        reallog_hdr h;
+        reallog_damage why = reallog_parse(&h, map + w->pos, size - w->pos);
+        if (!why && h.first_offset != w->end) {
+            why = REALLOG_DAMAGE_OFFSET_GAP;
+        }
+        if (!why && !sc->meta) {
+            why = REALLOG_DAMAGE_NO_META;
+        } else if (!why && (h.obs_dim != sc->obs_dim || h.act_dim != sc->act_dim)) {
+            why = REALLOG_DAMAGE_DIMS;
+        }
+        if (!why && w->pos < bd->protect && w->pos + h.len > bd->protect) {
+            why = REALLOG_DAMAGE_RP_INSIDE;
+        }
+        if (why) {
+            w->why = why;
+            return;
+        }
+        fn(arg, &h, w->pos);
+        w->pos += h.len;
+        w->end += h.count;
+        w->records++;
+    }
+    if (w->pos == bd->protect && w->end_at_protect == UINT64_MAX) {
+        w->end_at_protect = w->end;
+    }
+}
+
+/* what a walk means under the rules of reallog.h */
+typedef enum reallog_verdict {
+    REALLOG_VERDICT_OK = 0,
+    REALLOG_VERDICT_TORN,       /* a torn tail past everything acknowledged: truncate at pos */
+    REALLOG_VERDICT_GAP,        /* the segment starts past the log's end */
+    REALLOG_VERDICT_BAD_ACKED,  /* a bad record among acknowledged ones */
+    REALLOG_VERDICT_RP_MISMATCH,/* the recovery point's byte is another offset */
+    REALLOG_VERDICT_BAD,        /* a bad record past the recovery point that is no torn tail */
+    REALLOG_VERDICT_SHORT,      /* the segment ends before the recovery point's byte */
+} reallog_verdict;
+
+static reallog_verdict reallog_judge_seg(const reallog_walk *w, const reallog_bound *bd,
+                                         int is_last, const uint8_t *map, uint64_t size)
+{
+    if (w->why == REALLOG_DAMAGE_SEGMENT_GAP) {
+        return REALLOG_VERDICT_GAP;
+    }
+    if (w->why && w->pos < bd->protect) {
+        return REALLOG_VERDICT_BAD_ACKED;   /* acknowledged bytes are damaged: never a crash */
+    }
+    if (bd->check_end && w->end_at_protect != UINT64_MAX && w->end_at_protect != bd->end) {
+        return REALLOG_VERDICT_RP_MISMATCH;
+    }
+    if (w->why) {
+        int framing = is_last && reallog_damage_is_framing(w->why);
+        reallog_hdr h;
+        int torn = bd->legacy ? framing && reallog_next_valid(&h, map, w->pos + 8, size) ==
+                                               UINT64_MAX
+                              : framing;
+        return torn ? REALLOG_VERDICT_TORN : REALLOG_VERDICT_BAD;
+    }
+    if (bd->protect != UINT64_MAX && w->pos < bd->protect) {
+        return REALLOG_VERDICT_SHORT;
+    }
+    return REALLOG_VERDICT_OK;
+}
+
+/* " (written with fsync=none ...)" when the recovery point came from a NONE writer */
+static const char *reallog_rp_note(const reallog_rp *rp)
+{
+    return rp && rp->sync == REALLOG_SYNC_NONE
+               ? " (the log was written with fsync=none, which does not survive a power loss"
+                 " or kernel crash)"
+               : "";
+}
+
+/* open's words for a verdict other than OK and TORN on segment name of dir */
+static void reallog_verdict_text(char *out, size_t n, const char *dir, const char *name,
+                                 reallog_verdict v, const reallog_walk *w,
+                                 const reallog_bound *bd)
+{
+    const char *why = reallog_damages[w->why].text, *note = reallog_rp_note(bd->rp);
+    switch (v) {
+    case REALLOG_VERDICT_GAP:
+        snprintf(out, n, "segment %s/%s starts at offset %" PRIu64
+                 " but the log before it ends at %" PRIu64, dir, name, w->seg_first, w->end);
+        break;
+    case REALLOG_VERDICT_BAD_ACKED:
+        if (bd->protect == UINT64_MAX) {
+            snprintf(out, n, "segment %s/%s: bad record at byte %" PRIu64 " (log offset %" PRIu64
+                     "): %s; the recovery point (%s/" REALLOG_RP_NAME ") lies in a later"
+                     " segment, so it was acknowledged%s", dir, name, w->pos, w->end, why, dir,
+                     note);
+        } else {
+            snprintf(out, n, "segment %s/%s: bad record at byte %" PRIu64 " (log offset %" PRIu64
+                     "): %s; it lies before the recovery point (%s/" REALLOG_RP_NAME ": %" PRIu64
+                     " transitions acknowledged, to byte %" PRIu64 " of this segment)%s",
+                     dir, name, w->pos, w->end, why, dir, bd->end, bd->protect, note);
+        }
+        break;
+    case REALLOG_VERDICT_RP_MISMATCH:
+        snprintf(out, n, "segment %s/%s: byte %" PRIu64 " is log offset %" PRIu64 ", but the"
+                 " recovery point (%s/" REALLOG_RP_NAME ") says %" PRIu64, dir, name,
+                 bd->protect, w->end_at_protect, dir, bd->end);
+        break;
+    case REALLOG_VERDICT_BAD:
+        snprintf(out, n, "segment %s/%s: bad record at byte %" PRIu64 " (log offset %" PRIu64
+                 "): %s", dir, name, w->pos, w->end, why);
+        break;
+    case REALLOG_VERDICT_SHORT:
+        snprintf(out, n, "segment %s/%s ends at byte %" PRIu64 " (log offset %" PRIu64 "), but"
+                 " the recovery point (%s/" REALLOG_RP_NAME ") says its first %" PRIu64 " bytes,"
+                 " to log offset %" PRIu64 ", were acknowledged: the file was cut short%s",
+                 dir, name, w->pos, w->end, dir, bd->protect, bd->end, note);
+        break;
+    default:
+        snprintf(out, n, "segment %s/%s: no damage", dir, name);
+        break;
+    }
+}
+
+/* what the recovery point says of the segment starting at first; 1 if it is its segment */
+static int reallog_seg_bound(reallog_bound *bd, const reallog_rp *rp, uint64_t first)
+{
+    *bd = (reallog_bound){.protect = 0, .legacy = rp == NULL, .rp = rp};
+    if (rp && first < rp->seg_first) {
+        bd->protect = UINT64_MAX;
+    } else if (rp && first == rp->seg_first) {
+        bd->protect = rp->seg_bytes;
+        bd->end = rp->end;
+        bd->check_end = 1;
+        return 1;
     }
     return 0;
 }
+
+/* after every segment verified to log offset end: does the log reach the recovery point?
+ * NONE, SEGMENT_MISSING (its segment would start at the end) or LOG_SHORT; the text in out */
+static reallog_damage reallog_rp_reached(char *out, size_t n, const char *dir,
+                                         const reallog_rp *rp, int rp_seg_seen, uint64_t end)
+{
+    if (!rp || rp->end == 0 || rp_seg_seen) {
+        return REALLOG_DAMAGE_NONE;
+    }
+    char name[32];
+    reallog_seg_name(name, sizeof name, rp->seg_first);
+    snprintf(out, n, "segment %s/%s is missing: the recovery point (%s/" REALLOG_RP_NAME ") says"
+             " %" PRIu64 " transitions were acknowledged, to byte %" PRIu64 " of it, but the log"
+             " ends at offset %" PRIu64 "%s", dir, name, dir, rp->end, rp->seg_bytes, end,
+             reallog_rp_note(rp));
+    return rp->seg_first == end ? REALLOG_DAMAGE_SEGMENT_MISSING : REALLOG_DAMAGE_LOG_SHORT;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* the segment files of dir by first offset: *firsts owned (NULL when none), sorted */
+static int reallog_list_segs(const char *dir, uint64_t **firsts_out, uint32_t *n_out)
+{
+    *firsts_out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        return err_set(-errno, "opendir %s: %s", dir, strerror(errno));
+    }
+    uint64_t *firsts = NULL;
+    uint32_t n = 0, cap = 0;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 4, ".seg") != 0) {
+            continue;
+        }
+        char want[32];
+        unsigned long long v = 0;
+        if (sscanf(e->d_name, "%20llu", &v) == 1) {
+            reallog_seg_name(want, sizeof want, v);
+        }
+        if (len != REALLOG_SEG_NAME_LEN || strcmp(want, e->d_name) != 0) {
+            rc = err_set(TWIG_ECORRUPT, "%s/%s is not a segment name (want 20 digits + .seg)",
+                         dir, e->d_name);
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            firsts = xrealloc(firsts, cap * sizeof *firsts);
+        }
+        firsts[n++] = v;
+    }
+    closedir(d);
+    if (rc < 0) {
+        free(firsts);
+        return rc;
+    }
+    if (n > 0) {
+        qsort(firsts, n, sizeof *firsts, cmp_u64);
+    }
+    *firsts_out = firsts;
+    *n_out = n;
+    return 0;
+}
+
+/* ---- open's scan ---- */
 
 /* add a verified record to the index and replay its source's admission.
  *
@@ -582,13 +859,17 @@ static void reallog_load_rec(reallog_t *lg, const reallog_hdr *h, uint32_t seg, 
     reallog_push_rec(lg, &r);
 }
 
-/* " (written with fsync=none ...)" when the recovery point came from a NONE writer */
-static const char *reallog_rp_note(const reallog_rp *rp)
+/* the walk's callback at open: index the record */
+typedef struct reallog_load_ctx {
+    reallog_t *lg;
+    uint32_t seg;
+    const char *name;
+} reallog_load_ctx;
+
+static void reallog_load_cb(void *arg, const reallog_hdr *h, uint64_t pos)
 {
-    return rp && rp->sync == REALLOG_SYNC_NONE
-               ? " (the log was written with fsync=none, which does not survive a power loss"
-                 " or kernel crash)"
-               : "";
+    reallog_load_ctx *c = arg;
+    reallog_load_rec(c->lg, h, c->seg, pos, c->name);
 }
 
 /* scan one segment within what the recovery point says of it (bd) */
@@ -601,147 +882,50 @@ static int reallog_scan_seg(reallog_t *lg, uint32_t si, const char *name, int is
         return err_set(-errno, "stat %s/%s: %s", lg->dir, name, strerror(errno));
     }
     uint64_t size = (uint64_t)st.st_size;
-    if (sg->first_offset != lg->end_durable) {
-        return err_set(TWIG_ECORRUPT, "segment %s/%s starts at offset %" PRIu64
-                       " but the log before it ends at %" PRIu64,
-                       lg->dir, name, sg->first_offset, lg->end_durable);
-    }
     const uint8_t *map = NULL;
-    if (size > 0) {
+    if (size > 0 && sg->first_offset == lg->end_durable) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, sg->fd, 0);
         if (map == MAP_FAILED) {
             return err_set(-errno, "mmap %s/%s: %s", lg->dir, name, strerror(errno));
         }
     }
-    uint64_t pos = 0;
-    uint64_t end_at_protect = UINT64_MAX;   /* the log offset found at byte protect */
-    const char *why = NULL;
-    int framing = 0;     /* the record did not parse: may be a torn write */
+    reallog_schema sc = {lg->meta_written, lg->obs_dim, lg->act_dim};
+    reallog_load_ctx ctx = {lg, si, name};
+    reallog_walk w;
+    reallog_walk_seg(&w, map, size, sg->first_offset, lg->end_durable, bd, &sc, reallog_load_cb,
+                     &ctx);
+    lg->end_durable = w.end;
+    reallog_verdict v = reallog_judge_seg(&w, bd, is_last, map, size);
     int rc = 0;
-    while (pos < size) {
-        if (pos == bd->protect) {
-            end_at_protect = lg->end_durable;
+    if (v == REALLOG_VERDICT_TORN) {
+        /* a write cut short by a crash, past everything acknowledged */
+        log_warn("event=torn_tail_truncated segment=%s/%s at_byte=%" PRIu64
+                 " log_offset=%" PRIu64 " dropped_bytes=%" PRIu64 " reason=\"%s\" rule=%s",
+                 lg->dir, name, w.pos, w.end, size - w.pos, reallog_damages[w.why].text,
+                 bd->legacy ? "legacy_no_recovery_point" : "past_recovery_point");
+        if (ftruncate(sg->fd, (off_t)w.pos) < 0 || fsync(sg->fd) < 0) {
+            rc = err_set(-errno, "truncate %s/%s: %s", lg->dir, name, strerror(errno));
         }
-        reallog_hdr h;
-        why = reallog_parse(&h, map + pos, size - pos);
-        framing = why != NULL;
-        if (!why && h.first_offset != lg->end_durable) {
-            why = "record offset breaks the sequence";
-        }
-        if (!why && !lg->meta_written) {
-            why = "records exist but the meta file is missing";
-        } else if (!why && (h.obs_dim != lg->obs_dim || h.act_dim != lg->act_dim)) {
-            why = "record dims differ from the meta file";
-        }
-        if (!why && pos < bd->protect && pos + h.len > bd->protect) {
-            why = "the recovery point falls inside this record";
-        }
-        if (why) {
-            break;
-        }
-        reallog_load_rec(lg, &h, si, pos, name);
-        pos += h.len;
-        lg->end_durable += h.count;
-    }
-    if (pos == bd->protect && end_at_protect == UINT64_MAX) {
-        end_at_protect = lg->end_durable;
-    }
-    const char *ack_note = reallog_rp_note(bd->rp);
-    if (why && pos < bd->protect) {
-        /* acknowledged bytes are damaged: never a crash */
-        if (bd->protect == UINT64_MAX) {
-            rc = err_set(TWIG_ECORRUPT, "segment %s/%s: bad record at byte %" PRIu64
-                         " (log offset %" PRIu64 "): %s; the recovery point (%s/" REALLOG_RP_NAME
-                         ") lies in a later segment, so it was acknowledged%s",
-                         lg->dir, name, pos, lg->end_durable, why, lg->dir, ack_note);
-        } else {
-            rc = err_set(TWIG_ECORRUPT, "segment %s/%s: bad record at byte %" PRIu64
-                         " (log offset %" PRIu64 "): %s; it lies before the recovery point (%s/"
-                         REALLOG_RP_NAME ": %" PRIu64 " transitions acknowledged, to byte %"
-                         PRIu64 " of this segment)%s",
-                         lg->dir, name, pos, lg->end_durable, why, lg->dir, bd->end,
-                         bd->protect, ack_note);
-        }
-    } else if (bd->check_end && end_at_protect != UINT64_MAX && end_at_protect != bd->end) {
-        rc = err_set(TWIG_ECORRUPT, "segment %s/%s: byte %" PRIu64 " is log offset %" PRIu64
-                     ", but the recovery point (%s/" REALLOG_RP_NAME ") says %" PRIu64,
-                     lg->dir, name, bd->protect, end_at_protect, lg->dir, bd->end);
-    } else if (why) {
-        int torn = bd->legacy ? is_last && framing && !reallog_valid_after(map, pos + 8, size)
-                              : is_last && framing;
-        if (torn) {
-            /* a write cut short by a crash, past everything acknowledged */
-            log_warn("event=torn_tail_truncated segment=%s/%s at_byte=%" PRIu64
-                     " log_offset=%" PRIu64 " dropped_bytes=%" PRIu64 " reason=\"%s\" rule=%s",
-                     lg->dir, name, pos, lg->end_durable, size - pos, why,
-                     bd->legacy ? "legacy_no_recovery_point" : "past_recovery_point");
-            if (ftruncate(sg->fd, (off_t)pos) < 0 || fsync(sg->fd) < 0) {
-                rc = err_set(-errno, "truncate %s/%s: %s", lg->dir, name, strerror(errno));
-            }
-        } else {
-            rc = err_set(TWIG_ECORRUPT, "segment %s/%s: bad record at byte %" PRIu64
-                         " (log offset %" PRIu64 "): %s", lg->dir, name, pos, lg->end_durable,
-                         why);
-        }
-    } else if (bd->protect != UINT64_MAX && pos < bd->protect) {
-        rc = err_set(TWIG_ECORRUPT, "segment %s/%s ends at byte %" PRIu64 " (log offset %" PRIu64
-                     "), but the recovery point (%s/" REALLOG_RP_NAME ") says its first %" PRIu64
-                     " bytes, to log offset %" PRIu64 ", were acknowledged: the file was cut"
-                     " short%s",
-                     lg->dir, name, pos, lg->end_durable, lg->dir, bd->protect, bd->end,
-                     ack_note);
+    } else if (v != REALLOG_VERDICT_OK) {
+        char text[REALLOG_TEXT_MAX + 2 * PATH_MAX];
+        reallog_verdict_text(text, sizeof text, lg->dir, name, v, &w, bd);
+        rc = err_set(TWIG_ECORRUPT, "%s", text);
     }
     if (map) {
         munmap((void *)map, size);
     }
-    sg->size = pos;
+    sg->size = w.pos;
     return rc;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* find, sort, open and scan the segment files against the recovery point (NULL: none) */
 static int reallog_load_segments(reallog_t *lg, const reallog_rp *rp)
 {
-    DIR *d = opendir(lg->dir);
-    if (!d) {
-        return err_set(-errno, "opendir %s: %s", lg->dir, strerror(errno));
-    }
-    uint64_t *firsts = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 4, ".seg") != 0) {
-            continue;
-        }
-        char want[32];
-        unsigned long long v = 0;
-        if (sscanf(e->d_name, "%20llu", &v) == 1) {
-            reallog_seg_name(want, sizeof want, v);
-        }
-        if (len != 24 || strcmp(want, e->d_name) != 0) {
-            rc = err_set(TWIG_ECORRUPT, "%s/%s is not a segment name (want 20 digits + .seg)",
-                         lg->dir, e->d_name);
-            break;
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            firsts = xrealloc(firsts, cap * sizeof *firsts);
-        }
-        firsts[n++] = v;
-    }
-    closedir(d);
-    if (rc == 0 && n > 0) {
-        qsort(firsts, n, sizeof *firsts, cmp_u64);
-    }
+    uint64_t *firsts;
+    uint32_t n;
+    int rc = reallog_list_segs(lg->dir, &firsts, &n);
     int rp_seg_seen = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
         char name[32];
         reallog_seg_name(name, sizeof name, firsts[i]);
         int fd = openat(lg->dir_fd, name, O_RDWR | O_CLOEXEC);
@@ -751,26 +935,15 @@ static int reallog_load_segments(reallog_t *lg, const reallog_rp *rp)
         }
         reallog_seg sg = {.first_offset = firsts[i], .size = 0, .fd = fd};
         reallog_push_seg(lg, &sg);
-        reallog_bound bd = {.protect = 0, .legacy = rp == NULL, .rp = rp};
-        if (rp && firsts[i] < rp->seg_first) {
-            bd.protect = UINT64_MAX;
-        } else if (rp && firsts[i] == rp->seg_first) {
-            bd.protect = rp->seg_bytes;
-            bd.end = rp->end;
-            bd.check_end = 1;
-            rp_seg_seen = 1;
-        }
+        reallog_bound bd;
+        rp_seg_seen |= reallog_seg_bound(&bd, rp, firsts[i]);
         rc = reallog_scan_seg(lg, lg->n_segs - 1, name, i + 1 == n, &bd);
     }
     free(firsts);
-    if (rc == 0 && rp && rp->end > 0 && !rp_seg_seen) {
-        char name[32];
-        reallog_seg_name(name, sizeof name, rp->seg_first);
-        rc = err_set(TWIG_ECORRUPT, "segment %s/%s is missing: the recovery point (%s/"
-                     REALLOG_RP_NAME ") says %" PRIu64 " transitions were acknowledged, to byte %"
-                     PRIu64 " of it, but the log ends at offset %" PRIu64 "%s",
-                     lg->dir, name, lg->dir, rp->end, rp->seg_bytes, lg->end_durable,
-                     reallog_rp_note(rp));
+    char text[REALLOG_TEXT_MAX + 2 * PATH_MAX];
+    if (rc == 0 &&
+        reallog_rp_reached(text, sizeof text, lg->dir, rp, rp_seg_seen, lg->end_durable)) {
+        rc = err_set(TWIG_ECORRUPT, "%s", text);
     }
     return rc;
 }
@@ -1244,7 +1417,7 @@ int reallog_open(reallog_t *lg, const reallog_opts *o)
         goto fail;
     }
     reallog_rp rp;
-    if ((rc = reallog_rp_read(lg, &rp)) < 0) {
+    if ((rc = reallog_rp_read(lg, &rp, O_RDWR)) < 0) {
         goto fail;
     }
     int has_rp = rc == 1;
@@ -1698,4 +1871,325 @@ void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_s
     *max_seq = s ? s->max_seq : 0;
     *transitions = s ? s->total : 0;
     pthread_mutex_unlock(&lg->mu);
+}
+
+/* ---- checking a data dir offline (twig-modelserver log check|repair) ---- */
+
+int reallog_inspect_open(reallog_inspect_t *in, const char *dir, int exclusive)
+{
+    memset(in, 0, sizeof *in);
+    in->dir_fd = -1;
+    in->lock_fd = -1;
+    in->exclusive = exclusive;
+    in->dir = xstrdup(dir);
+    int rc = 0;
+    in->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (in->dir_fd < 0) {
+        rc = err_set(-errno, "data dir %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    /* open creates LOCK; a check writes nothing, so a dir without one has no holder */
+    in->lock_fd = openat(in->dir_fd, "LOCK", (exclusive ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC,
+                         0644);
+    if (in->lock_fd < 0 && (exclusive || errno != ENOENT)) {
+        rc = err_set(-errno, "open %s/LOCK: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (in->lock_fd >= 0 && flock(in->lock_fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK
+                 ? err_set(-EBUSY, "data dir %s is in use by another process (a running model"
+                           " server: stop it first)", dir)
+                 : err_set(-errno, "lock %s/LOCK: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if ((rc = reallog_list_segs(dir, &in->firsts, &in->n_segs)) < 0) {
+        goto fail;
+    }
+    if (in->n_segs == 0 && faccessat(in->dir_fd, REALLOG_META_NAME, F_OK, 0) < 0 &&
+        faccessat(in->dir_fd, REALLOG_RP_NAME, F_OK, 0) < 0) {
+        rc = err_set(-EINVAL, "%s is not a real-transition log (no meta, " REALLOG_RP_NAME
+                     " or segment file)", dir);
+        goto fail;
+    }
+    in->sizes = xcalloc(in->n_segs ? in->n_segs : 1, sizeof *in->sizes);
+    return 0;
+fail:
+    reallog_inspect_close(in);
+    return rc;
+}
+
+void reallog_inspect_close(reallog_inspect_t *in)
+{
+    if (in->lock_fd >= 0) {
+        close(in->lock_fd);
+    }
+    if (in->dir_fd >= 0) {
+        close(in->dir_fd);
+    }
+    free(in->firsts);
+    free(in->sizes);
+    free(in->dir);
+    memset(in, 0, sizeof *in);
+    in->lock_fd = -1;
+    in->dir_fd = -1;
+}
+
+/* a segment of the inspected dir, read-only and mapped (map NULL when empty) */
+typedef struct reallog_seg_map {
+    int fd;
+    uint64_t size;
+    const uint8_t *map;
+} reallog_seg_map;
+
+static int reallog_seg_map_open(reallog_seg_map *m, const reallog_inspect_t *in, uint32_t i)
+{
+    char name[32];
+    reallog_seg_name(name, sizeof name, in->firsts[i]);
+    *m = (reallog_seg_map){.fd = openat(in->dir_fd, name, O_RDONLY | O_CLOEXEC)};
+    struct stat st;
+    if (m->fd < 0 || fstat(m->fd, &st) < 0) {
+        int rc = err_set(-errno, "open %s/%s: %s", in->dir, name, strerror(errno));
+        if (m->fd >= 0) {
+            close(m->fd);
+        }
+        return rc;
+    }
+    m->size = (uint64_t)st.st_size;
+    if (m->size > 0) {
+        m->map = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, m->fd, 0);
+        if (m->map == MAP_FAILED) {
+            int rc = err_set(-errno, "mmap %s/%s: %s", in->dir, name, strerror(errno));
+            close(m->fd);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void reallog_seg_map_close(reallog_seg_map *m)
+{
+    if (m->map) {
+        munmap((void *)m->map, m->size);
+    }
+    close(m->fd);
+}
+
+static void reallog_count_cb(void *arg, const reallog_hdr *h, uint64_t pos)
+{
+    (void)arg;
+    (void)h;
+    (void)pos;
+}
+
+/* records that still verify from byte from of segment si to the end of the log whose first
+ * offset lies below limit (the acknowledged ones the cut drops) */
+static int reallog_count_after(const reallog_inspect_t *in, uint32_t si, uint64_t from,
+                               uint64_t limit, uint64_t *count)
+{
+    *count = 0;
+    for (uint32_t i = si; i < in->n_segs; i++, from = 0) {
+        reallog_seg_map m;
+        int rc = reallog_seg_map_open(&m, in, i);
+        if (rc < 0) {
+            return rc;
+        }
+        reallog_hdr h;
+        for (uint64_t p = reallog_next_valid(&h, m.map, from, m.size); p != UINT64_MAX;
+             p = reallog_next_valid(&h, m.map, p + h.len, m.size)) {
+            *count += h.first_offset < limit;
+        }
+        reallog_seg_map_close(&m);
+    }
+    return 0;
+}
+
+/* the damage found in segment si (walk w, verdict v): where the log is cut, what it drops */
+static int reallog_inspect_damage(reallog_inspect_t *in, uint32_t si, reallog_verdict v,
+                                  const reallog_walk *w, const reallog_bound *bd)
+{
+    reallog_report *r = &in->rep;
+    reallog_seg_name(r->file, sizeof r->file, in->firsts[si]);
+    reallog_verdict_text(r->detail, sizeof r->detail, in->dir, r->file, v, w, bd);
+    r->at_byte = w->pos;
+    r->cut_offset = w->end;
+    in->cut_seg = si;
+    in->cut_pos = w->pos;
+    switch (v) {
+    case REALLOG_VERDICT_GAP:
+        r->kind = REALLOG_DAMAGE_SEGMENT_GAP;
+        break;
+    case REALLOG_VERDICT_RP_MISMATCH:
+        /* the records hold another offset at the recovery point's byte: cut there */
+        r->kind = REALLOG_DAMAGE_RP_MISMATCH;
+        r->at_byte = bd->protect;
+        r->cut_offset = w->end_at_protect;
+        in->cut_pos = bd->protect;
+        break;
+    case REALLOG_VERDICT_SHORT:
+        r->kind = REALLOG_DAMAGE_SEGMENT_SHORT;
+        break;
+    default:
+        r->kind = w->why;
+        break;
+    }
+    r->acknowledged = r->has_rp && r->cut_offset < r->rp_end;
+    if (!r->acknowledged) {
+        return 0;
+    }
+    r->dropped_transitions = r->rp_end - r->cut_offset;
+    /* the damaged record itself, when it does not parse, then every later one that does */
+    uint64_t later = 0;
+    int rc = reallog_count_after(in, si, in->cut_pos + (reallog_damage_is_framing(r->kind) ? 4 : 0),
+                                 r->rp_end, &later);
+    r->dropped_records = later + reallog_damage_is_framing(r->kind);
+    return rc;
+}
+
+int reallog_inspect_scan(reallog_inspect_t *in, reallog_report *out)
+{
+    reallog_report *r = &in->rep;
+    memset(r, 0, sizeof *r);
+    in->scanned = 0;
+    /* the meta and recovery point readers need only the dir of a log */
+    reallog_t lg = {.dir = in->dir, .dir_fd = in->dir_fd, .rp_fd = -1, .lock_fd = -1};
+    int rc = reallog_meta_read(&lg);
+    if (rc < 0) {
+        return rc;
+    }
+    reallog_rp rp = {0};
+    int has_rp = reallog_rp_read(&lg, &rp, O_RDONLY);
+    if (has_rp < 0) {
+        return has_rp;
+    }
+    if (lg.rp_fd >= 0) {
+        close(lg.rp_fd);
+    }
+    r->has_meta = lg.meta_written;
+    snprintf(r->env_id, sizeof r->env_id, "%s", lg.env_id);
+    r->obs_dim = lg.obs_dim;
+    r->act_dim = lg.act_dim;
+    r->has_rp = has_rp;
+    r->rp_gen = rp.gen;
+    r->rp_end = rp.end;
+    r->rp_seg_first = rp.seg_first;
+    r->rp_seg_bytes = rp.seg_bytes;
+    r->rp_sync = (reallog_sync)rp.sync;
+    r->segments = in->n_segs;
+    in->cut_seg = in->n_segs;
+    in->cut_pos = 0;
+
+    const reallog_rp *rpp = has_rp ? &rp : NULL;
+    reallog_schema sc = {lg.meta_written, lg.obs_dim, lg.act_dim};
+    uint64_t end = 0;
+    int rp_seg_seen = 0;
+    for (uint32_t i = 0; i < in->n_segs && r->kind == REALLOG_DAMAGE_NONE; i++) {
+        reallog_seg_map m;
+        if ((rc = reallog_seg_map_open(&m, in, i)) < 0) {
+            return rc;
+        }
+        r->bytes += m.size;
+        reallog_bound bd;
+        rp_seg_seen |= reallog_seg_bound(&bd, rpp, in->firsts[i]);
+        reallog_walk w;
+        reallog_walk_seg(&w, m.map, m.size, in->firsts[i], end, &bd, &sc, reallog_count_cb, NULL);
+        reallog_verdict v = reallog_judge_seg(&w, &bd, i + 1 == in->n_segs, m.map, m.size);
+        reallog_seg_map_close(&m);
+        r->records += w.records;
+        end = w.end;
+        in->sizes[i] = w.pos;   /* the verified bytes: what a cut keeps */
+        if (v == REALLOG_VERDICT_TORN) {
+            r->torn_bytes = m.size - w.pos;
+        } else if (v != REALLOG_VERDICT_OK && (rc = reallog_inspect_damage(in, i, v, &w, &bd)) < 0) {
+            return rc;
+        }
+    }
+    for (uint32_t i = in->cut_seg + 1; i < in->n_segs; i++) {
+        struct stat st;
+        char name[32];
+        reallog_seg_name(name, sizeof name, in->firsts[i]);
+        if (fstatat(in->dir_fd, name, &st, 0) == 0) {
+            r->bytes += (uint64_t)st.st_size;   /* not scanned: past the damage */
+        }
+    }
+    r->transitions = r->kind ? r->cut_offset : end;
+    if (r->kind == REALLOG_DAMAGE_NONE) {
+        r->kind = reallog_rp_reached(r->detail, sizeof r->detail, in->dir, rpp, rp_seg_seen, end);
+        if (r->kind) {
+            reallog_seg_name(r->file, sizeof r->file, rp.seg_first);
+            r->at_byte = 0;
+            r->cut_offset = end;
+            r->acknowledged = 1;
+            r->dropped_transitions = rp.end - end;
+            in->cut_seg = in->n_segs;   /* nothing to truncate: the durable end moves back */
+        }
+    }
+    /* the segment the cut log ends in */
+    r->removed_segments = in->cut_seg < in->n_segs
+                              ? in->n_segs - in->cut_seg - (in->cut_pos > 0)
+                              : 0;
+    if (r->kind && in->cut_seg < in->n_segs && in->cut_pos > 0) {
+        reallog_seg_name(r->cut_file, sizeof r->cut_file, in->firsts[in->cut_seg]);
+        r->cut_bytes = in->cut_pos;
+    } else if (r->kind && in->cut_seg > 0) {
+        reallog_seg_name(r->cut_file, sizeof r->cut_file, in->firsts[in->cut_seg - 1]);
+        r->cut_bytes = in->sizes[in->cut_seg - 1];
+    }
+    in->scanned = 1;
+    if (out) {
+        *out = *r;
+    }
+    return 0;
+}
+
+int reallog_inspect_cut(reallog_inspect_t *in)
+{
+    TWIG_ASSERT(in->scanned && in->exclusive);
+    const reallog_report *r = &in->rep;
+    if (r->kind == REALLOG_DAMAGE_NONE) {
+        return 0;
+    }
+    /* the segments past the cut go, newest first, so a crash halfway leaves a log that
+     * ends early (which a second repair cuts the same way) */
+    uint32_t keep = in->cut_seg + (in->cut_seg < in->n_segs && in->cut_pos > 0);
+    for (uint32_t i = in->n_segs; i-- > keep;) {
+        char name[32];
+        reallog_seg_name(name, sizeof name, in->firsts[i]);
+        if (unlinkat(in->dir_fd, name, 0) < 0 && errno != ENOENT) {
+            return err_set(-errno, "remove %s/%s: %s", in->dir, name, strerror(errno));
+        }
+    }
+    if (keep > in->cut_seg) {
+        char name[32];
+        reallog_seg_name(name, sizeof name, in->firsts[in->cut_seg]);
+        int fd = openat(in->dir_fd, name, O_RDWR | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)in->cut_pos) < 0 || fsync(fd) < 0) {
+            int rc = err_set(-errno, "truncate %s/%s to byte %" PRIu64 ": %s", in->dir, name,
+                             in->cut_pos, strerror(errno));
+            if (fd >= 0) {
+                close(fd);
+            }
+            return rc;
+        }
+        close(fd);
+    }
+    if (fsync(in->dir_fd) < 0) {
+        return err_set(-errno, "fsync of data dir %s: %s", in->dir, strerror(errno));
+    }
+    /* the recovery point at the cut, in both slots: the newest gen wins and the other slot
+     * holds the same point, so no older end can come back */
+    reallog_rp rp = {.end = r->cut_offset, .sync = r->has_rp ? (uint32_t)r->rp_sync : 0};
+    if (r->cut_file[0]) {
+        rp.seg_first = strtoull(r->cut_file, NULL, 10);
+        rp.seg_bytes = r->cut_bytes;
+    }
+    uint8_t buf[2 * REALLOG_RP_SLOT];
+    for (int k = 1; k <= 2; k++) {
+        rp.gen = r->rp_gen + (uint64_t)k;
+        reallog_rp_encode(buf + (rp.gen % 2) * REALLOG_RP_SLOT, &rp);
+    }
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/" REALLOG_RP_NAME, in->dir) >= (int)sizeof path) {
+        return err_set(-ENAMETOOLONG, "data dir path is too long");
+    }
+    return atomic_file_write(path, buf, sizeof buf);
 }

@@ -323,4 +323,112 @@ void reallog_get_status(reallog_t *lg, reallog_status *st);
 void reallog_source_status(reallog_t *lg, const char *source_id, uint64_t *max_seq,
                            uint64_t *transitions);
 
+/* ---- checking a data dir offline (twig-modelserver log check|repair, modelserver/logtool.h)
+ *
+ * reallog_inspect_open locks a data dir (shared for a check, exclusive for a repair; a
+ * running model server's dir is refused with -EBUSY) and reads its meta and recovery point
+ * without writing anything. reallog_inspect_scan verifies every segment with the code open
+ * uses (the same record parser, offset and recovery-point rules) and reports the first
+ * damage open would refuse the log for, with what it costs: the log offset from which the
+ * log can no longer be trusted (the cut) and the acknowledged transitions and records that
+ * lie from there to the recovery point. A torn tail past the recovery point alone is not
+ * damage (open truncates it): it is counted in torn_bytes. reallog_inspect_cut then cuts the
+ * log there: the segment holding the cut is truncated at the last good record, later
+ * segments are removed and DIR/durable_end is rewritten (both slots) to the cut, so that
+ * reallog_open accepts the dir. */
+
+typedef enum reallog_damage {
+    REALLOG_DAMAGE_NONE = 0,
+    REALLOG_DAMAGE_HEADER_SHORT,    /* fewer than 12 bytes left for a record header */
+    REALLOG_DAMAGE_BAD_MAGIC,
+    REALLOG_DAMAGE_BAD_LENGTH,      /* the length field is out of range */
+    REALLOG_DAMAGE_RECORD_SHORT,    /* the record runs past the end of its file */
+    REALLOG_DAMAGE_CRC,
+    REALLOG_DAMAGE_FIELDS,          /* count, dims or source length disagree with the length */
+    REALLOG_DAMAGE_OFFSET_GAP,      /* a record's first offset breaks the sequence */
+    REALLOG_DAMAGE_NO_META,         /* records but no meta file */
+    REALLOG_DAMAGE_DIMS,            /* a record's dims differ from the meta file's */
+    REALLOG_DAMAGE_RP_INSIDE,       /* the recovery point's byte falls inside a record */
+    REALLOG_DAMAGE_SEGMENT_GAP,     /* a segment starts past the end of the log before it:
+                                     * a segment before it is missing or cut short */
+    REALLOG_DAMAGE_RP_MISMATCH,     /* the recovery point's byte is another log offset */
+    REALLOG_DAMAGE_SEGMENT_SHORT,   /* the recovery point's segment ends before its byte */
+    REALLOG_DAMAGE_SEGMENT_MISSING, /* the recovery point's segment does not exist */
+    REALLOG_DAMAGE_LOG_SHORT,       /* the segments end before the recovery point's segment */
+    REALLOG_DAMAGE_COUNT_
+} reallog_damage;
+
+/* "crc", "segment_gap", ...: the kind's name in reports */
+const char *reallog_damage_name(reallog_damage d);
+
+#define REALLOG_SEG_NAME_LEN 24       /* 20 digits + ".seg" */
+
+typedef struct reallog_report {
+    /* meta */
+    int has_meta;
+    char env_id[MSG_MAX_ID_LEN + 1];
+    uint32_t obs_dim;
+    uint32_t act_dim;
+    /* the recovery point (has_rp 0: a log from before it existed, checked by the old rule) */
+    int has_rp;
+    uint64_t rp_gen;
+    uint64_t rp_end;                  /* acknowledged transitions */
+    uint64_t rp_seg_first;            /* the segment the end lies in */
+    uint64_t rp_seg_bytes;            /* and its bytes up to the end */
+    reallog_sync rp_sync;
+    /* the files */
+    uint32_t segments;
+    uint64_t bytes;                   /* in all segment files */
+    /* verified in order up to the first damage (all of them for a clean log) */
+    uint64_t records;
+    uint64_t transitions;             /* = the log offset where verification stopped */
+    uint64_t torn_bytes;              /* clean: unacknowledged bytes open would truncate */
+    /* the first damage (kind NONE: the log is clean) */
+    reallog_damage kind;
+    char file[REALLOG_SEG_NAME_LEN + 1];  /* the segment it is in (or that is missing) */
+    uint64_t at_byte;                 /* its byte in that file */
+    int acknowledged;                 /* it lies before the recovery point */
+    uint64_t cut_offset;              /* the first log offset it affects: the cut */
+    char cut_file[REALLOG_SEG_NAME_LEN + 1];  /* the segment the cut log ends in ("": none) */
+    uint64_t cut_bytes;               /* and its bytes */
+    uint32_t removed_segments;        /* segment files the cut removes */
+    uint64_t dropped_transitions;     /* acknowledged, in [cut_offset, rp_end) */
+    uint64_t dropped_records;         /* acknowledged records from the cut to rp_end: the
+                                       * damaged one and every later one that still verifies
+                                       * (records of missing bytes cannot be counted) */
+    char detail[512];                 /* open's words for the damage */
+} reallog_report;
+
+typedef struct reallog_inspect {
+    char *dir;                        /* owned */
+    int dir_fd;
+    int lock_fd;
+    int exclusive;
+    uint64_t *firsts;                 /* (n_segs) owned: the segments' first offsets, sorted */
+    uint64_t *sizes;                  /* (n_segs) owned: their file sizes */
+    uint32_t n_segs;
+    uint32_t cut_seg;                 /* after a scan with damage: the segment the cut is in
+                                       * (n_segs: none, the log ends before the damage) */
+    uint64_t cut_pos;                 /* and its byte (0: the segment goes) */
+    int scanned;
+    reallog_report rep;
+} reallog_inspect_t;
+
+/* lock dir (exclusive: for a cut) and list its segments; writes nothing. 0, -ENOENT/-ENOTDIR
+ * (no such dir), -EINVAL (not a log: no meta, durable_end or segment), -EBUSY (in use:
+ * naming the dir), TWIG_ECORRUPT (a file that is not a segment name), -errno; err_msg() */
+int reallog_inspect_open(reallog_inspect_t *in, const char *dir, int exclusive);
+
+/* verify the whole log into *rep (also kept in in->rep). 0 (rep->kind says whether it is
+ * damaged), TWIG_ECORRUPT when the meta file or durable_end cannot be read as theirs (no
+ * cut can fix those), or -errno from reading; err_msg() */
+int reallog_inspect_scan(reallog_inspect_t *in, reallog_report *rep);
+
+/* after a scan that found damage, with the exclusive lock: cut the log at the damage (see
+ * above), each change synced. 0 (nothing to do on a clean log), or -errno with err_msg() */
+int reallog_inspect_cut(reallog_inspect_t *in);
+
+/* unlock and free; safe on a zeroed struct */
+void reallog_inspect_close(reallog_inspect_t *in);
+
 #endif
