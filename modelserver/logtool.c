@@ -285,13 +285,11 @@ static void logtool_print_human(FILE *f, const char *dir, const reallog_report *
     } else {
         fprintf(f, "  a cut there keeps no segment");
     }
-    fprintf(f, ", removes %u segment file(s) and drops %" PRIu64 " acknowledged transitions in %"
-            PRIu64 " records%s\n", r->removed_segments, r->dropped_transitions,
-            r->dropped_records,
-            r->kind == REALLOG_DAMAGE_SEGMENT_MISSING || r->kind == REALLOG_DAMAGE_LOG_SHORT ||
-                    r->kind == REALLOG_DAMAGE_SEGMENT_GAP
-                ? " (records of missing files are not counted)"
-                : "");
+    fprintf(f, ", removes %u segment file(s) and drops %" PRIu64 " acknowledged transitions:"
+            " %" PRIu64 " in %" PRIu64 " records that still verify, %" PRIu64 " in damaged or"
+            " missing bytes\n", r->removed_segments, r->dropped_transitions,
+            r->dropped_transitions - r->dropped_unreadable, r->dropped_records,
+            r->dropped_unreadable);
 }
 
 static void logtool_print_json(FILE *f, const char *tool, const char *dir, const char *status,
@@ -316,10 +314,11 @@ static void logtool_print_json(FILE *f, const char *tool, const char *dir, const
         fprintf(f, ",\"damage\":{\"kind\":\"%s\",\"file\":\"%s\",\"byte\":%" PRIu64
                 ",\"first_offset\":%" PRIu64 ",\"acknowledged\":%s,\"cut_file\":\"%s\","
                 "\"cut_bytes\":%" PRIu64 ",\"removed_segments\":%u,\"dropped_transitions\":%"
-                PRIu64 ",\"dropped_records\":%" PRIu64 ",\"detail\":",
+                PRIu64 ",\"dropped_records\":%" PRIu64 ",\"dropped_unreadable\":%" PRIu64 ",\"detail\":",
                 reallog_damage_name(r->kind), r->file, r->at_byte, r->cut_offset,
                 r->acknowledged ? "true" : "false", r->cut_file, r->cut_bytes,
-                r->removed_segments, r->dropped_transitions, r->dropped_records);
+                r->removed_segments, r->dropped_transitions, r->dropped_records,
+                r->dropped_unreadable);
         logtool_json_str(f, r->detail);
         fputc('}', f);
     } else {
@@ -405,9 +404,10 @@ static int logtool_repair(const logtool_args *a, FILE *out, FILE *err)
         return LOGTOOL_EXIT_DAMAGED;
     }
     fprintf(out, "repaired: cut at offset %" PRIu64 ", dropped %" PRIu64 " acknowledged"
-            " transitions in %" PRIu64 " records; the log now holds %" PRIu64 " transitions in %"
-            PRIu64 " records\n", r.cut_offset, r.dropped_transitions, r.dropped_records,
-            after.transitions, after.records);
+            " transitions (%" PRIu64 " records that still verified, %" PRIu64 " transitions in"
+            " damaged or missing bytes); the log now holds %" PRIu64 " transitions in %" PRIu64
+            " records\n", r.cut_offset, r.dropped_transitions, r.dropped_records,
+            r.dropped_unreadable, after.transitions, after.records);
     if (a->json) {
         logtool_print_json(out, "log repair", a->dir, "repaired", &r, a->backup);
     }

@@ -686,7 +686,8 @@ static void reallog_verdict_text(char *out, size_t n, const char *dir, const cha
     switch (v) {
     case REALLOG_VERDICT_GAP:
         snprintf(out, n, "segment %s/%s starts at offset %" PRIu64
-                 " but the log before it ends at %" PRIu64, dir, name, w->seg_first, w->end);
+                 " but the log before it ends at %" PRIu64 ": a segment before it is missing or was"
+                 " cut short", dir, name, w->seg_first, w->end);
         break;
     case REALLOG_VERDICT_BAD_ACKED:
         if (bd->protect == UINT64_MAX) {
@@ -1981,12 +1982,14 @@ static void reallog_count_cb(void *arg, const reallog_hdr *h, uint64_t pos)
     (void)pos;
 }
 
-/* records that still verify from byte from of segment si to the end of the log whose first
- * offset lies below limit (the acknowledged ones the cut drops) */
+/* the records that still verify from byte from of segment si to the end of the log whose
+ * first offset lies below limit (the acknowledged ones a cut there drops): how many, and
+ * their transitions */
 static int reallog_count_after(const reallog_inspect_t *in, uint32_t si, uint64_t from,
-                               uint64_t limit, uint64_t *count)
+                               uint64_t limit, uint64_t *records, uint64_t *transitions)
 {
-    *count = 0;
+    *records = 0;
+    *transitions = 0;
     for (uint32_t i = si; i < in->n_segs; i++, from = 0) {
         reallog_seg_map m;
         int rc = reallog_seg_map_open(&m, in, i);
@@ -1996,7 +1999,10 @@ static int reallog_count_after(const reallog_inspect_t *in, uint32_t si, uint64_
         reallog_hdr h;
         for (uint64_t p = reallog_next_valid(&h, m.map, from, m.size); p != UINT64_MAX;
              p = reallog_next_valid(&h, m.map, p + h.len, m.size)) {
-            *count += h.first_offset < limit;
+            if (h.first_offset < limit) {
+                *records += 1;
+                *transitions += h.count;
+            }
         }
         reallog_seg_map_close(&m);
     }
@@ -2037,11 +2043,14 @@ static int reallog_inspect_damage(reallog_inspect_t *in, uint32_t si, reallog_ve
         return 0;
     }
     r->dropped_transitions = r->rp_end - r->cut_offset;
-    /* the damaged record itself, when it does not parse, then every later one that does */
-    uint64_t later = 0;
+    /* the records from the cut on that still verify (past a damaged one: its length may be
+     * what is damaged, so they are found by their magic and CRC); the rest of the dropped
+     * transitions lie in bytes that do not verify or are gone */
+    uint64_t readable = 0;
     int rc = reallog_count_after(in, si, in->cut_pos + (reallog_damage_is_framing(r->kind) ? 4 : 0),
-                                 r->rp_end, &later);
-    r->dropped_records = later + reallog_damage_is_framing(r->kind);
+                                 r->rp_end, &r->dropped_records, &readable);
+    r->dropped_unreadable = readable < r->dropped_transitions ? r->dropped_transitions - readable
+                                                               : 0;
     return rc;
 }
 
@@ -2120,6 +2129,7 @@ int reallog_inspect_scan(reallog_inspect_t *in, reallog_report *out)
             r->cut_offset = end;
             r->acknowledged = 1;
             r->dropped_transitions = rp.end - end;
+            r->dropped_unreadable = rp.end - end;   /* in files that are gone */
             in->cut_seg = in->n_segs;   /* nothing to truncate: the durable end moves back */
         }
     }
@@ -2191,5 +2201,16 @@ int reallog_inspect_cut(reallog_inspect_t *in)
     if (snprintf(path, sizeof path, "%s/" REALLOG_RP_NAME, in->dir) >= (int)sizeof path) {
         return err_set(-ENAMETOOLONG, "data dir path is too long");
     }
-    return atomic_file_write(path, buf, sizeof buf);
+    int rc = atomic_file_write(path, buf, sizeof buf);
+    if (rc < 0) {
+        return rc;
+    }
+    /* the dir as it is now, for a scan after the cut */
+    free(in->firsts);
+    free(in->sizes);
+    in->sizes = NULL;
+    in->scanned = 0;
+    rc = reallog_list_segs(in->dir, &in->firsts, &in->n_segs);
+    in->sizes = xcalloc(in->n_segs ? in->n_segs : 1, sizeof *in->sizes);
+    return rc;
 }

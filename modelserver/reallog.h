@@ -393,9 +393,10 @@ typedef struct reallog_report {
     uint64_t cut_bytes;               /* and its bytes */
     uint32_t removed_segments;        /* segment files the cut removes */
     uint64_t dropped_transitions;     /* acknowledged, in [cut_offset, rp_end) */
-    uint64_t dropped_records;         /* acknowledged records from the cut to rp_end: the
-                                       * damaged one and every later one that still verifies
-                                       * (records of missing bytes cannot be counted) */
+    uint64_t dropped_records;         /* records from the cut on, below rp_end, that still
+                                       * verify (a cut drops them too) */
+    uint64_t dropped_unreadable;      /* of dropped_transitions, those in no such record:
+                                       * in damaged bytes or missing files */
     char detail[512];                 /* open's words for the damage */
 } reallog_report;
 
