@@ -314,7 +314,8 @@ static void logtool_print_json(FILE *f, const char *tool, const char *dir, const
         fprintf(f, ",\"damage\":{\"kind\":\"%s\",\"file\":\"%s\",\"byte\":%" PRIu64
                 ",\"first_offset\":%" PRIu64 ",\"acknowledged\":%s,\"cut_file\":\"%s\","
                 "\"cut_bytes\":%" PRIu64 ",\"removed_segments\":%u,\"dropped_transitions\":%"
-                PRIu64 ",\"dropped_records\":%" PRIu64 ",\"dropped_unreadable\":%" PRIu64 ",\"detail\":",
+                PRIu64 ",\"dropped_records\":%" PRIu64 ",\"dropped_unreadable\":%" PRIu64
+                ",\"detail\":",
                 reallog_damage_name(r->kind), r->file, r->at_byte, r->cut_offset,
                 r->acknowledged ? "true" : "false", r->cut_file, r->cut_bytes,
                 r->removed_segments, r->dropped_transitions, r->dropped_records,

@@ -505,7 +505,8 @@ static const struct {
     [REALLOG_DAMAGE_SEGMENT_GAP] = {"segment_gap", "the segment starts past the log's end"},
     [REALLOG_DAMAGE_RP_MISMATCH] = {"rp_mismatch", "the recovery point names another offset"},
     [REALLOG_DAMAGE_SEGMENT_SHORT] = {"segment_short", "segment cut short of the recovery point"},
-    [REALLOG_DAMAGE_SEGMENT_MISSING] = {"segment_missing", "the recovery point's segment is missing"},
+    [REALLOG_DAMAGE_SEGMENT_MISSING] = {"segment_missing",
+                                        "the recovery point's segment is missing"},
     [REALLOG_DAMAGE_LOG_SHORT] = {"log_short", "the log ends before the recovery point"},
 };
 
@@ -2108,8 +2109,10 @@ int reallog_inspect_scan(reallog_inspect_t *in, reallog_report *out)
         in->sizes[i] = w.pos;   /* the verified bytes: what a cut keeps */
         if (v == REALLOG_VERDICT_TORN) {
             r->torn_bytes = m.size - w.pos;
-        } else if (v != REALLOG_VERDICT_OK && (rc = reallog_inspect_damage(in, i, v, &w, &bd)) < 0) {
-            return rc;
+        } else if (v != REALLOG_VERDICT_OK) {
+            if ((rc = reallog_inspect_damage(in, i, v, &w, &bd)) < 0) {
+                return rc;
+            }
         }
     }
     for (uint32_t i = in->cut_seg + 1; i < in->n_segs; i++) {

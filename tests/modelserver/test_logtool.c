@@ -343,7 +343,8 @@ Test(logtool, truncated_middle_segment_is_cut_at_its_last_whole_record)
     char out[8192];
     int rc = check(out, sizeof out);
     cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
-    expect_has(out, "\"kind\":\"record_short\",\"file\":\"00000000000000000400.seg\",\"byte\":1400");
+    expect_has(out,
+               "\"kind\":\"record_short\",\"file\":\"00000000000000000400.seg\",\"byte\":1400");
     cr_expect_eq(json_int(out, "first_offset"), 428, "%s", out);
     cr_expect_eq(json_int(out, "dropped_transitions"), END - 428, "%s", out);
     /* records 7..19 of segment 5 are gone (13 * 4), segments 6..14 verify (180 records) */
