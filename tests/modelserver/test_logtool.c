@@ -485,3 +485,41 @@ Test(logtool, bad_arguments_exit_2_naming_the_problem)
     cr_expect_eq(run_ms(out, sizeof out, help), 0);
     expect_has(out, "twig-modelserver log repair DIR --backup BACKUP_DIR");
 }
+
+Test(logtool, deleted_last_segment_is_the_recovery_points_segment_missing)
+{
+    write_log();
+    char p[320];
+    seg_path(p, sizeof p, N_SEGS - 1);
+    cr_assert_eq(unlink(p), 0);
+    char out[8192];
+    int rc = check(out, sizeof out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    expect_has(out, "\"kind\":\"segment_missing\",\"file\":\"00000000000000001120.seg\"");
+    cr_expect_eq(json_int(out, "first_offset"), END - SEG_TRANS, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_transitions"), SEG_TRANS, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_records"), 0, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_unreadable"), SEG_TRANS, "%s", out);
+    cr_expect_eq(json_int(out, "removed_segments"), 0, "%s", out);
+    expect_has(out, "\"cut_file\":\"00000000000000001040.seg\",\"cut_bytes\":4000");
+    expect_repair(END - SEG_TRANS, SEG_TRANS);
+}
+
+Test(logtool, last_segment_cut_short_of_the_recovery_point)
+{
+    write_log();
+    char p[320];
+    seg_path(p, sizeof p, N_SEGS - 1);
+    cr_assert_eq(truncate(p, 10 * REC_BYTES), 0);   /* at a record boundary: offset 1160 */
+    char out[8192];
+    int rc = check(out, sizeof out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    expect_has(out,
+               "\"kind\":\"segment_short\",\"file\":\"00000000000000001120.seg\",\"byte\":2000");
+    cr_expect_eq(json_int(out, "first_offset"), 1160, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_transitions"), END - 1160, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_records"), 0, "%s", out);
+    cr_expect_eq(json_int(out, "dropped_unreadable"), END - 1160, "%s", out);
+    expect_has(out, "the file was cut short");
+    expect_repair(1160, END - 1160);
+}
