@@ -171,6 +171,27 @@ static int logtool_backup(int dir_fd, const char *dir, const char *backup)
     } else {
         snprintf(parent, sizeof parent, ".");
     }
+    /* never inside the data dir: its nearest existing ancestor must lie outside it */
+    char real_dir[PATH_MAX], anc[PATH_MAX], real_anc[PATH_MAX];
+    snprintf(anc, sizeof anc, "%s", parent);
+    while (!realpath(anc, real_anc)) {
+        char *cut = strrchr(anc, '/');
+        if (!cut || cut == anc) {
+            snprintf(anc, sizeof anc, "%s", cut == anc ? "/" : ".");
+        } else {
+            *cut = '\0';
+            continue;
+        }
+        if (!realpath(anc, real_anc)) {
+            return err_set(-errno, "backup dir %s: %s", backup, strerror(errno));
+        }
+        break;
+    }
+    size_t dl = realpath(dir, real_dir) ? strlen(real_dir) : 0;
+    if (dl > 0 && strncmp(real_anc, real_dir, dl) == 0 &&
+        (real_anc[dl] == '\0' || real_anc[dl] == '/')) {
+        return err_set(-EINVAL, "backup dir %s is inside the data dir %s", backup, dir);
+    }
     int rc = fs_mkdir_p(parent);
     if (rc < 0) {
         return rc;
@@ -386,7 +407,7 @@ static int logtool_repair(const logtool_args *a, FILE *out, FILE *err)
     if ((rc = logtool_backup(in.dir_fd, a->dir, a->backup)) < 0) {
         reallog_inspect_close(&in);
         return logtool_fail(err, "repair: no backup, the log is unchanged",
-                            rc == -EEXIST ? -EINVAL : TWIG_EINTERNAL);
+                            rc == -EEXIST || rc == -EINVAL ? -EINVAL : TWIG_EINTERNAL);
     }
     fprintf(out, "backup: %s (every file copied and fsync'ed)\n", a->backup);
     if ((rc = reallog_inspect_cut(&in)) < 0) {

@@ -452,6 +452,8 @@ Test(logtool, bad_arguments_exit_2_naming_the_problem)
     cr_assert_eq(mkdir(notlog, 0755), 0);
     snprintf(existing, sizeof existing, "%s/exists", tmp);
     cr_assert_eq(mkdir(existing, 0755), 0);
+    char inside[320];
+    snprintf(inside, sizeof inside, "%s/sub/backup", dir);
     struct {
         const char *args[8];
         const char *want;
@@ -465,6 +467,7 @@ Test(logtool, bad_arguments_exit_2_naming_the_problem)
         {{"log", "repair", dir, NULL}, "repair needs --backup BACKUP_DIR"},
         {{"log", "repair", dir, "--backup", NULL}, "--backup needs a directory"},
         {{"log", "repair", dir, "--backup", existing, NULL}, "exists already"},
+        {{"log", "repair", dir, "--backup", inside, NULL}, "is inside the data dir"},
         {{"log", "check", "/nonexistent/twig-log", NULL}, "/nonexistent/twig-log"},
         {{"log", "check", notlog, NULL}, "is not a real-transition log"},
     };
