@@ -212,6 +212,12 @@ Test(members, replicas_join_leave_die_and_pause_and_every_step_gets_exactly_r_br
     start_worker(&a, "a", w.ms.addr, w.ln.addr);
     start_worker(&b, "b", w.ms.addr, w.ln.addr);
     procfix_wait_stat(w.ln.addr, "learner", "members", 2, 30000);
+    /* the learner must have looked at the (empty) log before the first append: real steps
+     * already in the log when it first looks count as met (learner_take_real), so a late
+     * first fetch under load would start the quota past INIT and the count below would miss
+     * R branches for each step before it */
+    procfix_wait_stat(w.ln.addr, "learner", "quota_start", INIT, 30000);
+    cr_assert_eq(ln_stat(&w, "quota_start"), INIT, "the chunks start at the first model point");
     append_to(&w, 400);
     wait_quota(&w, 400, 120000, "two members");
 
