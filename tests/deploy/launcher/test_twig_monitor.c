@@ -154,7 +154,15 @@ Test(twig_monitor, watches_a_run_started_by_hand_to_its_final_evaluation, .timeo
     }
     pid_t mp = procfix_spawn(argv, mon_out);
 
-    /* while it runs: twig status sees both services, by role */
+    /* while it runs: twig status sees both services, by role, once each answers liveness
+     * (a loaded machine may take seconds to start them) */
+    for (int i = 0; i < 2; i++) {
+        int st;
+        cr_assert_eq(procspawn_wait_health(&st, d[i].addr, RPC_HEALTH_LIVENESS, d[i].pid, 60000,
+                                           PROCFIX_POLL_MS),
+                     0, "%s at %s not live: %s (log %s/%s.log)", d[i].name, d[i].addr,
+                     err_msg(), dir, d[i].name);
+    }
     const char *st[] = {"status", d[1].addr, d[0].addr, NULL};
     int sc = run_twig(dir, "status", st, 20000);
     snprintf(path, sizeof path, "%s/status.out", dir);
