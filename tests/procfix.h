@@ -136,6 +136,32 @@ static inline pid_t procfix_spawn(const char *const *argv, const char *log_file)
     return procfix_spawn_io(argv, log_file, log_file);
 }
 
+/* spawn bin with args (NULL-terminated, at most 62), stdout and stderr into out_file, which is
+ * emptied first so a later read sees only this run's output */
+static inline pid_t procfix_spawn_bin(const char *bin, const char *const *args,
+                                      const char *out_file)
+{
+    const char *argv[64] = {bin};
+    int k = 1;
+    for (; args[k - 1]; k++) {
+        cr_assert_lt(k, 63, "too many arguments for %s", bin);
+        argv[k] = args[k - 1];
+    }
+    argv[k] = NULL;
+    unlink(out_file);
+    return procfix_spawn(argv, out_file);
+}
+
+/* path's text into out (at most n - 1 bytes, NUL-terminated) */
+static inline void procfix_read_text(char *out, size_t n, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    size_t got = fread(out, 1, n - 1, f);
+    out[got] = '\0';
+    fclose(f);
+}
+
 /* kill -9 and reap every process this test spawned that still runs (suite fini: a failed
  * assertion may have left servers behind, writing into the run dir) */
 static inline void procfix_reap_all(void)

@@ -138,22 +138,10 @@ static void expect_log_holds(uint64_t end)
 /* run twig-modelserver with args (NULL-terminated); exit status, stdout + stderr in out */
 static int run_ms(char *out, size_t n, const char *const *args)
 {
-    const char *argv[16] = {MS_BIN};
-    int k = 1;
-    for (; args[k - 1]; k++) {
-        cr_assert_lt(k, 15);
-        argv[k] = args[k - 1];
-    }
-    argv[k] = NULL;
     char path[320];
     snprintf(path, sizeof path, "%s/out", tmp);
-    unlink(path);
-    int rc = procfix_exit_code(procfix_spawn(argv, path), 20000);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t got = fread(out, 1, n - 1, f);
-    out[got] = '\0';
-    fclose(f);
+    int rc = procfix_exit_code(procfix_spawn_bin(MS_BIN, args, path), 20000);
+    procfix_read_text(out, n, path);
     return rc;
 }
 

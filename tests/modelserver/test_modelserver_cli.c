@@ -39,17 +39,9 @@ TestSuite(modelserver_cli, .init = make_tmp, .fini = remove_tmp, .timeout = 120)
  * first: each run reads only its own output) */
 static pid_t start(const char *const *args)
 {
-    const char *argv[64] = {MS_BIN};
-    int k = 1;
-    for (; args[k - 1]; k++) {
-        cr_assert_lt(k, 63);
-        argv[k] = args[k - 1];
-    }
-    argv[k] = NULL;
     char out[256];
     snprintf(out, sizeof out, "%s/out", tmp);
-    unlink(out);
-    return procfix_spawn(argv, out);
+    return procfix_spawn_bin(MS_BIN, args, out);
 }
 
 /* run to completion; exit status, output (stdout + stderr) into out */
@@ -58,11 +50,7 @@ static int run(char *out, size_t n, const char *const *args)
     int rc = procfix_exit_code(start(args), 20000);
     char path[256];
     snprintf(path, sizeof path, "%s/out", tmp);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t got = fread(out, 1, n - 1, f);
-    out[got] = '\0';
-    fclose(f);
+    procfix_read_text(out, n, path);
     return rc;
 }
 
